@@ -1,0 +1,67 @@
+# Helpers shared by the module CMakeLists.
+
+# Finds LibTorch through the Python wheel unless Torch_DIR/CMAKE_PREFIX_PATH already point at one.
+macro(longhaul_find_torch)
+  if(NOT Torch_DIR)
+    find_package(Python3 COMPONENTS Interpreter REQUIRED)
+    execute_process(COMMAND ${Python3_EXECUTABLE} -c "import torch; print(torch.utils.cmake_prefix_path)"
+                    OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc)
+    if(NOT _rc EQUAL 0)
+      message(FATAL_ERROR "longhaul: cannot import torch with ${Python3_EXECUTABLE}; run scripts/setup.sh")
+    endif()
+    list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
+  endif()
+  # torch's config looks for the CUDA toolkit itself when the wheel has CUDA; our kernels target
+  # Hopper (sm_90a) unless CMAKE_CUDA_ARCHITECTURES says otherwise.
+  if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(ENV{TORCH_CUDA_ARCH_LIST} "9.0a")
+  endif()
+  find_package(Torch REQUIRED)
+  if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+    set(LONGHAUL_TORCH_HAS_CUDA ON)
+  else()
+    set(LONGHAUL_TORCH_HAS_CUDA OFF)
+  endif()
+  # Imported target for the parts of torch we link (ATen, c10), without torch_python.
+  if(NOT TARGET longhaul_torch)
+    add_library(longhaul_torch INTERFACE)
+    target_link_libraries(longhaul_torch INTERFACE ${TORCH_LIBRARIES})
+    install(TARGETS longhaul_torch EXPORT longhaulTargets)
+  endif()
+endmacro()
+
+# Fails configuration when an option was forced ON without its dependency.
+function(longhaul_require option found what)
+  if(${option} AND NOT ${found})
+    message(FATAL_ERROR "longhaul: ${option}=ON needs ${what}, which was not found")
+  endif()
+endfunction()
+
+# One library target per module: sources, public include roots, shared ATen precompiled header.
+function(longhaul_module name)
+  cmake_parse_arguments(M "" "" "SOURCES;LINK" ${ARGN})
+  add_library(longhaul_${name} ${M_SOURCES})
+  add_library(longhaul::${name} ALIAS longhaul_${name})
+  target_include_directories(longhaul_${name} PUBLIC
+      $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+      $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
+      $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/longhaul>
+      $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_libraries(longhaul_${name} PUBLIC ${M_LINK})
+  target_compile_options(longhaul_${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
+  set_target_properties(longhaul_${name} PROPERTIES EXPORT_NAME ${name})
+  longhaul_use_pch(longhaul_${name})
+  install(TARGETS longhaul_${name} EXPORT longhaulTargets
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endfunction()
+
+# ATen's headers dominate compile time: one precompiled header, built once and reused.
+function(longhaul_use_pch target)
+  if(NOT TARGET longhaul_pch)
+    file(WRITE ${PROJECT_BINARY_DIR}/pch_stub.cpp "// anchor for the shared ATen precompiled header\n")
+    add_library(longhaul_pch OBJECT ${PROJECT_BINARY_DIR}/pch_stub.cpp)
+    target_link_libraries(longhaul_pch PRIVATE longhaul_torch)
+    target_precompile_headers(longhaul_pch PRIVATE <ATen/ATen.h>)
+  endif()
+  target_precompile_headers(${target} REUSE_FROM longhaul_pch)
+endfunction()

@@ -1,0 +1,38 @@
+#include "launch/cli.h"
+
+#include <iostream>
+
+namespace longhaul::cli {
+
+void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s) {
+  desc.add_options()
+      ("backend", po::value(&opts.backend)->default_value("auto"), "communicator: auto, mpi or local")
+      ("timeout", po::value(&timeout_s)->default_value(300.0), "deadline of every communication wait, seconds")
+      ("threads", po::value(&opts.threads)->default_value(0), "threads per rank (0: from the CPU affinity)");
+}
+
+bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
+           const std::string& usage, const po::positional_options_description* positional) {
+  po::options_description all(desc);
+  all.add_options()("help,h", "show this help");
+  auto parser = po::command_line_parser(args).options(all);
+  if (positional) parser.positional(*positional);
+  po::store(parser.run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: " << usage << "\n\n" << all << std::endl;
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+int guarded(int rank, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::cerr << "longhaul: error (rank " << rank << "): " << e.what() << std::endl;
+    return 1;
+  }
+}
+
+}  // namespace longhaul::cli

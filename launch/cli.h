@@ -1,0 +1,28 @@
+// The `longhaul` command-line tool: one function per subcommand, and helpers they share.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "launch/world.h"
+
+namespace longhaul::cli {
+
+namespace po = boost::program_options;
+
+int cmd_info(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
+
+// Options every command that builds a World shares: --backend, --timeout, --threads.
+void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s);
+// Parses args into vm; prints help and returns false for --help.
+bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
+           const std::string& usage, const po::positional_options_description* positional = nullptr);
+// Runs body, printing an exception as "longhaul: error: ..." (with the rank) and returning 1.
+// Keeps the World alive while the error is printed (its destructor may abort MPI).
+int guarded(int rank, const std::function<int()>& body);
+
+}  // namespace longhaul::cli

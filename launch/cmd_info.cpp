@@ -1,0 +1,57 @@
+// `longhaul info`: what this build contains and what the machine offers.
+#include <ATen/ATen.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include <iostream>
+
+#include "benchmarks/common/report.h"
+#include "launch/cli.h"
+#include "longhaul/config.h"
+
+namespace longhaul::cli {
+
+int cmd_info(const std::vector<std::string>& args) {
+  InitOptions init_opts;
+  double timeout_s = 300;
+  bool json = false;
+  po::options_description desc("longhaul info");
+  add_world_options(desc, init_opts, timeout_s);
+  desc.add_options()("json", po::bool_switch(&json), "one JSON object instead of the list");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "longhaul info [options]")) return 0;
+  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  init_opts.log_config = !json;
+  World world = init(init_opts);
+  return guarded(world.rank(), [&] {
+    int64_t devices = 0;
+    if (at::hasCUDA()) devices = c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).deviceCount();
+    bench::Row row;
+    row.add("version", std::string(LONGHAUL_VERSION))
+        .add("torch", std::string(LONGHAUL_TORCH_VERSION))
+        .add("backends", std::string("local") + (LONGHAUL_WITH_MPI ? ",mpi" : "") + (LONGHAUL_WITH_NCCL ? ",nccl" : ""))
+        .add("cuda_built", int64_t(LONGHAUL_WITH_CUDA))
+        .add("cuda_devices", devices)
+        .add("mpi_built", int64_t(LONGHAUL_WITH_MPI))
+        .add("nccl_built", int64_t(LONGHAUL_WITH_NCCL))
+        .add("hdf5_built", int64_t(LONGHAUL_WITH_HDF5))
+        .add("python_built", int64_t(LONGHAUL_WITH_PYTHON))
+        .add("launcher", world.launcher())
+        .add("backend", world.comm()->backend())
+        .add("world_size", int64_t(world.size()))
+        .add("threads", int64_t(world.threads()))
+        .add("affinity_cpus", int64_t(affinity_cpus()));
+    if (world.rank() != 0) return 0;
+    if (json) {
+      bench::print_json(std::cout, {row});
+    } else {
+      for (const auto& [k, v] : row.cells) {
+        std::cout << k << ": ";
+        std::visit([](const auto& x) { std::cout << x; }, v);
+        std::cout << "\n";
+      }
+    }
+    return 0;
+  });
+}
+
+}  // namespace longhaul::cli

@@ -1,0 +1,37 @@
+// longhaul: the command-line tool. `longhaul <command> --help` describes each command.
+#include <iostream>
+#include <map>
+
+#include "launch/cli.h"
+
+namespace {
+const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {
+    {"info", {longhaul::cli::cmd_info, "build configuration, backends, devices and threads"}},
+    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm (more to come: kernel, cp, data)"}},
+};
+
+void usage(std::ostream& os) {
+  os << "usage: longhaul <command> [options]   (longhaul <command> --help)\n\ncommands:\n";
+  for (const auto& [name, cmd] : kCommands) os << "  " << name << "\t" << cmd.second << "\n";
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  auto it = kCommands.find(argv[1]);
+  if (it == kCommands.end()) {
+    std::cerr << "longhaul: unknown command '" << argv[1] << "'\n";
+    usage(std::cerr);
+    return 2;
+  }
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    return it->second.first(args);
+  } catch (const std::exception& e) {  // option errors, init failures
+    std::cerr << "longhaul " << argv[1] << ": error: " << e.what() << std::endl;
+    return 1;
+  }
+}

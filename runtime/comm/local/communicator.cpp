@@ -1,0 +1,198 @@
+#include "runtime/comm/local/communicator.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <tuple>
+
+#include "runtime/errors.h"
+
+namespace longhaul {
+namespace {
+
+// Makes work queued on t's device stream finish before the data is handed to another thread.
+void sync_device_stream(const at::Tensor& t) {
+  if (t.device().is_cpu()) return;
+  c10::impl::VirtualGuardImpl impl(t.device().type());
+  impl.getStream(t.device()).synchronize();
+}
+
+struct PendingRecv {
+  at::Tensor dst;
+  WorkPtr work;
+};
+
+// Mailboxes shared by the thread-ranks of one local communicator.
+class Hub {
+ public:
+  explicit Hub(int size) : size_(size) {}
+  int size() const { return size_; }
+
+  void post_send(int src, int dst, int tag, const at::Tensor& t) {
+    Channel& ch = channel(src, dst, tag);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ch.recvs.empty() && t.device().is_cpu() && ch.recvs.front().dst.device().is_cpu()) {
+      PendingRecv r = std::move(ch.recvs.front());
+      ch.recvs.pop_front();
+      lock.unlock();
+      deliver(r, t, src, tag);  // straight into the waiting receiver's buffer
+      return;
+    }
+    lock.unlock();
+    at::Tensor copy = t.clone();  // copy on send: the caller may reuse its buffer at once
+    sync_device_stream(copy);
+    lock.lock();
+    if (!ch.recvs.empty()) {
+      PendingRecv r = std::move(ch.recvs.front());
+      ch.recvs.pop_front();
+      lock.unlock();
+      deliver(r, copy, src, tag);
+      return;
+    }
+    ch.messages.push_back(std::move(copy));
+  }
+
+  void post_recv(int dst, int src, int tag, const at::Tensor& t, const WorkPtr& work) {
+    Channel& ch = channel(src, dst, tag);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ch.messages.empty()) {
+      at::Tensor msg = std::move(ch.messages.front());
+      ch.messages.pop_front();
+      lock.unlock();
+      PendingRecv r{t, work};
+      deliver(r, msg, src, tag);
+      return;
+    }
+    ch.recvs.push_back({t, work});
+  }
+
+  // The communicator of one color of the seq-th split, shared by all its members.
+  std::shared_ptr<Hub> sub_hub(uint64_t seq, int color, int size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& h = splits_[{seq, color}];
+    if (!h) h = std::make_shared<Hub>(size);
+    return h;
+  }
+
+ private:
+  struct Channel {
+    std::deque<at::Tensor> messages;
+    std::deque<PendingRecv> recvs;
+  };
+
+  Channel& channel(int src, int dst, int tag) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return channels_[{src, dst, tag}];  // std::map nodes are stable
+  }
+
+  static void deliver(PendingRecv& r, const at::Tensor& msg, int src, int tag) {
+    if (msg.scalar_type() != r.dst.scalar_type() || msg.numel() != r.dst.numel()) {
+      r.work->fail(detail::str_cat("message from rank ", src, " (tag ", tag, ") holds ", msg.numel(), " ",
+                                   msg.scalar_type(), " elements, the receive expects ", r.dst.numel(), " ",
+                                   r.dst.scalar_type(), " elements"));
+      return;
+    }
+    if (r.dst.device().is_cpu() && msg.device().is_cpu()) {
+      r.dst.view(msg.sizes()).copy_(msg);
+    } else {
+      // Device copies run on the receiving thread's stream, when it waits.
+      at::Tensor dst = r.dst;
+      r.work->set_finish([dst, msg]() mutable { dst.view(msg.sizes()).copy_(msg); });
+    }
+    r.work->complete_part();
+  }
+
+  int size_;
+  std::mutex mu_;
+  std::map<std::tuple<int, int, int>, Channel> channels_;
+  std::map<std::pair<uint64_t, int>, std::shared_ptr<Hub>> splits_;
+};
+
+class LocalCommunicator : public Communicator {
+ public:
+  LocalCommunicator(std::shared_ptr<Hub> hub, int rank, CommOptions options)
+      : Communicator(options), hub_(std::move(hub)), rank_(rank) {}
+
+  int rank() const override { return rank_; }
+  int size() const override { return hub_->size(); }
+  std::string backend() const override { return "local"; }
+
+  std::shared_ptr<Communicator> split(int color, int key) override {
+    at::Tensor mine = at::tensor({int64_t(color), int64_t(key)}, at::kLong).view({1, 2});
+    at::Tensor all = at::empty({size(), 2}, at::kLong);
+    all_gather(all, mine)->wait();
+    const uint64_t seq = split_seq_++;
+    if (color < 0) return nullptr;
+    std::vector<std::pair<int64_t, int>> members;  // (key, old rank)
+    auto a = all.accessor<int64_t, 2>();
+    for (int r = 0; r < size(); ++r)
+      if (a[r][0] == color) members.emplace_back(a[r][1], r);
+    std::sort(members.begin(), members.end());
+    int new_rank = 0;
+    while (members[new_rank].second != rank_) ++new_rank;
+    auto sub = hub_->sub_hub(seq, color, static_cast<int>(members.size()));
+    CommOptions opts;
+    opts.timeout = timeout();
+    return std::make_shared<LocalCommunicator>(sub, new_rank, opts);
+  }
+
+ protected:
+  WorkPtr do_send(const at::Tensor& t, int peer, int tag) override {
+    hub_->post_send(rank_, peer, tag, t);
+    return Work::completed(describe(detail::str_cat("send to peer ", peer)));
+  }
+
+  WorkPtr do_recv(at::Tensor& t, int peer, int tag) override {
+    auto work = std::make_shared<Work>(
+        describe(detail::str_cat("recv from peer ", peer, " (tag ", tag, ", ", nbytes(t), " bytes)")), timeout());
+    hub_->post_recv(rank_, peer, tag, t, work);
+    return work;
+  }
+
+  bool supports_device(const at::Device& device) const override {
+    return device.is_cpu() || device.is_cuda();
+  }
+
+ private:
+  std::shared_ptr<Hub> hub_;
+  int rank_;
+  uint64_t split_seq_ = 0;
+};
+
+}  // namespace
+
+std::vector<CommPtr> create_local_world(int size, CommOptions options) {
+  LH_CHECK(size >= 1, "local world size must be at least 1, got ", size);
+  auto hub = std::make_shared<Hub>(size);
+  std::vector<CommPtr> comms;
+  for (int r = 0; r < size; ++r) comms.push_back(std::make_shared<LocalCommunicator>(hub, r, options));
+  return comms;
+}
+
+void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options) {
+  auto comms = create_local_world(size, options);
+  const int saved_threads = at::get_num_threads();
+  at::set_num_threads(1);  // P thread-ranks share the cores; each runs single-threaded
+  std::vector<std::exception_ptr> errors(size);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        fn(*comms[r]);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  at::set_num_threads(saved_threads);
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace longhaul

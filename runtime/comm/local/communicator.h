@@ -1,0 +1,23 @@
+// The `local` backend: P ranks as threads of one process, for fast tests and to emulate a P-rank
+// ring on one device. A send copies its tensor at once (the caller may reuse the buffer when the
+// call returns); CUDA tensors are copied on the sender's current stream, which is synchronised
+// before the message becomes visible, and received on the receiver's current stream.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "runtime/comm/comm.h"
+
+namespace longhaul {
+
+// Creates the communicators of a P-rank local world; element r is rank r's.
+std::vector<CommPtr> create_local_world(int size, CommOptions options = {});
+
+// Runs fn(comm) on `size` threads, one per rank, single-threaded ATen inside; joins all and
+// rethrows the first exception (after every thread ended, so none is left blocked forever:
+// deadlines end their waits).
+void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options = {});
+
+}  // namespace longhaul

@@ -1,0 +1,227 @@
+#include "runtime/comm/mpi/engine.h"
+
+#include <memory>
+
+#include "runtime/comm/mpi/check.h"
+#include "runtime/errors.h"
+
+namespace longhaul::mpi {
+
+namespace {
+std::mutex g_instance_mu;
+Engine* g_instance = nullptr;
+
+// While a caller waits, or shortly after activity, the engine polls without pause (latency).
+// Otherwise the caller is computing: the engine sleeps between polls, doubling the pause up to
+// kMaxPause, so it takes little of the caller's core yet answers a peer within a fraction of a ms.
+constexpr auto kSpinAfterActivity = std::chrono::microseconds(50);
+constexpr auto kMinPause = std::chrono::microseconds(20);
+constexpr auto kMaxPause = std::chrono::microseconds(320);
+}  // namespace
+
+Engine& Engine::instance() {
+  std::lock_guard<std::mutex> lock(g_instance_mu);
+  if (!g_instance) g_instance = new Engine();
+  return *g_instance;
+}
+
+bool Engine::running() {
+  std::lock_guard<std::mutex> lock(g_instance_mu);
+  return g_instance != nullptr;
+}
+
+void Engine::shutdown() {
+  std::lock_guard<std::mutex> lock(g_instance_mu);
+  delete g_instance;
+  g_instance = nullptr;
+}
+
+Engine::Engine() {
+  thread_ = std::thread([this] { loop(); });
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return ready_; });
+  if (!init_error_.empty()) {
+    lock.unlock();
+    thread_.join();
+    throw CommError(init_error_);
+  }
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Engine::submit(const WorkPtr& work, std::function<std::vector<Request>()> post, std::vector<at::Tensor> keep) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back({work, std::move(post), std::move(keep)});
+  }
+  cv_.notify_all();
+}
+
+void Engine::add_waiter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++waiters_;
+  }
+  cv_.notify_all();
+}
+
+void Engine::remove_waiter() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --waiters_;
+}
+
+void Engine::run_sync(const std::function<void()>& fn, std::chrono::milliseconds timeout, const std::string& what) {
+  auto work = std::make_shared<Work>(what, timeout);
+  submit(work, [&fn] { fn(); return std::vector<Request>{}; }, {});
+  work->wait();
+}
+
+void Engine::loop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &thread_level_) != MPI_SUCCESS)
+        init_error_ = "MPI_Init_thread failed";
+      we_initialized_ = true;
+    } else {
+      MPI_Query_thread(&thread_level_);
+      if (thread_level_ < MPI_THREAD_SERIALIZED)
+        init_error_ = detail::str_cat("MPI was initialised by someone else with thread level ", thread_level_,
+                                      "; longhaul calls MPI from its progress thread and needs "
+                                      "MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE");
+    }
+    if (init_error_.empty()) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    ready_ = true;
+  }
+  cv_.notify_all();
+  if (!init_error_.empty()) return;
+
+  auto last_activity = Clock::now();
+  auto pause = kMinPause;
+  bool idle_poll = false;  // the previous poll found nothing to do
+  while (true) {
+    std::deque<Op> ops;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (queue_.empty() && outstanding_.empty() && !stop_) {
+        cv_.wait(lock, [&] { return !queue_.empty() || stop_; });
+      } else if (idle_poll && waiters_ == 0 && queue_.empty() && !stop_ &&
+                 Clock::now() - last_activity > kSpinAfterActivity) {
+        cv_.wait_for(lock, pause, [&] { return !queue_.empty() || waiters_ > 0 || stop_; });
+        pause = std::min(pause * 2, std::chrono::duration_cast<std::chrono::microseconds>(kMaxPause));
+      }
+      ops.swap(queue_);
+      if (stop_ && ops.empty()) break;
+    }
+    for (auto& op : ops) {
+      last_activity = Clock::now();
+      std::vector<Request> reqs;
+      try {
+        reqs = op.post();
+      } catch (const std::exception& e) {
+        op.work->fail(e.what());
+        continue;
+      }
+      if (reqs.empty()) {
+        op.work->complete_part();
+        continue;
+      }
+      // The Work has one part; it completes when the last of its requests does.
+      auto keep = std::make_shared<std::vector<at::Tensor>>(std::move(op.keep));
+      auto remaining = std::make_shared<int>(static_cast<int>(reqs.size()));
+      for (auto& r : reqs) {
+        handles_.push_back(r.handle);
+        outstanding_.push_back({r, op.work, keep});
+        remaining_.push_back(remaining);
+      }
+    }
+    idle_poll = false;
+    if (outstanding_.empty()) continue;
+    const size_t before = outstanding_.size();
+    poll();
+    if (outstanding_.size() < before || !ops.empty()) {
+      last_activity = Clock::now();
+      pause = kMinPause;
+    } else {
+      idle_poll = true;
+    }
+  }
+
+  if (we_initialized_) {
+    if (outstanding_.empty() && abandoned_ == 0) {
+      MPI_Finalize();
+    } else {
+      // Requests that can never complete (a peer stopped or died): finalising would hang.
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+  }
+}
+
+void Engine::poll() {
+  int n = static_cast<int>(handles_.size());
+  std::vector<int> indices(n);
+  std::vector<MPI_Status> statuses(n);
+  int count = 0;
+  const int rc = MPI_Testsome(n, handles_.data(), &count, indices.data(), statuses.data());
+  if (count == MPI_UNDEFINED || count == 0) {
+    if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+      for (auto& o : outstanding_) o.work->fail(error_string(rc));
+      // The requests are in an unknown state; drop them (the process will abort at shutdown).
+      handles_.clear();
+      abandoned_ += outstanding_.size();
+      outstanding_.clear();
+      remaining_.clear();
+    }
+    return;
+  }
+  std::vector<bool> finished(n, false);
+  for (int i = 0; i < count; ++i) {
+    const int k = indices[i];
+    finished[k] = true;
+    Outstanding& o = outstanding_[k];
+    const MPI_Status& st = statuses[i];
+    const int err = rc == MPI_ERR_IN_STATUS ? st.MPI_ERROR : MPI_SUCCESS;
+    if (err != MPI_SUCCESS) {
+      o.work->fail(detail::str_cat(o.req.expect_bytes >= 0 ? "receive from peer " : "send to peer ", o.req.peer,
+                                   ": ", error_string(err),
+                                   o.req.expect_bytes >= 0
+                                       ? detail::str_cat(" (the receive buffer holds ", o.req.expect_bytes, " bytes)")
+                                       : std::string()));
+      continue;
+    }
+    if (o.req.expect_bytes >= 0) {
+      int got = 0;
+      MPI_Get_count(&st, MPI_BYTE, &got);
+      if (got != o.req.expect_bytes) {
+        o.work->fail(detail::str_cat("message from peer ", o.req.peer, " has ", got,
+                                     " bytes, the receive expects ", o.req.expect_bytes,
+                                     " bytes (mismatched sizes or dtypes between the peers)"));
+        continue;
+      }
+    }
+    if (--*remaining_[k] == 0) o.work->complete_part();
+  }
+  // Compact the arrays (completed handles are MPI_REQUEST_NULL now).
+  size_t w = 0;
+  for (int k = 0; k < n; ++k) {
+    if (finished[k]) continue;
+    handles_[w] = handles_[k];
+    outstanding_[w] = std::move(outstanding_[k]);
+    remaining_[w] = std::move(remaining_[k]);
+    ++w;
+  }
+  handles_.resize(w);
+  outstanding_.resize(w);
+  remaining_.resize(w);
+}
+
+}  // namespace longhaul::mpi

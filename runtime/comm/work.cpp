@@ -1,0 +1,103 @@
+#include "runtime/comm/work.h"
+
+#include <iomanip>
+#include <sstream>
+
+#include "runtime/errors.h"
+
+namespace longhaul {
+
+namespace {
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+std::string fmt_seconds(double s) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(1) << s << " s";
+  return os.str();
+}
+}  // namespace
+
+Work::Work(std::string what, std::chrono::milliseconds timeout, int parts)
+    : what_(std::move(what)), start_(Clock::now()), timeout_(timeout), parts_left_(parts) {}
+
+std::shared_ptr<Work> Work::completed(std::string what) {
+  return std::make_shared<Work>(std::move(what), std::chrono::milliseconds(0), 0);
+}
+
+void Work::complete_part() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --parts_left_;
+  }
+  cv_.notify_all();
+}
+
+void Work::fail(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.empty()) error_ = reason;
+    parts_left_ = 0;
+  }
+  cv_.notify_all();
+}
+
+void Work::wait() {
+  for (auto& child : children_) child->wait();
+  bool pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending = parts_left_ > 0;
+  }
+  struct Waiting {  // tells the backend a caller blocks here (outside the lock)
+    Work* w;
+    bool active;
+    ~Waiting() {
+      if (active) w->waiting(false);
+    }
+  } guard{this, pending};
+  if (pending) waiting(true);
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_until(lock, deadline(), [&] { return parts_left_ <= 0; })) {
+      throw TimeoutError(detail::str_cat(what_, " did not complete within ", fmt_seconds(timeout_.count() / 1e3),
+                                         " (elapsed ", fmt_seconds(seconds_since(start_)),
+                                         "): the peer may be stopped, dead or not calling the matching operation"));
+    }
+    if (!error_.empty()) throw CommError(detail::str_cat(what_, " failed: ", error_));
+  }
+  run_finish();
+}
+
+bool Work::done() {
+  for (auto& child : children_)
+    if (!child->done()) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (parts_left_ > 0) return false;
+    if (!error_.empty()) throw CommError(detail::str_cat(what_, " failed: ", error_));
+  }
+  run_finish();
+  return true;
+}
+
+void Work::run_finish() {
+  // Only the owning (waiting) thread runs the finish step, so no lock is needed beyond the flag.
+  if (finished_) return;
+  finished_ = true;
+  if (finish_) finish_();
+}
+
+void wait_all(const std::vector<WorkPtr>& works) {
+  std::exception_ptr first;
+  for (const auto& w : works) {
+    try {
+      if (w) w->wait();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
+}
+
+}  // namespace longhaul

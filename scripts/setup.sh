@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what longhaul needs and is missing, nothing else. Idempotent: a second run only checks.
+#   Debian: Open MPI, HDF5, Boost.ProgramOptions, GoogleTest, OpenBLAS, ccache, ninja, cmake.
+#   PyPI:   torch (LibTorch comes from the wheel), numpy, pytest, h5py.
+# torch is pinned to 2.11.0: its PyPI build is for CUDA 13.0, the same CUDA as the toolkit here
+# and as the GPU machine's torch, so a process holds one CUDA runtime and one NCCL (torch's).
+set -euo pipefail
+TORCH_VERSION=2.11.0
+PY=${PYTHON:-python3}
+
+debs=(libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libboost-program-options-dev
+      libgtest-dev libopenblas-dev ccache ninja-build cmake g++ pkg-config)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+have_torch=$($PY -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
+if [ "$have_torch" != "$TORCH_VERSION" ]; then
+  echo "setup: installing torch==$TORCH_VERSION from PyPI (found: ${have_torch:-none})"
+  $PY -m pip install -q --root-user-action=ignore "torch==$TORCH_VERSION"
+fi
+for mod in numpy pytest h5py; do
+  $PY -c "import $mod" 2>/dev/null || { echo "setup: installing $mod"; $PY -m pip install -q --root-user-action=ignore "$mod"; }
+done
+echo "setup: ok (torch $($PY -c 'import torch; print(torch.__version__)'), $(mpirun --version | head -1))"

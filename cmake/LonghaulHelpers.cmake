@@ -65,3 +65,11 @@ function(longhaul_use_pch target)
   endif()
   target_precompile_headers(${target} REUSE_FROM longhaul_pch)
 endfunction()
+
+# An executable that shares the ATen precompiled header. The header was built -fPIC (for the
+# libraries); GCC refuses a PCH built with other PIC/PIE settings, so executables compile -fPIC too.
+function(longhaul_executable name)
+  add_executable(${name} ${ARGN})
+  target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fPIC>)
+  longhaul_use_pch(${name})
+endfunction()

@@ -109,7 +109,7 @@ class MpiCommunicator : public Communicator {
     std::string peers;
     for (const auto& op : ops) {
       keep.push_back(op.tensor);
-      peers += detail::str_cat(peers.empty() ? "" : ", ", op.kind == P2POp::Kind::Send ? "send to " : "recv from ",
+      peers += detail::str_cat(peers.empty() ? "" : ", ", op.kind == P2POp::Kind::Send ? "send to peer " : "recv from peer ",
                                op.peer);
     }
     return submit(detail::str_cat("exchange (", peers, ")"), keep, [this, ops] {

@@ -1,0 +1,85 @@
+// The local backend with 1–8 thread-ranks: every Communicator operation, errors and deadlines.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include "runtime/comm/local/communicator.h"
+#include "runtime/errors.h"
+#include "tests/common/collectives.h"
+
+namespace longhaul {
+namespace {
+
+using CheckFn = void (*)(Communicator&);
+
+class LocalRanks : public ::testing::TestWithParam<int> {
+ protected:
+  // Runs check on every thread-rank; a failure on any rank fails the test on all.
+  void run(CheckFn check) {
+    CommOptions o;
+    o.timeout = std::chrono::seconds(20);
+    run_local_ranks(GetParam(), [&](Communicator& comm) {
+      check(comm);
+      EXPECT_TRUE(testing::all_ranks_pass(comm, !::testing::Test::HasFailure()));
+    }, o);
+  }
+};
+
+TEST_P(LocalRanks, PointToPoint) { run(testing::check_point_to_point); }
+TEST_P(LocalRanks, Exchange) { run(testing::check_exchange); }
+TEST_P(LocalRanks, AllToAll) { run(testing::check_all_to_all); }
+TEST_P(LocalRanks, AllGather) { run(testing::check_all_gather); }
+TEST_P(LocalRanks, ReduceScatter) { run(testing::check_reduce_scatter); }
+TEST_P(LocalRanks, AllReduce) { run(testing::check_all_reduce); }
+TEST_P(LocalRanks, BroadcastAndBarrier) { run(testing::check_broadcast_and_barrier); }
+TEST_P(LocalRanks, Split) { run(testing::check_split); }
+TEST_P(LocalRanks, ZeroSize) { run(testing::check_zero_size); }
+TEST_P(LocalRanks, ArgumentErrors) { run(testing::check_argument_errors); }
+TEST_P(LocalRanks, SizeMismatch) { run(testing::check_size_mismatch); }
+TEST_P(LocalRanks, Timeout) { run(testing::check_timeout); }
+
+INSTANTIATE_TEST_SUITE_P(Ranks, LocalRanks, ::testing::Values(1, 2, 3, 4, 5, 8),
+                         [](const auto& info) { return "P" + std::to_string(info.param); });
+
+// The local backend copies on send: changing the buffer after send() returns cannot change what
+// the receiver gets (a backend that kept a reference would hide a caller's violation of the rule).
+TEST(LocalBackend, CopiesOnSend) {
+  run_local_ranks(2, [](Communicator& comm) {
+    if (comm.rank() == 0) {
+      at::Tensor buf = at::full({1000}, 1.0);
+      auto w = comm.send(buf, 1);
+      buf.fill_(2.0);
+      w->wait();
+      comm.barrier()->wait();
+    } else {
+      comm.barrier()->wait();  // the receive is posted after the sender changed its buffer
+      at::Tensor in = at::empty({1000});
+      comm.recv(in, 0)->wait();
+      EXPECT_TRUE(at::equal(in, at::full({1000}, 1.0)));
+    }
+  });
+}
+
+// A rank that throws does not leave the others blocked forever: their waits end at the deadline
+// and run_local_ranks rethrows the first error.
+TEST(LocalBackend, FailingRankEndsWithinDeadline) {
+  CommOptions o;
+  o.timeout = std::chrono::milliseconds(300);
+  auto start = Clock::now();
+  EXPECT_THROW(run_local_ranks(3, [](Communicator& comm) {
+    if (comm.rank() == 1) throw InvalidArgument("rank 1 gives up");
+    comm.barrier()->wait();
+  }, o), Error);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5.0);
+}
+
+TEST(LocalBackend, RejectsBadWorldSize) { EXPECT_THROW(create_local_world(0), InvalidArgument); }
+
+TEST(LocalBackend, ThreadRanksRunSingleThreaded) {
+  const int before = at::get_num_threads();
+  run_local_ranks(2, [](Communicator&) { EXPECT_EQ(at::get_num_threads(), 1); });
+  EXPECT_EQ(at::get_num_threads(), before);
+}
+
+}  // namespace
+}  // namespace longhaul

@@ -1,0 +1,68 @@
+// Work handles: completion, failure, deadlines, children and the finish step.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "runtime/comm/work.h"
+#include "runtime/errors.h"
+
+namespace longhaul {
+namespace {
+
+TEST(Work, CompletesWhenAllPartsDo) {
+  auto w = std::make_shared<Work>("test op", std::chrono::seconds(5), 2);
+  EXPECT_FALSE(w->done());
+  w->complete_part();
+  EXPECT_FALSE(w->done());
+  std::thread t([w] { w->complete_part(); });
+  w->wait();
+  t.join();
+  EXPECT_TRUE(w->done());
+}
+
+TEST(Work, DeadlineNamesOperationAndElapsedTime) {
+  auto w = std::make_shared<Work>("mpi recv from peer 3", std::chrono::milliseconds(100));
+  try {
+    w->wait();
+    FAIL() << "no timeout";
+  } catch (const TimeoutError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("mpi recv from peer 3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("within 0.1 s"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("elapsed"), std::string::npos) << msg;
+  }
+}
+
+TEST(Work, FailureIsRethrownWithReason) {
+  auto w = std::make_shared<Work>("op", std::chrono::seconds(5));
+  w->fail("peer vanished");
+  EXPECT_THROW(w->wait(), CommError);
+  EXPECT_THROW(w->done(), CommError);
+}
+
+TEST(Work, ChildrenAndFinishStep) {
+  auto parent = std::make_shared<Work>("parent", std::chrono::seconds(5), 0);
+  auto child = std::make_shared<Work>("child", std::chrono::seconds(5));
+  int finished = 0;
+  parent->add_child(child);
+  parent->set_finish([&] { ++finished; });
+  EXPECT_FALSE(parent->done());
+  child->complete_part();
+  parent->wait();
+  parent->wait();
+  EXPECT_TRUE(parent->done());
+  EXPECT_EQ(finished, 1);  // once only
+}
+
+TEST(Work, WaitAllRethrowsFirstFailureAfterWaitingForAll) {
+  auto ok = std::make_shared<Work>("ok", std::chrono::seconds(5));
+  auto bad = std::make_shared<Work>("bad", std::chrono::seconds(5));
+  bad->fail("broken");
+  std::thread t([ok] { ok->complete_part(); });
+  EXPECT_THROW(wait_all({bad, ok}), CommError);
+  t.join();
+  EXPECT_TRUE(ok->done());
+}
+
+}  // namespace
+}  // namespace longhaul

@@ -1,0 +1,173 @@
+// API boundary: argument checks with clear messages, then dispatch to a backend.
+#include "attention/attention.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "attention/cpu/kernels.h"
+#include "attention/reference.h"
+#include "longhaul/config.h"
+#include "runtime/errors.h"
+#if LONGHAUL_WITH_CUDA
+#include "attention/cuda/cuda_attention.h"
+#endif
+
+namespace longhaul {
+
+const char* to_string(AttentionBackend b) {
+  switch (b) {
+    case AttentionBackend::Auto: return "auto";
+    case AttentionBackend::Reference: return "reference";
+    case AttentionBackend::Cpu: return "cpu";
+    case AttentionBackend::Cuda: return "cuda";
+  }
+  return "?";
+}
+
+BlockView BlockView::contiguous(int64_t q_begin, int64_t tq, int64_t k_begin, int64_t tk) {
+  return {at::arange(q_begin, q_begin + tq, at::kLong), at::arange(k_begin, k_begin + tk, at::kLong)};
+}
+
+namespace {
+
+bool is_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kBFloat16 || t == at::kHalf;
+}
+
+void check_tensor(const char* fn, const char* name, const at::Tensor& t, const at::Tensor& like) {
+  LH_CHECK(t.defined(), fn, ": ", name, " is undefined");
+  LH_CHECK(t.dim() == 3, fn, ": ", name, " must be [T, H, D], got sizes ", t.sizes());
+  LH_CHECK(t.scalar_type() == like.scalar_type(), fn, ": ", name, " has dtype ", t.scalar_type(), ", expected ",
+           like.scalar_type(), " like q");
+  LH_CHECK(t.device() == like.device(), fn, ": ", name, " is on ", t.device(), ", expected ", like.device(),
+           " like q");
+}
+
+// Shapes, dtypes, devices, heads and positions of one call; returns the scale to use.
+double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const BlockView& view, double scale) {
+  LH_CHECK(q.defined() && q.dim() == 3, fn, ": q must be [Tq, H, D], got ", q.defined() ? q.sizes() : at::IntArrayRef{});
+  LH_CHECK(is_float(q.scalar_type()), fn, ": dtype ", q.scalar_type(),
+           " is not supported, expected float64, float32, bfloat16 or float16");
+  check_tensor(fn, "k", k, q);
+  check_tensor(fn, "v", v, q);
+  LH_CHECK(k.sizes() == v.sizes(), fn, ": k ", k.sizes(), " and v ", v.sizes(), " must have the same shape");
+  LH_CHECK(k.size(2) == q.size(2), fn, ": head dim of k (", k.size(2), ") differs from q's (", q.size(2), ")");
+  LH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, fn, ": k/v have ", k.size(1),
+           " heads, which does not divide q's ", q.size(1), " heads (H % H_kv must be 0)");
+  LH_CHECK(view.q_pos.defined() && view.k_pos.defined(), fn, ": the block view needs q_pos and k_pos");
+  LH_CHECK(view.q_pos.dim() == 1 && view.q_pos.numel() == q.size(0), fn, ": q_pos has ", view.q_pos.numel(),
+           " positions for ", q.size(0), " query rows");
+  LH_CHECK(view.k_pos.dim() == 1 && view.k_pos.numel() == k.size(0), fn, ": k_pos has ", view.k_pos.numel(),
+           " positions for ", k.size(0), " key rows");
+  LH_CHECK(view.q_pos.scalar_type() == at::kLong && view.k_pos.scalar_type() == at::kLong &&
+               view.q_pos.device().is_cpu() && view.k_pos.device().is_cpu(),
+           fn, ": positions must be int64 CPU tensors, got ", view.q_pos.scalar_type(), " on ", view.q_pos.device());
+  return scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+}
+
+AttentionBackend pick(AttentionBackend b, const at::Tensor& q, const char* fn) {
+  if (b == AttentionBackend::Auto) b = q.device().is_cuda() ? AttentionBackend::Cuda : AttentionBackend::Cpu;
+  if (b == AttentionBackend::Cuda) {
+    LH_CHECK(q.device().is_cuda(), fn, ": backend cuda needs CUDA tensors, got ", q.device());
+#if !LONGHAUL_WITH_CUDA
+    throw Unsupported(std::string(fn) + ": this build of longhaul has no CUDA (LONGHAUL_WITH_CUDA=OFF)");
+#endif
+  } else if (!q.device().is_cpu()) {
+    throw Unsupported(detail::str_cat(fn, ": backend ", to_string(b), " runs on CPU tensors, got ", q.device()));
+  }
+  return b;
+}
+
+AttentionGrads backward_impl(const char* fn, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                             const at::Tensor& v, const at::Tensor& row_sums, const at::Tensor& out,
+                             const at::Tensor& lse, const BlockView& view, const Mask& mask, double scale,
+                             AttentionBackend backend) {
+  scale = check_inputs(fn, q, k, v, view, scale);
+  check_tensor(fn, "dout", dout, q);
+  LH_CHECK(dout.sizes() == q.sizes(), fn, ": dout ", dout.sizes(), " must have q's shape ", q.sizes());
+  LH_CHECK(lse.defined() && lse.dim() == 2 && lse.size(0) == q.size(1) && lse.size(1) == q.size(0), fn,
+           ": lse must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", lse.sizes());
+  at::Tensor d = row_sums;
+  if (!d.defined()) {
+    check_tensor(fn, "out", out, q);
+    LH_CHECK(out.sizes() == q.sizes(), fn, ": out ", out.sizes(), " must have q's shape ", q.sizes());
+    d = attention_row_sums(dout, out);
+  }
+  LH_CHECK(d.dim() == 2 && d.size(0) == q.size(1) && d.size(1) == q.size(0), fn,
+           ": row sums must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", d.sizes());
+  switch (pick(backend, q, fn)) {
+    case AttentionBackend::Reference: return reference::backward(dout, q, k, v, d, lse, view, mask, scale);
+    case AttentionBackend::Cuda:
+#if LONGHAUL_WITH_CUDA
+      return cuda::backward(dout, q, k, v, out, d, lse, view, mask, scale);
+#endif
+    default: return cpu::backward(dout, q, k, v, d, lse, view, mask, scale);
+  }
+}
+
+}  // namespace
+
+AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
+  constexpr const char* fn = "attention_forward";
+  scale = check_inputs(fn, q, k, v, view, scale);
+  switch (pick(backend, q, fn)) {
+    case AttentionBackend::Reference: return reference::forward(q, k, v, view, mask, scale);
+    case AttentionBackend::Cuda:
+#if LONGHAUL_WITH_CUDA
+      return cuda::forward(q, k, v, view, mask, scale);
+#endif
+    default: return cpu::forward(q, k, v, view, mask, scale);
+  }
+}
+
+AttentionGrads attention_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                  const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
+                                  const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
+  return backward_impl("attention_backward", dout, q, k, v, at::Tensor(), out, lse, view, mask, scale, backend);
+}
+
+AttentionGrads attention_backward_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const at::Tensor& row_sums, const at::Tensor& lse,
+                                          const BlockView& view, const Mask& mask, double scale,
+                                          AttentionBackend backend) {
+  LH_CHECK(row_sums.defined(), "attention_backward_rowsums: row_sums is undefined");
+  return backward_impl("attention_backward_rowsums", dout, q, k, v, row_sums, at::Tensor(), lse, view, mask, scale,
+                       backend);
+}
+
+at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out) {
+  LH_CHECK(dout.sizes() == out.sizes(), "attention_row_sums: dout ", dout.sizes(), " and out ", out.sizes(),
+           " must have the same shape");
+  const auto acc = dout.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return (dout.to(acc) * out.to(acc)).sum(-1).transpose(0, 1).contiguous();
+}
+
+void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {
+  LH_CHECK(out_acc.dim() == 3 && out_acc.sizes() == out_b.sizes(), "merge_into: out_acc ", out_acc.sizes(),
+           " and out_b ", out_b.sizes(), " must be the same [T, H, D]");
+  LH_CHECK(out_acc.scalar_type() == at::kFloat || out_acc.scalar_type() == at::kDouble,
+           "merge_into: out_acc must be float32 (or float64), got ", out_acc.scalar_type());
+  LH_CHECK(lse_acc.dim() == 2 && lse_acc.size(0) == out_acc.size(1) && lse_acc.size(1) == out_acc.size(0),
+           "merge_into: lse_acc must be [H, T] = [", out_acc.size(1), ", ", out_acc.size(0), "], got ",
+           lse_acc.sizes());
+  LH_CHECK(lse_b.sizes() == lse_acc.sizes(), "merge_into: lse_b ", lse_b.sizes(), " must match lse_acc ",
+           lse_acc.sizes());
+  LH_CHECK(out_acc.is_contiguous() && lse_acc.is_contiguous(), "merge_into: the accumulators must be contiguous");
+  LH_CHECK(out_acc.device() == out_b.device() && lse_acc.device() == out_acc.device() &&
+               lse_b.device() == out_acc.device(),
+           "merge_into: all tensors must be on one device, got ", out_acc.device(), " and ", out_b.device());
+  if (out_acc.device().is_cuda()) {
+#if LONGHAUL_WITH_CUDA
+    cuda::merge_into(out_acc, lse_acc, out_b, lse_b);
+    return;
+#else
+    throw Unsupported("merge_into: this build of longhaul has no CUDA");
+#endif
+  }
+  cpu::merge_into(out_acc, lse_acc, out_b, lse_b);
+}
+
+}  // namespace longhaul

@@ -1,0 +1,18 @@
+// The float64 reference: naive, materialises the Tq×Tk scores. For tests and small checks only.
+#pragma once
+
+#include "attention/attention.h"
+
+namespace longhaul::reference {
+
+// Dense visibility [Tq, Tk] (bool) of a block under a mask.
+at::Tensor visible_matrix(const Mask& mask, const BlockView& view);
+
+AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
+                        const Mask& mask, double scale);
+// row_sums: [H, Tq] D_i (see attention_row_sums).
+AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view, const Mask& mask,
+                        double scale);
+
+}  // namespace longhaul::reference

@@ -20,7 +20,7 @@ const char* to_string(BlockClass c) {
 
 Mask Mask::causal() {
   Mask m;
-  m.causal_flag_ = true;
+  m.spec_.causal = true;
   return m;
 }
 
@@ -41,15 +41,16 @@ Mask Mask::documents(std::vector<int64_t> cu) const {
              " after ", cu[d - 1]);
   Mask m = *this;
   m.cu_seqlens_ = std::move(cu);
+  m.spec_.documents = true;
   return m;
 }
 
 Mask Mask::window(int64_t left, int64_t right) const {
   LH_CHECK(left >= 0 && right >= 0, "Mask::window: left (", left, ") and right (", right, ") must be >= 0");
   Mask m = *this;
-  m.window_ = true;
-  m.left_ = left;
-  m.right_ = right;
+  m.spec_.window = true;
+  m.spec_.left = left;
+  m.spec_.right = right;
   return m;
 }
 
@@ -72,23 +73,6 @@ at::Tensor Mask::documents_of(const at::Tensor& positions) const {
   return out;
 }
 
-BlockClass Mask::classify(const RowRange& q, const RowRange& k) const {
-  bool full = true;
-  if (!cu_seqlens_.empty()) {
-    if (q.doc_max < k.doc_min || k.doc_max < q.doc_min) return BlockClass::Empty;
-    full = q.doc_min == q.doc_max && k.doc_min == k.doc_max && q.doc_min == k.doc_min;
-  }
-  if (causal_flag_) {
-    if (k.pos_min > q.pos_max) return BlockClass::Empty;  // every key after every query
-    full = full && k.pos_max <= q.pos_min;
-  }
-  if (window_) {
-    if (q.pos_min - k.pos_max > left_ || k.pos_min - q.pos_max > right_) return BlockClass::Empty;
-    full = full && q.pos_max - k.pos_min <= left_ && k.pos_max - q.pos_min <= right_;
-  }
-  return full ? BlockClass::Full : BlockClass::Partial;
-}
-
 int64_t Mask::area(int64_t q_begin, int64_t q_end, int64_t k_begin, int64_t k_end) const {
   // For query i the visible keys form one interval: [max(k_begin, doc start, i - left),
   // min(k_end, doc end, causal ? i + 1 : inf, i + right + 1)).
@@ -101,10 +85,10 @@ int64_t Mask::area(int64_t q_begin, int64_t q_end, int64_t k_begin, int64_t k_en
       lo = std::max(lo, cu_seqlens_[d]);
       hi = std::min(hi, cu_seqlens_[d + 1]);
     }
-    if (causal_flag_) hi = std::min(hi, i + 1);
-    if (window_) {
-      lo = std::max(lo, i - left_);
-      hi = std::min(hi, i + right_ + 1 > inf ? inf : i + right_ + 1);
+    if (spec_.causal) hi = std::min(hi, i + 1);
+    if (spec_.window) {
+      lo = std::max(lo, i - spec_.left);
+      hi = std::min(hi, std::min(inf, i + spec_.right + 1));
     }
     total += std::max<int64_t>(0, hi - lo);
   }
@@ -112,9 +96,9 @@ int64_t Mask::area(int64_t q_begin, int64_t q_end, int64_t k_begin, int64_t k_en
 }
 
 std::string Mask::describe() const {
-  std::string s = causal_flag_ ? "causal" : "full";
+  std::string s = spec_.causal ? "causal" : "full";
   if (!cu_seqlens_.empty()) s += "+documents(" + std::to_string(cu_seqlens_.size() - 1) + ")";
-  if (window_) s += "+window(" + std::to_string(left_) + "," + std::to_string(right_) + ")";
+  if (spec_.window) s += "+window(" + std::to_string(spec_.left) + "," + std::to_string(spec_.right) + ")";
   return s;
 }
 

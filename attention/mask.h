@@ -10,16 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "attention/mask_spec.h"
+
 namespace longhaul {
 
-enum class BlockClass { Empty, Full, Partial };
 const char* to_string(BlockClass c);
-
-// Summary of a set of rows: the range of their global positions and of their document ids.
-struct RowRange {
-  int64_t pos_min, pos_max;
-  int64_t doc_min, doc_max;
-};
 
 class Mask {
  public:
@@ -31,28 +26,22 @@ class Mask {
   // Inclusive window: a query at i sees keys j with i - j <= left and j - i <= right.
   Mask window(int64_t left, int64_t right) const;
 
-  bool is_causal() const { return causal_flag_; }
-  bool has_documents() const { return !cu_seqlens_.empty(); }
-  bool has_window() const { return window_; }
-  int64_t left() const { return left_; }
-  int64_t right() const { return right_; }
+  bool is_causal() const { return spec_.causal; }
+  bool has_documents() const { return spec_.documents; }
+  bool has_window() const { return spec_.window; }
+  int64_t left() const { return spec_.left; }
+  int64_t right() const { return spec_.right; }
   const std::vector<int64_t>& cu_seqlens() const { return cu_seqlens_; }
-  bool is_full() const { return !causal_flag_ && !window_ && cu_seqlens_.empty(); }
+  bool is_full() const { return !spec_.causal && !spec_.window && !spec_.documents; }
+  const MaskSpec& spec() const { return spec_; }
 
   // Document id of a global position (0 without documents); throws outside [0, T).
   int64_t document_of(int64_t pos) const;
   // Document ids of positions (int64 tensor in, int64 tensor out).
   at::Tensor documents_of(const at::Tensor& positions) const;
   // The element predicate on positions and their document ids.
-  bool visible(int64_t i, int64_t j, int64_t doc_i, int64_t doc_j) const {
-    if (doc_i != doc_j) return false;
-    if (causal_flag_ && j > i) return false;
-    if (window_ && (i - j > left_ || j - i > right_)) return false;
-    return true;
-  }
-  // Exact for "empty" and "full" whatever the positions inside the ranges (documents are
-  // contiguous position ranges, so equal document ids at both ends mean one document).
-  BlockClass classify(const RowRange& q, const RowRange& k) const;
+  bool visible(int64_t i, int64_t j, int64_t doc_i, int64_t doc_j) const { return spec_.visible(i, j, doc_i, doc_j); }
+  BlockClass classify(const RowRange& q, const RowRange& k) const { return spec_.classify(q, k); }
   // Number of visible (i, j) pairs for query positions [q_begin, q_end) and key positions
   // [k_begin, k_end): the masked area the FLOP counts use. O(query rows + documents).
   int64_t area(int64_t q_begin, int64_t q_end, int64_t k_begin, int64_t k_end) const;
@@ -61,9 +50,7 @@ class Mask {
   std::string describe() const;
 
  private:
-  bool causal_flag_ = false;
-  bool window_ = false;
-  int64_t left_ = 0, right_ = 0;
+  MaskSpec spec_;
   std::vector<int64_t> cu_seqlens_;
 };
 

@@ -1,0 +1,19 @@
+// The CUDA backend of attention/: ATen's fused kernels where they fit (FlashAttention-2 varlen
+// with windows, memory-efficient, cuDNN), with LSE conventions normalised to longhaul's (empty
+// rows: out = 0, lse = −∞), and longhaul's own CUDA kernels for the merge and the LSE fix-up.
+// Entry points take validated CUDA tensors (see attention.h for the contract).
+#pragma once
+
+#include "attention/attention.h"
+
+namespace longhaul::cuda {
+
+AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
+                        const Mask& mask, double scale);
+// out is the global output when at hand (ATen's backward kernels need it); row_sums always.
+AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& out, const at::Tensor& row_sums, const at::Tensor& lse,
+                        const BlockView& view, const Mask& mask, double scale);
+void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b);
+
+}  // namespace longhaul::cuda

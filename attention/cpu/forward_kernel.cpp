@@ -1,0 +1,86 @@
+// Forward: for each (head, query tile) an online softmax over the non-empty key tiles, two tile
+// GEMMs per step (S = scale·Q Kᵀ, O += P V); never a Tq×Tk buffer. Parallel over heads × query
+// tiles; each item writes its own output rows, so results do not depend on the thread count.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "attention/cpu/gemm.h"
+#include "attention/cpu/params.h"
+#include "attention/cpu/tile_ops.h"
+
+namespace longhaul::cpu {
+
+template <typename T>
+void forward_kernel(const ForwardParams<T>& p) {
+  const int64_t bq = p.block_q, bk = p.block_k, d = p.d;
+  const int64_t group = p.h / p.hkv;
+  const auto q_tiles = tile_ranges(p.q_pos, p.q_doc, p.tq, bq);
+  const auto k_tiles = tile_ranges(p.k_pos, p.k_doc, p.tk, bk);
+  const int64_t nqt = static_cast<int64_t>(q_tiles.size()), nkt = static_cast<int64_t>(k_tiles.size());
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+
+  at::parallel_for(0, p.h * nqt, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> s(bq * bk), o(bq * d), m(bq), l(bq);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t h = item / nqt, qt = item % nqt, hk = h / group;
+      const int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
+      const T* q = p.q + (i0 * p.h + h) * d;
+      std::fill(o.begin(), o.begin() + nq * d, T(0));
+      std::fill(m.begin(), m.begin() + nq, neg_inf);
+      std::fill(l.begin(), l.begin() + nq, T(0));
+      for (int64_t kt = 0; kt < nkt; ++kt) {
+        const BlockClass cls = p.mask.classify(q_tiles[qt], k_tiles[kt]);
+        if (cls == BlockClass::Empty) continue;
+        const int64_t j0 = kt * bk, nk = std::min(bk, p.tk - j0);
+        const T* k = p.k + (j0 * p.hkv + hk) * d;
+        const T* v = p.v + (j0 * p.hkv + hk) * d;
+        gemm_rm<T>(false, true, nq, nk, d, p.scale, q, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
+        if (cls == BlockClass::Partial)
+          mask_tile(s.data(), nq, nk, p.q_pos + i0, p.q_doc + i0, p.k_pos + j0, p.k_doc + j0, p.mask);
+        for (int64_t r = 0; r < nq; ++r) {
+          T* row = s.data() + r * nk;
+          T mx = m[r];
+          for (int64_t c = 0; c < nk; ++c) mx = std::max(mx, row[c]);
+          if (mx == neg_inf) {  // nothing visible yet in this row: P = 0
+            std::fill(row, row + nk, T(0));
+            continue;
+          }
+          T sum = 0;
+          for (int64_t c = 0; c < nk; ++c) {
+            row[c] = exp_of(row[c] - mx);
+            sum += row[c];
+          }
+          if (mx != m[r]) {
+            const T alpha = exp_of(m[r] - mx);  // 0 when m was -inf
+            T* orow = o.data() + r * d;
+            for (int64_t c = 0; c < d; ++c) orow[c] *= alpha;
+            l[r] *= alpha;
+            m[r] = mx;
+          }
+          l[r] += sum;
+        }
+        gemm_rm<T>(false, false, nq, d, nk, T(1), s.data(), nk, v, p.hkv * d, T(1), o.data(), d);
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        T* out = p.out + ((i0 + r) * p.h + h) * d;
+        const T* orow = o.data() + r * d;
+        if (l[r] == T(0)) {  // a row that sees no key
+          std::fill(out, out + d, T(0));
+          p.lse[h * p.tq + i0 + r] = neg_inf;
+          continue;
+        }
+        const T inv = T(1) / l[r];
+        for (int64_t c = 0; c < d; ++c) out[c] = orow[c] * inv;
+        p.lse[h * p.tq + i0 + r] = m[r] + std::log(l[r]);
+      }
+    }
+  });
+}
+
+template void forward_kernel<float>(const ForwardParams<float>&);
+template void forward_kernel<double>(const ForwardParams<double>&);
+
+}  // namespace longhaul::cpu

@@ -1,0 +1,67 @@
+// Plain parameter structs of the CPU attention kernels (no ATen): pointers into contiguous
+// [T, H, D] buffers, the per-row global positions and document ids, the mask and the tiling.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "attention/mask_spec.h"
+
+namespace longhaul::cpu {
+
+template <typename T>
+struct AttentionParams {
+  const T* q = nullptr;  // [tq, h, d]
+  const T* k = nullptr;  // [tk, hkv, d]
+  const T* v = nullptr;  // [tk, hkv, d]
+  int64_t tq = 0, tk = 0, h = 0, hkv = 0, d = 0;
+  T scale = 1;
+  const int64_t* q_pos = nullptr;  // global position of each query row
+  const int64_t* k_pos = nullptr;
+  const int64_t* q_doc = nullptr;  // document id of each query row (0 without documents)
+  const int64_t* k_doc = nullptr;
+  MaskSpec mask;
+  int64_t block_q = 128;  // query rows per tile
+  int64_t block_k = 128;  // key rows per tile
+};
+
+template <typename T>
+struct ForwardParams : AttentionParams<T> {
+  T* out = nullptr;  // [tq, h, d]
+  T* lse = nullptr;  // [h, tq]
+};
+
+template <typename T>
+struct BackwardParams : AttentionParams<T> {
+  const T* dout = nullptr;     // [tq, h, d]
+  const T* lse = nullptr;      // [h, tq], the global one
+  const T* row_sums = nullptr; // [h, tq], D_i = Σ dO·O
+  T* dq = nullptr;             // [tq, h, d]
+  T* dk = nullptr;             // [tk, hkv, d]
+  T* dv = nullptr;             // [tk, hkv, d]
+  // dQ partial sums, one per virtual worker (a fixed count, independent of the thread count, so
+  // results are bitwise equal for any number of threads): [workers][tq, h, d].
+  int64_t workers = 1;
+  T* dq_partials = nullptr;
+};
+
+template <typename T>
+struct MergeParams {
+  T* out_acc = nullptr;        // [t, h, d]
+  T* lse_acc = nullptr;        // [h, t]
+  const T* out_b = nullptr;    // [t, h, d]
+  const T* lse_b = nullptr;    // [h, t]
+  int64_t t = 0, h = 0, d = 0;
+};
+
+// Position/document ranges of consecutive row tiles (tile i = rows [i·block, (i+1)·block)).
+std::vector<RowRange> tile_ranges(const int64_t* pos, const int64_t* doc, int64_t rows, int64_t block);
+
+template <typename T>
+void forward_kernel(const ForwardParams<T>& p);
+template <typename T>
+void backward_kernel(const BackwardParams<T>& p);
+template <typename T>
+void merge_kernel(const MergeParams<T>& p);
+
+}  // namespace longhaul::cpu

@@ -1,0 +1,263 @@
+// The CPU attention kernel against the float64 reference: masks × dtypes × GQA × odd lengths ×
+// head dims, forward (out, lse) and backward (dq, dk, dv); block views at arbitrary offsets;
+// merging any split of the keys; empty rows; bitwise equality across thread counts; bad input.
+//
+// Tolerance rule: the kernel converts inputs exactly to float32 (float64 stays float64) and
+// computes in that precision, so against the float64 reference on the same inputs its error is
+// that of float32 arithmetic over the reduction, plus one final rounding of `out` to the input
+// dtype. Bound: |ours − ref| ≤ tol · max(1, max|ref|) with tol = 1e-10 (float64), 2e-5 (float32
+// and lse/grads of every low-precision dtype), 2⁻⁷ (bf16 out), 2⁻¹⁰ (fp16 out).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "attention/attention.h"
+#include "attention/reference.h"
+#include "runtime/errors.h"
+
+namespace longhaul {
+namespace {
+
+struct Case {
+  int64_t tq, tk, h, hkv, d;
+};
+
+double tol_for(at::ScalarType t, bool rounded_output) {
+  if (t == at::kDouble) return 1e-10;
+  if (!rounded_output || t == at::kFloat) return 2e-5;
+  return t == at::kBFloat16 ? 1.0 / 128 : 1.0 / 1024;
+}
+
+// max |a − b| relative to max(1, max|b|); infinities must match exactly.
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
+  at::Tensor inf_x = at::isinf(x), inf_y = at::isinf(y);
+  if (!at::equal(inf_x, inf_y) || !at::equal(x.masked_select(inf_x), y.masked_select(inf_y))) return 1e30;
+  if (at::isnan(x).any().item<bool>()) return 1e30;
+  x = x.masked_fill(inf_x, 0);
+  y = y.masked_fill(inf_y, 0);
+  if (x.numel() == 0) return 0;
+  const double scale = std::max(1.0, y.abs().max().item<double>());
+  return (x - y).abs().max().item<double>() / scale;
+}
+
+Mask make_mask(const std::string& name, int64_t t) {
+  // Documents of uneven lengths covering [0, t + 2000) so shifted views stay inside.
+  std::vector<int64_t> cu{0};
+  for (int64_t len = 3; cu.back() < t + 2000; len = len * 7 % 61 + 5) cu.push_back(cu.back() + len);
+  if (name == "full") return Mask::full();
+  if (name == "causal") return Mask::causal();
+  if (name == "documents") return Mask::full().documents(cu);
+  if (name == "causal_documents") return Mask::causal().documents(cu);
+  if (name == "window") return Mask::full().window(5, 3);
+  if (name == "causal_window") return Mask::causal().window(17, 0);
+  if (name == "documents_window") return Mask::causal().documents(cu).window(9, 0);
+  throw InvalidArgument("unknown mask " + name);
+}
+
+struct Inputs {
+  at::Tensor q, k, v, dout;
+};
+Inputs make_inputs(const Case& c, at::ScalarType dtype, int seed) {
+  at::manual_seed(seed);
+  return {at::randn({c.tq, c.h, c.d}, at::kDouble).to(dtype), at::randn({c.tk, c.hkv, c.d}, at::kDouble).to(dtype),
+          at::randn({c.tk, c.hkv, c.d}, at::kDouble).to(dtype), at::randn({c.tq, c.h, c.d}, at::kDouble).to(dtype)};
+}
+
+// Compares forward and backward of the CPU kernel with the reference on one case and view.
+void compare(const Case& c, at::ScalarType dtype, const Mask& mask, const BlockView& view, const std::string& what) {
+  Inputs in = make_inputs(c, dtype, static_cast<int>(c.tq * 31 + c.tk * 7 + c.d));
+  auto ours = attention_forward(in.q, in.k, in.v, view, mask, 0, AttentionBackend::Cpu);
+  auto ref = attention_forward(in.q, in.k, in.v, view, mask, 0, AttentionBackend::Reference);
+  ASSERT_EQ(ours.out.scalar_type(), dtype);
+  ASSERT_EQ(ours.lse.sizes(), (at::IntArrayRef{c.h, c.tq}));
+  EXPECT_LE(rel_err(ours.out, ref.out), tol_for(dtype, true)) << what << " out";
+  EXPECT_LE(rel_err(ours.lse, ref.lse), tol_for(dtype, false)) << what << " lse";
+
+  auto g = attention_backward(in.dout, in.q, in.k, in.v, ours.out, ours.lse, view, mask, 0, AttentionBackend::Cpu);
+  // The reference backward on the same (rounded) out and lse.
+  auto gr = attention_backward(in.dout, in.q, in.k, in.v, ours.out, ours.lse, view, mask, 0,
+                               AttentionBackend::Reference);
+  EXPECT_LE(rel_err(g.dq, gr.dq), tol_for(dtype, false) * 10) << what << " dq";
+  EXPECT_LE(rel_err(g.dk, gr.dk), tol_for(dtype, false) * 10) << what << " dk";
+  EXPECT_LE(rel_err(g.dv, gr.dv), tol_for(dtype, false) * 10) << what << " dv";
+}
+
+class AttentionVsReference : public ::testing::TestWithParam<std::tuple<std::string, at::ScalarType>> {};
+
+TEST_P(AttentionVsReference, SelfAttentionOddLengthsGqaHeadDims) {
+  const auto& [mask_name, dtype] = GetParam();
+  const std::vector<Case> cases = {
+      {1, 1, 2, 2, 32}, {7, 7, 4, 2, 64}, {1000, 1000, 2, 1, 80}, {300, 300, 4, 4, 128}, {129, 129, 3, 1, 32}};
+  for (const auto& c : cases) {
+    compare(c, dtype, make_mask(mask_name, c.tq), BlockView::self(c.tq),
+            mask_name + " T=" + std::to_string(c.tq) + " H=" + std::to_string(c.h) + "/" + std::to_string(c.hkv) +
+                " D=" + std::to_string(c.d));
+  }
+}
+
+TEST_P(AttentionVsReference, BlocksAtGlobalOffsets) {
+  const auto& [mask_name, dtype] = GetParam();
+  // A ring step: queries [600, 857) against keys [300, 500) and the reverse; a zigzag shard
+  // (two ranges) against a striped one.
+  const Case c{257, 200, 4, 2, 64};
+  const Mask mask = make_mask(mask_name, 1200);
+  compare(c, dtype, mask, BlockView::contiguous(600, 257, 300, 200), mask_name + " q after k");
+  compare(c, dtype, mask, BlockView::contiguous(300, 257, 600, 200), mask_name + " q before k");
+  BlockView zz{at::cat({at::arange(0, 128, at::kLong), at::arange(900, 1029, at::kLong)}),
+               at::arange(0, 1000, 5, at::kLong)};
+  compare(c, dtype, mask, zz, mask_name + " zigzag vs striped");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    MasksDtypes, AttentionVsReference,
+    ::testing::Combine(::testing::Values("full", "causal", "documents", "causal_documents", "window", "causal_window",
+                                         "documents_window"),
+                       ::testing::Values(at::kDouble, at::kFloat, at::kBFloat16, at::kHalf)),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_" + std::string(c10::toString(std::get<1>(info.param)));
+    });
+
+// Splitting the keys into 1–5 parts and merging the partial results equals the unsplit result.
+TEST(Attention, MergeOfAnySplitEqualsWhole) {
+  const Case c{300, 300, 4, 2, 64};
+  for (const std::string name : {"full", "causal", "causal_documents", "causal_window"}) {
+    const Mask mask = make_mask(name, c.tq);
+    for (auto dtype : {at::kDouble, at::kFloat}) {
+      Inputs in = make_inputs(c, dtype, 5);
+      auto whole = attention_forward(in.q, in.k, in.v, BlockView::self(c.tq), mask);
+      for (int parts = 1; parts <= 5; ++parts) {
+        at::Tensor out = at::zeros({c.tq, c.h, c.d}, dtype);
+        at::Tensor lse = at::full({c.h, c.tq}, -std::numeric_limits<double>::infinity(), dtype);
+        // Uneven cut points, processed out of order.
+        std::vector<int64_t> cuts{0};
+        for (int i = 1; i < parts; ++i) cuts.push_back(c.tk * i * i / (parts * parts));
+        cuts.push_back(c.tk);
+        for (int i = parts - 1; i >= 0; --i) {
+          const int64_t b = cuts[i], n = cuts[i + 1] - cuts[i];
+          auto part = attention_forward(in.q, in.k.narrow(0, b, n), in.v.narrow(0, b, n),
+                                        BlockView::contiguous(0, c.tq, b, n), mask);
+          merge_into(out, lse, part.out, part.lse);
+        }
+        const double tol = dtype == at::kDouble ? 1e-12 : 2e-6;
+        EXPECT_LE(rel_err(out, whole.out), tol) << name << " parts " << parts;
+        EXPECT_LE(rel_err(lse, whole.lse), tol) << name << " parts " << parts;
+      }
+    }
+  }
+}
+
+TEST(Attention, EmptyRowsGiveZeroOutMinusInfLseAndNoNaN) {
+  const Case c{64, 64, 2, 1, 32};
+  Inputs in = make_inputs(c, at::kFloat, 9);
+  // Every key after every query under a causal mask: nothing visible.
+  auto r = attention_forward(in.q, in.k, in.v, BlockView::contiguous(0, 64, 1000, 64), Mask::causal());
+  EXPECT_TRUE(at::equal(r.out, at::zeros_like(r.out)));
+  EXPECT_TRUE(at::isinf(r.lse).all().item<bool>() && (r.lse < 0).all().item<bool>());
+  auto g = attention_backward(in.dout, in.q, in.k, in.v, r.out, r.lse, BlockView::contiguous(0, 64, 1000, 64),
+                              Mask::causal());
+  for (const auto& t : {g.dq, g.dk, g.dv}) EXPECT_TRUE(at::equal(t, at::zeros_like(t)));
+  // Partly empty: queries 0..31 see nothing (keys start at 32).
+  auto p = attention_forward(in.q, in.k, in.v, BlockView::contiguous(0, 64, 32, 64), Mask::causal());
+  EXPECT_FALSE(at::isnan(p.out).any().item<bool>());
+  EXPECT_TRUE(at::equal(p.out.narrow(0, 0, 32), at::zeros({32, 2, 32})));
+  EXPECT_TRUE(at::isfinite(p.lse.narrow(1, 32, 32)).all().item<bool>());
+  // Merging an empty partial changes nothing.
+  at::Tensor out = p.out.clone(), lse = p.lse.clone();
+  merge_into(out, lse, r.out, r.lse);
+  EXPECT_TRUE(at::equal(out, p.out) && at::equal(lse, p.lse));
+}
+
+TEST(Attention, BitwiseEqualForOneAndTwoThreads) {
+  const Case c{777, 777, 2, 1, 64};
+  Inputs in = make_inputs(c, at::kFloat, 3);
+  const Mask mask = make_mask("causal_documents", c.tq);
+  const auto view = BlockView::self(c.tq);
+  const int saved = at::get_num_threads();
+  std::vector<AttentionOutput> fwd;
+  std::vector<AttentionGrads> bwd;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    fwd.push_back(attention_forward(in.q, in.k, in.v, view, mask));
+    bwd.push_back(attention_backward(in.dout, in.q, in.k, in.v, fwd.back().out, fwd.back().lse, view, mask));
+  }
+  at::set_num_threads(saved);
+  EXPECT_TRUE(at::equal(fwd[0].out, fwd[1].out));
+  EXPECT_TRUE(at::equal(fwd[0].lse, fwd[1].lse));
+  EXPECT_TRUE(at::equal(bwd[0].dq, bwd[1].dq));
+  EXPECT_TRUE(at::equal(bwd[0].dk, bwd[1].dk));
+  EXPECT_TRUE(at::equal(bwd[0].dv, bwd[1].dv));
+}
+
+TEST(Attention, RowSumsVariantEqualsOutVariant) {
+  const Case c{200, 200, 4, 2, 32};
+  Inputs in = make_inputs(c, at::kFloat, 4);
+  const auto view = BlockView::self(c.tq);
+  auto f = attention_forward(in.q, in.k, in.v, view, Mask::causal());
+  auto a = attention_backward(in.dout, in.q, in.k, in.v, f.out, f.lse, view, Mask::causal());
+  auto b = attention_backward_rowsums(in.dout, in.q, in.k, in.v, attention_row_sums(in.dout, f.out), f.lse, view,
+                                      Mask::causal());
+  EXPECT_TRUE(at::equal(a.dq, b.dq) && at::equal(a.dk, b.dk) && at::equal(a.dv, b.dv));
+}
+
+template <typename F>
+void expect_error(F f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Attention, BadInputIsAClearError) {
+  at::Tensor q = at::randn({10, 4, 32}), k = at::randn({10, 3, 32}), v = at::randn({10, 3, 32});
+  const auto view = BlockView::self(10);
+  expect_error([&] { attention_forward(q, k, v, view, Mask::full()); }, "does not divide q's 4 heads");
+  at::Tensor k2 = at::randn({10, 2, 32});
+  expect_error([&] { attention_forward(q, k2, at::randn({10, 2, 16}), view, Mask::full()); }, "same shape");
+  expect_error([&] { attention_forward(q, k2, k2.to(at::kDouble), view, Mask::full()); }, "dtype");
+  expect_error([&] { attention_forward(q, k2, k2, BlockView::contiguous(0, 9, 0, 10), Mask::full()); },
+               "q_pos has 9 positions for 10 query rows");
+  expect_error([&] { attention_forward(q.select(1, 0), k2, k2, view, Mask::full()); }, "[Tq, H, D]");
+  expect_error([&] { attention_forward(q.to(at::kInt), k2.to(at::kInt), k2.to(at::kInt), view, Mask::full()); },
+               "not supported");
+  auto f = attention_forward(q, k2, k2, view, Mask::full());
+  expect_error([&] { attention_backward(q, q, k2, k2, f.out, f.lse.t(), view, Mask::full()); }, "lse must be [H, Tq]");
+  // Positions outside the documents.
+  expect_error([&] { attention_forward(q, k2, k2, BlockView::contiguous(5, 10, 0, 10), Mask::full().documents({0, 4, 12})); },
+               "outside the documents");
+  expect_error([] { Mask::full().documents({1, 5}); }, "start at 0");
+  expect_error([] { Mask::full().window(-1, 0); }, "must be >= 0");
+}
+
+TEST(Mask, ClassifiesBlocks) {
+  const Mask causal = Mask::causal();
+  EXPECT_EQ(causal.classify({10, 19, 0, 0}, {0, 9, 0, 0}), BlockClass::Full);
+  EXPECT_EQ(causal.classify({0, 9, 0, 0}, {10, 19, 0, 0}), BlockClass::Empty);
+  EXPECT_EQ(causal.classify({0, 9, 0, 0}, {0, 9, 0, 0}), BlockClass::Partial);
+  const Mask docs = Mask::full().documents({0, 10, 20, 30});
+  EXPECT_EQ(docs.classify({0, 9, 0, 0}, {10, 19, 1, 1}), BlockClass::Empty);
+  EXPECT_EQ(docs.classify({0, 9, 0, 0}, {0, 9, 0, 0}), BlockClass::Full);
+  EXPECT_EQ(docs.classify({5, 14, 0, 1}, {0, 9, 0, 0}), BlockClass::Partial);
+  const Mask win = Mask::causal().window(4, 0);
+  EXPECT_EQ(win.classify({100, 109, 0, 0}, {0, 9, 0, 0}), BlockClass::Empty);
+  EXPECT_EQ(win.classify({10, 10, 0, 0}, {6, 10, 0, 0}), BlockClass::Full);
+}
+
+TEST(Mask, AreaMatchesTheDenseMask) {
+  for (const std::string name : {"full", "causal", "documents", "causal_documents", "window", "causal_window",
+                                 "documents_window"}) {
+    const Mask mask = make_mask(name, 700);
+    for (auto [qb, qn, kb, kn] : std::vector<std::array<int64_t, 4>>{{0, 700, 0, 700}, {300, 200, 100, 250}}) {
+      const auto view = BlockView::contiguous(qb, qn, kb, kn);
+      EXPECT_EQ(mask.area(qb, qb + qn, kb, kb + kn), reference::visible_matrix(mask, view).sum().item<int64_t>())
+          << name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace longhaul

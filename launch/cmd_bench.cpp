@@ -1,4 +1,4 @@
-// `longhaul bench <what>`: the benchmarks. Today: comm.
+// `longhaul bench <what>`: the benchmarks. Today: comm and kernel.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "benchmarks/comm/comm_bench.h"
+#include "benchmarks/kernel/kernel_bench.h"
 #include "launch/cli.h"
 #include "runtime/comm/local/communicator.h"
 #include "runtime/errors.h"
@@ -20,7 +21,7 @@ int report(const std::vector<bench::Row>& rows, bool json, const std::string& he
   int64_t wrong = 0;
   for (const auto& r : rows)
     if (auto* w = r.find("wrong")) wrong += std::get<int64_t>(*w);
-  if (wrong > 0) std::cerr << "longhaul bench: " << wrong << " wrong elements received\n";
+  if (wrong > 0) std::cerr << "longhaul bench: " << wrong << " wrong elements\n";
   return wrong > 0 ? 3 : 0;
 }
 
@@ -92,17 +93,91 @@ int bench_comm(const std::vector<std::string>& args) {
   });
 }
 
+
+// Sets `field` from an option given on the command line (not from its default).
+template <typename T>
+void take(const po::variables_map& vm, const char* name, T& field) {
+  if (vm.count(name)) field = vm[name].as<T>();
+}
+
+int bench_kernel(const std::vector<std::string>& args) {
+  InitOptions init_opts;
+  bench::KernelTarget given;
+  bool json = false, quick = false, no_sdpa = false, no_check = false;
+  po::options_description desc("longhaul bench kernel");
+  desc.add_options()
+      ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
+      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window")
+      ("T", po::value(&given.seq_lens)->multitoken(), "sequence lengths")
+      ("H", po::value(&given.heads)->multitoken(), "query heads")
+      ("H-kv", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
+      ("D", po::value(&given.head_dims)->multitoken(), "head dims")
+      ("dtypes", po::value(&given.dtypes)->multitoken(), "subset of: fp32 bf16 fp16 fp64")
+      ("backends", po::value(&given.backends)->multitoken(), "subset of: cpu cuda reference (reference: small T only)")
+      ("passes", po::value(&given.passes)->multitoken(), "subset of: fwd fwd+bwd")
+      ("iters", po::value<int>(), "timed repetitions at most (default 5; --quick 3)")
+      ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
+      ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")
+      ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
+      ("doc-max", po::value<int64_t>(), "longest document (default 4096; --quick 256)")
+      ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
+      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back (default 1024; --quick 128)")
+      ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
+      ("seed", po::value<uint64_t>(), "seed of the inputs")
+      ("check-t", po::value<int64_t>(), "sequence length of the built-in check (default 384; --quick 256)")
+      ("no-check", po::bool_switch(&no_check), "skip the check against the float64 reference (wrong = -1)")
+      ("no-sdpa", po::bool_switch(&no_sdpa), "skip torch's scaled_dot_product_attention")
+      ("sdpa-max-t", po::value<int64_t>(), "no SDPA above this T (default 32768)")
+      ("sgemm-n", po::value<int64_t>(), "size of the sgemm row (default 2048 on CPU, 8192 on GPU)")
+      ("threads", po::value(&init_opts.threads)->default_value(0), "intra-op threads (0: from the CPU affinity)")
+      ("json", po::bool_switch(&json), "JSON lines instead of the table");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "longhaul bench kernel [--quick] [options]   (no options: the full default run)"))
+    return 0;
+  bench::KernelBenchOptions o = quick ? bench::quick_kernel_options() : bench::default_kernel_options();
+  bench::override_targets(o.targets, given);
+  take(vm, "iters", o.timing.iters);
+  take(vm, "warmup", o.timing.warmup);
+  take(vm, "budget-s", o.timing.budget_s);
+  take(vm, "doc-min", o.masks.doc_min);
+  take(vm, "doc-max", o.masks.doc_max);
+  take(vm, "doc-seed", o.masks.seed);
+  take(vm, "window-left", o.masks.window_left);
+  take(vm, "window-right", o.masks.window_right);
+  take(vm, "seed", o.seed);
+  take(vm, "check-t", o.check_t);
+  take(vm, "sdpa-max-t", o.sdpa_max_t);
+  take(vm, "sgemm-n", o.sgemm_n);
+  o.check = !no_check;
+  o.sdpa = !no_sdpa;
+
+  init_opts.backend = "local";  // one process, no communication: init sets the threads
+  init_opts.log_config = !json;
+  World world = init(init_opts);
+  return guarded(world.rank(), [&] {
+    auto result = bench::run_kernel_bench(o);
+    const std::string head = "# bench kernel: threads " + std::to_string(at::get_num_threads()) +
+                             ", median of up to " + std::to_string(o.timing.iters) + " runs after " +
+                             std::to_string(o.timing.warmup) + " warm-up";
+    const int rc = report(result.rows, json, head);
+    if (!json)
+      for (const auto& line : result.summary) std::cout << line << "\n";
+    return rc;
+  });
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
-  const std::string usage = "longhaul bench <comm> [options]   (longhaul bench comm --help)";
+  const std::string usage = "longhaul bench <comm|kernel> [options]   (longhaul bench comm --help)";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "comm") return bench_comm(rest);
-  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm");
+  if (args[0] == "kernel") return bench_kernel(rest);
+  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm or kernel");
 }
 
 }  // namespace longhaul::cli

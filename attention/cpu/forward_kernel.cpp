@@ -42,17 +42,13 @@ void forward_kernel(const ForwardParams<T>& p) {
           mask_tile(s.data(), nq, nk, p.q_pos + i0, p.q_doc + i0, p.k_pos + j0, p.k_doc + j0, p.mask);
         for (int64_t r = 0; r < nq; ++r) {
           T* row = s.data() + r * nk;
-          T mx = m[r];
-          for (int64_t c = 0; c < nk; ++c) mx = std::max(mx, row[c]);
+          const T mx = row_max(row, nk, m[r]);
           if (mx == neg_inf) {  // nothing visible yet in this row: P = 0
             std::fill(row, row + nk, T(0));
             continue;
           }
-          T sum = 0;
-          for (int64_t c = 0; c < nk; ++c) {
-            row[c] = exp_of(row[c] - mx);
-            sum += row[c];
-          }
+          exp_shifted(row, nk, mx);
+          const T sum = row_sum(row, nk);
           if (mx != m[r]) {
             const T alpha = exp_of(m[r] - mx);  // 0 when m was -inf
             T* orow = o.data() + r * d;

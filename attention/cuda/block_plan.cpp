@@ -1,0 +1,121 @@
+#include "attention/cuda/block_plan.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace longhaul::cuda {
+namespace {
+
+// Stands for "unbounded" in offset arithmetic; far from overflow for any real position.
+constexpr int64_t kInf = int64_t(1) << 60;
+
+struct Run {
+  int64_t row, len, pos, doc;
+};
+
+std::vector<Run> split_runs(const int64_t* pos, const int64_t* doc, int64_t t) {
+  std::vector<Run> runs;
+  for (int64_t i = 0; i < t; ++i) {
+    if (!runs.empty()) {
+      Run& r = runs.back();
+      if (pos[i] == r.pos + r.len && doc[i] == r.doc) {
+        ++r.len;
+        continue;
+      }
+    }
+    runs.push_back({i, 1, pos[i], doc[i]});
+  }
+  return runs;
+}
+
+// Appends the pieces of one (q run, k run) pair. Row a of the q run sees key b of the k run iff
+// c_lo + a <= b <= a + c_hi (and 0 <= b < n).
+void pair_pieces(const MaskSpec& spec, const Run& q, const Run& k, int64_t q_run, std::vector<Piece>& out) {
+  const int64_t delta = q.pos - k.pos;
+  int64_t c_hi = kInf, c_lo = -kInf;
+  if (spec.causal) c_hi = delta;
+  if (spec.window) {
+    c_hi = std::min(c_hi, delta + spec.right);
+    c_lo = delta - spec.left;
+  }
+  const int64_t m = q.len, n = k.len;
+  // Rows that see at least one key form one interval (both bounds rise with slope 1).
+  const int64_t a0 = std::max<int64_t>(0, -c_hi), a1 = std::min(m - 1, n - 1 - c_lo);
+  if (a0 > a1) return;
+  const int64_t k0 = std::max<int64_t>(0, a0 + c_lo), k1 = std::min(n - 1, a1 + c_hi);
+  const int64_t mm = a1 - a0 + 1, nn = k1 - k0 + 1;
+  // Offsets relative to the trimmed piece, then flash's bottom-right window sizes.
+  const int64_t hi = c_hi + a0 - k0, lo = c_lo + a0 - k0;
+  int64_t right = c_hi >= kInf / 2 ? -1 : hi - (nn - mm);
+  int64_t left = c_lo <= -kInf / 2 ? -1 : (nn - mm) - lo;
+  if (right >= mm - 1) right = -1;  // the bound never cuts a key
+  if (left >= nn - 1) left = -1;
+  const Piece base{q.row + a0, mm, k.row + k0, nn, left, right, q_run};
+  if (left == -1 && right > 0) {
+    // Causal-like: rows [0, s) are a bottom-right diagonal over keys [0, nn − 1), rows [s, mm)
+    // see every key.
+    const int64_t s = mm - 1 - right;
+    out.push_back({base.q_row, s, base.k_row, nn - 1, -1, 0, q_run});
+    out.push_back({base.q_row + s, mm - s, base.k_row, nn, -1, -1, q_run});
+    return;
+  }
+  out.push_back(base);
+}
+
+}  // namespace
+
+int64_t BlockPlan::num_pieces() const {
+  int64_t n = 0;
+  for (const auto& g : groups) n += static_cast<int64_t>(g.pieces.size());
+  return n;
+}
+
+BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, const int64_t* q_doc, int64_t tq,
+                     const int64_t* k_pos, const int64_t* k_doc, int64_t tk) {
+  BlockPlan plan;
+  const std::vector<Run> qr = split_runs(q_pos, q_doc, tq), kr = split_runs(k_pos, k_doc, tk);
+  // Runs shorter than 8 rows on average (striped shards) make varlen calls pointless.
+  const auto runs = static_cast<int64_t>(qr.size() + kr.size());
+  if (runs > 16 && runs * 8 > tq + tk) {
+    plan.fragmented = true;
+    return plan;
+  }
+  std::unordered_map<int64_t, std::vector<size_t>> k_by_doc;
+  for (size_t j = 0; j < kr.size(); ++j) k_by_doc[spec.documents ? kr[j].doc : 0].push_back(j);
+
+  std::vector<Piece> pieces;
+  int64_t pairs = 0;
+  const int64_t max_pairs = 8 * runs + 256;  // beyond this the block is not run-structured
+  for (size_t i = 0; i < qr.size(); ++i) {
+    auto it = k_by_doc.find(spec.documents ? qr[i].doc : 0);
+    if (it == k_by_doc.end()) continue;
+    for (size_t j : it->second) {
+      if (++pairs > max_pairs) {
+        plan.fragmented = true;
+        return plan;
+      }
+      pair_pieces(spec, qr[i], kr[j], static_cast<int64_t>(i), pieces);
+    }
+  }
+
+  std::map<std::pair<int64_t, int64_t>, std::vector<Piece>> by_window;
+  for (const Piece& p : pieces) by_window[{p.left, p.right}].push_back(p);
+  for (auto& [window, list] : by_window) {
+    // Layer of a piece = how many earlier pieces of this group came from the same q run.
+    std::unordered_map<int64_t, int64_t> seen;
+    std::vector<std::pair<int64_t, size_t>> order;
+    for (size_t i = 0; i < list.size(); ++i) order.push_back({seen[list[i].q_run]++, i});
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& x, const auto& y) { return x.first < y.first; });
+    PieceGroup g{window.first, window.second, {}, {}};
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (i == 0 || order[i].first != order[i - 1].first) g.layer_begin.push_back(i);
+      g.pieces.push_back(list[order[i].second]);
+    }
+    g.layer_begin.push_back(g.pieces.size());
+    plan.groups.push_back(std::move(g));
+  }
+  return plan;
+}
+
+}  // namespace longhaul::cuda

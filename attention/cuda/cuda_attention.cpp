@@ -1,0 +1,330 @@
+// The ATen adapter of the CUDA backend: plans a block into varlen pieces (block_plan.h), runs them
+// through torch's fused kernels, normalises their LSE conventions with our kernels (kernels.h)
+// and merges pieces that share query rows exactly. What no fused kernel takes goes to the exact
+// chunked math path (fallback.h).
+//
+// Routing (inputs already validated by attention.cpp):
+//   fp16/bf16, D <= 256, sm80+        -> at::_flash_attention_forward/_backward, varlen over the
+//                                        pieces of each window group (GQA by head grouping)
+//   float32, D <= 256, causal/full    -> at::_efficient_attention_forward/_backward per piece
+//     pieces (no window offsets)         (KV heads expanded, mask type none / bottom-right causal)
+//   everything else                   -> fallback (float64, float32 windows, D > 256, striped or
+//                                        otherwise fragmented blocks, backward from row sums)
+// Determinism: gradients of pieces that share rows are added with index_add_ (atomics on CUDA),
+// so the fused backward is not bitwise reproducible run to run; the fallback is.
+#include "attention/cuda/cuda_attention.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "attention/cuda/block_plan.h"
+#include "attention/cuda/fallback.h"
+#include "attention/cuda/kernels.h"
+#include "runtime/errors.h"
+
+namespace longhaul::cuda {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int64_t kMaxFusedHeadDim = 256;
+
+enum class Fused { Flash, Efficient, None };
+
+kernels::DType kernel_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return kernels::DType::Float32;
+    case at::kHalf: return kernels::DType::Float16;
+    case at::kBFloat16: return kernels::DType::BFloat16;
+    default: throw Unsupported(detail::str_cat("cuda attention kernels: dtype ", t, " is not supported"));
+  }
+}
+
+Fused pick_fused(const at::Tensor& q, const BlockPlan& plan) {
+  if (plan.fragmented || q.size(2) > kMaxFusedHeadDim) return Fused::None;
+  const auto t = q.scalar_type();
+  if ((t == at::kHalf || t == at::kBFloat16) && at::cuda::getCurrentDeviceProperties()->major >= 8) return Fused::Flash;
+  if (t == at::kFloat) {
+    for (const auto& g : plan.groups)
+      if (g.left != -1 || (g.right != -1 && g.right != 0)) return Fused::None;
+    return Fused::Efficient;
+  }
+  return Fused::None;
+}
+
+// Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v).
+at::Tensor pad_head_dim(const at::Tensor& x) {
+  const int64_t pad = (8 - x.size(-1) % 8) % 8;
+  return pad == 0 ? x : at::constant_pad_nd(x, {0, pad});
+}
+
+BlockPlan make_plan(const BlockView& view, const Mask& mask) {
+  at::Tensor qp = view.q_pos.contiguous(), kp = view.k_pos.contiguous();
+  at::Tensor qd = mask.documents_of(qp), kd = mask.documents_of(kp);
+  return plan_block(mask.spec(), qp.data_ptr<int64_t>(), qd.data_ptr<int64_t>(), qp.numel(), kp.data_ptr<int64_t>(),
+                    kd.data_ptr<int64_t>(), kp.numel());
+}
+
+// Row indices of a range of pieces (q or k side) plus int32 cumulative lengths, on the device.
+struct Rows {
+  at::Tensor index;        // int64 [total]
+  at::Tensor cu;           // int32 [pieces + 1]
+  int64_t total = 0, max_len = 0;
+  bool identity = false;   // the rows are exactly 0..T-1 in order: no gather needed
+};
+
+Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool q_side, int64_t t_all,
+                const at::Device& dev) {
+  Rows r;
+  std::vector<int64_t> idx;
+  std::vector<int32_t> cu{0};
+  for (size_t i = begin; i < end; ++i) {
+    const int64_t row = q_side ? pieces[i].q_row : pieces[i].k_row, len = q_side ? pieces[i].m : pieces[i].n;
+    for (int64_t j = 0; j < len; ++j) idx.push_back(row + j);
+    r.max_len = std::max(r.max_len, len);
+    LH_CHECK(static_cast<int64_t>(idx.size()) < std::numeric_limits<int32_t>::max(),
+             "cuda attention: more than 2^31 rows in one varlen call");
+    cu.push_back(static_cast<int32_t>(idx.size()));
+  }
+  r.total = static_cast<int64_t>(idx.size());
+  r.identity = end - begin == 1 && r.total == t_all && (q_side ? pieces[begin].q_row : pieces[begin].k_row) == 0;
+  r.index = at::tensor(idx, at::kLong).to(dev);
+  r.cu = at::tensor(std::vector<int32_t>(cu), at::kInt).to(dev);
+  return r;
+}
+
+at::Tensor gather(const at::Tensor& x, const Rows& r) { return r.identity ? x : x.index_select(0, r.index); }
+
+// Normalises an ATen logsumexp (any strides, [H, rows] after squeezing) to [H, rows] float32 and
+// zeroes the out rows of rows that saw no key.
+at::Tensor fix_lse(const at::Tensor& aten_lse, at::Tensor& out, int64_t rows) {
+  at::Tensor l = aten_lse;
+  if (l.dim() == 3 && l.size(0) == 1) l = l.select(0, 0);
+  if (l.dim() != 2 || l.size(0) != out.size(1) || l.size(1) < rows || l.scalar_type() != at::kFloat)
+    throw Unsupported(detail::str_cat("cuda attention: unexpected logsumexp from ATen: ", l.sizes(), " ",
+                                      l.scalar_type(), ", expected [H, >= ", rows, "] float32 (torch version?)"));
+  at::Tensor lse = at::empty({out.size(1), rows}, l.options());
+  kernels::LseFixParams p;
+  p.lse_in = l.data_ptr<float>();
+  p.in_head_stride = l.stride(0);
+  p.in_row_stride = l.stride(1);
+  p.lse_out = lse.data_ptr<float>();
+  p.out = out.data_ptr();
+  p.out_type = kernel_dtype(out.scalar_type());
+  p.tokens = rows;
+  p.heads = out.size(1);
+  p.head_dim = out.size(2);
+  kernels::launch_lse_fix(p, at::cuda::getCurrentCUDAStream());
+  return lse;
+}
+
+void launch_merge(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {
+  kernels::MergeParams p;
+  p.out_acc = out_acc.data_ptr<float>();
+  p.lse_acc = lse_acc.data_ptr<float>();
+  p.out_b = out_b.data_ptr();
+  p.out_b_type = kernel_dtype(out_b.scalar_type());
+  p.lse_b = lse_b.data_ptr<float>();
+  p.tokens = out_acc.size(0);
+  p.heads = out_acc.size(1);
+  p.head_dim = out_acc.size(2);
+  kernels::launch_merge(p, at::cuda::getCurrentCUDAStream());
+}
+
+// Merges (out_b, lse_b) of the given q rows (disjoint) into the accumulators.
+void merge_rows(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& rows, bool identity,
+                const at::Tensor& out_b, const at::Tensor& lse_b) {
+  const at::Tensor ob = out_b.narrow(2, 0, out_acc.size(2)).contiguous(), lb = lse_b.contiguous();
+  if (identity) {
+    launch_merge(out_acc, lse_acc, ob, lb);
+    return;
+  }
+  at::Tensor acc = out_acc.index_select(0, rows), lacc = lse_acc.index_select(1, rows);
+  launch_merge(acc, lacc, ob, lb);
+  out_acc.index_copy_(0, rows, acc);
+  lse_acc.index_copy_(1, rows, lacc);
+}
+
+// Flash's window arguments for a group: is_causal for the plain diagonal, explicit offsets else.
+struct FlashWindow {
+  bool causal;
+  std::optional<int64_t> left, right;
+};
+FlashWindow flash_window(const PieceGroup& g) {
+  if (g.left == -1 && g.right == 0) return {true, std::nullopt, std::nullopt};
+  return {false, g.left, g.right};
+}
+
+void flash_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
+  const Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
+  const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
+  const FlashWindow w = flash_window(g);
+  auto res = at::_flash_attention_forward(gather(q, qr), gather(k, kr), gather(v, kr), qr.cu, kr.cu, qr.max_len,
+                                          kr.max_len, 0.0, w.causal, false, scale, w.left, w.right);
+  at::Tensor out = std::get<0>(res);
+  at::Tensor lse = fix_lse(std::get<1>(res), out, qr.total);
+  // One merge per layer: the rows of a layer are disjoint.
+  int64_t r0 = 0;
+  for (size_t l = 0; l + 1 < g.layer_begin.size(); ++l) {
+    int64_t rows = 0;
+    for (size_t i = g.layer_begin[l]; i < g.layer_begin[l + 1]; ++i) rows += g.pieces[i].m;
+    merge_rows(out_acc, lse_acc, qr.index.narrow(0, r0, rows), qr.identity, out.narrow(0, r0, rows),
+               lse.narrow(1, r0, rows));
+    r0 += rows;
+  }
+}
+
+// KV heads repeated to H (the memory-efficient kernel has no GQA): [n, H_kv, D] -> [1, n, H, D].
+at::Tensor expand_heads(const at::Tensor& x, int64_t h) {
+  const int64_t g = h / x.size(1);
+  return (g == 1 ? x : x.repeat_interleave(g, 1)).unsqueeze(0);
+}
+
+int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; }  // bottom-right causal / none
+
+void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
+  const int64_t h = q.size(1);
+  for (const Piece& p : g.pieces) {
+    auto res = at::_efficient_attention_forward(
+        q.narrow(0, p.q_row, p.m).unsqueeze(0), expand_heads(k.narrow(0, p.k_row, p.n), h),
+        expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+        std::nullopt, 0.0, efficient_mask_type(g), true, scale);
+    at::Tensor out = std::get<0>(res).select(0, 0).contiguous();  // [m, H, Dp]
+    at::Tensor lse = fix_lse(std::get<1>(res), out, p.m);          // [1, H, ceil32(m)] -> [H, m]
+    const at::Tensor rows = at::arange(p.q_row, p.q_row + p.m, q.options().dtype(at::kLong));
+    merge_rows(out_acc, lse_acc, rows, p.m == q.size(0), out, lse);
+  }
+}
+
+// Gradient accumulators (float32) of one backward call.
+struct GradAcc {
+  at::Tensor dq, dk, dv;
+};
+
+// ATen's backward kernels treat lse = +inf as "P = 0" (flash's own empty-row value); longhaul
+// writes -inf there, which would give exp(S + inf) = inf inside them.
+at::Tensor lse_for_aten(const at::Tensor& lse) {
+  at::Tensor l = lse.to(at::kFloat);
+  return at::where(l == -kInf, at::full({}, kInf, l.options()), l);
+}
+
+void flash_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                          const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                          GradAcc& acc) {
+  const Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
+  const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
+  const FlashWindow w = flash_window(g);
+  const at::Tensor lse_g = qr.identity ? lse.contiguous() : lse.index_select(1, qr.index).contiguous();
+  // No dropout: the philox state is never read, but the operator wants tensors.
+  const at::Tensor rng_state = at::zeros({2}, q.options().dtype(at::kLong));
+  const at::Tensor unused = at::empty({0}, q.options().dtype(at::kLong));
+  auto res = at::_flash_attention_backward(gather(dout, qr), gather(q, qr), gather(k, kr), gather(v, kr),
+                                           gather(out, qr), lse_g, qr.cu, kr.cu, qr.max_len, kr.max_len, 0.0,
+                                           w.causal, rng_state, unused, scale, w.left, w.right);
+  const int64_t d = acc.dq.size(2);
+  acc.dq.index_add_(0, qr.index, std::get<0>(res).narrow(2, 0, d).to(at::kFloat));
+  acc.dk.index_add_(0, kr.index, std::get<1>(res).narrow(2, 0, d).to(at::kFloat));
+  acc.dv.index_add_(0, kr.index, std::get<2>(res).narrow(2, 0, d).to(at::kFloat));
+}
+
+void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                              const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                              GradAcc& acc) {
+  const int64_t h = q.size(1), hkv = k.size(1), d = acc.dq.size(2);
+  const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
+  for (const Piece& p : g.pieces) {
+    // The kernel reads logsumexp in its own padded layout [1, H, ceil32(m)].
+    at::Tensor lse_p = at::zeros({1, h, (p.m + 31) / 32 * 32}, lse.options());
+    lse_p.select(0, 0).narrow(1, 0, p.m).copy_(lse.narrow(1, p.q_row, p.m));
+    auto res = at::_efficient_attention_backward(
+        dout.narrow(0, p.q_row, p.m).unsqueeze(0), q.narrow(0, p.q_row, p.m).unsqueeze(0),
+        expand_heads(k.narrow(0, p.k_row, p.n), h), expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt,
+        out.narrow(0, p.q_row, p.m).unsqueeze(0), std::nullopt, std::nullopt, p.m, p.n, lse_p, 0.0, no_philox,
+        no_philox, efficient_mask_type(g), false, scale);
+    auto group_sum = [&](const at::Tensor& x) {  // [1, n, H, Dp] -> [n, H_kv, d] float32
+      return x.select(0, 0).narrow(2, 0, d).to(at::kFloat).view({p.n, hkv, h / hkv, d}).sum(2);
+    };
+    acc.dq.narrow(0, p.q_row, p.m).add_(std::get<0>(res).select(0, 0).narrow(2, 0, d).to(at::kFloat));
+    acc.dk.narrow(0, p.k_row, p.n).add_(group_sum(std::get<1>(res)));
+    acc.dv.narrow(0, p.k_row, p.n).add_(group_sum(std::get<2>(res)));
+  }
+}
+
+}  // namespace
+
+AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
+                        const Mask& mask, double scale) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const BlockPlan plan = make_plan(view, mask);
+  const Fused fused = pick_fused(q, plan);
+  if (fused == Fused::None) {
+    AttentionOutput r = fallback::forward(q, k, v, view, mask, scale);
+    return {r.out.to(q.scalar_type()), r.lse};
+  }
+  const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
+  at::Tensor out_acc = at::zeros({tq, h, d}, q.options().dtype(at::kFloat));
+  at::Tensor lse_acc = at::full({h, tq}, -kInf, q.options().dtype(at::kFloat));
+  const at::Tensor qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
+  for (const PieceGroup& g : plan.groups) {
+    if (fused == Fused::Flash)
+      flash_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
+    else
+      efficient_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
+  }
+  return {out_acc.to(q.scalar_type()), lse_acc};
+}
+
+AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& out, const at::Tensor& row_sums, const at::Tensor& lse,
+                        const BlockView& view, const Mask& mask, double scale) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  LH_CHECK(lse.device() == q.device(), "cuda attention backward: lse is on ", lse.device(), ", expected ",
+           q.device(), " like q");
+  const BlockPlan plan = make_plan(view, mask);
+  // ATen's fused backward kernels take out, not row sums: without out (TokenRing) the exact math
+  // path runs instead.
+  const Fused fused = out.defined() ? pick_fused(q, plan) : Fused::None;
+  if (fused == Fused::None) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
+  const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
+  const auto f32 = q.options().dtype(at::kFloat);
+  GradAcc acc{at::zeros({tq, h, d}, f32), at::zeros({tk, hkv, d}, f32), at::zeros({tk, hkv, d}, f32)};
+  const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
+  const at::Tensor op = pad_head_dim(out), lse_aten = lse_for_aten(lse);
+  for (const PieceGroup& g : plan.groups) {
+    if (fused == Fused::Flash)
+      flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
+    else
+      efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
+  }
+  return {acc.dq, acc.dk, acc.dv};
+}
+
+void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {
+  const c10::cuda::CUDAGuard guard(out_acc.device());
+  if (out_acc.scalar_type() == at::kDouble) {
+    // float64 accumulators: the same formula in ATen ops (no kernel of ours for float64).
+    LH_CHECK(lse_acc.scalar_type() == at::kDouble, "merge_into: lse_acc must be float64 with a float64 out_acc, got ",
+             lse_acc.scalar_type());
+    const at::Tensor la = lse_acc, lb = lse_b.to(at::kDouble);
+    const at::Tensor mx = at::maximum(la, lb), mn = at::minimum(la, lb), none = mx == -kInf;
+    const at::Tensor zero = at::zeros({}, la.options());
+    const at::Tensor lse = at::where(none, mx, mx + at::log1p(at::exp(at::where(none, zero, mn - mx))));
+    const at::Tensor safe = at::where(none, zero, lse);
+    const at::Tensor wa = at::where(none, zero, at::exp(la - safe)), wb = at::where(none, zero, at::exp(lb - safe));
+    out_acc.mul_(wa.t().unsqueeze(-1)).add_(out_b.to(at::kDouble) * wb.t().unsqueeze(-1));
+    lse_acc.copy_(lse);
+    return;
+  }
+  LH_CHECK(lse_acc.scalar_type() == at::kFloat, "merge_into: lse_acc must be float32 with a float32 out_acc, got ",
+           lse_acc.scalar_type());
+  const at::Tensor ob = out_b.scalar_type() == at::kDouble ? out_b.to(at::kFloat) : out_b.contiguous();
+  launch_merge(out_acc, lse_acc, ob, lse_b.to(at::kFloat).contiguous());
+}
+
+}  // namespace longhaul::cuda

@@ -1,0 +1,117 @@
+#include "attention/cuda/fallback.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace longhaul::cuda::fallback {
+namespace {
+
+// Bytes of one [H, chunk, Tk] buffer; forward keeps ~2 alive, backward ~4.
+constexpr int64_t kScoreBudget = int64_t(256) << 20;
+
+at::ScalarType acc_type(const at::Tensor& q) { return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
+int64_t chunk_rows(int64_t tq, int64_t h, int64_t tk, at::ScalarType acc) {
+  const int64_t per_row = std::max<int64_t>(1, h * tk * static_cast<int64_t>(c10::elementSize(acc)));
+  return std::max<int64_t>(1, std::min<int64_t>(tq, kScoreBudget / per_row));
+}
+
+// Positions and document ids of a block on the device, for building chunk masks there.
+struct DeviceView {
+  at::Tensor q_pos, k_pos, q_doc, k_doc;
+  DeviceView(const BlockView& view, const Mask& mask, const at::Device& dev) {
+    q_pos = view.q_pos.to(dev);
+    k_pos = view.k_pos.to(dev);
+    if (mask.has_documents()) {
+      q_doc = mask.documents_of(view.q_pos).to(dev);
+      k_doc = mask.documents_of(view.k_pos).to(dev);
+    }
+  }
+  // Visibility [rows, Tk] of query rows [r0, r0 + rows).
+  at::Tensor visible(const Mask& mask, int64_t r0, int64_t rows) const {
+    at::Tensor qp = q_pos.narrow(0, r0, rows).unsqueeze(1), kp = k_pos.unsqueeze(0);
+    at::Tensor vis = at::ones({rows, kp.size(1)}, q_pos.options().dtype(at::kBool));
+    if (mask.has_documents()) vis = vis & q_doc.narrow(0, r0, rows).unsqueeze(1).eq(k_doc.unsqueeze(0));
+    if (mask.is_causal()) vis = vis & kp.le(qp);
+    if (mask.has_window()) vis = vis & (qp - kp).le(mask.left()) & (kp - qp).le(mask.right());
+    return vis;
+  }
+};
+
+// [rows, H, D] -> [H_kv, g·rows, D] (query head h = kv·g + j), in the accumulation dtype.
+at::Tensor group_queries(const at::Tensor& x, int64_t hkv, at::ScalarType acc) {
+  at::Tensor y = x.to(acc).permute({1, 0, 2}).contiguous();
+  return y.view({hkv, -1, y.size(2)});
+}
+
+// P = exp(S − lse) on visible entries with a finite lse, else 0: [H, rows, Tk].
+at::Tensor probabilities(const at::Tensor& scores, const at::Tensor& vis, const at::Tensor& lse) {
+  at::Tensor l = lse.unsqueeze(-1);
+  at::Tensor keep = vis.unsqueeze(0) & at::isfinite(l);
+  return at::where(keep, at::exp(scores - at::where(keep, l, at::zeros_like(l))), at::zeros({}, scores.options()));
+}
+
+}  // namespace
+
+AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
+                        const Mask& mask, double scale) {
+  const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
+  const auto acc = acc_type(q);
+  at::Tensor out = at::zeros({tq, h, d}, q.options().dtype(acc));
+  at::Tensor lse = at::full({h, tq}, -std::numeric_limits<double>::infinity(), q.options().dtype(acc));
+  if (tq == 0 || tk == 0) return {out, lse};
+  const DeviceView dv(view, mask, q.device());
+  at::Tensor K = k.to(acc).permute({1, 2, 0});               // [H_kv, D, Tk]
+  at::Tensor V = v.to(acc).permute({1, 0, 2}).contiguous();  // [H_kv, Tk, D]
+  const int64_t chunk = chunk_rows(tq, h, tk, acc);
+  for (int64_t r0 = 0; r0 < tq; r0 += chunk) {
+    const int64_t rows = std::min(chunk, tq - r0);
+    at::Tensor Q = group_queries(q.narrow(0, r0, rows), hkv, acc);
+    at::Tensor S = (at::bmm(Q, K) * scale).view({h, rows, tk});
+    at::Tensor vis = dv.visible(mask, r0, rows);
+    S.masked_fill_(~vis.unsqueeze(0), -std::numeric_limits<double>::infinity());
+    at::Tensor L = at::logsumexp(S, -1);  // −∞ for rows without keys
+    at::Tensor P = probabilities(S, vis, L);
+    at::Tensor O = at::bmm(P.view({hkv, -1, tk}), V).view({h, rows, d});
+    out.narrow(0, r0, rows).copy_(O.permute({1, 0, 2}));
+    lse.narrow(1, r0, rows).copy_(L);
+  }
+  return {out, lse};
+}
+
+AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view, const Mask& mask,
+                        double scale) {
+  const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
+  const auto acc = acc_type(q);
+  at::Tensor dq = at::zeros({tq, h, d}, q.options().dtype(acc));
+  at::Tensor dK = at::zeros({hkv, tk, d}, q.options().dtype(acc));
+  at::Tensor dV = at::zeros({hkv, tk, d}, q.options().dtype(acc));
+  if (tq > 0 && tk > 0) {
+    const DeviceView dvw(view, mask, q.device());
+    at::Tensor K = k.to(acc).permute({1, 0, 2}).contiguous();  // [H_kv, Tk, D]
+    at::Tensor V = v.to(acc).permute({1, 0, 2}).contiguous();
+    at::Tensor L = lse.to(q.device()).to(acc), Dsum = row_sums.to(q.device()).to(acc);
+    // Four [H, rows, Tk] buffers are alive at once (S, P, dP, dS).
+    const int64_t chunk = std::max<int64_t>(1, chunk_rows(tq, h, tk, acc) / 2);
+    for (int64_t r0 = 0; r0 < tq; r0 += chunk) {
+      const int64_t rows = std::min(chunk, tq - r0);
+      at::Tensor Q = group_queries(q.narrow(0, r0, rows), hkv, acc);           // [H_kv, g·rows, D]
+      at::Tensor dO = group_queries(dout.narrow(0, r0, rows), hkv, acc);
+      at::Tensor S = (at::bmm(Q, K.transpose(1, 2)) * scale).view({h, rows, tk});
+      at::Tensor P = probabilities(S, dvw.visible(mask, r0, rows), L.narrow(1, r0, rows));
+      at::Tensor Pg = P.view({hkv, -1, tk});
+      dV.add_(at::bmm(Pg.transpose(1, 2), dO));
+      at::Tensor dP = at::bmm(dO, V.transpose(1, 2)).view({h, rows, tk});
+      at::Tensor dS = (P * (dP - Dsum.narrow(1, r0, rows).unsqueeze(-1))).view({hkv, -1, tk});
+      at::Tensor dQ = (at::bmm(dS, K) * scale).view({h, rows, d});
+      dq.narrow(0, r0, rows).copy_(dQ.permute({1, 0, 2}));
+      dK.add_(at::bmm(dS.transpose(1, 2), Q), scale);
+    }
+  }
+  return {dq, dK.permute({1, 0, 2}).contiguous(), dV.permute({1, 0, 2}).contiguous()};
+}
+
+}  // namespace longhaul::cuda::fallback

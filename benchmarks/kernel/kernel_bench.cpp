@@ -1,0 +1,352 @@
+#include "benchmarks/kernel/kernel_bench.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "attention/attention.h"
+#include "benchmarks/common/rss.h"
+#include "benchmarks/kernel/check.h"
+#include "benchmarks/kernel/sdpa_baseline.h"
+#include "benchmarks/kernel/sgemm.h"
+#include "longhaul/config.h"
+#include "runtime/errors.h"
+
+namespace longhaul::bench {
+namespace {
+
+// ---- names ------------------------------------------------------------------------------------
+struct DtypeName {
+  const char* name;
+  const char* alias;
+  at::ScalarType type;
+};
+constexpr DtypeName kDtypes[] = {{"fp32", "float32", at::kFloat}, {"bf16", "bfloat16", at::kBFloat16},
+                                 {"fp16", "float16", at::kHalf}, {"fp64", "float64", at::kDouble}};
+
+const DtypeName& parse_dtype(const std::string& s) {
+  for (const auto& d : kDtypes)
+    if (s == d.name || s == d.alias) return d;
+  throw InvalidArgument("bench kernel: unknown dtype '" + s + "', expected fp32, bf16, fp16 or fp64");
+}
+
+AttentionBackend parse_backend(const std::string& s) {
+  if (s == "cpu") return AttentionBackend::Cpu;
+  if (s == "cuda") return AttentionBackend::Cuda;
+  if (s == "reference") return AttentionBackend::Reference;
+  throw InvalidArgument("bench kernel: unknown backend '" + s + "', expected cpu, cuda or reference");
+}
+
+void check_pass(const std::string& s) {
+  LH_CHECK(s == "fwd" || s == "fwd+bwd", "bench kernel: unknown pass '", s, "', expected fwd or fwd+bwd");
+}
+
+void require_cuda() {
+#if !LONGHAUL_WITH_CUDA
+  throw Unsupported("bench kernel: backend cuda needs CUDA tensors, but this build of longhaul has no CUDA "
+                    "(LONGHAUL_WITH_CUDA=OFF); use --backends cpu");
+#endif
+  if (!at::hasCUDA())
+    throw Unsupported("bench kernel: backend cuda needs CUDA tensors, but no CUDA device is available here "
+                      "(at::hasCUDA() is false); use --backends cpu");
+}
+
+// ---- configurations ---------------------------------------------------------------------------
+struct Config {
+  std::string backend, mask, dtype;  // dtype: the short name
+  int64_t t, h, h_kv, d;
+  bool fwd = false, fwd_bwd = false;
+
+  auto key() const { return std::tie(backend, mask, t, h, h_kv, d, dtype); }
+  c10::Device device() const { return backend == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU); }
+};
+
+// The reference materialises H×T×T float64 scores several times over.
+constexpr int64_t kReferenceMaxScores = int64_t(1) << 27;
+
+std::vector<Config> expand(const std::vector<KernelTarget>& targets) {
+  LH_CHECK(!targets.empty(), "bench kernel: nothing to run (no targets)");
+  std::vector<Config> configs;
+  for (const auto& tg : targets) {
+    LH_CHECK(!tg.masks.empty() && !tg.seq_lens.empty() && !tg.heads.empty() && !tg.kv_heads.empty() &&
+                 !tg.head_dims.empty() && !tg.dtypes.empty() && !tg.backends.empty() && !tg.passes.empty(),
+             "bench kernel: every dimension of a sweep needs at least one value");
+    for (const auto& p : tg.passes) check_pass(p);
+    for (const auto& backend : tg.backends)
+      for (const auto& mask : tg.masks)
+        for (int64_t t : tg.seq_lens)
+          for (int64_t h : tg.heads)
+            for (int64_t kv : tg.kv_heads)
+              for (int64_t d : tg.head_dims)
+                for (const auto& dtype : tg.dtypes) {
+                  Config c{backend, mask, parse_dtype(dtype).name, t, h, kv == 0 ? h : kv, d};
+                  for (const auto& p : tg.passes) (p == "fwd" ? c.fwd : c.fwd_bwd) = true;
+                  auto same = std::find_if(configs.begin(), configs.end(),
+                                           [&](const Config& o) { return o.key() == c.key(); });
+                  if (same == configs.end()) {
+                    configs.push_back(c);
+                  } else {
+                    same->fwd = same->fwd || c.fwd;
+                    same->fwd_bwd = same->fwd_bwd || c.fwd_bwd;
+                  }
+                }
+  }
+  return configs;
+}
+
+void validate(const Config& c) {
+  check_mask_name(c.mask);
+  parse_backend(c.backend);
+  LH_CHECK(c.t > 0 && c.h > 0 && c.h_kv > 0 && c.d > 0, "bench kernel: T, H, H_kv and D must be positive, got T=",
+           c.t, " H=", c.h, " H_kv=", c.h_kv, " D=", c.d);
+  LH_CHECK(c.h % c.h_kv == 0, "bench kernel: H_kv=", c.h_kv, " does not divide H=", c.h, " (H % H_kv must be 0)");
+  LH_CHECK(c.backend != "reference" || c.h * c.t * c.t <= kReferenceMaxScores, "bench kernel: backend reference "
+           "materialises H×T×T float64 scores; H=", c.h, ", T=", c.t, " is too large (H·T² ≤ 2^27, e.g. T ≤ 4096 "
+           "with H=8)");
+  if (c.backend == "cuda") require_cuda();
+}
+
+double gflops(double flops, double ms) { return flops / (ms * 1e-3) / 1e9; }
+
+// ---- one configuration ------------------------------------------------------------------------
+struct Measured {
+  int64_t area = 0;
+  double fwd_ms = NAN, fwd_bwd_ms = NAN;
+  double sdpa_fwd_ms = NAN, sdpa_fwd_bwd_ms = NAN;
+  double rss_mib = NAN;
+  int64_t runs = 0;
+  int64_t wrong_fwd = -1, wrong_fwd_bwd = -1;
+  std::string note;
+};
+
+Measured measure(const Config& c, const KernelBenchOptions& o) {
+  const AttentionBackend backend = parse_backend(c.backend);
+  const at::ScalarType dtype = parse_dtype(c.dtype).type;
+  const c10::Device device = c.device();
+  const Mask mask = make_mask(c.mask, c.t, o.masks);
+  const BlockView view = BlockView::self(c.t);
+  Measured m;
+  m.area = mask.area(0, c.t, 0, c.t);
+
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  auto normal = [&](int64_t heads) {
+    return at::randn({c.t, heads, c.d}, gen, at::TensorOptions(at::kFloat)).to(dtype).to(device);
+  };
+  const at::Tensor q = normal(c.h), k = normal(c.h_kv), v = normal(c.h_kv), dout = normal(c.h);
+
+  {  // ours
+    const PeakRssGrowth rss;
+    const PhaseSamples s = time_phases(o.timing, [&] {
+      Stopwatch watch(device);
+      AttentionOutput res = attention_forward(q, k, v, view, mask, 0, backend);
+      const double fwd = watch.lap();
+      double bwd = 0;
+      if (c.fwd_bwd) {
+        // .to: the reference returns float64 out whatever the input dtype (a no-op otherwise).
+        AttentionGrads g = attention_backward(dout, q, k, v, res.out.to(dtype), res.lse, view, mask, 0, backend);
+        bwd = watch.lap();
+      }
+      return std::vector<double>{fwd, bwd};
+    });
+    m.runs = static_cast<int64_t>(s.size());
+    m.fwd_ms = median_of_first_phases(s, 1);
+    if (c.fwd_bwd) m.fwd_bwd_ms = median_of_first_phases(s, 2);
+    if (device.is_cpu()) m.rss_mib = rss.mib();
+    if (device.is_cpu() && !rss.exact()) m.note += "rss growth is a lower bound (peak not resettable); ";
+  }
+
+  if (!o.sdpa) {
+    m.note += "sdpa off; ";
+  } else if (c.t > o.sdpa_max_t) {
+    m.note += "sdpa skipped: T > --sdpa-max-t " + std::to_string(o.sdpa_max_t) + "; ";
+  } else {
+    const SdpaTimes st = time_sdpa({q, k, v, dout, c.mask, &mask}, c.fwd_bwd, o.timing);
+    m.sdpa_fwd_ms = st.forward_ms;
+    m.sdpa_fwd_bwd_ms = st.forward_backward_ms;
+    if (!sdpa_expresses(c.mask)) m.note += "sdpa with a dense bool mask; ";
+  }
+
+  if (o.check) {
+    const int64_t small_t = std::min(c.t, o.check_t);
+    CheckCase cc{backend, device, dtype, small_t, c.h, c.h_kv, c.d, make_scaled_mask(c.mask, c.t, small_t, o.masks),
+                 c.fwd_bwd, o.seed + 1};
+    const CheckResult r = check_against_reference(cc);
+    m.wrong_fwd = r.wrong_forward;
+    m.wrong_fwd_bwd = r.wrong_forward + r.wrong_backward;
+  } else {
+    m.note += "unchecked; ";
+  }
+  if (m.note.size() >= 2) m.note.resize(m.note.size() - 2);
+  return m;
+}
+
+Row make_row(const Config& c, const std::string& pass, const Measured& m, double sgemm_gflops) {
+  const double f_fwd = 4.0 * double(m.area) * double(c.h) * double(c.d);
+  const bool bwd = pass == "fwd+bwd";
+  const double flops = bwd ? 3.5 * f_fwd : f_fwd;  // F_bwd = 2.5 · F_fwd
+  const double ms = bwd ? m.fwd_bwd_ms : m.fwd_ms, sdpa_ms = bwd ? m.sdpa_fwd_bwd_ms : m.sdpa_fwd_ms;
+  const double rate = gflops(flops, ms);
+  return Row()
+      .add("backend", c.backend)
+      .add("mask", c.mask)
+      .add("T", c.t)
+      .add("H", c.h)
+      .add("H_kv", c.h_kv)
+      .add("D", c.d)
+      .add("dtype", c.dtype)
+      .add("pass", pass)
+      .add("time_ms", ms)
+      .add("gflops", rate)
+      .add("sdpa_time_ms", sdpa_ms)
+      .add("ratio_vs_sdpa", sdpa_ms / ms)
+      .add("sgemm_fraction", rate / sgemm_gflops)
+      .add("vs_causal", NAN)  // filled in once every row is known
+      .add("area", m.area)
+      .add("peak_rss_growth_mib", m.rss_mib)
+      .add("iters", m.runs)
+      .add("wrong", bwd ? m.wrong_fwd_bwd : m.wrong_fwd)
+      .add("note", m.note.empty() ? std::string("-") : m.note);
+}
+
+Row sgemm_row(const std::string& backend, const SgemmRate& s) {
+  return Row()
+      .add("backend", backend)
+      .add("mask", std::string("-"))
+      .add("T", s.n)
+      .add("H", int64_t(1))
+      .add("H_kv", int64_t(1))
+      .add("D", s.n)
+      .add("dtype", std::string("fp32"))
+      .add("pass", std::string("fwd"))
+      .add("time_ms", s.time_ms)
+      .add("gflops", s.gflops)
+      .add("sdpa_time_ms", NAN)
+      .add("ratio_vs_sdpa", NAN)
+      .add("sgemm_fraction", 1.0)
+      .add("vs_causal", NAN)
+      .add("area", s.n * s.n)
+      .add("peak_rss_growth_mib", NAN)
+      .add("iters", int64_t(0))
+      .add("wrong", int64_t(0))
+      .add("note", std::string("square float32 at::mm, 2n^3 flops"));
+}
+
+template <typename T>
+const T& cell(const Row& r, const char* key) {
+  return std::get<T>(*r.find(key));
+}
+
+// vs_causal: a row's GFLOP/s over the causal row's with the same backend, T, heads, D, dtype and
+// pass; a summary line for every other mask that has one.
+std::vector<std::string> compare_with_causal(std::vector<Row>& rows) {
+  using Key = std::tuple<std::string, int64_t, int64_t, int64_t, int64_t, std::string, std::string>;
+  auto key = [](const Row& r) {
+    return Key{cell<std::string>(r, "backend"), cell<int64_t>(r, "T"), cell<int64_t>(r, "H"),
+               cell<int64_t>(r, "H_kv"), cell<int64_t>(r, "D"), cell<std::string>(r, "dtype"),
+               cell<std::string>(r, "pass")};
+  };
+  std::map<Key, double> causal;
+  for (const auto& r : rows)
+    if (cell<std::string>(r, "mask") == "causal") causal[key(r)] = cell<double>(r, "gflops");
+  std::vector<std::string> lines;
+  for (auto& r : rows) {
+    auto it = causal.find(key(r));
+    if (it == causal.end()) continue;
+    const double ratio = cell<double>(r, "gflops") / it->second;
+    for (auto& [k, v] : r.cells)
+      if (k == "vs_causal") v = ratio;
+    const auto& mask = cell<std::string>(r, "mask");
+    if (mask == "causal") continue;
+    std::ostringstream os;
+    os.precision(3);
+    os << "# " << mask << " vs causal, " << cell<std::string>(r, "backend") << " T=" << cell<int64_t>(r, "T")
+       << " H=" << cell<int64_t>(r, "H") << "/" << cell<int64_t>(r, "H_kv") << " D=" << cell<int64_t>(r, "D") << " "
+       << cell<std::string>(r, "dtype") << " " << cell<std::string>(r, "pass") << ": " << cell<double>(r, "gflops")
+       << " vs " << it->second << " GFLOP/s = " << ratio << "x the causal rate";
+    lines.push_back(os.str());
+  }
+  return lines;
+}
+
+}  // namespace
+
+KernelBenchOptions default_kernel_options() {
+  KernelBenchOptions o;
+  const std::vector<std::string> both{"fwd", "fwd+bwd"};
+  o.targets = {
+      // (d) long sequence, one head, resident-memory growth; first, before the allocator holds
+      // memory of other rows. SDPA skipped (T > sdpa_max_t).
+      {{"causal"}, {65536}, {1}, {0}, {64}, {"fp32"}, {"cpu"}, {"fwd+bwd"}},
+      // (a) and (b)
+      {{"causal"}, {8192}, {8}, {0}, {64}, {"fp32"}, {"cpu"}, both},
+      {{"full", "causal"}, {4096, 8192}, {8}, {0}, {64, 128}, {"fp32"}, {"cpu"}, both},
+      // (c) sparse masks against causal at the same T
+      {{"causal", "documents", "causal_window"}, {16384}, {4}, {0}, {64}, {"fp32"}, {"cpu"}, both},
+  };
+  o.timing = {1, 5, 10.0};
+  return o;
+}
+
+KernelBenchOptions quick_kernel_options() {
+  KernelBenchOptions o;
+  o.targets = {{mask_names(), {512}, {2}, {0, 1}, {64}, {"fp32"}, {"cpu"}, {"fwd", "fwd+bwd"}},
+               {{"causal"}, {1024}, {4}, {0}, {64}, {"fp32"}, {"cpu"}, {"fwd", "fwd+bwd"}}};
+  o.masks.doc_min = 64;
+  o.masks.doc_max = 256;
+  o.masks.window_left = 128;
+  o.timing = {1, 3, 2.0};
+  o.check_t = 256;
+  o.sgemm_n = 512;
+  return o;
+}
+
+void override_targets(std::vector<KernelTarget>& targets, const KernelTarget& given) {
+  for (auto& t : targets) {
+    if (!given.masks.empty()) t.masks = given.masks;
+    if (!given.seq_lens.empty()) t.seq_lens = given.seq_lens;
+    if (!given.heads.empty()) t.heads = given.heads;
+    if (!given.kv_heads.empty()) t.kv_heads = given.kv_heads;
+    if (!given.head_dims.empty()) t.head_dims = given.head_dims;
+    if (!given.dtypes.empty()) t.dtypes = given.dtypes;
+    if (!given.backends.empty()) t.backends = given.backends;
+    if (!given.passes.empty()) t.passes = given.passes;
+  }
+}
+
+KernelBenchResult run_kernel_bench(const KernelBenchOptions& o) {
+  LH_CHECK(o.check_t > 0, "bench kernel: --check-t must be positive, got ", o.check_t);
+  const std::vector<Config> configs = expand(o.targets);
+  for (const auto& c : configs) validate(c);
+  make_mask("documents", 1, o.masks);  // checks the document and window options before any run
+  make_mask("causal_window", 1, o.masks);
+
+  std::vector<std::pair<Config, Measured>> measured;
+  for (const auto& c : configs) measured.emplace_back(c, measure(c, o));
+
+  // The yardstick last, on each device used, so its buffers do not sit in the allocator earlier.
+  std::map<std::string, SgemmRate> sgemm;  // by device kind
+  KernelBenchResult result;
+  std::vector<Row> sgemm_rows;
+  for (const auto& [c, m] : measured) {
+    const std::string dev = c.device().is_cpu() ? "cpu" : "cuda";
+    if (sgemm.count(dev)) continue;
+    const int64_t n = o.sgemm_n > 0 ? o.sgemm_n : dev == "cpu" ? 2048 : 8192;
+    sgemm[dev] = measure_sgemm(c.device(), n, {1, 5, 5.0});
+    sgemm_rows.push_back(sgemm_row(dev == "cpu" ? "sgemm" : "sgemm_cuda", sgemm[dev]));
+  }
+  for (const auto& [c, m] : measured) {
+    const double yard = sgemm[c.device().is_cpu() ? "cpu" : "cuda"].gflops;
+    if (c.fwd) result.rows.push_back(make_row(c, "fwd", m, yard));
+    if (c.fwd_bwd) result.rows.push_back(make_row(c, "fwd+bwd", m, yard));
+  }
+  result.summary = compare_with_causal(result.rows);
+  result.rows.insert(result.rows.end(), sgemm_rows.begin(), sgemm_rows.end());
+  return result;
+}
+
+}  // namespace longhaul::bench

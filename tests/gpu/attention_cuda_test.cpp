@@ -1,0 +1,240 @@
+// The CUDA attention backend against the float64 reference on CPU. Skipped, with the reason, on a
+// machine without a CUDA device.
+//
+// Inputs are rounded to the tested dtype first and the reference runs on the rounded values, so
+// the comparison measures only the kernels' own arithmetic. Tolerances (max abs error over
+// max(1, max |reference|)):
+//   bfloat16: out 2e-2, lse 2e-3, grads 5e-2   (flash rounds P and dS to bf16: ~2^-8 relative)
+//   float16:  out 4e-3, lse 1e-3, grads 1e-2   (~2^-11 relative)
+//   float32:  1e-4 everywhere (memory-efficient kernel / float32 math path)
+//   float64:  1e-9 everywhere (exact math path)
+#include <ATen/ATen.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attention/attention.h"
+
+namespace longhaul {
+namespace {
+
+int cuda_devices() {
+  return at::hasCUDA() ? static_cast<int>(c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).deviceCount()) : 0;
+}
+
+#define SKIP_WITHOUT_CUDA() \
+  if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); CPU paths are in tests/unit"
+
+struct Tol {
+  double out, lse, grad;
+};
+Tol tolerance(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return {2e-2, 2e-3, 5e-2};
+    case at::kHalf: return {4e-3, 1e-3, 1e-2};
+    case at::kFloat: return {1e-4, 1e-4, 1e-4};
+    default: return {1e-9, 1e-9, 1e-9};
+  }
+}
+
+// Max abs difference relative to max(1, max |ref|); infinities must match exactly.
+double rel_err(const at::Tensor& got, const at::Tensor& ref) {
+  at::Tensor g = got.cpu().to(at::kDouble), r = ref.cpu().to(at::kDouble);
+  EXPECT_EQ(g.sizes(), r.sizes());
+  EXPECT_FALSE(at::isnan(g).any().item<bool>()) << "NaN in the CUDA result";
+  at::Tensor inf_r = at::isinf(r);
+  EXPECT_TRUE(at::equal(inf_r, at::isinf(g))) << "infinities differ";
+  at::Tensor fin = ~inf_r;
+  if (!fin.any().item<bool>()) return 0;
+  const double scale = std::max(1.0, r.masked_select(fin).abs().max().item<double>());
+  return (g - r).masked_select(fin).abs().max().item<double>() / scale;
+}
+
+struct Case {
+  int64_t tq, tk, h, hkv, d;
+  BlockView view;
+  Mask mask;
+};
+
+struct Inputs {
+  at::Tensor q, k, v, dout;  // CPU, already rounded to the tested dtype, stored as that dtype
+};
+
+Inputs make_inputs(const Case& c, at::ScalarType dt, uint64_t seed = 7) {
+  at::manual_seed(seed);
+  auto r = [&](int64_t t, int64_t h) { return at::randn({t, h, c.d}, at::kDouble).to(dt); };
+  return {r(c.tq, c.h), r(c.tk, c.hkv), r(c.tk, c.hkv), r(c.tq, c.h)};
+}
+
+at::Tensor cu(const at::Tensor& x) { return x.to(at::kCUDA); }
+
+// Forward and backward of the CUDA backend against the reference, for one dtype.
+void check_case(const Case& c, at::ScalarType dt) {
+  SCOPED_TRACE(std::string("mask ") + c.mask.describe() + ", dtype " + c10::toString(dt));
+  const Tol tol = tolerance(dt);
+  const Inputs in = make_inputs(c, dt);
+  auto d64 = [](const at::Tensor& x) { return x.to(at::kDouble); };
+  const AttentionOutput ref = attention_forward(d64(in.q), d64(in.k), d64(in.v), c.view, c.mask, 0,
+                                                AttentionBackend::Reference);
+  const AttentionOutput got = attention_forward(cu(in.q), cu(in.k), cu(in.v), c.view, c.mask, 0,
+                                                AttentionBackend::Cuda);
+  EXPECT_EQ(got.out.scalar_type(), dt);
+  EXPECT_EQ(got.lse.scalar_type(), dt == at::kDouble ? at::kDouble : at::kFloat);
+  EXPECT_LE(rel_err(got.out, ref.out), tol.out);
+  EXPECT_LE(rel_err(got.lse, ref.lse), tol.lse);
+
+  // Backward from the global out/lse (this block is every key these queries see).
+  const AttentionGrads gref = attention_backward(d64(in.dout), d64(in.q), d64(in.k), d64(in.v), ref.out, ref.lse,
+                                                 c.view, c.mask, 0, AttentionBackend::Reference);
+  const at::Tensor lse_dev = cu(ref.lse.to(dt == at::kDouble ? at::kDouble : at::kFloat));
+  const AttentionGrads g = attention_backward(cu(in.dout), cu(in.q), cu(in.k), cu(in.v), cu(ref.out.to(dt)),
+                                              lse_dev, c.view, c.mask, 0, AttentionBackend::Cuda);
+  const auto acc = dt == at::kDouble ? at::kDouble : at::kFloat;
+  EXPECT_EQ(g.dq.scalar_type(), acc);
+  EXPECT_EQ(g.dk.sizes(), (at::IntArrayRef{c.tk, c.hkv, c.d}));
+  EXPECT_LE(rel_err(g.dq, gref.dq), tol.grad);
+  EXPECT_LE(rel_err(g.dk, gref.dk), tol.grad);
+  EXPECT_LE(rel_err(g.dv, gref.dv), tol.grad);
+
+  // The row-sum form (TokenRing) must agree too.
+  const at::Tensor rs = cu(attention_row_sums(d64(in.dout), ref.out).to(acc));
+  const AttentionGrads g2 = attention_backward_rowsums(cu(in.dout), cu(in.q), cu(in.k), cu(in.v), rs, lse_dev,
+                                                       c.view, c.mask, 0, AttentionBackend::Cuda);
+  EXPECT_LE(rel_err(g2.dq, gref.dq), tol.grad);
+  EXPECT_LE(rel_err(g2.dk, gref.dk), tol.grad);
+  EXPECT_LE(rel_err(g2.dv, gref.dv), tol.grad);
+}
+
+void check_all_dtypes(const Case& c) {
+  for (auto dt : {at::kBFloat16, at::kHalf, at::kFloat, at::kDouble}) check_case(c, dt);
+}
+
+BlockView positions(std::vector<int64_t> q, std::vector<int64_t> k) {
+  return {at::tensor(q, at::kLong), at::tensor(k, at::kLong)};
+}
+std::vector<int64_t> range(int64_t b, int64_t e) {
+  std::vector<int64_t> r;
+  for (int64_t i = b; i < e; ++i) r.push_back(i);
+  return r;
+}
+std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST(AttentionCuda, FullAndCausalSelf) {
+  SKIP_WITHOUT_CUDA();
+  check_all_dtypes({200, 200, 4, 4, 64, BlockView::self(200), Mask::full()});
+  check_all_dtypes({200, 200, 4, 4, 64, BlockView::self(200), Mask::causal()});
+}
+
+TEST(AttentionCuda, Documents) {
+  SKIP_WITHOUT_CUDA();
+  const Mask docs = Mask::causal().documents(std::vector<int64_t>{0, 37, 120, 120, 200});
+  check_all_dtypes({200, 200, 4, 2, 64, BlockView::self(200), docs});
+  check_all_dtypes({200, 200, 4, 2, 64, BlockView::self(200), Mask::full().documents(std::vector<int64_t>{0, 90, 200})});
+}
+
+TEST(AttentionCuda, Windows) {
+  SKIP_WITHOUT_CUDA();
+  check_all_dtypes({160, 160, 2, 2, 32, BlockView::self(160), Mask::full().window(16, 4)});
+  check_all_dtypes({160, 160, 2, 2, 32, BlockView::self(160), Mask::causal().window(32, 0)});
+  // A window at an offset block (ring step): the pair's offsets differ from the diagonal.
+  check_all_dtypes({64, 96, 2, 1, 32, BlockView::contiguous(100, 64, 40, 96),
+                    Mask::causal().documents(std::vector<int64_t>{0, 130, 300}).window(50, 0)});
+}
+
+TEST(AttentionCuda, GqaAndOddHeadDim) {
+  SKIP_WITHOUT_CUDA();
+  check_all_dtypes({96, 96, 8, 2, 40, BlockView::self(96), Mask::causal()});  // D padded to 48
+  check_all_dtypes({96, 96, 6, 1, 72, BlockView::self(96), Mask::full()});    // MQA
+}
+
+TEST(AttentionCuda, BlockViewsAtOffsets) {
+  SKIP_WITHOUT_CUDA();
+  // Ring step: queries after keys, partly overlapping.
+  check_all_dtypes({64, 100, 4, 2, 64, BlockView::contiguous(100, 64, 40, 100), Mask::causal()});
+  // Zigzag shard of rank 0 of 4 over 256 tokens: chunks 0 and 7, with documents.
+  const auto zz = concat(range(0, 32), range(224, 256));
+  check_all_dtypes({64, 64, 4, 2, 64, positions(zz, zz), Mask::causal().documents(std::vector<int64_t>{0, 240, 256})});
+  check_all_dtypes({64, 128, 4, 2, 64, positions(zz, concat(range(32, 64), concat(range(128, 192), range(192, 224)))),
+                    Mask::causal()});
+}
+
+TEST(AttentionCuda, EmptyRowsAndBlocks) {
+  SKIP_WITHOUT_CUDA();
+  // Rows 50..59 see no key (causal, keys start at 60); the whole block is empty for the first.
+  check_all_dtypes({40, 40, 2, 2, 32, BlockView::contiguous(0, 40, 60, 40), Mask::causal()});
+  check_all_dtypes({50, 60, 2, 2, 32, BlockView::contiguous(50, 50, 60, 60), Mask::causal()});
+  const Case c{40, 40, 2, 2, 32, BlockView::contiguous(0, 40, 60, 40), Mask::causal()};
+  const Inputs in = make_inputs(c, at::kBFloat16);
+  const AttentionOutput got = attention_forward(cu(in.q), cu(in.k), cu(in.v), c.view, c.mask, 0,
+                                                AttentionBackend::Cuda);
+  EXPECT_TRUE(at::equal(got.out.cpu(), at::zeros_like(in.q)));
+  EXPECT_TRUE((got.lse.cpu() == -std::numeric_limits<float>::infinity()).all().item<bool>());
+}
+
+TEST(AttentionCuda, StripedFallback) {
+  SKIP_WITHOUT_CUDA();
+  std::vector<int64_t> q, k;
+  for (int64_t t = 1; t < 256; t += 4) q.push_back(t);
+  for (int64_t t = 2; t < 256; t += 4) k.push_back(t);
+  check_all_dtypes({64, 64, 2, 1, 32, positions(q, k), Mask::causal()});
+}
+
+TEST(AttentionCuda, MergeOfSplitKeysEqualsUnsplit) {
+  SKIP_WITHOUT_CUDA();
+  for (auto dt : {at::kBFloat16, at::kHalf, at::kFloat}) {
+    SCOPED_TRACE(c10::toString(dt));
+    const Mask mask = Mask::causal().documents(std::vector<int64_t>{0, 70, 160});
+    const Case whole{160, 160, 4, 2, 64, BlockView::self(160), mask};
+    const Inputs in = make_inputs(whole, dt);
+    const at::Tensor q = cu(in.q), k = cu(in.k), v = cu(in.v);
+    const AttentionOutput full = attention_forward(q, k, v, whole.view, mask, 0, AttentionBackend::Cuda);
+    // Keys [0, 100) then [100, 160): partials rounded once to the input dtype, merged in float32.
+    const AttentionOutput a = attention_forward(q, k.narrow(0, 0, 100), v.narrow(0, 0, 100),
+                                                BlockView::contiguous(0, 160, 0, 100), mask, 0, AttentionBackend::Cuda);
+    const AttentionOutput b = attention_forward(q, k.narrow(0, 100, 60), v.narrow(0, 100, 60),
+                                                BlockView::contiguous(0, 160, 100, 60), mask, 0, AttentionBackend::Cuda);
+    at::Tensor out_acc = at::zeros({160, 4, 64}, q.options().dtype(at::kFloat));
+    at::Tensor lse_acc = at::full({4, 160}, -std::numeric_limits<float>::infinity(), q.options().dtype(at::kFloat));
+    merge_into(out_acc, lse_acc, a.out, a.lse);
+    merge_into(out_acc, lse_acc, b.out, b.lse);
+    const Tol tol = tolerance(dt);
+    EXPECT_LE(rel_err(out_acc, full.out.to(at::kFloat)), 2 * tol.out);
+    EXPECT_LE(rel_err(lse_acc, full.lse), tol.lse);
+  }
+}
+
+TEST(AttentionCuda, MergeKernelEdgeCases) {
+  SKIP_WITHOUT_CUDA();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  // Rows: both empty, only acc, only b, both finite. Odd D exercises the scalar path.
+  for (int64_t d : {8, 5}) {
+    at::Tensor out_acc = at::full({4, 1, d}, 2.0, opts), out_b = at::full({4, 1, d}, 4.0, opts);
+    out_acc[0].zero_();
+    out_b[0].zero_();
+    out_acc[2].zero_();
+    out_b[1].zero_();
+    at::Tensor lse_acc = at::tensor({-inf, 1.f, -inf, 0.f}, opts).view({1, 4});
+    at::Tensor lse_b = at::tensor({-inf, -inf, 3.f, 0.f}, opts).view({1, 4});
+    merge_into(out_acc, lse_acc, out_b.to(at::kHalf), lse_b);
+    const at::Tensor o = out_acc.cpu(), l = lse_acc.cpu();
+    EXPECT_FALSE(at::isnan(o).any().item<bool>());
+    EXPECT_EQ(l[0][0].item<float>(), -inf);
+    EXPECT_FLOAT_EQ(l[0][1].item<float>(), 1.f);
+    EXPECT_FLOAT_EQ(l[0][2].item<float>(), 3.f);
+    EXPECT_NEAR(l[0][3].item<float>(), std::log(2.f), 1e-6);
+    EXPECT_TRUE(at::equal(o[0], at::zeros({1, d})));
+    EXPECT_TRUE(at::allclose(o[1], at::full({1, d}, 2.0)));
+    EXPECT_TRUE(at::allclose(o[2], at::full({1, d}, 4.0)));
+    EXPECT_TRUE(at::allclose(o[3], at::full({1, d}, 3.0)));
+  }
+}
+
+}  // namespace
+}  // namespace longhaul

@@ -109,18 +109,32 @@ AttentionGrads backward_impl(const char* fn, const at::Tensor& dout, const at::T
 
 }  // namespace
 
-AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
+AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          const BlockView& view, const Mask& mask, double scale,
+                                          AttentionBackend backend) {
   constexpr const char* fn = "attention_forward";
   scale = check_inputs(fn, q, k, v, view, scale);
+  AttentionOutput r;
   switch (pick(backend, q, fn)) {
-    case AttentionBackend::Reference: return reference::forward(q, k, v, view, mask, scale);
+    case AttentionBackend::Reference: r = reference::forward(q, k, v, view, mask, scale); break;
     case AttentionBackend::Cuda:
 #if LONGHAUL_WITH_CUDA
-      return cuda::forward(q, k, v, view, mask, scale);
+      r = cuda::forward(q, k, v, view, mask, scale);
+      break;
 #endif
-    default: return cpu::forward(q, k, v, view, mask, scale);
+    default: r = cpu::forward(q, k, v, view, mask, scale);
   }
+  const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  if (r.out.scalar_type() != acc) r.out = r.out.to(acc);
+  if (r.lse.scalar_type() != acc) r.lse = r.lse.to(acc);
+  return r;
+}
+
+AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
+  AttentionOutput r = attention_forward_partial(q, k, v, view, mask, scale, backend);
+  r.out = r.out.to(q.scalar_type());
+  return r;
 }
 
 AttentionGrads attention_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,

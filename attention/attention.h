@@ -47,6 +47,12 @@ AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, cons
                                   const BlockView& view, const Mask& mask, double scale = 0,
                                   AttentionBackend backend = AttentionBackend::Auto);
 
+// The same, with `out` unrounded: float32 (float64 for float64 inputs). What a strategy merges
+// over key blocks, so low-precision inputs are rounded once, after the last merge.
+AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          const BlockView& view, const Mask& mask, double scale = 0,
+                                          AttentionBackend backend = AttentionBackend::Auto);
+
 // out and lse are the GLOBAL ones (merged over every key block of these queries).
 AttentionGrads attention_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                   const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,

@@ -10,7 +10,7 @@
 namespace longhaul::cpu {
 namespace {
 
-constexpr int64_t kBlockQ = 128, kBlockK = 128;
+constexpr int64_t kBlockQ = 256, kBlockK = 128;
 // dQ partials: at most this many virtual workers and this many bytes in all.
 constexpr int64_t kMaxWorkers = 4;
 constexpr int64_t kPartialBudget = int64_t(256) << 20;
@@ -66,7 +66,7 @@ AttentionOutput forward_typed(const at::Tensor& q, const at::Tensor& k, const at
       forward_kernel(p);
     }
   }
-  return {out.to(q.scalar_type()), lse};
+  return {out, lse};  // float32 (float64): the caller rounds
 }
 
 template <typename T>

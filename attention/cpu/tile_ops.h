@@ -10,34 +10,64 @@
 
 namespace longhaul::cpu {
 
-// Max and sum of a row with 16 independent lanes: vectorises without -ffast-math, and the fixed
-// lane order keeps results deterministic.
+// Max and sum of a row with 16 independent lanes in a fixed order (deterministic); the float
+// versions use AVX2 explicitly (GCC leaves the generic form scalar without -ffast-math).
 template <typename T>
 inline T row_max(const T* x, int64_t n, T init) {
-  constexpr int kLanes = 16;
-  T acc[kLanes];
-  for (int l = 0; l < kLanes; ++l) acc[l] = init;
-  int64_t c = 0;
-  for (; c + kLanes <= n; c += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] = acc[l] > x[c + l] ? acc[l] : x[c + l];
   T m = init;
-  for (int l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
-  for (; c < n; ++c) m = m > x[c] ? m : x[c];
+  for (int64_t c = 0; c < n; ++c) m = m > x[c] ? m : x[c];
   return m;
 }
 
 template <typename T>
 inline T row_sum(const T* x, int64_t n) {
-  constexpr int kLanes = 16;
-  T acc[kLanes] = {};
-  int64_t c = 0;
-  for (; c + kLanes <= n; c += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[c + l];
   T s = 0;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  for (int64_t c = 0; c < n; ++c) s += x[c];
+  return s;
+}
+
+#if defined(__AVX2__)
+inline float hmax(__m256 v) {
+  float lanes[8];
+  _mm256_storeu_ps(lanes, v);
+  float m = lanes[0];
+  for (int l = 1; l < 8; ++l) m = m > lanes[l] ? m : lanes[l];
+  return m;
+}
+inline float hsum(__m256 v) {
+  float lanes[8];
+  _mm256_storeu_ps(lanes, v);
+  float s = 0;
+  for (int l = 0; l < 8; ++l) s += lanes[l];
+  return s;
+}
+
+template <>
+inline float row_max<float>(const float* x, int64_t n, float init) {
+  __m256 a = _mm256_set1_ps(init), b = a;
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    a = _mm256_max_ps(a, _mm256_loadu_ps(x + c));
+    b = _mm256_max_ps(b, _mm256_loadu_ps(x + c + 8));
+  }
+  float m = hmax(_mm256_max_ps(a, b));
+  for (; c < n; ++c) m = m > x[c] ? m : x[c];
+  return m;
+}
+
+template <>
+inline float row_sum<float>(const float* x, int64_t n) {
+  __m256 a = _mm256_setzero_ps(), b = a;
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    a = _mm256_add_ps(a, _mm256_loadu_ps(x + c));
+    b = _mm256_add_ps(b, _mm256_loadu_ps(x + c + 8));
+  }
+  float s = hsum(_mm256_add_ps(a, b));
   for (; c < n; ++c) s += x[c];
   return s;
 }
+#endif
 
 // x = exp(x - shift), in place.
 template <typename T>

@@ -27,6 +27,7 @@ void backward_kernel(const BackwardParams<T>& p) {
   const int64_t dq_size = p.tq * p.h * d;
 
   at::parallel_for(0, workers, 1, [&](int64_t wbegin, int64_t wend) {
+    SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * bk), dp(bq * bk), dk(bk * d), dv(bk * d);
     for (int64_t w = wbegin; w < wend; ++w) {
       T* dq = workers == 1 ? p.dq : p.dq_partials + w * dq_size;

@@ -23,6 +23,7 @@ void forward_kernel(const ForwardParams<T>& p) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
 
   at::parallel_for(0, p.h * nqt, 1, [&](int64_t begin, int64_t end) {
+    SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * bk), o(bq * d), m(bq), l(bq);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / nqt, qt = item % nqt, hk = h / group;

@@ -12,9 +12,27 @@ void sgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc);
+// MKL's thread-local thread count (weak: absent from BLAS builds that are not MKL).
+int MKL_Set_Num_Threads_Local(int nt) __attribute__((weak));
 }
 
 namespace longhaul::cpu {
+
+// For the lifetime of this object the calling thread's BLAS calls run single-threaded. Inside
+// the kernels' own parallel regions MKL would otherwise pick its multi-threaded code paths (and
+// spin in OpenMP barriers) on every tile.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : saved_(MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : -1) {}
+  ~SingleThreadedBlas() {
+    if (saved_ >= 0) MKL_Set_Num_Threads_Local(saved_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_;
+};
 
 inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
                       const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,

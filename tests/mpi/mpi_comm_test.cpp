@@ -8,36 +8,12 @@
 #include "runtime/errors.h"
 #include "runtime/mesh.h"
 #include "tests/common/collectives.h"
+#include "tests/mpi/mpi_fixture.h"
 
 namespace longhaul {
 namespace {
 
-CommPtr g_world;
-}  // namespace
-
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
-                   r.line_number(), r.summary());
-  }
-
- private:
-  int rank_;
-};
-
-namespace {
-
-class Mpi : public ::testing::Test {
- protected:
-  Communicator& comm() { return *g_world; }
-  void TearDown() override {
-    const bool mine = !HasFailure();
-    if (!testing::all_ranks_pass(*g_world, mine) && mine) ADD_FAILURE() << "another rank failed this test";
-  }
-};
+class Mpi : public MpiTest {};
 
 TEST_F(Mpi, PointToPoint) { testing::check_point_to_point(comm()); }
 TEST_F(Mpi, Exchange) { testing::check_exchange(comm()); }
@@ -87,7 +63,7 @@ TEST_F(Mpi, ProcessMeshGroups) {
   const int p = comm().size();
   for (int cp = 1; cp <= p; ++cp) {
     if (p % cp) continue;
-    ProcessMesh mesh(g_world, {.cp = cp});
+    ProcessMesh mesh(g_mpi_world, {.cp = cp});
     EXPECT_EQ(mesh.cp()->size(), cp);
     EXPECT_EQ(mesh.dp()->size(), p / cp);
     EXPECT_EQ(mesh.cp()->rank(), comm().rank() % cp);
@@ -99,22 +75,3 @@ TEST_F(Mpi, ProcessMeshGroups) {
 
 }  // namespace
 }  // namespace longhaul
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  longhaul::CommOptions options;
-  options.timeout = std::chrono::seconds(20);
-  longhaul::g_world = longhaul::create_mpi_world(options);
-  // Rank 0 prints the usual progress; the other ranks print only their failures.
-  if (longhaul::g_world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new longhaul::FailurePrinter(longhaul::g_world->rank()));
-  }
-  int rc = RUN_ALL_TESTS();
-  // One exit code for all ranks.
-  rc = longhaul::testing::all_ranks_pass(*longhaul::g_world, rc == 0) ? 0 : 1;
-  longhaul::g_world.reset();
-  longhaul::shutdown_mpi();
-  return rc;
-}

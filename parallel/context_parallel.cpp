@@ -1,0 +1,133 @@
+#include "parallel/context_parallel.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "parallel/strategy.h"
+#include "runtime/errors.h"
+
+namespace longhaul {
+
+const char* to_string(Strategy s) {
+  switch (s) {
+    case Strategy::RingSelfAttention: return "rsa";
+    case Strategy::Ring: return "ring";
+    case Strategy::AllGatherKV: return "allgather";
+    case Strategy::TokenRing: return "tokenring";
+    case Strategy::Ulysses: return "ulysses";
+    case Strategy::Hybrid: return "hybrid";
+  }
+  return "?";
+}
+
+Strategy strategy_from_string(const std::string& name) {
+  for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing,
+                     Strategy::Ulysses, Strategy::Hybrid})
+    if (name == to_string(s)) return s;
+  throw InvalidArgument("unknown strategy '" + name + "', expected rsa, ring, allgather, tokenring, ulysses or hybrid");
+}
+
+namespace {
+std::unique_ptr<CpStrategy> make_strategy(Strategy s) {
+  switch (s) {
+    case Strategy::RingSelfAttention: return make_ring_self_attention();
+    case Strategy::Ring: return make_ring();
+    case Strategy::AllGatherKV: return make_allgather_kv();
+    default:
+      throw Unsupported(std::string("strategy ") + to_string(s) + " is not available in this build yet");
+  }
+}
+
+uint64_t hash_string(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+}  // namespace
+
+ContextParallel::ContextParallel(CommPtr cp_group, Options options)
+    : comm_(std::move(cp_group)), options_(options), strategy_(make_strategy(options.strategy)) {
+  LH_CHECK(comm_ != nullptr, "ContextParallel: the CP group communicator is null");
+}
+
+ContextParallel::~ContextParallel() = default;
+
+void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const ShardPlan& plan, const Mask& mask) {
+  LH_CHECK(plan.P() == comm_->size() && plan.rank() == comm_->rank(), fn, ": the ShardPlan is for rank ",
+           plan.rank(), " of ", plan.P(), " but the CP group has this rank as ", comm_->rank(), " of ", comm_->size());
+  LH_CHECK(plan.layout() == options_.layout, fn, ": the ShardPlan uses layout ", to_string(plan.layout()),
+           " but this ContextParallel was built for ", to_string(options_.layout));
+  LH_CHECK(q.defined() && q.dim() == 3 && q.size(0) == plan.local_rows(), fn, ": q must be [", plan.local_rows(),
+           ", H, D] (this rank's rows of the plan), got ", q.defined() ? q.sizes() : at::IntArrayRef{});
+  LH_CHECK(k.defined() && k.dim() == 3 && k.size(0) == plan.local_rows() && v.defined() && v.sizes() == k.sizes(),
+           fn, ": k and v must both be [", plan.local_rows(), ", H_kv, D], got ", k.sizes(), " and ", v.sizes());
+  if (mask.has_documents() && plan.cu_seqlens().size() > 2)
+    LH_CHECK(mask.cu_seqlens() == plan.cu_seqlens(), fn, ": the mask's documents differ from the ShardPlan's (",
+             mask.cu_seqlens().size() - 1, " vs ", plan.cu_seqlens().size() - 1,
+             " documents); build the mask with plan.document_mask()");
+  check_agreement(q, k, plan, mask);
+}
+
+// Once per (plan, shapes, mask): every rank must agree, or every rank gets an error naming the
+// first rank and field that differ (never a hang in a mismatched collective).
+void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
+                                      const Mask& mask) {
+  const std::vector<std::pair<const char*, int64_t>> fields = {
+      {"T", plan.T()},
+      {"H", q.size(1)},
+      {"H_kv", k.size(1)},
+      {"D", q.size(2)},
+      {"dtype", static_cast<int64_t>(q.scalar_type())},
+      {"strategy", static_cast<int64_t>(options_.strategy)},
+      {"layout", static_cast<int64_t>(plan.layout())},
+      {"mask", static_cast<int64_t>(hash_string(mask.describe()) ^ hash_string(std::to_string(
+                                                                      mask.cu_seqlens().empty() ? 0 : mask.cu_seqlens().back())))},
+      {"documents", static_cast<int64_t>(plan.fingerprint())},
+  };
+  uint64_t signature = 0;
+  for (const auto& [name, value] : fields) signature = signature * 1000003u ^ static_cast<uint64_t>(value);
+  if (agreed_.count(signature)) return;
+  const int64_t n = static_cast<int64_t>(fields.size());
+  at::Tensor mine = at::empty({1, n}, at::kLong);
+  for (int64_t i = 0; i < n; ++i) mine[0][i] = fields[i].second;
+  at::Tensor all = at::empty({comm_->size(), n}, at::kLong);
+  comm_->all_gather(all, mine)->wait();
+  auto a = all.accessor<int64_t, 2>();
+  for (int r = 1; r < comm_->size(); ++r)
+    for (int64_t i = 0; i < n; ++i)
+      if (a[r][i] != a[0][i])
+        throw InvalidArgument(detail::str_cat("ContextParallel: rank ", r, " disagrees with rank 0 on ", fields[i].first,
+                                              " (", a[r][i], " vs ", a[0][i], "); every rank of the CP group must "
+                                              "call with the same T, heads, head dim, dtype, strategy, layout and mask"));
+  agreed_.insert(signature);
+}
+
+AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                         const ShardPlan& plan, const Mask& mask) {
+  check_call("ContextParallel::forward", q, k, v, plan, mask);
+  const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+  CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
+  AttentionOutput r = strategy_->forward(q.contiguous(), k.contiguous(), v.contiguous(), call);
+  r.out = r.out.to(q.scalar_type());
+  return r;
+}
+
+AttentionGrads ContextParallel::backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
+                                         const ShardPlan& plan, const Mask& mask) {
+  check_call("ContextParallel::backward", q, k, v, plan, mask);
+  LH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), "ContextParallel::backward: dout ", dout.sizes(),
+           " and out ", out.sizes(), " must have q's shape ", q.sizes());
+  const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+  CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
+  AttentionGrads g = strategy_->backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(),
+                                         out.contiguous(), lse.contiguous(), call);
+  return {g.dq.to(q.scalar_type()), g.dk.to(k.scalar_type()), g.dv.to(v.scalar_type())};
+}
+
+}  // namespace longhaul

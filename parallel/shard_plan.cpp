@@ -1,0 +1,186 @@
+#include "parallel/shard_plan.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "runtime/errors.h"
+
+namespace longhaul {
+
+const char* to_string(Layout l) {
+  switch (l) {
+    case Layout::Contiguous: return "contiguous";
+    case Layout::Zigzag: return "zigzag";
+    case Layout::Striped: return "striped";
+  }
+  return "?";
+}
+
+Layout layout_from_string(const std::string& name) {
+  if (name == "contiguous") return Layout::Contiguous;
+  if (name == "zigzag") return Layout::Zigzag;
+  if (name == "striped") return Layout::Striped;
+  throw InvalidArgument("unknown layout '" + name + "', expected contiguous, zigzag or striped");
+}
+
+namespace {
+// [begin, end) of part i when n items are cut into k parts whose lengths differ by at most one.
+std::pair<int64_t, int64_t> part(int64_t n, int64_t k, int64_t i) {
+  const int64_t base = n / k, rem = n % k;
+  const int64_t b = i * base + std::min(i, rem);
+  return {b, b + base + (i < rem ? 1 : 0)};
+}
+void append_range(std::vector<int64_t>& rows, int64_t b, int64_t e) {
+  for (int64_t t = b; t < e; ++t) rows.push_back(t);
+}
+}  // namespace
+
+ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout layout, int P, int rank,
+                     int64_t min_chunk)
+    : t_(T), p_(P), rank_(rank), layout_(layout) {
+  std::vector<std::vector<int64_t>> rows(P);
+  LH_CHECK(T >= 0, "ShardPlan: T must be >= 0, got ", T);
+  LH_CHECK(P >= 1 && rank >= 0 && rank < P, "ShardPlan: rank ", rank, " outside [0, P = ", P, ")");
+  LH_CHECK(min_chunk >= 1, "ShardPlan: min_chunk must be >= 1, got ", min_chunk);
+  if (cu_seqlens) {
+    const Mask m = Mask::full().documents(*cu_seqlens);  // validates start, order
+    cu_ = m.cu_seqlens();
+    LH_CHECK(cu_.back() == T, "ShardPlan: cu_seqlens ends at ", cu_.back(), " but T = ", T,
+             " (cu_seqlens are global offsets [0, ..., T])");
+  } else {
+    cu_ = {0, T};
+  }
+  switch (layout) {
+    case Layout::Contiguous:
+      for (int r = 0; r < P; ++r) {
+        auto [b, e] = part(T, P, r);
+        append_range(rows[r], b, e);
+      }
+      break;
+    case Layout::Striped:
+      for (int64_t t = 0; t < T; ++t) rows[t % P].push_back(t);
+      break;
+    case Layout::Zigzag: {
+      // Work per rank so far (causal cost ∝ length² of what a rank attends within a document).
+      std::vector<double> work(P, 0.0);
+      const bool single = cu_.size() == 2;
+      for (size_t d = 0; d + 1 < cu_.size(); ++d) {
+        const int64_t b = cu_[d], len = cu_[d + 1] - cu_[d];
+        if (len == 0) continue;
+        if (single || len >= 2 * P * min_chunk) {
+          for (int r = 0; r < P; ++r) {
+            auto [b1, e1] = part(len, 2 * P, r);
+            auto [b2, e2] = part(len, 2 * P, 2 * P - 1 - r);
+            append_range(rows[r], b + b1, b + e1);
+            append_range(rows[r], b + b2, b + e2);
+            work[r] += double(len) * len / (2.0 * P);
+          }
+        } else {  // too short to cut usefully: whole, to the least loaded rank
+          const int r = static_cast<int>(std::min_element(work.begin(), work.end()) - work.begin());
+          append_range(rows[r], b, b + len);
+          work[r] += double(len) * len / 2.0;
+        }
+      }
+      for (auto& r : rows) std::sort(r.begin(), r.end());
+      break;
+    }
+  }
+  rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
+}
+
+at::Tensor ShardPlan::positions(int rank) const {
+  LH_CHECK(rank >= 0 && rank < p_, "ShardPlan::positions: rank ", rank, " outside [0, ", p_, ")");
+  const auto& r = (*rows_)[rank];
+  return at::tensor(at::ArrayRef<int64_t>(r.data(), r.size()), at::kLong);
+}
+
+at::Tensor ShardPlan::doc_positions() const {
+  const auto& rows = (*rows_)[rank_];
+  at::Tensor out = at::empty({static_cast<int64_t>(rows.size())}, at::kLong);
+  int64_t* o = out.data_ptr<int64_t>();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto it = std::upper_bound(cu_.begin(), cu_.end(), rows[i]);
+    o[i] = rows[i] - *(it - 1);
+  }
+  return out;
+}
+
+at::Tensor ShardPlan::local_cu_seqlens() const {
+  const auto& rows = (*rows_)[rank_];
+  std::vector<int64_t> cu{0};
+  int64_t prev_doc = -1;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t doc = std::upper_bound(cu_.begin(), cu_.end(), rows[i]) - cu_.begin();
+    if (i > 0 && doc != prev_doc) cu.push_back(static_cast<int64_t>(i));
+    prev_doc = doc;
+  }
+  if (!rows.empty()) cu.push_back(static_cast<int64_t>(rows.size()));
+  return at::tensor(cu, at::kLong);
+}
+
+at::Tensor ShardPlan::shard(const at::Tensor& global) const {
+  LH_CHECK(global.dim() >= 1 && global.size(0) == t_, "ShardPlan::shard: expected a [T = ", t_,
+           ", ...] tensor, got sizes ", global.sizes());
+  return global.index_select(0, positions().to(global.device()));
+}
+
+at::Tensor ShardPlan::unshard(const std::vector<at::Tensor>& shards) const {
+  LH_CHECK(static_cast<int>(shards.size()) == p_, "ShardPlan::unshard: ", shards.size(), " shards for P = ", p_);
+  std::vector<int64_t> sizes = shards[0].sizes().vec();
+  sizes[0] = t_;
+  at::Tensor out = at::empty(sizes, shards[0].options());
+  for (int r = 0; r < p_; ++r) {
+    LH_CHECK(shards[r].size(0) == local_rows(r), "ShardPlan::unshard: shard of rank ", r, " has ", shards[r].size(0),
+             " rows, the plan gives it ", local_rows(r));
+    out.index_copy_(0, positions(r).to(out.device()), shards[r]);
+  }
+  return out;
+}
+
+at::Tensor ShardPlan::unshard(const at::Tensor& local, Communicator& comm) const {
+  LH_CHECK(comm.size() == p_ && comm.rank() == rank_, "ShardPlan::unshard: the communicator (rank ", comm.rank(),
+           " of ", comm.size(), ") is not the plan's group (rank ", rank_, " of ", p_, ")");
+  std::vector<int64_t> counts(p_);
+  for (int r = 0; r < p_; ++r) counts[r] = local_rows(r);
+  std::vector<int64_t> sizes = local.sizes().vec();
+  sizes[0] = t_;
+  at::Tensor gathered = at::empty(sizes, local.options());
+  at::Tensor in = local.contiguous();
+  comm.all_gather(gathered, in, counts)->wait();
+  std::vector<at::Tensor> shards;
+  int64_t off = 0;
+  for (int r = 0; r < p_; ++r) {
+    shards.push_back(gathered.narrow(0, off, counts[r]));
+    off += counts[r];
+  }
+  return unshard(shards);
+}
+
+Mask ShardPlan::document_mask() const {
+  return cu_.size() > 2 ? Mask::full().documents(cu_) : Mask::full();
+}
+
+uint64_t ShardPlan::fingerprint() const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the defining numbers
+  auto mix = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(static_cast<uint64_t>(t_));
+  mix(static_cast<uint64_t>(p_));
+  mix(static_cast<uint64_t>(layout_));
+  for (int64_t c : cu_) mix(static_cast<uint64_t>(c));
+  mix(static_cast<uint64_t>(local_rows(0)));
+  return h;
+}
+
+std::string ShardPlan::describe() const {
+  return detail::str_cat("ShardPlan(T=", t_, ", ", to_string(layout_), ", P=", p_, ", rank ", rank_, ", ",
+                         cu_.size() - 1, " documents, ", local_rows(), " local rows)");
+}
+
+}  // namespace longhaul

@@ -1,0 +1,74 @@
+// ShardPlan: how a packed global sequence of T tokens is split over the P ranks of a CP group
+// (ARCHITECTURE §5). Shards are unpadded and may differ in length; local rows are in ascending
+// global position. Every rank can compute every rank's rows, so strategies plan their
+// communication (and skip empty steps) without exchanging metadata.
+//   Contiguous: rank r holds one range (lengths differ by at most one).
+//   Zigzag:     2P chunks, rank r holds chunks r and 2P−1−r (causal load balance). With documents
+//               the zigzag is per document; a document too short to cut (fewer than
+//               2P · min_chunk tokens) stays whole on the rank with the least work so far.
+//   Striped:    token t on rank t mod P.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attention/mask.h"
+#include "runtime/comm/comm.h"
+
+namespace longhaul {
+
+enum class Layout { Contiguous, Zigzag, Striped };
+const char* to_string(Layout l);
+Layout layout_from_string(const std::string& name);
+
+class ShardPlan {
+ public:
+  // cu_seqlens: GLOBAL document offsets [0, ..., T] (int32/int64 CPU), or none (one document).
+  ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout layout, int P, int rank, int64_t min_chunk = 64);
+
+  int64_t T() const { return t_; }
+  int P() const { return p_; }
+  int rank() const { return rank_; }
+  Layout layout() const { return layout_; }
+  const std::vector<int64_t>& cu_seqlens() const { return cu_; }  // [0, T] without documents
+
+  // Rows of this rank / of any rank (global positions, ascending).
+  at::Tensor positions() const { return positions(rank_); }
+  at::Tensor positions(int rank) const;
+  int64_t local_rows(int rank) const { return static_cast<int64_t>((*rows_)[rank].size()); }
+  int64_t local_rows() const { return local_rows(rank_); }
+  const std::vector<int64_t>& rows_of(int rank) const { return (*rows_)[rank]; }
+
+  // Position of each local row inside its document (0-based): RoPE angles.
+  at::Tensor doc_positions() const;
+  // Offsets of the local runs of rows that belong to one document: [0, ..., local_rows].
+  at::Tensor local_cu_seqlens() const;
+
+  // Rows of a global [T, ...] tensor that belong to this rank.
+  at::Tensor shard(const at::Tensor& global) const;
+  // The inverse: the global tensor from every rank's shard (in rank order)...
+  at::Tensor unshard(const std::vector<at::Tensor>& shards) const;
+  // ...or from this rank's shard, gathering the others over the CP group (a collective).
+  at::Tensor unshard(const at::Tensor& local, Communicator& comm) const;
+
+  // The document mask that matches the plan's documents (Mask::full() without documents).
+  Mask document_mask() const;
+  // A number that differs when T, layout, P or the documents differ (agreement checks).
+  uint64_t fingerprint() const;
+  std::string describe() const;
+
+ private:
+  int64_t t_;
+  int p_, rank_;
+  Layout layout_;
+  std::vector<int64_t> cu_;
+  // Per rank, ascending; shared, so copies of a plan (autograd keeps one per call) are cheap.
+  std::shared_ptr<const std::vector<std::vector<int64_t>>> rows_;
+};
+
+}  // namespace longhaul

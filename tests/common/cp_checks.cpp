@@ -1,0 +1,168 @@
+#include "tests/common/cp_checks.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include "attention/reference.h"
+#include "runtime/errors.h"
+
+namespace longhaul::testing {
+namespace {
+
+// Documents of uneven lengths (some shorter than a zigzag chunk, some crossing rank boundaries).
+std::vector<int64_t> documents_for(int64_t T) {
+  std::vector<int64_t> cu{0};
+  for (int64_t len = 37; cu.back() < T; len = (len * 13 + 71) % (T / 2 + 50) + 5)
+    cu.push_back(std::min(T, cu.back() + len));
+  return cu;
+}
+
+Mask mask_for(const std::string& name, int64_t T) {
+  if (name == "full") return Mask::full();
+  if (name == "causal") return Mask::causal();
+  if (name == "documents") return Mask::full().documents(documents_for(T));
+  if (name == "causal_documents") return Mask::causal().documents(documents_for(T));
+  if (name == "causal_window") return Mask::causal().window(T / 7 + 3, 0);
+  throw InvalidArgument("unknown mask " + name);
+}
+
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
+  if (x.numel() == 0) return 0;
+  at::Tensor fx = at::isfinite(x), fy = at::isfinite(y);
+  if (!at::equal(fx, fy)) return 1e30;
+  x = x.masked_fill(~fx, 0);
+  y = y.masked_fill(~fy, 0);
+  return (x - y).abs().max().item<double>() / std::max(1.0, y.abs().max().item<double>());
+}
+
+// Random tensors from a private generator: thread-ranks must not share torch's global one.
+struct Rng {
+  explicit Rng(uint64_t seed) : gen(at::detail::createCPUGenerator(seed)) {}
+  at::Tensor randn(at::IntArrayRef sizes) { return at::randn(sizes, gen, at::kDouble); }
+  at::Generator gen;
+};
+
+double tol(at::ScalarType t) { return t == at::kDouble ? 1e-9 : t == at::kFloat ? 2e-4 : 3e-2; }
+
+}  // namespace
+
+std::string describe(const CpCase& c) {
+  return detail::str_cat(to_string(c.strategy), "/", to_string(c.layout), "/", c.mask, " T=", c.T, " H=", c.H, "/",
+                         c.H_kv, " D=", c.D, " ", c.dtype);
+}
+
+std::vector<std::string> masks_for(Strategy s) {
+  if (s == Strategy::RingSelfAttention) return {"full", "causal"};
+  return {"full", "causal", "documents", "causal_documents", "causal_window"};
+}
+
+void check_against_reference(Communicator& comm, const CpCase& c) {
+  const int p = comm.size(), r = comm.rank();
+  Rng rng(1234 + c.T);  // the same global tensors on every rank
+  at::Tensor q = rng.randn({c.T, c.H, c.D}), k = rng.randn({c.T, c.H_kv, c.D}), v = rng.randn({c.T, c.H_kv, c.D}),
+             dout = rng.randn({c.T, c.H, c.D});
+  q = q.to(c.dtype), k = k.to(c.dtype), v = v.to(c.dtype), dout = dout.to(c.dtype);
+  const Mask mask = mask_for(c.mask, c.T);
+  std::optional<at::Tensor> cu;
+  if (mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
+  ShardPlan plan(c.T, cu, c.layout, p, r, 8);
+  ContextParallel cp(comm.shared_from_this(), {.strategy = c.strategy, .layout = c.layout});
+
+  auto ref = attention_forward(q, k, v, BlockView::self(c.T), mask, 0, AttentionBackend::Reference);
+  auto ref_g = attention_backward(dout, q, k, v, ref.out, ref.lse, BlockView::self(c.T), mask, 0,
+                                  AttentionBackend::Reference);
+
+  auto f = cp.forward(plan.shard(q), plan.shard(k), plan.shard(v), plan, mask);
+  const std::string what = describe(c) + " P=" + std::to_string(p) + " rank " + std::to_string(r);
+  ASSERT_EQ(f.out.scalar_type(), c.dtype) << what;
+  EXPECT_LE(rel_err(f.out, plan.shard(ref.out)), tol(c.dtype)) << what << " out";
+  EXPECT_LE(rel_err(f.lse, plan.shard(ref.lse.transpose(0, 1)).transpose(0, 1)), tol(c.dtype)) << what << " lse";
+  auto g = cp.backward(plan.shard(dout), plan.shard(q), plan.shard(k), plan.shard(v), f.out, f.lse, plan, mask);
+  EXPECT_LE(rel_err(g.dq, plan.shard(ref_g.dq)), tol(c.dtype) * 10) << what << " dq";
+  EXPECT_LE(rel_err(g.dk, plan.shard(ref_g.dk)), tol(c.dtype) * 10) << what << " dk";
+  EXPECT_LE(rel_err(g.dv, plan.shard(ref_g.dv)), tol(c.dtype) * 10) << what << " dv";
+}
+
+void check_all_cases(Communicator& comm, Strategy s, int64_t T) {
+  for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped})
+    for (const auto& m : masks_for(s))
+      for (int64_t hkv : {4, 2}) {
+        CpCase c{s, l, m, T, 4, hkv, 32, at::kDouble};
+        check_against_reference(comm, c);
+      }
+  // Low precision once per strategy: float32 and bfloat16 accumulate in float32.
+  check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, 4, 2, 32, at::kFloat});
+  check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, 4, 2, 32, at::kBFloat16});
+}
+
+void check_autograd_model(Communicator& comm, Strategy s, Layout l) {
+  const int p = comm.size(), r = comm.rank();
+  const int64_t T = 200, E = 24, H = 4, H_kv = 2, D = 8;
+  Rng rng(77);
+  at::Tensor x = rng.randn({T, E}), target = rng.randn({T, H, D});
+  at::Tensor wq0 = rng.randn({E, H * D}) * 0.3, wk0 = rng.randn({E, H_kv * D}) * 0.3, wv0 = rng.randn({E, H_kv * D}) * 0.3;
+  const Mask mask = Mask::causal();
+
+  // Single process: SDPA (float64, autograd) on the whole sequence.
+  at::Tensor wq = wq0.clone().set_requires_grad(true), wk = wk0.clone().set_requires_grad(true),
+             wv = wv0.clone().set_requires_grad(true);
+  auto heads = [](const at::Tensor& y, int64_t h) { return y.view({-1, h, D}).permute({1, 0, 2}).unsqueeze(0); };
+  at::Tensor o = at::scaled_dot_product_attention(heads(at::matmul(x, wq), H), heads(at::matmul(x, wk), H_kv),
+                                                  heads(at::matmul(x, wv), H_kv), {}, 0.0, true, {}, true);
+  (o.squeeze(0).permute({1, 0, 2}) * target).sum().backward();
+
+  // The same through ContextParallel::attention on this rank's shard.
+  ShardPlan plan(T, std::nullopt, l, p, r);
+  ContextParallel cp(comm.shared_from_this(), {.strategy = s, .layout = l});
+  at::Tensor cq = wq0.clone().set_requires_grad(true), ck = wk0.clone().set_requires_grad(true),
+             cv = wv0.clone().set_requires_grad(true);
+  at::Tensor xs = plan.shard(x);
+  at::Tensor out = cp.attention(at::matmul(xs, cq).view({-1, H, D}), at::matmul(xs, ck).view({-1, H_kv, D}),
+                                at::matmul(xs, cv).view({-1, H_kv, D}), plan, mask);
+  (out * plan.shard(target)).sum().backward();
+  for (auto* w : {&cq, &ck, &cv}) {
+    at::Tensor g = w->grad().clone();
+    comm.all_reduce(g)->wait();  // parameter gradients are summed over the CP group
+    *w = g;
+  }
+  EXPECT_LE(rel_err(cq, wq.grad()), 1e-9) << to_string(s) << " dWq";
+  EXPECT_LE(rel_err(ck, wk.grad()), 1e-9) << to_string(s) << " dWk";
+  EXPECT_LE(rel_err(cv, wv.grad()), 1e-9) << to_string(s) << " dWv";
+}
+
+void check_bitwise_reproducible(Communicator& comm, Strategy s) {
+  const int64_t T = 500;
+  Rng rng(5);
+  at::Tensor q = rng.randn({T, 4, 32}).to(at::kFloat), k = rng.randn({T, 2, 32}).to(at::kFloat),
+             v = rng.randn({T, 2, 32}).to(at::kFloat), dout = rng.randn({T, 4, 32}).to(at::kFloat);
+  const Mask mask = s == Strategy::RingSelfAttention ? Mask::causal() : mask_for("causal_documents", T);
+  std::optional<at::Tensor> cu;
+  if (mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
+  ShardPlan plan(T, cu, Layout::Zigzag, comm.size(), comm.rank(), 8);
+  ContextParallel cp(comm.shared_from_this(), {.strategy = s, .layout = Layout::Zigzag});
+  std::vector<at::Tensor> results[2];
+  for (auto& res : results) {
+    auto f = cp.forward(plan.shard(q), plan.shard(k), plan.shard(v), plan, mask);
+    auto g = cp.backward(plan.shard(dout), plan.shard(q), plan.shard(k), plan.shard(v), f.out, f.lse, plan, mask);
+    res = {f.out, f.lse, g.dq, g.dk, g.dv};
+  }
+  for (size_t i = 0; i < results[0].size(); ++i) EXPECT_TRUE(at::equal(results[0][i], results[1][i])) << "tensor " << i;
+}
+
+void check_disagreement_is_an_error(Communicator& comm) {
+  if (comm.size() < 2) return;
+  const int64_t T = 64, H = comm.rank() == 1 ? 2 : 4;  // rank 1 passes other head counts
+  ShardPlan plan(T, std::nullopt, Layout::Contiguous, comm.size(), comm.rank());
+  ContextParallel cp(comm.shared_from_this(), {.strategy = Strategy::Ring, .layout = Layout::Contiguous});
+  at::Tensor q = at::zeros({plan.local_rows(), H, 8}), k = at::zeros({plan.local_rows(), 2, 8});
+  try {
+    cp.forward(q, k, k, plan, Mask::causal());
+    ADD_FAILURE() << "ranks with different H were not detected";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 disagrees with rank 0 on H (2 vs 4)"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace longhaul::testing

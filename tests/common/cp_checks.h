@@ -1,0 +1,36 @@
+// Checks of the context-parallel strategies against the single-process float64 reference,
+// written once against the Communicator interface and run on local thread-ranks (tests/unit)
+// and under mpirun (tests/mpi). Each function is collective over `comm`.
+#pragma once
+
+#include <string>
+
+#include "parallel/context_parallel.h"
+
+namespace longhaul::testing {
+
+struct CpCase {
+  Strategy strategy = Strategy::Ring;
+  Layout layout = Layout::Zigzag;
+  std::string mask = "causal";  // full, causal, documents, causal_documents, causal_window
+  int64_t T = 1000, H = 4, H_kv = 2, D = 32;
+  at::ScalarType dtype = at::kDouble;
+};
+std::string describe(const CpCase& c);
+
+// The masks a strategy supports (RSA: full and causal).
+std::vector<std::string> masks_for(Strategy s);
+
+// forward out/lse and backward dq/dk/dv on every rank's shard equal the reference's.
+void check_against_reference(Communicator& comm, const CpCase& c);
+// All strategies × layouts × supported masks × GQA ratios (1 and H/H_kv = 2) on `comm`.
+void check_all_cases(Communicator& comm, Strategy s, int64_t T);
+// A small model (projections → attention → weighted sum) trained through ContextParallel::attention
+// gives the parameter gradients of the single-process computation (SDPA in float64 by autograd).
+void check_autograd_model(Communicator& comm, Strategy s, Layout l);
+// Two identical calls give bitwise identical results (CPU, fixed ranks and threads).
+void check_bitwise_reproducible(Communicator& comm, Strategy s);
+// Ranks that disagree on a dimension get an error naming the rank and the field.
+void check_disagreement_is_an_error(Communicator& comm);
+
+}  // namespace longhaul::testing

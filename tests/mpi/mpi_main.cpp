@@ -1,0 +1,45 @@
+// main() of the MPI test binary: the world communicator with a short deadline, rank 0 printing
+// progress and the other ranks only their failures, one exit code for all ranks.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "runtime/comm/mpi/communicator.h"
+#include "tests/mpi/mpi_fixture.h"
+
+namespace longhaul {
+
+CommPtr g_mpi_world;
+
+namespace {
+class FailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit FailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (r.failed())
+      std::fprintf(stderr, "[rank %d] %s:%d: failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
+                   r.line_number(), r.summary());
+  }
+
+ private:
+  int rank_;
+};
+}  // namespace
+}  // namespace longhaul
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  longhaul::CommOptions options;
+  options.timeout = std::chrono::seconds(20);
+  longhaul::g_mpi_world = longhaul::create_mpi_world(options);
+  if (longhaul::g_mpi_world->rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new longhaul::FailurePrinter(longhaul::g_mpi_world->rank()));
+  }
+  int rc = RUN_ALL_TESTS();
+  rc = longhaul::testing::all_ranks_pass(*longhaul::g_mpi_world, rc == 0) ? 0 : 1;
+  longhaul::g_mpi_world.reset();
+  longhaul::shutdown_mpi();
+  return rc;
+}

@@ -1,0 +1,61 @@
+// Context parallelism on local thread-ranks (1–8): every strategy × layout × mask × GQA ratio
+// against the float64 reference, autograd through a small model, reproducibility, disagreement.
+#include <gtest/gtest.h>
+
+#include "runtime/comm/local/communicator.h"
+#include "tests/common/collectives.h"
+#include "tests/common/cp_checks.h"
+
+namespace longhaul {
+namespace {
+
+void on_ranks(int p, const std::function<void(Communicator&)>& fn) {
+  CommOptions o;
+  o.timeout = std::chrono::seconds(60);
+  run_local_ranks(p, [&](Communicator& comm) {
+    fn(comm);
+    EXPECT_TRUE(testing::all_ranks_pass(comm, !::testing::Test::HasFailure()));
+  }, o);
+}
+
+class CpLocal : public ::testing::TestWithParam<std::tuple<Strategy, int>> {};
+
+TEST_P(CpLocal, AllLayoutsMasksAndGqaAgainstReference) {
+  const auto [s, p] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_all_cases(comm, s, p == 3 ? 1000 : 97 * p + 13); });
+}
+
+TEST_P(CpLocal, AutogradModelMatchesSingleProcess) {
+  const auto [s, p] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_autograd_model(comm, s, Layout::Zigzag); });
+}
+
+TEST_P(CpLocal, BitwiseReproducible) {
+  const auto [s, p] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_bitwise_reproducible(comm, s); });
+}
+
+INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
+                         ::testing::Combine(::testing::Values(Strategy::RingSelfAttention, Strategy::Ring,
+                                                              Strategy::AllGatherKV),
+                                            ::testing::Values(1, 2, 3, 4, 8)),
+                         [](const auto& info) {
+                           return std::string(to_string(std::get<0>(info.param))) + "_P" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+// More ranks than tokens: ranks without rows (their queries see nothing) still take part.
+TEST(CpLocal, RanksWithoutRows) {
+  for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::RingSelfAttention})
+    on_ranks(8, [&](Communicator& comm) {
+      testing::check_against_reference(comm, {s, Layout::Contiguous, "causal", 5, 2, 1, 8, at::kDouble});
+      testing::check_against_reference(comm, {s, Layout::Zigzag, "full", 5, 2, 1, 8, at::kDouble});
+    });
+}
+
+TEST(CpLocal, DisagreementIsAnError) {
+  on_ranks(3, [](Communicator& comm) { testing::check_disagreement_is_an_error(comm); });
+}
+
+}  // namespace
+}  // namespace longhaul

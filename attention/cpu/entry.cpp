@@ -46,6 +46,8 @@ Prepared prepare(AttentionParams<T>& p, const at::Tensor& q, const at::Tensor& k
   p.mask = mask.spec();
   p.block_q = kBlockQ;
   p.block_k = kBlockK;
+  // A narrow band (window) wastes less of each partial tile with shorter query tiles.
+  if (mask.has_window() && mask.left() + mask.right() < 8 * kBlockQ) p.block_q = kBlockQ / 2;
   return keep;
 }
 

@@ -2,6 +2,7 @@
 // and backward kernels. Written as plain loops that vectorise (compiled with AVX2/FMA).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -75,21 +76,41 @@ inline void exp_shifted(T* x, int64_t n, T shift) {
   exp_shifted_array(x, n, shift);
 }
 
-// Sets the entries the mask hides to -inf (only called on partial tiles).
+// Sets the entries the mask hides to -inf (only called on partial tiles). When the tile's key
+// positions are consecutive (every layout but striped), each row's visible keys form one interval
+// (documents, causal and window each cut an interval), so a row costs two fills; otherwise the
+// predicate is evaluated per element.
 template <typename T>
 inline void mask_tile(T* s, int64_t nq, int64_t nk, const int64_t* qp, const int64_t* qd, const int64_t* kp,
                       const int64_t* kd, const MaskSpec& m) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  bool consecutive = true;
+  for (int64_t c = 1; c < nk && consecutive; ++c) consecutive = kp[c] == kp[c - 1] + 1;
+  if (consecutive) {
+    const int64_t k0 = kp[0];
+    for (int64_t r = 0; r < nq; ++r) {
+      T* row = s + r * nk;
+      const int64_t i = qp[r];
+      int64_t lo = 0, hi = nk;
+      if (m.documents) {  // document ids do not decrease along consecutive positions
+        lo = std::lower_bound(kd, kd + nk, qd[r]) - kd;
+        hi = std::upper_bound(kd, kd + nk, qd[r]) - kd;
+      }
+      if (m.causal) hi = std::min(hi, i - k0 + 1);
+      if (m.window) {
+        lo = std::max(lo, i - m.left - k0);
+        hi = std::min(hi, i + m.right - k0 + 1);
+      }
+      lo = std::clamp<int64_t>(lo, 0, nk);
+      hi = std::clamp<int64_t>(hi, lo, nk);
+      std::fill(row, row + lo, neg_inf);
+      std::fill(row + hi, row + nk, neg_inf);
+    }
+    return;
+  }
   for (int64_t r = 0; r < nq; ++r) {
     T* row = s + r * nk;
-    const int64_t i = qp[r], di = qd[r];
-    for (int64_t c = 0; c < nk; ++c) {
-      const int64_t j = kp[c];
-      bool vis = kd[c] == di;
-      if (m.causal) vis = vis && j <= i;
-      if (m.window) vis = vis && i - j <= m.left && j - i <= m.right;
-      row[c] = vis ? row[c] : neg_inf;
-    }
+    for (int64_t c = 0; c < nk; ++c) row[c] = m.visible(qp[r], kp[c], qd[r], kd[c]) ? row[c] : neg_inf;
   }
 }
 

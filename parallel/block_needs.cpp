@@ -5,9 +5,10 @@
 
 namespace longhaul {
 
-BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask) : p_(plan.P()), needed_(p_ * p_, 0), last_hop_(p_, 0) {
+BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask)
+    : mask_(&mask), ranges_(plan.P()), p_(plan.P()), needed_(p_ * p_, 0), last_hop_(p_, 0) {
   // Per rank and document: the range of positions the rank holds in it.
-  std::vector<std::map<int64_t, RowRange>> ranges(p_);
+  auto& ranges = ranges_;
   for (int r = 0; r < p_; ++r) {
     for (int64_t pos : plan.rows_of(r)) {
       const int64_t doc = mask.has_documents() ? mask.document_of(pos) : 0;
@@ -34,6 +35,11 @@ BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask) : p_(plan.P()), 
   for (int o = 0; o < p_; ++o)
     for (int t = 1; t < p_; ++t)
       if (needed((o + t) % p_, o)) last_hop_[o] = t;
+}
+
+bool BlockNeeds::row_sees(int64_t pos, int64_t doc, int kr) const {
+  auto it = ranges_[kr].find(doc);
+  return it != ranges_[kr].end() && mask_->classify(RowRange{pos, pos, doc, doc}, it->second) != BlockClass::Empty;
 }
 
 }  // namespace longhaul

@@ -4,6 +4,7 @@
 // empty row by row; a pair marked not needed is certainly empty.
 #pragma once
 
+#include <map>
 #include <vector>
 
 #include "attention/mask.h"
@@ -19,8 +20,12 @@ class BlockNeeds {
   // Along a ring r → r+1 → …: the last hop t (1..P−1) after which rank (origin + t) still
   // needs the block of `origin`; 0 when no other rank needs it.
   int last_hop(int origin) const { return last_hop_[origin]; }
+  // A query at `pos` in document `doc` sees some key of rank kr (conservative like needed()).
+  bool row_sees(int64_t pos, int64_t doc, int kr) const;
 
  private:
+  const Mask* mask_;
+  std::vector<std::map<int64_t, RowRange>> ranges_;  // per rank: document → positions held
   int p_;
   std::vector<char> needed_;
   std::vector<int> last_hop_;

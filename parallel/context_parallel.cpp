@@ -34,6 +34,7 @@ std::unique_ptr<CpStrategy> make_strategy(Strategy s) {
     case Strategy::RingSelfAttention: return make_ring_self_attention();
     case Strategy::Ring: return make_ring();
     case Strategy::AllGatherKV: return make_allgather_kv();
+    case Strategy::TokenRing: return make_token_ring();
     default:
       throw Unsupported(std::string("strategy ") + to_string(s) + " is not available in this build yet");
   }

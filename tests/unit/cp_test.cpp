@@ -37,7 +37,7 @@ TEST_P(CpLocal, BitwiseReproducible) {
 
 INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
                          ::testing::Combine(::testing::Values(Strategy::RingSelfAttention, Strategy::Ring,
-                                                              Strategy::AllGatherKV),
+                                                              Strategy::AllGatherKV, Strategy::TokenRing),
                                             ::testing::Values(1, 2, 3, 4, 8)),
                          [](const auto& info) {
                            return std::string(to_string(std::get<0>(info.param))) + "_P" +
@@ -46,7 +46,7 @@ INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
 
 // More ranks than tokens: ranks without rows (their queries see nothing) still take part.
 TEST(CpLocal, RanksWithoutRows) {
-  for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::RingSelfAttention})
+  for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::RingSelfAttention, Strategy::TokenRing})
     on_ranks(8, [&](Communicator& comm) {
       testing::check_against_reference(comm, {s, Layout::Contiguous, "causal", 5, 2, 1, 8, at::kDouble});
       testing::check_against_reference(comm, {s, Layout::Zigzag, "full", 5, 2, 1, 8, at::kDouble});

@@ -1,4 +1,4 @@
-// `longhaul bench <what>`: the benchmarks. Today: comm and kernel.
+// `longhaul bench <what>`: the benchmarks. Today: comm, kernel and cp.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "benchmarks/comm/comm_bench.h"
+#include "benchmarks/cp/cp_bench.h"
 #include "benchmarks/kernel/kernel_bench.h"
 #include "launch/cli.h"
 #include "runtime/comm/local/communicator.h"
@@ -166,10 +167,109 @@ int bench_kernel(const std::vector<std::string>& args) {
   });
 }
 
+
+// Prints the CP rows and notes; exit code 3 when a row is wrong or its bytes differ from the formula.
+int report_cp(const bench::CpBenchResult& result, bool json, const std::string& header) {
+  if (!json) std::cout << header << "\n";
+  bench::print_rows(std::cout, result.rows, json);
+  for (const auto& line : result.notes) (json ? std::cerr : std::cout) << line << "\n";
+  const auto failures = bench::cp_failures(result.rows);
+  for (const auto& f : failures) std::cerr << "longhaul bench cp: " << f << "\n";
+  return failures.empty() ? 0 : 3;
+}
+
+int bench_cp(const std::vector<std::string>& args) {
+  InitOptions init_opts;
+  double timeout_s = 300;
+  bench::CpTarget given;
+  bool json = false, quick = false, no_check = false, no_baseline = false;
+  int local = 0;
+  po::options_description desc("longhaul bench cp");
+  add_world_options(desc, init_opts, timeout_s);
+  desc.add_options()
+      ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
+      ("local", po::value(&local)->default_value(0), "run P thread-ranks of the local backend instead of MPI")
+      ("strategies", po::value(&given.strategies)->multitoken(), "subset of: ring allgather rsa")
+      ("layouts", po::value(&given.layouts)->multitoken(), "subset of: contiguous zigzag striped")
+      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window")
+      ("T", po::value(&given.seq_lens)->multitoken(), "sequence lengths")
+      ("H", po::value(&given.heads)->multitoken(), "query heads")
+      ("H-kv", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
+      ("D", po::value(&given.head_dims)->multitoken(), "head dims")
+      ("P", po::value(&given.ranks), "run every target at this P (must equal the world size; default: each target's)")
+      ("iters", po::value<int>(), "timed repetitions at most (default 3; --quick 2)")
+      ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
+      ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")
+      ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
+      ("doc-max", po::value<int64_t>(), "longest document (default 8192; --quick 256)")
+      ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
+      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back (default 1024; --quick 128)")
+      ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
+      ("seed", po::value<uint64_t>(), "seed of the inputs")
+      ("check-t", po::value<int64_t>(), "sequence length of the built-in check (default 512; --quick 256)")
+      ("no-check", po::bool_switch(&no_check), "skip the check against the float64 reference (wrong = -1)")
+      ("no-baseline", po::bool_switch(&no_baseline), "skip the single-rank baseline (efficiency empty)")
+      ("json", po::bool_switch(&json), "JSON lines instead of the table (notes go to stderr)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm,
+             "[mpirun -np P --bind-to none] longhaul bench cp [--local P] [--quick] [options]   "
+             "(no options: the full default run)"))
+    return 0;
+  bench::CpBenchOptions o = quick ? bench::quick_cp_options() : bench::default_cp_options();
+  bench::override_targets(o.targets, given);
+  take(vm, "iters", o.timing.iters);
+  take(vm, "warmup", o.timing.warmup);
+  take(vm, "budget-s", o.timing.budget_s);
+  take(vm, "doc-min", o.masks.doc_min);
+  take(vm, "doc-max", o.masks.doc_max);
+  take(vm, "doc-seed", o.masks.seed);
+  take(vm, "window-left", o.masks.window_left);
+  take(vm, "window-right", o.masks.window_right);
+  take(vm, "seed", o.seed);
+  take(vm, "check-t", o.check_t);
+  o.check = !no_check;
+  o.baseline = !no_baseline;
+  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  auto header = [&](const std::string& backend, int p) {
+    return "# bench cp: backend " + backend + ", P=" + std::to_string(p) + ", threads per rank " +
+           std::to_string(at::get_num_threads()) + ", fp32, median of up to " + std::to_string(o.timing.iters) +
+           " runs after " + std::to_string(o.timing.warmup) + " warm-up (max over ranks)";
+  };
+
+  if (local > 0) {
+    CommOptions co;
+    co.timeout = init_opts.timeout;
+    o.ranks_per_host = local;  // thread-ranks share this process's memory
+    bench::CpBenchResult result;
+    std::string head;
+    std::mutex mu;
+    run_local_ranks(local, [&](Communicator& comm) {
+      if (init_opts.threads > 0) at::set_num_threads(init_opts.threads);
+      auto r = bench::run_cp_bench(comm, o);
+      std::lock_guard<std::mutex> lock(mu);
+      if (comm.rank() == 0) {
+        result = std::move(r);
+        head = header("local (threads in one process)", local);
+      }
+    }, co);
+    return report_cp(result, json, head);
+  }
+
+  init_opts.log_config = !json;
+  World world = init(init_opts);
+  return guarded(world.rank(), [&] {
+    o.ranks_per_host = world.local_size();
+    auto& comm = *world.comm();
+    auto result = bench::run_cp_bench(comm, o);
+    if (comm.rank() != 0) return 0;
+    return report_cp(result, json, header(comm.backend(), comm.size()));
+  });
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
-  const std::string usage = "longhaul bench <comm|kernel> [options]   (longhaul bench comm --help)";
+  const std::string usage = "longhaul bench <comm|kernel|cp> [options]   (longhaul bench comm --help)";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
@@ -177,7 +277,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "comm") return bench_comm(rest);
   if (args[0] == "kernel") return bench_kernel(rest);
-  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm or kernel");
+  if (args[0] == "cp") return bench_cp(rest);
+  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel or cp");
 }
 
 }  // namespace longhaul::cli

@@ -7,7 +7,7 @@
 namespace {
 const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {
     {"info", {longhaul::cli::cmd_info, "build configuration, backends, devices and threads"}},
-    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel (more to come: cp, data)"}},
+    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel, cp (more to come: data)"}},
 };
 
 void usage(std::ostream& os) {

@@ -35,6 +35,7 @@ std::unique_ptr<CpStrategy> make_strategy(Strategy s) {
     case Strategy::Ring: return make_ring();
     case Strategy::AllGatherKV: return make_allgather_kv();
     case Strategy::TokenRing: return make_token_ring();
+    case Strategy::Ulysses: return make_ulysses();
     default:
       throw Unsupported(std::string("strategy ") + to_string(s) + " is not available in this build yet");
   }

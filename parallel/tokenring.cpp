@@ -9,46 +9,13 @@
 
 #include <limits>
 
-#include "parallel/block_needs.h"
+#include "parallel/token_routes.h"
 #include "parallel/strategy.h"
 
 namespace longhaul {
 namespace {
 
 constexpr int kTagQ = 31, kTagOut = 32, kTagLse = 33, kTagDO = 34, kTagStat = 35, kTagDQ = 36;
-
-// Which rows of a travelling Q block go where: indices into the origin's local rows.
-class Routes {
- public:
-  Routes(const ShardPlan& plan, const Mask& mask) : plan_(plan), mask_(mask), needs_(plan, mask), p_(plan.P()) {}
-
-  // Rank the block of `origin` visits at hop t (1 … P−1): it travels to r − 1.
-  int visited(int origin, int t) const { return (origin - t + 2 * p_) % p_; }
-  // Rows of origin's block that see keys of the rank visited at hop t.
-  std::vector<int64_t> result_rows(int origin, int t) const { return rows_seeing(origin, t, t); }
-  // Rows that travel into hop t: needed at hop t or any later one.
-  std::vector<int64_t> payload_rows(int origin, int t) const { return t < p_ ? rows_seeing(origin, t, p_ - 1) : std::vector<int64_t>{}; }
-
- private:
-  std::vector<int64_t> rows_seeing(int origin, int t_first, int t_last) const {
-    std::vector<int64_t> out;
-    const auto& rows = plan_.rows_of(origin);
-    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-      const int64_t doc = mask_.has_documents() ? mask_.document_of(rows[i]) : 0;
-      for (int t = t_first; t <= t_last; ++t)
-        if (needs_.row_sees(rows[i], doc, visited(origin, t))) {
-          out.push_back(i);
-          break;
-        }
-    }
-    return out;
-  }
-
-  const ShardPlan& plan_;
-  const Mask& mask_;
-  BlockNeeds needs_;
-  int p_;
-};
 
 at::Tensor index_tensor(const std::vector<int64_t>& v) { return at::tensor(at::ArrayRef<int64_t>(v), at::kLong); }
 
@@ -69,7 +36,7 @@ class TokenRing : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
     const int p = c.comm.size(), r = c.comm.rank();
-    const Routes routes(c.plan, c.mask);
+    const TokenRoutes routes(c.plan, c.mask);
     const at::Tensor my_pos = c.plan.positions(r);
     const auto acc = accumulate_type(q);
     Tracked out(c.stats, at::zeros(q.sizes(), q.options().dtype(acc)));
@@ -153,7 +120,7 @@ class TokenRing : public CpStrategy {
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& out, const at::Tensor& lse, const CpCall& c) override {
     const int p = c.comm.size(), r = c.comm.rank();
-    const Routes routes(c.plan, c.mask);
+    const TokenRoutes routes(c.plan, c.mask);
     const at::Tensor my_pos = c.plan.positions(r);
     const auto acc = accumulate_type(q);
     // Per-row statistics travel together: [lse; D] as [2, H, rows] float32 (float64 for float64).

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+
+#include <numeric>
 #include <gtest/gtest.h>
 
 #include "attention/reference.h"
@@ -58,48 +60,67 @@ std::vector<std::string> masks_for(Strategy s) {
   return {"full", "causal", "documents", "causal_documents", "causal_window"};
 }
 
-void check_against_reference(Communicator& comm, const CpCase& c) {
-  const int p = comm.size(), r = comm.rank();
+namespace {
+// The global tensors of a case and their reference results: independent of strategy and layout,
+// so one Problem serves every strategy × layout of a (mask, heads, dtype).
+struct Problem {
+  at::Tensor q, k, v, dout;
+  AttentionOutput ref;
+  AttentionGrads ref_g;
+  Mask mask;
+};
+
+Problem make_problem(const CpCase& c) {
   Rng rng(1234 + c.T);  // the same global tensors on every rank
-  at::Tensor q = rng.randn({c.T, c.H, c.D}), k = rng.randn({c.T, c.H_kv, c.D}), v = rng.randn({c.T, c.H_kv, c.D}),
-             dout = rng.randn({c.T, c.H, c.D});
-  q = q.to(c.dtype), k = k.to(c.dtype), v = v.to(c.dtype), dout = dout.to(c.dtype);
-  const Mask mask = mask_for(c.mask, c.T);
+  Problem pr{rng.randn({c.T, c.H, c.D}).to(c.dtype), rng.randn({c.T, c.H_kv, c.D}).to(c.dtype),
+             rng.randn({c.T, c.H_kv, c.D}).to(c.dtype), rng.randn({c.T, c.H, c.D}).to(c.dtype), {}, {},
+             mask_for(c.mask, c.T)};
+  pr.ref = attention_forward(pr.q, pr.k, pr.v, BlockView::self(c.T), pr.mask, 0, AttentionBackend::Reference);
+  pr.ref_g = attention_backward(pr.dout, pr.q, pr.k, pr.v, pr.ref.out, pr.ref.lse, BlockView::self(c.T), pr.mask, 0,
+                                AttentionBackend::Reference);
+  return pr;
+}
+
+void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {
+  const int p = comm.size(), r = comm.rank();
+  const Mask& mask = pr.mask;
   std::optional<at::Tensor> cu;
   if (mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
   ShardPlan plan(c.T, cu, c.layout, p, r, 8);
   ContextParallel cp(comm.shared_from_this(), {.strategy = c.strategy, .layout = c.layout});
-
-  auto ref = attention_forward(q, k, v, BlockView::self(c.T), mask, 0, AttentionBackend::Reference);
-  auto ref_g = attention_backward(dout, q, k, v, ref.out, ref.lse, BlockView::self(c.T), mask, 0,
-                                  AttentionBackend::Reference);
-
-  auto f = cp.forward(plan.shard(q), plan.shard(k), plan.shard(v), plan, mask);
+  auto f = cp.forward(plan.shard(pr.q), plan.shard(pr.k), plan.shard(pr.v), plan, mask);
   const std::string what = describe(c) + " P=" + std::to_string(p) + " rank " + std::to_string(r);
   ASSERT_EQ(f.out.scalar_type(), c.dtype) << what;
-  EXPECT_LE(rel_err(f.out, plan.shard(ref.out)), tol(c.dtype)) << what << " out";
-  EXPECT_LE(rel_err(f.lse, plan.shard(ref.lse.transpose(0, 1)).transpose(0, 1)), tol(c.dtype)) << what << " lse";
-  auto g = cp.backward(plan.shard(dout), plan.shard(q), plan.shard(k), plan.shard(v), f.out, f.lse, plan, mask);
-  EXPECT_LE(rel_err(g.dq, plan.shard(ref_g.dq)), tol(c.dtype) * 10) << what << " dq";
-  EXPECT_LE(rel_err(g.dk, plan.shard(ref_g.dk)), tol(c.dtype) * 10) << what << " dk";
-  EXPECT_LE(rel_err(g.dv, plan.shard(ref_g.dv)), tol(c.dtype) * 10) << what << " dv";
+  EXPECT_LE(rel_err(f.out, plan.shard(pr.ref.out)), tol(c.dtype)) << what << " out";
+  EXPECT_LE(rel_err(f.lse, plan.shard(pr.ref.lse.transpose(0, 1)).transpose(0, 1)), tol(c.dtype)) << what << " lse";
+  auto g = cp.backward(plan.shard(pr.dout), plan.shard(pr.q), plan.shard(pr.k), plan.shard(pr.v), f.out, f.lse, plan,
+                       mask);
+  EXPECT_LE(rel_err(g.dq, plan.shard(pr.ref_g.dq)), tol(c.dtype) * 10) << what << " dq";
+  EXPECT_LE(rel_err(g.dk, plan.shard(pr.ref_g.dk)), tol(c.dtype) * 10) << what << " dk";
+  EXPECT_LE(rel_err(g.dv, plan.shard(pr.ref_g.dv)), tol(c.dtype) * 10) << what << " dv";
 }
+}  // namespace
+
+void check_against_reference(Communicator& comm, const CpCase& c) { check_problem(comm, c, make_problem(c)); }
 
 void check_all_cases(Communicator& comm, Strategy s, int64_t T) {
-  for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped})
-    for (const auto& m : masks_for(s))
-      for (int64_t hkv : {4, 2}) {
-        CpCase c{s, l, m, T, 4, hkv, 32, at::kDouble};
-        check_against_reference(comm, c);
-      }
+  // Ulysses splits heads: H = lcm(2, P), so H % P == 0; H_kv = H/2 exercises KV replication.
+  const int64_t H = s == Strategy::Ulysses ? std::lcm<int64_t>(2, comm.size()) : 4;
+  for (const auto& m : masks_for(s))
+    for (int64_t hkv : {H, H / 2}) {
+      const Problem pr = make_problem(CpCase{s, Layout::Zigzag, m, T, H, hkv, 32, at::kDouble});
+      for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped})
+        check_problem(comm, CpCase{s, l, m, T, H, hkv, 32, at::kDouble}, pr);
+    }
   // Low precision once per strategy: float32 and bfloat16 accumulate in float32.
-  check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, 4, 2, 32, at::kFloat});
-  check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, 4, 2, 32, at::kBFloat16});
+  check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kFloat});
+  check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kBFloat16});
 }
 
 void check_autograd_model(Communicator& comm, Strategy s, Layout l) {
   const int p = comm.size(), r = comm.rank();
-  const int64_t T = 200, E = 24, H = 4, H_kv = 2, D = 8;
+  const int64_t T = 200, E = 24, D = 8;
+  const int64_t H = s == Strategy::Ulysses ? std::lcm<int64_t>(2, p) : 4, H_kv = H / 2;
   Rng rng(77);
   at::Tensor x = rng.randn({T, E}), target = rng.randn({T, H, D});
   at::Tensor wq0 = rng.randn({E, H * D}) * 0.3, wk0 = rng.randn({E, H_kv * D}) * 0.3, wv0 = rng.randn({E, H_kv * D}) * 0.3;
@@ -135,8 +156,9 @@ void check_autograd_model(Communicator& comm, Strategy s, Layout l) {
 void check_bitwise_reproducible(Communicator& comm, Strategy s) {
   const int64_t T = 500;
   Rng rng(5);
-  at::Tensor q = rng.randn({T, 4, 32}).to(at::kFloat), k = rng.randn({T, 2, 32}).to(at::kFloat),
-             v = rng.randn({T, 2, 32}).to(at::kFloat), dout = rng.randn({T, 4, 32}).to(at::kFloat);
+  const int64_t H = s == Strategy::Ulysses ? std::lcm<int64_t>(2, comm.size()) : 4;
+  at::Tensor q = rng.randn({T, H, 32}).to(at::kFloat), k = rng.randn({T, H / 2, 32}).to(at::kFloat),
+             v = rng.randn({T, H / 2, 32}).to(at::kFloat), dout = rng.randn({T, H, 32}).to(at::kFloat);
   const Mask mask = s == Strategy::RingSelfAttention ? Mask::causal() : mask_for("causal_documents", T);
   std::optional<at::Tensor> cu;
   if (mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);

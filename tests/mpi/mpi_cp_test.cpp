@@ -19,12 +19,13 @@ TEST_F(MpiCp, RingSelfAttention) { testing::check_all_cases(comm(), Strategy::Ri
 TEST_F(MpiCp, Ring) { testing::check_all_cases(comm(), Strategy::Ring, T()); }
 TEST_F(MpiCp, AllGatherKV) { testing::check_all_cases(comm(), Strategy::AllGatherKV, T()); }
 TEST_F(MpiCp, TokenRing) { testing::check_all_cases(comm(), Strategy::TokenRing, T()); }
+TEST_F(MpiCp, Ulysses) { testing::check_all_cases(comm(), Strategy::Ulysses, T()); }
 TEST_F(MpiCp, Autograd) {
-  for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing})
+  for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses})
     testing::check_autograd_model(comm(), s, Layout::Zigzag);
 }
 TEST_F(MpiCp, BitwiseReproducible) {
-  for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing})
+  for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses})
     testing::check_bitwise_reproducible(comm(), s);
 }
 TEST_F(MpiCp, DisagreementIsAnError) { testing::check_disagreement_is_an_error(comm()); }

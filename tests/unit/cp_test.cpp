@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/comm/local/communicator.h"
+#include "runtime/errors.h"
 #include "tests/common/collectives.h"
 #include "tests/common/cp_checks.h"
 
@@ -37,7 +38,8 @@ TEST_P(CpLocal, BitwiseReproducible) {
 
 INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
                          ::testing::Combine(::testing::Values(Strategy::RingSelfAttention, Strategy::Ring,
-                                                              Strategy::AllGatherKV, Strategy::TokenRing),
+                                                              Strategy::AllGatherKV, Strategy::TokenRing,
+                                                              Strategy::Ulysses),
                                             ::testing::Values(1, 2, 3, 4, 8)),
                          [](const auto& info) {
                            return std::string(to_string(std::get<0>(info.param))) + "_P" +
@@ -51,6 +53,20 @@ TEST(CpLocal, RanksWithoutRows) {
       testing::check_against_reference(comm, {s, Layout::Contiguous, "causal", 5, 2, 1, 8, at::kDouble});
       testing::check_against_reference(comm, {s, Layout::Zigzag, "full", 5, 2, 1, 8, at::kDouble});
     });
+}
+
+TEST(CpLocal, UlyssesNamesTheDegreesThatWork) {
+  on_ranks(3, [](Communicator& comm) {
+    ShardPlan plan(30, std::nullopt, Layout::Zigzag, 3, comm.rank());
+    ContextParallel cp(comm.shared_from_this(), {.strategy = Strategy::Ulysses, .layout = Layout::Zigzag});
+    at::Tensor q = at::zeros({plan.local_rows(), 4, 8}), k = at::zeros({plan.local_rows(), 2, 8});
+    try {
+      cp.forward(q, k, k, plan, Mask::causal());
+      ADD_FAILURE() << "H = 4 over P = 3 was accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("Degrees that work: 1, 2, 4"), std::string::npos) << e.what();
+    }
+  });
 }
 
 TEST(CpLocal, DisagreementIsAnError) {

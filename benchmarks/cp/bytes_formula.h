@@ -1,0 +1,23 @@
+// The bytes one rank sends in one forward pass of a CP strategy, from ARCHITECTURE §5's formulas
+// with the exact per-rank row counts of the plan, minus the transfers the mask lets the strategy
+// skip (ring: BlockNeeds). The CP benchmark compares it with ContextParallel::stats().
+#pragma once
+
+#include <cstdint>
+
+#include "attention/mask.h"
+#include "parallel/options.h"
+#include "parallel/shard_plan.h"
+
+namespace longhaul::bench {
+
+// Q has `h` heads, K and V `h_kv`, of `d` elements of `elem_bytes` bytes each. Throws Unsupported for a
+// strategy without a formula here.
+int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mask, int rank, int64_t h, int64_t h_kv,
+                              int64_t d, int64_t elem_bytes);
+
+// The maximum over the plan's ranks.
+int64_t max_forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mask, int64_t h, int64_t h_kv, int64_t d,
+                                  int64_t elem_bytes);
+
+}  // namespace longhaul::bench

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "parallel/block_needs.h"
+#include "parallel/in_flight.h"
 #include "parallel/strategy.h"
 #include "runtime/errors.h"
 
@@ -78,8 +79,7 @@ class Ring : public CpStrategy {
     // The accumulators of the block this rank holds (they arrive from the left, one step behind).
     WorkPtr acc_in;
     Tracked in_dk(c.stats, at::Tensor()), in_dv(c.stats, at::Tensor());
-    std::vector<WorkPtr> acc_sends;
-    std::vector<Tracked> acc_keep;
+    InFlight acc_sends(c.stats);
     Tracked home_dk(c.stats, at::zeros(k.sizes(), k.options().dtype(acc_type)));
     Tracked home_dv(c.stats, at::zeros(v.sizes(), v.options().dtype(acc_type)));
     for (int s = 0; s < p; ++s) {
@@ -128,16 +128,13 @@ class Ring : public CpStrategy {
         }
         // Pass them on with the block, or home once no later rank needs it.
         if (forward_on) {
-          acc_sends.push_back(c.comm.exchange({P2POp::send(dk_acc, right, kTagDK), P2POp::send(dv_acc, right, kTagDV)}));
+          acc_sends.add(c.comm.exchange({P2POp::send(dk_acc, right, kTagDK), P2POp::send(dv_acc, right, kTagDV)}),
+                        {dk_acc, dv_acc});
           c.stats.bytes_sent_bwd += bytes_of(dk_acc) + bytes_of(dv_acc);
-          acc_keep.emplace_back(c.stats, dk_acc);
-          acc_keep.emplace_back(c.stats, dv_acc);
         } else if (origin != r) {
-          acc_sends.push_back(
-              c.comm.exchange({P2POp::send(dk_acc, origin, kTagDKHome), P2POp::send(dv_acc, origin, kTagDVHome)}));
+          acc_sends.add(c.comm.exchange({P2POp::send(dk_acc, origin, kTagDKHome), P2POp::send(dv_acc, origin, kTagDVHome)}),
+                        {dk_acc, dv_acc});
           c.stats.bytes_sent_bwd += bytes_of(dk_acc) + bytes_of(dv_acc);
-          acc_keep.emplace_back(c.stats, dk_acc);
-          acc_keep.emplace_back(c.stats, dv_acc);
         } else {
           home_dk->copy_(dk_acc);  // nobody else needed this rank's block
           home_dv->copy_(dv_acc);
@@ -158,7 +155,7 @@ class Ring : public CpStrategy {
       const int last = (r + needs.last_hop(r)) % p;
       c.comm.exchange({P2POp::recv(*home_dk, last, kTagDKHome), P2POp::recv(*home_dv, last, kTagDVHome)})->wait();
     }
-    wait_all(acc_sends);
+    acc_sends.wait();
     return {*dq, *home_dk, *home_dv};
   }
 };

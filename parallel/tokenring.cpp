@@ -9,6 +9,7 @@
 
 #include <limits>
 
+#include "parallel/in_flight.h"
 #include "parallel/token_routes.h"
 #include "parallel/strategy.h"
 
@@ -58,8 +59,7 @@ class TokenRing : public CpStrategy {
     std::vector<int64_t> cur_rows(q.size(0));
     for (int64_t i = 0; i < q.size(0); ++i) cur_rows[i] = i;
     at::Tensor cur_q = q;
-    std::vector<WorkPtr> sends;
-    std::vector<Tracked> keep;
+    InFlight sends(c.stats);
     for (int s = 0; s < p; ++s) {
       const int origin = (r + s) % p;
       WorkPtr incoming;
@@ -70,9 +70,8 @@ class TokenRing : public CpStrategy {
         auto fwd_rows = routes.payload_rows(origin, s + 1);
         if (!fwd_rows.empty()) {
           at::Tensor payload = cur_q.index_select(0, positions_in(fwd_rows, cur_rows));
-          sends.push_back(c.comm.send(payload, (r - 1 + p) % p, kTagQ));
+          sends.add(c.comm.send(payload, (r - 1 + p) % p, kTagQ), {payload});
           c.stats.bytes_sent_fwd += bytes(payload);
-          keep.emplace_back(c.stats, payload);
         }
         const int next_origin = (r + s + 1) % p;
         next_rows = routes.payload_rows(next_origin, s + 1);
@@ -94,10 +93,9 @@ class TokenRing : public CpStrategy {
           AttentionOutput part = attention_forward_partial(cur_q.index_select(0, sel), k, v, BlockView{qpos, my_pos},
                                                            c.mask, c.scale);
           at::Tensor o = part.out.to(q.scalar_type()), l = part.lse;  // out rounded once to travel; lse float32
-          sends.push_back(c.comm.exchange({P2POp::send(o, origin, kTagOut + 10 * s), P2POp::send(l, origin, kTagLse + 10 * s)}));
+          sends.add(c.comm.exchange({P2POp::send(o, origin, kTagOut + 10 * s), P2POp::send(l, origin, kTagLse + 10 * s)}),
+                    {o, l});
           c.stats.bytes_sent_fwd += bytes(o) + bytes(l);
-          keep.emplace_back(c.stats, o);
-          keep.emplace_back(c.stats, l);
         }
       }
       if (incoming) incoming->wait();
@@ -113,7 +111,7 @@ class TokenRing : public CpStrategy {
                               .index_copy_(1, idx, l->to(lse->scalar_type()));
       merge_into(*out, *lse, full_o, full_l);
     }
-    wait_all(sends);
+    sends.wait();
     return {*out, *lse};
   }
 
@@ -144,8 +142,7 @@ class TokenRing : public CpStrategy {
     std::vector<int64_t> cur_rows(q.size(0));
     for (int64_t i = 0; i < q.size(0); ++i) cur_rows[i] = i;
     at::Tensor cur_q = q, cur_do = dout, cur_st = stats;
-    std::vector<WorkPtr> sends;
-    std::vector<Tracked> keep;
+    InFlight sends(c.stats);
     for (int s = 0; s < p; ++s) {
       const int origin = (r + s) % p;
       WorkPtr incoming;
@@ -158,10 +155,10 @@ class TokenRing : public CpStrategy {
           at::Tensor pq = cur_q.index_select(0, sel), pdo = cur_do.index_select(0, sel),
                      pst = cur_st.index_select(2, sel).contiguous();
           const int left = (r - 1 + p) % p;
-          sends.push_back(c.comm.exchange({P2POp::send(pq, left, kTagQ), P2POp::send(pdo, left, kTagDO),
-                                           P2POp::send(pst, left, kTagStat)}));
+          sends.add(c.comm.exchange({P2POp::send(pq, left, kTagQ), P2POp::send(pdo, left, kTagDO),
+                                     P2POp::send(pst, left, kTagStat)}),
+                    {pq, pdo, pst});
           c.stats.bytes_sent_bwd += bytes(pq) + bytes(pdo) + bytes(pst);
-          for (auto* t : {&pq, &pdo, &pst}) keep.emplace_back(c.stats, *t);
         }
         const int next_origin = (r + s + 1) % p;
         next_rows = routes.payload_rows(next_origin, s + 1);
@@ -192,9 +189,8 @@ class TokenRing : public CpStrategy {
                                                         st[1], st[0], BlockView{qpos, my_pos}, c.mask, c.scale);
           dk->add_(g.dk);
           dv->add_(g.dv);
-          sends.push_back(c.comm.send(g.dq, origin, kTagDQ + 10 * s));
+          sends.add(c.comm.send(g.dq, origin, kTagDQ + 10 * s), {g.dq});
           c.stats.bytes_sent_bwd += bytes(g.dq);
-          keep.emplace_back(c.stats, g.dq);
         }
       }
       if (incoming) incoming->wait();
@@ -207,7 +203,7 @@ class TokenRing : public CpStrategy {
       part.work->wait();
       dq->index_add_(0, index_tensor(part.rows), *part.dq);
     }
-    wait_all(sends);
+    sends.wait();
     return {*dq, *dk, *dv};
   }
 };

@@ -76,35 +76,43 @@ inline void exp_shifted(T* x, int64_t n, T shift) {
   exp_shifted_array(x, n, shift);
 }
 
-// Sets the entries the mask hides to -inf (only called on partial tiles). When the tile's key
-// positions are consecutive (every layout but striped), each row's visible keys form one interval
-// (documents, causal and window each cut an interval), so a row costs two fills; otherwise the
-// predicate is evaluated per element.
+// Sets the entries the mask hides to -inf (only called on partial tiles). Key positions come in
+// runs of consecutive positions (one run for a contiguous block, two per document for zigzag);
+// inside a run each row's visible keys form one interval (documents, causal and window each cut
+// an interval), so a row costs a few fills per run. Heavily fragmented tiles (striped layouts)
+// evaluate the predicate per element.
 template <typename T>
 inline void mask_tile(T* s, int64_t nq, int64_t nk, const int64_t* qp, const int64_t* qd, const int64_t* kp,
                       const int64_t* kd, const MaskSpec& m) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  bool consecutive = true;
-  for (int64_t c = 1; c < nk && consecutive; ++c) consecutive = kp[c] == kp[c - 1] + 1;
-  if (consecutive) {
-    const int64_t k0 = kp[0];
+  int64_t runs[33];
+  int n_runs = 0;
+  runs[n_runs++] = 0;
+  for (int64_t c = 1; c < nk && n_runs < 32; ++c)
+    if (kp[c] != kp[c - 1] + 1) runs[n_runs++] = c;
+  const bool fragmented = n_runs >= 32;
+  if (!fragmented) {
+    runs[n_runs] = nk;
     for (int64_t r = 0; r < nq; ++r) {
       T* row = s + r * nk;
       const int64_t i = qp[r];
-      int64_t lo = 0, hi = nk;
-      if (m.documents) {  // document ids do not decrease along consecutive positions
-        lo = std::lower_bound(kd, kd + nk, qd[r]) - kd;
-        hi = std::upper_bound(kd, kd + nk, qd[r]) - kd;
+      for (int u = 0; u < n_runs; ++u) {
+        const int64_t c0 = runs[u], c1 = runs[u + 1], k0 = kp[c0] - c0;  // position of column c is k0 + c
+        int64_t lo = c0, hi = c1;
+        if (m.documents) {  // document ids do not decrease along consecutive positions
+          lo = std::lower_bound(kd + c0, kd + c1, qd[r]) - kd;
+          hi = std::upper_bound(kd + c0, kd + c1, qd[r]) - kd;
+        }
+        if (m.causal) hi = std::min(hi, i - k0 + 1);
+        if (m.window) {
+          lo = std::max(lo, i - m.left - k0);
+          hi = std::min(hi, i + m.right - k0 + 1);
+        }
+        lo = std::clamp<int64_t>(lo, c0, c1);
+        hi = std::clamp<int64_t>(hi, lo, c1);
+        std::fill(row + c0, row + lo, neg_inf);
+        std::fill(row + hi, row + c1, neg_inf);
       }
-      if (m.causal) hi = std::min(hi, i - k0 + 1);
-      if (m.window) {
-        lo = std::max(lo, i - m.left - k0);
-        hi = std::min(hi, i + m.right - k0 + 1);
-      }
-      lo = std::clamp<int64_t>(lo, 0, nk);
-      hi = std::clamp<int64_t>(hi, lo, nk);
-      std::fill(row, row + lo, neg_inf);
-      std::fill(row + hi, row + nk, neg_inf);
     }
     return;
   }

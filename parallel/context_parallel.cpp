@@ -29,16 +29,16 @@ Strategy strategy_from_string(const std::string& name) {
 }
 
 namespace {
-std::unique_ptr<CpStrategy> make_strategy(Strategy s) {
-  switch (s) {
+std::unique_ptr<CpStrategy> make_strategy(const Options& o) {
+  switch (o.strategy) {
     case Strategy::RingSelfAttention: return make_ring_self_attention();
     case Strategy::Ring: return make_ring();
     case Strategy::AllGatherKV: return make_allgather_kv();
     case Strategy::TokenRing: return make_token_ring();
     case Strategy::Ulysses: return make_ulysses();
-    default:
-      throw Unsupported(std::string("strategy ") + to_string(s) + " is not available in this build yet");
+    case Strategy::Hybrid: return make_hybrid(o.ulysses_degree, o.inner);
   }
+  throw InvalidArgument("unknown strategy");
 }
 
 uint64_t hash_string(const std::string& s) {
@@ -52,7 +52,7 @@ uint64_t hash_string(const std::string& s) {
 }  // namespace
 
 ContextParallel::ContextParallel(CommPtr cp_group, Options options)
-    : comm_(std::move(cp_group)), options_(options), strategy_(make_strategy(options.strategy)) {
+    : comm_(std::move(cp_group)), options_(options), strategy_(make_strategy(options)) {
   LH_CHECK(comm_ != nullptr, "ContextParallel: the CP group communicator is null");
 }
 
@@ -86,6 +86,8 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
       {"D", q.size(2)},
       {"dtype", static_cast<int64_t>(q.scalar_type())},
       {"strategy", static_cast<int64_t>(options_.strategy)},
+      {"ulysses_degree", options_.ulysses_degree},
+      {"inner strategy", static_cast<int64_t>(options_.inner)},
       {"layout", static_cast<int64_t>(plan.layout())},
       {"mask", static_cast<int64_t>(hash_string(mask.describe()) ^ hash_string(std::to_string(
                                                                       mask.cu_seqlens().empty() ? 0 : mask.cu_seqlens().back())))},

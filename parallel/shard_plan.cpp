@@ -90,6 +90,22 @@ ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout lay
   rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
 }
 
+ShardPlan ShardPlan::from_rows(int64_t T, std::vector<int64_t> cu_seqlens, Layout layout,
+                               std::vector<std::vector<int64_t>> rows, int rank) {
+  ShardPlan p;
+  p.t_ = T;
+  p.p_ = static_cast<int>(rows.size());
+  p.rank_ = rank;
+  p.layout_ = layout;
+  p.cu_ = std::move(cu_seqlens);
+  int64_t total = 0;
+  for (const auto& r : rows) total += static_cast<int64_t>(r.size());
+  LH_CHECK(total == T && rank >= 0 && rank < p.p_, "ShardPlan::from_rows: rows must partition [0, T = ", T,
+           "), got ", total, " rows; rank ", rank, " of ", p.p_);
+  p.rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
+  return p;
+}
+
 at::Tensor ShardPlan::positions(int rank) const {
   LH_CHECK(rank >= 0 && rank < p_, "ShardPlan::positions: rank ", rank, " outside [0, ", p_, ")");
   const auto& r = (*rows_)[rank];

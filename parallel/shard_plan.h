@@ -31,6 +31,11 @@ class ShardPlan {
   // cu_seqlens: GLOBAL document offsets [0, ..., T] (int32/int64 CPU), or none (one document).
   ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout layout, int P, int rank, int64_t min_chunk = 64);
 
+  // A plan with explicit rows per rank (a partition of [0, T), any order): the sub-plans of
+  // composed strategies, e.g. hybrid's ring over Ulysses groups.
+  static ShardPlan from_rows(int64_t T, std::vector<int64_t> cu_seqlens, Layout layout,
+                             std::vector<std::vector<int64_t>> rows, int rank);
+
   int64_t T() const { return t_; }
   int P() const { return p_; }
   int rank() const { return rank_; }
@@ -63,6 +68,7 @@ class ShardPlan {
   std::string describe() const;
 
  private:
+  ShardPlan() = default;
   int64_t t_;
   int p_, rank_;
   Layout layout_;

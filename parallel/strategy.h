@@ -37,6 +37,7 @@ std::unique_ptr<CpStrategy> make_ring();
 std::unique_ptr<CpStrategy> make_allgather_kv();
 std::unique_ptr<CpStrategy> make_token_ring();
 std::unique_ptr<CpStrategy> make_ulysses();
+std::unique_ptr<CpStrategy> make_hybrid(int ulysses_degree, Strategy inner);
 
 // The compute dtype of a call: float64 stays, everything else accumulates in float32.
 inline at::ScalarType accumulate_type(const at::Tensor& t) {

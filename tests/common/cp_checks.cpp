@@ -51,7 +51,10 @@ double tol(at::ScalarType t) { return t == at::kDouble ? 1e-9 : t == at::kFloat 
 }  // namespace
 
 std::string describe(const CpCase& c) {
-  return detail::str_cat(to_string(c.strategy), "/", to_string(c.layout), "/", c.mask, " T=", c.T, " H=", c.H, "/",
+  return detail::str_cat(to_string(c.strategy),
+                         c.strategy == Strategy::Hybrid ? detail::str_cat("(", c.ulysses_degree, "x", to_string(c.inner), ")")
+                                                         : std::string(),
+                         "/", to_string(c.layout), "/", c.mask, " T=", c.T, " H=", c.H, "/",
                          c.H_kv, " D=", c.D, " ", c.dtype);
 }
 
@@ -87,7 +90,8 @@ void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {
   std::optional<at::Tensor> cu;
   if (mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
   ShardPlan plan(c.T, cu, c.layout, p, r, 8);
-  ContextParallel cp(comm.shared_from_this(), {.strategy = c.strategy, .layout = c.layout});
+  ContextParallel cp(comm.shared_from_this(),
+                     {.strategy = c.strategy, .layout = c.layout, .ulysses_degree = c.ulysses_degree, .inner = c.inner});
   auto f = cp.forward(plan.shard(pr.q), plan.shard(pr.k), plan.shard(pr.v), plan, mask);
   const std::string what = describe(c) + " P=" + std::to_string(p) + " rank " + std::to_string(r);
   ASSERT_EQ(f.out.scalar_type(), c.dtype) << what;
@@ -115,6 +119,15 @@ void check_all_cases(Communicator& comm, Strategy s, int64_t T) {
   // Low precision once per strategy: float32 and bfloat16 accumulate in float32.
   check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kFloat});
   check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kBFloat16});
+}
+
+void check_hybrid_cases(Communicator& comm, int u, int64_t T) {
+  for (const auto& m : masks_for(Strategy::Hybrid)) {
+    const Problem pr = make_problem(CpCase{Strategy::Hybrid, Layout::Zigzag, m, T, 4, 2, 32, at::kDouble});
+    for (Strategy inner : {Strategy::Ring, Strategy::TokenRing})
+      for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped})
+        check_problem(comm, CpCase{Strategy::Hybrid, l, m, T, 4, 2, 32, at::kDouble, u, inner}, pr);
+  }
 }
 
 void check_autograd_model(Communicator& comm, Strategy s, Layout l) {

@@ -15,6 +15,8 @@ struct CpCase {
   std::string mask = "causal";  // full, causal, documents, causal_documents, causal_window
   int64_t T = 1000, H = 4, H_kv = 2, D = 32;
   at::ScalarType dtype = at::kDouble;
+  int ulysses_degree = 1;             // hybrid
+  Strategy inner = Strategy::Ring;    // hybrid
 };
 std::string describe(const CpCase& c);
 
@@ -25,6 +27,9 @@ std::vector<std::string> masks_for(Strategy s);
 void check_against_reference(Communicator& comm, const CpCase& c);
 // All strategies × layouts × supported masks × GQA ratios (1 and H/H_kv = 2) on `comm`.
 void check_all_cases(Communicator& comm, Strategy s, int64_t T);
+// Hybrid with Ulysses degree u (dividing the group size), inner ring and tokenring, every
+// layout × mask, GQA 2:1.
+void check_hybrid_cases(Communicator& comm, int u, int64_t T);
 // A small model (projections → attention → weighted sum) trained through ContextParallel::attention
 // gives the parameter gradients of the single-process computation (SDPA in float64 by autograd).
 void check_autograd_model(Communicator& comm, Strategy s, Layout l);

@@ -55,6 +55,17 @@ TEST(CpLocal, RanksWithoutRows) {
     });
 }
 
+// Hybrid on 4 thread-ranks (2×2) and 8 (2×4, 4×2).
+TEST(CpLocal, Hybrid2x2) {
+  on_ranks(4, [](Communicator& comm) { testing::check_hybrid_cases(comm, 2, 301); });
+}
+TEST(CpLocal, Hybrid2x4And4x2) {
+  on_ranks(8, [](Communicator& comm) {
+    testing::check_hybrid_cases(comm, 2, 403);
+    testing::check_hybrid_cases(comm, 4, 403);
+  });
+}
+
 TEST(CpLocal, UlyssesNamesTheDegreesThatWork) {
   on_ranks(3, [](Communicator& comm) {
     ShardPlan plan(30, std::nullopt, Layout::Zigzag, 3, comm.rank());

@@ -6,6 +6,7 @@
 
 namespace {
 const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {
+    {"plan", {longhaul::cli::cmd_plan, "predict time, bytes and memory per CP strategy; pick one"}},
     {"info", {longhaul::cli::cmd_info, "build configuration, backends, devices and threads"}},
     {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel, cp (more to come: data)"}},
 };

@@ -11,7 +11,7 @@
 #include <set>
 #include <tuple>
 
-#include "benchmarks/cp/bytes_formula.h"
+#include "parallel/bytes_model.h"
 #include "benchmarks/cp/cp_check.h"
 #include "benchmarks/cp/cp_timing.h"
 #include "benchmarks/cp/plan_for.h"

@@ -1,6 +1,7 @@
 // The bytes one rank sends in one forward pass of a CP strategy, from ARCHITECTURE §5's formulas
 // with the exact per-rank row counts of the plan, minus the transfers the mask lets the strategy
-// skip (ring: BlockNeeds). The CP benchmark compares it with ContextParallel::stats().
+// skip (ring: BlockNeeds; tokenring: TokenRoutes). The planner predicts with it and the CP
+// benchmark checks it against ContextParallel::stats(), byte for byte.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 #include "parallel/options.h"
 #include "parallel/shard_plan.h"
 
-namespace longhaul::bench {
+namespace longhaul {
 
 // Q has `h` heads, K and V `h_kv`, of `d` elements of `elem_bytes` bytes each. Throws Unsupported for a
 // strategy without a formula here.
@@ -20,4 +21,4 @@ int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mas
 int64_t max_forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mask, int64_t h, int64_t h_kv, int64_t d,
                                   int64_t elem_bytes);
 
-}  // namespace longhaul::bench
+}  // namespace longhaul

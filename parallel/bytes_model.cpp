@@ -1,4 +1,4 @@
-#include "benchmarks/cp/bytes_formula.h"
+#include "parallel/bytes_model.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 #include "parallel/token_routes.h"
 #include "runtime/errors.h"
 
-namespace longhaul::bench {
+namespace longhaul {
 
 int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mask, int rank, int64_t h, int64_t h_kv,
                               int64_t d, int64_t elem_bytes) {
@@ -56,7 +56,7 @@ int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mas
       return rows * row_bytes;
     }
     default:
-      throw Unsupported(std::string("bench cp: no byte formula for strategy ") + to_string(s));
+      throw Unsupported(std::string("no byte formula for strategy ") + to_string(s));
   }
 }
 
@@ -68,4 +68,4 @@ int64_t max_forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask&
   return most;
 }
 
-}  // namespace longhaul::bench
+}  // namespace longhaul

@@ -1,0 +1,101 @@
+// `longhaul plan`: the cost model's prediction per strategy and layout for a problem and a
+// network, and the pick.
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "attention/attention.h"
+#include "benchmarks/common/report.h"
+#include "launch/cli.h"
+#include "parallel/planner.h"
+#include "runtime/errors.h"
+
+namespace longhaul::cli {
+namespace {
+
+// The local kernel's forward+backward rate on a causal block of the problem's head shape.
+double measure_kernel_gflops(int64_t h, int64_t h_kv, int64_t d) {
+  const int64_t t = 2048;
+  at::Tensor q = at::randn({t, h, d}), k = at::randn({t, h_kv, d}), v = at::randn({t, h_kv, d});
+  const auto view = BlockView::self(t);
+  const Mask mask = Mask::causal();
+  auto f = attention_forward(q, k, v, view, mask);
+  attention_backward(q, q, k, v, f.out, f.lse, view, mask);  // warm-up
+  auto t0 = std::chrono::steady_clock::now();
+  f = attention_forward(q, k, v, view, mask);
+  attention_backward(q, q, k, v, f.out, f.lse, view, mask);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 3.5 * 4.0 * double(mask.area(0, t, 0, t)) * h * d / s / 1e9;
+}
+
+}  // namespace
+
+int cmd_plan(const std::vector<std::string>& args) {
+  Problem pr;
+  std::string network = "this-machine", dtype = "fp32";
+  double alpha = 0, beta = 0, memory_gib = 0;
+  int64_t doc_len = 0;
+  bool json = false;
+  po::options_description desc("longhaul plan");
+  desc.add_options()
+      ("T", po::value(&pr.T)->default_value(1 << 20), "tokens of the sequence")
+      ("H", po::value(&pr.H)->default_value(32), "query heads")
+      ("H-kv", po::value(&pr.H_kv)->default_value(8), "key/value heads")
+      ("D", po::value(&pr.D)->default_value(128), "head dim")
+      ("P", po::value(&pr.P)->default_value(8), "ranks of the CP group")
+      ("mask", po::value(&pr.mask)->default_value("causal"), "full, causal, documents, causal_documents, causal_window")
+      ("doc-len", po::value(&doc_len)->default_value(0), "document length for the document masks")
+      ("window", po::value(&pr.window)->default_value(4096), "left extent of causal_window")
+      ("dtype", po::value(&dtype)->default_value("bf16"), "fp32, bf16, fp16 or fp64 (element size of transfers)")
+      ("network", po::value(&network)->default_value(network), "this-machine, nvlink, infiniband or pcie")
+      ("alpha", po::value(&alpha)->default_value(0), "latency per message, seconds (overrides the preset)")
+      ("beta", po::value(&beta)->default_value(0), "bandwidth per link direction, bytes/s (overrides the preset)")
+      ("gflops", po::value(&pr.kernel_gflops)->default_value(0), "kernel GFLOP/s per rank (0: measure here)")
+      ("memory-gib", po::value(&memory_gib)->default_value(0), "memory per rank; 0 = no limit")
+      ("json", po::bool_switch(&json), "JSON lines instead of the table");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "longhaul plan [options]")) return 0;
+  pr.elem_bytes = dtype == "fp64" ? 8 : dtype == "fp32" ? 4 : 2;
+  LH_CHECK(dtype == "fp64" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16", "unknown dtype '", dtype, "'");
+  pr.memory_limit_bytes = memory_gib * double(1 << 30);
+  if (pr.mask == "documents" || pr.mask == "causal_documents") {
+    LH_CHECK(doc_len > 0, "mask ", pr.mask, " needs --doc-len");
+    for (int64_t t = 0; t < pr.T; t += doc_len) pr.cu_seqlens.push_back(t);
+    pr.cu_seqlens.push_back(pr.T);
+  }
+  Network net = network_preset(network);
+  if (alpha > 0) net.alpha_s = alpha;
+  if (beta > 0) net.beta_Bps = net.intra_beta_Bps = beta;
+  if (pr.kernel_gflops <= 0) pr.kernel_gflops = measure_kernel_gflops(std::max<int64_t>(1, pr.H / pr.P), 
+                                                                      std::max<int64_t>(1, pr.H_kv / pr.P), pr.D);
+  auto preds = plan_strategies(pr, net);
+  std::vector<bench::Row> rows;
+  bool picked = false;
+  for (const auto& p : preds) {
+    const bool pick = p.feasible && !picked;
+    picked = picked || pick;
+    rows.push_back(bench::Row()
+                       .add("strategy", std::string(to_string(p.strategy)))
+                       .add("layout", std::string(p.strategy == Strategy::Hybrid
+                                                      ? "any" : to_string(p.layout)))
+                       .add("ulysses", int64_t(p.ulysses_degree))
+                       .add("predicted_ms", p.time_s * 1e3)
+                       .add("compute_ms", p.compute_s * 1e3)
+                       .add("exposed_comm_ms", p.comm_s * 1e3)
+                       .add("bytes_fwd", p.bytes_fwd)
+                       .add("memory_mib", double(p.memory_bytes) / (1 << 20))
+                       .add("feasible", int64_t(p.feasible))
+                       .add("pick", std::string(pick ? "*" : ""))
+                       .add("note", p.note.empty() ? std::string("-") : p.note));
+  }
+  if (!json)
+    std::cout << "# plan: T=" << pr.T << " H=" << pr.H << "/" << pr.H_kv << " D=" << pr.D << " P=" << pr.P << " "
+              << pr.mask << " " << dtype << ", network " << net.name << " (alpha " << net.alpha_s * 1e6 << " us, beta "
+              << net.beta_Bps / 1e9 << " GB/s, " << (net.full_duplex ? "full" : "half") << " duplex), kernel "
+              << pr.kernel_gflops << " GFLOP/s per rank; forward+backward of one attention layer\n";
+  bench::print_rows(std::cout, rows, json);
+  return 0;
+}
+
+}  // namespace longhaul::cli

@@ -1,0 +1,174 @@
+#include "parallel/planner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "parallel/bytes_model.h"
+#include "parallel/shard_plan.h"
+#include "runtime/errors.h"
+
+namespace longhaul {
+
+Network network_preset(const std::string& name) {
+  // this-machine: `mpirun -np 2 longhaul bench comm` here: ~7 µs per message through the progress
+  // engine, ~10 GB/s for MiB messages over shared memory; a copy costs CPU, so not full duplex.
+  if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9};
+  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9};          // H100 NVLink node, per direction
+  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9};       // 200 Gb/s NDR per GPU, NVLink inside
+  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9};             // PCIe 4 box, peer to peer
+  std::string all;
+  for (const auto& n : network_presets()) all += (all.empty() ? "" : ", ") + n;
+  throw InvalidArgument("unknown network '" + name + "', expected one of " + all + " (or give --alpha and --beta)");
+}
+
+std::vector<std::string> network_presets() { return {"this-machine", "nvlink", "infiniband", "pcie"}; }
+
+Mask mask_of(const Problem& p) {
+  Mask m = (p.mask == "full" || p.mask == "documents") ? Mask::full() : Mask::causal();
+  if (p.mask == "documents" || p.mask == "causal_documents") {
+    LH_CHECK(!p.cu_seqlens.empty(), "planner: mask ", p.mask, " needs document offsets");
+    m = m.documents(p.cu_seqlens);
+  } else if (p.mask == "causal_window") {
+    m = m.window(p.window, 0);
+  } else {
+    LH_CHECK(p.mask == "full" || p.mask == "causal", "planner: unknown mask '", p.mask,
+             "', expected full, causal, documents, causal_documents or causal_window");
+  }
+  return m;
+}
+
+namespace {
+
+// Masked area the busiest rank computes for a layout, from the plan's rows (runs of consecutive
+// positions); striped rows are all balanced, so total / P.
+double busiest_area(const ShardPlan& plan, const Mask& mask, int p) {
+  if (plan.layout() == Layout::Striped) return double(mask.area(0, plan.T(), 0, plan.T())) / p;
+  double most = 0;
+  for (int r = 0; r < p; ++r) {
+    const auto& rows = plan.rows_of(r);
+    double area = 0;
+    for (size_t i = 0; i < rows.size();) {
+      size_t j = i + 1;
+      while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
+      area += double(mask.area(rows[i], rows[j - 1] + 1, 0, plan.T()));
+      i = j;
+    }
+    most = std::max(most, area);
+  }
+  return most;
+}
+
+double transfer(const Network& n, double bytes, int messages = 1) { return messages * n.alpha_s + bytes / n.beta_Bps; }
+
+}  // namespace
+
+std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
+  LH_CHECK(pr.T > 0 && pr.H > 0 && pr.H_kv > 0 && pr.D > 0 && pr.P >= 1 && pr.H % pr.H_kv == 0,
+           "planner: need T, H, H_kv, D > 0, P >= 1 and H % H_kv == 0");
+  const Mask mask = mask_of(pr);
+  std::optional<at::Tensor> cu;
+  if (!pr.cu_seqlens.empty()) cu = at::tensor(pr.cu_seqlens, at::kLong);
+  const double flops_per_area = 4.0 * pr.H * pr.D * 3.5;  // forward + backward (F_bwd = 2.5 F_fwd)
+  const double rate = pr.kernel_gflops * 1e9;
+  const int64_t s = pr.elem_bytes, tl = (pr.T + pr.P - 1) / pr.P;
+  const int64_t io_bytes = tl * (2 * pr.H + 2 * pr.H_kv) * pr.D * s + tl * pr.H * pr.D * 4 * 2;  // q,k,v,out + dq/dout
+  std::vector<Prediction> out;
+  for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
+                      Strategy::RingSelfAttention, Strategy::Hybrid}) {
+    for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped}) {
+      Prediction p{st, l};
+      if (st == Strategy::Hybrid) p.ulysses_degree = std::min(pr.P, net.ranks_per_node);
+      ShardPlan plan(pr.T, cu, l, pr.P, 0);
+      const double area = busiest_area(plan, mask, pr.P);
+      p.compute_s = area * flops_per_area / rate;
+      const int steps = pr.P - 1;
+      const double step_compute = p.compute_s / std::max(1, pr.P);
+      try {
+        if (st == Strategy::Hybrid) {
+          const int u = p.ulysses_degree;
+          if (u <= 1 || pr.P % u != 0 || pr.H % u != 0) throw InvalidArgument("needs a Ulysses degree dividing P and H");
+          const int rings = pr.P / u;
+          Network intra = net;
+          intra.beta_Bps = net.intra_beta_Bps;
+          const double a2a = transfer(intra, double(tl) * (2 * pr.H + 2 * std::max<int64_t>(pr.H_kv, u)) * pr.D * s *
+                                                  (u - 1) / u, u - 1);
+          const double ring_bytes = double(tl * u) * 2 * pr.H_kv / u * pr.D * s;  // per step, a group's K,V share
+          const double ring = std::max(p.compute_s, transfer(net, ring_bytes) * 3 * (rings - 1));
+          p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? transfer(net, ring_bytes) : 0);
+          p.bytes_fwd = int64_t(double(tl) * (2 * pr.H + 2 * pr.H_kv) * pr.D * s * (u - 1) / u + ring_bytes * (rings - 1));
+          p.memory_bytes = io_bytes + int64_t(4 * ring_bytes);
+          p.note = "ulysses " + std::to_string(u) + " inside nodes, ring across; bytes estimated";
+        } else {
+          if (st == Strategy::RingSelfAttention && (mask.has_documents() || mask.has_window()))
+            throw InvalidArgument("rsa supports full and causal masks only");
+          if (st == Strategy::Ulysses && (pr.H % pr.P != 0 || (pr.H_kv % pr.P != 0 && pr.P % pr.H_kv != 0)))
+            throw InvalidArgument("ulysses needs H % P == 0 and H_kv % P == 0 or P % H_kv == 0");
+          int64_t bytes = 0;
+          for (int r = 0; r < pr.P; ++r) {
+            ShardPlan pr_r(pr.T, cu, l, pr.P, r);
+            bytes = std::max(bytes, forward_bytes_formula(st, pr_r, mask, r, pr.H, pr.H_kv, pr.D, s));
+          }
+          p.bytes_fwd = bytes;
+          const double kv_step = double(tl) * 2 * pr.H_kv * pr.D * s;
+          switch (st) {
+            case Strategy::Ring: {
+              // fwd: K,V per step; bwd: K,V and float32 dK,dV per step; overlapped with compute.
+              const double fwd = transfer(net, bytes, 2 * steps), bwd = 2 * fwd + transfer(net, double(bytes) * 4 / s);
+              p.comm_s = std::max(0.0, fwd + bwd - p.compute_s) + (steps ? transfer(net, kv_step) : 0);
+              p.memory_bytes = io_bytes + int64_t(kv_step * 2 + kv_step * 4 / s * 3);
+              break;
+            }
+            case Strategy::TokenRing: {
+              // Q one way, (out, lse) the other: concurrent on full-duplex links, summed otherwise.
+              const double q_dir = double(tl) * pr.H * pr.D * s * steps, back = double(bytes) - q_dir;
+              const double fwd = net.full_duplex ? transfer(net, std::max(q_dir, back), steps)
+                                                 : transfer(net, double(bytes), 2 * steps);
+              const double bwd = net.full_duplex ? transfer(net, std::max(2 * q_dir, back * 4 / s), steps)
+                                                 : transfer(net, 2 * q_dir + back * 4 / s, 3 * steps);
+              p.comm_s = std::max(0.0, fwd + bwd - p.compute_s) + (steps ? transfer(net, q_dir / std::max(1, steps)) : 0);
+              p.memory_bytes = io_bytes + int64_t(double(tl) * pr.H * pr.D * s * 4);
+              break;
+            }
+            case Strategy::AllGatherKV: {
+              const double fwd = transfer(net, bytes, steps), bwd = fwd + transfer(net, double(bytes) * 4 / s, steps);
+              p.comm_s = std::max(0.0, fwd - step_compute) + bwd;
+              p.memory_bytes = io_bytes + int64_t(double(pr.T) * 2 * pr.H_kv * pr.D * (s + 4));
+              break;
+            }
+            case Strategy::Ulysses: {
+              const double fwd = transfer(net, bytes, 4 * steps);
+              p.comm_s = fwd * 3;  // backward moves q, k, v, dout, out-stats and the three grads
+              p.memory_bytes = io_bytes + int64_t(double(pr.T) * (pr.H + 2 * std::max<int64_t>(pr.H_kv, pr.P)) /
+                                                  pr.P * pr.D * (s + 4));
+              break;
+            }
+            case Strategy::RingSelfAttention: {
+              p.comm_s = transfer(net, bytes, 2 * steps) * 3 + transfer(net, double(pr.T) * 2 * pr.H_kv * pr.D * 4, steps);
+              p.memory_bytes = io_bytes + int64_t(3.0 * pr.H * tl * pr.T * 4);
+              p.note = "quadratic memory, blocking communication";
+              break;
+            }
+            default: break;
+          }
+        }
+      } catch (const Error& e) {
+        p.feasible = false;
+        p.note = e.what();
+      }
+      p.time_s = p.compute_s + p.comm_s;
+      if (p.feasible && pr.memory_limit_bytes > 0 && p.memory_bytes > pr.memory_limit_bytes) {
+        p.feasible = false;
+        p.note = "does not fit in memory";
+      }
+      out.push_back(p);
+      if (st == Strategy::Hybrid) break;  // predicted for the plan layout only (bytes estimated)
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Prediction& a, const Prediction& b) {
+    if (a.feasible != b.feasible) return a.feasible;
+    return a.time_s < b.time_s;
+  });
+  return out;
+}
+
+}  // namespace longhaul

@@ -1,0 +1,58 @@
+// The cost model that picks a CP strategy (ARCHITECTURE §5): for a problem (T, H, H_kv, D, P,
+// mask, dtype) and a network, predicts per strategy and layout the forward+backward time, the
+// bytes each rank sends and the memory each rank holds, and picks the fastest that fits.
+//   compute: masked-area FLOPs of the busiest rank / measured kernel GFLOP/s;
+//   communication: per message α + bytes/β, per link direction (full-duplex links carry the two
+//   directions of TokenRing at once); ring steps overlap compute and transfer (max of the two);
+//   Ulysses' all-to-alls do not overlap; bytes from parallel/bytes_model (exact, as measured).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "attention/mask.h"
+#include "parallel/options.h"
+
+namespace longhaul {
+
+struct Network {
+  std::string name;
+  double alpha_s;         // latency per message
+  double beta_Bps;        // bandwidth per link and direction
+  bool full_duplex;       // both directions at full rate at once
+  int ranks_per_node;     // ranks sharing the fast intra-node link (hybrid's Ulysses groups)
+  double intra_beta_Bps;  // bandwidth inside a node (NVLink) when ranks_per_node > 1
+};
+// "this-machine" (measured by `longhaul bench comm`), "nvlink", "infiniband", "pcie".
+Network network_preset(const std::string& name);
+std::vector<std::string> network_presets();
+
+struct Problem {
+  int64_t T = 0, H = 0, H_kv = 0, D = 0;
+  int P = 1;
+  int64_t elem_bytes = 4;
+  std::string mask = "causal";   // full, causal, documents, causal_documents, causal_window
+  std::vector<int64_t> cu_seqlens;  // for document masks (global offsets); empty: one document
+  int64_t window = 0;            // causal_window's left extent
+  double kernel_gflops = 100;    // measured local kernel rate (fwd+bwd), per rank
+  double memory_limit_bytes = 0; // per rank; 0 = no limit
+};
+
+struct Prediction {
+  Strategy strategy;
+  Layout layout;
+  int ulysses_degree = 1;
+  double compute_s = 0, comm_s = 0, time_s = 0;  // forward + backward, the busiest rank
+  int64_t bytes_fwd = 0;                          // per rank, forward (max over ranks)
+  int64_t memory_bytes = 0;                       // per rank, peak estimate
+  bool feasible = true;
+  std::string note;
+};
+
+// Every strategy × layout the problem allows (infeasible ones with a note), fastest first; the
+// pick is the first feasible row.
+std::vector<Prediction> plan_strategies(const Problem& problem, const Network& net);
+
+Mask mask_of(const Problem& p);
+
+}  // namespace longhaul

@@ -1,7 +1,7 @@
 // Which ranks' keys each rank's queries can see under a mask (from the ShardPlan alone, so every
 // rank computes the same table and no metadata travels). Strategies skip the transfers and the
-// compute of rank pairs that see nothing. Conservative: a pair marked needed may still turn out
-// empty row by row; a pair marked not needed is certainly empty.
+// compute of rank pairs that see nothing, and send only the key rows someone sees. Conservative:
+// a pair marked needed may still turn out empty row by row; one marked not needed is empty.
 #pragma once
 
 #include <map>
@@ -17,9 +17,15 @@ class BlockNeeds {
   BlockNeeds(const ShardPlan& plan, const Mask& mask);
   // Rank qr's queries see some key of rank kr.
   bool needed(int qr, int kr) const { return needed_[qr * p_ + kr] != 0; }
-  // Along a ring r → r+1 → …: the last hop t (1..P−1) after which rank (origin + t) still
-  // needs the block of `origin`; 0 when no other rank needs it.
+  // Along a ring r → r+1 → …: the last hop t (1..P−1) at which rank (origin + t) still sees
+  // some key row of `origin`; 0 when no other rank does.
   int last_hop(int origin) const { return last_hop_[origin]; }
+  // The key rows of `origin` (indices into its local rows) some other rank sees: what has to
+  // travel. Under a sliding window on a contiguous layout, only the halo.
+  const std::vector<int64_t>& travelling_rows(int origin) const { return travelling_[origin]; }
+  bool travels_whole(int origin) const { return whole_[origin]; }
+  // A key at `pos` in document `doc` is seen by some query of rank qr (conservative).
+  bool key_seen(int64_t pos, int64_t doc, int qr) const;
   // A query at `pos` in document `doc` sees some key of rank kr (conservative like needed()).
   bool row_sees(int64_t pos, int64_t doc, int kr) const;
 
@@ -29,6 +35,8 @@ class BlockNeeds {
   int p_;
   std::vector<char> needed_;
   std::vector<int> last_hop_;
+  std::vector<std::vector<int64_t>> travelling_;
+  std::vector<char> whole_;
 };
 
 }  // namespace longhaul

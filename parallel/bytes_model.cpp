@@ -21,7 +21,7 @@ int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mas
       for (int step = 0; step + 1 < p; ++step) {
         const int origin = (rank - step + p) % p;
         const int hop = (rank - origin + p) % p;
-        if (needs.last_hop(origin) > hop) rows += plan.local_rows(origin);
+        if (needs.last_hop(origin) > hop) rows += static_cast<int64_t>(needs.travelling_rows(origin).size());
       }
       return rows * row_bytes;
     }

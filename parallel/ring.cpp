@@ -1,8 +1,9 @@
 // Ring: K,V blocks travel r → r+1 with non-blocking P2P, double-buffered (the next block is in
 // flight while the current one is computed), partial results merged exactly with their LSE in
-// float32. Backward: K,V travel again; the float32 dK/dV accumulators of a block follow it and
-// go back to their owner after the last rank that needs it. A block no later rank needs is not
-// sent (steps empty under the mask move nothing).
+// float32. Only the key rows another rank sees travel (all of them under a causal mask; only the
+// halo under a sliding window on a contiguous layout), and a block no later rank needs is not
+// sent at all. Backward: K,V travel again; the float32 dK/dV accumulators of a block start at its
+// first visited rank, follow it, and go home after the last rank that needs it.
 #include <ATen/ATen.h>
 
 #include "parallel/block_needs.h"
@@ -20,17 +21,34 @@ int64_t bytes_of(const at::Tensor& t) { return Tracked::bytes_of(t); }
 // Position of `r` after `origin` along the ring: 0 for the owner, 1 for the next rank, …
 int hop(int r, int origin, int p) { return (r - origin + p) % p; }
 
+// The travelling part of every rank's block: row indices, their global positions, row count.
+struct Travelling {
+  Travelling(const BlockNeeds& needs, const ShardPlan& plan) {
+    for (int o = 0; o < plan.P(); ++o) {
+      const auto& rows = needs.travelling_rows(o);
+      idx.push_back(at::tensor(at::ArrayRef<int64_t>(rows), at::kLong));
+      pos.push_back(plan.positions(o).index_select(0, idx.back()));
+      whole.push_back(needs.travels_whole(o));
+    }
+  }
+  int64_t rows(int o) const { return idx[o].numel(); }
+  at::Tensor select(const at::Tensor& x, int o) const { return whole[o] ? x : x.index_select(0, idx[o]); }
+  std::vector<at::Tensor> idx, pos;
+  std::vector<bool> whole;
+};
+
 class Ring : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
     const int p = c.comm.size(), r = c.comm.rank();
     const BlockNeeds needs(c.plan, c.mask);
+    const Travelling tr(needs, c.plan);
     const at::Tensor q_pos = c.plan.positions(r);
     const auto acc_type = accumulate_type(q);
     Tracked out(c.stats, at::zeros({q.size(0), q.size(1), q.size(2)}, q.options().dtype(acc_type)));
     Tracked lse(c.stats, at::full({q.size(1), q.size(0)}, -std::numeric_limits<double>::infinity(),
                                   q.options().dtype(acc_type)));
-    at::Tensor cur_k = k, cur_v = v;
+    at::Tensor cur_k = tr.select(k, r), cur_v = tr.select(v, r);  // what travels of this rank's block
     for (int s = 0; s < p; ++s) {
       const int origin = (r - s + p) % p;  // whose block this rank holds at step s
       // Post the transfer of step s+1: send what we hold on, receive the previous rank's block.
@@ -45,18 +63,19 @@ class Ring : public CpStrategy {
         }
         const int incoming = (r - s - 1 + 2 * p) % p;  // origin of the block the left rank holds now
         if (needs.last_hop(incoming) >= hop(r, incoming, p)) {
-          const int64_t rows = c.plan.local_rows(incoming);
-          next_k = Tracked(c.stats, at::empty({rows, k.size(1), k.size(2)}, k.options()));
-          next_v = Tracked(c.stats, at::empty({rows, v.size(1), v.size(2)}, v.options()));
+          next_k = Tracked(c.stats, at::empty({tr.rows(incoming), k.size(1), k.size(2)}, k.options()));
+          next_v = Tracked(c.stats, at::empty({tr.rows(incoming), v.size(1), v.size(2)}, v.options()));
           ops.push_back(P2POp::recv(*next_k, (r - 1 + p) % p, kTagK));
           ops.push_back(P2POp::recv(*next_v, (r - 1 + p) % p, kTagV));
         }
         if (!ops.empty()) transfer = c.comm.exchange(ops);
         if (!c.overlap && transfer) transfer->wait();
       }
-      if (cur_k.defined() && needs.needed(r, origin)) {
-        BlockView view{q_pos, c.plan.positions(origin)};
-        AttentionOutput part = attention_forward_partial(q, cur_k, cur_v, view, c.mask, c.scale);
+      if (s == 0) {  // this rank's own block, whole
+        AttentionOutput part = attention_forward_partial(q, k, v, BlockView{q_pos, q_pos}, c.mask, c.scale);
+        merge_into(*out, *lse, part.out, part.lse);
+      } else if (cur_k.defined() && needs.needed(r, origin)) {
+        AttentionOutput part = attention_forward_partial(q, cur_k, cur_v, BlockView{q_pos, tr.pos[origin]}, c.mask, c.scale);
         merge_into(*out, *lse, part.out, part.lse);
       }
       if (transfer) transfer->wait();
@@ -71,78 +90,77 @@ class Ring : public CpStrategy {
     const int p = c.comm.size(), r = c.comm.rank();
     const int right = (r + 1) % p, left = (r - 1 + p) % p;
     const BlockNeeds needs(c.plan, c.mask);
+    const Travelling tr(needs, c.plan);
     const at::Tensor q_pos = c.plan.positions(r);
     const auto acc_type = accumulate_type(q);
     const at::Tensor row_sums = attention_row_sums(dout, out);
-    Tracked dq(c.stats, at::zeros(q.sizes(), q.options().dtype(acc_type)));
-    at::Tensor cur_k = k, cur_v = v;
-    // The accumulators of the block this rank holds (they arrive from the left, one step behind).
-    WorkPtr acc_in;
+    // This rank's own block first: the whole of its dK/dV from its own queries.
+    AttentionGrads own = attention_backward_rowsums(dout, q, k, v, row_sums, lse, BlockView{q_pos, q_pos}, c.mask, c.scale);
+    Tracked dq(c.stats, own.dq);
+    Tracked home_dk(c.stats, own.dk), home_dv(c.stats, own.dv);
+    // Its travelling rows come home from the last rank that needed them.
+    WorkPtr home_in;
+    Tracked home_acc_k(c.stats, at::Tensor()), home_acc_v(c.stats, at::Tensor());
+    if (needs.last_hop(r) > 0) {
+      const int last = (r + needs.last_hop(r)) % p;
+      home_acc_k = Tracked(c.stats, at::empty({tr.rows(r), k.size(1), k.size(2)}, k.options().dtype(acc_type)));
+      home_acc_v = Tracked(c.stats, at::empty({tr.rows(r), v.size(1), v.size(2)}, v.options().dtype(acc_type)));
+      home_in = c.comm.exchange({P2POp::recv(*home_acc_k, last, kTagDKHome), P2POp::recv(*home_acc_v, last, kTagDVHome)});
+    }
+    at::Tensor cur_k = tr.select(k, r), cur_v = tr.select(v, r);
+    WorkPtr acc_in;  // the accumulators of the held block, one step behind it
     Tracked in_dk(c.stats, at::Tensor()), in_dv(c.stats, at::Tensor());
     InFlight acc_sends(c.stats);
-    Tracked home_dk(c.stats, at::zeros(k.sizes(), k.options().dtype(acc_type)));
-    Tracked home_dv(c.stats, at::zeros(v.sizes(), v.options().dtype(acc_type)));
     for (int s = 0; s < p; ++s) {
       const int origin = (r - s + p) % p;
-      const bool holding = cur_k.defined();
       WorkPtr transfer;
       Tracked next_k(c.stats, at::Tensor()), next_v(c.stats, at::Tensor());
       const bool forward_on = needs.last_hop(origin) > hop(r, origin, p);
       if (s + 1 < p) {
         std::vector<P2POp> ops;
-        if (holding && forward_on) {
+        if (cur_k.defined() && forward_on) {
           ops.push_back(P2POp::send(cur_k, right, kTagK));
           ops.push_back(P2POp::send(cur_v, right, kTagV));
           c.stats.bytes_sent_bwd += bytes_of(cur_k) + bytes_of(cur_v);
         }
         const int incoming = (r - s - 1 + 2 * p) % p;
         if (needs.last_hop(incoming) >= hop(r, incoming, p)) {
-          const int64_t rows = c.plan.local_rows(incoming);
-          next_k = Tracked(c.stats, at::empty({rows, k.size(1), k.size(2)}, k.options()));
-          next_v = Tracked(c.stats, at::empty({rows, v.size(1), v.size(2)}, v.options()));
+          next_k = Tracked(c.stats, at::empty({tr.rows(incoming), k.size(1), k.size(2)}, k.options()));
+          next_v = Tracked(c.stats, at::empty({tr.rows(incoming), v.size(1), v.size(2)}, v.options()));
           ops.push_back(P2POp::recv(*next_k, left, kTagK));
           ops.push_back(P2POp::recv(*next_v, left, kTagV));
         }
         if (!ops.empty()) transfer = c.comm.exchange(ops);
         if (!c.overlap && transfer) transfer->wait();
       }
-      if (holding) {
-        // This rank's contribution to the held block's dK/dV.
-        at::Tensor dk_part, dv_part;
-        if (needs.needed(r, origin)) {
-          BlockView view{q_pos, c.plan.positions(origin)};
-          AttentionGrads g = attention_backward_rowsums(dout, q, cur_k, cur_v, row_sums, lse, view, c.mask, c.scale);
-          dq->add_(g.dq);
-          dk_part = g.dk;
-          dv_part = g.dv;
-        }
-        // Add to the accumulators that travelled here (none at the owner's own step).
+      if (s > 0 && cur_k.defined()) {
+        // This rank's contribution to the held block's dK/dV (none when it only passes it on).
         at::Tensor dk_acc, dv_acc;
-        if (s == 0) {
-          dk_acc = dk_part.defined() ? dk_part : at::zeros(cur_k.sizes(), cur_k.options().dtype(acc_type));
-          dv_acc = dv_part.defined() ? dv_part : at::zeros(cur_v.sizes(), cur_v.options().dtype(acc_type));
+        if (needs.needed(r, origin)) {
+          AttentionGrads g = attention_backward_rowsums(dout, q, cur_k, cur_v, row_sums, lse,
+                                                        BlockView{q_pos, tr.pos[origin]}, c.mask, c.scale);
+          dq->add_(g.dq);
+          dk_acc = g.dk;
+          dv_acc = g.dv;
         } else {
+          dk_acc = at::zeros(cur_k.sizes(), cur_k.options().dtype(acc_type));
+          dv_acc = at::zeros(cur_v.sizes(), cur_v.options().dtype(acc_type));
+        }
+        if (s > 1) {  // accumulators started at the first visited rank travel here
           acc_in->wait();
-          dk_acc = dk_part.defined() ? in_dk->add_(dk_part) : *in_dk;
-          dv_acc = dv_part.defined() ? in_dv->add_(dv_part) : *in_dv;
+          dk_acc = in_dk->add_(dk_acc);
+          dv_acc = in_dv->add_(dv_acc);
         }
-        // Pass them on with the block, or home once no later rank needs it.
-        if (forward_on) {
-          acc_sends.add(c.comm.exchange({P2POp::send(dk_acc, right, kTagDK), P2POp::send(dv_acc, right, kTagDV)}),
-                        {dk_acc, dv_acc});
-          c.stats.bytes_sent_bwd += bytes_of(dk_acc) + bytes_of(dv_acc);
-        } else if (origin != r) {
-          acc_sends.add(c.comm.exchange({P2POp::send(dk_acc, origin, kTagDKHome), P2POp::send(dv_acc, origin, kTagDVHome)}),
-                        {dk_acc, dv_acc});
-          c.stats.bytes_sent_bwd += bytes_of(dk_acc) + bytes_of(dv_acc);
-        } else {
-          home_dk->copy_(dk_acc);  // nobody else needed this rank's block
-          home_dv->copy_(dv_acc);
-        }
+        const bool onward = forward_on;
+        const int to = onward ? right : origin;
+        acc_sends.add(c.comm.exchange({P2POp::send(dk_acc, to, onward ? kTagDK : kTagDKHome),
+                                       P2POp::send(dv_acc, to, onward ? kTagDV : kTagDVHome)}),
+                      {dk_acc, dv_acc});
+        c.stats.bytes_sent_bwd += bytes_of(dk_acc) + bytes_of(dv_acc);
       }
       if (transfer) transfer->wait();
-      // The accumulators of the block arriving for step s+1 come from the left after its compute.
-      if (s + 1 < p && next_k.get().defined()) {
+      // The accumulators of the block arriving for step s+1 follow from the left (from hop 2 on).
+      if (s + 1 < p && s + 1 > 1 && next_k.get().defined()) {
         in_dk = Tracked(c.stats, at::empty(next_k.get().sizes(), next_k.get().options().dtype(acc_type)));
         in_dv = Tracked(c.stats, at::empty(next_v.get().sizes(), next_v.get().options().dtype(acc_type)));
         acc_in = c.comm.exchange({P2POp::recv(*in_dk, left, kTagDK), P2POp::recv(*in_dv, left, kTagDV)});
@@ -150,10 +168,10 @@ class Ring : public CpStrategy {
       cur_k = next_k.get();
       cur_v = next_v.get();
     }
-    // This rank's own block comes home from the last rank that needed it.
-    if (needs.last_hop(r) > 0) {
-      const int last = (r + needs.last_hop(r)) % p;
-      c.comm.exchange({P2POp::recv(*home_dk, last, kTagDKHome), P2POp::recv(*home_dv, last, kTagDVHome)})->wait();
+    if (home_in) {
+      home_in->wait();
+      home_dk->index_add_(0, tr.idx[r], *home_acc_k);
+      home_dv->index_add_(0, tr.idx[r], *home_acc_v);
     }
     acc_sends.wait();
     return {*dq, *home_dk, *home_dv};

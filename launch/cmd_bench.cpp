@@ -7,6 +7,7 @@
 
 #include "benchmarks/comm/comm_bench.h"
 #include "benchmarks/cp/cp_bench.h"
+#include "benchmarks/cp/long_sequence.h"
 #include "benchmarks/kernel/kernel_bench.h"
 #include "launch/cli.h"
 #include "runtime/comm/local/communicator.h"
@@ -266,6 +267,37 @@ int bench_cp(const std::vector<std::string>& args) {
   });
 }
 
+int bench_long(const std::vector<std::string>& args) {
+  InitOptions init_opts;
+  double timeout_s = 600;
+  bench::LongSequenceOptions o;
+  bool json = false, no_check = false;
+  po::options_description desc("longhaul bench long");
+  add_world_options(desc, init_opts, timeout_s);
+  desc.add_options()
+      ("T", po::value(&o.T)->default_value(o.T), "tokens")
+      ("window", po::value(&o.window)->default_value(o.window), "causal window (left extent); 0 = causal")
+      ("H", po::value(&o.H)->default_value(o.H), "query heads")
+      ("H-kv", po::value(&o.H_kv)->default_value(o.H_kv), "key/value heads")
+      ("D", po::value(&o.D)->default_value(o.D), "head dim")
+      ("strategy", po::value(&o.strategy)->default_value(o.strategy), "rsa, ring, allgather, tokenring, ulysses")
+      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag or striped")
+      ("no-check", po::bool_switch(&no_check), "skip the single-process comparison")
+      ("json", po::bool_switch(&json), "JSON line instead of the table");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "mpirun -np P longhaul bench long [options]")) return 0;
+  o.check = !no_check;
+  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  init_opts.log_config = !json;
+  World world = init(init_opts);
+  return guarded(world.rank(), [&] {
+    bench::Row row = bench::run_long_sequence(*world.comm(), o);
+    if (world.rank() != 0) return 0;
+    return report({row}, json, "# bench long: one sequence through context parallelism (float32; tolerance on the "
+                               "max relative error vs one process)");
+  });
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
@@ -278,6 +310,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (args[0] == "comm") return bench_comm(rest);
   if (args[0] == "kernel") return bench_kernel(rest);
   if (args[0] == "cp") return bench_cp(rest);
+  if (args[0] == "long") return bench_long(rest);
   throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel or cp");
 }
 

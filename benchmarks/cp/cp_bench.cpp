@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "parallel/bytes_model.h"
+#include "parallel/planner.h"
 #include "benchmarks/cp/cp_check.h"
 #include "benchmarks/cp/cp_timing.h"
 #include "benchmarks/cp/plan_for.h"
@@ -170,9 +171,20 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
   double single_ms = NAN, efficiency = NAN;
   const int64_t single_peak = single_rank_peak_bytes(c);
   std::string note;
+  double predicted_ms = NAN;
   if (o.baseline) {
     single_ms = found->second.fwd_ms + found->second.bwd_ms;
     efficiency = single_ms / (c.p * total_ms);
+    // The planner's prediction for this row: this machine's network preset and the kernel rate
+    // of the single-rank baseline (1 thread) scaled by the threads each rank runs.
+    Problem pr;
+    pr.T = c.t, pr.H = c.h, pr.H_kv = c.h_kv, pr.D = c.d, pr.P = c.p, pr.elem_bytes = kElemBytes;
+    pr.mask = c.mask;
+    pr.window = mask.has_window() ? mask.left() : 0;
+    if (mask.has_documents()) pr.cu_seqlens = mask.cu_seqlens();
+    pr.kernel_gflops = 3.5 * f_fwd / (single_ms * 1e-3) / 1e9 * at::get_num_threads();
+    for (const auto& pred : plan_strategies(pr, network_preset("this-machine")))
+      if (pred.strategy == strategy && pred.layout == layout) predicted_ms = pred.time_s * 1e3;
   } else {
     note = "no baseline (--no-baseline)";
   }
@@ -193,6 +205,8 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
       .add("bytes_formula", formula)
       .add("bytes_sent_bwd", t.bytes_sent_bwd)
       .add("peak_tensor_bytes", peak)
+      .add("predicted_ms", predicted_ms)
+      .add("predicted_over_measured", predicted_ms / total_ms)
       .add("single_rank_ms", single_ms)
       .add("single_rank_peak_bytes", single_peak)
       .add("peak_ratio", double(peak) / double(single_peak))

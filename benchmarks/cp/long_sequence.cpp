@@ -2,8 +2,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <chrono>
+#include <thread>
 
 #include "parallel/bytes_model.h"
 #include "parallel/context_parallel.h"
@@ -14,15 +16,33 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The global tensors, deterministic and generated in chunks of rows (a private generator per
+// chunk), so a rank can build just its own rows and rank 0 the whole sequence.
+constexpr int64_t kChunk = 4096;
+at::Tensor global_rows(const at::Tensor& positions, int64_t heads, int64_t d, uint64_t salt) {
+  at::Tensor out = at::empty({positions.numel(), heads, d}, at::kFloat);
+  const int64_t* pos = positions.data_ptr<int64_t>();
+  int64_t i = 0;
+  while (i < positions.numel()) {
+    const int64_t chunk = pos[i] / kChunk;
+    int64_t j = i;
+    while (j < positions.numel() && pos[j] / kChunk == chunk) ++j;
+    at::Generator gen = at::detail::createCPUGenerator(salt * 1000003 + chunk);
+    at::Tensor block = at::randn({kChunk, heads, d}, gen, at::kFloat);
+    at::Tensor local = at::arange(i, j, at::kLong), in_chunk = positions.slice(0, i, j) - chunk * kChunk;
+    out.index_copy_(0, local, block.index_select(0, in_chunk));
+    i = j;
+  }
+  return out;
+}
 struct Globals {
   at::Tensor q, k, v, dout;
 };
-// The same global tensors on every rank (a private generator: deterministic, thread-safe).
-Globals make_globals(const LongSequenceOptions& o) {
-  at::Generator gen = at::detail::createCPUGenerator(2024);
-  return {at::randn({o.T, o.H, o.D}, gen, at::kFloat), at::randn({o.T, o.H_kv, o.D}, gen, at::kFloat),
-          at::randn({o.T, o.H_kv, o.D}, gen, at::kFloat), at::randn({o.T, o.H, o.D}, gen, at::kFloat)};
+Globals make_globals(const LongSequenceOptions& o, const at::Tensor& positions) {
+  return {global_rows(positions, o.H, o.D, 1), global_rows(positions, o.H_kv, o.D, 2),
+          global_rows(positions, o.H_kv, o.D, 3), global_rows(positions, o.H, o.D, 4)};
 }
+int affinity_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
 double max_rel(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(1.0, b.abs().max().item<double>());
 }
@@ -34,11 +54,8 @@ Row run_long_sequence(Communicator& comm, const LongSequenceOptions& o) {
   const Layout layout = layout_from_string(o.layout);
   const Mask mask = o.window > 0 ? Mask::causal().window(o.window, 0) : Mask::causal();
   ShardPlan plan(o.T, std::nullopt, layout, p, r);
-  at::Tensor q, k, v, dout;
-  {
-    Globals g = make_globals(o);  // freed at the end of this scope: each rank keeps its shard
-    q = plan.shard(g.q), k = plan.shard(g.k), v = plan.shard(g.v), dout = plan.shard(g.dout);
-  }
+  Globals mine = make_globals(o, plan.positions());  // only this rank's rows
+  at::Tensor q = mine.q, k = mine.k, v = mine.v, dout = mine.dout;
   ContextParallel cp(comm.shared_from_this(), {.strategy = strategy, .layout = layout});
   comm.barrier()->wait();
   cp.stats().reset();
@@ -62,22 +79,41 @@ Row run_long_sequence(Communicator& comm, const LongSequenceOptions& o) {
   const int64_t formula = max_forward_bytes_formula(strategy, plan, mask, o.H, o.H_kv, o.D, 4);
   const int64_t full_block = (o.T + p - 1) / p * 2 * o.H_kv * o.D * 4 * (p - 1);
 
-  // Gather everything to rank 0 and compare with one process computing the whole sequence.
+  // Rank 0 compares with one process computing the whole sequence, one result at a time to keep
+  // its memory bounded; the other ranks wait in the next gather.
   double err = NAN, single_s = NAN;
+  std::vector<at::Tensor> ref_grads(3);
   if (o.check) {
-    at::Tensor out_all = plan.unshard(f.out, comm), dq_all = plan.unshard(g.dq, comm);
-    at::Tensor dk_all = plan.unshard(g.dk, comm), dv_all = plan.unshard(g.dv, comm);
+    const int threads = at::get_num_threads();
+    Globals gl;
+    AttentionOutput ref;
+    at::Tensor out_all = plan.unshard(f.out, comm);
     at::Tensor lse_all = plan.unshard(f.lse.transpose(0, 1).contiguous(), comm).transpose(0, 1);
+    const auto view = BlockView::self(o.T);
     if (r == 0) {
-      Globals gl = make_globals(o);
-      const auto view = BlockView::self(o.T);
+      at::set_num_threads(affinity_threads());
+      gl = make_globals(o, at::arange(o.T, at::kLong));
       t0 = Clock::now();
-      AttentionOutput ref = attention_forward(gl.q, gl.k, gl.v, view, mask);
-      AttentionGrads rg = attention_backward(gl.dout, gl.q, gl.k, gl.v, ref.out, ref.lse, view, mask);
+      ref = attention_forward(gl.q, gl.k, gl.v, view, mask);
       single_s = seconds_since(t0);
-      err = std::max({max_rel(out_all, ref.out), max_rel(lse_all, ref.lse), max_rel(dq_all, rg.dq),
-                      max_rel(dk_all, rg.dk), max_rel(dv_all, rg.dv)});
+      err = std::max(max_rel(out_all, ref.out), max_rel(lse_all, ref.lse));
     }
+    out_all = lse_all = at::Tensor();
+    for (int which = 0; which < 3; ++which) {
+      const at::Tensor& mine_g = which == 0 ? g.dq : which == 1 ? g.dk : g.dv;
+      at::Tensor all = plan.unshard(mine_g, comm);
+      if (r == 0) {
+        if (which == 0) {
+          t0 = Clock::now();
+          AttentionGrads rg = attention_backward(gl.dout, gl.q, gl.k, gl.v, ref.out, ref.lse, view, mask);
+          single_s += seconds_since(t0);
+          ref_grads = {rg.dq, rg.dk, rg.dv};
+        }
+        err = std::max(err, max_rel(all, ref_grads[which]));
+        ref_grads[which] = at::Tensor();
+      }
+    }
+    if (r == 0) at::set_num_threads(threads);
     comm.barrier()->wait();
   }
   const int64_t wrong = r == 0 && !(err <= o.tolerance) ? 1 : 0;

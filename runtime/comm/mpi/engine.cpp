@@ -11,10 +11,14 @@ namespace {
 std::mutex g_instance_mu;
 Engine* g_instance = nullptr;
 
-// While a caller waits, or shortly after activity, the engine polls without pause (latency).
+// While a caller waits (up to kSpinWhileWaiting), or shortly after activity, the engine polls
+// without pause (latency).
 // Otherwise the caller is computing: the engine sleeps between polls, doubling the pause up to
 // kMaxPause, so it takes little of the caller's core yet answers a peer within a fraction of a ms.
 constexpr auto kSpinAfterActivity = std::chrono::microseconds(50);
+// A caller blocked longer than this (a peer still computing) no longer justifies spinning: the
+// engine backs off too, leaving the core to the ranks that compute.
+constexpr auto kSpinWhileWaiting = std::chrono::milliseconds(2);
 constexpr auto kMinPause = std::chrono::microseconds(20);
 constexpr auto kMaxPause = std::chrono::microseconds(320);
 }  // namespace
@@ -68,6 +72,7 @@ void Engine::add_waiter() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++waiters_;
+    last_waiter_ = Clock::now();
   }
   cv_.notify_all();
 }
@@ -114,9 +119,11 @@ void Engine::loop() {
       std::unique_lock<std::mutex> lock(mu_);
       if (queue_.empty() && outstanding_.empty() && !stop_) {
         cv_.wait(lock, [&] { return !queue_.empty() || stop_; });
-      } else if (idle_poll && waiters_ == 0 && queue_.empty() && !stop_ &&
-                 Clock::now() - last_activity > kSpinAfterActivity) {
-        cv_.wait_for(lock, pause, [&] { return !queue_.empty() || waiters_ > 0 || stop_; });
+      } else if (idle_poll && queue_.empty() && !stop_ &&
+                 Clock::now() - std::max(last_activity, last_waiter_) >
+                     (waiters_ > 0 ? kSpinWhileWaiting : kSpinAfterActivity)) {
+        const int waiters_before = waiters_;
+        cv_.wait_for(lock, pause, [&] { return !queue_.empty() || waiters_ > waiters_before || stop_; });
         pause = std::min(pause * 2, std::chrono::duration_cast<std::chrono::microseconds>(kMaxPause));
       }
       ops.swap(queue_);

@@ -66,7 +66,8 @@ class Engine {
   };
 
   std::thread thread_;
-  int waiters_ = 0;  // guarded by mu_
+  int waiters_ = 0;               // guarded by mu_
+  Clock::time_point last_waiter_;  // guarded by mu_: when a caller last started waiting
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Op> queue_;

@@ -102,6 +102,34 @@ void take(const po::variables_map& vm, const char* name, T& field) {
   if (vm.count(name)) field = vm[name].as<T>();
 }
 
+// Options the kernel and CP sweeps share: repetitions, documents, window, seeds, check size.
+void add_sweep_options(po::options_description& desc) {
+  desc.add_options()
+      ("iters", po::value<int>(), "timed repetitions at most (default: 5 kernel, 3 cp; --quick fewer)")
+      ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
+      ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")
+      ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
+      ("doc-max", po::value<int64_t>(), "longest document (default: 4096 kernel, 8192 cp; --quick 256)")
+      ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
+      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back (default 1024; --quick 128)")
+      ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
+      ("seed", po::value<uint64_t>(), "seed of the inputs");
+}
+
+template <typename SweepOptions>
+void take_sweep_options(const po::variables_map& vm, SweepOptions& o) {
+  take(vm, "iters", o.timing.iters);
+  take(vm, "warmup", o.timing.warmup);
+  take(vm, "budget-s", o.timing.budget_s);
+  take(vm, "doc-min", o.masks.doc_min);
+  take(vm, "doc-max", o.masks.doc_max);
+  take(vm, "doc-seed", o.masks.seed);
+  take(vm, "window-left", o.masks.window_left);
+  take(vm, "window-right", o.masks.window_right);
+  take(vm, "seed", o.seed);
+  take(vm, "check-t", o.check_t);
+}
+
 int bench_kernel(const std::vector<std::string>& args) {
   InitOptions init_opts;
   bench::KernelTarget given;
@@ -117,15 +145,6 @@ int bench_kernel(const std::vector<std::string>& args) {
       ("dtypes", po::value(&given.dtypes)->multitoken(), "subset of: fp32 bf16 fp16 fp64")
       ("backends", po::value(&given.backends)->multitoken(), "subset of: cpu cuda reference (reference: small T only)")
       ("passes", po::value(&given.passes)->multitoken(), "subset of: fwd fwd+bwd")
-      ("iters", po::value<int>(), "timed repetitions at most (default 5; --quick 3)")
-      ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
-      ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")
-      ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
-      ("doc-max", po::value<int64_t>(), "longest document (default 4096; --quick 256)")
-      ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
-      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back (default 1024; --quick 128)")
-      ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
-      ("seed", po::value<uint64_t>(), "seed of the inputs")
       ("check-t", po::value<int64_t>(), "sequence length of the built-in check (default 384; --quick 256)")
       ("no-check", po::bool_switch(&no_check), "skip the check against the float64 reference (wrong = -1)")
       ("no-sdpa", po::bool_switch(&no_sdpa), "skip torch's scaled_dot_product_attention")
@@ -133,21 +152,13 @@ int bench_kernel(const std::vector<std::string>& args) {
       ("sgemm-n", po::value<int64_t>(), "size of the sgemm row (default 2048 on CPU, 8192 on GPU)")
       ("threads", po::value(&init_opts.threads)->default_value(0), "intra-op threads (0: from the CPU affinity)")
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
+  add_sweep_options(desc);
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul bench kernel [--quick] [options]   (no options: the full default run)"))
     return 0;
   bench::KernelBenchOptions o = quick ? bench::quick_kernel_options() : bench::default_kernel_options();
   bench::override_targets(o.targets, given);
-  take(vm, "iters", o.timing.iters);
-  take(vm, "warmup", o.timing.warmup);
-  take(vm, "budget-s", o.timing.budget_s);
-  take(vm, "doc-min", o.masks.doc_min);
-  take(vm, "doc-max", o.masks.doc_max);
-  take(vm, "doc-seed", o.masks.seed);
-  take(vm, "window-left", o.masks.window_left);
-  take(vm, "window-right", o.masks.window_right);
-  take(vm, "seed", o.seed);
-  take(vm, "check-t", o.check_t);
+  take_sweep_options(vm, o);
   take(vm, "sdpa-max-t", o.sdpa_max_t);
   take(vm, "sgemm-n", o.sgemm_n);
   o.check = !no_check;
@@ -198,19 +209,11 @@ int bench_cp(const std::vector<std::string>& args) {
       ("H-kv", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
       ("D", po::value(&given.head_dims)->multitoken(), "head dims")
       ("P", po::value(&given.ranks), "run every target at this P (must equal the world size; default: each target's)")
-      ("iters", po::value<int>(), "timed repetitions at most (default 3; --quick 2)")
-      ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
-      ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")
-      ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
-      ("doc-max", po::value<int64_t>(), "longest document (default 8192; --quick 256)")
-      ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
-      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back (default 1024; --quick 128)")
-      ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
-      ("seed", po::value<uint64_t>(), "seed of the inputs")
       ("check-t", po::value<int64_t>(), "sequence length of the built-in check (default 512; --quick 256)")
       ("no-check", po::bool_switch(&no_check), "skip the check against the float64 reference (wrong = -1)")
       ("no-baseline", po::bool_switch(&no_baseline), "skip the single-rank baseline (efficiency empty)")
       ("json", po::bool_switch(&json), "JSON lines instead of the table (notes go to stderr)");
+  add_sweep_options(desc);
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "[mpirun -np P --bind-to none] longhaul bench cp [--local P] [--quick] [options]   "
@@ -218,16 +221,7 @@ int bench_cp(const std::vector<std::string>& args) {
     return 0;
   bench::CpBenchOptions o = quick ? bench::quick_cp_options() : bench::default_cp_options();
   bench::override_targets(o.targets, given);
-  take(vm, "iters", o.timing.iters);
-  take(vm, "warmup", o.timing.warmup);
-  take(vm, "budget-s", o.timing.budget_s);
-  take(vm, "doc-min", o.masks.doc_min);
-  take(vm, "doc-max", o.masks.doc_max);
-  take(vm, "doc-seed", o.masks.seed);
-  take(vm, "window-left", o.masks.window_left);
-  take(vm, "window-right", o.masks.window_right);
-  take(vm, "seed", o.seed);
-  take(vm, "check-t", o.check_t);
+  take_sweep_options(vm, o);
   o.check = !no_check;
   o.baseline = !no_baseline;
   init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));

@@ -36,6 +36,11 @@ inline float exp_of(float x) { return fast_exp(x); }
 inline double exp_of(double x) { return std::exp(x); }
 
 #if defined(__x86_64__)
+// GCC 12 reports its own _mm512_undefined_* helpers as maybe-uninitialized here (a known false
+// positive in avx512fintrin.h); nothing in this function reads an undefined value.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // The same polynomial sixteen lanes at a time where the CPU has AVX-512 (chosen at run time; the
 // rest of the kernels stays AVX2, x86-64-v3).
 __attribute__((target("avx512f"))) inline int64_t exp_shifted_avx512(float* x, int64_t n, float shift) {
@@ -62,6 +67,7 @@ __attribute__((target("avx512f"))) inline int64_t exp_shifted_avx512(float* x, i
   }
   return c;
 }
+#pragma GCC diagnostic pop
 inline bool cpu_has_avx512() {
   static const bool has = __builtin_cpu_supports("avx512f");
   return has;

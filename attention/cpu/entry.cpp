@@ -44,7 +44,9 @@ Prepared prepare(AttentionParams<T>& p, const at::Tensor& q, const at::Tensor& k
   p.q_doc = keep.q_doc.data_ptr<int64_t>();
   p.k_doc = keep.k_doc.data_ptr<int64_t>();
   p.mask = mask.spec();
-  p.block_q = kBlockQ;
+  // Longer query tiles reuse each K,V tile more; that pays at D >= 128 (measured: full mask,
+  // T=8192, 0.725 → 0.757 of sgemm), not at D = 64.
+  p.block_q = p.d >= 128 ? 2 * kBlockQ : kBlockQ;
   p.block_k = kBlockK;
   // A narrow band (window) wastes less of each partial tile with shorter query tiles.
   if (mask.has_window() && mask.left() + mask.right() < 8 * kBlockQ) p.block_q = kBlockQ / 2;

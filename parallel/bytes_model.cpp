@@ -3,13 +3,14 @@
 #include <algorithm>
 
 #include "parallel/block_needs.h"
+#include "parallel/hybrid_layout.h"
 #include "parallel/token_routes.h"
 #include "runtime/errors.h"
 
 namespace longhaul {
 
 int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mask, int rank, int64_t h, int64_t h_kv,
-                              int64_t d, int64_t elem_bytes) {
+                              int64_t d, int64_t elem_bytes, int ulysses_degree, Strategy inner) {
   const int p = plan.P();
   const int64_t row_bytes = 2 * h_kv * d * elem_bytes;  // one row of K and of V
   switch (s) {
@@ -55,16 +56,31 @@ int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mas
       for (int step = 1; step < p; ++step) rows += plan.local_rows((rank - step + 1 + p) % p);
       return rows * row_bytes;
     }
+    case Strategy::Hybrid: {
+      // All-to-all inside the Ulysses group (as ulysses, over u members), the inner strategy over
+      // the group plan with H/u heads, and out, lse back.
+      const int u = ulysses_degree;
+      const int64_t hkv = h_kv % u == 0 ? h_kv : u;
+      const auto members = hybrid_member_rows(plan, u, rank);
+      const int64_t tr = members[rank % u];
+      int64_t group = 0;
+      for (int64_t m : members) group += m;
+      const int64_t lse_bytes = elem_bytes == 8 ? 8 : 4;
+      const ShardPlan ring_plan = hybrid_group_plan(plan, u, rank);
+      return tr * (h + 2 * hkv) / u * (u - 1) * d * elem_bytes +
+             forward_bytes_formula(inner, ring_plan, mask, rank / u, h / u, hkv / u, d, elem_bytes) +
+             (group - tr) * (h / u) * (d * elem_bytes + lse_bytes);
+    }
     default:
       throw Unsupported(std::string("no byte formula for strategy ") + to_string(s));
   }
 }
 
 int64_t max_forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mask, int64_t h, int64_t h_kv,
-                                  int64_t d, int64_t elem_bytes) {
+                                  int64_t d, int64_t elem_bytes, int ulysses_degree, Strategy inner) {
   int64_t most = 0;
   for (int r = 0; r < plan.P(); ++r)
-    most = std::max(most, forward_bytes_formula(s, plan, mask, r, h, h_kv, d, elem_bytes));
+    most = std::max(most, forward_bytes_formula(s, plan, mask, r, h, h_kv, d, elem_bytes, ulysses_degree, inner));
   return most;
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "parallel/head_exchange.h"
+#include "parallel/hybrid_layout.h"
 #include "parallel/strategy.h"
 #include "runtime/errors.h"
 
@@ -80,17 +81,7 @@ class Hybrid : public CpStrategy {
       groups.first = c.comm.split(r / u_, r % u_);
       groups.second = c.comm.split(r % u_, r / u_);
     }
-    const int ring_pos = r / u_, rings = p / u_;
-    std::vector<int64_t> member_rows(u_);
-    for (int i = 0; i < u_; ++i) member_rows[i] = c.plan.local_rows(ring_pos * u_ + i);
-    std::vector<std::vector<int64_t>> group_rows(rings);
-    for (int j = 0; j < rings; ++j)
-      for (int i = 0; i < u_; ++i) {
-        const auto& rows = c.plan.rows_of(j * u_ + i);
-        group_rows[j].insert(group_rows[j].end(), rows.begin(), rows.end());
-      }
-    return {groups.first, groups.second, std::move(member_rows),
-            ShardPlan::from_rows(c.plan.T(), c.plan.cu_seqlens(), c.plan.layout(), std::move(group_rows), ring_pos)};
+    return {groups.first, groups.second, hybrid_member_rows(c.plan, u_, r), hybrid_group_plan(c.plan, u_, r)};
   }
 
   int u_;

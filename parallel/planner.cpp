@@ -95,9 +95,14 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
           const double ring_bytes = double(tl * u) * 2 * pr.H_kv / u * pr.D * s;  // per step, a group's K,V share
           const double ring = std::max(p.compute_s, transfer(net, ring_bytes) * 3 * (rings - 1));
           p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? transfer(net, ring_bytes) : 0);
-          p.bytes_fwd = int64_t(double(tl) * (2 * pr.H + 2 * pr.H_kv) * pr.D * s * (u - 1) / u + ring_bytes * (rings - 1));
+          if (pr.H_kv % u != 0 && u % pr.H_kv != 0) throw InvalidArgument("hybrid needs H_kv % U == 0 or U % H_kv == 0");
+          for (int r = 0; r < pr.P; ++r) {
+            ShardPlan pr_r(pr.T, cu, l, pr.P, r);
+            p.bytes_fwd = std::max(p.bytes_fwd, forward_bytes_formula(st, pr_r, mask, r, pr.H, pr.H_kv, pr.D, s, u,
+                                                                      Strategy::Ring));
+          }
           p.memory_bytes = io_bytes + int64_t(4 * ring_bytes);
-          p.note = "ulysses " + std::to_string(u) + " inside nodes, ring across; bytes estimated";
+          p.note = "ulysses " + std::to_string(u) + " inside nodes, ring across";
         } else {
           if (st == Strategy::RingSelfAttention && (mask.has_documents() || mask.has_window()))
             throw InvalidArgument("rsa supports full and causal masks only");

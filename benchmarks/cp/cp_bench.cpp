@@ -24,6 +24,9 @@ namespace {
 
 constexpr int64_t kElemBytes = 4;  // fp32 inputs
 
+// The Ulysses degree of the `hybrid` rows (ring across the P/2 groups).
+constexpr int kHybridUlysses = 2;
+
 struct Config {
   std::string target, strategy, layout, mask;
   int64_t t, h, h_kv, d;
@@ -54,9 +57,6 @@ std::vector<Config> expand(const std::vector<CpTarget>& targets, int world) {
 
 void validate(const Config& c) {
   const Strategy s = strategy_from_string(c.strategy);
-  if (s == Strategy::Hybrid)
-    throw InvalidArgument("bench cp: strategy '" + c.strategy + "' is not benchmarked (yet); expected rsa, ring, "
-                          "allgather, tokenring or ulysses");
   layout_from_string(c.layout);
   const auto& names = mask_names();
   if (std::find(names.begin(), names.end(), c.mask) == names.end())
@@ -97,6 +97,12 @@ std::string skip_reason(Communicator& comm, const Config& c, const CpBenchOption
                            " longhaul bench cp` or `longhaul bench cp --local ", c.p, "`");
   if (c.strategy == "rsa" && c.mask != "full" && c.mask != "causal")
     return "rsa (Ring Self-Attention) supports only the full and causal masks";
+  if (c.strategy == "hybrid") {  // Ulysses degree 2, ring across the P/2 groups
+    const int64_t hkv = c.h_kv > 0 ? c.h_kv : c.h;
+    if (c.p % kHybridUlysses != 0 || c.h % kHybridUlysses != 0 || (hkv % kHybridUlysses != 0 && kHybridUlysses % hkv != 0))
+      return detail::str_cat("hybrid (Ulysses degree ", kHybridUlysses, ") needs P and H divisible by it (P=", c.p,
+                             ", H=", c.h, ", H_kv=", hkv, ")");
+  }
   if (c.strategy == "ulysses") {
     const int64_t hkv = c.h_kv > 0 ? c.h_kv : c.h;
     if (c.h % c.p != 0 || (hkv % c.p != 0 && c.p % hkv != 0))
@@ -150,13 +156,14 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
   Options opts;
   opts.strategy = strategy;
   opts.layout = layout;
+  opts.ulysses_degree = strategy == Strategy::Hybrid ? kHybridUlysses : 1;
   ContextParallel cp(comm.shared_from_this(), opts);
   const CpTimes t = time_cp(cp, ql, kl, vl, dl, plan, mask, o.timing);
   at::Tensor io = at::full({1}, bytes_of(ql) + bytes_of(kl) + bytes_of(vl) + bytes_of(ql), at::kLong);
   comm.all_reduce(io, ReduceOp::Max)->wait();  // q, k, v in; out
   const int64_t peak = t.peak_tracked_bytes + io.item<int64_t>();
 
-  const int64_t formula = max_forward_bytes_formula(strategy, plan, mask, c.h, c.h_kv, c.d, kElemBytes);
+  const int64_t formula = max_forward_bytes_formula(strategy, plan, mask, c.h, c.h_kv, c.d, kElemBytes, opts.ulysses_degree);
   const int64_t wrong = o.check ? check_cp_against_reference(
                                       comm,
                                       CpCheckCase{strategy, layout, c.mask, c.t, std::min(c.t, o.check_t), c.h, c.h_kv,
@@ -225,7 +232,7 @@ CpBenchOptions default_cp_options() {
   o.timing.iters = 3;
   // (a) P = world size, causal T=16384: ring in every layout, allgather and rsa zigzag to compare.
   o.targets.push_back({"a", {"ring"}, {"zigzag", "contiguous", "striped"}, {"causal"}, {16384}, {4}, {0}, {64}, 0});
-  o.targets.push_back({"a", {"allgather", "tokenring", "ulysses", "rsa"}, {"zigzag"}, {"causal"}, {16384}, {4}, {0},
+  o.targets.push_back({"a", {"allgather", "tokenring", "ulysses", "hybrid", "rsa"}, {"zigzag"}, {"causal"}, {16384}, {4}, {0},
                        {64}, 0});
   // (b) documents of 256–8192 tokens.
   o.targets.push_back({"b", {"ring"}, {"zigzag"}, {"causal_documents"}, {16384}, {4}, {0}, {64}, 0});
@@ -243,7 +250,7 @@ CpBenchOptions quick_cp_options() {
   o.timing.iters = 2;
   o.timing.warmup = 1;
   o.check_t = 256;
-  o.targets.push_back({"quick", {"ring", "allgather", "rsa", "tokenring", "ulysses"}, {"contiguous", "zigzag", "striped"}, mask_names(), {512},
+  o.targets.push_back({"quick", {"ring", "allgather", "rsa", "tokenring", "ulysses", "hybrid"}, {"contiguous", "zigzag", "striped"}, mask_names(), {512},
                        {4}, {2}, {32}, 0});
   o.targets.push_back({"quick", {"ring"}, {"zigzag"}, {"causal", "causal_documents"}, {1024}, {4}, {0}, {64}, 0});
   return o;

@@ -50,6 +50,20 @@ at::Tensor rows_to_heads(Communicator& group, const at::Tensor& y, const std::ve
   return recv.view(split).permute(swap01(split.size())).reshape(out_shape);
 }
 
+at::Tensor stats_to_rows(Communicator& group, const at::Tensor& s, const std::vector<int64_t>& rows, int64_t& bytes) {
+  return heads_to_rows(group, s.transpose(0, 1).contiguous(), rows, bytes).transpose(0, 1).contiguous();
+}
+
+at::Tensor stats_to_heads(Communicator& group, const at::Tensor& s, const std::vector<int64_t>& rows, int64_t& bytes) {
+  return rows_to_heads(group, s.transpose(0, 1).contiguous(), rows, bytes).transpose(0, 1).contiguous();
+}
+
+at::Tensor replicate_kv(const at::Tensor& x, int64_t rep) { return rep == 1 ? x : x.repeat_interleave(rep, 1); }
+
+at::Tensor sum_kv_replicas(const at::Tensor& g, int64_t heads, int64_t rep) {
+  return rep == 1 ? g : g.view({g.size(0), heads, rep, g.size(2)}).sum(2);
+}
+
 int64_t kv_replication(int64_t h, int64_t hkv, int u, const char* strategy) {
   if (h % u == 0 && hkv % u == 0) return 1;
   if (h % u == 0 && u % hkv == 0) return u / hkv;

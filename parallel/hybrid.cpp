@@ -14,8 +14,6 @@
 namespace longhaul {
 namespace {
 
-at::Tensor replicate(const at::Tensor& x, int64_t rep) { return rep == 1 ? x : x.repeat_interleave(rep, 1); }
-
 class Hybrid : public CpStrategy {
  public:
   Hybrid(int ulysses_degree, Strategy inner) : u_(ulysses_degree), inner_(make_inner(inner)) {}
@@ -24,15 +22,11 @@ class Hybrid : public CpStrategy {
     Layout2D m = layout(c);
     const int64_t rep = kv_replication(q.size(1), k.size(1), u_, "hybrid");
     int64_t& bytes = c.stats.bytes_sent_fwd;
-    Tracked qh(c.stats, heads_to_rows(*m.ulysses, q, m.member_rows, bytes));
-    Tracked kh(c.stats, heads_to_rows(*m.ulysses, replicate(k, rep), m.member_rows, bytes));
-    Tracked vh(c.stats, heads_to_rows(*m.ulysses, replicate(v, rep), m.member_rows, bytes));
-    CpCall inner{*m.ring, m.group_plan, c.mask, c.scale, c.overlap, c.stats};
-    AttentionOutput o = inner_->forward(*qh, *kh, *vh, inner);
+    auto to_rows = [&](const at::Tensor& x) { return Tracked(c.stats, heads_to_rows(*m.ulysses, x, m.member_rows, bytes)); };
+    Tracked qh = to_rows(q), kh = to_rows(replicate_kv(k, rep)), vh = to_rows(replicate_kv(v, rep));
+    AttentionOutput o = inner_->forward(*qh, *kh, *vh, inner_call(m, c));
     at::Tensor out = rows_to_heads(*m.ulysses, o.out.to(q.scalar_type()), m.member_rows, bytes);
-    at::Tensor lse =
-        rows_to_heads(*m.ulysses, o.lse.transpose(0, 1).contiguous(), m.member_rows, bytes).transpose(0, 1).contiguous();
-    return {out.to(accumulate_type(q)), lse};
+    return {out.to(accumulate_type(q)), stats_to_heads(*m.ulysses, o.lse, m.member_rows, bytes)};
   }
 
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -40,23 +34,14 @@ class Hybrid : public CpStrategy {
     Layout2D m = layout(c);
     const int64_t rep = kv_replication(q.size(1), k.size(1), u_, "hybrid");
     int64_t& bytes = c.stats.bytes_sent_bwd;
-    Tracked qh(c.stats, heads_to_rows(*m.ulysses, q, m.member_rows, bytes));
-    Tracked kh(c.stats, heads_to_rows(*m.ulysses, replicate(k, rep), m.member_rows, bytes));
-    Tracked vh(c.stats, heads_to_rows(*m.ulysses, replicate(v, rep), m.member_rows, bytes));
-    Tracked doh(c.stats, heads_to_rows(*m.ulysses, dout, m.member_rows, bytes));
-    Tracked oh(c.stats, heads_to_rows(*m.ulysses, out.to(q.scalar_type()), m.member_rows, bytes));
-    at::Tensor lse_h =
-        heads_to_rows(*m.ulysses, lse.transpose(0, 1).contiguous(), m.member_rows, bytes).transpose(0, 1).contiguous();
-    CpCall inner{*m.ring, m.group_plan, c.mask, c.scale, c.overlap, c.stats};
-    AttentionGrads g = inner_->backward(*doh, *qh, *kh, *vh, *oh, lse_h, inner);
-    at::Tensor dq = rows_to_heads(*m.ulysses, g.dq, m.member_rows, bytes);
-    at::Tensor dk = rows_to_heads(*m.ulysses, g.dk, m.member_rows, bytes);
-    at::Tensor dv = rows_to_heads(*m.ulysses, g.dv, m.member_rows, bytes);
-    if (rep > 1) {
-      dk = dk.view({dk.size(0), k.size(1), rep, dk.size(2)}).sum(2);
-      dv = dv.view({dv.size(0), v.size(1), rep, dv.size(2)}).sum(2);
-    }
-    return {dq, dk, dv};
+    auto to_rows = [&](const at::Tensor& x) { return Tracked(c.stats, heads_to_rows(*m.ulysses, x, m.member_rows, bytes)); };
+    Tracked qh = to_rows(q), kh = to_rows(replicate_kv(k, rep)), vh = to_rows(replicate_kv(v, rep));
+    Tracked doh = to_rows(dout), oh = to_rows(out.to(q.scalar_type()));
+    at::Tensor lse_h = stats_to_rows(*m.ulysses, lse, m.member_rows, bytes);
+    AttentionGrads g = inner_->backward(*doh, *qh, *kh, *vh, *oh, lse_h, inner_call(m, c));
+    auto to_heads = [&](const at::Tensor& x) { return rows_to_heads(*m.ulysses, x, m.member_rows, bytes); };
+    return {to_heads(g.dq), sum_kv_replicas(to_heads(g.dk), k.size(1), rep),
+            sum_kv_replicas(to_heads(g.dv), v.size(1), rep)};
   }
 
  private:
@@ -65,6 +50,10 @@ class Hybrid : public CpStrategy {
     std::vector<int64_t> member_rows;  // rows of each member of this rank's Ulysses group
     ShardPlan group_plan;              // the ring over groups: rows of group j = its members' rows
   };
+
+  static CpCall inner_call(const Layout2D& m, const CpCall& c) {
+    return CpCall{*m.ring, m.group_plan, c.mask, c.scale, c.overlap, c.stats};
+  }
 
   static std::unique_ptr<CpStrategy> make_inner(Strategy s) {
     if (s == Strategy::Ring) return make_ring();

@@ -23,8 +23,6 @@ at::Tensor all_positions(const ShardPlan& plan) {
   return at::cat(pos);
 }
 
-at::Tensor replicate(const at::Tensor& x, int64_t rep) { return rep == 1 ? x : x.repeat_interleave(rep, 1); }
-
 class Ulysses : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
@@ -32,14 +30,13 @@ class Ulysses : public CpStrategy {
     const auto rows = row_counts(c.plan);
     int64_t& bytes = c.stats.bytes_sent_fwd;
     Tracked qh(c.stats, heads_to_rows(c.comm, q, rows, bytes));
-    Tracked kh(c.stats, heads_to_rows(c.comm, replicate(k, rep), rows, bytes));
-    Tracked vh(c.stats, heads_to_rows(c.comm, replicate(v, rep), rows, bytes));
+    Tracked kh(c.stats, heads_to_rows(c.comm, replicate_kv(k, rep), rows, bytes));
+    Tracked vh(c.stats, heads_to_rows(c.comm, replicate_kv(v, rep), rows, bytes));
     const at::Tensor pos = all_positions(c.plan);
     AttentionOutput o = attention_forward_partial(*qh, *kh, *vh, BlockView{pos, pos}, c.mask, c.scale);
     // The output is final for these heads: it travels back rounded once, in the input dtype.
     at::Tensor out = rows_to_heads(c.comm, o.out.to(q.scalar_type()), rows, bytes);
-    at::Tensor lse = rows_to_heads(c.comm, o.lse.transpose(0, 1).contiguous(), rows, bytes).transpose(0, 1).contiguous();
-    return {out.to(accumulate_type(q)), lse};
+    return {out.to(accumulate_type(q)), stats_to_heads(c.comm, o.lse, rows, bytes)};
   }
 
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -49,8 +46,8 @@ class Ulysses : public CpStrategy {
     int64_t& bytes = c.stats.bytes_sent_bwd;
     const auto acc = accumulate_type(q);
     Tracked qh(c.stats, heads_to_rows(c.comm, q, rows, bytes));
-    Tracked kh(c.stats, heads_to_rows(c.comm, replicate(k, rep), rows, bytes));
-    Tracked vh(c.stats, heads_to_rows(c.comm, replicate(v, rep), rows, bytes));
+    Tracked kh(c.stats, heads_to_rows(c.comm, replicate_kv(k, rep), rows, bytes));
+    Tracked vh(c.stats, heads_to_rows(c.comm, replicate_kv(v, rep), rows, bytes));
     Tracked doh(c.stats, heads_to_rows(c.comm, dout, rows, bytes));
     // lse and the row sums D per head, rows first: [Tl, H, 2] → [T, H/P, 2].
     at::Tensor st = at::stack({lse.to(acc), attention_row_sums(dout, out).to(acc)}, -1).transpose(0, 1).contiguous();
@@ -60,11 +57,7 @@ class Ulysses : public CpStrategy {
     AttentionGrads g = attention_backward_rowsums(*doh, *qh, *kh, *vh, d_h, lse_h, BlockView{pos, pos}, c.mask, c.scale);
     at::Tensor dq = rows_to_heads(c.comm, g.dq, rows, bytes);
     at::Tensor dk = rows_to_heads(c.comm, g.dk, rows, bytes), dv = rows_to_heads(c.comm, g.dv, rows, bytes);
-    if (rep > 1) {  // sum the gradients of the replicas of each KV head
-      dk = dk.view({dk.size(0), k.size(1), rep, dk.size(2)}).sum(2);
-      dv = dv.view({dv.size(0), v.size(1), rep, dv.size(2)}).sum(2);
-    }
-    return {dq, dk, dv};
+    return {dq, sum_kv_replicas(dk, k.size(1), rep), sum_kv_replicas(dv, v.size(1), rep)};
   }
 };
 

@@ -19,10 +19,10 @@ namespace longhaul::cpu {
 template <typename T>
 void backward_kernel(const BackwardParams<T>& p) {
   const int64_t bq = p.block_q, bk = p.block_k, d = p.d;
-  const int64_t group = p.h / p.hkv;
-  const auto q_tiles = tile_ranges(p.q_pos, p.q_doc, p.tq, bq);
-  const auto k_tiles = tile_ranges(p.k_pos, p.k_doc, p.tk, bk);
-  const int64_t nqt = static_cast<int64_t>(q_tiles.size()), nkt = static_cast<int64_t>(k_tiles.size());
+  const Tiling tiles = make_tiling(p);
+  const auto& q_tiles = tiles.q;
+  const auto& k_tiles = tiles.k;
+  const int64_t nqt = tiles.nq, nkt = tiles.nk, group = tiles.group;
   const int64_t items = p.hkv * nkt, workers = p.workers;
   const int64_t dq_size = p.tq * p.h * d;
 

@@ -57,6 +57,21 @@ struct MergeParams {
 // Position/document ranges of consecutive row tiles (tile i = rows [i·block, (i+1)·block)).
 std::vector<RowRange> tile_ranges(const int64_t* pos, const int64_t* doc, int64_t rows, int64_t block);
 
+// The query and key tiles of a call and their position/document ranges.
+struct Tiling {
+  std::vector<RowRange> q, k;
+  int64_t nq = 0, nk = 0;  // tile counts
+  int64_t group = 1;       // query heads per KV head
+};
+template <typename T>
+Tiling make_tiling(const AttentionParams<T>& p) {
+  Tiling t{tile_ranges(p.q_pos, p.q_doc, p.tq, p.block_q), tile_ranges(p.k_pos, p.k_doc, p.tk, p.block_k)};
+  t.nq = static_cast<int64_t>(t.q.size());
+  t.nk = static_cast<int64_t>(t.k.size());
+  t.group = p.h / p.hkv;
+  return t;
+}
+
 template <typename T>
 void forward_kernel(const ForwardParams<T>& p);
 template <typename T>

@@ -7,6 +7,7 @@
 
 #include "benchmarks/comm/comm_bench.h"
 #include "benchmarks/cp/cp_bench.h"
+#include "benchmarks/cp/gpu_emulation.h"
 #include "benchmarks/cp/long_sequence.h"
 #include "benchmarks/kernel/kernel_bench.h"
 #include "launch/cli.h"
@@ -173,8 +174,7 @@ int bench_kernel(const std::vector<std::string>& args) {
                              ", median of up to " + std::to_string(o.timing.iters) + " runs after " +
                              std::to_string(o.timing.warmup) + " warm-up";
     const int rc = report(result.rows, json, head);
-    if (!json)
-      for (const auto& line : result.summary) std::cout << line << "\n";
+    for (const auto& line : result.summary) (json ? std::cerr : std::cout) << line << "\n";
     return rc;
   });
 }
@@ -292,10 +292,35 @@ int bench_long(const std::vector<std::string>& args) {
   });
 }
 
+int bench_cp_gpu(const std::vector<std::string>& args) {
+  bench::GpuEmulationOptions o;
+  bool json = false;
+  po::options_description desc("longhaul bench cp-gpu");
+  desc.add_options()
+      ("P", po::value(&o.ranks)->multitoken(), "emulated rank counts (default 4 8)")
+      ("strategies", po::value(&o.strategies)->multitoken(), "subset of: ring tokenring allgather ulysses")
+      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag or striped")
+      ("mask", po::value(&o.mask)->default_value(o.mask), "full or causal")
+      ("T", po::value(&o.T)->default_value(o.T), "tokens")
+      ("H", po::value(&o.H)->default_value(o.H), "query heads")
+      ("H-kv", po::value(&o.H_kv)->default_value(o.H_kv), "key/value heads")
+      ("D", po::value(&o.D)->default_value(o.D), "head dim")
+      ("dtype", po::value(&o.dtype)->default_value(o.dtype), "bf16, fp16 or fp32")
+      ("iters", po::value(&o.timing.iters)->default_value(o.timing.iters), "timed runs")
+      ("json", po::bool_switch(&json), "JSON lines instead of the table");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "longhaul bench cp-gpu [options]   (one CUDA device; P thread-ranks on it)")) return 0;
+  return guarded(0, [&] {
+    return report(bench::run_gpu_emulation(o), json,
+                  "# bench cp-gpu: P thread-ranks of the local backend on one GPU, explicit forward/backward, "
+                  "median times (max over ranks); TFLOP/s on the masked area, fwd+bwd = 3.5 x 4·area·H·D");
+  });
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
-  const std::string usage = "longhaul bench <comm|kernel|cp> [options]   (longhaul bench comm --help)";
+  const std::string usage = "longhaul bench <comm|kernel|cp|long|cp-gpu> [options]   (longhaul bench comm --help)";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
@@ -305,7 +330,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (args[0] == "kernel") return bench_kernel(rest);
   if (args[0] == "cp") return bench_cp(rest);
   if (args[0] == "long") return bench_long(rest);
-  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel or cp");
+  if (args[0] == "cp-gpu") return bench_cp_gpu(rest);
+  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel, cp, long or cp-gpu");
 }
 
 }  // namespace longhaul::cli

@@ -32,7 +32,7 @@ struct Travelling {
     }
   }
   int64_t rows(int o) const { return idx[o].numel(); }
-  at::Tensor select(const at::Tensor& x, int o) const { return whole[o] ? x : x.index_select(0, idx[o]); }
+  at::Tensor select(const at::Tensor& x, int o) const { return whole[o] ? x : x.index_select(0, rows_on(idx[o], x)); }
   std::vector<at::Tensor> idx, pos;
   std::vector<bool> whole;
 };
@@ -170,8 +170,8 @@ class Ring : public CpStrategy {
     }
     if (home_in) {
       home_in->wait();
-      home_dk->index_add_(0, tr.idx[r], *home_acc_k);
-      home_dv->index_add_(0, tr.idx[r], *home_acc_v);
+      home_dk->index_add_(0, rows_on(tr.idx[r], *home_dk), *home_acc_k);
+      home_dv->index_add_(0, rows_on(tr.idx[r], *home_dv), *home_acc_v);
     }
     acc_sends.wait();
     return {*dq, *home_dk, *home_dv};

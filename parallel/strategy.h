@@ -44,4 +44,10 @@ inline at::ScalarType accumulate_type(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// Row indices are built on the CPU from the plan; index ops want them on the indexed tensor's
+// device (CUDA shards).
+inline at::Tensor rows_on(const at::Tensor& idx, const at::Tensor& x) {
+  return idx.device() == x.device() ? idx : idx.to(x.device());
+}
+
 }  // namespace longhaul

@@ -69,7 +69,7 @@ class TokenRing : public CpStrategy {
         // Forward what later hops need; receive the next block from the right.
         auto fwd_rows = routes.payload_rows(origin, s + 1);
         if (!fwd_rows.empty()) {
-          at::Tensor payload = cur_q.index_select(0, positions_in(fwd_rows, cur_rows));
+          at::Tensor payload = cur_q.index_select(0, rows_on(positions_in(fwd_rows, cur_rows), cur_q));
           sends.add(c.comm.send(payload, (r - 1 + p) % p, kTagQ), {payload});
           c.stats.bytes_sent_fwd += bytes(payload);
         }
@@ -88,7 +88,7 @@ class TokenRing : public CpStrategy {
       } else if (cur_q.defined()) {
         auto rows = routes.result_rows(origin, s);
         if (!rows.empty()) {
-          at::Tensor sel = positions_in(rows, cur_rows);
+          at::Tensor sel = rows_on(positions_in(rows, cur_rows), cur_q);
           at::Tensor qpos = c.plan.positions(origin).index_select(0, index_tensor(rows));
           AttentionOutput part = attention_forward_partial(cur_q.index_select(0, sel), k, v, BlockView{qpos, my_pos},
                                                            c.mask, c.scale);
@@ -105,7 +105,7 @@ class TokenRing : public CpStrategy {
     for (auto& [rows, o, l, w] : results) {
       w->wait();
       // Scatter the partial into full-size tensors (rows it lacks: lse = −∞) and merge.
-      at::Tensor idx = index_tensor(rows);
+      at::Tensor idx = rows_on(index_tensor(rows), *out);
       at::Tensor full_o = at::zeros(out->sizes(), out->options()).index_copy_(0, idx, o->to(out->scalar_type()));
       at::Tensor full_l = at::full(lse->sizes(), -std::numeric_limits<double>::infinity(), lse->options())
                               .index_copy_(1, idx, l->to(lse->scalar_type()));
@@ -151,7 +151,7 @@ class TokenRing : public CpStrategy {
       if (s + 1 < p) {
         auto fwd_rows = routes.payload_rows(origin, s + 1);
         if (!fwd_rows.empty()) {
-          at::Tensor sel = positions_in(fwd_rows, cur_rows);
+          at::Tensor sel = rows_on(positions_in(fwd_rows, cur_rows), cur_q);
           at::Tensor pq = cur_q.index_select(0, sel), pdo = cur_do.index_select(0, sel),
                      pst = cur_st.index_select(2, sel).contiguous();
           const int left = (r - 1 + p) % p;
@@ -182,7 +182,7 @@ class TokenRing : public CpStrategy {
       } else if (cur_q.defined()) {
         auto rows = routes.result_rows(origin, s);
         if (!rows.empty()) {
-          at::Tensor sel = positions_in(rows, cur_rows);
+          at::Tensor sel = rows_on(positions_in(rows, cur_rows), cur_q);
           at::Tensor qpos = c.plan.positions(origin).index_select(0, index_tensor(rows));
           at::Tensor st = cur_st.index_select(2, sel);
           AttentionGrads g = attention_backward_rowsums(cur_do.index_select(0, sel), cur_q.index_select(0, sel), k, v,
@@ -201,7 +201,7 @@ class TokenRing : public CpStrategy {
     }
     for (auto& part : results) {
       part.work->wait();
-      dq->index_add_(0, index_tensor(part.rows), *part.dq);
+      dq->index_add_(0, rows_on(index_tensor(part.rows), *dq), *part.dq);
     }
     sends.wait();
     return {*dq, *dk, *dv};

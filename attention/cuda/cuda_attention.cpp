@@ -18,6 +18,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <array>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -67,6 +68,15 @@ BlockPlan make_plan(const BlockView& view, const Mask& mask) {
   at::Tensor qd = mask.documents_of(qp), kd = mask.documents_of(kp);
   return plan_block(mask.spec(), qp.data_ptr<int64_t>(), qd.data_ptr<int64_t>(), qp.numel(), kp.data_ptr<int64_t>(),
                     kd.data_ptr<int64_t>(), kp.numel());
+}
+
+// The one piece of a plan that covers every q row and every key, if that is the whole plan (a
+// self block, a ring step on whole blocks): its kernel output is the answer, with no
+// accumulator, merge or scatter around it.
+const Piece* whole_block_piece(const BlockPlan& plan, int64_t tq, int64_t tk) {
+  if (plan.groups.size() != 1 || plan.groups[0].pieces.size() != 1) return nullptr;
+  const Piece& p = plan.groups[0].pieces[0];
+  return p.q_row == 0 && p.m == tq && p.k_row == 0 && p.n == tk ? &p : nullptr;
 }
 
 // Row indices of a range of pieces (q or k side) plus int32 cumulative lengths, on the device.
@@ -159,22 +169,35 @@ FlashWindow flash_window(const PieceGroup& g) {
   return {false, g.left, g.right};
 }
 
-void flash_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  const Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
+// Flash's output for all pieces of a group: out [rows, H, Dp] (input dtype) and the fixed-up
+// lse [H, rows] of the q rows `qr` (pieces in order).
+struct GroupOutput {
+  at::Tensor out, lse;
+  Rows qr;
+};
+
+GroupOutput flash_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 double scale) {
+  Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
   const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
   const FlashWindow w = flash_window(g);
   auto res = at::_flash_attention_forward(gather(q, qr), gather(k, kr), gather(v, kr), qr.cu, kr.cu, qr.max_len,
                                           kr.max_len, 0.0, w.causal, false, scale, w.left, w.right);
   at::Tensor out = std::get<0>(res);
   at::Tensor lse = fix_lse(std::get<1>(res), out, qr.total);
+  return {out, lse, std::move(qr)};
+}
+
+void flash_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
+  const GroupOutput r = flash_forward_pieces(g, q, k, v, scale);
   // One merge per layer: the rows of a layer are disjoint.
   int64_t r0 = 0;
   for (size_t l = 0; l + 1 < g.layer_begin.size(); ++l) {
     int64_t rows = 0;
     for (size_t i = g.layer_begin[l]; i < g.layer_begin[l + 1]; ++i) rows += g.pieces[i].m;
-    merge_rows(out_acc, lse_acc, qr.index.narrow(0, r0, rows), qr.identity, out.narrow(0, r0, rows),
-               lse.narrow(1, r0, rows));
+    merge_rows(out_acc, lse_acc, r.qr.index.narrow(0, r0, rows), r.qr.identity, r.out.narrow(0, r0, rows),
+               r.lse.narrow(1, r0, rows));
     r0 += rows;
   }
 }
@@ -187,24 +210,39 @@ at::Tensor expand_heads(const at::Tensor& x, int64_t h) {
 
 int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; }  // bottom-right causal / none
 
+// out [m, H, Dp] (input dtype) and fixed-up lse [H, m] of one piece.
+AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, double scale) {
+  const int64_t h = q.size(1);
+  auto res = at::_efficient_attention_forward(
+      q.narrow(0, p.q_row, p.m).unsqueeze(0), expand_heads(k.narrow(0, p.k_row, p.n), h),
+      expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+      std::nullopt, 0.0, efficient_mask_type(g), true, scale);
+  at::Tensor out = std::get<0>(res).select(0, 0).contiguous();  // [m, H, Dp]
+  at::Tensor lse = fix_lse(std::get<1>(res), out, p.m);          // [1, H, ceil32(m)] -> [H, m]
+  return {out, lse};
+}
+
 void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                              double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  const int64_t h = q.size(1);
   for (const Piece& p : g.pieces) {
-    auto res = at::_efficient_attention_forward(
-        q.narrow(0, p.q_row, p.m).unsqueeze(0), expand_heads(k.narrow(0, p.k_row, p.n), h),
-        expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-        std::nullopt, 0.0, efficient_mask_type(g), true, scale);
-    at::Tensor out = std::get<0>(res).select(0, 0).contiguous();  // [m, H, Dp]
-    at::Tensor lse = fix_lse(std::get<1>(res), out, p.m);          // [1, H, ceil32(m)] -> [H, m]
+    const AttentionOutput r = efficient_forward_piece(g, p, q, k, v, scale);
     const at::Tensor rows = at::arange(p.q_row, p.q_row + p.m, q.options().dtype(at::kLong));
-    merge_rows(out_acc, lse_acc, rows, p.m == q.size(0), out, lse);
+    merge_rows(out_acc, lse_acc, rows, p.m == q.size(0), r.out, r.lse);
   }
 }
 
 // Gradient accumulators (float32) of one backward call.
+// Allocated (zeroed) on first accumulation, so a whole-block backward can hand over the
+// kernel's own gradients instead.
 struct GradAcc {
   at::Tensor dq, dk, dv;
+  std::array<int64_t, 3> q_shape, kv_shape;
+  at::TensorOptions options;
+  void allocate_if_needed() {
+    if (dq.defined()) return;
+    dq = at::zeros(q_shape, options), dk = at::zeros(kv_shape, options), dv = at::zeros(kv_shape, options);
+  }
 };
 
 // ATen's backward kernels treat lse = +inf as "P = 0" (flash's own empty-row value); longhaul
@@ -227,15 +265,22 @@ void flash_backward_group(const PieceGroup& g, const at::Tensor& dout, const at:
   auto res = at::_flash_attention_backward(gather(dout, qr), gather(q, qr), gather(k, kr), gather(v, kr),
                                            gather(out, qr), lse_g, qr.cu, kr.cu, qr.max_len, kr.max_len, 0.0,
                                            w.causal, rng_state, unused, scale, w.left, w.right);
-  const int64_t d = acc.dq.size(2);
-  acc.dq.index_add_(0, qr.index, std::get<0>(res).narrow(2, 0, d).to(at::kFloat));
-  acc.dk.index_add_(0, kr.index, std::get<1>(res).narrow(2, 0, d).to(at::kFloat));
-  acc.dv.index_add_(0, kr.index, std::get<2>(res).narrow(2, 0, d).to(at::kFloat));
+  const int64_t d = acc.q_shape[2];
+  auto grad = [d](const at::Tensor& x) { return x.narrow(2, 0, d).to(at::kFloat); };
+  if (qr.identity && kr.identity && !acc.dq.defined()) {  // the whole block: the kernel's grads are the answer
+    acc.dq = grad(std::get<0>(res)), acc.dk = grad(std::get<1>(res)), acc.dv = grad(std::get<2>(res));
+    return;
+  }
+  acc.allocate_if_needed();
+  acc.dq.index_add_(0, qr.index, grad(std::get<0>(res)));
+  acc.dk.index_add_(0, kr.index, grad(std::get<1>(res)));
+  acc.dv.index_add_(0, kr.index, grad(std::get<2>(res)));
 }
 
 void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                               GradAcc& acc) {
+  acc.allocate_if_needed();
   const int64_t h = q.size(1), hkv = k.size(1), d = acc.dq.size(2);
   const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
   for (const Piece& p : g.pieces) {
@@ -263,21 +308,31 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const c10::cuda::CUDAGuard guard(q.device());
   const BlockPlan plan = make_plan(view, mask);
   const Fused fused = pick_fused(q, plan);
-  if (fused == Fused::None) {
-    AttentionOutput r = fallback::forward(q, k, v, view, mask, scale);
-    return {r.out.to(q.scalar_type()), r.lse};
-  }
+  // Unrounded float32 (float64) out: attention_forward rounds it once, merges take it as is.
+  if (fused == Fused::None) return fallback::forward(q, k, v, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
+  const at::Tensor qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
+  if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
+    const PieceGroup& g = plan.groups[0];
+    AttentionOutput r;
+    if (fused == Fused::Flash) {
+      GroupOutput o = flash_forward_pieces(g, qp, kp, vp, scale);
+      r = {o.out, o.lse};
+    } else {
+      r = efficient_forward_piece(g, *whole, qp, kp, vp, scale);
+    }
+    r.out = r.out.narrow(2, 0, d);
+    return r;
+  }
   at::Tensor out_acc = at::zeros({tq, h, d}, q.options().dtype(at::kFloat));
   at::Tensor lse_acc = at::full({h, tq}, -kInf, q.options().dtype(at::kFloat));
-  const at::Tensor qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   for (const PieceGroup& g : plan.groups) {
     if (fused == Fused::Flash)
       flash_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
     else
       efficient_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
   }
-  return {out_acc.to(q.scalar_type()), lse_acc};
+  return {out_acc, lse_acc};
 }
 
 AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -293,7 +348,7 @@ AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::T
   if (fused == Fused::None) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto f32 = q.options().dtype(at::kFloat);
-  GradAcc acc{at::zeros({tq, h, d}, f32), at::zeros({tk, hkv, d}, f32), at::zeros({tk, hkv, d}, f32)};
+  GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   const at::Tensor op = pad_head_dim(out), lse_aten = lse_for_aten(lse);
   for (const PieceGroup& g : plan.groups) {
@@ -302,6 +357,7 @@ AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::T
     else
       efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
   }
+  acc.allocate_if_needed();  // no group at all (every key masked): zero gradients
   return {acc.dq, acc.dk, acc.dv};
 }
 

@@ -12,6 +12,7 @@
 #include "attention/attention.h"
 #include "benchmarks/common/rss.h"
 #include "benchmarks/kernel/check.h"
+#include "benchmarks/kernel/cuda_parts.h"
 #include "benchmarks/kernel/sdpa_baseline.h"
 #include "benchmarks/kernel/sgemm.h"
 #include "longhaul/config.h"
@@ -118,6 +119,7 @@ struct Measured {
   int64_t area = 0;
   double fwd_ms = NAN, fwd_bwd_ms = NAN;
   double sdpa_fwd_ms = NAN, sdpa_fwd_bwd_ms = NAN;
+  double bare_fwd_ms = NAN, bare_fwd_bwd_ms = NAN;  // the bare ATen flash kernel (CUDA, full/causal)
   double rss_mib = NAN;
   int64_t runs = 0;
   int64_t wrong_fwd = -1, wrong_fwd_bwd = -1;
@@ -171,6 +173,12 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
     if (!sdpa_expresses(c.mask)) m.note += "sdpa with a dense bool mask; ";
   }
 
+  if (bare_flash_applies(q, c.mask)) {
+    const BareFlashTimes b = time_bare_flash(q, k, v, dout, c.mask == "causal", c.fwd_bwd, o.timing);
+    m.bare_fwd_ms = b.fwd_ms;
+    m.bare_fwd_bwd_ms = b.fwd_bwd_ms;
+  }
+
   if (o.check) {
     const int64_t small_t = std::min(c.t, o.check_t);
     CheckCase cc{backend, device, dtype, small_t, c.h, c.h_kv, c.d, make_scaled_mask(c.mask, c.t, small_t, o.masks),
@@ -190,6 +198,7 @@ Row make_row(const Config& c, const std::string& pass, const Measured& m, double
   const bool bwd = pass == "fwd+bwd";
   const double flops = bwd ? 3.5 * f_fwd : f_fwd;  // F_bwd = 2.5 · F_fwd
   const double ms = bwd ? m.fwd_bwd_ms : m.fwd_ms, sdpa_ms = bwd ? m.sdpa_fwd_bwd_ms : m.sdpa_fwd_ms;
+  const double bare_ms = bwd ? m.bare_fwd_bwd_ms : m.bare_fwd_ms;
   const double rate = gflops(flops, ms);
   return Row()
       .add("backend", c.backend)
@@ -205,6 +214,8 @@ Row make_row(const Config& c, const std::string& pass, const Measured& m, double
       .add("sdpa_time_ms", sdpa_ms)
       .add("ratio_vs_sdpa", sdpa_ms / ms)
       .add("sgemm_fraction", rate / sgemm_gflops)
+      .add("bare_time_ms", bare_ms)
+      .add("time_over_bare", ms / bare_ms)
       .add("vs_causal", NAN)  // filled in once every row is known
       .add("area", m.area)
       .add("peak_rss_growth_mib", m.rss_mib)
@@ -228,6 +239,8 @@ Row sgemm_row(const std::string& backend, const SgemmRate& s) {
       .add("sdpa_time_ms", NAN)
       .add("ratio_vs_sdpa", NAN)
       .add("sgemm_fraction", 1.0)
+      .add("bare_time_ms", NAN)
+      .add("time_over_bare", NAN)
       .add("vs_causal", NAN)
       .add("area", s.n * s.n)
       .add("peak_rss_growth_mib", NAN)
@@ -345,6 +358,21 @@ KernelBenchResult run_kernel_bench(const KernelBenchOptions& o) {
     if (c.fwd_bwd) result.rows.push_back(make_row(c, "fwd+bwd", m, yard));
   }
   result.summary = compare_with_causal(result.rows);
+  // The merge kernel against a device copy, at the largest CUDA configuration's size.
+  const Config* big = nullptr;
+  for (const auto& [c, m] : measured)
+    if (c.backend == "cuda" && (!big || c.t * c.h * c.d > big->t * big->h * big->d)) big = &c;
+  if (big) {
+    const auto partial = parse_dtype(big->dtype).type == at::kDouble ? at::kFloat : parse_dtype(big->dtype).type;
+    const MergeBandwidth mb = measure_merge_bandwidth(big->t, big->h, big->d, partial, {2, 10, 5.0});
+    std::ostringstream os;
+    os.precision(4);
+    os << "# merge kernel, cuda, T=" << mb.tokens << " H=" << mb.heads << " D=" << mb.head_dim << " partial "
+       << big->dtype << ": " << mb.merge_ms << " ms = " << mb.merge_gb_per_s << " GB/s; float32 device copy of the "
+       << "accumulator: " << mb.copy_ms << " ms = " << mb.copy_gb_per_s << " GB/s (read + written); merge/copy "
+       << "bandwidth = " << mb.merge_gb_per_s / mb.copy_gb_per_s;
+    result.summary.push_back(os.str());
+  }
   result.rows.insert(result.rows.end(), sgemm_rows.begin(), sgemm_rows.end());
   return result;
 }

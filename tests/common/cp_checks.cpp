@@ -30,7 +30,7 @@ Mask mask_for(const std::string& name, int64_t T) {
 }
 
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
+  at::Tensor x = a.cpu().to(at::kDouble), y = b.cpu().to(at::kDouble);
   if (x.numel() == 0) return 0;
   at::Tensor fx = at::isfinite(x), fy = at::isfinite(y);
   if (!at::equal(fx, fy)) return 1e30;
@@ -92,13 +92,14 @@ void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {
   ShardPlan plan(c.T, cu, c.layout, p, r, 8);
   ContextParallel cp(comm.shared_from_this(),
                      {.strategy = c.strategy, .layout = c.layout, .ulysses_degree = c.ulysses_degree, .inner = c.inner});
-  auto f = cp.forward(plan.shard(pr.q), plan.shard(pr.k), plan.shard(pr.v), plan, mask);
+  auto shard = [&](const at::Tensor& x) { return plan.shard(x).to(c.device); };
+  auto f = cp.forward(shard(pr.q), shard(pr.k), shard(pr.v), plan, mask);
   const std::string what = describe(c) + " P=" + std::to_string(p) + " rank " + std::to_string(r);
   ASSERT_EQ(f.out.scalar_type(), c.dtype) << what;
   EXPECT_LE(rel_err(f.out, plan.shard(pr.ref.out)), tol(c.dtype)) << what << " out";
   EXPECT_LE(rel_err(f.lse, plan.shard(pr.ref.lse.transpose(0, 1)).transpose(0, 1)), tol(c.dtype)) << what << " lse";
-  auto g = cp.backward(plan.shard(pr.dout), plan.shard(pr.q), plan.shard(pr.k), plan.shard(pr.v), f.out, f.lse, plan,
-                       mask);
+  ASSERT_EQ(f.out.device(), c.device) << what;
+  auto g = cp.backward(shard(pr.dout), shard(pr.q), shard(pr.k), shard(pr.v), f.out, f.lse, plan, mask);
   EXPECT_LE(rel_err(g.dq, plan.shard(pr.ref_g.dq)), tol(c.dtype) * 10) << what << " dq";
   EXPECT_LE(rel_err(g.dk, plan.shard(pr.ref_g.dk)), tol(c.dtype) * 10) << what << " dk";
   EXPECT_LE(rel_err(g.dv, plan.shard(pr.ref_g.dv)), tol(c.dtype) * 10) << what << " dv";
@@ -119,6 +120,20 @@ void check_all_cases(Communicator& comm, Strategy s, int64_t T) {
   // Low precision once per strategy: float32 and bfloat16 accumulate in float32.
   check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kFloat});
   check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kBFloat16});
+}
+
+void check_device_cases(Communicator& comm, Strategy s, int64_t T, c10::Device device) {
+  const int64_t H = s == Strategy::Ulysses || s == Strategy::Hybrid ? std::lcm<int64_t>(2, comm.size()) : 4;
+  const int u = s == Strategy::Hybrid ? 2 : 1;
+  for (auto dtype : {at::kDouble, at::kFloat, at::kBFloat16})
+    for (const auto& m : masks_for(s)) {
+      CpCase c{s, Layout::Zigzag, m, T, H, H / 2, 64, dtype, u, Strategy::Ring, device};
+      const Problem pr = make_problem(c);
+      for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped}) {
+        c.layout = l;
+        check_problem(comm, c, pr);
+      }
+    }
 }
 
 void check_hybrid_cases(Communicator& comm, int u, int64_t T) {

@@ -17,6 +17,7 @@ struct CpCase {
   at::ScalarType dtype = at::kDouble;
   int ulysses_degree = 1;             // hybrid
   Strategy inner = Strategy::Ring;    // hybrid
+  c10::Device device = c10::Device(c10::kCPU);  // where the shards live (the reference runs on the CPU)
 };
 std::string describe(const CpCase& c);
 
@@ -27,6 +28,9 @@ std::vector<std::string> masks_for(Strategy s);
 void check_against_reference(Communicator& comm, const CpCase& c);
 // All strategies × layouts × supported masks × GQA ratios (1 and H/H_kv = 2) on `comm`.
 void check_all_cases(Communicator& comm, Strategy s, int64_t T);
+// Every layout × supported mask in float64, float32 and bfloat16 (GQA 2:1) with the shards on
+// `device` (CUDA: the local backend on one GPU).
+void check_device_cases(Communicator& comm, Strategy s, int64_t T, c10::Device device);
 // Hybrid with Ulysses degree u (dividing the group size), inner ring and tokenring, every
 // layout × mask, GQA 2:1.
 void check_hybrid_cases(Communicator& comm, int u, int64_t T);

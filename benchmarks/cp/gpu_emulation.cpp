@@ -1,0 +1,138 @@
+#include "benchmarks/cp/gpu_emulation.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "benchmarks/cp/plan_for.h"
+#include "parallel/context_parallel.h"
+#include "runtime/comm/local/communicator.h"
+#include "runtime/errors.h"
+
+namespace longhaul::bench {
+namespace {
+
+at::ScalarType parse_dtype(const std::string& s) {
+  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
+  if (s == "fp16" || s == "float16") return at::kHalf;
+  if (s == "fp32" || s == "float32") return at::kFloat;
+  throw InvalidArgument("bench cp-gpu: unknown dtype '" + s + "', expected bf16, fp16 or fp32");
+}
+
+Mask parse_mask(const std::string& s) {
+  if (s == "causal") return Mask::causal();
+  if (s == "full") return Mask::full();
+  throw InvalidArgument("bench cp-gpu: mask '" + s + "' is not supported here, expected full or causal");
+}
+
+double rel_err(const at::Tensor& got, const at::Tensor& ref) {
+  const at::Tensor g = got.to(at::kFloat), r = ref.to(at::kFloat);
+  return ((g - r).abs().max() / r.abs().max().clamp_min(1.0)).item<double>();
+}
+
+struct Timed {
+  double fwd_ms = 0, bwd_ms = 0;
+};
+
+}  // namespace
+
+std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
+  LH_CHECK(at::hasCUDA(), "bench cp-gpu: needs a CUDA device, and torch sees none here");
+  LH_CHECK(o.T > 0 && o.H > 0 && o.H_kv > 0 && o.D > 0 && o.H % o.H_kv == 0, "bench cp-gpu: need positive T, H, "
+           "H_kv, D with H % H_kv == 0, got T=", o.T, " H=", o.H, " H_kv=", o.H_kv, " D=", o.D);
+  const at::ScalarType dtype = parse_dtype(o.dtype);
+  const Mask mask = parse_mask(o.mask);
+  const Layout layout = layout_from_string(o.layout);
+  for (const auto& s : o.strategies) strategy_from_string(s);  // names checked before any run
+  const c10::Device dev(c10::kCUDA, 0);
+
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  auto normal = [&](int64_t heads) {
+    return at::randn({o.T, heads, o.D}, gen, at::TensorOptions(at::kFloat)).to(dtype).to(dev);
+  };
+  const at::Tensor q = normal(o.H), k = normal(o.H_kv), v = normal(o.H_kv), dout = normal(o.H);
+  const double flops = 3.5 * 4.0 * double(mask.area(0, o.T, 0, o.T)) * double(o.H) * double(o.D);  // fwd + bwd
+
+  // The plain kernel on the whole sequence.
+  const BlockView all = BlockView::self(o.T);
+  AttentionOutput ref;
+  const PhaseSamples single = time_phases(o.timing, [&] {
+    Stopwatch watch(dev);
+    ref = attention_forward(q, k, v, all, mask);
+    const double f = watch.lap();
+    attention_backward(dout, q, k, v, ref.out, ref.lse, all, mask);
+    return std::vector<double>{f, watch.lap()};
+  });
+  const double single_ms = median_of_first_phases(single, 2);
+  const double single_tflops = flops / (single_ms * 1e-3) / 1e12;
+  auto row = [&](const std::string& strategy, int p, double fwd_ms, double bwd_ms, double err) {
+    const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
+    return Row()
+        .add("strategy", strategy)
+        .add("layout", p == 1 ? std::string("-") : o.layout)
+        .add("mask", o.mask)
+        .add("T", o.T)
+        .add("P", int64_t(p))
+        .add("H", o.H)
+        .add("H_kv", o.H_kv)
+        .add("D", o.D)
+        .add("dtype", o.dtype)
+        .add("fwd_ms", fwd_ms)
+        .add("bwd_ms", bwd_ms)
+        .add("tflops_per_rank", agg / p)
+        .add("tflops_aggregate", agg)
+        .add("single_kernel_tflops", single_tflops)
+        .add("aggregate_over_single", agg / single_tflops)
+        .add("max_rel_err", err);
+  };
+  std::vector<Row> rows{row("single", 1, median_of_first_phases(single, 1),
+                            single_ms - median_of_first_phases(single, 1), 0.0)};
+
+  for (int p : o.ranks) {
+    for (const auto& name : o.strategies) {
+      const Strategy strategy = strategy_from_string(name);
+      if (strategy == Strategy::Ulysses && (o.H % p != 0 || (o.H_kv % p != 0 && p % o.H_kv != 0))) continue;
+      std::mutex mu;
+      Timed worst;
+      double err = 0;
+      CommOptions co;
+      co.timeout = std::chrono::seconds(300);
+      run_local_ranks(p, [&](Communicator& comm) {
+        c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
+        impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream per emulated rank
+        const ShardPlan plan = plan_for(o.T, mask, layout, p, comm.rank());
+        const at::Tensor ql = plan.shard(q), kl = plan.shard(k), vl = plan.shard(v), dl = plan.shard(dout);
+        Options opts;
+        opts.strategy = strategy;
+        opts.layout = layout;
+        ContextParallel cp(comm.shared_from_this(), opts);
+        AttentionOutput f;
+        std::vector<double> fwd, bwd;
+        for (int it = 0; it < o.timing.warmup + o.timing.iters; ++it) {
+          comm.barrier()->wait();
+          Stopwatch watch(dev);
+          f = cp.forward(ql, kl, vl, plan, mask);
+          const double tf = watch.lap();
+          comm.barrier()->wait();
+          watch.lap();
+          cp.backward(dl, ql, kl, vl, f.out, f.lse, plan, mask);
+          const double tb = watch.lap();
+          if (it >= o.timing.warmup) fwd.push_back(tf), bwd.push_back(tb);
+        }
+        const double e = rel_err(f.out, plan.shard(ref.out));
+        std::lock_guard<std::mutex> lock(mu);
+        worst.fwd_ms = std::max(worst.fwd_ms, median(fwd));
+        worst.bwd_ms = std::max(worst.bwd_ms, median(bwd));
+        err = std::max(err, e);
+      }, co);
+      rows.push_back(row(name, p, worst.fwd_ms, worst.bwd_ms, err));
+    }
+  }
+  return rows;
+}
+
+}  // namespace longhaul::bench

@@ -1,0 +1,79 @@
+#include "benchmarks/kernel/cuda_parts.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "attention/attention.h"
+#include "benchmarks/common/report.h"
+#include "runtime/errors.h"
+
+namespace longhaul::bench {
+
+bool bare_flash_applies(const at::Tensor& q, const std::string& mask_name) {
+  const auto t = q.scalar_type();
+  return q.is_cuda() && (t == at::kHalf || t == at::kBFloat16) && (mask_name == "causal" || mask_name == "full") &&
+         q.size(2) % 8 == 0 && q.size(2) <= 256;
+}
+
+BareFlashTimes time_bare_flash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout,
+                               bool causal, bool backward, const TimingPlan& plan) {
+  const int64_t tq = q.size(0), tk = k.size(0);
+  const auto i32 = q.options().dtype(at::kInt);
+  const at::Tensor cu_q = at::tensor({0, static_cast<int32_t>(tq)}, at::kInt).to(i32.device());
+  const at::Tensor cu_k = at::tensor({0, static_cast<int32_t>(tk)}, at::kInt).to(i32.device());
+  const double scale = 1.0 / std::sqrt(double(q.size(2)));
+  const at::Tensor rng_state = at::zeros({2}, q.options().dtype(at::kLong));
+  const at::Tensor unused = at::empty({0}, q.options().dtype(at::kLong));
+  const PhaseSamples s = time_phases(plan, [&] {
+    Stopwatch watch(q.device());
+    auto res = at::_flash_attention_forward(q, k, v, cu_q, cu_k, tq, tk, 0.0, causal, false, scale, std::nullopt,
+                                            std::nullopt);
+    const double fwd = watch.lap();
+    double bwd = 0;
+    if (backward) {
+      at::_flash_attention_backward(dout, q, k, v, std::get<0>(res), std::get<1>(res), cu_q, cu_k, tq, tk, 0.0, causal,
+                                    rng_state, unused, scale, std::nullopt, std::nullopt);
+      bwd = watch.lap();
+    }
+    return std::vector<double>{fwd, bwd};
+  });
+  BareFlashTimes t;
+  t.fwd_ms = median_of_first_phases(s, 1);
+  if (backward) t.fwd_bwd_ms = median_of_first_phases(s, 2);
+  return t;
+}
+
+MergeBandwidth measure_merge_bandwidth(int64_t t, int64_t h, int64_t d, at::ScalarType partial, const TimingPlan& plan,
+                                       int repeat) {
+  LH_CHECK(repeat >= 1, "merge bandwidth: repeat must be >= 1, got ", repeat);
+  const auto f32 = at::TensorOptions().device(at::kCUDA).dtype(at::kFloat);
+  at::Tensor out_acc = at::randn({t, h, d}, f32), lse_acc = at::randn({h, t}, f32);
+  const at::Tensor out_b = at::randn({t, h, d}, f32).to(partial), lse_b = at::randn({h, t}, f32);
+  at::Tensor src = at::randn({t, h, d}, f32), dst = at::empty_like(src);
+  const c10::Device dev = out_acc.device();
+  const PhaseSamples s = time_phases(plan, [&] {
+    Stopwatch watch(dev);
+    for (int i = 0; i < repeat; ++i) merge_into(out_acc, lse_acc, out_b, lse_b);
+    const double merge = watch.lap();
+    for (int i = 0; i < repeat; ++i) dst.copy_(src);
+    const double copy = watch.lap();
+    return std::vector<double>{merge / repeat, copy / repeat};
+  });
+  MergeBandwidth m{t, h, d};
+  m.merge_ms = median_of_first_phases(s, 1);
+  std::vector<double> copies;
+  for (const auto& run : s) copies.push_back(run[1]);
+  m.copy_ms = median(copies);
+  const double n = double(t) * double(h) * double(d);
+  // Merge: read and write the float32 accumulator, read the partial; both LSEs read, one written.
+  const double merge_bytes = n * (4 + 4 + double(at::elementSize(partial))) + double(h) * double(t) * 4 * 3;
+  const double copy_bytes = n * 4 * 2;
+  m.merge_gb_per_s = merge_bytes / (m.merge_ms * 1e-3) / 1e9;
+  m.copy_gb_per_s = copy_bytes / (m.copy_ms * 1e-3) / 1e9;
+  return m;
+}
+
+}  // namespace longhaul::bench

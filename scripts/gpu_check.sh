@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The one script a session lent a GPU runs there (device tool, repository root, carry
+# .gpu-bundle made by scripts/pack_gpu_bundle.sh). It uses the carried binaries against that
+# machine's torch 2.11 libraries, or, if they cannot start, builds there for sm_90a against
+# that torch. Then: the `gpu` tests, the CUDA rows of `bench kernel`, and `bench cp-gpu`
+# (P thread-ranks emulated on the one GPU). Everything lands in $OUT (at most 8 files).
+# Sized for ≤ 8 minutes; each step has its own time limit and a failed step does not stop the others.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$root/gpu-check-out}
+mkdir -p "$out"
+bundle=$root/.gpu-bundle
+log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
+
+# ---- the machine ----------------------------------------------------------------------------
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version())'
+  nvcc --version | tail -1
+  uname -r; nproc
+  cat "$bundle/commit" 2>/dev/null
+} > "$out/machine.txt" 2>&1
+cat "$out/machine.txt"
+
+torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+site=$(dirname "$(dirname "$torch_lib")")
+nvidia_libs=$(find "$site/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="$bundle/lib:$torch_lib:${nvidia_libs}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+
+bin=$bundle/bin
+if ! "$bin/longhaul" info > "$out/info.txt" 2>&1; then
+  log "carried binaries do not start ($(tail -1 "$out/info.txt")); building here for sm_90a"
+  deps=/tmp/lh-deps && mkdir -p $deps
+  for f in "$bundle"/debs/*.deb; do dpkg -x "$f" $deps; done
+  build=/tmp/lh-build
+  timeout 420 cmake -S "$root" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF -DCMAKE_PREFIX_PATH="$deps/usr" \
+      -DBoost_INCLUDE_DIR=$deps/usr/include -DGTEST_ROOT=$deps/usr > "$out/build.log" 2>&1 &&
+    timeout 420 cmake --build $build -j "$(nproc)" >> "$out/build.log" 2>&1 || { log "build failed"; tail -30 "$out/build.log"; }
+  export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH"
+  mkdir -p /tmp/lh-bin && cp $build/launch/longhaul $build/tests/longhaul_gpu_tests /tmp/lh-bin/ 2>/dev/null
+  bin=/tmp/lh-bin
+  "$bin/longhaul" info > "$out/info.txt" 2>&1 || log "longhaul does not start: $(tail -2 "$out/info.txt")"
+fi
+log "longhaul info: $(tail -1 "$out/info.txt")"
+
+# ---- gpu tests ------------------------------------------------------------------------------
+log "gpu tests"
+timeout 200 "$bin/longhaul_gpu_tests" --gtest_color=no > "$out/gpu_tests.log" 2>&1
+log "gpu tests exit $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/gpu_tests.log" | tr '\n' ' ')"
+grep -E '^\[  FAILED  \]' "$out/gpu_tests.log" | head -20 | tee -a "$out/summary.txt"
+
+# ---- bench kernel, CUDA rows ----------------------------------------------------------------
+log "bench kernel (cuda)"
+{
+  timeout 150 "$bin/longhaul" bench kernel --backends cuda --masks causal full --T 4096 16384 --H 16 --D 128 \
+      --dtypes bf16 --passes fwd fwd+bwd
+  echo
+  timeout 90 "$bin/longhaul" bench kernel --backends cuda --masks causal documents causal_window --T 16384 --H 16 \
+      --D 128 --dtypes bf16 fp16 fp32 --passes fwd fwd+bwd --sdpa-max-t 4096
+} > "$out/kernel_cuda.txt" 2>&1
+log "bench kernel exit $?"
+
+# ---- CP emulated on one GPU -----------------------------------------------------------------
+log "bench cp-gpu"
+timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 32768 --H 16 --D 128 --dtype bf16 --iters 3 \
+    > "$out/cp_gpu.txt" 2>&1
+log "bench cp-gpu exit $?"
+tail -n 30 "$out/kernel_cuda.txt" "$out/cp_gpu.txt"

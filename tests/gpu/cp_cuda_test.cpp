@@ -1,0 +1,49 @@
+// Context parallelism on CUDA shards: thread-ranks of the local backend share one GPU, each on a
+// stream of its own, and every strategy × layout × mask in float64, float32 and bfloat16 must
+// equal the float64 reference (forward out/lse, dq/dk/dv). Skipped, with the reason, without a
+// CUDA device; the same checks on CPU shards run in tests/unit (cp_test.cpp).
+#include <ATen/ATen.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <gtest/gtest.h>
+
+#include "runtime/comm/local/communicator.h"
+#include "tests/common/cp_checks.h"
+
+namespace longhaul {
+namespace {
+
+int cuda_devices() {
+  return at::hasCUDA() ? static_cast<int>(c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).deviceCount()) : 0;
+}
+
+struct CpCudaCase {
+  Strategy strategy;
+  int ranks;
+};
+
+class CpCuda : public ::testing::TestWithParam<CpCudaCase> {};
+
+TEST_P(CpCuda, EveryLayoutMaskAndDtypeMatchesTheReference) {
+  if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); CPU shards are in tests/unit";
+  const CpCudaCase c = GetParam();
+  CommOptions o;
+  o.timeout = std::chrono::seconds(120);
+  run_local_ranks(c.ranks, [&](Communicator& comm) {
+    c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
+    const c10::Device dev(c10::DeviceType::CUDA, 0);
+    impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream of its own per thread-rank
+    testing::check_device_cases(comm, c.strategy, 301, dev);  // odd T: uneven shards
+  }, o);
+}
+
+INSTANTIATE_TEST_SUITE_P(Strategies, CpCuda,
+                         ::testing::Values(CpCudaCase{Strategy::Ring, 2}, CpCudaCase{Strategy::Ring, 4},
+                                           CpCudaCase{Strategy::AllGatherKV, 3}, CpCudaCase{Strategy::TokenRing, 2},
+                                           CpCudaCase{Strategy::TokenRing, 4}, CpCudaCase{Strategy::Ulysses, 2},
+                                           CpCudaCase{Strategy::Hybrid, 4}),
+                         [](const auto& info) {
+                           return std::string(to_string(info.param.strategy)) + "_P" + std::to_string(info.param.ranks);
+                         });
+
+}  // namespace
+}  // namespace longhaul

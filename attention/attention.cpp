@@ -94,6 +94,9 @@ AttentionGrads backward_impl(const char* fn, const at::Tensor& dout, const at::T
     check_tensor(fn, "out", out, q);
     LH_CHECK(out.sizes() == q.sizes(), fn, ": out ", out.sizes(), " must have q's shape ", q.sizes());
     d = attention_row_sums(dout, out);
+  } else if (out.defined()) {
+    LH_CHECK(out.sizes() == q.sizes() && out.device() == q.device(), fn, ": out ", out.sizes(), " on ", out.device(),
+             " must have q's shape ", q.sizes(), " and device");
   }
   LH_CHECK(d.dim() == 2 && d.size(0) == q.size(1) && d.size(1) == q.size(0), fn,
            ": row sums must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", d.sizes());
@@ -109,9 +112,11 @@ AttentionGrads backward_impl(const char* fn, const at::Tensor& dout, const at::T
 
 }  // namespace
 
-AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                          const BlockView& view, const Mask& mask, double scale,
-                                          AttentionBackend backend) {
+namespace {
+// The backend's own result: out in whatever dtype it produces (CUDA's whole-block path: the
+// input dtype; otherwise float32/float64), lse float32 (float64 for float64 inputs).
+AttentionOutput forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
+                             const Mask& mask, double scale, AttentionBackend backend) {
   constexpr const char* fn = "attention_forward";
   scale = check_inputs(fn, q, k, v, view, scale);
   AttentionOutput r;
@@ -125,15 +130,24 @@ AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor&
     default: r = cpu::forward(q, k, v, view, mask, scale);
   }
   const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  if (r.out.scalar_type() != acc) r.out = r.out.to(acc);
   if (r.lse.scalar_type() != acc) r.lse = r.lse.to(acc);
+  return r;
+}
+}  // namespace
+
+AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                          const BlockView& view, const Mask& mask, double scale,
+                                          AttentionBackend backend) {
+  AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
+  const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  if (r.out.scalar_type() != acc) r.out = r.out.to(acc);
   return r;
 }
 
 AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
-  AttentionOutput r = attention_forward_partial(q, k, v, view, mask, scale, backend);
-  r.out = r.out.to(q.scalar_type());
+  AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
+  r.out = r.out.to(q.scalar_type());  // a no-op where the backend already gave the input dtype
   return r;
 }
 
@@ -149,6 +163,15 @@ AttentionGrads attention_backward_rowsums(const at::Tensor& dout, const at::Tens
                                           AttentionBackend backend) {
   LH_CHECK(row_sums.defined(), "attention_backward_rowsums: row_sums is undefined");
   return backward_impl("attention_backward_rowsums", dout, q, k, v, row_sums, at::Tensor(), lse, view, mask, scale,
+                       backend);
+}
+
+AttentionGrads attention_backward_with_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& row_sums,
+                                               const at::Tensor& lse, const BlockView& view, const Mask& mask,
+                                               double scale, AttentionBackend backend) {
+  LH_CHECK(row_sums.defined(), "attention_backward_with_rowsums: row_sums is undefined");
+  return backward_impl("attention_backward_with_rowsums", dout, q, k, v, row_sums, out, lse, view, mask, scale,
                        backend);
 }
 

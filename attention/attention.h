@@ -66,6 +66,14 @@ AttentionGrads attention_backward_rowsums(const at::Tensor& dout, const at::Tens
                                           const BlockView& view, const Mask& mask, double scale = 0,
                                           AttentionBackend backend = AttentionBackend::Auto);
 
+// Both forms: `out` (may be undefined) for the backends that take it (CUDA's fused kernels) and
+// the row sums for those that take them (CPU, the exact fallback). A strategy that calls
+// backward once per key block computes D once and still gets the fused kernels on a GPU.
+AttentionGrads attention_backward_with_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& row_sums,
+                                               const at::Tensor& lse, const BlockView& view, const Mask& mask,
+                                               double scale = 0, AttentionBackend backend = AttentionBackend::Auto);
+
 // D_i = Σ_d dO_id · O_id per head: [H, Tq] float32 (float64 for float64 inputs).
 at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out);
 

@@ -16,7 +16,7 @@
 namespace longhaul {
 namespace {
 
-constexpr int kTagQ = 31, kTagOut = 32, kTagLse = 33, kTagDO = 34, kTagStat = 35, kTagDQ = 36;
+constexpr int kTagQ = 31, kTagOut = 32, kTagLse = 33, kTagDO = 34, kTagStat = 35, kTagDQ = 36, kTagO = 37;
 
 at::Tensor index_tensor(const std::vector<int64_t>& v) { return at::tensor(at::ArrayRef<int64_t>(v), at::kLong); }
 
@@ -141,13 +141,15 @@ class TokenRing : public CpStrategy {
     }
     std::vector<int64_t> cur_rows(q.size(0));
     for (int64_t i = 0; i < q.size(0); ++i) cur_rows[i] = i;
-    at::Tensor cur_q = q, cur_do = dout, cur_st = stats;
+    // CUDA's fused backward kernels take out, not D: there the owner's out rows travel with Q too.
+    const bool send_out = q.is_cuda();
+    at::Tensor cur_q = q, cur_do = dout, cur_st = stats, cur_out = send_out ? out.to(q.scalar_type()) : at::Tensor();
     InFlight sends(c.stats);
     for (int s = 0; s < p; ++s) {
       const int origin = (r + s) % p;
       WorkPtr incoming;
       std::vector<int64_t> next_rows;
-      Tracked nq(c.stats, at::Tensor()), ndo(c.stats, at::Tensor()), nst(c.stats, at::Tensor());
+      Tracked nq(c.stats, at::Tensor()), ndo(c.stats, at::Tensor()), nst(c.stats, at::Tensor()), nout(c.stats, at::Tensor());
       if (s + 1 < p) {
         auto fwd_rows = routes.payload_rows(origin, s + 1);
         if (!fwd_rows.empty()) {
@@ -155,10 +157,16 @@ class TokenRing : public CpStrategy {
           at::Tensor pq = cur_q.index_select(0, sel), pdo = cur_do.index_select(0, sel),
                      pst = cur_st.index_select(2, sel).contiguous();
           const int left = (r - 1 + p) % p;
-          sends.add(c.comm.exchange({P2POp::send(pq, left, kTagQ), P2POp::send(pdo, left, kTagDO),
-                                     P2POp::send(pst, left, kTagStat)}),
-                    {pq, pdo, pst});
-          c.stats.bytes_sent_bwd += bytes(pq) + bytes(pdo) + bytes(pst);
+          std::vector<P2POp> ops{P2POp::send(pq, left, kTagQ), P2POp::send(pdo, left, kTagDO),
+                                 P2POp::send(pst, left, kTagStat)};
+          std::vector<at::Tensor> keep{pq, pdo, pst};
+          if (send_out) {
+            at::Tensor po = cur_out.index_select(0, sel);
+            ops.push_back(P2POp::send(po, left, kTagO));
+            keep.push_back(po);
+          }
+          sends.add(c.comm.exchange(ops), keep);
+          for (const auto& t : keep) c.stats.bytes_sent_bwd += bytes(t);
         }
         const int next_origin = (r + s + 1) % p;
         next_rows = routes.payload_rows(next_origin, s + 1);
@@ -168,14 +176,19 @@ class TokenRing : public CpStrategy {
           ndo = Tracked(c.stats, at::empty({n, q.size(1), q.size(2)}, dout.options()));
           nst = Tracked(c.stats, at::empty({2, q.size(1), n}, stats.options()));
           const int right = (r + 1) % p;
-          incoming = c.comm.exchange({P2POp::recv(*nq, right, kTagQ), P2POp::recv(*ndo, right, kTagDO),
-                                      P2POp::recv(*nst, right, kTagStat)});
+          std::vector<P2POp> ops{P2POp::recv(*nq, right, kTagQ), P2POp::recv(*ndo, right, kTagDO),
+                                 P2POp::recv(*nst, right, kTagStat)};
+          if (send_out) {
+            nout = Tracked(c.stats, at::empty({n, q.size(1), q.size(2)}, q.options()));
+            ops.push_back(P2POp::recv(*nout, right, kTagO));
+          }
+          incoming = c.comm.exchange(ops);
         }
         if (!c.overlap && incoming) incoming->wait();
       }
       if (s == 0) {
-        AttentionGrads g = attention_backward_rowsums(dout, q, k, v, stats[1], stats[0], BlockView{my_pos, my_pos},
-                                                      c.mask, c.scale);
+        AttentionGrads g = attention_backward_with_rowsums(dout, q, k, v, cur_out, stats[1], stats[0],
+                                                           BlockView{my_pos, my_pos}, c.mask, c.scale);
         dq->add_(g.dq);
         dk->add_(g.dk);
         dv->add_(g.dv);
@@ -185,8 +198,10 @@ class TokenRing : public CpStrategy {
           at::Tensor sel = rows_on(positions_in(rows, cur_rows), cur_q);
           at::Tensor qpos = c.plan.positions(origin).index_select(0, index_tensor(rows));
           at::Tensor st = cur_st.index_select(2, sel);
-          AttentionGrads g = attention_backward_rowsums(cur_do.index_select(0, sel), cur_q.index_select(0, sel), k, v,
-                                                        st[1], st[0], BlockView{qpos, my_pos}, c.mask, c.scale);
+          const at::Tensor o_sel = send_out ? cur_out.index_select(0, sel) : at::Tensor();
+          AttentionGrads g = attention_backward_with_rowsums(cur_do.index_select(0, sel), cur_q.index_select(0, sel), k,
+                                                             v, o_sel, st[1], st[0], BlockView{qpos, my_pos}, c.mask,
+                                                             c.scale);
           dk->add_(g.dk);
           dv->add_(g.dv);
           sends.add(c.comm.send(g.dq, origin, kTagDQ + 10 * s), {g.dq});
@@ -197,6 +212,7 @@ class TokenRing : public CpStrategy {
       cur_q = nq.get();
       cur_do = ndo.get();
       cur_st = nst.get();
+      cur_out = nout.get();
       cur_rows = std::move(next_rows);
     }
     for (auto& part : results) {

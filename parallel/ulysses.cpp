@@ -53,8 +53,11 @@ class Ulysses : public CpStrategy {
     at::Tensor st = at::stack({lse.to(acc), attention_row_sums(dout, out).to(acc)}, -1).transpose(0, 1).contiguous();
     at::Tensor sth = heads_to_rows(c.comm, st, rows, bytes);
     at::Tensor lse_h = sth.select(2, 0).transpose(0, 1).contiguous(), d_h = sth.select(2, 1).transpose(0, 1).contiguous();
+    // CUDA's fused backward takes out, not D: there out travels too (and is counted).
+    Tracked outh(c.stats, q.is_cuda() ? heads_to_rows(c.comm, out.to(q.scalar_type()), rows, bytes) : at::Tensor());
     const at::Tensor pos = all_positions(c.plan);
-    AttentionGrads g = attention_backward_rowsums(*doh, *qh, *kh, *vh, d_h, lse_h, BlockView{pos, pos}, c.mask, c.scale);
+    AttentionGrads g = attention_backward_with_rowsums(*doh, *qh, *kh, *vh, *outh, d_h, lse_h, BlockView{pos, pos},
+                                                       c.mask, c.scale);
     at::Tensor dq = rows_to_heads(c.comm, g.dq, rows, bytes);
     at::Tensor dk = rows_to_heads(c.comm, g.dk, rows, bytes), dv = rows_to_heads(c.comm, g.dv, rows, bytes);
     return {dq, sum_kv_replicas(dk, k.size(1), rep), sum_kv_replicas(dv, v.size(1), rep)};

@@ -28,19 +28,14 @@ std::vector<Run> split_runs(const int64_t* pos, const int64_t* doc, int64_t t) {
   return runs;
 }
 
-// Appends the pieces of one (q run, k run) pair. Row a of the q run sees key b of the k run iff
-// c_lo + a <= b <= a + c_hi (and 0 <= b < n).
-void pair_pieces(const MaskSpec& spec, const Run& q, const Run& k, int64_t q_run, std::vector<Piece>& out) {
-  const int64_t delta = q.pos - k.pos;
-  int64_t c_hi = kInf, c_lo = -kInf;
-  if (spec.causal) c_hi = delta;
-  if (spec.window) {
-    c_hi = std::min(c_hi, delta + spec.right);
-    c_lo = delta - spec.left;
-  }
-  const int64_t m = q.len, n = k.len;
+// Appends the piece of rows [a_lo, a_hi] of a (q run, k run) pair, trimmed to the rows and keys
+// that see something. Row a of the q run sees key b of the k run iff c_lo + a <= b <= a + c_hi
+// (and 0 <= b < n).
+void rows_piece(const Run& q, const Run& k, int64_t c_lo, int64_t c_hi, int64_t a_lo, int64_t a_hi, int64_t q_run,
+                std::vector<Piece>& out) {
+  const int64_t n = k.len;
   // Rows that see at least one key form one interval (both bounds rise with slope 1).
-  const int64_t a0 = std::max<int64_t>(0, -c_hi), a1 = std::min(m - 1, n - 1 - c_lo);
+  const int64_t a0 = std::max(a_lo, -c_hi), a1 = std::min(a_hi, n - 1 - c_lo);
   if (a0 > a1) return;
   const int64_t k0 = std::max<int64_t>(0, a0 + c_lo), k1 = std::min(n - 1, a1 + c_hi);
   const int64_t mm = a1 - a0 + 1, nn = k1 - k0 + 1;
@@ -50,6 +45,20 @@ void pair_pieces(const MaskSpec& spec, const Run& q, const Run& k, int64_t q_run
   int64_t left = c_lo <= -kInf / 2 ? -1 : (nn - mm) - lo;
   if (right >= mm - 1) right = -1;  // the bound never cuts a key
   if (left >= nn - 1) left = -1;
+  const bool local = left != -1;  // causal pieces (left unbounded, right 0) are exact as they are
+  if (local && mm > nn) {
+    // FlashAttention-2 replaces an unbounded side of a window by seqlen_k (and clamps a side
+    // >= seqlen_k to unbounded): with more rows than keys that cuts keys the top rows see.
+    // Split into row blocks with no more rows than keys, where those replacements are exact.
+    for (int64_t r0 = a0; r0 <= a1;) {
+      int64_t r1 = r0;
+      auto keys = [&](int64_t e) { return std::min(n - 1, e + c_hi) - std::max<int64_t>(0, r0 + c_lo) + 1; };
+      while (r1 + 1 <= a1 && r1 + 2 - r0 <= keys(r1 + 1)) ++r1;
+      rows_piece(q, k, c_lo, c_hi, r0, r1, q_run, out);
+      r0 = r1 + 1;
+    }
+    return;
+  }
   const Piece base{q.row + a0, mm, k.row + k0, nn, left, right, q_run};
   if (left == -1 && right > 0) {
     // Causal-like: rows [0, s) are a bottom-right diagonal over keys [0, nn − 1), rows [s, mm)
@@ -60,6 +69,18 @@ void pair_pieces(const MaskSpec& spec, const Run& q, const Run& k, int64_t q_run
     return;
   }
   out.push_back(base);
+}
+
+// Appends the pieces of one (q run, k run) pair.
+void pair_pieces(const MaskSpec& spec, const Run& q, const Run& k, int64_t q_run, std::vector<Piece>& out) {
+  const int64_t delta = q.pos - k.pos;
+  int64_t c_hi = kInf, c_lo = -kInf;
+  if (spec.causal) c_hi = delta;
+  if (spec.window) {
+    c_hi = std::min(c_hi, delta + spec.right);
+    c_lo = delta - spec.left;
+  }
+  rows_piece(q, k, c_lo, c_hi, 0, q.len - 1, q_run, out);
 }
 
 }  // namespace

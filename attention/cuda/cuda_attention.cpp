@@ -90,10 +90,20 @@ struct Rows {
 Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool q_side, int64_t t_all,
                 const at::Device& dev) {
   Rows r;
+  auto row_of = [&](size_t i) { return q_side ? pieces[i].q_row : pieces[i].k_row; };
+  auto len_of = [&](size_t i) { return q_side ? pieces[i].m : pieces[i].n; };
+  r.identity = end - begin == 1 && len_of(begin) == t_all && row_of(begin) == 0;
+  if (r.identity) {  // the common whole-block case: no host-side index, no copy to the device
+    r.total = r.max_len = t_all;
+    LH_CHECK(t_all < std::numeric_limits<int32_t>::max(), "cuda attention: more than 2^31 rows in one varlen call");
+    r.index = at::arange(t_all, at::TensorOptions().dtype(at::kLong).device(dev));
+    r.cu = at::tensor({0, static_cast<int32_t>(t_all)}, at::kInt).to(dev);
+    return r;
+  }
   std::vector<int64_t> idx;
   std::vector<int32_t> cu{0};
   for (size_t i = begin; i < end; ++i) {
-    const int64_t row = q_side ? pieces[i].q_row : pieces[i].k_row, len = q_side ? pieces[i].m : pieces[i].n;
+    const int64_t row = row_of(i), len = len_of(i);
     for (int64_t j = 0; j < len; ++j) idx.push_back(row + j);
     r.max_len = std::max(r.max_len, len);
     LH_CHECK(static_cast<int64_t>(idx.size()) < std::numeric_limits<int32_t>::max(),
@@ -101,7 +111,6 @@ Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool
     cu.push_back(static_cast<int32_t>(idx.size()));
   }
   r.total = static_cast<int64_t>(idx.size());
-  r.identity = end - begin == 1 && r.total == t_all && (q_side ? pieces[begin].q_row : pieces[begin].k_row) == 0;
   r.index = at::tensor(idx, at::kLong).to(dev);
   r.cu = at::tensor(std::vector<int32_t>(cu), at::kInt).to(dev);
   return r;
@@ -350,7 +359,8 @@ AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::T
   const auto f32 = q.options().dtype(at::kFloat);
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
-  const at::Tensor op = pad_head_dim(out), lse_aten = lse_for_aten(lse);
+  // The fused kernels want out in the input dtype (strategies hold it in float32).
+  const at::Tensor op = pad_head_dim(out.to(q.scalar_type())), lse_aten = lse_for_aten(lse);
   for (const PieceGroup& g : plan.groups) {
     if (fused == Fused::Flash)
       flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);

@@ -18,32 +18,25 @@ bool bare_flash_applies(const at::Tensor& q, const std::string& mask_name) {
          q.size(2) % 8 == 0 && q.size(2) <= 256;
 }
 
-BareFlashTimes time_bare_flash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout,
-                               bool causal, bool backward, const TimingPlan& plan) {
-  const int64_t tq = q.size(0), tk = k.size(0);
-  const auto i32 = q.options().dtype(at::kInt);
-  const at::Tensor cu_q = at::tensor({0, static_cast<int32_t>(tq)}, at::kInt).to(i32.device());
-  const at::Tensor cu_k = at::tensor({0, static_cast<int32_t>(tk)}, at::kInt).to(i32.device());
-  const double scale = 1.0 / std::sqrt(double(q.size(2)));
-  const at::Tensor rng_state = at::zeros({2}, q.options().dtype(at::kLong));
-  const at::Tensor unused = at::empty({0}, q.options().dtype(at::kLong));
-  const PhaseSamples s = time_phases(plan, [&] {
-    Stopwatch watch(q.device());
-    auto res = at::_flash_attention_forward(q, k, v, cu_q, cu_k, tq, tk, 0.0, causal, false, scale, std::nullopt,
-                                            std::nullopt);
-    const double fwd = watch.lap();
-    double bwd = 0;
-    if (backward) {
-      at::_flash_attention_backward(dout, q, k, v, std::get<0>(res), std::get<1>(res), cu_q, cu_k, tq, tk, 0.0, causal,
-                                    rng_state, unused, scale, std::nullopt, std::nullopt);
-      bwd = watch.lap();
-    }
-    return std::vector<double>{fwd, bwd};
-  });
-  BareFlashTimes t;
-  t.fwd_ms = median_of_first_phases(s, 1);
-  if (backward) t.fwd_bwd_ms = median_of_first_phases(s, 2);
-  return t;
+BareFlash::BareFlash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout,
+                     bool causal)
+    : q_(q), k_(k), v_(v), dout_(dout), causal_(causal), scale_(1.0 / std::sqrt(double(q.size(2)))) {
+  cu_q_ = at::tensor({0, static_cast<int32_t>(q.size(0))}, at::kInt).to(q.device());
+  cu_k_ = at::tensor({0, static_cast<int32_t>(k.size(0))}, at::kInt).to(q.device());
+  rng_state_ = at::zeros({2}, q.options().dtype(at::kLong));
+  unused_ = at::empty({0}, q.options().dtype(at::kLong));
+}
+
+void BareFlash::forward() {
+  auto res = at::_flash_attention_forward(q_, k_, v_, cu_q_, cu_k_, q_.size(0), k_.size(0), 0.0, causal_, false, scale_,
+                                          std::nullopt, std::nullopt);
+  out_ = std::get<0>(res);
+  lse_ = std::get<1>(res);
+}
+
+void BareFlash::backward() {
+  at::_flash_attention_backward(dout_, q_, k_, v_, out_, lse_, cu_q_, cu_k_, q_.size(0), k_.size(0), 0.0, causal_,
+                                rng_state_, unused_, scale_, std::nullopt, std::nullopt);
 }
 
 MergeBandwidth measure_merge_bandwidth(int64_t t, int64_t h, int64_t d, at::ScalarType partial, const TimingPlan& plan,

@@ -16,13 +16,20 @@ namespace longhaul::bench {
 // Whether the bare flash kernel can run this configuration (fp16/bf16 on CUDA, full or causal).
 bool bare_flash_applies(const at::Tensor& q, const std::string& mask_name);
 
-struct BareFlashTimes {
-  double fwd_ms = NAN, fwd_bwd_ms = NAN;  // medians
+// at::_flash_attention_forward (and _backward) on [T, H, D] inputs as one varlen sequence: the
+// call our path makes for a self block. The benchmark times it interleaved with ours, run by run,
+// so both see the same clocks.
+class BareFlash {
+ public:
+  BareFlash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout, bool causal);
+  void forward();
+  void backward();  // after forward()
+
+ private:
+  at::Tensor q_, k_, v_, dout_, cu_q_, cu_k_, rng_state_, unused_, out_, lse_;
+  bool causal_;
+  double scale_;
 };
-// at::_flash_attention_forward (and _backward) on [T, H, D] inputs as one varlen sequence, the
-// call our path makes for a self block.
-BareFlashTimes time_bare_flash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout,
-                               bool causal, bool backward, const TimingPlan& plan);
 
 struct MergeBandwidth {
   int64_t tokens = 0, heads = 0, head_dim = 0;

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "attention/attention.h"
+#include "parallel/shard_plan.h"
+#include "runtime/errors.h"
 
 namespace longhaul {
 namespace {
@@ -175,6 +177,40 @@ TEST(AttentionCuda, EmptyRowsAndBlocks) {
                                                 AttentionBackend::Cuda);
   EXPECT_TRUE(at::equal(got.out.cpu(), at::zeros_like(in.q)));
   EXPECT_TRUE((got.lse.cpu() == -std::numeric_limits<float>::infinity()).all().item<bool>());
+}
+
+// Every (query shard, key shard) pair of a zigzag plan over 4 ranks with a causal window — the
+// blocks a ring step computes — and the merge over all key shards of each rank's queries.
+TEST(AttentionCuda, ZigzagShardPairsWithWindowAndTheirMerge) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t T = 301, P = 4;
+  const Mask mask = Mask::causal().window(46, 0);
+  std::vector<at::Tensor> pos;
+  for (int r = 0; r < P; ++r) pos.push_back(ShardPlan(T, std::nullopt, Layout::Zigzag, P, r, 8).positions(r));
+  for (int r = 0; r < P; ++r)
+    for (int o = 0; o < P; ++o) {
+      SCOPED_TRACE(detail::str_cat("queries of rank ", r, ", keys of rank ", o));
+      check_case({pos[r].numel(), pos[o].numel(), 4, 2, 64, BlockView{pos[r], pos[o]}, mask}, at::kBFloat16);
+    }
+  const Case whole{T, T, 4, 2, 64, BlockView::self(T), mask};
+  const Inputs in = make_inputs(whole, at::kBFloat16);
+  auto d64 = [](const at::Tensor& x) { return x.to(at::kDouble); };
+  const AttentionOutput ref = attention_forward(d64(in.q), d64(in.k), d64(in.v), whole.view, mask, 0,
+                                                AttentionBackend::Reference);
+  for (int r = 0; r < P; ++r) {
+    SCOPED_TRACE(detail::str_cat("merged rows of rank ", r));
+    const at::Tensor q = cu(in.q.index_select(0, pos[r]));
+    at::Tensor out_acc = at::zeros({q.size(0), 4, 64}, q.options().dtype(at::kFloat));
+    at::Tensor lse_acc = at::full({4, q.size(0)}, -std::numeric_limits<float>::infinity(), out_acc.options());
+    for (int o = 0; o < P; ++o) {
+      const AttentionOutput part = attention_forward_partial(q, cu(in.k.index_select(0, pos[o])),
+                                                             cu(in.v.index_select(0, pos[o])),
+                                                             BlockView{pos[r], pos[o]}, mask, 0, AttentionBackend::Cuda);
+      merge_into(out_acc, lse_acc, part.out, part.lse);
+    }
+    EXPECT_LE(rel_err(out_acc, ref.out.index_select(0, pos[r])), tolerance(at::kBFloat16).out);
+    EXPECT_LE(rel_err(lse_acc, ref.lse.index_select(1, pos[r])), tolerance(at::kBFloat16).lse);
+  }
 }
 
 TEST(AttentionCuda, StripedFallback) {

@@ -100,9 +100,16 @@ class Hub {
     if (r.dst.device().is_cpu() && msg.device().is_cpu()) {
       r.dst.view(msg.sizes()).copy_(msg);
     } else {
-      // Device copies run on the receiving thread's stream, when it waits.
+      // Device copies run on the receiving thread's stream, when it waits. The message was
+      // allocated on the sender's stream: recording the receiver's stream on it keeps the caching
+      // allocator from handing its memory back to the sender before this copy has run.
       at::Tensor dst = r.dst;
-      r.work->set_finish([dst, msg]() mutable { dst.view(msg.sizes()).copy_(msg); });
+      r.work->set_finish([dst, msg]() mutable {
+        dst.view(msg.sizes()).copy_(msg);
+        if (msg.device().is_cpu()) return;
+        c10::impl::VirtualGuardImpl impl(msg.device().type());
+        impl.recordDataPtrOnStream(msg.storage().data_ptr(), impl.getStream(msg.device()));
+      });
     }
     r.work->complete_part();
   }

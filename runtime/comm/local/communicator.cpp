@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <deque>
@@ -15,11 +16,21 @@
 namespace longhaul {
 namespace {
 
-// Makes work queued on t's device stream finish before the data is handed to another thread.
-void sync_device_stream(const at::Tensor& t) {
-  if (t.device().is_cpu()) return;
-  c10::impl::VirtualGuardImpl impl(t.device().type());
-  impl.getStream(t.device()).synchronize();
+// A message between thread-ranks. A device copy carries an event recorded on the sender's stream
+// after the copy was queued: the receiver's stream waits on it, so neither thread blocks.
+struct Message {
+  at::Tensor data;
+  std::shared_ptr<c10::Event> ready;  // null for CPU tensors
+};
+
+Message copy_for_send(const at::Tensor& t) {
+  Message m{t.clone(), nullptr};  // copy on send: the caller may reuse its buffer at once
+  if (!t.device().is_cpu()) {
+    c10::impl::VirtualGuardImpl impl(t.device().type());
+    m.ready = std::make_shared<c10::Event>(t.device().type());
+    m.ready->record(impl.getStream(t.device()));
+  }
+  return m;
 }
 
 struct PendingRecv {
@@ -40,12 +51,11 @@ class Hub {
       PendingRecv r = std::move(ch.recvs.front());
       ch.recvs.pop_front();
       lock.unlock();
-      deliver(r, t, src, tag);  // straight into the waiting receiver's buffer
+      deliver(r, Message{t, nullptr}, src, tag);  // straight into the waiting receiver's buffer
       return;
     }
     lock.unlock();
-    at::Tensor copy = t.clone();  // copy on send: the caller may reuse its buffer at once
-    sync_device_stream(copy);
+    Message copy = copy_for_send(t);
     lock.lock();
     if (!ch.recvs.empty()) {
       PendingRecv r = std::move(ch.recvs.front());
@@ -61,7 +71,7 @@ class Hub {
     Channel& ch = channel(src, dst, tag);
     std::unique_lock<std::mutex> lock(mu_);
     if (!ch.messages.empty()) {
-      at::Tensor msg = std::move(ch.messages.front());
+      Message msg = std::move(ch.messages.front());
       ch.messages.pop_front();
       lock.unlock();
       PendingRecv r{t, work};
@@ -81,7 +91,7 @@ class Hub {
 
  private:
   struct Channel {
-    std::deque<at::Tensor> messages;
+    std::deque<Message> messages;
     std::deque<PendingRecv> recvs;
   };
 
@@ -90,7 +100,8 @@ class Hub {
     return channels_[{src, dst, tag}];  // std::map nodes are stable
   }
 
-  static void deliver(PendingRecv& r, const at::Tensor& msg, int src, int tag) {
+  static void deliver(PendingRecv& r, const Message& m, int src, int tag) {
+    const at::Tensor& msg = m.data;
     if (msg.scalar_type() != r.dst.scalar_type() || msg.numel() != r.dst.numel()) {
       r.work->fail(detail::str_cat("message from rank ", src, " (tag ", tag, ") holds ", msg.numel(), " ",
                                    msg.scalar_type(), " elements, the receive expects ", r.dst.numel(), " ",
@@ -104,7 +115,12 @@ class Hub {
       // allocated on the sender's stream: recording the receiver's stream on it keeps the caching
       // allocator from handing its memory back to the sender before this copy has run.
       at::Tensor dst = r.dst;
-      r.work->set_finish([dst, msg]() mutable {
+      r.work->set_finish([dst, m]() mutable {
+        const at::Tensor& msg = m.data;
+        if (m.ready) {
+          c10::impl::VirtualGuardImpl impl(msg.device().type());
+          m.ready->block(impl.getStream(msg.device()));  // the sender's copy is done first
+        }
         dst.view(msg.sizes()).copy_(msg);
         if (msg.device().is_cpu()) return;
         c10::impl::VirtualGuardImpl impl(msg.device().type());

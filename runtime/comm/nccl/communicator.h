@@ -1,0 +1,48 @@
+// The `nccl` backend: CUDA tensors over NCCL (the libnccl.so.2 that torch loads: one NCCL per
+// process). Each communicator owns a CUDA stream; an operation waits for the caller's current
+// stream (an event), runs on the communication stream, and its Work completes when the event
+// recorded after it has passed. Work::wait() blocks the host until then and orders the caller's
+// current stream after the communication. Compute queued before the wait overlaps with it.
+//
+// NCCL semantics that show through (keep this backend thin):
+// - Messages are matched in posting order per pair of ranks, not by tag; tags only order the
+//   operations of one group (exchange() sorts them by tag, stably). A receive must have the
+//   sender's byte count: NCCL cannot detect a mismatch (it corrupts or hangs, then the deadline).
+// - Standalone send()/recv() are deferred and posted together as one NCCL group at the next
+//   wait() on any of them, exchange(), collective or split(): a ring written as send, recv, wait
+//   does not deadlock, and a send to oneself meets its receive. Their done() stays false until
+//   then. Prefer exchange() for anything more complex.
+// - A deadline that passes aborts the NCCL communicator (ncclCommAbort): that Work throws
+//   TimeoutError, every other one CommError, and the communicator is unusable afterwards.
+// - NCCL refuses two ranks on one GPU: more than one rank needs as many GPUs. The device of rank r
+//   is usually local_rank % visible devices (NcclOptions::device).
+#pragma once
+
+#include <string>
+
+#include "runtime/comm/comm.h"
+
+namespace longhaul {
+
+struct NcclOptions {
+  int device = -1;          // CUDA device index; -1: the current device
+  bool nonblocking = true;  // NCCL non-blocking mode: init and launches are bounded by the deadline
+  CommOptions comm;         // deadline of every wait (and of creation)
+};
+
+// A world of one rank: needs no bootstrap.
+CommPtr create_nccl_world(NcclOptions options = {});
+
+// Every rank of `bootstrap` calls this: rank 0 creates the NCCL unique id and broadcasts it over
+// `bootstrap` (any backend that moves CPU tensors, e.g. the MPI world). Ranks are bootstrap's.
+CommPtr create_nccl_world(Communicator& bootstrap, NcclOptions options = {});
+
+// The same over the MPI world (create_mpi_world()); throws Unsupported in a build without MPI.
+CommPtr create_nccl_world_mpi(NcclOptions options = {});
+
+// Through a torch c10d::TCPStore: rank 0 hosts it at host:port and publishes the unique id, the
+// others fetch it. A store that cannot be reached, a wrong world size or a rank that never comes
+// give a CommError within options.comm.timeout.
+CommPtr create_nccl_world_tcp(const std::string& host, int port, int rank, int size, NcclOptions options = {});
+
+}  // namespace longhaul

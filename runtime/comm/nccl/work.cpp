@@ -1,0 +1,165 @@
+#include "runtime/comm/nccl/work.h"
+
+#include <c10/cuda/CUDAStream.h>
+
+#include <condition_variable>
+#include <thread>
+
+#include "runtime/comm/nccl/check.h"
+
+namespace longhaul::nccl {
+namespace {
+
+constexpr auto kErrorCheckPeriod = std::chrono::milliseconds(2);
+// Works nobody waits on get this long past their deadline before the watcher aborts, so that a
+// waiter (which aborts at the deadline itself) always reports the TimeoutError first.
+constexpr auto kWatcherGrace = std::chrono::milliseconds(200);
+
+class Watcher {
+ public:
+  static Watcher& instance() {
+    // Leaked on purpose: the thread must not be joined during static destruction.
+    static Watcher* w = new Watcher();
+    return *w;
+  }
+  void add(std::shared_ptr<NcclWork> work) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      works_.push_back(std::move(work));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  Watcher() { std::thread([this] { loop(); }).detach(); }
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return !works_.empty(); });
+      std::vector<std::shared_ptr<NcclWork>> batch;
+      batch.swap(works_);
+      lock.unlock();
+      std::vector<std::shared_ptr<NcclWork>> keep;
+      for (auto& w : batch)
+        if (!w->poll(/*enforce_deadline=*/true)) keep.push_back(std::move(w));
+      batch.clear();  // released outside the lock: may free tensors and handles
+      std::this_thread::sleep_for(std::chrono::microseconds(keep.empty() ? 0 : 200));
+      lock.lock();
+      works_.insert(works_.end(), keep.begin(), keep.end());
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<NcclWork>> works_;
+};
+
+}  // namespace
+
+void watch(std::shared_ptr<NcclWork> work) { Watcher::instance().add(std::move(work)); }
+
+NcclWork::NcclWork(std::string what, std::chrono::milliseconds timeout, std::shared_ptr<Handle> handle,
+                   std::vector<at::Tensor> keep)
+    : Work(std::move(what), timeout), handle_(std::move(handle)), keep_(std::move(keep)) {}
+
+void NcclWork::posted(std::shared_ptr<at::cuda::CUDAEvent> done) {
+  {
+    std::lock_guard<std::mutex> lock(poll_mu_);
+    done_ = done;
+  }
+  // After completion the caller's stream is ordered after the communication (a no-op on the
+  // device by then, but it keeps the contract explicit for whoever waits on any stream).
+  const int device = handle_->device();
+  set_finish([done, device] {
+    done->block(c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)));
+  });
+}
+
+void NcclWork::settle_ok() {
+  settled_ = true;
+  keep_.clear();
+  complete_part();
+}
+
+void NcclWork::settle_error(const std::string& reason) {
+  settled_ = true;
+  fail(reason);  // keep_ stays: a killed kernel's buffers are not handed back to the allocator early
+}
+
+void NcclWork::abandon(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(poll_mu_);
+  if (!settled_) settle_error(reason);
+}
+
+bool NcclWork::poll(bool enforce_deadline) {
+  std::lock_guard<std::mutex> lock(poll_mu_);
+  if (settled_) return true;
+  if (handle_->aborted()) {
+    settle_error(detail::str_cat("the NCCL communicator was aborted earlier (", handle_->abort_reason(),
+                                 "); create a new one"));
+    return true;
+  }
+  if (!done_) return false;  // deferred, not posted yet
+  const cudaError_t q = cudaEventQuery(done_->event());
+  if (q == cudaSuccess) {
+    settle_ok();
+    return true;
+  }
+  if (q != cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    settle_error(detail::str_cat("CUDA error while waiting for the operation: ", cudaGetErrorString(q)));
+    return true;
+  }
+  const auto now = Clock::now();
+  if (now - last_error_check_ >= kErrorCheckPeriod) {
+    last_error_check_ = now;
+    std::unique_lock<std::mutex> comm_lock(handle_->mutex(), std::try_to_lock);  // busy: next time
+    if (comm_lock.owns_lock()) {
+      const std::string err = handle_->check_async_error();
+      if (!err.empty()) {
+        settle_error(err);
+        return true;
+      }
+    }
+  }
+  if (enforce_deadline && !has_waiter_.load() && now >= deadline() + kWatcherGrace) {
+    const std::string reason = detail::str_cat(what(), " passed its deadline with nobody waiting");
+    handle_->abort(reason);
+    settle_error(reason + "; the NCCL communicator was aborted");
+    return true;
+  }
+  return false;
+}
+
+void NcclWork::waiting(bool begin) {
+  has_waiter_ = begin;
+  if (!begin) return;
+  if (on_wait_) {
+    try {
+      on_wait_();  // posts deferred operations; a failure fails this work (reported by wait())
+    } catch (const std::exception& e) {
+      abandon(e.what());
+    }
+  }
+  // Spin briefly, then sleep in short steps: communication often ends within microseconds.
+  int spins = 0;
+  while (!poll(/*enforce_deadline=*/false)) {
+    if (Clock::now() >= deadline()) {
+      // Work::wait throws the TimeoutError (naming the operation, its peers and the elapsed time)
+      // right after this. settled_ is set before the abort so that no other poll (the watcher)
+      // sees the aborted handle first and fails this work with a CommError; fail() is never
+      // called, so wait() reports the timeout. Other works of the comm get "aborted earlier".
+      {
+        std::lock_guard<std::mutex> lock(poll_mu_);
+        if (settled_) continue;  // settled meanwhile (completed or failed): poll() reports it
+        settled_ = true;         // the watcher drops it
+      }
+      handle_->abort(detail::str_cat(what(), " passed its deadline"));
+      return;
+    }
+    if (++spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
+}  // namespace longhaul::nccl

@@ -15,6 +15,7 @@
 #include "attention/cuda/cuda_attention.h"
 
 #include <ATen/ATen.h>
+#include <ATen/SDPBackend.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -241,6 +242,50 @@ void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at:
   }
 }
 
+// ---- cuDNN for whole square blocks -------------------------------------------------------------
+// [T, H, D] as the [1, H, T, D] view the SDPA-style kernels take (no copy).
+at::Tensor bhtd(const at::Tensor& x) { return x.unsqueeze(0).transpose(1, 2); }
+at::Tensor from_bhtd(const at::Tensor& x) { return x.transpose(1, 2).squeeze(0); }
+
+bool group_is_full_or_causal(const PieceGroup& g) { return g.left == -1 && (g.right == -1 || g.right == 0); }
+
+}  // namespace
+
+bool prefers_cudnn(const at::Tensor& q, const at::Tensor& k, bool causal, double scale) {
+  // Square (so top-left and bottom-right causal agree) and MHA; then whatever ATen's SDPA would
+  // choose for these inputs (cuDNN on Hopper when the build and the shapes allow it).
+  if (q.size(0) != k.size(0) || q.size(1) != k.size(1)) return false;
+  try {
+    return at::_fused_sdp_choice(bhtd(q), bhtd(k), bhtd(k), std::nullopt, 0.0, causal, scale, false) ==
+           static_cast<int64_t>(at::SDPBackend::cudnn_attention);
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
+
+namespace {
+
+AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
+                              double scale) {
+  auto res = at::_scaled_dot_product_cudnn_attention(bhtd(q), bhtd(k), bhtd(v), std::nullopt, true, 0.0, causal,
+                                                     false, scale);
+  at::Tensor out = from_bhtd(std::get<0>(res)).contiguous();  // a no-op: cuDNN writes q's layout
+  at::Tensor l = std::get<1>(res);
+  if (l.dim() == 4) l = l.squeeze(-1);  // [1, H, T, 1] -> [1, H, T]
+  return {out, fix_lse(l, out, q.size(0))};
+}
+
+AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& out, const at::Tensor& lse, bool causal, double scale, int64_t d) {
+  const int64_t t = q.size(0);
+  const at::Tensor none, philox = at::zeros({}, q.options().dtype(at::kLong));  // no dropout: never read
+  const at::Tensor lse4 = lse.to(at::kFloat).contiguous().view({1, lse.size(0), lse.size(1), 1});
+  auto g = at::_scaled_dot_product_cudnn_attention_backward(bhtd(dout), bhtd(q), bhtd(k), bhtd(v), bhtd(out), lse4,
+                                                            philox, philox, none, none, none, t, t, 0.0, causal, scale);
+  auto grad = [d](const at::Tensor& x) { return from_bhtd(x).narrow(2, 0, d).to(at::kFloat); };
+  return {grad(std::get<0>(g)), grad(std::get<1>(g)), grad(std::get<2>(g))};
+}
+
 // Gradient accumulators (float32) of one backward call.
 // Allocated (zeroed) on first accumulation, so a whole-block backward can hand over the
 // kernel's own gradients instead.
@@ -324,7 +369,9 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
     const PieceGroup& g = plan.groups[0];
     AttentionOutput r;
-    if (fused == Fused::Flash) {
+    if (fused == Fused::Flash && group_is_full_or_causal(g) && prefers_cudnn(qp, kp, g.right == 0, scale)) {
+      r = cudnn_forward(qp, kp, vp, g.right == 0, scale);
+    } else if (fused == Fused::Flash) {
       GroupOutput o = flash_forward_pieces(g, qp, kp, vp, scale);
       r = {o.out, o.lse};
     } else {
@@ -361,6 +408,9 @@ AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::T
   const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   // The fused kernels want out in the input dtype (strategies hold it in float32).
   const at::Tensor op = pad_head_dim(out.to(q.scalar_type())), lse_aten = lse_for_aten(lse);
+  if (whole_block_piece(plan, tq, tk) && fused == Fused::Flash && group_is_full_or_causal(plan.groups[0]) &&
+      prefers_cudnn(qp, kp, plan.groups[0].right == 0, scale))
+    return cudnn_backward(dp, qp, kp, vp, op, lse, plan.groups[0].right == 0, scale, d);
   for (const PieceGroup& g : plan.groups) {
     if (fused == Fused::Flash)
       flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);

@@ -8,6 +8,10 @@
 
 #include "attention/attention.h"
 #include "benchmarks/common/report.h"
+#include "longhaul/config.h"
+#if LONGHAUL_WITH_CUDA
+#include "attention/cuda/cuda_attention.h"
+#endif
 #include "runtime/errors.h"
 
 namespace longhaul::bench {
@@ -25,9 +29,23 @@ BareFlash::BareFlash(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   cu_k_ = at::tensor({0, static_cast<int32_t>(k.size(0))}, at::kInt).to(q.device());
   rng_state_ = at::zeros({2}, q.options().dtype(at::kLong));
   unused_ = at::empty({0}, q.options().dtype(at::kLong));
+#if LONGHAUL_WITH_CUDA
+  cudnn_ = cuda::prefers_cudnn(q, k, causal, scale_);
+#endif
 }
 
+namespace {
+at::Tensor bhtd(const at::Tensor& x) { return x.unsqueeze(0).transpose(1, 2); }
+}  // namespace
+
 void BareFlash::forward() {
+  if (cudnn_) {
+    auto res = at::_scaled_dot_product_cudnn_attention(bhtd(q_), bhtd(k_), bhtd(v_), std::nullopt, true, 0.0, causal_,
+                                                       false, scale_);
+    out_ = std::get<0>(res);
+    lse_ = std::get<1>(res);
+    return;
+  }
   auto res = at::_flash_attention_forward(q_, k_, v_, cu_q_, cu_k_, q_.size(0), k_.size(0), 0.0, causal_, false, scale_,
                                           std::nullopt, std::nullopt);
   out_ = std::get<0>(res);
@@ -35,6 +53,13 @@ void BareFlash::forward() {
 }
 
 void BareFlash::backward() {
+  if (cudnn_) {
+    const at::Tensor none, philox = at::zeros({}, q_.options().dtype(at::kLong));
+    at::_scaled_dot_product_cudnn_attention_backward(bhtd(dout_), bhtd(q_), bhtd(k_), bhtd(v_), out_, lse_, philox,
+                                                     philox, none, none, none, q_.size(0), k_.size(0), 0.0, causal_,
+                                                     scale_);
+    return;
+  }
   at::_flash_attention_backward(dout_, q_, k_, v_, out_, lse_, cu_q_, cu_k_, q_.size(0), k_.size(0), 0.0, causal_,
                                 rng_state_, unused_, scale_, std::nullopt, std::nullopt);
 }

@@ -16,18 +16,20 @@ namespace longhaul::bench {
 // Whether the bare flash kernel can run this configuration (fp16/bf16 on CUDA, full or causal).
 bool bare_flash_applies(const at::Tensor& q, const std::string& mask_name);
 
-// at::_flash_attention_forward (and _backward) on [T, H, D] inputs as one varlen sequence: the
-// call our path makes for a self block. The benchmark times it interleaved with ours, run by run,
-// so both see the same clocks.
+// The bare ATen kernel our path calls for a self block, on the same [T, H, D] inputs: cuDNN's
+// fused attention where the CUDA path prefers it, else at::_flash_attention_forward/_backward
+// with the inputs as one varlen sequence. The benchmark times it interleaved with ours, run by
+// run, so both see the same clocks.
 class BareFlash {
  public:
   BareFlash(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout, bool causal);
   void forward();
   void backward();  // after forward()
+  const char* kernel() const { return cudnn_ ? "cudnn" : "flash"; }
 
  private:
   at::Tensor q_, k_, v_, dout_, cu_q_, cu_k_, rng_state_, unused_, out_, lse_;
-  bool causal_;
+  bool causal_, cudnn_ = false;
   double scale_;
 };
 

@@ -146,6 +146,7 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
     const PeakRssGrowth rss;
     std::optional<BareFlash> bare;
     if (bare_flash_applies(q, c.mask)) bare.emplace(q, k, v, dout, c.mask == "causal");
+    if (bare) m.note += std::string("bare kernel: ") + bare->kernel() + "; ";
     const PhaseSamples s = time_phases(o.timing, [&] {
       Stopwatch watch(device);
       AttentionOutput res = attention_forward(q, k, v, view, mask, 0, backend);

@@ -13,10 +13,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <limits>
 #include <vector>
 
 #include "attention/attention.h"
+#include "attention/cuda/cuda_attention.h"
 #include "parallel/shard_plan.h"
 #include "runtime/errors.h"
 
@@ -131,6 +133,22 @@ TEST(AttentionCuda, FullAndCausalSelf) {
   SKIP_WITHOUT_CUDA();
   check_all_dtypes({200, 200, 4, 4, 64, BlockView::self(200), Mask::full()});
   check_all_dtypes({200, 200, 4, 4, 64, BlockView::self(200), Mask::causal()});
+}
+
+// Whole square blocks at a size where ATen's SDPA picks cuDNN on Hopper: the CUDA path then runs
+// cuDNN's fused kernels (forward and backward) instead of FlashAttention-2; either way the results
+// must match the reference.
+TEST(AttentionCuda, WholeBlocksOnTheKernelSdpaWouldPick) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t t = 1024, h = 8, d = 128;
+  for (bool causal : {true, false}) {
+    const at::Tensor q = at::randn({t, h, d}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+    std::cout << "[ INFO     ] T=" << t << " H=" << h << " D=" << d << (causal ? " causal" : " full")
+              << ": whole block on " << (cuda::prefers_cudnn(q, q, causal, 1.0 / std::sqrt(double(d))) ? "cuDNN" : "flash")
+              << "\n";
+    check_case({t, t, h, h, d, BlockView::self(t), causal ? Mask::causal() : Mask::full()}, at::kBFloat16);
+    check_case({t, t, h, h, d, BlockView::self(t), causal ? Mask::causal() : Mask::full()}, at::kHalf);
+  }
 }
 
 TEST(AttentionCuda, Documents) {

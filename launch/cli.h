@@ -16,6 +16,9 @@ namespace po = boost::program_options;
 int cmd_info(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);
+int cmd_prep(const std::vector<std::string>& args);
+// `longhaul bench data` (launch/cmd_bench_data.cpp).
+int bench_data(const std::vector<std::string>& args);
 
 // Options every command that builds a World shares: --backend, --timeout, --threads.
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s);

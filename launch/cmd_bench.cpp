@@ -320,7 +320,7 @@ int bench_cp_gpu(const std::vector<std::string>& args) {
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
-  const std::string usage = "longhaul bench <comm|kernel|cp|long|cp-gpu> [options]   (longhaul bench comm --help)";
+  const std::string usage = "longhaul bench <comm|kernel|cp|long|cp-gpu|data> [options]   (longhaul bench comm --help)";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
@@ -331,7 +331,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (args[0] == "cp") return bench_cp(rest);
   if (args[0] == "long") return bench_long(rest);
   if (args[0] == "cp-gpu") return bench_cp_gpu(rest);
-  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel, cp, long or cp-gpu");
+  if (args[0] == "data") return bench_data(rest);
+  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel, cp, long, cp-gpu or data");
 }
 
 }  // namespace longhaul::cli

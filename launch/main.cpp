@@ -8,7 +8,8 @@ namespace {
 const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {
     {"plan", {longhaul::cli::cmd_plan, "predict time, bytes and memory per CP strategy; pick one"}},
     {"info", {longhaul::cli::cmd_info, "build configuration, backends, devices and threads"}},
-    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel, cp (more to come: data)"}},
+    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel, cp, data"}},
+    {"prep", {longhaul::cli::cmd_prep, "text files, directories, JSON-lines to an HDF5 token store"}},
 };
 
 void usage(std::ostream& os) {

@@ -1,0 +1,21 @@
+// The token store's on-disk contract (ARCHITECTURE §6), shared by the writer, the reader, prep
+// and the tests. A file is readable by h5py:
+//   /tokens        uint16 (vocab_size <= 65536) or uint32 [N], chunked, shuffle + deflate + Fletcher-32
+//   /doc_offsets   uint64 [n_docs + 1]; document d is tokens[doc_offsets[d] : doc_offsets[d + 1]]
+//   attributes on the root group: format, version, tokenizer, vocab_size, eos_id
+#pragma once
+
+#include <cstdint>
+
+namespace longhaul::data {
+
+inline constexpr const char* kFormatName = "longhaul-tokens";
+inline constexpr int64_t kFormatVersion = 1;
+inline constexpr const char* kTokensDataset = "tokens";
+inline constexpr const char* kOffsetsDataset = "doc_offsets";
+// Largest vocabulary that fits the uint16 token type.
+inline constexpr int64_t kMaxUint16Vocab = 65536;
+// Targets of positions whose next token lies in another document (torch's cross-entropy default).
+inline constexpr int32_t kIgnoreTarget = -100;
+
+}  // namespace longhaul::data

@@ -1,0 +1,328 @@
+// The HDF5 token store and `prep` (built with LONGHAUL_WITH_HDF5): round trips, and every bad
+// file the issue lists fails with a message that names the problem.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/batch.h"
+#include "data/format.h"
+#include "data/hdf5/prep.h"
+#include "data/hdf5/store_reader.h"
+#include "data/hdf5/store_writer.h"
+#include "data/rng.h"
+#include "data/sampler.h"
+#include "runtime/errors.h"
+
+namespace longhaul::data {
+namespace {
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "longhaul_data_test_XXXXXX").string();
+    path = mkdtemp(t.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (fs::path(path) / name).string(); }
+  fs::path path;
+};
+
+void write_file(const std::string& path, const std::string& content) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << content;
+}
+
+std::vector<std::vector<int32_t>> random_docs(int n, int64_t vocab, uint64_t seed) {
+  SplitMix64 g{seed};
+  std::vector<std::vector<int32_t>> docs(n);
+  for (auto& d : docs) {
+    d.resize(g.below(700));
+    for (auto& t : d) t = int32_t(g.below(uint64_t(vocab)));
+  }
+  return docs;
+}
+
+// Expects f() to throw E with `part` in its message.
+template <typename E, typename F>
+void expect_error(F f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing: " << part;
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "message: " << e.what();
+  }
+}
+
+TEST(DataStore, RoundTripUint16AndUint32) {
+  TempDir dir;
+  for (int64_t vocab : {int64_t(257), int64_t(70000)}) {
+    const std::string path = dir / ("store" + std::to_string(vocab) + ".h5");
+    const auto docs = random_docs(300, vocab, uint64_t(vocab));
+    {
+      // Small chunks and buffers: many flushes and extents.
+      TokenStoreWriter w(path, {"test", vocab, vocab - 1}, {97, 1, 1000});
+      for (const auto& d : docs) w.add_document(d);
+      w.add_document({});  // an empty document
+      w.close();
+      EXPECT_EQ(w.token_bytes(), vocab <= 65536 ? 2 : 4);
+    }
+    TokenStoreReader r(path, {1 << 16});
+    EXPECT_EQ(r.num_documents(), 301);
+    EXPECT_EQ(r.vocab_size(), vocab);
+    EXPECT_EQ(r.eos_id(), vocab - 1);
+    EXPECT_EQ(r.tokenizer(), "test");
+    EXPECT_EQ(r.token_bytes(), vocab <= 65536 ? 2 : 4);
+    for (size_t d = 0; d < docs.size(); ++d) ASSERT_EQ(r.document(int64_t(d)), docs[d]) << d;
+    EXPECT_TRUE(r.document(300).empty());
+    // Random ranges across documents and chunks.
+    std::vector<int32_t> all;
+    for (const auto& d : docs) all.insert(all.end(), d.begin(), d.end());
+    SplitMix64 g{5};
+    for (int k = 0; k < 200; ++k) {
+      const int64_t b = int64_t(g.below(all.size())), n = int64_t(g.below(all.size() - b + 1));
+      std::vector<int32_t> out(n);
+      r.read(b, n, out.data());
+      ASSERT_TRUE(std::equal(out.begin(), out.end(), all.begin() + b)) << b << "+" << n;
+    }
+    expect_error<InvalidArgument>([&] { r.document(301); }, "document 301 outside [0, 301)");
+    std::vector<int32_t> one(1);
+    expect_error<InvalidArgument>([&] { r.read(int64_t(all.size()), 1, one.data()); }, "outside its");
+  }
+}
+
+TEST(DataStore, WriterRejectsTokensOutsideTheVocabulary) {
+  TempDir dir;
+  TokenStoreWriter w(dir / "w.h5", {"bytes", 257, 256});
+  const int32_t bad[] = {5, 257};
+  expect_error<InvalidArgument>([&] { w.append(bad, 2); }, "token 257 of document 0 outside [0, vocab_size = 257)");
+  const int32_t neg = -1;
+  expect_error<InvalidArgument>([&] { w.append(&neg, 1); }, "token -1");
+  expect_error<InvalidArgument>([&] { TokenStoreWriter(dir / "x.h5", {"bytes", 257, 257}); }, "eos_id 257");
+}
+
+// Writes a file by hand with the HDF5 C API: the cases the writer never produces.
+struct Craft {
+  hid_t tokens_type = H5T_STD_U16LE;
+  std::vector<uint64_t> offsets{0, 2, 4};
+  int64_t n_tokens = 4;
+  std::string format = kFormatName;
+  int64_t version = kFormatVersion;
+  bool attrs = true;
+  void write(const std::string& path) const {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    auto dataset = [&](const char* name, hid_t type, hsize_t n, hid_t mem, const void* data) {
+      hid_t s = H5Screate_simple(1, &n, nullptr);
+      hid_t d = H5Dcreate2(f, name, type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      if (n) H5Dwrite(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+      H5Dclose(d);
+      H5Sclose(s);
+    };
+    std::vector<uint32_t> toks(size_t(n_tokens), 7);
+    dataset(kTokensDataset, tokens_type, hsize_t(n_tokens), H5T_NATIVE_UINT32, toks.data());
+    dataset(kOffsetsDataset, H5T_STD_U64LE, offsets.size(), H5T_NATIVE_UINT64, offsets.data());
+    if (attrs) {
+      hid_t scalar = H5Screate(H5S_SCALAR);
+      hid_t str = H5Tcopy(H5T_C_S1);
+      H5Tset_size(str, H5T_VARIABLE);
+      auto s_attr = [&](const char* name, const std::string& v) {
+        hid_t a = H5Acreate2(f, name, str, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        const char* p = v.c_str();
+        H5Awrite(a, str, &p);
+        H5Aclose(a);
+      };
+      auto i_attr = [&](const char* name, int64_t v) {
+        hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_INT64, &v);
+        H5Aclose(a);
+      };
+      s_attr("format", format);
+      i_attr("version", version);
+      s_attr("tokenizer", "bytes");
+      i_attr("vocab_size", 257);
+      i_attr("eos_id", 256);
+      H5Tclose(str);
+      H5Sclose(scalar);
+    }
+    H5Fclose(f);
+  }
+};
+
+TEST(DataStore, BadFilesFailWithClearMessages) {
+  TempDir dir;
+  auto open = [](const std::string& p) { TokenStoreReader r(p); };
+  expect_error<InvalidArgument>([&] { open(dir / "missing.h5"); }, "missing.h5': no such file");
+  write_file(dir / "text.h5", "this is not HDF5 at all\n");
+  expect_error<InvalidArgument>([&] { open(dir / "text.h5"); }, "not an HDF5 file");
+
+  Craft ok;
+  ok.write(dir / "ok.h5");
+  EXPECT_EQ(TokenStoreReader(dir / "ok.h5").num_tokens(), 4);
+
+  Craft c = ok;
+  c.format = "something-else";
+  c.write(dir / "format.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "format.h5"); },
+                                "format attribute is 'something-else', expected 'longhaul-tokens'");
+  c = ok;
+  c.version = 2;
+  c.write(dir / "version.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "version.h5"); }, "format version 2 is not supported; this build reads version 1");
+  c = ok;
+  c.attrs = false;
+  c.write(dir / "noattrs.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "noattrs.h5"); }, "attribute 'format' is missing");
+  c = ok;
+  c.offsets = {0, 2, 5};
+  c.write(dir / "offsets_end.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "offsets_end.h5"); }, "doc_offsets end at 5 but /tokens holds 4 tokens");
+  c = ok;
+  c.offsets = {0, 3, 2, 4};
+  c.write(dir / "offsets_order.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "offsets_order.h5"); }, "doc_offsets decrease at document 1");
+  c = ok;
+  c.offsets = {1, 4};
+  c.write(dir / "offsets_start.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "offsets_start.h5"); }, "doc_offsets[0] = 1, expected 0");
+  c = ok;
+  c.tokens_type = H5T_STD_I32LE;
+  c.write(dir / "signed.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "signed.h5"); }, "/tokens must hold unsigned integers");
+}
+
+TEST(DataStore, UnfinishedTruncatedAndCorruptFiles) {
+  TempDir dir;
+  const auto docs = random_docs(400, 257, 3);
+  {
+    TokenStoreWriter w(dir / "unfinished.h5", {"bytes", 257, 256}, {256, 1, 512});
+    for (const auto& d : docs) w.add_document(d);
+  }  // no close(): the attributes are never written
+  expect_error<InvalidArgument>([&] { TokenStoreReader r(dir / "unfinished.h5"); }, "attribute 'format' is missing");
+
+  {
+    TokenStoreWriter w(dir / "good.h5", {"bytes", 257, 256}, {256, 1, 512});
+    for (const auto& d : docs) w.add_document(d);
+    w.close();
+  }
+  const auto size = fs::file_size(dir / "good.h5");
+  fs::copy_file(dir / "good.h5", dir / "truncated.h5");
+  fs::resize_file(dir / "truncated.h5", size / 2);
+  expect_error<Error>([&] { TokenStoreReader r(dir / "truncated.h5"); }, "truncated.h5'");
+
+  // Garbage over the middle of the file (chunk data): the checksum or deflate catches it.
+  fs::copy_file(dir / "good.h5", dir / "corrupt.h5");
+  {
+    std::fstream f(dir / "corrupt.h5", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(size / 3));
+    const std::string junk(size / 4, '\x5a');
+    f.write(junk.data(), std::streamsize(junk.size()));
+  }
+  expect_error<Error>(
+      [&] {
+        TokenStoreReader r(dir / "corrupt.h5");
+        std::vector<int32_t> all(r.num_tokens());
+        r.read(0, r.num_tokens(), all.data());
+      },
+      "HDF5");
+}
+
+TEST(DataPrep, TextDirectoriesAndJsonLines) {
+  TempDir dir;
+  write_file(dir / "in/a.txt", "hello");
+  write_file(dir / "in/sub/b.txt", "world!\n");
+  write_file(dir / "in/sub/empty.txt", "");
+  write_file(dir / "in/bin.txt", std::string("ab\0cd", 5));
+  write_file(dir / "in/skip/c.txt", "excluded");
+  write_file(dir / "in/notes.md", "not matching the glob");
+  write_file(dir / "docs.jsonl",
+             "{\"text\": \"first\"}\n\n{\"text\": \"sec\\u00f6nd\", \"id\": 2}\r\n{broken\n{\"id\": 1}\n"
+             "{\"text\": 5}\n{\"text\": \"\"}\n{\"text\": \"last, no newline\"}");
+  PrepOptions o;
+  o.inputs = {dir / "in", dir / "docs.jsonl"};
+  o.output = dir / "out.h5";
+  o.input.glob = "*.txt";
+  o.input.exclude_dirs = {"skip"};
+  int progress_calls = 0;
+  o.progress = [&](const PrepProgress&) { ++progress_calls; };
+  const PrepSummary s = prep(o);
+  EXPECT_GE(progress_calls, 1);
+  EXPECT_EQ(s.files, 5);  // a.txt, bin.txt, sub/b.txt, sub/empty.txt, docs.jsonl
+  EXPECT_EQ(s.documents, 5);
+  EXPECT_EQ(s.skipped.at("empty file"), 1);
+  EXPECT_EQ(s.skipped.at("binary file (NUL byte in its first 1 MiB)"), 1);
+  EXPECT_EQ(s.skipped.at("jsonl: blank line"), 1);
+  EXPECT_EQ(s.skipped.at("jsonl: invalid JSON"), 1);
+  EXPECT_EQ(s.skipped.at("jsonl: field missing ('text')"), 1);
+  EXPECT_EQ(s.skipped.at("jsonl: field is not a string ('text')"), 1);
+  EXPECT_EQ(s.skipped.at("jsonl: empty document"), 1);
+  EXPECT_EQ(s.left_out.at("not matching --glob *.txt"), 1);
+  EXPECT_EQ(s.left_out.at("excluded directory (not walked)"), 1);
+  EXPECT_NE(s.text().find("document lengths"), std::string::npos);
+  EXPECT_FALSE(fs::exists(o.output + ".tmp." + std::to_string(getpid())));
+
+  TokenStoreReader r(o.output);
+  EXPECT_EQ(r.tokenizer(), "bytes");
+  EXPECT_EQ(r.vocab_size(), 257);
+  const std::vector<std::string> expected = {"hello", "world!\n", "first", "sec\xc3\xb6nd", "last, no newline"};
+  ASSERT_EQ(r.num_documents(), 5);
+  for (int d = 0; d < 5; ++d) {
+    std::vector<int32_t> want(expected[d].begin(), expected[d].end());
+    for (auto& t : want) t = static_cast<unsigned char>(t);
+    want.push_back(256);  // every document ends with EOS
+    EXPECT_EQ(r.document(d), want) << d;
+  }
+  EXPECT_EQ(s.tokens, r.num_tokens());
+}
+
+TEST(DataPrep, BadInputs) {
+  TempDir dir;
+  PrepOptions o;
+  o.output = dir / "out.h5";
+  o.inputs = {dir / "nope.txt"};
+  expect_error<InvalidArgument>([&] { prep(o); }, "input '" + (dir / "nope.txt") + "' does not exist");
+  fs::create_directories(dir / "emptydir");
+  o.inputs = {dir / "emptydir"};
+  expect_error<InvalidArgument>([&] { prep(o); }, "no input files found");
+  write_file(dir / "e.txt", "");
+  o.inputs = {dir / "e.txt"};
+  expect_error<InvalidArgument>([&] { prep(o); }, "hold no document (all skipped");
+  EXPECT_FALSE(fs::exists(o.output));
+  write_file(dir / "ok.txt", "x");
+  o.inputs = {dir / "ok.txt"};
+  o.output = dir / "no/such/dir/out.h5";
+  expect_error<Error>([&] { prep(o); }, "cannot create the file");
+  o.output = dir / "out.h5";
+  o.tokenizer = "bpe";
+  expect_error<InvalidArgument>([&] { prep(o); }, "unknown tokenizer 'bpe'");
+}
+
+TEST(DataPrep, StoreFeedsTheSampler) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += char('a' + i % 26);
+  for (int k = 0; k < 20; ++k) write_file(dir / ("in/" + std::to_string(k) + ".txt"), text.substr(0, 100 * k + 50));
+  PrepOptions o;
+  o.inputs = {dir / "in"};
+  o.output = dir / "s.h5";
+  prep(o);
+  TokenStoreReader r(o.output);
+  auto dd = std::make_shared<Decomposition>(r.doc_offsets(), BucketRange{4, 8});
+  DDSampler s(dd, SamplerOptions{512, 1, 0, Curriculum::GrowP2, 2, 0});
+  int steps = 0;
+  while (auto p = s.next()) {
+    Batch b = build_batch(r, *p);
+    EXPECT_EQ(b.num_tokens(), 512);
+    for (int64_t t = 0; t < b.num_tokens(); ++t) ASSERT_TRUE(b.tokens[t] >= 'a' && b.tokens[t] <= 'z' || b.tokens[t] == 256);
+    ++steps;
+  }
+  EXPECT_EQ(steps, s.steps_per_epoch());
+}
+
+}  // namespace
+}  // namespace longhaul::data

@@ -28,7 +28,8 @@ int cmd_info(const std::vector<std::string>& args) {
     bench::Row row;
     row.add("version", std::string(LONGHAUL_VERSION))
         .add("torch", std::string(LONGHAUL_TORCH_VERSION))
-        .add("backends", std::string("local") + (LONGHAUL_WITH_MPI ? ",mpi" : "") + (LONGHAUL_WITH_NCCL ? ",nccl" : ""))
+        .add("backends", std::string("local") + (LONGHAUL_WITH_MPI ? ",mpi" : "") + (LONGHAUL_WITH_C10D ? ",c10d" : "") +
+                             (LONGHAUL_WITH_NCCL ? ",nccl" : ""))
         .add("cuda_built", int64_t(LONGHAUL_WITH_CUDA))
         .add("cuda_devices", devices)
         .add("mpi_built", int64_t(LONGHAUL_WITH_MPI))

@@ -1,8 +1,10 @@
-// longhaul::init: detects how the process was launched (mpirun or a single process for now),
-// builds the world communicator, sets thread counts from the CPU affinity and logs one config line.
+// longhaul::init: detects how the process was launched (mpirun, torchrun, Slurm or a single
+// process), builds the world communicator, picks the GPU by local rank, sets thread counts from
+// the CPU affinity and logs one config line.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "runtime/comm/comm.h"
@@ -10,7 +12,9 @@
 namespace longhaul {
 
 struct InitOptions {
-  std::string backend = "auto";  // auto | mpi | local (a one-rank world without MPI)
+  // auto: mpi under mpirun, c10d (Gloo) under torchrun or Slurm, local for one process;
+  // mpi | c10d | local force one (local: a one-rank world without MPI).
+  std::string backend = "auto";
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int threads = 0;               // 0: from the CPU affinity and the ranks sharing it
   bool log_config = true;        // the start-up line on rank 0 (stderr)
@@ -18,7 +22,8 @@ struct InitOptions {
 
 class World {
  public:
-  World(CommPtr comm, std::string launcher, int local_rank, int local_size, int threads, std::string thread_reason);
+  World(CommPtr comm, std::string launcher, int local_rank, int local_size, int threads, std::string thread_reason,
+        int device = -1);
   ~World();  // finalises MPI if this World started it
   World(World&&) = default;
   World& operator=(World&&) = default;
@@ -30,6 +35,8 @@ class World {
   const CommPtr& comm() const { return comm_; }
   const std::string& launcher() const { return launcher_; }
   int threads() const { return threads_; }
+  // The CUDA device of this rank (local_rank % visible devices), -1 without CUDA.
+  int device() const { return device_; }
   std::string config_line() const;
 
  private:
@@ -37,9 +44,36 @@ class World {
   std::string launcher_;
   int local_rank_, local_size_, threads_;
   std::string thread_reason_;
+  int device_ = -1;
 };
 
 World init(const InitOptions& options = {});
+
+// How this process was started, from its environment:
+//  - mpirun/srun with PMI: OMPI_COMM_WORLD_*, PMI_*, PMIX_RANK, MPI_LOCAL*;
+//  - torchrun (or RANK/WORLD_SIZE set by hand): RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+//    MASTER_ADDR, MASTER_PORT (TORCHELASTIC_* tell torchrun apart);
+//  - Slurm without MPI: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE or
+//    SLURM_TASKS_PER_NODE; the store host is MASTER_ADDR or the first host of
+//    SLURM_STEP_NODELIST / SLURM_NODELIST, the port MASTER_PORT or kSlurmBasePort + job id % 10000.
+// Throws InvalidArgument for malformed or contradictory settings.
+struct LaunchInfo {
+  std::string launcher = "single process";  // mpirun | torchrun | env | slurm | single process
+  int rank = 0, size = 1, local_rank = 0, local_size = 1;
+  std::string store_host;  // the c10d store (rank 0 serves it); empty when not known
+  int store_port = 0;
+  bool agent_store = false;  // torchrun's agent serves the store (TORCHELASTIC_USE_AGENT_STORE)
+  int restart = 0;           // TORCHELASTIC_RESTART_COUNT: keeps a restarted attempt's keys apart
+};
+constexpr int kDefaultStorePort = 29500;  // torchrun's default MASTER_PORT
+constexpr int kSlurmBasePort = 20000;
+using EnvLookup = std::function<const char*(const char*)>;
+LaunchInfo detect_launch(const EnvLookup& env);
+// The backend `requested` (auto | mpi | c10d | local) means for this launch; InvalidArgument when
+// it contradicts the launch (e.g. local with several ranks, mpi without an MPI launcher).
+std::string resolve_backend(const std::string& requested, const LaunchInfo& launch);
+// The first host of a Slurm node list: "gpu[003-005,9],cpu1" -> "gpu003".
+std::string first_slurm_host(const std::string& nodelist);
 
 // CPUs in this process's affinity mask.
 int affinity_cpus();

@@ -1,10 +1,12 @@
-// main() of the MPI test binary: the world communicator with a short deadline, rank 0 printing
-// progress and the other ranks only their failures, one exit code for all ranks.
+// main() of the multi-rank test binary: the world communicator longhaul::init builds (mpi under
+// mpirun, c10d/Gloo under torchrun or Slurm), with a short deadline; rank 0 prints progress and
+// the other ranks only their failures; one exit code for all ranks.
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <memory>
 
-#include "runtime/comm/mpi/communicator.h"
+#include "launch/world.h"
 #include "tests/mpi/mpi_fixture.h"
 
 namespace longhaul {
@@ -29,9 +31,10 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  longhaul::CommOptions options;
+  longhaul::InitOptions options;
   options.timeout = std::chrono::seconds(20);
-  longhaul::g_mpi_world = longhaul::create_mpi_world(options);
+  auto world = std::make_unique<longhaul::World>(longhaul::init(options));
+  longhaul::g_mpi_world = world->comm();
   if (longhaul::g_mpi_world->rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
@@ -40,6 +43,6 @@ int main(int argc, char** argv) {
   int rc = RUN_ALL_TESTS();
   rc = longhaul::testing::all_ranks_pass(*longhaul::g_mpi_world, rc == 0) ? 0 : 1;
   longhaul::g_mpi_world.reset();
-  longhaul::shutdown_mpi();
+  world.reset();  // finalises MPI when init started it
   return rc;
 }

@@ -1,0 +1,291 @@
+#include "runtime/comm/c10d/communicator.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <numeric>
+
+#include "runtime/comm/c10d/gloo.h"
+#include "runtime/comm/c10d/p2p.h"
+#include "runtime/comm/c10d/store.h"
+#include "runtime/comm/c10d/work.h"
+#include "runtime/errors.h"
+
+namespace longhaul {
+namespace {
+
+using c10d_backend::C10dWork;
+
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return c10d::ReduceOp(c10d::ReduceOp::SUM);
+    case ReduceOp::Max: return c10d::ReduceOp(c10d::ReduceOp::MAX);
+    case ReduceOp::Min: return c10d::ReduceOp(c10d::ReduceOp::MIN);
+  }
+  return c10d::ReduceOp(c10d::ReduceOp::SUM);
+}
+
+bool all_equal(const std::vector<int64_t>& v) {
+  return std::adjacent_find(v.begin(), v.end(), std::not_equal_to<>()) == v.end();
+}
+
+std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
+  std::vector<int64_t> off(rows.size() + 1, 0);
+  std::partial_sum(rows.begin(), rows.end(), off.begin() + 1);
+  return off;
+}
+
+class C10dCommunicator : public Communicator {
+ public:
+  C10dCommunicator(c10::intrusive_ptr<c10d::Backend> backend, c10::intrusive_ptr<c10d::Store> store,
+                   std::string prefix, CommOptions options)
+      : Communicator(options),
+        backend_(std::move(backend)),
+        store_(std::move(store)),
+        prefix_(std::move(prefix)),
+        name_(backend_->getBackendName()),
+        rank_(backend_->getRank()),
+        size_(backend_->getSize()) {
+    // Gloo aborts the process on an oversized message: its messages carry their size (p2p.h).
+    if (name_ == "gloo") sized_ = std::make_unique<c10d_backend::SizedP2P>(backend_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "c10d-" + name_; }
+
+  std::shared_ptr<Communicator> split(int color, int key) override {
+    const std::string op = detail::str_cat("split(color ", color, ", key ", key, ")");
+    if (!store_)
+      throw Unsupported(describe(op) + ": this communicator wraps a process group without a store; pass the "
+                                       "group's store to create_c10d_communicator");
+    if (name_ != "gloo")
+      throw Unsupported(describe(op) + ": only Gloo groups are split by longhaul (the " + name_ +
+                        " group would need its own split); split in Python and wrap each group");
+    // Everyone learns everyone's (color, key), then the members build a group of their own.
+    at::Tensor mine = at::tensor({int64_t(color), int64_t(key)}, at::kLong);
+    at::Tensor all = at::empty({2 * int64_t(size_)}, at::kLong);
+    all_gather(all, mine)->wait();
+    const int64_t* ck = all.data_ptr<int64_t>();
+    const int seq = ++splits_;
+    if (color < 0) return nullptr;
+    std::vector<int> members;
+    for (int j = 0; j < size_; ++j)
+      if (ck[2 * j] == color) members.push_back(j);
+    std::stable_sort(members.begin(), members.end(), [&](int a, int b) { return ck[2 * a + 1] < ck[2 * b + 1]; });
+    const int sub_rank = int(std::find(members.begin(), members.end(), rank_) - members.begin());
+    const int sub_size = int(members.size());
+    const std::string prefix = detail::str_cat(prefix_, "/split", seq, "/color", color);
+    auto sub_store = c10::make_intrusive<c10d::PrefixStore>(prefix, store_);
+    auto backend = c10d_backend::make_gloo(sub_store, sub_rank, sub_size, timeout(), describe(op));
+    CommOptions opts;
+    opts.timeout = timeout();
+    return std::make_shared<C10dCommunicator>(backend, store_, prefix, opts);
+  }
+
+ protected:
+  bool supports_device(const at::Device& device) const override {
+    if (name_ == "gloo") return device.is_cpu();
+    if (name_ == "nccl") return device.is_cuda();
+    return device.is_cpu() || device.is_cuda();
+  }
+
+  WorkPtr do_send(const at::Tensor& t, int peer, int tag) override {
+    const std::string op = detail::str_cat("send to peer ", peer, " (tag ", tag, ", ", nbytes(t), " bytes)");
+    if (peer == rank_) return send_to_self(t, tag, describe(op));
+    if (sized_) return sized_->send(t, peer, tag, describe(op), timeout());
+    std::vector<at::Tensor> v{t};
+    return run(op, false, [&] { return backend_->send(v, peer, tag); });
+  }
+
+  WorkPtr do_recv(at::Tensor& t, int peer, int tag) override {
+    const std::string op = detail::str_cat("recv from peer ", peer, " (tag ", tag, ", ", nbytes(t), " bytes)");
+    if (peer == rank_) return recv_from_self(t, tag, describe(op));
+    if (sized_) return sized_->recv(t, peer, tag, describe(op), timeout());
+    std::vector<at::Tensor> v{t};
+    return run(op, false, [&] { return backend_->recv(v, peer, tag); });
+  }
+
+  WorkPtr do_all_to_all(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& out_rows,
+                        const std::vector<int64_t>& in_rows) override {
+    at::Tensor i = in;
+    std::vector<int64_t> o_split = out_rows, i_split = in_rows;
+    return run(detail::str_cat("all_to_all (", nbytes(in), " bytes out, ", nbytes(out), " in)"), true,
+               [&] { return backend_->alltoall_base(out, i, o_split, i_split, c10d::AllToAllOptions()); });
+  }
+
+  WorkPtr do_all_gather(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows) override {
+    const std::string what = detail::str_cat("all_gather (", nbytes(out), " bytes)");
+    at::Tensor i = in;
+    if (all_equal(rows)) return run(what, true, [&] { return backend_->_allgather_base(out, i, c10d::AllgatherOptions()); });
+    // Per-rank counts: gather equal parts padded to the largest, then keep each rank's rows.
+    const int64_t most = *std::max_element(rows.begin(), rows.end());
+    std::vector<int64_t> shape(in.sizes().begin(), in.sizes().end());
+    shape[0] = most;
+    at::Tensor padded = at::zeros(shape, in.options());
+    padded.narrow(0, 0, in.size(0)).copy_(in);
+    shape[0] = most * size_;
+    at::Tensor gathered = at::empty(shape, in.options());
+    auto work = run(what + ", padded to " + std::to_string(most) + " rows per rank", true,
+                    [&] { return backend_->_allgather_base(gathered, padded, c10d::AllgatherOptions()); });
+    const auto off = offsets_of(rows);
+    work->set_finish([out, gathered, rows, off, most, padded]() mutable {
+      for (size_t j = 0; j < rows.size(); ++j)
+        out.narrow(0, off[j], rows[j]).copy_(gathered.narrow(0, int64_t(j) * most, rows[j]));
+    });
+    return work;
+  }
+
+  WorkPtr do_reduce_scatter(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows,
+                            ReduceOp op) override {
+    const std::string what = detail::str_cat("reduce_scatter(", to_string(op), ", ", nbytes(in), " bytes)");
+    c10d::ReduceScatterOptions o;
+    o.reduceOp = to_c10d(op);
+    if (all_equal(rows)) {
+      at::Tensor i = in;
+      return run(what, true, [&] { return backend_->_reduce_scatter_base(out, i, o); });
+    }
+    // Per-rank counts: reduce the whole tensor, keep this rank's rows.
+    at::Tensor whole = in.clone();
+    c10d::AllreduceOptions ao;
+    ao.reduceOp = to_c10d(op);
+    std::vector<at::Tensor> v{whole};
+    auto work = run(what + ", reduced whole for per-rank counts", true, [&] { return backend_->allreduce(v, ao); });
+    const auto off = offsets_of(rows);
+    const int64_t start = off[rank_], n = rows[rank_];
+    work->set_finish([out, whole, start, n]() mutable { out.copy_(whole.narrow(0, start, n)); });
+    return work;
+  }
+
+  WorkPtr do_all_reduce(at::Tensor& t, ReduceOp op) override {
+    c10d::AllreduceOptions o;
+    o.reduceOp = to_c10d(op);
+    std::vector<at::Tensor> v{t};
+    return run(detail::str_cat("all_reduce(", to_string(op), ", ", nbytes(t), " bytes)"), true,
+               [&] { return backend_->allreduce(v, o); });
+  }
+
+  WorkPtr do_broadcast(at::Tensor& t, int root) override {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.rootTensor = 0;
+    std::vector<at::Tensor> v{t};
+    return run(detail::str_cat("broadcast from ", root, " (", nbytes(t), " bytes)"), true,
+               [&] { return backend_->broadcast(v, o); });
+  }
+
+  WorkPtr do_barrier() override {
+    return run("barrier", true, [&] { return backend_->barrier(c10d::BarrierOptions()); });
+  }
+
+ private:
+  // Messages to this rank itself (c10d groups have no connection to self): a send copies its
+  // tensor, so it completes at once; FIFO per tag.
+  WorkPtr send_to_self(const at::Tensor& t, int tag, const std::string& what) {
+    at::Tensor copy = t.clone();
+    std::lock_guard<std::mutex> lock(self_mu_);
+    auto& waiting = self_recvs_[tag];
+    if (!waiting.empty()) {
+      auto [dst, work] = waiting.front();
+      waiting.pop_front();
+      deliver(copy, dst, *work);
+    } else {
+      self_sent_[tag].push_back(copy);
+    }
+    return Work::completed(what);
+  }
+  WorkPtr recv_from_self(const at::Tensor& t, int tag, const std::string& what) {
+    auto work = std::make_shared<Work>(what, timeout(), 1);
+    std::lock_guard<std::mutex> lock(self_mu_);
+    auto& sent = self_sent_[tag];
+    if (!sent.empty()) {
+      at::Tensor msg = sent.front();
+      sent.pop_front();
+      deliver(msg, t, *work);
+    } else {
+      self_recvs_[tag].emplace_back(t, work);
+    }
+    return work;
+  }
+  static void deliver(const at::Tensor& msg, const at::Tensor& dst, Work& work) {
+    if (nbytes(msg) != nbytes(dst)) {
+      work.fail(detail::str_cat("the sender sent ", nbytes(msg), " bytes but this receive expects ", nbytes(dst)));
+      return;
+    }
+    if (dst.numel() > 0) dst.reshape(-1).view(at::kByte).copy_(msg.reshape(-1).view(at::kByte));  // t is contiguous
+    work.complete_part();
+  }
+
+  // Starts a c10d operation; errors raised while posting become CommError naming the operation.
+  template <typename F>
+  std::shared_ptr<Work> run(const std::string& op, bool collective, F&& start) {
+    const std::string what = describe(op);
+    c10::intrusive_ptr<c10d::Work> w;
+    try {
+      w = start();
+    } catch (const c10::Error& e) {
+      throw CommError(detail::str_cat(what, " could not start: ", e.what_without_backtrace()));
+    }
+    return C10dWork::make(what, timeout(), std::move(w), collective);
+  }
+
+  c10::intrusive_ptr<c10d::Backend> backend_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::string prefix_;
+  std::string name_;
+  int rank_, size_;
+  int splits_ = 0;
+  std::unique_ptr<c10d_backend::SizedP2P> sized_;
+  std::mutex self_mu_;
+  std::map<int, std::deque<at::Tensor>> self_sent_;
+  std::map<int, std::deque<std::pair<at::Tensor, std::shared_ptr<Work>>>> self_recvs_;
+};
+
+}  // namespace
+
+CommPtr create_c10d_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options) {
+  const std::string what = detail::str_cat("backend c10d-gloo: joining the world (rank ", rank, " of ", size, ")");
+  if (!store) throw InvalidArgument(what + ": the store is null");
+  if (size < 1 || rank < 0 || rank >= size)
+    throw InvalidArgument(detail::str_cat(what, ": rank ", rank, " is outside [0, ", size, ")"));
+  c10d_backend::join(*store, rank, size, options.timeout, what);
+  const std::string prefix = "longhaul/world";
+  auto backend = c10d_backend::make_gloo(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank, size,
+                                         options.timeout, what);
+  return std::make_shared<C10dCommunicator>(backend, store, prefix, options);
+}
+
+CommPtr create_c10d_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options,
+                              const TcpStoreOptions& store_options) {
+  c10::intrusive_ptr<c10d::Store> store = c10d_backend::connect_tcp_store(
+      host, port, rank, size, options.timeout, rank == 0 && store_options.rank0_serves);
+  if (!store_options.prefix.empty()) store = c10::make_intrusive<c10d::PrefixStore>(store_options.prefix, store);
+  return create_c10d_world(store, rank, size, options);
+}
+
+CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::Backend>& backend,
+                                 const c10::intrusive_ptr<c10d::Store>& store, CommOptions options) {
+  if (!backend) throw InvalidArgument("backend c10d: the process group backend to wrap is null");
+  return std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options);
+}
+
+CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::ProcessGroup>& group, c10::DeviceType device,
+                                 CommOptions options) {
+  if (!group) throw InvalidArgument("backend c10d: the process group to wrap is null");
+  c10::intrusive_ptr<c10d::Backend> backend;
+  try {
+    backend = group->getBackend(device);
+  } catch (const c10::Error& e) {
+    throw InvalidArgument(detail::str_cat("backend c10d: the process group has no backend for ",
+                                          c10::DeviceTypeName(device), " tensors: ", e.what_without_backtrace()));
+  }
+  return create_c10d_communicator(backend, group->getStore(), options);
+}
+
+}  // namespace longhaul

@@ -1,0 +1,48 @@
+// The `c10d` backend: a Communicator over a torch c10d::Backend — Gloo on CPU tensors, which
+// longhaul creates itself over a c10d store (torchrun, Slurm), or any process group a caller hands
+// in (e.g. Python's torch.distributed group). Native c10d collectives where the backend has
+// them (all_reduce, broadcast, barrier, all_to_all with split sizes, all_gather and
+// reduce_scatter with equal parts); per-rank counts are padded or reduced whole, and grouped
+// exchange is composed from send/recv (comm.cpp). Deadlines: the Work's, with Gloo's own operation
+// timeout set to the same value.
+#pragma once
+
+#include <c10/core/DeviceType.h>
+#include <c10/util/intrusive_ptr.h>
+
+#include <string>
+
+#include "runtime/comm/comm.h"
+
+namespace c10d {
+class Backend;
+class ProcessGroup;
+class Store;
+}  // namespace c10d
+
+namespace longhaul {
+
+// A Gloo world over `store`: every rank of [0, size) calls this with the same size; each first
+// announces itself on the store and checks the others (missing ranks, disagreeing world sizes and
+// duplicate ranks fail with a CommError within options.timeout).
+CommPtr create_c10d_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options = {});
+
+// Where the ranks meet: a TCPStore at host:port that rank 0 serves (port 0 on a one-rank world:
+// any), or one a launcher's agent already serves (torchrun's, TORCHELASTIC_USE_AGENT_STORE);
+// `prefix` keeps the keys of one attempt apart from a restarted job's.
+struct TcpStoreOptions {
+  bool rank0_serves = true;
+  std::string prefix;
+};
+CommPtr create_c10d_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options = {},
+                              const TcpStoreOptions& store = {});
+
+// Wraps an existing backend. `store` (the group's, or one all its ranks share) is needed only by
+// split(); without it split() throws Unsupported.
+CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::Backend>& backend,
+                                 const c10::intrusive_ptr<c10d::Store>& store = {}, CommOptions options = {});
+// Wraps the backend of `group` for tensors of `device` (its store comes along).
+CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+                                 c10::DeviceType device = c10::DeviceType::CPU, CommOptions options = {});
+
+}  // namespace longhaul

@@ -1,0 +1,4 @@
+// Declarations only (see ../README.md).
+#pragma once
+
+#include "gloo/context.h"

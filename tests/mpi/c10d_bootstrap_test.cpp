@@ -1,0 +1,221 @@
+// The c10d backend and longhaul::init's launch detection, in one process: Gloo thread-ranks over a
+// TCPStore on a free port run the shared collective checks; bootstrap failures (unreachable store,
+// a rank that never arrives, disagreeing world sizes) end in a clear CommError within the
+// deadline; torchrun/Slurm variables parse, and contradictory ones are InvalidArgument.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "launch/world.h"
+#include "runtime/comm/c10d/communicator.h"
+#include "runtime/comm/c10d/store.h"
+#include "runtime/errors.h"
+#include "tests/common/collectives.h"
+
+namespace longhaul {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A port nobody listens on (bound, read, released).
+int unused_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Runs fn(rank) on `sizes.size()` threads; rank r believes the world has sizes[r] ranks. Returns
+// each rank's error message ("" when it succeeded).
+std::vector<std::string> run_ranks(const std::vector<int>& sizes, milliseconds timeout,
+                                   const std::function<void(Communicator&)>& fn) {
+  const int n = int(sizes.size());
+  auto server = c10d_backend::connect_tcp_store("127.0.0.1", 0, 0, sizes[0], timeout, true);
+  const int port = static_cast<c10d::TCPStore&>(*server).getPort();
+  std::vector<std::string> errors(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto store = r == 0 ? server : c10d_backend::connect_tcp_store("127.0.0.1", port, r, sizes[r], timeout, false);
+        CommOptions o;
+        o.timeout = timeout;
+        auto comm = create_c10d_world(store, r, sizes[r], o);
+        fn(*comm);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+        if (errors[r].empty()) errors[r] = "(empty message)";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+TEST(C10dWorld, SharedChecksOnTwoThreadRanks) {
+  auto errors = run_ranks({2, 2}, milliseconds(20000), [](Communicator& comm) {
+    EXPECT_EQ(comm.backend(), "c10d-gloo");
+    EXPECT_EQ(comm.size(), 2);
+    testing::check_point_to_point(comm);
+    testing::check_exchange(comm);
+    testing::check_all_to_all(comm);
+    testing::check_all_gather(comm);
+    testing::check_reduce_scatter(comm);
+    testing::check_all_reduce(comm);
+    testing::check_broadcast_and_barrier(comm);
+    testing::check_split(comm);
+    testing::check_zero_size(comm);
+    testing::check_argument_errors(comm);
+  });
+  for (size_t r = 0; r < errors.size(); ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+}
+
+TEST(C10dBootstrap, UnreachableStoreFailsWithinTheDeadline) {
+  const int port = unused_port();
+  const auto start = Clock::now();
+  try {
+    CommOptions o;
+    o.timeout = milliseconds(1500);
+    create_c10d_world_tcp("127.0.0.1", port, 1, 2, o);
+    ADD_FAILURE() << "a world was built without a store";
+  } catch (const CommError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("could not connect"), std::string::npos) << msg;
+  }
+  EXPECT_LT(seconds_since(start), 1.5 + 2.5);  // the deadline, and TCPStore's last retry delay
+}
+
+TEST(C10dBootstrap, ARankThatNeverArrivesIsNamed) {
+  const auto start = Clock::now();
+  auto errors = run_ranks({3, 3}, milliseconds(1000), [](Communicator&) {});  // rank 2 never starts
+  EXPECT_LT(seconds_since(start), 10.0);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("never arrived"), std::string::npos) << "rank " << r << ": " << errors[r];
+    EXPECT_NE(errors[r].find("rank 2"), std::string::npos) << errors[r];
+  }
+}
+
+TEST(C10dBootstrap, DisagreeingWorldSizesAreAnError) {
+  const auto start = Clock::now();
+  auto errors = run_ranks({2, 3}, milliseconds(1000), [](Communicator&) {});
+  EXPECT_LT(seconds_since(start), 10.0);
+  EXPECT_NE(errors[0].find("disagree on the world size"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("rank 1 was started with world size 3"), std::string::npos) << errors[0];
+  EXPECT_FALSE(errors[1].empty());  // waits for a rank 2 that does not exist, or sees the disagreement
+}
+
+TEST(C10dBootstrap, BadRankIsInvalidArgument) {
+  EXPECT_THROW(create_c10d_world_tcp("127.0.0.1", 1234, 2, 2), InvalidArgument);
+  EXPECT_THROW(create_c10d_world_tcp("127.0.0.1", 0, 1, 2), InvalidArgument);  // port 0 only for rank 0
+}
+
+// ---- launch detection ---------------------------------------------------------------------
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  auto held = std::make_shared<std::map<std::string, std::string>>(std::move(vars));
+  return [held](const char* name) -> const char* {
+    auto it = held->find(name);
+    return it == held->end() ? nullptr : it->second.c_str();
+  };
+}
+
+TEST(Launch, Torchrun) {
+  auto l = detect_launch(env_of({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                                 {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29511"}, {"TORCHELASTIC_RUN_ID", "x"},
+                                 {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}));  // torchrun inside a Slurm job
+  EXPECT_EQ(l.launcher, "torchrun");
+  EXPECT_EQ(l.rank, 3);
+  EXPECT_EQ(l.size, 4);
+  EXPECT_EQ(l.local_rank, 1);
+  EXPECT_EQ(l.local_size, 2);
+  EXPECT_EQ(l.store_host, "node7");
+  EXPECT_EQ(l.store_port, 29511);
+  EXPECT_EQ(resolve_backend("auto", l), "c10d");
+}
+
+TEST(Launch, Slurm) {
+  auto l = detect_launch(env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                                 {"SLURM_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_ID", "123456"},
+                                 {"SLURM_NODELIST", "gpu[003-004],cpu1"}, {"SLURM_STEP_NODELIST", "gpu[004-005]"}}));
+  EXPECT_EQ(l.launcher, "slurm");
+  EXPECT_EQ(l.rank, 5);
+  EXPECT_EQ(l.size, 8);
+  EXPECT_EQ(l.local_rank, 1);
+  EXPECT_EQ(l.local_size, 4);
+  EXPECT_EQ(l.store_host, "gpu004");  // the step's first node wins over the job's
+  EXPECT_EQ(l.store_port, kSlurmBasePort + 123456 % 10000);
+  EXPECT_EQ(resolve_backend("auto", l), "c10d");
+  auto m = detect_launch(env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_NODELIST", "a,b"},
+                                 {"MASTER_ADDR", "head"}, {"MASTER_PORT", "4000"}}));
+  EXPECT_EQ(m.store_host, "head");
+  EXPECT_EQ(m.store_port, 4000);
+}
+
+TEST(Launch, MpirunAndSingleProcess) {
+  auto l = detect_launch(env_of({{"OMPI_COMM_WORLD_SIZE", "4"}, {"OMPI_COMM_WORLD_RANK", "2"},
+                                 {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}}));
+  EXPECT_EQ(l.launcher, "mpirun");
+  EXPECT_EQ(l.rank, 2);
+  EXPECT_EQ(resolve_backend("auto", l), "mpi");
+  EXPECT_THROW(resolve_backend("local", l), InvalidArgument);
+  auto s = detect_launch(env_of({}));
+  EXPECT_EQ(s.launcher, "single process");
+  EXPECT_EQ(resolve_backend("auto", s), "local");
+  EXPECT_EQ(resolve_backend("c10d", s), "c10d");
+  EXPECT_THROW(resolve_backend("gloo", s), InvalidArgument);
+}
+
+TEST(Launch, SlurmHostList) {
+  EXPECT_EQ(first_slurm_host("node1"), "node1");
+  EXPECT_EQ(first_slurm_host("gpu[003-005,9],cpu1"), "gpu003");
+  EXPECT_EQ(first_slurm_host("a[1,2]-ib"), "a1-ib");
+  EXPECT_THROW(first_slurm_host("gpu[003"), InvalidArgument);
+}
+
+void expect_invalid(std::map<std::string, std::string> vars, const std::string& fragment) {
+  try {
+    detect_launch(env_of(vars));
+    ADD_FAILURE() << "accepted; expected an error with '" << fragment << "'";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(Launch, ContradictionsAreInvalidArgument) {
+  expect_invalid({{"RANK", "0"}}, "RANK and WORLD_SIZE must be set together");
+  expect_invalid({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}}, "rank 2 is outside [0, world size 2)");
+  expect_invalid({{"RANK", "x"}, {"WORLD_SIZE", "2"}}, "RANK='x' is not an integer");
+  expect_invalid({{"RANK", "1"}, {"WORLD_SIZE", "2"}}, "MASTER_ADDR is not");
+  expect_invalid({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"SLURM_PROCID", "0"},
+                  {"SLURM_NTASKS", "2"}}, "contradict SLURM_PROCID");
+  expect_invalid({{"OMPI_COMM_WORLD_SIZE", "2"}, {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_RUN_ID", "x"}},
+                 "both mpirun");
+  expect_invalid({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "70000"}},
+                 "MASTER_PORT=70000");
+  expect_invalid({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"LOCAL_RANK", "2"},
+                  {"LOCAL_WORLD_SIZE", "2"}}, "local rank 2");
+  expect_invalid({{"SLURM_PROCID", "0"}}, "SLURM_PROCID and SLURM_NTASKS must be set together");
+  auto torchrun2 = detect_launch(env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
+                                         {"TORCHELASTIC_RUN_ID", "x"}}));
+  EXPECT_THROW(resolve_backend("mpi", torchrun2), InvalidArgument);
+  EXPECT_THROW(resolve_backend("local", torchrun2), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace longhaul

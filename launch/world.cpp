@@ -16,6 +16,9 @@
 
 #include "longhaul/config.h"
 #include "runtime/comm/local/communicator.h"
+#if LONGHAUL_WITH_NCCL
+#include "runtime/comm/nccl/communicator.h"
+#endif
 #include "runtime/errors.h"
 #if LONGHAUL_WITH_MPI
 #include "runtime/comm/mpi/communicator.h"
@@ -192,13 +195,17 @@ std::string resolve_backend(const std::string& requested, const LaunchInfo& l) {
                                             l.launcher, " started these ", l.size, " ranks; use --backend c10d"));
     return requested;
   }
+  if (requested == "nccl") {
+    resolve_backend("auto", l);  // the bootstrap's own checks
+    return requested;
+  }
   if (requested == "c10d") {
     if (l.size > 1 && l.store_host.empty())
       throw InvalidArgument(detail::str_cat("backend c10d with ", l.size, " ranks (", l.launcher,
                                             ") needs MASTER_ADDR (and MASTER_PORT) for its store"));
     return requested;
   }
-  throw InvalidArgument("unknown backend '" + requested + "', expected auto, mpi, c10d or local");
+  throw InvalidArgument("unknown backend '" + requested + "', expected auto, mpi, c10d, nccl or local");
 }
 
 int affinity_cpus() {
@@ -220,10 +227,10 @@ World::World(CommPtr comm, std::string launcher, int local_rank, int local_size,
 
 World::~World() {
 #if LONGHAUL_WITH_MPI
-  if (comm_ && comm_->backend() == "mpi") {
-    comm_.reset();
-    shutdown_mpi();
-  }
+  const bool mpi = (comm_ && comm_->backend() == "mpi") || (host_comm_ && host_comm_->backend() == "mpi");
+  comm_.reset();
+  host_comm_.reset();
+  if (mpi) shutdown_mpi();
 #endif
 }
 
@@ -239,7 +246,19 @@ World init(const InitOptions& options) {
   CommOptions comm_options;
   comm_options.timeout = options.timeout;
   const LaunchInfo launch = detect_launch(getenv_lookup);
-  const std::string backend = resolve_backend(options.backend, launch);
+  const std::string requested = resolve_backend(options.backend, launch);
+  const std::string backend = requested == "nccl" ? resolve_backend("auto", launch) : requested;
+
+  // The GPU of this rank: local_rank % visible devices, when CUDA is present.
+  int device = -1;
+  if (at::hasCUDA()) {
+    const int visible = static_cast<int>(at::accelerator::deviceCount());
+    if (visible > 0) {
+      device = launch.local_rank % visible;
+      at::accelerator::setDeviceIndex(static_cast<c10::DeviceIndex>(device));
+    }
+  }
+
   CommPtr comm;
   if (backend == "mpi") {
 #if LONGHAUL_WITH_MPI
@@ -268,14 +287,20 @@ World init(const InitOptions& options) {
     throw CommError(detail::str_cat("backend ", comm->backend(), " built a world of ", comm->size(), " ranks but ",
                                     launch.launcher, " says ", launch.size));
 
-  // The GPU of this rank: local_rank % visible devices, when CUDA is present.
-  int device = -1;
-  if (at::hasCUDA()) {
-    const int visible = static_cast<int>(at::accelerator::deviceCount());
-    if (visible > 0) {
-      device = launch.local_rank % visible;
-      at::accelerator::setDeviceIndex(static_cast<c10::DeviceIndex>(device));
-    }
+  CommPtr host;
+  if (requested == "nccl") {
+#if LONGHAUL_WITH_NCCL
+    LH_CHECK(device >= 0, "backend nccl needs a CUDA device, but torch sees none on this rank (",
+             launch.launcher, " rank ", launch.rank, ")");
+    NcclOptions nccl;
+    nccl.device = device;
+    nccl.comm = comm_options;
+    host = comm;
+    comm = create_nccl_world(*host, nccl);
+#else
+    throw Unsupported("backend nccl requested but this build of longhaul has no NCCL; configure with "
+                      "LONGHAUL_WITH_NCCL=ON (needs CUDA)");
+#endif
   }
   const int local_rank = launch.local_rank, local_size = launch.local_size;
   const std::string launcher = launch.launcher;
@@ -292,6 +317,7 @@ World init(const InitOptions& options) {
   }
   at::set_num_threads(threads);
   World world(comm, launcher, local_rank, local_size, threads, reason, device);
+  if (host) world.set_host_comm(host);
   if (options.log_config && world.rank() == 0) std::cerr << world.config_line() << std::endl;
   return world;
 }

@@ -13,7 +13,9 @@ namespace longhaul {
 
 struct InitOptions {
   // auto: mpi under mpirun, c10d (Gloo) under torchrun or Slurm, local for one process;
-  // mpi | c10d | local force one (local: a one-rank world without MPI).
+  // mpi | c10d | local force one (local: a one-rank world without MPI); nccl: a world for CUDA
+  // tensors over NCCL on this rank's GPU, bootstrapped over the auto choice, which stays
+  // available as World::host_comm() for CPU tensors.
   std::string backend = "auto";
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int threads = 0;               // 0: from the CPU affinity and the ranks sharing it
@@ -33,6 +35,9 @@ class World {
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
   const CommPtr& comm() const { return comm_; }
+  // The same ranks for CPU tensors: comm() itself unless comm() is NCCL (then its bootstrap).
+  const CommPtr& host_comm() const { return host_comm_ ? host_comm_ : comm_; }
+  void set_host_comm(CommPtr c) { host_comm_ = std::move(c); }
   const std::string& launcher() const { return launcher_; }
   int threads() const { return threads_; }
   // The CUDA device of this rank (local_rank % visible devices), -1 without CUDA.
@@ -40,7 +45,7 @@ class World {
   std::string config_line() const;
 
  private:
-  CommPtr comm_;
+  CommPtr comm_, host_comm_;
   std::string launcher_;
   int local_rank_, local_size_, threads_;
   std::string thread_reason_;

@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
+
+#include "launch/world.h"
 #include <unistd.h>
 
 #include <chrono>
@@ -430,6 +432,22 @@ TEST(NcclComm, DeadlineAbortsTheCommunicator) {
   // The device must stay usable after the abort.
   EXPECT_EQ(cudaStreamSynchronize(caller), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
   EXPECT_EQ(at::ones({4}, on_gpu()).sum().item<float>(), 4.0f);
+}
+
+// longhaul::init with --backend nccl: a world of one on this GPU, bootstrapped over the local
+// world, which stays available for CPU tensors.
+TEST(NcclComm, InitWithBackendNccl) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none)";
+  InitOptions o;
+  o.backend = "nccl";
+  o.log_config = false;
+  World world = init(o);
+  EXPECT_EQ(world.comm()->backend(), "nccl");
+  EXPECT_EQ(world.host_comm()->backend(), "local");
+  EXPECT_GE(world.device(), 0);
+  at::Tensor t = at::full({8}, 2.0f, at::TensorOptions().device(at::kCUDA));
+  world.comm()->all_reduce(t)->wait();
+  EXPECT_TRUE(at::equal(t.cpu(), at::full({8}, 2.0f)));
 }
 
 }  // namespace

@@ -179,6 +179,24 @@ TEST(Launch, MpirunAndSingleProcess) {
   EXPECT_EQ(resolve_backend("auto", s), "local");
   EXPECT_EQ(resolve_backend("c10d", s), "c10d");
   EXPECT_THROW(resolve_backend("gloo", s), InvalidArgument);
+  EXPECT_EQ(resolve_backend("nccl", l), "nccl");  // bootstrapped over MPI
+  EXPECT_EQ(resolve_backend("nccl", s), "nccl");
+}
+
+// Without a GPU (or without NCCL in the build) --backend nccl is a clear error, not a hang; the
+// GPU machine runs the positive case (tests/gpu/nccl_comm_test.cpp, InitWithBackendNccl).
+TEST(Launch, NcclWithoutAGpuIsAClearError) {
+  if (at::hasCUDA()) GTEST_SKIP() << "a CUDA device is present: the positive case runs in the gpu suite";
+  InitOptions o;
+  o.backend = "nccl";
+  o.log_config = false;
+  try {
+    init(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("nccl") != std::string::npos || what.find("NCCL") != std::string::npos) << what;
+  }
 }
 
 TEST(Launch, SlurmHostList) {

@@ -11,6 +11,7 @@
 #include <set>
 #include <tuple>
 
+#include "benchmarks/cp/cp_row.h"
 #include "parallel/bytes_model.h"
 #include "parallel/planner.h"
 #include "benchmarks/cp/cp_check.h"
@@ -195,15 +196,7 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
   } else {
     note = "no baseline (--no-baseline)";
   }
-  return Row()
-      .add("strategy", c.strategy)
-      .add("layout", c.layout)
-      .add("mask", c.mask)
-      .add("T", c.t)
-      .add("P", int64_t(c.p))
-      .add("H", c.h)
-      .add("H_kv", c.h_kv)
-      .add("D", c.d)
+  return cp_config_row(c.strategy, c.layout, c.mask, c.t, c.p, c.h, c.h_kv, c.d)
       .add("fwd_ms", t.fwd_ms)
       .add("bwd_ms", t.bwd_ms)
       .add("gflops_per_rank", gflops)

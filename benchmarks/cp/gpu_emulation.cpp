@@ -8,6 +8,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "benchmarks/cp/cp_row.h"
 #include "benchmarks/cp/plan_for.h"
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"
@@ -71,15 +72,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
   const double single_tflops = flops / (single_ms * 1e-3) / 1e12;
   auto row = [&](const std::string& strategy, int p, double fwd_ms, double bwd_ms, double err) {
     const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
-    return Row()
-        .add("strategy", strategy)
-        .add("layout", p == 1 ? std::string("-") : o.layout)
-        .add("mask", o.mask)
-        .add("T", o.T)
-        .add("P", int64_t(p))
-        .add("H", o.H)
-        .add("H_kv", o.H_kv)
-        .add("D", o.D)
+    return cp_config_row(strategy, p == 1 ? std::string("-") : o.layout, o.mask, o.T, p, o.H, o.H_kv, o.D)
         .add("dtype", o.dtype)
         .add("fwd_ms", fwd_ms)
         .add("bwd_ms", bwd_ms)

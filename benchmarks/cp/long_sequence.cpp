@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "benchmarks/cp/cp_row.h"
 #include "parallel/bytes_model.h"
 #include "parallel/context_parallel.h"
 #include "runtime/errors.h"
@@ -117,16 +118,8 @@ Row run_long_sequence(Communicator& comm, const LongSequenceOptions& o) {
     comm.barrier()->wait();
   }
   const int64_t wrong = r == 0 && !(err <= o.tolerance) ? 1 : 0;
-  return Row()
-      .add("strategy", o.strategy)
-      .add("layout", o.layout)
-      .add("mask", std::string(o.window > 0 ? "causal_window" : "causal"))
+  return cp_config_row(o.strategy, o.layout, o.window > 0 ? "causal_window" : "causal", o.T, p, o.H, o.H_kv, o.D)
       .add("window", o.window)
-      .add("T", o.T)
-      .add("P", int64_t(p))
-      .add("H", o.H)
-      .add("H_kv", o.H_kv)
-      .add("D", o.D)
       .add("fwd_ms", fwd * 1e3)
       .add("bwd_ms", bwd * 1e3)
       .add("bytes_sent", int64_t(sent))

@@ -67,7 +67,10 @@ log "bench kernel exit $?"
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------
 log "bench cp-gpu"
-timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 32768 --H 16 --D 128 --dtype bf16 --iters 3 \
-    > "$out/cp_gpu.txt" 2>&1
+{
+  timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 32768 --H 16 --D 128 --dtype bf16 --iters 3
+  echo
+  timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 131072 --H 16 --D 128 --dtype bf16 --strategies ring --iters 2
+} > "$out/cp_gpu.txt" 2>&1
 log "bench cp-gpu exit $?"
 tail -n 30 "$out/kernel_cuda.txt" "$out/cp_gpu.txt"

@@ -37,7 +37,10 @@ double rel_err(const at::Tensor& got, const at::Tensor& ref) {
 
 struct Timed {
   double fwd_ms = 0, bwd_ms = 0;
+  int64_t peak_bytes = 0;  // strategy buffers at their high-water mark + this rank's inputs and results
 };
+
+int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * int64_t(t.element_size()) : 0; }
 
 }  // namespace
 
@@ -70,7 +73,8 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
   });
   const double single_ms = median_of_first_phases(single, 2);
   const double single_tflops = flops / (single_ms * 1e-3) / 1e12;
-  auto row = [&](const std::string& strategy, int p, double fwd_ms, double bwd_ms, double err) {
+  auto row = [&](const std::string& strategy, int p, const Timed& t, double err) {
+    const double fwd_ms = t.fwd_ms, bwd_ms = t.bwd_ms;
     const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
     return cp_config_row(strategy, p == 1 ? std::string("-") : o.layout, o.mask, o.T, p, o.H, o.H_kv, o.D)
         .add("dtype", o.dtype)
@@ -80,10 +84,13 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         .add("tflops_aggregate", agg)
         .add("single_kernel_tflops", single_tflops)
         .add("aggregate_over_single", agg / single_tflops)
+        .add("tokens_per_s", double(o.T) / (ms * 1e-3))
+        .add("peak_mb_per_rank", double(t.peak_bytes) / (1 << 20))
         .add("max_rel_err", err);
   };
-  std::vector<Row> rows{row("single", 1, median_of_first_phases(single, 1),
-                            single_ms - median_of_first_phases(single, 1), 0.0)};
+  Timed one{median_of_first_phases(single, 1), single_ms - median_of_first_phases(single, 1),
+            4 * bytes_of(q) + 2 * bytes_of(k) + 2 * bytes_of(v) + bytes_of(ref.lse)};  // in, out, grads (as q/k/v)
+  std::vector<Row> rows{row("single", 1, one, 0.0)};
 
   for (int p : o.ranks) {
     for (const auto& name : o.strategies) {
@@ -104,6 +111,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         opts.layout = layout;
         ContextParallel cp(comm.shared_from_this(), opts);
         AttentionOutput f;
+        AttentionGrads g;
         std::vector<double> fwd, bwd;
         for (int it = 0; it < o.timing.warmup + o.timing.iters; ++it) {
           comm.barrier()->wait();
@@ -112,17 +120,20 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
           const double tf = watch.lap();
           comm.barrier()->wait();
           watch.lap();
-          cp.backward(dl, ql, kl, vl, f.out, f.lse, plan, mask);
+          g = cp.backward(dl, ql, kl, vl, f.out, f.lse, plan, mask);
           const double tb = watch.lap();
           if (it >= o.timing.warmup) fwd.push_back(tf), bwd.push_back(tb);
         }
         const double e = rel_err(f.out, plan.shard(ref.out));
+        const int64_t peak = cp.stats().peak_tracked_bytes + bytes_of(ql) + bytes_of(kl) + bytes_of(vl) + bytes_of(dl) +
+                             bytes_of(f.out) + bytes_of(f.lse) + bytes_of(g.dq) + bytes_of(g.dk) + bytes_of(g.dv);
         std::lock_guard<std::mutex> lock(mu);
+        worst.peak_bytes = std::max(worst.peak_bytes, peak);
         worst.fwd_ms = std::max(worst.fwd_ms, median(fwd));
         worst.bwd_ms = std::max(worst.bwd_ms, median(bwd));
         err = std::max(err, e);
       }, co);
-      rows.push_back(row(name, p, worst.fwd_ms, worst.bwd_ms, err));
+      rows.push_back(row(name, p, worst, err));
     }
   }
   return rows;

@@ -3,8 +3,10 @@
 // and backward (no autograd). Reported beside the plain kernel on the whole sequence on the same
 // GPU: per-rank and aggregate TFLOP/s on the masked area, and the aggregate over the single-kernel
 // rate (1.0 = emulation costs nothing beyond the kernel; the ranks share one GPU, so per-rank
-// TFLOP/s is at most the single-kernel rate / P). `max_rel_err`: CP output shards against the
-// single-kernel output on the same inputs.
+// TFLOP/s is at most the single-kernel rate / P), tokens/s of the whole sequence, and the peak
+// memory per rank (the strategy's tracked buffers at their high-water mark plus the rank's
+// inputs and results; the ranks share one allocator, so the device's own peak cannot be split).
+// `max_rel_err`: CP output shards against the single-kernel output on the same inputs.
 #pragma once
 
 #include <cstdint>

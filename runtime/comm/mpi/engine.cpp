@@ -1,6 +1,7 @@
 #include "runtime/comm/mpi/engine.h"
 
 #include <memory>
+#include <thread>
 
 #include "runtime/comm/mpi/check.h"
 #include "runtime/errors.h"
@@ -16,8 +17,8 @@ Engine* g_instance = nullptr;
 // Otherwise the caller is computing: the engine sleeps between polls, doubling the pause up to
 // kMaxPause, so it takes little of the caller's core yet answers a peer within a fraction of a ms.
 constexpr auto kSpinAfterActivity = std::chrono::microseconds(50);
-// A caller blocked longer than this (a peer still computing) no longer justifies spinning: the
-// engine backs off too, leaving the core to the ranks that compute.
+// A caller blocked longer than this (a peer still computing) no longer justifies a hot spin: the
+// engine then polls with a yield between polls, leaving the core to ranks that compute.
 constexpr auto kSpinWhileWaiting = std::chrono::milliseconds(2);
 constexpr auto kMinPause = std::chrono::microseconds(20);
 constexpr auto kMaxPause = std::chrono::microseconds(320);
@@ -122,9 +123,18 @@ void Engine::loop() {
       } else if (idle_poll && queue_.empty() && !stop_ &&
                  Clock::now() - std::max(last_activity, last_waiter_) >
                      (waiters_ > 0 ? kSpinWhileWaiting : kSpinAfterActivity)) {
-        const int waiters_before = waiters_;
-        cv_.wait_for(lock, pause, [&] { return !queue_.empty() || waiters_ > waiters_before || stop_; });
-        pause = std::min(pause * 2, std::chrono::duration_cast<std::chrono::microseconds>(kMaxPause));
+        if (waiters_ > 0) {
+          // A caller waits for a transfer that may need many more polls (a large message moves in
+          // fragments, each poll advancing a few): timed pauses would stretch it by orders of
+          // magnitude. Yield instead: a rank that computes on this core still gets it.
+          lock.unlock();
+          std::this_thread::yield();
+          lock.lock();
+        } else {
+          const int waiters_before = waiters_;
+          cv_.wait_for(lock, pause, [&] { return !queue_.empty() || waiters_ > waiters_before || stop_; });
+          pause = std::min(pause * 2, std::chrono::duration_cast<std::chrono::microseconds>(kMaxPause));
+        }
       }
       ops.swap(queue_);
       if (stop_ && ops.empty()) break;

@@ -17,6 +17,7 @@ int cmd_info(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);
 int cmd_prep(const std::vector<std::string>& args);
+int cmd_train(const std::vector<std::string>& args);  // launch/cmd_train.cpp
 // `longhaul bench data` (launch/cmd_bench_data.cpp).
 int bench_data(const std::vector<std::string>& args);
 

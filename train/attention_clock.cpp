@@ -1,0 +1,57 @@
+#include "train/attention_clock.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace longhaul::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct ClockRef : torch::CustomClassHolder {
+  explicit ClockRef(AttentionClock* c) : clock(c) {}
+  AttentionClock* clock;
+};
+
+// Identity on the attention's output: its backward marks where the attention backward starts.
+class MarkEnd : public torch::autograd::Function<MarkEnd> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& out,
+                                                AttentionClock* clock) {
+    ctx->saved_data["c"] = c10::IValue::make_capsule(c10::make_intrusive<ClockRef>(clock));
+    return {out.view_as(out)};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list g) {
+    c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock->backward_begin = Clock::now();
+    return {g[0], at::Tensor()};
+  }
+};
+
+// Identity on q, k, v: its backward marks where the attention backward ended.
+class MarkBegin : public torch::autograd::Function<MarkBegin> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q,
+                                                const at::Tensor& k, const at::Tensor& v, AttentionClock* clock) {
+    ctx->saved_data["c"] = c10::IValue::make_capsule(c10::make_intrusive<ClockRef>(clock));
+    return {q.view_as(q), k.view_as(k), v.view_as(v)};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list g) {
+    auto* c = c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock;
+    c->backward_s += std::chrono::duration<double>(Clock::now() - c->backward_begin).count();
+    return {g[0], g[1], g[2], at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor timed_attention(AttentionClock& clock, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>& call) {
+  auto in = MarkBegin::apply(q, k, v, &clock);
+  const auto t0 = Clock::now();
+  at::Tensor out = call(in[0], in[1], in[2]);
+  clock.forward_s += std::chrono::duration<double>(Clock::now() - t0).count();
+  return MarkEnd::apply(out, &clock)[0];
+}
+
+}  // namespace longhaul::train

@@ -1,0 +1,34 @@
+#include "train/grad_sync.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+namespace longhaul::train {
+
+double sync_gradients(const std::vector<at::Tensor>& params, Communicator& cp, Communicator* dp, double clip) {
+  std::vector<at::Tensor> flat;
+  flat.reserve(params.size());
+  for (const at::Tensor& p : params) {
+    at::Tensor g = p.grad();
+    flat.push_back(g.defined() ? g.reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, at::kFloat));
+  }
+  at::Tensor buf = at::cat(flat);
+  if (cp.size() > 1) cp.all_reduce(buf)->wait();
+  if (dp && dp->size() > 1) dp->all_reduce(buf)->wait();
+  const double norm = buf.norm().item<double>();
+  if (clip > 0 && norm > clip) buf.mul_(clip / (norm + 1e-6));
+  int64_t off = 0;
+  for (const at::Tensor& p : params) {
+    at::Tensor g = buf.narrow(0, off, p.numel()).view(p.sizes()).to(p.scalar_type());
+    if (p.grad().defined()) {
+      p.mutable_grad().copy_(g);
+    } else {
+      p.mutable_grad() = g.clone();
+    }
+    off += p.numel();
+  }
+  return norm;
+}
+
+}  // namespace longhaul::train

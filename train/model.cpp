@@ -1,0 +1,106 @@
+#include "train/model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "train/recompute.h"
+#include "train/rope.h"
+
+namespace longhaul::train {
+namespace {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps = 1e-6) {
+  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * w;
+}
+
+}  // namespace
+
+Transformer::Transformer(ModelOptions options) : opt_(std::move(options)) {
+  opt_.validate();
+  const int64_t d = opt_.dim, D = opt_.head_dim(), H = opt_.heads, Hkv = opt_.kv_heads, f = opt_.hidden();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(opt_.seed);
+  const double out_std = opt_.init_std / std::sqrt(2.0 * double(opt_.layers));  // residual projections
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, double std) {
+    at::Tensor t = at::empty(shape, at::kFloat);
+    if (std > 0) {
+      t.normal_(0, std, gen);
+    } else {
+      t.fill_(1.0);  // norm weights
+    }
+    std::string flat = name;  // torch::nn forbids dots in a parameter's own name
+    for (char& c : flat)
+      if (c == '.') c = '_';
+    t = register_parameter(flat, t);
+    ordered_.emplace_back(name, t);
+    return t;
+  };
+  embed_ = add("embed", {opt_.vocab, d}, opt_.init_std);
+  for (int64_t i = 0; i < opt_.layers; ++i) {
+    const std::string p = "layer" + std::to_string(i) + ".";
+    Layer l;
+    l.norm1 = add(p + "norm1", {d}, 0);
+    l.wq = add(p + "wq", {H * D, d}, opt_.init_std);
+    l.wk = add(p + "wk", {Hkv * D, d}, opt_.init_std);
+    l.wv = add(p + "wv", {Hkv * D, d}, opt_.init_std);
+    l.wo = add(p + "wo", {d, H * D}, out_std);
+    l.norm2 = add(p + "norm2", {d}, 0);
+    l.w1 = add(p + "w1", {f, d}, opt_.init_std);
+    l.w3 = add(p + "w3", {f, d}, opt_.init_std);
+    l.w2 = add(p + "w2", {d, f}, out_std);
+    layers_.push_back(l);
+  }
+  norm_f_ = add("norm_f", {d}, 0);
+  head_ = add("head", {opt_.vocab, d}, opt_.init_std);
+}
+
+at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                              ContextParallel& cp, const ShardPlan& plan, const Mask& mask,
+                              AttentionClock* clock) const {
+  const int64_t Tl = x.size(0), H = opt_.heads, Hkv = opt_.kv_heads, D = opt_.head_dim();
+  const RopeTables rope{cos, sin};
+  at::Tensor h = rms_norm(x, l.norm1);
+  at::Tensor q = apply_rope(at::linear(h, l.wq).view({Tl, H, D}), rope).contiguous();
+  at::Tensor k = apply_rope(at::linear(h, l.wk).view({Tl, Hkv, D}), rope).contiguous();
+  at::Tensor v = at::linear(h, l.wv).view({Tl, Hkv, D}).contiguous();
+  auto call = [&](const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_) {
+    return cp.attention(q_, k_, v_, plan, mask);
+  };
+  at::Tensor a = clock ? timed_attention(*clock, q, k, v, call) : call(q, k, v);
+  at::Tensor y = x + at::linear(a.reshape({Tl, H * D}), l.wo);
+  at::Tensor h2 = rms_norm(y, l.norm2);
+  return y + at::linear(at::silu(at::linear(h2, l.w1)) * at::linear(h2, l.w3), l.w2);
+}
+
+at::Tensor Transformer::forward(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan,
+                                const Mask& mask, AttentionClock* clock) {
+  const RopeTables rope = rope_tables(plan.doc_positions(), opt_.head_dim(), opt_.rope_theta, at::kFloat);
+  at::Tensor x = at::embedding(embed_, tokens);
+  for (const Layer& l : layers_) {
+    if (opt_.checkpoint_blocks && at::GradMode::is_enabled()) {
+      // Captures by value: the backward recomputation runs after this frame has returned.
+      Layer lc = l;
+      at::Tensor cos = rope.cos, sin = rope.sin;
+      ShardPlan pc = plan;
+      Mask mc = mask;
+      ContextParallel* cpp = &cp;
+      x = checkpointed([this, lc, cos, sin, cpp, pc, mc, clock](const at::Tensor& in) {
+        return block(lc, in, cos, sin, *cpp, pc, mc, clock);
+      }, x);
+    } else {
+      x = block(l, x, rope.cos, rope.sin, cp, plan, mask, clock);
+    }
+  }
+  return at::linear(rms_norm(x, norm_f_), head_);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Transformer::ordered_parameters() const { return ordered_; }
+
+int64_t Transformer::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : ordered_) n += t.numel();
+  return n;
+}
+
+}  // namespace longhaul::train

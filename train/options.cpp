@@ -1,0 +1,36 @@
+#include "train/options.h"
+
+#include "runtime/errors.h"
+
+namespace longhaul::train {
+
+void ModelOptions::validate() const {
+  LH_CHECK(vocab > 1 && dim > 0 && layers > 0 && heads > 0 && kv_heads > 0, "model: vocab, dim, layers, heads and ",
+           "kv_heads must be positive (got ", shape(), ")");
+  LH_CHECK(dim % heads == 0, "model: dim ", dim, " must be divisible by heads ", heads);
+  LH_CHECK(heads % kv_heads == 0, "model: heads ", heads, " must be divisible by kv_heads ", kv_heads);
+  LH_CHECK(head_dim() % 2 == 0, "model: head dim ", head_dim(), " must be even (rotary embeddings)");
+}
+
+std::string ModelOptions::shape() const {
+  return detail::str_cat("vocab=", vocab, " dim=", dim, " layers=", layers, " heads=", heads, " kv_heads=", kv_heads,
+                         " hidden=", hidden());
+}
+
+SamplerKind sampler_from_string(const std::string& name) {
+  if (name == "dd") return SamplerKind::DD;
+  if (name == "concat") return SamplerKind::ConcatChunk;
+  if (name == "concat_docmask") return SamplerKind::ConcatChunkDocMask;
+  throw InvalidArgument("unknown sampler '" + name + "', expected dd, concat or concat_docmask");
+}
+
+const char* to_string(SamplerKind k) {
+  switch (k) {
+    case SamplerKind::DD: return "dd";
+    case SamplerKind::ConcatChunk: return "concat";
+    case SamplerKind::ConcatChunkDocMask: return "concat_docmask";
+  }
+  return "?";
+}
+
+}  // namespace longhaul::train

@@ -1,0 +1,60 @@
+// Options of `longhaul train`: the model's shape, the optimiser and the run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "data/curriculum.h"
+#include "data/decomposition.h"
+#include "parallel/options.h"
+
+namespace longhaul::train {
+
+struct ModelOptions {
+  int64_t vocab = 257;
+  int64_t dim = 64;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  int64_t kv_heads = 4;   // divides heads (GQA when smaller)
+  int64_t mlp_hidden = 0; // 0: 8/3 · dim rounded up to a multiple of 16 (SwiGLU)
+  double rope_theta = 10000;
+  double init_std = 0.02;
+  bool checkpoint_blocks = false;  // recompute each block in backward (activation checkpointing)
+  uint64_t seed = 0;               // parameter initialisation
+
+  int64_t head_dim() const { return dim / heads; }
+  int64_t hidden() const { return mlp_hidden > 0 ? mlp_hidden : (8 * dim / 3 + 15) / 16 * 16; }
+  void validate() const;  // InvalidArgument naming the bad size
+  // "vocab=257 dim=64 layers=2 heads=4 kv_heads=4 hidden=176": checkpoints must match it exactly.
+  std::string shape() const;
+};
+
+struct OptimOptions {
+  double lr = 3e-3;
+  double min_lr_ratio = 0.1;  // cosine decays to lr · min_lr_ratio at total_steps
+  int64_t warmup = 20;
+  int64_t total_steps = 1000;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double weight_decay = 0.1;
+  double clip = 1.0;  // global gradient norm; <= 0: no clipping
+};
+
+// Where the step plans come from.
+enum class SamplerKind { DD, ConcatChunk, ConcatChunkDocMask };
+SamplerKind sampler_from_string(const std::string& name);  // dd, concat, concat_docmask
+const char* to_string(SamplerKind k);
+
+struct TrainOptions {
+  ModelOptions model;
+  OptimOptions optim;
+  int cp = 1;        // CP group size; the rest of the world is data parallel
+  Options cp_options;  // strategy, layout
+  SamplerKind sampler = SamplerKind::DD;
+  data::BucketRange buckets{6, 9};  // DD buckets; concat-and-chunk uses 2^max_log2
+  data::Curriculum curriculum = data::Curriculum::GrowP2;
+  int cycles = 8;
+  int64_t tokens_per_step = 4096;  // per step over the whole world (DD's b)
+  uint64_t seed = 0;               // data order
+};
+
+}  // namespace longhaul::train

@@ -1,0 +1,221 @@
+#include "train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+
+#include "data/batch.h"
+#include "data/concat_chunk.h"
+#include "data/sampler.h"
+#include "runtime/errors.h"
+#include "train/checkpoint.h"
+#include "train/grad_sync.h"
+#include "train/schedule.h"
+#include "train/task.h"
+
+namespace longhaul::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+at::Tensor to_long(const std::vector<int32_t>& v) {
+  return at::from_blob(const_cast<int32_t*>(v.data()), {static_cast<int64_t>(v.size())}, at::kInt).to(at::kLong);
+}
+
+constexpr const char* kFormat = "longhaul-train-checkpoint 1";
+
+}  // namespace
+
+Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options)
+    : opt_(std::move(options)),
+      world_(world),
+      mesh_(world, MeshShape{opt_.cp, 1}),
+      source_(std::move(source)),
+      rng_(at::make_generator<at::CPUGeneratorImpl>(opt_.seed)) {
+  LH_CHECK(source_ != nullptr, "train: no token source");
+  LH_CHECK(source_->vocab_size() <= opt_.model.vocab, "train: the data's vocabulary (", source_->vocab_size(),
+           ") does not fit the model's (", opt_.model.vocab, "); pass --vocab ", source_->vocab_size());
+  cp_ = std::make_unique<ContextParallel>(mesh_.cp(), opt_.cp_options);
+  model_ = std::make_shared<Transformer>(opt_.model);
+  for (const auto& [name, t] : model_->ordered_parameters()) params_.push_back(t);
+  torch::optim::AdamWOptions ao(opt_.optim.lr);
+  ao.betas({opt_.optim.beta1, opt_.optim.beta2}).eps(opt_.optim.eps).weight_decay(opt_.optim.weight_decay);
+  optim_ = std::make_unique<torch::optim::AdamW>(params_, ao);
+  sampler_ = make_sampler(0);
+}
+
+Trainer::~Trainer() = default;
+
+std::unique_ptr<data::PlanSource> Trainer::make_sampler(int64_t epoch) const {
+  const int dp = mesh_.dp_size(), dp_rank = world_->rank() / opt_.cp;
+  const uint64_t seed = opt_.seed + 0x9e3779b97f4a7c15ULL * uint64_t(epoch);  // a new order each epoch
+  if (opt_.sampler == SamplerKind::DD) {
+    auto dd = std::make_shared<data::Decomposition>(source_->doc_offsets(), opt_.buckets);
+    data::SamplerOptions so;
+    so.tokens_per_step = opt_.tokens_per_step;
+    so.dp_size = dp;
+    so.dp_rank = dp_rank;
+    so.curriculum = opt_.curriculum;
+    so.cycles = opt_.cycles;
+    so.seed = seed;
+    return std::make_unique<data::DDSampler>(dd, so);
+  }
+  data::ConcatChunkOptions co;
+  co.seq_len = opt_.buckets.max_len();
+  co.tokens_per_step = opt_.tokens_per_step;
+  co.dp_size = dp;
+  co.dp_rank = dp_rank;
+  co.doc_masking = opt_.sampler == SamplerKind::ConcatChunkDocMask;
+  co.seed = seed;
+  return std::make_unique<data::ConcatChunkSampler>(source_->doc_offsets(), co);
+}
+
+data::StepPlan Trainer::next_plan() {
+  for (int tries = 0; tries < 2; ++tries) {
+    if (auto p = sampler_->next()) return *p;
+    sampler_ = make_sampler(++epoch_);  // the epoch is over: the next one, in a new order
+  }
+  throw InvalidArgument("train: the data holds no full step of " + std::to_string(opt_.tokens_per_step) +
+                        " tokens (use a smaller --tokens-per-step or more data)");
+}
+
+double Trainer::world_sum(double v) {
+  at::Tensor t = at::full({1}, v, at::kDouble);
+  world_->all_reduce(t)->wait();
+  return t.item<double>();
+}
+
+StepStats Trainer::step() {
+  const auto t0 = Clock::now();
+  clock_.reset();
+  StepStats s;
+  const double lr = learning_rate(opt_.optim, step_);
+  for (auto& g : optim_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+
+  data::StepPlan plan = next_plan();
+  s.seq_len = plan.seq_len;
+  data::Batch batch = data::build_batch(*source_, std::move(plan));
+  const int64_t T = batch.num_tokens();
+  at::Tensor cu = at::tensor(batch.cu_seqlens, at::kLong);
+  ShardPlan sp(T, cu, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank());
+  const Mask mask = Mask::causal().documents(cu);
+  at::Tensor tokens = sp.shard(to_long(batch.tokens));
+  at::Tensor targets = sp.shard(to_long(batch.targets));  // shifted on the whole sequence, then sharded
+
+  const double local_targets = targets.ne(-100).sum().item<double>();
+  const double n_targets = world_sum(local_targets);
+  at::Tensor logits = model_->forward(tokens, *cp_, sp, mask, &clock_);
+  at::Tensor loss_sum = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -100);
+  (loss_sum / std::max(1.0, n_targets)).backward();
+
+  const auto ts = Clock::now();
+  s.grad_norm = sync_gradients(params_, *mesh_.cp(), mesh_.dp().get(), opt_.optim.clip);
+  optim_->step();
+  optim_->zero_grad();
+  s.sync_s = since(ts);  // the all-reduces dominate; the optimiser step is small
+  s.loss = world_sum(loss_sum.item<double>()) / std::max(1.0, n_targets);
+
+  ++step_;
+  s.step = step_;
+  s.lr = lr;
+  s.targets = static_cast<int64_t>(n_targets);
+  s.tokens = T * mesh_.dp_size();
+  s.seconds = since(t0);
+  s.attention_s = clock_.forward_s + clock_.backward_s;
+  s.rest_s = std::max(0.0, s.seconds - s.attention_s - s.sync_s);
+  return s;
+}
+
+std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  std::vector<EvalRow> rows;
+  const int dp = mesh_.dp_size(), dp_rank = world_->rank() / opt_.cp;
+  for (int k = min_log2; k <= max_log2; ++k) {
+    EvalRow row;
+    row.context = int64_t(1) << k;
+    // This data-parallel rank's share of the documents (at least one each, so every group runs).
+    const int mine = std::max(1, (docs - dp_rank + dp - 1) / dp);
+    EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
+    const int64_t T = static_cast<int64_t>(e.tokens.size());
+    std::vector<int64_t> cu_v;
+    for (int64_t o = 0; o <= T; o += e.length) cu_v.push_back(o);
+    at::Tensor cu = at::tensor(cu_v, at::kLong);
+    ShardPlan sp(T, cu, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank());
+    at::Tensor toks = to_long(e.tokens);
+    at::Tensor is_query = at::zeros({T}, at::kBool), answer = at::zeros({T}, at::kLong);
+    for (int64_t q : e.query_rows) {
+      is_query[q] = true;
+      answer[q] = toks[q + 1];
+    }
+    at::Tensor logits = model_->forward(sp.shard(toks), *cp_, sp, Mask::causal().documents(cu));
+    at::Tensor sel = sp.shard(is_query);
+    at::Tensor hit = logits.argmax(-1).eq(sp.shard(answer)).logical_and(sel);
+    row.correct = static_cast<int64_t>(world_sum(hit.sum().item<double>()));
+    row.total = static_cast<int64_t>(world_sum(sel.sum().item<double>()));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+void Trainer::save(const std::string& path) {
+  if (world_->rank() == 0) {
+    CheckpointFile c;
+    c.strings["format"] = kFormat;
+    c.strings["model_shape"] = opt_.model.shape();
+    c.strings["sampler"] = to_string(opt_.sampler);
+    c.strings["sampler_state"] = sampler_->save_state();
+    c.strings["step"] = std::to_string(step_);
+    c.strings["epoch"] = std::to_string(epoch_);
+    c.tensors.emplace_back("rng", rng_.get_state());
+    for (const auto& [name, t] : model_->ordered_parameters()) {
+      c.tensors.emplace_back("param." + name, t);
+      auto it = optim_->state().find(t.unsafeGetTensorImpl());
+      if (it == optim_->state().end()) continue;
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      c.strings["adam." + name + ".step"] = std::to_string(st.step());
+      c.tensors.emplace_back("adam." + name + ".exp_avg", st.exp_avg());
+      c.tensors.emplace_back("adam." + name + ".exp_avg_sq", st.exp_avg_sq());
+    }
+    write_checkpoint(path, c);
+  }
+  world_->barrier()->wait();
+}
+
+void Trainer::load(const std::string& path) {
+  const CheckpointFile c = read_checkpoint(path);
+  auto expect = [&](const std::string& key, const std::string& want, const char* what) {
+    const std::string& got = c.string(key);
+    if (got != want)
+      throw InvalidArgument("checkpoint " + path + ": " + what + " differs: the checkpoint has '" + got +
+                            "', this run has '" + want + "'");
+  };
+  expect("format", kFormat, "format");
+  expect("model_shape", opt_.model.shape(), "model shape");
+  expect("sampler", to_string(opt_.sampler), "sampler");
+  at::NoGradGuard no_grad;
+  for (const auto& [name, t] : model_->ordered_parameters()) {
+    const at::Tensor& src = c.tensor("param." + name);
+    LH_CHECK(src.sizes() == t.sizes(), "checkpoint ", path, ": parameter ", name, " has shape ", src.sizes(),
+             ", the model expects ", t.sizes());
+    t.copy_(src);
+  }
+  optim_->state().clear();
+  for (const auto& [name, t] : model_->ordered_parameters()) {
+    auto it = c.strings.find("adam." + name + ".step");
+    if (it == c.strings.end()) continue;
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->step(std::stoll(it->second));
+    st->exp_avg(c.tensor("adam." + name + ".exp_avg").clone());
+    st->exp_avg_sq(c.tensor("adam." + name + ".exp_avg_sq").clone());
+    optim_->state()[t.unsafeGetTensorImpl()] = std::move(st);
+  }
+  epoch_ = std::stoll(c.string("epoch"));
+  sampler_ = make_sampler(epoch_);
+  sampler_->restore_state(c.string("sampler_state"));
+  step_ = std::stoll(c.string("step"));
+  rng_.set_state(c.tensor("rng"));
+}
+
+}  // namespace longhaul::train

@@ -1,0 +1,86 @@
+// The training loop of one rank: the world splits into CP groups of `cp` ranks (the rest is data
+// parallel); each data-parallel rank draws its sequences from the sampler, every rank of its CP
+// group builds the same packed batch and takes its shard through a ShardPlan. Targets are shifted
+// before sharding (the batch builder computes them on the whole sequence), so no target is lost
+// at a shard boundary. Every public call that computes is a collective over the world.
+#pragma once
+
+#include <torch/optim/adamw.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/step_plan.h"
+#include "data/token_source.h"
+#include "parallel/context_parallel.h"
+#include "runtime/mesh.h"
+#include "train/attention_clock.h"
+#include "train/model.h"
+#include "train/options.h"
+
+namespace longhaul::train {
+
+struct StepStats {
+  int64_t step = 0;       // 1-based: steps completed
+  double loss = 0;        // mean cross-entropy over the step's global targets
+  int64_t seq_len = 0;    // the bucket's sequence length
+  int64_t tokens = 0;     // tokens of the step over the world
+  int64_t targets = 0;    // targets counted in the loss
+  double lr = 0, grad_norm = 0;
+  double seconds = 0, attention_s = 0, sync_s = 0, rest_s = 0;  // wall time split
+  double tokens_per_s() const { return seconds > 0 ? double(tokens) / seconds : 0; }
+};
+
+struct EvalRow {
+  int64_t context = 0;
+  int64_t correct = 0, total = 0;
+  double accuracy() const { return total ? double(correct) / double(total) : 0; }
+};
+
+class Trainer {
+ public:
+  // source: this rank's reader (not shared between threads). Throws InvalidArgument when the
+  // world size is not a multiple of cp or the model's vocabulary cannot hold the source's tokens.
+  Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options);
+  ~Trainer();
+
+  // One optimiser step (a collective).
+  StepStats step();
+  int64_t steps_done() const { return step_; }
+
+  // Retrieval accuracy of the embedded task at each length 2^min…2^max (a collective).
+  std::vector<EvalRow> evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed);
+
+  // Rank 0 writes the checkpoint atomically; every rank waits for it (a collective).
+  void save(const std::string& path);
+  // Every rank reads and restores model, optimiser, sampler, epoch and RNG. InvalidArgument for a
+  // checkpoint of another model shape, sampler or data, or a damaged file.
+  void load(const std::string& path);
+
+  Transformer& model() { return *model_; }
+  const ProcessMesh& mesh() const { return mesh_; }
+  const TrainOptions& options() const { return opt_; }
+
+ private:
+  data::StepPlan next_plan();
+  std::unique_ptr<data::PlanSource> make_sampler(int64_t epoch) const;
+  // Sum of a double over the world.
+  double world_sum(double v);
+
+  TrainOptions opt_;
+  CommPtr world_;
+  ProcessMesh mesh_;
+  std::shared_ptr<data::TokenSource> source_;
+  std::unique_ptr<ContextParallel> cp_;
+  std::shared_ptr<Transformer> model_;
+  std::vector<at::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> optim_;
+  std::unique_ptr<data::PlanSource> sampler_;
+  at::Generator rng_;  // the run's generator (initialisation); saved with the checkpoint
+  AttentionClock clock_;
+  int64_t step_ = 0, epoch_ = 0;
+};
+
+}  // namespace longhaul::train

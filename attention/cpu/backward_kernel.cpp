@@ -43,7 +43,12 @@ void backward_kernel(const BackwardParams<T>& p) {
           for (int64_t qt = 0; qt < nqt; ++qt) {
             const BlockClass cls = p.mask.classify(q_tiles[qt], k_tiles[kt]);
             if (cls == BlockClass::Empty) continue;
-            const int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
+            int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
+            if (cls == BlockClass::Partial) {  // only the tile's rows that see some key
+              const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);
+              if (first == last) continue;
+              i0 += first, nq = last - first;
+            }
             const T* q = p.q + (i0 * p.h + h) * d;
             const T* dout = p.dout + (i0 * p.h + h) * d;
             gemm_rm<T>(false, true, nq, nk, d, p.scale, q, p.h * d, k, p.hkv * d, T(0), s.data(), nk);

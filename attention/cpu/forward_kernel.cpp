@@ -38,11 +38,19 @@ void forward_kernel(const ForwardParams<T>& p) {
         const int64_t j0 = kt * bk, nk = std::min(bk, p.tk - j0);
         const T* k = p.k + (j0 * p.hkv + hk) * d;
         const T* v = p.v + (j0 * p.hkv + hk) * d;
-        gemm_rm<T>(false, true, nq, nk, d, p.scale, q, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
+        // A partial tile's work covers only its rows that see some key (r0 .. r0 + nr).
+        int64_t r0 = 0, nr = nq;
+        if (cls == BlockClass::Partial) {
+          const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);
+          r0 = first, nr = last - first;
+          if (nr == 0) continue;
+        }
+        gemm_rm<T>(false, true, nr, nk, d, p.scale, q + r0 * p.h * d, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
         if (cls == BlockClass::Partial)
-          mask_tile(s.data(), nq, nk, p.q_pos + i0, p.q_doc + i0, p.k_pos + j0, p.k_doc + j0, p.mask);
-        for (int64_t r = 0; r < nq; ++r) {
-          T* row = s.data() + r * nk;
+          mask_tile(s.data(), nr, nk, p.q_pos + i0 + r0, p.q_doc + i0 + r0, p.k_pos + j0, p.k_doc + j0, p.mask);
+        for (int64_t rr = 0; rr < nr; ++rr) {
+          const int64_t r = r0 + rr;
+          T* row = s.data() + rr * nk;
           const T mx = row_max(row, nk, m[r]);
           if (mx == neg_inf) {  // nothing visible yet in this row: P = 0
             std::fill(row, row + nk, T(0));
@@ -59,7 +67,7 @@ void forward_kernel(const ForwardParams<T>& p) {
           }
           l[r] += sum;
         }
-        gemm_rm<T>(false, false, nq, d, nk, T(1), s.data(), nk, v, p.hkv * d, T(1), o.data(), d);
+        gemm_rm<T>(false, false, nr, d, nk, T(1), s.data(), nk, v, p.hkv * d, T(1), o.data() + r0 * d, d);
       }
       for (int64_t r = 0; r < nq; ++r) {
         T* out = p.out + ((i0 + r) * p.h + h) * d;

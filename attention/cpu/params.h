@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "attention/mask_spec.h"
@@ -70,6 +71,21 @@ Tiling make_tiling(const AttentionParams<T>& p) {
   t.nk = static_cast<int64_t>(t.k.size());
   t.group = p.h / p.hkv;
   return t;
+}
+
+// The rows [first, last) of a query tile that may see some key of a key tile: leading and trailing
+// rows the mask hides from every key of the tile are left out of a partial tile's work (under a
+// causal mask, the rows of a diagonal tile above its first key). Rows in between are kept even if
+// empty (mask_tile hides them); classify is exact for "empty", so no row that sees a key is cut.
+inline std::pair<int64_t, int64_t> rows_seeing(const MaskSpec& mask, const int64_t* q_pos, const int64_t* q_doc,
+                                               int64_t nq, const RowRange& keys) {
+  auto sees = [&](int64_t r) {
+    return mask.classify(RowRange{q_pos[r], q_pos[r], q_doc[r], q_doc[r]}, keys) != BlockClass::Empty;
+  };
+  int64_t first = 0, last = nq;
+  while (first < last && !sees(first)) ++first;
+  while (last > first && !sees(last - 1)) --last;
+  return {first, last};
 }
 
 template <typename T>

@@ -265,6 +265,13 @@ bool prefers_cudnn(const at::Tensor& q, const at::Tensor& k, bool causal, double
 
 namespace {
 
+// The cuDNN route, forward and backward alike: a whole block with one full or causal piece,
+// fp16/bf16 (the flash-capable dtypes), where ATen's SDPA would pick cuDNN.
+bool cudnn_route(const BlockPlan& plan, Fused fused, const at::Tensor& q, const at::Tensor& k, double scale) {
+  return fused == Fused::Flash && whole_block_piece(plan, q.size(0), k.size(0)) &&
+         group_is_full_or_causal(plan.groups[0]) && prefers_cudnn(q, k, plan.groups[0].right == 0, scale);
+}
+
 AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
                               double scale) {
   auto res = at::_scaled_dot_product_cudnn_attention(bhtd(q), bhtd(k), bhtd(v), std::nullopt, true, 0.0, causal,
@@ -369,7 +376,7 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
     const PieceGroup& g = plan.groups[0];
     AttentionOutput r;
-    if (fused == Fused::Flash && group_is_full_or_causal(g) && prefers_cudnn(qp, kp, g.right == 0, scale)) {
+    if (cudnn_route(plan, fused, qp, kp, scale)) {
       r = cudnn_forward(qp, kp, vp, g.right == 0, scale);
     } else if (fused == Fused::Flash) {
       GroupOutput o = flash_forward_pieces(g, qp, kp, vp, scale);
@@ -407,10 +414,10 @@ AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::T
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   // The fused kernels want out in the input dtype (strategies hold it in float32).
-  const at::Tensor op = pad_head_dim(out.to(q.scalar_type())), lse_aten = lse_for_aten(lse);
-  if (whole_block_piece(plan, tq, tk) && fused == Fused::Flash && group_is_full_or_causal(plan.groups[0]) &&
-      prefers_cudnn(qp, kp, plan.groups[0].right == 0, scale))
+  const at::Tensor op = pad_head_dim(out.to(q.scalar_type()));
+  if (cudnn_route(plan, fused, qp, kp, scale))
     return cudnn_backward(dp, qp, kp, vp, op, lse, plan.groups[0].right == 0, scale, d);
+  const at::Tensor lse_aten = lse_for_aten(lse);
   for (const PieceGroup& g : plan.groups) {
     if (fused == Fused::Flash)
       flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);

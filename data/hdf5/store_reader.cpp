@@ -16,40 +16,45 @@ namespace {
 
 bool has_attr(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
 
-std::string read_string_attr(hid_t obj, const char* name, const std::string& ctx) {
-  LH_CHECK(has_attr(obj, name), ctx, ": attribute '", name, "' is missing (expected a string)");
+// An attribute that must exist, hold one value and be of `cls` (what: "a string", noun: "string").
+struct ScalarAttr {
+  h5::Handle attr, type;
+};
+ScalarAttr open_scalar_attr(hid_t obj, const char* name, H5T_class_t cls, const char* what, const char* noun,
+                            const std::string& ctx) {
+  LH_CHECK(has_attr(obj, name), ctx, ": attribute '", name, "' is missing (expected ", what, ")");
   h5::Handle attr(LH_CHECK_HDF5(H5Aopen(obj, name, H5P_DEFAULT), ctx), H5Aclose);
   h5::Handle type(LH_CHECK_HDF5(H5Aget_type(attr), ctx), H5Tclose);
-  LH_CHECK(H5Tget_class(type) == H5T_STRING, ctx, ": attribute '", name, "' is not a string");
+  LH_CHECK(H5Tget_class(type) == cls, ctx, ": attribute '", name, "' is not ", what);
   h5::Handle space(LH_CHECK_HDF5(H5Aget_space(attr), ctx), H5Sclose);
-  LH_CHECK(H5Sget_simple_extent_npoints(space) == 1, ctx, ": attribute '", name, "' should be one string");
-  if (H5Tis_variable_str(type) > 0) {
+  LH_CHECK(H5Sget_simple_extent_npoints(space) == 1, ctx, ": attribute '", name, "' should be one ", noun);
+  return {std::move(attr), std::move(type)};
+}
+
+std::string read_string_attr(hid_t obj, const char* name, const std::string& ctx) {
+  const ScalarAttr a = open_scalar_attr(obj, name, H5T_STRING, "a string", "string", ctx);
+  if (H5Tis_variable_str(a.type) > 0) {
     h5::Handle mem(LH_CHECK_HDF5(H5Tcopy(H5T_C_S1), ctx), H5Tclose);
     LH_CHECK_HDF5(H5Tset_size(mem, H5T_VARIABLE), ctx);
-    LH_CHECK_HDF5(H5Tset_cset(mem, H5Tget_cset(type)), ctx);
+    LH_CHECK_HDF5(H5Tset_cset(mem, H5Tget_cset(a.type)), ctx);
     char* s = nullptr;
-    LH_CHECK_HDF5(H5Aread(attr, mem, &s), ctx, ": attribute ", name);
+    LH_CHECK_HDF5(H5Aread(a.attr, mem, &s), ctx, ": attribute ", name);
     std::string out = s ? s : "";
     H5free_memory(s);
     return out;
   }
-  const size_t n = H5Tget_size(type);
+  const size_t n = H5Tget_size(a.type);
   std::string out(n, '\0');
-  LH_CHECK_HDF5(H5Aread(attr, type, out.data()), ctx, ": attribute ", name);
+  LH_CHECK_HDF5(H5Aread(a.attr, a.type, out.data()), ctx, ": attribute ", name);
   out.resize(std::find(out.begin(), out.end(), '\0') - out.begin());
   while (!out.empty() && out.back() == ' ') out.pop_back();  // space-padded fixed strings
   return out;
 }
 
 int64_t read_int_attr(hid_t obj, const char* name, const std::string& ctx) {
-  LH_CHECK(has_attr(obj, name), ctx, ": attribute '", name, "' is missing (expected an integer)");
-  h5::Handle attr(LH_CHECK_HDF5(H5Aopen(obj, name, H5P_DEFAULT), ctx), H5Aclose);
-  h5::Handle type(LH_CHECK_HDF5(H5Aget_type(attr), ctx), H5Tclose);
-  LH_CHECK(H5Tget_class(type) == H5T_INTEGER, ctx, ": attribute '", name, "' is not an integer");
-  h5::Handle space(LH_CHECK_HDF5(H5Aget_space(attr), ctx), H5Sclose);
-  LH_CHECK(H5Sget_simple_extent_npoints(space) == 1, ctx, ": attribute '", name, "' should be one integer");
+  const ScalarAttr a = open_scalar_attr(obj, name, H5T_INTEGER, "an integer", "integer", ctx);
   int64_t v = 0;
-  LH_CHECK_HDF5(H5Aread(attr, H5T_NATIVE_INT64, &v), ctx, ": attribute ", name);
+  LH_CHECK_HDF5(H5Aread(a.attr, H5T_NATIVE_INT64, &v), ctx, ": attribute ", name);
   return v;
 }
 

@@ -14,7 +14,8 @@ namespace longhaul {
 namespace {
 
 TEST(C10dNccl, WrappedProcessGroupNcclRunsCollectivesOnCudaTensors) {
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none)";
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); the c10d wrapper's logic runs "
+                                   "on CPU over Gloo in the c10d.* and torchrun_comm_* tests";
   c10d::TCPStoreOptions so;
   so.port = 0;  // any free port: a world of one
   so.isServer = true;

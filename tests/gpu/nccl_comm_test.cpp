@@ -28,7 +28,7 @@ bool have_cuda() { return at::hasCUDA() && c10::cuda::device_count() > 0; }
 
 #define REQUIRE_CUDA()                                                                                  \
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); the nccl backend " \
-                                    "needs one"
+                                    "needs one (the shared collective checks run on CPU over local, MPI and Gloo)"
 
 NcclOptions options(bool nonblocking = true, int timeout_s = 20) {
   NcclOptions o;
@@ -437,7 +437,8 @@ TEST(NcclComm, DeadlineAbortsTheCommunicator) {
 // longhaul::init with --backend nccl: a world of one on this GPU, bootstrapped over the local
 // world, which stays available for CPU tensors.
 TEST(NcclComm, InitWithBackendNccl) {
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none)";
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); init's backend choice "
+                                      "and the no-GPU error run on CPU in c10d.Launch.*";
   InitOptions o;
   o.backend = "nccl";
   o.log_config = false;

@@ -6,15 +6,12 @@
 #include "data/decomposition.h"
 #include "data/rng.h"
 #include "runtime/errors.h"
+#include "tests/unit/data_test_util.h"
 
 namespace longhaul::data {
 namespace {
 
-std::vector<uint64_t> offsets_of(const std::vector<int64_t>& lengths) {
-  std::vector<uint64_t> o{0};
-  for (int64_t l : lengths) o.push_back(o.back() + uint64_t(l));
-  return o;
-}
+using testing::offsets_of;
 
 std::vector<int64_t> random_lengths(int n, int64_t max_len, uint64_t seed) {
   SplitMix64 g{seed};

@@ -9,15 +9,12 @@
 #include "data/rng.h"
 #include "data/sampler.h"
 #include "runtime/errors.h"
+#include "tests/unit/data_test_util.h"
 
 namespace longhaul::data {
 namespace {
 
-std::vector<uint64_t> offsets_of(const std::vector<int64_t>& lengths) {
-  std::vector<uint64_t> o{0};
-  for (int64_t l : lengths) o.push_back(o.back() + uint64_t(l));
-  return o;
-}
+using testing::offsets_of;
 
 std::shared_ptr<const Decomposition> random_dd(int n_docs, uint64_t seed, BucketRange r = {}) {
   SplitMix64 g{seed};

@@ -16,6 +16,7 @@
 
 #include "longhaul/config.h"
 #include "runtime/comm/local/communicator.h"
+#include "runtime/comm/routed/communicator.h"
 #if LONGHAUL_WITH_NCCL
 #include "runtime/comm/nccl/communicator.h"
 #endif
@@ -208,6 +209,11 @@ std::string resolve_backend(const std::string& requested, const LaunchInfo& l) {
   throw InvalidArgument("unknown backend '" + requested + "', expected auto, mpi, c10d, nccl or local");
 }
 
+bool uses_nccl(const std::string& requested, const LaunchInfo& l, int visible_devices, bool nccl_built) {
+  if (requested == "nccl") return true;
+  return requested == "auto" && nccl_built && l.size > 1 && visible_devices > 0 && l.local_size <= visible_devices;
+}
+
 int affinity_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -250,9 +256,9 @@ World init(const InitOptions& options) {
   const std::string backend = requested == "nccl" ? resolve_backend("auto", launch) : requested;
 
   // The GPU of this rank: local_rank % visible devices, when CUDA is present.
-  int device = -1;
+  int device = -1, visible = 0;
   if (at::hasCUDA()) {
-    const int visible = static_cast<int>(at::accelerator::deviceCount());
+    visible = static_cast<int>(at::accelerator::deviceCount());
     if (visible > 0) {
       device = launch.local_rank % visible;
       at::accelerator::setDeviceIndex(static_cast<c10::DeviceIndex>(device));
@@ -288,7 +294,7 @@ World init(const InitOptions& options) {
                                     launch.launcher, " says ", launch.size));
 
   CommPtr host;
-  if (requested == "nccl") {
+  if (uses_nccl(requested, launch, visible, LONGHAUL_WITH_NCCL)) {
 #if LONGHAUL_WITH_NCCL
     LH_CHECK(device >= 0, "backend nccl needs a CUDA device, but torch sees none on this rank (",
              launch.launcher, " rank ", launch.rank, ")");
@@ -296,7 +302,7 @@ World init(const InitOptions& options) {
     nccl.device = device;
     nccl.comm = comm_options;
     host = comm;
-    comm = create_nccl_world(*host, nccl);
+    comm = create_routed_comm(host, create_nccl_world(*host, nccl));
 #else
     throw Unsupported("backend nccl requested but this build of longhaul has no NCCL; configure with "
                       "LONGHAUL_WITH_NCCL=ON (needs CUDA)");

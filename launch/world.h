@@ -12,10 +12,11 @@
 namespace longhaul {
 
 struct InitOptions {
-  // auto: mpi under mpirun, c10d (Gloo) under torchrun or Slurm, local for one process;
-  // mpi | c10d | local force one (local: a one-rank world without MPI); nccl: a world for CUDA
-  // tensors over NCCL on this rank's GPU, bootstrapped over the auto choice, which stays
-  // available as World::host_comm() for CPU tensors.
+  // The host backend (CPU tensors): auto picks mpi under mpirun, c10d (Gloo) under torchrun or
+  // Slurm, local for one process; mpi | c10d | local force one (local: a one-rank world without
+  // MPI). CUDA tensors: with auto, when this build has NCCL and every local rank has its own GPU
+  // (see uses_nccl), World::comm() routes them over NCCL, bootstrapped over the host backend;
+  // nccl forces that (an error without a GPU). World::host_comm() is the host backend alone.
   std::string backend = "auto";
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int threads = 0;               // 0: from the CPU affinity and the ranks sharing it
@@ -35,7 +36,7 @@ class World {
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
   const CommPtr& comm() const { return comm_; }
-  // The same ranks for CPU tensors: comm() itself unless comm() is NCCL (then its bootstrap).
+  // The same ranks for CPU tensors only: the host backend under comm()'s routing, or comm().
   const CommPtr& host_comm() const { return host_comm_ ? host_comm_ : comm_; }
   void set_host_comm(CommPtr c) { host_comm_ = std::move(c); }
   const std::string& launcher() const { return launcher_; }
@@ -77,6 +78,10 @@ LaunchInfo detect_launch(const EnvLookup& env);
 // The backend `requested` (auto | mpi | c10d | local) means for this launch; InvalidArgument when
 // it contradicts the launch (e.g. local with several ranks, mpi without an MPI launcher).
 std::string resolve_backend(const std::string& requested, const LaunchInfo& launch);
+// Whether init gives CUDA tensors an NCCL transport: `requested` nccl always; auto when the build
+// has NCCL, the world has several ranks and each local rank has its own GPU (NCCL refuses two
+// ranks on one GPU; a one-rank world's host backend moves CUDA tensors itself when it is local).
+bool uses_nccl(const std::string& requested, const LaunchInfo& launch, int visible_devices, bool nccl_built);
 // The first host of a Slurm node list: "gpu[003-005,9],cpu1" -> "gpu003".
 std::string first_slurm_host(const std::string& nodelist);
 

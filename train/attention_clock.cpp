@@ -2,6 +2,8 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "runtime/comm/work.h"
+
 namespace longhaul::train {
 namespace {
 
@@ -22,7 +24,9 @@ class MarkEnd : public torch::autograd::Function<MarkEnd> {
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list g) {
-    c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock->backward_begin = Clock::now();
+    auto* c = c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock;
+    c->backward_begin = Clock::now();
+    c->backward_wait_begin = comm_wait_seconds();
     return {g[0], at::Tensor()};
   }
 };
@@ -39,6 +43,7 @@ class MarkBegin : public torch::autograd::Function<MarkBegin> {
                                                  torch::autograd::variable_list g) {
     auto* c = c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock;
     c->backward_s += std::chrono::duration<double>(Clock::now() - c->backward_begin).count();
+    c->wait_s += comm_wait_seconds() - c->backward_wait_begin;
     return {g[0], g[1], g[2], at::Tensor()};
   }
 };
@@ -49,8 +54,10 @@ at::Tensor timed_attention(AttentionClock& clock, const at::Tensor& q, const at:
                            const std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>& call) {
   auto in = MarkBegin::apply(q, k, v, &clock);
   const auto t0 = Clock::now();
+  const double w0 = comm_wait_seconds();
   at::Tensor out = call(in[0], in[1], in[2]);
   clock.forward_s += std::chrono::duration<double>(Clock::now() - t0).count();
+  clock.wait_s += comm_wait_seconds() - w0;
   return MarkEnd::apply(out, &clock)[0];
 }
 

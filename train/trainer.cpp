@@ -124,6 +124,7 @@ StepStats Trainer::step() {
   s.tokens = T * mesh_.dp_size();
   s.seconds = since(t0);
   s.attention_s = clock_.forward_s + clock_.backward_s;
+  s.comm_wait_s = std::min(clock_.wait_s, s.attention_s);
   s.rest_s = std::max(0.0, s.seconds - s.attention_s - s.sync_s);
   return s;
 }

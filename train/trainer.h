@@ -29,7 +29,9 @@ struct StepStats {
   int64_t tokens = 0;     // tokens of the step over the world
   int64_t targets = 0;    // targets counted in the loss
   double lr = 0, grad_norm = 0;
-  double seconds = 0, attention_s = 0, sync_s = 0, rest_s = 0;  // wall time split
+  // Wall time split: seconds = attention_s + sync_s + rest_s; attention_s = its compute (with the
+  // transfers hidden behind it) + comm_wait_s, the exposed wait for its communication.
+  double seconds = 0, attention_s = 0, comm_wait_s = 0, sync_s = 0, rest_s = 0;
   double tokens_per_s() const { return seconds > 0 ? double(tokens) / seconds : 0; }
 };
 

@@ -16,7 +16,21 @@ std::string fmt_seconds(double s) {
   os << std::fixed << std::setprecision(1) << s << " s";
   return os.str();
 }
+thread_local double t_wait_seconds = 0;
+thread_local int t_wait_depth = 0;
+
+// Adds the time an outermost blocking wait took to this thread's total.
+struct WaitTimer {
+  bool outermost = t_wait_depth++ == 0;
+  Clock::time_point begin = Clock::now();
+  ~WaitTimer() {
+    --t_wait_depth;
+    if (outermost) t_wait_seconds += seconds_since(begin);
+  }
+};
 }  // namespace
+
+double comm_wait_seconds() { return t_wait_seconds; }
 
 Work::Work(std::string what, std::chrono::milliseconds timeout, int parts)
     : what_(std::move(what)), start_(Clock::now()), timeout_(timeout), parts_left_(parts) {}
@@ -43,6 +57,7 @@ void Work::fail(const std::string& reason) {
 }
 
 void Work::wait() {
+  WaitTimer timer;
   for (auto& child : children_) child->wait();
   bool pending;
   {

@@ -16,6 +16,12 @@ namespace longhaul {
 
 using Clock = std::chrono::steady_clock;
 
+// Seconds the calling thread has spent blocked in Work::wait() on operations that were not yet
+// complete (outermost waits only, so a composed Work counts once; a finish step such as the sum of
+// a composed all_reduce is included). Grows monotonically: callers
+// take differences around a region, e.g. the exposed communication wait of one attention call.
+double comm_wait_seconds();
+
 class Work {
  public:
   // what: e.g. "mpi recv from peer 3 (tag 0, 4096 bytes)"; parts: completions to expect.

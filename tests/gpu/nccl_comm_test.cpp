@@ -438,17 +438,39 @@ TEST(NcclComm, DeadlineAbortsTheCommunicator) {
 // world, which stays available for CPU tensors.
 TEST(NcclComm, InitWithBackendNccl) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); init's backend choice "
-                                      "and the no-GPU error run on CPU in c10d.Launch.*";
+                                      "and the no-GPU error run on CPU in c10d.Launch.*, the routing in "
+                                      "RoutedRanks.* and RoutedComm.*";
   InitOptions o;
   o.backend = "nccl";
   o.log_config = false;
   World world = init(o);
-  EXPECT_EQ(world.comm()->backend(), "nccl");
+  // One communicator, two transports: CUDA tensors over NCCL, CPU tensors over the host backend.
+  EXPECT_EQ(world.comm()->backend(), "local+nccl");
   EXPECT_EQ(world.host_comm()->backend(), "local");
   EXPECT_GE(world.device(), 0);
   at::Tensor t = at::full({8}, 2.0f, at::TensorOptions().device(at::kCUDA));
   world.comm()->all_reduce(t)->wait();
   EXPECT_TRUE(at::equal(t.cpu(), at::full({8}, 2.0f)));
+  at::Tensor c = at::full({8}, 3.0f);
+  world.comm()->all_reduce(c)->wait();
+  EXPECT_TRUE(at::equal(c, at::full({8}, 3.0f)));
+  // A send to oneself on each device, and a split that keeps both transports.
+  at::Tensor got = at::zeros({8}, at::TensorOptions().device(at::kCUDA));
+  world.comm()->exchange({P2POp::send(t, 0), P2POp::recv(got, 0)})->wait();
+  EXPECT_TRUE(at::equal(got.cpu(), t.cpu()));
+  CommPtr sub = world.comm()->split(0, 0);
+  ASSERT_NE(sub, nullptr);
+  EXPECT_EQ(sub->backend(), "local+nccl");
+  sub->all_reduce(t)->wait();
+  sub->all_reduce(c)->wait();
+  // Tensors of two devices in one operation are refused by name.
+  at::Tensor cpu_out = at::zeros({8});
+  try {
+    world.comm()->all_gather(cpu_out, t);
+    ADD_FAILURE() << "a CUDA→CPU all_gather was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("one device type"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

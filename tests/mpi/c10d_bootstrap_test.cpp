@@ -199,6 +199,23 @@ TEST(Launch, NcclWithoutAGpuIsAClearError) {
   }
 }
 
+// auto gives CUDA tensors NCCL only where NCCL can run: several ranks, each with its own GPU.
+TEST(Launch, AutoUsesNcclWhereEachLocalRankHasAGpu) {
+  LaunchInfo l;
+  l.launcher = "torchrun";
+  l.size = 8;
+  l.local_size = 4;
+  EXPECT_TRUE(uses_nccl("auto", l, 4, true));
+  EXPECT_TRUE(uses_nccl("auto", l, 8, true));
+  EXPECT_FALSE(uses_nccl("auto", l, 2, true));   // two ranks would share a GPU
+  EXPECT_FALSE(uses_nccl("auto", l, 0, true));   // no GPU
+  EXPECT_FALSE(uses_nccl("auto", l, 4, false));  // built without NCCL
+  EXPECT_FALSE(uses_nccl("mpi", l, 4, true));    // a forced host backend alone
+  EXPECT_TRUE(uses_nccl("nccl", l, 0, true));    // forced: init then names the missing GPU
+  LaunchInfo one;
+  EXPECT_FALSE(uses_nccl("auto", one, 1, true));  // one rank: the local backend moves CUDA tensors
+}
+
 TEST(Launch, SlurmHostList) {
   EXPECT_EQ(first_slurm_host("node1"), "node1");
   EXPECT_EQ(first_slurm_host("gpu[003-005,9],cpu1"), "gpu003");

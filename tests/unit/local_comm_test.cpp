@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/comm/local/communicator.h"
+#include "runtime/comm/routed/communicator.h"
 #include "runtime/errors.h"
 #include "tests/common/collectives.h"
 
@@ -25,6 +26,21 @@ class LocalRanks : public ::testing::TestWithParam<int> {
   }
 };
 
+// The same checks through the routed communicator init hands out on GPU ranks (CPU tensors go to
+// its host backend, here local); its CUDA side runs in the gpu suite (NcclComm.InitWithBackendNccl).
+class RoutedRanks : public ::testing::TestWithParam<int> {
+ protected:
+  void run(CheckFn check) {
+    CommOptions o;
+    o.timeout = std::chrono::seconds(20);
+    run_local_ranks(GetParam(), [&](Communicator& local) {
+      CommPtr routed = create_routed_comm(local.shared_from_this(), nullptr);
+      check(*routed);
+      EXPECT_TRUE(testing::all_ranks_pass(local, !::testing::Test::HasFailure()));
+    }, o);
+  }
+};
+
 TEST_P(LocalRanks, PointToPoint) { run(testing::check_point_to_point); }
 TEST_P(LocalRanks, Exchange) { run(testing::check_exchange); }
 TEST_P(LocalRanks, AllToAll) { run(testing::check_all_to_all); }
@@ -40,6 +56,42 @@ TEST_P(LocalRanks, Timeout) { run(testing::check_timeout); }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, LocalRanks, ::testing::Values(1, 2, 3, 4, 5, 8),
                          [](const auto& info) { return "P" + std::to_string(info.param); });
+
+TEST_P(RoutedRanks, PointToPoint) { run(testing::check_point_to_point); }
+TEST_P(RoutedRanks, Exchange) { run(testing::check_exchange); }
+TEST_P(RoutedRanks, AllToAll) { run(testing::check_all_to_all); }
+TEST_P(RoutedRanks, AllGather) { run(testing::check_all_gather); }
+TEST_P(RoutedRanks, ReduceScatter) { run(testing::check_reduce_scatter); }
+TEST_P(RoutedRanks, AllReduce) { run(testing::check_all_reduce); }
+TEST_P(RoutedRanks, BroadcastAndBarrier) { run(testing::check_broadcast_and_barrier); }
+TEST_P(RoutedRanks, Split) { run(testing::check_split); }
+TEST_P(RoutedRanks, ArgumentErrors) { run(testing::check_argument_errors); }
+TEST_P(RoutedRanks, Timeout) { run(testing::check_timeout); }
+
+INSTANTIATE_TEST_SUITE_P(Ranks, RoutedRanks, ::testing::Values(1, 3),
+                         [](const auto& info) { return "P" + std::to_string(info.param); });
+
+// A device neither backend moves is refused by name; backends over different ranks are refused.
+TEST(RoutedComm, RefusesUnroutableDevicesAndMismatchedBackends) {
+  auto world = create_local_world(2);
+  CommPtr routed = create_routed_comm(world[0], nullptr);
+  EXPECT_EQ(routed->backend(), "local");
+  at::Tensor meta = at::empty({4}, at::TensorOptions().device(at::kMeta));
+  try {
+    routed->all_reduce(meta);
+    ADD_FAILURE() << "a meta tensor was accepted";
+  } catch (const Unsupported& e) {
+    EXPECT_NE(std::string(e.what()).find("META tensors"), std::string::npos) << e.what();
+  }
+  auto three = create_local_world(3);
+  try {
+    create_routed_comm(world[0], three[0]);
+    ADD_FAILURE() << "backends of 2 and 3 ranks were paired";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("same ranks"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(create_routed_comm(world[1], world[1])->backend(), "local+local");
+}
 
 // The local backend copies on send: changing the buffer after send() returns cannot change what
 // the receiver gets (a backend that kept a reference would hide a caller's violation of the rule).

@@ -33,6 +33,30 @@ TEST(Work, DeadlineNamesOperationAndElapsedTime) {
   }
 }
 
+// The exposed-wait clock counts the time a thread blocks, once for a composed Work, and nothing
+// for a Work already complete; another thread's waits do not count.
+TEST(Work, WaitClockCountsBlockedTimeOfThisThread) {
+  auto parent = std::make_shared<Work>("parent", std::chrono::seconds(5), 0);
+  auto child = std::make_shared<Work>("child", std::chrono::seconds(5), 1);
+  parent->add_child(child);
+  std::thread completer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    child->complete_part();
+  });
+  const double before = comm_wait_seconds();
+  parent->wait();
+  completer.join();
+  const double blocked = comm_wait_seconds() - before;
+  EXPECT_GE(blocked, 0.1);
+  EXPECT_LT(blocked, 0.2);  // counted once, not once per nesting level
+  const double again = comm_wait_seconds();
+  Work::completed("done")->wait();
+  EXPECT_LT(comm_wait_seconds() - again, 0.01);
+  double other = -1;
+  std::thread([&] { other = comm_wait_seconds(); }).join();
+  EXPECT_EQ(other, 0.0);
+}
+
 TEST(Work, FailureIsRethrownWithReason) {
   auto w = std::make_shared<Work>("op", std::chrono::seconds(5));
   w->fail("peer vanished");

@@ -10,6 +10,7 @@
 #include "benchmarks/cp/gpu_emulation.h"
 #include "benchmarks/cp/long_sequence.h"
 #include "benchmarks/kernel/kernel_bench.h"
+#include "benchmarks/layer/layer_bench.h"
 #include "launch/cli.h"
 #include "runtime/comm/local/communicator.h"
 #include "runtime/errors.h"
@@ -317,10 +318,37 @@ int bench_cp_gpu(const std::vector<std::string>& args) {
   });
 }
 
+int bench_layer(const std::vector<std::string>& args) {
+  bench::LayerBenchOptions o;
+  bool json = false;
+  po::options_description desc("longhaul bench layer");
+  desc.add_options()
+      ("P", po::value(&o.ranks)->multitoken(), "emulated rank counts (default 1 4 8; 1 always runs as the reference)")
+      ("strategy", po::value(&o.strategy)->default_value(o.strategy), "rsa, ring, allgather, tokenring, ulysses")
+      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag or striped")
+      ("T", po::value(&o.T)->default_value(o.T), "tokens of the sequence")
+      ("dim", po::value(&o.dim)->default_value(o.dim), "model width")
+      ("heads", po::value(&o.heads)->default_value(o.heads), "query heads")
+      ("kv-heads", po::value(&o.kv_heads)->default_value(o.kv_heads), "key/value heads")
+      ("dtype", po::value(&o.dtype)->default_value(o.dtype), "bf16, fp16, fp32 or fp64")
+      ("device", po::value(&o.device)->default_value(o.device), "cuda (one GPU, a stream per rank) or cpu")
+      ("iters", po::value(&o.timing.iters)->default_value(o.timing.iters), "timed runs")
+      ("json", po::bool_switch(&json), "JSON lines instead of the table");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "longhaul bench layer [options]   (P thread-ranks on one device)")) return 0;
+  return guarded(0, [&] {
+    return report(bench::run_layer_bench(o), json,
+                  "# bench layer: one transformer block fwd+bwd, causal, P thread-ranks of the local backend on one "
+                  "device, attention by explicit CP calls; median times (max over ranks); peak memory per rank; "
+                  "errors vs P=1 (wrong = 1 beyond the dtype's tolerance: exit code 3)");
+  });
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
-  const std::string usage = "longhaul bench <comm|kernel|cp|long|cp-gpu|data> [options]   (longhaul bench comm --help)";
+  const std::string usage =
+      "longhaul bench <comm|kernel|cp|long|cp-gpu|layer|data> [options]   (longhaul bench comm --help)";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
@@ -331,8 +359,10 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (args[0] == "cp") return bench_cp(rest);
   if (args[0] == "long") return bench_long(rest);
   if (args[0] == "cp-gpu") return bench_cp_gpu(rest);
+  if (args[0] == "layer") return bench_layer(rest);
   if (args[0] == "data") return bench_data(rest);
-  throw InvalidArgument("unknown benchmark '" + args[0] + "', expected: comm, kernel, cp, long, cp-gpu or data");
+  throw InvalidArgument("unknown benchmark '" + args[0] +
+                        "', expected: comm, kernel, cp, long, cp-gpu, layer or data");
 }
 
 }  // namespace longhaul::cli

@@ -2,8 +2,9 @@
 # The one script a session lent a GPU runs there (device tool, repository root, carry
 # .gpu-bundle made by scripts/pack_gpu_bundle.sh). It uses the carried binaries against that
 # machine's torch 2.11 libraries, or, if they cannot start, builds there for sm_90a against
-# that torch. Then: the `gpu` tests, the CUDA rows of `bench kernel`, and `bench cp-gpu`
-# (P thread-ranks emulated on the one GPU). Everything lands in $OUT (at most 8 files).
+# that torch. Then: the `gpu` tests, the CUDA rows of `bench kernel`, `bench cp-gpu` (P
+# thread-ranks emulated on the one GPU) and `bench layer` (one transformer block at 128K tokens on
+# that emulated ring). Everything lands in $OUT (at most 8 files).
 # Sized for ≤ 8 minutes; each step has its own time limit and a failed step does not stop the others.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,4 +74,9 @@ log "bench cp-gpu"
   timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 131072 --H 16 --D 128 --dtype bf16 --strategies ring --iters 2
 } > "$out/cp_gpu.txt" 2>&1
 log "bench cp-gpu exit $?"
-tail -n 30 "$out/kernel_cuda.txt" "$out/cp_gpu.txt"
+# ---- one transformer block at 128K tokens on the emulated ring ------------------------------
+log "bench layer (cuda)"
+timeout 200 "$bin/longhaul" bench layer --device cuda --P 1 4 8 --T 131072 --dim 2048 --heads 16 --kv-heads 16 \
+    --dtype bf16 --strategy ring --layout zigzag --iters 3 > "$out/layer_gpu.txt" 2>&1
+log "bench layer exit $?"
+tail -n 30 "$out/kernel_cuda.txt" "$out/cp_gpu.txt" "$out/layer_gpu.txt"

@@ -55,22 +55,29 @@ Transformer::Transformer(ModelOptions options) : opt_(std::move(options)) {
   head_ = add("head", {opt_.vocab, d}, opt_.init_std);
 }
 
-at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                              ContextParallel& cp, const ShardPlan& plan, const Mask& mask,
-                              AttentionClock* clock) const {
-  const int64_t Tl = x.size(0), H = opt_.heads, Hkv = opt_.kv_heads, D = opt_.head_dim();
-  const RopeTables rope{cos, sin};
+at::Tensor transformer_block(const BlockWeights& l, const ModelOptions& o, const at::Tensor& x, const RopeTables& rope,
+                             const AttendFn& attend) {
+  const int64_t Tl = x.size(0), H = o.heads, Hkv = o.kv_heads, D = o.head_dim();
   at::Tensor h = rms_norm(x, l.norm1);
   at::Tensor q = apply_rope(at::linear(h, l.wq).view({Tl, H, D}), rope).contiguous();
   at::Tensor k = apply_rope(at::linear(h, l.wk).view({Tl, Hkv, D}), rope).contiguous();
   at::Tensor v = at::linear(h, l.wv).view({Tl, Hkv, D}).contiguous();
-  auto call = [&](const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_) {
-    return cp.attention(q_, k_, v_, plan, mask);
-  };
-  at::Tensor a = clock ? timed_attention(*clock, q, k, v, call) : call(q, k, v);
+  at::Tensor a = attend(q, k, v);
   at::Tensor y = x + at::linear(a.reshape({Tl, H * D}), l.wo);
   at::Tensor h2 = rms_norm(y, l.norm2);
   return y + at::linear(at::silu(at::linear(h2, l.w1)) * at::linear(h2, l.w3), l.w2);
+}
+
+at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                              ContextParallel& cp, const ShardPlan& plan, const Mask& mask,
+                              AttentionClock* clock) const {
+  auto call = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    return cp.attention(q, k, v, plan, mask);
+  };
+  return transformer_block(l, opt_, x, RopeTables{cos, sin}, [&](const at::Tensor& q, const at::Tensor& k,
+                                                                  const at::Tensor& v) {
+    return clock ? timed_attention(*clock, q, k, v, call) : call(q, k, v);
+  });
 }
 
 at::Tensor Transformer::forward(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan,

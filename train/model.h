@@ -6,6 +6,7 @@
 
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,8 +14,24 @@
 #include "parallel/context_parallel.h"
 #include "train/attention_clock.h"
 #include "train/options.h"
+#include "train/rope.h"
 
 namespace longhaul::train {
+
+// The weights of one pre-norm block.
+struct BlockWeights {
+  at::Tensor norm1, wq, wk, wv, wo, norm2, w1, w3, w2;
+  std::vector<at::Tensor> all() const { return {norm1, wq, wk, wv, wo, norm2, w1, w3, w2}; }
+};
+
+// Attention over this rank's rows: q [Tl, H, D], k/v [Tl, H_kv, D] → out [Tl, H, D].
+using AttendFn = std::function<at::Tensor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)>;
+
+// One block, x [Tl, dim] → [Tl, dim]: x + Wo·attend(rope(Wq·n), rope(Wk·n), Wv·n) with n = RMSNorm(x),
+// then + SwiGLU(RMSNorm(·)). The model calls it with ContextParallel::attention; benchmarks and
+// tests that run the attention by explicit forward/backward calls pass their own attend.
+at::Tensor transformer_block(const BlockWeights& w, const ModelOptions& o, const at::Tensor& x, const RopeTables& rope,
+                             const AttendFn& attend);
 
 class Transformer : public torch::nn::Module {
  public:
@@ -31,11 +48,10 @@ class Transformer : public torch::nn::Module {
   // Parameters in registration order (the order of checkpoints and of the gradient buffer).
   std::vector<std::pair<std::string, at::Tensor>> ordered_parameters() const;
   int64_t num_parameters() const;
+  const BlockWeights& block_weights(int64_t layer) const { return layers_.at(layer); }
 
  private:
-  struct Layer {
-    at::Tensor norm1, wq, wk, wv, wo, norm2, w1, w3, w2;
-  };
+  using Layer = BlockWeights;
   at::Tensor block(const Layer& l, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                    ContextParallel& cp, const ShardPlan& plan, const Mask& mask, AttentionClock* clock) const;
 

@@ -12,6 +12,8 @@ out=${OUT:-$root/gpu-check-out}
 mkdir -p "$out"
 bundle=$root/.gpu-bundle
 log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
+# GPU_CHECK_ONLY="tests layer" runs only those sections (tests, kernel, cp, layer) for a quick rerun.
+want() { [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" $1 "* ]]; }
 
 # ---- the machine ----------------------------------------------------------------------------
 {
@@ -46,9 +48,9 @@ fi
 log "longhaul info: $(tail -1 "$out/info.txt")"
 
 # ---- gpu tests ------------------------------------------------------------------------------
-log "gpu tests"
+want tests && log "gpu tests"
 # NCCL's tests apart and last: its deadline test aborts a communicator with work queued.
-for part in "gpu_tests:-Nccl*" "nccl_tests:Nccl*"; do
+want tests && for part in "gpu_tests:-Nccl*" "nccl_tests:Nccl*"; do
   name=${part%%:*}
   timeout 200 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > "$out/$name.log" 2>&1
   log "$name exit $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$name.log" | tr '\n' ' ')"
@@ -56,27 +58,25 @@ for part in "gpu_tests:-Nccl*" "nccl_tests:Nccl*"; do
 done
 
 # ---- bench kernel, CUDA rows ----------------------------------------------------------------
-log "bench kernel (cuda)"
-{
+want kernel && log "bench kernel (cuda)" && {
   timeout 150 "$bin/longhaul" bench kernel --backends cuda --masks causal full --T 4096 16384 --H 16 --D 128 \
       --dtypes bf16 --passes fwd fwd+bwd --warmup 3 --iters 30
   echo
   timeout 90 "$bin/longhaul" bench kernel --backends cuda --masks causal documents causal_window --T 16384 --H 16 \
       --D 128 --dtypes bf16 fp16 fp32 --passes fwd fwd+bwd --sdpa-max-t 4096
-} > "$out/kernel_cuda.txt" 2>&1
-log "bench kernel exit $?"
+} > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || { want kernel && log "bench kernel failed"; }
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------
-log "bench cp-gpu"
-{
+want cp && log "bench cp-gpu" && {
   timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 32768 --H 16 --D 128 --dtype bf16 --iters 3
   echo
   timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 131072 --H 16 --D 128 --dtype bf16 --strategies ring --iters 2
-} > "$out/cp_gpu.txt" 2>&1
-log "bench cp-gpu exit $?"
+} > "$out/cp_gpu.txt" 2>&1 && log "bench cp-gpu exit 0" || { want cp && log "bench cp-gpu failed"; }
 # ---- one transformer block at 128K tokens on the emulated ring ------------------------------
-log "bench layer (cuda)"
-timeout 200 "$bin/longhaul" bench layer --device cuda --P 1 4 8 --T 131072 --dim 2048 --heads 16 --kv-heads 16 \
-    --dtype bf16 --strategy ring --layout zigzag --iters 3 > "$out/layer_gpu.txt" 2>&1
-log "bench layer exit $?"
-tail -n 30 "$out/kernel_cuda.txt" "$out/cp_gpu.txt" "$out/layer_gpu.txt"
+if want layer; then
+  log "bench layer (cuda)"
+  timeout 200 "$bin/longhaul" bench layer --device cuda --P 1 4 8 --T 131072 --dim 2048 --heads 16 --kv-heads 16 \
+      --dtype bf16 --strategy ring --layout zigzag --iters 3 > "$out/layer_gpu.txt" 2>&1
+  log "bench layer exit $?"
+fi
+tail -n 30 "$out"/kernel_cuda.txt "$out"/cp_gpu.txt "$out"/layer_gpu.txt 2>/dev/null

@@ -87,6 +87,7 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
     PeakRssGrowth rss;
     run_local_ranks(p, [&](Communicator& comm) {
       if (cuda) {
+        at::accelerator::setDeviceIndex(0);  // a new thread has no current CUDA context for cuBLAS
         c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
         impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream per emulated rank
       }
@@ -95,8 +96,8 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
       train::BlockWeights w;
       std::vector<at::Tensor*> slots{&w.norm1, &w.wq, &w.wk, &w.wv, &w.wo, &w.norm2, &w.w1, &w.w3, &w.w2};
       for (size_t i = 0; i < slots.size(); ++i) *slots[i] = w0[i].to(on_dev).detach().requires_grad_(true);
-      const train::RopeTables rope = train::rope_tables(plan.doc_positions().to(dev), mo.head_dim(), mo.rope_theta,
-                                                        dtype);
+      train::RopeTables rope = train::rope_tables(plan.doc_positions(), mo.head_dim(), mo.rope_theta, dtype);
+      rope = {rope.cos.to(dev), rope.sin.to(dev)};  // the tables are made on the CPU (float64 angles)
       const at::Tensor xl = plan.shard(x), dyl = plan.shard(dy);
       std::vector<double> fwd, bwd, att;
       at::Tensor y;

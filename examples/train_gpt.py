@@ -1,0 +1,191 @@
+"""A plain PyTorch GPT whose attention runs context-parallel through longhaul, trained on
+dataset-decomposition batches (longhaul.data.DDSampler). Every rank of a CP group holds a shard of
+each sequence; the CP groups split the steps' sequences (data parallel).
+
+    mpirun -np 2 python examples/train_gpt.py                 # CP=2 over MPI
+    torchrun --nproc-per-node 2 examples/train_gpt.py         # CP=2 over Gloo
+    python examples/train_gpt.py --data tokens.h5 --cp 1      # a store made by `longhaul prep`
+
+Without --data each rank writes the same small synthetic store (documents that repeat a random
+phrase: after its first period, attention can copy the rest) to a temporary file. Prints the
+loss of every step on rank 0.
+"""
+import argparse
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import longhaul
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="token store (HDF5, longhaul prep); default: a synthetic one")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--cp", type=int, default=0, help="CP group size (default: the whole world)")
+    p.add_argument("--strategy", default="ring")
+    p.add_argument("--layout", default="zigzag")
+    p.add_argument("--ulysses-degree", type=int, default=1)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--tokens-per-step", type=int, default=1024)
+    p.add_argument("--min-log2", type=int, default=5)
+    p.add_argument("--max-log2", type=int, default=7)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+# ---- data -----------------------------------------------------------------------------------
+def synthetic_documents(n_docs, vocab, seed):
+    """Documents of 40-300 tokens repeating a random phrase of 3-10 tokens, each ending with EOS (= vocab)."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        phrase = [rng.randrange(vocab) for _ in range(rng.randint(3, 10))]
+        length = rng.randint(40, 300)
+        docs.append([phrase[i % len(phrase)] for i in range(length - 1)] + [vocab])
+    return docs
+
+
+def batches(store, args, dp_size, dp_rank):
+    """The DD sampler's batches for this data-parallel rank, epoch after epoch (a new order each)."""
+    epoch = 0
+    while True:
+        sampler = longhaul.data.DDSampler(store, args.tokens_per_step, min_log2=args.min_log2, max_log2=args.max_log2,
+                                          dp_size=dp_size, dp_rank=dp_rank, seed=args.seed + epoch)
+        yield from sampler
+        epoch += 1
+
+
+# ---- model ----------------------------------------------------------------------------------
+def rope(x, positions, theta=10000.0):
+    """Rotary embedding of x [T, H, D] at the positions inside each document."""
+    half = x.shape[-1] // 2
+    freq = theta ** (-torch.arange(half, dtype=torch.float32) / half)
+    angle = positions.float()[:, None, None] * freq
+    cos, sin = angle.cos(), angle.sin()
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads, kv_heads):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, dim // heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * kv_heads * self.head_dim, bias=False)
+        self.o = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x, cp, plan):
+        T = x.shape[0]
+        q = self.q(x).view(T, self.heads, self.head_dim)
+        k, v = self.kv(x).view(T, 2, self.kv_heads, self.head_dim).unbind(1)
+        q, k = rope(q, plan.doc_positions), rope(k, plan.doc_positions)
+        out = cp.attention(q, k, v.contiguous(), plan, causal=True)  # the collective: every CP rank calls it
+        return self.o(out.reshape(T, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, kv_heads):
+        super().__init__()
+        self.norm1, self.norm2 = nn.RMSNorm(dim), nn.RMSNorm(dim)
+        self.attn = Attention(dim, heads, kv_heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x, cp, plan):
+        x = x + self.attn(self.norm1(x), cp, plan)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab, dim, layers, heads, kv_heads):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList(Block(dim, heads, kv_heads) for _ in range(layers))
+        self.norm = nn.RMSNorm(dim)
+        self.head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens, cp, plan):
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x, cp, plan)
+        return self.head(self.norm(x))
+
+
+# ---- training -------------------------------------------------------------------------------
+def all_reduce_grads(params, comm):
+    """Sums the gradients over the world: the CP ranks' partial sums and the data-parallel groups."""
+    flat = torch.cat([p.grad.flatten() for p in params])
+    comm.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def main():
+    args = parse_args()
+    world = longhaul.init()
+    cp_size = args.cp or world.world_size
+    if world.world_size % cp_size:
+        raise SystemExit(f"--cp {cp_size} does not divide the world size {world.world_size}")
+    dp_size, dp_rank = world.world_size // cp_size, world.rank // cp_size
+    # Ranks r with the same r // cp_size form a CP group.
+    cp_group = world.comm if cp_size == world.world_size else world.comm.split(dp_rank, world.rank)
+    cp = longhaul.ContextParallel(args.strategy, args.layout, ulysses_degree=args.ulysses_degree, group=cp_group)
+
+    tmp = None
+    if args.data:
+        store = longhaul.data.TokenStore(args.data)
+    else:  # each rank writes the same documents to its own file: no shared file system needed
+        tmp = tempfile.mkdtemp(prefix="longhaul-gpt-")
+        longhaul.data.write_store(os.path.join(tmp, "tokens.h5"), synthetic_documents(400, 64, args.seed),
+                                  vocab_size=65, eos_id=64, tokenizer="synthetic")
+        store = longhaul.data.TokenStore(os.path.join(tmp, "tokens.h5"))
+
+    torch.manual_seed(args.seed)  # the same initial parameters on every rank
+    model = GPT(store.vocab_size, args.dim, args.layers, args.heads, args.kv_heads)
+    params = list(model.parameters())
+    optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    if world.rank == 0:
+        print(f"train_gpt: {world.world_size} ranks ({world.launcher}, {world.backend}), CP {cp_size} x DP {dp_size}, "
+              f"{cp.strategy}/{cp.layout}, {sum(p.numel() for p in params)} parameters, {store.num_tokens} tokens",
+              flush=True)
+
+    data = batches(store, args, dp_size, dp_rank)
+    for step in range(1, args.steps + 1):
+        t0 = time.perf_counter()
+        batch = next(data)
+        plan = cp.plan(batch.num_tokens, batch.cu_seqlens)
+        tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)
+        counts = torch.tensor([float((targets != longhaul.data.IGNORE_TARGET).sum())])
+        n_targets = max(1.0, world.comm.all_reduce(counts).item())
+        logits = model(tokens, cp, plan)
+        loss_sum = F.cross_entropy(logits, targets, ignore_index=longhaul.data.IGNORE_TARGET, reduction="sum")
+        optim.zero_grad()
+        (loss_sum / n_targets).backward()
+        all_reduce_grads(params, world.comm)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        loss = world.comm.all_reduce(loss_sum.detach().reshape(1)).item() / n_targets
+        if world.rank == 0:
+            print(f"step {step}/{args.steps} loss {loss:.4f} seq_len {batch.seq_len} "
+                  f"({time.perf_counter() - t0:.2f} s)", flush=True)
+        if not math.isfinite(loss):
+            raise SystemExit(f"loss is {loss} at step {step}")
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""longhaul: context-parallel attention for long sequences, from PyTorch.
+
+    import longhaul
+    world = longhaul.init()                                  # mpirun, torchrun, Slurm or one process
+    cp = longhaul.ContextParallel(strategy="ring", layout="zigzag")
+    plan = cp.plan(T, cu_seqlens)                            # cu_seqlens: global document offsets
+    out = cp.attention(plan.shard(q), plan.shard(k), plan.shard(v), plan, causal=True)
+    out.sum().backward()                                     # a collective, like the forward
+
+Errors from the C++ library keep its message: ValueError for invalid arguments,
+longhaul.CommError (longhaul.CommTimeout for a passed deadline) when communication fails.
+"""
+import torch  # noqa: F401  (loads libtorch and libtorch_python, which the extension links)
+
+from . import _C
+from ._C import CommError, CommTimeout, Communicator, ShardPlan, World
+from . import data
+from .context_parallel import ContextParallel
+from ._world import as_group, init, world
+
+__version__ = _C.info()["version"]
+
+
+def info():
+    """The build configuration of longhaul (a dict), plus the torch this process runs."""
+    d = _C.info()
+    d["torch_runtime"] = torch.__version__
+    return d
+
+
+__all__ = ["init", "world", "as_group", "ContextParallel", "ShardPlan", "Communicator", "World", "CommError",
+           "CommTimeout", "data", "info"]

@@ -1,0 +1,45 @@
+"""The job's processes: longhaul.init() and the group a ContextParallel runs over."""
+import atexit
+
+from . import _C
+
+_atexit_registered = False
+
+
+def init(backend="auto", timeout=300.0, threads=0, log_config=True):
+    """Detects the launcher (mpirun, torchrun, Slurm, or one process), builds the world
+    communicator and sets the thread counts. Returns a World (rank, world_size, local_rank,
+    local_size, launcher, backend, threads, device, comm). Later calls return the same world.
+
+    backend: auto (mpi under mpirun, c10d/Gloo under torchrun or Slurm, local for one process),
+    mpi, c10d, local or nccl. timeout: the deadline in seconds of every communication wait.
+    """
+    global _atexit_registered
+    w = _C.init(backend, float(timeout), int(threads), bool(log_config))
+    if not _atexit_registered:
+        # Finalise MPI while the interpreter is whole, not during its teardown.
+        atexit.register(_C.shutdown)
+        _atexit_registered = True
+    return w
+
+
+def world():
+    """The world of longhaul.init() (initialising it with the defaults if needed)."""
+    return init(log_config=False)  # the existing world, if there is one
+
+
+def as_group(group=None, device="cpu", timeout=None):
+    """A longhaul Communicator from None (the world), a Communicator, or a
+    torch.distributed.ProcessGroup (its backend for `device`, wrapped)."""
+    if group is None:
+        return world().comm
+    if isinstance(group, _C.Communicator):
+        return group
+    if not hasattr(_C, "from_process_group"):
+        raise ValueError("longhaul was built without the c10d backend (LONGHAUL_WITH_C10D): "
+                         "it cannot run over a torch.distributed ProcessGroup")
+    try:
+        return _C.from_process_group(group, device, timeout)
+    except TypeError as e:
+        raise TypeError(f"group must be None, a longhaul.Communicator or a torch.distributed.ProcessGroup, "
+                        f"got {type(group).__name__}") from e

@@ -1,0 +1,73 @@
+"""Context-parallel attention as a torch.autograd.Function over the C++ forward and backward."""
+import torch
+
+from . import _C
+from ._world import as_group
+
+
+class _Attention(torch.autograd.Function):
+    """out = attention(q, k, v) over the group; backward runs the strategy's backward (a collective)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, cp, plan, causal, window):
+        out, lse = cp.forward(q, k, v, plan, causal, window)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.cp, ctx.plan, ctx.causal, ctx.window = cp, plan, causal, window
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = ctx.cp.backward(dout, q, k, v, out, lse, ctx.plan, ctx.causal, ctx.window)
+        return dq, dk, dv, None, None, None, None
+
+
+def _check_window(window):
+    if window is None:
+        return None
+    try:
+        left, right = window
+        return int(left), int(right)
+    except (TypeError, ValueError):
+        raise ValueError(f"window must be None or (left, right) with inclusive bounds, got {window!r}") from None
+
+
+class ContextParallel:
+    """Attention over a sequence sharded across a context-parallel group.
+
+    strategy: ring, tokenring, ulysses, hybrid, allgather or rsa. layout: zigzag, striped or
+    contiguous. ulysses_degree: heads are split over groups of this many ranks (hybrid). group:
+    None (the world of longhaul.init()), a longhaul.Communicator or a torch.distributed
+    ProcessGroup. inner: the strategy across Ulysses groups (hybrid: ring or tokenring).
+    scale: the softmax scale, default 1/sqrt(D). device: the tensors' device for a ProcessGroup.
+    """
+
+    def __init__(self, strategy="ring", layout="zigzag", ulysses_degree=1, group=None, *, inner="ring",
+                 overlap=True, scale=None, device="cpu"):
+        self.group = as_group(group, device)
+        self._cp = _C.ContextParallel(self.group, strategy, layout, int(ulysses_degree), inner, bool(overlap),
+                                      float(scale or 0.0))
+
+    @property
+    def strategy(self):
+        return self._cp.strategy
+
+    @property
+    def layout(self):
+        return self._cp.layout
+
+    def plan(self, T, cu_seqlens=None, min_chunk=64):
+        """The ShardPlan of a packed sequence of T tokens (cu_seqlens: global document offsets
+        [0, ..., T], or None for one document) for this rank of the group."""
+        if cu_seqlens is not None and not isinstance(cu_seqlens, torch.Tensor):
+            cu_seqlens = torch.tensor(cu_seqlens, dtype=torch.int64)
+        return _C.ShardPlan(int(T), cu_seqlens, self.layout, self.group, int(min_chunk))
+
+    def attention(self, q, k, v, plan, causal=False, window=None):
+        """Attention of this rank's shards q [Tl, H, D], k and v [Tl, H_kv, D] (H % H_kv == 0)
+        under the plan's documents, causal or not, and an inclusive (left, right) window.
+        Returns out [Tl, H, D]; differentiable in q, k and v. Every rank of the group calls it."""
+        return _Attention.apply(q, k, v, self._cp, plan, bool(causal), _check_window(window))
+
+    def __repr__(self):
+        return f"<longhaul.ContextParallel {self.strategy}/{self.layout} over {self.group!r}>"

@@ -1,0 +1,108 @@
+"""Tokens on disk and dataset-decomposition batches (the C++ data module, data/).
+
+    store = longhaul.data.TokenStore("tokens.h5")
+    for batch in longhaul.data.DDSampler(store, tokens_per_step=4096, min_log2=6, max_log2=9,
+                                         dp_size=dp, dp_rank=dp_rank, seed=0):
+        plan = cp.plan(batch.num_tokens, batch.cu_seqlens)
+        tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)
+
+Options and semantics are the C++ DDSampler's (data/sampler.h): every step holds exactly
+tokens_per_step tokens over the data-parallel group; one bucket 2^i is drawn per step (the same on
+every rank, from the seed) and this rank gets tokens_per_step / (dp_size · 2^i) pieces of it, packed
+back to back. Iteration ends with the epoch (all `cycles` cycles).
+"""
+from dataclasses import dataclass
+
+import torch
+
+from ._C import data as _data
+
+TokenSource = _data.TokenSource
+
+
+def _without_hdf5(name):
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"longhaul.data.{name}: this build of longhaul has no HDF5 (LONGHAUL_WITH_HDF5=OFF)")
+    return refuse
+
+
+# The HDF5 token store exists only in builds with HDF5.
+TokenStore = getattr(_data, "TokenStore", None) or _without_hdf5("TokenStore")
+write_store = getattr(_data, "write_store", None) or _without_hdf5("write_store")
+IGNORE_TARGET = -100  # targets across a document boundary (torch's cross-entropy ignore_index)
+
+
+@dataclass
+class Batch:
+    """One step's tokens on one data-parallel rank."""
+    step: int
+    cycle: int
+    seq_len: int
+    tokens: torch.Tensor      # int64 [N]: the sequences back to back
+    targets: torch.Tensor     # int64 [N]: the next token of the same document, else -100
+    positions: torch.Tensor   # int64 [N]: 0, 1, ... restarting in every sequence
+    cu_seqlens: torch.Tensor  # int64 [sequences + 1]: global offsets in this packed batch
+
+    @property
+    def num_tokens(self):
+        return int(self.tokens.numel())
+
+    @property
+    def num_sequences(self):
+        return int(self.cu_seqlens.numel()) - 1
+
+
+def _long(a):
+    return torch.from_numpy(a).to(torch.int64)
+
+
+class DDSampler:
+    """This rank's batches of dataset decomposition over a TokenStore (see the module doc).
+
+    tokens_per_step: b, divisible by dp_size · 2^max_log2. Buckets hold pieces of 2^min_log2 ...
+    2^max_log2 tokens. curriculum: grow_p2, grow_linear, uniform or natural.
+    """
+
+    def __init__(self, store, tokens_per_step, *, min_log2=8, max_log2=13, dp_size=1, dp_rank=0,
+                 curriculum="grow_p2", cycles=8, seed=0):
+        if not isinstance(store, TokenSource):
+            raise TypeError(f"store must be a longhaul.data.TokenStore, got {type(store).__name__}")
+        self.store = store
+        self._s = _data.DDSampler(store, int(tokens_per_step), int(min_log2), int(max_log2), int(dp_size),
+                                  int(dp_rank), str(curriculum), int(cycles), int(seed))
+
+    def next(self):
+        """The next Batch, or None once the epoch is over."""
+        d = self._s.next()
+        if d is None:
+            return None
+        return Batch(d["step"], d["cycle"], d["seq_len"], _long(d["tokens"]), _long(d["targets"]),
+                     _long(d["positions"]), torch.from_numpy(d["cu_seqlens"]))
+
+    def __iter__(self):
+        while (b := self.next()) is not None:
+            yield b
+
+    def __len__(self):
+        """Steps of one epoch (fixed by the bucket sizes, whatever the draws)."""
+        return self._s.steps_per_epoch
+
+    def state_dict(self):
+        """The exact position in the epoch (restore it into a sampler with the same options)."""
+        return {"state": self._s.save_state()}
+
+    def load_state_dict(self, state):
+        self._s.restore_state(state["state"])
+
+    @property
+    def step(self):
+        return self._s.step
+
+    @property
+    def cycle(self):
+        return self._s.cycle
+
+    @property
+    def dropped_tokens(self):
+        """Tokens dropped so far: the leftovers once the last cycle has ended."""
+        return self._s.dropped_tokens

@@ -1,0 +1,135 @@
+// Communicators, longhaul.init() and the process's world. The World lives in this file (one per
+// process, as MPI allows one MPI_Init): Python sees a snapshot of its launch facts plus the
+// communicator, and shutdown() (registered with atexit by the package) ends it, finalising MPI
+// while the interpreter is still whole. Communicators outliving it stay safe to destroy.
+#include <torch/csrc/utils/pybind.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "launch/world.h"
+#include "python/src/bindings.h"
+#include "runtime/comm/comm.h"
+#include "runtime/errors.h"
+
+#if LONGHAUL_WITH_C10D
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include "runtime/comm/c10d/communicator.h"
+#endif
+
+namespace py = pybind11;
+
+namespace longhaul::python {
+namespace {
+
+// What longhaul.init() returns: the world's facts, fixed at init, and its communicator.
+struct WorldView {
+  int rank, world_size, local_rank, local_size, threads, device;
+  std::string launcher, backend;
+  CommPtr comm;
+};
+
+std::mutex g_world_mu;
+std::unique_ptr<World> g_world;
+
+WorldView view_of(const World& w) {
+  return {w.rank(), w.size(), w.local_rank(), w.local_size(), w.threads(), w.device(), w.launcher(),
+          w.comm()->backend(), w.comm()};
+}
+
+std::chrono::milliseconds to_ms(double seconds) {
+  LH_CHECK(seconds > 0, "timeout must be positive, got ", seconds, " s");
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+// The first call creates the world; later calls return it (their options must not differ in
+// backend: a second world would need a second MPI_Init).
+WorldView init_world(const std::string& backend, double timeout_s, int threads, bool log_config) {
+  std::lock_guard<std::mutex> lock(g_world_mu);
+  if (!g_world) {
+    InitOptions o;
+    o.backend = backend;
+    o.timeout = to_ms(timeout_s);
+    o.threads = threads;
+    o.log_config = log_config;
+    g_world = std::make_unique<World>(init(o));
+  } else if (backend != "auto" && backend != g_world->comm()->backend()) {
+    throw InvalidArgument("longhaul.init: the world already exists with backend " + g_world->comm()->backend() +
+                          "; cannot re-initialise it with backend " + backend);
+  }
+  return view_of(*g_world);
+}
+
+void shutdown_world() {
+  std::lock_guard<std::mutex> lock(g_world_mu);
+  g_world.reset();
+}
+
+}  // namespace
+
+void bind_comm(py::module_& m) {
+  py::class_<Communicator, CommPtr>(m, "Communicator", "A group of ranks (longhaul's communicator)")
+      .def_property_readonly("rank", &Communicator::rank)
+      .def_property_readonly("size", &Communicator::size)
+      .def_property_readonly("backend", &Communicator::backend)
+      .def_property_readonly("timeout", [](const Communicator& c) { return c.timeout().count() / 1000.0; })
+      .def("barrier", [](Communicator& c) { c.barrier()->wait(); }, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "all_reduce",
+          [](Communicator& c, at::Tensor t, const std::string& op) {
+            LH_CHECK(t.is_contiguous(), "all_reduce: the tensor must be contiguous (it is reduced in place)");
+            const ReduceOp r = op == "sum" ? ReduceOp::Sum : op == "max" ? ReduceOp::Max : op == "min" ? ReduceOp::Min
+                             : throw InvalidArgument("all_reduce: unknown op '" + op + "', expected sum, max or min");
+            c.all_reduce(t, r)->wait();
+            return t;
+          },
+          py::arg("tensor"), py::arg("op") = "sum", py::call_guard<py::gil_scoped_release>(),
+          "Reduces `tensor` over the group in place and returns it.")
+      .def("split", &Communicator::split, py::arg("color"), py::arg("key"), py::call_guard<py::gil_scoped_release>())
+      .def("__repr__", [](const Communicator& c) {
+        return "<longhaul.Communicator backend=" + c.backend() + " rank=" + std::to_string(c.rank()) + "/" +
+               std::to_string(c.size()) + ">";
+      });
+
+  py::class_<WorldView>(m, "World", "The processes of this job, as longhaul.init() found them")
+      .def_readonly("rank", &WorldView::rank)
+      .def_readonly("world_size", &WorldView::world_size)
+      .def_readonly("local_rank", &WorldView::local_rank)
+      .def_readonly("local_size", &WorldView::local_size)
+      .def_readonly("threads", &WorldView::threads)
+      .def_readonly("device", &WorldView::device, "CUDA device of this rank, -1 without CUDA")
+      .def_readonly("launcher", &WorldView::launcher, "mpirun, torchrun, env, slurm or single process")
+      .def_readonly("backend", &WorldView::backend)
+      .def_readonly("comm", &WorldView::comm)
+      .def("__repr__", [](const WorldView& w) {
+        return "<longhaul.World rank " + std::to_string(w.rank) + "/" + std::to_string(w.world_size) + " launcher " +
+               w.launcher + " backend " + w.backend + ">";
+      });
+
+  m.def("init", &init_world, py::arg("backend") = "auto", py::arg("timeout") = 300.0, py::arg("threads") = 0,
+        py::arg("log_config") = true, py::call_guard<py::gil_scoped_release>());
+  m.def("world_initialized", [] {
+    std::lock_guard<std::mutex> lock(g_world_mu);
+    return g_world != nullptr;
+  });
+  m.def("shutdown", &shutdown_world, py::call_guard<py::gil_scoped_release>());
+
+#if LONGHAUL_WITH_C10D
+  m.def(
+      "from_process_group",
+      [](const c10::intrusive_ptr<c10d::ProcessGroup>& group, const std::string& device, std::optional<double> timeout_s) {
+        CommOptions o;
+        if (timeout_s) o.timeout = to_ms(*timeout_s);
+        const c10::DeviceType d = device == "cpu" ? c10::DeviceType::CPU : device == "cuda" ? c10::DeviceType::CUDA
+                                : throw InvalidArgument("from_process_group: device must be cpu or cuda, got '" + device + "'");
+        return create_c10d_communicator(group, d, o);
+      },
+      py::arg("group"), py::arg("device") = "cpu", py::arg("timeout") = py::none(),
+      "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator.");
+#endif
+}
+
+}  // namespace longhaul::python

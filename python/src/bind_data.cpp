@@ -1,0 +1,146 @@
+// longhaul._C data: the HDF5 token store (reader and writer) and the dataset-decomposition
+// sampler with the batch builder, as numpy arrays (longhaul/data.py turns them into tensors).
+// No torch headers here: nothing in this file needs ATen.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "data/batch.h"
+#include "data/curriculum.h"
+#include "data/decomposition.h"
+#include "data/sampler.h"
+#include "longhaul/config.h"
+#include "python/src/bindings.h"
+#include "runtime/errors.h"
+
+#if LONGHAUL_WITH_HDF5
+#include "data/hdf5/store_reader.h"
+#include "data/hdf5/store_writer.h"
+#endif
+
+namespace py = pybind11;
+
+namespace longhaul::python {
+namespace {
+
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  return py::array_t<T>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+// A DD sampler over a token source, and the batches it plans, read from that source.
+class SamplerHandle {
+ public:
+  SamplerHandle(std::shared_ptr<data::TokenSource> source, int64_t tokens_per_step, int min_log2, int max_log2,
+                int dp_size, int dp_rank, const std::string& curriculum, int cycles, uint64_t seed)
+      : source_(std::move(source)) {
+    data::BucketRange range{min_log2, max_log2};
+    range.validate();
+    data::SamplerOptions o;
+    o.tokens_per_step = tokens_per_step;
+    o.dp_size = dp_size;
+    o.dp_rank = dp_rank;
+    o.curriculum = data::curriculum_from_string(curriculum);
+    o.cycles = cycles;
+    o.seed = seed;
+    sampler_ = std::make_unique<data::DDSampler>(std::make_shared<data::Decomposition>(source_->doc_offsets(), range), o);
+  }
+
+  // The next batch as a dict, or None once the epoch is over.
+  py::object next() {
+    std::optional<data::Batch> b;
+    {
+      py::gil_scoped_release release;
+      if (auto plan = sampler_->next()) b = data::build_batch(*source_, std::move(*plan));
+    }
+    if (!b) return py::none();
+    py::dict d;
+    d["step"] = b->plan.step;
+    d["cycle"] = b->plan.cycle;
+    d["seq_len"] = b->plan.seq_len;
+    d["tokens"] = to_array(b->tokens);
+    d["targets"] = to_array(b->targets);
+    d["positions"] = to_array(b->positions);
+    d["cu_seqlens"] = to_array(b->cu_seqlens);
+    return d;
+  }
+
+  const data::DDSampler& sampler() const { return *sampler_; }
+  data::DDSampler& sampler() { return *sampler_; }
+
+ private:
+  std::shared_ptr<data::TokenSource> source_;
+  std::unique_ptr<data::DDSampler> sampler_;
+};
+
+#if LONGHAUL_WITH_HDF5
+// Writes documents (each a sequence of token ids) to a token store; returns the token count.
+int64_t write_store(const std::string& path, const py::iterable& documents, int64_t vocab_size, int64_t eos_id,
+                    const std::string& tokenizer) {
+  data::TokenStoreWriter w(path, data::StoreMeta{tokenizer, vocab_size, eos_id});
+  for (const py::handle& doc : documents) {
+    auto a = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(doc);
+    LH_CHECK(a && a.ndim() == 1, "write_store: each document must be a 1-D sequence of token ids");
+    w.append(a.data(), a.size());
+    w.end_document();
+  }
+  w.close();
+  return w.tokens();
+}
+#endif
+
+}  // namespace
+
+void bind_data(py::module_& m) {
+  py::module_ d = m.def_submodule("data", "token store and dataset-decomposition sampler");
+  py::class_<data::TokenSource, std::shared_ptr<data::TokenSource>>(d, "TokenSource")
+      .def_property_readonly("num_documents", &data::TokenSource::num_documents)
+      .def_property_readonly("num_tokens", &data::TokenSource::num_tokens)
+      .def_property_readonly("vocab_size", &data::TokenSource::vocab_size)
+      .def_property_readonly("eos_id", &data::TokenSource::eos_id)
+      .def_property_readonly("doc_offsets", [](const data::TokenSource& s) { return to_array(s.doc_offsets()); })
+      .def("read", [](data::TokenSource& s, int64_t begin, int64_t count) {
+        LH_CHECK(begin >= 0 && count >= 0 && begin + count <= s.num_tokens(), "read: tokens [", begin, ", ",
+                 begin + count, ") outside [0, ", s.num_tokens(), ")");
+        py::array_t<int32_t> out(static_cast<py::ssize_t>(count));
+        s.read(begin, count, out.mutable_data());
+        return out;
+      }, py::arg("begin"), py::arg("count"))
+      .def("__repr__", [](const data::TokenSource& s) { return "<longhaul.data " + s.describe() + ">"; });
+
+#if LONGHAUL_WITH_HDF5
+  py::class_<data::TokenStoreReader, data::TokenSource, std::shared_ptr<data::TokenStoreReader>>(d, "TokenStore")
+      .def(py::init([](const std::string& path, size_t cache) {
+             return std::make_shared<data::TokenStoreReader>(path, data::StoreReaderOptions{cache});
+           }),
+           py::arg("path"), py::arg("chunk_cache_bytes") = size_t(64) << 20)
+      .def_property_readonly("path", &data::TokenStoreReader::path)
+      .def_property_readonly("tokenizer", &data::TokenStoreReader::tokenizer)
+      .def("document", [](data::TokenStoreReader& r, int64_t i) {
+        LH_CHECK(i >= 0 && i < r.num_documents(), "document ", i, " outside [0, ", r.num_documents(), ")");
+        return to_array(r.document(i));
+      }, py::arg("index"));
+  d.def("write_store", &write_store, py::arg("path"), py::arg("documents"), py::arg("vocab_size") = 257,
+        py::arg("eos_id") = 256, py::arg("tokenizer") = "bytes");
+#endif
+
+  py::class_<SamplerHandle>(d, "DDSampler")
+      .def(py::init<std::shared_ptr<data::TokenSource>, int64_t, int, int, int, int, const std::string&, int, uint64_t>(),
+           py::arg("source"), py::arg("tokens_per_step"), py::arg("min_log2"), py::arg("max_log2"), py::arg("dp_size"),
+           py::arg("dp_rank"), py::arg("curriculum"), py::arg("cycles"), py::arg("seed"))
+      .def("next", &SamplerHandle::next)
+      .def("save_state", [](const SamplerHandle& s) { return s.sampler().save_state(); })
+      .def("restore_state", [](SamplerHandle& s, const std::string& st) { s.sampler().restore_state(st); })
+      .def_property_readonly("steps_per_epoch", [](const SamplerHandle& s) { return s.sampler().steps_per_epoch(); })
+      .def_property_readonly("step", [](const SamplerHandle& s) { return s.sampler().step(); })
+      .def_property_readonly("cycle", [](const SamplerHandle& s) { return s.sampler().cycle(); })
+      .def_property_readonly("dropped_tokens", [](const SamplerHandle& s) { return s.sampler().dropped_tokens(); })
+      .def_property_readonly("leftover_tokens", [](const SamplerHandle& s) { return s.sampler().leftover_tokens(); })
+      .def_property_readonly("decomposed_dropped_tokens",
+                             [](const SamplerHandle& s) { return s.sampler().decomposition().dropped_tokens(); });
+}
+
+}  // namespace longhaul::python

@@ -1,0 +1,175 @@
+"""longhaul.ContextParallel.attention against torch SDPA on the gathered tensors, on every rank of
+a group: under mpirun (the world of longhaul.init()) or under torchrun with a torch.distributed
+Gloo group passed as `group=` (LONGHAUL_TEST_GROUP=torch). Forward output and the gradients of
+q, k and v, for every strategy x layout x mask, float64 and float32, with and without GQA. Every
+rank builds the same global tensors from a fixed seed; tolerances: reference.assert_close."""
+import os
+
+import pytest
+import torch
+
+import longhaul
+from reference import assert_close, dense_mask, sdpa_with_grads
+
+T, H, D = 67, 4, 8                    # odd T: shards of unequal length
+DOCS = [0, 29, 40, 67]                # three packed documents
+MIN_CHUNK = 4                         # small, so that zigzag cuts documents at this T
+MASKS = {                             # name: (causal, documents, window)
+    "full": (False, None, None),
+    "causal": (True, None, None),
+    "documents": (False, DOCS, None),
+    "causal_documents": (True, DOCS, None),
+    "window": (False, None, (5, 3)),
+    "causal_documents_window": (True, DOCS, (7, 2)),  # right > 0: causality still matters
+}
+LAYOUTS = ["zigzag", "striped", "contiguous"]
+# (dtype, H_kv): MHA and GQA in float64, GQA in float32.
+PRECISIONS = [(torch.float64, 4), (torch.float64, 2), (torch.float32, 2)]
+
+
+@pytest.fixture(scope="module")
+def group():
+    """The CP group: a torch ProcessGroup under torchrun, else None (longhaul's world)."""
+    if os.environ.get("LONGHAUL_TEST_GROUP") == "torch":
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.group.WORLD
+    longhaul.init(timeout=30, log_config=False)
+    return None
+
+
+@pytest.fixture(scope="module")
+def P(group):
+    return longhaul.as_group(group).size
+
+
+def test_world_matches_the_launcher(group):
+    if group is not None:  # torchrun: the torch group wrapped
+        import torch.distributed as dist
+        g = longhaul.as_group(group)
+        assert (g.rank, g.size, g.backend) == (dist.get_rank(), dist.get_world_size(), "c10d-gloo")
+        return
+    world = longhaul.init()
+    assert world.launcher == "mpirun" and world.backend == "mpi"
+    assert world.rank == int(os.environ["OMPI_COMM_WORLD_RANK"])
+    assert world.world_size == int(os.environ["OMPI_COMM_WORLD_SIZE"]) == world.comm.size
+    assert world.local_rank == int(os.environ["OMPI_COMM_WORLD_LOCAL_RANK"])
+
+
+_problems = {}
+
+
+def problem(mask_name, dtype, h_kv):
+    """Global q, k, v, dout and SDPA's results (float64 reference, and naive in `dtype`)."""
+    key = (mask_name, dtype, h_kv)
+    if key not in _problems:
+        g = torch.Generator().manual_seed(1234)
+        q, k, v, dout = (torch.randn(T, h, D, generator=g, dtype=torch.float64).to(dtype) for h in (H, h_kv, h_kv, H))
+        causal, docs, window = MASKS[mask_name]
+        mask = dense_mask(T, docs, causal, window)
+        ref = sdpa_with_grads(q.double(), k.double(), v.double(), dout.double(), mask)
+        naive = None if dtype == torch.float64 else sdpa_with_grads(q, k, v, dout, mask)
+        _problems[key] = (q, k, v, dout, ref, naive)
+    return _problems[key]
+
+
+def run_case(group, strategy, layout, mask_name, dtype, h_kv, ulysses_degree=1):
+    q, k, v, dout, ref, naive = problem(mask_name, dtype, h_kv)
+    causal, docs, window = MASKS[mask_name]
+    cp = longhaul.ContextParallel(strategy, layout, ulysses_degree=ulysses_degree, group=group)
+    plan = cp.plan(T, docs, min_chunk=MIN_CHUNK)
+    ql, kl, vl = (plan.shard(x).requires_grad_() for x in (q, k, v))
+    out = cp.attention(ql, kl, vl, plan, causal=causal, window=window)
+    assert out.dtype == dtype and out.shape == (plan.local_rows, H, D)
+    (out * plan.shard(dout)).sum().backward()
+    got = [plan.unshard(x.detach()) for x in (out, ql.grad, kl.grad, vl.grad)]
+    what = f"{strategy}/{layout}/{mask_name}/{dtype}/H_kv={h_kv} P={plan.P} rank {plan.rank}"
+    for name, ours, r, n in zip(("out", "dq", "dk", "dv"), got, ref, naive or (None,) * 4):
+        assert_close(ours, r, n, f"{what} {name}")
+
+
+@pytest.mark.parametrize("dtype,h_kv", PRECISIONS, ids=lambda p: str(p).replace("torch.", ""))
+@pytest.mark.parametrize("mask_name", [m for m in MASKS if m != "full"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("strategy", ["ring", "tokenring", "allgather", "ulysses"])
+def test_matches_sdpa(group, strategy, layout, mask_name, dtype, h_kv):
+    run_case(group, strategy, layout, mask_name, dtype, h_kv)
+
+
+@pytest.mark.parametrize("dtype,h_kv", PRECISIONS, ids=lambda p: str(p).replace("torch.", ""))
+@pytest.mark.parametrize("mask_name", ["full", "causal"])  # the 2021 baseline has no other masks
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_rsa_matches_sdpa(group, layout, mask_name, dtype, h_kv):
+    run_case(group, "rsa", layout, mask_name, dtype, h_kv)
+
+
+@pytest.mark.parametrize("dtype,h_kv", PRECISIONS, ids=lambda p: str(p).replace("torch.", ""))
+@pytest.mark.parametrize("mask_name", ["causal", "causal_documents", "causal_documents_window"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_hybrid_matches_sdpa(group, P, layout, mask_name, dtype, h_kv):
+    if P < 4:
+        pytest.skip(f"hybrid needs 2 Ulysses groups of 2 ranks: 4 ranks, this run has {P}")
+    run_case(group, "hybrid", layout, mask_name, dtype, h_kv, ulysses_degree=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("strategy", ["ring", "ulysses"])
+def test_low_precision_matches_sdpa(group, strategy, dtype):
+    run_case(group, strategy, "zigzag", "causal_documents", dtype, 2)
+
+
+def test_plan_covers_the_sequence(group, P):
+    cp = longhaul.ContextParallel("ring", "zigzag", group=group)
+    plan = cp.plan(T, torch.tensor(DOCS), min_chunk=MIN_CHUNK)
+    assert plan.P == P and plan.T == T and plan.cu_seqlens.tolist() == DOCS
+    everyone = plan.unshard(plan.positions)  # each rank's rows, back in global order
+    assert everyone.tolist() == list(range(T))
+    doc_start = torch.tensor(DOCS)[torch.bucketize(plan.positions, torch.tensor(DOCS)[1:], right=True)]
+    assert torch.equal(plan.doc_positions, plan.positions - doc_start)
+    lc = plan.local_cu_seqlens
+    assert lc[0] == 0 and lc[-1] == plan.local_rows and bool((lc[1:] >= lc[:-1]).all())
+    x = torch.randn(T, 3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(plan.unshard(plan.shard(x)), x)
+
+
+def test_wrong_shape_raises_value_error(group):
+    cp = longhaul.ContextParallel("ring", "zigzag", group=group)
+    plan = cp.plan(T)
+    q = torch.randn(plan.local_rows, H, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"q must be \[.*, H, D\]"):
+        cp.attention(q[:, 0], q, q, plan)
+    with pytest.raises(ValueError, match="k and v must both be"):
+        cp.attention(q, q[:-1], q[:-1], plan)
+    with pytest.raises(ValueError, match="window"):
+        cp.attention(q, q, q, plan, window=(1, 2, 3))
+
+
+def test_ulysses_heads_not_divisible_raises_value_error(group, P):
+    cp = longhaul.ContextParallel("ulysses", "zigzag", group=group)
+    plan = cp.plan(T)
+    h = P + 1  # H % P != 0
+    q = torch.randn(plan.local_rows, h, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"needs H % U == 0.*Degrees that work"):
+        cp.attention(q, q, q, plan)
+
+
+def test_bad_options_raise_value_error(group):
+    with pytest.raises(ValueError, match="unknown strategy 'spiral'"):
+        longhaul.ContextParallel("spiral", group=group)
+    with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
+        longhaul.ContextParallel("ring", "diagonal", group=group)
+    with pytest.raises(ValueError, match="cu_seqlens ends at"):
+        longhaul.ContextParallel("ring", group=group).plan(T, [0, 10, T + 1])
+    with pytest.raises(TypeError, match="group must be"):
+        longhaul.ContextParallel("ring", group="world")
+
+
+def test_ranks_that_disagree_all_raise(group):
+    """A rank with other head counts: every rank gets the error (none waits for the others)."""
+    cp = longhaul.ContextParallel("ring", "zigzag", group=group)
+    plan = cp.plan(T)
+    h = 4 if plan.rank == 0 else 2
+    q = torch.randn(plan.local_rows, h, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match="disagrees with rank 0"):
+        cp.attention(q, q, q, plan)

@@ -7,8 +7,8 @@ namespace longhaul::cli {
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s) {
   desc.add_options()
       ("backend", po::value(&opts.backend)->default_value("auto"),
-       "communicator: auto (mpi under mpirun, c10d under torchrun/Slurm, local alone), mpi, c10d, local, or nccl "
-       "(CUDA tensors on this rank's GPU, bootstrapped over the auto choice)")
+       "communicator for CPU tensors: auto (mpi under mpirun, c10d under torchrun/Slurm, local alone), mpi, c10d "
+       "or local; CUDA tensors go over NCCL when every local rank has its own GPU (auto), or always with nccl")
       ("timeout", po::value(&timeout_s)->default_value(300.0), "deadline of every communication wait, seconds")
       ("threads", po::value(&opts.threads)->default_value(0), "threads per rank (0: from the CPU affinity)");
 }

@@ -202,7 +202,7 @@ int bench_cp(const std::vector<std::string>& args) {
   desc.add_options()
       ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
       ("local", po::value(&local)->default_value(0), "run P thread-ranks of the local backend instead of MPI")
-      ("strategies", po::value(&given.strategies)->multitoken(), "subset of: ring allgather rsa")
+      ("strategies", po::value(&given.strategies)->multitoken(), "subset of: rsa ring allgather tokenring ulysses hybrid")
       ("layouts", po::value(&given.layouts)->multitoken(), "subset of: contiguous zigzag striped")
       ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window")
       ("T", po::value(&given.seq_lens)->multitoken(), "sequence lengths")

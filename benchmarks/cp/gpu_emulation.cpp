@@ -8,6 +8,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "benchmarks/common/compare.h"
 #include "benchmarks/cp/cp_row.h"
 #include "benchmarks/cp/plan_for.h"
 #include "parallel/context_parallel.h"
@@ -17,23 +18,13 @@
 namespace longhaul::bench {
 namespace {
 
-at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  if (s == "fp16" || s == "float16") return at::kHalf;
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  throw InvalidArgument("bench cp-gpu: unknown dtype '" + s + "', expected bf16, fp16 or fp32");
-}
-
 Mask parse_mask(const std::string& s) {
   if (s == "causal") return Mask::causal();
   if (s == "full") return Mask::full();
   throw InvalidArgument("bench cp-gpu: mask '" + s + "' is not supported here, expected full or causal");
 }
 
-double rel_err(const at::Tensor& got, const at::Tensor& ref) {
-  const at::Tensor g = got.to(at::kFloat), r = ref.to(at::kFloat);
-  return ((g - r).abs().max() / r.abs().max().clamp_min(1.0)).item<double>();
-}
+double rel_err(const at::Tensor& got, const at::Tensor& ref) { return relative_error(got, ref, 1.0); }
 
 struct Timed {
   double fwd_ms = 0, bwd_ms = 0;
@@ -48,7 +39,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
   LH_CHECK(at::hasCUDA(), "bench cp-gpu: needs a CUDA device, and torch sees none here");
   LH_CHECK(o.T > 0 && o.H > 0 && o.H_kv > 0 && o.D > 0 && o.H % o.H_kv == 0, "bench cp-gpu: need positive T, H, "
            "H_kv, D with H % H_kv == 0, got T=", o.T, " H=", o.H, " H_kv=", o.H_kv, " D=", o.D);
-  const at::ScalarType dtype = parse_dtype(o.dtype);
+  const at::ScalarType dtype = dtype_from_name(o.dtype, {"bf16", "fp16", "fp32"}, "bench cp-gpu");
   const Mask mask = parse_mask(o.mask);
   const Layout layout = layout_from_string(o.layout);
   for (const auto& s : o.strategies) strategy_from_string(s);  // names checked before any run

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <mutex>
 
+#include "benchmarks/common/compare.h"
 #include "benchmarks/common/rss.h"
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/context_parallel.h"
@@ -18,14 +19,6 @@
 
 namespace longhaul::bench {
 namespace {
-
-at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "bf16") return at::kBFloat16;
-  if (s == "fp16") return at::kHalf;
-  if (s == "fp32") return at::kFloat;
-  if (s == "fp64") return at::kDouble;
-  throw InvalidArgument("bench layer: unknown dtype '" + s + "', expected bf16, fp16, fp32 or fp64");
-}
 
 // Relative error allowed against P=1: the same sums in another order (and, in low precision, the
 // attention's partial results rounded to the input dtype before their merge).
@@ -37,10 +30,7 @@ double tolerance(at::ScalarType t) {
   }
 }
 
-double rel_err(const at::Tensor& got, const at::Tensor& ref) {
-  const at::Tensor g = got.to(at::kDouble).cpu(), r = ref.to(at::kDouble).cpu();
-  return ((g - r).abs().max() / r.abs().max().clamp_min(1e-30)).item<double>();
-}
+double rel_err(const at::Tensor& got, const at::Tensor& ref) { return relative_error(got, ref, 1e-30); }
 
 // What one P produced: times (max over ranks), the gathered output and the summed weight grads.
 struct LayerRun {
@@ -55,7 +45,7 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
   const bool cuda = o.device == "cuda";
   LH_CHECK(cuda || o.device == "cpu", "bench layer: --device must be cuda or cpu, got '", o.device, "'");
   LH_CHECK(!cuda || at::hasCUDA(), "bench layer: --device cuda needs a CUDA device, and torch sees none here");
-  const at::ScalarType dtype = parse_dtype(o.dtype);
+  const at::ScalarType dtype = dtype_from_name(o.dtype, {"bf16", "fp16", "fp32", "fp64"}, "bench layer");
   const c10::Device dev = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   train::ModelOptions mo;
   mo.vocab = 16;  // unused: one block, no embedding

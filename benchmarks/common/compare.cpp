@@ -1,0 +1,34 @@
+#include "benchmarks/common/compare.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "runtime/errors.h"
+
+namespace longhaul::bench {
+
+at::ScalarType dtype_from_name(const std::string& name, const std::vector<std::string>& allowed, const char* who) {
+  struct Known {
+    const char *short_name, *long_name;
+    at::ScalarType type;
+  };
+  static const Known known[] = {{"bf16", "bfloat16", at::kBFloat16},
+                                {"fp16", "float16", at::kHalf},
+                                {"fp32", "float32", at::kFloat},
+                                {"fp64", "float64", at::kDouble}};
+  for (const Known& k : known)
+    if ((name == k.short_name || name == k.long_name) &&
+        std::find(allowed.begin(), allowed.end(), k.short_name) != allowed.end())
+      return k.type;
+  std::string names;
+  for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
+  throw InvalidArgument(detail::str_cat(who, ": unknown dtype '", name, "', expected one of ", names));
+}
+
+double relative_error(const at::Tensor& got, const at::Tensor& ref, double floor) {
+  const at::Tensor g = got.to(at::kDouble).cpu(), r = ref.to(at::kDouble).cpu();
+  return ((g - r).abs().max() / r.abs().max().clamp_min(floor)).item<double>();
+}
+
+}  // namespace longhaul::bench

@@ -12,7 +12,7 @@ namespace longhaul::bench {
 // `who` and the allowed names otherwise.
 at::ScalarType dtype_from_name(const std::string& name, const std::vector<std::string>& allowed, const char* who);
 
-// max |got − ref| / max(floor, max |ref|), computed in float64 on the CPU.
+// max |got − ref| / max(floor, max |ref|), computed in float64 on got's device.
 double relative_error(const at::Tensor& got, const at::Tensor& ref, double floor);
 
 }  // namespace longhaul::bench

@@ -115,6 +115,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
           const double tb = watch.lap();
           if (it >= o.timing.warmup) fwd.push_back(tf), bwd.push_back(tb);
         }
+        comm.barrier()->wait();  // every rank done timing before any checks
         const double e = rel_err(f.out, plan.shard(ref.out));
         const int64_t peak = cp.stats().peak_tracked_bytes + bytes_of(ql) + bytes_of(kl) + bytes_of(vl) + bytes_of(dl) +
                              bytes_of(f.out) + bytes_of(f.lse) + bytes_of(g.dq) + bytes_of(g.dk) + bytes_of(g.dv);

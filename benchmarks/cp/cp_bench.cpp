@@ -57,7 +57,7 @@ std::vector<Config> expand(const std::vector<CpTarget>& targets, int world) {
 }
 
 void validate(const Config& c) {
-  const Strategy s = strategy_from_string(c.strategy);
+  strategy_from_string(c.strategy);  // throws for an unknown name
   layout_from_string(c.layout);
   const auto& names = mask_names();
   if (std::find(names.begin(), names.end(), c.mask) == names.end())

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -93,8 +92,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
       CommOptions co;
       co.timeout = std::chrono::seconds(300);
       run_local_ranks(p, [&](Communicator& comm) {
-        c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
-        impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream per emulated rank
+        enter_device_rank(dev);  // its own stream, as if on its own GPU
         const ShardPlan plan = plan_for(o.T, mask, layout, p, comm.rank());
         const at::Tensor ql = plan.shard(q), kl = plan.shard(k), vl = plan.shard(v), dl = plan.shard(dout);
         Options opts;

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/DeviceAccelerator.h>
-#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -76,11 +75,7 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
     const int64_t base = cuda ? int64_t(at::accelerator::getDeviceStats(0).allocated_bytes[0].current) : 0;
     PeakRssGrowth rss;
     run_local_ranks(p, [&](Communicator& comm) {
-      if (cuda) {
-        at::accelerator::setDeviceIndex(0);  // a new thread has no current CUDA context for cuBLAS
-        c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
-        impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream per emulated rank
-      }
+      enter_device_rank(dev);  // its own stream, as if on its own GPU
       const ShardPlan plan(o.T, std::nullopt, cp_opts.layout, p, comm.rank());
       ContextParallel cp(comm.shared_from_this(), cp_opts);
       train::BlockWeights w;

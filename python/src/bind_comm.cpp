@@ -34,6 +34,7 @@ struct WorldView {
 
 std::mutex g_world_mu;
 std::unique_ptr<World> g_world;
+std::string g_world_backend;  // the backend the world was created with (as requested)
 
 WorldView view_of(const World& w) {
   return {w.rank(), w.size(), w.local_rank(), w.local_size(), w.threads(), w.device(), w.launcher(),
@@ -56,9 +57,11 @@ WorldView init_world(const std::string& backend, double timeout_s, int threads, 
     o.threads = threads;
     o.log_config = log_config;
     g_world = std::make_unique<World>(init(o));
-  } else if (backend != "auto" && backend != g_world->comm()->backend()) {
+    g_world_backend = backend;
+  } else if (backend != "auto" && backend != g_world_backend) {
+    // Compared with the request, not comm()->backend(): a routed world reads "mpi+nccl".
     throw InvalidArgument("longhaul.init: the world already exists with backend " + g_world->comm()->backend() +
-                          "; cannot re-initialise it with backend " + backend);
+                          " (requested as " + g_world_backend + "); cannot re-initialise it with backend " + backend);
   }
   return view_of(*g_world);
 }

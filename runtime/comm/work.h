@@ -16,9 +16,9 @@ namespace longhaul {
 
 using Clock = std::chrono::steady_clock;
 
-// Seconds the calling thread has spent blocked in Work::wait() on operations that were not yet
-// complete (outermost waits only, so a composed Work counts once; a finish step such as the sum of
-// a composed all_reduce is included). Grows monotonically: callers
+// Seconds the calling thread has spent inside Work::wait() (outermost waits only, so a composed
+// Work counts once; a finish step such as the sum of a composed all_reduce is included, and a
+// wait on a completed Work adds only its call). Mostly time blocked on communication. Grows monotonically: callers
 // take differences around a region, e.g. the exposed communication wait of one attention call.
 double comm_wait_seconds();
 

@@ -29,9 +29,8 @@ TEST_P(CpCuda, EveryLayoutMaskAndDtypeMatchesTheReference) {
   CommOptions o;
   o.timeout = std::chrono::seconds(120);
   run_local_ranks(c.ranks, [&](Communicator& comm) {
-    c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
     const c10::Device dev(c10::DeviceType::CUDA, 0);
-    impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream of its own per thread-rank
+    enter_device_rank(dev);  // a stream of its own per thread-rank
     testing::check_device_cases(comm, c.strategy, 301, dev);  // odd T: uneven shards
   }, o);
 }

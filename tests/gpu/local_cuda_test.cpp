@@ -19,9 +19,8 @@ TEST(LocalCuda, RingAndCollectivesOnOneDevice) {
   CommOptions o;
   o.timeout = std::chrono::seconds(20);
   run_local_ranks(4, [](Communicator& comm) {
-    c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
     const c10::Device dev(c10::DeviceType::CUDA, 0);
-    impl.exchangeStream(impl.getStreamFromGlobalPool(dev));  // a stream of its own per thread-rank
+    enter_device_rank(dev);  // a stream of its own per thread-rank
     const int p = comm.size(), r = comm.rank();
     auto opts = at::TensorOptions().device(dev);
     at::Tensor out = at::full({1 << 20}, float(r), opts), in = at::empty({1 << 20}, opts);

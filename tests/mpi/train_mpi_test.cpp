@@ -6,21 +6,13 @@
 #include <ATen/ATen.h>
 
 #include "runtime/comm/local/communicator.h"
+#include "tests/common/train_runs.h"
 #include "tests/mpi/mpi_fixture.h"
 #include "train/task.h"
 #include "train/trainer.h"
 
 namespace longhaul {
 namespace {
-
-train::TaskOptions task() {
-  train::TaskOptions t;
-  t.min_log2 = 5;
-  t.max_log2 = 7;
-  t.pairs = 2;
-  t.tokens = 1 << 14;
-  return t;
-}
 
 train::TrainOptions options(int cp) {
   train::TrainOptions o;
@@ -37,16 +29,13 @@ train::TrainOptions options(int cp) {
   return o;
 }
 
-struct TrainRun {
-  std::vector<double> losses;
-  std::vector<at::Tensor> params;
-};
+using testing::TrainRun;
 
 TrainRun train_on(CommPtr world, int cp, int steps) {
   TrainRun r;
-  train::Trainer t(std::move(world), train::task_source(task()), options(cp));
+  train::Trainer t(std::move(world), train::task_source(testing::tiny_recall_task()), options(cp));
   for (int i = 0; i < steps; ++i) r.losses.push_back(t.step().loss);
-  for (const auto& [name, p] : t.model().ordered_parameters()) r.params.push_back(p.detach().clone());
+  r.params = testing::parameter_copies(t);
   return r;
 }
 
@@ -59,11 +48,7 @@ TEST_F(TrainMpi, EverySplitEqualsOneProcess) {
   const int w = comm().size();
   for (int cp = 1; cp <= w; ++cp) {
     if (w % cp) continue;
-    const TrainRun r = train_on(comm().shared_from_this(), cp, steps);
-    for (int i = 0; i < steps; ++i)
-      EXPECT_NEAR(r.losses[i], ref.losses[i], 1e-5 * std::abs(ref.losses[i])) << "cp " << cp << " step " << i + 1;
-    for (size_t i = 0; i < r.params.size(); ++i)
-      EXPECT_LE((r.params[i] - ref.params[i]).abs().max().item<double>(), 1e-5) << "cp " << cp << " param " << i;
+    testing::expect_same_run(ref, train_on(comm().shared_from_this(), cp, steps), "cp " + std::to_string(cp));
   }
 }
 

@@ -109,7 +109,8 @@ def test_rsa_matches_sdpa(group, layout, mask_name, dtype, h_kv):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_hybrid_matches_sdpa(group, P, layout, mask_name, dtype, h_kv):
     if P < 4:
-        pytest.skip(f"hybrid needs 2 Ulysses groups of 2 ranks: 4 ranks, this run has {P}")
+        pytest.skip(f"hybrid needs 2 Ulysses groups of 2 ranks: 4 ranks, this run has {P} "
+                    f"(python_mpi_np4 runs it; C++ hybrid on CPU: tests/unit/cp_test.cpp)")
     run_case(group, "hybrid", layout, mask_name, dtype, h_kv, ulysses_degree=2)
 
 

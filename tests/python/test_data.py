@@ -46,7 +46,8 @@ def test_written_store_is_the_documented_format(store_path, documents):
 
 def cpp_batches(store_path, tokens_per_step, min_log2, max_log2, dp_size, dp_rank, curriculum, cycles, seed):
     if not DD_BATCHES:
-        pytest.skip("LONGHAUL_DD_BATCHES (the C++ dd_batches helper) is not set: run through ctest")
+        pytest.skip("LONGHAUL_DD_BATCHES (the C++ dd_batches helper) is not set: run through ctest "
+                    "(python_module sets it; the C++ sampler itself: tests/unit/data_sampler_test.cpp)")
     args = [DD_BATCHES, store_path] + [str(a) for a in (tokens_per_step, min_log2, max_log2, dp_size, dp_rank,
                                                           curriculum, cycles, seed)]
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout

@@ -18,7 +18,7 @@ def launch_command():
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     mpirun = os.environ.get("LONGHAUL_MPIRUN", "mpirun")
     if not shutil.which(mpirun):
-        pytest.skip(f"{mpirun} not found: the example needs 2 ranks")
+        pytest.skip(f"{mpirun} not found: the example needs 2 ranks (python_example_torchrun runs it under torchrun)")
     return [mpirun, "--oversubscribe", "--bind-to", "none", "-np", "2", sys.executable]
 
 

@@ -18,18 +18,10 @@
 #include "train/rope.h"
 #include "train/task.h"
 #include "train/trainer.h"
+#include "tests/common/train_runs.h"
 
 namespace longhaul::train {
 namespace {
-
-TaskOptions tiny_task() {
-  TaskOptions t;
-  t.min_log2 = 5;
-  t.max_log2 = 7;
-  t.pairs = 2;
-  t.tokens = 1 << 14;
-  return t;
-}
 
 TrainOptions tiny_options(int cp, Strategy s) {
   TrainOptions o;
@@ -50,10 +42,9 @@ TrainOptions tiny_options(int cp, Strategy s) {
   return o;
 }
 
-struct RunResult {
-  std::vector<double> losses;
-  std::vector<at::Tensor> params;
-};
+using testing::expect_same_run;
+using testing::tiny_recall_task;
+using RunResult = testing::TrainRun;
 
 // Runs `steps` steps on `world` thread-ranks and returns rank 0's losses and parameters.
 // `between(trainer, step)` runs after each step on every rank (checkpoints).
@@ -63,7 +54,7 @@ RunResult run(int world, const TrainOptions& o, int steps,
   std::mutex mu;
   CommOptions co;
   co.timeout = std::chrono::seconds(60);
-  const TaskOptions task = tiny_task();
+  const TaskOptions task = tiny_recall_task();
   run_local_ranks(world, [&](Communicator& comm) {
     Trainer t(comm.shared_from_this(), task_source(task), o);
     std::vector<double> losses;
@@ -74,29 +65,10 @@ RunResult run(int world, const TrainOptions& o, int steps,
     if (comm.rank() == 0) {
       std::lock_guard<std::mutex> lock(mu);
       r.losses = losses;
-      for (const auto& [name, p] : t.model().ordered_parameters()) r.params.push_back(p.detach().clone());
+      r.params = testing::parameter_copies(t);
     }
   }, co);
   return r;
-}
-
-// float32 end to end: a CP rank sums attention blocks in another order than one rank does, and
-// Adam's normalised update turns relative gradient differences into parameter differences of at
-// most ~lr · (relative error); after 4 steps at lr 1e-3 both stay far below these bounds.
-constexpr double kLossTol = 1e-5;   // relative (measured: <= 2e-7)
-constexpr double kParamTol = 1e-5;  // absolute (measured: <= 2e-7; parameters are O(0.02–1))
-
-void expect_same(const RunResult& a, const RunResult& b, const std::string& what) {
-  ASSERT_EQ(a.losses.size(), b.losses.size());
-  double dl = 0, dp = 0;
-  for (size_t i = 0; i < a.losses.size(); ++i) dl = std::max(dl, std::abs(a.losses[i] - b.losses[i]) / std::abs(a.losses[i]));
-  for (size_t i = 0; i < a.params.size(); ++i) dp = std::max(dp, (a.params[i] - b.params[i]).abs().max().item<double>());
-  std::printf("  %s: max relative loss difference %.3g, max parameter difference %.3g (loss %.5f -> %.5f)\n", what.c_str(), dl, dp, a.losses.front(), a.losses.back());
-  for (size_t i = 0; i < a.losses.size(); ++i)
-    EXPECT_NEAR(a.losses[i], b.losses[i], kLossTol * std::abs(a.losses[i])) << what << ", step " << i + 1;
-  ASSERT_EQ(a.params.size(), b.params.size());
-  for (size_t i = 0; i < a.params.size(); ++i)
-    EXPECT_LE((a.params[i] - b.params[i]).abs().max().item<double>(), kParamTol) << what << ", parameter " << i;
 }
 
 std::string temp_dir() { return data::files::make_temp_dir("longhaul_train_test"); }
@@ -135,7 +107,7 @@ TEST(TrainModel, AttentionGradientsMatchNaive) {
 }
 
 TEST(TrainTask, DocumentsArePowersOfTwoAndDdKeepsThemWhole) {
-  const TaskOptions task = tiny_task();
+  const TaskOptions task = tiny_recall_task();
   auto src = task_source(task);
   for (int64_t d = 0; d < src->num_documents(); ++d) {
     const int64_t l = src->doc_length(d);
@@ -173,7 +145,7 @@ TEST_P(TrainCp, Cp2AndCp4EqualCp1) {
       o.cp_options.layout = layout;
       if (GetParam() == Strategy::Hybrid) o.cp_options.ulysses_degree = 2;
       const RunResult r = run(p, o, steps);
-      expect_same(ref, r, std::string(to_string(GetParam())) + " P=" + std::to_string(p) + " " + to_string(layout));
+      expect_same_run(ref, r, std::string(to_string(GetParam())) + " P=" + std::to_string(p) + " " + to_string(layout));
     }
   }
 }
@@ -186,7 +158,7 @@ INSTANTIATE_TEST_SUITE_P(Strategies, TrainCp,
 TEST(TrainDp, DataParallelTimesCpEqualsOneProcess) {
   const RunResult ref = run(1, tiny_options(1, Strategy::Ring), 4);
   const RunResult r = run(4, tiny_options(2, Strategy::Ring), 4);  // dp 2 × cp 2
-  expect_same(ref, r, "dp 2 x cp 2");
+  expect_same_run(ref, r, "dp 2 x cp 2");
 }
 
 TEST(TrainModel, ActivationCheckpointingChangesNothing) {
@@ -206,7 +178,7 @@ TEST_P(TrainResume, ResumeReproducesLossesBitwise) {
   const std::string dir = temp_dir(), path = data::files::join(dir, "ckpt.lhc");
   TrainOptions o = tiny_options(2, Strategy::Ring);
   o.sampler = GetParam();
-  TaskOptions task = tiny_task();
+  TaskOptions task = tiny_recall_task();
   task.tokens = 3 << 10;  // 6 steps of 512 tokens per epoch (DD and concat): step 7 starts epoch 2
   auto source = [&] { return task_source(task); };
   const int total = 8, stop = 3;
@@ -251,7 +223,7 @@ INSTANTIATE_TEST_SUITE_P(Samplers, TrainResume,
 void expect_refused(const std::string& path, const TrainOptions& o, const std::string& needle) {
   try {
     run_local_ranks(1, [&](Communicator& comm) {
-      Trainer t(comm.shared_from_this(), task_source(tiny_task()), o);
+      Trainer t(comm.shared_from_this(), task_source(tiny_recall_task()), o);
       t.load(path);
     });
     ADD_FAILURE() << "loading " << path << " did not throw (expected '" << needle << "')";

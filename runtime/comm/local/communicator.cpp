@@ -218,4 +218,11 @@ void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, Com
     if (e) std::rethrow_exception(e);
 }
 
+void enter_device_rank(const c10::Device& device) {
+  if (device.is_cpu()) return;
+  c10::impl::VirtualGuardImpl impl(device.type());
+  impl.setDevice(device);
+  impl.exchangeStream(impl.getStreamFromGlobalPool(device));
+}
+
 }  // namespace longhaul

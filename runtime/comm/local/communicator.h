@@ -4,6 +4,8 @@
 // before the message becomes visible, and received on the receiver's current stream.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <functional>
 #include <memory>
 #include <vector>
@@ -19,5 +21,11 @@ std::vector<CommPtr> create_local_world(int size, CommOptions options = {});
 // rethrows the first exception (after every thread ended, so none is left blocked forever:
 // deadlines end their waits).
 void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options = {});
+
+// Called first on a thread-rank that emulates a rank of its own GPU on a shared `device`: makes
+// the device current (a new thread has no CUDA context, which cuBLAS warns about) and gives the
+// thread a stream of its own from the pool, so the ranks' work overlaps as on separate GPUs.
+// No-op for a CPU device.
+void enter_device_rank(const c10::Device& device);
 
 }  // namespace longhaul

@@ -1,10 +1,11 @@
 // Backward: work items are (KV head, key tile); an item owns its dK/dV rows outright and loops
 // over the query heads of its group and the non-empty query tiles:
 //   P = exp(S − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − D), dQ += scale·dS K, dK += scale·dSᵀ Q.
-// dQ rows are shared between items, so each of a fixed number of virtual workers accumulates its
-// own dQ partial (items are dealt round-robin, which balances causal masks) and the partials are
-// summed in worker order at the end: bitwise the same for any thread count, and it scales with a
-// single head because key tiles, not heads, carry the parallelism.
+// dQ rows are shared between items, so each of a fixed number of virtual workers (a contiguous
+// range of key tiles with an equal share of the work, params.h BackwardSplit) accumulates its own
+// dQ partial over the query rows it touches, and the partials are summed in worker order at the
+// end: bitwise the same for any thread count, and it scales with a single head because key
+// tiles, not heads, carry the parallelism.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -22,18 +23,20 @@ void backward_kernel(const BackwardParams<T>& p) {
   const Tiling tiles = make_tiling(p);
   const auto& q_tiles = tiles.q;
   const auto& k_tiles = tiles.k;
-  const int64_t nqt = tiles.nq, nkt = tiles.nk, group = tiles.group;
-  const int64_t items = p.hkv * nkt, workers = p.workers;
-  const int64_t dq_size = p.tq * p.h * d;
+  const int64_t nqt = tiles.nq, group = tiles.group;
+  const BackwardSplit& split = *p.split;
+  const int64_t workers = split.workers(), row_elems = p.h * d;
 
   at::parallel_for(0, workers, 1, [&](int64_t wbegin, int64_t wend) {
     SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * bk), dp(bq * bk), dk(bk * d), dv(bk * d);
     for (int64_t w = wbegin; w < wend; ++w) {
-      T* dq = workers == 1 ? p.dq : p.dq_partials + w * dq_size;
-      std::fill(dq, dq + dq_size, T(0));
-      for (int64_t item = w; item < items; item += workers) {
-        const int64_t hk = item / nkt, kt = item % nkt;
+      // This worker's dQ rows [lo, hi): dq[(i - lo) · h · d + ...] holds row i.
+      const int64_t lo = split.row_lo[w], hi = split.row_hi[w];
+      T* dq = workers == 1 ? p.dq : p.dq_partials + split.slab_row[w] * row_elems;
+      std::fill(dq, dq + (hi - lo) * row_elems, T(0));
+      for (int64_t item = split.tile_begin[w] * p.hkv; item < split.tile_begin[w + 1] * p.hkv; ++item) {
+        const int64_t kt = item / p.hkv, hk = item % p.hkv;
         const int64_t j0 = kt * bk, nk = std::min(bk, p.tk - j0);
         const T* k = p.k + (j0 * p.hkv + hk) * d;
         const T* v = p.v + (j0 * p.hkv + hk) * d;
@@ -63,8 +66,8 @@ void backward_kernel(const BackwardParams<T>& p) {
               T* dprow = dp.data() + r * nk;
               for (int64_t c = 0; c < nk; ++c) dprow[c] = prow[c] * (dprow[c] - di);
             }
-            gemm_rm<T>(false, false, nq, d, nk, p.scale, dp.data(), nk, k, p.hkv * d, T(1), dq + (i0 * p.h + h) * d,
-                       p.h * d);
+            gemm_rm<T>(false, false, nq, d, nk, p.scale, dp.data(), nk, k, p.hkv * d, T(1),
+                       dq + (i0 - lo) * row_elems + h * d, row_elems);
             gemm_rm<T>(true, false, nk, d, nq, p.scale, dp.data(), nk, q, p.h * d, T(1), dk.data(), d);
           }
         }
@@ -76,12 +79,20 @@ void backward_kernel(const BackwardParams<T>& p) {
     }
   });
 
-  if (workers > 1) {  // dQ = Σ_w partial_w, always in worker order
-    at::parallel_for(0, dq_size, 1 << 14, [&](int64_t begin, int64_t end) {
+  if (workers > 1) {  // dQ row i = Σ of the slabs holding row i, always in worker order (none: 0)
+    at::parallel_for(0, p.tq, 64, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        T acc = p.dq_partials[i];
-        for (int64_t w = 1; w < workers; ++w) acc += p.dq_partials[w * dq_size + i];
-        p.dq[i] = acc;
+        T* out = p.dq + i * row_elems;
+        bool first = true;
+        for (int64_t w = 0; w < workers; ++w) {
+          if (i < split.row_lo[w] || i >= split.row_hi[w]) continue;
+          const T* src = p.dq_partials + (split.slab_row[w] + i - split.row_lo[w]) * row_elems;
+          if (first) std::copy(src, src + row_elems, out);
+          else
+            for (int64_t c = 0; c < row_elems; ++c) out[c] += src[c];
+          first = false;
+        }
+        if (first) std::fill(out, out + row_elems, T(0));
       }
     });
   }

@@ -10,7 +10,22 @@
 namespace longhaul::cpu {
 namespace {
 
-constexpr int64_t kBlockQ = 256, kBlockK = 128;
+// Tile sizes (params.h), measured here with `longhaul bench kernel` (2 threads, fraction of the
+// sgemm rate): query tiles of 512 rows, key tiles of 128, and runs of full key tiles merged into
+// forward steps of 512 keys (causal T=4096 fwd: D=64 0.65 → 0.73, D=128 0.72 → 0.77). A narrow
+// band (window) takes 256 × 64 tiles in the forward, so its edge tiles waste less, with runs up
+// to 1024 keys for its interior (window 1024, T=16384: 0.56 → 0.66). The backward keeps 512 × 128
+// for every mask: its time hardly moved with tile or run sizes.
+struct TilePlan {
+  int64_t block_q, block_k, run_k;
+};
+enum class Pass { Forward, Backward };
+TilePlan tile_plan(Pass pass, const Mask& mask) {
+  const bool narrow_band = mask.has_window() && mask.left() + mask.right() < 2048;
+  if (pass == Pass::Forward && narrow_band) return {256, 64, 1024};
+  return {512, 128, 512};
+}
+
 // dQ partials: at most this many virtual workers and this many bytes in all.
 constexpr int64_t kMaxWorkers = 4;
 constexpr int64_t kPartialBudget = int64_t(256) << 20;
@@ -24,8 +39,12 @@ struct Prepared {
 };
 
 template <typename T>
-Prepared prepare(AttentionParams<T>& p, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+Prepared prepare(AttentionParams<T>& p, Pass pass, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                  const BlockView& view, const Mask& mask, double scale) {
+  const TilePlan tiles = tile_plan(pass, mask);
+  p.block_q = tiles.block_q;
+  p.block_k = tiles.block_k;
+  p.run_k = tiles.run_k;
   const auto type = compute_type(q);
   Prepared keep{as(q, type), as(k, type), as(v, type), view.q_pos.contiguous(), view.k_pos.contiguous(), {}, {}};
   keep.q_doc = mask.documents_of(keep.q_pos);
@@ -44,12 +63,6 @@ Prepared prepare(AttentionParams<T>& p, const at::Tensor& q, const at::Tensor& k
   p.q_doc = keep.q_doc.data_ptr<int64_t>();
   p.k_doc = keep.k_doc.data_ptr<int64_t>();
   p.mask = mask.spec();
-  // Longer query tiles reuse each K,V tile more; that pays at D >= 128 (measured: full mask,
-  // T=8192, 0.725 → 0.757 of sgemm), not at D = 64.
-  p.block_q = p.d >= 128 ? 2 * kBlockQ : kBlockQ;
-  p.block_k = kBlockK;
-  // A narrow band (window) wastes less of each partial tile with shorter query tiles.
-  if (mask.has_window() && mask.left() + mask.right() < 8 * kBlockQ) p.block_q = kBlockQ / 2;
   return keep;
 }
 
@@ -57,7 +70,7 @@ template <typename T>
 AttentionOutput forward_typed(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                               const Mask& mask, double scale) {
   ForwardParams<T> p;
-  Prepared keep = prepare(p, q, k, v, view, mask, scale);
+  Prepared keep = prepare(p, Pass::Forward, q, k, v, view, mask, scale);
   at::Tensor out = at::empty(keep.q.sizes(), keep.q.options());
   at::Tensor lse = at::empty({p.h, p.tq}, keep.q.options());
   p.out = out.data_ptr<T>();
@@ -78,26 +91,28 @@ AttentionGrads backward_typed(const at::Tensor& dout, const at::Tensor& q, const
                               const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view,
                               const Mask& mask, double scale) {
   BackwardParams<T> p;
-  Prepared keep = prepare(p, q, k, v, view, mask, scale);
+  Prepared keep = prepare(p, Pass::Backward, q, k, v, view, mask, scale);
   const auto type = keep.q.scalar_type();
   at::Tensor dout_c = as(dout, type), lse_c = as(lse, type), rows_c = as(row_sums, type);
-  at::Tensor dq = at::zeros(keep.q.sizes(), keep.q.options());
-  at::Tensor dk = at::zeros(keep.k.sizes(), keep.k.options());
-  at::Tensor dv = at::zeros(keep.k.sizes(), keep.k.options());
-  if (p.tq == 0 || p.tk == 0) return {dq, dk, dv};
+  // Every element of dq, dk and dv is written by the kernel (untouched rows as zeros).
+  at::Tensor dq = at::empty(keep.q.sizes(), keep.q.options());
+  at::Tensor dk = at::empty(keep.k.sizes(), keep.k.options());
+  at::Tensor dv = at::empty(keep.k.sizes(), keep.k.options());
+  if (p.tq == 0 || p.tk == 0) return {dq.zero_(), dk.zero_(), dv.zero_()};
   p.dout = dout_c.data_ptr<T>();
   p.lse = lse_c.data_ptr<T>();
   p.row_sums = rows_c.data_ptr<T>();
   p.dq = dq.data_ptr<T>();
   p.dk = dk.data_ptr<T>();
   p.dv = dv.data_ptr<T>();
-  // The worker count depends on sizes only, never on threads (bitwise-reproducible results).
-  const int64_t items = p.hkv * ((p.tk + p.block_k - 1) / p.block_k);
-  const int64_t partial_bytes = dq.numel() * static_cast<int64_t>(sizeof(T));
-  p.workers = std::max<int64_t>(1, std::min({kMaxWorkers, items, kPartialBudget / std::max<int64_t>(partial_bytes, 1)}));
+  // The split depends on sizes and the mask only, never on threads (bitwise-reproducible results).
+  const int64_t row_bytes = p.h * p.d * static_cast<int64_t>(sizeof(T));
+  const BackwardSplit split = split_backward(make_tiling(p), p.mask, p.tq, p.block_q, kMaxWorkers,
+                                             kPartialBudget / std::max<int64_t>(row_bytes, 1));
+  p.split = &split;
   at::Tensor partials;
-  if (p.workers > 1) {
-    partials = at::empty({p.workers * dq.numel()}, keep.q.options());
+  if (split.workers() > 1) {
+    partials = at::empty({split.slab_rows * p.h * p.d}, keep.q.options());
     p.dq_partials = partials.data_ptr<T>();
   }
   backward_kernel(p);

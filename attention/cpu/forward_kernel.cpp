@@ -13,6 +13,11 @@
 
 namespace longhaul::cpu {
 
+// How far a row's scores may pass its running max before the output row is rescaled: e^8 ≈ 3000
+// keeps every P and partial sum far from float overflow.
+template <typename T>
+constexpr T kRescaleSlack = T(8);
+
 template <typename T>
 void forward_kernel(const ForwardParams<T>& p) {
   const int64_t bq = p.block_q, bk = p.block_k, d = p.d;
@@ -24,7 +29,7 @@ void forward_kernel(const ForwardParams<T>& p) {
 
   at::parallel_for(0, p.h * nqt, 1, [&](int64_t begin, int64_t end) {
     SingleThreadedBlas blas_on_this_thread;
-    std::vector<T> s(bq * bk), o(bq * d), m(bq), l(bq);
+    std::vector<T> s(bq * std::max(bk, p.run_k)), o(bq * d), m(bq), l(bq);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / nqt, qt = item % nqt, hk = h / group;
       const int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
@@ -32,16 +37,20 @@ void forward_kernel(const ForwardParams<T>& p) {
       std::fill(o.begin(), o.begin() + nq * d, T(0));
       std::fill(m.begin(), m.begin() + nq, neg_inf);
       std::fill(l.begin(), l.begin() + nq, T(0));
-      for (int64_t kt = 0; kt < nkt; ++kt) {
+      for (int64_t kt = 0, next = 1; kt < nkt; kt = next++) {
         const BlockClass cls = p.mask.classify(q_tiles[qt], k_tiles[kt]);
         if (cls == BlockClass::Empty) continue;
-        const int64_t j0 = kt * bk, nk = std::min(bk, p.tk - j0);
+        if (cls == BlockClass::Full)  // extend over the following full tiles, up to run_k keys
+          while (next < nkt && (next + 1 - kt) * bk <= p.run_k &&
+                 p.mask.classify(q_tiles[qt], k_tiles[next]) == BlockClass::Full)
+            ++next;
+        const int64_t j0 = kt * bk, nk = std::min(next * bk, p.tk) - j0;
         const T* k = p.k + (j0 * p.hkv + hk) * d;
         const T* v = p.v + (j0 * p.hkv + hk) * d;
         // A partial tile's work covers only its rows that see some key (r0 .. r0 + nr).
         int64_t r0 = 0, nr = nq;
         if (cls == BlockClass::Partial) {
-          const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);
+          const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);  // one tile
           r0 = first, nr = last - first;
           if (nr == 0) continue;
         }
@@ -56,16 +65,17 @@ void forward_kernel(const ForwardParams<T>& p) {
             std::fill(row, row + nk, T(0));
             continue;
           }
-          exp_shifted(row, nk, mx);
-          const T sum = row_sum(row, nk);
-          if (mx != m[r]) {
+          // Lazy rescaling: the running max moves only when a score passes it by more than
+          // kRescaleSlack, so most tiles skip rescaling the output row. P = exp(S − m) ≤ e^slack
+          // in between; lse = m + log l stays exact.
+          if (mx > m[r] + kRescaleSlack<T>) {
             const T alpha = exp_of(m[r] - mx);  // 0 when m was -inf
             T* orow = o.data() + r * d;
             for (int64_t c = 0; c < d; ++c) orow[c] *= alpha;
             l[r] *= alpha;
             m[r] = mx;
           }
-          l[r] += sum;
+          l[r] += exp_shifted_sum(row, nk, m[r]);
         }
         gemm_rm<T>(false, false, nr, d, nk, T(1), s.data(), nk, v, p.hkv * d, T(1), o.data() + r0 * d, d);
       }

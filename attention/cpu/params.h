@@ -23,13 +23,31 @@ struct AttentionParams {
   const int64_t* k_doc = nullptr;
   MaskSpec mask;
   int64_t block_q = 128;  // query rows per tile
-  int64_t block_k = 128;  // key rows per tile
+  int64_t block_k = 128;  // key rows per tile (the granularity of skipping and masking)
+  // Forward: a run of consecutive full key tiles is one step of up to this many key rows (fewer,
+  // larger BLAS calls); partial tiles stay block_k wide.
+  int64_t run_k = 128;
 };
 
 template <typename T>
 struct ForwardParams : AttentionParams<T> {
   T* out = nullptr;  // [tq, h, d]
   T* lse = nullptr;  // [h, tq]
+};
+
+// The backward's split of its work among a fixed number of virtual workers (independent of the
+// thread count, so results are bitwise equal for any number of threads). Worker w owns the key
+// tiles [tile_begin[w], tile_begin[w+1]) of every KV head: a contiguous range, cut so that the
+// workers' shares of the tile pairs are about equal. It accumulates dQ for the query rows its
+// tiles touch, [row_lo[w], row_hi[w]), in its own slab of a partial buffer starting at row
+// slab_row[w]; the slabs are summed in worker order at the end. Contiguous key ranges keep the
+// slabs short where the mask is banded (a window touches about T/workers + window rows each),
+// so the partials cost far less than one full dQ per worker.
+struct BackwardSplit {
+  std::vector<int64_t> tile_begin;           // workers + 1 entries
+  std::vector<int64_t> row_lo, row_hi, slab_row;  // one entry per worker
+  int64_t slab_rows = 0;                     // rows of the partial buffer (0 with one worker)
+  int64_t workers() const { return static_cast<int64_t>(row_lo.size()); }
 };
 
 template <typename T>
@@ -40,10 +58,8 @@ struct BackwardParams : AttentionParams<T> {
   T* dq = nullptr;             // [tq, h, d]
   T* dk = nullptr;             // [tk, hkv, d]
   T* dv = nullptr;             // [tk, hkv, d]
-  // dQ partial sums, one per virtual worker (a fixed count, independent of the thread count, so
-  // results are bitwise equal for any number of threads): [workers][tq, h, d].
-  int64_t workers = 1;
-  T* dq_partials = nullptr;
+  const BackwardSplit* split = nullptr;
+  T* dq_partials = nullptr;  // [split->slab_rows, h, d]; unused with one worker (dq directly)
 };
 
 template <typename T>
@@ -72,6 +88,11 @@ Tiling make_tiling(const AttentionParams<T>& p) {
   t.group = p.h / p.hkv;
   return t;
 }
+
+// Splits the backward's key tiles among at most max_workers workers (fewer where the partial
+// slabs would pass max_slab_rows rows, down to one worker, which writes dq directly).
+BackwardSplit split_backward(const Tiling& tiles, const MaskSpec& mask, int64_t tq, int64_t block_q,
+                             int64_t max_workers, int64_t max_slab_rows);
 
 // The rows [first, last) of a query tile that may see some key of a key tile: leading and trailing
 // rows the mask hides from every key of the tile are left out of a partial tile's work (under a

@@ -11,8 +11,8 @@
 
 namespace longhaul::cpu {
 
-// Max and sum of a row with 16 independent lanes in a fixed order (deterministic); the float
-// versions use AVX2 explicitly (GCC leaves the generic form scalar without -ffast-math).
+// Max of a row over independent lanes, then a tree over the lanes; the float version uses AVX-512
+// or AVX2 explicitly (GCC leaves the generic form scalar without -ffast-math).
 template <typename T>
 inline T row_max(const T* x, int64_t n, T init) {
   T m = init;
@@ -20,60 +20,55 @@ inline T row_max(const T* x, int64_t n, T init) {
   return m;
 }
 
-template <typename T>
-inline T row_sum(const T* x, int64_t n) {
-  T s = 0;
-  for (int64_t c = 0; c < n; ++c) s += x[c];
-  return s;
-}
-
-#if defined(__AVX2__)
-inline float hmax(__m256 v) {
-  float lanes[8];
-  _mm256_storeu_ps(lanes, v);
-  float m = lanes[0];
-  for (int l = 1; l < 8; ++l) m = m > lanes[l] ? m : lanes[l];
+#if defined(__x86_64__)
+#pragma GCC diagnostic push  // the same false positive as in vexp.h
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+__attribute__((target("avx512f"))) inline float row_max_avx512(const float* x, int64_t n, float init) {
+  __m512 a = _mm512_set1_ps(init), b = a;
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    a = _mm512_max_ps(a, _mm512_loadu_ps(x + c));
+    b = _mm512_max_ps(b, _mm512_loadu_ps(x + c + 16));
+  }
+  for (; c + 16 <= n; c += 16) a = _mm512_max_ps(a, _mm512_loadu_ps(x + c));
+  float m = _mm512_reduce_max_ps(_mm512_max_ps(a, b));
+  for (; c < n; ++c) m = m > x[c] ? m : x[c];
   return m;
 }
-inline float hsum(__m256 v) {
-  float lanes[8];
-  _mm256_storeu_ps(lanes, v);
-  float s = 0;
-  for (int l = 0; l < 8; ++l) s += lanes[l];
-  return s;
-}
-
+#pragma GCC diagnostic pop
+#endif
+#if defined(__AVX2__)
 template <>
 inline float row_max<float>(const float* x, int64_t n, float init) {
+#if defined(__x86_64__)
+  if (cpu_has_avx512()) return row_max_avx512(x, n, init);
+#endif
   __m256 a = _mm256_set1_ps(init), b = a;
   int64_t c = 0;
   for (; c + 16 <= n; c += 16) {
     a = _mm256_max_ps(a, _mm256_loadu_ps(x + c));
     b = _mm256_max_ps(b, _mm256_loadu_ps(x + c + 8));
   }
-  float m = hmax(_mm256_max_ps(a, b));
+  a = _mm256_max_ps(a, b);  // then a tree over the lanes
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  float m = _mm_cvtss_f32(h);
   for (; c < n; ++c) m = m > x[c] ? m : x[c];
   return m;
 }
-
-template <>
-inline float row_sum<float>(const float* x, int64_t n) {
-  __m256 a = _mm256_setzero_ps(), b = a;
-  int64_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    a = _mm256_add_ps(a, _mm256_loadu_ps(x + c));
-    b = _mm256_add_ps(b, _mm256_loadu_ps(x + c + 8));
-  }
-  float s = hsum(_mm256_add_ps(a, b));
-  for (; c < n; ++c) s += x[c];
-  return s;
-}
 #endif
-
 // x = exp(x - shift), in place.
 template <typename T>
 inline void exp_shifted(T* x, int64_t n, T shift) {
-  exp_shifted_array(x, n, shift);
+  exp_shifted_array<false>(x, n, shift);
+}
+
+// x = exp(x - shift), in place; returns Σ x (in a fixed order).
+template <typename T>
+inline T exp_shifted_sum(T* x, int64_t n, T shift) {
+  return exp_shifted_array<true>(x, n, shift);
 }
 
 // Sets the entries the mask hides to -inf (only called on partial tiles). Key positions come in

@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "attention/attention.h"
+#include "attention/cpu/params.h"
 #include "attention/reference.h"
 #include "runtime/errors.h"
 
@@ -54,6 +55,8 @@ Mask make_mask(const std::string& name, int64_t t) {
   if (name == "window") return Mask::full().window(5, 3);
   if (name == "causal_window") return Mask::causal().window(17, 0);
   if (name == "documents_window") return Mask::causal().documents(cu).window(9, 0);
+  // Wide enough that the band holds runs of full key tiles (merged into wide steps).
+  if (name == "causal_wide_window") return Mask::causal().window(700, 0);
   throw InvalidArgument("unknown mask " + name);
 }
 
@@ -114,7 +117,7 @@ TEST_P(AttentionVsReference, BlocksAtGlobalOffsets) {
 INSTANTIATE_TEST_SUITE_P(
     MasksDtypes, AttentionVsReference,
     ::testing::Combine(::testing::Values("full", "causal", "documents", "causal_documents", "window", "causal_window",
-                                         "documents_window"),
+                                         "documents_window", "causal_wide_window"),
                        ::testing::Values(at::kDouble, at::kFloat, at::kBFloat16, at::kHalf)),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::string(c10::toString(std::get<1>(info.param)));
@@ -189,6 +192,46 @@ TEST(Attention, BitwiseEqualForOneAndTwoThreads) {
   EXPECT_TRUE(at::equal(bwd[0].dq, bwd[1].dq));
   EXPECT_TRUE(at::equal(bwd[0].dk, bwd[1].dk));
   EXPECT_TRUE(at::equal(bwd[0].dv, bwd[1].dv));
+}
+
+// The backward's workers: contiguous key ranges with about equal work, each with a dQ slab that
+// holds every query row its tiles touch, and short slabs for a banded mask.
+TEST(Attention, BackwardSplitBalancesWorkAndKeepsSlabsShort) {
+  const int64_t t = 8192, bq = 512, bk = 128;
+  const at::Tensor pos = at::arange(t, at::kLong), doc = at::zeros({t}, at::kLong);
+  auto tiling_for = [&](const Mask& mask) {
+    cpu::Tiling tiles{cpu::tile_ranges(pos.data_ptr<int64_t>(), doc.data_ptr<int64_t>(), t, bq),
+                      cpu::tile_ranges(pos.data_ptr<int64_t>(), doc.data_ptr<int64_t>(), t, bk)};
+    tiles.nq = static_cast<int64_t>(tiles.q.size());
+    tiles.nk = static_cast<int64_t>(tiles.k.size());
+    return tiles;
+  };
+  for (const Mask& mask : {Mask::causal(), Mask::causal().window(1023, 0), Mask::full()}) {
+    const MaskSpec spec = mask.spec();
+    const cpu::Tiling tiles = tiling_for(mask);
+    const cpu::BackwardSplit split = cpu::split_backward(tiles, spec, t, bq, 4, int64_t(1) << 40);
+    ASSERT_EQ(split.workers(), 4);
+    ASSERT_EQ(split.tile_begin.front(), 0);
+    ASSERT_EQ(split.tile_begin.back(), tiles.nk);
+    std::vector<int64_t> work(4, 0);
+    for (int64_t w = 0; w < 4; ++w) {
+      for (int64_t kt = split.tile_begin[w]; kt < split.tile_begin[w + 1]; ++kt) {
+        for (int64_t qt = 0; qt < tiles.nq; ++qt) {
+          if (spec.classify(tiles.q[qt], tiles.k[kt]) == BlockClass::Empty) continue;
+          work[w] += bq;
+          EXPECT_GE(qt * bq, split.row_lo[w]) << "a touched tile outside worker " << w << "'s slab";
+          EXPECT_LE((qt + 1) * bq, split.row_hi[w]) << "a touched tile outside worker " << w << "'s slab";
+        }
+      }
+    }
+    const int64_t total = work[0] + work[1] + work[2] + work[3];
+    for (int64_t w = 0; w < 4; ++w) EXPECT_NEAR(double(work[w]) / total, 0.25, 0.05) << "worker " << w;
+    if (mask.has_window()) EXPECT_LE(split.slab_rows, t + 4 * (1024 + 2 * bq)) << "banded slabs";
+  }
+  // A budget too small for several slabs leaves one worker, which writes dq directly.
+  const cpu::BackwardSplit one = cpu::split_backward(tiling_for(Mask::full()), Mask::full().spec(), t, bq, 4, t);
+  EXPECT_EQ(one.workers(), 1);
+  EXPECT_EQ(one.slab_rows, 0);
 }
 
 TEST(Attention, RowSumsVariantEqualsOutVariant) {

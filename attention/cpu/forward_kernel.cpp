@@ -50,7 +50,7 @@ void forward_kernel(const ForwardParams<T>& p) {
         // A partial tile's work covers only its rows that see some key (r0 .. r0 + nr).
         int64_t r0 = 0, nr = nq;
         if (cls == BlockClass::Partial) {
-          const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);  // one tile
+          const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);
           r0 = first, nr = last - first;
           if (nr == 0) continue;
         }

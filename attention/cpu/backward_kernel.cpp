@@ -20,7 +20,7 @@ namespace longhaul::cpu {
 template <typename T>
 void backward_kernel(const BackwardParams<T>& p) {
   const int64_t bq = p.block_q, bk = p.block_k, d = p.d;
-  const Tiling tiles = make_tiling(p);
+  const Tiling& tiles = *p.tiles;
   const auto& q_tiles = tiles.q;
   const auto& k_tiles = tiles.k;
   const int64_t nqt = tiles.nq, group = tiles.group;

@@ -107,8 +107,10 @@ AttentionGrads backward_typed(const at::Tensor& dout, const at::Tensor& q, const
   p.dv = dv.data_ptr<T>();
   // The split depends on sizes and the mask only, never on threads (bitwise-reproducible results).
   const int64_t row_bytes = p.h * p.d * static_cast<int64_t>(sizeof(T));
-  const BackwardSplit split = split_backward(make_tiling(p), p.mask, p.tq, p.block_q, kMaxWorkers,
+  const Tiling tiles = make_tiling(p);
+  const BackwardSplit split = split_backward(tiles, p.mask, p.tq, p.block_q, kMaxWorkers,
                                              kPartialBudget / std::max<int64_t>(row_bytes, 1));
+  p.tiles = &tiles;
   p.split = &split;
   at::Tensor partials;
   if (split.workers() > 1) {

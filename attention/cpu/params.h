@@ -50,6 +50,8 @@ struct BackwardSplit {
   int64_t workers() const { return static_cast<int64_t>(row_lo.size()); }
 };
 
+struct Tiling;
+
 template <typename T>
 struct BackwardParams : AttentionParams<T> {
   const T* dout = nullptr;     // [tq, h, d]
@@ -58,6 +60,7 @@ struct BackwardParams : AttentionParams<T> {
   T* dq = nullptr;             // [tq, h, d]
   T* dk = nullptr;             // [tk, hkv, d]
   T* dv = nullptr;             // [tk, hkv, d]
+  const Tiling* tiles = nullptr;         // make_tiling of these params (the split is made from it)
   const BackwardSplit* split = nullptr;
   T* dq_partials = nullptr;  // [split->slab_rows, h, d]; unused with one worker (dq directly)
 };

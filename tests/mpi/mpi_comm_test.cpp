@@ -45,7 +45,7 @@ TEST_F(Mpi, RejectsCudaTensorsByName) {
 // complete when the computation ends (the progress engine, not wait(), moved it).
 TEST_F(Mpi, ProgressWhileComputing) {
   const int p = comm().size(), r = comm().rank();
-  if (p < 2) GTEST_SKIP() << "needs 2 ranks to have a peer";
+  if (p < 2) GTEST_SKIP() << "needs 2 ranks to have a peer (mpi_comm_np2..4 and torchrun_comm_np2/4 run it)";
   const int64_t n = int64_t(8) << 20;  // 32 MiB: above every eager limit, so a rendezvous
   at::Tensor out = at::full({n}, float(r)), in = at::empty({n});
   comm().barrier()->wait();

@@ -20,7 +20,9 @@ TEST_F(MpiCp, Ring) { testing::check_all_cases(comm(), Strategy::Ring, T()); }
 TEST_F(MpiCp, AllGatherKV) { testing::check_all_cases(comm(), Strategy::AllGatherKV, T()); }
 TEST_F(MpiCp, TokenRing) { testing::check_all_cases(comm(), Strategy::TokenRing, T()); }
 TEST_F(MpiCp, Hybrid) {
-  if (comm().size() % 2 != 0) GTEST_SKIP() << "hybrid 2×(P/2) needs an even number of ranks; P=" << comm().size();
+  if (comm().size() % 2 != 0)
+    GTEST_SKIP() << "hybrid 2×(P/2) needs an even number of ranks; P=" << comm().size()
+                 << " (the np2/np4 runs cover it; on CPU thread-ranks: tests/unit/cp_test.cpp)";
   testing::check_hybrid_cases(comm(), 2, T());
 }
 TEST_F(MpiCp, Ulysses) { testing::check_all_cases(comm(), Strategy::Ulysses, T()); }

@@ -199,16 +199,16 @@ TEST(Attention, BitwiseEqualForOneAndTwoThreads) {
 TEST(Attention, BackwardSplitBalancesWorkAndKeepsSlabsShort) {
   const int64_t t = 8192, bq = 512, bk = 128;
   const at::Tensor pos = at::arange(t, at::kLong), doc = at::zeros({t}, at::kLong);
-  auto tiling_for = [&](const Mask& mask) {
-    cpu::Tiling tiles{cpu::tile_ranges(pos.data_ptr<int64_t>(), doc.data_ptr<int64_t>(), t, bq),
-                      cpu::tile_ranges(pos.data_ptr<int64_t>(), doc.data_ptr<int64_t>(), t, bk)};
-    tiles.nq = static_cast<int64_t>(tiles.q.size());
-    tiles.nk = static_cast<int64_t>(tiles.k.size());
-    return tiles;
-  };
+  cpu::AttentionParams<float> p;  // self-attention over positions 0..t-1, one document
+  p.tq = p.tk = t;
+  p.h = p.hkv = 1;
+  p.q_pos = p.k_pos = pos.data_ptr<int64_t>();
+  p.q_doc = p.k_doc = doc.data_ptr<int64_t>();
+  p.block_q = bq;
+  p.block_k = bk;
+  const cpu::Tiling tiles = cpu::make_tiling(p);
   for (const Mask& mask : {Mask::causal(), Mask::causal().window(1023, 0), Mask::full()}) {
     const MaskSpec spec = mask.spec();
-    const cpu::Tiling tiles = tiling_for(mask);
     const cpu::BackwardSplit split = cpu::split_backward(tiles, spec, t, bq, 4, int64_t(1) << 40);
     ASSERT_EQ(split.workers(), 4);
     ASSERT_EQ(split.tile_begin.front(), 0);
@@ -229,7 +229,7 @@ TEST(Attention, BackwardSplitBalancesWorkAndKeepsSlabsShort) {
     if (mask.has_window()) EXPECT_LE(split.slab_rows, t + 4 * (1024 + 2 * bq)) << "banded slabs";
   }
   // A budget too small for several slabs leaves one worker, which writes dq directly.
-  const cpu::BackwardSplit one = cpu::split_backward(tiling_for(Mask::full()), Mask::full().spec(), t, bq, 4, t);
+  const cpu::BackwardSplit one = cpu::split_backward(tiles, Mask::full().spec(), t, bq, 4, t);
   EXPECT_EQ(one.workers(), 1);
   EXPECT_EQ(one.slab_rows, 0);
 }

@@ -16,6 +16,7 @@
 
 #include "longhaul/config.h"
 #include "runtime/comm/local/communicator.h"
+#include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/routed/communicator.h"
 #if LONGHAUL_WITH_NCCL
 #include "runtime/comm/nccl/communicator.h"
@@ -308,6 +309,7 @@ World init(const InitOptions& options) {
                       "LONGHAUL_WITH_NCCL=ON (needs CUDA)");
 #endif
   }
+  if (options.nccl_order || nccl_order_requested_by_env()) comm = with_nccl_order(comm);
   const int local_rank = launch.local_rank, local_size = launch.local_size;
   const std::string launcher = launch.launcher;
   int threads = options.threads;

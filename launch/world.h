@@ -21,6 +21,9 @@ struct InitOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int threads = 0;               // 0: from the CPU affinity and the ranks sharing it
   bool log_config = true;        // the start-up line on rank 0 (stderr)
+  // World::comm() under NCCL's matching and stream order (CommOptions::nccl_order), to prove on
+  // the CPU that a schedule is NCCL-safe; also on when LONGHAUL_NCCL_ORDER=1.
+  bool nccl_order = false;
 };
 
 class World {

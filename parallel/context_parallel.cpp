@@ -75,8 +75,11 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
   check_agreement(q, k, plan, mask);
 }
 
-// Once per (plan, shapes, mask): every rank must agree, or every rank gets an error naming the
-// first rank and field that differ (never a hang in a mismatched collective).
+// Every call, on every rank: a fingerprint of the call's fields goes into one small all-reduce
+// (the max of [f, -f] gives the group's largest and smallest fingerprint); when they differ, every
+// rank has seen it and all gather the fields to name the first rank and field that differ. So a
+// mismatch at the hundredth call is the same named error as at the first, never a hang in the
+// strategy's collectives.
 void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
                                       const Mask& mask) {
   const std::vector<std::pair<const char*, int64_t>> fields = {
@@ -95,7 +98,10 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
   };
   uint64_t signature = 0;
   for (const auto& [name, value] : fields) signature = signature * 1000003u ^ static_cast<uint64_t>(value);
-  if (agreed_.count(signature)) return;
+  const int64_t f = static_cast<int64_t>(signature >> 2);  // 62 bits: -f never overflows
+  at::Tensor extremes = at::tensor({f, -f}, at::kLong);
+  comm_->all_reduce(extremes, ReduceOp::Max)->wait();
+  if (extremes[0].item<int64_t>() == -extremes[1].item<int64_t>()) return;
   const int64_t n = static_cast<int64_t>(fields.size());
   at::Tensor mine = at::empty({1, n}, at::kLong);
   for (int64_t i = 0; i < n; ++i) mine[0][i] = fields[i].second;
@@ -108,7 +114,7 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
         throw InvalidArgument(detail::str_cat("ContextParallel: rank ", r, " disagrees with rank 0 on ", fields[i].first,
                                               " (", a[r][i], " vs ", a[0][i], "); every rank of the CP group must "
                                               "call with the same T, heads, head dim, dtype, strategy, layout and mask"));
-  agreed_.insert(signature);
+  throw Error("ContextParallel: the ranks' call fingerprints differ but their fields agree (internal error)");
 }
 
 AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <memory>
-#include <set>
 
 #include "attention/attention.h"
 #include "parallel/options.h"
@@ -46,7 +45,6 @@ class ContextParallel {
   Options options_;
   std::unique_ptr<CpStrategy> strategy_;
   CpStats stats_;
-  std::set<uint64_t> agreed_;  // call signatures every rank has confirmed
 };
 
 }  // namespace longhaul

@@ -5,13 +5,12 @@
 // causal masks only, as in the paper.
 #include <ATen/ATen.h>
 
+#include "parallel/step_group.h"
 #include "parallel/strategy.h"
 #include "runtime/errors.h"
 
 namespace longhaul {
 namespace {
-
-constexpr int kTag = 21;
 
 // Every rank's block of x, gathered by passing blocks around the ring one step at a time
 // (blocking), in origin order.
@@ -22,11 +21,14 @@ std::vector<at::Tensor> circulate(const at::Tensor& x, const CpCall& c, int64_t&
   at::Tensor cur = x;
   for (int s = 1; s < p; ++s) {
     const int origin = (r - s + p) % p;
-    at::Tensor next = at::empty({c.plan.local_rows(origin), x.size(1), x.size(2)}, x.options());
-    c.comm.exchange({P2POp::send(cur, (r + 1) % p, kTag), P2POp::recv(next, (r - 1 + p) % p, kTag)})->wait();
-    bytes += Tracked::bytes_of(cur);
-    blocks[origin] = next;
-    cur = next;
+    StepGroup step(c.comm, c.stats, bytes);
+    step.send(cur, (r + 1) % p, Tag::RsaBlock);
+    Tracked next = step.recv({c.plan.local_rows(origin), x.size(1), x.size(2)}, x.options(), (r - 1 + p) % p,
+                             Tag::RsaBlock);
+    step.post();
+    step.wait();
+    blocks[origin] = next.get();
+    cur = next.get();
   }
   return blocks;
 }

@@ -12,6 +12,7 @@
 #include "launch/world.h"
 #include "python/src/bindings.h"
 #include "runtime/comm/comm.h"
+#include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/errors.h"
 
 #if LONGHAUL_WITH_C10D
@@ -128,10 +129,12 @@ void bind_comm(py::module_& m) {
         if (timeout_s) o.timeout = to_ms(*timeout_s);
         const c10::DeviceType d = device == "cpu" ? c10::DeviceType::CPU : device == "cuda" ? c10::DeviceType::CUDA
                                 : throw InvalidArgument("from_process_group: device must be cpu or cuda, got '" + device + "'");
-        return create_c10d_communicator(group, d, o);
+        CommPtr comm = create_c10d_communicator(group, d, o);
+        return nccl_order_requested_by_env() ? with_nccl_order(comm) : comm;
       },
       py::arg("group"), py::arg("device") = "cpu", py::arg("timeout") = py::none(),
-      "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator.");
+      "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator "
+      "(under NCCL's matching and stream order when LONGHAUL_NCCL_ORDER=1).");
 #endif
 }
 

@@ -85,6 +85,7 @@ void Work::wait() {
 }
 
 bool Work::done() {
+  poll();
   for (auto& child : children_)
     if (!child->done()) return false;
   {

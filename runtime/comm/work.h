@@ -48,8 +48,10 @@ class Work {
 
  protected:
   // Called around a blocking wait (a progress engine may spin for a waiting caller and back off
-  // while the caller computes).
+  // while the caller computes). waiting(true) may throw (e.g. a deadline it enforces itself).
   virtual void waiting(bool /*begin*/) {}
+  // Called first by done(): a backend whose operations only progress when driven drives them.
+  virtual void poll() {}
 
  private:
   void run_finish();

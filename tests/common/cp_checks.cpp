@@ -215,4 +215,25 @@ void check_disagreement_is_an_error(Communicator& comm) {
   }
 }
 
+void check_later_disagreement_is_an_error(Communicator& comm) {
+  if (comm.size() < 2) return;
+  ContextParallel cp(comm.shared_from_this(), {.strategy = Strategy::Ring, .layout = Layout::Zigzag});
+  for (int call = 0; call < 4; ++call) {
+    const int64_t T = call == 3 && comm.rank() == 1 ? 80 : 64;  // rank 1 changes T at the fourth call
+    ShardPlan plan(T, std::nullopt, Layout::Zigzag, comm.size(), comm.rank());
+    at::Tensor q = at::ones({plan.local_rows(), 2, 8}), k = at::ones({plan.local_rows(), 1, 8});
+    const auto start = Clock::now();
+    try {
+      auto f = cp.forward(q, k, k, plan, Mask::causal());
+      EXPECT_LT(call, 3) << "ranks with different T were not detected at call " << call;
+      EXPECT_TRUE(at::allclose(f.out, at::ones_like(f.out))) << "call " << call;
+    } catch (const InvalidArgument& e) {
+      EXPECT_EQ(call, 3) << e.what();
+      EXPECT_NE(std::string(e.what()).find("rank 1 disagrees with rank 0 on T (80 vs 64)"), std::string::npos)
+          << e.what();
+      EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2.0);
+    }
+  }
+}
+
 }  // namespace longhaul::testing

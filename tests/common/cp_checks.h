@@ -41,5 +41,7 @@ void check_autograd_model(Communicator& comm, Strategy s, Layout l);
 void check_bitwise_reproducible(Communicator& comm, Strategy s);
 // Ranks that disagree on a dimension get an error naming the rank and the field.
 void check_disagreement_is_an_error(Communicator& comm);
+// Ranks agree for 3 calls, then rank 1 changes T: every rank gets the named error within 2 s.
+void check_later_disagreement_is_an_error(Communicator& comm);
 
 }  // namespace longhaul::testing

@@ -35,6 +35,7 @@ TEST_F(MpiCp, BitwiseReproducible) {
     testing::check_bitwise_reproducible(comm(), s);
 }
 TEST_F(MpiCp, DisagreementIsAnError) { testing::check_disagreement_is_an_error(comm()); }
+TEST_F(MpiCp, DisagreementAtALaterCallIsAnError) { testing::check_later_disagreement_is_an_error(comm()); }
 
 }  // namespace
 }  // namespace longhaul

@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/errors.h"
 
 namespace longhaul {
@@ -193,7 +194,10 @@ std::vector<CommPtr> create_local_world(int size, CommOptions options) {
   LH_CHECK(size >= 1, "local world size must be at least 1, got ", size);
   auto hub = std::make_shared<Hub>(size);
   std::vector<CommPtr> comms;
-  for (int r = 0; r < size; ++r) comms.push_back(std::make_shared<LocalCommunicator>(hub, r, options));
+  for (int r = 0; r < size; ++r) {
+    CommPtr c = std::make_shared<LocalCommunicator>(hub, r, options);
+    comms.push_back(options.nccl_order ? with_nccl_order(std::move(c)) : std::move(c));
+  }
   return comms;
 }
 

@@ -1,0 +1,363 @@
+#include "runtime/comm/nccl_order/communicator.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "runtime/errors.h"
+
+namespace longhaul {
+namespace {
+
+// Tags of the checker's own traffic on the inner backend. Every message travels as a header (what
+// the sender posted) and a payload; the receiver answers with an acknowledgement carrying what it
+// posted, so both sides see a mismatch and a send completes only once it was received.
+constexpr int kWireHeader = 1, kWirePayload = 2, kWireAck = 3;
+
+// What one side of a point-to-point operation posted, as it travels in a header or an ack.
+struct Desc {
+  int64_t tag = 0, dtype = 0, numel = 0, item = 0;
+  static constexpr int64_t kLen = 4;
+  at::Tensor pack() const { return at::tensor({tag, dtype, numel, item}, at::kLong); }
+  static Desc unpack(const at::Tensor& t) {
+    auto a = t.accessor<int64_t, 1>();
+    return {a[0], a[1], a[2], a[3]};
+  }
+  bool matches(const Desc& o) const { return tag == o.tag && dtype == o.dtype && numel == o.numel; }
+  std::string str() const {
+    return detail::str_cat("tag ", tag, ", ", c10::toString(static_cast<at::ScalarType>(dtype)), ", ", numel,
+                           " elements; operation #", item, " of its stream");
+  }
+};
+
+std::string side(int rank, bool send, int peer, const Desc& d) {
+  return detail::str_cat("rank ", rank, "'s ", send ? "send to" : "recv from", " rank ", peer, " (", d.str(), ")");
+}
+
+std::string mismatch(int send_rank, const Desc& s, int recv_rank, const Desc& r) {
+  return detail::str_cat("NCCL order: ", side(recv_rank, false, send_rank, r), " was matched with ",
+                         side(send_rank, true, recv_rank, s),
+                         ": NCCL matches a pair's messages in posting order and ignores tags, so both ranks must "
+                         "post their operations to each other in the same order (a real NCCL run would ",
+                         s.numel == r.numel && s.dtype == r.dtype ? "silently deliver the wrong data" : "corrupt memory or hang",
+                         ")");
+}
+
+// One point-to-point operation of a group, driven through its wire messages.
+struct WireOp {
+  P2POp op;
+  Desc desc;
+  WorkPtr header, payload, ack, ack_sent;  // the inner operations in flight
+  at::Tensor header_buf, ack_buf;
+  bool done = false;
+};
+
+// One operation of a rank's stream: a group of point-to-point operations, or a collective.
+struct Item {
+  uint64_t seq = 0;
+  WorkPtr user;  // what the caller waits on
+  std::vector<WireOp> ops;
+  std::function<WorkPtr()> start;  // a collective
+  WorkPtr inner;
+  bool issued = false;
+};
+
+class NcclOrderCommunicator;
+
+// The caller's handle: waiting on it drives the stream (nothing progresses on its own).
+class StreamWork : public Work {
+ public:
+  StreamWork(std::string what, std::chrono::milliseconds timeout, std::weak_ptr<NcclOrderCommunicator> comm,
+             uint64_t seq)
+      : Work(std::move(what), timeout), comm_(std::move(comm)), seq_(seq) {}
+
+ protected:
+  void waiting(bool begin) override;
+  void poll() override;
+
+ private:
+  std::weak_ptr<NcclOrderCommunicator> comm_;
+  uint64_t seq_;
+};
+
+class NcclOrderCommunicator : public Communicator {
+ public:
+  explicit NcclOrderCommunicator(CommPtr inner)
+      : Communicator(CommOptions{inner->timeout(), true}), inner_(std::move(inner)) {}
+
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string backend() const override { return inner_->backend(); }
+
+  std::shared_ptr<Communicator> split(int color, int key) override {
+    drain("split");
+    auto sub = inner_->split(color, key);
+    return sub ? with_nccl_order(sub) : nullptr;
+  }
+
+  // Drives the stream until item `seq` has completed or the deadline passes (then throws naming
+  // the waited operation and the one the stream is blocked at).
+  void drive_until(uint64_t seq, Clock::time_point deadline, const std::string& what) {
+    if (open_ && open_->seq == seq) flush();
+    for (int spins = 0;; ++spins) {
+      pump();
+      if (seq < next_incomplete()) return;
+      if (Clock::now() > deadline) abort(blocked_message(what));
+      backoff(spins);
+    }
+  }
+
+  void poll_item() { pump(); }  // deferred operations stay deferred, as in the NCCL backend
+
+ protected:
+  WorkPtr do_send(const at::Tensor& t, int peer, int tag) override { return defer(P2POp::send(t, peer, tag)); }
+  WorkPtr do_recv(at::Tensor& t, int peer, int tag) override { return defer(P2POp::recv(t, peer, tag)); }
+  bool supports_device(const at::Device& d) const override { return d.is_cpu() || d.is_cuda(); }
+
+  WorkPtr do_exchange(const std::vector<P2POp>& ops) override {
+    flush();
+    auto item = new_item(detail::str_cat("exchange of ", ops.size(), " operations"));
+    for (const auto& op : ops) add_op(*item, op);
+    return enqueue(item);
+  }
+  WorkPtr do_all_to_all(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& out_rows,
+                        const std::vector<int64_t>& in_rows) override {
+    at::Tensor o = out;
+    return collective("all_to_all", [=]() mutable { return inner_->all_to_all(o, in, out_rows, in_rows); });
+  }
+  WorkPtr do_all_gather(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows) override {
+    at::Tensor o = out;
+    return collective("all_gather", [=]() mutable { return inner_->all_gather(o, in, rows); });
+  }
+  WorkPtr do_reduce_scatter(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows,
+                            ReduceOp op) override {
+    at::Tensor o = out;
+    return collective("reduce_scatter", [=]() mutable { return inner_->reduce_scatter(o, in, rows, op); });
+  }
+  WorkPtr do_all_reduce(at::Tensor& t, ReduceOp op) override {
+    at::Tensor x = t;
+    return collective("all_reduce", [=]() mutable { return inner_->all_reduce(x, op); });
+  }
+  WorkPtr do_broadcast(at::Tensor& t, int root) override {
+    at::Tensor x = t;
+    return collective(detail::str_cat("broadcast from ", root), [=]() mutable { return inner_->broadcast(x, root); });
+  }
+  WorkPtr do_barrier() override {
+    return collective("barrier", [this] { return inner_->barrier(); });
+  }
+
+ private:
+  std::shared_ptr<Item> new_item(const std::string& what) {
+    auto item = std::make_shared<Item>();
+    item->seq = next_seq_++;
+    auto self = std::static_pointer_cast<NcclOrderCommunicator>(shared_from_this());
+    item->user = std::make_shared<StreamWork>(
+        describe(detail::str_cat(what, " (NCCL order, operation #", item->seq, " of this rank's stream)")), timeout(),
+        self, item->seq);
+    return item;
+  }
+
+  void add_op(Item& item, const P2POp& op) {
+    WireOp w;
+    w.op = op;
+    w.desc = Desc{op.tag, static_cast<int64_t>(op.tensor.scalar_type()), op.tensor.numel(),
+                  static_cast<int64_t>(item.seq)};
+    item.ops.push_back(std::move(w));
+  }
+
+  WorkPtr defer(const P2POp& op) {
+    if (!open_) open_ = new_item("standalone sends and receives");
+    add_op(*open_, op);
+    return open_->user;
+  }
+
+  void flush() {
+    if (!open_) return;
+    auto item = std::move(open_);
+    open_.reset();
+    enqueue(item);
+  }
+
+  WorkPtr collective(const std::string& what, std::function<WorkPtr()> start) {
+    flush();
+    auto item = new_item(what);
+    item->start = std::move(start);
+    return enqueue(item);
+  }
+
+  WorkPtr enqueue(const std::shared_ptr<Item>& item) {
+    if (!broken_.empty()) {
+      item->user->fail("the communicator is unusable after an earlier failure: " + broken_);
+    } else {
+      stream_.push_back(item);
+      pump();
+    }
+    return item->user;
+  }
+
+  uint64_t next_incomplete() const { return stream_.empty() ? next_seq_ : stream_.front()->seq; }
+
+  // Issues the head of the stream when it is free and advances it as far as it completes.
+  void pump() {
+    while (!stream_.empty()) {
+      auto item = stream_.front();
+      std::string error;
+      try {
+        if (!item->issued) issue(*item);
+        if (!progress(*item)) return;
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      stream_.pop_front();
+      if (error.empty()) {
+        item->user->complete_part();
+        continue;
+      }
+      item->user->fail(error);
+      broken_ = error;  // as an NCCL error aborts the communicator
+      for (auto& rest : stream_) rest->user->fail("the communicator is unusable after an earlier failure: " + error);
+      stream_.clear();
+    }
+  }
+
+  void issue(Item& item) {
+    item.issued = true;
+    if (item.start) {
+      item.inner = item.start();
+      return;
+    }
+    for (auto& w : item.ops) {
+      if (w.op.kind == P2POp::Kind::Send) {
+        w.header_buf = w.desc.pack();
+        w.header = inner_->send(w.header_buf, w.op.peer, kWireHeader);
+        w.payload = inner_->send(w.op.tensor, w.op.peer, kWirePayload);
+        w.ack_buf = at::empty({Desc::kLen}, at::kLong);
+        w.ack = inner_->recv(w.ack_buf, w.op.peer, kWireAck);
+      } else {
+        w.header_buf = at::empty({Desc::kLen}, at::kLong);
+        w.header = inner_->recv(w.header_buf, w.op.peer, kWireHeader);
+      }
+    }
+  }
+
+  // True when every part of the item has completed; throws when one failed.
+  bool progress(Item& item) {
+    if (item.start) return item.inner->done();
+    bool all = true;
+    // Payload receives from one peer must be posted in the order of their headers: a receive
+    // whose header arrived waits while an earlier receive from the same peer has not posted its own.
+    std::vector<int> waiting_peers;
+    for (auto& w : item.ops) {
+      const bool recv = w.op.kind == P2POp::Kind::Recv;
+      const bool behind = recv && !w.payload &&
+                          std::find(waiting_peers.begin(), waiting_peers.end(), w.op.peer) != waiting_peers.end();
+      if (!w.done && !behind) w.done = recv ? progress_recv(w) : progress_send(w);
+      if (recv && !w.payload) waiting_peers.push_back(w.op.peer);
+      all = all && w.done;
+    }
+    return all;
+  }
+
+  bool progress_send(WireOp& w) {
+    if (!w.header->done() || !w.payload->done() || !w.ack->done()) return false;
+    const Desc theirs = Desc::unpack(w.ack_buf);
+    if (!w.desc.matches(theirs)) throw CommError(mismatch(rank(), w.desc, w.op.peer, theirs));
+    return true;
+  }
+
+  bool progress_recv(WireOp& w) {
+    if (!w.payload) {
+      if (!w.header->done()) return false;
+      const Desc theirs = Desc::unpack(w.header_buf);
+      if (!w.desc.matches(theirs)) {
+        inner_->send(w.desc.pack(), w.op.peer, kWireAck);  // the sender fails with the same message
+        throw CommError(mismatch(w.op.peer, theirs, rank(), w.desc));
+      }
+      at::Tensor dst = w.op.tensor;
+      w.payload = inner_->recv(dst, w.op.peer, kWirePayload);
+    }
+    if (!w.payload->done()) return false;
+    if (!w.ack_sent) {
+      w.ack_buf = w.desc.pack();
+      w.ack_sent = inner_->send(w.ack_buf, w.op.peer, kWireAck);
+    }
+    return w.ack_sent->done();
+  }
+
+  // Before split: every operation posted so far completes (the new communicator starts clean).
+  void drain(const char* why) {
+    flush();
+    const auto deadline = Clock::now() + timeout();
+    for (int spins = 0; !stream_.empty(); ++spins) {
+      pump();
+      if (stream_.empty()) break;
+      if (Clock::now() > deadline) abort(blocked_message(describe(why)));
+      backoff(spins);
+    }
+  }
+
+  // A passed deadline aborts the communicator, as the NCCL backend does: the waiter gets the
+  // TimeoutError, every other pending operation fails, and nothing can be posted afterwards.
+  [[noreturn]] void abort(const std::string& message) {
+    broken_ = message;
+    for (auto& item : stream_) item->user->fail("aborted after a deadline: " + message);
+    stream_.clear();
+    throw TimeoutError(message);
+  }
+
+  std::string blocked_message(const std::string& what) const {
+    std::string msg = detail::str_cat(what, " did not complete within ", timeout().count() / 1e3, " s (NCCL order)");
+    if (stream_.empty()) return msg;
+    const Item& head = *stream_.front();
+    msg += detail::str_cat(": this rank's NCCL stream is blocked at operation #", head.seq, " (", head.user->what(), ")");
+    const char* sep = ", which waits for its ";
+    for (const auto& w : head.ops)
+      if (!w.done) {
+        msg += detail::str_cat(sep, w.op.kind == P2POp::Kind::Send ? "send to" : "recv from", " rank ", w.op.peer,
+                               " (tag ", w.desc.tag, ", ", w.desc.numel, " elements)");
+        sep = " and its ";
+      }
+    return msg + "; every later operation of this rank waits behind it, as on one CUDA stream";
+  }
+
+  static void backoff(int spins) {
+    if (spins < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(spins < 1024 ? 20 : 200));
+    }
+  }
+
+  CommPtr inner_;
+  std::deque<std::shared_ptr<Item>> stream_;
+  std::shared_ptr<Item> open_;  // deferred standalone operations
+  uint64_t next_seq_ = 1;
+  std::string broken_;
+};
+
+void StreamWork::waiting(bool begin) {
+  if (!begin) return;
+  if (auto c = comm_.lock()) c->drive_until(seq_, deadline(), what());
+}
+
+void StreamWork::poll() {
+  if (auto c = comm_.lock()) c->poll_item();
+}
+
+}  // namespace
+
+bool nccl_order_requested_by_env() {
+  const char* v = std::getenv("LONGHAUL_NCCL_ORDER");
+  return v && std::string(v) == "1";
+}
+
+CommPtr with_nccl_order(CommPtr inner) {
+  LH_CHECK(inner != nullptr, "with_nccl_order: the inner communicator is null");
+  return std::make_shared<NcclOrderCommunicator>(std::move(inner));
+}
+
+}  // namespace longhaul

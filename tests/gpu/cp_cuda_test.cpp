@@ -19,6 +19,7 @@ int cuda_devices() {
 struct CpCudaCase {
   Strategy strategy;
   int ranks;
+  bool nccl_order = false;  // the thread-ranks under NCCL's matching and stream order
 };
 
 class CpCuda : public ::testing::TestWithParam<CpCudaCase> {};
@@ -28,6 +29,7 @@ TEST_P(CpCuda, EveryLayoutMaskAndDtypeMatchesTheReference) {
   const CpCudaCase c = GetParam();
   CommOptions o;
   o.timeout = std::chrono::seconds(120);
+  o.nccl_order = c.nccl_order;
   run_local_ranks(c.ranks, [&](Communicator& comm) {
     const c10::Device dev(c10::DeviceType::CUDA, 0);
     enter_device_rank(dev);  // a stream of its own per thread-rank
@@ -39,9 +41,13 @@ INSTANTIATE_TEST_SUITE_P(Strategies, CpCuda,
                          ::testing::Values(CpCudaCase{Strategy::Ring, 2}, CpCudaCase{Strategy::Ring, 4},
                                            CpCudaCase{Strategy::AllGatherKV, 3}, CpCudaCase{Strategy::TokenRing, 2},
                                            CpCudaCase{Strategy::TokenRing, 4}, CpCudaCase{Strategy::Ulysses, 2},
-                                           CpCudaCase{Strategy::Hybrid, 4}),
+                                           CpCudaCase{Strategy::Hybrid, 4}, CpCudaCase{Strategy::Ring, 4, true},
+                                           CpCudaCase{Strategy::TokenRing, 3, true},
+                                           CpCudaCase{Strategy::AllGatherKV, 2, true},
+                                           CpCudaCase{Strategy::Ulysses, 2, true}, CpCudaCase{Strategy::Hybrid, 4, true}),
                          [](const auto& info) {
-                           return std::string(to_string(info.param.strategy)) + "_P" + std::to_string(info.param.ranks);
+                           return std::string(to_string(info.param.strategy)) + "_P" + std::to_string(info.param.ranks) +
+                                  (info.param.nccl_order ? "_NcclOrder" : "");
                          });
 
 }  // namespace

@@ -306,6 +306,31 @@ TEST(NcclComm, Split) {
   }
 }
 
+// One stream per communicator: a rank's operations complete in issue order (a small exchange
+// posted after a large one is never done before it), while a second communicator (its own
+// stream) is not held up by the first. The CPU's NCCL-order mode (runtime/comm/nccl_order)
+// assumes exactly this.
+TEST(NcclComm, OneStreamPerCommunicatorCompletesInIssueOrder) {
+  REQUIRE_CUDA();
+  auto comm = create_nccl_world(options());
+  auto other = comm->split(0, 0);
+  ASSERT_NE(other, nullptr);
+  for (int round = 0; round < 3; ++round) {
+    at::Tensor big = pattern(1 << 24, 7, at::kFloat), rbig = at::empty_like(big);  // 200 MB
+    at::Tensor small = pattern(16, 8, at::kFloat), rsmall = at::empty_like(small);
+    auto first = comm->exchange({P2POp::send(big, 0), P2POp::recv(rbig, 0)});
+    auto second = comm->exchange({P2POp::send(small, 0), P2POp::recv(rsmall, 0)});
+    at::Tensor x = pattern(16, 9, at::kFloat), rx = at::empty_like(x);
+    other->exchange({P2POp::send(x, 0), P2POp::recv(rx, 0)})->wait();
+    EXPECT_TRUE(same(rx, x));
+    second->wait();
+    EXPECT_TRUE(first->done()) << "round " << round << ": a later operation completed before an earlier one";
+    first->wait();
+    EXPECT_TRUE(same(rbig, big));
+    EXPECT_TRUE(same(rsmall, small));
+  }
+}
+
 TEST(NcclComm, OrderedAfterTheCallersStream) {
   REQUIRE_CUDA();
   auto comm = create_nccl_world(options());

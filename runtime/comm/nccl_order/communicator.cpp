@@ -248,15 +248,20 @@ class NcclOrderCommunicator : public Communicator {
   bool progress(Item& item) {
     if (item.start) return item.inner->done();
     bool all = true;
-    // Payload receives from one peer must be posted in the order of their headers: a receive
-    // whose header arrived waits while an earlier receive from the same peer has not posted its own.
-    std::vector<int> waiting_peers;
+    // The receives from one peer post their payload receives and send their acknowledgements in
+    // posting order (the sender pairs acknowledgements with its sends in that order), even when
+    // their messages complete out of order: a receive waits while an earlier one from the same
+    // peer has not reached that stage.
+    std::vector<int> payload_pending, ack_pending;  // peers with an earlier receive not there yet
+    auto has = [](const std::vector<int>& v, int peer) { return std::find(v.begin(), v.end(), peer) != v.end(); };
     for (auto& w : item.ops) {
-      const bool recv = w.op.kind == P2POp::Kind::Recv;
-      const bool behind = recv && !w.payload &&
-                          std::find(waiting_peers.begin(), waiting_peers.end(), w.op.peer) != waiting_peers.end();
-      if (!w.done && !behind) w.done = recv ? progress_recv(w) : progress_send(w);
-      if (recv && !w.payload) waiting_peers.push_back(w.op.peer);
+      if (w.op.kind == P2POp::Kind::Send) {
+        if (!w.done) w.done = progress_send(w);
+      } else {
+        if (!w.done) w.done = progress_recv(w, !has(payload_pending, w.op.peer), !has(ack_pending, w.op.peer));
+        if (!w.payload) payload_pending.push_back(w.op.peer);
+        if (!w.ack_sent) ack_pending.push_back(w.op.peer);
+      }
       all = all && w.done;
     }
     return all;
@@ -269,19 +274,21 @@ class NcclOrderCommunicator : public Communicator {
     return true;
   }
 
-  bool progress_recv(WireOp& w) {
+  bool progress_recv(WireOp& w, bool may_post_payload, bool may_ack) {
     if (!w.payload) {
-      if (!w.header->done()) return false;
+      if (!may_post_payload || !w.header->done()) return false;
       const Desc theirs = Desc::unpack(w.header_buf);
       if (!w.desc.matches(theirs)) {
-        inner_->send(w.desc.pack(), w.op.peer, kWireAck);  // the sender fails with the same message
+        if (!may_ack) return false;  // the earlier receives' acknowledgements go first
+        w.ack_buf = w.desc.pack();
+        inner_->send(w.ack_buf, w.op.peer, kWireAck);  // the sender fails with the same message
         throw CommError(mismatch(w.op.peer, theirs, rank(), w.desc));
       }
       at::Tensor dst = w.op.tensor;
       w.payload = inner_->recv(dst, w.op.peer, kWirePayload);
     }
-    if (!w.payload->done()) return false;
     if (!w.ack_sent) {
+      if (!may_ack || !w.payload->done()) return false;
       w.ack_buf = w.desc.pack();
       w.ack_sent = inner_->send(w.ack_buf, w.op.peer, kWireAck);
     }

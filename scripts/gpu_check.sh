@@ -52,7 +52,7 @@ want tests && log "gpu tests"
 # NCCL's tests apart and last: its deadline test aborts a communicator with work queued.
 want tests && for part in "gpu_tests:-Nccl*" "nccl_tests:Nccl*"; do
   name=${part%%:*}
-  timeout 200 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > "$out/$name.log" 2>&1
+  timeout 300 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > "$out/$name.log" 2>&1
   log "$name exit $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$out/$name.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED  \]' "$out/$name.log" | sort -u | head -20 | tee -a "$out/summary.txt"
 done

@@ -1,5 +1,6 @@
 // API boundary: argument checks with clear messages, then dispatch to a backend.
 #include "attention/attention.h"
+#include "core/dtypes.h"
 
 #include <ATen/ATen.h>
 
@@ -8,7 +9,7 @@
 #include "attention/cpu/kernels.h"
 #include "attention/reference.h"
 #include "longhaul/config.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #if LONGHAUL_WITH_CUDA
 #include "attention/cuda/cuda_attention.h"
 #endif
@@ -129,7 +130,7 @@ AttentionOutput forward_impl(const at::Tensor& q, const at::Tensor& k, const at:
 #endif
     default: r = cpu::forward(q, k, v, view, mask, scale);
   }
-  const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = accumulate_type(q);
   if (r.lse.scalar_type() != acc) r.lse = r.lse.to(acc);
   return r;
 }
@@ -139,7 +140,7 @@ AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor&
                                           const BlockView& view, const Mask& mask, double scale,
                                           AttentionBackend backend) {
   AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
-  const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = accumulate_type(q);
   if (r.out.scalar_type() != acc) r.out = r.out.to(acc);
   return r;
 }
@@ -178,7 +179,7 @@ AttentionGrads attention_backward_with_rowsums(const at::Tensor& dout, const at:
 at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out) {
   LH_CHECK(dout.sizes() == out.sizes(), "attention_row_sums: dout ", dout.sizes(), " and out ", out.sizes(),
            " must have the same shape");
-  const auto acc = dout.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = accumulate_type(dout);
   return (dout.to(acc) * out.to(acc)).sum(-1).transpose(0, 1).contiguous();
 }
 

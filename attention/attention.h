@@ -1,6 +1,6 @@
 // Exact local attention of one block of queries against one block of keys, forward and
 // backward, returning the log-sum-exp so partial results over disjoint key sets merge exactly
-// (ARCHITECTURE §3). Layout [T, H, D]; K and V have H_kv heads with H % H_kv == 0 (GQA/MQA).
+// (docs/attention.md). Layout [T, H, D]; K and V have H_kv heads with H % H_kv == 0 (GQA/MQA).
 //
 // With S = scale · Q Kᵀ (masked entries −∞):
 //   lse_i = log Σ_j exp(S_ij),  O_i = Σ_j exp(S_ij − lse_i) V_j.

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 namespace {

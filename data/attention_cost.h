@@ -1,4 +1,4 @@
-// What attention costs over one epoch of a data set, by the masked area (ARCHITECTURE §9):
+// What attention costs over one epoch of a data set, by the masked area (benchmarks/README.md):
 // causal attention over a sequence of n tokens covers n(n+1)/2 (query, key) pairs, and
 // F_fwd = 4 · area · H · D. Per kept token, this is what DD saves over concat-and-chunk.
 #pragma once

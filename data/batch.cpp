@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "data/format.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 

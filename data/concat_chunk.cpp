@@ -4,7 +4,7 @@
 
 #include "data/rng.h"
 #include "data/state_text.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 

@@ -2,7 +2,7 @@
 // to back and cut into sequences of L tokens; the N mod L tokens at the end are dropped and
 // counted. Without document masking a sequence is one document for attention (tokens see across
 // document boundaries); with it, the step's cu_seqlens also cut at every document boundary inside
-// a sequence (global offsets, as ARCHITECTURE §2 wants them).
+// a sequence (global offsets, docs/design.md).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Curricula of dataset decomposition (PAPERS.md §3): the odds with which a step draws each
+// Curricula of dataset decomposition (arXiv 2405.13226): the odds with which a step draws each
 // non-empty bucket, shortest first.
 #pragma once
 

@@ -1,7 +1,7 @@
 #include "data/decomposition.h"
 
 #include "data/rng.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 

@@ -1,4 +1,4 @@
-// Dataset decomposition (PAPERS.md §3): every document is cut, largest piece first, into pieces
+// Dataset decomposition (Pouransari et al. 2024, arXiv 2405.13226): every document is cut, largest piece first, into pieces
 // whose lengths are powers of two in [2^m, 2^M]; bucket D_i holds the pieces of length 2^i. A
 // piece never crosses a document; the l mod 2^m tokens left at the end of a document are dropped
 // and counted. Built in memory from the document offsets in O(documents + pieces); nothing is

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data::files {
 

@@ -1,4 +1,4 @@
-// The token store's on-disk contract (ARCHITECTURE §6), shared by the writer, the reader, prep
+// The token store's on-disk contract (docs/data.md), shared by the writer, the reader, prep
 // and the tests. A file is readable by h5py:
 //   /tokens        uint16 (vocab_size <= 65536) or uint32 [N], chunked, shuffle + deflate + Fletcher-32
 //   /doc_offsets   uint64 [n_docs + 1]; document d is tokens[doc_offsets[d] : doc_offsets[d + 1]]

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "data/files.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 

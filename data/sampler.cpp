@@ -4,7 +4,7 @@
 #include <numeric>
 
 #include "data/state_text.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 

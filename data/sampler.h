@@ -1,4 +1,4 @@
-// The dataset-decomposition sampler (PAPERS.md §3, ARCHITECTURE §6). Every step holds exactly b
+// The dataset-decomposition sampler (arXiv 2405.13226; docs/data.md). Every step holds exactly b
 // tokens: one bucket i is drawn (curriculum odds among the buckets that still hold a full batch)
 // and the step takes b / 2^i pieces of it, split evenly over the data-parallel ranks. Every rank
 // runs the same draws from the same seed, so all ranks agree on the bucket without talking.

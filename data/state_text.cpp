@@ -1,6 +1,6 @@
 #include "data/state_text.h"
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 

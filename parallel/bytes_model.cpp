@@ -5,7 +5,7 @@
 #include "parallel/block_needs.h"
 #include "parallel/hybrid_layout.h"
 #include "parallel/token_routes.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

@@ -1,4 +1,4 @@
-// The bytes one rank sends in one forward pass of a CP strategy, from ARCHITECTURE §5's formulas
+// The bytes one rank sends in one forward pass of a CP strategy, from the formulas of docs/parallel.md
 // with the exact per-rank row counts of the plan, minus the transfers the mask lets the strategy
 // skip (ring: BlockNeeds; tokenring: TokenRoutes). The planner predicts with it and the CP
 // benchmark checks it against ContextParallel::stats(), byte for byte.

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "parallel/strategy.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

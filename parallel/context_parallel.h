@@ -1,4 +1,4 @@
-// ContextParallel: attention over a sequence sharded across a CP group (ARCHITECTURE §5).
+// ContextParallel: attention over a sequence sharded across a CP group (docs/parallel.md).
 // forward/backward take and return this rank's shards; `attention` is the autograd-aware form
 // for LibTorch training. Every call is a collective over the group: all ranks call forward and
 // backward equally often, even a rank whose queries see no key.

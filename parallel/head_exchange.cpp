@@ -4,7 +4,7 @@
 
 #include <numeric>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

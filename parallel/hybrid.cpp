@@ -9,7 +9,7 @@
 #include "parallel/head_exchange.h"
 #include "parallel/hybrid_layout.h"
 #include "parallel/strategy.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

@@ -1,6 +1,6 @@
 #include "parallel/hybrid_layout.h"
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

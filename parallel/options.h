@@ -1,4 +1,4 @@
-// Strategies and options of context parallelism (ARCHITECTURE §5).
+// Strategies and options of context parallelism (docs/parallel.md).
 #pragma once
 
 #include <string>

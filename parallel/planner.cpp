@@ -5,7 +5,7 @@
 
 #include "parallel/bytes_model.h"
 #include "parallel/shard_plan.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

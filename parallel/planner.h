@@ -1,4 +1,4 @@
-// The cost model that picks a CP strategy (ARCHITECTURE §5): for a problem (T, H, H_kv, D, P,
+// The cost model that picks a CP strategy (docs/parallel.md): for a problem (T, H, H_kv, D, P,
 // mask, dtype) and a network, predicts per strategy and layout the forward+backward time, the
 // bytes each rank sends and the memory each rank holds, and picks the fastest that fits.
 //   compute: masked-area FLOPs of the busiest rank / measured kernel GFLOP/s;

@@ -9,7 +9,7 @@
 #include "parallel/block_needs.h"
 #include "parallel/step_group.h"
 #include "parallel/strategy.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "parallel/step_group.h"
 #include "parallel/strategy.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

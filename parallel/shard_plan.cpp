@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

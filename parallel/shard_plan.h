@@ -1,5 +1,5 @@
 // ShardPlan: how a packed global sequence of T tokens is split over the P ranks of a CP group
-// (ARCHITECTURE §5). Shards are unpadded and may differ in length; local rows are in ascending
+// (docs/parallel.md). Shards are unpadded and may differ in length; local rows are in ascending
 // global position. Every rank can compute every rank's rows, so strategies plan their
 // communication (and skip empty steps) without exchanging metadata.
 //   Contiguous: rank r holds one range (lengths differ by at most one).

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "attention/attention.h"
+#include "core/dtypes.h"
 #include "parallel/options.h"
 #include "parallel/shard_plan.h"
 #include "parallel/stats.h"
@@ -39,10 +40,6 @@ std::unique_ptr<CpStrategy> make_token_ring();
 std::unique_ptr<CpStrategy> make_ulysses();
 std::unique_ptr<CpStrategy> make_hybrid(int ulysses_degree, Strategy inner);
 
-// The compute dtype of a call: float64 stays, everything else accumulates in float32.
-inline at::ScalarType accumulate_type(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 // Row indices are built on the CPU from the plan; index ops want them on the indexed tensor's
 // device (CUDA shards).

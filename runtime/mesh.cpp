@@ -1,6 +1,6 @@
 #include "runtime/mesh.h"
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

@@ -41,7 +41,7 @@ if ! "$bin/longhaul" info > "$out/info.txt" 2>&1; then
       -DBoost_INCLUDE_DIR=$deps/usr/include -DGTEST_ROOT=$deps/usr > "$out/build.log" 2>&1 &&
     timeout 420 cmake --build $build -j "$(nproc)" >> "$out/build.log" 2>&1 || { log "build failed"; tail -30 "$out/build.log"; }
   export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH"
-  mkdir -p /tmp/lh-bin && cp $build/launch/longhaul $build/tests/longhaul_gpu_tests /tmp/lh-bin/ 2>/dev/null
+  mkdir -p /tmp/lh-bin && cp $build/cli/longhaul $build/tests/longhaul_gpu_tests /tmp/lh-bin/ 2>/dev/null
   bin=/tmp/lh-bin
   "$bin/longhaul" info > "$out/info.txt" 2>&1 || log "longhaul does not start: $(tail -2 "$out/info.txt")"
 fi

@@ -10,9 +10,9 @@ build=${BUILD_DIR:-$root/build-gpu}
 bundle=$root/.gpu-bundle
 BUILD_DIR=$build "$root/scripts/build.sh" -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF "$@"
 rm -rf "$bundle" && mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/debs"
-cp "$build/launch/longhaul" "$build/tests/longhaul_gpu_tests" "$bundle/bin/"
+cp "$build/cli/longhaul" "$build/tests/longhaul_gpu_tests" "$bundle/bin/"
 find "$build" -name 'liblonghaul_*.so' -exec cp {} "$bundle/lib/" \;
-cp "$(ldd "$build/launch/longhaul" | awk '/libboost_program_options/ {print $3}')" "$bundle/lib/"
+cp "$(ldd "$build/cli/longhaul" | awk '/libboost_program_options/ {print $3}')" "$bundle/lib/"
 git -C "$root" rev-parse HEAD > "$bundle/commit"
 git -C "$root" status --short >> "$bundle/commit"
 (cd "$bundle/debs" && apt-get download libboost1.74-dev libboost-program-options1.74-dev \

@@ -8,8 +8,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh"
-bin="${BUILD_DIR:-$root/build}/launch/longhaul"
+BUILD_TARGETS=longhaul "$root/scripts/build.sh"  # the tool and its libraries, not the tests
+bin="${BUILD_DIR:-$root/build}/cli/longhaul"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$bin" info
 workdir=${LONGHAUL_TRAIN_DIR:-$(mktemp -d /tmp/longhaul-train.XXXXXX)}

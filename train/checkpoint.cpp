@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "data/files.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::train {
 namespace {

@@ -1,6 +1,6 @@
 #include "train/options.h"
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::train {
 

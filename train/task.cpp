@@ -2,7 +2,7 @@
 
 #include "data/rng.h"
 #include "longhaul/config.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/store_writer.h"
 #endif

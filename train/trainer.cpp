@@ -8,7 +8,7 @@
 #include "data/batch.h"
 #include "data/concat_chunk.h"
 #include "data/sampler.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "train/checkpoint.h"
 #include "train/grad_sync.h"
 #include "train/schedule.h"

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "attention/cpu/kernels.h"
+#include "core/dtypes.h"
 #include "attention/cpu/params.h"
 
 namespace longhaul::cpu {
@@ -30,7 +31,7 @@ TilePlan tile_plan(Pass pass, const Mask& mask) {
 constexpr int64_t kMaxWorkers = 4;
 constexpr int64_t kPartialBudget = int64_t(256) << 20;
 
-at::ScalarType compute_type(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+at::ScalarType compute_type(const at::Tensor& t) { return accumulate_type(t); }
 at::Tensor as(const at::Tensor& t, at::ScalarType type) { return t.to(type).contiguous(); }
 
 // Keeps the converted tensors alive while the kernel reads the raw pointers.

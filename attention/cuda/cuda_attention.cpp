@@ -27,7 +27,7 @@
 #include "attention/cuda/block_plan.h"
 #include "attention/cuda/fallback.h"
 #include "attention/cuda/kernels.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::cuda {
 namespace {

@@ -1,4 +1,5 @@
 #include "attention/cuda/fallback.h"
+#include "core/dtypes.h"
 
 #include <ATen/ATen.h>
 
@@ -11,7 +12,7 @@ namespace {
 // Bytes of one [H, chunk, Tk] buffer; forward keeps ~2 alive, backward ~4.
 constexpr int64_t kScoreBudget = int64_t(256) << 20;
 
-at::ScalarType acc_type(const at::Tensor& q) { return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+at::ScalarType acc_type(const at::Tensor& q) { return accumulate_type(q); }
 
 int64_t chunk_rows(int64_t tq, int64_t h, int64_t tk, at::ScalarType acc) {
   const int64_t per_row = std::max<int64_t>(1, h * tk * static_cast<int64_t>(c10::elementSize(acc)));

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "attention/cuda/kernels.h"
-#include "runtime/errors.h"
+#include "core/cuda_check.h"
 
 namespace longhaul::cuda::kernels {
 namespace {
@@ -43,8 +43,7 @@ void launch_lse_fix(const LseFixParams& p, cudaStream_t stream) {
     case DType::Float16: lse_fix_kernel<__half><<<grid, kThreads, 0, stream>>>(p); break;
     case DType::BFloat16: lse_fix_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p); break;
   }
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw Error(std::string("lse fix-up kernel launch failed: ") + cudaGetErrorString(err));
+  LH_CHECK_CUDA(cudaGetLastError());  // the launch
 }
 
 }  // namespace longhaul::cuda::kernels

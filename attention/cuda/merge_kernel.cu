@@ -14,7 +14,7 @@
 #include <string>
 
 #include "attention/cuda/kernels.h"
-#include "runtime/errors.h"
+#include "core/cuda_check.h"
 
 namespace longhaul::cuda::kernels {
 namespace {
@@ -111,8 +111,7 @@ void launch_merge(const MergeParams& p, cudaStream_t stream) {
     case DType::Float16: launch_typed<__half>(p, stream); break;
     case DType::BFloat16: launch_typed<__nv_bfloat16>(p, stream); break;
   }
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw Error(std::string("merge kernel launch failed: ") + cudaGetErrorString(err));
+  LH_CHECK_CUDA(cudaGetLastError());  // the launch
 }
 
 }  // namespace longhaul::cuda::kernels

@@ -1,31 +1,13 @@
-// Benchmark rows printed as a fixed-width table or as JSON lines (one object per row, keys = the
-// column names). Shared by every `longhaul bench` table.
+// The benchmarks' names for the tool's row printer (core/report.h).
 #pragma once
 
-#include <ostream>
-#include <string>
-#include <variant>
-#include <vector>
+#include "core/report.h"
 
 namespace longhaul::bench {
-
-using Value = std::variant<int64_t, double, std::string>;
-
-struct Row {
-  std::vector<std::pair<std::string, Value>> cells;
-  Row& add(const std::string& key, Value v) {
-    cells.emplace_back(key, std::move(v));
-    return *this;
-  }
-  const Value* find(const std::string& key) const;
-};
-
-void print_table(std::ostream& os, const std::vector<Row>& rows);
-void print_json(std::ostream& os, const std::vector<Row>& rows);
-// Table or JSON lines.
-void print_rows(std::ostream& os, const std::vector<Row>& rows, bool json);
-
-// Median of a sample (copied: the input order is kept).
-double median(std::vector<double> xs);
-
+using report::median;
+using report::print_json;
+using report::print_rows;
+using report::print_table;
+using report::Row;
+using report::Value;
 }  // namespace longhaul::bench

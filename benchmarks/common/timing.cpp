@@ -5,7 +5,7 @@
 #include <chrono>
 
 #include "benchmarks/common/report.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 namespace {

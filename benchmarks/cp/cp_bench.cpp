@@ -18,7 +18,7 @@
 #include "benchmarks/cp/cp_timing.h"
 #include "benchmarks/cp/plan_for.h"
 #include "parallel/context_parallel.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 namespace {

@@ -1,7 +1,7 @@
 // `longhaul bench cp`: context-parallel attention over strategy × layout × mask × T × P, forward
 // and backward: median time (max over ranks), per-rank GFLOP/s on the masked area, efficiency
 // against the plain kernel on the whole sequence with one thread (measured in the same run), bytes
-// sent per rank in the forward next to ARCHITECTURE §5's formula minus the steps the mask skips,
+// sent per rank in the forward next to the formula of docs/parallel.md minus the steps the mask skips,
 // peak tracked tensor bytes per rank, and a built-in check against the float64 reference
 // (`wrong`). Metrics are defined in benchmarks/README.md.
 #pragma once
@@ -42,7 +42,7 @@ struct CpBenchOptions {
   double memory_fraction = 0.7;  // rsa runs only if its estimated scores fit this share of MemAvailable
 };
 
-// The default run (targets a–c of the issue, fp32).
+// The default run (the configurations of benchmarks/results/cp_cpu_p2.txt, fp32).
 CpBenchOptions default_cp_options();
 // A small sweep for CI: every strategy, layout and mask at T ≤ 1024, a few seconds.
 CpBenchOptions quick_cp_options();

@@ -12,7 +12,7 @@
 #include "benchmarks/cp/plan_for.h"
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 namespace {

@@ -10,7 +10,7 @@
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/bytes_model.h"
 #include "parallel/context_parallel.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 namespace {

@@ -14,7 +14,7 @@
 #include "data/prefetch_loader.h"
 #include "data/sampler.h"
 #include "longhaul/config.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/prep.h"
 #include "data/hdf5/store_reader.h"

@@ -12,7 +12,7 @@
 #if LONGHAUL_WITH_CUDA
 #include "attention/cuda/cuda_attention.h"
 #endif
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 

@@ -17,7 +17,7 @@
 #include "benchmarks/kernel/sdpa_baseline.h"
 #include "benchmarks/kernel/sgemm.h"
 #include "longhaul/config.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 namespace {

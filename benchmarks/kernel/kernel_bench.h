@@ -39,7 +39,7 @@ struct KernelBenchOptions {
   int64_t sgemm_n = 0;       // 0: 2048 on the CPU, 8192 on a GPU
 };
 
-// The default run (targets a–d of the issue, fp32, backend cpu).
+// The default run (the configurations of benchmarks/results/kernel_cpu_2threads.txt, fp32, backend cpu).
 KernelBenchOptions default_kernel_options();
 // A small sweep for CI: every mask, T ≤ 1024, MHA and GQA, a few seconds.
 KernelBenchOptions quick_kernel_options();

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <random>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 namespace {

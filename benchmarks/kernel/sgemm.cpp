@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::bench {
 

@@ -13,7 +13,7 @@
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "train/model.h"
 
 namespace longhaul::bench {

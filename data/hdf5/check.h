@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data::h5 {
 

@@ -11,7 +11,7 @@
 #include "data/files.h"
 #include "data/json_field.h"
 #include "data/tokenizer.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 namespace {

@@ -10,10 +10,11 @@
 #include <optional>
 
 #include "launch/world.h"
+#include "longhaul/config.h"
 #include "python/src/bindings.h"
 #include "runtime/comm/comm.h"
 #include "runtime/comm/nccl_order/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 #if LONGHAUL_WITH_C10D
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>

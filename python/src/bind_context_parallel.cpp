@@ -10,7 +10,7 @@
 #include "parallel/context_parallel.h"
 #include "python/src/bindings.h"
 #include "python/src/plan.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace py = pybind11;
 

@@ -14,7 +14,7 @@
 #include "data/sampler.h"
 #include "longhaul/config.h"
 #include "python/src/bindings.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/store_reader.h"

@@ -6,7 +6,7 @@
 
 #include "python/src/bindings.h"
 #include "python/src/plan.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace py = pybind11;
 

@@ -5,7 +5,7 @@
 #include <exception>
 
 #include "python/src/bindings.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace py = pybind11;
 

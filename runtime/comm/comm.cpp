@@ -4,7 +4,8 @@
 
 #include <numeric>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
+#include "core/offsets.h"
 
 namespace longhaul {
 
@@ -18,12 +19,6 @@ constexpr int kTagReduceScatter = kMaxUserTag + 3;
 constexpr int kTagAllReduce = kMaxUserTag + 4;
 constexpr int kTagBroadcast = kMaxUserTag + 5;
 constexpr int kTagBarrier = kMaxUserTag + 6;
-
-std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
-  std::vector<int64_t> off(rows.size() + 1, 0);
-  std::partial_sum(rows.begin(), rows.end(), off.begin() + 1);
-  return off;
-}
 
 // Reduces `parts` (one per rank, in rank order) into `out`; low-precision floats accumulate in
 // float32 and round once. The fixed order makes the result identical on every rank.

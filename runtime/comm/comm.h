@@ -1,4 +1,4 @@
-// The Communicator interface (ARCHITECTURE §4): one object per group of ranks, on at::Tensor.
+// The Communicator interface (docs/runtime.md): one object per group of ranks, on at::Tensor.
 // Every operation is non-blocking and returns a Work; wait() has a deadline (CommOptions::timeout).
 // Tensors must be contiguous; counts are in rows (the first dimension); a buffer handed to an
 // operation may not be touched until its Work is done. Backends live in sub-folders (mpi/, local/)

@@ -3,7 +3,7 @@
 #include <iomanip>
 #include <sstream>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 

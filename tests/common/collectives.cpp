@@ -5,7 +5,8 @@
 
 #include <numeric>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
+#include "core/offsets.h"
 
 namespace longhaul::testing {
 namespace {
@@ -26,12 +27,6 @@ bool same_values(const at::Tensor& got, const at::Tensor& want_f64) {
   const auto t = got.scalar_type();
   if (t == at::kBFloat16 || t == at::kHalf) return at::allclose(got.to(at::kDouble), want_f64, 2e-2, 0);
   return at::equal(got.to(at::kDouble), want_f64);
-}
-
-std::vector<int64_t> offsets(const std::vector<int64_t>& rows) {
-  std::vector<int64_t> off(rows.size() + 1, 0);
-  std::partial_sum(rows.begin(), rows.end(), off.begin() + 1);
-  return off;
 }
 
 }  // namespace
@@ -90,7 +85,7 @@ void check_all_to_all(Communicator& comm) {
       in_rows[j] = count(r, j);
       out_rows[j] = count(j, r);
     }
-    auto ioff = offsets(in_rows), ooff = offsets(out_rows);
+    auto ioff = offsets_of(in_rows), ooff = offsets_of(out_rows);
     at::Tensor in = at::empty({ioff[p], 4}, dtype);
     for (int j = 0; j < p; ++j) in.narrow(0, ioff[j], in_rows[j]).copy_(pattern(r, j, {in_rows[j], 4}, dtype));
     at::Tensor out = at::full({ooff[p], 4}, -1, dtype);
@@ -110,7 +105,7 @@ void check_all_gather(Communicator& comm) {
   const int p = comm.size(), r = comm.rank();
   std::vector<int64_t> rows(p);
   for (int j = 0; j < p; ++j) rows[j] = j + (j % 2);  // 0, 2, 2, 4, …
-  auto off = offsets(rows);
+  auto off = offsets_of(rows);
   for (auto dtype : kDtypes) {
     at::Tensor in = pattern(r, 0, {rows[r], 2, 3}, dtype);
     at::Tensor out = at::full({off[p], 2, 3}, -1, dtype);
@@ -124,7 +119,7 @@ void check_reduce_scatter(Communicator& comm) {
   const int p = comm.size(), r = comm.rank();
   std::vector<int64_t> rows(p);
   for (int j = 0; j < p; ++j) rows[j] = (j * 5) % 4 + 1;
-  auto off = offsets(rows);
+  auto off = offsets_of(rows);
   for (auto dtype : kDtypes) {
     for (auto op : {ReduceOp::Sum, ReduceOp::Max}) {
       at::Tensor in = pattern(r, 0, {off[p], 3}, dtype);

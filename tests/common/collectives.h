@@ -1,6 +1,6 @@
 // Checks of every Communicator operation, written once against the interface and run on each
 // backend: the local backend with 1–8 thread-ranks (tests/unit) and MPI with 1–4 processes
-// (tests/mpi). Each function is collective: every rank of `comm` calls it.
+// (tests/multiprocess). Each function is collective: every rank of `comm` calls it.
 #pragma once
 
 #include "runtime/comm/comm.h"

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "attention/reference.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::testing {
 namespace {

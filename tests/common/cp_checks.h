@@ -1,6 +1,6 @@
 // Checks of the context-parallel strategies against the single-process float64 reference,
 // written once against the Communicator interface and run on local thread-ranks (tests/unit)
-// and under mpirun (tests/mpi). Each function is collective over `comm`.
+// and under mpirun (tests/multiprocess). Each function is collective over `comm`.
 #pragma once
 
 #include <string>

@@ -20,7 +20,7 @@
 #include "attention/attention.h"
 #include "attention/cuda/cuda_attention.h"
 #include "parallel/shard_plan.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

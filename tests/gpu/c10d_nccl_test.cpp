@@ -1,14 +1,14 @@
 // The c10d backend over torch's own ProcessGroupNCCL (what a Python script hands longhaul as its
 // torch.distributed group): a world of one on this GPU, built here over a TCPStore, wrapped by
 // create_c10d_communicator, running the collectives on CUDA tensors. Skipped, with the reason,
-// without a CUDA device; the c10d wrapper's logic on CPU (Gloo) runs in tests/mpi (c10d.* tests).
+// without a CUDA device; the c10d wrapper's logic on CPU (Gloo) runs in tests/multiprocess (c10d.* tests).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "runtime/comm/c10d/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "runtime/comm/local/communicator.h"
 #include "runtime/comm/nccl/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "tests/common/collectives.h"
 
 namespace longhaul {

@@ -1,6 +1,6 @@
 """The reference the Python tests compare longhaul with: torch's scaled_dot_product_attention on
 the gathered (global) tensors under a dense boolean mask built from the mask predicate of
-ARCHITECTURE §2, written here independently of longhaul."""
+docs/design.md's conventions, written here independently of longhaul."""
 import torch
 import torch.nn.functional as F
 
@@ -37,7 +37,7 @@ def sdpa_with_grads(q, k, v, dout, mask):
     return out.detach(), q.grad, k.grad, v.grad
 
 
-# Tolerance rule (flash-attention's, ARCHITECTURE §8). float64: longhaul and SDPA agree to
+# Tolerance rule (flash-attention's). float64: longhaul and SDPA agree to
 # 1e-9 of the largest reference value. Lower precision: with ref = SDPA in float64 on the same
 # (rounded) inputs, longhaul's max error may be at most 4x that of SDPA run naively in the tested
 # dtype, plus a floor of a few units in the last place for the cases where SDPA happens to be exact.

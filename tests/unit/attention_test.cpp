@@ -16,7 +16,7 @@
 #include "attention/attention.h"
 #include "attention/cpu/params.h"
 #include "attention/reference.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/comm/local/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "tests/common/collectives.h"
 #include "tests/common/cp_checks.h"
 
@@ -21,52 +21,62 @@ void on_ranks(int p, const std::function<void(Communicator&)>& fn, bool nccl_ord
   }, o);
 }
 
-class CpLocal : public ::testing::TestWithParam<std::tuple<Strategy, int>> {};
+// (strategy, P, NCCL order): with NCCL order the thread-ranks match messages in posting order per
+// pair whatever their tags and run each rank's operations one after another, as on one CUDA
+// stream (runtime/comm/nccl_order); those cases carry NcclOrder in their names.
+class CpLocal : public ::testing::TestWithParam<std::tuple<Strategy, int, bool>> {};
 
 TEST_P(CpLocal, AllLayoutsMasksAndGqaAgainstReference) {
-  const auto [s, p] = GetParam();
-  on_ranks(p, [&](Communicator& comm) { testing::check_all_cases(comm, s, p == 3 ? 1000 : 97 * p + 13); });
+  const auto [s, p, nccl] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_all_cases(comm, s, p == 3 ? 1000 : 97 * p + 13); }, nccl);
 }
 
 TEST_P(CpLocal, AutogradModelMatchesSingleProcess) {
-  const auto [s, p] = GetParam();
-  on_ranks(p, [&](Communicator& comm) { testing::check_autograd_model(comm, s, Layout::Zigzag); });
+  const auto [s, p, nccl] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_autograd_model(comm, s, Layout::Zigzag); }, nccl);
 }
 
 TEST_P(CpLocal, BitwiseReproducible) {
-  const auto [s, p] = GetParam();
-  on_ranks(p, [&](Communicator& comm) { testing::check_bitwise_reproducible(comm, s); });
+  const auto [s, p, nccl] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_bitwise_reproducible(comm, s); }, nccl);
 }
 
 INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
                          ::testing::Combine(::testing::Values(Strategy::RingSelfAttention, Strategy::Ring,
                                                               Strategy::AllGatherKV, Strategy::TokenRing,
                                                               Strategy::Ulysses),
-                                            ::testing::Values(1, 2, 3, 4, 8)),
+                                            ::testing::Values(1, 2, 3, 4, 8), ::testing::Bool()),
                          [](const auto& info) {
                            return std::string(to_string(std::get<0>(info.param))) + "_P" +
-                                  std::to_string(std::get<1>(info.param));
+                                  std::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_NcclOrder" : "");
                          });
 
 // More ranks than tokens: ranks without rows (their queries see nothing) still take part.
-TEST(CpLocal, RanksWithoutRows) {
+void ranks_without_rows(bool nccl_order) {
   for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::RingSelfAttention, Strategy::TokenRing})
     on_ranks(8, [&](Communicator& comm) {
       testing::check_against_reference(comm, {s, Layout::Contiguous, "causal", 5, 2, 1, 8, at::kDouble});
       testing::check_against_reference(comm, {s, Layout::Zigzag, "full", 5, 2, 1, 8, at::kDouble});
-    });
+    }, nccl_order);
 }
 
 // Hybrid on 4 thread-ranks (2×2) and 8 (2×4, 4×2).
-TEST(CpLocal, Hybrid2x2) {
-  on_ranks(4, [](Communicator& comm) { testing::check_hybrid_cases(comm, 2, 301); });
+void hybrid_2x2(bool nccl_order) {
+  on_ranks(4, [](Communicator& comm) { testing::check_hybrid_cases(comm, 2, 301); }, nccl_order);
 }
-TEST(CpLocal, Hybrid2x4And4x2) {
+void hybrid_2x4_and_4x2(bool nccl_order) {
   on_ranks(8, [](Communicator& comm) {
     testing::check_hybrid_cases(comm, 2, 403);
     testing::check_hybrid_cases(comm, 4, 403);
-  });
+  }, nccl_order);
 }
+
+TEST(CpLocal, RanksWithoutRows) { ranks_without_rows(false); }
+TEST(CpNcclOrder, RanksWithoutRows) { ranks_without_rows(true); }
+TEST(CpLocal, Hybrid2x2) { hybrid_2x2(false); }
+TEST(CpNcclOrder, Hybrid2x2) { hybrid_2x2(true); }
+TEST(CpLocal, Hybrid2x4And4x2) { hybrid_2x4_and_4x2(false); }
+TEST(CpNcclOrder, Hybrid2x4And4x2) { hybrid_2x4_and_4x2(true); }
 
 TEST(CpLocal, UlyssesNamesTheDegreesThatWork) {
   on_ranks(3, [](Communicator& comm) {
@@ -88,49 +98,6 @@ TEST(CpLocal, DisagreementIsAnError) {
 
 TEST(CpLocal, DisagreementAtALaterCallIsAnError) {
   on_ranks(3, [](Communicator& comm) { testing::check_later_disagreement_is_an_error(comm); });
-}
-
-// The same matrix with NCCL's rules (runtime/comm/nccl_order): messages matched in posting order
-// per pair whatever their tags, each rank's operations one after another as on one CUDA stream.
-class CpNcclOrder : public ::testing::TestWithParam<std::tuple<Strategy, int>> {};
-
-TEST_P(CpNcclOrder, AllLayoutsMasksAndGqaAgainstReference) {
-  const auto [s, p] = GetParam();
-  on_ranks(p, [&](Communicator& comm) { testing::check_all_cases(comm, s, p == 3 ? 1000 : 97 * p + 13); }, true);
-}
-
-TEST_P(CpNcclOrder, AutogradModelMatchesSingleProcess) {
-  const auto [s, p] = GetParam();
-  on_ranks(p, [&](Communicator& comm) { testing::check_autograd_model(comm, s, Layout::Zigzag); }, true);
-}
-
-INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpNcclOrder,
-                         ::testing::Combine(::testing::Values(Strategy::RingSelfAttention, Strategy::Ring,
-                                                              Strategy::AllGatherKV, Strategy::TokenRing,
-                                                              Strategy::Ulysses),
-                                            ::testing::Values(2, 3, 4, 8)),
-                         [](const auto& info) {
-                           return std::string(to_string(std::get<0>(info.param))) + "_P" +
-                                  std::to_string(std::get<1>(info.param));
-                         });
-
-TEST(CpNcclOrder, RanksWithoutRows) {
-  for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::RingSelfAttention, Strategy::TokenRing})
-    on_ranks(8, [&](Communicator& comm) {
-      testing::check_against_reference(comm, {s, Layout::Contiguous, "causal", 5, 2, 1, 8, at::kDouble});
-      testing::check_against_reference(comm, {s, Layout::Zigzag, "full", 5, 2, 1, 8, at::kDouble});
-    }, true);
-}
-
-TEST(CpNcclOrder, Hybrid2x2) {
-  on_ranks(4, [](Communicator& comm) { testing::check_hybrid_cases(comm, 2, 301); }, true);
-}
-
-TEST(CpNcclOrder, Hybrid2x4And4x2) {
-  on_ranks(8, [](Communicator& comm) {
-    testing::check_hybrid_cases(comm, 2, 403);
-    testing::check_hybrid_cases(comm, 4, 403);
-  }, true);
 }
 
 TEST(CpNcclOrder, DisagreementAtALaterCallIsAnError) {

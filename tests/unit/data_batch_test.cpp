@@ -11,7 +11,7 @@
 #include "data/prefetch_loader.h"
 #include "data/rng.h"
 #include "data/sampler.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 namespace {

@@ -1,11 +1,11 @@
-// Dataset decomposition invariants (PAPERS.md §3): pieces inside their document, adjacent, in
+// Dataset decomposition invariants (Pouransari et al. 2024, arXiv 2405.13226): pieces inside their document, adjacent, in
 // order, largest first, power-of-two lengths in range; l mod 2^m tokens dropped per document;
 // ⌊l/2^M⌋ + popcount((l mod 2^M) >> m) pieces; tokens(D_i) = 2^i·|D_i|.
 #include <gtest/gtest.h>
 
 #include "data/decomposition.h"
 #include "data/rng.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "tests/unit/data_test_util.h"
 
 namespace longhaul::data {

@@ -8,7 +8,7 @@
 
 #include "data/rng.h"
 #include "data/sampler.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "tests/unit/data_test_util.h"
 
 namespace longhaul::data {

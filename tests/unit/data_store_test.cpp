@@ -1,5 +1,5 @@
 // The HDF5 token store and `prep` (built with LONGHAUL_WITH_HDF5): round trips, and every bad
-// file the issue lists fails with a message that names the problem.
+// kind of corrupt file fails with a message that names the problem.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <unistd.h>
@@ -14,7 +14,7 @@
 #include "data/hdf5/store_writer.h"
 #include "data/rng.h"
 #include "data/sampler.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::data {
 namespace {

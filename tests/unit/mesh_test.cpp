@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/comm/local/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "runtime/mesh.h"
 
 namespace longhaul {

@@ -9,7 +9,7 @@
 #include "runtime/comm/local/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/routed/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "tests/common/collectives.h"
 
 namespace longhaul {

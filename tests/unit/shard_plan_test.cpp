@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "parallel/shard_plan.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

@@ -13,7 +13,7 @@
 #include "data/decomposition.h"
 #include "data/files.h"
 #include "runtime/comm/local/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "train/checkpoint.h"
 #include "train/rope.h"
 #include "train/task.h"

@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "runtime/comm/work.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

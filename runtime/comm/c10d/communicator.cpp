@@ -15,7 +15,8 @@
 #include "runtime/comm/c10d/p2p.h"
 #include "runtime/comm/c10d/store.h"
 #include "runtime/comm/c10d/work.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
+#include "core/offsets.h"
 
 namespace longhaul {
 namespace {
@@ -33,12 +34,6 @@ c10d::ReduceOp to_c10d(ReduceOp op) {
 
 bool all_equal(const std::vector<int64_t>& v) {
   return std::adjacent_find(v.begin(), v.end(), std::not_equal_to<>()) == v.end();
-}
-
-std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
-  std::vector<int64_t> off(rows.size() + 1, 0);
-  std::partial_sum(rows.begin(), rows.end(), off.begin() + 1);
-  return off;
 }
 
 class C10dCommunicator : public Communicator {

@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::c10d_backend {
 

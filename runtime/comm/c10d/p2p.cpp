@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "runtime/comm/comm.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::c10d_backend {
 namespace {

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "runtime/comm/work.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::c10d_backend {
 namespace {

@@ -3,7 +3,7 @@
 #include <ATen/core/ivalue.h>
 
 #include "runtime/comm/c10d/p2p.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::c10d_backend {
 

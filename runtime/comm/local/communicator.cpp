@@ -12,7 +12,7 @@
 #include <tuple>
 
 #include "runtime/comm/nccl_order/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

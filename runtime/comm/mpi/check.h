@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::mpi {
 inline std::string error_string(int code) {

@@ -8,7 +8,7 @@
 #include "runtime/comm/mpi/check.h"
 #include "runtime/comm/mpi/datatypes.h"
 #include "runtime/comm/mpi/engine.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

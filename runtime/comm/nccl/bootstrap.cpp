@@ -9,7 +9,7 @@
 #include "longhaul/config.h"
 #include "runtime/comm/nccl/check.h"
 #include "runtime/comm/nccl/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #if LONGHAUL_WITH_MPI
 #include "runtime/comm/mpi/communicator.h"
 #endif

@@ -1,5 +1,5 @@
-// LH_CHECK_NCCL / LH_CHECK_CUDA: turn an NCCL or CUDA runtime error code into a CommError with the
-// library's own text, the call and file:line. Only for .cpp files of this folder (includes nccl.h).
+// LH_CHECK_NCCL: an NCCL error code becomes a CommError with NCCL's own text, the call and
+// file:line (LH_CHECK_CUDA comes from core/cuda_check.h). Only for .cpp files of this folder (includes nccl.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -7,7 +7,8 @@
 
 #include <string>
 
-#include "runtime/errors.h"
+#include "core/cuda_check.h"
+#include "core/errors.h"
 
 namespace longhaul::nccl {
 // NCCL's name of the error plus its last detailed message on `comm` (may be null).
@@ -29,13 +30,4 @@ inline std::string error_text(ncclResult_t rc, ncclComm_t comm = nullptr) {
     }                                                                                              \
   } while (0)
 
-#define LH_CHECK_CUDA(call)                                                                        \
-  do {                                                                                             \
-    cudaError_t lh_cuda_rc_ = (call);                                                              \
-    if (lh_cuda_rc_ != cudaSuccess) {                                                              \
-      (void)cudaGetLastError(); /* clear a non-sticky error */                                     \
-      throw ::longhaul::CommError(::longhaul::detail::str_cat("CUDA call ", #call, " failed: ",    \
-                                                              cudaGetErrorString(lh_cuda_rc_), " (", \
-                                                              __FILE__, ":", __LINE__, ")"));      \
-    }                                                                                              \
-  } while (0)
+

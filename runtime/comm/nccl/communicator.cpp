@@ -15,7 +15,8 @@
 #include "runtime/comm/nccl/datatypes.h"
 #include "runtime/comm/nccl/handle.h"
 #include "runtime/comm/nccl/work.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
+#include "core/offsets.h"
 
 namespace longhaul {
 namespace nccl {
@@ -24,12 +25,6 @@ namespace {
 using EventPtr = std::shared_ptr<at::cuda::CUDAEvent>;
 // The NCCL calls of one group: (comm, communication stream).
 using Calls = std::function<void(ncclComm_t, cudaStream_t)>;
-
-std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
-  std::vector<int64_t> off(rows.size() + 1, 0);
-  std::partial_sum(rows.begin(), rows.end(), off.begin() + 1);
-  return off;
-}
 
 // Bytes (and elements) of one row: everything but the first dimension.
 int64_t row_elems(const at::Tensor& t) {

@@ -1,6 +1,6 @@
 #include "runtime/comm/nccl/datatypes.h"
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::nccl {
 

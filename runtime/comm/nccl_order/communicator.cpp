@@ -8,7 +8,7 @@
 #include <functional>
 #include <thread>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

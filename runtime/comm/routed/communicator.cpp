@@ -2,7 +2,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <iostream>
 
-#include "benchmarks/common/report.h"
-#include "launch/cli.h"
+#include "core/report.h"
+#include "cli/cli.h"
 #include "longhaul/config.h"
 
 namespace longhaul::cli {
@@ -25,7 +25,7 @@ int cmd_info(const std::vector<std::string>& args) {
   return guarded(world.rank(), [&] {
     int64_t devices = 0;
     if (at::hasCUDA()) devices = c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).deviceCount();
-    bench::Row row;
+    report::Row row;
     row.add("version", std::string(LONGHAUL_VERSION))
         .add("torch", std::string(LONGHAUL_TORCH_VERSION))
         .add("backends", std::string("local") + (LONGHAUL_WITH_MPI ? ",mpi" : "") + (LONGHAUL_WITH_C10D ? ",c10d" : "") +
@@ -43,7 +43,7 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("affinity_cpus", int64_t(affinity_cpus()));
     if (world.rank() != 0) return 0;
     if (json) {
-      bench::print_json(std::cout, {row});
+      report::print_json(std::cout, {row});
     } else {
       for (const auto& [k, v] : row.cells) {
         std::cout << k << ": ";

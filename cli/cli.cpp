@@ -1,4 +1,4 @@
-#include "launch/cli.h"
+#include "cli/cli.h"
 
 #include <iostream>
 

@@ -7,7 +7,7 @@
 
 #include "runtime/comm/local/communicator.h"
 #include "tests/common/train_runs.h"
-#include "tests/mpi/mpi_fixture.h"
+#include "tests/multiprocess/mpi_fixture.h"
 #include "train/task.h"
 #include "train/trainer.h"
 

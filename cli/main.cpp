@@ -2,7 +2,7 @@
 #include <iostream>
 #include <map>
 
-#include "launch/cli.h"
+#include "cli/cli.h"
 
 namespace {
 const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {

@@ -4,14 +4,14 @@
 
 #include "tests/common/collectives.h"
 #include "tests/common/cp_checks.h"
-#include "tests/mpi/mpi_fixture.h"
+#include "tests/multiprocess/mpi_fixture.h"
 
 namespace longhaul {
 namespace {
 
 class MpiCp : public MpiTest {
  protected:
-  // Odd lengths: T = 1000 on 3 ranks (the case), smaller elsewhere to keep CI short.
+  // Odd lengths: T = 1000 on 3 ranks, smaller elsewhere to keep CI short.
   int64_t T() { return comm().size() == 3 ? 1000 : 317; }
 };
 

@@ -1,11 +1,11 @@
-#include "benchmarks/common/report.h"
+#include "core/report.h"
 
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
 
-namespace longhaul::bench {
+namespace longhaul::report {
 namespace {
 std::string format(const Value& v, bool json) {
   std::ostringstream os;
@@ -74,4 +74,4 @@ double median(std::vector<double> xs) {
   return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
 }
 
-}  // namespace longhaul::bench
+}  // namespace longhaul::report

@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "benchmarks/data/data_bench.h"
-#include "launch/cli.h"
+#include "cli/cli.h"
 
 namespace longhaul::cli {
 

@@ -11,9 +11,9 @@
 #include "benchmarks/cp/long_sequence.h"
 #include "benchmarks/kernel/kernel_bench.h"
 #include "benchmarks/layer/layer_bench.h"
-#include "launch/cli.h"
+#include "cli/cli.h"
 #include "runtime/comm/local/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::cli {
 namespace {

@@ -16,7 +16,7 @@
 #include "launch/world.h"
 #include "runtime/comm/c10d/communicator.h"
 #include "runtime/comm/c10d/store.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "tests/common/collectives.h"
 
 namespace longhaul {

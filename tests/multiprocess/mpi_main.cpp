@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "launch/world.h"
-#include "tests/mpi/mpi_fixture.h"
+#include "tests/multiprocess/mpi_fixture.h"
 
 namespace longhaul {
 

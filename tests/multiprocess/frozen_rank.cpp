@@ -9,7 +9,7 @@
 #include <string>
 
 #include "runtime/comm/mpi/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 int main(int argc, char** argv) {
   const double deadline_s = argc > 1 ? std::atof(argv[1]) : 3.0;

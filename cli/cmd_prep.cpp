@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "benchmarks/common/report.h"
-#include "launch/cli.h"
+#include "core/report.h"
+#include "cli/cli.h"
 #include "longhaul/config.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/prep.h"
 #endif
@@ -29,10 +29,10 @@ void draw_progress(const data::PrepProgress& p) {
 }
 
 void print_json(const data::PrepSummary& s) {
-  std::vector<bench::Row> rows;
+  std::vector<report::Row> rows;
   int64_t skipped = 0;
   for (const auto& [why, n] : s.skipped) skipped += n;
-  rows.push_back(bench::Row()
+  rows.push_back(report::Row()
                      .add("output", s.output)
                      .add("files", s.files)
                      .add("documents", s.documents)
@@ -41,13 +41,13 @@ void print_json(const data::PrepSummary& s) {
                      .add("seconds", s.seconds)
                      .add("mb_per_s", s.mb_per_s())
                      .add("skipped", skipped));
-  for (const auto& [why, n] : s.skipped) rows.push_back(bench::Row().add("skipped_reason", why).add("count", n));
-  for (const auto& [why, n] : s.left_out) rows.push_back(bench::Row().add("not_taken_reason", why).add("count", n));
+  for (const auto& [why, n] : s.skipped) rows.push_back(report::Row().add("skipped_reason", why).add("count", n));
+  for (const auto& [why, n] : s.left_out) rows.push_back(report::Row().add("not_taken_reason", why).add("count", n));
   const auto& h = s.lengths;
   for (size_t k = 0; k < h.docs().size(); ++k)
     if (h.docs()[k])
-      rows.push_back(bench::Row().add("length_log2", int64_t(k)).add("documents", h.docs()[k]).add("tokens", h.tokens()[k]));
-  bench::print_json(std::cout, rows);
+      rows.push_back(report::Row().add("length_log2", int64_t(k)).add("documents", h.docs()[k]).add("tokens", h.tokens()[k]));
+  report::print_json(std::cout, rows);
 }
 
 }  // namespace

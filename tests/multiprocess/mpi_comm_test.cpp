@@ -6,10 +6,10 @@
 #include <gtest/gtest.h>
 
 #include "runtime/comm/mpi/communicator.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 #include "runtime/mesh.h"
 #include "tests/common/collectives.h"
-#include "tests/mpi/mpi_fixture.h"
+#include "tests/multiprocess/mpi_fixture.h"
 
 namespace longhaul {
 namespace {

@@ -1,38 +1,19 @@
 // `longhaul train`: trains the decoder-only transformer with context parallelism on a token
 // store (made by `longhaul prep`), or — with no data given — on the embedded long-range task
 // (associative recall, train/task.h), reporting retrieval accuracy by context length at the end.
+// The run itself is train::run_training (train/run.h); this file parses flags and prints.
 #include <unistd.h>
 
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 
-#include "benchmarks/common/report.h"
-#include "data/files.h"
-#include "launch/cli.h"
-#include "longhaul/config.h"
-#include "runtime/errors.h"
-#include "train/task.h"
-#include "train/trainer.h"
-#if LONGHAUL_WITH_HDF5
-#include "data/hdf5/store_reader.h"
-#endif
+#include "cli/cli.h"
+#include "core/errors.h"
+#include "core/report.h"
+#include "train/run.h"
 
 namespace longhaul::cli {
 namespace {
-
-std::atomic<int> g_signal{0};
-extern "C" void on_signal(int sig) { g_signal.store(sig); }
-
-struct RunOptions {
-  std::string data, workdir = "longhaul-train", checkpoint;
-  int64_t steps = 200, save_every = 0, log_every = 1, stop_after = 0;
-  bool resume = false, json = false, quiet = false;
-  int eval_docs = 32;
-  int64_t eval_every = 0;
-  train::TaskOptions task;
-};
 
 void progress(const train::StepStats& s, int64_t total) {
   const int width = 20;
@@ -52,7 +33,7 @@ std::string hex(double v) {
 
 void log_step(const train::StepStats& s, bool json) {
   if (json) {
-    bench::print_json(std::cout, {bench::Row()
+    report::print_json(std::cout, {report::Row()
                                       .add("step", s.step)
                                       .add("loss", s.loss)
                                       .add("loss_bits", hex(s.loss))
@@ -77,15 +58,74 @@ void log_step(const train::StepStats& s, bool json) {
   std::fflush(stdout);
 }
 
+// Prints the run on rank 0: step lines or JSON rows, a progress bar on a terminal, accuracy rows.
+class Printer : public train::RunObserver {
+ public:
+  Printer(int world_size, bool root, bool json, bool quiet, int64_t log_every, int64_t steps, std::string setup)
+      : world_size_(world_size), root_(root), json_(json), quiet_(quiet), log_every_(log_every), steps_(steps),
+        setup_(std::move(setup)), bar_(root && !quiet && !json && ::isatty(2)) {}
+
+  void note(const std::string& text) override {
+    if (!json_) std::cerr << "train: " << text << "\n";
+  }
+  void started(train::Trainer& t) override {
+    if (root_ && !json_)
+      std::cerr << "train: " << t.model().num_parameters() << " parameters (" << t.options().model.shape()
+                << "), world " << world_size_ << " = cp " << t.options().cp << " x dp " << t.mesh().dp_size() << ", "
+                << setup_ << "\n";
+  }
+  void step(const train::StepStats& s) override {
+    if (!root_) return;
+    if (!quiet_ && (json_ || s.step % log_every_ == 0)) log_step(s, json_);
+    if (bar_) progress(s, steps_);
+  }
+  void evaluated(int64_t step, const std::vector<train::EvalRow>& rows, bool final) override {
+    if (!root_) return;
+    if (bar_) std::fprintf(stderr, "\n");  // below the progress bar
+    if (final) bar_ = false;
+    std::vector<report::Row> out;
+    for (const auto& e : rows)
+      out.push_back(report::Row()
+                        .add("eval", std::string("recall"))
+                        .add("step", step)
+                        .add("context", e.context)
+                        .add("accuracy", e.accuracy())
+                        .add("correct", e.correct)
+                        .add("total", e.total));
+    if (json_) {
+      report::print_json(std::cout, out);
+    } else if (final) {
+      std::cout << "# retrieval accuracy by context length after " << step << " steps (chance: 1/16)\n";
+      report::print_table(std::cout, out);
+    } else {
+      std::printf("eval  step %5lld  accuracy", static_cast<long long>(step));
+      for (const auto& e : rows) std::printf("  %lld: %.3f", static_cast<long long>(e.context), e.accuracy());
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
+  void finished() {
+    if (bar_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  int world_size_;
+  bool root_, json_, quiet_;
+  int64_t log_every_, steps_;
+  std::string setup_;
+  bool bar_;
+};
+
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& args) {
   InitOptions init_opts;
   double timeout_s = 300;
-  RunOptions r;
+  train::RunOptions r;
   train::TrainOptions o;
   std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2";
-  int64_t vocab = 0;
+  int64_t log_every = 1;
+  bool json = false, quiet = false;
   po::options_description desc("longhaul train");
   desc.add_options()
       ("data", po::value(&r.data), "token store from `longhaul prep` (none: generate the embedded recall task)")
@@ -101,7 +141,7 @@ int cmd_train(const std::vector<std::string>& args) {
       ("min-log2", po::value(&o.buckets.min_log2)->default_value(o.buckets.min_log2), "shortest sequence 2^m")
       ("max-log2", po::value(&o.buckets.max_log2)->default_value(o.buckets.max_log2), "longest sequence 2^M (concat: its length)")
       ("tokens-per-step", po::value(&o.tokens_per_step)->default_value(o.tokens_per_step), "tokens per step over the world")
-      ("vocab", po::value(&vocab)->default_value(0), "model vocabulary (0: the data's)")
+      ("vocab", po::value(&r.vocab)->default_value(0), "model vocabulary (0: the data's)")
       ("dim", po::value(&o.model.dim)->default_value(o.model.dim), "model width")
       ("layers", po::value(&o.model.layers)->default_value(o.model.layers), "transformer blocks")
       ("heads", po::value(&o.model.heads)->default_value(o.model.heads), "attention heads")
@@ -124,9 +164,9 @@ int cmd_train(const std::vector<std::string>& args) {
       ("task-pairs", po::value(&r.task.pairs)->default_value(1),
        "task: key-value pairs per document (1: passkey retrieval; more: associative recall, slower to learn)")
       ("task-tokens", po::value(&r.task.tokens)->default_value(0), "task: tokens to generate (0: enough for the steps)")
-      ("log-every", po::value(&r.log_every)->default_value(1), "a text line every N steps (--json: every step)")
-      ("json", po::bool_switch(&r.json), "one JSON object per step (and per accuracy row) on rank 0")
-      ("quiet,q", po::bool_switch(&r.quiet), "no per-step lines and no progress bar");
+      ("log-every", po::value(&log_every)->default_value(1), "a text line every N steps (--json: every step)")
+      ("json", po::bool_switch(&json), "one JSON object per step (and per accuracy row) on rank 0")
+      ("quiet,q", po::bool_switch(&quiet), "no per-step lines and no progress bar");
   add_world_options(desc, init_opts, timeout_s);
   po::variables_map vm;
   if (!parse(args, desc, vm,
@@ -137,112 +177,30 @@ int cmd_train(const std::vector<std::string>& args) {
   o.cp_options.layout = layout_from_string(layout);
   o.sampler = train::sampler_from_string(sampler);
   o.curriculum = data::curriculum_from_string(curriculum);
-  o.optim.total_steps = r.steps;
-  o.model.seed = o.seed;
   init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  init_opts.log_config = !r.json;
+  init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
     const bool root = world.rank() == 0;
-    data::files::create_directories(r.workdir);
-    if (r.checkpoint.empty()) r.checkpoint = data::files::join(r.workdir, "checkpoint.lhc");
-    const bool task = r.data.empty();
-    std::shared_ptr<data::TokenSource> source;
-    if (task) {
-      r.task.min_log2 = o.buckets.min_log2;
-      r.task.max_log2 = o.buckets.max_log2;
-      r.task.seed = 1234 + o.seed;
-      if (r.task.tokens == 0) r.task.tokens = std::max<int64_t>(int64_t(1) << 18, r.steps * o.tokens_per_step * 5 / 4);
-      r.data = data::files::join(r.workdir, "recall_task.h5");
-      if (root) {
-        train::write_task_store(r.data, r.task);
-        if (!r.json)
-          std::cerr << "train: wrote the recall task (" << r.task.tokens << " tokens, documents of 2^"
-                    << r.task.min_log2 << "…2^" << r.task.max_log2 << ") to " << r.data << "\n";
-      }
-      world.comm()->barrier()->wait();
+    Printer printer(world.size(), root, json, quiet, log_every, r.steps,
+                    strategy + "/" + layout + ", sampler " + sampler + ", " + std::to_string(o.tokens_per_step) +
+                        " tokens/step");
+    const train::RunResult res = train::run_training(world.comm(), o, r, printer);
+    printer.finished();
+    if (res.stopped_after) {
+      if (root && !json)
+        std::cerr << "train: stopped after " << r.stop_after << " steps; checkpoint " << res.checkpoint << "\n";
+      return 0;
     }
-#if LONGHAUL_WITH_HDF5
-    source = std::make_shared<data::TokenStoreReader>(r.data);
-#else
-    throw InvalidArgument("train: reading a token store needs a build with HDF5");
-#endif
-    o.model.vocab = vocab > 0 ? vocab : source->vocab_size();
-    train::Trainer trainer(world.comm(), source, o);
-    if (r.resume && data::files::exists(r.checkpoint)) {
-      trainer.load(r.checkpoint);
-      if (root && !r.json) std::cerr << "train: resumed from " << r.checkpoint << " at step " << trainer.steps_done() << "\n";
+    if (res.signal) {
+      if (root)
+        std::cerr << "train: signal " << res.signal << ": checkpoint at step " << res.steps_done << " in "
+                  << res.checkpoint << "\n";
+      return 128 + res.signal;
     }
-    if (root && !r.json)
-      std::cerr << "train: " << trainer.model().num_parameters() << " parameters (" << o.model.shape() << "), world "
-                << world.size() << " = cp " << o.cp << " x dp " << trainer.mesh().dp_size() << ", "
-                << strategy << "/" << layout << ", sampler " << sampler << ", " << o.tokens_per_step
-                << " tokens/step\n";
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    const bool bar = root && !r.quiet && !r.json && ::isatty(2);
-    // Retrieval accuracy by context length (a collective); rank 0 prints a table or JSON rows.
-    auto eval = [&](bool final_table) {
-      auto rows = trainer.evaluate(r.task.min_log2, r.task.max_log2, r.eval_docs, r.task.pairs, r.task.seed);
-      if (!root) return;
-      std::vector<bench::Row> out;
-      for (const auto& e : rows)
-        out.push_back(bench::Row()
-                          .add("eval", std::string("recall"))
-                          .add("step", trainer.steps_done())
-                          .add("context", e.context)
-                          .add("accuracy", e.accuracy())
-                          .add("correct", e.correct)
-                          .add("total", e.total));
-      if (r.json) {
-        bench::print_json(std::cout, out);
-      } else if (final_table) {
-        std::cout << "# retrieval accuracy by context length after " << trainer.steps_done()
-                  << " steps (chance: 1/16)\n";
-        bench::print_table(std::cout, out);
-      } else {
-        std::printf("eval  step %5lld  accuracy", static_cast<long long>(trainer.steps_done()));
-        for (const auto& e : rows) std::printf("  %lld: %.3f", static_cast<long long>(e.context), e.accuracy());
-        std::printf("\n");
-      }
-      std::fflush(stdout);
-    };
-    double tokens = 0, seconds = 0;
-    int stop = 0;
-    const int64_t first = trainer.steps_done();
-    while (trainer.steps_done() < r.steps) {
-      train::StepStats s = trainer.step();
-      tokens += double(s.tokens);
-      seconds += s.seconds;
-      if (root && !r.quiet && (r.json || s.step % r.log_every == 0)) log_step(s, r.json);
-      if (bar) progress(s, r.steps);
-      if (task && r.eval_docs > 0 && r.eval_every > 0 && s.step % r.eval_every == 0 && s.step < r.steps) {
-        if (bar) std::fprintf(stderr, "\n");
-        eval(false);
-      }
-      // Every rank must agree to stop (a signal may reach only some): one tiny all-reduce.
-      at::Tensor flag = at::full({1}, double(g_signal.load()), at::kDouble);
-      world.comm()->all_reduce(flag, ReduceOp::Max)->wait();
-      stop = static_cast<int>(flag.item<double>());
-      const bool stop_after = r.stop_after > 0 && trainer.steps_done() - first >= r.stop_after;
-      if (stop || stop_after || (r.save_every > 0 && s.step % r.save_every == 0)) trainer.save(r.checkpoint);
-      if (stop_after) {
-        if (root && !r.json) std::cerr << "train: stopped after " << r.stop_after << " steps; checkpoint " << r.checkpoint << "\n";
-        return 0;
-      }
-      if (stop) break;
-    }
-    if (bar) std::fprintf(stderr, "\n");
-    if (stop) {
-      if (root) std::cerr << "train: signal " << stop << ": checkpoint at step " << trainer.steps_done() << " in "
-                          << r.checkpoint << "\n";
-      return 128 + stop;
-    }
-    trainer.save(r.checkpoint);
-    if (root && !r.json)
-      std::cerr << "train: " << trainer.steps_done() << " steps, mean " << (seconds > 0 ? tokens / seconds : 0)
-                << " tokens/s; checkpoint " << r.checkpoint << "\n";
-    if (task && r.eval_docs > 0) eval(true);
+    if (root && !json)
+      std::cerr << "train: " << res.steps_done << " steps, mean " << res.tokens_per_s << " tokens/s; checkpoint "
+                << res.checkpoint << "\n";
     return 0;
   });
 }

@@ -6,10 +6,10 @@
 #include <iostream>
 
 #include "attention/attention.h"
-#include "benchmarks/common/report.h"
-#include "launch/cli.h"
+#include "core/report.h"
+#include "cli/cli.h"
 #include "parallel/planner.h"
-#include "runtime/errors.h"
+#include "core/errors.h"
 
 namespace longhaul::cli {
 namespace {
@@ -70,12 +70,12 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (pr.kernel_gflops <= 0) pr.kernel_gflops = measure_kernel_gflops(std::max<int64_t>(1, pr.H / pr.P), 
                                                                       std::max<int64_t>(1, pr.H_kv / pr.P), pr.D);
   auto preds = plan_strategies(pr, net);
-  std::vector<bench::Row> rows;
+  std::vector<report::Row> rows;
   bool picked = false;
   for (const auto& p : preds) {
     const bool pick = p.feasible && !picked;
     picked = picked || pick;
-    rows.push_back(bench::Row()
+    rows.push_back(report::Row()
                        .add("strategy", std::string(to_string(p.strategy)))
                        .add("layout", std::string(p.strategy == Strategy::Hybrid
                                                       ? "any" : to_string(p.layout)))
@@ -94,7 +94,7 @@ int cmd_plan(const std::vector<std::string>& args) {
               << pr.mask << " " << dtype << ", network " << net.name << " (alpha " << net.alpha_s * 1e6 << " us, beta "
               << net.beta_Bps / 1e9 << " GB/s, " << (net.full_duplex ? "full" : "half") << " duplex), kernel "
               << pr.kernel_gflops << " GFLOP/s per rank; forward+backward of one attention layer\n";
-  bench::print_rows(std::cout, rows, json);
+  report::print_rows(std::cout, rows, json);
   return 0;
 }
 

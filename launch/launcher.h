@@ -1,0 +1,47 @@
+// Launcher detection: how this process was started (mpirun, torchrun, Slurm, one process), read
+// from its environment, and what that means for the backend. Pure functions of the environment
+// (tested with fake lookups); longhaul::init (world.h) builds the world from them.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace longhaul {
+
+// How this process was started, from its environment:
+//  - mpirun/srun with PMI: OMPI_COMM_WORLD_*, PMI_*, PMIX_RANK, MPI_LOCAL*;
+//  - torchrun (or RANK/WORLD_SIZE set by hand): RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+//    MASTER_ADDR, MASTER_PORT (TORCHELASTIC_* tell torchrun apart);
+//  - Slurm without MPI: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE or
+//    SLURM_TASKS_PER_NODE; the store host is MASTER_ADDR or the first host of
+//    SLURM_STEP_NODELIST / SLURM_NODELIST, the port MASTER_PORT or kSlurmBasePort + job id % 10000.
+// Throws InvalidArgument for malformed or contradictory settings.
+struct LaunchInfo {
+  std::string launcher = "single process";  // mpirun | torchrun | env | slurm | single process
+  int rank = 0, size = 1, local_rank = 0, local_size = 1;
+  std::string store_host;  // the c10d store (rank 0 serves it); empty when not known
+  int store_port = 0;
+  bool agent_store = false;  // torchrun's agent serves the store (TORCHELASTIC_USE_AGENT_STORE)
+  int restart = 0;           // TORCHELASTIC_RESTART_COUNT: keeps a restarted attempt's keys apart
+};
+constexpr int kDefaultStorePort = 29500;  // torchrun's default MASTER_PORT
+constexpr int kSlurmBasePort = 20000;
+using EnvLookup = std::function<const char*(const char*)>;
+LaunchInfo detect_launch(const EnvLookup& env);
+// The backend `requested` (auto | mpi | c10d | local) means for this launch; InvalidArgument when
+// it contradicts the launch (e.g. local with several ranks, mpi without an MPI launcher).
+std::string resolve_backend(const std::string& requested, const LaunchInfo& launch);
+// Whether init gives CUDA tensors an NCCL transport: `requested` nccl always; auto when the build
+// has NCCL, the world has several ranks and each local rank has its own GPU (NCCL refuses two
+// ranks on one GPU; a one-rank world's host backend moves CUDA tensors itself when it is local).
+bool uses_nccl(const std::string& requested, const LaunchInfo& launch, int visible_devices, bool nccl_built);
+// The first host of a Slurm node list: "gpu[003-005,9],cpu1" -> "gpu003".
+std::string first_slurm_host(const std::string& nodelist);
+
+// CPUs in this process's affinity mask.
+int affinity_cpus();
+
+// The process environment, for detect_launch.
+const char* getenv_lookup(const char* name);
+
+}  // namespace longhaul

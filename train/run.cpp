@@ -1,0 +1,101 @@
+#include "train/run.h"
+
+#include <ATen/ATen.h>
+
+#include <atomic>
+#include <csignal>
+#include <sstream>
+
+#include "core/errors.h"
+#include "data/files.h"
+#include "longhaul/config.h"
+#if LONGHAUL_WITH_HDF5
+#include "data/hdf5/store_reader.h"
+#endif
+
+namespace longhaul::train {
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+// The embedded recall task's store, written by rank 0 into the workdir.
+std::string write_task(const CommPtr& world, const TrainOptions& o, RunOptions& r, RunObserver& observer) {
+  r.task.min_log2 = o.buckets.min_log2;
+  r.task.max_log2 = o.buckets.max_log2;
+  r.task.seed = 1234 + o.seed;
+  if (r.task.tokens == 0) r.task.tokens = std::max<int64_t>(int64_t(1) << 18, r.steps * o.tokens_per_step * 5 / 4);
+  const std::string path = data::files::join(r.workdir, "recall_task.h5");
+  if (world->rank() == 0) {
+    write_task_store(path, r.task);
+    std::ostringstream os;
+    os << "wrote the recall task (" << r.task.tokens << " tokens, documents of 2^" << r.task.min_log2 << "…2^"
+       << r.task.max_log2 << ") to " << path;
+    observer.note(os.str());
+  }
+  world->barrier()->wait();
+  return path;
+}
+
+// Every rank must agree to stop (a signal may reach only some): one tiny all-reduce.
+int agreed_signal(const CommPtr& world) {
+  at::Tensor flag = at::full({1}, double(g_signal.load()), at::kDouble);
+  world->all_reduce(flag, ReduceOp::Max)->wait();
+  return static_cast<int>(flag.item<double>());
+}
+
+}  // namespace
+
+RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunObserver& observer) {
+  const bool root = world->rank() == 0;
+  data::files::create_directories(r.workdir);
+  RunResult result;
+  result.checkpoint = r.checkpoint.empty() ? data::files::join(r.workdir, "checkpoint.lhc") : r.checkpoint;
+  const bool task = r.data.empty();
+  if (task) r.data = write_task(world, o, r, observer);
+#if LONGHAUL_WITH_HDF5
+  auto source = std::make_shared<data::TokenStoreReader>(r.data);
+#else
+  throw InvalidArgument("train: reading a token store needs a build with HDF5");
+#endif
+  o.optim.total_steps = r.steps;
+  o.model.seed = o.seed;
+  o.model.vocab = r.vocab > 0 ? r.vocab : source->vocab_size();
+  Trainer trainer(world, source, o);
+  if (r.resume && data::files::exists(result.checkpoint)) {
+    trainer.load(result.checkpoint);
+    if (root) observer.note("resumed from " + result.checkpoint + " at step " + std::to_string(trainer.steps_done()));
+  }
+  observer.started(trainer);
+  if (r.handle_signals) {
+    g_signal.store(0);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+  }
+  auto evaluate = [&](bool final) {
+    observer.evaluated(trainer.steps_done(),
+                       trainer.evaluate(r.task.min_log2, r.task.max_log2, r.eval_docs, r.task.pairs, r.task.seed), final);
+  };
+  double tokens = 0, seconds = 0;
+  const int64_t first = trainer.steps_done();
+  while (trainer.steps_done() < r.steps) {
+    StepStats s = trainer.step();
+    tokens += double(s.tokens);
+    seconds += s.seconds;
+    observer.step(s);
+    if (task && r.eval_docs > 0 && r.eval_every > 0 && s.step % r.eval_every == 0 && s.step < r.steps) evaluate(false);
+    result.signal = agreed_signal(world);
+    result.stopped_after = r.stop_after > 0 && trainer.steps_done() - first >= r.stop_after;
+    if (result.signal || result.stopped_after || (r.save_every > 0 && s.step % r.save_every == 0))
+      trainer.save(result.checkpoint);
+    if (result.signal || result.stopped_after) break;
+  }
+  result.steps_done = trainer.steps_done();
+  result.tokens_per_s = seconds > 0 ? tokens / seconds : 0;
+  if (result.signal || result.stopped_after) return result;
+  trainer.save(result.checkpoint);
+  if (task && r.eval_docs > 0) evaluate(true);
+  return result;
+}
+
+}  // namespace longhaul::train

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "attention/cpu/kernels.h"
+#include "attention/cpu/entry.h"
 #include "attention/reference.h"
 #include "longhaul/config.h"
 #include "core/errors.h"
@@ -81,33 +81,34 @@ AttentionBackend pick(AttentionBackend b, const at::Tensor& q, const char* fn) {
   return b;
 }
 
-AttentionGrads backward_impl(const char* fn, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                             const at::Tensor& v, const at::Tensor& row_sums, const at::Tensor& out,
-                             const at::Tensor& lse, const BlockView& view, const Mask& mask, double scale,
+// Checks the inputs and resolves the row sums (from out when not given); the backends get both.
+AttentionGrads backward_impl(const char* fn, BackwardInputs in, const BlockView& view, const Mask& mask, double scale,
                              AttentionBackend backend) {
+  const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v, &out = in.out, &lse = in.lse;
   scale = check_inputs(fn, q, k, v, view, scale);
   check_tensor(fn, "dout", dout, q);
   LH_CHECK(dout.sizes() == q.sizes(), fn, ": dout ", dout.sizes(), " must have q's shape ", q.sizes());
   LH_CHECK(lse.defined() && lse.dim() == 2 && lse.size(0) == q.size(1) && lse.size(1) == q.size(0), fn,
            ": lse must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", lse.sizes());
-  at::Tensor d = row_sums;
-  if (!d.defined()) {
+  LH_CHECK(out.defined() || in.row_sums.defined(), fn, ": give out or row_sums (both undefined)");
+  if (!in.row_sums.defined()) {
     check_tensor(fn, "out", out, q);
     LH_CHECK(out.sizes() == q.sizes(), fn, ": out ", out.sizes(), " must have q's shape ", q.sizes());
-    d = attention_row_sums(dout, out);
+    in.row_sums = attention_row_sums(dout, out);
   } else if (out.defined()) {
     LH_CHECK(out.sizes() == q.sizes() && out.device() == q.device(), fn, ": out ", out.sizes(), " on ", out.device(),
              " must have q's shape ", q.sizes(), " and device");
   }
+  const at::Tensor& d = in.row_sums;
   LH_CHECK(d.dim() == 2 && d.size(0) == q.size(1) && d.size(1) == q.size(0), fn,
            ": row sums must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", d.sizes());
   switch (pick(backend, q, fn)) {
-    case AttentionBackend::Reference: return reference::backward(dout, q, k, v, d, lse, view, mask, scale);
+    case AttentionBackend::Reference: return reference::backward(in, view, mask, scale);
     case AttentionBackend::Cuda:
 #if LONGHAUL_WITH_CUDA
-      return cuda::backward(dout, q, k, v, out, d, lse, view, mask, scale);
+      return cuda::backward(in, view, mask, scale);
 #endif
-    default: return cpu::backward(dout, q, k, v, d, lse, view, mask, scale);
+    default: return cpu::backward(in, view, mask, scale);
   }
 }
 
@@ -152,28 +153,9 @@ AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, cons
   return r;
 }
 
-AttentionGrads attention_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                                  const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
-                                  const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
-  return backward_impl("attention_backward", dout, q, k, v, at::Tensor(), out, lse, view, mask, scale, backend);
-}
-
-AttentionGrads attention_backward_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                                          const at::Tensor& v, const at::Tensor& row_sums, const at::Tensor& lse,
-                                          const BlockView& view, const Mask& mask, double scale,
-                                          AttentionBackend backend) {
-  LH_CHECK(row_sums.defined(), "attention_backward_rowsums: row_sums is undefined");
-  return backward_impl("attention_backward_rowsums", dout, q, k, v, row_sums, at::Tensor(), lse, view, mask, scale,
-                       backend);
-}
-
-AttentionGrads attention_backward_with_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& row_sums,
-                                               const at::Tensor& lse, const BlockView& view, const Mask& mask,
-                                               double scale, AttentionBackend backend) {
-  LH_CHECK(row_sums.defined(), "attention_backward_with_rowsums: row_sums is undefined");
-  return backward_impl("attention_backward_with_rowsums", dout, q, k, v, row_sums, out, lse, view, mask, scale,
-                       backend);
+AttentionGrads attention_backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale,
+                                  AttentionBackend backend) {
+  return backward_impl("attention_backward", in, view, mask, scale, backend);
 }
 
 at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out) {

@@ -53,26 +53,28 @@ AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor&
                                           const BlockView& view, const Mask& mask, double scale = 0,
                                           AttentionBackend backend = AttentionBackend::Auto);
 
-// out and lse are the GLOBAL ones (merged over every key block of these queries).
-AttentionGrads attention_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                                  const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
-                                  const BlockView& view, const Mask& mask, double scale = 0,
-                                  AttentionBackend backend = AttentionBackend::Auto);
+// What a backward call takes. out and row_sums are two forms of one input: give out (the global
+// output), row_sums (D_i = Σ_d dO_id · O_id, [H, Tq] float32, float64 for float64; TokenRing's
+// backward, where out stays with its owner), or both — a strategy that calls backward once per
+// key block computes D once, and CUDA's fused kernels, which need out, still get it.
+struct BackwardInputs {
+  at::Tensor dout, q, k, v;
+  at::Tensor lse;       // the GLOBAL lse [H, Tq] (merged over every key block of these queries)
+  at::Tensor out;       // the GLOBAL output [Tq, H, D]; may be undefined when row_sums is given
+  at::Tensor row_sums;  // may be undefined when out is given
+};
 
-// The same with the row sums D_i = Σ_d dO_id · O_id ([H, Tq] float32) instead of out (TokenRing
-// backward, where out stays with its owner).
-AttentionGrads attention_backward_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                                          const at::Tensor& v, const at::Tensor& row_sums, const at::Tensor& lse,
-                                          const BlockView& view, const Mask& mask, double scale = 0,
-                                          AttentionBackend backend = AttentionBackend::Auto);
+// The one backward entry: every backend (reference, cpu, cuda) takes the same inputs.
+AttentionGrads attention_backward(const BackwardInputs& in, const BlockView& view, const Mask& mask,
+                                  double scale = 0, AttentionBackend backend = AttentionBackend::Auto);
 
-// Both forms: `out` (may be undefined) for the backends that take it (CUDA's fused kernels) and
-// the row sums for those that take them (CPU, the exact fallback). A strategy that calls
-// backward once per key block computes D once and still gets the fused kernels on a GPU.
-AttentionGrads attention_backward_with_rowsums(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
-                                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& row_sums,
-                                               const at::Tensor& lse, const BlockView& view, const Mask& mask,
-                                               double scale = 0, AttentionBackend backend = AttentionBackend::Auto);
+// Shorthand for attention_backward({dout, q, k, v, lse, out}, ...).
+inline AttentionGrads attention_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
+                                         const BlockView& view, const Mask& mask, double scale = 0,
+                                         AttentionBackend backend = AttentionBackend::Auto) {
+  return attention_backward(BackwardInputs{dout, q, k, v, lse, out, at::Tensor()}, view, mask, scale, backend);
+}
 
 // D_i = Σ_d dO_id · O_id per head: [H, Tq] float32 (float64 for float64 inputs).
 at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out);

@@ -38,9 +38,8 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   return {O, lse};
 }
 
-AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view, const Mask& mask,
-                        double scale) {
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale) {
+  const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v, &row_sums = in.row_sums, &lse = in.lse;
   const int64_t h = q.size(1), hkv = k.size(1);
   at::Tensor Q = heads_first(q, h), K = heads_first(k, h), V = heads_first(v, h), dO = heads_first(dout, h);
   at::Tensor vis = visible_matrix(mask, view).unsqueeze(0);

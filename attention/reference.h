@@ -10,9 +10,7 @@ at::Tensor visible_matrix(const Mask& mask, const BlockView& view);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask, double scale);
-// row_sums: [H, Tq] D_i (see attention_row_sums).
-AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view, const Mask& mask,
-                        double scale);
+// in.row_sums defined (attention_backward resolves it).
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale);
 
 }  // namespace longhaul::reference

@@ -93,8 +93,7 @@ class Ring : public CpStrategy {
     const auto acc_type = accumulate_type(q);
     const at::Tensor row_sums = attention_row_sums(dout, out);
     // This rank's own block first: the whole of its dK/dV from its own queries.
-    AttentionGrads own = attention_backward_with_rowsums(dout, q, k, v, out, row_sums, lse, BlockView{q_pos, q_pos},
-                                                         c.mask, c.scale);
+    AttentionGrads own = attention_backward({dout, q, k, v, lse, out, row_sums}, BlockView{q_pos, q_pos}, c.mask, c.scale);
     Tracked dq(c.stats, own.dq);
     Tracked home_dk(c.stats, own.dk), home_dv(c.stats, own.dv);
     const int home_group = needs.last_hop(r) > 0 ? needs.last_hop(r) + 1 : -1;  // when our rows come home
@@ -143,8 +142,8 @@ class Ring : public CpStrategy {
       if (holds && s > 0) {
         // This rank's contribution to the held block's dK/dV (none when it only passes it on).
         if (needs.needed(r, origin)) {
-          AttentionGrads g = attention_backward_with_rowsums(dout, q, cur_k, cur_v, out, row_sums, lse,
-                                                             BlockView{q_pos, tr.pos[origin]}, c.mask, c.scale);
+          AttentionGrads g = attention_backward({dout, q, cur_k, cur_v, lse, out, row_sums},
+                                                BlockView{q_pos, tr.pos[origin]}, c.mask, c.scale);
           dq->add_(g.dq);
           dk_acc = g.dk;
           dv_acc = g.dv;

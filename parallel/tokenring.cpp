@@ -182,8 +182,8 @@ class TokenRing : public CpStrategy {
       step.post();
       if (!c.overlap) step.wait();
       if (s == 0) {
-        AttentionGrads g = attention_backward_with_rowsums(dout, q, k, v, cur_out, stats[1], stats[0],
-                                                           BlockView{my_pos, my_pos}, c.mask, c.scale);
+        AttentionGrads g = attention_backward({dout, q, k, v, stats[0], cur_out, stats[1]}, BlockView{my_pos, my_pos},
+                                              c.mask, c.scale);
         dq->add_(g.dq);
         dk->add_(g.dk);
         dv->add_(g.dv);
@@ -194,9 +194,9 @@ class TokenRing : public CpStrategy {
           at::Tensor qpos = c.plan.positions(origin).index_select(0, index_tensor(rows));
           at::Tensor st = cur_st.index_select(2, sel);
           const at::Tensor o_sel = send_out ? cur_out.index_select(0, sel) : at::Tensor();
-          AttentionGrads g = attention_backward_with_rowsums(cur_do.index_select(0, sel), cur_q.index_select(0, sel), k,
-                                                             v, o_sel, st[1], st[0], BlockView{qpos, my_pos}, c.mask,
-                                                             c.scale);
+          AttentionGrads g = attention_backward(
+              {cur_do.index_select(0, sel), cur_q.index_select(0, sel), k, v, st[0], o_sel, st[1]},
+              BlockView{qpos, my_pos}, c.mask, c.scale);
           dk->add_(g.dk);
           dv->add_(g.dv);
           leaving = Leaving{g.dq, origin};

@@ -56,8 +56,7 @@ class Ulysses : public CpStrategy {
     // CUDA's fused backward takes out, not D: there out travels too (and is counted).
     Tracked outh(c.stats, q.is_cuda() ? heads_to_rows(c.comm, out.to(q.scalar_type()), rows, bytes) : at::Tensor());
     const at::Tensor pos = all_positions(c.plan);
-    AttentionGrads g = attention_backward_with_rowsums(*doh, *qh, *kh, *vh, *outh, d_h, lse_h, BlockView{pos, pos},
-                                                       c.mask, c.scale);
+    AttentionGrads g = attention_backward({*doh, *qh, *kh, *vh, lse_h, *outh, d_h}, BlockView{pos, pos}, c.mask, c.scale);
     at::Tensor dq = rows_to_heads(c.comm, g.dq, rows, bytes);
     at::Tensor dk = rows_to_heads(c.comm, g.dk, rows, bytes), dv = rows_to_heads(c.comm, g.dv, rows, bytes);
     return {dq, sum_kv_replicas(dk, k.size(1), rep), sum_kv_replicas(dv, v.size(1), rep)};

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "attention/cpu/kernels.h"
+#include "attention/cpu/entry.h"
 #include "core/dtypes.h"
 #include "attention/cpu/params.h"
 
@@ -130,12 +130,10 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
                                         : forward_typed<float>(q, k, v, view, mask, scale);
 }
 
-AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view, const Mask& mask,
-                        double scale) {
-  return q.scalar_type() == at::kDouble
-             ? backward_typed<double>(dout, q, k, v, row_sums, lse, view, mask, scale)
-             : backward_typed<float>(dout, q, k, v, row_sums, lse, view, mask, scale);
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale) {
+  return in.q.scalar_type() == at::kDouble
+             ? backward_typed<double>(in.dout, in.q, in.k, in.v, in.row_sums, in.lse, view, mask, scale)
+             : backward_typed<float>(in.dout, in.q, in.k, in.v, in.row_sums, in.lse, view, mask, scale);
 }
 
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {

@@ -398,9 +398,9 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   return {out_acc, lse_acc};
 }
 
-AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& out, const at::Tensor& row_sums, const at::Tensor& lse,
-                        const BlockView& view, const Mask& mask, double scale) {
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale) {
+  const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v, &out = in.out, &row_sums = in.row_sums,
+                   &lse = in.lse;
   const c10::cuda::CUDAGuard guard(q.device());
   LH_CHECK(lse.device() == q.device(), "cuda attention backward: lse is on ", lse.device(), ", expected ",
            q.device(), " like q");

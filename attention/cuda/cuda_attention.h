@@ -10,10 +10,9 @@ namespace longhaul::cuda {
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask, double scale);
-// out is the global output when at hand (ATen's backward kernels need it); row_sums always.
-AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                        const at::Tensor& out, const at::Tensor& row_sums, const at::Tensor& lse,
-                        const BlockView& view, const Mask& mask, double scale);
+// in.row_sums defined (attention_backward resolves it); in.out when at hand (ATen's fused
+// backward kernels need it; without it the exact path runs).
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale);
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b);
 
 // Whether a whole square block [T, H, D] (full or causal, as many KV heads as query heads) runs on

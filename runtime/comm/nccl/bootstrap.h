@@ -1,5 +1,5 @@
 // Internal: how an NCCL communicator comes to be — the unique id travels from rank 0 to the others
-// (by a bootstrap communicator or a c10d::TCPStore), then every rank joins the NCCL world.
+// over a bootstrap communicator, then every rank joins the NCCL world.
 #pragma once
 
 #include <memory>

@@ -34,15 +34,8 @@ struct NcclOptions {
 CommPtr create_nccl_world(NcclOptions options = {});
 
 // Every rank of `bootstrap` calls this: rank 0 creates the NCCL unique id and broadcasts it over
-// `bootstrap` (any backend that moves CPU tensors, e.g. the MPI world). Ranks are bootstrap's.
+// `bootstrap` (any backend that moves CPU tensors: the MPI world, a c10d world over a TCPStore, a
+// local world). Ranks are bootstrap's. This is the one bootstrap path (longhaul::init uses it).
 CommPtr create_nccl_world(Communicator& bootstrap, NcclOptions options = {});
-
-// The same over the MPI world (create_mpi_world()); throws Unsupported in a build without MPI.
-CommPtr create_nccl_world_mpi(NcclOptions options = {});
-
-// Through a torch c10d::TCPStore: rank 0 hosts it at host:port and publishes the unique id, the
-// others fetch it. A store that cannot be reached, a wrong world size or a rank that never comes
-// give a CommError within options.comm.timeout.
-CommPtr create_nccl_world_tcp(const std::string& host, int port, int rank, int size, NcclOptions options = {});
 
 }  // namespace longhaul

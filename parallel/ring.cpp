@@ -33,14 +33,23 @@ struct Travelling {
   std::vector<bool> whole;
 };
 
+// What both passes know before the ring starts: the neighbours, which rank needs which rows, the
+// travelling part of every block and this rank's query positions.
+struct RingSetup {
+  explicit RingSetup(const CpCall& c)
+      : p(c.comm.size()), r(c.comm.rank()), right((r + 1) % p), left((r - 1 + p) % p), needs(c.plan, c.mask),
+        tr(needs, c.plan), q_pos(c.plan.positions(r)) {}
+  int p, r, right, left;
+  BlockNeeds needs;
+  Travelling tr;
+  at::Tensor q_pos;
+};
+
 class Ring : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
-    const int p = c.comm.size(), r = c.comm.rank();
-    const int right = (r + 1) % p, left = (r - 1 + p) % p;
-    const BlockNeeds needs(c.plan, c.mask);
-    const Travelling tr(needs, c.plan);
-    const at::Tensor q_pos = c.plan.positions(r);
+    const RingSetup setup(c);
+    const auto& [p, r, right, left, needs, tr, q_pos] = setup;
     const auto acc_type = accumulate_type(q);
     Tracked out(c.stats, at::zeros({q.size(0), q.size(1), q.size(2)}, q.options().dtype(acc_type)));
     Tracked lse(c.stats, at::full({q.size(1), q.size(0)}, -std::numeric_limits<double>::infinity(),
@@ -85,11 +94,8 @@ class Ring : public CpStrategy {
   // group in which its last rank sends them; group p carries only the last accumulators.
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& out, const at::Tensor& lse, const CpCall& c) override {
-    const int p = c.comm.size(), r = c.comm.rank();
-    const int right = (r + 1) % p, left = (r - 1 + p) % p;
-    const BlockNeeds needs(c.plan, c.mask);
-    const Travelling tr(needs, c.plan);
-    const at::Tensor q_pos = c.plan.positions(r);
+    const RingSetup setup(c);
+    const auto& [p, r, right, left, needs, tr, q_pos] = setup;
     const auto acc_type = accumulate_type(q);
     const at::Tensor row_sums = attention_row_sums(dout, out);
     // This rank's own block first: the whole of its dK/dV from its own queries.

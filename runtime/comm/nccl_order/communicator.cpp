@@ -2,59 +2,19 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <functional>
 #include <thread>
 
 #include "core/errors.h"
+#include "runtime/comm/nccl_order/wire.h"
 
 namespace longhaul {
 namespace {
 
-// Tags of the checker's own traffic on the inner backend. Every message travels as a header (what
-// the sender posted) and a payload; the receiver answers with an acknowledgement carrying what it
-// posted, so both sides see a mismatch and a send completes only once it was received.
-constexpr int kWireHeader = 1, kWirePayload = 2, kWireAck = 3;
-
-// What one side of a point-to-point operation posted, as it travels in a header or an ack.
-struct Desc {
-  int64_t tag = 0, dtype = 0, numel = 0, item = 0;
-  static constexpr int64_t kLen = 4;
-  at::Tensor pack() const { return at::tensor({tag, dtype, numel, item}, at::kLong); }
-  static Desc unpack(const at::Tensor& t) {
-    auto a = t.accessor<int64_t, 1>();
-    return {a[0], a[1], a[2], a[3]};
-  }
-  bool matches(const Desc& o) const { return tag == o.tag && dtype == o.dtype && numel == o.numel; }
-  std::string str() const {
-    return detail::str_cat("tag ", tag, ", ", c10::toString(static_cast<at::ScalarType>(dtype)), ", ", numel,
-                           " elements; operation #", item, " of its stream");
-  }
-};
-
-std::string side(int rank, bool send, int peer, const Desc& d) {
-  return detail::str_cat("rank ", rank, "'s ", send ? "send to" : "recv from", " rank ", peer, " (", d.str(), ")");
-}
-
-std::string mismatch(int send_rank, const Desc& s, int recv_rank, const Desc& r) {
-  return detail::str_cat("NCCL order: ", side(recv_rank, false, send_rank, r), " was matched with ",
-                         side(send_rank, true, recv_rank, s),
-                         ": NCCL matches a pair's messages in posting order and ignores tags, so both ranks must "
-                         "post their operations to each other in the same order (a real NCCL run would ",
-                         s.numel == r.numel && s.dtype == r.dtype ? "silently deliver the wrong data" : "corrupt memory or hang",
-                         ")");
-}
-
-// One point-to-point operation of a group, driven through its wire messages.
-struct WireOp {
-  P2POp op;
-  Desc desc;
-  WorkPtr header, payload, ack, ack_sent;  // the inner operations in flight
-  at::Tensor header_buf, ack_buf;
-  bool done = false;
-};
+using nccl_order::Desc;
+using nccl_order::WireOp;
 
 // One operation of a rank's stream: a group of point-to-point operations, or a collective.
 struct Item {
@@ -230,69 +190,13 @@ class NcclOrderCommunicator : public Communicator {
       item.inner = item.start();
       return;
     }
-    for (auto& w : item.ops) {
-      if (w.op.kind == P2POp::Kind::Send) {
-        w.header_buf = w.desc.pack();
-        w.header = inner_->send(w.header_buf, w.op.peer, kWireHeader);
-        w.payload = inner_->send(w.op.tensor, w.op.peer, kWirePayload);
-        w.ack_buf = at::empty({Desc::kLen}, at::kLong);
-        w.ack = inner_->recv(w.ack_buf, w.op.peer, kWireAck);
-      } else {
-        w.header_buf = at::empty({Desc::kLen}, at::kLong);
-        w.header = inner_->recv(w.header_buf, w.op.peer, kWireHeader);
-      }
-    }
+    for (auto& w : item.ops) post(*inner_, w);
   }
 
   // True when every part of the item has completed; throws when one failed.
   bool progress(Item& item) {
     if (item.start) return item.inner->done();
-    bool all = true;
-    // The receives from one peer post their payload receives and send their acknowledgements in
-    // posting order (the sender pairs acknowledgements with its sends in that order), even when
-    // their messages complete out of order: a receive waits while an earlier one from the same
-    // peer has not reached that stage.
-    std::vector<int> payload_pending, ack_pending;  // peers with an earlier receive not there yet
-    auto has = [](const std::vector<int>& v, int peer) { return std::find(v.begin(), v.end(), peer) != v.end(); };
-    for (auto& w : item.ops) {
-      if (w.op.kind == P2POp::Kind::Send) {
-        if (!w.done) w.done = progress_send(w);
-      } else {
-        if (!w.done) w.done = progress_recv(w, !has(payload_pending, w.op.peer), !has(ack_pending, w.op.peer));
-        if (!w.payload) payload_pending.push_back(w.op.peer);
-        if (!w.ack_sent) ack_pending.push_back(w.op.peer);
-      }
-      all = all && w.done;
-    }
-    return all;
-  }
-
-  bool progress_send(WireOp& w) {
-    if (!w.header->done() || !w.payload->done() || !w.ack->done()) return false;
-    const Desc theirs = Desc::unpack(w.ack_buf);
-    if (!w.desc.matches(theirs)) throw CommError(mismatch(rank(), w.desc, w.op.peer, theirs));
-    return true;
-  }
-
-  bool progress_recv(WireOp& w, bool may_post_payload, bool may_ack) {
-    if (!w.payload) {
-      if (!may_post_payload || !w.header->done()) return false;
-      const Desc theirs = Desc::unpack(w.header_buf);
-      if (!w.desc.matches(theirs)) {
-        if (!may_ack) return false;  // the earlier receives' acknowledgements go first
-        w.ack_buf = w.desc.pack();
-        inner_->send(w.ack_buf, w.op.peer, kWireAck);  // the sender fails with the same message
-        throw CommError(mismatch(w.op.peer, theirs, rank(), w.desc));
-      }
-      at::Tensor dst = w.op.tensor;
-      w.payload = inner_->recv(dst, w.op.peer, kWirePayload);
-    }
-    if (!w.ack_sent) {
-      if (!may_ack || !w.payload->done()) return false;
-      w.ack_buf = w.desc.pack();
-      w.ack_sent = inner_->send(w.ack_buf, w.op.peer, kWireAck);
-    }
-    return w.ack_sent->done();
+    return nccl_order::progress(*inner_, rank(), item.ops);
   }
 
   // Before split: every operation posted so far completes (the new communicator starts clean).

@@ -42,6 +42,9 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "--install", build, "--component", "python", "--prefix", prefix], check=True)
 
 
+# setuptools checks that egg_base exists before anything builds: a fresh clone has no build-pip/.
+os.makedirs(os.path.join(ROOT, "build-pip"), exist_ok=True)
+
 setup(
     version=project_version(),
     packages=["longhaul"],

@@ -17,8 +17,8 @@ int cmd_info(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);
 int cmd_prep(const std::vector<std::string>& args);
-int cmd_train(const std::vector<std::string>& args);  // launch/cmd_train.cpp
-// `longhaul bench data` (launch/cmd_bench_data.cpp).
+int cmd_train(const std::vector<std::string>& args);  // cli/cmd_train.cpp
+// `longhaul bench data` (cli/cmd_bench_data.cpp).
 int bench_data(const std::vector<std::string>& args);
 
 // Options every command that builds a World shares: --backend, --timeout, --threads.

@@ -13,11 +13,26 @@ void add_world_options(po::options_description& desc, InitOptions& opts, double&
       ("threads", po::value(&opts.threads)->default_value(0), "threads per rank (0: from the CPU affinity)");
 }
 
+std::vector<std::string> with_canonical_flags(const std::vector<std::string>& args) {
+  static const std::vector<std::pair<std::string, std::string>> kAbbreviations = {
+      {"--T", "--tokens"}, {"--H", "--heads"}, {"--H-kv", "--kv-heads"}, {"--D", "--head-dim"}, {"--P", "--ranks"}};
+  std::vector<std::string> out;
+  for (const auto& a : args) {
+    std::string t = a;
+    for (const auto& [abbrev, name] : kAbbreviations) {
+      if (a == abbrev) t = name;
+      else if (a.rfind(abbrev + "=", 0) == 0) t = name + a.substr(abbrev.size());
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const std::string& usage, const po::positional_options_description* positional) {
   po::options_description all(desc);
   all.add_options()("help,h", "show this help");
-  auto parser = po::command_line_parser(args).options(all);
+  auto parser = po::command_line_parser(with_canonical_flags(args)).options(all);
   if (positional) parser.positional(*positional);
   po::store(parser.run(), vm);
   if (vm.count("help")) {

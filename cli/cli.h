@@ -23,7 +23,10 @@ int bench_data(const std::vector<std::string>& args);
 
 // Options every command that builds a World shares: --backend, --timeout, --threads.
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s);
-// Parses args into vm; prints help and returns false for --help.
+// One flag vocabulary for every subcommand: --tokens, --heads, --kv-heads, --head-dim, --ranks,
+// --window (--T, --H, --H-kv, --D, --P are accepted as abbreviations of the first five).
+std::vector<std::string> with_canonical_flags(const std::vector<std::string>& args);
+// Parses args (abbreviations expanded) into vm; prints help and returns false for --help.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const std::string& usage, const po::positional_options_description* positional = nullptr);
 // Runs body, printing an exception as "longhaul: error: ..." (with the rank) and returning 1.

@@ -39,11 +39,11 @@ int cmd_plan(const std::vector<std::string>& args) {
   bool json = false;
   po::options_description desc("longhaul plan");
   desc.add_options()
-      ("T", po::value(&pr.T)->default_value(1 << 20), "tokens of the sequence")
-      ("H", po::value(&pr.H)->default_value(32), "query heads")
-      ("H-kv", po::value(&pr.H_kv)->default_value(8), "key/value heads")
-      ("D", po::value(&pr.D)->default_value(128), "head dim")
-      ("P", po::value(&pr.P)->default_value(8), "ranks of the CP group")
+      ("tokens", po::value(&pr.T)->default_value(1 << 20), "tokens of the sequence")
+      ("heads", po::value(&pr.H)->default_value(32), "query heads")
+      ("kv-heads", po::value(&pr.H_kv)->default_value(8), "key/value heads")
+      ("head-dim", po::value(&pr.D)->default_value(128), "head dim")
+      ("ranks", po::value(&pr.P)->default_value(8), "ranks of the CP group")
       ("mask", po::value(&pr.mask)->default_value("causal"), "full, causal, documents, causal_documents, causal_window")
       ("doc-len", po::value(&doc_len)->default_value(0), "document length for the document masks")
       ("window", po::value(&pr.window)->default_value(4096), "left extent of causal_window")

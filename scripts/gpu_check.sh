@@ -59,23 +59,23 @@ done
 
 # ---- bench kernel, CUDA rows ----------------------------------------------------------------
 want kernel && log "bench kernel (cuda)" && {
-  timeout 150 "$bin/longhaul" bench kernel --backends cuda --masks causal full --T 4096 16384 --H 16 --D 128 \
+  timeout 150 "$bin/longhaul" bench kernel --backends cuda --masks causal full --tokens 4096 16384 --heads 16 --head-dim 128 \
       --dtypes bf16 --passes fwd fwd+bwd --warmup 3 --iters 30
   echo
-  timeout 90 "$bin/longhaul" bench kernel --backends cuda --masks causal documents causal_window --T 16384 --H 16 \
-      --D 128 --dtypes bf16 fp16 fp32 --passes fwd fwd+bwd --sdpa-max-t 4096
+  timeout 90 "$bin/longhaul" bench kernel --backends cuda --masks causal documents causal_window --tokens 16384 --heads 16 \
+      --head-dim 128 --dtypes bf16 fp16 fp32 --passes fwd fwd+bwd --sdpa-max-t 4096
 } > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || { want kernel && log "bench kernel failed"; }
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------
 want cp && log "bench cp-gpu" && {
-  timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 32768 --H 16 --D 128 --dtype bf16 --iters 3
+  timeout 150 "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 32768 --heads 16 --head-dim 128 --dtype bf16 --iters 3
   echo
-  timeout 150 "$bin/longhaul" bench cp-gpu --P 4 8 --T 131072 --H 16 --D 128 --dtype bf16 --strategies ring --iters 2
+  timeout 150 "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 2
 } > "$out/cp_gpu.txt" 2>&1 && log "bench cp-gpu exit 0" || { want cp && log "bench cp-gpu failed"; }
 # ---- one transformer block at 128K tokens on the emulated ring ------------------------------
 if want layer; then
   log "bench layer (cuda)"
-  timeout 200 "$bin/longhaul" bench layer --device cuda --P 1 4 8 --T 131072 --dim 2048 --heads 16 --kv-heads 16 \
+  timeout 200 "$bin/longhaul" bench layer --device cuda --ranks 1 4 8 --tokens 131072 --dim 2048 --heads 16 --kv-heads 16 \
       --dtype bf16 --strategy ring --layout zigzag --iters 3 > "$out/layer_gpu.txt" 2>&1
   log "bench layer exit $?"
 fi

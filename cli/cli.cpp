@@ -6,7 +6,9 @@ namespace longhaul::cli {
 
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s) {
   desc.add_options()
-      ("backend", po::value(&opts.backend)->default_value("auto"),
+      ("backend", po::value<std::string>()->default_value("auto")->notifier([&opts](const std::string& name) {
+         opts.backend = backend_from_string(name);
+       }),
        "communicator for CPU tensors: auto (mpi under mpirun, c10d under torchrun/Slurm, local alone), mpi, c10d "
        "or local; CUDA tensors go over NCCL when every local rank has its own GPU (auto), or always with nccl")
       ("timeout", po::value(&timeout_s)->default_value(300.0), "deadline of every communication wait, seconds")

@@ -166,7 +166,7 @@ int bench_kernel(const std::vector<std::string>& args) {
   o.check = !no_check;
   o.sdpa = !no_sdpa;
 
-  init_opts.backend = "local";  // one process, no communication: init sets the threads
+  init_opts.backend = Backend::Local;  // one process, no communication: init sets the threads
   init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {

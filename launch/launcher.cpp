@@ -161,39 +161,54 @@ LaunchInfo detect_launch(const EnvLookup& env) {
   return l;
 }
 
-std::string resolve_backend(const std::string& requested, const LaunchInfo& l) {
-  if (requested == "auto") {
-    if (l.launcher == "mpirun") return "mpi";
-    return l.size > 1 || l.launcher != "single process" ? "c10d" : "local";
+const char* to_string(Backend b) {
+  switch (b) {
+    case Backend::Auto: return "auto";
+    case Backend::Mpi: return "mpi";
+    case Backend::C10d: return "c10d";
+    case Backend::Local: return "local";
+    case Backend::Nccl: return "nccl";
   }
-  if (requested == "local") {
-    if (l.size > 1)
-      throw InvalidArgument(detail::str_cat("backend local is a one-process world, but ", l.launcher, " started ",
-                                            l.size, " ranks"));
-    return requested;
-  }
-  if (requested == "mpi") {
-    if (l.launcher != "mpirun" && l.size > 1)
-      throw InvalidArgument(detail::str_cat("backend mpi needs an MPI launcher (mpirun, srun with PMI), but ",
-                                            l.launcher, " started these ", l.size, " ranks; use --backend c10d"));
-    return requested;
-  }
-  if (requested == "nccl") {
-    resolve_backend("auto", l);  // the bootstrap's own checks
-    return requested;
-  }
-  if (requested == "c10d") {
-    if (l.size > 1 && l.store_host.empty())
-      throw InvalidArgument(detail::str_cat("backend c10d with ", l.size, " ranks (", l.launcher,
-                                            ") needs MASTER_ADDR (and MASTER_PORT) for its store"));
-    return requested;
-  }
-  throw InvalidArgument("unknown backend '" + requested + "', expected auto, mpi, c10d, nccl or local");
+  return "?";
 }
 
-bool uses_nccl(const std::string& requested, const LaunchInfo& l, int visible_devices, bool nccl_built) {
-  if (requested == "nccl") return true;
-  return requested == "auto" && nccl_built && l.size > 1 && visible_devices > 0 && l.local_size <= visible_devices;
+Backend backend_from_string(const std::string& name) {
+  for (Backend b : {Backend::Auto, Backend::Mpi, Backend::C10d, Backend::Local, Backend::Nccl})
+    if (name == to_string(b)) return b;
+  throw InvalidArgument("unknown backend '" + name + "', expected auto, mpi, c10d, nccl or local");
+}
+
+Backend resolve_backend(Backend requested, const LaunchInfo& l) {
+  switch (requested) {
+    case Backend::Auto:
+      if (l.launcher == "mpirun") return Backend::Mpi;
+      return l.size > 1 || l.launcher != "single process" ? Backend::C10d : Backend::Local;
+    case Backend::Local:
+      if (l.size > 1)
+        throw InvalidArgument(detail::str_cat("backend local is a one-process world, but ", l.launcher, " started ",
+                                              l.size, " ranks"));
+      return requested;
+    case Backend::Mpi:
+      if (l.launcher != "mpirun" && l.size > 1)
+        throw InvalidArgument(detail::str_cat("backend mpi needs an MPI launcher (mpirun, srun with PMI), but ",
+                                              l.launcher, " started these ", l.size, " ranks; use --backend c10d"));
+      return requested;
+    case Backend::Nccl:
+      resolve_backend(Backend::Auto, l);  // the bootstrap's own checks
+      return requested;
+    case Backend::C10d:
+      if (l.size > 1 && l.store_host.empty())
+        throw InvalidArgument(detail::str_cat("backend c10d with ", l.size, " ranks (", l.launcher,
+                                              ") needs MASTER_ADDR (and MASTER_PORT) for its store"));
+      return requested;
+  }
+  throw InvalidArgument("unknown backend");
+}
+
+bool uses_nccl(Backend requested, const LaunchInfo& l, int visible_devices, bool nccl_built) {
+  if (requested == Backend::Nccl) return true;
+  return requested == Backend::Auto && nccl_built && l.size > 1 && visible_devices > 0 &&
+         l.local_size <= visible_devices;
 }
 
 int affinity_cpus() {

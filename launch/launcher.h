@@ -28,13 +28,18 @@ constexpr int kDefaultStorePort = 29500;  // torchrun's default MASTER_PORT
 constexpr int kSlurmBasePort = 20000;
 using EnvLookup = std::function<const char*(const char*)>;
 LaunchInfo detect_launch(const EnvLookup& env);
-// The backend `requested` (auto | mpi | c10d | local) means for this launch; InvalidArgument when
-// it contradicts the launch (e.g. local with several ranks, mpi without an MPI launcher).
-std::string resolve_backend(const std::string& requested, const LaunchInfo& launch);
+// The world's backend: Auto picks by launcher; Nccl is the Auto host backend plus NCCL for CUDA tensors.
+enum class Backend { Auto, Mpi, C10d, Local, Nccl };
+const char* to_string(Backend b);  // auto, mpi, c10d, local, nccl
+Backend backend_from_string(const std::string& name);  // InvalidArgument naming the choices
+
+// The backend `requested` means for this launch; InvalidArgument when it contradicts the launch
+// (e.g. local with several ranks, mpi without an MPI launcher).
+Backend resolve_backend(Backend requested, const LaunchInfo& launch);
 // Whether init gives CUDA tensors an NCCL transport: `requested` nccl always; auto when the build
 // has NCCL, the world has several ranks and each local rank has its own GPU (NCCL refuses two
 // ranks on one GPU; a one-rank world's host backend moves CUDA tensors itself when it is local).
-bool uses_nccl(const std::string& requested, const LaunchInfo& launch, int visible_devices, bool nccl_built);
+bool uses_nccl(Backend requested, const LaunchInfo& launch, int visible_devices, bool nccl_built);
 // The first host of a Slurm node list: "gpu[003-005,9],cpu1" -> "gpu003".
 std::string first_slurm_host(const std::string& nodelist);
 

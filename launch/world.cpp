@@ -62,8 +62,8 @@ World init(const InitOptions& options) {
   CommOptions comm_options;
   comm_options.timeout = options.timeout;
   const LaunchInfo launch = detect_launch(getenv_lookup);
-  const std::string requested = resolve_backend(options.backend, launch);
-  const std::string backend = requested == "nccl" ? resolve_backend("auto", launch) : requested;
+  const Backend requested = resolve_backend(options.backend, launch);
+  const Backend backend = requested == Backend::Nccl ? resolve_backend(Backend::Auto, launch) : requested;
 
   // The GPU of this rank: local_rank % visible devices, when CUDA is present.
   int device = -1, visible = 0;
@@ -76,14 +76,14 @@ World init(const InitOptions& options) {
   }
 
   CommPtr comm;
-  if (backend == "mpi") {
+  if (backend == Backend::Mpi) {
 #if LONGHAUL_WITH_MPI
     comm = create_mpi_world(comm_options);
 #else
     throw Unsupported("backend mpi requested (or launched by mpirun) but this build of longhaul has no MPI; "
                       "configure with LONGHAUL_WITH_MPI=ON, or use --backend c10d with MASTER_ADDR/MASTER_PORT");
 #endif
-  } else if (backend == "c10d") {
+  } else if (backend == Backend::C10d) {
 #if LONGHAUL_WITH_C10D
     // One rank without a store address serves itself on the loopback, on any free port.
     const bool alone = launch.size == 1 && launch.store_host.empty();

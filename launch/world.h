@@ -18,7 +18,7 @@ struct InitOptions {
   // MPI). CUDA tensors: with auto, when this build has NCCL and every local rank has its own GPU
   // (see uses_nccl), World::comm() routes them over NCCL, bootstrapped over the host backend;
   // nccl forces that (an error without a GPU). World::host_comm() is the host backend alone.
-  std::string backend = "auto";
+  Backend backend = Backend::Auto;
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int threads = 0;               // 0: from the CPU affinity and the ranks sharing it
   bool log_config = true;        // the start-up line on rank 0 (stderr)

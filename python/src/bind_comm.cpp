@@ -54,7 +54,7 @@ WorldView init_world(const std::string& backend, double timeout_s, int threads, 
   std::lock_guard<std::mutex> lock(g_world_mu);
   if (!g_world) {
     InitOptions o;
-    o.backend = backend;
+    o.backend = backend_from_string(backend);
     o.timeout = to_ms(timeout_s);
     o.threads = threads;
     o.log_config = log_config;

@@ -448,7 +448,7 @@ TEST(NcclComm, InitWithBackendNccl) {
                                       "and the no-GPU error run on CPU in c10d.Launch.*, the routing in "
                                       "RoutedRanks.* and RoutedComm.*";
   InitOptions o;
-  o.backend = "nccl";
+  o.backend = Backend::Nccl;
   o.log_config = false;
   World world = init(o);
   // One communicator, two transports: CUDA tensors over NCCL, CPU tensors over the host backend.

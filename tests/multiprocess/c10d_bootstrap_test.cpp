@@ -146,7 +146,7 @@ TEST(Launch, Torchrun) {
   EXPECT_EQ(l.local_size, 2);
   EXPECT_EQ(l.store_host, "node7");
   EXPECT_EQ(l.store_port, 29511);
-  EXPECT_EQ(resolve_backend("auto", l), "c10d");
+  EXPECT_EQ(resolve_backend(Backend::Auto, l), Backend::C10d);
 }
 
 TEST(Launch, Slurm) {
@@ -160,7 +160,7 @@ TEST(Launch, Slurm) {
   EXPECT_EQ(l.local_size, 4);
   EXPECT_EQ(l.store_host, "gpu004");  // the step's first node wins over the job's
   EXPECT_EQ(l.store_port, kSlurmBasePort + 123456 % 10000);
-  EXPECT_EQ(resolve_backend("auto", l), "c10d");
+  EXPECT_EQ(resolve_backend(Backend::Auto, l), Backend::C10d);
   auto m = detect_launch(env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_NODELIST", "a,b"},
                                  {"MASTER_ADDR", "head"}, {"MASTER_PORT", "4000"}}));
   EXPECT_EQ(m.store_host, "head");
@@ -172,15 +172,15 @@ TEST(Launch, MpirunAndSingleProcess) {
                                  {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}}));
   EXPECT_EQ(l.launcher, "mpirun");
   EXPECT_EQ(l.rank, 2);
-  EXPECT_EQ(resolve_backend("auto", l), "mpi");
-  EXPECT_THROW(resolve_backend("local", l), InvalidArgument);
+  EXPECT_EQ(resolve_backend(Backend::Auto, l), Backend::Mpi);
+  EXPECT_THROW(resolve_backend(Backend::Local, l), InvalidArgument);
   auto s = detect_launch(env_of({}));
   EXPECT_EQ(s.launcher, "single process");
-  EXPECT_EQ(resolve_backend("auto", s), "local");
-  EXPECT_EQ(resolve_backend("c10d", s), "c10d");
-  EXPECT_THROW(resolve_backend("gloo", s), InvalidArgument);
-  EXPECT_EQ(resolve_backend("nccl", l), "nccl");  // bootstrapped over MPI
-  EXPECT_EQ(resolve_backend("nccl", s), "nccl");
+  EXPECT_EQ(resolve_backend(Backend::Auto, s), Backend::Local);
+  EXPECT_EQ(resolve_backend(Backend::C10d, s), Backend::C10d);
+  EXPECT_THROW(backend_from_string("gloo"), InvalidArgument);
+  EXPECT_EQ(resolve_backend(Backend::Nccl, l), Backend::Nccl);  // bootstrapped over MPI
+  EXPECT_EQ(resolve_backend(Backend::Nccl, s), Backend::Nccl);
 }
 
 // Without a GPU (or without NCCL in the build) --backend nccl is a clear error, not a hang; the
@@ -188,7 +188,7 @@ TEST(Launch, MpirunAndSingleProcess) {
 TEST(Launch, NcclWithoutAGpuIsAClearError) {
   if (at::hasCUDA()) GTEST_SKIP() << "a CUDA device is present: the positive case runs in the gpu suite";
   InitOptions o;
-  o.backend = "nccl";
+  o.backend = Backend::Nccl;
   o.log_config = false;
   try {
     init(o);
@@ -205,15 +205,15 @@ TEST(Launch, AutoUsesNcclWhereEachLocalRankHasAGpu) {
   l.launcher = "torchrun";
   l.size = 8;
   l.local_size = 4;
-  EXPECT_TRUE(uses_nccl("auto", l, 4, true));
-  EXPECT_TRUE(uses_nccl("auto", l, 8, true));
-  EXPECT_FALSE(uses_nccl("auto", l, 2, true));   // two ranks would share a GPU
-  EXPECT_FALSE(uses_nccl("auto", l, 0, true));   // no GPU
-  EXPECT_FALSE(uses_nccl("auto", l, 4, false));  // built without NCCL
-  EXPECT_FALSE(uses_nccl("mpi", l, 4, true));    // a forced host backend alone
-  EXPECT_TRUE(uses_nccl("nccl", l, 0, true));    // forced: init then names the missing GPU
+  EXPECT_TRUE(uses_nccl(Backend::Auto, l, 4, true));
+  EXPECT_TRUE(uses_nccl(Backend::Auto, l, 8, true));
+  EXPECT_FALSE(uses_nccl(Backend::Auto, l, 2, true));   // two ranks would share a GPU
+  EXPECT_FALSE(uses_nccl(Backend::Auto, l, 0, true));   // no GPU
+  EXPECT_FALSE(uses_nccl(Backend::Auto, l, 4, false));  // built without NCCL
+  EXPECT_FALSE(uses_nccl(Backend::Mpi, l, 4, true));    // a forced host backend alone
+  EXPECT_TRUE(uses_nccl(Backend::Nccl, l, 0, true));    // forced: init then names the missing GPU
   LaunchInfo one;
-  EXPECT_FALSE(uses_nccl("auto", one, 1, true));  // one rank: the local backend moves CUDA tensors
+  EXPECT_FALSE(uses_nccl(Backend::Auto, one, 1, true));  // one rank: the local backend moves CUDA tensors
 }
 
 TEST(Launch, SlurmHostList) {
@@ -248,8 +248,8 @@ TEST(Launch, ContradictionsAreInvalidArgument) {
   expect_invalid({{"SLURM_PROCID", "0"}}, "SLURM_PROCID and SLURM_NTASKS must be set together");
   auto torchrun2 = detect_launch(env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
                                          {"TORCHELASTIC_RUN_ID", "x"}}));
-  EXPECT_THROW(resolve_backend("mpi", torchrun2), InvalidArgument);
-  EXPECT_THROW(resolve_backend("local", torchrun2), InvalidArgument);
+  EXPECT_THROW(resolve_backend(Backend::Mpi, torchrun2), InvalidArgument);
+  EXPECT_THROW(resolve_backend(Backend::Local, torchrun2), InvalidArgument);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "core/enum_names.h"
 #include "core/errors.h"
 
 namespace longhaul {
@@ -173,9 +174,7 @@ const char* to_string(Backend b) {
 }
 
 Backend backend_from_string(const std::string& name) {
-  for (Backend b : {Backend::Auto, Backend::Mpi, Backend::C10d, Backend::Local, Backend::Nccl})
-    if (name == to_string(b)) return b;
-  throw InvalidArgument("unknown backend '" + name + "', expected auto, mpi, c10d, nccl or local");
+  return enum_from_string(name, {Backend::Auto, Backend::Mpi, Backend::C10d, Backend::Local, Backend::Nccl}, "backend");
 }
 
 Backend resolve_backend(Backend requested, const LaunchInfo& l) {

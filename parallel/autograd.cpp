@@ -15,6 +15,9 @@ struct CallState : torch::CustomClassHolder {
   Mask mask;
 };
 
+}  // namespace
+
+namespace detail {
 class CpAttentionFunction : public torch::autograd::Function<CpAttentionFunction> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q,
@@ -32,17 +35,16 @@ class CpAttentionFunction : public torch::autograd::Function<CpAttentionFunction
     auto saved = ctx->get_saved_variables();
     auto state = c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
     at::Tensor dout = grads[0].defined() ? grads[0] : at::zeros_like(saved[3]);
-    AttentionGrads g =
-        state->cp->backward(dout, saved[0], saved[1], saved[2], saved[3], saved[4], state->plan, state->mask);
+    AttentionGrads g = state->cp->run_backward(dout, saved[0], saved[1], saved[2], saved[3], saved[4], state->plan,
+                                               state->mask, /*check_group=*/false);
     return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
-
-}  // namespace
+}  // namespace detail
 
 at::Tensor ContextParallel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const ShardPlan& plan, const Mask& mask) {
-  return CpAttentionFunction::apply(q, k, v, this, plan, mask)[0];
+  return detail::CpAttentionFunction::apply(q, k, v, this, plan, mask)[0];
 }
 
 }  // namespace longhaul

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "parallel/strategy.h"
+#include "core/enum_names.h"
 #include "core/errors.h"
 
 namespace longhaul {
@@ -22,10 +23,10 @@ const char* to_string(Strategy s) {
 }
 
 Strategy strategy_from_string(const std::string& name) {
-  for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing,
-                     Strategy::Ulysses, Strategy::Hybrid})
-    if (name == to_string(s)) return s;
-  throw InvalidArgument("unknown strategy '" + name + "', expected rsa, ring, allgather, tokenring, ulysses or hybrid");
+  return enum_from_string(name,
+                          {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing,
+                           Strategy::Ulysses, Strategy::Hybrid},
+                          "strategy");
 }
 
 namespace {
@@ -72,10 +73,10 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
     LH_CHECK(mask.cu_seqlens() == plan.cu_seqlens(), fn, ": the mask's documents differ from the ShardPlan's (",
              mask.cu_seqlens().size() - 1, " vs ", plan.cu_seqlens().size() - 1,
              " documents); build the mask with plan.document_mask()");
-  check_agreement(q, k, plan, mask);
 }
 
-// Every call, on every rank: a fingerprint of the call's fields goes into one small all-reduce
+// Every forward and every explicit backward, on every rank (autograd's backward runs a call whose
+// forward was agreed, and skips it): a fingerprint of the call's fields goes into one small all-reduce
 // (the max of [f, -f] gives the group's largest and smallest fingerprint); when they differ, every
 // rank has seen it and all gather the fields to name the first rank and field that differ. So a
 // mismatch at the hundredth call is the same named error as at the first, never a hang in the
@@ -120,6 +121,7 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
 AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const ShardPlan& plan, const Mask& mask) {
   check_call("ContextParallel::forward", q, k, v, plan, mask);
+  check_agreement(q, k, plan, mask);
   const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
   CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
   AttentionOutput r = strategy_->forward(q.contiguous(), k.contiguous(), v.contiguous(), call);
@@ -130,7 +132,14 @@ AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& 
 AttentionGrads ContextParallel::backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
                                          const ShardPlan& plan, const Mask& mask) {
+  return run_backward(dout, q, k, v, out, lse, plan, mask, /*check_group=*/true);
+}
+
+AttentionGrads ContextParallel::run_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                             const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
+                                             const ShardPlan& plan, const Mask& mask, bool check_group) {
   check_call("ContextParallel::backward", q, k, v, plan, mask);
+  if (check_group) check_agreement(q, k, plan, mask);
   LH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), "ContextParallel::backward: dout ", dout.sizes(),
            " and out ", out.sizes(), " must have q's shape ", q.sizes());
   const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));

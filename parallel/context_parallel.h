@@ -15,6 +15,9 @@
 namespace longhaul {
 
 class CpStrategy;
+namespace detail {
+class CpAttentionFunction;
+}
 
 class ContextParallel {
  public:
@@ -40,6 +43,12 @@ class ContextParallel {
   void check_call(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const ShardPlan& plan, const Mask& mask);
   void check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan, const Mask& mask);
+  // check_group = false: autograd's backward of a call whose forward the group agreed on (same
+  // plan, mask and saved tensors), so the hot path pays one agreement all-reduce per call, not two.
+  friend class detail::CpAttentionFunction;
+  AttentionGrads run_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& out, const at::Tensor& lse, const ShardPlan& plan, const Mask& mask,
+                              bool check_group);
 
   CommPtr comm_;
   Options options_;

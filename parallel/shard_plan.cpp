@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/enum_names.h"
 #include "core/errors.h"
 
 namespace longhaul {
@@ -19,10 +20,7 @@ const char* to_string(Layout l) {
 }
 
 Layout layout_from_string(const std::string& name) {
-  if (name == "contiguous") return Layout::Contiguous;
-  if (name == "zigzag") return Layout::Zigzag;
-  if (name == "striped") return Layout::Striped;
-  throw InvalidArgument("unknown layout '" + name + "', expected contiguous, zigzag or striped");
+  return enum_from_string(name, {Layout::Contiguous, Layout::Zigzag, Layout::Striped}, "layout");
 }
 
 namespace {

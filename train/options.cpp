@@ -1,5 +1,6 @@
 #include "train/options.h"
 
+#include "core/enum_names.h"
 #include "core/errors.h"
 
 namespace longhaul::train {
@@ -18,10 +19,7 @@ std::string ModelOptions::shape() const {
 }
 
 SamplerKind sampler_from_string(const std::string& name) {
-  if (name == "dd") return SamplerKind::DD;
-  if (name == "concat") return SamplerKind::ConcatChunk;
-  if (name == "concat_docmask") return SamplerKind::ConcatChunkDocMask;
-  throw InvalidArgument("unknown sampler '" + name + "', expected dd, concat or concat_docmask");
+  return enum_from_string(name, {SamplerKind::DD, SamplerKind::ConcatChunk, SamplerKind::ConcatChunkDocMask}, "sampler");
 }
 
 const char* to_string(SamplerKind k) {

@@ -32,7 +32,7 @@ bool have_cuda() { return at::hasCUDA() && c10::cuda::device_count() > 0; }
 
 #define REQUIRE_CUDA()                                                                                  \
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); the nccl backend " \
-                                    "needs one (the shared collective checks run on CPU over local, MPI and Gloo)"
+                                    "needs one (the shared collective checks run on CPU over local, MPI and Gloo; NCCL's matching and stream order in the NcclOrder tests)"
 
 NcclOptions options(bool nonblocking = true, int timeout_s = 20) {
   NcclOptions o;

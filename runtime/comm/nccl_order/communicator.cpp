@@ -87,24 +87,24 @@ class NcclOrderCommunicator : public Communicator {
   WorkPtr do_all_to_all(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& out_rows,
                         const std::vector<int64_t>& in_rows) override {
     at::Tensor o = out;
-    return collective("all_to_all", [=]() mutable { return inner_->all_to_all(o, in, out_rows, in_rows); });
+    return collective("all_to_all", [=, this]() mutable { return inner_->all_to_all(o, in, out_rows, in_rows); });
   }
   WorkPtr do_all_gather(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows) override {
     at::Tensor o = out;
-    return collective("all_gather", [=]() mutable { return inner_->all_gather(o, in, rows); });
+    return collective("all_gather", [=, this]() mutable { return inner_->all_gather(o, in, rows); });
   }
   WorkPtr do_reduce_scatter(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows,
                             ReduceOp op) override {
     at::Tensor o = out;
-    return collective("reduce_scatter", [=]() mutable { return inner_->reduce_scatter(o, in, rows, op); });
+    return collective("reduce_scatter", [=, this]() mutable { return inner_->reduce_scatter(o, in, rows, op); });
   }
   WorkPtr do_all_reduce(at::Tensor& t, ReduceOp op) override {
     at::Tensor x = t;
-    return collective("all_reduce", [=]() mutable { return inner_->all_reduce(x, op); });
+    return collective("all_reduce", [=, this]() mutable { return inner_->all_reduce(x, op); });
   }
   WorkPtr do_broadcast(at::Tensor& t, int root) override {
     at::Tensor x = t;
-    return collective(detail::str_cat("broadcast from ", root), [=]() mutable { return inner_->broadcast(x, root); });
+    return collective(detail::str_cat("broadcast from ", root), [=, this]() mutable { return inner_->broadcast(x, root); });
   }
   WorkPtr do_barrier() override {
     return collective("barrier", [this] { return inner_->barrier(); });
@@ -202,13 +202,7 @@ class NcclOrderCommunicator : public Communicator {
   // Before split: every operation posted so far completes (the new communicator starts clean).
   void drain(const char* why) {
     flush();
-    const auto deadline = Clock::now() + timeout();
-    for (int spins = 0; !stream_.empty(); ++spins) {
-      pump();
-      if (stream_.empty()) break;
-      if (Clock::now() > deadline) abort(blocked_message(describe(why)));
-      backoff(spins);
-    }
+    if (!stream_.empty()) drive_until(stream_.back()->seq, Clock::now() + timeout(), describe(why));
   }
 
   // A passed deadline aborts the communicator, as the NCCL backend does: the waiter gets the

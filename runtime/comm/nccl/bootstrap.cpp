@@ -25,12 +25,11 @@ int resolve_device(int requested) {
 namespace {
 
 CommPtr join(const ncclUniqueId& id, int rank, int size, const NcclOptions& options, Clock::time_point deadline,
-             const std::string& how, std::shared_ptr<void> keep_alive = nullptr) {
+             const std::string& how) {
   const int device = resolve_device(options.device);
   auto handle = init_handle(id, rank, size, device, options.nonblocking, deadline,
                             detail::str_cat("backend nccl: joining the world (rank ", rank, " of ", size, ", cuda:",
                                             device, ", unique id by ", how, ")"));
-  handle->keep_alive = std::move(keep_alive);
   return make_communicator(handle, rank, size, options.comm);
 }
 

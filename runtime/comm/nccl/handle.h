@@ -49,8 +49,6 @@ class Handle {
   // Throws CommError naming `what` when the comm was aborted.
   void check_usable(const std::string& what);
 
-  // Something that must live as long as the comm (e.g. the TCPStore that bootstrapped it).
-  std::shared_ptr<void> keep_alive;
   // How long the destructor lets issued work finish before it aborts instead.
   std::chrono::milliseconds teardown_timeout{std::chrono::seconds(30)};
 

@@ -130,7 +130,7 @@ class MpiCommunicator : public Communicator {
     auto rc_out = std::make_shared<RowCounts>(out_rows, what);
     auto rc_in = std::make_shared<RowCounts>(in_rows, what);
     const int64_t rb = row_bytes_of_shape(in);
-    return submit("all_to_all", {out, in}, [=] {
+    return submit("all_to_all", {out, in}, [=, this] {
       MPI_Datatype t = mpi::row_type(rb);
       Request r;
       LH_CHECK_MPI(MPI_Ialltoallv(ptr_of(in), rc_in->counts.data(), rc_in->displs.data(), t, ptr_of(out),
@@ -143,7 +143,7 @@ class MpiCommunicator : public Communicator {
     auto rc = std::make_shared<RowCounts>(rows, describe("all_gather"));
     const int64_t rb = row_bytes_of_shape(in);
     const int mine = rc->counts[rank_];
-    return submit("all_gather", {out, in}, [=] {
+    return submit("all_gather", {out, in}, [=, this] {
       MPI_Datatype t = mpi::row_type(rb);
       Request r;
       LH_CHECK_MPI(MPI_Iallgatherv(ptr_of(in), mine, t, ptr_of(out), rc->counts.data(), rc->displs.data(), t,
@@ -159,7 +159,7 @@ class MpiCommunicator : public Communicator {
     for (int64_t r : rows) elems.push_back(r * per_row);
     auto counts = std::make_shared<RowCounts>(elems, describe("reduce_scatter"));
     const auto type = in.scalar_type();
-    return submit(detail::str_cat("reduce_scatter(", to_string(op), ")"), {out, in}, [=] {
+    return submit(detail::str_cat("reduce_scatter(", to_string(op), ")"), {out, in}, [=, this] {
       Request r;
       LH_CHECK_MPI(MPI_Ireduce_scatter(ptr_of(in), ptr_of(out), counts->counts.data(), mpi::element_type(type),
                                        mpi::reduce_op(op, type), comm_, &r.handle));
@@ -169,7 +169,7 @@ class MpiCommunicator : public Communicator {
 
   WorkPtr do_all_reduce(at::Tensor& t, ReduceOp op) override {
     const auto type = t.scalar_type();
-    return submit(detail::str_cat("all_reduce(", to_string(op), ", ", nbytes(t), " bytes)"), {t}, [=] {
+    return submit(detail::str_cat("all_reduce(", to_string(op), ", ", nbytes(t), " bytes)"), {t}, [=, this] {
       std::vector<Request> reqs;
       const int64_t n = t.numel(), piece = kMaxPiece / t.element_size();
       char* base = static_cast<char*>(ptr_of(t));
@@ -186,7 +186,7 @@ class MpiCommunicator : public Communicator {
   }
 
   WorkPtr do_broadcast(at::Tensor& t, int root) override {
-    return submit(detail::str_cat("broadcast from ", root, " (", nbytes(t), " bytes)"), {t}, [=] {
+    return submit(detail::str_cat("broadcast from ", root, " (", nbytes(t), " bytes)"), {t}, [=, this] {
       std::vector<Request> reqs;
       for_each_piece(t, [&](char* p, int bytes) {
         Request r;
@@ -198,7 +198,7 @@ class MpiCommunicator : public Communicator {
   }
 
   WorkPtr do_barrier() override {
-    return submit("barrier", {}, [=] {
+    return submit("barrier", {}, [=, this] {
       Request r;
       LH_CHECK_MPI(MPI_Ibarrier(comm_, &r.handle));
       return std::vector<Request>{r};

@@ -184,7 +184,7 @@ class NcclCommunicator : public Communicator {
     const int64_t rb = row_bytes(in);
     const auto ioff = offsets_of(in_rows), ooff = offsets_of(out_rows);
     // NCCL has no all-to-all-v: one group of sends and receives (to itself too).
-    return launch("all_to_all", {out, in}, [=](ncclComm_t c, cudaStream_t s) {
+    return launch("all_to_all", {out, in}, [=, this](ncclComm_t c, cudaStream_t s) {
       for (int j = 0; j < size_; ++j) {
         if (in_rows[j] * rb > 0)
           LH_CHECK_NCCL(ncclSend(bytes_of(in) + ioff[j] * rb, in_rows[j] * rb, ncclUint8, j, c, s));
@@ -205,7 +205,7 @@ class NcclCommunicator : public Communicator {
     }
     // Uneven: one broadcast per contributing rank, grouped.
     const auto off = offsets_of(rows);
-    return launch("all_gather (uneven rows)", {out, in}, [=](ncclComm_t c, cudaStream_t s) {
+    return launch("all_gather (uneven rows)", {out, in}, [=, this](ncclComm_t c, cudaStream_t s) {
       for (int j = 0; j < size_; ++j) {
         if (rows[j] * rb == 0) continue;
         char* dst = bytes_of(out) + off[j] * rb;
@@ -229,7 +229,7 @@ class NcclCommunicator : public Communicator {
     }
     // Uneven: one reduce per destination rank, grouped (NCCL has no reduce-scatter-v).
     const auto off = offsets_of(rows);
-    return launch(what + " (uneven rows)", {out, in}, [=](ncclComm_t c, cudaStream_t s) {
+    return launch(what + " (uneven rows)", {out, in}, [=, this](ncclComm_t c, cudaStream_t s) {
       for (int j = 0; j < size_; ++j) {
         if (rows[j] * re == 0) continue;
         char* src = bytes_of(in) + off[j] * re * es;

@@ -59,7 +59,7 @@ int bench_comm(const std::vector<std::string>& args) {
     co.timeout = init_opts.timeout;
     std::vector<bench::Row> rows;
     std::mutex mu;
-    run_local_ranks(local, [&](Communicator& comm) {
+    local::run_ranks(local, [&](Communicator& comm) {
       auto r = bench::run_comm_bench(comm, o);
       std::lock_guard<std::mutex> lock(mu);
       if (comm.rank() == 0) rows = r;
@@ -239,7 +239,7 @@ int bench_cp(const std::vector<std::string>& args) {
     bench::CpBenchResult result;
     std::string head;
     std::mutex mu;
-    run_local_ranks(local, [&](Communicator& comm) {
+    local::run_ranks(local, [&](Communicator& comm) {
       if (init_opts.threads > 0) at::set_num_threads(init_opts.threads);
       auto r = bench::run_cp_bench(comm, o);
       std::lock_guard<std::mutex> lock(mu);

@@ -43,10 +43,10 @@ World::World(CommPtr comm, std::string launcher, int local_rank, int local_size,
 
 World::~World() {
 #if LONGHAUL_WITH_MPI
-  const bool mpi = (comm_ && comm_->backend() == "mpi") || (host_comm_ && host_comm_->backend() == "mpi");
+  const bool on_mpi = (comm_ && comm_->backend() == "mpi") || (host_comm_ && host_comm_->backend() == "mpi");
   comm_.reset();
   host_comm_.reset();
-  if (mpi) shutdown_mpi();
+  if (on_mpi) mpi::shutdown();
 #endif
 }
 
@@ -78,7 +78,7 @@ World init(const InitOptions& options) {
   CommPtr comm;
   if (backend == Backend::Mpi) {
 #if LONGHAUL_WITH_MPI
-    comm = create_mpi_world(comm_options);
+    comm = mpi::create_world(comm_options);
 #else
     throw Unsupported("backend mpi requested (or launched by mpirun) but this build of longhaul has no MPI; "
                       "configure with LONGHAUL_WITH_MPI=ON, or use --backend c10d with MASTER_ADDR/MASTER_PORT");
@@ -87,17 +87,17 @@ World init(const InitOptions& options) {
 #if LONGHAUL_WITH_C10D
     // One rank without a store address serves itself on the loopback, on any free port.
     const bool alone = launch.size == 1 && launch.store_host.empty();
-    TcpStoreOptions store;
+    c10d_backend::TcpStoreOptions store;
     store.rank0_serves = !launch.agent_store;
     if (launch.agent_store) store.prefix = detail::str_cat("longhaul/attempt", launch.restart);
-    comm = create_c10d_world_tcp(alone ? "127.0.0.1" : launch.store_host, alone ? 0 : launch.store_port, launch.rank,
-                                 launch.size, comm_options, store);
+    comm = c10d_backend::create_world_tcp(alone ? "127.0.0.1" : launch.store_host, alone ? 0 : launch.store_port,
+                                          launch.rank, launch.size, comm_options, store);
 #else
     throw Unsupported("backend c10d requested (or launched by torchrun/Slurm) but this build of longhaul has no "
                       "c10d; configure with LONGHAUL_WITH_C10D=ON");
 #endif
   } else {
-    comm = create_local_world(1, comm_options)[0];
+    comm = local::create_world(1, comm_options)[0];
   }
   if (comm->size() != launch.size && launch.launcher != "single process")
     throw CommError(detail::str_cat("backend ", comm->backend(), " built a world of ", comm->size(), " ranks but ",
@@ -108,17 +108,17 @@ World init(const InitOptions& options) {
 #if LONGHAUL_WITH_NCCL
     LH_CHECK(device >= 0, "backend nccl needs a CUDA device, but torch sees none on this rank (",
              launch.launcher, " rank ", launch.rank, ")");
-    NcclOptions nccl;
-    nccl.device = device;
-    nccl.comm = comm_options;
+    nccl::Options nccl_options;
+    nccl_options.device = device;
+    nccl_options.comm = comm_options;
     host = comm;
-    comm = create_routed_comm(host, create_nccl_world(*host, nccl));
+    comm = routed::wrap(host, nccl::create_world(*host, nccl_options));
 #else
     throw Unsupported("backend nccl requested but this build of longhaul has no NCCL; configure with "
                       "LONGHAUL_WITH_NCCL=ON (needs CUDA)");
 #endif
   }
-  if (options.nccl_order || nccl_order_requested_by_env()) comm = with_nccl_order(comm);
+  if (options.nccl_order || nccl_order::requested_by_env()) comm = nccl_order::wrap(comm);
   const int local_rank = launch.local_rank, local_size = launch.local_size;
   const std::string launcher = launch.launcher;
   int threads = options.threads;

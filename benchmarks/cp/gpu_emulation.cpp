@@ -91,8 +91,8 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
       double err = 0;
       CommOptions co;
       co.timeout = std::chrono::seconds(300);
-      run_local_ranks(p, [&](Communicator& comm) {
-        enter_device_rank(dev);  // its own stream, as if on its own GPU
+      local::run_ranks(p, [&](Communicator& comm) {
+        local::enter_device_rank(dev);  // its own stream, as if on its own GPU
         const ShardPlan plan = plan_for(o.T, mask, layout, p, comm.rank());
         const at::Tensor ql = plan.shard(q), kl = plan.shard(k), vl = plan.shard(v), dl = plan.shard(dout);
         Options opts;

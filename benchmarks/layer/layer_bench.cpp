@@ -74,8 +74,8 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
     if (cuda) at::accelerator::synchronizeDevice(0), at::accelerator::resetPeakStats(0);
     const int64_t base = cuda ? int64_t(at::accelerator::getDeviceStats(0).allocated_bytes[0].current) : 0;
     PeakRssGrowth rss;
-    run_local_ranks(p, [&](Communicator& comm) {
-      enter_device_rank(dev);  // its own stream, as if on its own GPU
+    local::run_ranks(p, [&](Communicator& comm) {
+      local::enter_device_rank(dev);  // its own stream, as if on its own GPU
       const ShardPlan plan(o.T, std::nullopt, cp_opts.layout, p, comm.rank());
       ContextParallel cp(comm.shared_from_this(), cp_opts);
       train::BlockWeights w;

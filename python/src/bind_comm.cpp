@@ -130,8 +130,8 @@ void bind_comm(py::module_& m) {
         if (timeout_s) o.timeout = to_ms(*timeout_s);
         const c10::DeviceType d = device == "cpu" ? c10::DeviceType::CPU : device == "cuda" ? c10::DeviceType::CUDA
                                 : throw InvalidArgument("from_process_group: device must be cpu or cuda, got '" + device + "'");
-        CommPtr comm = create_c10d_communicator(group, d, o);
-        return nccl_order_requested_by_env() ? with_nccl_order(comm) : comm;
+        CommPtr comm = c10d_backend::wrap(group, d, o);
+        return nccl_order::requested_by_env() ? nccl_order::wrap(comm) : comm;
       },
       py::arg("group"), py::arg("device") = "cpu", py::arg("timeout") = py::none(),
       "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator "

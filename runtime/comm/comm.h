@@ -22,7 +22,7 @@ const char* to_string(ReduceOp op);
 struct CommOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // deadline of every wait
   // NCCL's rules instead of the backend's (matching in posting order per pair, one stream per
-  // rank): see runtime/comm/nccl_order/communicator.h. Honoured by create_local_world; longhaul::init
+  // rank): see runtime/comm/nccl_order/communicator.h. Honoured by local::create_world; longhaul::init
   // reads it from LONGHAUL_NCCL_ORDER=1.
   bool nccl_order = false;
 };

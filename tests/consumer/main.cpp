@@ -15,7 +15,7 @@ int main() {
   const longhaul::AttentionOutput ref = longhaul::attention_forward(
       q, k, v, longhaul::BlockView::self(T), mask, 0, longhaul::AttentionBackend::Reference);
   std::atomic<int> ok{0};
-  longhaul::run_local_ranks(2, [&](longhaul::Communicator& comm) {
+  longhaul::local::run_ranks(2, [&](longhaul::Communicator& comm) {
     longhaul::ShardPlan plan(T, std::nullopt, longhaul::Layout::Zigzag, comm.size(), comm.rank());
     longhaul::ContextParallel cp(comm.shared_from_this(), {.strategy = longhaul::Strategy::Ring,
                                                             .layout = longhaul::Layout::Zigzag});

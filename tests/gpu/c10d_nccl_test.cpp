@@ -1,6 +1,6 @@
 // The c10d backend over torch's own ProcessGroupNCCL (what a Python script hands longhaul as its
 // torch.distributed group): a world of one on this GPU, built here over a TCPStore, wrapped by
-// create_c10d_communicator, running the collectives on CUDA tensors. Skipped, with the reason,
+// c10d_backend::wrap, running the collectives on CUDA tensors. Skipped, with the reason,
 // without a CUDA device; the c10d wrapper's logic on CPU (Gloo) runs in tests/multiprocess (c10d.* tests).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -26,7 +26,7 @@ TEST(C10dNccl, WrappedProcessGroupNcclRunsCollectivesOnCudaTensors) {
   auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, 0, 1, c10d::ProcessGroupNCCL::Options::create());
   CommOptions co;
   co.timeout = std::chrono::seconds(60);
-  CommPtr comm = create_c10d_communicator(c10::intrusive_ptr<c10d::Backend>(pg), store, co);
+  CommPtr comm = c10d_backend::wrap(c10::intrusive_ptr<c10d::Backend>(pg), store, co);
   EXPECT_EQ(comm->size(), 1);
   EXPECT_EQ(comm->rank(), 0);
   const auto cuda = at::TensorOptions().device(at::kCUDA);

@@ -30,9 +30,9 @@ TEST_P(CpCuda, EveryLayoutMaskAndDtypeMatchesTheReference) {
   CommOptions o;
   o.timeout = std::chrono::seconds(120);
   o.nccl_order = c.nccl_order;
-  run_local_ranks(c.ranks, [&](Communicator& comm) {
+  local::run_ranks(c.ranks, [&](Communicator& comm) {
     const c10::Device dev(c10::DeviceType::CUDA, 0);
-    enter_device_rank(dev);  // a stream of its own per thread-rank
+    local::enter_device_rank(dev);  // a stream of its own per thread-rank
     testing::check_device_cases(comm, c.strategy, 301, dev);  // odd T: uneven shards
   }, o);
 }

@@ -18,9 +18,9 @@ TEST(LocalCuda, RingAndCollectivesOnOneDevice) {
   if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); CPU paths are in tests/unit";
   CommOptions o;
   o.timeout = std::chrono::seconds(20);
-  run_local_ranks(4, [](Communicator& comm) {
+  local::run_ranks(4, [](Communicator& comm) {
     const c10::Device dev(c10::DeviceType::CUDA, 0);
-    enter_device_rank(dev);  // a stream of its own per thread-rank
+    local::enter_device_rank(dev);  // a stream of its own per thread-rank
     const int p = comm.size(), r = comm.rank();
     auto opts = at::TensorOptions().device(dev);
     at::Tensor out = at::full({1 << 20}, float(r), opts), in = at::empty({1 << 20}, opts);

@@ -34,8 +34,8 @@ bool have_cuda() { return at::hasCUDA() && c10::cuda::device_count() > 0; }
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); the nccl backend " \
                                     "needs one (the shared collective checks run on CPU over local, MPI and Gloo; NCCL's matching and stream order in the NcclOrder tests)"
 
-NcclOptions options(bool nonblocking = true, int timeout_s = 20) {
-  NcclOptions o;
+nccl::Options options(bool nonblocking = true, int timeout_s = 20) {
+  nccl::Options o;
   o.nonblocking = nonblocking;
   o.comm.timeout = std::chrono::seconds(timeout_s);
   return o;
@@ -131,7 +131,7 @@ class StagedComm : public Communicator {
 TEST(NcclComm, WorldOfOneInBothModes) {
   REQUIRE_CUDA();
   for (bool nonblocking : {true, false}) {
-    auto comm = create_nccl_world(options(nonblocking));
+    auto comm = nccl::create_world(options(nonblocking));
     ASSERT_NE(comm, nullptr);
     EXPECT_EQ(comm->rank(), 0);
     EXPECT_EQ(comm->size(), 1);
@@ -145,7 +145,7 @@ TEST(NcclComm, WorldOfOneInBothModes) {
 TEST(NcclComm, GroupedExchangeWithSelf) {
   REQUIRE_CUDA();
   for (bool nonblocking : {true, false}) {
-    auto comm = create_nccl_world(options(nonblocking));
+    auto comm = nccl::create_world(options(nonblocking));
     for (auto dtype : {at::kFloat, at::kBFloat16, at::kLong}) {
       // Two messages to oneself; posted tag 1 first: the group orders them by tag.
       at::Tensor a = pattern(1 << 18, 1, dtype), b = pattern(100, 2, dtype);
@@ -162,7 +162,7 @@ TEST(NcclComm, GroupedExchangeWithSelf) {
 
 TEST(NcclComm, StandaloneSendRecvToSelfAreDeferredAndGrouped) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   at::Tensor a = pattern(5000, 3, at::kFloat), b = pattern(7, 4, at::kFloat);
   at::Tensor ra = at::empty_like(a), rb = at::empty_like(b);
   auto ws1 = comm->send(a, 0, 5), ws2 = comm->send(b, 0, 5);  // FIFO on one tag
@@ -191,7 +191,7 @@ TEST(NcclComm, StandaloneSendRecvToSelfAreDeferredAndGrouped) {
 
 TEST(NcclComm, AllToAllAllGatherReduceScatterWithCounts) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble, at::kLong}) {
     at::Tensor in = pattern(37, 1, dtype);
     at::Tensor out = at::full_like(in, -1);
@@ -220,7 +220,7 @@ TEST(NcclComm, AllToAllAllGatherReduceScatterWithCounts) {
 
 TEST(NcclComm, AllReduceDtypesAndOps) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   for (auto dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble, at::kLong}) {
     for (auto op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min}) {
       at::Tensor want = pattern(1001, 3, dtype);
@@ -236,7 +236,7 @@ TEST(NcclComm, AllReduceDtypesAndOps) {
 
 TEST(NcclComm, BroadcastAndBarrier) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   at::Tensor t = pattern(99, 8, at::kHalf), want = t.clone();
   comm->broadcast(t, 0)->wait();
   EXPECT_TRUE(same(t, want));
@@ -245,7 +245,7 @@ TEST(NcclComm, BroadcastAndBarrier) {
 
 TEST(NcclComm, ZeroSizeTensors) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   at::Tensor e = at::empty({0, 5}, on_gpu()), f = at::empty({0, 5}, on_gpu());
   comm->send(e, 0)->wait();
   comm->recv(f, 0)->wait();
@@ -263,7 +263,7 @@ TEST(NcclComm, ZeroSizeTensors) {
 
 TEST(NcclComm, ArgumentErrorsAreClear) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   at::Tensor cpu = at::zeros({4});
   try {
     comm->all_reduce(cpu);
@@ -295,7 +295,7 @@ TEST(NcclComm, ArgumentErrorsAreClear) {
 TEST(NcclComm, Split) {
   REQUIRE_CUDA();
   for (bool nonblocking : {true, false}) {
-    auto comm = create_nccl_world(options(nonblocking));
+    auto comm = nccl::create_world(options(nonblocking));
     auto sub = comm->split(0, 0);
     ASSERT_NE(sub, nullptr);
     EXPECT_EQ(sub->size(), 1);
@@ -316,7 +316,7 @@ TEST(NcclComm, Split) {
 // assumes exactly this.
 TEST(NcclComm, OneStreamPerCommunicatorCompletesInIssueOrder) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   auto other = comm->split(0, 0);
   ASSERT_NE(other, nullptr);
   for (int round = 0; round < 3; ++round) {
@@ -337,7 +337,7 @@ TEST(NcclComm, OneStreamPerCommunicatorCompletesInIssueOrder) {
 
 TEST(NcclComm, OrderedAfterTheCallersStream) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options());
+  auto comm = nccl::create_world(options());
   c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool(false, 0));  // a non-default current stream
   at::Tensor m = at::randn({2048, 2048}, on_gpu());
   for (int round = 0; round < 3; ++round) {
@@ -355,7 +355,7 @@ TEST(NcclComm, OrderedAfterTheCallersStream) {
 
 TEST(NcclComm, SharedCollectiveChecks) {
   REQUIRE_CUDA();
-  StagedComm comm(create_nccl_world(options()));
+  StagedComm comm(nccl::create_world(options()));
   using namespace longhaul::testing;
   check_point_to_point(comm);
   check_exchange(comm);
@@ -374,8 +374,8 @@ TEST(NcclComm, SharedCollectiveChecks) {
 
 TEST(NcclComm, BootstrapOverAnotherCommunicator) {
   REQUIRE_CUDA();
-  auto boot = create_local_world(1);
-  auto comm = create_nccl_world(*boot[0], options());
+  auto boot = local::create_world(1);
+  auto comm = nccl::create_world(*boot[0], options());
   EXPECT_EQ(comm->size(), 1);
   at::Tensor t = at::ones({8}, on_gpu());
   comm->all_reduce(t)->wait();
@@ -387,8 +387,8 @@ TEST(NcclComm, BootstrapOverAnotherCommunicator) {
 // failures, an unreachable store or a missing rank, are tested on CPU in c10d_bootstrap_test).
 TEST(NcclComm, BootstrapOverAC10dWorld) {
   REQUIRE_CUDA();
-  auto boot = create_c10d_world_tcp("127.0.0.1", 0, 0, 1);
-  auto comm = create_nccl_world(*boot, options());
+  auto boot = c10d_backend::create_world_tcp("127.0.0.1", 0, 0, 1);
+  auto comm = nccl::create_world(*boot, options());
   EXPECT_EQ(comm->size(), 1);
   at::Tensor t = at::ones({8}, on_gpu());
   comm->all_reduce(t)->wait();
@@ -404,7 +404,7 @@ void CUDART_CB hold_stream(void* ms) {
 // Last: aborts the communicator while its operation is still queued.
 TEST(NcclComm, DeadlineAbortsTheCommunicator) {
   REQUIRE_CUDA();
-  auto comm = create_nccl_world(options(true, 20));
+  auto comm = nccl::create_world(options(true, 20));
   comm->barrier()->wait();  // initialised and connected
   comm->set_timeout(std::chrono::milliseconds(300));
   static int hold_ms = 1500;

@@ -55,7 +55,7 @@ std::vector<std::string> run_ranks(const std::vector<int>& sizes, milliseconds t
         auto store = r == 0 ? server : c10d_backend::connect_tcp_store("127.0.0.1", port, r, sizes[r], timeout, false);
         CommOptions o;
         o.timeout = timeout;
-        auto comm = create_c10d_world(store, r, sizes[r], o);
+        auto comm = c10d_backend::create_world(store, r, sizes[r], o);
         fn(*comm);
       } catch (const std::exception& e) {
         errors[r] = e.what();
@@ -91,7 +91,7 @@ TEST(C10dBootstrap, UnreachableStoreFailsWithinTheDeadline) {
   try {
     CommOptions o;
     o.timeout = milliseconds(1500);
-    create_c10d_world_tcp("127.0.0.1", port, 1, 2, o);
+    c10d_backend::create_world_tcp("127.0.0.1", port, 1, 2, o);
     ADD_FAILURE() << "a world was built without a store";
   } catch (const CommError& e) {
     const std::string msg = e.what();
@@ -121,8 +121,8 @@ TEST(C10dBootstrap, DisagreeingWorldSizesAreAnError) {
 }
 
 TEST(C10dBootstrap, BadRankIsInvalidArgument) {
-  EXPECT_THROW(create_c10d_world_tcp("127.0.0.1", 1234, 2, 2), InvalidArgument);
-  EXPECT_THROW(create_c10d_world_tcp("127.0.0.1", 0, 1, 2), InvalidArgument);  // port 0 only for rank 0
+  EXPECT_THROW(c10d_backend::create_world_tcp("127.0.0.1", 1234, 2, 2), InvalidArgument);
+  EXPECT_THROW(c10d_backend::create_world_tcp("127.0.0.1", 0, 1, 2), InvalidArgument);  // port 0 only for rank 0
 }
 
 // ---- launch detection ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(deadline_s * 1000));
   int rc = 0;
   {
-    auto comm = longhaul::create_mpi_world(options);
+    auto comm = longhaul::mpi::create_world(options);
     const int p = comm->size(), r = comm->rank();
     at::Tensor out = at::full({1 << 18}, float(r)), in = at::empty({1 << 18});  // 1 MiB
     try {
@@ -34,6 +34,6 @@ int main(int argc, char** argv) {
       rc = 1;
     }
   }
-  longhaul::shutdown_mpi();  // aborts the job when operations were left incomplete
+  longhaul::mpi::shutdown();  // aborts the job when operations were left incomplete
   return rc;
 }

@@ -44,7 +44,7 @@ class TrainMpi : public MpiTest {};
 TEST_F(TrainMpi, EverySplitEqualsOneProcess) {
   const int steps = 3;
   TrainRun ref;
-  run_local_ranks(1, [&](Communicator& c) { ref = train_on(c.shared_from_this(), 1, steps); });
+  local::run_ranks(1, [&](Communicator& c) { ref = train_on(c.shared_from_this(), 1, steps); });
   const int w = comm().size();
   for (int cp = 1; cp <= w; ++cp) {
     if (w % cp) continue;

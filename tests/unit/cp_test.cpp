@@ -15,7 +15,7 @@ void on_ranks(int p, const std::function<void(Communicator&)>& fn, bool nccl_ord
   CommOptions o;
   o.timeout = std::chrono::seconds(60);
   o.nccl_order = nccl_order;
-  run_local_ranks(p, [&](Communicator& comm) {
+  local::run_ranks(p, [&](Communicator& comm) {
     fn(comm);
     EXPECT_TRUE(testing::all_ranks_pass(comm, !::testing::Test::HasFailure()));
   }, o);

@@ -19,7 +19,7 @@ class LocalRanks : public ::testing::TestWithParam<int> {
   void run(CheckFn check) {
     CommOptions o;
     o.timeout = std::chrono::seconds(20);
-    run_local_ranks(GetParam(), [&](Communicator& comm) {
+    local::run_ranks(GetParam(), [&](Communicator& comm) {
       check(comm);
       EXPECT_TRUE(testing::all_ranks_pass(comm, !::testing::Test::HasFailure()));
     }, o);
@@ -33,8 +33,8 @@ class RoutedRanks : public ::testing::TestWithParam<int> {
   void run(CheckFn check) {
     CommOptions o;
     o.timeout = std::chrono::seconds(20);
-    run_local_ranks(GetParam(), [&](Communicator& local) {
-      CommPtr routed = create_routed_comm(local.shared_from_this(), nullptr);
+    local::run_ranks(GetParam(), [&](Communicator& local) {
+      CommPtr routed = routed::wrap(local.shared_from_this(), nullptr);
       check(*routed);
       EXPECT_TRUE(testing::all_ranks_pass(local, !::testing::Test::HasFailure()));
     }, o);
@@ -73,8 +73,8 @@ INSTANTIATE_TEST_SUITE_P(Ranks, RoutedRanks, ::testing::Values(1, 3),
 
 // A device neither backend moves is refused by name; backends over different ranks are refused.
 TEST(RoutedComm, RefusesUnroutableDevicesAndMismatchedBackends) {
-  auto world = create_local_world(2);
-  CommPtr routed = create_routed_comm(world[0], nullptr);
+  auto world = local::create_world(2);
+  CommPtr routed = routed::wrap(world[0], nullptr);
   EXPECT_EQ(routed->backend(), "local");
   at::Tensor meta = at::empty({4}, at::TensorOptions().device(at::kMeta));
   try {
@@ -83,20 +83,20 @@ TEST(RoutedComm, RefusesUnroutableDevicesAndMismatchedBackends) {
   } catch (const Unsupported& e) {
     EXPECT_NE(std::string(e.what()).find("META tensors"), std::string::npos) << e.what();
   }
-  auto three = create_local_world(3);
+  auto three = local::create_world(3);
   try {
-    create_routed_comm(world[0], three[0]);
+    routed::wrap(world[0], three[0]);
     ADD_FAILURE() << "backends of 2 and 3 ranks were paired";
   } catch (const InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("same ranks"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(create_routed_comm(world[1], world[1])->backend(), "local+local");
+  EXPECT_EQ(routed::wrap(world[1], world[1])->backend(), "local+local");
 }
 
 // The local backend copies on send: changing the buffer after send() returns cannot change what
 // the receiver gets (a backend that kept a reference would hide a caller's violation of the rule).
 TEST(LocalBackend, CopiesOnSend) {
-  run_local_ranks(2, [](Communicator& comm) {
+  local::run_ranks(2, [](Communicator& comm) {
     if (comm.rank() == 0) {
       at::Tensor buf = at::full({1000}, 1.0);
       auto w = comm.send(buf, 1);
@@ -113,23 +113,23 @@ TEST(LocalBackend, CopiesOnSend) {
 }
 
 // A rank that throws does not leave the others blocked forever: their waits end at the deadline
-// and run_local_ranks rethrows the first error.
+// and local::run_ranks rethrows the first error.
 TEST(LocalBackend, FailingRankEndsWithinDeadline) {
   CommOptions o;
   o.timeout = std::chrono::milliseconds(300);
   auto start = Clock::now();
-  EXPECT_THROW(run_local_ranks(3, [](Communicator& comm) {
+  EXPECT_THROW(local::run_ranks(3, [](Communicator& comm) {
     if (comm.rank() == 1) throw InvalidArgument("rank 1 gives up");
     comm.barrier()->wait();
   }, o), Error);
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5.0);
 }
 
-TEST(LocalBackend, RejectsBadWorldSize) { EXPECT_THROW(create_local_world(0), InvalidArgument); }
+TEST(LocalBackend, RejectsBadWorldSize) { EXPECT_THROW(local::create_world(0), InvalidArgument); }
 
 TEST(LocalBackend, ThreadRanksRunSingleThreaded) {
   const int before = at::get_num_threads();
-  run_local_ranks(2, [](Communicator&) { EXPECT_EQ(at::get_num_threads(), 1); });
+  local::run_ranks(2, [](Communicator&) { EXPECT_EQ(at::get_num_threads(), 1); });
   EXPECT_EQ(at::get_num_threads(), before);
 }
 

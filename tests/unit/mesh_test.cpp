@@ -19,7 +19,7 @@ int64_t sum_of_world_ranks(const CommPtr& group, int world_rank) {
 TEST(ProcessMesh, EightRanksTwoReplicasOfTwoByTwo) {
   CommOptions o;
   o.timeout = std::chrono::seconds(20);
-  run_local_ranks(8, [](Communicator& world_ref) {
+  local::run_ranks(8, [](Communicator& world_ref) {
     auto world = world_ref.shared_from_this();
     const int w = world->rank();
     ProcessMesh mesh(world, {.cp = 4, .ulysses = 2});
@@ -42,7 +42,7 @@ TEST(ProcessMesh, EightRanksTwoReplicasOfTwoByTwo) {
 }
 
 TEST(ProcessMesh, RejectsShapesThatDoNotDivide) {
-  run_local_ranks(6, [](Communicator& world_ref) {
+  local::run_ranks(6, [](Communicator& world_ref) {
     auto world = world_ref.shared_from_this();
     EXPECT_THROW(ProcessMesh(world, {.cp = 4}), InvalidArgument);
     EXPECT_THROW(ProcessMesh(world, {.cp = 6, .ulysses = 4}), InvalidArgument);

@@ -27,7 +27,7 @@ CommOptions nccl_order(std::chrono::milliseconds timeout) {
 class NcclOrderRanks : public ::testing::TestWithParam<int> {
  protected:
   void run(CheckFn check) {
-    run_local_ranks(GetParam(), [&](Communicator& comm) {
+    local::run_ranks(GetParam(), [&](Communicator& comm) {
       check(comm);
       EXPECT_TRUE(testing::all_ranks_pass(comm, !::testing::Test::HasFailure()));
     }, nccl_order(std::chrono::seconds(20)));
@@ -58,7 +58,7 @@ struct Outcome {
 Outcome run_pair(const CommOptions& options, const std::function<void(Communicator&)>& body) {
   Outcome out;
   std::mutex mu;
-  run_local_ranks(2, [&](Communicator& comm) {
+  local::run_ranks(2, [&](Communicator& comm) {
     const auto start = Clock::now();
     std::string error;
     bool timeout = false;
@@ -140,7 +140,7 @@ TEST(NcclOrder, ReceivePostedAheadOfItsSendEndsAtTheDeadlineNamingIt) {
 // Standalone operations are deferred (done() stays false) until something posts them; a rank's
 // operations complete in stream order, so once its barrier is done its earlier send is too.
 TEST(NcclOrder, StandaloneOperationsAreDeferredAndCompleteInStreamOrder) {
-  run_local_ranks(2, [](Communicator& comm) {
+  local::run_ranks(2, [](Communicator& comm) {
     at::Tensor t = at::full({4}, 7.0), in = at::zeros({4});
     WorkPtr w = comm.rank() == 0 ? comm.send(t, 1, 3) : comm.recv(in, 0, 3);
     EXPECT_FALSE(w->done());
@@ -169,8 +169,8 @@ TEST(NcclOrder, DeadlineAbortsTheCommunicator) {
 // The routed communicator hands whole operations to one backend: under NCCL order on its host side
 // the collectives keep working.
 TEST(NcclOrder, RoutedOverAnNcclOrderBackend) {
-  run_local_ranks(3, [](Communicator& local) {
-    CommPtr routed = create_routed_comm(local.shared_from_this(), nullptr);
+  local::run_ranks(3, [](Communicator& local) {
+    CommPtr routed = routed::wrap(local.shared_from_this(), nullptr);
     testing::check_exchange(*routed);
     testing::check_point_to_point(*routed);
     testing::check_all_gather(*routed);

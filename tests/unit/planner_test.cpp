@@ -28,7 +28,7 @@ TEST(Planner, BytesEqualWhatTheStrategiesSend) {
       for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped}) {
         if (s == Strategy::Hybrid && l != Layout::Zigzag) continue;  // the planner rates hybrid for zigzag
         int64_t measured = 0;
-        run_local_ranks(pr.P, [&](Communicator& comm) {
+        local::run_ranks(pr.P, [&](Communicator& comm) {
           std::optional<at::Tensor> cu;
           if (!pr.cu_seqlens.empty()) cu = at::tensor(pr.cu_seqlens, at::kLong);
           ShardPlan plan(pr.T, cu, l, pr.P, comm.rank());

@@ -55,7 +55,7 @@ RunResult run(int world, const TrainOptions& o, int steps,
   CommOptions co;
   co.timeout = std::chrono::seconds(60);
   const TaskOptions task = tiny_recall_task();
-  run_local_ranks(world, [&](Communicator& comm) {
+  local::run_ranks(world, [&](Communicator& comm) {
     Trainer t(comm.shared_from_this(), task_source(task), o);
     std::vector<double> losses;
     for (int i = 0; i < steps; ++i) {
@@ -86,7 +86,7 @@ TEST(TrainModel, RopeAnglesInFloat64) {
 // The model's attention path (rope → ContextParallel::attention, one rank) has the gradients of a
 // naive causal softmax attention: the loop trains attention, not only embeddings and MLPs.
 TEST(TrainModel, AttentionGradientsMatchNaive) {
-  run_local_ranks(1, [&](Communicator& comm) {
+  local::run_ranks(1, [&](Communicator& comm) {
     ContextParallel cp(comm.shared_from_this(), Options{});
     const int64_t T = 24, H = 2, D = 8;
     at::Tensor q = at::randn({T, H, D}, at::kDouble).requires_grad_(true);
@@ -188,18 +188,18 @@ TEST_P(TrainResume, ResumeReproducesLossesBitwise) {
     std::lock_guard<std::mutex> lock(mu);
     if (comm.rank() == 0) into = l;
   };
-  run_local_ranks(2, [&](Communicator& comm) {
+  local::run_ranks(2, [&](Communicator& comm) {
     Trainer t(comm.shared_from_this(), source(), o);
     std::vector<double> l;
     for (int i = 0; i < total; ++i) l.push_back(t.step().loss);
     keep(whole, l, comm);
   });
-  run_local_ranks(2, [&](Communicator& comm) {  // "killed" after step 3: the trainers are gone
+  local::run_ranks(2, [&](Communicator& comm) {  // "killed" after step 3: the trainers are gone
     Trainer t(comm.shared_from_this(), source(), o);
     for (int i = 0; i < stop; ++i) t.step();
     t.save(path);
   });
-  run_local_ranks(2, [&](Communicator& comm) {
+  local::run_ranks(2, [&](Communicator& comm) {
     Trainer t(comm.shared_from_this(), source(), o);
     t.load(path);
     EXPECT_EQ(t.steps_done(), stop);
@@ -222,7 +222,7 @@ INSTANTIATE_TEST_SUITE_P(Samplers, TrainResume,
 
 void expect_refused(const std::string& path, const TrainOptions& o, const std::string& needle) {
   try {
-    run_local_ranks(1, [&](Communicator& comm) {
+    local::run_ranks(1, [&](Communicator& comm) {
       Trainer t(comm.shared_from_this(), task_source(tiny_recall_task()), o);
       t.load(path);
     });

@@ -59,7 +59,7 @@ class C10dCommunicator : public Communicator {
     const std::string op = detail::str_cat("split(color ", color, ", key ", key, ")");
     if (!store_)
       throw Unsupported(describe(op) + ": this communicator wraps a process group without a store; pass the "
-                                       "group's store to create_c10d_communicator");
+                                       "group's store to c10d_backend::wrap");
     if (name_ != "gloo")
       throw Unsupported(describe(op) + ": only Gloo groups are split by longhaul (the " + name_ +
                         " group would need its own split); split in Python and wrap each group");
@@ -244,7 +244,8 @@ class C10dCommunicator : public Communicator {
 
 }  // namespace
 
-CommPtr create_c10d_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options) {
+CommPtr c10d_backend::create_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                   CommOptions options) {
   const std::string what = detail::str_cat("backend c10d-gloo: joining the world (rank ", rank, " of ", size, ")");
   if (!store) throw InvalidArgument(what + ": the store is null");
   if (size < 1 || rank < 0 || rank >= size)
@@ -256,22 +257,22 @@ CommPtr create_c10d_world(const c10::intrusive_ptr<c10d::Store>& store, int rank
   return std::make_shared<C10dCommunicator>(backend, store, prefix, options);
 }
 
-CommPtr create_c10d_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options,
-                              const TcpStoreOptions& store_options) {
+CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options,
+                                       const TcpStoreOptions& store_options) {
   c10::intrusive_ptr<c10d::Store> store = c10d_backend::connect_tcp_store(
       host, port, rank, size, options.timeout, rank == 0 && store_options.rank0_serves);
   if (!store_options.prefix.empty()) store = c10::make_intrusive<c10d::PrefixStore>(store_options.prefix, store);
-  return create_c10d_world(store, rank, size, options);
+  return c10d_backend::create_world(store, rank, size, options);
 }
 
-CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::Backend>& backend,
-                                 const c10::intrusive_ptr<c10d::Store>& store, CommOptions options) {
+CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
+                           const c10::intrusive_ptr<c10d::Store>& store, CommOptions options) {
   if (!backend) throw InvalidArgument("backend c10d: the process group backend to wrap is null");
   return std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options);
 }
 
-CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::ProcessGroup>& group, c10::DeviceType device,
-                                 CommOptions options) {
+CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group, c10::DeviceType device,
+                           CommOptions options) {
   if (!group) throw InvalidArgument("backend c10d: the process group to wrap is null");
   c10::intrusive_ptr<c10d::Backend> backend;
   try {
@@ -280,7 +281,7 @@ CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::ProcessGroup>& g
     throw InvalidArgument(detail::str_cat("backend c10d: the process group has no backend for ",
                                           c10::DeviceTypeName(device), " tensors: ", e.what_without_backtrace()));
   }
-  return create_c10d_communicator(backend, group->getStore(), options);
+  return c10d_backend::wrap(backend, group->getStore(), options);
 }
 
 }  // namespace longhaul

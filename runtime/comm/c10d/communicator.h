@@ -20,12 +20,12 @@ class ProcessGroup;
 class Store;
 }  // namespace c10d
 
-namespace longhaul {
+namespace longhaul::c10d_backend {
 
 // A Gloo world over `store`: every rank of [0, size) calls this with the same size; each first
 // announces itself on the store and checks the others (missing ranks, disagreeing world sizes and
 // duplicate ranks fail with a CommError within options.timeout).
-CommPtr create_c10d_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options = {});
+CommPtr create_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options = {});
 
 // Where the ranks meet: a TCPStore at host:port that rank 0 serves (port 0 on a one-rank world:
 // any), or one a launcher's agent already serves (torchrun's, TORCHELASTIC_USE_AGENT_STORE);
@@ -34,15 +34,15 @@ struct TcpStoreOptions {
   bool rank0_serves = true;
   std::string prefix;
 };
-CommPtr create_c10d_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options = {},
-                              const TcpStoreOptions& store = {});
+CommPtr create_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options = {},
+                         const TcpStoreOptions& store = {});
 
 // Wraps an existing backend. `store` (the group's, or one all its ranks share) is needed only by
 // split(); without it split() throws Unsupported.
-CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::Backend>& backend,
-                                 const c10::intrusive_ptr<c10d::Store>& store = {}, CommOptions options = {});
+CommPtr wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
+             const c10::intrusive_ptr<c10d::Store>& store = {}, CommOptions options = {});
 // Wraps the backend of `group` for tensors of `device` (its store comes along).
-CommPtr create_c10d_communicator(const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                                 c10::DeviceType device = c10::DeviceType::CPU, CommOptions options = {});
+CommPtr wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group,
+             c10::DeviceType device = c10::DeviceType::CPU, CommOptions options = {});
 
-}  // namespace longhaul
+}  // namespace longhaul::c10d_backend

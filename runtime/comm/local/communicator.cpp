@@ -190,19 +190,19 @@ class LocalCommunicator : public Communicator {
 
 }  // namespace
 
-std::vector<CommPtr> create_local_world(int size, CommOptions options) {
+std::vector<CommPtr> local::create_world(int size, CommOptions options) {
   LH_CHECK(size >= 1, "local world size must be at least 1, got ", size);
   auto hub = std::make_shared<Hub>(size);
   std::vector<CommPtr> comms;
   for (int r = 0; r < size; ++r) {
     CommPtr c = std::make_shared<LocalCommunicator>(hub, r, options);
-    comms.push_back(options.nccl_order ? with_nccl_order(std::move(c)) : std::move(c));
+    comms.push_back(options.nccl_order ? nccl_order::wrap(std::move(c)) : std::move(c));
   }
   return comms;
 }
 
-void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options) {
-  auto comms = create_local_world(size, options);
+void local::run_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options) {
+  auto comms = local::create_world(size, options);
   const int saved_threads = at::get_num_threads();
   at::set_num_threads(1);  // P thread-ranks share the cores; each runs single-threaded
   std::vector<std::exception_ptr> errors(size);
@@ -222,7 +222,7 @@ void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, Com
     if (e) std::rethrow_exception(e);
 }
 
-void enter_device_rank(const c10::Device& device) {
+void local::enter_device_rank(const c10::Device& device) {
   if (device.is_cpu()) return;
   c10::impl::VirtualGuardImpl impl(device.type());
   impl.setDevice(device);

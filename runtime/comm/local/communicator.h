@@ -12,15 +12,15 @@
 
 #include "runtime/comm/comm.h"
 
-namespace longhaul {
+namespace longhaul::local {
 
 // Creates the communicators of a P-rank local world; element r is rank r's.
-std::vector<CommPtr> create_local_world(int size, CommOptions options = {});
+std::vector<CommPtr> create_world(int size, CommOptions options = {});
 
 // Runs fn(comm) on `size` threads, one per rank, single-threaded ATen inside; joins all and
 // rethrows the first exception (after every thread ended, so none is left blocked forever:
 // deadlines end their waits).
-void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options = {});
+void run_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options = {});
 
 // Called first on a thread-rank that emulates a rank of its own GPU on a shared `device`: makes
 // the device current (a new thread has no CUDA context, which cuBLAS warns about) and gives the
@@ -28,4 +28,4 @@ void run_local_ranks(int size, const std::function<void(Communicator&)>& fn, Com
 // No-op for a CPU device.
 void enter_device_rank(const c10::Device& device);
 
-}  // namespace longhaul
+}  // namespace longhaul::local

@@ -250,13 +250,13 @@ class MpiCommunicator : public Communicator {
 
 }  // namespace
 
-bool launched_by_mpi() {
+bool mpi::launched() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(v)) return true;
   return false;
 }
 
-CommPtr create_mpi_world(CommOptions options) {
+CommPtr mpi::create_world(CommOptions options) {
   MPI_Comm world = MPI_COMM_NULL;
   int rank = 0, size = 0;
   Engine::instance().run_sync(
@@ -270,6 +270,6 @@ CommPtr create_mpi_world(CommOptions options) {
   return std::make_shared<MpiCommunicator>(world, rank, size, options);
 }
 
-void shutdown_mpi() { Engine::shutdown(); }
+void mpi::shutdown() { Engine::shutdown(); }
 
 }  // namespace longhaul

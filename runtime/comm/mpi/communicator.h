@@ -5,13 +5,13 @@
 
 #include "runtime/comm/comm.h"
 
-namespace longhaul {
+namespace longhaul::mpi {
 
 // The world communicator (a duplicate of MPI_COMM_WORLD). Starts MPI on first use.
-CommPtr create_mpi_world(CommOptions options = {});
+CommPtr create_world(CommOptions options = {});
 // MPI_Finalize (or MPI_Abort when operations were left incomplete by a failure).
-void shutdown_mpi();
+void shutdown();
 // True when the process was started by an MPI launcher (mpirun/mpiexec/srun with PMI).
-bool launched_by_mpi();
+bool launched();
 
-}  // namespace longhaul
+}  // namespace longhaul::mpi

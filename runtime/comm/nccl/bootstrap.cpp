@@ -24,7 +24,7 @@ int resolve_device(int requested) {
 
 namespace {
 
-CommPtr join(const ncclUniqueId& id, int rank, int size, const NcclOptions& options, Clock::time_point deadline,
+CommPtr join(const ncclUniqueId& id, int rank, int size, const nccl::Options& options, Clock::time_point deadline,
              const std::string& how) {
   const int device = resolve_device(options.device);
   auto handle = init_handle(id, rank, size, device, options.nonblocking, deadline,
@@ -42,11 +42,11 @@ ncclUniqueId new_unique_id() {
 }  // namespace
 }  // namespace nccl
 
-CommPtr create_nccl_world(NcclOptions options) {
+CommPtr nccl::create_world(nccl::Options options) {
   return nccl::join(nccl::new_unique_id(), 0, 1, options, Clock::now() + options.comm.timeout, "nothing (one rank)");
 }
 
-CommPtr create_nccl_world(Communicator& bootstrap, NcclOptions options) {
+CommPtr nccl::create_world(Communicator& bootstrap, nccl::Options options) {
   const auto deadline = Clock::now() + options.comm.timeout;
   // [status byte][unique id]: a rank 0 that cannot make an id tells the others instead of leaving
   // them to their deadline.

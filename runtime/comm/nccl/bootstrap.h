@@ -12,7 +12,7 @@ namespace longhaul::nccl {
 // The Communicator over an initialised handle (communicator.cpp).
 CommPtr make_communicator(std::shared_ptr<Handle> handle, int rank, int size, CommOptions options);
 
-// The device an NcclOptions::device of -1 means (the current one); throws when CUDA is absent.
+// The device an nccl::Options::device of -1 means (the current one); throws when CUDA is absent.
 int resolve_device(int requested);
 
 }  // namespace longhaul::nccl

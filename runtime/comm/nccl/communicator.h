@@ -15,27 +15,27 @@
 // - A deadline that passes aborts the NCCL communicator (ncclCommAbort): that Work throws
 //   TimeoutError, every other one CommError, and the communicator is unusable afterwards.
 // - NCCL refuses two ranks on one GPU: more than one rank needs as many GPUs. The device of rank r
-//   is usually local_rank % visible devices (NcclOptions::device).
+//   is usually local_rank % visible devices (Options::device).
 #pragma once
 
 #include <string>
 
 #include "runtime/comm/comm.h"
 
-namespace longhaul {
+namespace longhaul::nccl {
 
-struct NcclOptions {
+struct Options {
   int device = -1;          // CUDA device index; -1: the current device
   bool nonblocking = true;  // NCCL non-blocking mode: init and launches are bounded by the deadline
   CommOptions comm;         // deadline of every wait (and of creation)
 };
 
 // A world of one rank: needs no bootstrap.
-CommPtr create_nccl_world(NcclOptions options = {});
+CommPtr create_world(Options options = {});
 
 // Every rank of `bootstrap` calls this: rank 0 creates the NCCL unique id and broadcasts it over
 // `bootstrap` (any backend that moves CPU tensors: the MPI world, a c10d world over a TCPStore, a
 // local world). Ranks are bootstrap's. This is the one bootstrap path (longhaul::init uses it).
-CommPtr create_nccl_world(Communicator& bootstrap, NcclOptions options = {});
+CommPtr create_world(Communicator& bootstrap, Options options = {});
 
-}  // namespace longhaul
+}  // namespace longhaul::nccl

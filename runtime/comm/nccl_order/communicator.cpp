@@ -56,7 +56,7 @@ class NcclOrderCommunicator : public Communicator {
   std::shared_ptr<Communicator> split(int color, int key) override {
     drain("split");
     auto sub = inner_->split(color, key);
-    return sub ? with_nccl_order(sub) : nullptr;
+    return sub ? nccl_order::wrap(sub) : nullptr;
   }
 
   // Drives the stream until item `seq` has completed or the deadline passes (then throws naming
@@ -255,13 +255,13 @@ void StreamWork::poll() {
 
 }  // namespace
 
-bool nccl_order_requested_by_env() {
+bool nccl_order::requested_by_env() {
   const char* v = std::getenv("LONGHAUL_NCCL_ORDER");
   return v && std::string(v) == "1";
 }
 
-CommPtr with_nccl_order(CommPtr inner) {
-  LH_CHECK(inner != nullptr, "with_nccl_order: the inner communicator is null");
+CommPtr nccl_order::wrap(CommPtr inner) {
+  LH_CHECK(inner != nullptr, "nccl_order::wrap: the inner communicator is null");
   return std::make_shared<NcclOrderCommunicator>(std::move(inner));
 }
 

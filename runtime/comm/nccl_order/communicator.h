@@ -17,14 +17,14 @@
 
 #include "runtime/comm/comm.h"
 
-namespace longhaul {
+namespace longhaul::nccl_order {
 
 // Wraps `inner` (any backend; its tags are used for the checker's own wire traffic, so nothing
 // else may use `inner` meanwhile). The deadline is `inner`'s timeout.
-CommPtr with_nccl_order(CommPtr inner);
+CommPtr wrap(CommPtr inner);
 
 // Whether LONGHAUL_NCCL_ORDER=1 asks for this mode (longhaul::init and the Python module's
 // from_process_group honour it, so whole test suites run under NCCL's rules unchanged).
-bool nccl_order_requested_by_env();
+bool requested_by_env();
 
-}  // namespace longhaul
+}  // namespace longhaul::nccl_order

@@ -86,8 +86,8 @@ class RoutedCommunicator final : public Communicator {
 
 }  // namespace
 
-CommPtr create_routed_comm(CommPtr host, CommPtr cuda) {
-  LH_CHECK(host != nullptr, "create_routed_comm: the host communicator is null");
+CommPtr routed::wrap(CommPtr host, CommPtr cuda) {
+  LH_CHECK(host != nullptr, "routed::wrap: the host communicator is null");
   return std::make_shared<RoutedCommunicator>(std::move(host), std::move(cuda));
 }
 

@@ -10,10 +10,10 @@
 
 #include "runtime/comm/comm.h"
 
-namespace longhaul {
+namespace longhaul::routed {
 
 // host: moves CPU tensors; cuda: moves CUDA tensors (may be null: CUDA tensors are then refused
 // with a message saying why). Throws InvalidArgument when their rank or size differ.
-CommPtr create_routed_comm(CommPtr host, CommPtr cuda);
+CommPtr wrap(CommPtr host, CommPtr cuda);
 
-}  // namespace longhaul
+}  // namespace longhaul::routed

@@ -1,0 +1,119 @@
+#include "attention/cuda/route_common.h"
+
+#include <ATen/cuda/CUDAContext.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "attention/cuda/kernels.h"
+#include "core/errors.h"
+
+namespace longhaul::cuda::routes {
+namespace {
+
+kernels::DType kernel_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return kernels::DType::Float32;
+    case at::kHalf: return kernels::DType::Float16;
+    case at::kBFloat16: return kernels::DType::BFloat16;
+    default: throw Unsupported(detail::str_cat("cuda attention kernels: dtype ", t, " is not supported"));
+  }
+}
+
+}  // namespace
+
+at::Tensor pad_head_dim(const at::Tensor& x) {
+  const int64_t pad = (8 - x.size(-1) % 8) % 8;
+  return pad == 0 ? x : at::constant_pad_nd(x, {0, pad});
+}
+
+Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool q_side, int64_t t_all,
+                const at::Device& dev) {
+  Rows r;
+  auto row_of = [&](size_t i) { return q_side ? pieces[i].q_row : pieces[i].k_row; };
+  auto len_of = [&](size_t i) { return q_side ? pieces[i].m : pieces[i].n; };
+  r.identity = end - begin == 1 && len_of(begin) == t_all && row_of(begin) == 0;
+  if (r.identity) {  // the common whole-block case: no host-side index, no copy to the device
+    r.total = r.max_len = t_all;
+    LH_CHECK(t_all < std::numeric_limits<int32_t>::max(), "cuda attention: more than 2^31 rows in one varlen call");
+    r.index = at::arange(t_all, at::TensorOptions().dtype(at::kLong).device(dev));
+    r.cu = at::tensor({0, static_cast<int32_t>(t_all)}, at::kInt).to(dev);
+    return r;
+  }
+  std::vector<int64_t> idx;
+  std::vector<int32_t> cu{0};
+  for (size_t i = begin; i < end; ++i) {
+    const int64_t row = row_of(i), len = len_of(i);
+    for (int64_t j = 0; j < len; ++j) idx.push_back(row + j);
+    r.max_len = std::max(r.max_len, len);
+    LH_CHECK(static_cast<int64_t>(idx.size()) < std::numeric_limits<int32_t>::max(),
+             "cuda attention: more than 2^31 rows in one varlen call");
+    cu.push_back(static_cast<int32_t>(idx.size()));
+  }
+  r.total = static_cast<int64_t>(idx.size());
+  r.index = at::tensor(idx, at::kLong).to(dev);
+  r.cu = at::tensor(std::vector<int32_t>(cu), at::kInt).to(dev);
+  return r;
+}
+
+at::Tensor gather(const at::Tensor& x, const Rows& r) { return r.identity ? x : x.index_select(0, r.index); }
+
+at::Tensor fix_lse(const at::Tensor& aten_lse, at::Tensor& out, int64_t rows) {
+  at::Tensor l = aten_lse;
+  if (l.dim() == 3 && l.size(0) == 1) l = l.select(0, 0);
+  if (l.dim() != 2 || l.size(0) != out.size(1) || l.size(1) < rows || l.scalar_type() != at::kFloat)
+    throw Unsupported(detail::str_cat("cuda attention: unexpected logsumexp from ATen: ", l.sizes(), " ",
+                                      l.scalar_type(), ", expected [H, >= ", rows, "] float32 (torch version?)"));
+  at::Tensor lse = at::empty({out.size(1), rows}, l.options());
+  kernels::LseFixParams p;
+  p.lse_in = l.data_ptr<float>();
+  p.in_head_stride = l.stride(0);
+  p.in_row_stride = l.stride(1);
+  p.lse_out = lse.data_ptr<float>();
+  p.out = out.data_ptr();
+  p.out_type = kernel_dtype(out.scalar_type());
+  p.tokens = rows;
+  p.heads = out.size(1);
+  p.head_dim = out.size(2);
+  kernels::launch_lse_fix(p, at::cuda::getCurrentCUDAStream());
+  return lse;
+}
+
+void launch_merge(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {
+  kernels::MergeParams p;
+  p.out_acc = out_acc.data_ptr<float>();
+  p.lse_acc = lse_acc.data_ptr<float>();
+  p.out_b = out_b.data_ptr();
+  p.out_b_type = kernel_dtype(out_b.scalar_type());
+  p.lse_b = lse_b.data_ptr<float>();
+  p.tokens = out_acc.size(0);
+  p.heads = out_acc.size(1);
+  p.head_dim = out_acc.size(2);
+  kernels::launch_merge(p, at::cuda::getCurrentCUDAStream());
+}
+
+void merge_rows(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& rows, bool identity,
+                const at::Tensor& out_b, const at::Tensor& lse_b) {
+  const at::Tensor ob = out_b.narrow(2, 0, out_acc.size(2)).contiguous(), lb = lse_b.contiguous();
+  if (identity) {
+    launch_merge(out_acc, lse_acc, ob, lb);
+    return;
+  }
+  at::Tensor acc = out_acc.index_select(0, rows), lacc = lse_acc.index_select(1, rows);
+  launch_merge(acc, lacc, ob, lb);
+  out_acc.index_copy_(0, rows, acc);
+  lse_acc.index_copy_(1, rows, lacc);
+}
+
+at::Tensor lse_for_aten(const at::Tensor& lse) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  at::Tensor l = lse.to(at::kFloat);
+  return at::where(l == -kInf, at::full({}, kInf, l.options()), l);
+}
+
+void GradAcc::allocate_if_needed() {
+  if (dq.defined()) return;
+  dq = at::zeros(q_shape, options), dk = at::zeros(kv_shape, options), dv = at::zeros(kv_shape, options);
+}
+
+}  // namespace longhaul::cuda::routes

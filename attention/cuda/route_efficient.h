@@ -1,0 +1,21 @@
+// The memory-efficient route (float32, head dim <= 256, full or causal groups without window
+// offsets): one at::_efficient_attention_* call per piece, KV heads expanded (the kernel has no
+// GQA), mask type none or bottom-right causal.
+#pragma once
+
+#include "attention/attention.h"
+#include "attention/cuda/route_common.h"
+
+namespace longhaul::cuda::routes {
+
+// out [m, H, Dp] (input dtype) and fixed-up lse [H, m] of one piece.
+AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, double scale);
+void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             double scale, at::Tensor& out_acc, at::Tensor& lse_acc);
+// lse in ATen's convention (lse_for_aten); adds the group's gradients into acc.
+void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                              const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                              GradAcc& acc);
+
+}  // namespace longhaul::cuda::routes

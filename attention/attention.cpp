@@ -47,7 +47,7 @@ void check_tensor(const char* fn, const char* name, const at::Tensor& t, const a
 
 // Shapes, dtypes, devices, heads and positions of one call; returns the scale to use.
 double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                    const BlockView& view, double scale) {
+                    const BlockView& view, const Mask& mask, double scale) {
   LH_CHECK(q.defined() && q.dim() == 3, fn, ": q must be [Tq, H, D], got ", q.defined() ? q.sizes() : at::IntArrayRef{});
   LH_CHECK(is_float(q.scalar_type()), fn, ": dtype ", q.scalar_type(),
            " is not supported, expected float64, float32, bfloat16 or float16");
@@ -65,6 +65,15 @@ double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, co
   LH_CHECK(view.q_pos.scalar_type() == at::kLong && view.k_pos.scalar_type() == at::kLong &&
                view.q_pos.device().is_cpu() && view.k_pos.device().is_cpu(),
            fn, ": positions must be int64 CPU tensors, got ", view.q_pos.scalar_type(), " on ", view.q_pos.device());
+  // Positions inside the sequence the mask is defined on (any >= 0 for the length-free shorthands).
+  const int64_t end = mask.length() >= 0 ? mask.length() : kUnbounded;
+  for (const at::Tensor* pos : {&view.q_pos, &view.k_pos}) {
+    if (pos->numel() == 0) continue;
+    const int64_t lo = pos->min().item<int64_t>(), hi = pos->max().item<int64_t>();
+    LH_CHECK(lo >= 0 && hi < end, fn, ": ", pos == &view.q_pos ? "query" : "key", " positions [", lo, ", ", hi,
+             "] lie outside the mask's sequence [0, ", end == kUnbounded ? std::string("inf") : std::to_string(end),
+             ") (", mask.describe(), ")");
+  }
   return scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
 }
 
@@ -85,7 +94,7 @@ AttentionBackend pick(AttentionBackend b, const at::Tensor& q, const char* fn) {
 AttentionGrads backward_impl(const char* fn, BackwardInputs in, const BlockView& view, const Mask& mask, double scale,
                              AttentionBackend backend) {
   const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v, &out = in.out, &lse = in.lse;
-  scale = check_inputs(fn, q, k, v, view, scale);
+  scale = check_inputs(fn, q, k, v, view, mask, scale);
   check_tensor(fn, "dout", dout, q);
   LH_CHECK(dout.sizes() == q.sizes(), fn, ": dout ", dout.sizes(), " must have q's shape ", q.sizes());
   LH_CHECK(lse.defined() && lse.dim() == 2 && lse.size(0) == q.size(1) && lse.size(1) == q.size(0), fn,
@@ -120,7 +129,7 @@ namespace {
 AttentionOutput forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                              const Mask& mask, double scale, AttentionBackend backend) {
   constexpr const char* fn = "attention_forward";
-  scale = check_inputs(fn, q, k, v, view, scale);
+  scale = check_inputs(fn, q, k, v, view, mask, scale);
   AttentionOutput r;
   switch (pick(backend, q, fn)) {
     case AttentionBackend::Reference: r = reference::forward(q, k, v, view, mask, scale); break;

@@ -16,12 +16,13 @@ at::Tensor heads_first(const at::Tensor& x, int64_t h) {
 }  // namespace
 
 at::Tensor visible_matrix(const Mask& mask, const BlockView& view) {
+  // The union of the slices, each a rectangle of positions cut by its band of diagonals.
   at::Tensor qp = view.q_pos.to(at::kLong).unsqueeze(1), kp = view.k_pos.to(at::kLong).unsqueeze(0);
-  at::Tensor vis = at::ones({qp.size(0), kp.size(1)}, at::kBool);
-  if (mask.has_documents())
-    vis = vis & mask.documents_of(view.q_pos).unsqueeze(1).eq(mask.documents_of(view.k_pos).unsqueeze(0));
-  if (mask.is_causal()) vis = vis & kp.le(qp);
-  if (mask.has_window()) vis = vis & (qp - kp).le(mask.left()) & (kp - qp).le(mask.right());
+  at::Tensor vis = at::zeros({qp.size(0), kp.size(1)}, at::kBool);
+  const at::Tensor diag = kp - qp;
+  for (const MaskSlice& s : mask.spec().slices())
+    vis = vis | (qp.ge(s.q_begin) & qp.lt(s.q_end) & kp.ge(s.k_begin) & kp.lt(s.k_end) & diag.ge(s.lo) &
+                 diag.le(s.hi));
   return vis;
 }
 

@@ -4,9 +4,11 @@
 // The run itself is train::run_training (train/run.h); this file parses flags and prints.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
+#include "attention/mask.h"
 #include "cli/cli.h"
 #include "core/errors.h"
 #include "core/report.h"
@@ -134,7 +136,13 @@ int cmd_train(const std::vector<std::string>& args) {
       ("cp", po::value(&o.cp)->default_value(1), "context-parallel group size; the rest of the world is data parallel")
       ("strategy", po::value(&strategy)->default_value(strategy), "CP strategy: ring, tokenring, ulysses, hybrid, allgather, rsa")
       ("ulysses-degree", po::value(&o.cp_options.ulysses_degree)->default_value(1), "hybrid: Ulysses degree")
-      ("layout", po::value(&layout)->default_value(layout), "zigzag, striped or contiguous")
+      ("layout", po::value(&layout)->default_value(layout), "zigzag, striped, contiguous or balanced (by masked area)")
+      ("mask", po::value(&o.mask)->default_value(o.mask),
+       "attention mask family on each step's documents: causal_document, sliding_window_causal, "
+       "block_causal_document, prefix_lm_document, share_question, causal_blockwise, global_sliding_window, ...")
+      ("mask-param", po::value(&o.mask_param)->default_value(0),
+       "the family's parameter: window w, prefix or block size")
+      ("mask-param2", po::value(&o.mask_param2)->default_value(0), "global_sliding_window: the global tokens")
       ("sampler", po::value(&sampler)->default_value(sampler), "dd (dataset decomposition), concat or concat_docmask")
       ("curriculum", po::value(&curriculum)->default_value(curriculum), "DD: uniform, grow_linear, grow_p2, natural")
       ("cycles", po::value(&o.cycles)->default_value(o.cycles), "DD cycles per epoch")
@@ -177,13 +185,17 @@ int cmd_train(const std::vector<std::string>& args) {
   o.cp_options.layout = layout_from_string(layout);
   o.sampler = train::sampler_from_string(sampler);
   o.curriculum = data::curriculum_from_string(curriculum);
+  {
+    const auto& fams = masks::family_names();
+    if (std::find(fams.begin(), fams.end(), o.mask) == fams.end()) masks::make(o.mask, 1);  // names the known ones
+  }
   init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
     const bool root = world.rank() == 0;
     Printer printer(world.size(), root, json, quiet, log_every, r.steps,
-                    strategy + "/" + layout + ", sampler " + sampler + ", " + std::to_string(o.tokens_per_step) +
+                    strategy + "/" + layout + ", mask " + o.mask + ", sampler " + sampler + ", " + std::to_string(o.tokens_per_step) +
                         " tokens/step");
     const train::RunResult res = train::run_training(world.comm(), o, r, printer);
     printer.finished();

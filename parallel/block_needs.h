@@ -4,7 +4,6 @@
 // a pair marked needed may still turn out empty row by row; one marked not needed is empty.
 #pragma once
 
-#include <map>
 #include <vector>
 
 #include "attention/mask.h"
@@ -24,14 +23,16 @@ class BlockNeeds {
   // travel. Under a sliding window on a contiguous layout, only the halo.
   const std::vector<int64_t>& travelling_rows(int origin) const { return travelling_[origin]; }
   bool travels_whole(int origin) const { return whole_[origin]; }
-  // A key at `pos` in document `doc` is seen by some query of rank qr (conservative).
-  bool key_seen(int64_t pos, int64_t doc, int qr) const;
-  // A query at `pos` in document `doc` sees some key of rank kr (conservative like needed()).
-  bool row_sees(int64_t pos, int64_t doc, int kr) const;
+  // A key at `pos` is seen by some query of rank qr (conservative).
+  bool key_seen(int64_t pos, int qr) const;
+  // A query at `pos` sees some key of rank kr (conservative like needed()).
+  bool row_sees(int64_t pos, int kr) const;
 
  private:
   const Mask* mask_;
-  std::vector<std::map<int64_t, RowRange>> ranges_;  // per rank: document → positions held
+  // Per rank: sorted, disjoint ranges of positions covering the rows it holds (its runs of
+  // consecutive positions; neighbouring runs merged when there are more than kMaxRanges).
+  std::vector<std::vector<RowRange>> ranges_;
   int p_;
   std::vector<char> needed_;
   std::vector<int> last_hop_;

@@ -42,14 +42,6 @@ std::unique_ptr<CpStrategy> make_strategy(const Options& o) {
   throw InvalidArgument("unknown strategy");
 }
 
-uint64_t hash_string(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : s) {
-    h ^= ch;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 }  // namespace
 
 ContextParallel::ContextParallel(CommPtr cp_group, Options options)
@@ -69,6 +61,8 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
            ", H, D] (this rank's rows of the plan), got ", q.defined() ? q.sizes() : at::IntArrayRef{});
   LH_CHECK(k.defined() && k.dim() == 3 && k.size(0) == plan.local_rows() && v.defined() && v.sizes() == k.sizes(),
            fn, ": k and v must both be [", plan.local_rows(), ", H_kv, D], got ", k.sizes(), " and ", v.sizes());
+  LH_CHECK(mask.length() < 0 || mask.length() == plan.T(), fn, ": the mask is defined on [0, ", mask.length(),
+           ") but the ShardPlan's sequence has T = ", plan.T(), " tokens");
   if (mask.has_documents() && plan.cu_seqlens().size() > 2)
     LH_CHECK(mask.cu_seqlens() == plan.cu_seqlens(), fn, ": the mask's documents differ from the ShardPlan's (",
              mask.cu_seqlens().size() - 1, " vs ", plan.cu_seqlens().size() - 1,
@@ -93,8 +87,7 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
       {"ulysses_degree", options_.ulysses_degree},
       {"inner strategy", static_cast<int64_t>(options_.inner)},
       {"layout", static_cast<int64_t>(plan.layout())},
-      {"mask", static_cast<int64_t>(hash_string(mask.describe()) ^ hash_string(std::to_string(
-                                                                      mask.cu_seqlens().empty() ? 0 : mask.cu_seqlens().back())))},
+      {"mask", static_cast<int64_t>(mask.fingerprint())},
       {"documents", static_cast<int64_t>(plan.fingerprint())},
   };
   uint64_t signature = 0;

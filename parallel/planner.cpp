@@ -24,6 +24,7 @@ Network network_preset(const std::string& name) {
 std::vector<std::string> network_presets() { return {"this-machine", "nvlink", "infiniband", "pcie"}; }
 
 Mask mask_of(const Problem& p) {
+  if (p.given_mask) return *p.given_mask;
   Mask m = (p.mask == "full" || p.mask == "documents") ? Mask::full() : Mask::causal();
   if (p.mask == "documents" || p.mask == "causal_documents") {
     LH_CHECK(!p.cu_seqlens.empty(), "planner: mask ", p.mask, " needs document offsets");
@@ -43,19 +44,8 @@ namespace {
 // positions); striped rows are all balanced, so total / P.
 double busiest_area(const ShardPlan& plan, const Mask& mask, int p) {
   if (plan.layout() == Layout::Striped) return double(mask.area(0, plan.T(), 0, plan.T())) / p;
-  double most = 0;
-  for (int r = 0; r < p; ++r) {
-    const auto& rows = plan.rows_of(r);
-    double area = 0;
-    for (size_t i = 0; i < rows.size();) {
-      size_t j = i + 1;
-      while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
-      area += double(mask.area(rows[i], rows[j - 1] + 1, 0, plan.T()));
-      i = j;
-    }
-    most = std::max(most, area);
-  }
-  return most;
+  const std::vector<int64_t> areas = plan.rank_areas(mask);
+  return double(*std::max_element(areas.begin(), areas.end()));
 }
 
 double transfer(const Network& n, double bytes, int messages = 1) { return messages * n.alpha_s + bytes / n.beta_Bps; }
@@ -66,8 +56,13 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   LH_CHECK(pr.T > 0 && pr.H > 0 && pr.H_kv > 0 && pr.D > 0 && pr.P >= 1 && pr.H % pr.H_kv == 0,
            "planner: need T, H, H_kv, D > 0, P >= 1 and H % H_kv == 0");
   const Mask mask = mask_of(pr);
+  const std::vector<int64_t>& docs = pr.cu_seqlens.empty() ? mask.cu_seqlens() : pr.cu_seqlens;
   std::optional<at::Tensor> cu;
-  if (!pr.cu_seqlens.empty()) cu = at::tensor(pr.cu_seqlens, at::kLong);
+  if (!docs.empty()) cu = at::tensor(docs, at::kLong);
+  // Balanced plans are cut by the mask's area; the others by the documents alone.
+  auto plan_for = [&](Layout l, int rank) {
+    return l == Layout::Balanced ? ShardPlan::for_mask(pr.T, mask, l, pr.P, rank) : ShardPlan(pr.T, cu, l, pr.P, rank);
+  };
   const double flops_per_area = 4.0 * pr.H * pr.D * 3.5;  // forward + backward (F_bwd = 2.5 F_fwd)
   const double rate = pr.kernel_gflops * 1e9;
   const int64_t s = pr.elem_bytes, tl = (pr.T + pr.P - 1) / pr.P;
@@ -75,10 +70,10 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   std::vector<Prediction> out;
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
                       Strategy::RingSelfAttention, Strategy::Hybrid}) {
-    for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped}) {
+    for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced}) {
       Prediction p{st, l};
       if (st == Strategy::Hybrid) p.ulysses_degree = std::min(pr.P, net.ranks_per_node);
-      ShardPlan plan(pr.T, cu, l, pr.P, 0);
+      const ShardPlan plan = plan_for(l, 0);
       const double area = busiest_area(plan, mask, pr.P);
       p.compute_s = area * flops_per_area / rate;
       const int steps = pr.P - 1;
@@ -97,20 +92,20 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
           p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? transfer(net, ring_bytes) : 0);
           if (pr.H_kv % u != 0 && u % pr.H_kv != 0) throw InvalidArgument("hybrid needs H_kv % U == 0 or U % H_kv == 0");
           for (int r = 0; r < pr.P; ++r) {
-            ShardPlan pr_r(pr.T, cu, l, pr.P, r);
+            const ShardPlan pr_r = plan_for(l, r);
             p.bytes_fwd = std::max(p.bytes_fwd, forward_bytes_formula(st, pr_r, mask, r, pr.H, pr.H_kv, pr.D, s, u,
                                                                       Strategy::Ring));
           }
           p.memory_bytes = io_bytes + int64_t(4 * ring_bytes);
           p.note = "ulysses " + std::to_string(u) + " inside nodes, ring across";
         } else {
-          if (st == Strategy::RingSelfAttention && (mask.has_documents() || mask.has_window()))
+          if (st == Strategy::RingSelfAttention && (mask.has_documents() || mask.has_window() || mask.is_general()))
             throw InvalidArgument("rsa supports full and causal masks only");
           if (st == Strategy::Ulysses && (pr.H % pr.P != 0 || (pr.H_kv % pr.P != 0 && pr.P % pr.H_kv != 0)))
             throw InvalidArgument("ulysses needs H % P == 0 and H_kv % P == 0 or P % H_kv == 0");
           int64_t bytes = 0;
           for (int r = 0; r < pr.P; ++r) {
-            ShardPlan pr_r(pr.T, cu, l, pr.P, r);
+            const ShardPlan pr_r = plan_for(l, r);
             bytes = std::max(bytes, forward_bytes_formula(st, pr_r, mask, r, pr.H, pr.H_kv, pr.D, s));
           }
           p.bytes_fwd = bytes;

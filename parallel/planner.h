@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
 #include "attention/mask.h"
 #include "parallel/options.h"
 
@@ -32,6 +34,7 @@ struct Problem {
   int P = 1;
   int64_t elem_bytes = 4;
   std::string mask = "causal";   // full, causal, documents, causal_documents, causal_window
+  std::optional<Mask> given_mask;  // any mask (a family, slices): used instead of the name when set
   std::vector<int64_t> cu_seqlens;  // for document masks (global offsets); empty: one document
   int64_t window = 0;            // causal_window's left extent
   double kernel_gflops = 100;    // measured local kernel rate (fwd+bwd), per rank

@@ -102,9 +102,9 @@ class RingSelfAttention : public CpStrategy {
 
  private:
   static void check_mask(const Mask& m) {
-    if (m.has_documents() || m.has_window())
+    if (m.has_documents() || m.has_window() || m.is_general())
       throw Unsupported("strategy rsa (Ring Self-Attention) supports the full and causal masks of its paper, got " +
-                        m.describe() + "; use ring or allgather for documents and windows");
+                        m.describe() + "; use ring, tokenring, allgather or ulysses for documents, windows and the other mask families");
   }
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <queue>
 
 #include "core/enum_names.h"
 #include "core/errors.h"
@@ -15,12 +16,13 @@ const char* to_string(Layout l) {
     case Layout::Contiguous: return "contiguous";
     case Layout::Zigzag: return "zigzag";
     case Layout::Striped: return "striped";
+    case Layout::Balanced: return "balanced";
   }
   return "?";
 }
 
 Layout layout_from_string(const std::string& name) {
-  return enum_from_string(name, {Layout::Contiguous, Layout::Zigzag, Layout::Striped}, "layout");
+  return enum_from_string(name, {Layout::Contiguous, Layout::Zigzag, Layout::Striped, Layout::Balanced}, "layout");
 }
 
 namespace {
@@ -33,7 +35,65 @@ std::pair<int64_t, int64_t> part(int64_t n, int64_t k, int64_t i) {
 void append_range(std::vector<int64_t>& rows, int64_t b, int64_t e) {
   for (int64_t t = b; t < e; ++t) rows.push_back(t);
 }
+
+// Area-balanced rows for `per_rank` equal chunks per rank: largest area first to the
+// least-loaded rank with room. Returns the rows and the largest rank area.
+std::pair<std::vector<std::vector<int64_t>>, int64_t> place_chunks(int64_t T, const Mask& mask, int P,
+                                                                   int64_t per_rank) {
+  const int64_t n = int64_t(P) * per_rank;
+  std::vector<std::pair<int64_t, int64_t>> chunks;  // (area, index)
+  for (int64_t i = 0; i < n; ++i) {
+    auto [b, e] = part(T, n, i);
+    chunks.push_back({mask.area(b, e, 0, T), i});
+  }
+  std::stable_sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  // (area so far, rank): the least loaded rank with room on top; ties to the lower rank.
+  using Load = std::pair<int64_t, int>;
+  std::priority_queue<Load, std::vector<Load>, std::greater<Load>> heap;
+  for (int r = 0; r < P; ++r) heap.push({0, r});
+  std::vector<int64_t> count(P, 0);
+  std::vector<std::vector<int64_t>> rows(P);
+  int64_t most = 0;
+  for (const auto& [area, i] : chunks) {
+    const auto [load, r] = heap.top();
+    heap.pop();
+    auto [b, e] = part(T, n, i);
+    append_range(rows[r], b, e);
+    most = std::max(most, load + area);
+    if (++count[r] < per_rank) heap.push({load + area, r});
+  }
+  for (auto& r : rows) std::sort(r.begin(), r.end());
+  return {std::move(rows), most};
+}
+
+// The coarsest chunking (8, 16, 32, ... chunks per rank, chunks of at least min_chunk tokens)
+// whose largest rank area is within 2% of the mean; the best one when none is.
+std::vector<std::vector<int64_t>> balanced_rows(int64_t T, const Mask& mask, int P, int64_t min_chunk) {
+  const double mean = double(mask.area(0, T, 0, T)) / P;
+  std::vector<std::vector<int64_t>> best;
+  double best_ratio = 0;
+  for (int64_t per_rank = 8;; per_rank *= 2) {
+    const bool last = per_rank * 2 * P * min_chunk > T;
+    const int64_t c = std::max<int64_t>(1, std::min(per_rank, T / (int64_t(P) * min_chunk)));
+    auto [rows, most] = place_chunks(T, mask, P, c);
+    const double ratio = mean > 0 ? double(most) / mean : 1.0;
+    if (best.empty() || ratio < best_ratio) best = std::move(rows), best_ratio = ratio;
+    if (best_ratio <= 1.02 || last) return best;
+  }
+}
 }  // namespace
+
+ShardPlan ShardPlan::for_mask(int64_t T, const Mask& mask, Layout layout, int P, int rank, int64_t min_chunk,
+                              std::optional<at::Tensor> cu) {
+  LH_CHECK(mask.length() < 0 || mask.length() == T, "ShardPlan::for_mask: the mask is defined on [0, ",
+           mask.length(), ") but T = ", T);
+  if (!cu && mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
+  if (layout != Layout::Balanced) return ShardPlan(T, cu, layout, P, rank, min_chunk);
+  ShardPlan plan(T, cu, Layout::Contiguous, P, rank, min_chunk);  // validates T, P, rank, documents
+  plan.layout_ = Layout::Balanced;
+  plan.rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(balanced_rows(T, mask, P, min_chunk));
+  return plan;
+}
 
 ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout layout, int P, int rank,
                      int64_t min_chunk)
@@ -60,6 +120,9 @@ ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout lay
     case Layout::Striped:
       for (int64_t t = 0; t < T; ++t) rows[t % P].push_back(t);
       break;
+    case Layout::Balanced:
+      throw InvalidArgument("ShardPlan: layout balanced is cut by the mask's area; build it with "
+                            "ShardPlan::for_mask(T, mask, Layout::Balanced, P, rank)");
     case Layout::Zigzag: {
       // Work per rank so far (causal cost ∝ length² of what a rank attends within a document).
       std::vector<double> work(P, 0.0);
@@ -189,12 +252,34 @@ uint64_t ShardPlan::fingerprint() const {
   mix(static_cast<uint64_t>(layout_));
   for (int64_t c : cu_) mix(static_cast<uint64_t>(c));
   mix(static_cast<uint64_t>(local_rows(0)));
+  if (layout_ == Layout::Balanced)  // the rows depend on the mask it was cut for
+    for (const auto& rows : *rows_)
+      for (size_t i = 0; i < rows.size(); ++i)
+        if (i == 0 || rows[i] != rows[i - 1] + 1) mix(static_cast<uint64_t>(rows[i]));
   return h;
 }
 
 std::string ShardPlan::describe() const {
   return detail::str_cat("ShardPlan(T=", t_, ", ", to_string(layout_), ", P=", p_, ", rank ", rank_, ", ",
                          cu_.size() - 1, " documents, ", local_rows(), " local rows)");
+}
+
+std::vector<int64_t> ShardPlan::rank_areas(const Mask& mask) const {
+  std::vector<int64_t> areas(p_, 0);
+  for (int r = 0; r < p_; ++r) {
+    const auto& rows = (*rows_)[r];
+    for (size_t i = 0, j = 0; i < rows.size(); i = j) {  // runs of consecutive positions
+      for (j = i + 1; j < rows.size() && rows[j] == rows[j - 1] + 1;) ++j;
+      areas[r] += mask.area(rows[i], rows[j - 1] + 1, 0, t_);
+    }
+  }
+  return areas;
+}
+
+double ShardPlan::area_imbalance(const Mask& mask) const {
+  const std::vector<int64_t> a = rank_areas(mask);
+  const double total = std::accumulate(a.begin(), a.end(), 0.0);
+  return total == 0 ? 1.0 : double(*std::max_element(a.begin(), a.end())) * p_ / total;
 }
 
 }  // namespace longhaul

@@ -7,6 +7,13 @@
 //               the zigzag is per document; a document too short to cut (fewer than
 //               2P · min_chunk tokens) stays whole on the rank with the least work so far.
 //   Striped:    token t on rank t mod P.
+//   Balanced:   the sequence cut into P·c equal chunks; chunks go, largest masked area first,
+//               to the rank with the least area so far that still has room (a greedy min-heap,
+//               O(n log n)). c = 8 per rank, doubled while the largest rank area is more than 2%
+//               above the mean and chunks stay >= min_chunk tokens (a few heavy rows, e.g.
+//               global tokens, need small chunks to be spread). It guarantees every rank c
+//               chunks (the same tokens, ±c), not the optimal split (NP-hard);
+//               area_imbalance() reports what it reached. Needs the mask: ShardPlan::for_mask.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -22,7 +29,7 @@
 
 namespace longhaul {
 
-enum class Layout { Contiguous, Zigzag, Striped };
+enum class Layout { Contiguous, Zigzag, Striped, Balanced };
 const char* to_string(Layout l);
 Layout layout_from_string(const std::string& name);
 
@@ -30,6 +37,12 @@ class ShardPlan {
  public:
   // cu_seqlens: GLOBAL document offsets [0, ..., T] (int32/int64 CPU), or none (one document).
   ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout layout, int P, int rank, int64_t min_chunk = 64);
+
+  // The plan of `layout` for a mask: its documents (or `cu_seqlens` when given: the batch's
+  // documents for RoPE positions under a mask that ignores them) for zigzag, its masked area for
+  // balanced. What every caller with a mask at hand should use.
+  static ShardPlan for_mask(int64_t T, const Mask& mask, Layout layout, int P, int rank, int64_t min_chunk = 64,
+                            std::optional<at::Tensor> cu_seqlens = std::nullopt);
 
   // A plan with explicit rows per rank (a partition of [0, T), any order): the sub-plans of
   // composed strategies, e.g. hybrid's ring over Ulysses groups.
@@ -63,6 +76,10 @@ class ShardPlan {
 
   // The document mask that matches the plan's documents (Mask::full() without documents).
   Mask document_mask() const;
+  // Masked area (visible pairs) of each rank's query rows against all keys.
+  std::vector<int64_t> rank_areas(const Mask& mask) const;
+  // Largest rank area / mean rank area (1 = perfectly balanced; 1 when nothing is visible).
+  double area_imbalance(const Mask& mask) const;
   // A number that differs when T, layout, P or the documents differ (agreement checks).
   uint64_t fingerprint() const;
   std::string describe() const;

@@ -11,7 +11,7 @@ namespace longhaul {
 // Which rows of a travelling Q block go where: indices into the origin's local rows.
 class TokenRoutes {
  public:
-  TokenRoutes(const ShardPlan& plan, const Mask& mask) : plan_(plan), mask_(mask), needs_(plan, mask), p_(plan.P()) {}
+  TokenRoutes(const ShardPlan& plan, const Mask& mask) : plan_(plan), needs_(plan, mask), p_(plan.P()) {}
 
   // Rank the block of `origin` visits at hop t (1 … P−1): it travels to r − 1.
   int visited(int origin, int t) const { return (origin - t + 2 * p_) % p_; }
@@ -27,9 +27,8 @@ class TokenRoutes {
     std::vector<int64_t> out;
     const auto& rows = plan_.rows_of(origin);
     for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-      const int64_t doc = mask_.has_documents() ? mask_.document_of(rows[i]) : 0;
       for (int t = t_first; t <= t_last; ++t)
-        if (needs_.row_sees(rows[i], doc, visited(origin, t))) {
+        if (needs_.row_sees(rows[i], visited(origin, t))) {
           out.push_back(i);
           break;
         }
@@ -38,7 +37,6 @@ class TokenRoutes {
   }
 
   const ShardPlan& plan_;
-  const Mask& mask_;
   BlockNeeds needs_;
   int p_;
 };

@@ -49,6 +49,10 @@ struct TrainOptions {
   OptimOptions optim;
   int cp = 1;        // CP group size; the rest of the world is data parallel
   Options cp_options;  // strategy, layout
+  // The attention mask: a family of masks::make on each step's documents (causal_document: each
+  // document causal on itself); its parameters (window w, prefix, block; global tokens).
+  std::string mask = "causal_document";
+  int64_t mask_param = 0, mask_param2 = 0;
   SamplerKind sampler = SamplerKind::DD;
   data::BucketRange buckets{6, 9};  // DD buckets; concat-and-chunk uses 2^max_log2
   data::Curriculum curriculum = data::Curriculum::GrowP2;

@@ -87,6 +87,10 @@ double Trainer::world_sum(double v) {
   return t.item<double>();
 }
 
+Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
+  return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
+}
+
 StepStats Trainer::step() {
   const auto t0 = Clock::now();
   clock_.reset();
@@ -99,8 +103,10 @@ StepStats Trainer::step() {
   data::Batch batch = data::build_batch(*source_, std::move(plan));
   const int64_t T = batch.num_tokens();
   at::Tensor cu = at::tensor(batch.cu_seqlens, at::kLong);
-  ShardPlan sp(T, cu, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank());
-  const Mask mask = Mask::causal().documents(cu);
+  const Mask mask = mask_for(T, batch.cu_seqlens);
+  // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
+  const ShardPlan sp =
+      ShardPlan::for_mask(T, mask, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank(), 64, cu);
   at::Tensor tokens = sp.shard(to_long(batch.tokens));
   at::Tensor targets = sp.shard(to_long(batch.targets));  // shifted on the whole sequence, then sharded
 
@@ -143,14 +149,16 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     std::vector<int64_t> cu_v;
     for (int64_t o = 0; o <= T; o += e.length) cu_v.push_back(o);
     at::Tensor cu = at::tensor(cu_v, at::kLong);
-    ShardPlan sp(T, cu, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank());
+    const Mask mask = mask_for(T, cu_v);
+    const ShardPlan sp =
+        ShardPlan::for_mask(T, mask, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank(), 64, cu);
     at::Tensor toks = to_long(e.tokens);
     at::Tensor is_query = at::zeros({T}, at::kBool), answer = at::zeros({T}, at::kLong);
     for (int64_t q : e.query_rows) {
       is_query[q] = true;
       answer[q] = toks[q + 1];
     }
-    at::Tensor logits = model_->forward(sp.shard(toks), *cp_, sp, Mask::causal().documents(cu));
+    at::Tensor logits = model_->forward(sp.shard(toks), *cp_, sp, mask);
     at::Tensor sel = sp.shard(is_query);
     at::Tensor hit = logits.argmax(-1).eq(sp.shard(answer)).logical_and(sel);
     row.correct = static_cast<int64_t>(world_sum(hit.sum().item<double>()));

@@ -66,6 +66,8 @@ class Trainer {
   const TrainOptions& options() const { return opt_; }
 
  private:
+  // The step's mask on a sequence of T tokens with documents cu (global offsets).
+  Mask mask_for(int64_t T, const std::vector<int64_t>& cu) const;
   data::StepPlan next_plan();
   std::unique_ptr<data::PlanSource> make_sampler(int64_t epoch) const;
   // Sum of a double over the world.

@@ -44,11 +44,11 @@ void backward_kernel(const BackwardParams<T>& p) {
         std::fill(dv.begin(), dv.begin() + nk * d, T(0));
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
           for (int64_t qt = 0; qt < nqt; ++qt) {
-            const BlockClass cls = p.mask.classify(q_tiles[qt], k_tiles[kt]);
+            const BlockClass cls = p.mask->classify(q_tiles[qt], k_tiles[kt]);
             if (cls == BlockClass::Empty) continue;
             int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
             if (cls == BlockClass::Partial) {  // only the tile's rows that see some key
-              const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);
+              const auto [first, last] = rows_seeing(*p.q_keys, i0, nq, k_tiles[kt]);
               if (first == last) continue;
               i0 += first, nq = last - first;
             }
@@ -56,7 +56,7 @@ void backward_kernel(const BackwardParams<T>& p) {
             const T* dout = p.dout + (i0 * p.h + h) * d;
             gemm_rm<T>(false, true, nq, nk, d, p.scale, q, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
             if (cls == BlockClass::Partial)
-              mask_tile(s.data(), nq, nk, p.q_pos + i0, p.q_doc + i0, p.k_pos + j0, p.k_doc + j0, p.mask);
+              mask_tile(s.data(), nq, nk, *p.q_keys, i0, p.k_pos + j0);
             exp_minus_rows(s.data(), nq, nk, p.lse + h * p.tq + i0, int64_t(1));
             gemm_rm<T>(true, false, nk, d, nq, T(1), s.data(), nk, dout, p.h * d, T(1), dv.data(), d);
             gemm_rm<T>(false, true, nq, nk, d, T(1), dout, p.h * d, v, p.hkv * d, T(0), dp.data(), nk);

@@ -1,8 +1,9 @@
 // ATen side of the CPU backend: dtype conversion (bf16/fp16 compute in float32), positions and
-// document ids per row, output allocation; then the plain-struct kernels.
+// visible-key intervals per query row, output allocation; then the plain-struct kernels.
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "attention/cpu/entry.h"
 #include "core/dtypes.h"
@@ -22,7 +23,8 @@ struct TilePlan {
 };
 enum class Pass { Forward, Backward };
 TilePlan tile_plan(Pass pass, const Mask& mask) {
-  const bool narrow_band = mask.has_window() && mask.left() + mask.right() < 2048;
+  const int64_t band = mask.spec().band_width();  // a windowed mask: its band of diagonals
+  const bool narrow_band = band >= 0 && band < 2048;
   if (pass == Pass::Forward && narrow_band) return {256, 64, 1024};
   return {512, 128, 512};
 }
@@ -34,9 +36,10 @@ constexpr int64_t kPartialBudget = int64_t(256) << 20;
 at::ScalarType compute_type(const at::Tensor& t) { return accumulate_type(t); }
 at::Tensor as(const at::Tensor& t, at::ScalarType type) { return t.to(type).contiguous(); }
 
-// Keeps the converted tensors alive while the kernel reads the raw pointers.
+// Keeps the converted tensors and the row intervals alive while the kernel reads raw pointers.
 struct Prepared {
-  at::Tensor q, k, v, q_pos, k_pos, q_doc, k_doc;
+  at::Tensor q, k, v, q_pos, k_pos;
+  std::shared_ptr<RowKeys> q_keys;
 };
 
 template <typename T>
@@ -47,9 +50,9 @@ Prepared prepare(AttentionParams<T>& p, Pass pass, const at::Tensor& q, const at
   p.block_k = tiles.block_k;
   p.run_k = tiles.run_k;
   const auto type = compute_type(q);
-  Prepared keep{as(q, type), as(k, type), as(v, type), view.q_pos.contiguous(), view.k_pos.contiguous(), {}, {}};
-  keep.q_doc = mask.documents_of(keep.q_pos);
-  keep.k_doc = mask.documents_of(keep.k_pos);
+  Prepared keep{as(q, type), as(k, type), as(v, type), view.q_pos.to(at::kLong).contiguous(),
+                view.k_pos.to(at::kLong).contiguous(), {}};
+  keep.q_keys = std::make_shared<RowKeys>(mask.spec().keys_of_rows(keep.q_pos.data_ptr<int64_t>(), q.size(0)));
   p.q = keep.q.data_ptr<T>();
   p.k = keep.k.data_ptr<T>();
   p.v = keep.v.data_ptr<T>();
@@ -61,9 +64,8 @@ Prepared prepare(AttentionParams<T>& p, Pass pass, const at::Tensor& q, const at
   p.scale = static_cast<T>(scale);
   p.q_pos = keep.q_pos.data_ptr<int64_t>();
   p.k_pos = keep.k_pos.data_ptr<int64_t>();
-  p.q_doc = keep.q_doc.data_ptr<int64_t>();
-  p.k_doc = keep.k_doc.data_ptr<int64_t>();
-  p.mask = mask.spec();
+  p.mask = &mask.spec();
+  p.q_keys = keep.q_keys.get();
   return keep;
 }
 
@@ -109,7 +111,7 @@ AttentionGrads backward_typed(const at::Tensor& dout, const at::Tensor& q, const
   // The split depends on sizes and the mask only, never on threads (bitwise-reproducible results).
   const int64_t row_bytes = p.h * p.d * static_cast<int64_t>(sizeof(T));
   const Tiling tiles = make_tiling(p);
-  const BackwardSplit split = split_backward(tiles, p.mask, p.tq, p.block_q, kMaxWorkers,
+  const BackwardSplit split = split_backward(tiles, *p.mask, p.tq, p.block_q, kMaxWorkers,
                                              kPartialBudget / std::max<int64_t>(row_bytes, 1));
   p.tiles = &tiles;
   p.split = &split;

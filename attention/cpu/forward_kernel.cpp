@@ -38,11 +38,11 @@ void forward_kernel(const ForwardParams<T>& p) {
       std::fill(m.begin(), m.begin() + nq, neg_inf);
       std::fill(l.begin(), l.begin() + nq, T(0));
       for (int64_t kt = 0, next = 1; kt < nkt; kt = next++) {
-        const BlockClass cls = p.mask.classify(q_tiles[qt], k_tiles[kt]);
+        const BlockClass cls = p.mask->classify(q_tiles[qt], k_tiles[kt]);
         if (cls == BlockClass::Empty) continue;
         if (cls == BlockClass::Full)  // extend over the following full tiles, up to run_k keys
           while (next < nkt && (next + 1 - kt) * bk <= p.run_k &&
-                 p.mask.classify(q_tiles[qt], k_tiles[next]) == BlockClass::Full)
+                 p.mask->classify(q_tiles[qt], k_tiles[next]) == BlockClass::Full)
             ++next;
         const int64_t j0 = kt * bk, nk = std::min(next * bk, p.tk) - j0;
         const T* k = p.k + (j0 * p.hkv + hk) * d;
@@ -50,13 +50,13 @@ void forward_kernel(const ForwardParams<T>& p) {
         // A partial tile's work covers only its rows that see some key (r0 .. r0 + nr).
         int64_t r0 = 0, nr = nq;
         if (cls == BlockClass::Partial) {
-          const auto [first, last] = rows_seeing(p.mask, p.q_pos + i0, p.q_doc + i0, nq, k_tiles[kt]);
+          const auto [first, last] = rows_seeing(*p.q_keys, i0, nq, k_tiles[kt]);
           r0 = first, nr = last - first;
           if (nr == 0) continue;
         }
         gemm_rm<T>(false, true, nr, nk, d, p.scale, q + r0 * p.h * d, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
         if (cls == BlockClass::Partial)
-          mask_tile(s.data(), nr, nk, p.q_pos + i0 + r0, p.q_doc + i0 + r0, p.k_pos + j0, p.k_doc + j0, p.mask);
+          mask_tile(s.data(), nr, nk, *p.q_keys, i0 + r0, p.k_pos + j0);
         for (int64_t rr = 0; rr < nr; ++rr) {
           const int64_t r = r0 + rr;
           T* row = s.data() + rr * nk;

@@ -1,5 +1,6 @@
 // Plain parameter structs of the CPU attention kernels (no ATen): pointers into contiguous
-// [T, H, D] buffers, the per-row global positions and document ids, the mask and the tiling.
+// [T, H, D] buffers, the per-row global positions, the mask (its slices, and each query row's
+// visible keys as intervals) and the tiling.
 #pragma once
 
 #include <cstdint>
@@ -19,9 +20,8 @@ struct AttentionParams {
   T scale = 1;
   const int64_t* q_pos = nullptr;  // global position of each query row
   const int64_t* k_pos = nullptr;
-  const int64_t* q_doc = nullptr;  // document id of each query row (0 without documents)
-  const int64_t* k_doc = nullptr;
-  MaskSpec mask;
+  const MaskSpec* mask = nullptr;   // tile classification
+  const RowKeys* q_keys = nullptr;  // visible keys of each query row (mask.keys_of_rows(q_pos))
   int64_t block_q = 128;  // query rows per tile
   int64_t block_k = 128;  // key rows per tile (the granularity of skipping and masking)
   // Forward: a run of consecutive full key tiles is one step of up to this many key rows (fewer,
@@ -74,10 +74,10 @@ struct MergeParams {
   int64_t t = 0, h = 0, d = 0;
 };
 
-// Position/document ranges of consecutive row tiles (tile i = rows [i·block, (i+1)·block)).
-std::vector<RowRange> tile_ranges(const int64_t* pos, const int64_t* doc, int64_t rows, int64_t block);
+// Position ranges of consecutive row tiles (tile i = rows [i·block, (i+1)·block)).
+std::vector<RowRange> tile_ranges(const int64_t* pos, int64_t rows, int64_t block);
 
-// The query and key tiles of a call and their position/document ranges.
+// The query and key tiles of a call and their position ranges.
 struct Tiling {
   std::vector<RowRange> q, k;
   int64_t nq = 0, nk = 0;  // tile counts
@@ -85,7 +85,7 @@ struct Tiling {
 };
 template <typename T>
 Tiling make_tiling(const AttentionParams<T>& p) {
-  Tiling t{tile_ranges(p.q_pos, p.q_doc, p.tq, p.block_q), tile_ranges(p.k_pos, p.k_doc, p.tk, p.block_k)};
+  Tiling t{tile_ranges(p.q_pos, p.tq, p.block_q), tile_ranges(p.k_pos, p.tk, p.block_k)};
   t.nq = static_cast<int64_t>(t.q.size());
   t.nk = static_cast<int64_t>(t.k.size());
   t.group = p.h / p.hkv;
@@ -97,14 +97,16 @@ Tiling make_tiling(const AttentionParams<T>& p) {
 BackwardSplit split_backward(const Tiling& tiles, const MaskSpec& mask, int64_t tq, int64_t block_q,
                              int64_t max_workers, int64_t max_slab_rows);
 
-// The rows [first, last) of a query tile that may see some key of a key tile: leading and trailing
-// rows the mask hides from every key of the tile are left out of a partial tile's work (under a
-// causal mask, the rows of a diagonal tile above its first key). Rows in between are kept even if
-// empty (mask_tile hides them); classify is exact for "empty", so no row that sees a key is cut.
-inline std::pair<int64_t, int64_t> rows_seeing(const MaskSpec& mask, const int64_t* q_pos, const int64_t* q_doc,
-                                               int64_t nq, const RowRange& keys) {
+// The rows [first, last) of query rows [row0, row0 + nq) that may see some key of a key tile
+// (positions within `keys`): leading and trailing rows the mask hides from every key of the tile
+// are left out of a partial tile's work (under a causal mask, the rows of a diagonal tile above
+// its first key). Rows in between are kept even if empty (mask_tile hides them).
+inline std::pair<int64_t, int64_t> rows_seeing(const RowKeys& q_keys, int64_t row0, int64_t nq,
+                                               const RowRange& keys) {
   auto sees = [&](int64_t r) {
-    return mask.classify(RowRange{q_pos[r], q_pos[r], q_doc[r], q_doc[r]}, keys) != BlockClass::Empty;
+    for (int64_t e = q_keys.ptr[row0 + r]; e < q_keys.ptr[row0 + r + 1]; ++e)
+      if (q_keys.iv[e].lo <= keys.pos_max && q_keys.iv[e].hi >= keys.pos_min) return true;
+    return false;
   };
   int64_t first = 0, last = nq;
   while (first < last && !sees(first)) ++first;

@@ -71,14 +71,13 @@ inline T exp_shifted_sum(T* x, int64_t n, T shift) {
   return exp_shifted_array<true>(x, n, shift);
 }
 
-// Sets the entries the mask hides to -inf (only called on partial tiles). Key positions come in
-// runs of consecutive positions (one run for a contiguous block, two per document for zigzag);
-// inside a run each row's visible keys form one interval (documents, causal and window each cut
-// an interval), so a row costs a few fills per run. Heavily fragmented tiles (striped layouts)
-// evaluate the predicate per element.
+// Sets the entries the mask hides to -inf (only called on partial tiles) for query rows
+// [row0, row0 + nq) against keys at positions kp[0 .. nk). Key positions come in runs of
+// consecutive positions (one run for a contiguous block, two for zigzag); each row's visible keys
+// are a few intervals (keys.iv), so a row costs a few fills per run. Heavily fragmented tiles
+// (striped layouts) look each key up in the row's intervals.
 template <typename T>
-inline void mask_tile(T* s, int64_t nq, int64_t nk, const int64_t* qp, const int64_t* qd, const int64_t* kp,
-                      const int64_t* kd, const MaskSpec& m) {
+inline void mask_tile(T* s, int64_t nq, int64_t nk, const RowKeys& keys, int64_t row0, const int64_t* kp) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   int64_t runs[33];
   int n_runs = 0;
@@ -90,30 +89,32 @@ inline void mask_tile(T* s, int64_t nq, int64_t nk, const int64_t* qp, const int
     runs[n_runs] = nk;
     for (int64_t r = 0; r < nq; ++r) {
       T* row = s + r * nk;
-      const int64_t i = qp[r];
+      const PosInterval* iv = keys.iv.data() + keys.ptr[row0 + r];
+      const PosInterval* iv_end = keys.iv.data() + keys.ptr[row0 + r + 1];
       for (int u = 0; u < n_runs; ++u) {
         const int64_t c0 = runs[u], c1 = runs[u + 1], k0 = kp[c0] - c0;  // position of column c is k0 + c
-        int64_t lo = c0, hi = c1;
-        if (m.documents) {  // document ids do not decrease along consecutive positions
-          lo = std::lower_bound(kd + c0, kd + c1, qd[r]) - kd;
-          hi = std::upper_bound(kd + c0, kd + c1, qd[r]) - kd;
+        int64_t cursor = c0;  // columns before it are done; intervals are sorted and disjoint
+        for (const PosInterval* x = iv; x != iv_end && cursor < c1; ++x) {
+          const int64_t a = std::clamp<int64_t>(x->lo - k0, cursor, c1);
+          const int64_t b = std::clamp<int64_t>(x->hi - k0 + 1, a, c1);
+          std::fill(row + cursor, row + a, neg_inf);
+          cursor = std::max(cursor, b);
         }
-        if (m.causal) hi = std::min(hi, i - k0 + 1);
-        if (m.window) {
-          lo = std::max(lo, i - m.left - k0);
-          hi = std::min(hi, i + m.right - k0 + 1);
-        }
-        lo = std::clamp<int64_t>(lo, c0, c1);
-        hi = std::clamp<int64_t>(hi, lo, c1);
-        std::fill(row + c0, row + lo, neg_inf);
-        std::fill(row + hi, row + c1, neg_inf);
+        std::fill(row + cursor, row + c1, neg_inf);
       }
     }
     return;
   }
   for (int64_t r = 0; r < nq; ++r) {
     T* row = s + r * nk;
-    for (int64_t c = 0; c < nk; ++c) row[c] = m.visible(qp[r], kp[c], qd[r], kd[c]) ? row[c] : neg_inf;
+    const PosInterval* iv = keys.iv.data() + keys.ptr[row0 + r];
+    const PosInterval* iv_end = keys.iv.data() + keys.ptr[row0 + r + 1];
+    for (int64_t c = 0; c < nk; ++c) {
+      // The first interval ending at or after the key, then whether it starts before it.
+      const PosInterval* x =
+          std::lower_bound(iv, iv_end, kp[c], [](const PosInterval& y, int64_t pos) { return y.hi < pos; });
+      if (x == iv_end || x->lo > kp[c]) row[c] = neg_inf;
+    }
   }
 }
 

@@ -10,22 +10,28 @@ namespace {
 constexpr int64_t kInf = int64_t(1) << 60;
 
 struct Run {
-  int64_t row, len, pos, doc;
+  int64_t row, len, pos;
 };
 
-std::vector<Run> split_runs(const int64_t* pos, const int64_t* doc, int64_t t) {
+std::vector<Run> split_runs(const int64_t* pos, int64_t t) {
   std::vector<Run> runs;
   for (int64_t i = 0; i < t; ++i) {
     if (!runs.empty()) {
       Run& r = runs.back();
-      if (pos[i] == r.pos + r.len && doc[i] == r.doc) {
+      if (pos[i] == r.pos + r.len) {
         ++r.len;
         continue;
       }
     }
-    runs.push_back({i, 1, pos[i], doc[i]});
+    runs.push_back({i, 1, pos[i]});
   }
   return runs;
+}
+
+// The part of a run whose positions lie in [begin, end); len 0 when none.
+Run clip(const Run& r, int64_t begin, int64_t end) {
+  const int64_t a = std::max(r.pos, begin), b = std::min(r.pos + r.len, end);
+  return b > a ? Run{r.row + (a - r.pos), b - a, a} : Run{r.row, 0, r.pos};
 }
 
 // Appends the piece of rows [a_lo, a_hi] of a (q run, k run) pair, trimmed to the rows and keys
@@ -71,15 +77,12 @@ void rows_piece(const Run& q, const Run& k, int64_t c_lo, int64_t c_hi, int64_t 
   out.push_back(base);
 }
 
-// Appends the pieces of one (q run, k run) pair.
-void pair_pieces(const MaskSpec& spec, const Run& q, const Run& k, int64_t q_run, std::vector<Piece>& out) {
+// Appends the pieces of one (q run, k run) pair inside one slice (both runs already clipped to
+// the slice's ranges).
+void pair_pieces(const MaskSlice& s, const Run& q, const Run& k, int64_t q_run, std::vector<Piece>& out) {
   const int64_t delta = q.pos - k.pos;
-  int64_t c_hi = kInf, c_lo = -kInf;
-  if (spec.causal) c_hi = delta;
-  if (spec.window) {
-    c_hi = std::min(c_hi, delta + spec.right);
-    c_lo = delta - spec.left;
-  }
+  const int64_t c_hi = s.hi >= kUnbounded ? kInf : s.hi + delta;
+  const int64_t c_lo = s.lo <= -kUnbounded ? -kInf : s.lo + delta;
   rows_piece(q, k, c_lo, c_hi, 0, q.len - 1, q_run, out);
 }
 
@@ -91,31 +94,42 @@ int64_t BlockPlan::num_pieces() const {
   return n;
 }
 
-BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, const int64_t* q_doc, int64_t tq,
-                     const int64_t* k_pos, const int64_t* k_doc, int64_t tk) {
+BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, int64_t tq, const int64_t* k_pos, int64_t tk) {
   BlockPlan plan;
-  const std::vector<Run> qr = split_runs(q_pos, q_doc, tq), kr = split_runs(k_pos, k_doc, tk);
+  const std::vector<Run> qr = split_runs(q_pos, tq), kr = split_runs(k_pos, tk);
   // Runs shorter than 8 rows on average (striped shards) make varlen calls pointless.
   const auto runs = static_cast<int64_t>(qr.size() + kr.size());
   if (runs > 16 && runs * 8 > tq + tk) {
     plan.fragmented = true;
     return plan;
   }
-  std::unordered_map<int64_t, std::vector<size_t>> k_by_doc;
-  for (size_t j = 0; j < kr.size(); ++j) k_by_doc[spec.documents ? kr[j].doc : 0].push_back(j);
+  // k runs in position order, to find those meeting a slice's key range by binary search.
+  std::vector<size_t> k_order(kr.size());
+  for (size_t j = 0; j < kr.size(); ++j) k_order[j] = j;
+  std::sort(k_order.begin(), k_order.end(), [&](size_t a, size_t b) { return kr[a].pos < kr[b].pos; });
 
   std::vector<Piece> pieces;
   int64_t pairs = 0;
   const int64_t max_pairs = 8 * runs + 256;  // beyond this the block is not run-structured
+  std::vector<size_t> slices;
   for (size_t i = 0; i < qr.size(); ++i) {
-    auto it = k_by_doc.find(spec.documents ? qr[i].doc : 0);
-    if (it == k_by_doc.end()) continue;
-    for (size_t j : it->second) {
-      if (++pairs > max_pairs) {
-        plan.fragmented = true;
-        return plan;
+    spec.slices_meeting_rows(qr[i].pos, qr[i].pos + qr[i].len - 1, slices);
+    for (size_t si : slices) {
+      const MaskSlice& s = spec.slices()[si];
+      const Run q = clip(qr[i], s.q_begin, s.q_end);
+      if (q.len == 0) continue;
+      // k runs are disjoint in positions: those meeting [k_begin, k_end) are consecutive here.
+      auto first = std::partition_point(k_order.begin(), k_order.end(),
+                                        [&](size_t j) { return kr[j].pos + kr[j].len <= s.k_begin; });
+      for (auto it = first; it != k_order.end() && kr[*it].pos < s.k_end; ++it) {
+        const Run k = clip(kr[*it], s.k_begin, s.k_end);
+        if (k.len == 0) continue;
+        if (++pairs > max_pairs) {
+          plan.fragmented = true;
+          return plan;
+        }
+        pair_pieces(s, q, k, static_cast<int64_t>(i), pieces);
       }
-      pair_pieces(spec, qr[i], kr[j], static_cast<int64_t>(i), pieces);
     }
   }
 

@@ -1,12 +1,13 @@
 // How one (q rows × k rows) block maps onto FlashAttention-style varlen calls (no ATen here).
 //
 // Rows are split into runs: maximal stretches of consecutive rows whose global positions are
-// consecutive and lie in one document (a contiguous shard is 1 run per document, a zigzag shard
-// 2, a ring step anything). Each q run is paired with each k run of the same document; inside a
-// pair the mask is "c_lo + a <= b <= a + c_hi" on relative rows a and keys b. A pair is trimmed to
-// the rows and keys that see something, which makes it expressible as bottom-right aligned
-// window offsets (flash's convention), and a causal pair is split into a diagonal piece
-// (window 0 on the right) and a full piece so all causal work lands in at most two groups.
+// consecutive (a contiguous shard is 1 run, a zigzag shard 2, a ring step anything). Each q run
+// is cut by every mask slice it meets and paired with the part of each k run inside that slice's
+// key range; inside such a pair the mask is "c_lo + a <= b <= a + c_hi" on relative rows a and
+// keys b (the slice's band). A pair is trimmed to the rows and keys that see something, which
+// makes it expressible as bottom-right aligned window offsets (flash's convention), and a causal
+// pair is split into a diagonal piece (window 0 on the right) and a full piece so all causal work
+// lands in at most two groups.
 #pragma once
 
 #include <cstddef>
@@ -41,9 +42,7 @@ struct BlockPlan {
   int64_t num_pieces() const;
 };
 
-// q_pos/k_pos: global positions per row; q_doc/k_doc: document id per row (all 0 without
-// documents). The mask's document predicate is carried by the ids.
-BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, const int64_t* q_doc, int64_t tq,
-                     const int64_t* k_pos, const int64_t* k_doc, int64_t tk);
+// q_pos/k_pos: global positions per row.
+BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, int64_t tq, const int64_t* k_pos, int64_t tk);
 
 }  // namespace longhaul::cuda

@@ -54,10 +54,8 @@ Fused pick_fused(const at::Tensor& q, const BlockPlan& plan) {
 }
 
 BlockPlan make_plan(const BlockView& view, const Mask& mask) {
-  at::Tensor qp = view.q_pos.contiguous(), kp = view.k_pos.contiguous();
-  at::Tensor qd = mask.documents_of(qp), kd = mask.documents_of(kp);
-  return plan_block(mask.spec(), qp.data_ptr<int64_t>(), qd.data_ptr<int64_t>(), qp.numel(), kp.data_ptr<int64_t>(),
-                    kd.data_ptr<int64_t>(), kp.numel());
+  const at::Tensor qp = view.q_pos.to(at::kLong).contiguous(), kp = view.k_pos.to(at::kLong).contiguous();
+  return plan_block(mask.spec(), qp.data_ptr<int64_t>(), qp.numel(), kp.data_ptr<int64_t>(), kp.numel());
 }
 
 // The one piece of a plan that covers every q row and every key, if that is the whole plan (a

@@ -19,24 +19,20 @@ int64_t chunk_rows(int64_t tq, int64_t h, int64_t tk, at::ScalarType acc) {
   return std::max<int64_t>(1, std::min<int64_t>(tq, kScoreBudget / per_row));
 }
 
-// Positions and document ids of a block on the device, for building chunk masks there.
+// Key positions and each query row's visible-key intervals on the device, for building chunk
+// masks there (a few [rows, Tk] comparisons per chunk, never a T × T buffer).
 struct DeviceView {
-  at::Tensor q_pos, k_pos, q_doc, k_doc;
+  at::Tensor k_pos, q_keys;  // q_keys [Tq, M, 2]: Mask::key_intervals
   DeviceView(const BlockView& view, const Mask& mask, const at::Device& dev) {
-    q_pos = view.q_pos.to(dev);
-    k_pos = view.k_pos.to(dev);
-    if (mask.has_documents()) {
-      q_doc = mask.documents_of(view.q_pos).to(dev);
-      k_doc = mask.documents_of(view.k_pos).to(dev);
-    }
+    k_pos = view.k_pos.to(at::kLong).to(dev);
+    q_keys = mask.key_intervals(view.q_pos.to(at::kCPU)).to(dev);
   }
   // Visibility [rows, Tk] of query rows [r0, r0 + rows).
-  at::Tensor visible(const Mask& mask, int64_t r0, int64_t rows) const {
-    at::Tensor qp = q_pos.narrow(0, r0, rows).unsqueeze(1), kp = k_pos.unsqueeze(0);
-    at::Tensor vis = at::ones({rows, kp.size(1)}, q_pos.options().dtype(at::kBool));
-    if (mask.has_documents()) vis = vis & q_doc.narrow(0, r0, rows).unsqueeze(1).eq(k_doc.unsqueeze(0));
-    if (mask.is_causal()) vis = vis & kp.le(qp);
-    if (mask.has_window()) vis = vis & (qp - kp).le(mask.left()) & (kp - qp).le(mask.right());
+  at::Tensor visible(const Mask&, int64_t r0, int64_t rows) const {
+    const at::Tensor kp = k_pos.unsqueeze(0), iv = q_keys.narrow(0, r0, rows);
+    at::Tensor vis = at::zeros({rows, kp.size(1)}, k_pos.options().dtype(at::kBool));
+    for (int64_t m = 0; m < iv.size(1); ++m)
+      vis = vis | (kp.ge(iv.select(1, m).select(1, 0).unsqueeze(1)) & kp.le(iv.select(1, m).select(1, 1).unsqueeze(1)));
     return vis;
   }
 };

@@ -16,7 +16,6 @@
 #include "parallel/planner.h"
 #include "benchmarks/cp/cp_check.h"
 #include "benchmarks/cp/cp_timing.h"
-#include "benchmarks/cp/plan_for.h"
 #include "parallel/context_parallel.h"
 #include "core/errors.h"
 
@@ -139,7 +138,7 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
   const Strategy strategy = strategy_from_string(c.strategy);
   const Layout layout = layout_from_string(c.layout);
   const Mask mask = make_mask(c.mask, c.t, o.masks);
-  const ShardPlan plan = plan_for(c.t, mask, layout, comm.size(), comm.rank());
+  const ShardPlan plan = ShardPlan::for_mask(c.t, mask, layout, comm.size(), comm.rank());
 
   // The same global inputs on every rank, then this rank's shards.
   auto gen = at::detail::createCPUGenerator(o.seed);
@@ -188,8 +187,7 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
     Problem pr;
     pr.T = c.t, pr.H = c.h, pr.H_kv = c.h_kv, pr.D = c.d, pr.P = c.p, pr.elem_bytes = kElemBytes;
     pr.mask = c.mask;
-    pr.window = mask.has_window() ? mask.left() : 0;
-    if (mask.has_documents()) pr.cu_seqlens = mask.cu_seqlens();
+    pr.given_mask = mask;
     pr.kernel_gflops = 3.5 * f_fwd / (single_ms * 1e-3) / 1e9 * at::get_num_threads();
     for (const auto& pred : plan_strategies(pr, network_preset("this-machine")))
       if (pred.strategy == strategy && pred.layout == layout) predicted_ms = pred.time_s * 1e3;
@@ -201,6 +199,7 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
       .add("bwd_ms", t.bwd_ms)
       .add("gflops_per_rank", gflops)
       .add("efficiency", efficiency)
+      .add("imbalance", plan.area_imbalance(mask))
       .add("bytes_sent", t.bytes_sent_fwd)
       .add("bytes_formula", formula)
       .add("bytes_sent_bwd", t.bytes_sent_bwd)

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "benchmarks/cp/plan_for.h"
 #include "benchmarks/kernel/check.h"
 #include "parallel/context_parallel.h"
 
@@ -11,7 +10,7 @@ namespace longhaul::bench {
 
 int64_t check_cp_against_reference(Communicator& comm, const CpCheckCase& c, const MaskCaseOptions& masks) {
   const Mask mask = make_scaled_mask(c.mask, c.t, c.small_t, masks);
-  const ShardPlan plan = plan_for(c.small_t, mask, c.layout, comm.size(), comm.rank());
+  const ShardPlan plan = ShardPlan::for_mask(c.small_t, mask, c.layout, comm.size(), comm.rank());
   // The same global inputs on every rank (a private generator: thread-ranks share torch's global one).
   auto gen = at::detail::createCPUGenerator(c.seed);
   auto normal = [&](int64_t heads) {

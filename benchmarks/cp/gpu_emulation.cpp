@@ -9,7 +9,6 @@
 
 #include "benchmarks/common/compare.h"
 #include "benchmarks/cp/cp_row.h"
-#include "benchmarks/cp/plan_for.h"
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"
 #include "core/errors.h"
@@ -93,7 +92,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
       co.timeout = std::chrono::seconds(300);
       local::run_ranks(p, [&](Communicator& comm) {
         local::enter_device_rank(dev);  // its own stream, as if on its own GPU
-        const ShardPlan plan = plan_for(o.T, mask, layout, p, comm.rank());
+        const ShardPlan plan = ShardPlan::for_mask(o.T, mask, layout, p, comm.rank());
         const at::Tensor ql = plan.shard(q), kl = plan.shard(k), vl = plan.shard(v), dl = plan.shard(dout);
         Options opts;
         opts.strategy = strategy;

@@ -7,7 +7,14 @@
 
 namespace longhaul::bench {
 namespace {
-bool has_documents(const std::string& name) { return name == "documents" || name == "causal_documents"; }
+bool is_family(const std::string& name) {
+  const auto& f = masks::family_names();
+  return name != "full" && name != "causal" && std::find(f.begin(), f.end(), name) != f.end();
+}
+
+bool has_documents(const std::string& name) {
+  return name == "documents" || name == "causal_documents" || (is_family(name) && masks::uses_documents(name));
+}
 
 Mask base(const std::string& name) {
   check_mask_name(name);
@@ -17,17 +24,35 @@ Mask base(const std::string& name) {
 int64_t scale(int64_t x, int64_t t, int64_t small_t) {
   return std::max<int64_t>(1, (x * small_t + t / 2) / t);
 }
+
+// A family on documents `cu` of [0, t), its parameters scaled by t / full_t (1 when full size).
+Mask family(const std::string& name, int64_t t, std::vector<int64_t> cu, const MaskCaseOptions& o, int64_t full_t) {
+  auto sc = [&](int64_t x) { return t == full_t ? x : scale(x, full_t, t); };
+  int64_t param = sc(o.window_left), param2 = 0;
+  if (name == "prefix_lm_causal") param = std::min(t, o.prefix > 0 ? sc(o.prefix) : t / 4);
+  if (name == "prefix_lm_document") param = sc(o.doc_prefix);
+  if (name == "block_causal_document") param = sc(o.block);
+  if (name == "global_sliding_window") param2 = std::min(t, sc(o.global_tokens));
+  return masks::make(name, t, masks::uses_documents(name) ? std::move(cu) : std::vector<int64_t>{}, param, param2);
+}
 }  // namespace
 
 const std::vector<std::string>& mask_names() {
-  static const std::vector<std::string> names{"full", "causal", "documents", "causal_documents", "causal_window"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n{"full", "causal", "documents", "causal_documents", "causal_window"};
+    for (const auto& f : masks::family_names())
+      if (f != "full" && f != "causal") n.push_back(f);
+    return n;
+  }();
   return names;
 }
 
 void check_mask_name(const std::string& name) {
   const auto& n = mask_names();
-  LH_CHECK(std::find(n.begin(), n.end(), name) != n.end(), "bench kernel: unknown mask '", name,
-           "', expected full, causal, documents, causal_documents or causal_window");
+  if (std::find(n.begin(), n.end(), name) != n.end()) return;
+  std::string known;
+  for (const auto& x : n) known += (known.empty() ? "" : ", ") + x;
+  throw InvalidArgument("bench: unknown mask '" + name + "', expected one of " + known);
 }
 
 bool sdpa_expresses(const std::string& name) { return name == "full" || name == "causal"; }
@@ -44,6 +69,7 @@ std::vector<int64_t> document_offsets(int64_t t, int64_t doc_min, int64_t doc_ma
 }
 
 Mask make_mask(const std::string& name, int64_t t, const MaskCaseOptions& o) {
+  if (is_family(name)) return family(name, t, document_offsets(t, o.doc_min, o.doc_max, o.seed), o, t);
   Mask m = base(name);
   if (has_documents(name)) m = m.documents(document_offsets(t, o.doc_min, o.doc_max, o.seed));
   if (name == "causal_window") {
@@ -57,9 +83,8 @@ Mask make_mask(const std::string& name, int64_t t, const MaskCaseOptions& o) {
 Mask make_scaled_mask(const std::string& name, int64_t t, int64_t small_t, const MaskCaseOptions& o) {
   LH_CHECK(small_t > 0 && small_t <= t, "bench kernel: check length ", small_t, " must be in [1, ", t, "]");
   if (small_t == t) return make_mask(name, t, o);
-  Mask m = base(name);
+  std::vector<int64_t> cu{0};
   if (has_documents(name)) {
-    std::vector<int64_t> cu{0};
     const auto offsets = document_offsets(t, o.doc_min, o.doc_max, o.seed);
     for (size_t d = 1; d < offsets.size(); ++d) {
       const int64_t off = offsets[d];
@@ -67,8 +92,10 @@ Mask make_scaled_mask(const std::string& name, int64_t t, int64_t small_t, const
       if (s > cu.back()) cu.push_back(s);
     }
     if (cu.back() != small_t) cu.push_back(small_t);
-    m = m.documents(cu);
   }
+  if (is_family(name)) return family(name, small_t, cu, o, t);
+  Mask m = base(name);
+  if (has_documents(name)) m = m.documents(cu);
   if (name == "causal_window") {
     const int64_t left = o.window_left == 0 ? 0 : scale(o.window_left, t, small_t);
     const int64_t right = o.window_right == 0 ? 0 : scale(o.window_right, t, small_t);

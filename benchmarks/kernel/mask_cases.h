@@ -1,5 +1,7 @@
-// The masks of `longhaul bench kernel` by name, built for a sequence length: full, causal,
-// documents, causal_documents, causal_window. Document lengths come from a fixed seed.
+// The masks of the benchmarks by name, built for a sequence length: the predicate cases full,
+// causal, documents, causal_documents, causal_window, and every long-context family
+// (masks::family_names(): full_document, share_question, block_causal_document, ...). Document
+// lengths come from a fixed seed.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,11 @@ struct MaskCaseOptions {
   int64_t doc_min = 256, doc_max = 4096;  // document lengths, uniform in [doc_min, doc_max]
   uint64_t seed = 1234;                   // of the document lengths
   int64_t window_left = 1024, window_right = 0;
+  // The families' parameters: sliding windows use window_left as w.
+  int64_t prefix = 0;          // prefix_lm_causal: the full prefix (0: T / 4)
+  int64_t doc_prefix = 256;    // prefix_lm_document: the full prefix of each document
+  int64_t block = 1024;        // block_causal_document
+  int64_t global_tokens = 256; // global_sliding_window
 };
 
 // The names, in the order of the tables.

@@ -20,7 +20,7 @@ SdpaTimes time_sdpa(const SdpaInputs& in, bool backward, const TimingPlan& plan)
   const bool causal = in.mask_name == "causal";
   std::optional<at::Tensor> dense;
   if (!sdpa_expresses(in.mask_name))
-    dense = reference::visible_matrix(*in.mask, BlockView::self(in.q.size(0))).to(in.q.device());
+    dense = in.mask->dense(at::arange(in.q.size(0), at::kLong), at::arange(in.q.size(0), at::kLong)).to(in.q.device());
   const bool gqa = in.k.size(1) != in.q.size(1);
   const at::Tensor grad = as_bhtd(in.dout);
 

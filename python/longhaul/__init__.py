@@ -13,7 +13,7 @@ longhaul.CommError (longhaul.CommTimeout for a passed deadline) when communicati
 import torch  # noqa: F401  (loads libtorch and libtorch_python, which the extension links)
 
 from . import _C
-from ._C import CommError, CommTimeout, Communicator, ShardPlan, World
+from ._C import CommError, CommTimeout, Communicator, Mask, ShardPlan, World
 from . import data
 from .context_parallel import ContextParallel
 from ._world import as_group, init, world
@@ -28,5 +28,5 @@ def info():
     return d
 
 
-__all__ = ["init", "world", "as_group", "ContextParallel", "ShardPlan", "Communicator", "World", "CommError",
+__all__ = ["init", "world", "as_group", "ContextParallel", "Mask", "ShardPlan", "Communicator", "World", "CommError",
            "CommTimeout", "data", "info"]

@@ -9,17 +9,17 @@ class _Attention(torch.autograd.Function):
     """out = attention(q, k, v) over the group; backward runs the strategy's backward (a collective)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, cp, plan, causal, window):
-        out, lse = cp.forward(q, k, v, plan, causal, window)
+    def forward(ctx, q, k, v, cp, plan, causal, window, mask):
+        out, lse = cp.forward(q, k, v, plan, causal, window, mask)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.cp, ctx.plan, ctx.causal, ctx.window = cp, plan, causal, window
+        ctx.cp, ctx.plan, ctx.causal, ctx.window, ctx.mask = cp, plan, causal, window, mask
         return out
 
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = ctx.cp.backward(dout, q, k, v, out, lse, ctx.plan, ctx.causal, ctx.window)
-        return dq, dk, dv, None, None, None, None
+        dq, dk, dv = ctx.cp.backward(dout, q, k, v, out, lse, ctx.plan, ctx.causal, ctx.window, ctx.mask)
+        return dq, dk, dv, None, None, None, None, None
 
 
 def _check_window(window):
@@ -35,8 +35,9 @@ def _check_window(window):
 class ContextParallel:
     """Attention over a sequence sharded across a context-parallel group.
 
-    strategy: ring, tokenring, ulysses, hybrid, allgather or rsa. layout: zigzag, striped or
-    contiguous. ulysses_degree: heads are split over groups of this many ranks (hybrid). group:
+    strategy: ring, tokenring, ulysses, hybrid, allgather or rsa. layout: zigzag, striped,
+    contiguous or balanced (equal chunks placed so every rank has about the same masked area; its
+    plan needs the mask: cp.plan(T, mask=...)). ulysses_degree: heads are split over groups of this many ranks (hybrid). group:
     None (the world of longhaul.init()), a longhaul.Communicator or a torch.distributed
     ProcessGroup. inner: the strategy across Ulysses groups (hybrid: ring or tokenring).
     scale: the softmax scale, default 1/sqrt(D). device: the tensors' device for a ProcessGroup.
@@ -56,18 +57,20 @@ class ContextParallel:
     def layout(self):
         return self._cp.layout
 
-    def plan(self, T, cu_seqlens=None, min_chunk=64):
+    def plan(self, T, cu_seqlens=None, min_chunk=64, mask=None):
         """The ShardPlan of a packed sequence of T tokens (cu_seqlens: global document offsets
-        [0, ..., T], or None for one document) for this rank of the group."""
+        [0, ..., T], or None for one document) for this rank of the group. mask: a longhaul.Mask
+        whose documents (if any) the plan takes; layout balanced needs it."""
         if cu_seqlens is not None and not isinstance(cu_seqlens, torch.Tensor):
             cu_seqlens = torch.tensor(cu_seqlens, dtype=torch.int64)
-        return _C.ShardPlan(int(T), cu_seqlens, self.layout, self.group, int(min_chunk))
+        return _C.ShardPlan(int(T), cu_seqlens, self.layout, self.group, int(min_chunk), mask)
 
-    def attention(self, q, k, v, plan, causal=False, window=None):
+    def attention(self, q, k, v, plan, causal=False, window=None, mask=None):
         """Attention of this rank's shards q [Tl, H, D], k and v [Tl, H_kv, D] (H % H_kv == 0)
-        under the plan's documents, causal or not, and an inclusive (left, right) window.
+        under the plan's documents, causal or not, and an inclusive (left, right) window; or
+        under `mask`, a longhaul.Mask (any family: longhaul.Mask.share_question(cu), ...).
         Returns out [Tl, H, D]; differentiable in q, k and v. Every rank of the group calls it."""
-        return _Attention.apply(q, k, v, self._cp, plan, bool(causal), _check_window(window))
+        return _Attention.apply(q, k, v, self._cp, plan, bool(causal), _check_window(window), mask)
 
     def __repr__(self):
         return f"<longhaul.ContextParallel {self.strategy}/{self.layout} over {self.group!r}>"

@@ -19,8 +19,14 @@ namespace {
 
 using Window = std::optional<std::pair<int64_t, int64_t>>;
 
-// causal, the plan's documents and an inclusive (left, right) window, as Mask composes them.
-Mask make_mask(const ShardPlan& plan, bool causal, const Window& window) {
+// A mask given whole, or causal, the plan's documents and an inclusive (left, right) window, as
+// Mask composes them.
+Mask make_mask(const ShardPlan& plan, bool causal, const Window& window, const std::optional<Mask>& mask) {
+  if (mask) {
+    LH_CHECK(!causal && !window, "attention: give either mask= or causal=/window=, not both (mask ",
+             mask->describe(), ")");
+    return *mask;
+  }
   Mask m = causal ? Mask::causal() : Mask::full();
   if (plan.cu_seqlens().size() > 2) m = m.documents(plan.cu_seqlens());
   if (window) {
@@ -58,25 +64,26 @@ void bind_context_parallel(py::module_& m) {
       .def(
           "forward",
           [](ContextParallel& cp, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const GroupPlan& p,
-             bool causal, const Window& window) {
+             bool causal, const Window& window, const std::optional<Mask>& mask) {
             AttentionOutput o = cp.forward(q.contiguous(), k.contiguous(), v.contiguous(), p.plan,
-                                           make_mask(p.plan, causal, window));
+                                           make_mask(p.plan, causal, window, mask));
             return std::make_pair(o.out, o.lse);
           },
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("plan"), py::arg("causal") = false,
-          py::arg("window") = py::none(), py::call_guard<py::gil_scoped_release>(),
+          py::arg("window") = py::none(), py::arg("mask") = py::none(), py::call_guard<py::gil_scoped_release>(),
           "(out [Tl, H, D], lse [H, Tl]) of this rank's queries; a collective")
       .def(
           "backward",
           [](ContextParallel& cp, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-             const at::Tensor& out, const at::Tensor& lse, const GroupPlan& p, bool causal, const Window& window) {
+             const at::Tensor& out, const at::Tensor& lse, const GroupPlan& p, bool causal, const Window& window,
+             const std::optional<Mask>& mask) {
             AttentionGrads g = cp.backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
-                                           p.plan, make_mask(p.plan, causal, window));
+                                           p.plan, make_mask(p.plan, causal, window, mask));
             return std::make_tuple(g.dq, g.dk, g.dv);
           },
           py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("plan"),
-          py::arg("causal") = false, py::arg("window") = py::none(), py::call_guard<py::gil_scoped_release>(),
-          "(dq, dk, dv) of this rank's shards in the input dtype; a collective");
+          py::arg("causal") = false, py::arg("window") = py::none(), py::arg("mask") = py::none(),
+          py::call_guard<py::gil_scoped_release>(), "(dq, dk, dv) of this rank's shards in the input dtype; a collective");
 }
 
 }  // namespace longhaul::python

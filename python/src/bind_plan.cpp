@@ -14,8 +14,12 @@ namespace longhaul::python {
 namespace {
 
 GroupPlan make_plan(int64_t T, std::optional<at::Tensor> cu_seqlens, const std::string& layout, const CommPtr& group,
-                    int64_t min_chunk) {
+                    int64_t min_chunk, const std::optional<Mask>& mask) {
   LH_CHECK(group != nullptr, "ShardPlan: no group");
+  if (mask) {  // documents from the mask; balanced cut by its area
+    LH_CHECK(!cu_seqlens, "ShardPlan: give the documents through the mask or cu_seqlens, not both");
+    return {ShardPlan::for_mask(T, *mask, layout_from_string(layout), group->size(), group->rank(), min_chunk), group};
+  }
   if (cu_seqlens) {
     LH_CHECK(cu_seqlens->dim() == 1, "ShardPlan: cu_seqlens must be 1-D global offsets [0, ..., T], got shape ",
              cu_seqlens->sizes());
@@ -31,7 +35,7 @@ at::Tensor cu_tensor(const std::vector<int64_t>& cu) { return at::tensor(cu, at:
 void bind_plan(py::module_& m) {
   py::class_<GroupPlan>(m, "ShardPlan", "How a packed global sequence of T tokens is split over a CP group")
       .def(py::init(&make_plan), py::arg("T"), py::arg("cu_seqlens"), py::arg("layout"), py::arg("group"),
-           py::arg("min_chunk") = 64)
+           py::arg("min_chunk") = 64, py::arg("mask") = py::none())
       .def_property_readonly("T", [](const GroupPlan& p) { return p.plan.T(); })
       .def_property_readonly("P", [](const GroupPlan& p) { return p.plan.P(); })
       .def_property_readonly("rank", [](const GroupPlan& p) { return p.plan.rank(); })
@@ -49,6 +53,8 @@ void bind_plan(py::module_& m) {
         LH_CHECK(rank >= 0 && rank < p.plan.P(), "positions_of: rank ", rank, " outside [0, ", p.plan.P(), ")");
         return p.plan.positions(rank);
       }, py::arg("rank"))
+      .def("area_imbalance", [](const GroupPlan& p, const Mask& m) { return p.plan.area_imbalance(m); },
+           py::arg("mask"), "largest rank's masked area / mean rank area")
       .def("shard", [](const GroupPlan& p, const at::Tensor& x) { return p.plan.shard(x); }, py::arg("x"),
            "This rank's rows of a global [T, ...] tensor")
       .def(

@@ -7,6 +7,7 @@
 namespace longhaul::python {
 
 void bind_comm(pybind11::module_& m);              // Communicator, init(), the world, ProcessGroup wrap
+void bind_mask(pybind11::module_& m);              // Mask: shorthands, families, slices
 void bind_plan(pybind11::module_& m);              // ShardPlan over a communicator
 void bind_context_parallel(pybind11::module_& m);  // ContextParallel forward/backward (autograd in Python)
 void bind_data(pybind11::module_& m);              // token store, writer, DD sampler with batches

@@ -40,6 +40,7 @@ PYBIND11_MODULE(_C, m) {
     }
   });
   longhaul::python::bind_comm(m);
+  longhaul::python::bind_mask(m);
   longhaul::python::bind_plan(m);
   longhaul::python::bind_context_parallel(m);
   longhaul::python::bind_data(m);

@@ -20,14 +20,36 @@ std::vector<int64_t> documents_for(int64_t T) {
   return cu;
 }
 
+// Parameters that make every kind of block (empty, full, partial) appear at small T.
+int64_t family_param(const std::string& name, int64_t T) {
+  if (name == "sliding_window" || name == "sliding_window_causal" || name == "global_sliding_window") return T / 9 + 2;
+  if (name == "prefix_lm_causal") return T / 3;
+  if (name == "prefix_lm_document") return 20;
+  if (name == "block_causal_document") return T / 9 + 5;
+  return 0;
+}
+
+}  // namespace
+
 Mask mask_for(const std::string& name, int64_t T) {
   if (name == "full") return Mask::full();
   if (name == "causal") return Mask::causal();
   if (name == "documents") return Mask::full().documents(documents_for(T));
   if (name == "causal_documents") return Mask::causal().documents(documents_for(T));
   if (name == "causal_window") return Mask::causal().window(T / 7 + 3, 0);
-  throw InvalidArgument("unknown mask " + name);
+  return masks::make(name, T, masks::uses_documents(name) ? documents_for(T) : std::vector<int64_t>{},
+                     family_param(name, T), T / 10 + 1);
 }
+
+const std::vector<std::string>& family_cases() {
+  static const std::vector<std::string> names{
+      "full_document",    "causal_document",       "share_question",        "causal_blockwise",
+      "prefix_lm_causal", "prefix_lm_document",    "sliding_window",        "sliding_window_causal",
+      "global_sliding_window", "block_causal_document"};
+  return names;
+}
+
+namespace {
 
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
   at::Tensor x = a.cpu().to(at::kDouble), y = b.cpu().to(at::kDouble);
@@ -87,9 +109,7 @@ Problem make_problem(const CpCase& c) {
 void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {
   const int p = comm.size(), r = comm.rank();
   const Mask& mask = pr.mask;
-  std::optional<at::Tensor> cu;
-  if (mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
-  ShardPlan plan(c.T, cu, c.layout, p, r, 8);
+  const ShardPlan plan = ShardPlan::for_mask(c.T, mask, c.layout, p, r, 8);
   ContextParallel cp(comm.shared_from_this(),
                      {.strategy = c.strategy, .layout = c.layout, .ulysses_degree = c.ulysses_degree, .inner = c.inner});
   auto shard = [&](const at::Tensor& x) { return plan.shard(x).to(c.device); };
@@ -134,6 +154,16 @@ void check_device_cases(Communicator& comm, Strategy s, int64_t T, c10::Device d
         check_problem(comm, c, pr);
       }
     }
+}
+
+void check_family_cases(Communicator& comm, Strategy s, int64_t T) {
+  const int64_t H = s == Strategy::Ulysses || s == Strategy::Hybrid ? std::lcm<int64_t>(2, comm.size()) : 4;
+  const int u = s == Strategy::Hybrid ? (comm.size() % 2 == 0 ? 2 : 1) : 1;
+  for (const auto& m : family_cases()) {
+    const Problem pr = make_problem(CpCase{s, Layout::Zigzag, m, T, H, H / 2, 16, at::kDouble, u});
+    for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped, Layout::Balanced})
+      check_problem(comm, CpCase{s, l, m, T, H, H / 2, 16, at::kDouble, u}, pr);
+  }
 }
 
 void check_hybrid_cases(Communicator& comm, int u, int64_t T) {

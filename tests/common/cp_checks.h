@@ -12,7 +12,7 @@ namespace longhaul::testing {
 struct CpCase {
   Strategy strategy = Strategy::Ring;
   Layout layout = Layout::Zigzag;
-  std::string mask = "causal";  // full, causal, documents, causal_documents, causal_window
+  std::string mask = "causal";  // full, causal, documents, causal_documents, causal_window, or a family
   int64_t T = 1000, H = 4, H_kv = 2, D = 32;
   at::ScalarType dtype = at::kDouble;
   int ulysses_degree = 1;             // hybrid
@@ -23,6 +23,10 @@ std::string describe(const CpCase& c);
 
 // The masks a strategy supports (RSA: full and causal).
 std::vector<std::string> masks_for(Strategy s);
+// The mask of a case name at length T (a family name: masks::make with test parameters).
+Mask mask_for(const std::string& name, int64_t T);
+// The long-context families beyond full and causal (every strategy but rsa takes them).
+const std::vector<std::string>& family_cases();
 
 // forward out/lse and backward dq/dk/dv on every rank's shard equal the reference's.
 void check_against_reference(Communicator& comm, const CpCase& c);
@@ -31,6 +35,8 @@ void check_all_cases(Communicator& comm, Strategy s, int64_t T);
 // Every layout × supported mask in float64, float32 and bfloat16 (GQA 2:1) with the shards on
 // `device` (CUDA: the local backend on one GPU).
 void check_device_cases(Communicator& comm, Strategy s, int64_t T, c10::Device device);
+// Every family of family_cases() × every layout (balanced included), GQA 2:1, float64.
+void check_family_cases(Communicator& comm, Strategy s, int64_t T);
 // Hybrid with Ulysses degree u (dividing the group size), inner ring and tokenring, every
 // layout × mask, GQA 2:1.
 void check_hybrid_cases(Communicator& comm, int u, int64_t T);

@@ -21,6 +21,49 @@ def dense_mask(T, cu_seqlens=None, causal=False, window=None):
     return visible
 
 
+
+def family_mask(name, T, cu_seqlens, param=0, param2=0):
+    """[T, T] bool of a long-context mask family, from its definition (query i, key j, documents
+    [c_d, c_{d+1})): param is the window w, the prefix or the block size; param2 the global tokens."""
+    cu = torch.as_tensor(cu_seqlens if cu_seqlens is not None else [0, T])
+    pos = torch.arange(T)
+    doc = torch.bucketize(pos, cu[1:], right=True)
+    i, j = pos[:, None], pos[None, :]
+    di, dj = doc[:, None], doc[None, :]
+    same, causal = di == dj, j <= i
+    n = len(cu) - 1
+    if name == "full":
+        return torch.ones(T, T, dtype=torch.bool)
+    if name == "causal":
+        return causal
+    if name == "full_document":
+        return same
+    if name == "causal_document":
+        return same & causal
+    if name == "share_question":
+        if n == 1:
+            return causal
+        head = (di <= 1) & (dj <= 1) & causal  # question + first answer: one causal block
+        return head | ((di >= 2) & ((dj == 0) | (same & causal)))
+    if name == "causal_blockwise":
+        return (same & causal) | ((di == n - 1) & (j < cu[n - 1]))
+    if name == "prefix_lm_causal":
+        return causal | ((i < param) & (j < param))
+    if name == "prefix_lm_document":
+        start = cu[doc]
+        end = torch.minimum(start + param, cu[doc + 1])
+        return same & (causal | ((i < end[:, None]) & (j < end[:, None])))
+    if name == "sliding_window":
+        return (i - j).abs() <= param
+    if name == "sliding_window_causal":
+        return ((i - j) >= 0) & ((i - j) <= param)
+    if name == "global_sliding_window":
+        return (i < param2) | (j < param2) | ((i - j).abs() <= param)
+    if name == "block_causal_document":
+        bi, bj = (pos - cu[doc])[:, None] // param, (pos - cu[doc])[None, :] // param
+        return same & (bj <= bi)
+    raise ValueError(f"unknown family {name}")
+
 def sdpa(q, k, v, mask):
     """Attention of [T, H, D] q and [T, H_kv, D] k, v (GQA by repeating each KV head H/H_kv times)."""
     rep = q.shape[1] // k.shape[1]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import longhaul
-from reference import assert_close, dense_mask, sdpa_with_grads
+from reference import assert_close, dense_mask, family_mask, sdpa_with_grads
 
 T, H, D = 67, 4, 8                    # odd T: shards of unequal length
 DOCS = [0, 29, 40, 67]                # three packed documents
@@ -23,6 +23,11 @@ MASKS = {                             # name: (causal, documents, window)
     "causal_documents_window": (True, DOCS, (7, 2)),  # right > 0: causality still matters
 }
 LAYOUTS = ["zigzag", "striped", "contiguous"]
+# The long-context families: name -> (param, param2) at this T.
+FAMILIES = {"full_document": (0, 0), "causal_document": (0, 0), "share_question": (0, 0),
+            "causal_blockwise": (0, 0), "prefix_lm_causal": (20, 0), "prefix_lm_document": (5, 0),
+            "sliding_window": (6, 0), "sliding_window_causal": (6, 0), "global_sliding_window": (6, 4),
+            "block_causal_document": (7, 0)}
 # (dtype, H_kv): MHA and GQA in float64, GQA in float32.
 PRECISIONS = [(torch.float64, 4), (torch.float64, 2), (torch.float32, 2)]
 
@@ -118,6 +123,58 @@ def test_hybrid_matches_sdpa(group, P, layout, mask_name, dtype, h_kv):
 @pytest.mark.parametrize("strategy", ["ring", "ulysses"])
 def test_low_precision_matches_sdpa(group, strategy, dtype):
     run_case(group, strategy, "zigzag", "causal_documents", dtype, 2)
+
+
+def family(name):
+    param, param2 = FAMILIES[name]
+    return longhaul.Mask.family(name, T, DOCS, param, param2), family_mask(name, T, DOCS, param, param2)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family_masks_match_their_definition(name):
+    mask, dense = family(name)
+    assert torch.equal(mask.dense(), dense), name
+    assert mask.area(0, T, 0, T) == int(dense.sum()) and mask.length == T
+
+
+_family_problems = {}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS + ["balanced"])
+@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("strategy", ["ring", "tokenring", "allgather", "ulysses"])
+def test_family_matches_sdpa(group, strategy, name, layout):
+    """Every family and layout (balanced: cut by the mask's area) against SDPA with the dense mask."""
+    mask, dense = family(name)
+    if name not in _family_problems:
+        g = torch.Generator().manual_seed(99)
+        q, k, v, dout = (torch.randn(T, h, D, generator=g, dtype=torch.float64) for h in (H, 2, 2, H))
+        _family_problems[name] = (q, k, v, dout, sdpa_with_grads(q, k, v, dout, dense))
+    q, k, v, dout, ref = _family_problems[name]
+    cp = longhaul.ContextParallel(strategy, layout, group=group)
+    plan = cp.plan(T, min_chunk=MIN_CHUNK, mask=mask)
+    ql, kl, vl = (plan.shard(x).requires_grad_() for x in (q, k, v))
+    out = cp.attention(ql, kl, vl, plan, mask=mask)
+    (out * plan.shard(dout)).sum().backward()
+    got = [plan.unshard(x.detach()) for x in (out, ql.grad, kl.grad, vl.grad)]
+    for what, ours, r in zip(("out", "dq", "dk", "dv"), got, ref):
+        assert_close(ours, r, None, f"{strategy}/{layout}/{name} P={plan.P} rank {plan.rank} {what}")
+
+
+def test_mask_errors_raise_value_error(group):
+    with pytest.raises(ValueError, match="share visible pairs|both hold query"):
+        longhaul.Mask.from_slices(10, [(0, 5, 0, 5, "full"), (3, 8, 0, 8, "causal")])
+    with pytest.raises(ValueError, match="window w must be > 0"):
+        longhaul.Mask.sliding_window(10, 0)
+    cp = longhaul.ContextParallel("ring", "balanced", group=group)
+    with pytest.raises(ValueError, match="needs the mask|for_mask"):
+        cp.plan(T)
+    plan = cp.plan(T, mask=longhaul.Mask.causal(T))
+    q = torch.randn(plan.local_rows, H, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match="either mask= or causal="):
+        cp.attention(q, q, q, plan, causal=True, mask=longhaul.Mask.causal(T))
+    with pytest.raises(ValueError, match="defined on"):
+        cp.attention(q, q, q, plan, mask=longhaul.Mask.causal(T + 1))
 
 
 def test_plan_covers_the_sequence(group, P):

@@ -57,7 +57,13 @@ Mask make_mask(const std::string& name, int64_t t) {
   if (name == "documents_window") return Mask::causal().documents(cu).window(9, 0);
   // Wide enough that the band holds runs of full key tiles (merged into wide steps).
   if (name == "causal_wide_window") return Mask::causal().window(700, 0);
-  throw InvalidArgument("unknown mask " + name);
+  // A long-context family on [0, cu.back()), parameters scaled to t so that every kind of tile
+  // (empty, full, partial) and every slice shape appears.
+  const int64_t len = cu.back();
+  const int64_t param = name == "prefix_lm_causal" ? t / 3 + 1 : name == "prefix_lm_document" ? 6
+                        : name == "block_causal_document" ? 23 : name == "sliding_window_long" ? 600 : 17;
+  if (name == "sliding_window_long") return masks::sliding_window(len, param);
+  return masks::make(name, len, masks::uses_documents(name) ? cu : std::vector<int64_t>{}, param, t / 10 + 1);
 }
 
 struct Inputs {
@@ -119,6 +125,18 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("full", "causal", "documents", "causal_documents", "window", "causal_window",
                                          "documents_window", "causal_wide_window"),
                        ::testing::Values(at::kDouble, at::kFloat, at::kBFloat16, at::kHalf)),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_" + std::string(c10::toString(std::get<1>(info.param)));
+    });
+
+// Every long-context family (and a window wide enough for runs of full tiles), float64 and float32.
+INSTANTIATE_TEST_SUITE_P(
+    FamiliesDtypes, AttentionVsReference,
+    ::testing::Combine(::testing::Values("full_document", "causal_document", "share_question", "causal_blockwise",
+                                         "prefix_lm_causal", "prefix_lm_document", "sliding_window",
+                                         "sliding_window_causal", "global_sliding_window", "block_causal_document",
+                                         "sliding_window_long"),
+                       ::testing::Values(at::kDouble, at::kFloat)),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::string(c10::toString(std::get<1>(info.param)));
     });
@@ -198,17 +216,16 @@ TEST(Attention, BitwiseEqualForOneAndTwoThreads) {
 // holds every query row its tiles touch, and short slabs for a banded mask.
 TEST(Attention, BackwardSplitBalancesWorkAndKeepsSlabsShort) {
   const int64_t t = 8192, bq = 512, bk = 128;
-  const at::Tensor pos = at::arange(t, at::kLong), doc = at::zeros({t}, at::kLong);
-  cpu::AttentionParams<float> p;  // self-attention over positions 0..t-1, one document
+  const at::Tensor pos = at::arange(t, at::kLong);
+  cpu::AttentionParams<float> p;  // self-attention over positions 0..t-1
   p.tq = p.tk = t;
   p.h = p.hkv = 1;
   p.q_pos = p.k_pos = pos.data_ptr<int64_t>();
-  p.q_doc = p.k_doc = doc.data_ptr<int64_t>();
   p.block_q = bq;
   p.block_k = bk;
   const cpu::Tiling tiles = cpu::make_tiling(p);
   for (const Mask& mask : {Mask::causal(), Mask::causal().window(1023, 0), Mask::full()}) {
-    const MaskSpec spec = mask.spec();
+    const MaskSpec& spec = mask.spec();
     const cpu::BackwardSplit split = cpu::split_backward(tiles, spec, t, bq, 4, int64_t(1) << 40);
     ASSERT_EQ(split.workers(), 4);
     ASSERT_EQ(split.tile_begin.front(), 0);
@@ -271,23 +288,23 @@ TEST(Attention, BadInputIsAClearError) {
   expect_error([&] { attention_backward(q, q, k2, k2, f.out, f.lse.t(), view, Mask::full()); }, "lse must be [H, Tq]");
   // Positions outside the documents.
   expect_error([&] { attention_forward(q, k2, k2, BlockView::contiguous(5, 10, 0, 10), Mask::full().documents({0, 4, 12})); },
-               "outside the documents");
+               "outside the mask's sequence");
   expect_error([] { Mask::full().documents({1, 5}); }, "start at 0");
   expect_error([] { Mask::full().window(-1, 0); }, "must be >= 0");
 }
 
 TEST(Mask, ClassifiesBlocks) {
   const Mask causal = Mask::causal();
-  EXPECT_EQ(causal.classify({10, 19, 0, 0}, {0, 9, 0, 0}), BlockClass::Full);
-  EXPECT_EQ(causal.classify({0, 9, 0, 0}, {10, 19, 0, 0}), BlockClass::Empty);
-  EXPECT_EQ(causal.classify({0, 9, 0, 0}, {0, 9, 0, 0}), BlockClass::Partial);
-  const Mask docs = Mask::full().documents({0, 10, 20, 30});
-  EXPECT_EQ(docs.classify({0, 9, 0, 0}, {10, 19, 1, 1}), BlockClass::Empty);
-  EXPECT_EQ(docs.classify({0, 9, 0, 0}, {0, 9, 0, 0}), BlockClass::Full);
-  EXPECT_EQ(docs.classify({5, 14, 0, 1}, {0, 9, 0, 0}), BlockClass::Partial);
+  EXPECT_EQ(causal.classify({10, 19}, {0, 9}), BlockClass::Full);
+  EXPECT_EQ(causal.classify({0, 9}, {10, 19}), BlockClass::Empty);
+  EXPECT_EQ(causal.classify({0, 9}, {0, 9}), BlockClass::Partial);
+  const Mask docs = Mask::full().documents({0, 10});
+  EXPECT_EQ(docs.classify({0, 9}, {10, 19}), BlockClass::Empty);
+  EXPECT_EQ(docs.classify({0, 9}, {0, 9}), BlockClass::Full);
+  EXPECT_EQ(docs.classify({5, 14}, {0, 9}), BlockClass::Partial);
   const Mask win = Mask::causal().window(4, 0);
-  EXPECT_EQ(win.classify({100, 109, 0, 0}, {0, 9, 0, 0}), BlockClass::Empty);
-  EXPECT_EQ(win.classify({10, 10, 0, 0}, {6, 10, 0, 0}), BlockClass::Full);
+  EXPECT_EQ(win.classify({100, 109}, {0, 9}), BlockClass::Empty);
+  EXPECT_EQ(win.classify({10, 10}, {6, 10}), BlockClass::Full);
 }
 
 TEST(Mask, AreaMatchesTheDenseMask) {

@@ -51,6 +51,45 @@ INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
                                   std::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_NcclOrder" : "");
                          });
 
+// Every long-context family × every layout (balanced included), forward and gradients.
+class CpFamilies : public ::testing::TestWithParam<std::tuple<Strategy, int>> {};
+
+TEST_P(CpFamilies, EveryFamilyAndLayoutAgainstReference) {
+  const auto [s, p] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_family_cases(comm, s, 61 * p + 37); });
+}
+
+INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpFamilies,
+                         ::testing::Combine(::testing::Values(Strategy::Ring, Strategy::AllGatherKV,
+                                                              Strategy::TokenRing, Strategy::Ulysses),
+                                            ::testing::Values(1, 2, 3, 4, 8)),
+                         [](const auto& info) {
+                           return std::string(to_string(std::get<0>(info.param))) + "_P" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+TEST(CpFamilies, Hybrid) {
+  for (int p : {2, 4, 8}) on_ranks(p, [&](Communicator& comm) { testing::check_family_cases(comm, Strategy::Hybrid, 61 * p + 37); });
+}
+
+// The families' schedules (empty steps skipped, only needed rows sent) under NCCL's rules.
+TEST(CpNcclOrder, FamiliesEveryStrategy) {
+  for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses, Strategy::Hybrid})
+    for (int p : {3, 4}) {
+      if (s == Strategy::Hybrid && p == 3) continue;
+      on_ranks(p, [&](Communicator& comm) { testing::check_family_cases(comm, s, 61 * p + 37); }, true);
+    }
+}
+
+// rsa keeps its documented limits: a family is refused by name.
+TEST(CpLocal, RsaRefusesFamilies) {
+  on_ranks(2, [](Communicator& comm) {
+    EXPECT_THROW(testing::check_against_reference(comm, {Strategy::RingSelfAttention, Layout::Zigzag, "share_question",
+                                                         100, 2, 1, 8, at::kDouble}),
+                 Unsupported);
+  });
+}
+
 // More ranks than tokens: ranks without rows (their queries see nothing) still take part.
 void ranks_without_rows(bool nccl_order) {
   for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::RingSelfAttention, Strategy::TokenRing})

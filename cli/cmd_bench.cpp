@@ -113,7 +113,7 @@ void add_sweep_options(po::options_description& desc) {
       ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
       ("doc-max", po::value<int64_t>(), "longest document (default: 4096 kernel, 8192 cp; --quick 256)")
       ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
-      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back (default 1024; --quick 128)")
+      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back; the sliding-window families' w (default 1024; --quick 128)")
       ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
       ("seed", po::value<uint64_t>(), "seed of the inputs");
 }
@@ -139,7 +139,9 @@ int bench_kernel(const std::vector<std::string>& args) {
   po::options_description desc("longhaul bench kernel");
   desc.add_options()
       ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
-      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window")
+      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window and the families full_document "
+       "causal_document share_question causal_blockwise prefix_lm_causal prefix_lm_document sliding_window "
+       "sliding_window_causal global_sliding_window block_causal_document")
       ("tokens", po::value(&given.seq_lens)->multitoken(), "sequence lengths")
       ("heads", po::value(&given.heads)->multitoken(), "query heads")
       ("kv-heads", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
@@ -203,8 +205,10 @@ int bench_cp(const std::vector<std::string>& args) {
       ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
       ("local", po::value(&local)->default_value(0), "run P thread-ranks of the local backend instead of MPI")
       ("strategies", po::value(&given.strategies)->multitoken(), "subset of: rsa ring allgather tokenring ulysses hybrid")
-      ("layouts", po::value(&given.layouts)->multitoken(), "subset of: contiguous zigzag striped")
-      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window")
+      ("layouts", po::value(&given.layouts)->multitoken(), "subset of: contiguous zigzag striped balanced")
+      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window and the families full_document "
+       "causal_document share_question causal_blockwise prefix_lm_causal prefix_lm_document sliding_window "
+       "sliding_window_causal global_sliding_window block_causal_document")
       ("tokens", po::value(&given.seq_lens)->multitoken(), "sequence lengths")
       ("heads", po::value(&given.heads)->multitoken(), "query heads")
       ("kv-heads", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
@@ -276,7 +280,7 @@ int bench_long(const std::vector<std::string>& args) {
       ("kv-heads", po::value(&o.H_kv)->default_value(o.H_kv), "key/value heads")
       ("head-dim", po::value(&o.D)->default_value(o.D), "head dim")
       ("strategy", po::value(&o.strategy)->default_value(o.strategy), "rsa, ring, allgather, tokenring, ulysses")
-      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag or striped")
+      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag, striped or balanced")
       ("no-check", po::bool_switch(&no_check), "skip the single-process comparison")
       ("json", po::bool_switch(&json), "JSON line instead of the table");
   po::variables_map vm;
@@ -300,7 +304,7 @@ int bench_cp_gpu(const std::vector<std::string>& args) {
   desc.add_options()
       ("ranks", po::value(&o.ranks)->multitoken(), "emulated rank counts (default 4 8)")
       ("strategies", po::value(&o.strategies)->multitoken(), "subset of: ring tokenring allgather ulysses")
-      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag or striped")
+      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag, striped or balanced")
       ("mask", po::value(&o.mask)->default_value(o.mask), "full or causal")
       ("tokens", po::value(&o.T)->default_value(o.T), "tokens")
       ("heads", po::value(&o.H)->default_value(o.H), "query heads")
@@ -325,7 +329,7 @@ int bench_layer(const std::vector<std::string>& args) {
   desc.add_options()
       ("ranks", po::value(&o.ranks)->multitoken(), "emulated rank counts (default 1 4 8; 1 always runs as the reference)")
       ("strategy", po::value(&o.strategy)->default_value(o.strategy), "rsa, ring, allgather, tokenring, ulysses")
-      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag or striped")
+      ("layout", po::value(&o.layout)->default_value(o.layout), "contiguous, zigzag, striped or balanced")
       ("tokens", po::value(&o.T)->default_value(o.T), "tokens of the sequence")
       ("dim", po::value(&o.dim)->default_value(o.dim), "model width")
       ("heads", po::value(&o.heads)->default_value(o.heads), "query heads")

@@ -31,7 +31,7 @@ def parse_args():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--cp", type=int, default=0, help="CP group size (default: the whole world)")
     p.add_argument("--strategy", default="ring")
-    p.add_argument("--layout", default="zigzag")
+    p.add_argument("--layout", default="zigzag", help="zigzag, striped, contiguous or balanced")
     p.add_argument("--ulysses-degree", type=int, default=1)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
@@ -166,7 +166,10 @@ def main():
     for step in range(1, args.steps + 1):
         t0 = time.perf_counter()
         batch = next(data)
-        plan = cp.plan(batch.num_tokens, batch.cu_seqlens)
+        # The mask the attention applies (causal=True on the plan's documents); layout balanced
+        # cuts the sequence by its area.
+        mask = longhaul.Mask.causal_document(batch.cu_seqlens)
+        plan = cp.plan(batch.num_tokens, batch.cu_seqlens, mask=mask)
         tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)
         counts = torch.tensor([float((targets != longhaul.data.IGNORE_TARGET).sum())])
         n_targets = max(1.0, world.comm.all_reduce(counts).item())

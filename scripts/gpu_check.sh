@@ -64,6 +64,11 @@ want kernel && log "bench kernel (cuda)" && {
   echo
   timeout 90 "$bin/longhaul" bench kernel --backends cuda --masks causal documents causal_window --tokens 16384 --heads 16 \
       --head-dim 128 --dtypes bf16 fp16 fp32 --passes fwd fwd+bwd --sdpa-max-t 4096
+  echo
+  # Every long-context family through the slice planner (bf16 fused, fp32 exact paths).
+  timeout 120 "$bin/longhaul" bench kernel --backends cuda --masks causal full_document share_question causal_blockwise \
+      prefix_lm_causal prefix_lm_document sliding_window sliding_window_causal global_sliding_window block_causal_document \
+      --tokens 16384 --heads 16 --head-dim 128 --dtypes bf16 --passes fwd fwd+bwd --sdpa-max-t 4096
 } > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || { want kernel && log "bench kernel failed"; }
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------

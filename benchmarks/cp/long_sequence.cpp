@@ -54,7 +54,7 @@ Row run_long_sequence(Communicator& comm, const LongSequenceOptions& o) {
   const Strategy strategy = strategy_from_string(o.strategy);
   const Layout layout = layout_from_string(o.layout);
   const Mask mask = o.window > 0 ? Mask::causal().window(o.window, 0) : Mask::causal();
-  ShardPlan plan(o.T, std::nullopt, layout, p, r);
+  const ShardPlan plan = ShardPlan::for_mask(o.T, mask, layout, p, r);
   Globals mine = make_globals(o, plan.positions());  // only this rank's rows
   at::Tensor q = mine.q, k = mine.k, v = mine.v, dout = mine.dout;
   ContextParallel cp(comm.shared_from_this(), {.strategy = strategy, .layout = layout});

@@ -76,7 +76,7 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
     PeakRssGrowth rss;
     local::run_ranks(p, [&](Communicator& comm) {
       local::enter_device_rank(dev);  // its own stream, as if on its own GPU
-      const ShardPlan plan(o.T, std::nullopt, cp_opts.layout, p, comm.rank());
+      const ShardPlan plan = ShardPlan::for_mask(o.T, mask, cp_opts.layout, p, comm.rank());
       ContextParallel cp(comm.shared_from_this(), cp_opts);
       train::BlockWeights w;
       std::vector<at::Tensor*> slots{&w.norm1, &w.wq, &w.wk, &w.wv, &w.wo, &w.norm2, &w.w1, &w.w3, &w.w2};

@@ -16,15 +16,15 @@ namespace {
 GroupPlan make_plan(int64_t T, std::optional<at::Tensor> cu_seqlens, const std::string& layout, const CommPtr& group,
                     int64_t min_chunk, const std::optional<Mask>& mask) {
   LH_CHECK(group != nullptr, "ShardPlan: no group");
-  if (mask) {  // documents from the mask; balanced cut by its area
-    LH_CHECK(!cu_seqlens, "ShardPlan: give the documents through the mask or cu_seqlens, not both");
-    return {ShardPlan::for_mask(T, *mask, layout_from_string(layout), group->size(), group->rank(), min_chunk), group};
-  }
   if (cu_seqlens) {
     LH_CHECK(cu_seqlens->dim() == 1, "ShardPlan: cu_seqlens must be 1-D global offsets [0, ..., T], got shape ",
              cu_seqlens->sizes());
     cu_seqlens = cu_seqlens->cpu().to(at::kLong).contiguous();
   }
+  if (mask)  // balanced is cut by the mask's area; documents from cu_seqlens, else the mask's
+    return {ShardPlan::for_mask(T, *mask, layout_from_string(layout), group->size(), group->rank(), min_chunk,
+                                cu_seqlens),
+            group};
   return {ShardPlan(T, cu_seqlens, layout_from_string(layout), group->size(), group->rank(), min_chunk), group};
 }
 

@@ -1,5 +1,6 @@
 // Context parallelism under mpirun -np 1..4 (shared memory and TCP): every strategy × layout ×
-// mask × GQA ratio against the float64 reference, autograd, reproducibility, disagreement.
+// mask (every long-context family included) × GQA ratio against the float64 reference,
+// autograd, reproducibility, disagreement.
 #include <gtest/gtest.h>
 
 #include "tests/common/collectives.h"
@@ -26,6 +27,13 @@ TEST_F(MpiCp, Hybrid) {
   testing::check_hybrid_cases(comm(), 2, T());
 }
 TEST_F(MpiCp, Ulysses) { testing::check_all_cases(comm(), Strategy::Ulysses, T()); }
+// Every long-context family × every layout (balanced included), each strategy.
+TEST_F(MpiCp, Families) {
+  const int64_t t = 61 * comm().size() + 37;
+  for (Strategy s : {Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses})
+    testing::check_family_cases(comm(), s, t);
+  if (comm().size() % 2 == 0) testing::check_family_cases(comm(), Strategy::Hybrid, t);
+}
 TEST_F(MpiCp, Autograd) {
   for (Strategy s : {Strategy::RingSelfAttention, Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses})
     testing::check_autograd_model(comm(), s, Layout::Zigzag);

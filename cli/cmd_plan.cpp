@@ -8,6 +8,7 @@
 #include "attention/attention.h"
 #include "core/report.h"
 #include "cli/cli.h"
+#include "parallel/bucket_planner.h"
 #include "parallel/planner.h"
 #include "core/errors.h"
 
@@ -36,7 +37,9 @@ int cmd_plan(const std::vector<std::string>& args) {
   std::string network = "this-machine", dtype = "fp32";
   double alpha = 0, beta = 0, memory_gib = 0;
   int64_t doc_len = 0;
-  bool json = false;
+  bool json = false, buckets = false;
+  BucketProblem bp;
+  std::string strategy = "ring", layout = "zigzag";
   po::options_description desc("longhaul plan");
   desc.add_options()
       ("tokens", po::value(&pr.T)->default_value(1 << 20), "tokens of the sequence")
@@ -53,6 +56,14 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("beta", po::value(&beta)->default_value(0), "bandwidth per link direction, bytes/s (overrides the preset)")
       ("gflops", po::value(&pr.kernel_gflops)->default_value(0), "kernel GFLOP/s per rank (0: measure here)")
       ("memory-gib", po::value(&memory_gib)->default_value(0), "memory per rank; 0 = no limit")
+      ("buckets", po::bool_switch(&buckets),
+       "the CP degree of each DD bucket (2^min-log2 .. 2^max-log2) for a world of --ranks ranks instead")
+      ("tokens-per-step", po::value(&bp.tokens_per_step)->default_value(65536), "--buckets: tokens per step over the world")
+      ("min-log2", po::value(&bp.min_log2)->default_value(bp.min_log2), "--buckets: shortest bucket 2^m")
+      ("max-log2", po::value(&bp.max_log2)->default_value(16), "--buckets: longest bucket 2^M")
+      ("layers", po::value(&bp.layers)->default_value(1), "--buckets: attention layers per step")
+      ("strategy", po::value(&strategy)->default_value(strategy), "--buckets: the strategy inside a CP group")
+      ("layout", po::value(&layout)->default_value(layout), "--buckets: the layout inside a CP group")
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul plan [options]")) return 0;
@@ -69,6 +80,37 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (beta > 0) net.beta_Bps = net.intra_beta_Bps = beta;
   if (pr.kernel_gflops <= 0) pr.kernel_gflops = measure_kernel_gflops(std::max<int64_t>(1, pr.H / pr.P), 
                                                                       std::max<int64_t>(1, pr.H_kv / pr.P), pr.D);
+  if (buckets) {
+    bp.world = pr.P;
+    bp.H = pr.H, bp.H_kv = pr.H_kv, bp.D = pr.D, bp.elem_bytes = pr.elem_bytes;
+    bp.strategy = strategy_from_string(strategy);
+    bp.layout = layout_from_string(layout);
+    bp.kernel_gflops = pr.kernel_gflops;
+    bp.memory_limit_bytes = pr.memory_limit_bytes;
+    std::vector<report::Row> rows;
+    for (const BucketDegree& b : plan_bucket_degrees(bp, net))
+      for (const DegreeOption& o : b.options)
+        rows.push_back(report::Row()
+                           .add("bucket", b.length)
+                           .add("sequences", b.sequences)
+                           .add("degree", int64_t(o.degree))
+                           .add("groups", int64_t(pr.P / o.degree))
+                           .add("seqs_per_group", o.sequences_per_group)
+                           .add("predicted_ms", o.attention_s * 1e3)
+                           .add("compute_ms", o.compute_s * 1e3)
+                           .add("exposed_comm_ms", o.comm_s * 1e3)
+                           .add("memory_mib", double(o.memory_bytes) / (1 << 20))
+                           .add("feasible", int64_t(o.feasible))
+                           .add("pick", std::string(o.degree == b.degree ? "*" : ""))
+                           .add("note", o.note.empty() ? std::string("-") : o.note));
+    if (!json)
+      std::cout << "# plan --buckets: world " << bp.world << ", " << bp.tokens_per_step << " tokens per step, H="
+                << bp.H << "/" << bp.H_kv << " D=" << bp.D << ", " << strategy << "/" << layout << " inside a group, "
+                << bp.layers << " attention layer(s), network " << net.name << ", kernel " << bp.kernel_gflops
+                << " GFLOP/s per rank; predicted_ms: the step's attention (fwd+bwd) on the busiest rank\n";
+    report::print_rows(std::cout, rows, json);
+    return 0;
+  }
   auto preds = plan_strategies(pr, net);
   std::vector<report::Row> rows;
   bool picked = false;

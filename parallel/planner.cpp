@@ -70,7 +70,9 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   std::vector<Prediction> out;
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
                       Strategy::RingSelfAttention, Strategy::Hybrid}) {
+    if (pr.only_strategy && *pr.only_strategy != st) continue;
     for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced}) {
+      if (pr.only_layout && *pr.only_layout != l && st != Strategy::Hybrid) continue;
       Prediction p{st, l};
       if (st == Strategy::Hybrid) p.ulysses_degree = std::min(pr.P, net.ranks_per_node);
       const ShardPlan plan = plan_for(l, 0);

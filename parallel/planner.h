@@ -35,6 +35,9 @@ struct Problem {
   int64_t elem_bytes = 4;
   std::string mask = "causal";   // full, causal, documents, causal_documents, causal_window
   std::optional<Mask> given_mask;  // any mask (a family, slices): used instead of the name when set
+  // Predict only this strategy / layout (the others cost time at large T: their plans and bytes).
+  std::optional<Strategy> only_strategy;
+  std::optional<Layout> only_layout;
   std::vector<int64_t> cu_seqlens;  // for document masks (global offsets); empty: one document
   int64_t window = 0;            // causal_window's left extent
   double kernel_gflops = 100;    // measured local kernel rate (fwd+bwd), per rank

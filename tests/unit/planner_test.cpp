@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "core/errors.h"
 #include "parallel/context_parallel.h"
+#include "parallel/bucket_planner.h"
 #include "parallel/planner.h"
 #include "runtime/comm/local/communicator.h"
 
@@ -68,6 +70,54 @@ TEST(Planner, PickFollowsTheRegime) {
   // Zigzag (or striped) balances causal work; contiguous is predicted slower.
   const auto preds = plan_strategies(pr, network_preset("pcie"));
   EXPECT_LT(find(preds, Strategy::Ring, Layout::Zigzag).time_s, find(preds, Strategy::Ring, Layout::Contiguous).time_s);
+}
+
+// The CP degree per DD bucket: data parallel while every group has a sequence, wider groups for
+// the buckets with fewer sequences than ranks, always a feasible degree; the table is pinned.
+TEST(BucketPlanner, DegreePerBucketIsPinnedAndFeasible) {
+  BucketProblem bp;
+  bp.world = 8;
+  bp.tokens_per_step = 65536;
+  bp.min_log2 = 10, bp.max_log2 = 16;
+  bp.H = 32, bp.H_kv = 8, bp.D = 128, bp.elem_bytes = 2;
+  bp.kernel_gflops = 400e3;  // an H100-class rate, GFLOP/s
+  const auto table = plan_bucket_degrees(bp, network_preset("nvlink"));
+  std::vector<int> degrees;
+  for (const auto& b : table) {
+    degrees.push_back(b.degree);
+    const auto& chosen = *std::find_if(b.options.begin(), b.options.end(), [&](const auto& o) { return o.degree == b.degree; });
+    EXPECT_TRUE(chosen.feasible) << "bucket " << b.length;
+    for (const auto& o : b.options)  // nothing feasible is more than 1% faster
+      if (o.feasible) EXPECT_GE(o.attention_s, chosen.attention_s * 0.99) << "bucket " << b.length << " c=" << o.degree;
+  }
+  // 64 sequences of 1K .. 8 of 8K: one per rank at least, so data parallel; 4 of 16K, 2 of 32K and
+  // 1 of 64K: groups of 2, 4 and 8 keep every rank busy.
+  EXPECT_EQ(degrees, (std::vector<int>{1, 1, 1, 1, 2, 4, 8}));
+  // Determinism: the same inputs give the same table.
+  const auto again = plan_bucket_degrees(bp, network_preset("nvlink"));
+  for (size_t i = 0; i < table.size(); ++i) EXPECT_EQ(again[i].degree, table[i].degree);
+}
+
+TEST(BucketPlanner, MemoryLimitWidensOrNamesTheBucket) {
+  BucketProblem bp;
+  bp.world = 4;
+  bp.tokens_per_step = 1 << 20;
+  bp.min_log2 = 20, bp.max_log2 = 20;
+  bp.H = 32, bp.H_kv = 8, bp.D = 128, bp.elem_bytes = 2;
+  bp.kernel_gflops = 400e3;
+  bp.memory_limit_bytes = 8.0 * (1 << 30);
+  try {
+    plan_bucket_degrees(bp, network_preset("nvlink"));
+    ADD_FAILURE() << "a bucket too large for 4 ranks of 8 GiB was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("bucket 2^20 (1048576 tokens): no CP degree of the 4 ranks fits"),
+              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("ranks would be needed"), std::string::npos) << e.what();
+  }
+  bp.min_log2 = bp.max_log2 = 18;  // fits once spread over 4: the limit forces a wider degree
+  const auto table = plan_bucket_degrees(bp, network_preset("nvlink"));
+  EXPECT_EQ(table[0].degree, 4);
+  EXPECT_FALSE(table[0].options[0].feasible);
 }
 
 }  // namespace

@@ -161,6 +161,20 @@ TEST(TrainDp, DataParallelTimesCpEqualsOneProcess) {
   expect_same_run(ref, r, "dp 2 x cp 2");
 }
 
+// A long-context mask family and the area-balanced layout: CP 2 trains as one process does.
+TEST(TrainMask, FamilyOnBalancedLayoutEqualsOneProcess) {
+  for (const auto& [mask, param] : std::vector<std::pair<std::string, int64_t>>{{"sliding_window_causal", 24},
+                                                                                  {"block_causal_document", 16}}) {
+    TrainOptions one = tiny_options(1, Strategy::Ring), two = tiny_options(2, Strategy::Ring);
+    for (TrainOptions* o : {&one, &two}) o->mask = mask, o->mask_param = param;
+    two.cp_options.layout = Layout::Balanced;
+    const RunResult ref = run(1, one, 4);
+    expect_same_run(ref, run(2, two, 4), mask + " cp 2 balanced");
+    // The mask is applied: the default (causal_document) trains to other losses.
+    EXPECT_NE(ref.losses, run(1, tiny_options(1, Strategy::Ring), 4).losses) << mask;
+  }
+}
+
 TEST(TrainModel, ActivationCheckpointingChangesNothing) {
   TrainOptions o = tiny_options(2, Strategy::Ring);
   const RunResult plain = run(2, o, 3);

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <optional>
 
-#include "attention/reference.h"
 #include "benchmarks/kernel/mask_cases.h"
 
 namespace longhaul::bench {

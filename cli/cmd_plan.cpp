@@ -47,7 +47,9 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("kv-heads", po::value(&pr.H_kv)->default_value(8), "key/value heads")
       ("head-dim", po::value(&pr.D)->default_value(128), "head dim")
       ("ranks", po::value(&pr.P)->default_value(8), "ranks of the CP group")
-      ("mask", po::value(&pr.mask)->default_value("causal"), "full, causal, documents, causal_documents, causal_window")
+      ("mask", po::value(&pr.mask)->default_value("causal"),
+       "full, causal, documents, causal_documents, causal_window, or a family (share_question, "
+       "block_causal_document, ...; --window is its parameter, --doc-len its documents)")
       ("doc-len", po::value(&doc_len)->default_value(0), "document length for the document masks")
       ("window", po::value(&pr.window)->default_value(4096), "left extent of causal_window")
       ("dtype", po::value(&dtype)->default_value("bf16"), "fp32, bf16, fp16 or fp64 (element size of transfers)")
@@ -70,7 +72,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   pr.elem_bytes = dtype == "fp64" ? 8 : dtype == "fp32" ? 4 : 2;
   LH_CHECK(dtype == "fp64" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16", "unknown dtype '", dtype, "'");
   pr.memory_limit_bytes = memory_gib * double(1 << 30);
-  if (pr.mask == "documents" || pr.mask == "causal_documents") {
+  if (pr.mask == "documents" || pr.mask == "causal_documents" || (doc_len > 0 && pr.mask != "full" && pr.mask != "causal")) {
     LH_CHECK(doc_len > 0, "mask ", pr.mask, " needs --doc-len");
     for (int64_t t = 0; t < pr.T; t += doc_len) pr.cu_seqlens.push_back(t);
     pr.cu_seqlens.push_back(pr.T);

@@ -25,6 +25,9 @@ std::vector<std::string> network_presets() { return {"this-machine", "nvlink", "
 
 Mask mask_of(const Problem& p) {
   if (p.given_mask) return *p.given_mask;
+  const auto& families = masks::family_names();
+  if (p.mask != "full" && p.mask != "causal" && std::find(families.begin(), families.end(), p.mask) != families.end())
+    return masks::make(p.mask, p.T, p.cu_seqlens, p.window, 0);  // window: the family's parameter
   Mask m = (p.mask == "full" || p.mask == "documents") ? Mask::full() : Mask::causal();
   if (p.mask == "documents" || p.mask == "causal_documents") {
     LH_CHECK(!p.cu_seqlens.empty(), "planner: mask ", p.mask, " needs document offsets");
@@ -33,7 +36,7 @@ Mask mask_of(const Problem& p) {
     m = m.window(p.window, 0);
   } else {
     LH_CHECK(p.mask == "full" || p.mask == "causal", "planner: unknown mask '", p.mask,
-             "', expected full, causal, documents, causal_documents or causal_window");
+             "', expected full, causal, documents, causal_documents, causal_window or a family of masks::");
   }
   return m;
 }

@@ -19,14 +19,6 @@ std::string slice_str(const MaskSlice& s) {
   return out;
 }
 
-void check_offsets(const char* fn, const std::vector<int64_t>& cu) {
-  LH_CHECK(cu.size() >= 2, fn, ": document offsets need at least 2 entries [0, ..., T], got ", cu.size());
-  LH_CHECK(cu.front() == 0, fn, ": document offsets must start at 0, got ", cu.front());
-  for (size_t d = 1; d < cu.size(); ++d)
-    LH_CHECK(cu[d] >= cu[d - 1], fn, ": document offsets must not decrease, but entry ", d, " is ", cu[d], " after ",
-             cu[d - 1]);
-}
-
 // Every slice cut to each of `filter` (the pairs both hold).
 std::vector<MaskSlice> restrict_to(const std::vector<MaskSlice>& slices, const std::vector<MaskSlice>& filter) {
   std::vector<MaskSlice> out;
@@ -46,6 +38,14 @@ std::vector<MaskSlice> document_squares(const std::vector<int64_t>& cu) {
 }
 
 }  // namespace
+
+void check_document_offsets(const std::string& fn, const std::vector<int64_t>& cu) {
+  LH_CHECK(cu.size() >= 2, fn, ": document offsets need at least 2 entries [0, ..., T], got ", cu.size());
+  LH_CHECK(cu.front() == 0, fn, ": document offsets must start at 0, got ", cu.front());
+  for (size_t d = 1; d < cu.size(); ++d)
+    LH_CHECK(cu[d] >= cu[d - 1], fn, ": document offsets must not decrease, but entry ", d, " is ", cu[d], " after ",
+             cu[d - 1]);
+}
 
 const char* to_string(BlockClass c) {
   switch (c) {
@@ -90,7 +90,7 @@ Mask Mask::documents(const at::Tensor& cu_seqlens) const {
 }
 
 Mask Mask::documents(std::vector<int64_t> cu) const {
-  check_offsets("Mask::documents", cu);
+  check_document_offsets("Mask::documents", cu);
   LH_CHECK(length_ < 0 || cu.back() == length_, "Mask::documents: the document offsets end at ", cu.back(),
            " but the mask is defined on [0, ", length_, ")");
   Mask m = *this;
@@ -126,7 +126,7 @@ Mask Mask::from_slices(int64_t length, std::vector<MaskSlice> slices, std::strin
                        std::vector<int64_t> cu_seqlens) {
   LH_CHECK(length > 0, "Mask::from_slices: the sequence length must be > 0, got ", length);
   if (!cu_seqlens.empty()) {
-    check_offsets("Mask::from_slices", cu_seqlens);
+    check_document_offsets("Mask::from_slices", cu_seqlens);
     LH_CHECK(cu_seqlens.back() == length, "Mask::from_slices: the document offsets end at ", cu_seqlens.back(),
              ", expected the length ", length);
   }

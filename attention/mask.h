@@ -20,6 +20,8 @@
 namespace longhaul {
 
 const char* to_string(BlockClass c);
+// InvalidArgument, prefixed by fn, unless cu = [0, ..., T] has at least 2 entries and never decreases.
+void check_document_offsets(const std::string& fn, const std::vector<int64_t>& cu);
 
 class Mask;
 namespace masks {

@@ -12,13 +12,9 @@ void check_positive(const char* fn, const char* what, int64_t v) {
   LH_CHECK(v > 0, "masks::", fn, ": ", what, " must be > 0, got ", v);
 }
 
+// Validates the offsets; returns T.
 int64_t documents_end(const char* fn, const std::vector<int64_t>& cu) {
-  LH_CHECK(cu.size() >= 2 && cu.front() == 0, "masks::", fn,
-           ": document offsets must be [0, ..., T] (at least 2 entries, starting at 0), got ", cu.size(), " entries",
-           cu.empty() ? "" : detail::str_cat(" starting at ", cu.front()));
-  for (size_t d = 1; d < cu.size(); ++d)
-    LH_CHECK(cu[d] >= cu[d - 1], "masks::", fn, ": document offsets must not decrease, but entry ", d, " is ", cu[d],
-             " after ", cu[d - 1]);
+  check_document_offsets(std::string("masks::") + fn, cu);
   LH_CHECK(cu.back() > 0, "masks::", fn, ": the documents hold no token (offsets end at 0)");
   return cu.back();
 }

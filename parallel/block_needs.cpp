@@ -43,7 +43,7 @@ bool meets(const std::vector<PosInterval>& iv, const std::vector<RowRange>& rang
 }  // namespace
 
 BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask)
-    : mask_(&mask), ranges_(plan.P()), p_(plan.P()), needed_(p_ * p_, 0), last_hop_(p_, 0), travelling_(p_),
+    : ranges_(plan.P()), p_(plan.P()), needed_(p_ * p_, 0), last_hop_(p_, 0), travelling_(p_),
       whole_(p_, 0) {
   for (int r = 0; r < p_; ++r) ranges_[r] = covering_ranges(plan.rows_of(r));
   for (int qr = 0; qr < p_; ++qr) {
@@ -82,16 +82,6 @@ BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask)
   }
 }
 
-bool BlockNeeds::key_seen(int64_t pos, int qr) const {
-  std::vector<PosInterval> queries;
-  mask_->spec().queries_of(pos, queries);
-  return meets(queries, ranges_[qr]);
-}
-
-bool BlockNeeds::row_sees(int64_t pos, int kr) const {
-  std::vector<PosInterval> keys;
-  mask_->spec().keys_of(pos, keys);
-  return meets(keys, ranges_[kr]);
-}
+bool BlockNeeds::row_sees(const std::vector<PosInterval>& keys, int kr) const { return meets(keys, ranges_[kr]); }
 
 }  // namespace longhaul

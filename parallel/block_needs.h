@@ -23,13 +23,11 @@ class BlockNeeds {
   // travel. Under a sliding window on a contiguous layout, only the halo.
   const std::vector<int64_t>& travelling_rows(int origin) const { return travelling_[origin]; }
   bool travels_whole(int origin) const { return whole_[origin]; }
-  // A key at `pos` is seen by some query of rank qr (conservative).
-  bool key_seen(int64_t pos, int qr) const;
-  // A query at `pos` sees some key of rank kr (conservative like needed()).
-  bool row_sees(int64_t pos, int kr) const;
+  // A query whose visible keys are `keys` (Mask::spec().keys_of) sees some key of rank kr
+  // (conservative like needed()).
+  bool row_sees(const std::vector<PosInterval>& keys, int kr) const;
 
  private:
-  const Mask* mask_;
   // Per rank: sorted, disjoint ranges of positions covering the rows it holds (its runs of
   // consecutive positions; neighbouring runs merged when there are more than kMaxRanges).
   std::vector<std::vector<RowRange>> ranges_;

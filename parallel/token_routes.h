@@ -11,7 +11,8 @@ namespace longhaul {
 // Which rows of a travelling Q block go where: indices into the origin's local rows.
 class TokenRoutes {
  public:
-  TokenRoutes(const ShardPlan& plan, const Mask& mask) : plan_(plan), needs_(plan, mask), p_(plan.P()) {}
+  TokenRoutes(const ShardPlan& plan, const Mask& mask)
+      : plan_(plan), mask_(mask), needs_(plan, mask), p_(plan.P()) {}
 
   // Rank the block of `origin` visits at hop t (1 … P−1): it travels to r − 1.
   int visited(int origin, int t) const { return (origin - t + 2 * p_) % p_; }
@@ -25,10 +26,12 @@ class TokenRoutes {
  private:
   std::vector<int64_t> rows_seeing(int origin, int t_first, int t_last) const {
     std::vector<int64_t> out;
+    std::vector<PosInterval> keys;
     const auto& rows = plan_.rows_of(origin);
     for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
+      mask_.spec().keys_of(rows[i], keys);  // once per row, then checked against each hop's rank
       for (int t = t_first; t <= t_last; ++t)
-        if (needs_.row_sees(rows[i], visited(origin, t))) {
+        if (needs_.row_sees(keys, visited(origin, t))) {
           out.push_back(i);
           break;
         }
@@ -37,6 +40,7 @@ class TokenRoutes {
   }
 
   const ShardPlan& plan_;
+  const Mask& mask_;
   BlockNeeds needs_;
   int p_;
 };

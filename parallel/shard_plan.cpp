@@ -66,12 +66,39 @@ std::pair<std::vector<std::vector<int64_t>>, int64_t> place_chunks(int64_t T, co
   return {std::move(rows), most};
 }
 
-// The coarsest chunking (8, 16, 32, ... chunks per rank, chunks of at least min_chunk tokens)
-// whose largest rank area is within 2% of the mean; the best one when none is.
+// Rank r's rows when [0, T) is cut into P (mirrored = false: rank r holds part r) or 2P
+// (mirrored: parts r and 2P−1−r) equal parts, and the largest rank area.
+std::pair<std::vector<std::vector<int64_t>>, int64_t> ordered_rows(int64_t T, const Mask& mask, int P,
+                                                                   bool mirrored) {
+  std::vector<std::vector<int64_t>> rows(P);
+  int64_t most = 0;
+  for (int r = 0; r < P; ++r) {
+    int64_t area = 0;
+    for (int64_t i : mirrored ? std::vector<int64_t>{r, 2 * P - 1 - r} : std::vector<int64_t>{r}) {
+      auto [b, e] = part(T, mirrored ? 2 * P : P, i);
+      append_range(rows[r], b, e);
+      area += mask.area(b, e, 0, T);
+    }
+    std::sort(rows[r].begin(), rows[r].end());
+    most = std::max(most, area);
+  }
+  return {std::move(rows), most};
+}
+
+// The coarsest chunking whose largest rank area is within 2% of the mean: one range per rank
+// (e.g. a symmetric window), then mirrored pairs (causal-like masks), then 8, 16, 32, ... greedy
+// chunks per rank (chunks of at least min_chunk tokens); the best one when none is. Fewer
+// chunks mean fewer, larger kernel calls and, for local masks, fewer peers with needed keys.
 std::vector<std::vector<int64_t>> balanced_rows(int64_t T, const Mask& mask, int P, int64_t min_chunk) {
   const double mean = double(mask.area(0, T, 0, T)) / P;
   std::vector<std::vector<int64_t>> best;
   double best_ratio = 0;
+  for (bool mirrored : {false, true}) {
+    if (mirrored && T < 2 * P) break;
+    auto [rows, most] = ordered_rows(T, mask, P, mirrored);
+    const double ratio = mean > 0 ? double(most) / mean : 1.0;
+    if (ratio <= 1.02) return std::move(rows);
+  }
   for (int64_t per_rank = 8;; per_rank *= 2) {
     const bool last = per_rank * 2 * P * min_chunk > T;
     const int64_t c = std::max<int64_t>(1, std::min(per_rank, T / (int64_t(P) * min_chunk)));

@@ -7,12 +7,15 @@
 //               the zigzag is per document; a document too short to cut (fewer than
 //               2P · min_chunk tokens) stays whole on the rank with the least work so far.
 //   Striped:    token t on rank t mod P.
-//   Balanced:   the sequence cut into P·c equal chunks; chunks go, largest masked area first,
-//               to the rank with the least area so far that still has room (a greedy min-heap,
-//               O(n log n)). c = 8 per rank, doubled while the largest rank area is more than 2%
-//               above the mean and chunks stay >= min_chunk tokens (a few heavy rows, e.g.
-//               global tokens, need small chunks to be spread). It guarantees every rank c
-//               chunks (the same tokens, ±c), not the optimal split (NP-hard);
+//   Balanced:   the coarsest cut whose largest rank area is within 2% of the mean: one range
+//               per rank (a symmetric window), else mirrored pairs as zigzag (causal-like),
+//               else P·c equal chunks that go, largest masked area first, to the rank with the
+//               least area so far that still has room (a greedy min-heap, O(n log n)); c = 8
+//               per rank, doubled while the largest rank area is more than 2% above the mean
+//               and chunks stay >= min_chunk tokens (a few heavy rows, e.g. global tokens, need
+//               small chunks to be spread). Fewer chunks: fewer, larger kernel calls and fewer
+//               peers to fetch from. It guarantees every rank the same tokens (±c), not the
+//               optimal split (NP-hard);
 //               area_imbalance() reports what it reached. Needs the mask: ShardPlan::for_mask.
 #pragma once
 

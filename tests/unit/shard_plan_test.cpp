@@ -105,6 +105,11 @@ TEST(ShardPlan, BalancedLayoutEvensTheMaskedAreaOfEveryFamily) {
                 << b.area_imbalance(m) << "\n";
     }
   }
+  // The coarsest balanced cut: a symmetric window keeps one range per rank, causal the zigzag pairs.
+  const ShardPlan w = ShardPlan::for_mask(T, masks::sliding_window(T, 512), Layout::Balanced, 2, 1);
+  EXPECT_TRUE(at::equal(w.positions(), at::arange(T / 2, T, at::kLong)));
+  const ShardPlan c = ShardPlan::for_mask(T, masks::causal(T), Layout::Balanced, 4, 1);
+  EXPECT_TRUE(at::equal(c.positions(), ShardPlan(T, std::nullopt, Layout::Zigzag, 4, 1).positions()));
   EXPECT_THROW(ShardPlan(100, std::nullopt, Layout::Balanced, 2, 0), InvalidArgument);
   EXPECT_THROW(ShardPlan::for_mask(100, masks::causal(90), Layout::Balanced, 2, 0), InvalidArgument);
 }

@@ -2,35 +2,16 @@
 // network, and the pick.
 #include <ATen/ATen.h>
 
-#include <chrono>
 #include <iostream>
 
-#include "attention/attention.h"
 #include "core/report.h"
 #include "cli/cli.h"
 #include "parallel/bucket_planner.h"
+#include "parallel/kernel_rate.h"
 #include "parallel/planner.h"
 #include "core/errors.h"
 
 namespace longhaul::cli {
-namespace {
-
-// The local kernel's forward+backward rate on a causal block of the problem's head shape.
-double measure_kernel_gflops(int64_t h, int64_t h_kv, int64_t d) {
-  const int64_t t = 2048;
-  at::Tensor q = at::randn({t, h, d}), k = at::randn({t, h_kv, d}), v = at::randn({t, h_kv, d});
-  const auto view = BlockView::self(t);
-  const Mask mask = Mask::causal();
-  auto f = attention_forward(q, k, v, view, mask);
-  attention_backward(q, q, k, v, f.out, f.lse, view, mask);  // warm-up
-  auto t0 = std::chrono::steady_clock::now();
-  f = attention_forward(q, k, v, view, mask);
-  attention_backward(q, q, k, v, f.out, f.lse, view, mask);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return 3.5 * 4.0 * double(mask.area(0, t, 0, t)) * h * d / s / 1e9;
-}
-
-}  // namespace
 
 int cmd_plan(const std::vector<std::string>& args) {
   Problem pr;

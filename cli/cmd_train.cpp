@@ -40,6 +40,7 @@ void log_step(const train::StepStats& s, bool json) {
                                       .add("loss", s.loss)
                                       .add("loss_bits", hex(s.loss))
                                       .add("seq_len", s.seq_len)
+                                      .add("cp", int64_t(s.cp_degree))
                                       .add("tokens_per_s", s.tokens_per_s())
                                       .add("tokens", s.tokens)
                                       .add("lr", s.lr)
@@ -51,9 +52,9 @@ void log_step(const train::StepStats& s, bool json) {
                                       .add("sync_s", s.sync_s)
                                       .add("rest_s", s.rest_s)});
   } else {
-    std::printf("step %5lld  loss %.4f  seq_len %5lld  %8.0f tok/s  lr %.2e  |g| %.3f  time %.3fs = attention %.3f "
+    std::printf("step %5lld  loss %.4f  seq_len %5lld  cp %d  %8.0f tok/s  lr %.2e  |g| %.3f  time %.3fs = attention %.3f "
                 "(compute %.3f + comm wait %.3f) + grad sync %.3f + rest %.3f\n",
-                static_cast<long long>(s.step), s.loss, static_cast<long long>(s.seq_len), s.tokens_per_s(), s.lr,
+                static_cast<long long>(s.step), s.loss, static_cast<long long>(s.seq_len), s.cp_degree, s.tokens_per_s(), s.lr,
                 s.grad_norm, s.seconds, s.attention_s, s.attention_s - s.comm_wait_s, s.comm_wait_s, s.sync_s,
                 s.rest_s);
   }
@@ -71,10 +72,23 @@ class Printer : public train::RunObserver {
     if (!json_) std::cerr << "train: " << text << "\n";
   }
   void started(train::Trainer& t) override {
-    if (root_ && !json_)
-      std::cerr << "train: " << t.model().num_parameters() << " parameters (" << t.options().model.shape()
-                << "), world " << world_size_ << " = cp " << t.options().cp << " x dp " << t.mesh().dp_size() << ", "
-                << setup_ << "\n";
+    if (!root_ || json_) return;
+    const train::DegreeSchedule& d = t.degrees();
+    std::cerr << "train: " << t.model().num_parameters() << " parameters (" << t.options().model.shape()
+              << "), world " << world_size_ << ", cp "
+              << (d.automatic() ? "auto (length:degree " + d.describe() + ")" : d.describe() + " (fixed)") << ", "
+              << setup_ << "\n";
+    if (!d.automatic()) return;
+    std::cerr << "train: cp auto planned with kernel " << d.problem().kernel_gflops << " GFLOP/s, dense "
+              << d.problem().dense_gflops << " GFLOP/s per rank, network " << t.options().network
+              << "; predicted step (attention + dense, busiest rank), ms by degree:\n";
+    for (const BucketDegree& b : d.table()) {
+      std::cerr << "train:   L=" << b.length << " (" << b.sequences << " seqs)";
+      for (const DegreeOption& opt : b.options)
+        std::cerr << "  c=" << opt.degree << (opt.degree == b.degree ? "*" : "") << " "
+                  << (opt.feasible ? std::to_string(int64_t(opt.step_s * 1e3 + 0.5)) : std::string("does not fit"));
+      std::cerr << "\n";
+    }
   }
   void step(const train::StepStats& s) override {
     if (!root_) return;
@@ -118,6 +132,20 @@ class Printer : public train::RunObserver {
   bool bar_;
 };
 
+// "auto" or a positive integer.
+int parse_cp_degree(const std::string& v) {
+  if (v == "auto") return train::TrainOptions::kCpAuto;
+  size_t used = 0;
+  int c = 0;
+  try {
+    c = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  LH_CHECK(used == v.size() && c >= 1, "train: --cp takes a positive number of ranks or auto, got '", v, "'");
+  return c;
+}
+
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& args) {
@@ -125,7 +153,7 @@ int cmd_train(const std::vector<std::string>& args) {
   double timeout_s = 300;
   train::RunOptions r;
   train::TrainOptions o;
-  std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2";
+  std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1";
   int64_t log_every = 1;
   bool json = false, quiet = false;
   po::options_description desc("longhaul train");
@@ -133,7 +161,13 @@ int cmd_train(const std::vector<std::string>& args) {
       ("data", po::value(&r.data), "token store from `longhaul prep` (none: generate the embedded recall task)")
       ("workdir", po::value(&r.workdir)->default_value(r.workdir), "where the task's store and checkpoints go")
       ("steps", po::value(&r.steps)->default_value(r.steps), "optimiser steps of this run (in total, counting a resumed run's)")
-      ("cp", po::value(&o.cp)->default_value(1), "context-parallel group size; the rest of the world is data parallel")
+      ("cp", po::value(&cp)->default_value(cp),
+       "context-parallel group size (a divisor of the world; the rest is data parallel), or auto: each DD "
+       "bucket's degree chosen by the planner (fastest that fits --memory-gib)")
+      ("memory-gib", po::value(&o.memory_gib)->default_value(0), "--cp auto: memory per rank for one attention layer (0: no limit)")
+      ("network", po::value(&o.network)->default_value(o.network), "--cp auto: this-machine, nvlink, infiniband or pcie")
+      ("kernel-gflops", po::value(&o.kernel_gflops)->default_value(0), "--cp auto: attention GFLOP/s per rank (0: measure on rank 0)")
+      ("dense-gflops", po::value(&o.dense_gflops)->default_value(0), "--cp auto: projection/MLP GFLOP/s per rank (0: measure on rank 0)")
       ("strategy", po::value(&strategy)->default_value(strategy), "CP strategy: ring, tokenring, ulysses, hybrid, allgather, rsa")
       ("ulysses-degree", po::value(&o.cp_options.ulysses_degree)->default_value(1), "hybrid: Ulysses degree")
       ("layout", po::value(&layout)->default_value(layout), "zigzag, striped, contiguous or balanced (by masked area)")
@@ -179,8 +213,10 @@ int cmd_train(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "longhaul train [--data STORE.h5] [--steps N] [--cp P] [--strategy ring] [--sampler dd|concat] ...\n"
-             "  mpirun -np 4 longhaul train --cp 2     # 2 CP groups of 2 ranks, data parallel between them"))
+             "  mpirun -np 4 longhaul train --cp 2     # 2 CP groups of 2 ranks, data parallel between them\n"
+             "  mpirun -np 4 longhaul train --cp auto  # each bucket's degree from the planner"))
     return 0;
+  o.cp = parse_cp_degree(cp);
   o.cp_options.strategy = strategy_from_string(strategy);
   o.cp_options.layout = layout_from_string(layout);
   o.sampler = train::sampler_from_string(sampler);

@@ -28,6 +28,12 @@ struct StepPlan {
   uint64_t eligible = 0;
 };
 
+// The share of a whole step's plan (every sequence of the world) that data-parallel group `group`
+// of `groups` takes: the sequences cut into `groups` contiguous runs whose sizes differ by at most
+// one (a group may get none when there are fewer sequences than groups). InvalidArgument for a
+// group outside [0, groups).
+StepPlan group_share(const StepPlan& whole, int groups, int group);
+
 // A resumable stream of step plans (DDSampler, ConcatChunkSampler).
 class PlanSource {
  public:

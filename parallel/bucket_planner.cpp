@@ -42,6 +42,9 @@ std::vector<BucketDegree> plan_bucket_degrees(const BucketProblem& bp, const Net
         o.attention_s = p.time_s * seqs;
         o.compute_s = p.compute_s * seqs;
         o.comm_s = p.comm_s * seqs;
+        const double busiest_tokens = double(o.sequences_per_group) * double(b.length) / c;
+        o.dense_s = bp.dense_gflops > 0 ? busiest_tokens * bp.dense_flops_per_token / (bp.dense_gflops * 1e9) : 0.0;
+        o.step_s = o.attention_s + o.dense_s;
         o.memory_bytes = p.memory_bytes;
         o.feasible = p.feasible;
         o.note = p.note;
@@ -52,7 +55,7 @@ std::vector<BucketDegree> plan_bucket_degrees(const BucketProblem& bp, const Net
     }
     const DegreeOption* best = nullptr;
     for (const DegreeOption& o : b.options)
-      if (o.feasible && (best == nullptr || o.attention_s < best->attention_s * 0.99)) best = &o;
+      if (o.feasible && (best == nullptr || o.step_s < best->step_s * 0.99)) best = &o;
     if (best == nullptr) {
       // Memory per rank falls about like 1/c: the degree this bucket would need.
       const DegreeOption& widest = b.options.back();

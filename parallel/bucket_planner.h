@@ -6,8 +6,8 @@
 // pays off when (a) there are fewer sequences than groups (long buckets: ranks would idle), or
 // (b) one sequence's activations do not fit a rank's memory. The planner predicts, per c, the
 // step's attention time on the busiest rank (ceil(sequences / groups) × the cost model's
-// forward+backward time of one sequence over c ranks, parallel/planner.h) and takes the fastest
-// feasible c, the smaller one on a tie within 1%. Deterministic: every rank computes the same
+// forward+backward time of one sequence over c ranks, parallel/planner.h), plus the step's dense
+// work on that rank's tokens, and takes the fastest feasible c, the smaller one on a tie within 1%. Deterministic: every rank computes the same
 // table from the same inputs.
 #pragma once
 
@@ -29,6 +29,10 @@ struct BucketProblem {
   Layout layout = Layout::Zigzag;
   double kernel_gflops = 100;     // per rank, forward + backward
   double memory_limit_bytes = 0;  // per rank, the attention's share; 0 = no limit
+  // The rest of the step (projections, MLP, loss): FLOPs per token (forward + backward, all
+  // layers) at dense_gflops per rank. The same per token for every c, but a rank idles with its
+  // group when there are fewer sequences than groups. 0: attention only.
+  double dense_flops_per_token = 0, dense_gflops = 0;
 };
 
 struct DegreeOption {
@@ -36,6 +40,8 @@ struct DegreeOption {
   int64_t sequences_per_group = 0;
   double attention_s = 0;         // the step's attention time on the busiest rank
   double compute_s = 0, comm_s = 0;
+  double dense_s = 0;             // the rest of the step on the busiest rank
+  double step_s = 0;              // attention_s + dense_s: what the choice minimises
   int64_t memory_bytes = 0;       // per rank, one sequence's attention
   bool feasible = true;
   std::string note;               // why not feasible

@@ -6,7 +6,7 @@
 
 namespace longhaul::train {
 
-double sync_gradients(const std::vector<at::Tensor>& params, Communicator& cp, Communicator* dp, double clip) {
+double sync_gradients(const std::vector<at::Tensor>& params, Communicator& world, double clip) {
   std::vector<at::Tensor> flat;
   flat.reserve(params.size());
   for (const at::Tensor& p : params) {
@@ -14,8 +14,7 @@ double sync_gradients(const std::vector<at::Tensor>& params, Communicator& cp, C
     flat.push_back(g.defined() ? g.reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, at::kFloat));
   }
   at::Tensor buf = at::cat(flat);
-  if (cp.size() > 1) cp.all_reduce(buf)->wait();
-  if (dp && dp->size() > 1) dp->all_reduce(buf)->wait();
+  if (world.size() > 1) world.all_reduce(buf)->wait();
   const double norm = buf.norm().item<double>();
   if (clip > 0 && norm > clip) buf.mul_(clip / (norm + 1e-6));
   int64_t off = 0;

@@ -1,8 +1,7 @@
 // Gradient synchronisation: every parameter's gradient goes into one float32 buffer, which is
-// all-reduced (summed) over the CP group and then over the data-parallel group, and clipped to a
-// global norm. Each rank's loss was already divided by the GLOBAL target count (dp × cp), so the
-// sum over data-parallel replicas is the average of the replicas' mean-loss gradients weighted by
-// their target counts — the exact gradient of the global mean loss.
+// all-reduced (summed) over the whole world and clipped to a global norm. Each rank's loss was
+// already divided by the step's GLOBAL target count, so the sum over all ranks — whatever CP
+// groups the step ran in — is the exact gradient of the global mean loss.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -13,8 +12,8 @@
 
 namespace longhaul::train {
 
-// Returns the global gradient norm before clipping (clip <= 0: no clipping). dp may be null or of
-// size 1 (skipped). Missing gradients count as zeros (and are created).
-double sync_gradients(const std::vector<at::Tensor>& params, Communicator& cp, Communicator* dp, double clip);
+// Returns the global gradient norm before clipping (clip <= 0: no clipping). Missing gradients
+// (a rank whose group had no sequence this step) count as zeros (and are created).
+double sync_gradients(const std::vector<at::Tensor>& params, Communicator& world, double clip);
 
 }  // namespace longhaul::train

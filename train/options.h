@@ -47,8 +47,16 @@ const char* to_string(SamplerKind k);
 struct TrainOptions {
   ModelOptions model;
   OptimOptions optim;
-  int cp = 1;        // CP group size; the rest of the world is data parallel
-  Options cp_options;  // strategy, layout
+  // CP group size of every step (the rest of the world is data parallel), or kCpAuto: each
+  // bucket's degree chosen by the planner (parallel/bucket_planner.h, train/degree_schedule.h).
+  static constexpr int kCpAuto = 0;
+  int cp = 1;
+  Options cp_options;  // strategy, layout (inside every CP group)
+  // --cp auto's cost-model inputs; every rank must give the same (the table is checked).
+  double memory_gib = 0;          // per rank, one attention layer's peak; 0 = no limit
+  std::string network = "this-machine";  // planner network preset
+  double kernel_gflops = 0;       // attention fwd+bwd rate per rank; 0 = measured on rank 0 at start
+  double dense_gflops = 0;        // projections/MLP rate per rank; 0 = measured on rank 0 at start
   // The attention mask: a family of masks::make on each step's documents (causal_document: each
   // document causal on itself); its parameters (window w, prefix, block; global tokens).
   std::string mask = "causal_document";

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <optional>
 
 #include "data/batch.h"
 #include "data/concat_chunk.h"
@@ -31,13 +32,12 @@ constexpr const char* kFormat = "longhaul-train-checkpoint 1";
 Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options)
     : opt_(std::move(options)),
       world_(world),
-      mesh_(world, MeshShape{opt_.cp, 1}),
       source_(std::move(source)),
       rng_(at::make_generator<at::CPUGeneratorImpl>(opt_.seed)) {
   LH_CHECK(source_ != nullptr, "train: no token source");
   LH_CHECK(source_->vocab_size() <= opt_.model.vocab, "train: the data's vocabulary (", source_->vocab_size(),
            ") does not fit the model's (", opt_.model.vocab, "); pass --vocab ", source_->vocab_size());
-  cp_ = std::make_unique<ContextParallel>(mesh_.cp(), opt_.cp_options);
+  degrees_ = std::make_unique<DegreeSchedule>(world_, opt_);
   model_ = std::make_shared<Transformer>(opt_.model);
   for (const auto& [name, t] : model_->ordered_parameters()) params_.push_back(t);
   torch::optim::AdamWOptions ao(opt_.optim.lr);
@@ -48,15 +48,14 @@ Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, Train
 
 Trainer::~Trainer() = default;
 
+// The sampler hands out every sequence of the step (one data-parallel "rank"); step() gives each
+// group its share of them.
 std::unique_ptr<data::PlanSource> Trainer::make_sampler(int64_t epoch) const {
-  const int dp = mesh_.dp_size(), dp_rank = world_->rank() / opt_.cp;
   const uint64_t seed = opt_.seed + 0x9e3779b97f4a7c15ULL * uint64_t(epoch);  // a new order each epoch
   if (opt_.sampler == SamplerKind::DD) {
     auto dd = std::make_shared<data::Decomposition>(source_->doc_offsets(), opt_.buckets);
     data::SamplerOptions so;
     so.tokens_per_step = opt_.tokens_per_step;
-    so.dp_size = dp;
-    so.dp_rank = dp_rank;
     so.curriculum = opt_.curriculum;
     so.cycles = opt_.cycles;
     so.seed = seed;
@@ -65,8 +64,6 @@ std::unique_ptr<data::PlanSource> Trainer::make_sampler(int64_t epoch) const {
   data::ConcatChunkOptions co;
   co.seq_len = opt_.buckets.max_len();
   co.tokens_per_step = opt_.tokens_per_step;
-  co.dp_size = dp;
-  co.dp_rank = dp_rank;
   co.doc_masking = opt_.sampler == SamplerKind::ConcatChunkDocMask;
   co.seed = seed;
   return std::make_unique<data::ConcatChunkSampler>(source_->doc_offsets(), co);
@@ -98,26 +95,38 @@ StepStats Trainer::step() {
   const double lr = learning_rate(opt_.optim, step_);
   for (auto& g : optim_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 
-  data::StepPlan plan = next_plan();
-  s.seq_len = plan.seq_len;
-  data::Batch batch = data::build_batch(*source_, std::move(plan));
-  const int64_t T = batch.num_tokens();
-  at::Tensor cu = at::tensor(batch.cu_seqlens, at::kLong);
-  const Mask mask = mask_for(T, batch.cu_seqlens);
-  // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
-  const ShardPlan sp =
-      ShardPlan::for_mask(T, mask, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank(), 64, cu);
-  at::Tensor tokens = sp.shard(to_long(batch.tokens));
-  at::Tensor targets = sp.shard(to_long(batch.targets));  // shifted on the whole sequence, then sharded
-
-  const double local_targets = targets.ne(-100).sum().item<double>();
+  data::StepPlan whole = next_plan();
+  s.seq_len = whole.seq_len;
+  DegreeSchedule::Group& g = degrees_->group_for(whole.seq_len);
+  s.cp_degree = g.degree;
+  data::StepPlan share = data::group_share(whole, g.groups, g.index);
+  at::Tensor loss_sum = at::zeros({}, at::kFloat);
+  double local_targets = 0;
+  std::optional<data::Batch> batch;
+  std::optional<Mask> mask;
+  std::optional<ShardPlan> sp;
+  at::Tensor tokens, targets;
+  if (!share.sequences.empty()) {  // none when the step has fewer sequences than groups: only sync
+    batch = data::build_batch(*source_, std::move(share));
+    const int64_t T = batch->num_tokens();
+    mask = mask_for(T, batch->cu_seqlens);
+    // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
+    const CommPtr& cp = g.mesh->cp();
+    sp = ShardPlan::for_mask(T, *mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
+                             at::tensor(batch->cu_seqlens, at::kLong));
+    tokens = sp->shard(to_long(batch->tokens));
+    targets = sp->shard(to_long(batch->targets));  // shifted on the whole sequence, then sharded
+    local_targets = targets.ne(-100).sum().item<double>();
+  }
   const double n_targets = world_sum(local_targets);
-  at::Tensor logits = model_->forward(tokens, *cp_, sp, mask, &clock_);
-  at::Tensor loss_sum = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -100);
-  (loss_sum / std::max(1.0, n_targets)).backward();
+  if (sp) {
+    at::Tensor logits = model_->forward(tokens, *g.cp, *sp, *mask, &clock_);
+    loss_sum = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -100);
+    (loss_sum / std::max(1.0, n_targets)).backward();
+  }
 
   const auto ts = Clock::now();
-  s.grad_norm = sync_gradients(params_, *mesh_.cp(), mesh_.dp().get(), opt_.optim.clip);
+  s.grad_norm = sync_gradients(params_, *world_, opt_.optim.clip);
   optim_->step();
   optim_->zero_grad();
   s.sync_s = since(ts);  // the all-reduces dominate; the optimiser step is small
@@ -127,7 +136,7 @@ StepStats Trainer::step() {
   s.step = step_;
   s.lr = lr;
   s.targets = static_cast<int64_t>(n_targets);
-  s.tokens = T * mesh_.dp_size();
+  s.tokens = whole.seq_len * static_cast<int64_t>(whole.sequences.size());
   s.seconds = since(t0);
   s.attention_s = clock_.forward_s + clock_.backward_s;
   s.comm_wait_s = std::min(clock_.wait_s, s.attention_s);
@@ -138,10 +147,12 @@ StepStats Trainer::step() {
 std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed) {
   at::NoGradGuard no_grad;
   std::vector<EvalRow> rows;
-  const int dp = mesh_.dp_size(), dp_rank = world_->rank() / opt_.cp;
   for (int k = min_log2; k <= max_log2; ++k) {
     EvalRow row;
     row.context = int64_t(1) << k;
+    DegreeSchedule::Group& g = degrees_->group_for(row.context);
+    const int dp = g.groups, dp_rank = g.index;
+    const CommPtr& cp = g.mesh->cp();
     // This data-parallel rank's share of the documents (at least one each, so every group runs).
     const int mine = std::max(1, (docs - dp_rank + dp - 1) / dp);
     EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
@@ -150,15 +161,14 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     for (int64_t o = 0; o <= T; o += e.length) cu_v.push_back(o);
     at::Tensor cu = at::tensor(cu_v, at::kLong);
     const Mask mask = mask_for(T, cu_v);
-    const ShardPlan sp =
-        ShardPlan::for_mask(T, mask, opt_.cp_options.layout, mesh_.cp()->size(), mesh_.cp()->rank(), 64, cu);
+    const ShardPlan sp = ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64, cu);
     at::Tensor toks = to_long(e.tokens);
     at::Tensor is_query = at::zeros({T}, at::kBool), answer = at::zeros({T}, at::kLong);
     for (int64_t q : e.query_rows) {
       is_query[q] = true;
       answer[q] = toks[q + 1];
     }
-    at::Tensor logits = model_->forward(sp.shard(toks), *cp_, sp, mask);
+    at::Tensor logits = model_->forward(sp.shard(toks), *g.cp, sp, mask);
     at::Tensor sel = sp.shard(is_query);
     at::Tensor hit = logits.argmax(-1).eq(sp.shard(answer)).logical_and(sel);
     row.correct = static_cast<int64_t>(world_sum(hit.sum().item<double>()));
@@ -176,6 +186,7 @@ void Trainer::save(const std::string& path) {
     c.strings["sampler"] = to_string(opt_.sampler);
     c.strings["sampler_state"] = sampler_->save_state();
     c.strings["step"] = std::to_string(step_);
+    c.strings["world_size"] = std::to_string(world_->size());
     c.strings["epoch"] = std::to_string(epoch_);
     c.tensors.emplace_back("rng", rng_.get_state());
     for (const auto& [name, t] : model_->ordered_parameters()) {
@@ -203,6 +214,7 @@ void Trainer::load(const std::string& path) {
   expect("format", kFormat, "format");
   expect("model_shape", opt_.model.shape(), "model shape");
   expect("sampler", to_string(opt_.sampler), "sampler");
+  expect("world_size", std::to_string(world_->size()), "world size (ranks)");
   at::NoGradGuard no_grad;
   for (const auto& [name, t] : model_->ordered_parameters()) {
     const at::Tensor& src = c.tensor("param." + name);

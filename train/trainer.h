@@ -1,8 +1,11 @@
-// The training loop of one rank: the world splits into CP groups of `cp` ranks (the rest is data
-// parallel); each data-parallel rank draws its sequences from the sampler, every rank of its CP
-// group builds the same packed batch and takes its shard through a ShardPlan. Targets are shifted
-// before sharding (the batch builder computes them on the whole sequence), so no target is lost
-// at a shard boundary. Every public call that computes is a collective over the world.
+// The training loop of one rank. Every step's sequences are drawn for the whole world (the
+// sampler's draws are the same on every rank), then run on the groups of the step's CP degree
+// (train/degree_schedule.h: fixed, or chosen per bucket): group g of W/c takes its contiguous
+// share of the sequences, every rank of the group builds the same packed batch and takes its
+// shard through a ShardPlan. Targets are shifted before sharding (the batch builder computes
+// them on the whole sequence), so no target is lost at a shard boundary; gradients are summed
+// over the whole world, so the degrees change speed and memory, never the maths. Every public
+// call that computes is a collective over the world.
 #pragma once
 
 #include <torch/optim/adamw.h>
@@ -15,8 +18,8 @@
 #include "data/step_plan.h"
 #include "data/token_source.h"
 #include "parallel/context_parallel.h"
-#include "runtime/mesh.h"
 #include "train/attention_clock.h"
+#include "train/degree_schedule.h"
 #include "train/model.h"
 #include "train/options.h"
 
@@ -28,6 +31,7 @@ struct StepStats {
   int64_t seq_len = 0;    // the bucket's sequence length
   int64_t tokens = 0;     // tokens of the step over the world
   int64_t targets = 0;    // targets counted in the loss
+  int cp_degree = 1;      // ranks per CP group this step (W / cp_degree groups)
   double lr = 0, grad_norm = 0;
   // Wall time split: seconds = attention_s + sync_s + rest_s; attention_s = its compute (with the
   // transfers hidden behind it) + comm_wait_s, the exposed wait for its communication.
@@ -43,8 +47,9 @@ struct EvalRow {
 
 class Trainer {
  public:
-  // source: this rank's reader (not shared between threads). Throws InvalidArgument when the
-  // world size is not a multiple of cp or the model's vocabulary cannot hold the source's tokens.
+  // source: this rank's reader (not shared between threads). Throws InvalidArgument when cp does
+  // not divide the world size, --cp auto cannot plan a bucket or ranks disagree on its plan, or
+  // the model's vocabulary cannot hold the source's tokens.
   Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options);
   ~Trainer();
 
@@ -58,11 +63,12 @@ class Trainer {
   // Rank 0 writes the checkpoint atomically; every rank waits for it (a collective).
   void save(const std::string& path);
   // Every rank reads and restores model, optimiser, sampler, epoch and RNG. InvalidArgument for a
-  // checkpoint of another model shape, sampler or data, or a damaged file.
+  // checkpoint of another model shape, sampler, data or world size, or a damaged file. The CP
+  // degrees are not part of it: a resumed run may choose them anew.
   void load(const std::string& path);
 
   Transformer& model() { return *model_; }
-  const ProcessMesh& mesh() const { return mesh_; }
+  const DegreeSchedule& degrees() const { return *degrees_; }
   const TrainOptions& options() const { return opt_; }
 
  private:
@@ -75,9 +81,8 @@ class Trainer {
 
   TrainOptions opt_;
   CommPtr world_;
-  ProcessMesh mesh_;
   std::shared_ptr<data::TokenSource> source_;
-  std::unique_ptr<ContextParallel> cp_;
+  std::unique_ptr<DegreeSchedule> degrees_;
   std::shared_ptr<Transformer> model_;
   std::vector<at::Tensor> params_;
   std::unique_ptr<torch::optim::AdamW> optim_;

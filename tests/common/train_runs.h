@@ -29,6 +29,7 @@ inline train::TaskOptions tiny_recall_task() {
 struct TrainRun {
   std::vector<double> losses;
   std::vector<at::Tensor> params;  // copies, in Transformer::ordered_parameters() order
+  std::vector<int> degrees;        // the CP degree of each step
 };
 
 inline std::vector<at::Tensor> parameter_copies(train::Trainer& t) {

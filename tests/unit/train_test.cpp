@@ -19,59 +19,18 @@
 #include "train/task.h"
 #include "train/trainer.h"
 #include "tests/common/train_runs.h"
+#include "tests/unit/train_local.h"
 
 namespace longhaul::train {
 namespace {
 
-TrainOptions tiny_options(int cp, Strategy s) {
-  TrainOptions o;
-  o.model.vocab = TaskVocab::size;
-  o.model.dim = 32;
-  o.model.layers = 2;
-  o.model.heads = 4;
-  o.model.kv_heads = 4;
-  o.model.seed = 7;
-  o.optim.lr = 1e-3;
-  o.optim.warmup = 2;
-  o.optim.total_steps = 8;
-  o.cp = cp;
-  o.cp_options.strategy = s;
-  o.buckets = {5, 7};
-  o.tokens_per_step = 512;
-  o.seed = 3;
-  return o;
-}
-
 using testing::expect_same_run;
 using testing::tiny_recall_task;
 using RunResult = testing::TrainRun;
-
-// Runs `steps` steps on `world` thread-ranks and returns rank 0's losses and parameters.
-// `between(trainer, step)` runs after each step on every rank (checkpoints).
-RunResult run(int world, const TrainOptions& o, int steps,
-              const std::function<void(Trainer&, int)>& between = nullptr) {
-  RunResult r;
-  std::mutex mu;
-  CommOptions co;
-  co.timeout = std::chrono::seconds(60);
-  const TaskOptions task = tiny_recall_task();
-  local::run_ranks(world, [&](Communicator& comm) {
-    Trainer t(comm.shared_from_this(), task_source(task), o);
-    std::vector<double> losses;
-    for (int i = 0; i < steps; ++i) {
-      losses.push_back(t.step().loss);
-      if (between) between(t, i + 1);
-    }
-    if (comm.rank() == 0) {
-      std::lock_guard<std::mutex> lock(mu);
-      r.losses = losses;
-      r.params = testing::parameter_copies(t);
-    }
-  }, co);
-  return r;
-}
-
-std::string temp_dir() { return data::files::make_temp_dir("longhaul_train_test"); }
+using testing_local::expect_resume_bitwise;
+using testing_local::run;
+using testing_local::temp_dir;
+using testing_local::tiny_options;
 
 TEST(TrainModel, RopeAnglesInFloat64) {
   at::Tensor pos = at::tensor(std::vector<int64_t>{0, 1, 999983, 1 << 20}, at::kLong);
@@ -189,45 +148,9 @@ TEST(TrainModel, ActivationCheckpointingChangesNothing) {
 class TrainResume : public ::testing::TestWithParam<SamplerKind> {};
 
 TEST_P(TrainResume, ResumeReproducesLossesBitwise) {
-  const std::string dir = temp_dir(), path = data::files::join(dir, "ckpt.lhc");
   TrainOptions o = tiny_options(2, Strategy::Ring);
   o.sampler = GetParam();
-  TaskOptions task = tiny_recall_task();
-  task.tokens = 3 << 10;  // 6 steps of 512 tokens per epoch (DD and concat): step 7 starts epoch 2
-  auto source = [&] { return task_source(task); };
-  const int total = 8, stop = 3;
-  std::vector<double> whole, resumed;
-  std::mutex mu;
-  auto keep = [&](std::vector<double>& into, const std::vector<double>& l, Communicator& comm) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (comm.rank() == 0) into = l;
-  };
-  local::run_ranks(2, [&](Communicator& comm) {
-    Trainer t(comm.shared_from_this(), source(), o);
-    std::vector<double> l;
-    for (int i = 0; i < total; ++i) l.push_back(t.step().loss);
-    keep(whole, l, comm);
-  });
-  local::run_ranks(2, [&](Communicator& comm) {  // "killed" after step 3: the trainers are gone
-    Trainer t(comm.shared_from_this(), source(), o);
-    for (int i = 0; i < stop; ++i) t.step();
-    t.save(path);
-  });
-  local::run_ranks(2, [&](Communicator& comm) {
-    Trainer t(comm.shared_from_this(), source(), o);
-    t.load(path);
-    EXPECT_EQ(t.steps_done(), stop);
-    std::vector<double> l;
-    while (t.steps_done() < total) l.push_back(t.step().loss);
-    keep(resumed, l, comm);
-  });
-  ASSERT_EQ(whole.size(), size_t(total));
-  ASSERT_EQ(resumed.size(), size_t(total - stop));
-  for (int i = stop; i < total; ++i) {
-    EXPECT_TRUE(std::isfinite(whole[i]));
-    EXPECT_EQ(resumed[i - stop], whole[i]) << "step " << i + 1;  // bitwise
-  }
-  data::files::remove_tree(dir);
+  expect_resume_bitwise(o, 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Samplers, TrainResume,

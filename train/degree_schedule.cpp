@@ -1,0 +1,117 @@
+#include "train/degree_schedule.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/errors.h"
+#include "parallel/kernel_rate.h"
+
+namespace longhaul::train {
+namespace {
+
+// Rank 0's value on every rank (the others contribute 0 to a max).
+double from_rank0(const CommPtr& world, double mine) {
+  at::Tensor t = at::full({1}, world->rank() == 0 ? mine : 0.0, at::kDouble);
+  world->all_reduce(t, ReduceOp::Max)->wait();
+  return t.item<double>();
+}
+
+}  // namespace
+
+BucketProblem bucket_problem(const TrainOptions& o, int world) {
+  const ModelOptions& m = o.model;
+  BucketProblem bp;
+  bp.world = world;
+  bp.tokens_per_step = o.tokens_per_step;
+  bp.min_log2 = o.buckets.min_log2;
+  bp.max_log2 = o.buckets.max_log2;
+  bp.H = m.heads, bp.H_kv = m.kv_heads, bp.D = m.head_dim(), bp.elem_bytes = 4;
+  bp.layers = static_cast<int>(m.layers);
+  bp.strategy = o.cp_options.strategy;
+  bp.layout = o.cp_options.layout;
+  bp.kernel_gflops = o.kernel_gflops;
+  bp.memory_limit_bytes = o.memory_gib * double(int64_t(1) << 30);
+  // Forward + backward = 3 × the forward's 2 FLOPs per weight: q/k/v/o projections, the SwiGLU
+  // MLP (three matrices) per layer, and the output head.
+  const double per_layer = double(m.dim) * double((m.heads + 2 * m.kv_heads) * m.head_dim()) +
+                           double(m.dim) * double(m.dim) + 3.0 * double(m.dim) * double(m.hidden());
+  bp.dense_flops_per_token = 6.0 * (per_layer * double(m.layers) + double(m.dim) * double(m.vocab));
+  bp.dense_gflops = o.dense_gflops;
+  return bp;
+}
+
+DegreeSchedule::DegreeSchedule(const CommPtr& world, const TrainOptions& o) : min_log2_(o.buckets.min_log2) {
+  const int W = world->size();
+  std::vector<int> degrees;
+  if (o.cp != TrainOptions::kCpAuto) {
+    LH_CHECK(o.cp >= 1 && W % o.cp == 0, "train: --cp ", o.cp, " does not divide the world of ", W,
+             " ranks (use a divisor of ", W, ", or --cp auto)");
+    fixed_ = o.cp;
+    degrees.push_back(o.cp);
+  } else {
+    problem_ = bucket_problem(o, W);
+    // Measured rates differ between ranks and runs: rank 0's are the agreed inputs.
+    if (problem_.kernel_gflops <= 0)
+      problem_.kernel_gflops = from_rank0(world, world->rank() == 0 ? measure_kernel_gflops(
+                                                                          o.model.heads, o.model.kv_heads,
+                                                                          o.model.head_dim(), 1024)
+                                                                    : 0.0);
+    if (problem_.dense_gflops <= 0)
+      problem_.dense_gflops = from_rank0(
+          world, world->rank() == 0 ? measure_dense_gflops(2048, o.model.dim, o.model.hidden()) : 0.0);
+    std::string error;
+    try {
+      table_ = plan_bucket_degrees(problem_, network_preset(o.network));
+    } catch (const InvalidArgument& e) {
+      error = e.what();  // thrown on every rank below, after the agreement collective
+    }
+    // Agreement: the per-bucket degrees (or -1 for an error) must be the same on every rank.
+    const int n = o.buckets.count();
+    at::Tensor lo = at::full({n}, -1.0, at::kDouble);
+    for (size_t i = 0; i < table_.size(); ++i) lo[static_cast<int64_t>(i)] = double(table_[i].degree);
+    at::Tensor hi = lo.clone();
+    world->all_reduce(lo, ReduceOp::Min)->wait();
+    world->all_reduce(hi, ReduceOp::Max)->wait();
+    if (!error.empty()) throw InvalidArgument("train --cp auto: " + error);
+    for (int i = 0; i < n; ++i) {
+      const double a = lo[i].item<double>(), b = hi[i].item<double>();
+      if (a != b)
+        throw InvalidArgument(detail::str_cat(
+            "train --cp auto: ranks disagree on the CP degree of bucket 2^", min_log2_ + i, ": ",
+            a < 0 ? std::string("a rank could not plan it") : std::to_string(int(a)), " vs ", int(b),
+            " (every rank must be started with the same model, buckets, --tokens-per-step, --memory-gib, "
+            "--network and rates)"));
+    }
+    for (const BucketDegree& b : table_) degree_of_bucket_.push_back(b.degree), degrees.push_back(b.degree);
+  }
+  std::sort(degrees.begin(), degrees.end());
+  degrees.erase(std::unique(degrees.begin(), degrees.end()), degrees.end());
+  for (int c : degrees) {  // ascending on every rank: the splits are collectives in the same order
+    auto g = std::make_unique<Group>();
+    g->degree = c;
+    g->groups = W / c;
+    g->index = world->rank() / c;
+    g->mesh = std::make_unique<ProcessMesh>(world, MeshShape{c, 1});
+    g->cp = std::make_unique<ContextParallel>(g->mesh->cp(), o.cp_options);
+    groups_[c] = std::move(g);
+  }
+}
+
+int DegreeSchedule::degree(int64_t length) const {
+  if (fixed_ > 0) return fixed_;
+  int k = 0;
+  while ((int64_t(1) << (k + 1)) <= length) ++k;  // floor(log2 length)
+  const int i = std::clamp(k - min_log2_, 0, static_cast<int>(degree_of_bucket_.size()) - 1);
+  return degree_of_bucket_[i];
+}
+
+std::string DegreeSchedule::describe() const {
+  if (fixed_ > 0) return std::to_string(fixed_);
+  std::ostringstream os;
+  for (size_t i = 0; i < table_.size(); ++i) os << (i ? " " : "") << table_[i].length << ":" << table_[i].degree;
+  return os.str();
+}
+
+}  // namespace longhaul::train

@@ -5,6 +5,7 @@ each sequence; the CP groups split the steps' sequences (data parallel).
     mpirun -np 2 python examples/train_gpt.py                 # CP=2 over MPI
     torchrun --nproc-per-node 2 examples/train_gpt.py         # CP=2 over Gloo
     python examples/train_gpt.py --data tokens.h5 --cp 1      # a store made by `longhaul prep`
+    mpirun -np 4 python examples/train_gpt.py --cp auto       # a CP degree per DD bucket (planner)
 
 Without --data each rank writes the same small synthetic store (documents that repeat a random
 phrase: after its first period, attention can copy the rest) to a temporary file. Prints the
@@ -29,7 +30,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="token store (HDF5, longhaul prep); default: a synthetic one")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--cp", type=int, default=0, help="CP group size (default: the whole world)")
+    p.add_argument("--cp", default="0",
+                   help="CP group size (default 0: the whole world), or auto: each DD bucket's degree from the planner")
+    p.add_argument("--memory-gib", type=float, default=0.0, help="--cp auto: memory per rank for one attention layer")
     p.add_argument("--strategy", default="ring")
     p.add_argument("--layout", default="zigzag", help="zigzag, striped, contiguous or balanced")
     p.add_argument("--ulysses-degree", type=int, default=1)
@@ -57,12 +60,12 @@ def synthetic_documents(n_docs, vocab, seed):
     return docs
 
 
-def batches(store, args, dp_size, dp_rank):
-    """The DD sampler's batches for this data-parallel rank, epoch after epoch (a new order each)."""
+def batches(store, args, degrees):
+    """The DD sampler's batches for this rank's group of each step's degree, epoch after epoch (a new order each)."""
     epoch = 0
     while True:
         sampler = longhaul.data.DDSampler(store, args.tokens_per_step, min_log2=args.min_log2, max_log2=args.max_log2,
-                                          dp_size=dp_size, dp_rank=dp_rank, seed=args.seed + epoch)
+                                          seed=args.seed + epoch, degrees=degrees)
         yield from sampler
         epoch += 1
 
@@ -124,26 +127,20 @@ class GPT(nn.Module):
 
 # ---- training -------------------------------------------------------------------------------
 def all_reduce_grads(params, comm):
-    """Sums the gradients over the world: the CP ranks' partial sums and the data-parallel groups."""
-    flat = torch.cat([p.grad.flatten() for p in params])
+    """Sums the gradients over the world: the CP ranks' partial sums and the data-parallel groups,
+    whatever the step's degree (a rank whose group had no sequence adds zeros)."""
+    flat = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in params])
     comm.all_reduce(flat)
     offset = 0
     for p in params:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
         offset += p.numel()
 
 
 def main():
     args = parse_args()
     world = longhaul.init()
-    cp_size = args.cp or world.world_size
-    if world.world_size % cp_size:
-        raise SystemExit(f"--cp {cp_size} does not divide the world size {world.world_size}")
-    dp_size, dp_rank = world.world_size // cp_size, world.rank // cp_size
-    # Ranks r with the same r // cp_size form a CP group.
-    cp_group = world.comm if cp_size == world.world_size else world.comm.split(dp_rank, world.rank)
-    cp = longhaul.ContextParallel(args.strategy, args.layout, ulysses_degree=args.ulysses_degree, group=cp_group)
-
+    cp_arg = args.cp if args.cp == "auto" else (int(args.cp) or world.world_size)
     tmp = None
     if args.data:
         store = longhaul.data.TokenStore(args.data)
@@ -153,36 +150,49 @@ def main():
                                   vocab_size=65, eos_id=64, tokenizer="synthetic")
         store = longhaul.data.TokenStore(os.path.join(tmp, "tokens.h5"))
 
-    torch.manual_seed(args.seed)  # the same initial parameters on every rank
+    # The CP group and ContextParallel of every degree in use, split once here.
+    degrees = longhaul.CpDegrees(cp_arg, tokens_per_step=args.tokens_per_step, min_log2=args.min_log2,
+                                 max_log2=args.max_log2, heads=args.heads, kv_heads=args.kv_heads,
+                                 head_dim=args.dim // args.heads, layers=args.layers, dim=args.dim, vocab=store.vocab_size,
+                                 strategy=args.strategy, layout=args.layout, ulysses_degree=args.ulysses_degree,
+                                 memory_gib=args.memory_gib)
+
+    torch.manual_seed(args.seed)  # the same initial parameters on every rank (after rank 0's measurements)
     model = GPT(store.vocab_size, args.dim, args.layers, args.heads, args.kv_heads)
     params = list(model.parameters())
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     if world.rank == 0:
-        print(f"train_gpt: {world.world_size} ranks ({world.launcher}, {world.backend}), CP {cp_size} x DP {dp_size}, "
-              f"{cp.strategy}/{cp.layout}, {sum(p.numel() for p in params)} parameters, {store.num_tokens} tokens",
+        print(f"train_gpt: {world.world_size} ranks ({world.launcher}, {world.backend}), CP degree "
+              f"{'auto (length:degree ' + degrees.describe() + ')' if cp_arg == 'auto' else degrees.describe()}, "
+              f"{args.strategy}/{args.layout}, {sum(p.numel() for p in params)} parameters, {store.num_tokens} tokens",
               flush=True)
 
-    data = batches(store, args, dp_size, dp_rank)
+    data = batches(store, args, degrees)
     for step in range(1, args.steps + 1):
         t0 = time.perf_counter()
         batch = next(data)
-        # The mask the attention applies (causal=True on the plan's documents); layout balanced
-        # cuts the sequence by its area.
-        mask = longhaul.Mask.causal_document(batch.cu_seqlens)
-        plan = cp.plan(batch.num_tokens, batch.cu_seqlens, mask=mask)
-        tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)
-        counts = torch.tensor([float((targets != longhaul.data.IGNORE_TARGET).sum())])
-        n_targets = max(1.0, world.comm.all_reduce(counts).item())
-        logits = model(tokens, cp, plan)
-        loss_sum = F.cross_entropy(logits, targets, ignore_index=longhaul.data.IGNORE_TARGET, reduction="sum")
+        cp = degrees.cp_for(batch.seq_len)
         optim.zero_grad()
-        (loss_sum / n_targets).backward()
+        loss_sum = torch.zeros(())
+        tokens = targets = plan = None
+        if batch.num_tokens:  # none when the step has fewer sequences than groups: only the syncs
+            # The mask the attention applies (causal=True on the plan's documents); layout
+            # balanced cuts the sequence by its area.
+            mask = longhaul.Mask.causal_document(batch.cu_seqlens)
+            plan = cp.plan(batch.num_tokens, batch.cu_seqlens, mask=mask)
+            tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)
+        local = float((targets != longhaul.data.IGNORE_TARGET).sum()) if plan is not None else 0.0
+        n_targets = max(1.0, world.comm.all_reduce(torch.tensor([local])).item())
+        if plan is not None:
+            logits = model(tokens, cp, plan)
+            loss_sum = F.cross_entropy(logits, targets, ignore_index=longhaul.data.IGNORE_TARGET, reduction="sum")
+            (loss_sum / n_targets).backward()
         all_reduce_grads(params, world.comm)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         loss = world.comm.all_reduce(loss_sum.detach().reshape(1)).item() / n_targets
         if world.rank == 0:
-            print(f"step {step}/{args.steps} loss {loss:.4f} seq_len {batch.seq_len} "
+            print(f"step {step}/{args.steps} loss {loss:.4f} seq_len {batch.seq_len} cp {batch.cp_degree} "
                   f"({time.perf_counter() - t0:.2f} s)", flush=True)
         if not math.isfinite(loss):
             raise SystemExit(f"loss is {loss} at step {step}")

@@ -16,6 +16,7 @@ from . import _C
 from ._C import CommError, CommTimeout, Communicator, Mask, ShardPlan, World
 from . import data
 from .context_parallel import ContextParallel
+from .degrees import CpDegrees
 from ._world import as_group, init, world
 
 __version__ = _C.info()["version"]
@@ -28,5 +29,5 @@ def info():
     return d
 
 
-__all__ = ["init", "world", "as_group", "ContextParallel", "Mask", "ShardPlan", "Communicator", "World", "CommError",
+__all__ = ["init", "world", "as_group", "ContextParallel", "CpDegrees", "Mask", "ShardPlan", "Communicator", "World", "CommError",
            "CommTimeout", "data", "info"]

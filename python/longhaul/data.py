@@ -10,6 +10,14 @@ Options and semantics are the C++ DDSampler's (data/sampler.h): every step holds
 tokens_per_step tokens over the data-parallel group; one bucket 2^i is drawn per step (the same on
 every rank, from the seed) and this rank gets tokens_per_step / (dp_size · 2^i) pieces of it, packed
 back to back. Iteration ends with the epoch (all `cycles` cycles).
+
+With a CP degree per bucket (longhaul.CpDegrees), give the sampler the degrees instead of
+dp_size/dp_rank: each batch is then this rank's CP group's share of the step (possibly empty when
+the step has fewer sequences than groups), and batch.cp_degree says which degree it runs on:
+
+    degrees = longhaul.CpDegrees("auto", tokens_per_step=4096, min_log2=6, max_log2=11, heads=4, ...)
+    for batch in longhaul.data.DDSampler(store, 4096, min_log2=6, max_log2=11, degrees=degrees):
+        cp = degrees.cp_for(batch.seq_len)
 """
 from dataclasses import dataclass
 
@@ -42,6 +50,7 @@ class Batch:
     targets: torch.Tensor     # int64 [N]: the next token of the same document, else -100
     positions: torch.Tensor   # int64 [N]: 0, 1, ... restarting in every sequence
     cu_seqlens: torch.Tensor  # int64 [sequences + 1]: global offsets in this packed batch
+    cp_degree: int = 1        # ranks of the CP group that runs it (with CpDegrees; else 1)
 
     @property
     def num_tokens(self):
@@ -60,24 +69,30 @@ class DDSampler:
     """This rank's batches of dataset decomposition over a TokenStore (see the module doc).
 
     tokens_per_step: b, divisible by dp_size · 2^max_log2. Buckets hold pieces of 2^min_log2 ...
-    2^max_log2 tokens. curriculum: grow_p2, grow_linear, uniform or natural.
+    2^max_log2 tokens. curriculum: grow_p2, grow_linear, uniform or natural. degrees: a
+    longhaul.CpDegrees; each batch is then the share of this rank's group of that step's degree
+    (dp_size and dp_rank must stay 1 and 0).
     """
 
     def __init__(self, store, tokens_per_step, *, min_log2=8, max_log2=13, dp_size=1, dp_rank=0,
-                 curriculum="grow_p2", cycles=8, seed=0):
+                 curriculum="grow_p2", cycles=8, seed=0, degrees=None):
         if not isinstance(store, TokenSource):
             raise TypeError(f"store must be a longhaul.data.TokenStore, got {type(store).__name__}")
+        if degrees is not None and (dp_size != 1 or dp_rank != 0):
+            raise ValueError("DDSampler: with degrees= the groups come from the degrees; leave dp_size=1, dp_rank=0")
         self.store = store
+        self.degrees = degrees
         self._s = _data.DDSampler(store, int(tokens_per_step), int(min_log2), int(max_log2), int(dp_size),
                                   int(dp_rank), str(curriculum), int(cycles), int(seed))
 
     def next(self):
         """The next Batch, or None once the epoch is over."""
-        d = self._s.next()
+        d = self._s.next(self.degrees.share_of if self.degrees is not None else None)
         if d is None:
             return None
+        degree = self.degrees.degree(d["seq_len"]) if self.degrees is not None else 1
         return Batch(d["step"], d["cycle"], d["seq_len"], _long(d["tokens"]), _long(d["targets"]),
-                     _long(d["positions"]), torch.from_numpy(d["cu_seqlens"]))
+                     _long(d["positions"]), torch.from_numpy(d["cu_seqlens"]), degree)
 
     def __iter__(self):
         while (b := self.next()) is not None:

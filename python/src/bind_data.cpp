@@ -49,14 +49,26 @@ class SamplerHandle {
     sampler_ = std::make_unique<data::DDSampler>(std::make_shared<data::Decomposition>(source_->doc_offsets(), range), o);
   }
 
-  // The next batch as a dict, or None once the epoch is over.
-  py::object next() {
+  // The next batch as a dict, or None once the epoch is over. share_of(seq_len) -> (groups, group),
+  // when given: only that data-parallel group's share of the step's sequences (data::group_share).
+  py::object next(const py::object& share_of) {
+    std::optional<data::StepPlan> plan;
+    {
+      py::gil_scoped_release release;
+      plan = sampler_->next();
+    }
+    if (!plan) return py::none();
+    int groups = 1, group = 0;
+    if (!share_of.is_none()) {
+      auto gg = share_of(plan->seq_len).cast<std::pair<int, int>>();
+      groups = gg.first, group = gg.second;
+    }
     std::optional<data::Batch> b;
     {
       py::gil_scoped_release release;
-      if (auto plan = sampler_->next()) b = data::build_batch(*source_, std::move(*plan));
+      // Empty when the step has fewer sequences than groups and this one got none.
+      b = data::build_batch(*source_, data::group_share(*plan, groups, group));
     }
-    if (!b) return py::none();
     py::dict d;
     d["step"] = b->plan.step;
     d["cycle"] = b->plan.cycle;
@@ -131,7 +143,7 @@ void bind_data(py::module_& m) {
       .def(py::init<std::shared_ptr<data::TokenSource>, int64_t, int, int, int, int, const std::string&, int, uint64_t>(),
            py::arg("source"), py::arg("tokens_per_step"), py::arg("min_log2"), py::arg("max_log2"), py::arg("dp_size"),
            py::arg("dp_rank"), py::arg("curriculum"), py::arg("cycles"), py::arg("seed"))
-      .def("next", &SamplerHandle::next)
+      .def("next", &SamplerHandle::next, py::arg("share_of") = py::none())
       .def("save_state", [](const SamplerHandle& s) { return s.sampler().save_state(); })
       .def("restore_state", [](SamplerHandle& s, const std::string& st) { s.sampler().restore_state(st); })
       .def_property_readonly("steps_per_epoch", [](const SamplerHandle& s) { return s.sampler().steps_per_epoch(); })

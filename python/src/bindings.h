@@ -12,5 +12,6 @@ void bind_plan(pybind11::module_& m);              // ShardPlan over a communica
 void bind_context_parallel(pybind11::module_& m);  // ContextParallel forward/backward (autograd in Python)
 void bind_data(pybind11::module_& m);              // token store, writer, DD sampler with batches
 void bind_info(pybind11::module_& m);              // build configuration
+void bind_degrees(pybind11::module_& m);           // the bucket planner: a CP degree per DD bucket
 
 }  // namespace longhaul::python

@@ -45,4 +45,5 @@ PYBIND11_MODULE(_C, m) {
   longhaul::python::bind_context_parallel(m);
   longhaul::python::bind_data(m);
   longhaul::python::bind_info(m);
+  longhaul::python::bind_degrees(m);
 }

@@ -20,6 +20,8 @@ int cmd_prep(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);  // cli/cmd_train.cpp
 // `longhaul bench data` (cli/cmd_bench_data.cpp).
 int bench_data(const std::vector<std::string>& args);
+// `longhaul bench dd-cp` (cli/cmd_bench_dd_cp.cpp).
+int bench_dd_cp(const std::vector<std::string>& args);
 
 // Options every command that builds a World shares: --backend, --timeout, --threads.
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s);

@@ -1,4 +1,4 @@
-// `longhaul bench <what>`: the benchmarks. Today: comm, kernel and cp.
+// `longhaul bench <what>`: the benchmarks (data and dd-cp have their own files).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -352,7 +352,7 @@ int bench_layer(const std::vector<std::string>& args) {
 
 int cmd_bench(const std::vector<std::string>& args) {
   const std::string usage =
-      "longhaul bench <comm|kernel|cp|long|cp-gpu|layer|data> [options]   (longhaul bench comm --help)";
+      "longhaul bench <comm|kernel|cp|long|cp-gpu|layer|data|dd-cp> [options]   (longhaul bench comm --help)";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
@@ -365,8 +365,9 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (args[0] == "cp-gpu") return bench_cp_gpu(rest);
   if (args[0] == "layer") return bench_layer(rest);
   if (args[0] == "data") return bench_data(rest);
+  if (args[0] == "dd-cp") return bench_dd_cp(rest);
   throw InvalidArgument("unknown benchmark '" + args[0] +
-                        "', expected: comm, kernel, cp, long, cp-gpu, layer or data");
+                        "', expected: comm, kernel, cp, long, cp-gpu, layer, data or dd-cp");
 }
 
 }  // namespace longhaul::cli

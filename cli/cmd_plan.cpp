@@ -2,16 +2,68 @@
 // network, and the pick.
 #include <ATen/ATen.h>
 
+#include <cstdio>
 #include <iostream>
 
 #include "core/report.h"
 #include "cli/cli.h"
+#include "data/length_mix.h"
 #include "parallel/bucket_planner.h"
 #include "parallel/kernel_rate.h"
 #include "parallel/planner.h"
 #include "core/errors.h"
 
 namespace longhaul::cli {
+namespace {
+
+// Time per million tokens of a schedule over a length mix's DD buckets: Σ_i share_i · t_i(c_i) / B.
+// One row for --cp auto (each bucket's pick) and one per fixed degree, with auto's gain over it.
+void print_schedule_comparison(const std::vector<BucketDegree>& table, const BucketProblem& bp,
+                               const std::string& mix, bool json) {
+  const data::BucketRange range{bp.min_log2, bp.max_log2};
+  const std::vector<double> share =
+      data::bucket_token_shares(data::document_length_mix(mix, int64_t(1) << 30), range);
+  auto per_mtoken = [&](auto degree_of) {
+    double s = 0;
+    for (size_t i = 0; i < table.size(); ++i) {
+      const DegreeOption* o = nullptr;
+      for (const DegreeOption& x : table[i].options)
+        if (x.degree == degree_of(table[i])) o = &x;
+      if (o == nullptr || !o->feasible) return -1.0;
+      s += share[i] * o->step_s / double(bp.tokens_per_step);
+    }
+    return s * 1e6;
+  };
+  const double automatic = per_mtoken([](const BucketDegree& b) { return b.degree; });
+  std::vector<report::Row> rows;
+  std::string shares;
+  for (size_t i = 0; i < table.size(); ++i) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%s%lld:%.1f%%", i ? " " : "", static_cast<long long>(table[i].length), 100 * share[i]);
+    shares += buf;
+  }
+  auto row = [&](const std::string& cp, double t) {
+    rows.push_back(report::Row()
+                       .add("mix", mix)
+                       .add("world", int64_t(bp.world))
+                       .add("cp", cp)
+                       .add("s_per_mtoken", t)
+                       .add("auto_speedup", t > 0 && automatic > 0 ? t / automatic : 0.0)
+                       .add("note", std::string(t < 0 ? "a bucket does not fit this degree" : "-")));
+  };
+  std::string picks;
+  for (const BucketDegree& b : table) picks += (picks.empty() ? "" : " ") + std::to_string(b.length) + ":" + std::to_string(b.degree);
+  row("auto (" + picks + ")", automatic);
+  for (const DegreeOption& o : table.front().options)
+    row(std::to_string(o.degree), per_mtoken([&](const BucketDegree&) { return o.degree; }));
+  if (!json)
+    std::cout << "\n# --cp auto vs fixed degrees over the DD buckets of " << mix
+              << " (token share per bucket " << shares << "; longca_long: 60% documents of 8K..30K, 40% "
+              << "log-uniform 128..8K): predicted seconds per million tokens, the busiest rank's step\n";
+  report::print_rows(std::cout, rows, json);
+}
+
+}  // namespace
 
 int cmd_plan(const std::vector<std::string>& args) {
   Problem pr;
@@ -19,6 +71,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   double alpha = 0, beta = 0, memory_gib = 0;
   int64_t doc_len = 0;
   bool json = false, buckets = false;
+  std::string histogram;
   BucketProblem bp;
   std::string strategy = "ring", layout = "zigzag";
   po::options_description desc("longhaul plan");
@@ -47,6 +100,9 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("layers", po::value(&bp.layers)->default_value(1), "--buckets: attention layers per step")
       ("strategy", po::value(&strategy)->default_value(strategy), "--buckets: the strategy inside a CP group")
       ("layout", po::value(&layout)->default_value(layout), "--buckets: the layout inside a CP group")
+      ("histogram", po::value(&histogram),
+       "--buckets: also compare --cp auto with every fixed degree over the DD buckets of a document-length mix "
+       "(longca_long, longca_short)")
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul plan [options]")) return 0;
@@ -71,7 +127,8 @@ int cmd_plan(const std::vector<std::string>& args) {
     bp.kernel_gflops = pr.kernel_gflops;
     bp.memory_limit_bytes = pr.memory_limit_bytes;
     std::vector<report::Row> rows;
-    for (const BucketDegree& b : plan_bucket_degrees(bp, net))
+    const std::vector<BucketDegree> table = plan_bucket_degrees(bp, net);
+    for (const BucketDegree& b : table)
       for (const DegreeOption& o : b.options)
         rows.push_back(report::Row()
                            .add("bucket", b.length)
@@ -92,6 +149,7 @@ int cmd_plan(const std::vector<std::string>& args) {
                 << bp.layers << " attention layer(s), network " << net.name << ", kernel " << bp.kernel_gflops
                 << " GFLOP/s per rank; predicted_ms: the step's attention (fwd+bwd) on the busiest rank\n";
     report::print_rows(std::cout, rows, json);
+    if (!histogram.empty()) print_schedule_comparison(table, bp, histogram, json);
     return 0;
   }
   auto preds = plan_strategies(pr, net);

@@ -10,6 +10,7 @@
 
 #include "attention/mask.h"
 #include "cli/cli.h"
+#include "launch/launcher.h"
 #include "core/errors.h"
 #include "core/report.h"
 #include "train/run.h"
@@ -166,8 +167,8 @@ int cmd_train(const std::vector<std::string>& args) {
        "bucket's degree chosen by the planner (fastest that fits --memory-gib)")
       ("memory-gib", po::value(&o.memory_gib)->default_value(0), "--cp auto: memory per rank for one attention layer (0: no limit)")
       ("network", po::value(&o.network)->default_value(o.network), "--cp auto: this-machine, nvlink, infiniband or pcie")
-      ("kernel-gflops", po::value(&o.kernel_gflops)->default_value(0), "--cp auto: attention GFLOP/s per rank (0: measure on rank 0)")
-      ("dense-gflops", po::value(&o.dense_gflops)->default_value(0), "--cp auto: projection/MLP GFLOP/s per rank (0: measure on rank 0)")
+      ("kernel-gflops", po::value(&o.kernel_gflops)->default_value(0), "--cp auto: attention GFLOP/s per rank (0: measured on every rank, the slowest taken)")
+      ("dense-gflops", po::value(&o.dense_gflops)->default_value(0), "--cp auto: the model's GFLOP/s outside attention per rank (0: measured likewise)")
       ("strategy", po::value(&strategy)->default_value(strategy), "CP strategy: ring, tokenring, ulysses, hybrid, allgather, rsa")
       ("ulysses-degree", po::value(&o.cp_options.ulysses_degree)->default_value(1), "hybrid: Ulysses degree")
       ("layout", po::value(&layout)->default_value(layout), "zigzag, striped, contiguous or balanced (by masked area)")
@@ -228,6 +229,8 @@ int cmd_train(const std::vector<std::string>& args) {
   init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
+  // CPU ranks per core of this host (ranks on a GPU each have their own device: 1).
+  o.oversubscription = std::max(1.0, double(world.local_size()) / std::max(1, affinity_cpus()));
   return guarded(world.rank(), [&] {
     const bool root = world.rank() == 0;
     Printer printer(world.size(), root, json, quiet, log_every, r.steps,

@@ -3,19 +3,62 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
+#include <limits>
 #include <sstream>
 
 #include "core/errors.h"
 #include "parallel/kernel_rate.h"
+#include "runtime/comm/local/communicator.h"
+#include "train/model.h"
 
 namespace longhaul::train {
 namespace {
 
-// Rank 0's value on every rank (the others contribute 0 to a max).
-double from_rank0(const CommPtr& world, double mine) {
-  at::Tensor t = at::full({1}, world->rank() == 0 ? mine : 0.0, at::kDouble);
-  world->all_reduce(t, ReduceOp::Max)->wait();
-  return t.item<double>();
+// A rate every rank measures at the same time (so a host's ranks compete for its cores as they
+// will in training), agreed as the slowest rank's. A failure anywhere fails every rank.
+double agreed_rate(const CommPtr& world, const std::function<double()>& measure) {
+  std::string error;
+  double mine = -1;
+  try {
+    mine = measure();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  at::Tensor t = at::full({1}, mine, at::kDouble);
+  world->all_reduce(t, ReduceOp::Min)->wait();
+  const double v = t.item<double>();
+  if (!(v > 0))
+    throw Error("train --cp auto: measuring the planner's rates failed" +
+                (error.empty() ? std::string(" on another rank") : ": " + error));
+  return v;
+}
+
+// The model's own rate outside attention, FLOPs per token as the planner counts them: one
+// forward + backward of 2048 tokens (documents of 256) on this rank alone, minus the attention
+// time its clock measured, after a warm-up. Unlike a bare GEMM it includes what a step really
+// pays per token: norms, RoPE, SwiGLU, the loss, autograd.
+double measure_model_dense_gflops(const ModelOptions& m, double flops_per_token) {
+  const int64_t T = 2048, doc = 256;
+  std::vector<int64_t> cu;
+  for (int64_t t = 0; t <= T; t += doc) cu.push_back(t);
+  Options co;
+  co.layout = Layout::Contiguous;
+  ContextParallel cp(local::create_world(1).at(0), co);
+  Transformer model(m);
+  const Mask mask = masks::causal_document(cu);
+  const ShardPlan plan(T, at::tensor(cu, at::kLong), Layout::Contiguous, 1, 0);
+  at::Tensor tokens = at::randint(m.vocab, {T}, at::kLong), targets = at::randint(m.vocab, {T}, at::kLong);
+  double dense_s = 0;
+  for (int i = 0; i < 2; ++i) {  // the first is a warm-up
+    AttentionClock clock;
+    const auto t0 = std::chrono::steady_clock::now();
+    at::cross_entropy_loss(model.forward(tokens, cp, plan, mask, &clock), targets).backward();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    dense_s = std::max(1e-9, s - clock.forward_s - clock.backward_s);
+  }
+  return flops_per_token * double(T) / dense_s / 1e9;
 }
 
 }  // namespace
@@ -39,6 +82,7 @@ BucketProblem bucket_problem(const TrainOptions& o, int world) {
                            double(m.dim) * double(m.dim) + 3.0 * double(m.dim) * double(m.hidden());
   bp.dense_flops_per_token = 6.0 * (per_layer * double(m.layers) + double(m.dim) * double(m.vocab));
   bp.dense_gflops = o.dense_gflops;
+  bp.oversubscription = o.oversubscription;
   return bp;
 }
 
@@ -52,15 +96,14 @@ DegreeSchedule::DegreeSchedule(const CommPtr& world, const TrainOptions& o) : mi
     degrees.push_back(o.cp);
   } else {
     problem_ = bucket_problem(o, W);
-    // Measured rates differ between ranks and runs: rank 0's are the agreed inputs.
+    // Measured rates differ between ranks and runs: the slowest rank's are the agreed inputs.
     if (problem_.kernel_gflops <= 0)
-      problem_.kernel_gflops = from_rank0(world, world->rank() == 0 ? measure_kernel_gflops(
-                                                                          o.model.heads, o.model.kv_heads,
-                                                                          o.model.head_dim(), 1024)
-                                                                    : 0.0);
+      problem_.kernel_gflops = agreed_rate(world, [&] {
+        return measure_kernel_gflops(o.model.heads, o.model.kv_heads, o.model.head_dim(), 1024);
+      });
     if (problem_.dense_gflops <= 0)
-      problem_.dense_gflops = from_rank0(
-          world, world->rank() == 0 ? measure_dense_gflops(2048, o.model.dim, o.model.hidden()) : 0.0);
+      problem_.dense_gflops =
+          agreed_rate(world, [&] { return measure_model_dense_gflops(o.model, problem_.dense_flops_per_token); });
     std::string error;
     try {
       table_ = plan_bucket_degrees(problem_, network_preset(o.network));

@@ -30,12 +30,7 @@ DataBenchOptions quick_data_options() {
   return o;
 }
 
-#if LONGHAUL_WITH_HDF5
-namespace {
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string python_stdlib() {
+std::string default_corpus() {
   std::unique_ptr<FILE, int (*)(FILE*)> p(
       popen("python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"stdlib\"])' 2>/dev/null", "r"), pclose);
   char buf[4096] = {0};
@@ -43,9 +38,14 @@ std::string python_stdlib() {
   if (p && std::fgets(buf, sizeof buf, p.get())) out = buf;
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   if (out.empty() || !data::files::is_directory(out))
-    throw InvalidArgument("bench data: cannot find the Python standard library (python3 sysconfig); pass --corpus DIR");
+    throw InvalidArgument("cannot find the Python standard library (python3 sysconfig); pass --corpus DIR");
   return out;
 }
+
+#if LONGHAUL_WITH_HDF5
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string fmt(double v) {
   char buf[32];
@@ -80,7 +80,7 @@ struct TempDir {
 
 DataBenchResult run_data_bench(const DataBenchOptions& o) {
   DataBenchResult r;
-  const std::string corpus = o.corpus.empty() ? python_stdlib() : o.corpus;
+  const std::string corpus = o.corpus.empty() ? default_corpus() : o.corpus;
   TempDir dir;
   if (o.workdir.empty()) {
     dir.path = data::files::make_temp_dir("longhaul_bench_data_");

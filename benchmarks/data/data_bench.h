@@ -30,6 +30,10 @@ struct DataBenchOptions {
 
 DataBenchOptions quick_data_options();  // a few hundred files, a few steps: CI
 
+// The default corpus: this machine's Python standard library (python3's sysconfig "stdlib").
+// InvalidArgument when there is none.
+std::string default_corpus();
+
 struct DataBenchResult {
   std::vector<Row> rows;       // {measure, value, unit}
   std::vector<Row> histogram;  // document lengths by power of two (table)

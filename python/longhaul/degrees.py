@@ -15,11 +15,21 @@ For each degree in use the group is split once, here, into W/c groups of c conse
 Every rank must pass the same arguments: the table is checked across ranks, and a rank that
 differs raises ValueError on every rank (nothing hangs).
 """
+import os
+
 import torch
 
 from . import _C
 from ._world import as_group
 from .context_parallel import ContextParallel
+
+
+def _local_size(group):
+    """Ranks of this job on this host: the launcher's count, else the group's size on one host."""
+    for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return group.size
 
 
 def _dense_flops_per_token(dim, heads, kv_heads, head_dim, layers, vocab, hidden):
@@ -34,29 +44,32 @@ class CpDegrees:
 
     def __init__(self, cp="auto", *, tokens_per_step, min_log2, max_log2, heads, kv_heads, head_dim, layers=1,
                  dim=None, vocab=0, hidden=0, strategy="ring", layout="zigzag", ulysses_degree=1,
-                 memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, group=None):
+                 memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, oversubscription=None,
+                 group=None):
         self.group = as_group(group)
         world, rank = self.group.size, self.group.rank
         self.min_log2, self.max_log2 = int(min_log2), int(max_log2)
         self.table = []
         if cp == "auto":
             dim = dim or heads * head_dim
-            # Measured rates differ between ranks: rank 0's are everyone's.
+            # Every rank measures at once (ranks of a host compete for it as in training); the
+            # slowest rank's rate is everyone's. dense: a GEMM of the MLP's shape (give the
+            # model's own rate when known: norms, activations and autograd make it lower).
             if kernel_gflops <= 0:
-                kernel_gflops = self._from_rank0(
-                    lambda: _C.measure_kernel_gflops(heads, kv_heads, head_dim, 1024) if rank == 0 else 0.0)
+                kernel_gflops = self._slowest(lambda: _C.measure_kernel_gflops(heads, kv_heads, head_dim, 1024))
             if dense_gflops <= 0:
-                dense_gflops = self._from_rank0(
-                    lambda: _C.measure_dense_gflops(2048, dim, hidden or (8 * dim // 3 + 15) // 16 * 16)
-                    if rank == 0 else 0.0)
+                dense_gflops = self._slowest(
+                    lambda: _C.measure_dense_gflops(2048, dim, hidden or (8 * dim // 3 + 15) // 16 * 16))
             self.kernel_gflops, self.dense_gflops = kernel_gflops, dense_gflops
+            if oversubscription is None:  # CPU ranks per core of this host (idle ranks lend their cores)
+                oversubscription = max(1.0, _local_size(self.group) / max(1, len(os.sched_getaffinity(0))))
             error = None
             try:
                 self.table = _C.plan_bucket_degrees(
                     world, int(tokens_per_step), self.min_log2, self.max_log2, int(heads), int(kv_heads),
                     int(head_dim), int(layers), strategy, layout, float(kernel_gflops),
                     _dense_flops_per_token(dim, heads, kv_heads, head_dim, layers, vocab, hidden), float(dense_gflops),
-                    float(memory_gib), network)
+                    float(memory_gib), network, 4, float(oversubscription))
             except ValueError as e:
                 error = str(e)
             self._agree(error)
@@ -73,9 +86,9 @@ class CpDegrees:
             sub = self.group if c == world else self.group.split(rank // c, rank)
             self._cps[c] = ContextParallel(strategy, layout, ulysses_degree=ulysses_degree, group=sub)
 
-    def _from_rank0(self, measure):
+    def _slowest(self, measure):
         t = torch.tensor([float(measure())], dtype=torch.float64)
-        return float(self.group.all_reduce(t, "max").item())
+        return float(self.group.all_reduce(t, "min").item())
 
     def _agree(self, error):
         n = self.max_log2 - self.min_log2 + 1

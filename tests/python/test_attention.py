@@ -33,20 +33,8 @@ PRECISIONS = [(torch.float64, 4), (torch.float64, 2), (torch.float32, 2)]
 
 
 @pytest.fixture(scope="module")
-def group():
-    """The CP group: a torch ProcessGroup under torchrun, else None (longhaul's world)."""
-    if os.environ.get("LONGHAUL_TEST_GROUP") == "torch":
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-        return dist.group.WORLD
-    longhaul.init(timeout=30, log_config=False)
-    return None
-
-
-@pytest.fixture(scope="module")
-def P(group):
-    return longhaul.as_group(group).size
+def P(world_size):
+    return world_size
 
 
 def test_world_matches_the_launcher(group):

@@ -19,19 +19,8 @@ PLAN = dict(min_log2=6, max_log2=7, heads=4, kv_heads=2, head_dim=8, layers=1, d
 
 
 @pytest.fixture(scope="module")
-def group():
-    if os.environ.get("LONGHAUL_TEST_GROUP") == "torch":
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-        return dist.group.WORLD
-    longhaul.init(timeout=30, log_config=False)
-    return None
-
-
-@pytest.fixture(scope="module")
-def W(group):
-    return longhaul.as_group(group).size
+def W(world_size):
+    return world_size
 
 
 @pytest.fixture(scope="module")

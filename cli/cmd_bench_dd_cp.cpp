@@ -4,7 +4,6 @@
 
 #include "benchmarks/dd_cp/dd_cp_bench.h"
 #include "cli/cli.h"
-#include "launch/launcher.h"
 
 namespace longhaul::cli {
 
@@ -52,8 +51,6 @@ int bench_dd_cp(const std::vector<std::string>& args) {
   init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
-  // CPU ranks per core of this host (ranks on a GPU each have their own device: 1).
-  t.oversubscription = std::max(1.0, double(world.local_size()) / std::max(1, affinity_cpus()));
   return guarded(world.rank(), [&] {
     const bench::DdCpBenchResult r = bench::run_dd_cp_bench(world.comm(), o);
     if (world.rank() != 0) return 0;

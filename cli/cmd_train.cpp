@@ -10,7 +10,6 @@
 
 #include "attention/mask.h"
 #include "cli/cli.h"
-#include "launch/launcher.h"
 #include "core/errors.h"
 #include "core/report.h"
 #include "train/run.h"
@@ -229,8 +228,6 @@ int cmd_train(const std::vector<std::string>& args) {
   init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
-  // CPU ranks per core of this host (ranks on a GPU each have their own device: 1).
-  o.oversubscription = std::max(1.0, double(world.local_size()) / std::max(1, affinity_cpus()));
   return guarded(world.rank(), [&] {
     const bool root = world.rank() == 0;
     Printer printer(world.size(), root, json, quiet, log_every, r.steps,

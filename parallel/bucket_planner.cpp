@@ -39,14 +39,11 @@ std::vector<BucketDegree> plan_bucket_degrees(const BucketProblem& bp, const Net
         if (p.strategy != st || (st != Strategy::Hybrid && p.layout != lay)) continue;
         found = true;
         const double seqs = double(o.sequences_per_group) * bp.layers;
-        const double busy_ranks = double(std::min<int64_t>(groups, b.sequences) * c);
-        const double boost = std::clamp(double(bp.world) / busy_ranks, 1.0, std::max(1.0, bp.oversubscription));
-        o.compute_s = p.compute_s * seqs / boost;
+        o.compute_s = p.compute_s * seqs;
         o.comm_s = p.comm_s * seqs;
         o.attention_s = o.compute_s + o.comm_s;
         const double busiest_tokens = double(o.sequences_per_group) * double(b.length) / c;
-        o.dense_s =
-            bp.dense_gflops > 0 ? busiest_tokens * bp.dense_flops_per_token / (bp.dense_gflops * 1e9) / boost : 0.0;
+        o.dense_s = bp.dense_gflops > 0 ? busiest_tokens * bp.dense_flops_per_token / (bp.dense_gflops * 1e9) : 0.0;
         o.step_s = o.attention_s + o.dense_s;
         o.memory_bytes = p.memory_bytes;
         o.feasible = p.feasible;

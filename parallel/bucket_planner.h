@@ -33,10 +33,6 @@ struct BucketProblem {
   // layers) at dense_gflops per rank. The same per token for every c, but a rank idles with its
   // group when there are fewer sequences than groups. 0: attention only.
   double dense_flops_per_token = 0, dense_gflops = 0;
-  // CPU ranks per core on a host (> 1 when oversubscribed). The rates above are measured with
-  // every rank busy; when a degree leaves ranks idle (fewer sequences than groups), the busy ones
-  // get their cores: compute runs up to this many times faster. 1 on GPUs.
-  double oversubscription = 1;
 };
 
 struct DegreeOption {

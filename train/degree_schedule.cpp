@@ -82,7 +82,6 @@ BucketProblem bucket_problem(const TrainOptions& o, int world) {
                            double(m.dim) * double(m.dim) + 3.0 * double(m.dim) * double(m.hidden());
   bp.dense_flops_per_token = 6.0 * (per_layer * double(m.layers) + double(m.dim) * double(m.vocab));
   bp.dense_gflops = o.dense_gflops;
-  bp.oversubscription = o.oversubscription;
   return bp;
 }
 

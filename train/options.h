@@ -56,7 +56,6 @@ struct TrainOptions {
   double memory_gib = 0;          // per rank, one attention layer's peak; 0 = no limit
   std::string network = "this-machine";  // planner network preset
   double kernel_gflops = 0;       // attention fwd+bwd rate per rank; 0 = measured on every rank at start, the slowest taken
-  double oversubscription = 1;    // CPU ranks per core on a host (the tool sets it from the launch)
   double dense_gflops = 0;        // the model's rate outside attention per rank; 0 = measured likewise
   // The attention mask: a family of masks::make on each step's documents (causal_document: each
   // document causal on itself); its parameters (window w, prefix, block; global tokens).

@@ -15,21 +15,11 @@ For each degree in use the group is split once, here, into W/c groups of c conse
 Every rank must pass the same arguments: the table is checked across ranks, and a rank that
 differs raises ValueError on every rank (nothing hangs).
 """
-import os
-
 import torch
 
 from . import _C
 from ._world import as_group
 from .context_parallel import ContextParallel
-
-
-def _local_size(group):
-    """Ranks of this job on this host: the launcher's count, else the group's size on one host."""
-    for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return group.size
 
 
 def _dense_flops_per_token(dim, heads, kv_heads, head_dim, layers, vocab, hidden):
@@ -44,8 +34,7 @@ class CpDegrees:
 
     def __init__(self, cp="auto", *, tokens_per_step, min_log2, max_log2, heads, kv_heads, head_dim, layers=1,
                  dim=None, vocab=0, hidden=0, strategy="ring", layout="zigzag", ulysses_degree=1,
-                 memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, oversubscription=None,
-                 group=None):
+                 memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, group=None):
         self.group = as_group(group)
         world, rank = self.group.size, self.group.rank
         self.min_log2, self.max_log2 = int(min_log2), int(max_log2)
@@ -61,15 +50,13 @@ class CpDegrees:
                 dense_gflops = self._slowest(
                     lambda: _C.measure_dense_gflops(2048, dim, hidden or (8 * dim // 3 + 15) // 16 * 16))
             self.kernel_gflops, self.dense_gflops = kernel_gflops, dense_gflops
-            if oversubscription is None:  # CPU ranks per core of this host (idle ranks lend their cores)
-                oversubscription = max(1.0, _local_size(self.group) / max(1, len(os.sched_getaffinity(0))))
             error = None
             try:
                 self.table = _C.plan_bucket_degrees(
                     world, int(tokens_per_step), self.min_log2, self.max_log2, int(heads), int(kv_heads),
                     int(head_dim), int(layers), strategy, layout, float(kernel_gflops),
                     _dense_flops_per_token(dim, heads, kv_heads, head_dim, layers, vocab, hidden), float(dense_gflops),
-                    float(memory_gib), network, 4, float(oversubscription))
+                    float(memory_gib), network)
             except ValueError as e:
                 error = str(e)
             self._agree(error)

@@ -14,7 +14,7 @@ namespace {
 py::list plan(int world, int64_t tokens_per_step, int min_log2, int max_log2, int64_t heads, int64_t kv_heads,
               int64_t head_dim, int layers, const std::string& strategy, const std::string& layout,
               double kernel_gflops, double dense_flops_per_token, double dense_gflops, double memory_gib,
-              const std::string& network, int64_t elem_bytes, double oversubscription) {
+              const std::string& network, int64_t elem_bytes) {
   BucketProblem bp;
   bp.world = world;
   bp.tokens_per_step = tokens_per_step;
@@ -27,7 +27,6 @@ py::list plan(int world, int64_t tokens_per_step, int min_log2, int max_log2, in
   bp.dense_flops_per_token = dense_flops_per_token;
   bp.dense_gflops = dense_gflops;
   bp.memory_limit_bytes = memory_gib * double(int64_t(1) << 30);
-  bp.oversubscription = oversubscription;
   std::vector<BucketDegree> table;
   {
     py::gil_scoped_release release;
@@ -55,7 +54,6 @@ void bind_degrees(py::module_& m) {
         py::arg("max_log2"), py::arg("heads"), py::arg("kv_heads"), py::arg("head_dim"), py::arg("layers"),
         py::arg("strategy"), py::arg("layout"), py::arg("kernel_gflops"), py::arg("dense_flops_per_token"),
         py::arg("dense_gflops"), py::arg("memory_gib"), py::arg("network"), py::arg("elem_bytes") = 4,
-        py::arg("oversubscription") = 1.0,
         "The CP degree of each DD bucket: a list of {length, sequences, degree, options}; ValueError naming "
         "the bucket when no degree fits the memory limit.");
   m.def("measure_kernel_gflops", &measure_kernel_gflops, py::arg("heads"), py::arg("kv_heads"), py::arg("head_dim"),

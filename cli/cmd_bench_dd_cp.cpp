@@ -28,7 +28,8 @@ int bench_dd_cp(const std::vector<std::string>& args) {
       ("workdir", po::value(&o.workdir), "keep the corpus store here (default: a temporary directory)")
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps per configuration (the same batches)")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
-      ("configs", po::value(&o.configs)->multitoken(), "auto and/or degrees (default: auto W W/2 ... 1)")
+      ("configs", po::value(&o.configs)->multitoken(), "auto and/or degrees (default: auto W W/2 ... 1); one given twice runs twice, pooled "
+       "(interleave passes against drift: auto 4 2 1 auto 4 2 1)")
       ("min-log2", po::value(&t.buckets.min_log2)->default_value(t.buckets.min_log2), "shortest bucket 2^m")
       ("max-log2", po::value(&t.buckets.max_log2)->default_value(t.buckets.max_log2), "longest bucket 2^M")
       ("tokens-per-step", po::value(&t.tokens_per_step)->default_value(t.tokens_per_step), "tokens per step over the world")

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -116,7 +117,10 @@ DdCpBenchResult run_dd_cp_bench(const CommPtr& world, const DdCpBenchOptions& o)
     }
     if (cfg == std::to_string(W)) fixed_w_tps = double(s.tokens) / s.seconds;
   }
+  std::vector<std::string> shown;  // a configuration given twice (interleaved passes) is one pooled row
   for (const std::string& cfg : configs) {
+    if (std::find(shown.begin(), shown.end(), cfg) != shown.end()) continue;
+    shown.push_back(cfg);
     const Sums& s = totals[cfg];
     const double tps = double(s.tokens) / s.seconds;
     r.rows.push_back(Row()

@@ -47,7 +47,7 @@ os.makedirs(os.path.join(ROOT, "build-pip"), exist_ok=True)
 
 setup(
     version=project_version(),
-    packages=["longhaul"],
+    packages=["longhaul", "longhaul.integrations"],
     package_dir={"": "python"},
     ext_modules=[Extension("longhaul._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what longhaul needs and is missing, nothing else. Idempotent: a second run only checks.
 #   Debian: Open MPI, HDF5, Boost.ProgramOptions, GoogleTest, OpenBLAS, ccache, ninja, cmake.
-#   PyPI:   torch (LibTorch comes from the wheel), numpy, pytest, h5py, wheel.
+#   PyPI:   torch (LibTorch comes from the wheel), numpy, pytest, h5py, wheel, transformers.
 # torch is pinned to 2.11.0: its PyPI build is for CUDA 13.0, the same CUDA as the toolkit here
 # and as the GPU machine's torch, so a process holds one CUDA runtime and one NCCL (torch's).
 set -euo pipefail
 TORCH_VERSION=2.11.0
+TRANSFORMERS_VERSION=5.24.0  # longhaul.integrations.transformers is tested against this one (5.25 needs a `kernels` this index lacks)
 PY=${PYTHON:-python3}
 
 debs=(libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libboost-program-options-dev
@@ -29,4 +30,9 @@ fi
 for mod in numpy pytest h5py wheel; do  # wheel: `pip install --no-build-isolation .`
   $PY -c "import $mod" 2>/dev/null || { echo "setup: installing $mod"; $PY -m pip install -q --root-user-action=ignore "$mod"; }
 done
+have_tf=$($PY -c 'import transformers; print(transformers.__version__)' 2>/dev/null || true)
+if [ "$have_tf" != "$TRANSFORMERS_VERSION" ]; then
+  echo "setup: installing transformers==$TRANSFORMERS_VERSION from PyPI (found: ${have_tf:-none})"
+  $PY -m pip install -q --root-user-action=ignore "transformers==$TRANSFORMERS_VERSION"
+fi
 echo "setup: ok (torch $($PY -c 'import torch; print(torch.__version__)'), $(mpirun --version | head -1))"

@@ -1,0 +1,1 @@
+"""longhaul inside other libraries' models: `longhaul.integrations.transformers` (Hugging Face)."""

@@ -1,0 +1,110 @@
+"""longhaul.integrations.transformers: a Hugging Face model built with attn_implementation="longhaul"
+runs every attention layer on this rank's shard. For LlamaForCausalLM and a sliding-window
+MistralForCausalLM (small random configs, GQA 8:4), in float64 and float32, ring / tokenring /
+ulysses × zigzag / contiguous, on a packed sequence of uneven documents (one shorter than a
+chunk): the loss and every parameter gradient (summed over the group) equal the unsharded model
+with attn_implementation="sdpa" and the explicit document mask. Unsupported inputs raise ValueError
+naming the layer. Runs in one process, under mpirun (2, 4 ranks) and torchrun (2, a Gloo group)."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+transformers = pytest.importorskip("transformers")
+import longhaul  # noqa: E402
+import longhaul.integrations.transformers as lht  # noqa: E402
+
+T = 71
+CU = [0, 30, 33, 52, 71]  # uneven documents; 3 tokens is shorter than a chunk at P = 4
+VOCAB = 61
+WINDOW = 9
+
+
+def config(family, dtype):
+    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=8,
+                  num_key_value_heads=4, max_position_embeddings=128)
+    if family == "llama":
+        return transformers.LlamaConfig(**common)
+    return transformers.MistralConfig(sliding_window=WINDOW, **common)
+
+
+def model_pair(family, dtype):
+    torch.manual_seed(0)
+    cls = transformers.LlamaForCausalLM if family == "llama" else transformers.MistralForCausalLM
+    cfg = config(family, dtype)
+    ref_cfg, cp_cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)
+    ref_cfg._attn_implementation, cp_cfg._attn_implementation = "sdpa", lht.NAME
+    ref = cls(ref_cfg).to(dtype)
+    sharded = cls(cp_cfg).to(dtype)
+    sharded.load_state_dict(ref.state_dict())
+    return ref, sharded
+
+
+def reference(ref, ids, family):
+    """Loss and gradients of the unsharded model on the packed sequence with its document mask."""
+    cu = torch.tensor(CU)
+    doc = torch.repeat_interleave(torch.arange(len(CU) - 1), cu[1:] - cu[:-1])
+    pos = torch.arange(T) - cu[:-1][doc]
+    q, k = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    allowed = (doc[:, None] == doc[None, :]) & (k <= q)
+    if family == "mistral":
+        allowed &= q - k < WINDOW
+    logits = ref(input_ids=ids[None], position_ids=pos[None], attention_mask=allowed[None, None]).logits[0]
+    targets = torch.full((T,), -100)
+    targets[:-1] = ids[1:]
+    targets[cu[1:] - 1] = -100
+    loss = F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, targets, ignore_index=-100)
+    loss.backward()
+    return float(loss.detach()), [p.grad.clone() for p in ref.parameters()]
+
+
+CASES = [(family, strategy, layout) for family in ("llama", "mistral") for strategy in ("ring", "tokenring", "ulysses")
+         for layout in ("zigzag", "contiguous")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("family,strategy,layout", CASES, ids=["-".join(c) for c in CASES])
+def test_loss_and_gradients_equal_the_unsharded_model(group, family, strategy, layout, dtype):
+    ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(3))
+    ref, sharded = model_pair(family, dtype)
+    want_loss, want_grads = reference(ref, ids, family)
+    attention = lht.ContextParallelAttention(strategy, layout, group)
+    batch = lht.shard_batch(attention, ids, CU)
+    with batch:
+        logits = sharded(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
+    batch.loss(logits).backward()
+    attention.all_reduce_gradients(sharded)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
+    torch.testing.assert_close(torch.tensor(batch.global_loss(logits)), torch.tensor(want_loss), **tol)
+    for (name, p), g in zip(sharded.named_parameters(), want_grads):
+        torch.testing.assert_close(p.grad, g, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def test_shard_batch_shifts_labels_on_the_global_sequence(group):
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    ids = torch.arange(T) % VOCAB
+    batch = lht.shard_batch(attention, ids, CU)
+    rows = batch.plan.positions
+    cu = torch.tensor(CU)
+    last = set((cu[1:] - 1).tolist())
+    for r, t, p in zip(rows.tolist(), batch.targets[0].tolist(), batch.position_ids[0].tolist()):
+        assert t == (-100 if r in last else int(ids[r + 1])), (r, t)
+        assert p == r - int(cu[(cu <= r).nonzero().max()])
+    assert batch.num_targets == T - (len(CU) - 1)
+
+
+def test_unsupported_inputs_name_the_layer(group):
+    _, sharded = model_pair("llama", torch.float64)
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(3))
+    batch = lht.shard_batch(attention, ids, CU)
+    with pytest.raises(ValueError, match=r"LlamaAttention \(layer 0\): run the model inside `with shard_batch"):
+        sharded(input_ids=batch.input_ids, position_ids=batch.position_ids)
+    mask = torch.ones(1, 1, batch.input_ids.shape[1], batch.input_ids.shape[1], dtype=torch.bool)
+    with batch, pytest.raises(ValueError, match=r"layer 0\): an explicit attention mask"):
+        sharded(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask)
+    with batch, pytest.raises(ValueError, match="batch size must be 1"):
+        sharded(input_ids=batch.input_ids.repeat(2, 1), position_ids=batch.position_ids.repeat(2, 1))
+    with pytest.raises(ValueError, match="cu_seqlens must rise from 0 to T"):
+        lht.shard_batch(attention, ids, [0, 10, 5, T])

@@ -126,17 +126,6 @@ class GPT(nn.Module):
 
 
 # ---- training -------------------------------------------------------------------------------
-def all_reduce_grads(params, comm):
-    """Sums the gradients over the world: the CP ranks' partial sums and the data-parallel groups,
-    whatever the step's degree (a rank whose group had no sequence adds zeros)."""
-    flat = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in params])
-    comm.all_reduce(flat)
-    offset = 0
-    for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
-        offset += p.numel()
-
-
 def main():
     args = parse_args()
     world = longhaul.init()
@@ -187,7 +176,8 @@ def main():
             logits = model(tokens, cp, plan)
             loss_sum = F.cross_entropy(logits, targets, ignore_index=longhaul.data.IGNORE_TARGET, reduction="sum")
             (loss_sum / n_targets).backward()
-        all_reduce_grads(params, world.comm)
+        # Sums over the world whatever the step's degree (a rank whose group had no sequence adds zeros).
+        longhaul.all_reduce_gradients(params, world.comm)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         loss = world.comm.all_reduce(loss_sum.detach().reshape(1)).item() / n_targets

@@ -17,6 +17,7 @@ from ._C import CommError, CommTimeout, Communicator, Mask, ShardPlan, World
 from . import data
 from .context_parallel import ContextParallel
 from .degrees import CpDegrees
+from .gradients import all_reduce_gradients
 from ._world import as_group, init, world
 
 __version__ = _C.info()["version"]
@@ -29,5 +30,5 @@ def info():
     return d
 
 
-__all__ = ["init", "world", "as_group", "ContextParallel", "CpDegrees", "Mask", "ShardPlan", "Communicator", "World", "CommError",
+__all__ = ["init", "world", "as_group", "ContextParallel", "CpDegrees", "all_reduce_gradients", "Mask", "ShardPlan", "Communicator", "World", "CommError",
            "CommTimeout", "data", "info"]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .. import _C
 from .._world import as_group
 from ..context_parallel import ContextParallel
+from ..gradients import all_reduce_gradients
 
 IGNORE = -100
 NAME = "longhaul"
@@ -52,20 +53,14 @@ class ContextParallelAttention:
         return self._by_scale[scale]
 
     def plan(self, T, cu_seqlens):
-        return self.cp(0.0).plan(T, cu_seqlens)
+        return _C.ShardPlan(int(T), torch.as_tensor(cu_seqlens, dtype=torch.int64), self.layout, self.group)
 
     def all_reduce(self, t):
         return self.group.all_reduce(t)
 
     def all_reduce_gradients(self, model):
         """Sums every parameter's gradient over the CP group (each rank holds its shard's part)."""
-        params = [p for p in model.parameters() if p.requires_grad]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-        self.group.all_reduce(flat)
-        off = 0
-        for p in params:
-            p.grad = flat[off:off + p.numel()].view_as(p).clone()
-            off += p.numel()
+        all_reduce_gradients(model.parameters(), self.group)
 
 
 @dataclass

@@ -1,0 +1,17 @@
+"""Gradient sums over a group: each rank of a CP group (or of any grouping of a step) holds only
+its shard's part of every parameter's gradient."""
+import torch
+
+from ._world import as_group
+
+
+def all_reduce_gradients(params, group=None):
+    """Sums the gradients of `params` over `group` (None: the world) in one flat all-reduce; a
+    parameter without a gradient (its rank had nothing to compute) counts as zeros."""
+    params = [p for p in params if p.requires_grad]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    as_group(group).all_reduce(flat)
+    off = 0
+    for p in params:
+        p.grad = flat[off:off + p.numel()].view_as(p).clone()
+        off += p.numel()

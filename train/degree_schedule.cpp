@@ -135,8 +135,8 @@ DegreeSchedule::DegreeSchedule(const CommPtr& world, const TrainOptions& o) : mi
     g->degree = c;
     g->groups = W / c;
     g->index = world->rank() / c;
-    g->mesh = std::make_unique<ProcessMesh>(world, MeshShape{c, 1});
-    g->cp = std::make_unique<ContextParallel>(g->mesh->cp(), o.cp_options);
+    g->comm = world->split(g->index, world->rank());  // only the CP group: no ring/Ulysses/dp splits
+    g->cp = std::make_unique<ContextParallel>(g->comm, o.cp_options);
     groups_[c] = std::move(g);
   }
 }

@@ -12,7 +12,7 @@
 
 #include "parallel/bucket_planner.h"
 #include "parallel/context_parallel.h"
-#include "runtime/mesh.h"
+#include "runtime/comm/comm.h"
 #include "train/options.h"
 
 namespace longhaul::train {
@@ -23,7 +23,7 @@ class DegreeSchedule {
     int degree = 1;
     int groups = 1;  // W / degree
     int index = 0;   // this rank's group: world rank / degree
-    std::unique_ptr<ProcessMesh> mesh;
+    CommPtr comm;  // this rank's group: the world split by world rank / degree
     std::unique_ptr<ContextParallel> cp;
   };
 

@@ -111,7 +111,7 @@ StepStats Trainer::step() {
     const int64_t T = batch->num_tokens();
     mask = mask_for(T, batch->cu_seqlens);
     // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
-    const CommPtr& cp = g.mesh->cp();
+    const CommPtr& cp = g.comm;
     sp = ShardPlan::for_mask(T, *mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
                              at::tensor(batch->cu_seqlens, at::kLong));
     tokens = sp->shard(to_long(batch->tokens));
@@ -152,7 +152,7 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     row.context = int64_t(1) << k;
     DegreeSchedule::Group& g = degrees_->group_for(row.context);
     const int dp = g.groups, dp_rank = g.index;
-    const CommPtr& cp = g.mesh->cp();
+    const CommPtr& cp = g.comm;
     // This data-parallel rank's share of the documents (at least one each, so every group runs).
     const int mine = std::max(1, (docs - dp_rank + dp - 1) / dp);
     EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);

@@ -14,7 +14,6 @@ loss of every step on rank 0.
 import argparse
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -46,28 +45,6 @@ def parse_args():
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
-
-
-# ---- data -----------------------------------------------------------------------------------
-def synthetic_documents(n_docs, vocab, seed):
-    """Documents of 40-300 tokens repeating a random phrase of 3-10 tokens, each ending with EOS (= vocab)."""
-    rng = random.Random(seed)
-    docs = []
-    for _ in range(n_docs):
-        phrase = [rng.randrange(vocab) for _ in range(rng.randint(3, 10))]
-        length = rng.randint(40, 300)
-        docs.append([phrase[i % len(phrase)] for i in range(length - 1)] + [vocab])
-    return docs
-
-
-def batches(store, args, degrees):
-    """The DD sampler's batches for this rank's group of each step's degree, epoch after epoch (a new order each)."""
-    epoch = 0
-    while True:
-        sampler = longhaul.data.DDSampler(store, args.tokens_per_step, min_log2=args.min_log2, max_log2=args.max_log2,
-                                          seed=args.seed + epoch, degrees=degrees)
-        yield from sampler
-        epoch += 1
 
 
 # ---- model ----------------------------------------------------------------------------------
@@ -135,9 +112,7 @@ def main():
         store = longhaul.data.TokenStore(args.data)
     else:  # each rank writes the same documents to its own file: no shared file system needed
         tmp = tempfile.mkdtemp(prefix="longhaul-gpt-")
-        longhaul.data.write_store(os.path.join(tmp, "tokens.h5"), synthetic_documents(400, 64, args.seed),
-                                  vocab_size=65, eos_id=64, tokenizer="synthetic")
-        store = longhaul.data.TokenStore(os.path.join(tmp, "tokens.h5"))
+        store = longhaul.data.write_synthetic_store(os.path.join(tmp, "tokens.h5"), seed=args.seed)
 
     # The CP group and ContextParallel of every degree in use, split once here.
     degrees = longhaul.CpDegrees(cp_arg, tokens_per_step=args.tokens_per_step, min_log2=args.min_log2,
@@ -156,7 +131,8 @@ def main():
               f"{args.strategy}/{args.layout}, {sum(p.numel() for p in params)} parameters, {store.num_tokens} tokens",
               flush=True)
 
-    data = batches(store, args, degrees)
+    data = longhaul.data.dd_batches(store, args.tokens_per_step, min_log2=args.min_log2, max_log2=args.max_log2,
+                                    seed=args.seed, degrees=degrees)
     for step in range(1, args.steps + 1):
         t0 = time.perf_counter()
         batch = next(data)

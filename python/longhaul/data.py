@@ -19,6 +19,7 @@ the step has fewer sequences than groups), and batch.cp_degree says which degree
     for batch in longhaul.data.DDSampler(store, 4096, min_log2=6, max_log2=11, degrees=degrees):
         cp = degrees.cp_for(batch.seq_len)
 """
+import random
 from dataclasses import dataclass
 
 import torch
@@ -121,3 +122,33 @@ class DDSampler:
     def dropped_tokens(self):
         """Tokens dropped so far: the leftovers once the last cycle has ended."""
         return self._s.dropped_tokens
+
+
+def synthetic_documents(n_docs=400, vocab=64, seed=0, lengths=(40, 300)):
+    """Documents of lengths[0]-lengths[1] tokens repeating a random phrase of 3-10 tokens, each
+    ending with EOS (= vocab): after a phrase's first period attention can copy the rest, so a
+    model's loss falls fast. The examples' embedded default (no data to bring)."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        phrase = [rng.randrange(vocab) for _ in range(rng.randint(3, 10))]
+        length = rng.randint(*lengths)
+        docs.append([phrase[i % len(phrase)] for i in range(length - 1)] + [vocab])
+    return docs
+
+
+def write_synthetic_store(path, n_docs=400, vocab=64, seed=0, lengths=(40, 300)):
+    """A token store of synthetic_documents at path (vocab_size vocab + 1, EOS = vocab); every
+    rank may write its own copy: the same arguments give the same file contents."""
+    write_store(path, synthetic_documents(n_docs, vocab, seed, lengths), vocab_size=vocab + 1, eos_id=vocab,
+                tokenizer="synthetic")
+    return TokenStore(path)
+
+
+def dd_batches(store, tokens_per_step, *, seed=0, **options):
+    """DDSampler batches epoch after epoch, endlessly; epoch e draws its order from seed + e.
+    options: DDSampler's (min_log2, max_log2, degrees, ...)."""
+    epoch = 0
+    while True:
+        yield from DDSampler(store, tokens_per_step, seed=seed + epoch, **options)
+        epoch += 1

@@ -1,5 +1,7 @@
-"""examples/train_gpt.py trains under a launcher and its loss falls. LONGHAUL_EXAMPLE_LAUNCH picks
-the launcher: mpirun (default) or torchrun, 2 ranks (CP=2)."""
+"""The examples train under a launcher: examples/train_gpt.py's loss falls (fixed and auto CP
+degrees); examples/train_hf.py (a transformers Llama on longhaul CP) matches the unsharded model at
+its first step and over 20 AdamW steps in float64, and its loss falls. LONGHAUL_EXAMPLE_LAUNCH picks
+the launcher: mpirun (default) or torchrun; LONGHAUL_EXAMPLE_RANKS the ranks (default 2)."""
 import os
 import re
 import shutil
@@ -8,26 +10,37 @@ import sys
 
 import pytest
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "train_gpt.py")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+EXAMPLE = os.path.join(EXAMPLES, "train_gpt.py")
+EXAMPLE_HF = os.path.join(EXAMPLES, "train_hf.py")
 STEPS = 100
+RANKS = os.environ.get("LONGHAUL_EXAMPLE_RANKS", "2")
 
 
 def launch_command():
     launcher = os.environ.get("LONGHAUL_EXAMPLE_LAUNCH", "mpirun")
     if launcher == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", RANKS]
     mpirun = os.environ.get("LONGHAUL_MPIRUN", "mpirun")
     if not shutil.which(mpirun):
-        pytest.skip(f"{mpirun} not found: the example needs 2 ranks (python_example_torchrun runs it under torchrun)")
-    return [mpirun, "--oversubscribe", "--bind-to", "none", "-np", "2", sys.executable]
+        pytest.skip(f"{mpirun} not found: the example needs {RANKS} ranks (python_example_torchrun runs it under torchrun)")
+    return [mpirun, "--oversubscribe", "--bind-to", "none", "-np", RANKS, sys.executable]
+
+
+def run_example(cmd, timeout=240):
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, f"{' '.join(cmd)} failed:\n{run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+def step_losses(stdout, steps):
+    losses = [float(x) for x in re.findall(rf"^step \d+/{steps} loss ([0-9.]+)", stdout, re.M)]
+    assert len(losses) == steps, stdout
+    return losses
 
 
 def test_example_loss_falls():
-    cmd = launch_command() + [EXAMPLE, "--steps", str(STEPS)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert run.returncode == 0, f"{' '.join(cmd)} failed:\n{run.stdout}\n{run.stderr}"
-    losses = [float(x) for x in re.findall(rf"^step \d+/{STEPS} loss ([0-9.]+)", run.stdout, re.M)]
-    assert len(losses) == STEPS, run.stdout
+    losses = step_losses(run_example(launch_command() + [EXAMPLE, "--steps", str(STEPS)]), STEPS)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     print(f"loss: first 5 steps {first:.3f}, last 5 steps {last:.3f}")
     assert last < first - 0.5, f"the loss did not fall: {losses}"
@@ -48,3 +61,56 @@ def test_example_auto_degrees():
     assert {int(c) for _, _, c in rows} == {1, 2}, "both degrees should occur in 60 steps"
     losses = [float(x) for x, _, _ in rows]
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10, losses
+
+
+# ---- examples/train_hf.py -------------------------------------------------------------------
+HF_STEPS = 20
+
+
+def needs_transformers():
+    pytest.importorskip("transformers", reason="transformers is not installed (pip install .[transformers]; "
+                                               "scripts/setup.sh pins it): examples/train_hf.py needs it")
+
+
+@pytest.fixture(scope="module")
+def unsharded_losses():
+    """20 AdamW steps of the plain model (sdpa, whole packed batches) in one process, float64."""
+    needs_transformers()
+    out = run_example([sys.executable, EXAMPLE_HF, "--unsharded", "--dtype", "float64", "--steps", str(HF_STEPS)])
+    return step_losses(out, HF_STEPS)
+
+
+@pytest.mark.parametrize("strategy,layout", [("ring", "zigzag"), ("tokenring", "contiguous"), ("ulysses", "zigzag")])
+def test_hf_example_equals_unsharded_training(unsharded_losses, strategy, layout):
+    """CP over every rank, float64: the first step's loss and gradients match the unsharded model
+    (--compare, relative 1e-9) and the 20 losses of AdamW training equal the unsharded run's within 1e-8."""
+    cmd = launch_command() + [EXAMPLE_HF, "--dtype", "float64", "--steps", str(HF_STEPS), "--compare",
+                              "--strategy", strategy, "--layout", layout]
+    out = run_example(cmd)
+    assert re.search(r"^compare: .* largest relative difference \S+ .* tolerance 1e-09", out, re.M), out
+    losses = step_losses(out, HF_STEPS)
+    for step, (got, want) in enumerate(zip(losses, unsharded_losses), 1):
+        assert abs(got - want) <= 1e-8 * abs(want), f"step {step}: CP loss {got!r}, unsharded {want!r}"
+    print(f"{strategy}/{layout}: largest loss difference "
+          f"{max(abs(a - b) for a, b in zip(losses, unsharded_losses)):.2e} over {HF_STEPS} steps")
+
+
+def test_hf_example_data_parallel_groups_loss_falls():
+    """float32 training on groups of half the ranks (two CP groups split each step, when RANKS
+    allows) compares its first step and its loss falls."""
+    needs_transformers()
+    steps = 60
+    cp = max(1, int(RANKS) // 2)
+    out = run_example(launch_command() + [EXAMPLE_HF, "--steps", str(steps), "--cp", str(cp), "--compare"])
+    assert f"CP {cp} (ring/zigzag)" in out, out
+    losses = step_losses(out, steps)
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.3, losses
+
+
+def test_hf_example_rejects_a_cp_size_that_does_not_divide_the_world():
+    needs_transformers()
+    bad = int(RANKS) + 1
+    run = subprocess.run(launch_command() + [EXAMPLE_HF, "--steps", "1", "--cp", str(bad)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0
+    assert f"cp {bad} does not divide the world of {RANKS} ranks" in run.stdout + run.stderr, run.stderr

@@ -47,14 +47,9 @@ def model_pair(family, dtype):
 
 def reference(ref, ids, family):
     """Loss and gradients of the unsharded model on the packed sequence with its document mask."""
+    mask = lht.document_mask(CU, WINDOW if family == "mistral" else None)
+    logits = ref(input_ids=ids[None], position_ids=lht.document_positions(CU)[None], attention_mask=mask).logits[0]
     cu = torch.tensor(CU)
-    doc = torch.repeat_interleave(torch.arange(len(CU) - 1), cu[1:] - cu[:-1])
-    pos = torch.arange(T) - cu[:-1][doc]
-    q, k = torch.arange(T)[:, None], torch.arange(T)[None, :]
-    allowed = (doc[:, None] == doc[None, :]) & (k <= q)
-    if family == "mistral":
-        allowed &= q - k < WINDOW
-    logits = ref(input_ids=ids[None], position_ids=pos[None], attention_mask=allowed[None, None]).logits[0]
     targets = torch.full((T,), -100)
     targets[:-1] = ids[1:]
     targets[cu[1:] - 1] = -100
@@ -96,6 +91,21 @@ def test_shard_batch_shifts_labels_on_the_global_sequence(group):
         assert t == (-100 if r in last else int(ids[r + 1])), (r, t)
         assert p == r - int(cu[(cu <= r).nonzero().max()])
     assert batch.num_targets == T - (len(CU) - 1)
+
+
+def test_shard_batch_takes_already_shifted_targets(group):
+    """A DD batch's targets are shifted already: shard_batch(targets=) shards them unchanged."""
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    ids = torch.arange(T) % VOCAB
+    targets = torch.randint(-1, VOCAB, (T,), generator=torch.Generator().manual_seed(5)).clamp_min(-100)
+    targets[targets < 0] = -100
+    batch = lht.shard_batch(attention, ids, CU, targets=targets)
+    assert torch.equal(batch.targets[0], targets[batch.plan.positions])
+    assert batch.num_targets == int((targets != -100).sum())
+    with pytest.raises(ValueError, match="labels .* or targets .*, not both"):
+        lht.shard_batch(attention, ids, CU, labels=ids, targets=targets)
+    with pytest.raises(ValueError, match="targets have 70 tokens, input_ids 71"):
+        lht.shard_batch(attention, ids, CU, targets=targets[:-1])
 
 
 def test_unsupported_inputs_name_the_layer(group):

@@ -98,26 +98,53 @@ class ShardedBatch:
         return float(self.attention.all_reduce(t).item())
 
 
-def shard_batch(attention, input_ids, cu_seqlens=None, labels=None):
+def shard_batch(attention, input_ids, cu_seqlens=None, labels=None, *, targets=None):
     """This rank's shard of a packed sequence input_ids [T] or [1, T] with global document offsets
-    cu_seqlens [0, ..., T] (None: one document); labels (same shape, -100 to ignore) default to
-    input_ids. Targets are the labels of the next token of the same document."""
+    cu_seqlens [0, ..., T] (None: one document). labels (same shape, -100 to ignore; default
+    input_ids) are shifted here: a token's target is the label of the next token of its document.
+    targets: already shifted targets instead (e.g. a longhaul.data.DDSampler batch's)."""
     ids = torch.as_tensor(input_ids).reshape(-1).to(torch.int64)
     T = ids.numel()
     cu = torch.tensor([0, T]) if cu_seqlens is None else torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
     if cu.numel() < 2 or int(cu[0]) != 0 or int(cu[-1]) != T or bool((cu[1:] < cu[:-1]).any()):
         raise ValueError(f"shard_batch: cu_seqlens must rise from 0 to T = {T}, got {cu.tolist()}")
-    lab = ids if labels is None else torch.as_tensor(labels).reshape(-1).to(torch.int64)
-    if lab.numel() != T:
-        raise ValueError(f"shard_batch: labels have {lab.numel()} tokens, input_ids {T}")
-    targets = torch.full((T,), IGNORE, dtype=torch.int64)
-    targets[:-1] = lab[1:]
-    doc_end = cu[1:] - 1  # the last token of each document has no next token in it
-    targets[doc_end[doc_end >= 0]] = IGNORE
-    positions = torch.arange(T) - torch.repeat_interleave(cu[:-1], cu[1:] - cu[:-1])
+    if labels is not None and targets is not None:
+        raise ValueError("shard_batch: give labels (shifted here) or targets (already shifted), not both")
+    if targets is not None:
+        targets = torch.as_tensor(targets).reshape(-1).to(torch.int64)
+        if targets.numel() != T:
+            raise ValueError(f"shard_batch: targets have {targets.numel()} tokens, input_ids {T}")
+    else:
+        lab = ids if labels is None else torch.as_tensor(labels).reshape(-1).to(torch.int64)
+        if lab.numel() != T:
+            raise ValueError(f"shard_batch: labels have {lab.numel()} tokens, input_ids {T}")
+        targets = torch.full((T,), IGNORE, dtype=torch.int64)
+        targets[:-1] = lab[1:]
+        doc_end = cu[1:] - 1  # the last token of each document has no next token in it
+        targets[doc_end[doc_end >= 0]] = IGNORE
     plan = attention.plan(T, cu)
-    return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.shard(positions).unsqueeze(0),
+    return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.shard(document_positions(cu)).unsqueeze(0),
                         plan.shard(targets).unsqueeze(0), plan, attention, int((targets != IGNORE).sum()))
+
+
+def document_positions(cu_seqlens):
+    """int64 [T]: each token's position inside its document (0 at every document start)."""
+    cu = torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
+    return torch.arange(int(cu[-1])) - torch.repeat_interleave(cu[:-1], cu[1:] - cu[:-1])
+
+
+def document_mask(cu_seqlens, sliding_window=None):
+    """bool [1, 1, T, T]: what the longhaul attention computes, as an explicit mask for the
+    unsharded model (attn_implementation="sdpa") on the whole packed sequence: causal inside each
+    document, and q - k < sliding_window when given. For checks only: it is T x T."""
+    cu = torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
+    T = int(cu[-1])
+    doc = torch.repeat_interleave(torch.arange(cu.numel() - 1), cu[1:] - cu[:-1])
+    q, k = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    allowed = (doc[:, None] == doc[None, :]) & (k <= q)
+    if sliding_window:
+        allowed &= q - k < int(sliding_window)
+    return allowed[None, None]
 
 
 def _layer_name(module):
@@ -166,4 +193,4 @@ def _register():
 
 _register()
 
-__all__ = ["ContextParallelAttention", "ShardedBatch", "shard_batch", "longhaul_attention", "NAME"]
+__all__ = ["ContextParallelAttention", "ShardedBatch", "shard_batch", "document_positions", "document_mask", "longhaul_attention", "NAME"]

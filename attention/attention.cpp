@@ -8,6 +8,7 @@
 
 #include "attention/cpu/entry.h"
 #include "attention/reference.h"
+#include "attention/simulated.h"
 #include "longhaul/config.h"
 #include "core/errors.h"
 #if LONGHAUL_WITH_CUDA
@@ -111,6 +112,7 @@ AttentionGrads backward_impl(const char* fn, BackwardInputs in, const BlockView&
   const at::Tensor& d = in.row_sums;
   LH_CHECK(d.dim() == 2 && d.size(0) == q.size(1) && d.size(1) == q.size(0), fn,
            ": row sums must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", d.sizes());
+  if (q.is_meta()) return simulated::backward(in, view, mask);  // shape-only: the simulator
   switch (pick(backend, q, fn)) {
     case AttentionBackend::Reference: return reference::backward(in, view, mask, scale);
     case AttentionBackend::Cuda:
@@ -130,6 +132,7 @@ AttentionOutput forward_impl(const at::Tensor& q, const at::Tensor& k, const at:
                              const Mask& mask, double scale, AttentionBackend backend) {
   constexpr const char* fn = "attention_forward";
   scale = check_inputs(fn, q, k, v, view, mask, scale);
+  if (q.is_meta()) return simulated::forward(q, k, v, view, mask);  // shape-only: the simulator
   AttentionOutput r;
   switch (pick(backend, q, fn)) {
     case AttentionBackend::Reference: r = reference::forward(q, k, v, view, mask, scale); break;
@@ -188,6 +191,7 @@ void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_
   LH_CHECK(out_acc.device() == out_b.device() && lse_acc.device() == out_acc.device() &&
                lse_b.device() == out_acc.device(),
            "merge_into: all tensors must be on one device, got ", out_acc.device(), " and ", out_b.device());
+  if (out_acc.is_meta()) return;  // shape-only: nothing to merge (the simulator)
   if (out_acc.device().is_cuda()) {
 #if LONGHAUL_WITH_CUDA
     cuda::merge_into(out_acc, lse_acc, out_b, lse_b);

@@ -96,6 +96,15 @@ class Communicator : public std::enable_shared_from_this<Communicator> {
   virtual WorkPtr do_broadcast(at::Tensor& t, int root);
   virtual WorkPtr do_barrier();
 
+  // For a communicator that wraps another (the sim backend): the wrapped one's backend
+  // operations, reserved tags allowed (its collectives' messages pass through the wrapper).
+  static WorkPtr inner_send(Communicator& inner, const at::Tensor& t, int peer, int tag) {
+    return inner.do_send(t, peer, tag);
+  }
+  static WorkPtr inner_recv(Communicator& inner, at::Tensor& t, int peer, int tag) {
+    return inner.do_recv(t, peer, tag);
+  }
+
   // "backend mpi: <op> ..." prefix used in every message.
   std::string describe(const std::string& op) const;
   // Throws InvalidArgument/Unsupported naming backend, operation and the offending value.

@@ -24,9 +24,12 @@ struct Message {
   std::shared_ptr<c10::Event> ready;  // null for CPU tensors
 };
 
+// CPU tensors, and shape-only (meta) ones of the simulator: no streams, no events.
+bool host_side(const at::Device& d) { return d.is_cpu() || d.is_meta(); }
+
 Message copy_for_send(const at::Tensor& t) {
   Message m{t.clone(), nullptr};  // copy on send: the caller may reuse its buffer at once
-  if (!t.device().is_cpu()) {
+  if (!host_side(t.device())) {
     c10::impl::VirtualGuardImpl impl(t.device().type());
     m.ready = std::make_shared<c10::Event>(t.device().type());
     m.ready->record(impl.getStream(t.device()));
@@ -48,7 +51,7 @@ class Hub {
   void post_send(int src, int dst, int tag, const at::Tensor& t) {
     Channel& ch = channel(src, dst, tag);
     std::unique_lock<std::mutex> lock(mu_);
-    if (!ch.recvs.empty() && t.device().is_cpu() && ch.recvs.front().dst.device().is_cpu()) {
+    if (!ch.recvs.empty() && host_side(t.device()) && host_side(ch.recvs.front().dst.device())) {
       PendingRecv r = std::move(ch.recvs.front());
       ch.recvs.pop_front();
       lock.unlock();
@@ -109,7 +112,7 @@ class Hub {
                                    r.dst.scalar_type(), " elements"));
       return;
     }
-    if (r.dst.device().is_cpu() && msg.device().is_cpu()) {
+    if (host_side(r.dst.device()) && host_side(msg.device())) {
       r.dst.view(msg.sizes()).copy_(msg);
     } else {
       // Device copies run on the receiving thread's stream, when it waits. The message was
@@ -179,7 +182,7 @@ class LocalCommunicator : public Communicator {
   }
 
   bool supports_device(const at::Device& device) const override {
-    return device.is_cpu() || device.is_cuda();
+    return device.is_cpu() || device.is_cuda() || device.is_meta();  // meta: the simulator
   }
 
  private:

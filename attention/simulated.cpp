@@ -1,0 +1,84 @@
+#include "attention/simulated.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/dtypes.h"
+#include "core/virtual_clock.h"
+
+namespace longhaul::simulated {
+namespace {
+
+struct Run {
+  int64_t begin, end;  // positions [begin, end)
+};
+
+// Maximal runs of consecutive increasing positions.
+std::vector<Run> runs_of(const at::Tensor& pos) {
+  std::vector<Run> runs;
+  const int64_t n = pos.numel();
+  const int64_t* p = pos.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i + 1;
+    while (j < n && p[j] == p[j - 1] + 1) ++j;
+    runs.push_back({p[i], p[j - 1] + 1});
+    i = j;
+  }
+  return runs;
+}
+
+// Above this many run pairs, rows are counted one by one against the sorted keys.
+constexpr size_t kMaxRunPairs = 1 << 14;
+
+int64_t area_by_rows(const at::Tensor& q_pos, const at::Tensor& k_pos, const Mask& mask) {
+  std::vector<int64_t> keys(k_pos.data_ptr<int64_t>(), k_pos.data_ptr<int64_t>() + k_pos.numel());
+  std::sort(keys.begin(), keys.end());
+  const RowKeys rk = mask.spec().keys_of_rows(q_pos.data_ptr<int64_t>(), q_pos.numel());
+  int64_t area = 0;
+  for (int64_t r = 0; r < q_pos.numel(); ++r)
+    for (int64_t i = rk.ptr[r]; i < rk.ptr[r + 1]; ++i) {
+      const auto lo = std::lower_bound(keys.begin(), keys.end(), rk.iv[i].lo);
+      const auto hi = std::upper_bound(keys.begin(), keys.end(), rk.iv[i].hi);
+      if (hi > lo) area += hi - lo;
+    }
+  return area;
+}
+
+double flops(int64_t area, const at::Tensor& q) { return 4.0 * static_cast<double>(area) * q.size(1) * q.size(2); }
+
+void charge(double flops, bool backward) {
+  auto* clock = virtual_clock::current();
+  if (!clock) return;
+  const double rate = backward ? clock->kernel.backward_flops_per_s : clock->kernel.forward_flops_per_s;
+  virtual_clock::charge_compute(clock->kernel.per_call_s + (flops > 0 ? flops / rate : 0.0));
+}
+
+}  // namespace
+
+int64_t block_area(const BlockView& view, const Mask& mask) {
+  const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
+  const auto qr = runs_of(q_pos), kr = runs_of(k_pos);
+  if (qr.size() * kr.size() > kMaxRunPairs) return area_by_rows(q_pos, k_pos, mask);
+  int64_t area = 0;
+  for (const Run& a : qr)
+    for (const Run& b : kr) area += mask.area(a.begin, a.end, b.begin, b.end);
+  return area;
+}
+
+AttentionOutput forward(const at::Tensor& q, const at::Tensor& /*k*/, const at::Tensor& /*v*/, const BlockView& view,
+                        const Mask& mask) {
+  charge(flops(block_area(view, mask), q), false);
+  const auto acc = accumulate_type(q);
+  return {at::empty(q.sizes(), q.options().dtype(acc)), at::empty({q.size(1), q.size(0)}, q.options().dtype(acc))};
+}
+
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask) {
+  charge(2.5 * flops(block_area(view, mask), in.q), true);
+  const auto acc = accumulate_type(in.q);
+  return {at::empty(in.q.sizes(), in.q.options().dtype(acc)), at::empty(in.k.sizes(), in.k.options().dtype(acc)),
+          at::empty(in.v.sizes(), in.v.options().dtype(acc))};
+}
+
+}  // namespace longhaul::simulated

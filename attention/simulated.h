@@ -1,0 +1,21 @@
+// The attention kernels on shape-only (meta) tensors: what the simulator runs (parallel/simulate.h).
+// Outputs have the shapes and dtypes the real kernels give and no data; the time the kernel would
+// take — the masked area's FLOPs at the rank's KernelModel rates (core/virtual_clock.h), plus a
+// fixed cost per call — is charged to the calling thread's virtual clock.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "attention/attention.h"
+
+namespace longhaul::simulated {
+
+// Visible (query, key) pairs of a block: exact for any mask and any rows (runs of consecutive
+// positions are counted in O(1) each; other rows one by one).
+int64_t block_area(const BlockView& view, const Mask& mask);
+
+AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
+                        const Mask& mask);
+AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask);
+
+}  // namespace longhaul::simulated

@@ -1,0 +1,31 @@
+// The virtual clock of a simulated rank: the simulator (parallel/simulate.h) gives each rank's
+// thread one, the simulated communicator (runtime/comm/sim) advances it when a transfer completes,
+// and the attention kernels' simulated path (attention/simulated.h) when it "computes". Code that
+// runs outside a simulation sees no clock (current() == nullptr) and nothing changes for it.
+#pragma once
+
+namespace longhaul::virtual_clock {
+
+// Rates of the simulated attention kernel: FLOPs counted on the masked area only (forward
+// 4·area·H·D, backward 2.5× that), plus a fixed cost per call (a launch, a tile setup).
+struct KernelModel {
+  double forward_flops_per_s = 400e12;
+  double backward_flops_per_s = 300e12;
+  double per_call_s = 10e-6;
+};
+
+struct RankClock {
+  double now = 0;          // seconds since the simulation started, on this rank
+  double compute_s = 0;    // of which the kernels ran
+  double comm_wait_s = 0;  // of which this rank waited for transfers (exposed communication)
+  KernelModel kernel;
+};
+
+// The calling thread's clock, or nullptr outside a simulation.
+RankClock* current();
+void set_current(RankClock* clock);
+
+// Charges `seconds` of compute to the calling thread's clock (no-op without one).
+void charge_compute(double seconds);
+
+}  // namespace longhaul::virtual_clock

@@ -1,0 +1,168 @@
+// The CP simulator (parallel/simulate.h): the bytes of every strategy × layout × mask family
+// equal a real run's on local thread-ranks (the same schedule runs, on shape-only tensors), the
+// virtual times follow the kernel and network models, and bad setups are named errors.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "core/errors.h"
+#include "parallel/bytes_model.h"
+#include "parallel/context_parallel.h"
+#include "parallel/simulate.h"
+#include "runtime/comm/local/communicator.h"
+
+namespace longhaul {
+namespace {
+
+// Bytes each rank sends (forward, backward) in a real run with data on local thread-ranks.
+std::vector<std::pair<int64_t, int64_t>> measured_bytes(const SimulationSetup& s) {
+  std::vector<std::pair<int64_t, int64_t>> bytes(s.P);
+  local::run_ranks(s.P, [&](Communicator& comm) {
+    const ShardPlan plan = ShardPlan::for_mask(s.T, s.mask, s.options.layout, s.P, comm.rank());
+    ContextParallel cp(comm.shared_from_this(), s.options);
+    at::manual_seed(1 + comm.rank());
+    const auto f = at::TensorOptions().dtype(at::kFloat);
+    const int64_t rows = plan.local_rows();
+    at::Tensor q = at::randn({rows, s.H, s.D}, f), k = at::randn({rows, s.H_kv, s.D}, f),
+               v = at::randn({rows, s.H_kv, s.D}, f);
+    AttentionOutput out = cp.forward(q, k, v, plan, s.mask);
+    cp.backward(at::randn_like(q), q, k, v, out.out, out.lse, plan, s.mask);
+    bytes[comm.rank()] = {cp.stats().bytes_sent_fwd, cp.stats().bytes_sent_bwd};
+  });
+  return bytes;
+}
+
+SimulationSetup small(Strategy strategy, Layout layout, int p, const Mask& mask, int64_t t) {
+  SimulationSetup s;
+  s.T = t;
+  s.H = 4;
+  s.H_kv = 2;
+  s.D = 8;
+  s.P = p;
+  s.dtype = at::kFloat;  // the same element size as the measured run
+  s.options.strategy = strategy;
+  s.options.layout = layout;
+  if (strategy == Strategy::Hybrid) s.options.ulysses_degree = 2;
+  s.mask = mask;
+  s.timeout = std::chrono::seconds(20);
+  return s;
+}
+
+TEST(Simulate, BytesEqualARealRunForEveryStrategyLayoutAndFamily) {
+  const int64_t t = 389;  // odd: uneven shards
+  const std::vector<int64_t> cu = {0, 100, 103, 250, 389};
+  const std::vector<Mask> masks = {Mask::causal(), masks::causal_document(cu), masks::sliding_window_causal(t, 40),
+                                   masks::share_question({0, 60, 200, 389}), masks::global_sliding_window(t, 16, 32)};
+  int cases = 0;
+  for (Strategy strategy : {Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses,
+                            Strategy::Hybrid})
+    for (Layout layout : {Layout::Zigzag, Layout::Contiguous, Layout::Balanced})
+      for (int p : {2, 4})
+        for (const Mask& mask : masks) {
+          if (strategy == Strategy::Hybrid && p != 4) continue;
+          const SimulationSetup s = small(strategy, layout, p, mask, t);
+          Simulation sim;
+          try {
+            sim = simulate(s);
+          } catch (const Unsupported&) {
+            continue;  // a combination the strategy refuses: the same refusal as a real run
+          }
+          const auto want = measured_bytes(s);
+          for (int r = 0; r < p; ++r) {
+            EXPECT_EQ(sim.ranks[r].bytes_fwd, want[r].first)
+                << to_string(strategy) << "/" << to_string(layout) << " P=" << p << " " << mask.describe() << " rank " << r;
+            EXPECT_EQ(sim.ranks[r].bytes_bwd, want[r].second)
+                << to_string(strategy) << "/" << to_string(layout) << " P=" << p << " " << mask.describe() << " rank " << r;
+          }
+          ++cases;
+        }
+  EXPECT_GT(cases, 100);
+}
+
+TEST(Simulate, ComputeOnlyTimeIsTheBusiestRanksAreaAtTheKernelRate) {
+  // An infinitely fast network: the forward time is the slowest rank's masked-area FLOPs / rate
+  // plus its calls' fixed costs, and nothing is exposed.
+  SimulationSetup s = small(Strategy::Ring, Layout::Zigzag, 4, Mask::causal(), 4096);
+  s.network.intra = s.network.inter = {0.0, 1e30};
+  s.kernel = {1e12, 1e12, 0.0};
+  s.dtype = at::kBFloat16;
+  const Simulation sim = simulate(s);
+  const double total_flops = 4.0 * static_cast<double>(sim.area) * s.H * s.D;
+  for (const auto& r : sim.ranks) {
+    EXPECT_NEAR(r.comm_wait_s, 0.0, 1e-12);
+    EXPECT_NEAR(r.forward_s, total_flops / 4 / 1e12, 0.02 * total_flops / 4 / 1e12);  // zigzag: balanced
+  }
+  EXPECT_NEAR(sim.forward_tflops_per_rank(), 1.0, 0.02);
+  EXPECT_NEAR(sim.backward_tflops_per_rank(), 1.0, 0.02);
+}
+
+TEST(Simulate, ASlowNetworkIsExposedAndAFastOneHidden) {
+  SimulationSetup s = small(Strategy::Ring, Layout::Zigzag, 4, Mask::causal(), 8192);
+  s.H = 8;
+  s.H_kv = 8;
+  s.D = 64;
+  s.kernel = {1e12, 1e12, 0.0};
+  s.network.intra = {1e-6, 1e8};  // 100 MB/s: transfers dominate
+  const Simulation slow = simulate(s);
+  s.network.intra = {1e-6, 1e15};
+  const Simulation fast = simulate(s);
+  for (int r = 0; r < 4; ++r) {
+    // Ring forward: each rank receives P-1 K,V blocks of T/P rows, one after another.
+    const double block = 2.0 * 2048 * 8 * 64 * 2;  // K and V, bf16
+    EXPECT_GE(slow.ranks[r].forward_s, 3 * block / 1e8);
+    EXPECT_GT(slow.ranks[r].comm_wait_s, 0.5 * slow.ranks[r].forward_s);
+    EXPECT_LT(fast.ranks[r].comm_wait_s, 0.01 * fast.ranks[r].forward_s);
+  }
+  EXPECT_GT(slow.forward_s, 10 * fast.forward_s);
+}
+
+TEST(Simulate, TopologyChargesCrossNodeLinks) {
+  // 8 ranks as 2 nodes of 4: the ring crosses InfiniBand twice; all in one node it never does.
+  SimulationSetup s = small(Strategy::Ring, Layout::Zigzag, 8, Mask::causal(), 16384);
+  s.H = s.H_kv = 8;
+  s.D = 64;
+  s.kernel = {1e15, 1e15, 0.0};  // communication only
+  s.network.ranks_per_node = 8;
+  const double one_node = simulate(s).forward_s;
+  s.network.ranks_per_node = 4;
+  const double two_nodes = simulate(s).forward_s;
+  const double ratio = s.network.intra.bytes_per_s / s.network.inter.bytes_per_s;
+  EXPECT_GT(two_nodes, 0.5 * ratio * one_node);
+}
+
+TEST(Simulate, ThirtyTwoRanksAndHalfAMillionTokens) {
+  SimulationSetup s;
+  s.T = 1 << 19;
+  s.H = 64;
+  s.H_kv = 8;
+  s.D = 128;
+  s.P = 32;
+  s.options.strategy = Strategy::Ring;
+  s.options.layout = Layout::Zigzag;
+  const Simulation sim = simulate(s);
+  EXPECT_EQ(sim.ranks.size(), 32u);
+  // Each rank's forward bytes are the byte model's (bf16 K,V rows some later rank sees).
+  for (int r = 0; r < s.P; ++r) {
+    const ShardPlan plan = ShardPlan::for_mask(s.T, s.mask, s.options.layout, s.P, r);
+    EXPECT_EQ(sim.ranks[r].bytes_fwd, forward_bytes_formula(Strategy::Ring, plan, s.mask, r, s.H, s.H_kv, s.D, 2))
+        << "rank " << r;
+  }
+  EXPECT_GT(sim.forward_tflops_per_rank(), 0.0);
+  EXPECT_LT(sim.forward_tflops_per_rank(), s.kernel.forward_flops_per_s / 1e12);
+}
+
+TEST(Simulate, BadSetupsAreNamed) {
+  SimulationSetup s = small(Strategy::Ring, Layout::Zigzag, 4, Mask::causal(), 2);
+  EXPECT_THROW(
+      try { simulate(s); } catch (const InvalidArgument& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot be split over P = 4"), std::string::npos) << e.what();
+        throw;
+      },
+      InvalidArgument);
+  s = small(Strategy::Ring, Layout::Zigzag, 2, Mask::causal(), 64);
+  s.H_kv = 3;
+  EXPECT_THROW(simulate(s), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace longhaul

@@ -48,6 +48,12 @@ int64_t area_by_rows(const at::Tensor& q_pos, const at::Tensor& k_pos, const Mas
 
 double flops(int64_t area, const at::Tensor& q) { return 4.0 * static_cast<double>(area) * q.size(1) * q.size(2); }
 
+// The area the rank's kernel model pays for this block.
+int64_t paid_area(const BlockView& view, const Mask& mask) {
+  const auto* clock = virtual_clock::current();
+  return clock ? tiled_area(view, mask, clock->kernel.tile_q, clock->kernel.tile_k) : block_area(view, mask);
+}
+
 void charge(double flops, bool backward) {
   auto* clock = virtual_clock::current();
   if (!clock) return;
@@ -67,15 +73,41 @@ int64_t block_area(const BlockView& view, const Mask& mask) {
   return area;
 }
 
+int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k) {
+  if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
+  struct Tile {
+    RowRange range;
+    int64_t rows;
+  };
+  auto tiles = [](const at::Tensor& pos, int64_t size) {
+    const at::Tensor c = pos.contiguous();
+    const int64_t* p = c.data_ptr<int64_t>();
+    const int64_t n = c.numel();
+    std::vector<Tile> out;
+    for (int64_t i = 0; i < n; i += size) {
+      const int64_t e = std::min(n, i + size);
+      const auto [lo, hi] = std::minmax_element(p + i, p + e);
+      out.push_back({RowRange{*lo, *hi}, e - i});
+    }
+    return out;
+  };
+  const auto qt = tiles(view.q_pos, tile_q), kt = tiles(view.k_pos, tile_k);
+  int64_t area = 0;
+  for (const Tile& a : qt)
+    for (const Tile& b : kt)
+      if (mask.classify(a.range, b.range) != BlockClass::Empty) area += a.rows * b.rows;
+  return area;
+}
+
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& /*k*/, const at::Tensor& /*v*/, const BlockView& view,
                         const Mask& mask) {
-  charge(flops(block_area(view, mask), q), false);
+  charge(flops(paid_area(view, mask), q), false);
   const auto acc = accumulate_type(q);
   return {at::empty(q.sizes(), q.options().dtype(acc)), at::empty({q.size(1), q.size(0)}, q.options().dtype(acc))};
 }
 
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask) {
-  charge(2.5 * flops(block_area(view, mask), in.q), true);
+  charge(2.5 * flops(paid_area(view, mask), in.q), true);
   const auto acc = accumulate_type(in.q);
   return {at::empty(in.q.sizes(), in.q.options().dtype(acc)), at::empty(in.k.sizes(), in.k.options().dtype(acc)),
           at::empty(in.v.sizes(), in.v.options().dtype(acc))};

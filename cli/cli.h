@@ -18,6 +18,7 @@ int cmd_bench(const std::vector<std::string>& args);
 int cmd_plan(const std::vector<std::string>& args);
 int cmd_prep(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);  // cli/cmd_train.cpp
+int cmd_simulate(const std::vector<std::string>& args);  // cli/cmd_simulate.cpp
 // `longhaul bench data` (cli/cmd_bench_data.cpp).
 int bench_data(const std::vector<std::string>& args);
 // `longhaul bench dd-cp` (cli/cmd_bench_dd_cp.cpp).

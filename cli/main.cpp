@@ -10,6 +10,7 @@ const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), 
     {"info", {longhaul::cli::cmd_info, "build configuration, backends, devices and threads"}},
     {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel, cp, data"}},
     {"prep", {longhaul::cli::cmd_prep, "text files, directories, JSON-lines to an HDF5 token store"}},
+    {"simulate", {longhaul::cli::cmd_simulate, "run CP strategies' real schedules on a simulated cluster (up to 1024 ranks)"}},
     {"train", {longhaul::cli::cmd_train, "train a transformer with context parallelism (default: a built-in recall task)"}},
 };
 

@@ -4,6 +4,8 @@
 // runs outside a simulation sees no clock (current() == nullptr) and nothing changes for it.
 #pragma once
 
+#include <cstdint>
+
 namespace longhaul::virtual_clock {
 
 // Rates of the simulated attention kernel: FLOPs counted on the masked area only (forward
@@ -12,6 +14,10 @@ struct KernelModel {
   double forward_flops_per_s = 400e12;
   double backward_flops_per_s = 300e12;
   double per_call_s = 10e-6;
+  // Tiles of the kernel (query rows × key rows of the block): a tile holding any visible pair
+  // costs its whole area, as in FlashAttention-style kernels, so masks with many short documents
+  // or thin bands cost more than their exact area. 0: the exact masked area.
+  int64_t tile_q = 0, tile_k = 0;
 };
 
 struct RankClock {

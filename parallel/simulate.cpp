@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "parallel/context_parallel.h"
 #include "parallel/shard_plan.h"
+#include "runtime/comm/nccl_order/communicator.h"
 
 namespace longhaul {
 
@@ -87,6 +88,8 @@ Simulation simulate(const SimulationSetup& s) {
   CommOptions options;
   options.timeout = s.timeout;
   auto comms = sim::create_world(s.P, s.network, options);
+  if (s.nccl_order)
+    for (auto& c : comms) c = nccl_order::wrap(c);
   Simulation sim;
   sim.ranks.resize(s.P);
   sim.H = s.H;

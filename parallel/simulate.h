@@ -28,6 +28,9 @@ struct SimulationSetup {
   sim::Network network;
   virtual_clock::KernelModel kernel;
   bool backward = true;
+  // NCCL's rules on top (runtime/comm/nccl_order): point-to-point matched in posting order per
+  // pair, one stream per rank; a schedule that would deadlock or mismatch under NCCL fails here.
+  bool nccl_order = false;
   std::chrono::milliseconds timeout{std::chrono::seconds(120)};  // real time: a deadlocked schedule
 };
 

@@ -8,8 +8,13 @@
 #include "core/errors.h"
 #include "parallel/bytes_model.h"
 #include "parallel/context_parallel.h"
+#include "attention/simulated.h"
 #include "parallel/simulate.h"
 #include "runtime/comm/local/communicator.h"
+#include "runtime/comm/nccl_order/communicator.h"
+#include "runtime/comm/sim/communicator.h"
+
+#include <thread>
 
 namespace longhaul {
 namespace {
@@ -79,6 +84,56 @@ TEST(Simulate, BytesEqualARealRunForEveryStrategyLayoutAndFamily) {
   EXPECT_GT(cases, 100);
 }
 
+TEST(Simulate, EveryStrategyRunsUnderNcclOrderWithTheSameBytes) {
+  const int64_t t = 389;
+  for (Strategy strategy : {Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses,
+                            Strategy::Hybrid}) {
+    SimulationSetup s = small(strategy, Layout::Zigzag, 4, masks::causal_document({0, 100, 103, 250, 389}), t);
+    const Simulation plain = simulate(s);
+    s.nccl_order = true;
+    const Simulation nccl = simulate(s);
+    for (int r = 0; r < 4; ++r) {
+      EXPECT_EQ(nccl.ranks[r].bytes_fwd, plain.ranks[r].bytes_fwd) << to_string(strategy);
+      EXPECT_EQ(nccl.ranks[r].bytes_bwd, plain.ranks[r].bytes_bwd) << to_string(strategy);
+      EXPECT_GT(nccl.ranks[r].forward_s, 0.0);
+    }
+  }
+}
+
+TEST(Simulate, AScheduleThatBreaksNcclOrderFailsOnTheSimulatedCluster) {
+  // Rank 0 sends tag 1 then tag 2; rank 1 receives tag 2 first. MPI-style tag matching accepts
+  // it; under NCCL's order the first messages of the pair are matched and differ: a named error.
+  CommOptions o;
+  o.timeout = std::chrono::seconds(10);
+  auto comms = sim::create_world(2, sim::Network{}, o);
+  for (auto& c : comms) c = nccl_order::wrap(c);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.emplace_back([&, r] {
+      virtual_clock::RankClock clock;
+      virtual_clock::set_current(&clock);
+      try {
+        const auto meta = at::TensorOptions().device(at::kMeta).dtype(at::kFloat);
+        at::Tensor a = at::empty({16}, meta), b = at::empty({32}, meta);
+        if (r == 0) {
+          auto w1 = comms[0]->send(a, 1, 1);
+          auto w2 = comms[0]->send(b, 1, 2);
+          w1->wait();
+          w2->wait();
+        } else {
+          comms[1]->recv(b, 0, 2)->wait();
+          comms[1]->recv(a, 0, 1)->wait();
+        }
+      } catch (const CommError& e) {
+        errors[r] = e.what();
+      }
+      virtual_clock::set_current(nullptr);
+    });
+  for (auto& t : ranks) t.join();
+  EXPECT_NE(errors[1].find("tag"), std::string::npos) << errors[1];
+}
+
 TEST(Simulate, ComputeOnlyTimeIsTheBusiestRanksAreaAtTheKernelRate) {
   // An infinitely fast network: the forward time is the slowest rank's masked-area FLOPs / rate
   // plus its calls' fixed costs, and nothing is exposed.
@@ -94,6 +149,23 @@ TEST(Simulate, ComputeOnlyTimeIsTheBusiestRanksAreaAtTheKernelRate) {
   }
   EXPECT_NEAR(sim.forward_tflops_per_rank(), 1.0, 0.02);
   EXPECT_NEAR(sim.backward_tflops_per_rank(), 1.0, 0.02);
+}
+
+TEST(Simulate, TiledKernelsPayWholeTilesThatHoldAVisiblePair) {
+  // A causal 256 × 256 block in 128 × 128 tiles: three tiles hold visible pairs, one is empty.
+  const BlockView self = BlockView::self(256);
+  EXPECT_EQ(simulated::block_area(self, Mask::causal()), 256 * 257 / 2);
+  EXPECT_EQ(simulated::tiled_area(self, Mask::causal(), 128, 128), 3 * 128 * 128);
+  EXPECT_EQ(simulated::tiled_area(self, Mask::causal(), 0, 0), 256 * 257 / 2);
+  // Documents of 16 tokens: every diagonal 64 × 64 tile is paid whole for 4 · 136 visible pairs.
+  std::vector<int64_t> cu;
+  for (int64_t i = 0; i <= 256; i += 16) cu.push_back(i);
+  const Mask docs = masks::causal_document(cu);
+  EXPECT_EQ(simulated::block_area(self, docs), 16 * 136);
+  EXPECT_EQ(simulated::tiled_area(self, docs, 64, 64), 4 * 64 * 64);
+  // Rows out of order (a zigzag shard) are counted as the same pairs.
+  const BlockView zig{at::cat({at::arange(0, 64), at::arange(192, 256)}), at::arange(0, 256)};
+  EXPECT_EQ(simulated::block_area(zig, Mask::causal()), 64 * 65 / 2 + (193 + 256) * 64 / 2);
 }
 
 TEST(Simulate, ASlowNetworkIsExposedAndAFastOneHidden) {

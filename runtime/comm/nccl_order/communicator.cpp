@@ -76,7 +76,7 @@ class NcclOrderCommunicator : public Communicator {
  protected:
   WorkPtr do_send(const at::Tensor& t, int peer, int tag) override { return defer(P2POp::send(t, peer, tag)); }
   WorkPtr do_recv(at::Tensor& t, int peer, int tag) override { return defer(P2POp::recv(t, peer, tag)); }
-  bool supports_device(const at::Device& d) const override { return d.is_cpu() || d.is_cuda(); }
+  bool supports_device(const at::Device& d) const override { return d.is_cpu() || d.is_cuda() || d.is_meta(); }
 
   WorkPtr do_exchange(const std::vector<P2POp>& ops) override {
     flush();

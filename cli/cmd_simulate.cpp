@@ -1,0 +1,182 @@
+// `longhaul simulate`: the CP simulator (parallel/simulate.h) over strategies × layouts × masks ×
+// rank counts, weak scaling (--tokens-per-rank) or a fixed length (--tokens), on a preset or
+// given network and kernel model. Each row runs the strategy's real schedule on shape-only
+// tensors; nothing is computed, so P = 64 at 512K tokens takes seconds on a laptop core.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <iostream>
+#include <numeric>
+
+#include "cli/cli.h"
+#include "core/errors.h"
+#include "core/report.h"
+#include "data/length_mix.h"
+#include "parallel/simulate.h"
+
+namespace longhaul::cli {
+namespace {
+
+struct Preset {
+  const char* name;
+  virtual_clock::KernelModel kernel;
+  sim::Network network;
+  const char* what;
+};
+
+// H100 SXM: FA3-class bf16 rates (forward ≈ the best published CP rate at 8 GPUs, backward ≈ 0.8×)
+// on 128 × 128 tiles,
+// NVLink 4 inside a node of 8 (≈ 360 GB/s achieved per direction), one 400 Gb/s InfiniBand NIC
+// per GPU across nodes (≈ 45 GB/s).
+const Preset kPresets[] = {
+    {"h100", {650e12, 520e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}},
+     "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
+    {"h200", {680e12, 540e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}},
+     "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
+};
+
+const Preset& preset(const std::string& name) {
+  for (const Preset& p : kPresets)
+    if (name == p.name) return p;
+  std::string known;
+  for (const Preset& p : kPresets) known += std::string(known.empty() ? "" : ", ") + p.name;
+  throw InvalidArgument("simulate: unknown --preset '" + name + "' (known: " + known + ")");
+}
+
+// "a,b c" → {a, b, c}
+std::vector<std::string> words(const std::vector<std::string>& given) {
+  std::vector<std::string> out;
+  for (const std::string& g : given) {
+    size_t start = 0;
+    while (start <= g.size()) {
+      const size_t end = std::min(g.find(',', start), g.size());
+      if (end > start) out.push_back(g.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  return out;
+}
+
+// A family of masks::make, or full_document_long / causal_document_long: LongCA-bench's long
+// document mix (data/length_mix.h) cut to T tokens.
+Mask make_mask(const std::string& name, int64_t t, int64_t param, uint64_t seed) {
+  const bool long_docs = name == "full_document_long" || name == "causal_document_long";
+  if (!long_docs) return masks::make(name, t, {}, param);
+  std::vector<int64_t> cu = {0};
+  for (int64_t len : data::document_length_mix("longca_long", t, seed)) {
+    if (cu.back() >= t) break;
+    cu.push_back(std::min(t, cu.back() + len));
+  }
+  if (cu.back() < t) cu.push_back(t);
+  return name == "causal_document_long" ? masks::causal_document(cu) : masks::full_document(cu);
+}
+
+}  // namespace
+
+int cmd_simulate(const std::vector<std::string>& args) {
+  std::vector<std::string> strategies = {"ring", "allgather", "tokenring", "ulysses", "hybrid"}, layouts = {"zigzag"},
+                           mask_names = {"causal"};
+  std::vector<int> ranks = {8};
+  int64_t tokens = 0, tokens_per_rank = 8192, heads = 64, kv_heads = 8, head_dim = 128, param = 0;
+  int ulysses_degree = 0;
+  std::string dtype = "bf16", preset_name = "h100";
+  double fwd_tflops = 0, bwd_tflops = 0, call_us = -1, intra_gbps = 0, inter_gbps = 0, latency_us = -1;
+  int ranks_per_node = 0;
+  bool forward_only = false, json = false;
+  uint64_t seed = 0;
+  po::options_description desc("longhaul simulate");
+  desc.add_options()
+      ("strategies", po::value(&strategies)->multitoken(), "ring allgather tokenring ulysses hybrid rsa (default: all but rsa)")
+      ("layouts", po::value(&layouts)->multitoken(), "zigzag striped contiguous balanced (default zigzag)")
+      ("masks", po::value(&mask_names)->multitoken(), "mask families (masks::make names) and full_document_long, causal_document_long")
+      ("mask-param", po::value(&param)->default_value(0), "the family's parameter (window, prefix, block size)")
+      ("ranks", po::value(&ranks)->multitoken(), "rank counts (default 8)")
+      ("tokens-per-rank", po::value(&tokens_per_rank)->default_value(tokens_per_rank), "weak scaling: T = this × ranks")
+      ("tokens", po::value(&tokens)->default_value(0), "a fixed T instead (strong scaling)")
+      ("heads", po::value(&heads)->default_value(heads), "query heads")
+      ("kv-heads", po::value(&kv_heads)->default_value(kv_heads), "key/value heads")
+      ("head-dim", po::value(&head_dim)->default_value(head_dim), "head dimension")
+      ("ulysses-degree", po::value(&ulysses_degree)->default_value(0), "hybrid: the Ulysses degree (0: min(P, ranks per node), USP)")
+      ("dtype", po::value(&dtype)->default_value(dtype), "bf16, fp16, fp32")
+      ("preset", po::value(&preset_name)->default_value(preset_name), "kernel and network: h100, h200")
+      ("fwd-tflops", po::value(&fwd_tflops)->default_value(0), "kernel forward TFLOP/s on the masked area (0: the preset's)")
+      ("bwd-tflops", po::value(&bwd_tflops)->default_value(0), "kernel backward TFLOP/s (0: the preset's)")
+      ("call-us", po::value(&call_us)->default_value(-1), "fixed cost per kernel call, µs (<0: the preset's)")
+      ("ranks-per-node", po::value(&ranks_per_node)->default_value(0), "ranks sharing the fast link (0: the preset's)")
+      ("intra-gbps", po::value(&intra_gbps)->default_value(0), "GB/s per direction inside a node (0: the preset's)")
+      ("inter-gbps", po::value(&inter_gbps)->default_value(0), "GB/s per direction across nodes (0: the preset's)")
+      ("latency-us", po::value(&latency_us)->default_value(-1), "latency of every link, µs (<0: the preset's)")
+      ("forward-only", po::bool_switch(&forward_only), "no backward pass")
+      ("seed", po::value(&seed)->default_value(0), "document mix of the *_document_long masks")
+      ("json", po::bool_switch(&json), "JSON lines instead of the table");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "longhaul simulate [options]")) return 0;
+
+  Preset p = preset(preset_name);
+  if (fwd_tflops > 0) p.kernel.forward_flops_per_s = fwd_tflops * 1e12;
+  if (bwd_tflops > 0) p.kernel.backward_flops_per_s = bwd_tflops * 1e12;
+  if (call_us >= 0) p.kernel.per_call_s = call_us * 1e-6;
+  if (ranks_per_node > 0) p.network.ranks_per_node = ranks_per_node;
+  if (intra_gbps > 0) p.network.intra.bytes_per_s = intra_gbps * 1e9;
+  if (inter_gbps > 0) p.network.inter.bytes_per_s = inter_gbps * 1e9;
+  if (latency_us >= 0) p.network.intra.latency_s = p.network.inter.latency_s = latency_us * 1e-6;
+  const c10::ScalarType type = dtype == "bf16" ? at::kBFloat16 : dtype == "fp16" ? at::kHalf
+                             : dtype == "fp32" ? at::kFloat : throw InvalidArgument("simulate: --dtype must be bf16, fp16 or fp32, got " + dtype);
+
+  if (!json)
+    std::cout << "# simulate: " << p.what << "; H " << heads << ":" << kv_heads << ", D " << head_dim << ", " << dtype
+              << (tokens > 0 ? ", T " + std::to_string(tokens) : ", " + std::to_string(tokens_per_rank) + " tokens per rank")
+              << ". TFLOP/s per rank on the masked area (fwd 4·area·H·D, bwd 2.5×) over the slowest rank's time\n";
+  std::vector<report::Row> rows;
+  for (int P : ranks)
+    for (const std::string& mask_name : words(mask_names))
+      for (const std::string& layout : words(layouts))
+        for (const std::string& strategy : words(strategies)) {
+          SimulationSetup s;
+          s.T = tokens > 0 ? tokens : tokens_per_rank * P;
+          s.H = heads;
+          s.H_kv = kv_heads;
+          s.D = head_dim;
+          s.P = P;
+          s.dtype = type;
+          s.options.strategy = strategy_from_string(strategy);
+          s.options.layout = layout_from_string(layout);
+          if (s.options.strategy == Strategy::Hybrid)
+            s.options.ulysses_degree = ulysses_degree > 0 ? ulysses_degree : std::min(P, p.network.ranks_per_node);
+          s.mask = make_mask(mask_name, s.T, param, seed);
+          s.network = p.network;
+          s.kernel = p.kernel;
+          s.backward = !forward_only;
+          report::Row row;
+          row.add("strategy", strategy).add("layout", layout).add("mask", mask_name).add("ranks", int64_t(P)).add("tokens", s.T);
+          try {
+            const Simulation sim = simulate(s);
+            double compute_max = 0, compute_sum = 0, exposed_max = 0;
+            int64_t sent = 0, peak = 0;
+            for (const auto& r : sim.ranks) {
+              compute_max = std::max(compute_max, r.compute_s);
+              compute_sum += r.compute_s;
+              exposed_max = std::max(exposed_max, r.comm_wait_s);
+              sent = std::max(sent, r.bytes_fwd + r.bytes_bwd);
+              peak = std::max(peak, r.peak_bytes);
+            }
+            row.add("fwd_ms", sim.forward_s * 1e3)
+                .add("bwd_ms", sim.backward_s * 1e3)
+                .add("fwd_tflops", sim.forward_tflops_per_rank())
+                .add("bwd_tflops", sim.backward_tflops_per_rank())
+                .add("compute_imbalance", compute_sum > 0 ? compute_max / (compute_sum / P) : 0.0)
+                .add("exposed_comm_ms", exposed_max * 1e3)
+                .add("sent_mib", double(sent) / (1 << 20))
+                .add("peak_mib", double(peak) / (1 << 20))
+                .add("note", std::string("-"));
+          } catch (const Unsupported& e) {
+            row.add("note", std::string("unsupported: ") + e.what());
+          }
+          rows.push_back(row);
+          if (json) report::print_json(std::cout, {row});
+        }
+  if (!json) report::print_table(std::cout, rows);
+  return 0;
+}
+
+}  // namespace longhaul::cli

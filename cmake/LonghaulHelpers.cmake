@@ -49,7 +49,9 @@ function(longhaul_module name)
       $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_link_libraries(longhaul_${name} PUBLIC ${M_LINK})
   target_compile_options(longhaul_${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
-  set_target_properties(longhaul_${name} PROPERTIES EXPORT_NAME ${name})
+  # Installed, the modules find each other beside themselves (a program linked with --as-needed
+  # may not load a module it calls nothing of, e.g. core, that another module needs).
+  set_target_properties(longhaul_${name} PROPERTIES EXPORT_NAME ${name} INSTALL_RPATH "$ORIGIN")
   longhaul_use_pch(longhaul_${name})
   install(TARGETS longhaul_${name} EXPORT longhaulTargets
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})

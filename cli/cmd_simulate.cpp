@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "core/errors.h"
+#include "core/offsets.h"
 #include "core/report.h"
 #include "data/length_mix.h"
 #include "parallel/simulate.h"
@@ -62,12 +63,9 @@ std::vector<std::string> words(const std::vector<std::string>& given) {
 Mask make_mask(const std::string& name, int64_t t, int64_t param, uint64_t seed) {
   const bool long_docs = name == "full_document_long" || name == "causal_document_long";
   if (!long_docs) return masks::make(name, t, {}, param);
-  std::vector<int64_t> cu = {0};
-  for (int64_t len : data::document_length_mix("longca_long", t, seed)) {
-    if (cu.back() >= t) break;
-    cu.push_back(std::min(t, cu.back() + len));
-  }
-  if (cu.back() < t) cu.push_back(t);
+  std::vector<int64_t> cu = offsets_of(data::document_length_mix("longca_long", t, seed));
+  cu.erase(std::lower_bound(cu.begin(), cu.end(), t), cu.end());  // the last document ends at T
+  cu.push_back(t);
   return name == "causal_document_long" ? masks::causal_document(cu) : masks::full_document(cu);
 }
 

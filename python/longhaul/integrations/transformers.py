@@ -123,7 +123,7 @@ def shard_batch(attention, input_ids, cu_seqlens=None, labels=None, *, targets=N
         doc_end = cu[1:] - 1  # the last token of each document has no next token in it
         targets[doc_end[doc_end >= 0]] = IGNORE
     plan = attention.plan(T, cu)
-    return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.shard(document_positions(cu)).unsqueeze(0),
+    return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.doc_positions.unsqueeze(0),
                         plan.shard(targets).unsqueeze(0), plan, attention, int((targets != IGNORE).sum()))
 
 

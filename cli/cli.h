@@ -19,6 +19,9 @@ int cmd_plan(const std::vector<std::string>& args);
 int cmd_prep(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);  // cli/cmd_train.cpp
 int cmd_simulate(const std::vector<std::string>& args);  // cli/cmd_simulate.cpp
+// `longhaul bench attention` (cli/cmd_bench_attention.cpp); `bench kernel` and `bench cp` are it
+// with one level. default_levels: what runs without --level.
+int bench_attention(const std::vector<std::string>& args, const std::vector<std::string>& default_levels);
 // `longhaul bench data` (cli/cmd_bench_data.cpp).
 int bench_data(const std::vector<std::string>& args);
 // `longhaul bench dd-cp` (cli/cmd_bench_dd_cp.cpp).

@@ -6,10 +6,8 @@
 #include <mutex>
 
 #include "benchmarks/comm/comm_bench.h"
-#include "benchmarks/cp/cp_bench.h"
 #include "benchmarks/cp/gpu_emulation.h"
 #include "benchmarks/cp/long_sequence.h"
-#include "benchmarks/kernel/kernel_bench.h"
 #include "benchmarks/layer/layer_bench.h"
 #include "cli/cli.h"
 #include "runtime/comm/local/communicator.h"
@@ -98,174 +96,6 @@ int bench_comm(const std::vector<std::string>& args) {
 }
 
 
-// Sets `field` from an option given on the command line (not from its default).
-template <typename T>
-void take(const po::variables_map& vm, const char* name, T& field) {
-  if (vm.count(name)) field = vm[name].as<T>();
-}
-
-// Options the kernel and CP sweeps share: repetitions, documents, window, seeds, check size.
-void add_sweep_options(po::options_description& desc) {
-  desc.add_options()
-      ("iters", po::value<int>(), "timed repetitions at most (default: 5 kernel, 3 cp; --quick fewer)")
-      ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
-      ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")
-      ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
-      ("doc-max", po::value<int64_t>(), "longest document (default: 4096 kernel, 8192 cp; --quick 256)")
-      ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
-      ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back; the sliding-window families' w (default 1024; --quick 128)")
-      ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
-      ("seed", po::value<uint64_t>(), "seed of the inputs");
-}
-
-template <typename SweepOptions>
-void take_sweep_options(const po::variables_map& vm, SweepOptions& o) {
-  take(vm, "iters", o.timing.iters);
-  take(vm, "warmup", o.timing.warmup);
-  take(vm, "budget-s", o.timing.budget_s);
-  take(vm, "doc-min", o.masks.doc_min);
-  take(vm, "doc-max", o.masks.doc_max);
-  take(vm, "doc-seed", o.masks.seed);
-  take(vm, "window-left", o.masks.window_left);
-  take(vm, "window-right", o.masks.window_right);
-  take(vm, "seed", o.seed);
-  take(vm, "check-t", o.check_t);
-}
-
-int bench_kernel(const std::vector<std::string>& args) {
-  InitOptions init_opts;
-  bench::KernelTarget given;
-  bool json = false, quick = false, no_sdpa = false, no_check = false;
-  po::options_description desc("longhaul bench kernel");
-  desc.add_options()
-      ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
-      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window and the families full_document "
-       "causal_document share_question causal_blockwise prefix_lm_causal prefix_lm_document sliding_window "
-       "sliding_window_causal global_sliding_window block_causal_document")
-      ("tokens", po::value(&given.seq_lens)->multitoken(), "sequence lengths")
-      ("heads", po::value(&given.heads)->multitoken(), "query heads")
-      ("kv-heads", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
-      ("head-dim", po::value(&given.head_dims)->multitoken(), "head dims")
-      ("dtypes", po::value(&given.dtypes)->multitoken(), "subset of: fp32 bf16 fp16 fp64")
-      ("backends", po::value(&given.backends)->multitoken(), "subset of: cpu cuda reference (reference: small T only)")
-      ("passes", po::value(&given.passes)->multitoken(), "subset of: fwd fwd+bwd")
-      ("check-t", po::value<int64_t>(), "sequence length of the built-in check (default 384; --quick 256)")
-      ("no-check", po::bool_switch(&no_check), "skip the check against the float64 reference (wrong = -1)")
-      ("no-sdpa", po::bool_switch(&no_sdpa), "skip torch's scaled_dot_product_attention")
-      ("sdpa-max-t", po::value<int64_t>(), "no SDPA above this T (default 32768)")
-      ("sgemm-n", po::value<int64_t>(), "size of the sgemm row (default 2048 on CPU, 8192 on GPU)")
-      ("threads", po::value(&init_opts.threads)->default_value(0), "intra-op threads (0: from the CPU affinity)")
-      ("json", po::bool_switch(&json), "JSON lines instead of the table");
-  add_sweep_options(desc);
-  po::variables_map vm;
-  if (!parse(args, desc, vm, "longhaul bench kernel [--quick] [options]   (no options: the full default run)"))
-    return 0;
-  bench::KernelBenchOptions o = quick ? bench::quick_kernel_options() : bench::default_kernel_options();
-  bench::override_targets(o.targets, given);
-  take_sweep_options(vm, o);
-  take(vm, "sdpa-max-t", o.sdpa_max_t);
-  take(vm, "sgemm-n", o.sgemm_n);
-  o.check = !no_check;
-  o.sdpa = !no_sdpa;
-
-  init_opts.backend = Backend::Local;  // one process, no communication: init sets the threads
-  init_opts.log_config = !json;
-  World world = init(init_opts);
-  return guarded(world.rank(), [&] {
-    auto result = bench::run_kernel_bench(o);
-    const std::string head = "# bench kernel: threads " + std::to_string(at::get_num_threads()) +
-                             ", median of up to " + std::to_string(o.timing.iters) + " runs after " +
-                             std::to_string(o.timing.warmup) + " warm-up";
-    const int rc = report(result.rows, json, head);
-    for (const auto& line : result.summary) (json ? std::cerr : std::cout) << line << "\n";
-    return rc;
-  });
-}
-
-
-// Prints the CP rows and notes; exit code 3 when a row is wrong or its bytes differ from the formula.
-int report_cp(const bench::CpBenchResult& result, bool json, const std::string& header) {
-  if (!json) std::cout << header << "\n";
-  bench::print_rows(std::cout, result.rows, json);
-  for (const auto& line : result.notes) (json ? std::cerr : std::cout) << line << "\n";
-  const auto failures = bench::cp_failures(result.rows);
-  for (const auto& f : failures) std::cerr << "longhaul bench cp: " << f << "\n";
-  return failures.empty() ? 0 : 3;
-}
-
-int bench_cp(const std::vector<std::string>& args) {
-  InitOptions init_opts;
-  double timeout_s = 300;
-  bench::CpTarget given;
-  bool json = false, quick = false, no_check = false, no_baseline = false;
-  int local = 0;
-  po::options_description desc("longhaul bench cp");
-  add_world_options(desc, init_opts, timeout_s);
-  desc.add_options()
-      ("quick", po::bool_switch(&quick), "a small sweep for CI (T <= 1024, a few seconds) instead of the default run")
-      ("local", po::value(&local)->default_value(0), "run P thread-ranks of the local backend instead of MPI")
-      ("strategies", po::value(&given.strategies)->multitoken(), "subset of: rsa ring allgather tokenring ulysses hybrid")
-      ("layouts", po::value(&given.layouts)->multitoken(), "subset of: contiguous zigzag striped balanced")
-      ("masks", po::value(&given.masks)->multitoken(), "subset of: full causal documents causal_documents causal_window and the families full_document "
-       "causal_document share_question causal_blockwise prefix_lm_causal prefix_lm_document sliding_window "
-       "sliding_window_causal global_sliding_window block_causal_document")
-      ("tokens", po::value(&given.seq_lens)->multitoken(), "sequence lengths")
-      ("heads", po::value(&given.heads)->multitoken(), "query heads")
-      ("kv-heads", po::value(&given.kv_heads)->multitoken(), "key/value heads (0: = H; must divide H)")
-      ("head-dim", po::value(&given.head_dims)->multitoken(), "head dims")
-      ("ranks", po::value(&given.ranks), "run every target at this P (must equal the world size; default: each target's)")
-      ("check-t", po::value<int64_t>(), "sequence length of the built-in check (default 512; --quick 256)")
-      ("no-check", po::bool_switch(&no_check), "skip the check against the float64 reference (wrong = -1)")
-      ("no-baseline", po::bool_switch(&no_baseline), "skip the single-rank baseline (efficiency empty)")
-      ("json", po::bool_switch(&json), "JSON lines instead of the table (notes go to stderr)");
-  add_sweep_options(desc);
-  po::variables_map vm;
-  if (!parse(args, desc, vm,
-             "[mpirun -np P --bind-to none] longhaul bench cp [--local P] [--quick] [options]   "
-             "(no options: the full default run)"))
-    return 0;
-  bench::CpBenchOptions o = quick ? bench::quick_cp_options() : bench::default_cp_options();
-  bench::override_targets(o.targets, given);
-  take_sweep_options(vm, o);
-  o.check = !no_check;
-  o.baseline = !no_baseline;
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  auto header = [&](const std::string& backend, int p) {
-    return "# bench cp: backend " + backend + ", P=" + std::to_string(p) + ", threads per rank " +
-           std::to_string(at::get_num_threads()) + ", fp32, median of up to " + std::to_string(o.timing.iters) +
-           " runs after " + std::to_string(o.timing.warmup) + " warm-up (max over ranks)";
-  };
-
-  if (local > 0) {
-    CommOptions co;
-    co.timeout = init_opts.timeout;
-    o.ranks_per_host = local;  // thread-ranks share this process's memory
-    bench::CpBenchResult result;
-    std::string head;
-    std::mutex mu;
-    local::run_ranks(local, [&](Communicator& comm) {
-      if (init_opts.threads > 0) at::set_num_threads(init_opts.threads);
-      auto r = bench::run_cp_bench(comm, o);
-      std::lock_guard<std::mutex> lock(mu);
-      if (comm.rank() == 0) {
-        result = std::move(r);
-        head = header("local (threads in one process)", local);
-      }
-    }, co);
-    return report_cp(result, json, head);
-  }
-
-  init_opts.log_config = !json;
-  World world = init(init_opts);
-  return guarded(world.rank(), [&] {
-    o.ranks_per_host = world.local_size();
-    auto& comm = *world.comm();
-    auto result = bench::run_cp_bench(comm, o);
-    if (comm.rank() != 0) return 0;
-    return report_cp(result, json, header(comm.backend(), comm.size()));
-  });
-}
-
 int bench_long(const std::vector<std::string>& args) {
   InitOptions init_opts;
   double timeout_s = 600;
@@ -352,22 +182,25 @@ int bench_layer(const std::vector<std::string>& args) {
 
 int cmd_bench(const std::vector<std::string>& args) {
   const std::string usage =
-      "longhaul bench <comm|kernel|cp|long|cp-gpu|layer|data|dd-cp> [options]   (longhaul bench comm --help)";
+      "longhaul bench <attention|kernel|cp|comm|long|cp-gpu|layer|data|dd-cp> [options]   (longhaul bench attention "
+      "--help)\n  attention: the long-context attention benchmark (kernel and distributed levels); kernel and cp are "
+      "it with --level kernel / --level distributed";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: " << usage << "\n";
     return args.empty() ? 2 : 0;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "comm") return bench_comm(rest);
-  if (args[0] == "kernel") return bench_kernel(rest);
-  if (args[0] == "cp") return bench_cp(rest);
+  if (args[0] == "attention") return bench_attention(rest, {"kernel", "distributed"});
+  if (args[0] == "kernel") return bench_attention(rest, {"kernel"});
+  if (args[0] == "cp") return bench_attention(rest, {"distributed"});
   if (args[0] == "long") return bench_long(rest);
   if (args[0] == "cp-gpu") return bench_cp_gpu(rest);
   if (args[0] == "layer") return bench_layer(rest);
   if (args[0] == "data") return bench_data(rest);
   if (args[0] == "dd-cp") return bench_dd_cp(rest);
   throw InvalidArgument("unknown benchmark '" + args[0] +
-                        "', expected: comm, kernel, cp, long, cp-gpu, layer, data or dd-cp");
+                        "', expected: attention, kernel, cp, comm, long, cp-gpu, layer, data or dd-cp");
 }
 
 }  // namespace longhaul::cli

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include "core/report.h"
@@ -63,12 +64,24 @@ void print_schedule_comparison(const std::vector<BucketDegree>& table, const Buc
   report::print_rows(std::cout, rows, json);
 }
 
+// The memory a rank may use when --memory-gib is not given: a GPU preset's device memory, or this
+// machine's available memory shared by the P ranks it runs.
+double default_memory_per_rank(const Network& net, int ranks) {
+  if (net.device_memory_bytes > 0) return net.device_memory_bytes;
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  double kib = 0;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024.0 / std::max(1, ranks);
+  return 0;  // unknown: no limit
+}
+
 }  // namespace
 
 int cmd_plan(const std::vector<std::string>& args) {
   Problem pr;
   std::string network = "this-machine", dtype = "fp32";
-  double alpha = 0, beta = 0, memory_gib = 0;
+  double alpha = 0, beta = 0, memory_gib = -1;
   int64_t doc_len = 0;
   bool json = false, buckets = false;
   std::string histogram;
@@ -91,7 +104,9 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("alpha", po::value(&alpha)->default_value(0), "latency per message, seconds (overrides the preset)")
       ("beta", po::value(&beta)->default_value(0), "bandwidth per link direction, bytes/s (overrides the preset)")
       ("gflops", po::value(&pr.kernel_gflops)->default_value(0), "kernel GFLOP/s per rank (0: measure here)")
-      ("memory-gib", po::value(&memory_gib)->default_value(0), "memory per rank; 0 = no limit")
+      ("memory-gib", po::value(&memory_gib)->default_value(-1),
+       "memory per rank (-1: the preset's device memory, 80 GiB for nvlink/infiniband, 48 pcie; this-machine: "
+       "MemAvailable shared by the ranks; 0: no limit)")
       ("buckets", po::bool_switch(&buckets),
        "the CP degree of each DD bucket (2^min-log2 .. 2^max-log2) for a world of --ranks ranks instead")
       ("tokens-per-step", po::value(&bp.tokens_per_step)->default_value(65536), "--buckets: tokens per step over the world")
@@ -108,7 +123,6 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "longhaul plan [options]")) return 0;
   pr.elem_bytes = dtype == "fp64" ? 8 : dtype == "fp32" ? 4 : 2;
   LH_CHECK(dtype == "fp64" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16", "unknown dtype '", dtype, "'");
-  pr.memory_limit_bytes = memory_gib * double(1 << 30);
   if (pr.mask == "documents" || pr.mask == "causal_documents" || (doc_len > 0 && pr.mask != "full" && pr.mask != "causal")) {
     LH_CHECK(doc_len > 0, "mask ", pr.mask, " needs --doc-len");
     for (int64_t t = 0; t < pr.T; t += doc_len) pr.cu_seqlens.push_back(t);
@@ -117,6 +131,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   Network net = network_preset(network);
   if (alpha > 0) net.alpha_s = alpha;
   if (beta > 0) net.beta_Bps = net.intra_beta_Bps = beta;
+  pr.memory_limit_bytes = memory_gib >= 0 ? memory_gib * double(1 << 30) : default_memory_per_rank(net, pr.P);
   if (pr.kernel_gflops <= 0) pr.kernel_gflops = measure_kernel_gflops(std::max<int64_t>(1, pr.H / pr.P), 
                                                                       std::max<int64_t>(1, pr.H_kv / pr.P), pr.D);
   if (buckets) {
@@ -160,9 +175,9 @@ int cmd_plan(const std::vector<std::string>& args) {
     picked = picked || pick;
     rows.push_back(report::Row()
                        .add("strategy", std::string(to_string(p.strategy)))
-                       .add("layout", std::string(p.strategy == Strategy::Hybrid
-                                                      ? "any" : to_string(p.layout)))
+                       .add("layout", std::string(to_string(p.layout)))
                        .add("ulysses", int64_t(p.ulysses_degree))
+                       .add("inner", std::string(p.strategy == Strategy::Hybrid ? to_string(p.inner) : "-"))
                        .add("predicted_ms", p.time_s * 1e3)
                        .add("compute_ms", p.compute_s * 1e3)
                        .add("exposed_comm_ms", p.comm_s * 1e3)
@@ -176,7 +191,10 @@ int cmd_plan(const std::vector<std::string>& args) {
     std::cout << "# plan: T=" << pr.T << " H=" << pr.H << "/" << pr.H_kv << " D=" << pr.D << " P=" << pr.P << " "
               << pr.mask << " " << dtype << ", network " << net.name << " (alpha " << net.alpha_s * 1e6 << " us, beta "
               << net.beta_Bps / 1e9 << " GB/s, " << (net.full_duplex ? "full" : "half") << " duplex), kernel "
-              << pr.kernel_gflops << " GFLOP/s per rank; forward+backward of one attention layer\n";
+              << pr.kernel_gflops << " GFLOP/s per rank, memory limit "
+              << (pr.memory_limit_bytes > 0 ? std::to_string(int64_t(pr.memory_limit_bytes / double(1 << 30))) + " GiB"
+                                            : std::string("none"))
+              << " per rank; forward+backward of one attention layer\n";
   report::print_rows(std::cout, rows, json);
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <numeric>
 
@@ -22,6 +23,7 @@ struct Preset {
   const char* name;
   virtual_clock::KernelModel kernel;
   sim::Network network;
+  double memory_gib;  // per GPU
   const char* what;
 };
 
@@ -30,9 +32,9 @@ struct Preset {
 // NVLink 4 inside a node of 8 (≈ 360 GB/s achieved per direction), one 400 Gb/s InfiniBand NIC
 // per GPU across nodes (≈ 45 GB/s).
 const Preset kPresets[] = {
-    {"h100", {650e12, 520e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}},
+    {"h100", {650e12, 520e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 80,
      "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
-    {"h200", {680e12, 540e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}},
+    {"h200", {680e12, 540e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 141,
      "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
 };
 
@@ -69,6 +71,14 @@ Mask make_mask(const std::string& name, int64_t t, int64_t param, uint64_t seed)
   return name == "causal_document_long" ? masks::causal_document(cu) : masks::full_document(cu);
 }
 
+// A configuration that did not run: its columns empty (the table stays aligned), the reason in note.
+report::Row empty_row(report::Row row, const std::string& why) {
+  for (const char* key : {"fwd_ms", "bwd_ms", "fwd_tflops", "bwd_tflops", "compute_imbalance", "exposed_comm_ms",
+                          "sent_mib", "peak_mib", "memory_gib", "device_memory_gib"})
+    row.add(key, NAN);
+  return row.add("note", why);
+}
+
 }  // namespace
 
 int cmd_simulate(const std::vector<std::string>& args) {
@@ -84,7 +94,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
   uint64_t seed = 0;
   po::options_description desc("longhaul simulate");
   desc.add_options()
-      ("strategies", po::value(&strategies)->multitoken(), "ring allgather tokenring ulysses hybrid rsa (default: all but rsa)")
+      ("strategies", po::value(&strategies)->multitoken(), "ring allgather tokenring ulysses hybrid (rsa's dense scores are not simulated)")
       ("layouts", po::value(&layouts)->multitoken(), "zigzag striped contiguous balanced (default zigzag)")
       ("masks", po::value(&mask_names)->multitoken(), "mask families (masks::make names) and full_document_long, causal_document_long")
       ("mask-param", po::value(&param)->default_value(0), "the family's parameter (window, prefix, block size)")
@@ -146,7 +156,12 @@ int cmd_simulate(const std::vector<std::string>& args) {
           s.kernel = p.kernel;
           s.backward = !forward_only;
           report::Row row;
-          row.add("strategy", strategy).add("layout", layout).add("mask", mask_name).add("ranks", int64_t(P)).add("tokens", s.T);
+          row.add("level", std::string("simulated"))
+              .add("strategy", strategy)
+              .add("layout", layout)
+              .add("mask", mask_name)
+              .add("P", int64_t(P))
+              .add("T", s.T);
           try {
             const Simulation sim = simulate(s);
             double compute_max = 0, compute_sum = 0, exposed_max = 0;
@@ -158,6 +173,13 @@ int cmd_simulate(const std::vector<std::string>& args) {
               sent = std::max(sent, r.bytes_fwd + r.bytes_bwd);
               peak = std::max(peak, r.peak_bytes);
             }
+            // Memory per rank: the strategy's buffers at their peak plus what every layer holds: its
+            // q, k, v, out and lse, and in the backward dout, dq, dk, dv.
+            const double rows_per_rank = std::ceil(double(s.T) / P), elem = double(c10::elementSize(type));
+            const double held = rows_per_rank * double(s.D) * elem * double(3 * s.H + 4 * s.H_kv) +
+                                rows_per_rank * double(s.H) * 4.0;
+            const double memory_gib = (double(peak) + held) / double(1 << 30);
+            const bool fits = memory_gib <= p.memory_gib;
             row.add("fwd_ms", sim.forward_s * 1e3)
                 .add("bwd_ms", sim.backward_s * 1e3)
                 .add("fwd_tflops", sim.forward_tflops_per_rank())
@@ -166,9 +188,15 @@ int cmd_simulate(const std::vector<std::string>& args) {
                 .add("exposed_comm_ms", exposed_max * 1e3)
                 .add("sent_mib", double(sent) / (1 << 20))
                 .add("peak_mib", double(peak) / (1 << 20))
-                .add("note", std::string("-"));
+                .add("memory_gib", memory_gib)
+                .add("device_memory_gib", p.memory_gib)
+                .add("note", fits ? std::string("-")
+                                  : detail::str_cat("infeasible: needs ", memory_gib, " GiB per rank, the device has ",
+                                                    p.memory_gib));
           } catch (const Unsupported& e) {
-            row.add("note", std::string("unsupported: ") + e.what());
+            row = empty_row(row, std::string("unsupported: ") + e.what());
+          } catch (const InvalidArgument& e) {  // e.g. Ulysses with more ranks than heads: a row, not the end
+            row = empty_row(row, std::string("not applicable: ") + e.what());
           }
           rows.push_back(row);
           if (json) report::print_json(std::cout, {row});

@@ -63,8 +63,35 @@ void print_json(std::ostream& os, const std::vector<Row>& rows) {
   }
 }
 
+void print_csv(std::ostream& os, const std::vector<Row>& rows, bool header) {
+  if (rows.empty()) return;
+  auto quoted = [](const std::string& s) {
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string q = "\"";
+    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+  };
+  if (header) {
+    const auto& head = rows.front().cells;
+    for (size_t c = 0; c < head.size(); ++c) os << (c ? "," : "") << quoted(head[c].first);
+    os << '\n';
+  }
+  for (const auto& r : rows) {
+    for (size_t c = 0; c < r.cells.size(); ++c) {
+      const auto* d = std::get_if<double>(&r.cells[c].second);
+      os << (c ? "," : "") << (d && !std::isfinite(*d) ? std::string() : quoted(format(r.cells[c].second, false)));
+    }
+    os << '\n';
+  }
+}
+
 void print_rows(std::ostream& os, const std::vector<Row>& rows, bool json) {
   json ? print_json(os, rows) : print_table(os, rows);
+}
+
+void print_rows(std::ostream& os, const std::vector<Row>& rows, Format format) {
+  if (format == Format::Csv) return print_csv(os, rows);
+  print_rows(os, rows, format == Format::Json);
 }
 
 double median(std::vector<double> xs) {

@@ -22,8 +22,13 @@ struct Row {
 
 void print_table(std::ostream& os, const std::vector<Row>& rows);
 void print_json(std::ostream& os, const std::vector<Row>& rows);
+// RFC 4180 CSV: a header line (the first row's keys), then one line per row; empty for NaN.
+void print_csv(std::ostream& os, const std::vector<Row>& rows, bool header = true);
 // Table or JSON lines.
 void print_rows(std::ostream& os, const std::vector<Row>& rows, bool json);
+
+enum class Format { Table, Json, Csv };
+void print_rows(std::ostream& os, const std::vector<Row>& rows, Format format);
 
 // Median of a sample (copied: the input order is kept).
 double median(std::vector<double> xs);

@@ -1,6 +1,9 @@
 #include "parallel/block_needs.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
+#include <mutex>
 
 namespace longhaul {
 
@@ -61,25 +64,97 @@ BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask)
     }
   }
   // Row level: which key rows of each origin another rank sees, and the last hop that needs one.
+  // Per run of consecutive key rows, the hops are tried from the farthest down: a hop whose rank
+  // sees the whole run (a Full block) settles every row of the run at once; rows are looked at one
+  // by one only against the partially visible hops beyond it. O(runs · P) for causal and window
+  // masks instead of O(rows · P).
   std::vector<PosInterval> queries;
+  std::vector<int> hops;
   for (int o = 0; o < p_; ++o) {
     const auto& rows = plan.rows_of(o);
-    std::vector<char> seen_by_hop(p_, 0);
-    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-      mask.spec().queries_of(rows[i], queries);
-      bool seen = false;
-      for (int t = 1; t < p_; ++t) {
-        const int x = (o + t) % p_;
-        if (!needed(x, o) || !meets(queries, ranges_[x])) continue;
-        seen = true;
-        seen_by_hop[t] = 1;
+    hops.clear();
+    for (int t = p_ - 1; t >= 1; --t)
+      if (needed((o + t) % p_, o)) hops.push_back(t);  // farthest first
+    auto sees_row = [&](int64_t pos, int t) {
+      mask.spec().queries_of(pos, queries);
+      return meets(queries, ranges_[(o + t) % p_]);
+    };
+    const int64_t n = static_cast<int64_t>(rows.size());
+    for (int64_t i = 0; i < n && !hops.empty();) {
+      int64_t e = i + 1;
+      while (e < n && rows[e] == rows[e - 1] + 1) ++e;  // [i, e): consecutive positions
+      const RowRange run{rows[i], rows[e - 1]};
+      // The farthest hop that sees the whole run, and the partial hops beyond it.
+      int full_hop = 0;
+      std::vector<int> partial;
+      for (int t : hops) {
+        BlockClass best = BlockClass::Empty;
+        for (const RowRange& q : ranges_[(o + t) % p_]) {
+          const BlockClass c = mask.classify(q, run);
+          // Full: every position of q sees every key of the run, and q's ends are rows of that rank.
+          if (c == BlockClass::Full) {
+            best = BlockClass::Full;
+            break;
+          }
+          if (c != BlockClass::Empty) best = BlockClass::Partial;
+        }
+        if (best == BlockClass::Full) {
+          full_hop = t;
+          break;
+        }
+        if (best == BlockClass::Partial) partial.push_back(t);
       }
-      if (seen) travelling_[o].push_back(i);
+      if (full_hop > 0) {
+        for (int64_t j = i; j < e; ++j) travelling_[o].push_back(j);
+        last_hop_[o] = std::max(last_hop_[o], full_hop);
+        for (int t : partial) {  // beyond the full hop: does any row of the run reach it?
+          if (t <= last_hop_[o]) break;
+          bool any = false;
+          for (int64_t j = i; j < e && !any; ++j) any = sees_row(rows[j], t);
+          if (any) {
+            last_hop_[o] = t;
+            break;
+          }
+        }
+      } else {
+        for (int64_t j = i; j < e; ++j)
+          for (int t : partial)
+            if (sees_row(rows[j], t)) {  // the farthest hop that sees the row
+              travelling_[o].push_back(j);
+              last_hop_[o] = std::max(last_hop_[o], t);
+              break;
+            }
+      }
+      i = e;
     }
-    for (int t = 1; t < p_; ++t)
-      if (seen_by_hop[t]) last_hop_[o] = t;
     whole_[o] = travelling_[o].size() == rows.size();
+    travelling_index_.push_back(at::tensor(at::ArrayRef<int64_t>(travelling_[o]), at::kLong));
+    travelling_positions_.push_back(plan.positions(o).index_select(0, travelling_index_.back()));
   }
+}
+
+std::shared_ptr<const BlockNeeds> BlockNeeds::shared(const ShardPlan& plan, const Mask& mask) {
+  struct Entry {
+    std::weak_ptr<const void> rows;  // the plan's row storage (identity, checked alive)
+    const void* rows_ptr;
+    uint64_t mask_fingerprint;
+    std::shared_ptr<const BlockNeeds> needs;
+  };
+  constexpr size_t kEntries = 8;
+  static std::mutex mu;
+  static std::vector<Entry> cache;  // most recent last
+  const auto rows = plan.shared_rows();
+  const uint64_t fp = mask.fingerprint();
+  // Held while computing: concurrent ranks asking for the same needs wait for the first.
+  std::lock_guard<std::mutex> lock(mu);
+  for (size_t i = 0; i < cache.size(); ++i) {
+    const Entry& e = cache[i];
+    if (e.rows_ptr == rows.get() && !e.rows.expired() && e.mask_fingerprint == fp) return e.needs;
+  }
+  auto needs = std::make_shared<const BlockNeeds>(plan, mask);
+  if (cache.size() == kEntries) cache.erase(cache.begin());
+  cache.push_back({rows, rows.get(), fp, needs});
+  return needs;
 }
 
 bool BlockNeeds::row_sees(const std::vector<PosInterval>& keys, int kr) const { return meets(keys, ranges_[kr]); }

@@ -4,6 +4,9 @@
 // a pair marked needed may still turn out empty row by row; one marked not needed is empty.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
+#include <memory>
 #include <vector>
 
 #include "attention/mask.h"
@@ -14,6 +17,10 @@ namespace longhaul {
 class BlockNeeds {
  public:
   BlockNeeds(const ShardPlan& plan, const Mask& mask);
+  // The needs of a plan under a mask, computed once and shared: by every rank of a simulation
+  // (whose plans share their rows) and by every call of a run with the same plan and mask. Keyed by
+  // the identity of the plan's row storage and the mask's fingerprint; a few recent entries kept.
+  static std::shared_ptr<const BlockNeeds> shared(const ShardPlan& plan, const Mask& mask);
   // Rank qr's queries see some key of rank kr.
   bool needed(int qr, int kr) const { return needed_[qr * p_ + kr] != 0; }
   // Along a ring r → r+1 → …: the last hop t (1..P−1) at which rank (origin + t) still sees
@@ -23,6 +30,9 @@ class BlockNeeds {
   // travel. Under a sliding window on a contiguous layout, only the halo.
   const std::vector<int64_t>& travelling_rows(int origin) const { return travelling_[origin]; }
   bool travels_whole(int origin) const { return whole_[origin]; }
+  // The same rows as a tensor of local indices, and their global positions (int64, CPU).
+  const at::Tensor& travelling_index(int origin) const { return travelling_index_[origin]; }
+  const at::Tensor& travelling_positions(int origin) const { return travelling_positions_[origin]; }
   // A query whose visible keys are `keys` (Mask::spec().keys_of) sees some key of rank kr
   // (conservative like needed()).
   bool row_sees(const std::vector<PosInterval>& keys, int kr) const;
@@ -36,6 +46,7 @@ class BlockNeeds {
   std::vector<int> last_hop_;
   std::vector<std::vector<int64_t>> travelling_;
   std::vector<char> whole_;
+  std::vector<at::Tensor> travelling_index_, travelling_positions_;
 };
 
 }  // namespace longhaul

@@ -17,7 +17,8 @@ int64_t forward_bytes_formula(Strategy s, const ShardPlan& plan, const Mask& mas
     case Strategy::Ring: {
       // Step s (0..P−2): rank r holds the block of origin o = r − s and forwards it iff a later
       // rank on the ring still needs it.
-      const BlockNeeds needs(plan, mask);
+      const auto shared = BlockNeeds::shared(plan, mask);
+      const BlockNeeds& needs = *shared;
       int64_t rows = 0;
       for (int step = 0; step + 1 < p; ++step) {
         const int origin = (rank - step + p) % p;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "parallel/bytes_model.h"
 #include "parallel/shard_plan.h"
@@ -12,10 +13,12 @@ namespace longhaul {
 Network network_preset(const std::string& name) {
   // this-machine: `mpirun -np 2 longhaul bench comm` here: ~7 µs per message through the progress
   // engine, ~10 GB/s for MiB messages over shared memory; a copy costs CPU, so not full duplex.
-  if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9};
-  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9};          // H100 NVLink node, per direction
-  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9};       // 200 Gb/s NDR per GPU, NVLink inside
-  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9};             // PCIe 4 box, peer to peer
+  // Its memory: what the ranks of one machine share (MemAvailable, divided by the caller).
+  constexpr double kGiB = double(1 << 30);
+  if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9, 0};
+  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB};     // H100 NVLink node, per direction
+  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB};  // 200 Gb/s NDR per GPU, NVLink inside
+  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB};        // PCIe 4 box, peer to peer
   std::string all;
   for (const auto& n : network_presets()) all += (all.empty() ? "" : ", ") + n;
   throw InvalidArgument("unknown network '" + name + "', expected one of " + all + " (or give --alpha and --beta)");
@@ -63,8 +66,14 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   std::optional<at::Tensor> cu;
   if (!docs.empty()) cu = at::tensor(docs, at::kLong);
   // Balanced plans are cut by the mask's area; the others by the documents alone.
+  // One plan per layout, seen from each rank (shared rows: the byte model's needs are computed once).
+  std::map<Layout, ShardPlan> plans;
   auto plan_for = [&](Layout l, int rank) {
-    return l == Layout::Balanced ? ShardPlan::for_mask(pr.T, mask, l, pr.P, rank) : ShardPlan(pr.T, cu, l, pr.P, rank);
+    auto it = plans.find(l);
+    if (it == plans.end())
+      it = plans.emplace(l, l == Layout::Balanced ? ShardPlan::for_mask(pr.T, mask, l, pr.P, 0)
+                                                  : ShardPlan(pr.T, cu, l, pr.P, 0)).first;
+    return it->second.with_rank(rank);
   };
   const double flops_per_area = 4.0 * pr.H * pr.D * 3.5;  // forward + backward (F_bwd = 2.5 F_fwd)
   const double rate = pr.kernel_gflops * 1e9;
@@ -74,12 +83,19 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
                       Strategy::RingSelfAttention, Strategy::Hybrid}) {
     if (pr.only_strategy && *pr.only_strategy != st) continue;
-    for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced}) {
-      if (pr.only_layout && *pr.only_layout != l && st != Strategy::Hybrid) continue;
+    for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced})
+    for (Strategy inner : {Strategy::Ring, Strategy::TokenRing}) {
+      if (pr.only_layout && *pr.only_layout != l) continue;
+      if (inner != Strategy::Ring && st != Strategy::Hybrid) continue;  // the inner strategy is hybrid's alone
       Prediction p{st, l};
+      p.inner = inner;
       if (st == Strategy::Hybrid) p.ulysses_degree = std::min(pr.P, net.ranks_per_node);
       const ShardPlan plan = plan_for(l, 0);
-      const double area = busiest_area(plan, mask, pr.P);
+      // Ulysses computes every row for H/P heads: balanced whatever the layout. Ring Self-Attention
+      // computes its full score matrix (T/P rows × T keys) whatever the mask.
+      const double area = st == Strategy::Ulysses ? double(mask.area(0, pr.T, 0, pr.T)) / pr.P
+                          : st == Strategy::RingSelfAttention ? double(tl) * double(pr.T)
+                                                              : busiest_area(plan, mask, pr.P);
       p.compute_s = area * flops_per_area / rate;
       const int steps = pr.P - 1;
       const double step_compute = p.compute_s / std::max(1, pr.P);
@@ -90,19 +106,22 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
           const int rings = pr.P / u;
           Network intra = net;
           intra.beta_Bps = net.intra_beta_Bps;
-          const double a2a = transfer(intra, double(tl) * (2 * pr.H + 2 * std::max<int64_t>(pr.H_kv, u)) * pr.D * s *
-                                                  (u - 1) / u, u - 1);
-          const double ring_bytes = double(tl * u) * 2 * pr.H_kv / u * pr.D * s;  // per step, a group's K,V share
-          const double ring = std::max(p.compute_s, transfer(net, ring_bytes) * 3 * (rings - 1));
-          p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? transfer(net, ring_bytes) : 0);
           if (pr.H_kv % u != 0 && u % pr.H_kv != 0) throw InvalidArgument("hybrid needs H_kv % U == 0 or U % H_kv == 0");
+          const double a2a_bytes = double(tl) * (2 * pr.H + 2 * std::max<int64_t>(pr.H_kv, u)) * pr.D * s * (u - 1) / u;
+          const double a2a = transfer(intra, a2a_bytes, u - 1);
           for (int r = 0; r < pr.P; ++r) {
             const ShardPlan pr_r = plan_for(l, r);
             p.bytes_fwd = std::max(p.bytes_fwd, forward_bytes_formula(st, pr_r, mask, r, pr.H, pr.H_kv, pr.D, s, u,
-                                                                      Strategy::Ring));
+                                                                      inner));
           }
-          p.memory_bytes = io_bytes + int64_t(4 * ring_bytes);
-          p.note = "ulysses " + std::to_string(u) + " inside nodes, ring across";
+          // The inner strategy's share of the bytes crosses the slow link over rings - 1 steps, the
+          // backward about twice the forward (float32 gradients); overlapped with the compute but one step.
+          const double ring_bytes = std::max(0.0, double(p.bytes_fwd) - a2a_bytes);
+          const int ring_steps = std::max(1, rings - 1);
+          const double ring = transfer(net, ring_bytes, 2 * ring_steps) * 3;
+          p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? ring / (3 * ring_steps) : 0);
+          p.memory_bytes = io_bytes + int64_t(4 * ring_bytes / ring_steps);
+          p.note = "ulysses " + std::to_string(u) + " inside nodes, " + to_string(inner) + " across";
         } else {
           if (st == Strategy::RingSelfAttention && (mask.has_documents() || mask.has_window() || mask.is_general()))
             throw InvalidArgument("rsa supports full and causal masks only");
@@ -166,7 +185,6 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
         p.note = "does not fit in memory";
       }
       out.push_back(p);
-      if (st == Strategy::Hybrid) break;  // predicted for the plan layout only (bytes estimated)
     }
   }
   std::stable_sort(out.begin(), out.end(), [](const Prediction& a, const Prediction& b) {

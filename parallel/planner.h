@@ -24,6 +24,7 @@ struct Network {
   bool full_duplex;       // both directions at full rate at once
   int ranks_per_node;     // ranks sharing the fast intra-node link (hybrid's Ulysses groups)
   double intra_beta_Bps;  // bandwidth inside a node (NVLink) when ranks_per_node > 1
+  double device_memory_bytes = 0;  // per rank (a GPU's); 0: this machine's, shared by its ranks
 };
 // "this-machine" (measured by `longhaul bench comm`), "nvlink", "infiniband", "pcie".
 Network network_preset(const std::string& name);
@@ -48,6 +49,7 @@ struct Prediction {
   Strategy strategy;
   Layout layout;
   int ulysses_degree = 1;
+  Strategy inner = Strategy::Ring;  // hybrid's strategy across the Ulysses groups
   double compute_s = 0, comm_s = 0, time_s = 0;  // forward + backward, the busiest rank
   int64_t bytes_fwd = 0;                          // per rank, forward (max over ranks)
   int64_t memory_bytes = 0;                       // per rank, peak estimate

@@ -21,9 +21,8 @@ int hop(int r, int origin, int p) { return (r - origin + p) % p; }
 struct Travelling {
   Travelling(const BlockNeeds& needs, const ShardPlan& plan) {
     for (int o = 0; o < plan.P(); ++o) {
-      const auto& rows = needs.travelling_rows(o);
-      idx.push_back(at::tensor(at::ArrayRef<int64_t>(rows), at::kLong));
-      pos.push_back(plan.positions(o).index_select(0, idx.back()));
+      idx.push_back(needs.travelling_index(o));
+      pos.push_back(needs.travelling_positions(o));
       whole.push_back(needs.travels_whole(o));
     }
   }
@@ -37,10 +36,12 @@ struct Travelling {
 // travelling part of every block and this rank's query positions.
 struct RingSetup {
   explicit RingSetup(const CpCall& c)
-      : p(c.comm.size()), r(c.comm.rank()), right((r + 1) % p), left((r - 1 + p) % p), needs(c.plan, c.mask),
-        tr(needs, c.plan), q_pos(c.plan.positions(r)) {}
+      : p(c.comm.size()), r(c.comm.rank()), right((r + 1) % p), left((r - 1 + p) % p),
+        shared_needs(BlockNeeds::shared(c.plan, c.mask)), needs(*shared_needs), tr(needs, c.plan),
+        q_pos(c.plan.positions(r)) {}
   int p, r, right, left;
-  BlockNeeds needs;
+  std::shared_ptr<const BlockNeeds> shared_needs;
+  const BlockNeeds& needs;
   Travelling tr;
   at::Tensor q_pos;
 };
@@ -49,7 +50,7 @@ class Ring : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
     const RingSetup setup(c);
-    const auto& [p, r, right, left, needs, tr, q_pos] = setup;
+    const auto& [p, r, right, left, held_needs, needs, tr, q_pos] = setup;
     const auto acc_type = accumulate_type(q);
     Tracked out(c.stats, at::zeros({q.size(0), q.size(1), q.size(2)}, q.options().dtype(acc_type)));
     Tracked lse(c.stats, at::full({q.size(1), q.size(0)}, -std::numeric_limits<double>::infinity(),
@@ -95,7 +96,7 @@ class Ring : public CpStrategy {
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& out, const at::Tensor& lse, const CpCall& c) override {
     const RingSetup setup(c);
-    const auto& [p, r, right, left, needs, tr, q_pos] = setup;
+    const auto& [p, r, right, left, held_needs, needs, tr, q_pos] = setup;
     const auto acc_type = accumulate_type(q);
     const at::Tensor row_sums = attention_row_sums(dout, out);
     // This rank's own block first: the whole of its dK/dV from its own queries.

@@ -110,6 +110,13 @@ std::vector<std::vector<int64_t>> balanced_rows(int64_t T, const Mask& mask, int
 }
 }  // namespace
 
+ShardPlan ShardPlan::with_rank(int rank) const {
+  LH_CHECK(rank >= 0 && rank < p_, "ShardPlan::with_rank: rank ", rank, " outside [0, ", p_, ")");
+  ShardPlan copy = *this;
+  copy.rank_ = rank;
+  return copy;
+}
+
 ShardPlan ShardPlan::for_mask(int64_t T, const Mask& mask, Layout layout, int P, int rank, int64_t min_chunk,
                               std::optional<at::Tensor> cu) {
   LH_CHECK(mask.length() < 0 || mask.length() == T, "ShardPlan::for_mask: the mask is defined on [0, ",

@@ -64,6 +64,10 @@ class ShardPlan {
   int64_t local_rows(int rank) const { return static_cast<int64_t>((*rows_)[rank].size()); }
   int64_t local_rows() const { return local_rows(rank_); }
   const std::vector<int64_t>& rows_of(int rank) const { return (*rows_)[rank]; }
+  // The row storage every copy of this plan shares (an identity for caches keyed by the plan).
+  std::shared_ptr<const void> shared_rows() const { return rows_; }
+  // The same plan seen from another rank, sharing the rows (P ranks of one process: one copy).
+  ShardPlan with_rank(int rank) const;
 
   // Position of each local row inside its document (0-based): RoPE angles.
   at::Tensor doc_positions() const;

@@ -52,7 +52,8 @@ struct Simulation {
   int64_t H = 0, D = 0;
 };
 
-// Throws what the strategy throws (an unsupported layout, heads Ulysses cannot split) and
+// Throws Unsupported for rsa (its dense score matmuls are not the simulated kernel), what the
+// strategy throws (an unsupported layout, heads Ulysses cannot split) and
 // TimeoutError naming the waited operation when the schedule deadlocks.
 Simulation simulate(const SimulationSetup& setup);
 

@@ -12,7 +12,7 @@ namespace longhaul {
 class TokenRoutes {
  public:
   TokenRoutes(const ShardPlan& plan, const Mask& mask)
-      : plan_(plan), mask_(mask), needs_(plan, mask), p_(plan.P()) {}
+      : plan_(plan), mask_(mask), needs_(BlockNeeds::shared(plan, mask)), p_(plan.P()) {}
 
   // Rank the block of `origin` visits at hop t (1 … P−1): it travels to r − 1.
   int visited(int origin, int t) const { return (origin - t + 2 * p_) % p_; }
@@ -31,7 +31,7 @@ class TokenRoutes {
     for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
       mask_.spec().keys_of(rows[i], keys);  // once per row, then checked against each hop's rank
       for (int t = t_first; t <= t_last; ++t)
-        if (needs_.row_sees(keys, visited(origin, t))) {
+        if (needs_->row_sees(keys, visited(origin, t))) {
           out.push_back(i);
           break;
         }
@@ -41,7 +41,7 @@ class TokenRoutes {
 
   const ShardPlan& plan_;
   const Mask& mask_;
-  BlockNeeds needs_;
+  std::shared_ptr<const BlockNeeds> needs_;
   int p_;
 };
 

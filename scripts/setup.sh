@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what longhaul needs and is missing, nothing else. Idempotent: a second run only checks.
 #   Debian: Open MPI, HDF5, Boost.ProgramOptions, GoogleTest, OpenBLAS, ccache, ninja, cmake.
-#   PyPI:   torch (LibTorch comes from the wheel), numpy, pytest, h5py, wheel, transformers.
+#   PyPI:   torch (LibTorch comes from the wheel), numpy, pytest, h5py, wheel, matplotlib, transformers.
 # torch is pinned to 2.11.0: its PyPI build is for CUDA 13.0, the same CUDA as the toolkit here
 # and as the GPU machine's torch, so a process holds one CUDA runtime and one NCCL (torch's).
 set -euo pipefail
@@ -27,7 +27,7 @@ if [ "$have_torch" != "$TORCH_VERSION" ]; then
   echo "setup: installing torch==$TORCH_VERSION from PyPI (found: ${have_torch:-none})"
   $PY -m pip install -q --root-user-action=ignore "torch==$TORCH_VERSION"
 fi
-for mod in numpy pytest h5py wheel; do  # wheel: `pip install --no-build-isolation .`
+for mod in numpy pytest h5py wheel matplotlib; do  # wheel: `pip install --no-build-isolation .`; matplotlib: benchmarks/plot.py
   $PY -c "import $mod" 2>/dev/null || { echo "setup: installing $mod"; $PY -m pip install -q --root-user-action=ignore "$mod"; }
 done
 have_tf=$($PY -c 'import transformers; print(transformers.__version__)' 2>/dev/null || true)

@@ -13,7 +13,7 @@
 
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/bytes_model.h"
-#include "parallel/planner.h"
+#include "benchmarks/cp/cp_predict.h"
 #include "benchmarks/cp/cp_check.h"
 #include "benchmarks/cp/cp_timing.h"
 #include "parallel/context_parallel.h"
@@ -178,34 +178,44 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
   double single_ms = NAN, efficiency = NAN;
   const int64_t single_peak = single_rank_peak_bytes(c);
   std::string note;
-  double predicted_ms = NAN;
+  CpPredictions predicted{NAN, NAN};
   if (o.baseline) {
     single_ms = found->second.fwd_ms + found->second.bwd_ms;
     efficiency = single_ms / (c.p * total_ms);
-    // The planner's prediction for this row: this machine's network preset and the kernel rate
-    // of the single-rank baseline (1 thread) scaled by the threads each rank runs.
-    Problem pr;
-    pr.T = c.t, pr.H = c.h, pr.H_kv = c.h_kv, pr.D = c.d, pr.P = c.p, pr.elem_bytes = kElemBytes;
-    pr.mask = c.mask;
-    pr.given_mask = mask;
-    pr.kernel_gflops = 3.5 * f_fwd / (single_ms * 1e-3) / 1e9 * at::get_num_threads();
-    for (const auto& pred : plan_strategies(pr, network_preset("this-machine")))
-      if (pred.strategy == strategy && pred.layout == layout) predicted_ms = pred.time_s * 1e3;
+    // Both predictions run on rank 0 only (the simulator is P threads of this process).
+    if (comm.rank() == 0 && o.predict) {
+      CpPredictionInput in;
+      in.strategy = strategy, in.layout = layout, in.ulysses_degree = opts.ulysses_degree;
+      in.mask_name = c.mask, in.mask = mask;
+      in.T = c.t, in.H = c.h, in.H_kv = c.h_kv, in.D = c.d, in.P = c.p, in.elem_bytes = kElemBytes;
+      in.single_fwd_ms = found->second.fwd_ms, in.single_bwd_ms = found->second.bwd_ms;
+      // A rank runs its threads, unless the ranks on this machine outnumber its cores.
+      const int cpus = o.cpus > 0 ? o.cpus : at::get_num_threads() * o.ranks_per_host;
+      in.rank_speed = std::min<double>(at::get_num_threads(), double(cpus) / std::max(1, o.ranks_per_host));
+      predicted = predict_cp_row(in);
+    }
   } else {
     note = "no baseline (--no-baseline)";
   }
+  // LongCA-bench's communication metric: bytes a rank sends over the K,V bytes it holds.
+  const double local_kv_bytes = std::ceil(double(c.t) / c.p) * 2.0 * double(c.h_kv) * double(c.d) * kElemBytes;
   return cp_config_row(c.strategy, c.layout, c.mask, c.t, c.p, c.h, c.h_kv, c.d)
       .add("fwd_ms", t.fwd_ms)
       .add("bwd_ms", t.bwd_ms)
+      .add("fwd_tflops_per_rank", f_fwd / c.p / (t.fwd_ms * 1e-3) / 1e12)
+      .add("bwd_tflops_per_rank", 2.5 * f_fwd / c.p / (t.bwd_ms * 1e-3) / 1e12)
       .add("gflops_per_rank", gflops)
       .add("efficiency", efficiency)
       .add("imbalance", plan.area_imbalance(mask))
+      .add("comm_ratio", double(t.bytes_sent_fwd) / local_kv_bytes)
       .add("bytes_sent", t.bytes_sent_fwd)
       .add("bytes_formula", formula)
       .add("bytes_sent_bwd", t.bytes_sent_bwd)
       .add("peak_tensor_bytes", peak)
-      .add("predicted_ms", predicted_ms)
-      .add("predicted_over_measured", predicted_ms / total_ms)
+      .add("predicted_ms", predicted.planner_ms)
+      .add("predicted_over_measured", predicted.planner_ms / total_ms)
+      .add("simulated_ms", predicted.simulated_ms)
+      .add("simulated_over_measured", predicted.simulated_ms / total_ms)
       .add("single_rank_ms", single_ms)
       .add("single_rank_peak_bytes", single_peak)
       .add("peak_ratio", double(peak) / double(single_peak))
@@ -270,7 +280,9 @@ CpBenchResult run_cp_bench(Communicator& comm, const CpBenchOptions& o) {
 
   CpBenchResult result;
   std::map<std::tuple<std::string, int64_t, int64_t, int64_t, int64_t>, SingleRankTimes> baselines;
-  for (const auto& c : configs) {
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const Config& c = configs[i];
+    if (o.progress && comm.rank() == 0) o.progress(i + 1, configs.size(), describe(c));
     const std::string why = skip_reason(comm, c, o);
     if (!why.empty()) {
       result.notes.push_back("# (" + c.target + ") skipped " + describe(c) + ": " + why);

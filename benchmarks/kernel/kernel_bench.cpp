@@ -236,7 +236,8 @@ Row make_row(const Config& c, const std::string& pass, const Measured& m, double
       .add("note", m.note.empty() ? std::string("-") : m.note);
 }
 
-Row sgemm_row(const std::string& backend, const SgemmRate& s) {
+Row sgemm_row(const std::string& backend, const SgemmYardstick& y) {
+  const SgemmRate& s = y.best;
   return Row()
       .add("backend", backend)
       .add("mask", std::string("-"))
@@ -258,7 +259,7 @@ Row sgemm_row(const std::string& backend, const SgemmRate& s) {
       .add("peak_rss_growth_mib", NAN)
       .add("iters", int64_t(0))
       .add("wrong", int64_t(0))
-      .add("note", std::string("square float32 at::mm, 2n^3 flops"));
+      .add("note", "best square float32 GEMM, 2n^3 flops: " + y.summary());
 }
 
 template <typename T>
@@ -351,10 +352,16 @@ KernelBenchResult run_kernel_bench(const KernelBenchOptions& o) {
   make_mask("causal_window", 1, o.masks);
 
   std::vector<std::pair<Config, Measured>> measured;
-  for (const auto& c : configs) measured.emplace_back(c, measure(c, o));
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const Config& c = configs[i];
+    if (o.progress)
+      o.progress(i + 1, configs.size(),
+                 detail::str_cat(c.backend, "/", c.mask, " T=", c.t, " H=", c.h, "/", c.h_kv, " D=", c.d, " ", c.dtype));
+    measured.emplace_back(c, measure(c, o));
+  }
 
   // The yardstick last, on each device used, so its buffers do not sit in the allocator earlier.
-  std::map<std::string, SgemmRate> sgemm;  // by device kind
+  std::map<std::string, SgemmYardstick> sgemm;  // by device kind
   KernelBenchResult result;
   std::vector<Row> sgemm_rows;
   for (const auto& [c, m] : measured) {
@@ -365,7 +372,7 @@ KernelBenchResult run_kernel_bench(const KernelBenchOptions& o) {
     sgemm_rows.push_back(sgemm_row(dev == "cpu" ? "sgemm" : "sgemm_cuda", sgemm[dev]));
   }
   for (const auto& [c, m] : measured) {
-    const double yard = sgemm[c.device().is_cpu() ? "cpu" : "cuda"].gflops;
+    const double yard = sgemm[c.device().is_cpu() ? "cpu" : "cuda"].best.gflops;
     if (c.fwd) result.rows.push_back(make_row(c, "fwd", m, yard));
     if (c.fwd_bwd) result.rows.push_back(make_row(c, "fwd+bwd", m, yard));
   }

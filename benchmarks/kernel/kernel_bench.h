@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@ struct KernelBenchOptions {
   bool sdpa = true;          // the SDPA columns
   int64_t sdpa_max_t = 32768;  // no SDPA above this T (its dense T×T mask, its time)
   int64_t sgemm_n = 0;       // 0: 2048 on the CPU, 8192 on a GPU
+  // Called before each configuration (index from 1, count, description).
+  std::function<void(size_t, size_t, const std::string&)> progress;
 };
 
 // The default run (the configurations of benchmarks/results/kernel_cpu_2threads.txt, fp32, backend cpu).

@@ -18,15 +18,22 @@ rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.startswith("{")]
 for r in rows:
     assert r["note"] == "-", r
     assert r["fwd_tflops"] > 0 and r["bwd_tflops"] > 0 and r["sent_mib"] > 0, r
-    assert r["tokens"] == 256 * r["ranks"], r
+    assert r["level"] == "simulated" and r["T"] == 256 * r["P"], r
+    assert r["memory_gib"] > r["peak_mib"] / 1024 and r["device_memory_gib"] == 80, r
 # A sliding window moves less than causal on the ring (only the halo travels).
-ring = {(r["mask"], r["ranks"]): r["sent_mib"] for r in rows if r["strategy"] == "ring"}
+ring = {(r["mask"], r["P"]): r["sent_mib"] for r in rows if r["strategy"] == "ring"}
 assert ring[("sliding_window_causal", 4)] < ring[("causal", 4)], ring
 PY
 
 table=$("$bin" simulate --ranks 8 --tokens-per-rank 128 --heads 8 --kv-heads 8 --head-dim 16 --strategies ring) \
   || fail "simulate (table) failed"
 grep -q 'fwd_tflops' <<<"$table" || fail "the table has no fwd_tflops column"
+
+# A rank that cannot hold its share is marked infeasible with the numbers: 8M tokens on 2 ranks,
+# all-gathered K,V (32 GiB) plus the rank's 4M rows of q, k, v, out and gradients exceed 80 GiB.
+big=$("$bin" simulate --ranks 2 --tokens 8388608 --heads 8 --kv-heads 8 --head-dim 128 --strategies allgather \
+      --forward-only --json) || fail "simulate (memory) failed: $big"
+grep -q '"note": "infeasible: needs' <<<"$big" || fail "32M tokens of all-gathered K,V should not fit 80 GiB: $big"
 
 expect_fail() {
   local want=$1; shift

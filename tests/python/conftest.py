@@ -1,15 +1,15 @@
-"""Fixtures the multi-rank Python tests share: the group they run over and its size."""
+"""Fixtures the multi-rank Python tests share: the group they run over and its size. longhaul is
+imported inside the fixtures, so that tests without the built module (test_plot.py) still load."""
 import os
 
 import pytest
-
-import longhaul
 
 
 @pytest.fixture(scope="module")
 def group():
     """The CP group: a torch ProcessGroup under torchrun (LONGHAUL_TEST_GROUP=torch), else None
     (the world of longhaul.init(): mpirun or one process)."""
+    import longhaul
     if os.environ.get("LONGHAUL_TEST_GROUP") == "torch":
         import torch.distributed as dist
         if not dist.is_initialized():
@@ -21,4 +21,5 @@ def group():
 
 @pytest.fixture(scope="module")
 def world_size(group):
+    import longhaul
     return longhaul.as_group(group).size

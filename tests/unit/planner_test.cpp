@@ -13,9 +13,9 @@
 namespace longhaul {
 namespace {
 
-const Prediction& find(const std::vector<Prediction>& preds, Strategy s, Layout l) {
+const Prediction& find(const std::vector<Prediction>& preds, Strategy s, Layout l, Strategy inner = Strategy::Ring) {
   for (const auto& p : preds)
-    if (p.strategy == s && p.layout == l) return p;
+    if (p.strategy == s && p.layout == l && p.inner == inner) return p;
   throw std::runtime_error("no prediction");
 }
 
@@ -26,27 +26,66 @@ TEST(Planner, BytesEqualWhatTheStrategiesSend) {
     if (mask_name == "causal_documents") pr.cu_seqlens = {0, 100, 130, 610, 1000};
     const auto preds = plan_strategies(pr, network_preset("this-machine"));
     const Mask mask = mask_of(pr);
-    for (Strategy s : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses, Strategy::Hybrid}) {
-      for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped}) {
-        if (s == Strategy::Hybrid && l != Layout::Zigzag) continue;  // the planner rates hybrid for zigzag
+    for (Strategy s : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses, Strategy::Hybrid})
+      for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped})
+      for (Strategy inner : {Strategy::Ring, Strategy::TokenRing}) {
+        if (s != Strategy::Hybrid && inner != Strategy::Ring) continue;  // hybrid alone has an inner strategy
         int64_t measured = 0;
         local::run_ranks(pr.P, [&](Communicator& comm) {
           std::optional<at::Tensor> cu;
           if (!pr.cu_seqlens.empty()) cu = at::tensor(pr.cu_seqlens, at::kLong);
           ShardPlan plan(pr.T, cu, l, pr.P, comm.rank());
           // this-machine: 2 ranks per node, so the planner's hybrid is 2 × (P/2) with a ring across.
-          ContextParallel cp(comm.shared_from_this(),
-                             {.strategy = s, .layout = l, .ulysses_degree = s == Strategy::Hybrid ? 2 : 1});
+          ContextParallel cp(comm.shared_from_this(), {.strategy = s,
+                                                       .layout = l,
+                                                       .ulysses_degree = s == Strategy::Hybrid ? 2 : 1,
+                                                       .inner = inner});
           at::Tensor q = at::zeros({plan.local_rows(), pr.H, pr.D}), k = at::zeros({plan.local_rows(), pr.H_kv, pr.D});
           cp.forward(q, k, k, plan, mask);
           at::Tensor b = at::full({1}, cp.stats().bytes_sent_fwd, at::kLong);
           comm.all_reduce(b, ReduceOp::Max)->wait();
           if (comm.rank() == 0) measured = b.item<int64_t>();
         });
-        EXPECT_EQ(find(preds, s, l).bytes_fwd, measured) << to_string(s) << "/" << to_string(l) << "/" << mask_name;
+        EXPECT_EQ(find(preds, s, l, inner).bytes_fwd, measured)
+            << to_string(s) << "/" << to_string(l) << "/" << to_string(inner) << "/" << mask_name;
       }
-    }
   }
+}
+
+// What each strategy computes: Ulysses every row of H/P heads (balanced in any layout), Ring Self-
+// Attention its whole T/P × T score matrix (the mask saves it nothing), ring the plan's own area.
+TEST(Planner, ComputeFollowsWhatEachStrategyComputes) {
+  Problem pr;
+  pr.T = 4096, pr.H = 8, pr.H_kv = 8, pr.D = 64, pr.P = 4, pr.mask = "causal";
+  const auto preds = plan_strategies(pr, network_preset("nvlink"));
+  EXPECT_DOUBLE_EQ(find(preds, Strategy::Ulysses, Layout::Contiguous).compute_s,
+                   find(preds, Strategy::Ulysses, Layout::Zigzag).compute_s);
+  EXPECT_GT(find(preds, Strategy::Ring, Layout::Contiguous).compute_s,
+            1.5 * find(preds, Strategy::Ring, Layout::Zigzag).compute_s);  // contiguous causal is imbalanced
+  Problem full = pr;
+  full.mask = "full";
+  const auto full_preds = plan_strategies(full, network_preset("nvlink"));
+  EXPECT_DOUBLE_EQ(find(preds, Strategy::RingSelfAttention, Layout::Zigzag).compute_s,
+                   find(full_preds, Strategy::Ring, Layout::Zigzag).compute_s);
+  // Hybrid is rated for every layout and both inner strategies.
+  for (Layout l : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced})
+    for (Strategy inner : {Strategy::Ring, Strategy::TokenRing})
+      EXPECT_TRUE(find(preds, Strategy::Hybrid, l, inner).feasible) << to_string(l) << "/" << to_string(inner);
+}
+
+// A GPU preset carries its device memory: Ring Self-Attention's quadratic scores at 1M tokens do
+// not fit an 80 GiB H100, and the planner says so instead of calling it feasible.
+TEST(Planner, DeviceMemoryOfThePresetBoundsFeasibility) {
+  const Network net = network_preset("nvlink");
+  EXPECT_DOUBLE_EQ(net.device_memory_bytes, 80.0 * double(1 << 30));
+  Problem pr;
+  pr.T = 1 << 20, pr.H = 32, pr.H_kv = 8, pr.D = 128, pr.P = 8, pr.elem_bytes = 2, pr.mask = "causal";
+  pr.memory_limit_bytes = net.device_memory_bytes;
+  pr.only_layout = Layout::Zigzag;
+  const auto preds = plan_strategies(pr, net);
+  EXPECT_FALSE(find(preds, Strategy::RingSelfAttention, Layout::Zigzag).feasible);
+  EXPECT_EQ(find(preds, Strategy::RingSelfAttention, Layout::Zigzag).note, "does not fit in memory");
+  EXPECT_TRUE(find(preds, Strategy::Ring, Layout::Zigzag).feasible);
 }
 
 TEST(Planner, InfeasibleStrategiesSayWhy) {

@@ -234,6 +234,14 @@ TEST(Simulate, BadSetupsAreNamed) {
   s = small(Strategy::Ring, Layout::Zigzag, 2, Mask::causal(), 64);
   s.H_kv = 3;
   EXPECT_THROW(simulate(s), InvalidArgument);
+  // rsa's dense score matmuls are not the simulated kernel: refused by name, not timed as free.
+  s = small(Strategy::RingSelfAttention, Layout::Zigzag, 2, Mask::causal(), 64);
+  EXPECT_THROW(
+      try { simulate(s); } catch (const Unsupported& e) {
+        EXPECT_NE(std::string(e.what()).find("rsa"), std::string::npos) << e.what();
+        throw;
+      },
+      Unsupported);
 }
 
 }  // namespace

@@ -1,0 +1,46 @@
+// The two predictions printed beside every measured `bench attention` distributed row: the
+// planner's closed-form cost model (parallel/planner.h) and the simulator, which runs the
+// strategy's real schedule on shape-only tensors (parallel/simulate.h). Both are calibrated on the
+// single-rank baseline measured in the same run, so what they test is the schedule, the balance
+// and the communication, not the kernel's absolute speed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "attention/mask.h"
+#include "parallel/options.h"
+
+namespace longhaul::bench {
+
+struct CpPredictionInput {
+  Strategy strategy = Strategy::Ring;
+  Layout layout = Layout::Zigzag;
+  int ulysses_degree = 1;
+  std::string mask_name;
+  Mask mask = Mask::causal();
+  int64_t T = 0, H = 0, H_kv = 0, D = 0;
+  int P = 1;
+  int64_t elem_bytes = 4;
+  // The single-rank baseline: the plain kernel on the whole sequence with one thread.
+  double single_fwd_ms = 0, single_bwd_ms = 0;
+  // Speed of one rank relative to that baseline: its threads, or its share of the cores when the
+  // ranks on this machine outnumber them (4 ranks on 2 cores: 0.5).
+  double rank_speed = 1;
+};
+
+struct CpPredictions {
+  double planner_ms = 0;    // forward + backward of the busiest rank
+  double simulated_ms = 0;  // forward + backward, the slowest rank's virtual time
+};
+
+// NaN for a predictor that cannot model the row (the planner has no row for the strategy/layout).
+CpPredictions predict_cp_row(const CpPredictionInput& in);
+
+// This machine's network as both predictors see it: `longhaul bench comm` over shared memory
+// (the planner's "this-machine" preset: a per-message cost through the progress engine and the
+// copy bandwidth).
+constexpr double kThisMachineLatencyS = 7e-6;
+constexpr double kThisMachineBytesPerS = 10e9;
+
+}  // namespace longhaul::bench

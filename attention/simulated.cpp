@@ -73,16 +73,44 @@ int64_t block_area(const BlockView& view, const Mask& mask) {
   return area;
 }
 
+namespace {
+
+// The tiled area of [qa, qe) × [ka, ke), tiles counted from qa and ka: a part that is wholly
+// visible or wholly masked is settled at once, a partial part split in two along its longer side
+// at a tile boundary until it is one tile (which then pays whole). O(tiles on the mask's edges).
+int64_t tiled_area_of(const Mask& mask, int64_t qa, int64_t qe, int64_t ka, int64_t ke, int64_t tq, int64_t tk) {
+  const BlockClass c = mask.classify(RowRange{qa, qe - 1}, RowRange{ka, ke - 1});
+  if (c == BlockClass::Empty) return 0;
+  const int64_t nq = (qe - qa + tq - 1) / tq, nk = (ke - ka + tk - 1) / tk;
+  if (c == BlockClass::Full || (nq == 1 && nk == 1)) return (qe - qa) * (ke - ka);
+  if (nq >= nk) {
+    const int64_t mid = qa + (nq / 2) * tq;
+    return tiled_area_of(mask, qa, mid, ka, ke, tq, tk) + tiled_area_of(mask, mid, qe, ka, ke, tq, tk);
+  }
+  const int64_t mid = ka + (nk / 2) * tk;
+  return tiled_area_of(mask, qa, qe, ka, mid, tq, tk) + tiled_area_of(mask, qa, qe, mid, ke, tq, tk);
+}
+
+}  // namespace
+
 int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k) {
   if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
+  const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
+  const auto qr = runs_of(q_pos), kr = runs_of(k_pos);
+  if (qr.size() * kr.size() <= kMaxRunPairs) {  // runs of consecutive rows: tiles start at each run
+    int64_t area = 0;
+    for (const Run& a : qr)
+      for (const Run& b : kr) area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
+    return area;
+  }
+  // Scattered rows (striped): tiles of consecutive local rows, each taken as its positions' range.
   struct Tile {
     RowRange range;
     int64_t rows;
   };
   auto tiles = [](const at::Tensor& pos, int64_t size) {
-    const at::Tensor c = pos.contiguous();
-    const int64_t* p = c.data_ptr<int64_t>();
-    const int64_t n = c.numel();
+    const int64_t* p = pos.data_ptr<int64_t>();
+    const int64_t n = pos.numel();
     std::vector<Tile> out;
     for (int64_t i = 0; i < n; i += size) {
       const int64_t e = std::min(n, i + size);
@@ -91,7 +119,7 @@ int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int6
     }
     return out;
   };
-  const auto qt = tiles(view.q_pos, tile_q), kt = tiles(view.k_pos, tile_k);
+  const auto qt = tiles(q_pos, tile_q), kt = tiles(k_pos, tile_k);
   int64_t area = 0;
   for (const Tile& a : qt)
     for (const Tile& b : kt)

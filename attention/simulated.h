@@ -13,9 +13,11 @@ namespace longhaul::simulated {
 // Visible (query, key) pairs of a block: exact for any mask and any rows (runs of consecutive
 // positions are counted in O(1) each; other rows one by one).
 int64_t block_area(const BlockView& view, const Mask& mask);
-// The area a tiled kernel pays: every tile_q × tile_k tile of the block's rows (local order) with
-// a visible pair counts whole (a tile's positions taken as their range: exact for runs of
-// consecutive positions, conservative otherwise). tile_q or tile_k <= 0: block_area.
+// The area a tiled kernel pays: every tile_q × tile_k tile with a visible pair counts whole. Rows
+// in runs of consecutive positions are tiled from each run's start (wholly visible or masked
+// parts settled at once: cost grows with the tiles on the mask's edges, not with the block);
+// scattered rows (striped) are tiled in local order, a tile's positions taken as their range
+// (conservative). tile_q or tile_k <= 0: block_area.
 int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,

@@ -144,9 +144,9 @@ def text(row, key, default="?"):
 
 
 def note_wrong(level, rows):
-    n = sum(1 for row in rows if (num(row, "wrong") or 0) != 0)
+    n = sum(1 for row in rows if (num(row, "wrong") or 0) > 0)  # -1: not checked (--no-check)
     if n:
-        note(f"{plural(n, level + ' row')} with wrong != 0 (plotted anyway)")
+        note(f"{plural(n, level + ' row')} with wrong > 0 (plotted anyway)")
 
 
 # ---------------------------------------------------------------------------------- formatting

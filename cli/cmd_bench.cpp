@@ -20,9 +20,7 @@ namespace {
 int report(const std::vector<bench::Row>& rows, bool json, const std::string& header) {
   if (!json) std::cout << header << "\n";
   bench::print_rows(std::cout, rows, json);
-  int64_t wrong = 0;
-  for (const auto& r : rows)
-    if (auto* w = r.find("wrong")) wrong += std::get<int64_t>(*w);
+  const int64_t wrong = bench::total_wrong(rows);
   if (wrong > 0) std::cerr << "longhaul bench: " << wrong << " wrong elements\n";
   return wrong > 0 ? 3 : 0;
 }

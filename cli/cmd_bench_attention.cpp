@@ -85,9 +85,7 @@ struct Output {
 };
 
 int kernel_exit_code(const std::vector<bench::Row>& rows) {
-  int64_t wrong = 0;
-  for (const auto& r : rows)
-    if (auto* w = r.find("wrong")) wrong += std::get<int64_t>(*w);
+  const int64_t wrong = bench::total_wrong(rows);
   if (wrong > 0) std::cerr << "longhaul bench attention: " << wrong << " wrong elements at the kernel level\n";
   return wrong > 0 ? 3 : 0;
 }

@@ -87,6 +87,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
   std::vector<int> ranks = {8};
   int64_t tokens = 0, tokens_per_rank = 8192, heads = 64, kv_heads = 8, head_dim = 128, param = 0;
   int ulysses_degree = 0;
+  double timeout_s = 600;
   std::string dtype = "bf16", preset_name = "h100";
   double fwd_tflops = 0, bwd_tflops = 0, call_us = -1, intra_gbps = 0, inter_gbps = 0, latency_us = -1;
   int ranks_per_node = 0;
@@ -115,6 +116,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
       ("inter-gbps", po::value(&inter_gbps)->default_value(0), "GB/s per direction across nodes (0: the preset's)")
       ("latency-us", po::value(&latency_us)->default_value(-1), "latency of every link, µs (<0: the preset's)")
       ("forward-only", po::bool_switch(&forward_only), "no backward pass")
+      ("timeout", po::value(&timeout_s)->default_value(600), "real seconds a simulated rank may wait for a peer (a deadlocked schedule fails after it)")
       ("seed", po::value(&seed)->default_value(0), "document mix of the *_document_long masks")
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
   po::variables_map vm;
@@ -155,6 +157,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
           s.network = p.network;
           s.kernel = p.kernel;
           s.backward = !forward_only;
+          s.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
           report::Row row;
           row.add("level", std::string("simulated"))
               .add("strategy", strategy)

@@ -31,7 +31,9 @@ struct SimulationSetup {
   // NCCL's rules on top (runtime/comm/nccl_order): point-to-point matched in posting order per
   // pair, one stream per rank; a schedule that would deadlock or mismatch under NCCL fails here.
   bool nccl_order = false;
-  std::chrono::milliseconds timeout{std::chrono::seconds(120)};  // real time: a deadlocked schedule
+  // Real time a rank may wait for a peer: a deadlocked schedule fails after it. Hundreds of rank
+  // threads on a few cores need minutes between two steps of one rank.
+  std::chrono::milliseconds timeout{std::chrono::seconds(600)};
 };
 
 struct RankSimulation {

@@ -61,11 +61,12 @@ TEST(Simulate, BytesEqualARealRunForEveryStrategyLayoutAndFamily) {
   int cases = 0;
   for (Strategy strategy : {Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses,
                             Strategy::Hybrid})
-    for (Layout layout : {Layout::Zigzag, Layout::Contiguous, Layout::Balanced})
-      for (int p : {2, 4})
+    for (Layout layout : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced})
+      for (int p : {2, 4, 8})
         for (const Mask& mask : masks) {
-          if (strategy == Strategy::Hybrid && p != 4) continue;
-          const SimulationSetup s = small(strategy, layout, p, mask, t);
+          if (strategy == Strategy::Hybrid && p == 2) continue;
+          SimulationSetup s = small(strategy, layout, p, mask, t);
+          s.H = 8;  // Ulysses splits heads over up to 8 ranks
           Simulation sim;
           try {
             sim = simulate(s);
@@ -81,7 +82,7 @@ TEST(Simulate, BytesEqualARealRunForEveryStrategyLayoutAndFamily) {
           }
           ++cases;
         }
-  EXPECT_GT(cases, 100);
+  EXPECT_GT(cases, 250);
 }
 
 TEST(Simulate, EveryStrategyRunsUnderNcclOrderWithTheSameBytes) {

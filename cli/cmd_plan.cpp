@@ -3,9 +3,10 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
-#include <fstream>
+#include <cmath>
 #include <iostream>
 
+#include "benchmarks/common/rss.h"
 #include "core/report.h"
 #include "cli/cli.h"
 #include "data/length_mix.h"
@@ -68,12 +69,8 @@ void print_schedule_comparison(const std::vector<BucketDegree>& table, const Buc
 // machine's available memory shared by the P ranks it runs.
 double default_memory_per_rank(const Network& net, int ranks) {
   if (net.device_memory_bytes > 0) return net.device_memory_bytes;
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  double kib = 0;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024.0 / std::max(1, ranks);
-  return 0;  // unknown: no limit
+  const double available = bench::available_memory_bytes();
+  return std::isfinite(available) ? available / std::max(1, ranks) : 0;  // unknown: no limit
 }
 
 }  // namespace

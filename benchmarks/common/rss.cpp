@@ -41,4 +41,13 @@ double PeakRssGrowth::mib() const {
   return std::fmax(0.0, hwm - (reset_ ? rss_before_mib_ : hwm_before_mib_));
 }
 
+double available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  double kib;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024.0;
+  return NAN;
+}
+
 }  // namespace longhaul::bench

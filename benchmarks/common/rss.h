@@ -3,6 +3,9 @@
 
 namespace longhaul::bench {
 
+// MemAvailable of this machine in bytes, from /proc/meminfo (NaN without it).
+double available_memory_bytes();
+
 // Construct before the work, read mib() after: the peak resident set (VmHWM) during the scope
 // minus the resident set (VmRSS) at construction, in MiB. The kernel's high-water mark is reset at
 // construction (/proc/self/clear_refs, "5"); where that is refused, the growth of VmHWM over the

@@ -11,6 +11,7 @@
 #include <set>
 #include <tuple>
 
+#include "benchmarks/common/rss.h"
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/bytes_model.h"
 #include "benchmarks/cp/cp_predict.h"
@@ -70,17 +71,6 @@ void validate(const Config& c) {
 std::string describe(const Config& c) {
   return detail::str_cat(c.strategy, "/", c.layout, "/", c.mask, " T=", c.t, " P=", c.p, " H=", c.h, "/", c.h_kv,
                          " D=", c.d);
-}
-
-// MemAvailable of this machine in bytes (NaN without /proc).
-double available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kib;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024.0;
-  return NAN;
 }
 
 // Ring Self-Attention's score-sized tensors at their peak (backward: S, P, dS) plus the boolean

@@ -201,7 +201,6 @@ int bench_attention(const std::vector<std::string>& args, const std::vector<std:
   co.check = !no_check;
   co.baseline = !no_baseline;
   co.predict = !no_predict;
-  co.cpus = affinity_cpus();
   if (!no_progress) co.progress = progress_printer("distributed");
   auto set_world_size = [&](int p) {  // weak scaling needs P
     if (!tokens_per_rank.empty()) {

@@ -101,6 +101,10 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("alpha", po::value(&alpha)->default_value(0), "latency per message, seconds (overrides the preset)")
       ("beta", po::value(&beta)->default_value(0), "bandwidth per link direction, bytes/s (overrides the preset)")
       ("gflops", po::value(&pr.kernel_gflops)->default_value(0), "kernel GFLOP/s per rank (0: measure here)")
+      ("dense-gflops", po::value(&pr.dense_gflops)->default_value(0),
+       "matrix product GFLOP/s per rank, for rsa's dense scores (0: measure here when --gflops is, else --gflops)")
+      ("memory-gbps", po::value(&pr.memory_gbps)->default_value(0),
+       "elementwise memory traffic GB/s per rank, for rsa (0: the preset's device; this-machine: measure here)")
       ("memory-gib", po::value(&memory_gib)->default_value(-1),
        "memory per rank (-1: the preset's device memory, 80 GiB for nvlink/infiniband, 48 pcie; this-machine: "
        "MemAvailable shared by the ranks; 0: no limit)")
@@ -129,8 +133,11 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (alpha > 0) net.alpha_s = alpha;
   if (beta > 0) net.beta_Bps = net.intra_beta_Bps = beta;
   pr.memory_limit_bytes = memory_gib >= 0 ? memory_gib * double(1 << 30) : default_memory_per_rank(net, pr.P);
-  if (pr.kernel_gflops <= 0) pr.kernel_gflops = measure_kernel_gflops(std::max<int64_t>(1, pr.H / pr.P), 
-                                                                      std::max<int64_t>(1, pr.H_kv / pr.P), pr.D);
+  if (pr.kernel_gflops <= 0) {
+    pr.kernel_gflops = measure_kernel_gflops(std::max<int64_t>(1, pr.H / pr.P), std::max<int64_t>(1, pr.H_kv / pr.P), pr.D);
+    if (pr.dense_gflops <= 0) pr.dense_gflops = measure_dense_gflops(1024, pr.D, 1024);
+  }
+  if (pr.memory_gbps <= 0 && net.device_memory_Bps <= 0) pr.memory_gbps = measure_memory_gbps();
   if (buckets) {
     bp.world = pr.P;
     bp.H = pr.H, bp.H_kv = pr.H_kv, bp.D = pr.D, bp.elem_bytes = pr.elem_bytes;

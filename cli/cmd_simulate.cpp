@@ -32,10 +32,12 @@ struct Preset {
 // NVLink 4 inside a node of 8 (≈ 360 GB/s achieved per direction), one 400 Gb/s InfiniBand NIC
 // per GPU across nodes (≈ 45 GB/s).
 const Preset kPresets[] = {
-    {"h100", {650e12, 520e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 80,
-     "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
-    {"h200", {680e12, 540e12, 15e-6, 128, 128}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 141,
-     "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
+    {"h100", {650e12, 520e12, 15e-6, 128, 128, 700e12, 2.8e12}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 80,
+     "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd, GEMM 700 TFLOP/s, HBM 2.8 TB/s, NVLink 360 GB/s in nodes of 8, "
+     "IB 45 GB/s"},
+    {"h200", {680e12, 540e12, 15e-6, 128, 128, 720e12, 4.0e12}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 141,
+     "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd, GEMM 720 TFLOP/s, HBM 4.0 TB/s, NVLink 360 GB/s in nodes of 8, "
+     "IB 45 GB/s"},
 };
 
 const Preset& preset(const std::string& name) {
@@ -95,7 +97,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
   uint64_t seed = 0;
   po::options_description desc("longhaul simulate");
   desc.add_options()
-      ("strategies", po::value(&strategies)->multitoken(), "ring allgather tokenring ulysses hybrid (rsa's dense scores are not simulated)")
+      ("strategies", po::value(&strategies)->multitoken(), "ring allgather tokenring ulysses hybrid rsa (default: all but rsa, whose dense scores need T/P x T memory)")
       ("layouts", po::value(&layouts)->multitoken(), "zigzag striped contiguous balanced (default zigzag)")
       ("masks", po::value(&mask_names)->multitoken(), "mask families (masks::make names) and full_document_long, causal_document_long")
       ("mask-param", po::value(&param)->default_value(0), "the family's parameter (window, prefix, block size)")

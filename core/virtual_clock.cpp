@@ -14,4 +14,9 @@ void charge_compute(double seconds) {
   t_clock->compute_s += seconds;
 }
 
+void charge_dense(double flops, double bytes) {
+  if (!t_clock) return;
+  charge_compute(flops / t_clock->kernel.dense_flops_per_s + bytes / t_clock->kernel.memory_bytes_per_s);
+}
+
 }  // namespace longhaul::virtual_clock

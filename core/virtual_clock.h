@@ -18,6 +18,11 @@ struct KernelModel {
   // costs its whole area, as in FlashAttention-style kernels, so masks with many short documents
   // or thin bands cost more than their exact area. 0: the exact masked area.
   int64_t tile_q = 0, tile_k = 0;
+  // Code that computes outside the attention kernel with plain tensor operations (Ring
+  // Self-Attention's dense score matrices): matrix products at a GEMM rate, elementwise passes at
+  // a memory rate (bytes read + written).
+  double dense_flops_per_s = 600e12;
+  double memory_bytes_per_s = 2.5e12;
 };
 
 struct RankClock {
@@ -33,5 +38,8 @@ void set_current(RankClock* clock);
 
 // Charges `seconds` of compute to the calling thread's clock (no-op without one).
 void charge_compute(double seconds);
+// Charges a plain matrix product (`flops`) and elementwise memory traffic (`bytes`) at the
+// clock's dense rates (no-op without a clock).
+void charge_dense(double flops, double bytes);
 
 }  // namespace longhaul::virtual_clock

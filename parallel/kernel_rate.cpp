@@ -35,4 +35,15 @@ double measure_dense_gflops(int64_t rows, int64_t in, int64_t out) {
   return reps * 6.0 * double(rows) * double(in) * double(out) / s / 1e9;
 }
 
+double measure_memory_gbps(int64_t bytes) {
+  at::Tensor x = at::randn({bytes / 4});
+  double sink = (x * 0.5)[0].item<double>();  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  const int reps = 3;
+  for (int i = 0; i < reps; ++i) sink += (x * 0.5)[0].item<double>();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  (void)sink;
+  return reps * 2.0 * double(x.numel()) * 4.0 / s / 1e9;
+}
+
 }  // namespace longhaul

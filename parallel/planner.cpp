@@ -5,6 +5,7 @@
 #include <map>
 
 #include "parallel/bytes_model.h"
+#include "parallel/rsa_cost.h"
 #include "parallel/shard_plan.h"
 #include "core/errors.h"
 
@@ -15,10 +16,11 @@ Network network_preset(const std::string& name) {
   // engine, ~10 GB/s for MiB messages over shared memory; a copy costs CPU, so not full duplex.
   // Its memory: what the ranks of one machine share (MemAvailable, divided by the caller).
   constexpr double kGiB = double(1 << 30);
-  if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9, 0};
-  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB};     // H100 NVLink node, per direction
-  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB};  // 200 Gb/s NDR per GPU, NVLink inside
-  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB};        // PCIe 4 box, peer to peer
+  // GPU presets: an H100's memory (80 GiB, ~2.8 TB/s achieved), a 48 GiB PCIe card's (~0.8 TB/s).
+  if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9, 0, 0};
+  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB, 2.8e12};     // H100 NVLink node, per direction
+  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB, 2.8e12};  // 200 Gb/s NDR per GPU, NVLink inside
+  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB, 0.8e12};        // PCIe 4 box, peer to peer
   std::string all;
   for (const auto& n : network_presets()) all += (all.empty() ? "" : ", ") + n;
   throw InvalidArgument("unknown network '" + name + "', expected one of " + all + " (or give --alpha and --beta)");
@@ -92,11 +94,17 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
       if (st == Strategy::Hybrid) p.ulysses_degree = std::min(pr.P, net.ranks_per_node);
       const ShardPlan plan = plan_for(l, 0);
       // Ulysses computes every row for H/P heads: balanced whatever the layout. Ring Self-Attention
-      // computes its full score matrix (T/P rows × T keys) whatever the mask.
-      const double area = st == Strategy::Ulysses ? double(mask.area(0, pr.T, 0, pr.T)) / pr.P
-                          : st == Strategy::RingSelfAttention ? double(tl) * double(pr.T)
-                                                              : busiest_area(plan, mask, pr.P);
-      p.compute_s = area * flops_per_area / rate;
+      // computes its full score matrix (T/P rows × T keys) with products and elementwise passes.
+      if (st == Strategy::RingSelfAttention) {
+        const DenseCost dense = rsa_dense_cost(pr.H, tl, pr.T, pr.D, mask.is_causal(), s == 8 ? 8 : 4);
+        const double memory_Bps = pr.memory_gbps > 0 ? pr.memory_gbps * 1e9 : net.device_memory_Bps;
+        p.compute_s = dense.flops / (pr.dense_gflops > 0 ? pr.dense_gflops * 1e9 : rate) +
+                      (memory_Bps > 0 ? dense.bytes / memory_Bps : 0.0);
+      } else {
+        const double area = st == Strategy::Ulysses ? double(mask.area(0, pr.T, 0, pr.T)) / pr.P
+                                                    : busiest_area(plan, mask, pr.P);
+        p.compute_s = area * flops_per_area / rate;
+      }
       const int steps = pr.P - 1;
       const double step_compute = p.compute_s / std::max(1, pr.P);
       try {

@@ -28,8 +28,9 @@ double Simulation::backward_tflops_per_rank() const {
 
 namespace {
 
-// aten::index_select has no C++ Meta kernel in the torch wheel (Python registers one when torch
-// is imported there); the strategies select rows with it. Registered once, only where missing.
+// Ops the strategies use that have no C++ Meta kernel in the torch wheel (Python registers some
+// when torch is imported there): index_select (rows of a shard), and Ring Self-Attention's
+// logsumexp and nan_to_num. Registered once, each only where missing.
 at::Tensor index_select_meta(const at::Tensor& self, int64_t dim, const at::Tensor& index) {
   auto sizes = self.sizes().vec();
   dim = at::maybe_wrap_dim(dim, self.dim());
@@ -37,14 +38,33 @@ at::Tensor index_select_meta(const at::Tensor& self, int64_t dim, const at::Tens
   return at::empty(sizes, self.options());
 }
 
+at::Tensor logsumexp_meta(const at::Tensor& self, at::IntArrayRef dims, bool keepdim) {
+  std::vector<bool> reduced(self.dim(), false);
+  for (int64_t d : dims) reduced[at::maybe_wrap_dim(d, self.dim())] = true;
+  std::vector<int64_t> sizes;
+  for (int64_t d = 0; d < self.dim(); ++d)
+    if (!reduced[d]) sizes.push_back(self.size(d));
+    else if (keepdim) sizes.push_back(1);
+  return at::empty(sizes, self.options());
+}
+
+at::Tensor nan_to_num_meta(const at::Tensor& self, std::optional<double>, std::optional<double>,
+                           std::optional<double>) {
+  return at::empty_like(self);
+}
+
 void ensure_meta_kernels() {
   static std::once_flag once;
   static std::unique_ptr<torch::Library> lib;
   std::call_once(once, [] {
-    auto op = c10::Dispatcher::singleton().findSchema({"aten::index_select", ""});
-    if (op && op->hasKernelForDispatchKey(c10::DispatchKey::Meta)) return;
+    auto missing = [](const char* name) {
+      auto op = c10::Dispatcher::singleton().findSchema({name, ""});
+      return !op || !op->hasKernelForDispatchKey(c10::DispatchKey::Meta);
+    };
     lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten", c10::DispatchKey::Meta, __FILE__, __LINE__);
-    lib->impl("index_select", TORCH_FN(index_select_meta));
+    if (missing("aten::index_select")) lib->impl("index_select", TORCH_FN(index_select_meta));
+    if (missing("aten::logsumexp")) lib->impl("logsumexp", TORCH_FN(logsumexp_meta));
+    if (missing("aten::nan_to_num")) lib->impl("nan_to_num", TORCH_FN(nan_to_num_meta));
   });
 }
 
@@ -83,11 +103,6 @@ Simulation simulate(const SimulationSetup& s) {
   LH_CHECK(s.T >= s.P, "simulate: T = ", s.T, " tokens cannot be split over P = ", s.P, " ranks");
   LH_CHECK(s.H >= 1 && s.H_kv >= 1 && s.D >= 1 && s.H % s.H_kv == 0, "simulate: heads ", s.H, ", kv heads ", s.H_kv,
            ", head dim ", s.D, " (need H % H_kv == 0)");
-  // Ring Self-Attention computes with dense score matmuls of its own, not the attention kernel the
-  // simulated path charges: its schedule would run but its compute would not be counted.
-  if (s.options.strategy == Strategy::RingSelfAttention)
-    throw Unsupported("simulate: rsa (Ring Self-Attention) computes dense score matrices outside the attention "
-                      "kernel, which the simulator does not time; simulate ring, allgather, tokenring, ulysses or hybrid");
   ensure_meta_kernels();
   CommOptions options;
   options.timeout = s.timeout;

@@ -2,7 +2,8 @@
 // same code that sends and computes — on P thread-ranks over the `sim` communicator
 // (runtime/comm/sim) with shape-only (meta) tensors: transfers take virtual time on a modelled
 // network (NVLink inside a node, InfiniBand across), kernels the masked area's FLOPs at a model
-// rate (core/virtual_clock.h), and nothing is computed. What comes out per rank: forward and
+// rate (core/virtual_clock.h), Ring Self-Attention's dense products and passes at a GEMM and a
+// memory rate, and nothing is computed. What comes out per rank: forward and
 // backward time, compute, exposed communication, bytes sent, peak tracked memory. The bytes are
 // the strategy's own (its StepGroups count them), so they equal a real run's.
 #pragma once
@@ -54,8 +55,7 @@ struct Simulation {
   int64_t H = 0, D = 0;
 };
 
-// Throws Unsupported for rsa (its dense score matmuls are not the simulated kernel), what the
-// strategy throws (an unsupported layout, heads Ulysses cannot split) and
+// Throws what the strategy throws (an unsupported layout, heads Ulysses cannot split) and
 // TimeoutError naming the waited operation when the schedule deadlocks.
 Simulation simulate(const SimulationSetup& setup);
 

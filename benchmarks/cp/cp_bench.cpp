@@ -179,9 +179,7 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
       in.mask_name = c.mask, in.mask = mask;
       in.T = c.t, in.H = c.h, in.H_kv = c.h_kv, in.D = c.d, in.P = c.p, in.elem_bytes = kElemBytes;
       in.single_fwd_ms = found->second.fwd_ms, in.single_bwd_ms = found->second.bwd_ms;
-      // A rank runs its threads, unless the ranks on this machine outnumber its cores.
-      const int cpus = o.cpus > 0 ? o.cpus : at::get_num_threads() * o.ranks_per_host;
-      in.rank_speed = std::min<double>(at::get_num_threads(), double(cpus) / std::max(1, o.ranks_per_host));
+      in.loaded_fwd_ms = found->second.loaded_fwd_ms, in.loaded_bwd_ms = found->second.loaded_bwd_ms;
       predicted = predict_cp_row(in);
     }
   } else {
@@ -263,8 +261,17 @@ void override_targets(std::vector<CpTarget>& targets, const CpTarget& given) {
 
 CpBenchResult run_cp_bench(Communicator& comm, const CpBenchOptions& o) {
   LH_CHECK(o.check_t > 0, "bench cp: --check-t must be positive, got ", o.check_t);
-  const auto configs = expand(o.targets, comm.size());
+  auto configs = expand(o.targets, comm.size());
   for (const auto& c : configs) validate(c);
+  // The configurations of one baseline (mask and shape) run together, right after it: on a
+  // machine whose speed drifts over minutes, a baseline measured long before its rows would make
+  // the later strategies look slower than the first.
+  std::map<std::tuple<std::string, int64_t, int64_t, int64_t, int64_t>, size_t> first_seen;
+  for (const auto& c : configs) first_seen.emplace(std::make_tuple(c.mask, c.t, c.h, c.h_kv, c.d), first_seen.size());
+  std::stable_sort(configs.begin(), configs.end(), [&](const Config& a, const Config& b) {
+    return first_seen.at(std::make_tuple(a.mask, a.t, a.h, a.h_kv, a.d)) <
+           first_seen.at(std::make_tuple(b.mask, b.t, b.h, b.h_kv, b.d));
+  });
   make_mask("documents", 1, o.masks);  // checks the document and window options before any run
   make_mask("causal_window", 1, o.masks);
 

@@ -41,7 +41,6 @@ struct CpBenchOptions {
   bool baseline = true;       // the single-rank columns (efficiency NaN when off)
   int ranks_per_host = 1;     // processes sharing this machine's memory (rsa's fit test)
   double memory_fraction = 0.7;  // rsa runs only if its estimated scores fit this share of MemAvailable
-  int cpus = 0;               // cores this machine gives its ranks (0: threads × ranks_per_host)
   bool predict = true;        // the planner and simulator columns (needs the baseline)
   // Called on rank 0 before each configuration (index from 1, count, description).
   std::function<void(size_t, size_t, const std::string&)> progress;

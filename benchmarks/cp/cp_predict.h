@@ -1,8 +1,8 @@
 // The two predictions printed beside every measured `bench attention` distributed row: the
 // planner's closed-form cost model (parallel/planner.h) and the simulator, which runs the
 // strategy's real schedule on shape-only tensors (parallel/simulate.h). Both are calibrated on the
-// single-rank baseline measured in the same run, so what they test is the schedule, the balance
-// and the communication, not the kernel's absolute speed.
+// kernel measured in the same run (the whole sequence on every rank at once), so what they test
+// is the schedule, the balance and the communication, not the kernel's absolute speed.
 #pragma once
 
 #include <cstdint>
@@ -22,11 +22,12 @@ struct CpPredictionInput {
   int64_t T = 0, H = 0, H_kv = 0, D = 0;
   int P = 1;
   int64_t elem_bytes = 4;
-  // The single-rank baseline: the plain kernel on the whole sequence with one thread.
+  // The single-rank baseline: the plain kernel on the whole sequence, one thread, alone.
   double single_fwd_ms = 0, single_bwd_ms = 0;
-  // Speed of one rank relative to that baseline: its threads, or its share of the cores when the
-  // ranks on this machine outnumber them (4 ranks on 2 cores: 0.5).
-  double rank_speed = 1;
+  // The same kernel while every rank runs it at once, with the ranks' own threads: what the
+  // predictors' kernel rates come from (cores shared by oversubscribed ranks, memory bandwidth
+  // shared by busy ones: both are in it).
+  double loaded_fwd_ms = 0, loaded_bwd_ms = 0;
 };
 
 struct CpPredictions {

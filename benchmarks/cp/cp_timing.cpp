@@ -79,6 +79,25 @@ SingleRankTimes time_single_rank(Communicator& comm, const at::Tensor& q, const 
   for (const auto& run : s) bwd.push_back(run[1]);
   t.bwd_ms = median(bwd);
   t.iters = static_cast<int>(s.size());
+
+  std::vector<double> loaded_fwd, loaded_bwd;
+  int runs = 0;
+  time_phases(timing, [&] {
+    comm.barrier()->wait();
+    Stopwatch watch(kCpu);
+    AttentionOutput f = attention_forward(q, k, v, all, mask);
+    const double t_fwd = watch.lap();
+    attention_backward(dout, q, k, v, f.out, f.lse, all, mask);
+    const double t_bwd = watch.lap();
+    if (++runs > timing.warmup) {
+      loaded_fwd.push_back(t_fwd);
+      loaded_bwd.push_back(t_bwd);
+    }
+    return max_over_ranks(comm, {t_fwd, t_bwd});
+  });
+  const auto m = max_over_ranks(comm, {median(loaded_fwd), median(loaded_bwd)});
+  t.loaded_fwd_ms = m[0];
+  t.loaded_bwd_ms = m[1];
   return t;
 }
 

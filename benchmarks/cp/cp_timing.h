@@ -28,11 +28,15 @@ CpTimes time_cp(ContextParallel& cp, const at::Tensor& q, const at::Tensor& k, c
 struct SingleRankTimes {
   double fwd_ms = 0, bwd_ms = 0;  // medians
   int iters = 0;
+  // The same kernel run by every rank at once (each with its own threads), max over ranks: the
+  // rate one rank's kernel gets while all of them compute (shared cores, memory bandwidth and
+  // caches included), which the predictors are calibrated on.
+  double loaded_fwd_ms = 0, loaded_bwd_ms = 0;
 };
 
 // The plain kernel (attention_forward + attention_backward) on the whole sequence with ONE intra-op
 // thread, on rank 0 only; the other ranks wait in a broadcast of each run's times, outside the
-// clock. Global tensors in (used on rank 0).
+// clock. Then the loaded run: every rank at once, a barrier before each run. Global tensors in.
 SingleRankTimes time_single_rank(Communicator& comm, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& dout, const Mask& mask, const TimingPlan& timing);
 

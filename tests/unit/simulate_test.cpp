@@ -8,6 +8,8 @@
 #include "core/errors.h"
 #include "parallel/bytes_model.h"
 #include "parallel/context_parallel.h"
+#include "parallel/planner.h"
+#include "parallel/rsa_cost.h"
 #include "attention/simulated.h"
 #include "parallel/simulate.h"
 #include "runtime/comm/local/communicator.h"
@@ -60,7 +62,7 @@ TEST(Simulate, BytesEqualARealRunForEveryStrategyLayoutAndFamily) {
                                    masks::share_question({0, 60, 200, 389}), masks::global_sliding_window(t, 16, 32)};
   int cases = 0;
   for (Strategy strategy : {Strategy::Ring, Strategy::AllGatherKV, Strategy::TokenRing, Strategy::Ulysses,
-                            Strategy::Hybrid})
+                            Strategy::Hybrid, Strategy::RingSelfAttention})
     for (Layout layout : {Layout::Zigzag, Layout::Contiguous, Layout::Striped, Layout::Balanced})
       for (int p : {2, 4, 8})
         for (const Mask& mask : masks) {
@@ -235,14 +237,43 @@ TEST(Simulate, BadSetupsAreNamed) {
   s = small(Strategy::Ring, Layout::Zigzag, 2, Mask::causal(), 64);
   s.H_kv = 3;
   EXPECT_THROW(simulate(s), InvalidArgument);
-  // rsa's dense score matmuls are not the simulated kernel: refused by name, not timed as free.
-  s = small(Strategy::RingSelfAttention, Layout::Zigzag, 2, Mask::causal(), 64);
+  // rsa keeps its paper's masks: a document mask is refused by name, as in a real run.
+  s = small(Strategy::RingSelfAttention, Layout::Zigzag, 2, masks::causal_document({0, 30, 64}), 64);
   EXPECT_THROW(
       try { simulate(s); } catch (const Unsupported& e) {
         EXPECT_NE(std::string(e.what()).find("rsa"), std::string::npos) << e.what();
         throw;
       },
       Unsupported);
+}
+
+TEST(Simulate, RsaIsTimedOpByOpAsThePlannerCountsIt) {
+  // rsa's products and passes are metered on the clock; rsa_dense_cost (the planner's count) must
+  // give the same compute on every rank, for full and causal, with GQA (KV heads repeated).
+  for (const Mask& mask : {Mask::full(), Mask::causal()}) {
+    SimulationSetup s = small(Strategy::RingSelfAttention, Layout::Zigzag, 3, mask, 389);
+    s.kernel.dense_flops_per_s = 2e9;
+    s.kernel.memory_bytes_per_s = 5e9;
+    const Simulation sim = simulate(s);
+    const ShardPlan plan = ShardPlan::for_mask(s.T, mask, s.options.layout, s.P, 0);
+    for (int r = 0; r < s.P; ++r) {
+      const DenseCost c = rsa_dense_cost(s.H, plan.local_rows(r), s.T, s.D, mask.is_causal(), 4);
+      const double want = c.flops / 2e9 + c.bytes / 5e9;
+      EXPECT_NEAR(sim.ranks[r].compute_s, want, 1e-9 * want) << mask.describe() << " rank " << r;
+    }
+    // The planner charges the busiest rank the same at the same rates.
+    Problem pr;
+    pr.T = s.T, pr.H = s.H, pr.H_kv = s.H_kv, pr.D = s.D, pr.P = s.P, pr.elem_bytes = 4;
+    pr.given_mask = mask;
+    pr.only_strategy = Strategy::RingSelfAttention;
+    pr.only_layout = Layout::Zigzag;
+    pr.dense_gflops = 2, pr.memory_gbps = 5;
+    const auto preds = plan_strategies(pr, network_preset("this-machine"));
+    ASSERT_FALSE(preds.empty());
+    double busiest = 0;
+    for (const auto& rank : sim.ranks) busiest = std::max(busiest, rank.compute_s);
+    EXPECT_NEAR(preds.front().compute_s, busiest, 1e-9 * busiest) << mask.describe();
+  }
 }
 
 }  // namespace

@@ -1,5 +1,13 @@
 #include "cli/cli.h"
 
+#include <c10/util/Exception.h>
+
+#include "core/errors.h"
+#include "longhaul/config.h"
+#if LONGHAUL_WITH_MPI
+#include "runtime/comm/mpi/communicator.h"
+#endif
+
 #include <iostream>
 
 namespace longhaul::cli {
@@ -45,12 +53,30 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
   return true;
 }
 
+int exit_code_of(const std::exception& e) {
+  if (dynamic_cast<const NumericalError*>(&e)) return 6;
+  if (dynamic_cast<const TimeoutError*>(&e)) return 5;
+  if (dynamic_cast<const CommError*>(&e)) return 4;
+  if (dynamic_cast<const Unsupported*>(&e)) return 3;
+  if (dynamic_cast<const InvalidArgument*>(&e) || dynamic_cast<const po::error*>(&e)) return 2;
+  return 1;
+}
+
+std::string message_of(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e))
+    return std::string("internal error in ATen: ") + c10->what_without_backtrace();
+  return e.what();
+}
+
 int guarded(int rank, const std::function<int()>& body) {
   try {
     return body();
   } catch (const std::exception& e) {
-    std::cerr << "longhaul: error (rank " << rank << "): " << e.what() << std::endl;
-    return 1;
+    std::cerr << "longhaul: error (rank " << rank << "): " << message_of(e) << std::endl;
+#if LONGHAUL_WITH_MPI
+    mpi::set_abort_code(exit_code_of(e));  // an aborted MPI job ends with this code too
+#endif
+    return exit_code_of(e);
   }
 }
 

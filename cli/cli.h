@@ -35,8 +35,14 @@ std::vector<std::string> with_canonical_flags(const std::vector<std::string>& ar
 // Parses args (abbreviations expanded) into vm; prints help and returns false for --help.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const std::string& usage, const po::positional_options_description* positional = nullptr);
-// Runs body, printing an exception as "longhaul: error: ..." (with the rank) and returning 1.
-// Keeps the World alive while the error is printed (its destructor may abort MPI).
+// The tool's exit codes, by what went wrong (docs/errors.md): 1 an internal error (an ATen
+// error that escaped translation, anything unexpected), 2 bad input (InvalidArgument, unknown
+// options), 3 Unsupported, 4 CommError, 5 TimeoutError, 6 NumericalError (a non-finite loss).
+int exit_code_of(const std::exception& e);
+// The one-line message of an exception: ATen's errors without their C++ backtrace.
+std::string message_of(const std::exception& e);
+// Runs body, printing an exception as "longhaul: error (rank R): ..." and returning its exit
+// code. Keeps the World alive while the error is printed (its destructor may abort MPI).
 int guarded(int rank, const std::function<int()>& body);
 
 }  // namespace longhaul::cli

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   try {
     return it->second.first(args);
   } catch (const std::exception& e) {  // option errors, init failures
-    std::cerr << "longhaul " << argv[1] << ": error: " << e.what() << std::endl;
-    return 1;
+    std::cerr << "longhaul " << argv[1] << ": error: " << longhaul::cli::message_of(e) << std::endl;
+    return longhaul::cli::exit_code_of(e);
   }
 }

@@ -38,6 +38,13 @@ class TimeoutError : public CommError {
   using CommError::CommError;
 };
 
+// A computation produced a non-finite value where training cannot continue (a NaN or infinite
+// loss): the step was not applied.
+class NumericalError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 template <typename... Args>
 std::string str_cat(const Args&... args) {

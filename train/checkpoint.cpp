@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "data/files.h"
@@ -162,14 +163,30 @@ CheckpointFile read_checkpoint(const std::string& path) {
     if (kind == 1) {
       c.strings[name] = r.bytes(r.get<uint64_t>());
     } else if (kind == 2) {
-      const at::ScalarType dt = dtype_of(r.get<uint8_t>());
-      std::vector<int64_t> sizes(r.get<uint32_t>());
-      for (auto& s : sizes) s = r.get<int64_t>();
+      const int code = r.get<uint8_t>();
+      LH_CHECK(code < 4, "checkpoint ", path, ": tensor '", name, "' has unknown dtype code ", code,
+               " (expected 0 float32, 1 float64, 2 int64, 3 uint8)");
+      const at::ScalarType dt = dtype_of(code);
+      // Sizes and byte count are checked against the file before anything is allocated: a
+      // corrupt record must not ask for terabytes.
+      const uint32_t ndim = r.get<uint32_t>();
+      r.need(size_t(ndim) * 8);
+      std::vector<int64_t> sizes(ndim);
+      uint64_t numel = 1;
+      bool overflow = false;
+      for (auto& s : sizes) {
+        s = r.get<int64_t>();
+        LH_CHECK(s >= 0 && s <= (int64_t(1) << 48), "checkpoint ", path, ": tensor '", name, "' has a size ", s,
+                 " outside [0, 2^48]");
+        overflow = overflow || (s > 0 && numel > std::numeric_limits<uint64_t>::max() / uint64_t(s));
+        if (!overflow) numel *= uint64_t(s);
+      }
       const uint64_t n = r.get<uint64_t>();
-      at::Tensor t = at::empty(sizes, dt);
-      LH_CHECK(n == uint64_t(t.numel() * t.element_size()), "checkpoint ", path, ": tensor '", name, "' has ", n,
-               " bytes for sizes ", t.sizes());
+      const uint64_t elem = c10::elementSize(dt);
+      LH_CHECK(!overflow && numel <= n / elem && numel * elem == n, "checkpoint ", path, ": tensor '", name,
+               "' has ", n, " bytes for sizes ", c10::IntArrayRef(sizes), " of ", elem, "-byte elements");
       r.need(n);
+      at::Tensor t = at::empty(sizes, dt);
       std::memcpy(t.data_ptr(), buf.data() + r.pos, n);
       r.pos += n;
       c.tensors.emplace_back(name, t);

@@ -37,6 +37,10 @@ struct OptimOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double weight_decay = 0.1;
   double clip = 1.0;  // global gradient norm; <= 0: no clipping
+  // A step whose loss is NaN or infinite is never applied: by default training stops with a
+  // NumericalError; with skip_nonfinite the step is dropped (gradients zeroed, no update) and
+  // training goes on.
+  bool skip_nonfinite = false;
 };
 
 // Where the step plans come from.

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -125,12 +127,23 @@ StepStats Trainer::step() {
     (loss_sum / std::max(1.0, n_targets)).backward();
   }
 
-  const auto ts = Clock::now();
-  s.grad_norm = sync_gradients(params_, *world_, opt_.optim.clip);
-  optim_->step();
-  optim_->zero_grad();
-  s.sync_s = since(ts);  // the all-reduces dominate; the optimiser step is small
+  // The world's loss first: every rank takes the same decision on a non-finite one.
   s.loss = world_sum(loss_sum.item<double>()) / std::max(1.0, n_targets);
+  const auto ts = Clock::now();
+  if (!std::isfinite(s.loss)) {
+    optim_->zero_grad();
+    if (!opt_.optim.skip_nonfinite)
+      throw NumericalError(detail::str_cat("train: step ", step_ + 1, ": the loss is ",
+                                           std::isnan(s.loss) ? "NaN" : (s.loss > 0 ? "+inf" : "-inf"),
+                                           " (not finite); stopped before the optimizer step, so the parameters "
+                                           "and the last checkpoint are unchanged (--skip-nonfinite drops such steps)"));
+    s.skipped = true;
+  } else {
+    s.grad_norm = sync_gradients(params_, *world_, opt_.optim.clip);
+    optim_->step();
+    optim_->zero_grad();
+  }
+  s.sync_s = since(ts);  // the all-reduces dominate; the optimiser step is small
 
   ++step_;
   s.step = step_;

@@ -33,6 +33,7 @@ struct StepStats {
   int64_t targets = 0;    // targets counted in the loss
   int cp_degree = 1;      // ranks per CP group this step (W / cp_degree groups)
   double lr = 0, grad_norm = 0;
+  bool skipped = false;   // the loss was not finite and OptimOptions::skip_nonfinite dropped the step
   // Wall time split: seconds = attention_s + sync_s + rest_s; attention_s = its compute (with the
   // transfers hidden behind it) + comm_wait_s, the exposed wait for its communication.
   double seconds = 0, attention_s = 0, comm_wait_s = 0, sync_s = 0, rest_s = 0;
@@ -53,7 +54,8 @@ class Trainer {
   Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options);
   ~Trainer();
 
-  // One optimiser step (a collective).
+  // One optimiser step (a collective). A non-finite loss (the same on every rank: it is the
+  // world's) throws NumericalError before any update, or skips the step (OptimOptions::skip_nonfinite).
   StepStats step();
   int64_t steps_done() const { return step_; }
 

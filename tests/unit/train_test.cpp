@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <limits>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 
@@ -198,6 +200,98 @@ TEST(TrainCheckpoint, DamagedOrMismatchedIsRefused) {
   EXPECT_THROW(write_checkpoint(good, bad), InvalidArgument);
   EXPECT_NO_THROW(read_checkpoint(good));
   data::files::remove_tree(dir);
+}
+
+// A file whose records are malformed but whose header and checksum are right (found by the
+// checkpoint fuzz target): refused by name before anything is allocated, never a c10::Error or
+// a request for terabytes.
+TEST(TrainCheckpoint, MalformedRecordsUnderAValidChecksumAreRefusedByName) {
+  const std::string dir = temp_dir();
+  auto file_with = [&](const std::string& name, const std::string& records) {
+    std::string out = "LHCKPT01";
+    const uint64_t total = 16 + records.size() + 8;
+    out.append(reinterpret_cast<const char*>(&total), 8);
+    out += records;
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a of everything before the hash
+    for (unsigned char c : out) h = (h ^ c) * 1099511628211ULL;
+    out.append(reinterpret_cast<const char*>(&h), 8);
+    const std::string p = data::files::join(dir, name);
+    std::ofstream(p, std::ios::binary) << out;
+    return p;
+  };
+  auto tensor_record = [](uint8_t dtype, std::vector<int64_t> sizes, uint64_t bytes) {
+    std::string r;
+    auto put = [&](const auto& v) { r.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+    put(uint8_t(2));
+    put(uint32_t(1));
+    r += "w";
+    put(dtype);
+    put(uint32_t(sizes.size()));
+    for (int64_t s : sizes) put(s);
+    put(bytes);
+    return r;
+  };
+  auto expect = [&](const std::string& path, const std::string& needle) {
+    try {
+      read_checkpoint(path);
+      ADD_FAILURE() << path << " was read (expected '" << needle << "')";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  expect(file_with("dtype.lhc", tensor_record(9, {2}, 8)), "unknown dtype code 9");
+  expect(file_with("negative.lhc", tensor_record(0, {-3}, 0)), "has a size -3");
+  expect(file_with("huge.lhc", tensor_record(0, {int64_t(1) << 40, int64_t(1) << 40}, 0)), "bytes for sizes");
+  expect(file_with("missing_data.lhc", tensor_record(0, {int64_t(1) << 30}, uint64_t(4) << 30)), "malformed record");
+  std::string ndim = tensor_record(0, {}, 0);
+  std::memcpy(&ndim[1 + 4 + 1 + 1], "\xff\xff\xff\xff", 4);  // 4 billion dimensions, no bytes for them
+  expect(file_with("ndim.lhc", ndim), "malformed record");
+  expect(file_with("kind.lhc", std::string("\x07\x00\x00\x00\x00", 5)), "unknown record kind 7");
+  data::files::remove_tree(dir);
+}
+
+
+// A NaN in the model makes the loss NaN on every rank (it is the world's sum): the step is never
+// applied. By default training stops with a NumericalError naming the step; with skip_nonfinite
+// the step is dropped and no parameter moves. Two CP ranks: both take the same decision.
+TEST(TrainNonFinite, ALossThatIsNotFiniteStopsOrIsSkipped) {
+  for (bool skip : {false, true}) {
+    TrainOptions o = tiny_options(2, Strategy::Ring);
+    o.optim.skip_nonfinite = skip;
+    std::vector<std::string> errors(2);
+    std::vector<int> skipped(2, 0), unchanged(2, 0);
+    local::run_ranks(2, [&](Communicator& comm) {
+      Trainer t(comm.shared_from_this(), task_source(tiny_recall_task()), o);
+      t.step();
+      auto params = t.model().ordered_parameters();
+      {
+        at::NoGradGuard no_grad;
+        params.back().second.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+      }
+      std::vector<at::Tensor> before;
+      for (const auto& [name, p] : params) before.push_back(p.detach().clone());
+      try {
+        const StepStats s = t.step();
+        skipped[comm.rank()] = s.skipped && !std::isfinite(s.loss);
+      } catch (const NumericalError& e) {
+        errors[comm.rank()] = e.what();
+      }
+      bool same = true;
+      for (size_t i = 0; i < params.size(); ++i)  // NaN equals NaN here: the injected one stays
+        same = same && at::allclose(params[i].second.detach(), before[i], 0.0, 0.0, /*equal_nan=*/true);
+      unchanged[comm.rank()] = same;
+    });
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_TRUE(unchanged[r]) << "rank " << r << (skip ? " (skip)" : " (stop)") << ": a parameter moved";
+      if (skip) {
+        EXPECT_TRUE(skipped[r]) << "rank " << r;
+        EXPECT_TRUE(errors[r].empty()) << errors[r];
+      } else {
+        EXPECT_NE(errors[r].find("step 2: the loss is NaN"), std::string::npos) << "rank " << r << ": " << errors[r];
+      }
+    }
+  }
 }
 
 }  // namespace

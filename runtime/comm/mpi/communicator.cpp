@@ -271,5 +271,6 @@ CommPtr mpi::create_world(CommOptions options) {
 }
 
 void mpi::shutdown() { Engine::shutdown(); }
+void mpi::set_abort_code(int code) { Engine::set_abort_code(code); }
 
 }  // namespace longhaul

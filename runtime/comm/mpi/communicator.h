@@ -11,6 +11,9 @@ namespace longhaul::mpi {
 CommPtr create_world(CommOptions options = {});
 // MPI_Finalize (or MPI_Abort when operations were left incomplete by a failure).
 void shutdown();
+// The error code MPI_Abort ends the job with (default 1): a program that knows why it failed
+// (the tool: 4 CommError, 5 TimeoutError) sets it before shutdown, so mpirun exits with it.
+void set_abort_code(int code);
 // True when the process was started by an MPI launcher (mpirun/mpiexec/srun with PMI).
 bool launched();
 

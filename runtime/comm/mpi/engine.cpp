@@ -1,5 +1,7 @@
 #include "runtime/comm/mpi/engine.h"
 
+#include <atomic>
+
 #include <memory>
 #include <thread>
 
@@ -38,6 +40,12 @@ bool Engine::running() {
   std::lock_guard<std::mutex> lock(g_instance_mu);
   return g_instance != nullptr;
 }
+
+namespace {
+std::atomic<int> g_abort_code{1};
+}
+
+void Engine::set_abort_code(int code) { g_abort_code = code; }
 
 void Engine::shutdown() {
   std::lock_guard<std::mutex> lock(g_instance_mu);
@@ -182,7 +190,7 @@ void Engine::loop() {
       MPI_Finalize();
     } else {
       // Requests that can never complete (a peer stopped or died): finalising would hang.
-      MPI_Abort(MPI_COMM_WORLD, 1);
+      MPI_Abort(MPI_COMM_WORLD, g_abort_code.load());
     }
   }
 }

@@ -34,6 +34,7 @@ class Engine {
   // Ends the engine and MPI: MPI_Finalize when every request completed, MPI_Abort(1) otherwise
   // (a failed or timed-out operation leaves requests no one will match; finalising would hang).
   static void shutdown();
+  static void set_abort_code(int code);
   static bool running();
 
   // Runs `post` on the engine thread; it returns the requests it started. `work` (one part)

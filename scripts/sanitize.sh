@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds longhaul with a sanitizer into its own folder and runs the tests of the cpu and mpi labels
+# under it.
+#   scripts/sanitize.sh address   [ctest arguments]   AddressSanitizer + UndefinedBehaviorSanitizer
+#   scripts/sanitize.sh undefined [ctest arguments]   UndefinedBehaviorSanitizer alone
+#   scripts/sanitize.sh thread    [ctest arguments]   ThreadSanitizer on the threaded code: the local
+#                                                     backend, the MPI progress engine, the prefetching
+#                                                     loader, the CPU kernels' workers
+# Extra arguments replace the default label selection, e.g. `scripts/sanitize.sh address -R Mask`.
+# The build: BUILD_DIR (default build-<kind>), RelWithDebInfo at -O1, no CUDA and no Python module
+# (a sanitized extension would need the runtime preloaded into python). Only our code is
+# instrumented; LibTorch, Open MPI and HDF5 are not, so the suppressions in
+# scripts/sanitizers/ name third-party libraries only, each with its reason.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+kind=${1:-}
+case "$kind" in
+  address) flags="-fsanitize=address,undefined" ;;
+  undefined) flags="-fsanitize=undefined" ;;
+  thread) flags="-fsanitize=thread" ;;
+  *) echo "usage: scripts/sanitize.sh address|undefined|thread [ctest arguments]" >&2; exit 2 ;;
+esac
+shift
+"$root/scripts/setup.sh"
+build=${BUILD_DIR:-$root/build-$kind}
+flags="$flags -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1 -g"
+BUILD_DIR=$build "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_C_FLAGS=$flags" \
+  "-DCMAKE_EXE_LINKER_FLAGS=${flags%% *}" "-DCMAKE_SHARED_LINKER_FLAGS=${flags%% *}" \
+  -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF
+
+supp=$root/scripts/sanitizers
+# A finding fails the test (exit code 66 from the sanitizer, printed with the stack).
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66:detect_odr_violation=0:${ASAN_OPTIONS:-}"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp:${UBSAN_OPTIONS:-}"
+export TSAN_OPTIONS="exitcode=66:halt_on_error=0:second_deadlock_stack=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+args=("$@")
+if [ ${#args[@]} -eq 0 ]; then
+  if [ "$kind" = thread ]; then
+    args=(-L "cpu|mpi" -R "Local|Mpi|Engine|Loader|Prefetch|Thread|Worker|mpi_comm|mpi_cp")
+  else
+    args=(-L "cpu|mpi")
+  fi
+fi
+cd "$build"
+ctest --output-on-failure -j "$(nproc)" "${args[@]}"

@@ -104,7 +104,7 @@ void write_checkpoint(const std::string& path, const CheckpointFile& c) {
     for (int64_t s : t.sizes()) put<int64_t>(out, s);
     const uint64_t n = t.numel() * t.element_size();
     put<uint64_t>(out, n);
-    out.append(static_cast<const char*>(t.data_ptr()), n);
+    if (n > 0) out.append(static_cast<const char*>(t.data_ptr()), n);
   }
   const uint64_t total = out.size() + 8;
   std::memcpy(&out[8], &total, 8);
@@ -172,14 +172,20 @@ CheckpointFile read_checkpoint(const std::string& path) {
       const uint32_t ndim = r.get<uint32_t>();
       r.need(size_t(ndim) * 8);
       std::vector<int64_t> sizes(ndim);
-      uint64_t numel = 1;
+      // numel, and the product of the non-zero sizes (a tensor's largest stride, which must fit
+      // even when a zero size makes numel 0).
+      uint64_t numel = 1, strides = 1;
       bool overflow = false;
       for (auto& s : sizes) {
         s = r.get<int64_t>();
         LH_CHECK(s >= 0 && s <= (int64_t(1) << 48), "checkpoint ", path, ": tensor '", name, "' has a size ", s,
                  " outside [0, 2^48]");
-        overflow = overflow || (s > 0 && numel > std::numeric_limits<uint64_t>::max() / uint64_t(s));
-        if (!overflow) numel *= uint64_t(s);
+        if (s == 0) {
+          numel = 0;
+          continue;
+        }
+        overflow = overflow || strides > (uint64_t(1) << 60) / uint64_t(s);
+        if (!overflow) strides *= uint64_t(s), numel *= uint64_t(s);
       }
       const uint64_t n = r.get<uint64_t>();
       const uint64_t elem = c10::elementSize(dt);
@@ -187,7 +193,7 @@ CheckpointFile read_checkpoint(const std::string& path) {
                "' has ", n, " bytes for sizes ", c10::IntArrayRef(sizes), " of ", elem, "-byte elements");
       r.need(n);
       at::Tensor t = at::empty(sizes, dt);
-      std::memcpy(t.data_ptr(), buf.data() + r.pos, n);
+      if (n > 0) std::memcpy(t.data_ptr(), buf.data() + r.pos, n);  // an empty tensor has no data pointer
       r.pos += n;
       c.tensors.emplace_back(name, t);
     } else {

@@ -84,7 +84,19 @@ void read_1d(hid_t dset, hid_t space, hid_t mem_type, int64_t begin, int64_t cou
 
 }  // namespace
 
-TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions opt)
+// HDF5 failures while reading a store are about the user's file, like every other check here:
+// InvalidArgument (with the file, the call and HDF5's reason), one type for any corruption.
+[[noreturn]] static void rethrow_as_input_error() {
+  try {
+    throw;
+  } catch (const InvalidArgument&) {
+    throw;
+  } catch (const Error& e) {
+    throw InvalidArgument(e.what());
+  }
+}
+
+TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions opt) try
     : h_(std::make_unique<Files>()), path_(path) {
   h5::quiet();
   const std::string ctx = "token store '" + path + "'";
@@ -137,6 +149,8 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   LH_CHECK_HDF5(H5Pset_chunk_cache(dapl, 100003, opt.chunk_cache_bytes, 0.75), ctx);
   h_->tokens = h5::Handle(LH_CHECK_HDF5(H5Dopen2(h_->file, kTokensDataset, dapl), ctx), H5Dclose);
   h_->tokens_space = h5::Handle(LH_CHECK_HDF5(H5Dget_space(h_->tokens), ctx), H5Sclose);
+} catch (...) {
+  rethrow_as_input_error();
 }
 
 TokenStoreReader::~TokenStoreReader() = default;
@@ -147,12 +161,16 @@ void TokenStoreReader::read(int64_t begin, int64_t count, int32_t* out) {
   if (count == 0) return;
   h5::quiet();
   const std::string ctx = "token store '" + path_ + "': reading tokens";
-  if (token_bytes_ == 2) {
-    narrow_.resize(static_cast<size_t>(count));
-    read_1d(h_->tokens, h_->tokens_space, H5T_NATIVE_UINT16, begin, count, narrow_.data(), ctx);
-    std::copy(narrow_.begin(), narrow_.end(), out);
-  } else {  // vocab <= 2^31: every id fits int32
-    read_1d(h_->tokens, h_->tokens_space, H5T_NATIVE_UINT32, begin, count, out, ctx);
+  try {
+    if (token_bytes_ == 2) {
+      narrow_.resize(static_cast<size_t>(count));
+      read_1d(h_->tokens, h_->tokens_space, H5T_NATIVE_UINT16, begin, count, narrow_.data(), ctx);
+      std::copy(narrow_.begin(), narrow_.end(), out);
+    } else {  // vocab <= 2^31: every id fits int32
+      read_1d(h_->tokens, h_->tokens_space, H5T_NATIVE_UINT32, begin, count, out, ctx);
+    }
+  } catch (...) {
+    rethrow_as_input_error();
   }
 }
 

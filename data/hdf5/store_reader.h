@@ -18,8 +18,9 @@ struct StoreReaderOptions {
 
 class TokenStoreReader : public TokenSource {
  public:
-  // Throws InvalidArgument (missing file, wrong format/version/types, inconsistent offsets) or
-  // Error (HDF5 cannot open or read it: corrupt, truncated), naming the file and the problem.
+  // Throws InvalidArgument naming the file and the problem for anything wrong with it: missing,
+  // wrong format/version/types, inconsistent offsets, or HDF5 cannot open or read it (corrupt,
+  // truncated). read() and document() likewise.
   explicit TokenStoreReader(const std::string& path, StoreReaderOptions options = {});
   ~TokenStoreReader() override;
 

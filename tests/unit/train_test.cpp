@@ -243,11 +243,30 @@ TEST(TrainCheckpoint, MalformedRecordsUnderAValidChecksumAreRefusedByName) {
   expect(file_with("dtype.lhc", tensor_record(9, {2}, 8)), "unknown dtype code 9");
   expect(file_with("negative.lhc", tensor_record(0, {-3}, 0)), "has a size -3");
   expect(file_with("huge.lhc", tensor_record(0, {int64_t(1) << 40, int64_t(1) << 40}, 0)), "bytes for sizes");
+  // No elements, but sizes whose strides overflow (ATen would throw its own error): found by the fuzz target.
+  expect(file_with("strides.lhc", tensor_record(0, {0, int64_t(1) << 40, int64_t(1) << 40}, 0)), "bytes for sizes");
   expect(file_with("missing_data.lhc", tensor_record(0, {int64_t(1) << 30}, uint64_t(4) << 30)), "malformed record");
   std::string ndim = tensor_record(0, {}, 0);
   std::memcpy(&ndim[1 + 4 + 1 + 1], "\xff\xff\xff\xff", 4);  // 4 billion dimensions, no bytes for them
   expect(file_with("ndim.lhc", ndim), "malformed record");
   expect(file_with("kind.lhc", std::string("\x07\x00\x00\x00\x00", 5)), "unknown record kind 7");
+  data::files::remove_tree(dir);
+}
+
+// Found by the checkpoint fuzz target under UBSan: an empty tensor (no data pointer) was copied
+// with memcpy(nullptr, ..., 0). Empty tensors round-trip.
+TEST(TrainCheckpoint, EmptyTensorsRoundTrip) {
+  const std::string dir = temp_dir(), path = data::files::join(dir, "empty.lhc");
+  CheckpointFile c;
+  c.strings["note"] = "";
+  c.tensors.emplace_back("none", at::zeros({0}, at::kFloat));
+  c.tensors.emplace_back("rows", at::zeros({3, 0}, at::kLong));
+  write_checkpoint(path, c);
+  const CheckpointFile back = read_checkpoint(path);
+  EXPECT_EQ(back.string("note"), "");
+  EXPECT_EQ(back.tensor("none").sizes(), c10::IntArrayRef({0}));
+  EXPECT_EQ(back.tensor("rows").sizes(), c10::IntArrayRef({3, 0}));
+  EXPECT_EQ(back.tensor("rows").scalar_type(), at::kLong);
   data::files::remove_tree(dir);
 }
 

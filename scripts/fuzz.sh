@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs one libFuzzer target (tests/fuzz) for a while, from the seeds in tests/fuzz/corpus/TARGET.
+#   scripts/fuzz.sh --list                         the targets
+#   scripts/fuzz.sh TARGET SECONDS [libFuzzer args] build (clang, ASan+UBSan, build-fuzz/) and run
+# New inputs go to build-fuzz/corpus/TARGET (the repository's seeds stay as they are); a crash
+# is written to build-fuzz/crashes/TARGET-* and the script exits non-zero. Turn each crash into a
+# unit test of the code it found, then fix it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+targets=(json_field checkpoint mask_plan token_store)
+if [ "${1:-}" = --list ]; then
+  printf '%s\n' "${targets[@]}"
+  exit 0
+fi
+if [ $# -lt 2 ]; then
+  echo "usage: scripts/fuzz.sh --list | TARGET SECONDS [libFuzzer arguments]" >&2
+  exit 2
+fi
+target=$1 seconds=$2
+shift 2
+if ! printf '%s\n' "${targets[@]}" | grep -qx "$target"; then
+  echo "scripts/fuzz.sh: unknown target '$target'; known: ${targets[*]}" >&2
+  exit 2
+fi
+command -v clang++ >/dev/null || { echo "scripts/fuzz.sh: needs clang (apt-get install clang)" >&2; exit 2; }
+"$root/scripts/setup.sh"
+build=${BUILD_DIR:-$root/build-fuzz}
+flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g"
+configure=()
+if ! grep -q "^LONGHAUL_BUILD_FUZZERS:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null; then  # configured once
+  configure=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_C_FLAGS=$flags"
+             -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF -DLONGHAUL_BUILD_TESTS=OFF
+             -DLONGHAUL_BUILD_FUZZERS=ON)
+fi
+CC=clang CXX=clang++ BUILD_DIR=$build BUILD_TARGETS=fuzz_$target "$root/scripts/build.sh" "${configure[@]}"
+corpus=$build/corpus/$target crashes=$build/crashes
+mkdir -p "$corpus" "$crashes"
+cp -n "$root/tests/fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null || true
+export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"  # third-party caches; leaks are the sanitize.sh runs' job
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+# An input that runs over 20 s or 2 GiB is a finding too (a hang, an allocation a file asked for).
+"$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=2048 \
+  -artifact_prefix="$crashes/$target-" "$@" "$corpus"

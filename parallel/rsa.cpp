@@ -18,7 +18,7 @@
 namespace longhaul {
 namespace {
 
-double bytes_of(const at::Tensor& t) { return double(t.numel()) * double(t.element_size()); }
+double bytes_of(const at::Tensor& t) { return double(Tracked::bytes_of(t)); }
 
 // A metered batched product a·b.
 at::Tensor product(const at::Tensor& a, const at::Tensor& b) {

@@ -5,7 +5,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <string>
+
+#include "core/errors.h"
 
 namespace longhaul::fuzz {
 
@@ -17,6 +21,22 @@ inline std::string write_input(const std::string& name, const uint8_t* data, siz
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();
   std::fclose(f);
   return path;
+}
+
+// Runs read(path): it succeeds or throws InvalidArgument naming the file; anything else (another
+// exception type, a message without the file) aborts, which libFuzzer reports as a finding.
+template <typename Read>
+void expect_read_or_input_error(const char* target, const std::string& path, Read&& read) {
+  try {
+    read();
+  } catch (const InvalidArgument& e) {
+    if (std::string(e.what()).find(path) != std::string::npos) return;
+    std::fprintf(stderr, "%s: the error does not name the file: %s\n", target, e.what());
+    std::abort();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: unexpected exception: %s\n", target, e.what());
+    std::abort();
+  }
 }
 
 }  // namespace longhaul::fuzz

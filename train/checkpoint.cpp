@@ -172,21 +172,19 @@ CheckpointFile read_checkpoint(const std::string& path) {
       const uint32_t ndim = r.get<uint32_t>();
       r.need(size_t(ndim) * 8);
       std::vector<int64_t> sizes(ndim);
-      // numel, and the product of the non-zero sizes (a tensor's largest stride, which must fit
-      // even when a zero size makes numel 0).
-      uint64_t numel = 1, strides = 1;
-      bool overflow = false;
+      // The product of the non-zero sizes (a tensor's largest stride, which must fit even when a
+      // zero size makes it empty); numel is that product, or 0.
+      uint64_t strides = 1;
+      bool overflow = false, empty = false;
       for (auto& s : sizes) {
         s = r.get<int64_t>();
         LH_CHECK(s >= 0 && s <= (int64_t(1) << 48), "checkpoint ", path, ": tensor '", name, "' has a size ", s,
                  " outside [0, 2^48]");
-        if (s == 0) {
-          numel = 0;
-          continue;
-        }
-        overflow = overflow || strides > (uint64_t(1) << 60) / uint64_t(s);
-        if (!overflow) strides *= uint64_t(s), numel *= uint64_t(s);
+        empty = empty || s == 0;
+        overflow = overflow || (s > 0 && strides > (uint64_t(1) << 60) / uint64_t(s));
+        if (!overflow && s > 0) strides *= uint64_t(s);
       }
+      const uint64_t numel = empty ? 0 : strides;
       const uint64_t n = r.get<uint64_t>();
       const uint64_t elem = c10::elementSize(dt);
       LH_CHECK(!overflow && numel <= n / elem && numel * elem == n, "checkpoint ", path, ": tensor '", name,

@@ -33,6 +33,9 @@ struct Config {
   int64_t t, h, h_kv, d;
   int p;
   auto key() const { return std::tie(strategy, layout, mask, t, h, h_kv, d, p); }
+  // What the single-rank baseline depends on: configurations that share it share this.
+  using BaselineKey = std::tuple<std::string, int64_t, int64_t, int64_t, int64_t>;
+  BaselineKey baseline_key() const { return {mask, t, h, h_kv, d}; }
 };
 
 std::vector<Config> expand(const std::vector<CpTarget>& targets, int world) {
@@ -124,7 +127,7 @@ int64_t single_rank_peak_bytes(const Config& c) {
 }
 
 Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
-            std::map<std::tuple<std::string, int64_t, int64_t, int64_t, int64_t>, SingleRankTimes>& baselines) {
+            std::map<Config::BaselineKey, SingleRankTimes>& baselines) {
   const Strategy strategy = strategy_from_string(c.strategy);
   const Layout layout = layout_from_string(c.layout);
   const Mask mask = make_mask(c.mask, c.t, o.masks);
@@ -135,7 +138,7 @@ Row run_one(Communicator& comm, const Config& c, const CpBenchOptions& o,
   auto normal = [&](int64_t heads) { return at::randn({c.t, heads, c.d}, gen, at::TensorOptions(at::kFloat)); };
   at::Tensor q = normal(c.h), k = normal(c.h_kv), v = normal(c.h_kv), dout = normal(c.h);
 
-  const auto base_key = std::make_tuple(c.mask, c.t, c.h, c.h_kv, c.d);
+  const auto base_key = c.baseline_key();
   auto found = baselines.find(base_key);
   if (o.baseline && found == baselines.end()) {
     found = baselines.emplace(base_key, time_single_rank(comm, q, k, v, dout, mask, o.timing)).first;
@@ -266,17 +269,16 @@ CpBenchResult run_cp_bench(Communicator& comm, const CpBenchOptions& o) {
   // The configurations of one baseline (mask and shape) run together, right after it: on a
   // machine whose speed drifts over minutes, a baseline measured long before its rows would make
   // the later strategies look slower than the first.
-  std::map<std::tuple<std::string, int64_t, int64_t, int64_t, int64_t>, size_t> first_seen;
-  for (const auto& c : configs) first_seen.emplace(std::make_tuple(c.mask, c.t, c.h, c.h_kv, c.d), first_seen.size());
+  std::map<Config::BaselineKey, size_t> first_seen;
+  for (const auto& c : configs) first_seen.emplace(c.baseline_key(), first_seen.size());
   std::stable_sort(configs.begin(), configs.end(), [&](const Config& a, const Config& b) {
-    return first_seen.at(std::make_tuple(a.mask, a.t, a.h, a.h_kv, a.d)) <
-           first_seen.at(std::make_tuple(b.mask, b.t, b.h, b.h_kv, b.d));
+    return first_seen.at(a.baseline_key()) < first_seen.at(b.baseline_key());
   });
   make_mask("documents", 1, o.masks);  // checks the document and window options before any run
   make_mask("causal_window", 1, o.masks);
 
   CpBenchResult result;
-  std::map<std::tuple<std::string, int64_t, int64_t, int64_t, int64_t>, SingleRankTimes> baselines;
+  std::map<Config::BaselineKey, SingleRankTimes> baselines;
   for (size_t i = 0; i < configs.size(); ++i) {
     const Config& c = configs[i];
     if (o.progress && comm.rank() == 0) o.progress(i + 1, configs.size(), describe(c));

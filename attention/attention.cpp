@@ -10,6 +10,7 @@
 #include "attention/reference.h"
 #include "attention/simulated.h"
 #include "longhaul/config.h"
+#include "core/aten_boundary.h"
 #include "core/errors.h"
 #if LONGHAUL_WITH_CUDA
 #include "attention/cuda/cuda_attention.h"
@@ -152,22 +153,26 @@ AttentionOutput forward_impl(const at::Tensor& q, const at::Tensor& k, const at:
 AttentionOutput attention_forward_partial(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                           const BlockView& view, const Mask& mask, double scale,
                                           AttentionBackend backend) {
-  AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
-  const auto acc = accumulate_type(q);
-  if (r.out.scalar_type() != acc) r.out = r.out.to(acc);
-  return r;
+  return aten_boundary("attention_forward_partial", [&] {
+    AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
+    const auto acc = accumulate_type(q);
+    if (r.out.scalar_type() != acc) r.out = r.out.to(acc);
+    return r;
+  });
 }
 
 AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const BlockView& view, const Mask& mask, double scale, AttentionBackend backend) {
-  AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
-  r.out = r.out.to(q.scalar_type());  // a no-op where the backend already gave the input dtype
-  return r;
+  return aten_boundary("attention_forward", [&] {
+    AttentionOutput r = forward_impl(q, k, v, view, mask, scale, backend);
+    r.out = r.out.to(q.scalar_type());  // a no-op where the backend already gave the input dtype
+    return r;
+  });
 }
 
 AttentionGrads attention_backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale,
                                   AttentionBackend backend) {
-  return backward_impl("attention_backward", in, view, mask, scale, backend);
+  return aten_boundary("attention_backward", [&] { return backward_impl("attention_backward", in, view, mask, scale, backend); });
 }
 
 at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out) {

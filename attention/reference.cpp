@@ -33,8 +33,8 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   at::Tensor vis = visible_matrix(mask, view).unsqueeze(0);
   at::Tensor S = (at::matmul(Q, K.transpose(1, 2)) * scale).masked_fill(~vis, kNegInf);
   at::Tensor lse = at::logsumexp(S, -1);  // -inf for rows without keys
+  // Hidden entries are 0 (rows without keys too); a NaN in the inputs stays NaN, as in SDPA.
   at::Tensor P = at::where(vis, at::exp(S - lse.unsqueeze(-1)), at::zeros({}, at::kDouble));
-  P = P.nan_to_num(0.0);
   at::Tensor O = at::matmul(P, V).permute({1, 0, 2}).contiguous();
   return {O, lse};
 }

@@ -6,6 +6,7 @@
 
 #include "parallel/strategy.h"
 #include "core/enum_names.h"
+#include "core/aten_boundary.h"
 #include "core/errors.h"
 
 namespace longhaul {
@@ -117,9 +118,11 @@ AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& 
   check_agreement(q, k, plan, mask);
   const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
   CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
-  AttentionOutput r = strategy_->forward(q.contiguous(), k.contiguous(), v.contiguous(), call);
-  r.out = r.out.to(q.scalar_type());
-  return r;
+  return aten_boundary("ContextParallel::forward", [&] {
+    AttentionOutput r = strategy_->forward(q.contiguous(), k.contiguous(), v.contiguous(), call);
+    r.out = r.out.to(q.scalar_type());
+    return r;
+  });
 }
 
 AttentionGrads ContextParallel::backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
@@ -137,9 +140,11 @@ AttentionGrads ContextParallel::run_backward(const at::Tensor& dout, const at::T
            " and out ", out.sizes(), " must have q's shape ", q.sizes());
   const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
   CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
-  AttentionGrads g = strategy_->backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(),
-                                         out.contiguous(), lse.contiguous(), call);
-  return {g.dq.to(q.scalar_type()), g.dk.to(k.scalar_type()), g.dv.to(v.scalar_type())};
+  return aten_boundary("ContextParallel::backward", [&] {
+    AttentionGrads g = strategy_->backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(),
+                                           out.contiguous(), lse.contiguous(), call);
+    return AttentionGrads{g.dq.to(q.scalar_type()), g.dk.to(k.scalar_type()), g.dv.to(v.scalar_type())};
+  });
 }
 
 }  // namespace longhaul

@@ -81,6 +81,14 @@ at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c,
   return S;
 }
 
+// P = exp(S − lse), metered as two passes (subtract, exp). A row that sees nothing has lse = −∞
+// and scores −∞: subtracting 0 instead gives exp(−∞) = 0. A NaN stays NaN, as in SDPA.
+at::Tensor probabilities(const at::Tensor& s, const at::Tensor& lse, at::ScalarType type) {
+  at::Tensor l = lse.to(type).unsqueeze(-1);
+  l = l.masked_fill(l.eq(-std::numeric_limits<double>::infinity()), 0.0);
+  return passes(at::exp(s - l), 4);
+}
+
 class RingSelfAttention : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
@@ -90,8 +98,7 @@ class RingSelfAttention : public CpStrategy {
     Tracked k_all(c.stats, heads_first(circulate(k, c, c.stats.bytes_sent_fwd), h, type));
     Tracked s(c.stats, scores(q, *k_all, c, type));
     at::Tensor lse = at::logsumexp(passes(*s, 3), -1);  // [H, Tl]; max, then exp and sum
-    // Plain softmax: subtract, exp, and zero the rows that see nothing (nan).
-    Tracked prob(c.stats, passes(at::exp(*s - lse.unsqueeze(-1)).nan_to_num(0.0), 6));
+    Tracked prob(c.stats, probabilities(*s, lse, type));
     Tracked v_all(c.stats, heads_first(circulate(v, c, c.stats.bytes_sent_fwd), h, type));
     at::Tensor out = product(*prob, *v_all).permute({1, 0, 2}).contiguous();
     return {out, lse.contiguous()};
@@ -104,10 +111,7 @@ class RingSelfAttention : public CpStrategy {
     const int64_t h = q.size(1), hkv = k.size(1);
     Tracked k_all(c.stats, heads_first(circulate(k, c, c.stats.bytes_sent_bwd), h, type));
     Tracked s(c.stats, scores(q, *k_all, c, type));
-    // A row that sees nothing has lse = −∞ and scores −∞: subtracting 0 instead gives exp(−∞) = 0.
-    at::Tensor l = lse.to(type).unsqueeze(-1);
-    l = l.masked_fill(l.eq(-std::numeric_limits<double>::infinity()), 0.0);
-    Tracked prob(c.stats, passes(at::exp(*s - l), 4));  // subtract, exp
+    Tracked prob(c.stats, probabilities(*s, lse, type));
     Tracked v_all(c.stats, heads_first(circulate(v, c, c.stats.bytes_sent_bwd), h, type));
     at::Tensor dO = dout.to(type).permute({1, 0, 2});
     at::Tensor D = attention_row_sums(dout, out).to(type).unsqueeze(-1);
@@ -147,8 +151,8 @@ DenseCost rsa_dense_cost(int64_t h, int64_t tl, int64_t t, int64_t d, bool causa
   c.flops = 7 * gemm;
   c.bytes = 7 * (score + q_rows + kv_rows);  // each reads or writes one of each size
   // Elementwise passes over the scores, as rsa.cpp meters them: forward scale 2 (+ mask 2),
-  // logsumexp 3, softmax 6; backward scale 2 (+ mask 2), probabilities 4, dS 5.
-  c.bytes += score * ((causal ? 4 : 2) * 2 + 3 + 6 + 4 + 5);
+  // logsumexp 3, probabilities 4; backward scale 2 (+ mask 2), probabilities 4, dS 5.
+  c.bytes += score * ((causal ? 4 : 2) * 2 + 3 + 4 + 4 + 5);
   return c;
 }
 

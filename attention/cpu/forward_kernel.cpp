@@ -25,7 +25,7 @@ void forward_kernel(const ForwardParams<T>& p) {
   const auto& q_tiles = tiles.q;
   const auto& k_tiles = tiles.k;
   const int64_t nqt = tiles.nq, nkt = tiles.nk, group = tiles.group;
-  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const T neg_inf = -std::numeric_limits<T>::infinity(), pos_inf = std::numeric_limits<T>::infinity();
 
   at::parallel_for(0, p.h * nqt, 1, [&](int64_t begin, int64_t end) {
     SingleThreadedBlas blas_on_this_thread;
@@ -62,6 +62,12 @@ void forward_kernel(const ForwardParams<T>& p) {
           T* row = s.data() + rr * nk;
           const T mx = row_max(row, nk, m[r]);
           if (mx == neg_inf) {  // nothing visible yet in this row: P = 0
+            std::fill(row, row + nk, T(0));
+            continue;
+          }
+          if (!(mx < pos_inf)) {  // a NaN or +inf score: the row is NaN for good, as in SDPA's softmax
+            m[r] = l[r] = std::numeric_limits<T>::quiet_NaN();
+            std::fill(o.data() + r * d, o.data() + (r + 1) * d, m[r]);
             std::fill(row, row + nk, T(0));
             continue;
           }

@@ -12,11 +12,13 @@
 namespace longhaul::cpu {
 
 // Max of a row over independent lanes, then a tree over the lanes; the float version uses AVX-512
-// or AVX2 explicitly (GCC leaves the generic form scalar without -ffast-math).
+// or AVX2 explicitly (GCC leaves the generic form scalar without -ffast-math). A NaN (in the row
+// or in init) is the result: the kernels turn such a row into NaN, as SDPA does, instead of
+// letting a max instruction drop it.
 template <typename T>
 inline T row_max(const T* x, int64_t n, T init) {
   T m = init;
-  for (int64_t c = 0; c < n; ++c) m = m > x[c] ? m : x[c];
+  for (int64_t c = 0; c < n; ++c) m = (m > x[c] || m != m) ? m : x[c];
   return m;
 }
 
@@ -26,14 +28,21 @@ inline T row_max(const T* x, int64_t n, T init) {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 __attribute__((target("avx512f"))) inline float row_max_avx512(const float* x, int64_t n, float init) {
   __m512 a = _mm512_set1_ps(init), b = a;
+  __mmask16 nan = 0;  // maxps returns its second operand when either is NaN: NaNs are counted apart
   int64_t c = 0;
   for (; c + 32 <= n; c += 32) {
-    a = _mm512_max_ps(a, _mm512_loadu_ps(x + c));
-    b = _mm512_max_ps(b, _mm512_loadu_ps(x + c + 16));
+    const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+    nan |= _mm512_cmp_ps_mask(x0, x1, _CMP_UNORD_Q);
+    a = _mm512_max_ps(a, x0);
+    b = _mm512_max_ps(b, x1);
   }
-  for (; c + 16 <= n; c += 16) a = _mm512_max_ps(a, _mm512_loadu_ps(x + c));
-  float m = _mm512_reduce_max_ps(_mm512_max_ps(a, b));
-  for (; c < n; ++c) m = m > x[c] ? m : x[c];
+  for (; c + 16 <= n; c += 16) {
+    const __m512 x0 = _mm512_loadu_ps(x + c);
+    nan |= _mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q);
+    a = _mm512_max_ps(a, x0);
+  }
+  float m = nan || init != init ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_max_ps(_mm512_max_ps(a, b));
+  for (; c < n; ++c) m = (m > x[c] || m != m) ? m : x[c];
   return m;
 }
 #pragma GCC diagnostic pop
@@ -44,18 +53,20 @@ inline float row_max<float>(const float* x, int64_t n, float init) {
 #if defined(__x86_64__)
   if (cpu_has_avx512()) return row_max_avx512(x, n, init);
 #endif
-  __m256 a = _mm256_set1_ps(init), b = a;
+  __m256 a = _mm256_set1_ps(init), b = a, nan = _mm256_setzero_ps();  // NaN lanes, as above
   int64_t c = 0;
   for (; c + 16 <= n; c += 16) {
-    a = _mm256_max_ps(a, _mm256_loadu_ps(x + c));
-    b = _mm256_max_ps(b, _mm256_loadu_ps(x + c + 8));
+    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(x0, x1, _CMP_UNORD_Q));
+    a = _mm256_max_ps(a, x0);
+    b = _mm256_max_ps(b, x1);
   }
   a = _mm256_max_ps(a, b);  // then a tree over the lanes
   __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   h = _mm_max_ps(h, _mm_movehl_ps(h, h));
   h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-  float m = _mm_cvtss_f32(h);
-  for (; c < n; ++c) m = m > x[c] ? m : x[c];
+  float m = _mm256_movemask_ps(nan) || init != init ? std::numeric_limits<float>::quiet_NaN() : _mm_cvtss_f32(h);
+  for (; c < n; ++c) m = (m > x[c] || m != m) ? m : x[c];
   return m;
 }
 #endif
@@ -118,14 +129,15 @@ inline void mask_tile(T* s, int64_t nq, int64_t nk, const RowKeys& keys, int64_t
   }
 }
 
-// P = exp(S - lse_r) per row in place; rows with lse = -inf (no visible key) become 0.
+// P = exp(S - lse_r) per row in place; rows with lse = -inf (no visible key) become 0, rows with a
+// NaN lse (the forward saw a NaN or +inf score) NaN, as in SDPA (the fast exp would give 0).
 template <typename T>
 inline void exp_minus_rows(T* s, int64_t nq, int64_t nk, const T* lse, int64_t lse_stride) {
   for (int64_t r = 0; r < nq; ++r) {
     T* row = s + r * nk;
     const T l = lse[r * lse_stride];
-    if (l == -std::numeric_limits<T>::infinity()) {
-      for (int64_t c = 0; c < nk; ++c) row[c] = 0;
+    if (l == -std::numeric_limits<T>::infinity() || l != l) {
+      std::fill(row, row + nk, l == l ? T(0) : l);
       continue;
     }
     exp_shifted(row, nk, l);

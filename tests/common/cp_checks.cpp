@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <limits>
 #include <numeric>
 #include <gtest/gtest.h>
 
@@ -262,6 +263,97 @@ void check_later_disagreement_is_an_error(Communicator& comm) {
       EXPECT_NE(std::string(e.what()).find("rank 1 disagrees with rank 0 on T (80 vs 64)"), std::string::npos)
           << e.what();
       EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2.0);
+    }
+  }
+}
+
+namespace {
+// One non-finite value planted in q, k or v of an otherwise random problem.
+struct Planted {
+  const char* what;
+  char tensor;  // 'q', 'k' or 'v'
+  int64_t pos, head;
+  double value;
+  bool visible_rows_nan;  // every query that sees the position (same kv group) must come out NaN
+};
+
+// SDPA's math backend on the whole sequence (the semantics of torch's attention), float64 with
+// autograd: out [T, H, D] and the gradients of (out · dout).sum().
+struct SdpaResult {
+  at::Tensor out, dq, dk, dv;
+};
+SdpaResult sdpa_math(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& dout,
+                     const Mask& mask) {
+  const int64_t T = q.size(0), H = q.size(1), H_kv = k.size(1);
+  at::Tensor Q = q.clone().set_requires_grad(true), K = k.clone().set_requires_grad(true),
+             V = v.clone().set_requires_grad(true);
+  auto heads = [&](const at::Tensor& x) {  // [T, h, D] -> [1, H, T, D], kv heads repeated
+    at::Tensor y = x.permute({1, 0, 2});
+    return (y.size(0) == H ? y : y.repeat_interleave(H / H_kv, 0)).unsqueeze(0);
+  };
+  // The additive form SDPA's front end makes of a boolean mask (the math backend adds what it gets).
+  const at::Tensor bias = at::zeros({T, T}, at::kDouble)
+                              .masked_fill(~reference::visible_matrix(mask, BlockView::self(T)),
+                                           -std::numeric_limits<double>::infinity());
+  at::Tensor o = std::get<0>(at::_scaled_dot_product_attention_math(heads(Q), heads(K), heads(V), bias));
+  o = o.squeeze(0).permute({1, 0, 2});
+  (o * dout).sum().backward();
+  return {o.detach(), Q.grad(), K.grad(), V.grad()};
+}
+
+// Ours may leave finite what SDPA's math backend turns non-finite (it contaminates whole heads
+// through masked positions), never the reverse; where both are finite they agree.
+void expect_within_sdpa(const at::Tensor& ours, const at::Tensor& sdpa, double tolerance, const std::string& what) {
+  at::Tensor a = ours.cpu().to(at::kDouble), b = sdpa.to(at::kDouble);
+  at::Tensor extra = ~at::isfinite(a) & at::isfinite(b);
+  EXPECT_EQ(extra.sum().item<int64_t>(), 0) << what << ": non-finite where SDPA is finite";
+  at::Tensor both = at::isfinite(a) & at::isfinite(b);
+  const double err = both.any().item<bool>() ? (a - b).masked_select(both).abs().max().item<double>() : 0.0;
+  EXPECT_LE(err, tolerance) << what << ": differs from SDPA where both are finite";
+}
+}  // namespace
+
+void check_nonfinite_inputs(Communicator& comm, Strategy s, int u, at::ScalarType dtype) {
+  const int p = comm.size(), r = comm.rank();
+  const int64_t T = 211, D = 16;
+  const int64_t H = s == Strategy::Ulysses || s == Strategy::Hybrid ? std::lcm<int64_t>(2, p) : 4, H_kv = H / 2;
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const std::vector<Planted> planted{{"NaN in q", 'q', 150, 1, nan, false},
+                                     {"NaN in k", 'k', 40, 0, nan, true},
+                                     {"NaN in v", 'v', 100, H_kv - 1, nan, true},
+                                     {"+inf in k", 'k', 7, 0, inf, false},
+                                     {"-inf in v", 'v', 180, 0, -inf, false}};
+  for (const std::string m : {"causal", "full"}) {
+    const Mask mask = mask_for(m, T);
+    const at::Tensor vis = reference::visible_matrix(mask, BlockView::self(T));
+    for (const Planted& x : planted) {
+      Rng rng(99);
+      at::Tensor q = rng.randn({T, H, D}), k = rng.randn({T, H_kv, D}), v = rng.randn({T, H_kv, D}),
+                 dout = rng.randn({T, H, D});
+      at::Tensor& t = x.tensor == 'q' ? q : x.tensor == 'k' ? k : v;
+      t.index_put_({x.pos, x.head, 3}, x.value);
+      const SdpaResult ref = sdpa_math(q, k, v, dout, mask);
+
+      const ShardPlan plan(T, std::nullopt, Layout::Zigzag, p, r);
+      ContextParallel cp(comm.shared_from_this(), {.strategy = s, .layout = Layout::Zigzag, .ulysses_degree = u});
+      auto shard = [&](const at::Tensor& x) { return plan.shard(x).to(dtype); };
+      auto f = cp.forward(shard(q), shard(k), shard(v), plan, mask);  // no hang, on every rank
+      auto g = cp.backward(shard(dout), shard(q), shard(k), shard(v), f.out, f.lse, plan, mask);
+      const std::string what = detail::str_cat(to_string(s), " ", m, " ", x.what, " P=", p, " rank ", r, " ", dtype);
+      expect_within_sdpa(f.out, plan.shard(ref.out), tol(dtype), what + " out");
+      expect_within_sdpa(g.dq, plan.shard(ref.dq), tol(dtype) * 10, what + " dq");
+      expect_within_sdpa(g.dk, plan.shard(ref.dk), tol(dtype) * 10, what + " dk");
+      expect_within_sdpa(g.dv, plan.shard(ref.dv), tol(dtype) * 10, what + " dv");
+
+      // Not swallowed: the value reaches every output it feeds.
+      at::Tensor must_nan = at::zeros({T, H}, at::kBool);
+      if (x.tensor == 'q') must_nan.index_put_({x.pos, x.head}, true);
+      if (x.visible_rows_nan)
+        for (int64_t h = x.head * (H / H_kv); h < (x.head + 1) * (H / H_kv); ++h)
+          must_nan.select(1, h).copy_(vis.select(1, x.pos));
+      at::Tensor ours_nan = at::isnan(f.out).any(-1);
+      EXPECT_TRUE(at::equal(ours_nan.logical_and(plan.shard(must_nan)), plan.shard(must_nan)))
+          << what << ": an output that depends on the NaN is not NaN";
     }
   }
 }

@@ -45,6 +45,11 @@ void check_hybrid_cases(Communicator& comm, int u, int64_t T);
 void check_autograd_model(Communicator& comm, Strategy s, Layout l);
 // Two identical calls give bitwise identical results (CPU, fixed ranks and threads).
 void check_bitwise_reproducible(Communicator& comm, Strategy s);
+// NaN and ±inf planted in q, k or v (causal and full masks, GQA 2:1): every rank finishes forward
+// and backward; outputs and gradients are non-finite only where SDPA's math backend is too, agree
+// with it where both are finite, and every output that depends on a NaN is NaN. Hybrid: degree u;
+// dtype: the shards' (float32 takes the kernels' vectorised max and exp).
+void check_nonfinite_inputs(Communicator& comm, Strategy s, int u = 1, at::ScalarType dtype = at::kDouble);
 // Ranks that disagree on a dimension get an error naming the rank and the field.
 void check_disagreement_is_an_error(Communicator& comm);
 // Ranks agree for 3 calls, then rank 1 changes T: every rank gets the named error within 2 s.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Usage: frozen_rank.sh MPIRUN PROGRAM DEADLINE_S stop|kill [REPEATS]
-# Three ranks exchange around a ring; rank 1 stops (SIGSTOP) or kills (SIGKILL) itself mid-ring.
+# Usage: frozen_rank.sh MPIRUN PROGRAM DEADLINE_S stop|kill [REPEATS] [ring|backward]
+# Three ranks exchange around a ring (bare exchanges, or ring attention's backward through
+# ContextParallel); rank 1 stops (SIGSTOP) or kills (SIGKILL) itself midway.
 # Passes when, in every repeat, the job ends within DEADLINE + 10 s with the right exit code and
 # no rank process is left:
 #   stop: 5, the survivors' TimeoutError (their wait passed the deadline; the job is aborted with
@@ -9,7 +10,7 @@
 #         and ends the job itself, its survivors by SIGTERM before their deadline.
 # Only the processes this test started are touched: the ranks' ids, written by the ranks.
 set -u
-mpirun=$1 prog=$2 deadline=${3:-3} mode=${4:-stop} repeats=${5:-1}
+mpirun=$1 prog=$2 deadline=${3:-3} mode=${4:-stop} repeats=${5:-1} place=${6:-ring}
 fail=0
 work=$(mktemp -d)
 cleanup() {
@@ -21,11 +22,11 @@ for ((i = 1; i <= repeats; i++)); do
   pids=$work/pids$i
   mkdir -p "$pids"
   start=$(date +%s%3N)
-  timeout --signal=KILL 120 "$mpirun" --oversubscribe --bind-to none -np 3 "$prog" "$deadline" "$mode" "$pids" \
+  timeout --signal=KILL 120 "$mpirun" --oversubscribe --bind-to none -np 3 "$prog" "$deadline" "$mode" "$pids" "$place" \
     >"$work/out" 2>&1
   rc=$?
   elapsed_ms=$(( $(date +%s%3N) - start ))
-  echo "frozen_rank ($mode, run $i): exit code $rc after $((elapsed_ms / 1000)).$(printf %03d $((elapsed_ms % 1000))) s (deadline $deadline s)"
+  echo "frozen_rank ($mode, $place, run $i): exit code $rc after $((elapsed_ms / 1000)).$(printf %03d $((elapsed_ms % 1000))) s (deadline $deadline s)"
   bad=0
   case "$mode" in
     stop) [ "$rc" -eq 5 ] || { echo "FAIL: exit code $rc, expected 5 (TimeoutError)"; bad=1; } ;;
@@ -46,5 +47,5 @@ for ((i = 1; i <= repeats; i++)); do
   done
   if [ $bad -ne 0 ]; then cat "$work/out"; fail=1; fi
 done
-[ $fail -eq 0 ] && echo "frozen_rank ($mode): $repeats of $repeats runs ended in time with the right exit code"
+[ $fail -eq 0 ] && echo "frozen_rank ($mode, $place): $repeats of $repeats runs ended in time with the right exit code"
 exit $fail

@@ -41,6 +41,11 @@ TEST_P(CpLocal, BitwiseReproducible) {
   on_ranks(p, [&](Communicator& comm) { testing::check_bitwise_reproducible(comm, s); }, nccl);
 }
 
+TEST_P(CpLocal, NonFiniteInputsAsInSdpa) {
+  const auto [s, p, nccl] = GetParam();
+  on_ranks(p, [&](Communicator& comm) { testing::check_nonfinite_inputs(comm, s); }, nccl);
+}
+
 INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
                          ::testing::Combine(::testing::Values(Strategy::RingSelfAttention, Strategy::Ring,
                                                               Strategy::AllGatherKV, Strategy::TokenRing,
@@ -82,6 +87,16 @@ TEST(CpNcclOrder, FamiliesEveryStrategy) {
 }
 
 // rsa keeps its documented limits: a family is refused by name.
+TEST(CpLocal, NonFiniteInputsAsInSdpaHybrid2x2) {
+  on_ranks(4, [&](Communicator& comm) { testing::check_nonfinite_inputs(comm, Strategy::Hybrid, 2); });
+}
+
+TEST(CpLocal, NonFiniteInputsAsInSdpaFloat32) {
+  for (int p : {1, 2})
+    for (Strategy s : {Strategy::Ring, Strategy::RingSelfAttention})
+      on_ranks(p, [&](Communicator& comm) { testing::check_nonfinite_inputs(comm, s, 1, at::kFloat); });
+}
+
 TEST(CpLocal, RsaRefusesFamilies) {
   on_ranks(2, [](Communicator& comm) {
     EXPECT_THROW(testing::check_against_reference(comm, {Strategy::RingSelfAttention, Layout::Zigzag, "share_question",

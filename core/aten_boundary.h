@@ -1,0 +1,33 @@
+// ATen errors at longhaul's public entry points. A torch operation that fails inside longhaul
+// raises a c10::Error; callers of longhaul catch one hierarchy (core/errors.h), so the entry
+// points translate: ValueError, TypeError and IndexError → InvalidArgument, NotImplementedError →
+// Unsupported, anything else → Error, each "WHERE: ATen: <message without the C++ backtrace>".
+// An out-of-memory error keeps torch's own type (callers free memory and retry on that type).
+#pragma once
+
+#include <c10/util/Exception.h>
+
+#include <string>
+#include <utility>
+
+#include "core/errors.h"
+
+namespace longhaul {
+
+template <typename Body>
+decltype(auto) aten_boundary(const char* where, Body&& body) {
+  try {
+    return std::forward<Body>(body)();
+  } catch (const c10::OutOfMemoryError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    const std::string msg = std::string(where) + ": ATen: " + e.what_without_backtrace();
+    if (dynamic_cast<const c10::ValueError*>(&e) || dynamic_cast<const c10::TypeError*>(&e) ||
+        dynamic_cast<const c10::IndexError*>(&e))
+      throw InvalidArgument(msg);
+    if (dynamic_cast<const c10::NotImplementedError*>(&e)) throw Unsupported(msg);
+    throw Error(msg);
+  }
+}
+
+}  // namespace longhaul

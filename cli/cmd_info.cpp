@@ -6,6 +6,7 @@
 
 #include "core/report.h"
 #include "cli/cli.h"
+#include "launch/placement.h"
 #include "longhaul/config.h"
 
 namespace longhaul::cli {
@@ -41,7 +42,11 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("world_size", int64_t(world.size()))
         .add("threads", int64_t(world.threads()))
         .add("affinity_cpus", int64_t(affinity_cpus()));
-    if (world.rank() != 0) return 0;
+    // Every rank's host and local rank: what the launcher said against where the ranks are.
+    const std::vector<RankPlace> places = gather_placement(*world.host_comm(), world.local_rank(), world.local_size());
+    const std::string wrong = check_placement(places);
+    row.add("placement", describe_placement(places)).add("placement_check", wrong.empty() ? std::string("ok") : wrong);
+    if (world.rank() != 0) return wrong.empty() ? 0 : 2;
     if (json) {
       report::print_json(std::cout, {row});
     } else {
@@ -51,7 +56,9 @@ int cmd_info(const std::vector<std::string>& args) {
         std::cout << "\n";
       }
     }
-    return 0;
+    if (!wrong.empty())
+      std::cerr << "longhaul: error (rank 0): the launcher's local ranks contradict the hosts: " << wrong << std::endl;
+    return wrong.empty() ? 0 : 2;
   });
 }
 

@@ -13,7 +13,9 @@
 #include <map>
 #include <thread>
 
+#include "launch/placement.h"
 #include "launch/world.h"
+#include "runtime/comm/c10d/gloo.h"
 #include "runtime/comm/c10d/communicator.h"
 #include "runtime/comm/c10d/store.h"
 #include "core/errors.h"
@@ -21,6 +23,23 @@
 
 namespace longhaul {
 namespace {
+
+TEST(Placement, LocalRanksMustNumberEachHostsRanks) {
+  auto place = [](std::string h, int lr, int ls) { return RankPlace{std::move(h), lr, ls}; };
+  const std::vector<RankPlace> good{place("a", 0, 2), place("a", 1, 2), place("b", 1, 2), place("b", 0, 2)};
+  EXPECT_EQ(check_placement(good), "");
+  EXPECT_EQ(describe_placement(good), "a: 0 1 | b: 2 3");
+  // Two nodes with the same host name, or a launcher variable read wrongly.
+  EXPECT_EQ(check_placement({place("a", 0, 2), place("a", 0, 2)}), "host a: ranks 0 and 1 both have local rank 0");
+  EXPECT_EQ(check_placement({place("a", 0, 1), place("a", 0, 1)}), "host a: rank 0 has local size 1 but 2 ranks run there");
+  EXPECT_EQ(check_placement({place("a", 2, 2), place("a", 0, 2)}), "host a: rank 0 has local rank 2 outside [0, 2)");
+}
+
+TEST(Placement, GloosAddressIsTheRouteToTheStore) {
+  EXPECT_EQ(c10d_backend::local_address_toward("127.0.0.1"), "127.0.0.1");
+  EXPECT_EQ(c10d_backend::local_address_toward(""), "");
+  EXPECT_EQ(c10d_backend::local_address_toward("no-such-host.invalid"), "");
+}
 
 using std::chrono::milliseconds;
 

@@ -38,12 +38,14 @@ bool all_equal(const std::vector<int64_t>& v) {
 
 class C10dCommunicator : public Communicator {
  public:
+  // bind_address: where this rank's Gloo groups listen (make_gloo), for the groups split() makes.
   C10dCommunicator(c10::intrusive_ptr<c10d::Backend> backend, c10::intrusive_ptr<c10d::Store> store,
-                   std::string prefix, CommOptions options)
+                   std::string prefix, CommOptions options, std::string bind_address = {})
       : Communicator(options),
         backend_(std::move(backend)),
         store_(std::move(store)),
         prefix_(std::move(prefix)),
+        bind_address_(std::move(bind_address)),
         name_(backend_->getBackendName()),
         rank_(backend_->getRank()),
         size_(backend_->getSize()) {
@@ -78,10 +80,10 @@ class C10dCommunicator : public Communicator {
     const int sub_size = int(members.size());
     const std::string prefix = detail::str_cat(prefix_, "/split", seq, "/color", color);
     auto sub_store = c10::make_intrusive<c10d::PrefixStore>(prefix, store_);
-    auto backend = c10d_backend::make_gloo(sub_store, sub_rank, sub_size, timeout(), describe(op));
+    auto backend = c10d_backend::make_gloo(sub_store, sub_rank, sub_size, timeout(), describe(op), bind_address_);
     CommOptions opts;
     opts.timeout = timeout();
-    return std::make_shared<C10dCommunicator>(backend, store_, prefix, opts);
+    return std::make_shared<C10dCommunicator>(backend, store_, prefix, opts, bind_address_);
   }
 
  protected:
@@ -233,6 +235,7 @@ class C10dCommunicator : public Communicator {
   c10::intrusive_ptr<c10d::Backend> backend_;
   c10::intrusive_ptr<c10d::Store> store_;
   std::string prefix_;
+  std::string bind_address_;
   std::string name_;
   int rank_, size_;
   int splits_ = 0;
@@ -245,7 +248,7 @@ class C10dCommunicator : public Communicator {
 }  // namespace
 
 CommPtr c10d_backend::create_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                   CommOptions options) {
+                                   CommOptions options, const std::string& bind_address) {
   const std::string what = detail::str_cat("backend c10d-gloo: joining the world (rank ", rank, " of ", size, ")");
   if (!store) throw InvalidArgument(what + ": the store is null");
   if (size < 1 || rank < 0 || rank >= size)
@@ -253,8 +256,8 @@ CommPtr c10d_backend::create_world(const c10::intrusive_ptr<c10d::Store>& store,
   c10d_backend::join(*store, rank, size, options.timeout, what);
   const std::string prefix = "longhaul/world";
   auto backend = c10d_backend::make_gloo(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank, size,
-                                         options.timeout, what);
-  return std::make_shared<C10dCommunicator>(backend, store, prefix, options);
+                                         options.timeout, what, bind_address);
+  return std::make_shared<C10dCommunicator>(backend, store, prefix, options, bind_address);
 }
 
 CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options,
@@ -262,7 +265,8 @@ CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int ra
   c10::intrusive_ptr<c10d::Store> store = c10d_backend::connect_tcp_store(
       host, port, rank, size, options.timeout, rank == 0 && store_options.rank0_serves);
   if (!store_options.prefix.empty()) store = c10::make_intrusive<c10d::PrefixStore>(store_options.prefix, store);
-  return c10d_backend::create_world(store, rank, size, options);
+  // Gloo listens on the network that leads to the store: the host name of a node need not resolve.
+  return c10d_backend::create_world(store, rank, size, options, c10d_backend::local_address_toward(host));
 }
 
 CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::Backend>& backend,

@@ -24,12 +24,15 @@ namespace longhaul::c10d_backend {
 
 // A Gloo world over `store`: every rank of [0, size) calls this with the same size; each first
 // announces itself on the store and checks the others (missing ranks, disagreeing world sizes and
-// duplicate ranks fail with a CommError within options.timeout).
-CommPtr create_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options = {});
+// duplicate ranks fail with a CommError within options.timeout). bind_address: where this rank's
+// Gloo listens (see make_gloo in gloo.h; empty: GLOO_SOCKET_IFNAME or the host name's address).
+CommPtr create_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, CommOptions options = {},
+                     const std::string& bind_address = {});
 
 // Where the ranks meet: a TCPStore at host:port that rank 0 serves (port 0 on a one-rank world:
 // any), or one a launcher's agent already serves (torchrun's, TORCHELASTIC_USE_AGENT_STORE);
-// `prefix` keeps the keys of one attempt apart from a restarted job's.
+// `prefix` keeps the keys of one attempt apart from a restarted job's. Gloo listens on the local
+// address on the route to `host` (unless GLOO_SOCKET_IFNAME names an interface).
 struct TcpStoreOptions {
   bool rank0_serves = true;
   std::string prefix;

@@ -47,11 +47,47 @@ void check_ranks(const LaunchInfo& l, const std::string& from) {
 }
 
 // Slurm's SLURM_TASKS_PER_NODE: "4(x2),3" -> 4 (the first node's count).
-int first_count(const std::string& s) {
-  int n = 0;
+}  // namespace
+
+int slurm_tasks_on_node(const std::string& tasks_per_node, int node) {
+  // Entries "N" (one node) or "N(xK)" (K nodes), comma-separated, in node order.
+  int first = node;
   size_t i = 0;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) n = n * 10 + (s[i++] - '0');
-  return n > 0 ? n : 1;
+  auto number = [&] {
+    int n = 0;
+    const size_t start = i;
+    while (i < tasks_per_node.size() && std::isdigit(static_cast<unsigned char>(tasks_per_node[i])))
+      n = n * 10 + (tasks_per_node[i++] - '0');
+    if (i == start)
+      throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' is not N or N(xK), ..."));
+    return n;
+  };
+  while (i < tasks_per_node.size()) {
+    const int n = number();
+    int nodes = 1;
+    if (tasks_per_node.compare(i, 2, "(x") == 0) {
+      i += 2;
+      nodes = number();
+      if (i >= tasks_per_node.size() || tasks_per_node[i] != ')')
+        throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "': missing ')'"));
+      ++i;
+    }
+    if (first < nodes) return n;
+    first -= nodes;
+    if (i < tasks_per_node.size() && tasks_per_node[i++] != ',')
+      throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' is not N or N(xK), ..."));
+  }
+  throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' lists fewer nodes than node ",
+                                        node, " (SLURM_NODEID)"));
+}
+
+namespace {
+// This node's task count from Slurm's variables (a step's first), nullopt outside Slurm.
+std::optional<int> slurm_local_size(const EnvLookup& env) {
+  if (auto n = env_int(env, "SLURM_NTASKS_PER_NODE")) return *n;
+  for (const char* name : {"SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"})
+    if (const char* tpn = env(name); tpn && *tpn) return slurm_tasks_on_node(tpn, env_int(env, "SLURM_NODEID").value_or(0));
+  return std::nullopt;
 }
 }  // namespace
 
@@ -98,12 +134,15 @@ LaunchInfo detect_launch(const EnvLookup& env) {
   if (mpi) {
     l.launcher = "mpirun";
     l.rank = first_of(env, {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"}).value_or(0);
-    l.size = first_of(env, {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}).value_or(1);
+    // srun --mpi=pmix: the size is Slurm's (PMIx exports none).
+    l.size = first_of(env, {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}).value_or(1);
     l.local_rank = first_of(env, {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}).value_or(0);
-    l.local_size = first_of(env, {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}).value_or(1);
+    // srun --mpi=pmix sets no local size of MPI's: this node's count of Slurm's tasks.
+    l.local_size = first_of(env, {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}).value_or(slurm_local_size(env).value_or(1));
     l.store_host = master;
     l.store_port = master_port.value_or(kDefaultStorePort);
-    if (!env("OMPI_COMM_WORLD_SIZE") && !env("PMI_SIZE")) l.size = std::max(l.size, l.rank + 1);
+    if (!env("OMPI_COMM_WORLD_SIZE") && !env("PMI_SIZE") && !env("SLURM_STEP_NUM_TASKS") && !env("SLURM_NTASKS"))
+      l.size = std::max(l.size, l.rank + 1);
     check_ranks(l, "mpirun's variables");
     return l;
   }
@@ -141,10 +180,7 @@ LaunchInfo detect_launch(const EnvLookup& env) {
     l.rank = *s_rank;
     l.size = *s_size;
     l.local_rank = first_of(env, {"SLURM_LOCALID", "SLURM_LOCAL_ID"}).value_or(0);
-    if (auto n = env_int(env, "SLURM_NTASKS_PER_NODE"))
-      l.local_size = *n;
-    else if (const char* tpn = env("SLURM_TASKS_PER_NODE"))
-      l.local_size = first_count(tpn);
+    l.local_size = slurm_local_size(env).value_or(1);
     l.store_host = master;
     if (l.store_host.empty()) {
       std::string nodes = env_str(env, "SLURM_STEP_NODELIST");

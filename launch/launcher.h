@@ -42,6 +42,8 @@ Backend resolve_backend(Backend requested, const LaunchInfo& launch);
 bool uses_nccl(Backend requested, const LaunchInfo& launch, int visible_devices, bool nccl_built);
 // The first host of a Slurm node list: "gpu[003-005,9],cpu1" -> "gpu003".
 std::string first_slurm_host(const std::string& nodelist);
+// Node `node`'s count in Slurm's tasks per node: "2(x3),1" -> 2 for nodes 0-2, 1 for node 3.
+int slurm_tasks_on_node(const std::string& tasks_per_node, int node);
 
 // CPUs in this process's affinity mask.
 int affinity_cpus();

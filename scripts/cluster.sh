@@ -4,7 +4,9 @@
 # touched), and its own hostname (a UTS namespace per command). Needs root (or CAP_NET_ADMIN and
 # CAP_SYS_ADMIN) and iproute2.
 #
-#   scripts/cluster.sh up [N]             nodes node1..nodeN (default 2) at 10.77.0.1..N/24
+#   scripts/cluster.sh up [N] [--hosts]   nodes node1..nodeN (default 2) at 10.77.0.1..N/24;
+#                                          --hosts: node names resolve on the nodes (a private
+#                                          /etc/hosts for every command run there; Slurm needs it)
 #   scripts/cluster.sh down                removes what `up` created (by name), nothing else
 #   scripts/cluster.sh exec NODE CMD...    runs CMD on NODE (its network, hostname NODE)
 #   scripts/cluster.sh agent HOST CMD...   Open MPI's remote launch agent (plm_rsh_agent): HOST is
@@ -39,10 +41,19 @@ down() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true  # what still runs there
     ip netns del "$ns"
   done
+  rm -rf "$(state_dir)"
 }
 
+state_dir() { echo "/run/longhaul-cluster-$prefix"; }
+
 up() {
-  local n=${1:-2}
+  local n=2 hosts=0
+  for a in "$@"; do
+    case "$a" in
+      --hosts) hosts=1 ;;
+      *) n=$a ;;
+    esac
+  done
   [ "$n" -ge 1 ] && [ "$n" -le 250 ] || die "node count $n is outside 1..250"
   [ -z "$(nodes_up)" ] || die "a cluster with prefix '$prefix' is up already: scripts/cluster.sh down"
   trap 'down' ERR  # a failure half-way leaves nothing behind
@@ -58,6 +69,10 @@ up() {
     ip -n "$ns" addr add "$net.$i/24" dev eth0
     ip -n "$ns" link set eth0 up
   done
+  if [ "$hosts" -eq 1 ]; then
+    mkdir -p "$(state_dir)"
+    { echo "127.0.0.1 localhost"; for ((i = 1; i <= n; i++)); do echo "$net.$i node$i"; done; } > "$(state_dir)/hosts"
+  fi
   trap - ERR
   echo "cluster: $n nodes up: $(for ((i = 1; i <= n; i++)); do printf 'node%d=%s.%d ' "$i" "$net" "$i"; done)"
 }
@@ -67,6 +82,11 @@ run_on() {  # NODE CMD...: CMD with NODE's network and hostname
   ns=$(node_ns "$1")
   shift
   ip netns list | awk '{print $1}' | grep -qx "$ns" || die "node namespace $ns does not exist (scripts/cluster.sh up)"
+  local hosts=$(state_dir)/hosts
+  if [ -f "$hosts" ]; then  # a mount namespace of its own, where /etc/hosts names the nodes
+    exec ip netns exec "$ns" unshare --uts --mount sh -c 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"' \
+      "${ns#"$prefix"-}" "$hosts" "$@"
+  fi
   exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0" && exec "$@"' "${ns#"$prefix"-}" "$@"
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what longhaul needs and is missing, nothing else. Idempotent: a second run only checks.
-#   Debian: Open MPI, HDF5, Boost.ProgramOptions, GoogleTest, OpenBLAS, ccache, ninja, cmake.
+#   Debian: Open MPI, HDF5, Boost.ProgramOptions, GoogleTest, OpenBLAS, ccache, ninja, cmake;
+#           for the cluster tests iproute2 (network namespaces), Slurm and munge.
 #   PyPI:   torch (LibTorch comes from the wheel), numpy, pytest, h5py, wheel, matplotlib, transformers.
 # torch is pinned to 2.11.0: its PyPI build is for CUDA 13.0, the same CUDA as the toolkit here
 # and as the GPU machine's torch, so a process holds one CUDA runtime and one NCCL (torch's).
@@ -10,7 +11,8 @@ TRANSFORMERS_VERSION=5.24.0  # longhaul.integrations.transformers is tested agai
 PY=${PYTHON:-python3}
 
 debs=(libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libboost-program-options-dev
-      libgtest-dev libopenblas-dev ccache ninja-build cmake g++ pkg-config)
+      libgtest-dev libopenblas-dev ccache ninja-build cmake g++ pkg-config
+      iproute2 slurmd slurmctld slurm-client slurm-wlm-basic-plugins munge)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

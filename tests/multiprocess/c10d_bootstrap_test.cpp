@@ -35,6 +35,30 @@ TEST(Placement, LocalRanksMustNumberEachHostsRanks) {
   EXPECT_EQ(check_placement({place("a", 2, 2), place("a", 0, 2)}), "host a: rank 0 has local rank 2 outside [0, 2)");
 }
 
+TEST(Placement, SlurmTasksOfThisNode) {
+  EXPECT_EQ(slurm_tasks_on_node("4", 0), 4);
+  EXPECT_EQ(slurm_tasks_on_node("2(x3),1", 2), 2);
+  EXPECT_EQ(slurm_tasks_on_node("2(x3),1", 3), 1);
+  EXPECT_EQ(slurm_tasks_on_node("3,1", 1), 1);
+  EXPECT_THROW(slurm_tasks_on_node("2(x2)", 2), InvalidArgument);
+  EXPECT_THROW(slurm_tasks_on_node("2(x", 0), InvalidArgument);
+  EXPECT_THROW(slurm_tasks_on_node("two", 0), InvalidArgument);
+  // srun --mpi=pmix: MPI's rank variables without its local size; this node's share of Slurm's.
+  std::map<std::string, std::string> vars{{"PMIX_RANK", "3"}, {"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"},
+                                          {"SLURM_LOCALID", "0"}, {"SLURM_NODEID", "1"},
+                                          {"SLURM_STEP_TASKS_PER_NODE", "3,1"}};
+  const LaunchInfo l = detect_launch([&](const char* n) { auto it = vars.find(n); return it == vars.end() ? nullptr : it->second.c_str(); });
+  EXPECT_EQ(l.launcher, "mpirun");
+  EXPECT_EQ(l.size, 4);
+  EXPECT_EQ(l.local_rank, 0);
+  EXPECT_EQ(l.local_size, 1);
+  vars["SLURM_NODEID"] = "0";
+  vars["SLURM_LOCALID"] = "2";
+  const LaunchInfo l0 = detect_launch([&](const char* n) { auto it = vars.find(n); return it == vars.end() ? nullptr : it->second.c_str(); });
+  EXPECT_EQ(l0.local_rank, 2);
+  EXPECT_EQ(l0.local_size, 3);
+}
+
 TEST(Placement, GloosAddressIsTheRouteToTheStore) {
   EXPECT_EQ(c10d_backend::local_address_toward("127.0.0.1"), "127.0.0.1");
   EXPECT_EQ(c10d_backend::local_address_toward(""), "");

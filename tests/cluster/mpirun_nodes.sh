@@ -1,28 +1,20 @@
 #!/usr/bin/env bash
 # mpirun across two "nodes" of scripts/cluster.sh (network namespaces on a bridge, TCP between
 # them, shared memory within each), two ranks per node.
-#   mpirun_nodes.sh MODE LONGHAUL MPI_TESTS WORKDIR
+#   mpirun_nodes.sh MODE LONGHAUL WORKDIR MPI_TESTS
 #   info   every rank's host and local rank: node1: 0 1 | node2: 2 3, consistent
 #   train  `longhaul train --cp 2` across the nodes equals the same four ranks on one node, bitwise
 #   cp     the CP suite (MpiCp.*) across the nodes
 #   bench  `bench comm`: collectives across the nodes, its overlap row included
 # Exits 77 (skipped, reason printed) where network namespaces cannot be made.
 set -euo pipefail
-mode=$1 bin=$2 mpi_tests=$3 work=$4
+mode=$1 bin=$2 work=$3 mpi_tests=${4:-}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cluster=$root/scripts/cluster.sh
 export LONGHAUL_CLUSTER_PREFIX=lhc LONGHAUL_CLUSTER_NET=10.78.0
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-fail() { echo "FAIL: $*"; exit 1; }
-
-if ! ip netns add lhc-probe 2>/dev/null; then
-  echo "SKIPPED: cannot create network namespaces here (needs root or CAP_NET_ADMIN, and iproute2)"
-  exit 77
-fi
-ip netns del lhc-probe
-"$cluster" down
-trap '"$cluster" down' EXIT
-"$cluster" up 2 >/dev/null
+source "$root/tests/cluster/common.sh"
+require_netns
+cluster_start 2
 rm -rf "$work" && mkdir -p "$work"
 # shellcheck disable=SC2207
 across=(mpirun $("$cluster" mpirun-args) -H "$LONGHAUL_CLUSTER_NET.1:2,$LONGHAUL_CLUSTER_NET.2:2" -np 4 --bind-to none)

@@ -11,27 +11,22 @@
 set -euo pipefail
 mode=$1 bin=$2 work=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cluster=$root/scripts/cluster.sh
 python=${LONGHAUL_PYTHON:-python3}
 export LONGHAUL_CLUSTER_PREFIX=lhs LONGHAUL_CLUSTER_NET=10.80.0 OMP_NUM_THREADS=1
+source "$root/tests/cluster/common.sh"
 fail() { echo "FAIL: $*"; for f in "$work"/slurm/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 20 "$f"; }; done; exit 1; }
-skip() { echo "SKIPPED: $*"; exit 77; }
 
 for tool in slurmctld slurmd srun munged munge; do command -v "$tool" >/dev/null || skip "$tool not found (Debian: apt-get install slurm-wlm munge)"; done
-ip netns add lhs-probe 2>/dev/null || skip "cannot create network namespaces here (needs root or CAP_NET_ADMIN, and iproute2)"
-ip netns del lhs-probe
-
+require_netns
 s=$work/slurm
-cleanup() {
+cluster_stop_hook() {  # the daemons this test started, by their pid files
   for f in "$s"/*.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null; done
   sleep 0.5
   for f in "$s"/*.pid; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null; done
-  "$cluster" down
+  return 0
 }
-"$cluster" down
 rm -rf "$work" && mkdir -p -m 700 "$work" "$s"
-trap cleanup EXIT
-"$cluster" up 2 --hosts >/dev/null
+cluster_start 2 --hosts
 
 # munge: the test's own key and socket (the system's munged, if any, is left alone).
 dd if=/dev/urandom of="$s/munge.key" bs=1024 count=1 status=none

@@ -11,20 +11,12 @@
 set -euo pipefail
 mode=$1 bin=$2 work=$3 pypath=${4:-}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cluster=$root/scripts/cluster.sh
 python=${LONGHAUL_PYTHON:-python3}
 export LONGHAUL_CLUSTER_PREFIX=lht LONGHAUL_CLUSTER_NET=10.79.0 OMP_NUM_THREADS=1
 master=$LONGHAUL_CLUSTER_NET.1
-fail() { echo "FAIL: $*"; exit 1; }
-
-if ! ip netns add lht-probe 2>/dev/null; then
-  echo "SKIPPED: cannot create network namespaces here (needs root or CAP_NET_ADMIN, and iproute2)"
-  exit 77
-fi
-ip netns del lht-probe
-"$cluster" down
-trap '"$cluster" down' EXIT
-"$cluster" up 3 >/dev/null
+source "$root/tests/cluster/common.sh"
+require_netns
+cluster_start 3
 ip -n lht-node3 link del eth0  # node3: a namespace off the job's network
 rm -rf "$work" && mkdir -p "$work"
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')

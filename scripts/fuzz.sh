@@ -36,7 +36,7 @@ CC=clang CXX=clang++ BUILD_DIR=$build BUILD_TARGETS=fuzz_$target "$root/scripts/
 corpus=$build/corpus/$target crashes=$build/crashes
 mkdir -p "$corpus" "$crashes"
 cp -n "$root/tests/fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null || true
-export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"  # third-party caches; leaks are the sanitize.sh runs' job
+export ASAN_OPTIONS="detect_leaks=0:suppressions=$root/scripts/sanitizers/asan.supp:${ASAN_OPTIONS:-}"  # leaks: sanitize.sh's job
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 # An input that runs over 20 s or 2 GiB is a finding too (a hang, an allocation a file asked for).
 "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=2048 \

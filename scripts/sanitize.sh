@@ -31,7 +31,7 @@ BUILD_DIR=$build "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 
 supp=$root/scripts/sanitizers
 # A finding fails the test (exit code 66 from the sanitizer, printed with the stack).
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66:detect_odr_violation=0:${ASAN_OPTIONS:-}"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66:detect_odr_violation=0:suppressions=$supp/asan.supp:${ASAN_OPTIONS:-}"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp:${UBSAN_OPTIONS:-}"
 export TSAN_OPTIONS="exitcode=66:halt_on_error=0:second_deadlock_stack=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"

@@ -10,12 +10,16 @@ MODE
                 checkpoint (its temporary file exists). The job ends non-zero within 10 s.
   kill_torchrun torchrun (c10d over Gloo), 2 ranks: rank 1 is killed after a checkpoint was saved.
                 torchrun ends non-zero within --timeout + 10 s.
+  stop_torchrun torchrun, 2 ranks: rank 1 is stopped. Rank 0 exits with 5 (TimeoutError) within
+                --timeout + 10 s; torchrun ends non-zero once its 30 s grace for the stopped worker
+                has passed (it sends SIGTERM, which a stopped process holds, then SIGKILL).
 In every mode no rank process is left afterwards, and the checkpoint on disk is the last complete
 one: the same command with --resume --stop-after 1 loads it and continues from a step >= 1.
 Only the processes this test started (descendants of its launcher) are signalled.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,7 +140,7 @@ def run_once(mode, longhaul, workdir, mpirun, torchrun, run):
             os.remove(os.path.join(workdir, f))
     ckpt = os.path.join(workdir, "checkpoint.lhc")
     args = train_args(workdir, big=(mode == "kill_write"))
-    if mode == "kill_torchrun":
+    if mode.endswith("_torchrun"):
         launch = [torchrun, "2", longhaul]
     else:
         launch = [*mpirun, "-np", "2", longhaul]
@@ -154,10 +158,20 @@ def run_once(mode, longhaul, workdir, mpirun, torchrun, run):
                 fail(f"the checkpoint writer is pid {victim}, not rank 0 ({ranks[0]})")
         else:
             victim = ranks[1]
-            sig = signal.SIGSTOP if mode == "stop" else signal.SIGKILL
+            sig = signal.SIGSTOP if mode.startswith("stop") else signal.SIGKILL
             limit = TIMEOUT_S + GRACE_S
         t0 = time.monotonic()
         os.kill(victim, sig)
+        if mode == "stop_torchrun":
+            # The survivor's deadline is what counts: torchrun then SIGTERMs the stopped worker,
+            # which a stopped process only acts on when torchrun's 30 s grace ends in a SIGKILL.
+            survivors = [p for p in ranks.values() if p != victim]
+            wait_for(lambda: not any(alive(p) for p in survivors), "the survivors to exit", limit + 60)
+            survivors_s = time.monotonic() - t0
+            print(f"{mode} run {run}: survivors gone {survivors_s:.2f} s after the SIGSTOP", flush=True)
+            if survivors_s > limit:
+                fail(f"the survivors took {survivors_s:.2f} s, more than the limit {limit} s")
+            limit += 35
         rc = job.wait(limit + 60)
         elapsed = time.monotonic() - t0
         print(f"{mode} run {run}: {signal.Signals(sig).name} to pid {victim}; launcher exit code {rc} after "
@@ -168,6 +182,9 @@ def run_once(mode, longhaul, workdir, mpirun, torchrun, run):
         if mode == "stop" and rc != 5:
             job.dump()
             fail(f"exit code {rc}, expected 5 (TimeoutError)")
+        if mode == "stop_torchrun" and not re.search(r"exitcode\s*:\s*5\b", open(log + ".err").read()):
+            job.dump()
+            fail("torchrun does not report a worker that exited with 5 (TimeoutError)")
         if rc == 0:
             job.dump()
             fail("exit code 0 after a rank died")
@@ -201,7 +218,7 @@ def run_once(mode, longhaul, workdir, mpirun, torchrun, run):
 def main():
     mode, longhaul, workdir, torchrun, repeats = sys.argv[1:6]
     repeats, mpirun = int(repeats), sys.argv[6:]
-    if mode not in ("stop", "kill_write", "kill_torchrun"):
+    if mode not in ("stop", "kill_write", "kill_torchrun", "stop_torchrun"):
         fail(f"unknown mode {mode}")
     for run in range(1, repeats + 1):
         run_once(mode, longhaul, workdir, mpirun, torchrun, run)

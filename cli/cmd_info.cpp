@@ -46,7 +46,8 @@ int cmd_info(const std::vector<std::string>& args) {
     const std::vector<RankPlace> places = gather_placement(*world.host_comm(), world.local_rank(), world.local_size());
     const std::string wrong = check_placement(places);
     row.add("placement", describe_placement(places)).add("placement_check", wrong.empty() ? std::string("ok") : wrong);
-    if (world.rank() != 0) return wrong.empty() ? 0 : 2;
+    const int rc = wrong.empty() ? 0 : 2;  // 2: bad input, the launcher's
+    if (world.rank() != 0) return rc;
     if (json) {
       report::print_json(std::cout, {row});
     } else {
@@ -58,7 +59,7 @@ int cmd_info(const std::vector<std::string>& args) {
     }
     if (!wrong.empty())
       std::cerr << "longhaul: error (rank 0): the launcher's local ranks contradict the hosts: " << wrong << std::endl;
-    return wrong.empty() ? 0 : 2;
+    return rc;
   });
 }
 

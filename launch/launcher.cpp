@@ -46,11 +46,13 @@ void check_ranks(const LaunchInfo& l, const std::string& from) {
                                           l.local_size, ")"));
 }
 
-// Slurm's SLURM_TASKS_PER_NODE: "4(x2),3" -> 4 (the first node's count).
 }  // namespace
 
 int slurm_tasks_on_node(const std::string& tasks_per_node, int node) {
   // Entries "N" (one node) or "N(xK)" (K nodes), comma-separated, in node order.
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' ", why));
+  };
   int first = node;
   size_t i = 0;
   auto number = [&] {
@@ -58,8 +60,7 @@ int slurm_tasks_on_node(const std::string& tasks_per_node, int node) {
     const size_t start = i;
     while (i < tasks_per_node.size() && std::isdigit(static_cast<unsigned char>(tasks_per_node[i])))
       n = n * 10 + (tasks_per_node[i++] - '0');
-    if (i == start)
-      throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' is not N or N(xK), ..."));
+    if (i == start) throw bad("is not N or N(xK), ...");
     return n;
   };
   while (i < tasks_per_node.size()) {
@@ -68,17 +69,14 @@ int slurm_tasks_on_node(const std::string& tasks_per_node, int node) {
     if (tasks_per_node.compare(i, 2, "(x") == 0) {
       i += 2;
       nodes = number();
-      if (i >= tasks_per_node.size() || tasks_per_node[i] != ')')
-        throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "': missing ')'"));
+      if (i >= tasks_per_node.size() || tasks_per_node[i] != ')') throw bad("misses ')'");
       ++i;
     }
     if (first < nodes) return n;
     first -= nodes;
-    if (i < tasks_per_node.size() && tasks_per_node[i++] != ',')
-      throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' is not N or N(xK), ..."));
+    if (i < tasks_per_node.size() && tasks_per_node[i++] != ',') throw bad("is not N or N(xK), ...");
   }
-  throw InvalidArgument(detail::str_cat("Slurm's tasks per node '", tasks_per_node, "' lists fewer nodes than node ",
-                                        node, " (SLURM_NODEID)"));
+  throw bad(detail::str_cat("lists fewer nodes than node ", node, " (SLURM_NODEID)"));
 }
 
 namespace {
@@ -134,15 +132,15 @@ LaunchInfo detect_launch(const EnvLookup& env) {
   if (mpi) {
     l.launcher = "mpirun";
     l.rank = first_of(env, {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"}).value_or(0);
-    // srun --mpi=pmix: the size is Slurm's (PMIx exports none).
-    l.size = first_of(env, {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}).value_or(1);
+    // srun --mpi=pmix: the size is Slurm's (PMIx exports none); with none at all, at least rank + 1.
+    const auto size = first_of(env, {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"});
     l.local_rank = first_of(env, {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}).value_or(0);
     // srun --mpi=pmix sets no local size of MPI's: this node's count of Slurm's tasks.
-    l.local_size = first_of(env, {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}).value_or(slurm_local_size(env).value_or(1));
+    const auto mpi_local_size = first_of(env, {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"});
+    l.local_size = mpi_local_size ? *mpi_local_size : slurm_local_size(env).value_or(1);
     l.store_host = master;
     l.store_port = master_port.value_or(kDefaultStorePort);
-    if (!env("OMPI_COMM_WORLD_SIZE") && !env("PMI_SIZE") && !env("SLURM_STEP_NUM_TASKS") && !env("SLURM_NTASKS"))
-      l.size = std::max(l.size, l.rank + 1);
+    l.size = size.value_or(l.rank + 1);
     check_ranks(l, "mpirun's variables");
     return l;
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <sstream>
 
 #include "core/errors.h"
 
@@ -17,18 +18,20 @@ constexpr int64_t kHostBytes = 256;  // HOST_NAME_MAX is 64 on Linux; room for l
 std::vector<RankPlace> gather_placement(Communicator& comm, int local_rank, int local_size) {
   // One row per rank: the host name's bytes, then the local rank and size.
   at::Tensor mine = at::zeros({1, kHostBytes + 2}, at::kLong);
+  int64_t* own = mine.data_ptr<int64_t>();
   char host[kHostBytes] = {};
   if (::gethostname(host, kHostBytes - 1) != 0) std::strcpy(host, "?");
-  for (int64_t i = 0; i < kHostBytes && host[i]; ++i) mine[0][i] = static_cast<unsigned char>(host[i]);
-  mine[0][kHostBytes] = local_rank;
-  mine[0][kHostBytes + 1] = local_size;
+  for (int64_t i = 0; i < kHostBytes && host[i]; ++i) own[i] = static_cast<unsigned char>(host[i]);
+  own[kHostBytes] = local_rank;
+  own[kHostBytes + 1] = local_size;
   at::Tensor all = at::empty({comm.size(), kHostBytes + 2}, at::kLong);
   comm.all_gather(all, mine)->wait();
   std::vector<RankPlace> places(comm.size());
   const auto* a = all.data_ptr<int64_t>();
   for (int r = 0; r < comm.size(); ++r) {
     const int64_t* row = a + r * (kHostBytes + 2);
-    for (int64_t i = 0; i < kHostBytes && row[i]; ++i) places[r].host.push_back(static_cast<char>(row[i]));
+    const int64_t len = std::find(row, row + kHostBytes, int64_t(0)) - row;
+    places[r].host.assign(row, row + len);  // each byte back to a char
     places[r].local_rank = static_cast<int>(row[kHostBytes]);
     places[r].local_size = static_cast<int>(row[kHostBytes + 1]);
   }
@@ -58,16 +61,16 @@ std::string check_placement(const std::vector<RankPlace>& places) {
 }
 
 std::string describe_placement(const std::vector<RankPlace>& places) {
-  std::vector<std::string> hosts;
-  std::map<std::string, std::string> ranks;
-  for (int r = 0; r < static_cast<int>(places.size()); ++r) {
-    const std::string& h = places[r].host;
-    if (!ranks.count(h)) hosts.push_back(h);
-    ranks[h] += " " + std::to_string(r);
+  std::vector<std::string> hosts;  // in the order they first appear
+  for (const RankPlace& p : places)
+    if (std::find(hosts.begin(), hosts.end(), p.host) == hosts.end()) hosts.push_back(p.host);
+  std::ostringstream out;
+  for (size_t h = 0; h < hosts.size(); ++h) {
+    out << (h ? " | " : "") << hosts[h] << ":";
+    for (size_t r = 0; r < places.size(); ++r)
+      if (places[r].host == hosts[h]) out << " " << r;
   }
-  std::string out;
-  for (const auto& h : hosts) out += (out.empty() ? "" : " | ") + h + ":" + ranks[h];
-  return out;
+  return out.str();
 }
 
 }  // namespace longhaul

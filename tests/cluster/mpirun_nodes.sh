@@ -33,15 +33,10 @@ assert row["placement_check"] == "ok", row["placement_check"]
 PY
     ;;
   train)
-    args=(train --cp 2 --steps 4 --dim 32 --layers 1 --min-log2 5 --max-log2 8 --tokens-per-step 1024
-          --eval-docs 4 --task-tokens 16384 --threads 1 --json)
-    on_node1 "${across[@]}" "$bin" "${args[@]}" --workdir "$work/nodes" > "$work/nodes.json"
-    on_node1 mpirun --bind-to none --oversubscribe -np 4 "$bin" "${args[@]}" --workdir "$work/one" > "$work/one.json"
-    losses() { grep -o '"loss_bits": "[^"]*"' "$1"; }
-    [ "$(losses "$work/nodes.json" | wc -l)" -eq 4 ] || fail "no 4 steps across the nodes"
-    [ "$(losses "$work/nodes.json")" = "$(losses "$work/one.json")" ] || {
-      losses "$work/nodes.json"; losses "$work/one.json"; fail "losses across nodes differ from one node"; }
-    echo "train across 2 nodes x 2 ranks: $(losses "$work/nodes.json" | wc -l) losses equal to one node, bitwise"
+    on_node1 "${across[@]}" "$bin" "${train_args[@]}" --workdir "$work/nodes" > "$work/nodes.json"
+    on_node1 mpirun --bind-to none --oversubscribe -np 4 "$bin" "${train_args[@]}" --workdir "$work/one" > "$work/one.json"
+    same_losses "$work/nodes.json" "$work/one.json" "train across the nodes"
+    echo "train across 2 nodes x 2 ranks: 4 losses equal to one node, bitwise"
     ;;
   cp)
     on_node1 "${across[@]}" "$mpi_tests" --gtest_filter='MpiCp.*' ;;

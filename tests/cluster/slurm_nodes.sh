@@ -82,13 +82,6 @@ for _ in $(seq 1 100); do
 done
 [ "$idle" -eq 2 ] || { on_node1 sinfo -N || true; fail "the two slurmd did not register"; }
 
-train_args=(train --cp 2 --steps 4 --dim 32 --layers 1 --min-log2 5 --max-log2 8 --tokens-per-step 1024
-            --eval-docs 4 --task-tokens 16384 --threads 1 --json --timeout 60)
-losses() { grep -o '"loss_bits": "[^"]*"' "$1" || true; }
-same_losses() {  # A B WHAT: 4 steps each, bitwise equal
-  [ "$(losses "$1" | wc -l)" -eq 4 ] || { cat "$1"; fail "$3: no 4 steps"; }
-  [ "$(losses "$1")" = "$(losses "$2")" ] || { losses "$1"; losses "$2"; fail "$3 differs from one node"; }
-}
 case "$mode" in
   train)
     on_node1 srun -N 2 -n 4 --ntasks-per-node 2 "$bin" "${train_args[@]}" --workdir "$work/slurm_run" > "$work/slurm.json" \

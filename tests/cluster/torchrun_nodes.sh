@@ -42,18 +42,13 @@ across() {
 
 case "$mode" in
   train)
-    args=(train --cp 2 --steps 4 --dim 32 --layers 1 --min-log2 5 --max-log2 8 --tokens-per-step 1024
-          --eval-docs 4 --task-tokens 16384 --threads 1 --json --timeout 60)
-    across "$work/nodes.json" "$bin" "${args[@]}" --workdir "$work/nodes"
-    NPROC=4 torchrun_on node1 0 1 "$work/one.json" "$bin" "${args[@]}" --workdir "$work/one" \
+    across "$work/nodes.json" "$bin" "${train_args[@]}" --workdir "$work/nodes"
+    NPROC=4 torchrun_on node1 0 1 "$work/one.json" "$bin" "${train_args[@]}" --workdir "$work/one" \
       || { cat "$work/one.json.err"; fail "one node"; }
-    losses() { grep -o '"loss_bits": "[^"]*"' "$1"; }
-    [ "$(losses "$work/nodes.json" | wc -l)" -eq 4 ] || { cat "$work/nodes.json"; fail "no 4 steps across the nodes"; }
-    [ "$(losses "$work/nodes.json")" = "$(losses "$work/one.json")" ] || {
-      losses "$work/nodes.json"; losses "$work/one.json"; fail "losses across nodes differ from one node"; }
+    same_losses "$work/nodes.json" "$work/one.json" "torchrun train across the nodes"
     echo "torchrun train across 2 nodes x 2 ranks: 4 losses equal to one node (4 ranks), bitwise" ;;
   example)
-    [ -n "$pypath" ] || { echo "SKIPPED: no Python module given"; exit 77; }
+    [ -n "$pypath" ] || skip "no Python module given"
     export PYTHONPATH=$pypath${PYTHONPATH:+:$PYTHONPATH}
     across "$work/example.txt" "$python" "$root/examples/train_gpt.py" --steps 60
     "$python" - "$work/example.txt" <<'PY' || { cat "$work/example.txt"; fail "the example across nodes"; }

@@ -3,6 +3,9 @@
 # rendezvous at node1's address (no host name resolves there: every socket must use addresses).
 #   torchrun_nodes.sh MODE LONGHAUL WORKDIR [PYTHONPATH of the longhaul module]
 #   train     `longhaul train --cp 2` on 2 nodes x 2 ranks equals the same 4 ranks on one node, bitwise
+#   rdzv      the same train run with torchrun's elastic rendezvous (--rdzv-backend c10d
+#             --rdzv-endpoint node1:PORT); torchrun's rendezvous needs node names that resolve,
+#             so these nodes get them (cluster.sh --hosts)
 #   example   examples/train_gpt.py on 2 nodes x 2 ranks (needs the Python module): its loss falls
 #   faults    bad launches end with a named error within the deadline, nothing left running:
 #             node2 never starts; two nodes claim node rank 0; MASTER_ADDR resolves to nothing;
@@ -16,8 +19,12 @@ export LONGHAUL_CLUSTER_PREFIX=lht LONGHAUL_CLUSTER_NET=10.79.0 OMP_NUM_THREADS=
 master=$LONGHAUL_CLUSTER_NET.1
 source "$root/tests/cluster/common.sh"
 require_netns
-cluster_start 3
-ip -n lht-node3 link del eth0  # node3: a namespace off the job's network
+if [ "$mode" = rdzv ]; then
+  cluster_start 2 --hosts
+else
+  cluster_start 3
+  ip -n lht-node3 link del eth0  # node3: a namespace off the job's network
+fi
 rm -rf "$work" && mkdir -p "$work"
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 
@@ -47,6 +54,19 @@ case "$mode" in
       || { cat "$work/one.json.err"; fail "one node"; }
     same_losses "$work/nodes.json" "$work/one.json" "torchrun train across the nodes"
     echo "torchrun train across 2 nodes x 2 ranks: 4 losses equal to one node (4 ranks), bitwise" ;;
+  rdzv)
+    for n in 1 2; do
+      timeout --signal=KILL 300 "$cluster" exec "node$n" "$python" -m torch.distributed.run --nnodes 2 \
+        --nproc-per-node 2 --rdzv-backend c10d --rdzv-endpoint "node1:$port" --rdzv-id longhaul-test --no-python \
+        "$bin" "${train_args[@]}" --workdir "$work/rdzv" > "$work/rdzv$n.json" 2> "$work/rdzv$n.err" &
+    done
+    for n in 1 2; do wait -n || { cat "$work"/rdzv*.err; fail "elastic rendezvous run"; }; done
+    NPROC=4 torchrun_on node1 0 1 "$work/one.json" "$bin" "${train_args[@]}" --workdir "$work/one" \
+      || { cat "$work/one.json.err"; fail "one node"; }
+    # Rank 0 prints the rows, on whichever node the rendezvous put it.
+    cat "$work/rdzv1.json" "$work/rdzv2.json" > "$work/rdzv.json"
+    same_losses "$work/rdzv.json" "$work/one.json" "torchrun with elastic rendezvous across the nodes"
+    echo "torchrun --rdzv-backend c10d across 2 nodes x 2 ranks: 4 losses equal to one node (4 ranks), bitwise" ;;
   example)
     [ -n "$pypath" ] || skip "no Python module given"
     export PYTHONPATH=$pypath${PYTHONPATH:+:$PYTHONPATH}

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "core/aten_boundary.h"
 #include "core/errors.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_MPI
@@ -70,7 +71,9 @@ std::string message_of(const std::exception& e) {
 
 int guarded(int rank, const std::function<int()>& body) {
   try {
-    return body();
+    // ATen errors that no entry point below translated get the same types here, hence the same
+    // exit codes (a ValueError inside torch is bad input: 2); out of memory stays torch's type.
+    return aten_boundary("longhaul", body);
   } catch (const std::exception& e) {
     std::cerr << "longhaul: error (rank " << rank << "): " << message_of(e) << std::endl;
 #if LONGHAUL_WITH_MPI

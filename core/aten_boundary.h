@@ -14,10 +14,12 @@
 
 namespace longhaul {
 
-template <typename Body>
-decltype(auto) aten_boundary(const char* where, Body&& body) {
+// Rethrows the exception in flight (call it inside `catch (...)`), translated when it is an ATen
+// error; longhaul's own errors and anything else pass unchanged. Entry points whose body is long
+// use it in a function-try-block: `R f(...) try { ... } catch (...) { rethrow_from_aten("f"); }`.
+[[noreturn]] inline void rethrow_from_aten(const char* where) {
   try {
-    return std::forward<Body>(body)();
+    throw;
   } catch (const c10::OutOfMemoryError&) {
     throw;
   } catch (const c10::Error& e) {
@@ -27,6 +29,15 @@ decltype(auto) aten_boundary(const char* where, Body&& body) {
       throw InvalidArgument(msg);
     if (dynamic_cast<const c10::NotImplementedError*>(&e)) throw Unsupported(msg);
     throw Error(msg);
+  }
+}
+
+template <typename Body>
+decltype(auto) aten_boundary(const char* where, Body&& body) {
+  try {
+    return std::forward<Body>(body)();
+  } catch (...) {
+    rethrow_from_aten(where);
   }
 }
 

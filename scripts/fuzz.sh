@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target (tests/fuzz) for a while, from the seeds in tests/fuzz/corpus/TARGET.
 #   scripts/fuzz.sh --list                         the targets
-#   scripts/fuzz.sh TARGET SECONDS [libFuzzer args] build (clang, ASan+UBSan, build-fuzz/) and run
-# New inputs go to build-fuzz/corpus/TARGET (the repository's seeds stay as they are); a crash
-# is written to build-fuzz/crashes/TARGET-* and the script exits non-zero. Turn each crash into a
+#   scripts/fuzz.sh TARGET SECONDS [libFuzzer args] build (clang, ASan+UBSan, build-address/) and run
+# New inputs go to build-address/corpus/TARGET (the repository's seeds stay as they are); a crash
+# is written to build-address/crashes/TARGET-* and the script exits non-zero. Turn each crash into a
 # unit test of the code it found, then fix it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,16 +23,10 @@ if ! printf '%s\n' "${targets[@]}" | grep -qx "$target"; then
   exit 2
 fi
 command -v clang++ >/dev/null || { echo "scripts/fuzz.sh: needs clang (apt-get install clang)" >&2; exit 2; }
-"$root/scripts/setup.sh"
-build=${BUILD_DIR:-$root/build-fuzz}
-flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g"
-configure=()
-if ! grep -q "^LONGHAUL_BUILD_FUZZERS:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null; then  # configured once
-  configure=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_C_FLAGS=$flags"
-             -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF -DLONGHAUL_BUILD_TESTS=OFF
-             -DLONGHAUL_BUILD_FUZZERS=ON)
-fi
-CC=clang CXX=clang++ BUILD_DIR=$build BUILD_TARGETS=fuzz_$target "$root/scripts/build.sh" "${configure[@]}"
+# The address build of scripts/sanitize.sh is the fuzzing build (with clang it carries the coverage
+# instrumentation and the targets): build only this target there.
+build=${BUILD_DIR:-$root/build-address}
+BUILD_DIR=$build BUILD_TARGETS=fuzz_$target "$root/scripts/sanitize.sh" address --build-only
 corpus=$build/corpus/$target crashes=$build/crashes
 mkdir -p "$corpus" "$crashes"
 cp -n "$root/tests/fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null || true

@@ -6,28 +6,43 @@
 #   scripts/sanitize.sh thread    [ctest arguments]   ThreadSanitizer on the threaded code: the local
 #                                                     backend, the MPI progress engine, the prefetching
 #                                                     loader, the CPU kernels' workers
+#   scripts/sanitize.sh KIND --build-only             build, run nothing (BUILD_TARGETS selects targets)
 # Extra arguments replace the default label selection, e.g. `scripts/sanitize.sh address -R Mask`.
 # The build: BUILD_DIR (default build-<kind>), RelWithDebInfo at -O1, no CUDA and no Python module
 # (a sanitized extension would need the runtime preloaded into python). Only our code is
 # instrumented; LibTorch, Open MPI and HDF5 are not, so the suppressions in
 # scripts/sanitizers/ name third-party libraries only, each with its reason.
+# With clang, the address build is also the fuzzing build (scripts/fuzz.sh): it adds libFuzzer's
+# coverage instrumentation (-fsanitize=fuzzer-no-link, which changes no behaviour) and the fuzz
+# targets, so on a 2-core machine the ATen-heavy sources are compiled with ASan once, not twice.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kind=${1:-}
+compiler=()
+if command -v clang++ >/dev/null; then compiler=(CC=clang CXX=clang++); fi
+extra=()
 case "$kind" in
-  address) flags="-fsanitize=address,undefined" ;;
+  address)
+    flags="-fsanitize=address,undefined"
+    if [ ${#compiler[@]} -gt 0 ]; then
+      flags="-fsanitize=fuzzer-no-link,address,undefined"
+      extra=(-DLONGHAUL_BUILD_FUZZERS=ON)
+    fi ;;
   undefined) flags="-fsanitize=undefined" ;;
   thread) flags="-fsanitize=thread" ;;
-  *) echo "usage: scripts/sanitize.sh address|undefined|thread [ctest arguments]" >&2; exit 2 ;;
+  *) echo "usage: scripts/sanitize.sh address|undefined|thread [--build-only | ctest arguments]" >&2; exit 2 ;;
 esac
 shift
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" >/dev/null
 build=${BUILD_DIR:-$root/build-$kind}
 flags="$flags -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1 -g"
-BUILD_DIR=$build "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+link=${flags%% *}
+link=${link/fuzzer-no-link,/}  # the coverage runtime comes with ASan; executables keep their own main
+env "${compiler[@]}" BUILD_DIR="$build" "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_C_FLAGS=$flags" \
-  "-DCMAKE_EXE_LINKER_FLAGS=${flags%% *}" "-DCMAKE_SHARED_LINKER_FLAGS=${flags%% *}" \
-  -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF
+  "-DCMAKE_EXE_LINKER_FLAGS=$link" "-DCMAKE_SHARED_LINKER_FLAGS=$link" \
+  -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF "${extra[@]}"
+if [ "${1:-}" = --build-only ]; then exit 0; fi
 
 supp=$root/scripts/sanitizers
 # A finding fails the test (exit code 66 from the sanitizer, printed with the stack).

@@ -11,6 +11,7 @@
 #include "data/batch.h"
 #include "data/concat_chunk.h"
 #include "data/sampler.h"
+#include "core/aten_boundary.h"
 #include "core/errors.h"
 #include "train/checkpoint.h"
 #include "train/grad_sync.h"
@@ -31,7 +32,7 @@ constexpr const char* kFormat = "longhaul-train-checkpoint 1";
 
 }  // namespace
 
-Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options)
+Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options) try
     : opt_(std::move(options)),
       world_(world),
       source_(std::move(source)),
@@ -46,6 +47,8 @@ Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, Train
   ao.betas({opt_.optim.beta1, opt_.optim.beta2}).eps(opt_.optim.eps).weight_decay(opt_.optim.weight_decay);
   optim_ = std::make_unique<torch::optim::AdamW>(params_, ao);
   sampler_ = make_sampler(0);
+} catch (...) {
+  rethrow_from_aten("Trainer::Trainer");
 }
 
 Trainer::~Trainer() = default;
@@ -90,7 +93,7 @@ Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
   return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
 }
 
-StepStats Trainer::step() {
+StepStats Trainer::step() try {
   const auto t0 = Clock::now();
   clock_.reset();
   StepStats s;
@@ -155,9 +158,11 @@ StepStats Trainer::step() {
   s.comm_wait_s = std::min(clock_.wait_s, s.attention_s);
   s.rest_s = std::max(0.0, s.seconds - s.attention_s - s.sync_s);
   return s;
+} catch (...) {
+  rethrow_from_aten("Trainer::step");
 }
 
-std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed) {
+std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed) try {
   at::NoGradGuard no_grad;
   std::vector<EvalRow> rows;
   for (int k = min_log2; k <= max_log2; ++k) {
@@ -189,9 +194,11 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     rows.push_back(row);
   }
   return rows;
+} catch (...) {
+  rethrow_from_aten("Trainer::evaluate");
 }
 
-void Trainer::save(const std::string& path) {
+void Trainer::save(const std::string& path) try {
   if (world_->rank() == 0) {
     CheckpointFile c;
     c.strings["format"] = kFormat;
@@ -214,9 +221,11 @@ void Trainer::save(const std::string& path) {
     write_checkpoint(path, c);
   }
   world_->barrier()->wait();
+} catch (...) {
+  rethrow_from_aten("Trainer::save");
 }
 
-void Trainer::load(const std::string& path) {
+void Trainer::load(const std::string& path) try {
   const CheckpointFile c = read_checkpoint(path);
   auto expect = [&](const std::string& key, const std::string& want, const char* what) {
     const std::string& got = c.string(key);
@@ -250,6 +259,8 @@ void Trainer::load(const std::string& path) {
   sampler_->restore_state(c.string("sampler_state"));
   step_ = std::stoll(c.string("step"));
   rng_.set_state(c.tensor("rng"));
+} catch (...) {
+  rethrow_from_aten("Trainer::load");
 }
 
 }  // namespace longhaul::train

@@ -31,19 +31,19 @@ ScalarAttr open_scalar_attr(hid_t obj, const char* name, H5T_class_t cls, const 
   return {std::move(attr), std::move(type)};
 }
 
+// Longest string attribute a store holds (format and tokenizer names).
+constexpr size_t kMaxStringAttr = 4096;
+
 std::string read_string_attr(hid_t obj, const char* name, const std::string& ctx) {
   const ScalarAttr a = open_scalar_attr(obj, name, H5T_STRING, "a string", "string", ctx);
-  if (H5Tis_variable_str(a.type) > 0) {
-    h5::Handle mem(LH_CHECK_HDF5(H5Tcopy(H5T_C_S1), ctx), H5Tclose);
-    LH_CHECK_HDF5(H5Tset_size(mem, H5T_VARIABLE), ctx);
-    LH_CHECK_HDF5(H5Tset_cset(mem, H5Tget_cset(a.type)), ctx);
-    char* s = nullptr;
-    LH_CHECK_HDF5(H5Aread(a.attr, mem, &s), ctx, ": attribute ", name);
-    std::string out = s ? s : "";
-    H5free_memory(s);
-    return out;
-  }
+  // Never read a variable-length string: its bytes come from the global heap, and libhdf5 1.10
+  // crashes on a corrupt reference there (data/format.h).
+  LH_CHECK(H5Tis_variable_str(a.type) == 0, ctx, ": attribute '", name,
+           "' is a variable-length string; this build reads format version ", kFormatVersion,
+           ", whose strings have fixed length (a store of version 1 must be written again with `longhaul prep`)");
   const size_t n = H5Tget_size(a.type);
+  LH_CHECK(n >= 1 && n <= kMaxStringAttr, ctx, ": attribute '", name, "' is a string of ", n,
+           " bytes, expected 1 to ", kMaxStringAttr);
   std::string out(n, '\0');
   LH_CHECK_HDF5(H5Aread(a.attr, a.type, out.data()), ctx, ": attribute ", name);
   out.resize(std::find(out.begin(), out.end(), '\0') - out.begin());

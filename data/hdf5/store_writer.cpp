@@ -116,15 +116,16 @@ void append_1d(hid_t dset, hid_t mem_type, const void* data, int64_t have, int64
   LH_CHECK_HDF5(H5Dwrite(dset, mem_type, mspace, fspace, H5P_DEFAULT, data), ctx);
 }
 
+// Fixed-length, null-terminated UTF-8 (data/format.h says why not variable-length).
 void write_string_attr(hid_t obj, const char* name, const std::string& value, const std::string& ctx) {
   h5::Handle type(LH_CHECK_HDF5(H5Tcopy(H5T_C_S1), ctx), H5Tclose);
-  LH_CHECK_HDF5(H5Tset_size(type, H5T_VARIABLE), ctx);
+  LH_CHECK_HDF5(H5Tset_size(type, value.size() + 1), ctx);
+  LH_CHECK_HDF5(H5Tset_strpad(type, H5T_STR_NULLTERM), ctx);
   LH_CHECK_HDF5(H5Tset_cset(type, H5T_CSET_UTF8), ctx);
   h5::Handle space(LH_CHECK_HDF5(H5Screate(H5S_SCALAR), ctx), H5Sclose);
   h5::Handle attr(LH_CHECK_HDF5(H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT), ctx, ": attribute ", name),
                   H5Aclose);
-  const char* s = value.c_str();
-  LH_CHECK_HDF5(H5Awrite(attr, type, &s), ctx);
+  LH_CHECK_HDF5(H5Awrite(attr, type, value.c_str()), ctx);
 }
 
 void write_int_attr(hid_t obj, const char* name, int64_t value, const std::string& ctx) {

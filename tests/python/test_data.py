@@ -33,7 +33,7 @@ def store_path(tmp_path_factory, documents):
 
 def test_written_store_is_the_documented_format(store_path, documents):
     with h5py.File(store_path, "r") as f:
-        assert f.attrs["format"] == "longhaul-tokens" and int(f.attrs["version"]) == 1
+        assert f.attrs["format"] == b"longhaul-tokens" and int(f.attrs["version"]) == 2
         assert int(f.attrs["vocab_size"]) == 301 and int(f.attrs["eos_id"]) == 300
         tokens, offsets = f["tokens"][:], f["doc_offsets"][:]
     assert tokens.dtype == np.uint16 and offsets.dtype == np.uint64

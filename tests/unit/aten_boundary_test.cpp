@@ -41,5 +41,26 @@ TEST(AtenBoundary, TranslatesEachKindOfAtenError) {
   EXPECT_THROW(aten_boundary("entry", [] { throw CommError("peer"); }), CommError);
 }
 
+// The function-try-block form the long entry points use (Trainer's constructor, step, evaluate,
+// save and load).
+int entry_with_try_block(bool aten) try {
+  if (aten) return int(at::matmul(at::ones({2, 3}), at::ones({2, 3})).numel());
+  throw TimeoutError("peer 1 silent");
+} catch (...) {
+  rethrow_from_aten("Entry::call");
+}
+
+TEST(AtenBoundary, FunctionTryBlockTranslatesTheSameWay) {
+  try {
+    entry_with_try_block(true);
+    ADD_FAILURE() << "nothing thrown";
+  } catch (const InvalidArgument& e) {
+    ADD_FAILURE() << "a shape error inside ATen is an internal error here: " << e.what();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Entry::call: ATen: "), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(entry_with_try_block(false), TimeoutError);
+}
+
 }  // namespace
 }  // namespace longhaul

@@ -115,6 +115,7 @@ struct Craft {
   std::string format = kFormatName;
   int64_t version = kFormatVersion;
   bool attrs = true;
+  bool vlen_strings = false;  // as format version 1 wrote them
   void write(const std::string& path) const {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     auto dataset = [&](const char* name, hid_t type, hsize_t n, hid_t mem, const void* data) {
@@ -129,13 +130,14 @@ struct Craft {
     dataset(kOffsetsDataset, H5T_STD_U64LE, offsets.size(), H5T_NATIVE_UINT64, offsets.data());
     if (attrs) {
       hid_t scalar = H5Screate(H5S_SCALAR);
-      hid_t str = H5Tcopy(H5T_C_S1);
-      H5Tset_size(str, H5T_VARIABLE);
       auto s_attr = [&](const char* name, const std::string& v) {
+        hid_t str = H5Tcopy(H5T_C_S1);
+        H5Tset_size(str, vlen_strings ? H5T_VARIABLE : v.size() + 1);
         hid_t a = H5Acreate2(f, name, str, scalar, H5P_DEFAULT, H5P_DEFAULT);
         const char* p = v.c_str();
-        H5Awrite(a, str, &p);
+        H5Awrite(a, str, vlen_strings ? static_cast<const void*>(&p) : p);
         H5Aclose(a);
+        H5Tclose(str);
       };
       auto i_attr = [&](const char* name, int64_t v) {
         hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
@@ -147,7 +149,6 @@ struct Craft {
       s_attr("tokenizer", "bytes");
       i_attr("vocab_size", 257);
       i_attr("eos_id", 256);
-      H5Tclose(str);
       H5Sclose(scalar);
     }
     H5Fclose(f);
@@ -171,9 +172,17 @@ TEST(DataStore, BadFilesFailWithClearMessages) {
   expect_error<InvalidArgument>([&] { open(dir / "format.h5"); },
                                 "format attribute is 'something-else', expected 'longhaul-tokens'");
   c = ok;
-  c.version = 2;
+  c.version = 3;
   c.write(dir / "version.h5");
-  expect_error<InvalidArgument>([&] { open(dir / "version.h5"); }, "format version 2 is not supported; this build reads version 1");
+  expect_error<InvalidArgument>([&] { open(dir / "version.h5"); }, "format version 3 is not supported; this build reads version 2");
+  // Version 1's variable-length strings are refused before HDF5 reads them (a corrupt global-heap
+  // reference crashes libhdf5 1.10 inside the read).
+  c = ok;
+  c.vlen_strings = true;
+  c.version = 1;
+  c.write(dir / "vlen.h5");
+  expect_error<InvalidArgument>([&] { open(dir / "vlen.h5"); },
+                                "attribute 'format' is a variable-length string; this build reads format version 2");
   c = ok;
   c.attrs = false;
   c.write(dir / "noattrs.h5");

@@ -93,38 +93,123 @@ int64_t tiled_area_of(const Mask& mask, int64_t qa, int64_t qe, int64_t ka, int6
 
 }  // namespace
 
+namespace {
+
+// A stretch of rows (a run of consecutive positions, or a tile of scattered rows) and the
+// positions [lo, hi] it spans.
+struct Segment {
+  int64_t lo, hi;
+  int64_t begin, end;  // runs: the positions [begin, end); tiles: rows = end − begin
+};
+
+// The key segments, sorted by lo with the running maximum of hi (the MaskSpec trick): the ones
+// whose span meets [a, b] are found by a binary search and a scan while lo <= b.
+class SegmentIndex {
+ public:
+  explicit SegmentIndex(std::vector<Segment> segs) : segs_(std::move(segs)) {
+    std::sort(segs_.begin(), segs_.end(), [](const Segment& x, const Segment& y) { return x.lo < y.lo; });
+    hi_max_.reserve(segs_.size());
+    for (const Segment& g : segs_) hi_max_.push_back(std::max(hi_max_.empty() ? g.hi : hi_max_.back(), g.hi));
+  }
+  // Calls f(segment) once for each segment meeting one of `want` (sorted, disjoint intervals).
+  template <typename F>
+  void for_meeting(const std::vector<PosInterval>& want, std::vector<size_t>& seen, F&& f) const {
+    seen.clear();
+    for (const PosInterval& w : want) {
+      size_t i = std::lower_bound(hi_max_.begin(), hi_max_.end(), w.lo) - hi_max_.begin();
+      for (; i < segs_.size() && segs_[i].lo <= w.hi; ++i)
+        if (segs_[i].hi >= w.lo) seen.push_back(i);
+    }
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    for (size_t i : seen) f(segs_[i]);
+  }
+
+ private:
+  std::vector<Segment> segs_;
+  std::vector<int64_t> hi_max_;
+};
+
+// Keys that queries in [qa, qb] may see (a superset: each slice's band bounds, merged).
+void keys_seen_from(const MaskSpec& spec, int64_t qa, int64_t qb, std::vector<size_t>& slices,
+                    std::vector<PosInterval>& out) {
+  spec.slices_meeting_rows(qa, qb, slices);
+  out.clear();
+  for (size_t i : slices) {
+    const MaskSlice& sl = spec.slices()[i];
+    const int64_t lo = std::max(sl.k_begin, std::max(qa, sl.q_begin) + sl.lo);  // |lo|, |hi| <= 2^60
+    const int64_t hi = std::min(sl.k_end - 1, std::min(qb, sl.q_end - 1) + sl.hi);
+    if (lo <= hi) out.push_back({lo, hi});
+  }
+  std::sort(out.begin(), out.end(), [](const PosInterval& a, const PosInterval& b) { return a.lo < b.lo; });
+  size_t n = 0;
+  for (const PosInterval& iv : out) {
+    if (n > 0 && iv.lo <= out[n - 1].hi + 1) out[n - 1].hi = std::max(out[n - 1].hi, iv.hi);
+    else out[n++] = iv;
+  }
+  out.resize(n);
+}
+
+// Sums pay(q segment, k segment) over the pairs that can hold a visible pair: for each query
+// segment only the key segments meeting the keys its rows may see. O(query segments · (log +
+// candidates)), so many short runs (documents cut into zigzag chunks) or scattered tiles never
+// cost a classification of every pair.
+template <typename Pay>
+int64_t sum_over_meeting_pairs(const std::vector<Segment>& qs, std::vector<Segment> ks, const Mask& mask, Pay&& pay) {
+  const SegmentIndex index(std::move(ks));
+  std::vector<size_t> slices, seen;
+  std::vector<PosInterval> want;
+  int64_t area = 0;
+  for (const Segment& a : qs) {
+    keys_seen_from(mask.spec(), a.lo, a.hi, slices, want);
+    index.for_meeting(want, seen, [&](const Segment& b) { area += pay(a, b); });
+  }
+  return area;
+}
+
+}  // namespace
+
 int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k) {
   if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
   const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
   const auto qr = runs_of(q_pos), kr = runs_of(k_pos);
-  if (qr.size() * kr.size() <= kMaxRunPairs) {  // runs of consecutive rows: tiles start at each run
+  if (qr.size() * kr.size() <= kMaxRunPairs) {  // few runs: tiles start at each run, every pair tried
     int64_t area = 0;
     for (const Run& a : qr)
       for (const Run& b : kr) area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
     return area;
   }
-  // Scattered rows (striped): tiles of consecutive local rows, each taken as its positions' range.
-  struct Tile {
-    RowRange range;
-    int64_t rows;
+  auto as_segments = [](const std::vector<Run>& runs) {
+    std::vector<Segment> out;
+    out.reserve(runs.size());
+    for (const Run& r : runs) out.push_back({r.begin, r.end - 1, r.begin, r.end});
+    return out;
   };
+  const int64_t rows = q_pos.numel() + k_pos.numel(), run_count = int64_t(qr.size() + kr.size());
+  if (rows >= run_count * std::min(tile_q, tile_k)) {
+    // Many runs that are still at least a tile long on average (documents cut into zigzag
+    // chunks): the same per-run tiling, only over the run pairs that can meet.
+    return sum_over_meeting_pairs(as_segments(qr), as_segments(kr), mask, [&](const Segment& a, const Segment& b) {
+      return tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
+    });
+  }
+  // Scattered rows (striped): tiles of consecutive local rows, each taken as its positions' range
+  // (conservative); a tile pair with a visible pair pays both tiles' rows.
   auto tiles = [](const at::Tensor& pos, int64_t size) {
     const int64_t* p = pos.data_ptr<int64_t>();
     const int64_t n = pos.numel();
-    std::vector<Tile> out;
+    std::vector<Segment> out;
     for (int64_t i = 0; i < n; i += size) {
       const int64_t e = std::min(n, i + size);
       const auto [lo, hi] = std::minmax_element(p + i, p + e);
-      out.push_back({RowRange{*lo, *hi}, e - i});
+      out.push_back({*lo, *hi, i, e});
     }
     return out;
   };
-  const auto qt = tiles(q_pos, tile_q), kt = tiles(k_pos, tile_k);
-  int64_t area = 0;
-  for (const Tile& a : qt)
-    for (const Tile& b : kt)
-      if (mask.classify(a.range, b.range) != BlockClass::Empty) area += a.rows * b.rows;
-  return area;
+  return sum_over_meeting_pairs(tiles(q_pos, tile_q), tiles(k_pos, tile_k), mask, [&](const Segment& a, const Segment& b) {
+    const bool any = mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty;
+    return any ? (a.end - a.begin) * (b.end - b.begin) : int64_t(0);
+  });
 }
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& /*k*/, const at::Tensor& /*v*/, const BlockView& view,

@@ -17,7 +17,10 @@ int64_t block_area(const BlockView& view, const Mask& mask);
 // in runs of consecutive positions are tiled from each run's start (wholly visible or masked
 // parts settled at once: cost grows with the tiles on the mask's edges, not with the block);
 // scattered rows (striped) are tiled in local order, a tile's positions taken as their range
-// (conservative). tile_q or tile_k <= 0: block_area.
+// (conservative). Beyond a few thousand run pairs only the pairs whose positions can meet the
+// mask's visible keys are tried (an index over the key runs or tiles), so documents cut into
+// zigzag chunks at millions of tokens cost O(pairs that meet), not O(runs²). tile_q or
+// tile_k <= 0: block_area.
 int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,

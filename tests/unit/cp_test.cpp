@@ -27,22 +27,31 @@ void on_ranks(int p, const std::function<void(Communicator&)>& fn, bool nccl_ord
 class CpLocal : public ::testing::TestWithParam<std::tuple<Strategy, int, bool>> {};
 
 TEST_P(CpLocal, AllLayoutsMasksAndGqaAgainstReference) {
-  const auto [s, p, nccl] = GetParam();
+  // Plain variables, not a structured binding: clang 14 (the sanitizer build) cannot capture those.
+  const Strategy s = std::get<0>(GetParam());
+  const int p = std::get<1>(GetParam());
+  const bool nccl = std::get<2>(GetParam());
   on_ranks(p, [&](Communicator& comm) { testing::check_all_cases(comm, s, p == 3 ? 1000 : 97 * p + 13); }, nccl);
 }
 
 TEST_P(CpLocal, AutogradModelMatchesSingleProcess) {
-  const auto [s, p, nccl] = GetParam();
+  const Strategy s = std::get<0>(GetParam());
+  const int p = std::get<1>(GetParam());
+  const bool nccl = std::get<2>(GetParam());
   on_ranks(p, [&](Communicator& comm) { testing::check_autograd_model(comm, s, Layout::Zigzag); }, nccl);
 }
 
 TEST_P(CpLocal, BitwiseReproducible) {
-  const auto [s, p, nccl] = GetParam();
+  const Strategy s = std::get<0>(GetParam());
+  const int p = std::get<1>(GetParam());
+  const bool nccl = std::get<2>(GetParam());
   on_ranks(p, [&](Communicator& comm) { testing::check_bitwise_reproducible(comm, s); }, nccl);
 }
 
 TEST_P(CpLocal, NonFiniteInputsAsInSdpa) {
-  const auto [s, p, nccl] = GetParam();
+  const Strategy s = std::get<0>(GetParam());
+  const int p = std::get<1>(GetParam());
+  const bool nccl = std::get<2>(GetParam());
   on_ranks(p, [&](Communicator& comm) { testing::check_nonfinite_inputs(comm, s); }, nccl);
 }
 
@@ -60,7 +69,8 @@ INSTANTIATE_TEST_SUITE_P(StrategiesRanks, CpLocal,
 class CpFamilies : public ::testing::TestWithParam<std::tuple<Strategy, int>> {};
 
 TEST_P(CpFamilies, EveryFamilyAndLayoutAgainstReference) {
-  const auto [s, p] = GetParam();
+  const Strategy s = std::get<0>(GetParam());
+  const int p = std::get<1>(GetParam());
   on_ranks(p, [&](Communicator& comm) { testing::check_family_cases(comm, s, 61 * p + 37); });
 }
 

@@ -16,6 +16,9 @@
 #include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/sim/communicator.h"
 
+#include <algorithm>
+#include <numeric>
+#include <random>
 #include <thread>
 
 namespace longhaul {
@@ -169,6 +172,73 @@ TEST(Simulate, TiledKernelsPayWholeTilesThatHoldAVisiblePair) {
   // Rows out of order (a zigzag shard) are counted as the same pairs.
   const BlockView zig{at::cat({at::arange(0, 64), at::arange(192, 256)}), at::arange(0, 256)};
   EXPECT_EQ(simulated::block_area(zig, Mask::causal()), 64 * 65 / 2 + (193 + 256) * 64 / 2);
+}
+
+// The tiled area by its definition, every tile pair tried: tiles start at each run of consecutive
+// positions (runs), or are consecutive local rows taken as their positions' range (scattered).
+int64_t tiled_area_by_definition(const at::Tensor& q_pos, const at::Tensor& k_pos, const Mask& mask, int64_t tq,
+                                 int64_t tk, bool by_runs) {
+  auto pieces = [&](const at::Tensor& pos, int64_t tile) {
+    const int64_t* p = pos.data_ptr<int64_t>();
+    std::vector<std::pair<RowRange, int64_t>> out;  // (range, rows)
+    if (by_runs) {
+      for (int64_t i = 0; i < pos.numel();) {
+        int64_t j = i + 1;
+        while (j < pos.numel() && p[j] == p[j - 1] + 1) ++j;
+        for (int64_t t = p[i]; t <= p[j - 1]; t += tile) {
+          const int64_t e = std::min(t + tile - 1, p[j - 1]);
+          out.push_back({RowRange{t, e}, e - t + 1});
+        }
+        i = j;
+      }
+    } else {
+      for (int64_t i = 0; i < pos.numel(); i += tile) {
+        const int64_t e = std::min(pos.numel(), i + tile);
+        const auto [lo, hi] = std::minmax_element(p + i, p + e);
+        out.push_back({RowRange{*lo, *hi}, e - i});
+      }
+    }
+    return out;
+  };
+  int64_t area = 0;
+  for (const auto& [qr, qn] : pieces(q_pos, tq))
+    for (const auto& [kr, kn] : pieces(k_pos, tk))
+      if (mask.classify(qr, kr) != BlockClass::Empty) area += qn * kn;
+  return area;
+}
+
+TEST(Simulate, TiledAreaOfManyRunsOrScatteredRowsEqualsEveryTilePairTried) {
+  // Blocks with more run pairs than the direct loop takes: documents cut into zigzag chunks (many
+  // runs, each over a tile long) and striped rows (scattered). The indexed sums must equal the
+  // definition on every family.
+  std::mt19937_64 rng(5);
+  const int64_t t = 40000;
+  std::vector<int64_t> cu{0};
+  while (cu.back() < t) cu.push_back(std::min(t, cu.back() + 50 + int64_t(rng() % 3000)));
+  std::vector<int64_t> chunks{0};  // runs of 150..450 rows, shuffled
+  while (chunks.back() < t) chunks.push_back(std::min(t, chunks.back() + 150 + int64_t(rng() % 300)));
+  std::vector<int64_t> order(chunks.size() - 1);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  auto in_order = [&] {
+    std::vector<at::Tensor> parts;
+    for (int64_t c : order) parts.push_back(at::arange(chunks[c], chunks[c + 1]));
+    return at::cat(parts);
+  };
+  const at::Tensor runs = in_order();
+  std::shuffle(order.begin(), order.end(), rng);
+  const at::Tensor runs2 = in_order();
+  const at::Tensor striped = at::cat({at::arange(1, 9000, 3), at::arange(0, 9000, 3)});
+  for (const std::string& family : masks::family_names()) {
+    const Mask m = masks::make(family, t, cu, 700, 90);
+    SCOPED_TRACE(family);
+    const BlockView many{runs, runs2};
+    EXPECT_EQ(simulated::tiled_area(many, m, 128, 64), tiled_area_by_definition(many.q_pos, many.k_pos, m, 128, 64, true));
+    const Mask ms = masks::make(family, 9000, {0, 2000, 5000, 9000}, 700, 90);
+    const BlockView scattered{striped, striped};
+    EXPECT_EQ(simulated::tiled_area(scattered, ms, 64, 64),
+              tiled_area_by_definition(striped, striped, ms, 64, 64, false));
+  }
 }
 
 TEST(Simulate, ASlowNetworkIsExposedAndAFastOneHidden) {

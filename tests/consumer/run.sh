@@ -9,7 +9,12 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# The consumer uses the compiler and flags of the build it consumes (a sanitizer build's libraries
+# need the sanitizer's runtime linked into the executable too).
+cached() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
 cmake -S "$src/tests/consumer" -B "$work/build" -G Ninja "${launcher[@]}" \
+      -DCMAKE_CXX_COMPILER="$(cached CMAKE_CXX_COMPILER)" -DCMAKE_CXX_FLAGS="$(cached CMAKE_CXX_FLAGS)" \
+      -DCMAKE_EXE_LINKER_FLAGS="$(cached CMAKE_EXE_LINKER_FLAGS)" \
       -DCMAKE_PREFIX_PATH="$work/prefix;$torch_prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 "$work/build/consumer"

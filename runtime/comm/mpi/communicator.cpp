@@ -26,15 +26,18 @@ int to_int(int64_t v, const std::string& what) {
   return static_cast<int>(v);
 }
 
-// Row counts and displacements of a collective, in rows of the tensor.
+// Row counts and displacements of a collective, in rows of the tensor. Rows of zero bytes (a
+// [n, 0] tensor) move nothing: their counts are 0, since the datatype that stands for them
+// (row_type(0) is MPI_BYTE) would otherwise move n bytes through a zero-size buffer.
 struct RowCounts {
   std::vector<int> counts, displs;
-  RowCounts(const std::vector<int64_t>& rows, const std::string& what) {
+  RowCounts(const std::vector<int64_t>& rows, int64_t row_bytes, const std::string& what) {
     int64_t off = 0;
     for (int64_t r : rows) {
-      counts.push_back(to_int(r, what));
+      const int64_t n = row_bytes > 0 ? r : 0;
+      counts.push_back(to_int(n, what));
       displs.push_back(to_int(off, what));
-      off += r;
+      off += n;
     }
   }
 };
@@ -127,9 +130,9 @@ class MpiCommunicator : public Communicator {
   WorkPtr do_all_to_all(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& out_rows,
                         const std::vector<int64_t>& in_rows) override {
     const std::string what = describe("all_to_all");
-    auto rc_out = std::make_shared<RowCounts>(out_rows, what);
-    auto rc_in = std::make_shared<RowCounts>(in_rows, what);
     const int64_t rb = row_bytes_of_shape(in);
+    auto rc_out = std::make_shared<RowCounts>(out_rows, rb, what);
+    auto rc_in = std::make_shared<RowCounts>(in_rows, rb, what);
     return submit("all_to_all", {out, in}, [=, this] {
       MPI_Datatype t = mpi::row_type(rb);
       Request r;
@@ -140,8 +143,8 @@ class MpiCommunicator : public Communicator {
   }
 
   WorkPtr do_all_gather(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows) override {
-    auto rc = std::make_shared<RowCounts>(rows, describe("all_gather"));
     const int64_t rb = row_bytes_of_shape(in);
+    auto rc = std::make_shared<RowCounts>(rows, rb, describe("all_gather"));
     const int mine = rc->counts[rank_];
     return submit("all_gather", {out, in}, [=, this] {
       MPI_Datatype t = mpi::row_type(rb);
@@ -157,7 +160,7 @@ class MpiCommunicator : public Communicator {
     const int64_t per_row = in.dim() == 0 ? 1 : (in.size(0) ? in.numel() / in.size(0) : 0);
     std::vector<int64_t> elems;
     for (int64_t r : rows) elems.push_back(r * per_row);
-    auto counts = std::make_shared<RowCounts>(elems, describe("reduce_scatter"));
+    auto counts = std::make_shared<RowCounts>(elems, in.element_size(), describe("reduce_scatter"));
     const auto type = in.scalar_type();
     return submit(detail::str_cat("reduce_scatter(", to_string(op), ")"), {out, in}, [=, this] {
       Request r;

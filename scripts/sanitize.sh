@@ -51,6 +51,15 @@ export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:${LSAN_OP
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp:${UBSAN_OPTIONS:-}"
 export TSAN_OPTIONS="exitcode=66:halt_on_error=0:second_deadlock_stack=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+if [ "$kind" = thread ]; then
+  # The CPU kernels' OpenMP runtime (clang's libomp) is not instrumented: Archer, LLVM's OpenMP
+  # tool, tells TSan about its barriers and task joins, and accesses made by uninstrumented
+  # libraries themselves are not checked (their synchronisation is invisible to TSan).
+  archer=$(clang++ -print-file-name=libarcher.so 2>/dev/null || true)
+  [ -f "$archer" ] || archer=$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | head -n 1 || true)
+  [ -n "$archer" ] && export OMP_TOOL_LIBRARIES="$archer"
+  export TSAN_OPTIONS="ignore_noninstrumented_modules=1:$TSAN_OPTIONS"
+fi
 if [ "$kind" = address ]; then  # Open MPI's components stay loaded so their leaks can be named
   cc -shared -fPIC -O1 -o "$build/keep_libraries_loaded.so" "$supp/keep_libraries_loaded.c"
   export LD_PRELOAD="$build/keep_libraries_loaded.so${LD_PRELOAD:+:$LD_PRELOAD}"

@@ -31,6 +31,13 @@ corpus=$build/corpus/$target crashes=$build/crashes
 mkdir -p "$corpus" "$crashes"
 cp -n "$root/tests/fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null || true
 export ASAN_OPTIONS="detect_leaks=0:suppressions=$root/scripts/sanitizers/asan.supp:${ASAN_OPTIONS:-}"  # leaks: sanitize.sh's job
+if [ "$target" = token_store ]; then
+  # libhdf5 allocates what a corrupt object header declares (16 GiB and more) before it checks the
+  # read against the file's end and fails cleanly; ASan's shadow for such a block alone passes the
+  # RSS limit. Allocations over 4 GiB fail here instead, as on a machine without that memory, and
+  # HDF5 reports that as an error like any other.
+  ASAN_OPTIONS="allocator_may_return_null=1:max_allocation_size_mb=4096:$ASAN_OPTIONS"
+fi
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 # An input that runs over 20 s or 2 GiB is a finding too (a hang, an allocation a file asked for).
 "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=20 -rss_limit_mb=2048 \

@@ -31,6 +31,9 @@ ScalarAttr open_scalar_attr(hid_t obj, const char* name, H5T_class_t cls, const 
   return {std::move(attr), std::move(type)};
 }
 
+// Deflate's largest expansion of stored bytes (its format's limit is 1032:1), with a margin.
+constexpr double kMaxDeflateRatio = 1100.0;
+
 // Longest string attribute a store holds (format and tokenizer names).
 constexpr size_t kMaxStringAttr = 4096;
 
@@ -71,6 +74,13 @@ h5::Handle open_1d(hid_t file, const char* name, const std::string& ctx, size_t&
            H5Sget_simple_extent_ndims(space), " dimensions");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space, &n, nullptr);
+  // The length is bounded by the bytes the dataset holds in the file: deflate expands at most
+  // 1032× (its format's limit), so a longer one is a corrupt header, refused before anything is
+  // allocated for it (a mutated extent declared 2^62 offsets).
+  const double stored = static_cast<double>(H5Dget_storage_size(d));
+  const double most = (stored * kMaxDeflateRatio + 65536.0) / static_cast<double>(std::max<size_t>(elem, 1));
+  LH_CHECK(static_cast<double>(n) <= most, ctx, ": /", name, " declares ", n, " entries but holds ",
+           static_cast<int64_t>(stored), " bytes in the file (a corrupt dataset header or chunk index)");
   length = static_cast<int64_t>(n);
   return d;
 }

@@ -106,10 +106,13 @@ BlockClass MaskSpec::classify(const RowRange& q, const RowRange& k) const {
   return a == all ? BlockClass::Full : BlockClass::Partial;
 }
 
-void MaskSpec::keys_of(int64_t i, std::vector<PosInterval>& out) const {
+void MaskSpec::keys_of(int64_t i, std::vector<PosInterval>& out) const { keys_of_rows_in(i, i, out); }
+
+void MaskSpec::keys_of_rows_in(int64_t qa, int64_t qb, std::vector<PosInterval>& out) const {
   out.clear();
-  for_q_range(i, i, [&](const MaskSlice& s) {
-    const int64_t lo = std::max(s.k_begin, i + s.lo), hi = std::min(s.k_end - 1, i + s.hi);
+  for_q_range(qa, qb, [&](const MaskSlice& s) {
+    const int64_t lo = std::max(s.k_begin, std::max(qa, s.q_begin) + s.lo);
+    const int64_t hi = std::min(s.k_end - 1, std::min(qb, s.q_end - 1) + s.hi);
     if (lo <= hi) out.push_back({lo, hi});
   });
   if (out.size() > 1) sort_and_merge(out);

@@ -81,6 +81,9 @@ class MaskSpec {
   int64_t area(int64_t qa, int64_t qb, int64_t ka, int64_t kb) const;
   // The keys query i sees (out is cleared; sorted, disjoint, adjacent ones merged).
   void keys_of(int64_t i, std::vector<PosInterval>& out) const;
+  // The keys that some query in [qa, qb] may see: each slice's band over those rows (a superset
+  // for a range; exact for one row).
+  void keys_of_rows_in(int64_t qa, int64_t qb, std::vector<PosInterval>& out) const;
   // Indices into slices() of the slices whose query range meets [qa, qb] (out is cleared).
   void slices_meeting_rows(int64_t qa, int64_t qb, std::vector<size_t>& out) const;
   // keys_of for every row of `pos` (n rows). O(n · (log slices + slices per row)).

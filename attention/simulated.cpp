@@ -130,26 +130,6 @@ class SegmentIndex {
   std::vector<int64_t> hi_max_;
 };
 
-// Keys that queries in [qa, qb] may see (a superset: each slice's band bounds, merged).
-void keys_seen_from(const MaskSpec& spec, int64_t qa, int64_t qb, std::vector<size_t>& slices,
-                    std::vector<PosInterval>& out) {
-  spec.slices_meeting_rows(qa, qb, slices);
-  out.clear();
-  for (size_t i : slices) {
-    const MaskSlice& sl = spec.slices()[i];
-    const int64_t lo = std::max(sl.k_begin, std::max(qa, sl.q_begin) + sl.lo);  // |lo|, |hi| <= 2^60
-    const int64_t hi = std::min(sl.k_end - 1, std::min(qb, sl.q_end - 1) + sl.hi);
-    if (lo <= hi) out.push_back({lo, hi});
-  }
-  std::sort(out.begin(), out.end(), [](const PosInterval& a, const PosInterval& b) { return a.lo < b.lo; });
-  size_t n = 0;
-  for (const PosInterval& iv : out) {
-    if (n > 0 && iv.lo <= out[n - 1].hi + 1) out[n - 1].hi = std::max(out[n - 1].hi, iv.hi);
-    else out[n++] = iv;
-  }
-  out.resize(n);
-}
-
 // Sums pay(q segment, k segment) over the pairs that can hold a visible pair: for each query
 // segment only the key segments meeting the keys its rows may see. O(query segments · (log +
 // candidates)), so many short runs (documents cut into zigzag chunks) or scattered tiles never
@@ -157,11 +137,11 @@ void keys_seen_from(const MaskSpec& spec, int64_t qa, int64_t qb, std::vector<si
 template <typename Pay>
 int64_t sum_over_meeting_pairs(const std::vector<Segment>& qs, std::vector<Segment> ks, const Mask& mask, Pay&& pay) {
   const SegmentIndex index(std::move(ks));
-  std::vector<size_t> slices, seen;
+  std::vector<size_t> seen;
   std::vector<PosInterval> want;
   int64_t area = 0;
   for (const Segment& a : qs) {
-    keys_seen_from(mask.spec(), a.lo, a.hi, slices, want);
+    mask.spec().keys_of_rows_in(a.lo, a.hi, want);
     index.for_meeting(want, seen, [&](const Segment& b) { area += pay(a, b); });
   }
   return area;

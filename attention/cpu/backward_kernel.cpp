@@ -30,6 +30,7 @@ void backward_kernel(const BackwardParams<T>& p) {
   at::parallel_for(0, workers, 1, [&](int64_t wbegin, int64_t wend) {
     SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * bk), dp(bq * bk), dk(bk * d), dv(bk * d);
+    std::vector<TilePiece> pieces;
     for (int64_t w = wbegin; w < wend; ++w) {
       // This worker's dQ rows [lo, hi): dq[(i - lo) · h · d + ...] holds row i.
       const int64_t lo = split.row_lo[w], hi = split.row_hi[w];
@@ -46,29 +47,34 @@ void backward_kernel(const BackwardParams<T>& p) {
           for (int64_t qt = 0; qt < nqt; ++qt) {
             const BlockClass cls = p.mask->classify(q_tiles[qt], k_tiles[kt]);
             if (cls == BlockClass::Empty) continue;
-            int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
-            if (cls == BlockClass::Partial) {  // only the tile's rows that see some key
-              const auto [first, last] = rows_seeing(*p.q_keys, i0, nq, k_tiles[kt]);
-              if (first == last) continue;
-              i0 += first, nq = last - first;
+            const int64_t t0 = qt * bq, tn = std::min(bq, p.tq - t0);
+            // One piece of the tile pair: query rows i0 .. i0 + nq against key columns c0 .. c0 + nc.
+            auto step = [&](int64_t i0, int64_t nq, int64_t c0, int64_t nc, bool masked) {
+              const T* q = p.q + (i0 * p.h + h) * d;
+              const T* dout = p.dout + (i0 * p.h + h) * d;
+              const T* kc = k + c0 * p.hkv * d;
+              const T* vc = v + c0 * p.hkv * d;
+              gemm_rm<T>(false, true, nq, nc, d, p.scale, q, p.h * d, kc, p.hkv * d, T(0), s.data(), nc);
+              if (masked) mask_tile(s.data(), nq, nc, *p.q_keys, i0, p.k_pos + j0 + c0);
+              exp_minus_rows(s.data(), nq, nc, p.lse + h * p.tq + i0, int64_t(1));
+              gemm_rm<T>(true, false, nc, d, nq, T(1), s.data(), nc, dout, p.h * d, T(1), dv.data() + c0 * d, d);
+              gemm_rm<T>(false, true, nq, nc, d, T(1), dout, p.h * d, vc, p.hkv * d, T(0), dp.data(), nc);
+              for (int64_t r = 0; r < nq; ++r) {
+                const T di = p.row_sums[h * p.tq + i0 + r];
+                T* prow = s.data() + r * nc;
+                T* dprow = dp.data() + r * nc;
+                for (int64_t c = 0; c < nc; ++c) dprow[c] = prow[c] * (dprow[c] - di);
+              }
+              gemm_rm<T>(false, false, nq, d, nc, p.scale, dp.data(), nc, kc, p.hkv * d, T(1),
+                         dq + (i0 - lo) * row_elems + h * d, row_elems);
+              gemm_rm<T>(true, false, nc, d, nq, p.scale, dp.data(), nc, q, p.h * d, T(1), dk.data() + c0 * d, d);
+            };
+            if (cls == BlockClass::Full) {
+              step(t0, tn, 0, nk, false);
+              continue;
             }
-            const T* q = p.q + (i0 * p.h + h) * d;
-            const T* dout = p.dout + (i0 * p.h + h) * d;
-            gemm_rm<T>(false, true, nq, nk, d, p.scale, q, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
-            if (cls == BlockClass::Partial)
-              mask_tile(s.data(), nq, nk, *p.q_keys, i0, p.k_pos + j0);
-            exp_minus_rows(s.data(), nq, nk, p.lse + h * p.tq + i0, int64_t(1));
-            gemm_rm<T>(true, false, nk, d, nq, T(1), s.data(), nk, dout, p.h * d, T(1), dv.data(), d);
-            gemm_rm<T>(false, true, nq, nk, d, T(1), dout, p.h * d, v, p.hkv * d, T(0), dp.data(), nk);
-            for (int64_t r = 0; r < nq; ++r) {
-              const T di = p.row_sums[h * p.tq + i0 + r];
-              T* prow = s.data() + r * nk;
-              T* dprow = dp.data() + r * nk;
-              for (int64_t c = 0; c < nk; ++c) dprow[c] = prow[c] * (dprow[c] - di);
-            }
-            gemm_rm<T>(false, false, nq, d, nk, p.scale, dp.data(), nk, k, p.hkv * d, T(1),
-                       dq + (i0 - lo) * row_elems + h * d, row_elems);
-            gemm_rm<T>(true, false, nk, d, nq, p.scale, dp.data(), nk, q, p.h * d, T(1), dk.data(), d);
+            partial_pieces(*p.mask, *p.q_keys, p.q_pos, t0, tn, k_tiles[kt], p.k_pos + j0, nk, p.sub_q, pieces);
+            for (const TilePiece& x : pieces) step(t0 + x.r0, x.nr, x.c0, x.nc, x.partial);
           }
         }
         for (int64_t c = 0; c < nk; ++c) {

@@ -30,6 +30,7 @@ void forward_kernel(const ForwardParams<T>& p) {
   at::parallel_for(0, p.h * nqt, 1, [&](int64_t begin, int64_t end) {
     SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * std::max(bk, p.run_k)), o(bq * d), m(bq), l(bq);
+    std::vector<TilePiece> pieces;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / nqt, qt = item % nqt, hk = h / group;
       const int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
@@ -45,45 +46,46 @@ void forward_kernel(const ForwardParams<T>& p) {
                  p.mask->classify(q_tiles[qt], k_tiles[next]) == BlockClass::Full)
             ++next;
         const int64_t j0 = kt * bk, nk = std::min(next * bk, p.tk) - j0;
-        const T* k = p.k + (j0 * p.hkv + hk) * d;
-        const T* v = p.v + (j0 * p.hkv + hk) * d;
-        // A partial tile's work covers only its rows that see some key (r0 .. r0 + nr).
-        int64_t r0 = 0, nr = nq;
-        if (cls == BlockClass::Partial) {
-          const auto [first, last] = rows_seeing(*p.q_keys, i0, nq, k_tiles[kt]);
-          r0 = first, nr = last - first;
-          if (nr == 0) continue;
+        // One piece of the tile: rows r0 .. r0 + nr against columns c0 .. c0 + nc.
+        auto step = [&](int64_t r0, int64_t nr, int64_t c0, int64_t nc, bool masked) {
+          const T* k = p.k + ((j0 + c0) * p.hkv + hk) * d;
+          const T* v = p.v + ((j0 + c0) * p.hkv + hk) * d;
+          gemm_rm<T>(false, true, nr, nc, d, p.scale, q + r0 * p.h * d, p.h * d, k, p.hkv * d, T(0), s.data(), nc);
+          if (masked) mask_tile(s.data(), nr, nc, *p.q_keys, i0 + r0, p.k_pos + j0 + c0);
+          for (int64_t rr = 0; rr < nr; ++rr) {
+            const int64_t r = r0 + rr;
+            T* row = s.data() + rr * nc;
+            const T mx = row_max(row, nc, m[r]);
+            if (mx == neg_inf) {  // nothing visible yet in this row: P = 0
+              std::fill(row, row + nc, T(0));
+              continue;
+            }
+            if (!(mx < pos_inf)) {  // a NaN or +inf score: the row is NaN for good, as in SDPA's softmax
+              m[r] = l[r] = std::numeric_limits<T>::quiet_NaN();
+              std::fill(o.data() + r * d, o.data() + (r + 1) * d, m[r]);
+              std::fill(row, row + nc, T(0));
+              continue;
+            }
+            // Lazy rescaling: the running max moves only when a score passes it by more than
+            // kRescaleSlack, so most tiles skip rescaling the output row. P = exp(S − m) ≤ e^slack
+            // in between; lse = m + log l stays exact.
+            if (mx > m[r] + kRescaleSlack<T>) {
+              const T alpha = exp_of(m[r] - mx);  // 0 when m was -inf
+              T* orow = o.data() + r * d;
+              for (int64_t c = 0; c < d; ++c) orow[c] *= alpha;
+              l[r] *= alpha;
+              m[r] = mx;
+            }
+            l[r] += exp_shifted_sum(row, nc, m[r]);
+          }
+          gemm_rm<T>(false, false, nr, d, nc, T(1), s.data(), nc, v, p.hkv * d, T(1), o.data() + r0 * d, d);
+        };
+        if (cls == BlockClass::Full) {
+          step(0, nq, 0, nk, false);
+          continue;
         }
-        gemm_rm<T>(false, true, nr, nk, d, p.scale, q + r0 * p.h * d, p.h * d, k, p.hkv * d, T(0), s.data(), nk);
-        if (cls == BlockClass::Partial)
-          mask_tile(s.data(), nr, nk, *p.q_keys, i0 + r0, p.k_pos + j0);
-        for (int64_t rr = 0; rr < nr; ++rr) {
-          const int64_t r = r0 + rr;
-          T* row = s.data() + rr * nk;
-          const T mx = row_max(row, nk, m[r]);
-          if (mx == neg_inf) {  // nothing visible yet in this row: P = 0
-            std::fill(row, row + nk, T(0));
-            continue;
-          }
-          if (!(mx < pos_inf)) {  // a NaN or +inf score: the row is NaN for good, as in SDPA's softmax
-            m[r] = l[r] = std::numeric_limits<T>::quiet_NaN();
-            std::fill(o.data() + r * d, o.data() + (r + 1) * d, m[r]);
-            std::fill(row, row + nk, T(0));
-            continue;
-          }
-          // Lazy rescaling: the running max moves only when a score passes it by more than
-          // kRescaleSlack, so most tiles skip rescaling the output row. P = exp(S − m) ≤ e^slack
-          // in between; lse = m + log l stays exact.
-          if (mx > m[r] + kRescaleSlack<T>) {
-            const T alpha = exp_of(m[r] - mx);  // 0 when m was -inf
-            T* orow = o.data() + r * d;
-            for (int64_t c = 0; c < d; ++c) orow[c] *= alpha;
-            l[r] *= alpha;
-            m[r] = mx;
-          }
-          l[r] += exp_shifted_sum(row, nk, m[r]);
-        }
-        gemm_rm<T>(false, false, nr, d, nk, T(1), s.data(), nk, v, p.hkv * d, T(1), o.data() + r0 * d, d);
+        partial_pieces(*p.mask, *p.q_keys, p.q_pos, i0, nq, k_tiles[kt], p.k_pos + j0, nk, p.sub_q, pieces);
+        for (const TilePiece& x : pieces) step(x.r0, x.nr, x.c0, x.nc, x.partial);
       }
       for (int64_t r = 0; r < nq; ++r) {
         T* out = p.out + ((i0 + r) * p.h + h) * d;

@@ -27,6 +27,8 @@ struct AttentionParams {
   // Forward: a run of consecutive full key tiles is one step of up to this many key rows (fewer,
   // larger BLAS calls); partial tiles stay block_k wide.
   int64_t run_k = 128;
+  // A partial tile is worked in slices of this many query rows, each trimmed to what it sees.
+  int64_t sub_q = 64;
 };
 
 template <typename T>
@@ -112,6 +114,50 @@ inline std::pair<int64_t, int64_t> rows_seeing(const RowKeys& q_keys, int64_t ro
   while (first < last && !sees(first)) ++first;
   while (last > first && !sees(last - 1)) --last;
   return {first, last};
+}
+
+// A piece of a partial tile: its rows [r0, r0 + nr) and columns [c0, c0 + nc), and whether the
+// mask hides some of its entries (false: the piece is full and needs no masking).
+struct TilePiece {
+  int64_t r0, nr, c0, nc;
+  bool partial;
+};
+
+// Cuts a partial tile — query rows [row0, row0 + nq) at positions q_pos[row0 ..], keys at
+// kp[0 .. nk) within `keys` — into slices of `sub` rows, each trimmed to its rows that see a key
+// of the tile and to the columns between the first and the last key any of them sees, and
+// classified again on its own ranges. A document or block edge inside a 512-row tile then costs
+// the few slices it crosses instead of the whole tile (less masked-out work in the GEMMs and the
+// exponentials). Pieces are in row order; slices that see nothing are left out.
+inline void partial_pieces(const MaskSpec& mask, const RowKeys& q_keys, const int64_t* q_pos, int64_t row0,
+                           int64_t nq, const RowRange& keys, const int64_t* kp, int64_t nk, int64_t sub,
+                           std::vector<TilePiece>& out) {
+  out.clear();
+  for (int64_t a = 0; a < nq; a += sub) {
+    const int64_t b = std::min(nq, a + sub);
+    const auto [first, last] = rows_seeing(q_keys, row0 + a, b - a, keys);
+    if (first == last) continue;
+    int64_t lo = keys.pos_max + 1, hi = keys.pos_min - 1;  // the keys the rows see, clipped to the tile
+    RowRange rows{q_pos[row0 + a + first], q_pos[row0 + a + first]};
+    for (int64_t r = row0 + a + first; r < row0 + a + last; ++r) {
+      rows.pos_min = std::min(rows.pos_min, q_pos[r]);
+      rows.pos_max = std::max(rows.pos_max, q_pos[r]);
+      for (int64_t e = q_keys.ptr[r]; e < q_keys.ptr[r + 1]; ++e) {
+        const PosInterval& x = q_keys.iv[e];
+        if (x.lo > keys.pos_max || x.hi < keys.pos_min) continue;
+        lo = std::min(lo, std::max(x.lo, keys.pos_min));
+        hi = std::max(hi, std::min(x.hi, keys.pos_max));
+      }
+    }
+    int64_t c0 = 0, c1 = nk;
+    while (c0 < c1 && (kp[c0] < lo || kp[c0] > hi)) ++c0;
+    while (c1 > c0 && (kp[c1 - 1] < lo || kp[c1 - 1] > hi)) --c1;
+    if (c0 == c1) continue;
+    RowRange cols{kp[c0], kp[c0]};
+    for (int64_t c = c0 + 1; c < c1; ++c) cols.pos_min = std::min(cols.pos_min, kp[c]), cols.pos_max = std::max(cols.pos_max, kp[c]);
+    const bool partial = mask.classify(rows, cols) != BlockClass::Full;
+    out.push_back({a + first, last - first, c0, c1 - c0, partial});
+  }
 }
 
 template <typename T>

@@ -251,6 +251,57 @@ TEST(Attention, BackwardSplitBalancesWorkAndKeepsSlabsShort) {
   EXPECT_EQ(one.slab_rows, 0);
 }
 
+// The slices a partial tile is worked in: every visible pair of the tile lies in exactly one
+// piece, a piece marked full hides nothing, and a slice never holds more rows than asked. Every
+// family, on self-attention positions and on a zigzag shard's two runs.
+TEST(Attention, PartialTilePiecesCoverEveryVisiblePairOnce) {
+  const int64_t t = 1000, bq = 96, bk = 40, sub = 16;
+  const std::vector<int64_t> cu{0, 137, 140, 401, 402, 777, 1000};
+  std::vector<int64_t> zigzag;  // the first and the last quarter, as one rank of a zigzag P = 2
+  for (int64_t i = 0; i < t / 4; ++i) zigzag.push_back(i);
+  for (int64_t i = 3 * t / 4; i < t; ++i) zigzag.push_back(i);
+  std::vector<int64_t> self(t);
+  for (int64_t i = 0; i < t; ++i) self[i] = i;
+  std::vector<cpu::TilePiece> pieces;
+  int64_t checked = 0;
+  for (const auto& name : masks::family_names()) {
+    const Mask mask = masks::make(name, t, masks::uses_documents(name) ? cu : std::vector<int64_t>{}, 60, 30);
+    const MaskSpec& spec = mask.spec();
+    for (const auto* pos : {&self, &zigzag}) {
+      const int64_t n = int64_t(pos->size());
+      const RowKeys keys = spec.keys_of_rows(pos->data(), n);
+      const auto q_tiles = cpu::tile_ranges(pos->data(), n, bq), k_tiles = cpu::tile_ranges(pos->data(), n, bk);
+      for (size_t qt = 0; qt < q_tiles.size(); ++qt) {
+        for (size_t kt = 0; kt < k_tiles.size(); ++kt) {
+          if (spec.classify(q_tiles[qt], k_tiles[kt]) != BlockClass::Partial) continue;
+          const int64_t i0 = int64_t(qt) * bq, nq = std::min(bq, n - i0);
+          const int64_t j0 = int64_t(kt) * bk, nk = std::min(bk, n - j0);
+          cpu::partial_pieces(spec, keys, pos->data(), i0, nq, k_tiles[kt], pos->data() + j0, nk, sub, pieces);
+          std::vector<int> covered(nq * nk, 0);
+          for (const auto& x : pieces) {
+            ASSERT_LE(x.nr, sub);
+            ASSERT_TRUE(x.r0 >= 0 && x.r0 + x.nr <= nq && x.c0 >= 0 && x.c0 + x.nc <= nk) << name;
+            for (int64_t r = x.r0; r < x.r0 + x.nr; ++r)
+              for (int64_t c = x.c0; c < x.c0 + x.nc; ++c) {
+                ++covered[r * nk + c];
+                if (!x.partial)
+                  ASSERT_TRUE(spec.visible((*pos)[i0 + r], (*pos)[j0 + c])) << name << ": a full piece hides a pair";
+              }
+          }
+          for (int64_t r = 0; r < nq; ++r)
+            for (int64_t c = 0; c < nk; ++c) {
+              const bool vis = spec.visible((*pos)[i0 + r], (*pos)[j0 + c]);
+              ASSERT_LE(covered[r * nk + c], 1) << name << ": pieces overlap";
+              if (vis) ASSERT_EQ(covered[r * nk + c], 1) << name << ": a visible pair outside every piece";
+            }
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100);
+}
+
 TEST(Attention, RowSumsVariantEqualsOutVariant) {
   const Case c{200, 200, 4, 2, 32};
   Inputs in = make_inputs(c, at::kFloat, 4);

@@ -160,6 +160,9 @@ int cmd_train(const std::vector<std::string>& args) {
   po::options_description desc("longhaul train");
   desc.add_options()
       ("data", po::value(&r.data), "token store from `longhaul prep` (none: generate the embedded recall task)")
+      ("verify-data", po::bool_switch(&r.verify_data),
+       "read the whole store once in a child process first, so a corrupt or crafted file is refused with a "
+       "named error instead of crashing the HDF5 library inside training (costs one full read per rank)")
       ("workdir", po::value(&r.workdir)->default_value(r.workdir), "where the task's store and checkpoints go")
       ("steps", po::value(&r.steps)->default_value(r.steps), "optimiser steps of this run (in total, counting a resumed run's)")
       ("cp", po::value(&cp)->default_value(cp),

@@ -7,7 +7,7 @@
 # unit test of the code it found, then fix it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets=(json_field checkpoint mask_plan token_store)
+targets=(json_field checkpoint mask_plan token_store token_store_verified)
 if [ "${1:-}" = --list ]; then
   printf '%s\n' "${targets[@]}"
   exit 0
@@ -29,9 +29,10 @@ build=${BUILD_DIR:-$root/build-address}
 BUILD_DIR=$build BUILD_TARGETS=fuzz_$target "$root/scripts/sanitize.sh" address --build-only
 corpus=$build/corpus/$target crashes=$build/crashes
 mkdir -p "$corpus" "$crashes"
-cp -n "$root/tests/fuzz/corpus/$target"/* "$corpus"/ 2>/dev/null || true
+seeds=$root/tests/fuzz/corpus/${target%_verified}  # the verified reader starts from the same stores
+cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true
 export ASAN_OPTIONS="detect_leaks=0:suppressions=$root/scripts/sanitizers/asan.supp:${ASAN_OPTIONS:-}"  # leaks: sanitize.sh's job
-if [ "$target" = token_store ]; then
+if [ "${target%_verified}" = token_store ]; then
   # libhdf5 allocates what a corrupt object header declares (16 GiB and more) before it checks the
   # read against the file's end and fails cleanly; ASan's shadow for such a block alone passes the
   # RSS limit. Allocations over 4 GiB fail here instead, as on a machine without that memory, and

@@ -54,7 +54,9 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   const bool task = r.data.empty();
   if (task) r.data = write_task(world, o, r, observer);
 #if LONGHAUL_WITH_HDF5
-  auto source = std::make_shared<data::TokenStoreReader>(r.data);
+  data::StoreReaderOptions store_options;
+  store_options.verify = r.verify_data && !task;
+  auto source = std::make_shared<data::TokenStoreReader>(r.data, store_options);
 #else
   throw InvalidArgument("train: reading a token store needs a build with HDF5");
 #endif

@@ -16,6 +16,7 @@ namespace longhaul::train {
 
 struct RunOptions {
   std::string data;                     // token store (`longhaul prep`); empty: the embedded recall task
+  bool verify_data = false;             // read the store once in a child process first (store_verify.h)
   std::string workdir = "longhaul-train";  // the task's store and the checkpoint go here
   std::string checkpoint;               // default WORKDIR/checkpoint.lhc
   int64_t steps = 200;                  // optimiser steps in total, counting a resumed run's

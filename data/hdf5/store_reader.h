@@ -14,6 +14,9 @@ namespace longhaul::data {
 
 struct StoreReaderOptions {
   size_t chunk_cache_bytes = size_t(64) << 20;  // decompressed chunks of /tokens kept in memory
+  // Read the whole file once in a child process before opening it here (store_verify.h): for
+  // stores from elsewhere, whose crafted bytes could crash libhdf5 itself. Costs one full read.
+  bool verify = false;
 };
 
 class TokenStoreReader : public TokenSource {

@@ -125,10 +125,13 @@ void bind_data(py::module_& m) {
 
 #if LONGHAUL_WITH_HDF5
   py::class_<data::TokenStoreReader, data::TokenSource, std::shared_ptr<data::TokenStoreReader>>(d, "TokenStore")
-      .def(py::init([](const std::string& path, size_t cache) {
-             return std::make_shared<data::TokenStoreReader>(path, data::StoreReaderOptions{cache});
+      .def(py::init([](const std::string& path, size_t cache, bool verify) {
+             data::StoreReaderOptions options;
+             options.chunk_cache_bytes = cache;
+             options.verify = verify;
+             return std::make_shared<data::TokenStoreReader>(path, options);
            }),
-           py::arg("path"), py::arg("chunk_cache_bytes") = size_t(64) << 20)
+           py::arg("path"), py::arg("chunk_cache_bytes") = size_t(64) << 20, py::arg("verify") = false)
       .def_property_readonly("path", &data::TokenStoreReader::path)
       .def_property_readonly("tokenizer", &data::TokenStoreReader::tokenizer)
       .def("document", [](data::TokenStoreReader& r, int64_t i) {

@@ -25,5 +25,15 @@ expect 2 plan --no-such-option
 expect 2 plan --tokens 4096 --ranks 2 --mask documents --gflops 50
 expect 2 plan --tokens 4096 --ranks 2 --dtype int3 --gflops 50
 expect 2 frobnicate
+# A store on which libhdf5 itself crashes, opened with --verify-data: a named bad-input error (2)
+# from the verifying child's crash, not a segfault of the trainer.
+crash=$(cd "$(dirname "$0")/../fuzz/hdf5_crashes" && pwd)/hdf5_crash_sigsegv
+expect 2 train --data "$crash" --verify-data --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
+if ! "$longhaul" train --data "$crash" --verify-data --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$" 2>&1 |
+  grep -q "the HDF5 library crashed reading it in a child process"; then
+  echo "FAIL: train --verify-data on a crashing store did not name the crash"
+  fail=1
+fi
+rm -rf "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 [ $fail -eq 0 ] && echo "exit codes: ok"
 exit $fail

@@ -92,3 +92,12 @@ def test_bad_sampler_options_raise_value_error(store_path):
         longhaul.data.DDSampler(store, 1024, min_log2=4, max_log2=8, curriculum="zigzag")
     with pytest.raises((ValueError, RuntimeError), match="test_data.py"):
         longhaul.data.TokenStore(__file__)  # not an HDF5 store: the error names the file
+
+
+def test_verify_reads_the_store_in_a_child_process(store_path, documents):
+    store = longhaul.data.TokenStore(store_path, verify=True)  # a good store opens as without it
+    assert store.document(0).tolist() == documents[0]
+    # A store on which libhdf5 itself crashes (SIGSEGV): the crash stays in the verifying child.
+    crash = os.path.join(os.path.dirname(__file__), "..", "fuzz", "hdf5_crashes", "hdf5_crash_sigsegv")
+    with pytest.raises(ValueError, match="hdf5_crash_sigsegv': the HDF5 library crashed reading it in a child"):
+        longhaul.data.TokenStore(crash, verify=True)

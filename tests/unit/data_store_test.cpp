@@ -11,6 +11,7 @@
 #include "data/format.h"
 #include "data/hdf5/prep.h"
 #include "data/hdf5/store_reader.h"
+#include "data/hdf5/store_verify.h"
 #include "data/hdf5/store_writer.h"
 #include "data/rng.h"
 #include "data/sampler.h"
@@ -116,6 +117,7 @@ struct Craft {
   int64_t version = kFormatVersion;
   bool attrs = true;
   bool vlen_strings = false;  // as format version 1 wrote them
+  uint32_t token = 7;         // the value of every token
   void write(const std::string& path) const {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     auto dataset = [&](const char* name, hid_t type, hsize_t n, hid_t mem, const void* data) {
@@ -125,7 +127,7 @@ struct Craft {
       H5Dclose(d);
       H5Sclose(s);
     };
-    std::vector<uint32_t> toks(size_t(n_tokens), 7);
+    std::vector<uint32_t> toks(size_t(n_tokens), token);
     dataset(kTokensDataset, tokens_type, hsize_t(n_tokens), H5T_NATIVE_UINT32, toks.data());
     dataset(kOffsetsDataset, H5T_STD_U64LE, offsets.size(), H5T_NATIVE_UINT64, offsets.data());
     if (attrs) {
@@ -257,6 +259,56 @@ TEST(DataStore, FuzzFoundHdf5FailureIsInvalidArgument) {
     expect_error<InvalidArgument>([&] { TokenStoreReader r(path); }, path);
   }
   EXPECT_GE(found, 2);
+}
+
+// StoreReaderOptions::verify reads the file in a child process first: a good store opens as
+// without it; the reader's own refusals, a token outside the vocabulary, a child killed by a
+// signal and a child past its deadline all come back as InvalidArgument naming the file.
+TEST(DataStore, VerifyInChildPassesGoodStoresAndNamesEveryFailure) {
+  TempDir dir;
+  StoreReaderOptions verify;
+  verify.verify = true;
+  const auto docs = random_docs(50, 257, 3);
+  {
+    TokenStoreWriter w(dir / "good.h5", {"bytes", 257, 256}, {97, 1, 1000});
+    for (const auto& d : docs) w.add_document(d);
+    w.close();
+  }
+  TokenStoreReader r(dir / "good.h5", verify);
+  ASSERT_EQ(r.num_documents(), 50);
+  for (size_t d = 0; d < docs.size(); ++d) ASSERT_EQ(r.document(int64_t(d)), docs[d]);
+
+  Craft c;
+  c.format = "something-else";
+  c.write(dir / "format.h5");
+  expect_error<InvalidArgument>([&] { TokenStoreReader(dir / "format.h5", verify); },
+                                "format.h5': format attribute is 'something-else'");
+  Craft big;
+  big.token = 300;  // uint16 holds it; the vocabulary is 257
+  big.write(dir / "token.h5");
+  EXPECT_EQ(TokenStoreReader(dir / "token.h5").num_tokens(), 4);  // opening alone does not read tokens
+  expect_error<InvalidArgument>([&] { TokenStoreReader(dir / "token.h5", verify); },
+                                "token.h5': token 0 is 300, outside [0, vocab_size = 257)");
+  StoreVerifyOptions no_time;
+  no_time.deadline_s = 0;
+  expect_error<InvalidArgument>([&] { verify_store_in_child(dir / "good.h5", no_time); },
+                                "good.h5': reading it did not finish within 0 s");
+}
+
+// Stores on which libhdf5 1.10.8 itself crashes (found by fuzz_token_store, docs/errors.md): with
+// verify, the crash stays in the child and the caller gets InvalidArgument naming the file.
+TEST(DataStore, VerifyInChildContainsCrashesInsideHdf5) {
+  StoreReaderOptions verify;
+  verify.verify = true;
+  int found = 0;
+  for (const auto& e : fs::directory_iterator(std::string(LONGHAUL_FUZZ_CORPUS) + "/../hdf5_crashes")) {
+    if (e.path().filename().string().rfind("hdf5_crash_", 0) != 0) continue;
+    ++found;
+    const std::string path = e.path().string();
+    // Killed by a signal in a plain build; under AddressSanitizer the child exits with its report.
+    expect_error<InvalidArgument>([&] { TokenStoreReader r(path, verify); }, "reading it in a child process");
+  }
+  EXPECT_EQ(found, 3);
 }
 
 TEST(DataPrep, TextDirectoriesAndJsonLines) {

@@ -1,0 +1,27 @@
+// Verifies a token store that may be corrupt or crafted, in a child process. libhdf5 itself
+// (1.10.8 on Debian 12, the version this project builds against) still has memory errors on some
+// crafted files: out-of-bounds reads and writes inside its object-header and chunk decoders
+// (libFuzzer finds them in minutes; docs/errors.md). No check of ours can run before them, so the
+// file is read once, whole, in a forked child: a crash there kills only the child, and the caller
+// gets an InvalidArgument naming the file and how the read died. The parent then opens the file
+// itself with the same library calls the child survived.
+#pragma once
+
+#include <string>
+
+namespace longhaul::data {
+
+struct StoreVerifyOptions {
+  // A child that has not finished within this many seconds is killed and the store refused
+  // (HDF5 looping on a corrupt structure). Reading runs at disk speed: allow for the file size.
+  double deadline_s = 600;
+};
+
+// Opens `path` as a token store and reads every token (each checked < vocab_size) in a forked
+// child. Returns normally if the child found nothing wrong; throws InvalidArgument naming the file
+// otherwise: the reader's own message, "the HDF5 library crashed reading it (signal ...)", a
+// failing exit status, or the deadline. Fork it before starting threads that call HDF5 (the child
+// inherits the library's state as it was).
+void verify_store_in_child(const std::string& path, StoreVerifyOptions options = {});
+
+}  // namespace longhaul::data

@@ -4,6 +4,8 @@
 // masks and cheap under GQA, where K,V are small.
 #include <ATen/ATen.h>
 
+#include <array>
+
 #include "parallel/block_needs.h"
 #include "parallel/strategy.h"
 
@@ -35,20 +37,15 @@ Gathered start_gather(const at::Tensor& k, const at::Tensor& v, const CpCall& c,
   return g;
 }
 
-// The other ranks' rows of a gathered tensor and their positions.
-std::pair<at::Tensor, at::Tensor> others(const at::Tensor& all, const ShardPlan& plan, int r) {
-  std::vector<at::Tensor> parts, pos;
-  int64_t off = 0;
-  for (int o = 0; o < plan.P(); ++o) {
-    const int64_t n = plan.local_rows(o);
-    if (o != r) {
-      parts.push_back(all.narrow(0, off, n));
-      pos.push_back(plan.positions(o));
-    }
-    off += n;
-  }
-  if (parts.empty()) return {all.narrow(0, 0, 0), at::empty({0}, at::kLong)};
-  return {at::cat(parts), at::cat(pos)};
+// The other ranks' rows of the gathered tensors (rank order): those before rank r and those after
+// it, as [begin, begin + rows) spans. They are attended as views, so neither the gathered K,V nor
+// their positions are copied (a concatenation would double the gathered K,V memory).
+struct Span {
+  int64_t begin, rows;
+};
+std::array<Span, 2> others(const ShardPlan& plan, int r) {
+  const int64_t off = plan.rank_offset(r), end = off + plan.local_rows(r);
+  return {Span{0, off}, Span{end, plan.T() - end}};
 }
 
 class AllGatherKV : public CpStrategy {
@@ -61,10 +58,12 @@ class AllGatherKV : public CpStrategy {
     AttentionOutput mine = attention_forward_partial(q, k, v, BlockView{q_pos, q_pos}, c.mask, c.scale);
     Tracked out(c.stats, mine.out), lse(c.stats, mine.lse);
     g.work->wait();
-    auto [ko, ko_pos] = others(*g.k, c.plan, r);
-    if (ko.size(0) > 0) {
-      at::Tensor vo = others(*g.v, c.plan, r).first;
-      AttentionOutput rest = attention_forward_partial(q, ko, vo, BlockView{q_pos, ko_pos}, c.mask, c.scale);
+    const at::Tensor& all_pos = c.plan.positions_in_rank_order();
+    for (const Span& s : others(c.plan, r)) {
+      if (s.rows == 0) continue;
+      AttentionOutput rest =
+          attention_forward_partial(q, g.k->narrow(0, s.begin, s.rows), g.v->narrow(0, s.begin, s.rows),
+                                    BlockView{q_pos, all_pos.narrow(0, s.begin, s.rows)}, c.mask, c.scale);
       merge_into(*out, *lse, rest.out, rest.lse);
     }
     return {*out, *lse};
@@ -75,11 +74,7 @@ class AllGatherKV : public CpStrategy {
     const int r = c.comm.rank();
     Gathered g = start_gather(k, v, c, c.stats.bytes_sent_bwd);
     g.work->wait();
-    at::Tensor all_pos = at::cat([&] {
-      std::vector<at::Tensor> pos;
-      for (int o = 0; o < c.plan.P(); ++o) pos.push_back(c.plan.positions(o));
-      return pos;
-    }());
+    const at::Tensor& all_pos = c.plan.positions_in_rank_order();
     AttentionGrads full = attention_backward(dout, q, *g.k, *g.v, out, lse, BlockView{c.plan.positions(r), all_pos},
                                              c.mask, c.scale);
     Tracked dk_all(c.stats, full.dk), dv_all(c.stats, full.dv);

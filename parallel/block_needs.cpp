@@ -3,7 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <mutex>
+
+#include "parallel/plan_cache.h"
 
 namespace longhaul {
 
@@ -134,27 +135,8 @@ BlockNeeds::BlockNeeds(const ShardPlan& plan, const Mask& mask)
 }
 
 std::shared_ptr<const BlockNeeds> BlockNeeds::shared(const ShardPlan& plan, const Mask& mask) {
-  struct Entry {
-    std::weak_ptr<const void> rows;  // the plan's row storage (identity, checked alive)
-    const void* rows_ptr;
-    uint64_t mask_fingerprint;
-    std::shared_ptr<const BlockNeeds> needs;
-  };
-  constexpr size_t kEntries = 8;
-  static std::mutex mu;
-  static std::vector<Entry> cache;  // most recent last
-  const auto rows = plan.shared_rows();
-  const uint64_t fp = mask.fingerprint();
-  // Held while computing: concurrent ranks asking for the same needs wait for the first.
-  std::lock_guard<std::mutex> lock(mu);
-  for (size_t i = 0; i < cache.size(); ++i) {
-    const Entry& e = cache[i];
-    if (e.rows_ptr == rows.get() && !e.rows.expired() && e.mask_fingerprint == fp) return e.needs;
-  }
-  auto needs = std::make_shared<const BlockNeeds>(plan, mask);
-  if (cache.size() == kEntries) cache.erase(cache.begin());
-  cache.push_back({rows, rows.get(), fp, needs});
-  return needs;
+  static PlanCache<BlockNeeds> cache;
+  return cache.get(plan, mask.fingerprint(), [&] { return std::make_shared<const BlockNeeds>(plan, mask); });
 }
 
 bool BlockNeeds::row_sees(const std::vector<PosInterval>& keys, int kr) const { return meets(keys, ranges_[kr]); }

@@ -62,12 +62,6 @@ at::Tensor heads_first(const std::vector<at::Tensor>& blocks, int64_t h, at::Sca
   return all.unsqueeze(1).expand({hkv, h / hkv, t, d}).reshape({h, t, d});
 }
 
-at::Tensor all_positions(const ShardPlan& plan) {
-  std::vector<at::Tensor> pos;
-  for (int o = 0; o < plan.P(); ++o) pos.push_back(plan.positions(o));
-  return at::cat(pos);
-}
-
 // Scores S = scale·Q Kᵀ [H, Tl, T] with the mask applied (−inf).
 at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c, at::ScalarType type) {
   at::Tensor Q = q.to(type).permute({1, 0, 2});
@@ -75,7 +69,7 @@ at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c,
   if (c.mask.is_causal()) {
     passes(S, 2);
     if (S.is_meta()) return S;  // shape-only (the simulator): no values to mask
-    at::Tensor qp = c.plan.positions(c.comm.rank()).unsqueeze(1), kp = all_positions(c.plan).unsqueeze(0);
+    at::Tensor qp = c.plan.positions(c.comm.rank()).unsqueeze(1), kp = c.plan.positions_in_rank_order().unsqueeze(0);
     S.masked_fill_(kp.gt(qp).unsqueeze(0), -std::numeric_limits<double>::infinity());
   }
   return S;

@@ -125,7 +125,7 @@ ShardPlan ShardPlan::for_mask(int64_t T, const Mask& mask, Layout layout, int P,
   if (layout != Layout::Balanced) return ShardPlan(T, cu, layout, P, rank, min_chunk);
   ShardPlan plan(T, cu, Layout::Contiguous, P, rank, min_chunk);  // validates T, P, rank, documents
   plan.layout_ = Layout::Balanced;
-  plan.rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(balanced_rows(T, mask, P, min_chunk));
+  plan.set_rows(balanced_rows(T, mask, P, min_chunk));
   return plan;
 }
 
@@ -182,7 +182,7 @@ ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout lay
       break;
     }
   }
-  rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
+  set_rows(std::move(rows));
 }
 
 ShardPlan ShardPlan::from_rows(int64_t T, std::vector<int64_t> cu_seqlens, Layout layout,
@@ -197,14 +197,24 @@ ShardPlan ShardPlan::from_rows(int64_t T, std::vector<int64_t> cu_seqlens, Layou
   for (const auto& r : rows) total += static_cast<int64_t>(r.size());
   LH_CHECK(total == T && rank >= 0 && rank < p.p_, "ShardPlan::from_rows: rows must partition [0, T = ", T,
            "), got ", total, " rows; rank ", rank, " of ", p.p_);
-  p.rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
+  p.set_rows(std::move(rows));
   return p;
+}
+
+void ShardPlan::set_rows(std::vector<std::vector<int64_t>> rows) {
+  auto table = std::make_shared<PositionTable>();
+  table->offset.assign(1, 0);
+  for (const auto& r : rows) table->offset.push_back(table->offset.back() + static_cast<int64_t>(r.size()));
+  table->all = at::empty({table->offset.back()}, at::kLong);
+  int64_t* out = table->all.data_ptr<int64_t>();
+  for (const auto& r : rows) out = std::copy(r.begin(), r.end(), out);
+  rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
+  table_ = std::move(table);
 }
 
 at::Tensor ShardPlan::positions(int rank) const {
   LH_CHECK(rank >= 0 && rank < p_, "ShardPlan::positions: rank ", rank, " outside [0, ", p_, ")");
-  const auto& r = (*rows_)[rank];
-  return at::tensor(at::ArrayRef<int64_t>(r.data(), r.size()), at::kLong);
+  return table_->all.narrow(0, table_->offset[rank], table_->offset[rank + 1] - table_->offset[rank]);
 }
 
 at::Tensor ShardPlan::doc_positions() const {

@@ -58,9 +58,14 @@ class ShardPlan {
   Layout layout() const { return layout_; }
   const std::vector<int64_t>& cu_seqlens() const { return cu_; }  // [0, T] without documents
 
-  // Rows of this rank / of any rank (global positions, ascending).
+  // Rows of this rank / of any rank (global positions, ascending): read-only views of one table
+  // every copy of the plan shares (P simulated ranks of one process hold it once).
   at::Tensor positions() const { return positions(rank_); }
   at::Tensor positions(int rank) const;
+  // Every rank's rows, in rank order (the layout of an all-gather over the group): [T] int64.
+  const at::Tensor& positions_in_rank_order() const { return table_->all; }
+  // Where rank r's rows start in positions_in_rank_order() (P + 1 entries).
+  int64_t rank_offset(int rank) const { return table_->offset[rank]; }
   int64_t local_rows(int rank) const { return static_cast<int64_t>((*rows_)[rank].size()); }
   int64_t local_rows() const { return local_rows(rank_); }
   const std::vector<int64_t>& rows_of(int rank) const { return (*rows_)[rank]; }
@@ -99,6 +104,13 @@ class ShardPlan {
   std::vector<int64_t> cu_;
   // Per rank, ascending; shared, so copies of a plan (autograd keeps one per call) are cheap.
   std::shared_ptr<const std::vector<std::vector<int64_t>>> rows_;
+  // The same rows as one tensor in rank order, and each rank's offset into it.
+  struct PositionTable {
+    at::Tensor all;
+    std::vector<int64_t> offset;
+  };
+  std::shared_ptr<const PositionTable> table_;
+  void set_rows(std::vector<std::vector<int64_t>> rows);
 };
 
 }  // namespace longhaul

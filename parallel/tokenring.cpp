@@ -29,6 +29,27 @@ at::Tensor positions_in(const std::vector<int64_t>& sub, const std::vector<int64
   return index_tensor(idx);
 }
 
+// Partial results for our rows, merged as they come: those received during one step are merged in
+// the next, after it has posted its transfers (so the merge overlaps them), in hop order. Only two
+// steps' partials are held at a time instead of all P − 1 (a P-fold output buffer on the device).
+template <typename R>
+class ArrivingResults {
+ public:
+  void arriving(R r) { arriving_.push_back(std::move(r)); }
+  template <typename Merge>
+  void merge_ready(Merge&& merge) {
+    for (auto& r : ready_) merge(r);
+    ready_.clear();
+  }
+  void step_done() {
+    for (auto& r : arriving_) ready_.push_back(std::move(r));
+    arriving_.clear();
+  }
+
+ private:
+  std::vector<R> arriving_, ready_;
+};
+
 // Group s of every rank carries the queries of step s+1 (sent left, received from the right) and
 // the results computed at step s-1, which go back to their owner; the owner receives the results
 // of hop t in group t+1, the group in which the visited rank sends them. Group p carries only the
@@ -48,7 +69,15 @@ class TokenRing : public CpStrategy {
       std::vector<int64_t> rows;
       Tracked o, l;
     };
-    std::vector<Result> results;
+    ArrivingResults<Result> results;
+    auto merge = [&](Result& res) {
+      // Scatter the partial into full-size tensors (rows it lacks: lse = −∞) and merge.
+      at::Tensor idx = rows_on(index_tensor(res.rows), *out);
+      at::Tensor full_o = at::zeros(out->sizes(), out->options()).index_copy_(0, idx, res.o->to(out->scalar_type()));
+      at::Tensor full_l = at::full(lse->sizes(), -std::numeric_limits<double>::infinity(), lse->options())
+                              .index_copy_(1, idx, res.l->to(lse->scalar_type()));
+      merge_into(*out, *lse, full_o, full_l);
+    };
     struct Leaving {  // the results computed at the previous step, going back to their owner
       at::Tensor o, l;
       int to = -1;
@@ -84,11 +113,12 @@ class TokenRing : public CpStrategy {
           const int from = routes.visited(r, s - 1);
           Tracked o = step.recv({n, q.size(1), q.size(2)}, q.options(), from, Tag::TokenOut);
           Tracked l = step.recv({q.size(1), n}, q.options().dtype(acc), from, Tag::TokenLse);
-          results.push_back(Result{std::move(rows), std::move(o), std::move(l)});
+          results.arriving(Result{std::move(rows), std::move(o), std::move(l)});
         }
       }
       step.post();
       if (!c.overlap) step.wait();
+      results.merge_ready(merge);
       if (s == 0) {
         AttentionOutput mine = attention_forward_partial(q, k, v, BlockView{my_pos, my_pos}, c.mask, c.scale);
         merge_into(*out, *lse, mine.out, mine.lse);
@@ -104,17 +134,11 @@ class TokenRing : public CpStrategy {
         }
       }
       step.wait();
+      results.step_done();
       cur_q = next_q.get();
       cur_rows = std::move(next_rows);
     }
-    for (auto& res : results) {
-      // Scatter the partial into full-size tensors (rows it lacks: lse = −∞) and merge, in hop order.
-      at::Tensor idx = rows_on(index_tensor(res.rows), *out);
-      at::Tensor full_o = at::zeros(out->sizes(), out->options()).index_copy_(0, idx, res.o->to(out->scalar_type()));
-      at::Tensor full_l = at::full(lse->sizes(), -std::numeric_limits<double>::infinity(), lse->options())
-                              .index_copy_(1, idx, res.l->to(lse->scalar_type()));
-      merge_into(*out, *lse, full_o, full_l);
-    }
+    results.merge_ready(merge);
     return {*out, *lse};
   }
 
@@ -134,7 +158,8 @@ class TokenRing : public CpStrategy {
       std::vector<int64_t> rows;
       Tracked dq;
     };
-    std::vector<Partial> results;
+    ArrivingResults<Partial> results;
+    auto merge = [&](Partial& part) { dq->index_add_(0, rows_on(index_tensor(part.rows), *dq), *part.dq); };
     struct Leaving {
       at::Tensor dq;
       int to = -1;
@@ -176,11 +201,12 @@ class TokenRing : public CpStrategy {
         if (!rows.empty()) {
           Tracked g = step.recv({static_cast<int64_t>(rows.size()), q.size(1), q.size(2)}, q.options().dtype(acc),
                                 routes.visited(r, s - 1), Tag::TokenDQ);
-          results.push_back(Partial{std::move(rows), std::move(g)});
+          results.arriving(Partial{std::move(rows), std::move(g)});
         }
       }
       step.post();
       if (!c.overlap) step.wait();
+      results.merge_ready(merge);
       if (s == 0) {
         AttentionGrads g = attention_backward({dout, q, k, v, stats[0], cur_out, stats[1]}, BlockView{my_pos, my_pos},
                                               c.mask, c.scale);
@@ -208,8 +234,9 @@ class TokenRing : public CpStrategy {
       cur_st = nst.get();
       cur_out = nout.get();
       cur_rows = std::move(next_rows);
+      results.step_done();
     }
-    for (auto& part : results) dq->index_add_(0, rows_on(index_tensor(part.rows), *dq), *part.dq);
+    results.merge_ready(merge);
     return {*dq, *dk, *dv};
   }
 };

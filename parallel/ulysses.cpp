@@ -17,12 +17,6 @@ std::vector<int64_t> row_counts(const ShardPlan& plan) {
   return rows;
 }
 
-at::Tensor all_positions(const ShardPlan& plan) {
-  std::vector<at::Tensor> pos;
-  for (int o = 0; o < plan.P(); ++o) pos.push_back(plan.positions(o));
-  return at::cat(pos);
-}
-
 class Ulysses : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
@@ -32,7 +26,7 @@ class Ulysses : public CpStrategy {
     Tracked qh(c.stats, heads_to_rows(c.comm, q, rows, bytes));
     Tracked kh(c.stats, heads_to_rows(c.comm, replicate_kv(k, rep), rows, bytes));
     Tracked vh(c.stats, heads_to_rows(c.comm, replicate_kv(v, rep), rows, bytes));
-    const at::Tensor pos = all_positions(c.plan);
+    const at::Tensor& pos = c.plan.positions_in_rank_order();  // the all-to-all's row order
     AttentionOutput o = attention_forward_partial(*qh, *kh, *vh, BlockView{pos, pos}, c.mask, c.scale);
     // The output is final for these heads: it travels back rounded once, in the input dtype.
     at::Tensor out = rows_to_heads(c.comm, o.out.to(q.scalar_type()), rows, bytes);
@@ -55,7 +49,7 @@ class Ulysses : public CpStrategy {
     at::Tensor lse_h = sth.select(2, 0).transpose(0, 1).contiguous(), d_h = sth.select(2, 1).transpose(0, 1).contiguous();
     // CUDA's fused backward takes out, not D: there out travels too (and is counted).
     Tracked outh(c.stats, q.is_cuda() ? heads_to_rows(c.comm, out.to(q.scalar_type()), rows, bytes) : at::Tensor());
-    const at::Tensor pos = all_positions(c.plan);
+    const at::Tensor& pos = c.plan.positions_in_rank_order();  // the all-to-all's row order
     AttentionGrads g = attention_backward({*doh, *qh, *kh, *vh, lse_h, *outh, d_h}, BlockView{pos, pos}, c.mask, c.scale);
     at::Tensor dq = rows_to_heads(c.comm, g.dq, rows, bytes);
     at::Tensor dk = rows_to_heads(c.comm, g.dk, rows, bytes), dv = rows_to_heads(c.comm, g.dv, rows, bytes);

@@ -43,7 +43,7 @@ void bind_plan(py::module_& m) {
       .def_property_readonly("local_rows", [](const GroupPlan& p) { return p.plan.local_rows(); })
       .def_property_readonly("cu_seqlens", [](const GroupPlan& p) { return cu_tensor(p.plan.cu_seqlens()); },
                              "global document offsets [0, ..., T]")
-      .def_property_readonly("positions", [](const GroupPlan& p) { return p.plan.positions(); },
+      .def_property_readonly("positions", [](const GroupPlan& p) { return p.plan.positions().clone(); },
                              "global index of each local row (int64)")
       .def_property_readonly("doc_positions", [](const GroupPlan& p) { return p.plan.doc_positions(); },
                              "position of each local row inside its document (RoPE)")
@@ -51,7 +51,7 @@ void bind_plan(py::module_& m) {
                              "offsets of the local runs of rows of one document [0, ..., local_rows]")
       .def("positions_of", [](const GroupPlan& p, int rank) {
         LH_CHECK(rank >= 0 && rank < p.plan.P(), "positions_of: rank ", rank, " outside [0, ", p.plan.P(), ")");
-        return p.plan.positions(rank);
+        return p.plan.positions(rank).clone();  // the plan's table is shared: a copy the caller may change
       }, py::arg("rank"))
       .def("area_imbalance", [](const GroupPlan& p, const Mask& m) { return p.plan.area_imbalance(m); },
            py::arg("mask"), "largest rank's masked area / mean rank area")

@@ -112,7 +112,7 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   h5::quiet();
   const std::string ctx = "token store '" + path + "'";
   LH_CHECK(files::is_regular_file(path), ctx, ": no such file");
-  if (opt.verify) verify_store_in_child(path);
+  if (opt.verify) verify_store_in_child(path, StoreVerifyOptions{opt.verify_deadline_s});
 #if H5_VERSION_GE(1, 12, 0)
   const htri_t is_h5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
 #else

@@ -17,6 +17,7 @@ struct StoreReaderOptions {
   // Read the whole file once in a child process before opening it here (store_verify.h): for
   // stores from elsewhere, whose crafted bytes could crash libhdf5 itself. Costs one full read.
   bool verify = false;
+  double verify_deadline_s = 600;  // a verifying child still reading after this is killed, the store refused
 };
 
 class TokenStoreReader : public TokenSource {

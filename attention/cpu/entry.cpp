@@ -15,12 +15,14 @@ namespace {
 // Tile sizes (params.h), measured here with `longhaul bench kernel` (2 threads, fraction of the
 // sgemm rate): query tiles of 512 rows, key tiles of 128, and runs of full key tiles merged into
 // forward steps of 512 keys (causal T=4096 fwd: D=64 0.65 → 0.73, D=128 0.72 → 0.77). A narrow
-// band (window) takes 256 × 64 tiles in the forward, so its edge tiles waste less, with runs up
-// to 1024 keys for its interior (window 1024, T=16384: 0.56 → 0.66). The backward keeps 512 × 128
+// band (window) takes 256-row query tiles in the forward, so its edge tiles waste less, with runs
+// up to 1024 keys for its interior (window 1024, T=16384: 0.56 → 0.66). The backward keeps 512 × 128
 // for every mask: its time hardly moved with tile or run sizes. Partial tiles are worked in slices
 // of 64 query rows trimmed to the keys they see (params.h partial_pieces): on a faster Xeon (AMX
 // generation, causal fwd ≈ 300 GFLOP/s) document and block-causal masks went from 0.78 to
-// 0.85–0.93 of the causal rate (forward); 128-row slices kept less of that gain.
+// 0.85–0.93 of the causal rate (forward); 128-row slices kept less of that gain. With the slices,
+// a narrow band's forward is fastest on 256 × 128 tiles, not 256 × 64 (sliding_window_causal,
+// T=16384: 257–267 → 274 GFLOP/s; narrower key tiles now only add calls).
 struct TilePlan {
   int64_t block_q, block_k, run_k;
 };
@@ -28,7 +30,7 @@ enum class Pass { Forward, Backward };
 TilePlan tile_plan(Pass pass, const Mask& mask) {
   const int64_t band = mask.spec().band_width();  // a windowed mask: its band of diagonals
   const bool narrow_band = band >= 0 && band < 2048;
-  if (pass == Pass::Forward && narrow_band) return {256, 64, 1024};
+  if (pass == Pass::Forward && narrow_band) return {256, 128, 1024};
   return {512, 128, 512};
 }
 

@@ -91,10 +91,6 @@ int64_t tiled_area_of(const Mask& mask, int64_t qa, int64_t qe, int64_t ka, int6
   return tiled_area_of(mask, qa, qe, ka, mid, tq, tk) + tiled_area_of(mask, qa, qe, mid, ke, tq, tk);
 }
 
-}  // namespace
-
-namespace {
-
 // A stretch of rows (a run of consecutive positions, or a tile of scattered rows) and the
 // positions [lo, hi] it spans.
 struct Segment {

@@ -26,11 +26,11 @@ void backward_kernel(const BackwardParams<T>& p) {
   const int64_t nqt = tiles.nq, group = tiles.group;
   const BackwardSplit& split = *p.split;
   const int64_t workers = split.workers(), row_elems = p.h * d;
+  const PartialTiles partial = cut_partial_tiles(p, tiles);
 
   at::parallel_for(0, workers, 1, [&](int64_t wbegin, int64_t wend) {
     SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * bk), dp(bq * bk), dk(bk * d), dv(bk * d);
-    std::vector<TilePiece> pieces;
     for (int64_t w = wbegin; w < wend; ++w) {
       // This worker's dQ rows [lo, hi): dq[(i - lo) · h · d + ...] holds row i.
       const int64_t lo = split.row_lo[w], hi = split.row_hi[w];
@@ -73,8 +73,8 @@ void backward_kernel(const BackwardParams<T>& p) {
               step(t0, tn, 0, nk, false);
               continue;
             }
-            partial_pieces(*p.mask, *p.q_keys, p.q_pos, t0, tn, k_tiles[kt], p.k_pos + j0, nk, p.sub_q, pieces);
-            for (const TilePiece& x : pieces) step(t0 + x.r0, x.nr, x.c0, x.nc, x.partial);
+            for (const TilePiece* x = partial.begin(qt, kt); x != partial.end(qt, kt); ++x)
+              step(t0 + x->r0, x->nr, x->c0, x->nc, x->partial);
           }
         }
         for (int64_t c = 0; c < nk; ++c) {

@@ -26,11 +26,11 @@ void forward_kernel(const ForwardParams<T>& p) {
   const auto& k_tiles = tiles.k;
   const int64_t nqt = tiles.nq, nkt = tiles.nk, group = tiles.group;
   const T neg_inf = -std::numeric_limits<T>::infinity(), pos_inf = std::numeric_limits<T>::infinity();
+  const PartialTiles partial = cut_partial_tiles(p, tiles);
 
   at::parallel_for(0, p.h * nqt, 1, [&](int64_t begin, int64_t end) {
     SingleThreadedBlas blas_on_this_thread;
     std::vector<T> s(bq * std::max(bk, p.run_k)), o(bq * d), m(bq), l(bq);
-    std::vector<TilePiece> pieces;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t h = item / nqt, qt = item % nqt, hk = h / group;
       const int64_t i0 = qt * bq, nq = std::min(bq, p.tq - i0);
@@ -84,8 +84,8 @@ void forward_kernel(const ForwardParams<T>& p) {
           step(0, nq, 0, nk, false);
           continue;
         }
-        partial_pieces(*p.mask, *p.q_keys, p.q_pos, i0, nq, k_tiles[kt], p.k_pos + j0, nk, p.sub_q, pieces);
-        for (const TilePiece& x : pieces) step(x.r0, x.nr, x.c0, x.nc, x.partial);
+        for (const TilePiece* x = partial.begin(qt, kt); x != partial.end(qt, kt); ++x)
+          step(x->r0, x->nr, x->c0, x->nc, x->partial);
       }
       for (int64_t r = 0; r < nq; ++r) {
         T* out = p.out + ((i0 + r) * p.h + h) * d;

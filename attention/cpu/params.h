@@ -160,6 +160,36 @@ inline void partial_pieces(const MaskSpec& mask, const RowKeys& q_keys, const in
   }
 }
 
+// The pieces of every partial tile pair of a call, cut once and shared by all heads (the forward's
+// items are heads × query tiles, the backward's KV heads × key tiles with the group's query heads
+// inside): pair (qt, kt)'s pieces are pieces[ptr[qt · nk + kt], ptr[qt · nk + kt + 1]).
+struct PartialTiles {
+  std::vector<int64_t> ptr;
+  std::vector<TilePiece> pieces;
+  int64_t nk = 0;
+  const TilePiece* begin(int64_t qt, int64_t kt) const { return pieces.data() + ptr[qt * nk + kt]; }
+  const TilePiece* end(int64_t qt, int64_t kt) const { return pieces.data() + ptr[qt * nk + kt + 1]; }
+};
+template <typename T>
+PartialTiles cut_partial_tiles(const AttentionParams<T>& p, const Tiling& tiles) {
+  PartialTiles out;
+  out.nk = tiles.nk;
+  out.ptr.reserve(static_cast<size_t>(tiles.nq * tiles.nk + 1));
+  out.ptr.push_back(0);
+  std::vector<TilePiece> one;
+  for (int64_t qt = 0; qt < tiles.nq; ++qt)
+    for (int64_t kt = 0; kt < tiles.nk; ++kt) {
+      if (p.mask->classify(tiles.q[qt], tiles.k[kt]) == BlockClass::Partial) {
+        const int64_t i0 = qt * p.block_q, j0 = kt * p.block_k;
+        partial_pieces(*p.mask, *p.q_keys, p.q_pos, i0, std::min(p.block_q, p.tq - i0), tiles.k[kt], p.k_pos + j0,
+                       std::min(p.block_k, p.tk - j0), p.sub_q, one);
+        out.pieces.insert(out.pieces.end(), one.begin(), one.end());
+      }
+      out.ptr.push_back(static_cast<int64_t>(out.pieces.size()));
+    }
+  return out;
+}
+
 template <typename T>
 void forward_kernel(const ForwardParams<T>& p);
 template <typename T>

@@ -1,5 +1,4 @@
 #include "data/hdf5/store_reader.h"
-#include "data/hdf5/store_verify.h"
 
 #include <algorithm>
 
@@ -112,7 +111,7 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   h5::quiet();
   const std::string ctx = "token store '" + path + "'";
   LH_CHECK(files::is_regular_file(path), ctx, ": no such file");
-  if (opt.verify) verify_store_in_child(path, StoreVerifyOptions{opt.verify_deadline_s});
+  if (opt.verify) verify_store_in_child(path, opt.verify_options);
 #if H5_VERSION_GE(1, 12, 0)
   const htri_t is_h5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
 #else

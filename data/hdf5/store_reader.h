@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "data/hdf5/store_verify.h"
 #include "data/token_source.h"
 
 namespace longhaul::data {
@@ -17,7 +18,7 @@ struct StoreReaderOptions {
   // Read the whole file once in a child process before opening it here (store_verify.h): for
   // stores from elsewhere, whose crafted bytes could crash libhdf5 itself. Costs one full read.
   bool verify = false;
-  double verify_deadline_s = 600;  // a verifying child still reading after this is killed, the store refused
+  StoreVerifyOptions verify_options;  // the verifying child's deadline
 };
 
 class TokenStoreReader : public TokenSource {

@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   longhaul::fuzz::expect_read_or_input_error("fuzz_token_store", path, [&] {
     longhaul::data::StoreReaderOptions options;
     options.verify = LONGHAUL_FUZZ_VERIFY;
-    options.verify_deadline_s = 15;  // under libFuzzer's -timeout (20 s): a stuck read is refused, as in use
+    options.verify_options.deadline_s = 15;  // under libFuzzer's -timeout (20 s): a stuck read is refused, as in use
     longhaul::data::TokenStoreReader reader(path, options);
     const int64_t docs = int64_t(reader.doc_offsets().size()) - 1;
     // A valid store may hold huge documents (a mutated size field declares billions of tokens):

@@ -16,5 +16,9 @@ cmake -S "$src/tests/consumer" -B "$work/build" -G Ninja "${launcher[@]}" \
       -DCMAKE_CXX_COMPILER="$(cached CMAKE_CXX_COMPILER)" -DCMAKE_CXX_FLAGS="$(cached CMAKE_CXX_FLAGS)" \
       -DCMAKE_EXE_LINKER_FLAGS="$(cached CMAKE_EXE_LINKER_FLAGS)" \
       -DCMAKE_PREFIX_PATH="$work/prefix;$torch_prefix" >/dev/null
-cmake --build "$work/build" >/dev/null
+# The build's output is shown only when it fails (a header missing from the install names itself).
+if ! cmake --build "$work/build" >"$work/build.log" 2>&1; then
+  grep -E -A3 "error|Error" "$work/build.log" | head -40 >&2
+  exit 1
+fi
 "$work/build/consumer"

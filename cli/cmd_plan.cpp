@@ -105,6 +105,9 @@ int cmd_plan(const std::vector<std::string>& args) {
        "matrix product GFLOP/s per rank, for rsa's dense scores (0: measure here when --gflops is, else --gflops)")
       ("memory-gbps", po::value(&pr.memory_gbps)->default_value(0),
        "elementwise memory traffic GB/s per rank, for rsa (0: the preset's device; this-machine: measure here)")
+      ("first-touch-gbps", po::value(&pr.first_touch_gbps)->default_value(0),
+       "GB/s at which rsa's fresh score matrices are first touched (0: free on a GPU preset; this-machine: "
+       "measure here)")
       ("memory-gib", po::value(&memory_gib)->default_value(-1),
        "memory per rank (-1: the preset's device memory, 80 GiB for nvlink/infiniband, 48 pcie; this-machine: "
        "MemAvailable shared by the ranks; 0: no limit)")
@@ -138,6 +141,7 @@ int cmd_plan(const std::vector<std::string>& args) {
     if (pr.dense_gflops <= 0) pr.dense_gflops = measure_dense_gflops(1024, pr.D, 1024);
   }
   if (pr.memory_gbps <= 0 && net.device_memory_Bps <= 0) pr.memory_gbps = measure_memory_gbps();
+  if (pr.first_touch_gbps <= 0 && net.device_memory_Bps <= 0) pr.first_touch_gbps = measure_first_touch_gbps();
   if (buckets) {
     bp.world = pr.P;
     bp.H = pr.H, bp.H_kv = pr.H_kv, bp.D = pr.D, bp.elem_bytes = pr.elem_bytes;

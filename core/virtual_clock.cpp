@@ -14,9 +14,11 @@ void charge_compute(double seconds) {
   t_clock->compute_s += seconds;
 }
 
-void charge_dense(double flops, double bytes) {
+void charge_dense(double flops, double bytes, double fresh_bytes) {
   if (!t_clock) return;
-  charge_compute(flops / t_clock->kernel.dense_flops_per_s + bytes / t_clock->kernel.memory_bytes_per_s);
+  const KernelModel& k = t_clock->kernel;
+  charge_compute(flops / k.dense_flops_per_s + bytes / k.memory_bytes_per_s +
+                 (k.first_touch_bytes_per_s > 0 ? fresh_bytes / k.first_touch_bytes_per_s : 0.0));
 }
 
 }  // namespace longhaul::virtual_clock

@@ -20,9 +20,11 @@ struct KernelModel {
   int64_t tile_q = 0, tile_k = 0;
   // Code that computes outside the attention kernel with plain tensor operations (Ring
   // Self-Attention's dense score matrices): matrix products at a GEMM rate, elementwise passes at
-  // a memory rate (bytes read + written).
+  // a memory rate (bytes read + written), and the bytes of their fresh outputs at a first-touch
+  // rate (a CPU's page faults on new memory; 0: free, as under a caching allocator).
   double dense_flops_per_s = 600e12;
   double memory_bytes_per_s = 2.5e12;
+  double first_touch_bytes_per_s = 0;
 };
 
 struct RankClock {
@@ -38,8 +40,8 @@ void set_current(RankClock* clock);
 
 // Charges `seconds` of compute to the calling thread's clock (no-op without one).
 void charge_compute(double seconds);
-// Charges a plain matrix product (`flops`) and elementwise memory traffic (`bytes`) at the
-// clock's dense rates (no-op without a clock).
-void charge_dense(double flops, double bytes);
+// Charges a plain matrix product (`flops`), elementwise memory traffic (`bytes`) and the first
+// touch of `fresh_bytes` of new memory at the clock's dense rates (no-op without a clock).
+void charge_dense(double flops, double bytes, double fresh_bytes = 0);
 
 }  // namespace longhaul::virtual_clock

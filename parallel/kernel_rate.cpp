@@ -35,15 +35,28 @@ double measure_dense_gflops(int64_t rows, int64_t in, int64_t out) {
   return reps * 6.0 * double(rows) * double(in) * double(out) / s / 1e9;
 }
 
-double measure_memory_gbps(int64_t bytes) {
-  at::Tensor x = at::randn({bytes / 4});
-  double sink = (x * 0.5)[0].item<double>();  // warm-up
+namespace {
+// Seconds per call of f, averaged over three after one warm-up.
+template <class F>
+double seconds_per_call(F&& f) {
+  f();
   const auto t0 = std::chrono::steady_clock::now();
   const int reps = 3;
-  for (int i = 0; i < reps; ++i) sink += (x * 0.5)[0].item<double>();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  (void)sink;
-  return reps * 2.0 * double(x.numel()) * 4.0 / s / 1e9;
+  for (int i = 0; i < reps; ++i) f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+}  // namespace
+
+double measure_memory_gbps(int64_t bytes) {
+  at::Tensor x = at::randn({bytes / 4});
+  return 2.0 * double(bytes) / seconds_per_call([&] { x.mul_(0.5); }) / 1e9;
+}
+
+double measure_first_touch_gbps(int64_t bytes) {
+  at::Tensor x = at::empty({bytes / 4});
+  const double warm = seconds_per_call([&] { x.fill_(1.0); });
+  const double fresh = seconds_per_call([&] { at::empty({bytes / 4}).fill_(1.0); });
+  return double(bytes) / std::max(fresh - warm, 1e-3 * warm) / 1e9;  // a free first touch: a large rate
 }
 
 }  // namespace longhaul

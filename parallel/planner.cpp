@@ -99,7 +99,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
         const DenseCost dense = rsa_dense_cost(pr.H, tl, pr.T, pr.D, mask.is_causal(), s == 8 ? 8 : 4);
         const double memory_Bps = pr.memory_gbps > 0 ? pr.memory_gbps * 1e9 : net.device_memory_Bps;
         p.compute_s = dense.flops / (pr.dense_gflops > 0 ? pr.dense_gflops * 1e9 : rate) +
-                      (memory_Bps > 0 ? dense.bytes / memory_Bps : 0.0);
+                      (memory_Bps > 0 ? dense.bytes / memory_Bps : 0.0) +
+                      (pr.first_touch_gbps > 0 ? dense.fresh_bytes / (pr.first_touch_gbps * 1e9) : 0.0);
       } else {
         const double area = st == Strategy::Ulysses ? double(mask.area(0, pr.T, 0, pr.T)) / pr.P
                                                     : busiest_area(plan, mask, pr.P);
@@ -176,7 +177,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
             }
             case Strategy::RingSelfAttention: {
               p.comm_s = transfer(net, bytes, 2 * steps) * 3 + transfer(net, double(pr.T) * 2 * pr.H_kv * pr.D * 4, steps);
-              p.memory_bytes = io_bytes + int64_t(3.0 * pr.H * tl * pr.T * 4);
+              // Two score-sized buffers at once (backward: P, and dS in dO·Vᵀ's output).
+              p.memory_bytes = io_bytes + int64_t(2.0 * pr.H * tl * pr.T * (s == 8 ? 8 : 4));
               p.note = "quadratic memory, blocking communication";
               break;
             }

@@ -46,6 +46,7 @@ struct Problem {
   // Ring Self-Attention computes with plain products and elementwise passes over its scores:
   double dense_gflops = 0;       // matrix product rate (0: kernel_gflops)
   double memory_gbps = 0;        // elementwise traffic, bytes read + written (0: the network preset's)
+  double first_touch_gbps = 0;   // fresh memory's first touch (a CPU's page faults; 0: free, as on a GPU)
   double memory_limit_bytes = 0; // per rank; 0 = no limit
 };
 

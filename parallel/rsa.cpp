@@ -20,10 +20,11 @@ namespace {
 
 double bytes_of(const at::Tensor& t) { return double(Tracked::bytes_of(t)); }
 
-// A metered batched product a·b.
+// A metered batched product a·b, into a fresh tensor.
 at::Tensor product(const at::Tensor& a, const at::Tensor& b) {
   at::Tensor c = at::matmul(a, b);
-  virtual_clock::charge_dense(2.0 * double(c.numel()) * double(a.size(-1)), bytes_of(a) + bytes_of(b) + bytes_of(c));
+  virtual_clock::charge_dense(2.0 * double(c.numel()) * double(a.size(-1)), bytes_of(a) + bytes_of(b) + bytes_of(c),
+                              bytes_of(c));
   return c;
 }
 
@@ -62,10 +63,16 @@ at::Tensor heads_first(const std::vector<at::Tensor>& blocks, int64_t h, at::Sca
   return all.unsqueeze(1).expand({hkv, h / hkv, t, d}).reshape({h, t, d});
 }
 
-// Scores S = scale·Q Kᵀ [H, Tl, T] with the mask applied (−inf).
+// Scores in base-2 units, S = scale·log2(e)·Q Kᵀ [H, Tl, T], with the mask applied (−∞), so that
+// probabilities are exp2(S − m): ATen's CPU exp is several times slower on −∞ and tens of times on
+// arguments that underflow, exp2 is not. The product's output is the only score-sized allocation;
+// every later pass over the scores works in place (a fresh buffer costs its first touch on top of
+// the traffic, and the memory).
+constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.6931471805599453;
 at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c, at::ScalarType type) {
   at::Tensor Q = q.to(type).permute({1, 0, 2});
-  at::Tensor S = passes(product(Q, k_all.transpose(1, 2)) * c.scale, 2);
+  at::Tensor S = product(Q, k_all.transpose(1, 2));
+  passes(S.mul_(c.scale * kLog2e), 2);
   if (c.mask.is_causal()) {
     passes(S, 2);
     if (S.is_meta()) return S;  // shape-only (the simulator): no values to mask
@@ -75,12 +82,27 @@ at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c,
   return S;
 }
 
-// P = exp(S − lse), metered as two passes (subtract, exp). A row that sees nothing has lse = −∞
-// and scores −∞: subtracting 0 instead gives exp(−∞) = 0. A NaN stays NaN, as in SDPA.
-at::Tensor probabilities(const at::Tensor& s, const at::Tensor& lse, at::ScalarType type) {
-  at::Tensor l = lse.to(type).unsqueeze(-1);
-  l = l.masked_fill(l.eq(-std::numeric_limits<double>::infinity()), 0.0);
-  return passes(at::exp(s - l), 4);
+// −∞ (a row that sees nothing) -> 0, so that S − x stays −∞ there and exp gives 0, not NaN.
+at::Tensor finite_or_zero(const at::Tensor& x) {
+  return x.masked_fill(x.eq(-std::numeric_limits<double>::infinity()), 0.0);
+}
+
+// Forward softmax in place: S becomes P = exp2(S − m) / Σ (m the row maximum); returns the natural
+// log-sum-exp [H, Tl] = m·ln 2 + ln Σ (−∞ for a row that sees nothing, whose P row is 0). Metered
+// as max 1, subtract 2, exp 2, sum 1, divide 2 passes. A NaN stays NaN, as in SDPA.
+at::Tensor softmax_in_place(at::Tensor& s) {
+  at::Tensor m = finite_or_zero(at::amax(passes(s, 1), -1, true));
+  passes(s.sub_(m).exp2_(), 4);
+  at::Tensor sum = passes(s, 1).sum(-1, true);
+  at::Tensor lse = (sum.log() + m * kLn2).squeeze(-1);
+  passes(s.div_(sum.masked_fill(sum.eq(0), 1.0)), 2);
+  return lse;
+}
+
+// Backward: S becomes P = exp2(S − lse·log2 e) in place, metered as two passes (subtract, exp).
+at::Tensor& probabilities_in_place(at::Tensor& s, const at::Tensor& lse, at::ScalarType type) {
+  passes(s.sub_(finite_or_zero(lse.to(type).unsqueeze(-1)) * kLog2e).exp2_(), 4);
+  return s;
 }
 
 class RingSelfAttention : public CpStrategy {
@@ -90,9 +112,9 @@ class RingSelfAttention : public CpStrategy {
     const auto type = accumulate_type(q);
     const int64_t h = q.size(1);
     Tracked k_all(c.stats, heads_first(circulate(k, c, c.stats.bytes_sent_fwd), h, type));
-    Tracked s(c.stats, scores(q, *k_all, c, type));
-    at::Tensor lse = at::logsumexp(passes(*s, 3), -1);  // [H, Tl]; max, then exp and sum
-    Tracked prob(c.stats, probabilities(*s, lse, type));
+    at::Tensor s = scores(q, *k_all, c, type);
+    Tracked prob(c.stats, s);
+    const at::Tensor lse = softmax_in_place(s);
     Tracked v_all(c.stats, heads_first(circulate(v, c, c.stats.bytes_sent_fwd), h, type));
     at::Tensor out = product(*prob, *v_all).permute({1, 0, 2}).contiguous();
     return {out, lse.contiguous()};
@@ -104,19 +126,24 @@ class RingSelfAttention : public CpStrategy {
     const auto type = accumulate_type(q);
     const int64_t h = q.size(1), hkv = k.size(1);
     Tracked k_all(c.stats, heads_first(circulate(k, c, c.stats.bytes_sent_bwd), h, type));
-    Tracked s(c.stats, scores(q, *k_all, c, type));
-    Tracked prob(c.stats, probabilities(*s, lse, type));
+    at::Tensor s = scores(q, *k_all, c, type);
+    Tracked prob(c.stats, probabilities_in_place(s, lse, type));
     Tracked v_all(c.stats, heads_first(circulate(v, c, c.stats.bytes_sent_bwd), h, type));
     at::Tensor dO = dout.to(type).permute({1, 0, 2});
     at::Tensor D = attention_row_sums(dout, out).to(type).unsqueeze(-1);
-    Tracked ds(c.stats, passes(*prob * (product(dO, v_all->transpose(1, 2)) - D), 5));  // subtract, multiply
-    at::Tensor dq = (product(*ds, *k_all) * c.scale).permute({1, 0, 2}).contiguous();
+    // dS = P ∘ (dO·Vᵀ − D), in place in the product's output: subtract 2, multiply 3 passes.
+    at::Tensor dp = product(dO, v_all->transpose(1, 2));
+    Tracked ds(c.stats, passes(dp.sub_(D).mul_(*prob), 5));
+    at::Tensor dq = product(*ds, *k_all).mul_(c.scale).permute({1, 0, 2}).contiguous();
     // Full-length dK/dV from this rank's queries, summed over all ranks, then sliced.
     auto group_sum = [&](const at::Tensor& g) {  // [H, T, D] -> [T, Hkv, D]
       return g.view({hkv, h / hkv, g.size(1), g.size(2)}).sum(1).permute({1, 0, 2}).contiguous();
     };
-    Tracked dk_all(c.stats, group_sum(product(ds->transpose(1, 2), q.to(type).permute({1, 0, 2})) * c.scale));
-    Tracked dv_all(c.stats, group_sum(product(prob->transpose(1, 2), dO)));
+    // dK = dSᵀ·Q and dV = Pᵀ·dO, computed as (Qᵀ·dS)ᵀ and (dOᵀ·P)ᵀ: the score-sized operand keeps
+    // its layout (a transposed one would be copied first).
+    at::Tensor Qt = q.to(type).permute({1, 2, 0});  // [H, D, Tl]
+    Tracked dk_all(c.stats, group_sum(product(Qt, *ds).mul_(c.scale).transpose(1, 2)));
+    Tracked dv_all(c.stats, group_sum(product(dO.transpose(1, 2), *prob).transpose(1, 2)));
     auto w1 = c.comm.all_reduce(*dk_all), w2 = c.comm.all_reduce(*dv_all);
     wait_all({w1, w2});
     c.stats.bytes_sent_bwd += Tracked::bytes_of(*dk_all) + Tracked::bytes_of(*dv_all);
@@ -144,9 +171,12 @@ DenseCost rsa_dense_cost(int64_t h, int64_t tl, int64_t t, int64_t d, bool causa
   // Products, [tl × t] scores each: forward Q·Kᵀ, P·V; backward Q·Kᵀ, dO·Vᵀ, dS·K, dSᵀ·Q, Pᵀ·dO.
   c.flops = 7 * gemm;
   c.bytes = 7 * (score + q_rows + kv_rows);  // each reads or writes one of each size
+  // Fresh outputs: score-sized Q·Kᵀ (forward and backward) and dO·Vᵀ; O and dQ (tl rows); dK, dV.
+  c.fresh_bytes = 3 * score + 2 * q_rows + 2 * kv_rows;
   // Elementwise passes over the scores, as rsa.cpp meters them: forward scale 2 (+ mask 2),
-  // logsumexp 3, probabilities 4; backward scale 2 (+ mask 2), probabilities 4, dS 5.
-  c.bytes += score * ((causal ? 4 : 2) * 2 + 3 + 4 + 4 + 5);
+  // softmax 8 (max 1, subtract and exp 4, sum 1, divide 2); backward scale 2 (+ mask 2),
+  // probabilities 4, dS 5.
+  c.bytes += score * ((causal ? 4 : 2) * 2 + 8 + 4 + 5);
   return c;
 }
 

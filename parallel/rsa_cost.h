@@ -9,6 +9,7 @@ namespace longhaul {
 struct DenseCost {
   double flops = 0;  // matrix products
   double bytes = 0;  // read + written by the products and the elementwise passes
+  double fresh_bytes = 0;  // newly allocated (the products' outputs; the passes work in place)
 };
 
 // Forward + backward on one rank: tl query rows against all t keys, h heads of size d, scores in

@@ -324,11 +324,12 @@ TEST(Simulate, RsaIsTimedOpByOpAsThePlannerCountsIt) {
     SimulationSetup s = small(Strategy::RingSelfAttention, Layout::Zigzag, 3, mask, 389);
     s.kernel.dense_flops_per_s = 2e9;
     s.kernel.memory_bytes_per_s = 5e9;
+    s.kernel.first_touch_bytes_per_s = 3e9;
     const Simulation sim = simulate(s);
     const ShardPlan plan = ShardPlan::for_mask(s.T, mask, s.options.layout, s.P, 0);
     for (int r = 0; r < s.P; ++r) {
       const DenseCost c = rsa_dense_cost(s.H, plan.local_rows(r), s.T, s.D, mask.is_causal(), 4);
-      const double want = c.flops / 2e9 + c.bytes / 5e9;
+      const double want = c.flops / 2e9 + c.bytes / 5e9 + c.fresh_bytes / 3e9;
       EXPECT_NEAR(sim.ranks[r].compute_s, want, 1e-9 * want) << mask.describe() << " rank " << r;
     }
     // The planner charges the busiest rank the same at the same rates.
@@ -337,7 +338,7 @@ TEST(Simulate, RsaIsTimedOpByOpAsThePlannerCountsIt) {
     pr.given_mask = mask;
     pr.only_strategy = Strategy::RingSelfAttention;
     pr.only_layout = Layout::Zigzag;
-    pr.dense_gflops = 2, pr.memory_gbps = 5;
+    pr.dense_gflops = 2, pr.memory_gbps = 5, pr.first_touch_gbps = 3;
     const auto preds = plan_strategies(pr, network_preset("this-machine"));
     ASSERT_FALSE(preds.empty());
     double busiest = 0;

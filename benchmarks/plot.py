@@ -23,7 +23,7 @@ Figures (PNG, dpi 120, written into DIR):
     predicted_vs_measured.png  planner (predicted_ms, o) and simulator (simulated_ms, x) against
                                the measured fwd_ms + bwd_ms, log-log, with y = x and a +-15% band;
                                the title and stdout give each predictor's median |pred/meas - 1|
-                               and its worst row.
+                               and its worst row; stdout also gives them per strategy and P.
   level "simulated" (the simulator's virtual timings):
     simulated_tflops.png       masks with one tokens-per-GPU value (T/P; weak scaling): one panel
                                per mask, forward TFLOP/s per GPU vs P, one line per strategy.
@@ -443,9 +443,32 @@ def plot_predicted_vs_measured(rows, outdir, colours):
     ax.legend(handles=handles, fontsize=9, loc="upper left")
     ax.set_title("\n".join(["Predicted vs measured time (fwd + bwd per step)"] +
                            [title_line(name, points[name]) for name, _, _ in predictors]), fontsize=9.5)
-    for line in summaries:
+    for line in summaries + per_strategy_table(points):
         print(line)
     return [save(fig, outdir, "predicted_vs_measured.png")]
+
+
+def per_strategy_table(points):
+    """Lines of a table: per strategy and P, each predictor's median |pred/meas - 1| and worst row."""
+    groups = {}
+    for name, pts in points.items():
+        for point in pts:
+            row = point[2]
+            groups.setdefault((text(row, "strategy"), num(row, "P") or 0), {}).setdefault(name, []).append(point)
+    lines = [f"{'strategy':10s} {'P':>4s} {'rows':>4s}" +
+             "".join(f"  {name + ': median':>17s}  {'worst (mask, p/m)':30s}" for name in points)]
+    for strategy, p in sorted(groups, key=lambda key: (key[1], key[0])):
+        cells = []
+        for name in points:
+            pts = groups[(strategy, p)].get(name, [])
+            if not pts:
+                cells.append(f"  {'-':>17s}  {'':30s}")
+                continue
+            median, worst, row = prediction_stats(pts)
+            cells.append(f"  {100 * median:16.1f}%  {text(row, 'mask'):22s} {1 + worst:7.2f}")
+        count = max(len(pts) for pts in groups[(strategy, p)].values())
+        lines.append(f"{strategy:10s} {fmt_int(p):>4s} {count:4d}" + "".join(cells))
+    return lines
 
 
 def plot_distributed(rows, outdir, colours):

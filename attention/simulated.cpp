@@ -51,7 +51,8 @@ double flops(int64_t area, const at::Tensor& q) { return 4.0 * static_cast<doubl
 // The area the rank's kernel model pays for this block.
 int64_t paid_area(const BlockView& view, const Mask& mask) {
   const auto* clock = virtual_clock::current();
-  return clock ? tiled_area(view, mask, clock->kernel.tile_q, clock->kernel.tile_k) : block_area(view, mask);
+  return clock ? tiled_area(view, mask, clock->kernel.tile_q, clock->kernel.tile_k, clock->kernel.tiles_of_local_rows)
+               : block_area(view, mask);
 }
 
 void charge(double flops, bool backward) {
@@ -89,6 +90,58 @@ int64_t tiled_area_of(const Mask& mask, int64_t qa, int64_t qe, int64_t ka, int6
   }
   const int64_t mid = ka + (nk / 2) * tk;
   return tiled_area_of(mask, qa, qe, ka, mid, tq, tk) + tiled_area_of(mask, qa, qe, mid, ke, tq, tk);
+}
+
+// Runs with the local row each starts at, for tiles of consecutive local rows that may span runs.
+class LocalRuns {
+ public:
+  explicit LocalRuns(std::vector<Run> runs) : runs_(std::move(runs)) {
+    int64_t row = 0;
+    for (const Run& r : runs_) start_.push_back(row), row += r.end - r.begin;
+    start_.push_back(row);
+  }
+  // Calls f(first position, end position) for each run's part within local rows [a, e).
+  template <typename F>
+  void pieces(int64_t a, int64_t e, F&& f) const {
+    size_t i = std::upper_bound(start_.begin(), start_.end() - 1, a) - start_.begin() - 1;
+    for (; i < runs_.size() && start_[i] < e; ++i)
+      f(runs_[i].begin + std::max(a, start_[i]) - start_[i], runs_[i].begin + std::min(e, start_[i + 1]) - start_[i]);
+  }
+
+ private:
+  std::vector<Run> runs_;
+  std::vector<int64_t> start_;
+};
+
+// The class of local rows [qa, qe) × [ka, ke): Empty or Full when every run piece pair is.
+BlockClass classify_local(const LocalRuns& q, const LocalRuns& k, const Mask& mask, int64_t qa, int64_t qe, int64_t ka,
+                          int64_t ke) {
+  bool empty = false, full = false;
+  q.pieces(qa, qe, [&](int64_t pa, int64_t pe) {
+    k.pieces(ka, ke, [&](int64_t ka2, int64_t ke2) {
+      if (empty && full) return;
+      const BlockClass c = mask.classify(RowRange{pa, pe - 1}, RowRange{ka2, ke2 - 1});
+      empty |= c != BlockClass::Full;
+      full |= c != BlockClass::Empty;
+    });
+  });
+  return empty && full ? BlockClass::Partial : full ? BlockClass::Full : BlockClass::Empty;
+}
+
+// tiled_area_of in local rows: tiles of tq × tk consecutive local rows counted from row 0, as the
+// CPU kernel cuts a block, whatever positions the rows hold.
+int64_t local_tiled_area_of(const LocalRuns& q, const LocalRuns& k, const Mask& mask, int64_t qa, int64_t qe, int64_t ka,
+                            int64_t ke, int64_t tq, int64_t tk) {
+  const BlockClass c = classify_local(q, k, mask, qa, qe, ka, ke);
+  if (c == BlockClass::Empty) return 0;
+  const int64_t nq = (qe - 1) / tq - qa / tq + 1, nk = (ke - 1) / tk - ka / tk + 1;
+  if (c == BlockClass::Full || (nq == 1 && nk == 1)) return (qe - qa) * (ke - ka);
+  if (nq >= nk) {
+    const int64_t mid = (qa / tq + nq / 2) * tq;
+    return local_tiled_area_of(q, k, mask, qa, mid, ka, ke, tq, tk) + local_tiled_area_of(q, k, mask, mid, qe, ka, ke, tq, tk);
+  }
+  const int64_t mid = (ka / tk + nk / 2) * tk;
+  return local_tiled_area_of(q, k, mask, qa, qe, ka, mid, tq, tk) + local_tiled_area_of(q, k, mask, qa, qe, mid, ke, tq, tk);
 }
 
 // A stretch of rows (a run of consecutive positions, or a tile of scattered rows) and the
@@ -145,10 +198,15 @@ int64_t sum_over_meeting_pairs(const std::vector<Segment>& qs, std::vector<Segme
 
 }  // namespace
 
-int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k) {
+int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows) {
   if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
   const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
-  const auto qr = runs_of(q_pos), kr = runs_of(k_pos);
+  auto qr = runs_of(q_pos), kr = runs_of(k_pos);
+  if (local_rows && qr.size() * kr.size() <= kMaxRunPairs) {
+    if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
+    const LocalRuns q(std::move(qr)), k(std::move(kr));
+    return local_tiled_area_of(q, k, mask, 0, q_pos.numel(), 0, k_pos.numel(), tile_q, tile_k);
+  }
   if (qr.size() * kr.size() <= kMaxRunPairs) {  // few runs: tiles start at each run, every pair tried
     int64_t area = 0;
     for (const Run& a : qr)

@@ -20,8 +20,11 @@ int64_t block_area(const BlockView& view, const Mask& mask);
 // (conservative). Beyond a few thousand run pairs only the pairs whose positions can meet the
 // mask's visible keys are tried (an index over the key runs or tiles), so documents cut into
 // zigzag chunks at millions of tokens cost O(pairs that meet), not O(runs²). tile_q or
-// tile_k <= 0: block_area.
-int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k);
+// tile_k <= 0: block_area. local_rows: tiles of consecutive local rows from the block's first
+// row, whatever positions they hold (the CPU kernel's tiling, where a tile may span runs; a
+// GPU path that calls its kernel once per run restarts tiles at each run instead); exact up to
+// a few thousand run pairs, the per-run tiling beyond.
+int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows = false);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask);

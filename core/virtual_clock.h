@@ -25,6 +25,9 @@ struct KernelModel {
   double dense_flops_per_s = 600e12;
   double memory_bytes_per_s = 2.5e12;
   double first_touch_bytes_per_s = 0;
+  // Tiles of consecutive local rows whatever their positions (the CPU kernel), instead of tiles
+  // restarted at every run of consecutive positions (a kernel called once per run).
+  bool tiles_of_local_rows = false;
 };
 
 struct RankClock {

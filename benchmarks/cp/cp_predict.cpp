@@ -112,6 +112,7 @@ double simulated_ms(const CpPredictionInput& in) {
   s.kernel.per_call_s = 0;
   s.kernel.tile_q = kCpuTileQ;
   s.kernel.tile_k = kCpuTileK;
+  s.kernel.tiles_of_local_rows = true;
   if (in.strategy == Strategy::RingSelfAttention) {
     s.kernel.dense_flops_per_s = dense_rates(in).flops_per_s * loaded_speed(in);
     s.kernel.memory_bytes_per_s = dense_rates(in).bytes_per_s * loaded_speed(in);

@@ -202,13 +202,13 @@ int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int6
   if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
   const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
   auto qr = runs_of(q_pos), kr = runs_of(k_pos);
-  if (local_rows && qr.size() * kr.size() <= kMaxRunPairs) {
-    if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
-    const LocalRuns q(std::move(qr)), k(std::move(kr));
-    return local_tiled_area_of(q, k, mask, 0, q_pos.numel(), 0, k_pos.numel(), tile_q, tile_k);
-  }
-  if (qr.size() * kr.size() <= kMaxRunPairs) {  // few runs: tiles start at each run, every pair tried
-    int64_t area = 0;
+  if (qr.size() * kr.size() <= kMaxRunPairs) {  // few runs: every pair tried
+    if (local_rows) {
+      if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
+      return local_tiled_area_of(LocalRuns(std::move(qr)), LocalRuns(std::move(kr)), mask, 0, q_pos.numel(), 0,
+                                 k_pos.numel(), tile_q, tile_k);
+    }
+    int64_t area = 0;  // tiles start at each run
     for (const Run& a : qr)
       for (const Run& b : kr) area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
     return area;

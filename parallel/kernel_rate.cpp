@@ -8,6 +8,18 @@
 
 namespace longhaul {
 
+namespace {
+// Seconds per call of f, averaged over three after one warm-up.
+template <class F>
+double seconds_per_call(F&& f) {
+  f();
+  const auto t0 = std::chrono::steady_clock::now();
+  const int reps = 3;
+  for (int i = 0; i < reps; ++i) f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+}  // namespace
+
 double measure_kernel_gflops(int64_t h, int64_t h_kv, int64_t d, int64_t t) {
   at::Tensor q = at::randn({t, h, d}), k = at::randn({t, h_kv, d}), v = at::randn({t, h_kv, d});
   const auto view = BlockView::self(t);
@@ -27,25 +39,8 @@ double measure_dense_gflops(int64_t rows, int64_t in, int64_t out) {
     at::Tensor y = at::mm(x, w), dx = at::mm(dy, w.t()), dw = at::mm(x.t(), dy);
     return y.sum().item<double>() + dx.sum().item<double>() + dw.sum().item<double>();
   };
-  run();  // warm-up
-  const auto t0 = std::chrono::steady_clock::now();
-  const int reps = 3;
-  for (int i = 0; i < reps; ++i) run();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return reps * 6.0 * double(rows) * double(in) * double(out) / s / 1e9;
+  return 6.0 * double(rows) * double(in) * double(out) / seconds_per_call(run) / 1e9;
 }
-
-namespace {
-// Seconds per call of f, averaged over three after one warm-up.
-template <class F>
-double seconds_per_call(F&& f) {
-  f();
-  const auto t0 = std::chrono::steady_clock::now();
-  const int reps = 3;
-  for (int i = 0; i < reps; ++i) f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
-}
-}  // namespace
 
 double measure_memory_gbps(int64_t bytes) {
   at::Tensor x = at::randn({bytes / 4});

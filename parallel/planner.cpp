@@ -80,6 +80,7 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   const double flops_per_area = 4.0 * pr.H * pr.D * 3.5;  // forward + backward (F_bwd = 2.5 F_fwd)
   const double rate = pr.kernel_gflops * 1e9;
   const int64_t s = pr.elem_bytes, tl = (pr.T + pr.P - 1) / pr.P;
+  const int64_t acc_bytes = s == 8 ? 8 : 4;  // rsa's scores: float32, float64 for float64 inputs
   const int64_t io_bytes = tl * (2 * pr.H + 2 * pr.H_kv) * pr.D * s + tl * pr.H * pr.D * 4 * 2;  // q,k,v,out + dq/dout
   std::vector<Prediction> out;
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
@@ -96,7 +97,7 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
       // Ulysses computes every row for H/P heads: balanced whatever the layout. Ring Self-Attention
       // computes its full score matrix (T/P rows × T keys) with products and elementwise passes.
       if (st == Strategy::RingSelfAttention) {
-        const DenseCost dense = rsa_dense_cost(pr.H, tl, pr.T, pr.D, mask.is_causal(), s == 8 ? 8 : 4);
+        const DenseCost dense = rsa_dense_cost(pr.H, tl, pr.T, pr.D, mask.is_causal(), acc_bytes);
         const double memory_Bps = pr.memory_gbps > 0 ? pr.memory_gbps * 1e9 : net.device_memory_Bps;
         p.compute_s = dense.flops / (pr.dense_gflops > 0 ? pr.dense_gflops * 1e9 : rate) +
                       (memory_Bps > 0 ? dense.bytes / memory_Bps : 0.0) +
@@ -178,7 +179,7 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
             case Strategy::RingSelfAttention: {
               p.comm_s = transfer(net, bytes, 2 * steps) * 3 + transfer(net, double(pr.T) * 2 * pr.H_kv * pr.D * 4, steps);
               // Two score-sized buffers at once (backward: P, and dS in dO·Vᵀ's output).
-              p.memory_bytes = io_bytes + int64_t(2.0 * pr.H * tl * pr.T * (s == 8 ? 8 : 4));
+              p.memory_bytes = io_bytes + int64_t(2.0 * pr.H * tl * pr.T * acc_bytes);
               p.note = "quadratic memory, blocking communication";
               break;
             }

@@ -9,6 +9,8 @@
 // the same operations for the planner.
 #include <ATen/ATen.h>
 
+#include <numbers>
+
 #include "core/errors.h"
 #include "core/virtual_clock.h"
 #include "parallel/rsa_cost.h"
@@ -68,7 +70,7 @@ at::Tensor heads_first(const std::vector<at::Tensor>& blocks, int64_t h, at::Sca
 // arguments that underflow, exp2 is not. The product's output is the only score-sized allocation;
 // every later pass over the scores works in place (a fresh buffer costs its first touch on top of
 // the traffic, and the memory).
-constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.6931471805599453;
+constexpr double kLog2e = std::numbers::log2e, kLn2 = std::numbers::ln2;
 at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c, at::ScalarType type) {
   at::Tensor Q = q.to(type).permute({1, 0, 2});
   at::Tensor S = product(Q, k_all.transpose(1, 2));

@@ -32,8 +32,10 @@ constexpr int64_t kCpuTileQ = 512, kCpuTileK = 128;
 struct DenseRates {
   double flops_per_s, bytes_per_s, first_touch_bytes_per_s;
 };
-DenseRates nominal_dense_rates() {
-  return {measure_dense_gflops(1024, 1024, 1024) * 1e9, measure_memory_gbps() * 1e9, measure_first_touch_gbps() * 1e9};
+const DenseRates& nominal_dense_rates() {  // one thread (the caller sets it)
+  static const DenseRates rates{measure_dense_gflops(1024, 1024, 1024) * 1e9, measure_memory_gbps() * 1e9,
+                                measure_first_touch_gbps() * 1e9};
+  return rates;
 }
 
 double rsa_seconds_alone(int64_t n, int64_t h, int64_t h_kv, int64_t d, const Mask& mask) {
@@ -50,27 +52,33 @@ double rsa_seconds_alone(int64_t n, int64_t h, int64_t h_kv, int64_t d, const Ma
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-DenseRates dense_rates(const CpPredictionInput& in) {
+DenseRates calibrated_dense_rates(const CpPredictionInput& in) {
   static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, DenseRates> cache;
   const auto key = std::make_tuple(in.H, in.H_kv, in.D, in.mask.is_causal());
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   const int saved = at::get_num_threads();
   at::set_num_threads(1);
-  DenseRates r = nominal_dense_rates();
+  const DenseRates r = nominal_dense_rates();
   const int64_t n = std::min<int64_t>(in.T, std::max<int64_t>(64, int64_t(std::sqrt(double(1 << 26) / double(in.H))) / 64 * 64));
   const Mask mask = in.mask.is_causal() ? Mask::causal() : Mask::full();
   const DenseCost c = rsa_dense_cost(in.H, n, n, in.D, mask.is_causal(), 4);
   const double modelled = c.flops / r.flops_per_s + c.bytes / r.bytes_per_s + c.fresh_bytes / r.first_touch_bytes_per_s;
   const double slower = rsa_seconds_alone(n, in.H, in.H_kv, in.D, mask) / modelled;
   at::set_num_threads(saved);
-  r = {r.flops_per_s / slower, r.bytes_per_s / slower, r.first_touch_bytes_per_s / slower};
-  return cache[key] = r;
+  return cache[key] = {r.flops_per_s / slower, r.bytes_per_s / slower, r.first_touch_bytes_per_s / slower};
 }
 
 // A loaded rank's speed relative to one thread alone: the dense rates (measured alone, one
 // thread) scaled like the kernel's.
 double loaded_speed(const CpPredictionInput& in) {
   return (in.single_fwd_ms + in.single_bwd_ms) / (in.loaded_fwd_ms + in.loaded_bwd_ms);
+}
+
+// RSA's calibrated rates on a loaded rank.
+DenseRates loaded_dense_rates(const CpPredictionInput& in) {
+  const DenseRates r = calibrated_dense_rates(in);
+  const double speed = loaded_speed(in);
+  return {r.flops_per_s * speed, r.bytes_per_s * speed, r.first_touch_bytes_per_s * speed};
 }
 
 double planner_ms(const CpPredictionInput& in) {
@@ -83,9 +91,10 @@ double planner_ms(const CpPredictionInput& in) {
   const double f_fwd = 4.0 * double(in.mask.area(0, in.T, 0, in.T)) * double(in.H) * double(in.D);
   pr.kernel_gflops = 3.5 * f_fwd / ((in.loaded_fwd_ms + in.loaded_bwd_ms) * 1e-3) / 1e9;
   if (in.strategy == Strategy::RingSelfAttention) {
-    pr.dense_gflops = dense_rates(in).flops_per_s / 1e9 * loaded_speed(in);
-    pr.memory_gbps = dense_rates(in).bytes_per_s / 1e9 * loaded_speed(in);
-    pr.first_touch_gbps = dense_rates(in).first_touch_bytes_per_s / 1e9 * loaded_speed(in);
+    const DenseRates r = loaded_dense_rates(in);
+    pr.dense_gflops = r.flops_per_s / 1e9;
+    pr.memory_gbps = r.bytes_per_s / 1e9;
+    pr.first_touch_gbps = r.first_touch_bytes_per_s / 1e9;
   }
   for (const auto& pred : plan_strategies(pr, network_preset("this-machine")))
     if (pred.strategy == in.strategy && pred.layout == in.layout) return pred.time_s * 1e3;
@@ -114,9 +123,10 @@ double simulated_ms(const CpPredictionInput& in) {
   s.kernel.tile_k = kCpuTileK;
   s.kernel.tiles_of_local_rows = true;
   if (in.strategy == Strategy::RingSelfAttention) {
-    s.kernel.dense_flops_per_s = dense_rates(in).flops_per_s * loaded_speed(in);
-    s.kernel.memory_bytes_per_s = dense_rates(in).bytes_per_s * loaded_speed(in);
-    s.kernel.first_touch_bytes_per_s = dense_rates(in).first_touch_bytes_per_s * loaded_speed(in);
+    const DenseRates r = loaded_dense_rates(in);
+    s.kernel.dense_flops_per_s = r.flops_per_s;
+    s.kernel.memory_bytes_per_s = r.bytes_per_s;
+    s.kernel.first_touch_bytes_per_s = r.first_touch_bytes_per_s;
   }
   const Simulation sim = simulate(s);
   return (sim.forward_s + sim.backward_s) * 1e3;

@@ -196,7 +196,7 @@ void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_
   LH_CHECK(out_acc.device() == out_b.device() && lse_acc.device() == out_acc.device() &&
                lse_b.device() == out_acc.device(),
            "merge_into: all tensors must be on one device, got ", out_acc.device(), " and ", out_b.device());
-  if (out_acc.is_meta()) return;  // shape-only: nothing to merge (the simulator)
+  if (out_acc.is_meta()) return simulated::merge(out_acc, lse_acc, out_b, lse_b);  // shape-only: the simulator
   if (out_acc.device().is_cuda()) {
 #if LONGHAUL_WITH_CUDA
     cuda::merge_into(out_acc, lse_acc, out_b, lse_b);

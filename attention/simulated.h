@@ -29,5 +29,8 @@ int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int6
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask);
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask);
+// merge_into on shape-only tensors: a memory-bound pass, charged as the bytes it reads (both
+// partial outputs and log-sum-exps) and writes (the accumulators) at the clock's memory rate.
+void merge(const at::Tensor& out_acc, const at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b);
 
 }  // namespace longhaul::simulated

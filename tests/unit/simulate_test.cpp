@@ -315,6 +315,52 @@ TEST(Simulate, TopologyChargesCrossNodeLinks) {
   EXPECT_GT(two_nodes, 0.5 * ratio * one_node);
 }
 
+// Each rank's clock after one all_gather of `rows` rows of 1 KiB (meta tensors), rank r posting
+// it at r microseconds.
+std::vector<double> all_gather_ends(int P, const sim::Network& net, const std::vector<int64_t>& rows) {
+  auto comms = sim::create_world(P, net);
+  std::vector<double> ends(P);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < P; ++r)
+    threads.emplace_back([&, r] {
+      virtual_clock::RankClock clock;
+      clock.now = r * 1e-6;
+      virtual_clock::set_current(&clock);
+      const auto meta = at::TensorOptions().device(at::kMeta).dtype(at::kByte);
+      const int64_t total = std::accumulate(rows.begin(), rows.end(), int64_t{0});
+      at::Tensor in = at::empty({rows[r], 1024}, meta), out = at::empty({total, 1024}, meta);
+      comms[r]->all_gather(out, in, rows)->wait();
+      ends[r] = clock.now;
+      virtual_clock::set_current(nullptr);
+    });
+  for (auto& t : threads) t.join();
+  return ends;
+}
+
+TEST(Simulate, AnAllGatherTakesNcclsRingsFromItsLastPoster) {
+  sim::Network net;
+  net.ranks_per_node = 4;
+  const int P = 8;
+  const double part = 1024.0 * 1024;  // 1024 rows of 1 KiB per rank
+  // Two nodes of 4: one ring per NIC; each NIC carries 7 parts / 4, each GPU forwards 7 · 3/4 over
+  // NVLink. It starts when the last rank (7 us) posts.
+  auto two_nodes = [&](double moved) {
+    return 7e-6 + std::max(moved / (4 * net.inter.bytes_per_s), moved * 3 / (4 * net.intra.bytes_per_s)) +
+           7 * net.inter.latency_s;
+  };
+  for (double end : all_gather_ends(P, net, std::vector<int64_t>(P, 1024))) EXPECT_NEAR(end, two_nodes(7 * part), 1e-12);
+  // Uneven parts (grouped broadcasts on the NCCL backend): the busiest link carries every part
+  // but the smallest: 8.5 parts in all, less the half part of rank 5.
+  std::vector<int64_t> uneven(P, 1024);
+  uneven[0] = 2048;
+  uneven[5] = 512;
+  for (double end : all_gather_ends(P, net, uneven)) EXPECT_NEAR(end, two_nodes(8 * part), 1e-12);
+  // One node: seven NVLink steps.
+  net.ranks_per_node = 8;
+  const double one_node = 7e-6 + 7 * part / net.intra.bytes_per_s + 7 * net.intra.latency_s;
+  for (double end : all_gather_ends(P, net, std::vector<int64_t>(P, 1024))) EXPECT_NEAR(end, one_node, 1e-12);
+}
+
 TEST(Simulate, ThirtyTwoRanksAndHalfAMillionTokens) {
   SimulationSetup s;
   s.T = 1 << 19;

@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -23,10 +25,18 @@ struct SendRecord {
   int64_t bytes;
 };
 
-// The state a group's ranks share: the sends in flight, keyed (src, dst, tag, n-th of that key).
+// A collective NCCL runs natively: when each member posted it (NaN until it has).
+struct CollectiveRecord {
+  std::vector<double> posted;
+  int finished = 0;
+};
+
+// The state a group's ranks share: the sends in flight, keyed (src, dst, tag, n-th of that key),
+// and the native collectives in flight, by their number in the group.
 struct Group {
   std::mutex mu;
   std::map<std::tuple<int, int, int, int64_t>, SendRecord> sends;
+  std::map<uint64_t, CollectiveRecord> collectives;
   std::map<std::tuple<uint64_t, int>, std::shared_ptr<Group>> children;  // (split number, color)
 
   std::shared_ptr<Group> child(uint64_t split, int color) {
@@ -125,7 +135,78 @@ class SimCommunicator : public Communicator {
 
   bool supports_device(const at::Device& d) const override { return d.is_cpu() || d.is_meta(); }
 
+  // One NCCL collective on the NCCL backend: ncclAllGather / ncclReduceScatter for equal parts,
+  // grouped ncclBroadcast / ncclReduce (one per part) for uneven ones. Both run NCCL's rings.
+  WorkPtr do_all_gather(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows) override {
+    return native("all_gather", ring_bytes(out, rows), [&] { return inner_->all_gather(out, in, rows); });
+  }
+  WorkPtr do_reduce_scatter(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows,
+                            ReduceOp op) override {
+    return native("reduce_scatter", ring_bytes(in, rows), [&] { return inner_->reduce_scatter(out, in, rows, op); });
+  }
+
  private:
+  // The bytes the busiest link of a ring carries when every part j travels from (or to) its rank
+  // over P - 1 links: each link carries every part but one, (P - 1)·part for equal parts.
+  static double ring_bytes(const at::Tensor& whole, const std::vector<int64_t>& rows) {
+    if (whole.size(0) == 0) return 0;
+    const double row = double(nbytes(whole)) / double(whole.size(0));
+    int64_t total = 0, least = rows[0];
+    for (int64_t n : rows) {
+      total += n;
+      least = std::min(least, n);
+    }
+    return row * double(total - least);
+  }
+
+  // NCCL's rings: inside one node every step crosses NVLink. Across nodes NCCL runs one ring per
+  // NIC, each carrying 1/m of the data and leaving its node through a different GPU's NIC (m =
+  // members per node): a NIC carries moved/m, and a GPU forwards the other (m - 1)/m over NVLink.
+  double ring_seconds(double moved) const {
+    const Network& net = fabric_->network;
+    const int P = size();
+    std::map<int, int> per_node;
+    for (int w : world_ranks_) ++per_node[w / net.ranks_per_node];
+    if (per_node.size() == 1) return moved / net.intra.bytes_per_s + (P - 1) * net.intra.latency_s;
+    int m = P;
+    for (const auto& [node, members] : per_node) m = std::min(m, members);
+    return std::max(moved / (m * net.inter.bytes_per_s), moved * (m - 1) / (m * net.intra.bytes_per_s)) +
+           (P - 1) * net.inter.latency_s;
+  }
+
+  // A native collective: it starts when its last member posts it and takes ring_seconds; the
+  // data moves through the wrapped communicator. (Its links are not marked busy: the transfers
+  // this models never overlap point-to-point ones in the strategies.)
+  template <typename Post>
+  WorkPtr native(const char* op, double moved_bytes, Post post) {
+    RankClock* c = &clock_of_caller(op);
+    const uint64_t n = collectives_++;
+    {
+      std::lock_guard<std::mutex> lock(group_->mu);
+      auto& rec = group_->collectives[n];
+      if (rec.posted.empty()) rec.posted.assign(size(), std::numeric_limits<double>::quiet_NaN());
+      rec.posted[rank()] = c->now;
+    }
+    const double seconds = ring_seconds(moved_bytes);
+    auto group = group_;
+    const int P = size();
+    // The wrapped collective completes only after every member posted it, so all times are in.
+    return timed(post(), op, [c, n, seconds, group, P] {
+      double start = 0;
+      {
+        std::lock_guard<std::mutex> lock(group->mu);
+        auto it = group->collectives.find(n);
+        LH_CHECK(it != group->collectives.end(), "backend sim: collective #", n, " completed without its record");
+        for (double t : it->second.posted) {
+          LH_CHECK(!std::isnan(t), "backend sim: collective #", n, " completed before every member posted it");
+          start = std::max(start, t);
+        }
+        if (++it->second.finished == P) group->collectives.erase(it);
+      }
+      wait_until(*c, start + seconds);
+    });
+  }
+
   WorkPtr timed(WorkPtr inner, const std::string& what, std::function<void()> on_done) {
     auto w = std::make_shared<Work>(describe(what), timeout(), 0);
     w->add_child(std::move(inner));
@@ -138,7 +219,7 @@ class SimCommunicator : public Communicator {
   std::shared_ptr<Group> group_;
   std::vector<int> world_ranks_;  // this group's ranks in the world (the topology's numbering)
   std::map<std::pair<int, int>, int64_t> sent_, received_;  // per (peer, tag)
-  uint64_t splits_ = 0;
+  uint64_t splits_ = 0, collectives_ = 0;
 };
 
 }  // namespace

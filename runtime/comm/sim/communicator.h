@@ -6,7 +6,10 @@
 // inside a node, InfiniBand-class across), queues behind earlier arrivals on d's ingress link,
 // and completes the receive no earlier than it was posted. wait() on a send advances the sender's
 // clock to the end of its transmission, on a receive the receiver's clock to the arrival; the
-// time a rank spends so is its exposed communication. Tensors may be shape-only (meta): only
+// time a rank spends so is its exposed communication. all_gather and reduce_scatter are one NCCL
+// collective on the NCCL backend (grouped broadcasts / reduces for uneven parts), so here they
+// take the time of NCCL's rings (one per NIC across nodes) from the moment their last member
+// posts them; every other collective is composed of the point-to-point transfers above, as there. Tensors may be shape-only (meta): only
 // their byte counts matter. Deterministic: every clock update depends only on the two ranks'
 // posting order, never on the threads' real timing.
 #pragma once

@@ -51,8 +51,9 @@ double flops(int64_t area, const at::Tensor& q) { return 4.0 * static_cast<doubl
 // The area the rank's kernel model pays for this block.
 int64_t paid_area(const BlockView& view, const Mask& mask) {
   const auto* clock = virtual_clock::current();
-  return clock ? tiled_area(view, mask, clock->kernel.tile_q, clock->kernel.tile_k, clock->kernel.tiles_of_local_rows)
-               : block_area(view, mask);
+  if (!clock) return block_area(view, mask);
+  const auto& k = clock->kernel;
+  return tiled_area(view, mask, k.tile_q, k.tile_k, k.tiles_of_local_rows, k.partial_slice_rows);
 }
 
 void charge(double flops, bool backward) {
@@ -100,6 +101,13 @@ class LocalRuns {
     for (const Run& r : runs_) start_.push_back(row), row += r.end - r.begin;
     start_.push_back(row);
   }
+  // The positions of local rows [a, e), in row order.
+  void positions(int64_t a, int64_t e, std::vector<int64_t>& out) const {
+    out.clear();
+    pieces(a, e, [&](int64_t pa, int64_t pe) {
+      for (int64_t p = pa; p < pe; ++p) out.push_back(p);
+    });
+  }
   // Calls f(first position, end position) for each run's part within local rows [a, e).
   template <typename F>
   void pieces(int64_t a, int64_t e, F&& f) const {
@@ -128,20 +136,62 @@ BlockClass classify_local(const LocalRuns& q, const LocalRuns& k, const Mask& ma
   return empty && full ? BlockClass::Partial : full ? BlockClass::Full : BlockClass::Empty;
 }
 
+// The area the CPU kernel works in one partial tile, local rows [qa, qe) × [ka, ke)
+// (attention/cpu/params.h, partial_pieces): slices of `sub` query rows from the tile's first row,
+// each trimmed to its first and last row that see a key within the tile's positions and to the
+// keys between the first and the last position any of them sees.
+int64_t trimmed_tile_area(const LocalRuns& q, const LocalRuns& k, const Mask& mask, int64_t qa, int64_t qe, int64_t ka,
+                          int64_t ke, int64_t sub) {
+  std::vector<int64_t> qp, kp;
+  q.positions(qa, qe, qp);
+  k.positions(ka, ke, kp);
+  const auto [kmin_it, kmax_it] = std::minmax_element(kp.begin(), kp.end());
+  const int64_t kmin = *kmin_it, kmax = *kmax_it;
+  std::vector<PosInterval> seen;
+  int64_t area = 0;
+  for (int64_t a = 0; a < qe - qa; a += sub) {
+    int64_t first = -1, last = -1, lo = kmax + 1, hi = kmin - 1;
+    for (int64_t r = a; r < std::min(qe - qa, a + sub); ++r) {
+      mask.spec().keys_of(qp[r], seen);
+      bool sees = false;
+      for (const PosInterval& x : seen) {
+        if (x.lo > kmax || x.hi < kmin) continue;
+        sees = true;
+        lo = std::min(lo, std::max(x.lo, kmin));
+        hi = std::max(hi, std::min(x.hi, kmax));
+      }
+      if (sees) {
+        if (first < 0) first = r;
+        last = r + 1;
+      }
+    }
+    if (first < 0) continue;
+    int64_t c0 = 0, c1 = int64_t(kp.size());
+    while (c0 < c1 && (kp[c0] < lo || kp[c0] > hi)) ++c0;
+    while (c1 > c0 && (kp[c1 - 1] < lo || kp[c1 - 1] > hi)) --c1;
+    area += (last - first) * (c1 - c0);
+  }
+  return area;
+}
+
 // tiled_area_of in local rows: tiles of tq × tk consecutive local rows counted from row 0, as the
-// CPU kernel cuts a block, whatever positions the rows hold.
+// CPU kernel cuts a block, whatever positions the rows hold; a partial tile pays whole, or its
+// trimmed slices of `sub` rows (sub > 0).
 int64_t local_tiled_area_of(const LocalRuns& q, const LocalRuns& k, const Mask& mask, int64_t qa, int64_t qe, int64_t ka,
-                            int64_t ke, int64_t tq, int64_t tk) {
+                            int64_t ke, int64_t tq, int64_t tk, int64_t sub) {
   const BlockClass c = classify_local(q, k, mask, qa, qe, ka, ke);
   if (c == BlockClass::Empty) return 0;
   const int64_t nq = (qe - 1) / tq - qa / tq + 1, nk = (ke - 1) / tk - ka / tk + 1;
-  if (c == BlockClass::Full || (nq == 1 && nk == 1)) return (qe - qa) * (ke - ka);
+  if (c == BlockClass::Full) return (qe - qa) * (ke - ka);
+  if (nq == 1 && nk == 1) return sub > 0 ? trimmed_tile_area(q, k, mask, qa, qe, ka, ke, sub) : (qe - qa) * (ke - ka);
   if (nq >= nk) {
     const int64_t mid = (qa / tq + nq / 2) * tq;
-    return local_tiled_area_of(q, k, mask, qa, mid, ka, ke, tq, tk) + local_tiled_area_of(q, k, mask, mid, qe, ka, ke, tq, tk);
+    return local_tiled_area_of(q, k, mask, qa, mid, ka, ke, tq, tk, sub) +
+           local_tiled_area_of(q, k, mask, mid, qe, ka, ke, tq, tk, sub);
   }
   const int64_t mid = (ka / tk + nk / 2) * tk;
-  return local_tiled_area_of(q, k, mask, qa, qe, ka, mid, tq, tk) + local_tiled_area_of(q, k, mask, qa, qe, mid, ke, tq, tk);
+  return local_tiled_area_of(q, k, mask, qa, qe, ka, mid, tq, tk, sub) +
+         local_tiled_area_of(q, k, mask, qa, qe, mid, ke, tq, tk, sub);
 }
 
 // A stretch of rows (a run of consecutive positions, or a tile of scattered rows) and the
@@ -198,7 +248,8 @@ int64_t sum_over_meeting_pairs(const std::vector<Segment>& qs, std::vector<Segme
 
 }  // namespace
 
-int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows) {
+int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows,
+                   int64_t slice_rows) {
   if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
   const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
   auto qr = runs_of(q_pos), kr = runs_of(k_pos);
@@ -206,7 +257,7 @@ int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int6
     if (local_rows) {
       if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
       return local_tiled_area_of(LocalRuns(std::move(qr)), LocalRuns(std::move(kr)), mask, 0, q_pos.numel(), 0,
-                                 k_pos.numel(), tile_q, tile_k);
+                                 k_pos.numel(), tile_q, tile_k, slice_rows);
     }
     int64_t area = 0;  // tiles start at each run
     for (const Run& a : qr)

@@ -23,8 +23,11 @@ int64_t block_area(const BlockView& view, const Mask& mask);
 // tile_k <= 0: block_area. local_rows: tiles of consecutive local rows from the block's first
 // row, whatever positions they hold (the CPU kernel's tiling, where a tile may span runs; a
 // GPU path that calls its kernel once per run restarts tiles at each run instead); exact up to
-// a few thousand run pairs, the per-run tiling beyond.
-int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows = false);
+// a few thousand run pairs, the per-run tiling beyond. slice_rows > 0 (with local_rows): a
+// partial tile pays what the CPU kernel works of it, slices of that many query rows each trimmed
+// to the rows that see the tile's keys and the keys they see, instead of its whole area.
+int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows = false,
+                   int64_t slice_rows = 0);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask);

@@ -28,6 +28,9 @@ struct KernelModel {
   // Tiles of consecutive local rows whatever their positions (the CPU kernel), instead of tiles
   // restarted at every run of consecutive positions (a kernel called once per run).
   bool tiles_of_local_rows = false;
+  // With tiles_of_local_rows: a partial tile costs its slices of this many query rows, each
+  // trimmed to the rows and keys it sees (the CPU kernel's 64), instead of its whole area (0).
+  int64_t partial_slice_rows = 0;
 };
 
 struct RankClock {

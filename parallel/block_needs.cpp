@@ -31,17 +31,21 @@ std::vector<RowRange> covering_ranges(std::vector<int64_t> pos) {
 }
 
 // Some interval of `iv` meets some range of `ranges` (both sorted and disjoint).
-bool meets(const std::vector<PosInterval>& iv, const std::vector<RowRange>& ranges) {
-  size_t a = 0, b = 0;
-  while (a < iv.size() && b < ranges.size()) {
-    if (iv[a].hi < ranges[b].pos_min)
-      ++a;
-    else if (ranges[b].pos_max < iv[a].lo)
+// Whether sorted intervals [iv, iv_end) meet sorted ranges.
+bool meets(const PosInterval* iv, const PosInterval* iv_end, const std::vector<RowRange>& ranges) {
+  size_t b = 0;
+  while (iv < iv_end && b < ranges.size()) {
+    if (iv->hi < ranges[b].pos_min)
+      ++iv;
+    else if (ranges[b].pos_max < iv->lo)
       ++b;
     else
       return true;
   }
   return false;
+}
+bool meets(const std::vector<PosInterval>& iv, const std::vector<RowRange>& ranges) {
+  return meets(iv.data(), iv.data() + iv.size(), ranges);
 }
 
 }  // namespace
@@ -140,5 +144,14 @@ std::shared_ptr<const BlockNeeds> BlockNeeds::shared(const ShardPlan& plan, cons
 }
 
 bool BlockNeeds::row_sees(const std::vector<PosInterval>& keys, int kr) const { return meets(keys, ranges_[kr]); }
+
+std::pair<int64_t, int64_t> BlockNeeds::rows_seeing(const RowKeys& rows, int kr) const {
+  const int64_t n = static_cast<int64_t>(rows.ptr.size()) - 1;
+  auto sees = [&](int64_t i) { return meets(rows.iv.data() + rows.ptr[i], rows.iv.data() + rows.ptr[i + 1], ranges_[kr]); };
+  int64_t first = 0, last = n;
+  while (first < last && !sees(first)) ++first;
+  while (last > first && !sees(last - 1)) --last;
+  return {first, last};
+}
 
 }  // namespace longhaul

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "attention/mask.h"
@@ -36,6 +37,10 @@ class BlockNeeds {
   // A query whose visible keys are `keys` (Mask::spec().keys_of) sees some key of rank kr
   // (conservative like needed()).
   bool row_sees(const std::vector<PosInterval>& keys, int kr) const;
+  // Of the query rows whose visible keys are `rows` (Mask::spec().keys_of_rows), the span
+  // [first, last) outside which no row sees a key of rank kr: the rows a step against kr's keys
+  // has to compute and merge (conservative like needed(); first == last: none).
+  std::pair<int64_t, int64_t> rows_seeing(const RowKeys& rows, int kr) const;
 
  private:
   // Per rank: sorted, disjoint ranges of positions covering the rows it holds (its runs of

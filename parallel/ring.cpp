@@ -33,24 +33,47 @@ struct Travelling {
 };
 
 // What both passes know before the ring starts: the neighbours, which rank needs which rows, the
-// travelling part of every block and this rank's query positions.
+// travelling part of every block, this rank's query positions and the keys each of them sees.
 struct RingSetup {
   explicit RingSetup(const CpCall& c)
       : p(c.comm.size()), r(c.comm.rank()), right((r + 1) % p), left((r - 1 + p) % p),
         shared_needs(BlockNeeds::shared(c.plan, c.mask)), needs(*shared_needs), tr(needs, c.plan),
-        q_pos(c.plan.positions(r)) {}
+        q_pos(c.plan.positions(r).contiguous()),
+        q_keys(c.mask.spec().keys_of_rows(q_pos.data_ptr<int64_t>(), q_pos.numel())) {}
   int p, r, right, left;
   std::shared_ptr<const BlockNeeds> shared_needs;
   const BlockNeeds& needs;
   Travelling tr;
   at::Tensor q_pos;
+  RowKeys q_keys;
 };
+
+// The local query rows [begin, begin + rows) that may see a visiting block: a step computes and
+// merges only those (the others' partial results would be empty), which under document masks is
+// a few rows of the shard instead of all of them.
+struct Rows {
+  int64_t begin, rows;
+  at::Tensor of(const at::Tensor& x, int64_t dim = 0) const { return x.narrow(dim, begin, rows); }
+};
+Rows rows_seeing(const RingSetup& setup, int origin) {
+  const auto [first, last] = setup.needs.rows_seeing(setup.q_keys, origin);
+  return {first, last - first};
+}
+
+// merge_into for the accumulator rows [begin, begin + rows): out's rows are contiguous views, the
+// [H, T] lse's columns are merged through a contiguous copy.
+void merge_rows(at::Tensor& out, at::Tensor& lse, const Rows& at_rows, const AttentionOutput& part) {
+  if (at_rows.begin == 0 && at_rows.rows == out.size(0)) return merge_into(out, lse, part.out, part.lse);
+  at::Tensor o = at_rows.of(out), l = at_rows.of(lse, 1).contiguous();
+  merge_into(o, l, part.out, part.lse);
+  at_rows.of(lse, 1).copy_(l);
+}
 
 class Ring : public CpStrategy {
  public:
   AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const CpCall& c) override {
     const RingSetup setup(c);
-    const auto& [p, r, right, left, held_needs, needs, tr, q_pos] = setup;
+    const auto& [p, r, right, left, held_needs, needs, tr, q_pos, q_keys] = setup;
     const auto acc_type = accumulate_type(q);
     Tracked out(c.stats, at::zeros({q.size(0), q.size(1), q.size(2)}, q.options().dtype(acc_type)));
     Tracked lse(c.stats, at::full({q.size(1), q.size(0)}, -std::numeric_limits<double>::infinity(),
@@ -78,8 +101,12 @@ class Ring : public CpStrategy {
         AttentionOutput part = attention_forward_partial(q, k, v, BlockView{q_pos, q_pos}, c.mask, c.scale);
         merge_into(*out, *lse, part.out, part.lse);
       } else if (cur_k.defined() && needs.needed(r, origin)) {
-        AttentionOutput part = attention_forward_partial(q, cur_k, cur_v, BlockView{q_pos, tr.pos[origin]}, c.mask, c.scale);
-        merge_into(*out, *lse, part.out, part.lse);
+        const Rows seeing = rows_seeing(setup, origin);
+        if (seeing.rows > 0) {
+          AttentionOutput part = attention_forward_partial(seeing.of(q), cur_k, cur_v,
+                                                           BlockView{seeing.of(q_pos), tr.pos[origin]}, c.mask, c.scale);
+          merge_rows(*out, *lse, seeing, part);
+        }
       }
       step.wait();
       cur_k = next_k.get();
@@ -96,7 +123,7 @@ class Ring : public CpStrategy {
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& out, const at::Tensor& lse, const CpCall& c) override {
     const RingSetup setup(c);
-    const auto& [p, r, right, left, held_needs, needs, tr, q_pos] = setup;
+    const auto& [p, r, right, left, held_needs, needs, tr, q_pos, q_keys] = setup;
     const auto acc_type = accumulate_type(q);
     const at::Tensor row_sums = attention_row_sums(dout, out);
     // This rank's own block first: the whole of its dK/dV from its own queries.
@@ -148,10 +175,13 @@ class Ring : public CpStrategy {
       at::Tensor dk_acc, dv_acc;
       if (holds && s > 0) {
         // This rank's contribution to the held block's dK/dV (none when it only passes it on).
-        if (needs.needed(r, origin)) {
-          AttentionGrads g = attention_backward({dout, q, cur_k, cur_v, lse, out, row_sums},
-                                                BlockView{q_pos, tr.pos[origin]}, c.mask, c.scale);
-          dq->add_(g.dq);
+        const Rows seeing = needs.needed(r, origin) ? rows_seeing(setup, origin) : Rows{0, 0};
+        if (seeing.rows > 0) {
+          AttentionGrads g = attention_backward({seeing.of(dout), seeing.of(q), cur_k, cur_v,
+                                                 seeing.of(lse, 1).contiguous(), seeing.of(out),
+                                                 seeing.of(row_sums, 1).contiguous()},
+                                                BlockView{seeing.of(q_pos), tr.pos[origin]}, c.mask, c.scale);
+          seeing.of(*dq).add_(g.dq);
           dk_acc = g.dk;
           dv_acc = g.dv;
         } else {

@@ -21,8 +21,9 @@ namespace longhaul::bench {
 namespace {
 
 // The CPU kernel's tiles (attention/cpu/entry.cpp's tile plan: 512 query × 128 key rows; narrow
-// bands take smaller forward tiles): a tile with any visible pair costs its whole area.
-constexpr int64_t kCpuTileQ = 512, kCpuTileK = 128;
+// bands take smaller forward tiles): a tile with any visible pair costs its whole area, a partial
+// one what its 64-row slices work, each trimmed to the rows and keys it sees (cpu/params.h).
+constexpr int64_t kCpuTileQ = 512, kCpuTileK = 128, kCpuSliceRows = 64;
 
 // Ring Self-Attention's rates on one thread: a compute-bound product (n = 1024), an in-place
 // elementwise pass and the first touch of fresh memory (128 MiB each), all scaled by RSA's own
@@ -114,7 +115,8 @@ double simulated_ms(const CpPredictionInput& in) {
   s.network.intra = {kThisMachineLatencyS, kThisMachineBytesPerS};
   s.network.inter = s.network.intra;
   // Kernel rates from the baseline, on the tiled area the kernel actually pays.
-  const double tiled = double(simulated::tiled_area(BlockView::self(in.T), in.mask, kCpuTileQ, kCpuTileK));
+  const double tiled =
+      double(simulated::tiled_area(BlockView::self(in.T), in.mask, kCpuTileQ, kCpuTileK, true, kCpuSliceRows));
   const double f_fwd = 4.0 * tiled * double(in.H) * double(in.D);
   s.kernel.forward_flops_per_s = f_fwd / (in.loaded_fwd_ms * 1e-3);
   s.kernel.backward_flops_per_s = 2.5 * f_fwd / (in.loaded_bwd_ms * 1e-3);
@@ -122,6 +124,7 @@ double simulated_ms(const CpPredictionInput& in) {
   s.kernel.tile_q = kCpuTileQ;
   s.kernel.tile_k = kCpuTileK;
   s.kernel.tiles_of_local_rows = true;
+  s.kernel.partial_slice_rows = kCpuSliceRows;
   if (in.strategy == Strategy::RingSelfAttention) {
     const DenseRates r = loaded_dense_rates(in);
     s.kernel.dense_flops_per_s = r.flops_per_s;

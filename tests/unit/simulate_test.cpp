@@ -142,10 +142,11 @@ TEST(Simulate, AScheduleThatBreaksNcclOrderFailsOnTheSimulatedCluster) {
 
 TEST(Simulate, ComputeOnlyTimeIsTheBusiestRanksAreaAtTheKernelRate) {
   // An infinitely fast network: the forward time is the slowest rank's masked-area FLOPs / rate
-  // plus its calls' fixed costs, and nothing is exposed.
+  // plus its calls' fixed costs, and nothing is exposed (merges free: an infinite memory rate).
   SimulationSetup s = small(Strategy::Ring, Layout::Zigzag, 4, Mask::causal(), 4096);
   s.network.intra = s.network.inter = {0.0, 1e30};
   s.kernel = {1e12, 1e12, 0.0};
+  s.kernel.memory_bytes_per_s = 1e30;
   s.dtype = at::kBFloat16;
   const Simulation sim = simulate(s);
   const double total_flops = 4.0 * static_cast<double>(sim.area) * s.H * s.D;
@@ -278,6 +279,69 @@ TEST(Simulate, TiledAreaOfLocalRowsPaysEveryTileOfLocalRowsWithAVisiblePair) {
     EXPECT_EQ(simulated::tiled_area(view, m, tq, tk, true), want);
     // Tiles restarted at every run pay a different area on such rows: the two models differ.
     if (family == "causal_document") EXPECT_NE(simulated::tiled_area(view, m, tq, tk, false), want);
+  }
+}
+
+TEST(Simulate, PartialTilesOfLocalRowsPayTheirTrimmedSlices) {
+  // The CPU kernel works a partial tile in slices of `sub` query rows, each cut to its first and
+  // last row that see a position in the tile's key range and to the columns between the first
+  // and last such position they see. By that definition, pair by pair, on every family.
+  std::mt19937_64 rng(17);
+  const int64_t t = 900, tq = 64, tk = 32, sub = 16;
+  std::vector<int64_t> cu{0};
+  while (cu.back() < t) cu.push_back(std::min(t, cu.back() + 40 + int64_t(rng() % 300)));
+  auto shuffled_runs = [&] {
+    std::vector<int64_t> cuts{0};
+    while (cuts.back() < t) cuts.push_back(std::min(t, cuts.back() + 1 + int64_t(rng() % 120)));
+    std::vector<int64_t> order(cuts.size() - 1);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<at::Tensor> parts;
+    for (size_t i = 0; i < order.size(); i += 2) parts.push_back(at::arange(cuts[order[i]], cuts[order[i] + 1]));
+    return at::cat(parts);
+  };
+  const at::Tensor qp = shuffled_runs(), kp = shuffled_runs();
+  const int64_t* q = qp.data_ptr<int64_t>();
+  const int64_t* k = kp.data_ptr<int64_t>();
+  for (const std::string& family : masks::family_names()) {
+    SCOPED_TRACE(family);
+    const Mask m = masks::make(family, t, cu, 100, 30);
+    auto sees = [&](int64_t row, int64_t key) { return m.area(row, row + 1, key, key + 1) == 1; };
+    int64_t want = 0, whole = 0;
+    for (int64_t i = 0; i < qp.numel(); i += tq)
+      for (int64_t j = 0; j < kp.numel(); j += tk) {
+        const int64_t ie = std::min(qp.numel(), i + tq), je = std::min(kp.numel(), j + tk);
+        int64_t visible = 0;
+        for (int64_t a = i; a < ie; ++a)
+          for (int64_t b = j; b < je; ++b) visible += sees(q[a], k[b]);
+        if (visible == 0) continue;
+        whole += (ie - i) * (je - j);
+        if (visible == (ie - i) * (je - j)) {
+          want += visible;
+          continue;
+        }
+        const auto [kmin, kmax] = std::minmax_element(k + j, k + je);
+        for (int64_t s0 = i; s0 < ie; s0 += sub) {
+          int64_t first = -1, last = -1, lo = *kmax + 1, hi = *kmin - 1;
+          for (int64_t a = s0; a < std::min(ie, s0 + sub); ++a)
+            for (int64_t p = *kmin; p <= *kmax; ++p)
+              if (sees(q[a], p)) {
+                if (first < 0) first = a;
+                last = a + 1;
+                lo = std::min(lo, p);
+                hi = std::max(hi, p);
+              }
+          if (first < 0) continue;
+          int64_t c0 = j, c1 = je;
+          while (c0 < c1 && (k[c0] < lo || k[c0] > hi)) ++c0;
+          while (c1 > c0 && (k[c1 - 1] < lo || k[c1 - 1] > hi)) --c1;
+          want += (last - first) * (c1 - c0);
+        }
+      }
+    const BlockView view{qp, kp};
+    EXPECT_EQ(simulated::tiled_area(view, m, tq, tk, true, sub), want);
+    EXPECT_LE(want, whole);
+    if (family == "causal_document") EXPECT_LT(want, whole);  // edge tiles are trimmed
   }
 }
 

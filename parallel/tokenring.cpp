@@ -71,12 +71,13 @@ class TokenRing : public CpStrategy {
     };
     ArrivingResults<Result> results;
     auto merge = [&](Result& res) {
-      // Scatter the partial into full-size tensors (rows it lacks: lse = −∞) and merge.
+      // Merge into the rows the partial covers only: gather them, merge, scatter them back (a
+      // memory pass over those rows, not over the whole output).
       at::Tensor idx = rows_on(index_tensor(res.rows), *out);
-      at::Tensor full_o = at::zeros(out->sizes(), out->options()).index_copy_(0, idx, res.o->to(out->scalar_type()));
-      at::Tensor full_l = at::full(lse->sizes(), -std::numeric_limits<double>::infinity(), lse->options())
-                              .index_copy_(1, idx, res.l->to(lse->scalar_type()));
-      merge_into(*out, *lse, full_o, full_l);
+      at::Tensor o = out->index_select(0, idx), l = lse->index_select(1, idx).contiguous();
+      merge_into(o, l, res.o->to(out->scalar_type()), res.l->to(lse->scalar_type()));
+      out->index_copy_(0, idx, o);
+      lse->index_copy_(1, idx, l);
     };
     struct Leaving {  // the results computed at the previous step, going back to their owner
       at::Tensor o, l;

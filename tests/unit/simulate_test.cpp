@@ -242,6 +242,19 @@ TEST(Simulate, TiledAreaOfManyRunsOrScatteredRowsEqualsEveryTilePairTried) {
   }
 }
 
+// About half the positions of [0, t): runs of 1..max_run consecutive positions, every other run
+// of a shuffled cut kept, in shuffled order.
+at::Tensor shuffled_runs(std::mt19937_64& rng, int64_t t, int64_t max_run) {
+  std::vector<int64_t> cuts{0};
+  while (cuts.back() < t) cuts.push_back(std::min(t, cuts.back() + 1 + int64_t(rng() % max_run)));
+  std::vector<int64_t> order(cuts.size() - 1);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<at::Tensor> parts;
+  for (size_t i = 0; i < order.size(); i += 2) parts.push_back(at::arange(cuts[order[i]], cuts[order[i] + 1]));
+  return at::cat(parts);
+}
+
 TEST(Simulate, TiledAreaOfLocalRowsPaysEveryTileOfLocalRowsWithAVisiblePair) {
   // The CPU kernel's tiling: tiles of consecutive local rows, which may span runs whose ends do
   // not line up with them (rows cut at document edges). Checked pair by pair on every family.
@@ -249,17 +262,7 @@ TEST(Simulate, TiledAreaOfLocalRowsPaysEveryTileOfLocalRowsWithAVisiblePair) {
   const int64_t t = 1200;
   std::vector<int64_t> cu{0};
   while (cu.back() < t) cu.push_back(std::min(t, cu.back() + 40 + int64_t(rng() % 400)));
-  auto shuffled_runs = [&] {
-    std::vector<int64_t> cuts{0};
-    while (cuts.back() < t) cuts.push_back(std::min(t, cuts.back() + 1 + int64_t(rng() % 150)));
-    std::vector<int64_t> order(cuts.size() - 1);
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng);
-    std::vector<at::Tensor> parts;
-    for (size_t i = 0; i < order.size(); i += 2) parts.push_back(at::arange(cuts[order[i]], cuts[order[i] + 1]));
-    return at::cat(parts);  // about half the rows, in runs of 1..150
-  };
-  const at::Tensor qp = shuffled_runs(), kp = shuffled_runs();
+  const at::Tensor qp = shuffled_runs(rng, t, 150), kp = shuffled_runs(rng, t, 150);
   const int64_t tq = 64, tk = 32;
   for (const std::string& family : masks::family_names()) {
     SCOPED_TRACE(family);
@@ -290,17 +293,7 @@ TEST(Simulate, PartialTilesOfLocalRowsPayTheirTrimmedSlices) {
   const int64_t t = 900, tq = 64, tk = 32, sub = 16;
   std::vector<int64_t> cu{0};
   while (cu.back() < t) cu.push_back(std::min(t, cu.back() + 40 + int64_t(rng() % 300)));
-  auto shuffled_runs = [&] {
-    std::vector<int64_t> cuts{0};
-    while (cuts.back() < t) cuts.push_back(std::min(t, cuts.back() + 1 + int64_t(rng() % 120)));
-    std::vector<int64_t> order(cuts.size() - 1);
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng);
-    std::vector<at::Tensor> parts;
-    for (size_t i = 0; i < order.size(); i += 2) parts.push_back(at::arange(cuts[order[i]], cuts[order[i] + 1]));
-    return at::cat(parts);
-  };
-  const at::Tensor qp = shuffled_runs(), kp = shuffled_runs();
+  const at::Tensor qp = shuffled_runs(rng, t, 120), kp = shuffled_runs(rng, t, 120);
   const int64_t* q = qp.data_ptr<int64_t>();
   const int64_t* k = kp.data_ptr<int64_t>();
   for (const std::string& family : masks::family_names()) {

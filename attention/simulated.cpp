@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "attention/cpu/params.h"
 #include "core/dtypes.h"
 #include "core/virtual_clock.h"
 
@@ -136,41 +137,21 @@ BlockClass classify_local(const LocalRuns& q, const LocalRuns& k, const Mask& ma
   return empty && full ? BlockClass::Partial : full ? BlockClass::Full : BlockClass::Empty;
 }
 
-// The area the CPU kernel works in one partial tile, local rows [qa, qe) × [ka, ke)
-// (attention/cpu/params.h, partial_pieces): slices of `sub` query rows from the tile's first row,
-// each trimmed to its first and last row that see a key within the tile's positions and to the
-// keys between the first and the last position any of them sees.
+// The area the CPU kernel works in one partial tile, local rows [qa, qe) × [ka, ke): the pieces
+// its own cutting gives (cpu::partial_pieces: slices of `sub` query rows, each trimmed to the
+// rows that see the tile's keys and to the keys they see).
 int64_t trimmed_tile_area(const LocalRuns& q, const LocalRuns& k, const Mask& mask, int64_t qa, int64_t qe, int64_t ka,
                           int64_t ke, int64_t sub) {
   std::vector<int64_t> qp, kp;
   q.positions(qa, qe, qp);
   k.positions(ka, ke, kp);
-  const auto [kmin_it, kmax_it] = std::minmax_element(kp.begin(), kp.end());
-  const int64_t kmin = *kmin_it, kmax = *kmax_it;
-  std::vector<PosInterval> seen;
+  const auto [kmin, kmax] = std::minmax_element(kp.begin(), kp.end());
+  const RowKeys q_keys = mask.spec().keys_of_rows(qp.data(), int64_t(qp.size()));
+  std::vector<cpu::TilePiece> pieces;
+  cpu::partial_pieces(mask.spec(), q_keys, qp.data(), 0, int64_t(qp.size()), RowRange{*kmin, *kmax}, kp.data(),
+                      int64_t(kp.size()), sub, pieces);
   int64_t area = 0;
-  for (int64_t a = 0; a < qe - qa; a += sub) {
-    int64_t first = -1, last = -1, lo = kmax + 1, hi = kmin - 1;
-    for (int64_t r = a; r < std::min(qe - qa, a + sub); ++r) {
-      mask.spec().keys_of(qp[r], seen);
-      bool sees = false;
-      for (const PosInterval& x : seen) {
-        if (x.lo > kmax || x.hi < kmin) continue;
-        sees = true;
-        lo = std::min(lo, std::max(x.lo, kmin));
-        hi = std::max(hi, std::min(x.hi, kmax));
-      }
-      if (sees) {
-        if (first < 0) first = r;
-        last = r + 1;
-      }
-    }
-    if (first < 0) continue;
-    int64_t c0 = 0, c1 = int64_t(kp.size());
-    while (c0 < c1 && (kp[c0] < lo || kp[c0] > hi)) ++c0;
-    while (c1 > c0 && (kp[c1 - 1] < lo || kp[c1 - 1] > hi)) --c1;
-    area += (last - first) * (c1 - c0);
-  }
+  for (const cpu::TilePiece& piece : pieces) area += piece.nr * piece.nc;
   return area;
 }
 

@@ -30,8 +30,7 @@ std::vector<RowRange> covering_ranges(std::vector<int64_t> pos) {
   return merged;
 }
 
-// Some interval of `iv` meets some range of `ranges` (both sorted and disjoint).
-// Whether sorted intervals [iv, iv_end) meet sorted ranges.
+// Some interval of [iv, iv_end) meets some range of `ranges` (both sorted and disjoint).
 bool meets(const PosInterval* iv, const PosInterval* iv_end, const std::vector<RowRange>& ranges) {
   size_t b = 0;
   while (iv < iv_end && b < ranges.size()) {

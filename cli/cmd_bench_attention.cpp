@@ -37,6 +37,7 @@ void take_sweep_options(const po::variables_map& vm, SweepOptions& o) {
   take(vm, "doc-min", o.masks.doc_min);
   take(vm, "doc-max", o.masks.doc_max);
   take(vm, "doc-seed", o.masks.seed);
+  take(vm, "doc-mix", o.masks.doc_mix);
   take(vm, "window-left", o.masks.window_left);
   take(vm, "window-right", o.masks.window_right);
   take(vm, "seed", o.seed);
@@ -150,6 +151,7 @@ int bench_attention(const std::vector<std::string>& args, const std::vector<std:
       ("doc-min", po::value<int64_t>(), "shortest document (default 256; --quick 64)")
       ("doc-max", po::value<int64_t>(), "longest document (default: 4096 kernel, 8192 distributed; --quick 256)")
       ("doc-seed", po::value<uint64_t>(), "seed of the document lengths")
+      ("doc-mix", po::value<std::string>(), "document lengths from a named mix instead of doc-min..doc-max: longca_long (LongCA-bench's long-document mix), longca_short")
       ("window-left", po::value<int64_t>(), "causal_window: keys up to this far back; the sliding-window families' w (default 1024; --quick 128)")
       ("window-right", po::value<int64_t>(), "causal_window: keys up to this far ahead (default 0)")
       ("seed", po::value<uint64_t>(), "seed of the inputs")

@@ -67,9 +67,7 @@ std::vector<std::string> words(const std::vector<std::string>& given) {
 Mask make_mask(const std::string& name, int64_t t, int64_t param, uint64_t seed) {
   const bool long_docs = name == "full_document_long" || name == "causal_document_long";
   if (!long_docs) return masks::make(name, t, {}, param);
-  std::vector<int64_t> cu = offsets_of(data::document_length_mix("longca_long", t, seed));
-  cu.erase(std::lower_bound(cu.begin(), cu.end(), t), cu.end());  // the last document ends at T
-  cu.push_back(t);
+  const std::vector<int64_t> cu = data::document_offsets_of_mix("longca_long", t, seed);
   return name == "causal_document_long" ? masks::causal_document(cu) : masks::full_document(cu);
 }
 

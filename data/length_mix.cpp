@@ -1,13 +1,22 @@
 #include "data/length_mix.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/offsets.h"
 #include "data/rng.h"
 
 namespace longhaul::data {
 
 std::vector<std::string> document_length_mixes() { return {"longca_long", "longca_short"}; }
+
+std::vector<int64_t> document_offsets_of_mix(const std::string& name, int64_t t, uint64_t seed) {
+  std::vector<int64_t> cu = offsets_of(document_length_mix(name, t, seed));
+  cu.erase(std::lower_bound(cu.begin(), cu.end(), t), cu.end());
+  cu.push_back(t);
+  return cu;
+}
 
 std::vector<int64_t> document_length_mix(const std::string& name, int64_t total_tokens, uint64_t seed) {
   LH_CHECK(name == "longca_long" || name == "longca_short", "unknown document-length mix '", name,

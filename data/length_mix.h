@@ -19,6 +19,9 @@ namespace longhaul::data {
 // InvalidArgument for another name.
 std::vector<int64_t> document_length_mix(const std::string& name, int64_t total_tokens, uint64_t seed = 0);
 std::vector<std::string> document_length_mixes();
+// Document offsets [0, ..., t] of one sequence of t tokens packed from the mix (the last document
+// cut to end at t).
+std::vector<int64_t> document_offsets_of_mix(const std::string& name, int64_t t, uint64_t seed = 0);
 
 // Per bucket 2^min_log2..2^max_log2: the share of the kept tokens that lands in it.
 std::vector<double> bucket_token_shares(const std::vector<int64_t>& lengths, const BucketRange& range);

@@ -1,7 +1,7 @@
 #include "attention/cuda/block_plan.h"
 
 #include <algorithm>
-#include <unordered_map>
+#include <iterator>
 
 namespace longhaul::cuda {
 namespace {
@@ -49,7 +49,9 @@ void rows_piece(const Run& q, const Run& k, int64_t c_lo, int64_t c_hi, int64_t 
   const int64_t hi = c_hi + a0 - k0, lo = c_lo + a0 - k0;
   int64_t right = c_hi >= kInf / 2 ? -1 : hi - (nn - mm);
   int64_t left = c_lo <= -kInf / 2 ? -1 : (nn - mm) - lo;
-  if (right >= mm - 1) right = -1;  // the bound never cuts a key
+  // The bound never cuts a key; a one-row square piece (a document of length 1) stays causal so
+  // it joins its neighbours' group instead of costing a launch of its own.
+  if (right >= mm - 1 && !(right == 0 && mm == nn)) right = -1;
   if (left >= nn - 1) left = -1;
   const bool local = left != -1;  // causal pieces (left unbounded, right 0) are exact as they are
   if (local && mm > nn) {
@@ -136,10 +138,23 @@ BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, int64_t tq, con
   std::map<std::pair<int64_t, int64_t>, std::vector<Piece>> by_window;
   for (const Piece& p : pieces) by_window[{p.left, p.right}].push_back(p);
   for (auto& [window, list] : by_window) {
-    // Layer of a piece = how many earlier pieces of this group came from the same q run.
-    std::unordered_map<int64_t, int64_t> seen;
+    // Layer of a piece = the first layer none of whose pieces shares a q row with it (documents
+    // of one shard land in one layer, the two parts of a split causal piece in two).
+    std::vector<std::map<int64_t, int64_t>> layers;  // per layer: q_row -> end of its pieces
     std::vector<std::pair<int64_t, size_t>> order;
-    for (size_t i = 0; i < list.size(); ++i) order.push_back({seen[list[i].q_run]++, i});
+    for (size_t i = 0; i < list.size(); ++i) {
+      const int64_t b = list[i].q_row, e = b + list[i].m;
+      size_t l = 0;
+      for (; l < layers.size(); ++l) {
+        auto it = layers[l].lower_bound(b);  // first piece starting at or after b
+        const bool hits_next = it != layers[l].end() && it->first < e;
+        const bool hits_prev = it != layers[l].begin() && std::prev(it)->second > b;
+        if (!hits_next && !hits_prev) break;
+      }
+      if (l == layers.size()) layers.emplace_back();
+      layers[l][b] = e;
+      order.push_back({static_cast<int64_t>(l), i});
+    }
     std::stable_sort(order.begin(), order.end(),
                      [](const auto& x, const auto& y) { return x.first < y.first; });
     PieceGroup g{window.first, window.second, {}, {}};

@@ -25,7 +25,7 @@ namespace longhaul::cuda {
 struct Piece {
   int64_t q_row, m, k_row, n;
   int64_t left, right;
-  int64_t q_run;  // the q run it came from (pieces of one run may share rows)
+  int64_t q_run;  // the q run it came from
 };
 
 // Pieces with equal window offsets, ordered by layer; within a layer q rows are disjoint, so

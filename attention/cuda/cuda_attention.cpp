@@ -1,18 +1,10 @@
-// The ATen adapter of the CUDA backend: plans a block into varlen pieces (block_plan.h), picks a
-// route, runs it, and merges pieces that share query rows exactly. One file per route:
-// route_cudnn (whole square blocks), route_flash (FlashAttention-2 varlen), route_efficient
-// (memory-efficient, float32), fallback (the exact chunked math path); route_common holds what
-// they share (row bookkeeping, our LSE fix-up and merge kernels, gradient accumulators).
+// The ATen adapter of the CUDA backend: plans a block into varlen pieces (block_plan.h), routes
+// each piece group to a kernel (route_table.h: the table and its reasons), runs it, and merges
+// pieces that share query rows exactly. One file per route: route_cudnn (dense and ragged cuDNN),
+// route_flash (FlashAttention-2 varlen), route_efficient (memory-efficient, float32), fallback
+// (the exact chunked math path); route_common holds what they share (row bookkeeping, our LSE
+// fix-up and merge kernels, gradient accumulators).
 //
-// Routing (inputs already validated by attention.cpp):
-//   fp16/bf16, whole square full/causal
-//     block, MHA, SDPA would pick cuDNN -> at::_scaled_dot_product_cudnn_attention(_backward)
-//   fp16/bf16, D <= 256, sm80+        -> at::_flash_attention_forward/_backward, varlen over the
-//                                        pieces of each window group (GQA by head grouping)
-//   float32, D <= 256, causal/full    -> at::_efficient_attention_forward/_backward per piece
-//     pieces (no window offsets)         (KV heads expanded, mask type none / bottom-right causal)
-//   everything else                   -> fallback (float64, float32 windows, D > 256, striped or
-//                                        otherwise fragmented blocks, backward from row sums)
 // Determinism: gradients of pieces that share rows are added with index_add_ (atomics on CUDA),
 // so the fused backward is not bitwise reproducible run to run; the fallback is.
 #include "attention/cuda/cuda_attention.h"
@@ -22,6 +14,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <limits>
+#include <optional>
 
 #include "attention/cuda/block_plan.h"
 #include "attention/cuda/fallback.h"
@@ -29,6 +22,7 @@
 #include "attention/cuda/route_cudnn.h"
 #include "attention/cuda/route_efficient.h"
 #include "attention/cuda/route_flash.h"
+#include "attention/cuda/route_table.h"
 #include "core/errors.h"
 
 namespace longhaul::cuda {
@@ -37,43 +31,39 @@ namespace {
 using namespace routes;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int64_t kMaxFusedHeadDim = 256;
-
-enum class Fused { Flash, Efficient, None };
-
-Fused pick_fused(const at::Tensor& q, const BlockPlan& plan) {
-  if (plan.fragmented || q.size(2) > kMaxFusedHeadDim) return Fused::None;
-  const auto t = q.scalar_type();
-  if ((t == at::kHalf || t == at::kBFloat16) && at::cuda::getCurrentDeviceProperties()->major >= 8) return Fused::Flash;
-  if (t == at::kFloat) {
-    for (const auto& g : plan.groups)
-      if (g.left != -1 || (g.right != -1 && g.right != 0)) return Fused::None;
-    return Fused::Efficient;
-  }
-  return Fused::None;
-}
 
 BlockPlan make_plan(const BlockView& view, const Mask& mask) {
   const at::Tensor qp = view.q_pos.to(at::kLong).contiguous(), kp = view.k_pos.to(at::kLong).contiguous();
   return plan_block(mask.spec(), qp.data_ptr<int64_t>(), qp.numel(), kp.data_ptr<int64_t>(), kp.numel());
 }
 
-// The one piece of a plan that covers every q row and every key, if that is the whole plan (a
-// self block, a ring step on whole blocks): its kernel output is the answer, with no
-// accumulator, merge or scatter around it.
-const Piece* whole_block_piece(const BlockPlan& plan, int64_t tq, int64_t tk) {
-  if (plan.groups.size() != 1 || plan.groups[0].pieces.size() != 1) return nullptr;
-  const Piece& p = plan.groups[0].pieces[0];
-  return p.q_row == 0 && p.m == tq && p.k_row == 0 && p.n == tk ? &p : nullptr;
+DTypeClass dtype_class(const at::Tensor& q) {
+  const auto t = q.scalar_type();
+  if (t == at::kHalf || t == at::kBFloat16) return DTypeClass::Half;
+  return t == at::kFloat ? DTypeClass::Float : DTypeClass::Double;
 }
 
-bool group_is_full_or_causal(const PieceGroup& g) { return g.left == -1 && (g.right == -1 || g.right == 0); }
-
-// The cuDNN route, forward and backward alike: a whole block with one full or causal piece,
-// fp16/bf16 (the flash-capable dtypes), where ATen's SDPA would pick cuDNN.
-bool cudnn_route(const BlockPlan& plan, Fused fused, const at::Tensor& q, const at::Tensor& k, double scale) {
-  return fused == Fused::Flash && whole_block_piece(plan, q.size(0), k.size(0)) &&
-         group_is_full_or_causal(plan.groups[0]) && prefers_cudnn(q, k, plan.groups[0].right == 0, scale);
+// What the route table needs to know about this block on this device. The probes (SDPA's choice,
+// ragged cuDNN) run only where the table could use their answer.
+Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k, double scale, bool have_out) {
+  RouteInputs in;
+  in.dtype = dtype_class(q);
+  in.head_dim = q.size(2);
+  in.sm_major = at::cuda::getCurrentDeviceProperties()->major;
+  in.mha = q.size(1) == k.size(1);
+  in.have_out = have_out;
+  in.cudnn_varlen = false;
+  const bool fused_half = in.dtype == DTypeClass::Half && !plan.fragmented && in.sm_major >= 8 && have_out;
+  if (fused_half) {
+    if (const Piece* whole = whole_block_piece(plan, q.size(0), k.size(0)); whole && full_or_causal(plan.groups[0])) {
+      const bool causal = plan.groups[0].right == 0;
+      (causal ? in.dense_cudnn_causal : in.dense_cudnn_full) = prefers_cudnn(q, k, causal, scale);
+    }
+    bool any_candidate = false;
+    for (const PieceGroup& g : plan.groups) any_candidate = any_candidate || full_or_causal(g);
+    if (any_candidate) in.cudnn_varlen = cudnn_varlen_usable(q, k);
+  }
+  return route_block(plan, q.size(0), k.size(0), in);
 }
 
 }  // namespace
@@ -82,32 +72,46 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
                         const Mask& mask, double scale) {
   const c10::cuda::CUDAGuard guard(q.device());
   const BlockPlan plan = make_plan(view, mask);
-  const Fused fused = pick_fused(q, plan);
-  // Unrounded float32 (float64) out: attention_forward rounds it once, merges take it as is.
-  if (fused == Fused::None) return fallback::forward(q, k, v, view, mask, scale);
-  const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
   const at::Tensor qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
+  const Route route = route_for(plan, qp, kp, scale, true);
+  // Unrounded float32 (float64) out: attention_forward rounds it once, merges take it as is.
+  if (route.fallback()) return fallback::forward(q, k, v, view, mask, scale);
+  const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
+  // One dense or single-piece kernel over the whole block: its output is the answer, with no
+  // accumulator, merge or scatter around it (varlen calls that tile the block: below).
   if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
-    const PieceGroup& g = plan.groups[0];
-    AttentionOutput r;
-    if (cudnn_route(plan, fused, qp, kp, scale)) {
-      r = cudnn_forward(qp, kp, vp, g.right == 0, scale);
-    } else if (fused == Fused::Flash) {
-      GroupOutput o = flash_forward_pieces(g, qp, kp, vp, scale);
-      r = {o.out, o.lse};
-    } else {
-      r = efficient_forward_piece(g, *whole, qp, kp, vp, scale);
+    const Kernel kern = route.launches[0].kernel;
+    if (kern == Kernel::CudnnDense || kern == Kernel::EfficientPieces) {
+      const PieceGroup& g = plan.groups[0];
+      AttentionOutput r = kern == Kernel::CudnnDense ? cudnn_forward(qp, kp, vp, g.right == 0, scale)
+                                                     : efficient_forward_piece(g, *whole, qp, kp, vp, scale);
+      r.out = r.out.narrow(2, 0, d);
+      return r;
     }
-    r.out = r.out.narrow(2, 0, d);
-    return r;
   }
+  // A varlen group's output, if the launch is one (cuDNN ragged or FlashAttention-2).
+  auto varlen_output = [&](const Launch& l) -> std::optional<GroupOutput> {
+    const PieceGroup& g = plan.groups[l.group];
+    if (l.kernel == Kernel::CudnnVarlen) return cudnn_varlen_forward_pieces(g, qp, kp, vp, scale);
+    if (l.kernel == Kernel::FlashVarlen) return flash_forward_pieces(g, qp, kp, vp, scale);
+    return std::nullopt;
+  };
+  std::optional<GroupOutput> first;
+  if (route.launches.size() == 1 && (first = varlen_output(route.launches[0])) && first->qr.identity &&
+      plan.groups[route.launches[0].group].layer_begin.size() == 2)
+    return {first->out.narrow(2, 0, d), first->lse};  // one call whose rows tile the block (documents)
   at::Tensor out_acc = at::zeros({tq, h, d}, q.options().dtype(at::kFloat));
   at::Tensor lse_acc = at::full({h, tq}, -kInf, q.options().dtype(at::kFloat));
-  for (const PieceGroup& g : plan.groups) {
-    if (fused == Fused::Flash)
-      flash_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
-    else
+  for (const Launch& l : route.launches) {
+    const PieceGroup& g = plan.groups[l.group];
+    if (l.kernel == Kernel::EfficientPieces) {
       efficient_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
+      continue;
+    }
+    // CudnnDense is whole-block only, handled above.
+    std::optional<GroupOutput> o = first ? std::move(first) : varlen_output(l);
+    first.reset();
+    merge_group(g, *o, out_acc, lse_acc);
   }
   return {out_acc, lse_acc};
 }
@@ -119,27 +123,35 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   LH_CHECK(lse.device() == q.device(), "cuda attention backward: lse is on ", lse.device(), ", expected ",
            q.device(), " like q");
   const BlockPlan plan = make_plan(view, mask);
+  const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   // ATen's fused backward kernels take out, not row sums: without out (TokenRing) the exact math
   // path runs instead.
-  const Fused fused = out.defined() ? pick_fused(q, plan) : Fused::None;
-  if (fused == Fused::None) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
+  const Route route = route_for(plan, qp, kp, scale, out.defined());
+  if (route.fallback()) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto f32 = q.options().dtype(at::kFloat);
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
-  const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   // The fused kernels want out in the input dtype (strategies hold it in float32).
   const at::Tensor op = pad_head_dim(out.to(q.scalar_type()));
-  if (cudnn_route(plan, fused, qp, kp, scale))
+  if (route.launches.size() == 1 && route.launches[0].kernel == Kernel::CudnnDense)
     return cudnn_backward(dp, qp, kp, vp, op, lse, plan.groups[0].right == 0, scale, d);
   const at::Tensor lse_aten = lse_for_aten(lse);
-  for (const PieceGroup& g : plan.groups) {
-    if (fused == Fused::Flash)
-      flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
-    else
-      efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
+  for (const Launch& l : route.launches) {
+    const PieceGroup& g = plan.groups[l.group];
+    switch (l.kernel) {
+      case Kernel::CudnnVarlen: cudnn_varlen_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
+      case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
+      default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
+    }
   }
   acc.allocate_if_needed();  // no group at all (every key masked): zero gradients
   return {acc.dq, acc.dk, acc.dv};
+}
+
+std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockView& view, const Mask& mask,
+                          double scale) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  return route_for(make_plan(view, mask), pad_head_dim(q), pad_head_dim(k), scale, true).describe();
 }
 
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {

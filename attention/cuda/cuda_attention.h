@@ -4,6 +4,8 @@
 // Entry points take validated CUDA tensors (see attention.h for the contract).
 #pragma once
 
+#include <string>
+
 #include "attention/attention.h"
 
 namespace longhaul::cuda {
@@ -13,6 +15,9 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
 // in.row_sums defined (attention_backward resolves it); in.out when at hand (ATen's fused
 // backward kernels need it; without it the exact path runs).
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale);
+// The kernels forward() would run on this block, e.g. "cudnn_varlen x1" (benchmarks' notes).
+std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockView& view, const Mask& mask,
+                          double scale);
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b);
 
 // Whether a whole square block [T, H, D] (full or causal, as many KV heads as query heads) runs on

@@ -32,27 +32,25 @@ Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool
   Rows r;
   auto row_of = [&](size_t i) { return q_side ? pieces[i].q_row : pieces[i].k_row; };
   auto len_of = [&](size_t i) { return q_side ? pieces[i].m : pieces[i].n; };
-  r.identity = end - begin == 1 && len_of(begin) == t_all && row_of(begin) == 0;
-  if (r.identity) {  // the common whole-block case: no host-side index, no copy to the device
-    r.total = r.max_len = t_all;
-    LH_CHECK(t_all < std::numeric_limits<int32_t>::max(), "cuda attention: more than 2^31 rows in one varlen call");
-    r.index = at::arange(t_all, at::TensorOptions().dtype(at::kLong).device(dev));
-    r.cu = at::tensor({0, static_cast<int32_t>(t_all)}, at::kInt).to(dev);
-    return r;
-  }
+  // Identity: the pieces tile rows 0..T-1 in order (a whole block, or a zigzag shard's two
+  // halves): no host-side index and no gather.
+  int64_t next = 0;
+  for (size_t i = begin; i < end && next >= 0; ++i) next = row_of(i) == next ? next + len_of(i) : -1;
+  r.identity = next == t_all;
   std::vector<int64_t> idx;
   std::vector<int32_t> cu{0};
   for (size_t i = begin; i < end; ++i) {
     const int64_t row = row_of(i), len = len_of(i);
-    for (int64_t j = 0; j < len; ++j) idx.push_back(row + j);
+    if (!r.identity)
+      for (int64_t j = 0; j < len; ++j) idx.push_back(row + j);
+    r.total += len;
     r.max_len = std::max(r.max_len, len);
-    LH_CHECK(static_cast<int64_t>(idx.size()) < std::numeric_limits<int32_t>::max(),
-             "cuda attention: more than 2^31 rows in one varlen call");
-    cu.push_back(static_cast<int32_t>(idx.size()));
+    LH_CHECK(r.total < std::numeric_limits<int32_t>::max(), "cuda attention: more than 2^31 rows in one varlen call");
+    cu.push_back(static_cast<int32_t>(r.total));
   }
-  r.total = static_cast<int64_t>(idx.size());
-  r.index = at::tensor(idx, at::kLong).to(dev);
-  r.cu = at::tensor(std::vector<int32_t>(cu), at::kInt).to(dev);
+  const auto long_opt = at::TensorOptions().dtype(at::kLong).device(dev);
+  r.index = r.identity ? at::arange(t_all, long_opt) : at::tensor(idx, at::kLong).to(dev);
+  r.cu = at::tensor(cu, at::kInt).to(dev);
   return r;
 }
 
@@ -109,6 +107,32 @@ at::Tensor lse_for_aten(const at::Tensor& lse) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   at::Tensor l = lse.to(at::kFloat);
   return at::where(l == -kInf, at::full({}, kInf, l.options()), l);
+}
+
+void merge_group(const PieceGroup& g, const GroupOutput& r, at::Tensor& out_acc, at::Tensor& lse_acc) {
+  int64_t r0 = 0;
+  for (size_t l = 0; l + 1 < g.layer_begin.size(); ++l) {
+    int64_t rows = 0;
+    for (size_t i = g.layer_begin[l]; i < g.layer_begin[l + 1]; ++i) rows += g.pieces[i].m;
+    const bool all_rows = r.qr.identity && rows == out_acc.size(0);
+    merge_rows(out_acc, lse_acc, r.qr.index.narrow(0, r0, rows), all_rows, r.out.narrow(0, r0, rows),
+               r.lse.narrow(1, r0, rows));
+    r0 += rows;
+  }
+}
+
+void add_group_grads(const Rows& qr, const Rows& kr, const at::Tensor& dq, const at::Tensor& dk,
+                     const at::Tensor& dv, GradAcc& acc) {
+  const int64_t d = acc.q_shape[2];
+  auto grad = [d](const at::Tensor& x) { return x.narrow(2, 0, d).to(at::kFloat); };
+  if (qr.identity && kr.identity && !acc.dq.defined()) {  // the whole block: the kernel's grads are the answer
+    acc.dq = grad(dq), acc.dk = grad(dk), acc.dv = grad(dv);
+    return;
+  }
+  acc.allocate_if_needed();
+  acc.dq.index_add_(0, qr.index, grad(dq));
+  acc.dk.index_add_(0, kr.index, grad(dk));
+  acc.dv.index_add_(0, kr.index, grad(dv));
 }
 
 void GradAcc::allocate_if_needed() {

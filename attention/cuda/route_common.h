@@ -41,6 +41,16 @@ void merge_rows(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& rows
 // writes -inf there, which would give exp(S + inf) = inf inside them.
 at::Tensor lse_for_aten(const at::Tensor& lse);
 
+// A varlen kernel's output for all pieces of a group: out [rows, H, Dp] (input dtype) and the
+// fixed-up lse [H, rows] of the q rows `qr` (pieces in order).
+struct GroupOutput {
+  at::Tensor out, lse;
+  Rows qr;
+};
+// Merges a group's output into the float32 accumulators, one merge per layer of the group (the
+// rows of a layer are disjoint).
+void merge_group(const PieceGroup& g, const GroupOutput& r, at::Tensor& out_acc, at::Tensor& lse_acc);
+
 // Gradient accumulators (float32) of one backward call. Allocated (zeroed) on first
 // accumulation, so a whole-block backward can hand over the kernel's own gradients instead.
 struct GradAcc {
@@ -49,5 +59,10 @@ struct GradAcc {
   at::TensorOptions options;
   void allocate_if_needed();
 };
+
+// Adds a varlen backward's gradients (rows qr / kr of the block, head dim padded) into acc; the
+// kernel's own gradients become the answer when the group covers the whole block.
+void add_group_grads(const Rows& qr, const Rows& kr, const at::Tensor& dq, const at::Tensor& dk,
+                     const at::Tensor& dv, GradAcc& acc);
 
 }  // namespace longhaul::cuda::routes

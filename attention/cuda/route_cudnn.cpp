@@ -2,19 +2,162 @@
 
 #include <ATen/SDPBackend.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <tuple>
 
 #include "attention/cuda/cuda_attention.h"
 #include "attention/cuda/route_common.h"
+#include "attention/cuda/route_flash.h"
+#include "core/errors.h"
 
 namespace longhaul::cuda {
 namespace {
+
+using namespace routes;
 
 // [T, H, D] as the [1, H, T, D] view the SDPA-style kernels take (no copy).
 at::Tensor bhtd(const at::Tensor& x) { return x.unsqueeze(0).transpose(1, 2); }
 at::Tensor from_bhtd(const at::Tensor& x) { return x.transpose(1, 2).squeeze(0); }
 
+// Where the ragged operator puts heads ('h'), rows ('t') and unit dims ('1') in its logsumexp,
+// read off the probe's output (rows 32, heads 2: never confused).
+struct LseLayout {
+  std::string dims;
+  bool rows_first() const { return dims.find('t') < dims.find('h'); }
+};
+
+// [H, rows] from the operator's logsumexp (any strides).
+at::Tensor lse_from_ragged(const at::Tensor& l, const LseLayout& lay) {
+  at::Tensor x = l;
+  for (int64_t i = static_cast<int64_t>(lay.dims.size()) - 1; i >= 0; --i)
+    if (lay.dims[i] == '1') x = x.select(i, 0);
+  return lay.rows_first() ? x.t() : x;
+}
+// The operator's layout from our [H, rows].
+at::Tensor lse_to_ragged(const at::Tensor& lse, const LseLayout& lay) {
+  at::Tensor x = (lay.rows_first() ? lse.t() : lse).contiguous();
+  for (size_t i = 0; i < lay.dims.size(); ++i)
+    if (lay.dims[i] == '1') x = x.unsqueeze(static_cast<int64_t>(i));
+  return x;
+}
+
+struct Probe {
+  bool ok = false;
+  std::string why;
+  LseLayout layout;
+};
+
+auto ragged_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Rows& qr, const Rows& kr,
+                    bool causal, double scale) {
+  return at::_cudnn_attention_forward(q, k, v, std::nullopt, qr.cu, kr.cu, qr.max_len, kr.max_len, true, 0.0, causal,
+                                      false, scale);
+}
+
+auto ragged_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& out, const at::Tensor& lse, const Rows& qr, const Rows& kr, bool causal,
+                     double scale) {
+  const at::Tensor none, philox = at::zeros({}, q.options().dtype(at::kLong));  // no dropout: never read
+  return at::_cudnn_attention_backward(dout, q, k, v, out, lse, philox, philox, none, qr.cu, kr.cu, qr.max_len,
+                                       kr.max_len, 0.0, causal, scale);
+}
+
+LseLayout layout_of(const at::Tensor& l, int64_t rows, int64_t heads) {
+  LseLayout lay;
+  for (int64_t i = 0; i < l.dim(); ++i) {
+    const int64_t n = l.size(i);
+    if (n == rows) lay.dims += 't';
+    else if (n == heads) lay.dims += 'h';
+    else if (n == 1) lay.dims += '1';
+    else throw Unsupported(detail::str_cat("ragged cuDNN logsumexp has shape ", l.sizes(), ", expected rows ", rows,
+                                           " and heads ", heads));
+  }
+  if (std::count(lay.dims.begin(), lay.dims.end(), 't') != 1 || std::count(lay.dims.begin(), lay.dims.end(), 'h') != 1)
+    throw Unsupported(detail::str_cat("ragged cuDNN logsumexp has shape ", l.sizes()));
+  return lay;
+}
+
+double rel_diff(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.to(at::kFloat), y = b.to(at::kFloat);
+  return ((x - y).norm() / (y.norm() + 1e-6)).item<double>();
+}
+
+// Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN
+// against FlashAttention-2, forward and backward. Inputs are deterministic (no RNG state used).
+Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
+  Probe pr;
+  const char* env = std::getenv("LONGHAUL_CUDA_VARLEN");
+  if (env && std::strcmp(env, "flash") == 0) {
+    pr.why = "LONGHAUL_CUDA_VARLEN=flash";
+    return pr;
+  }
+  try {
+    const int64_t total = 32, h = 2;
+    auto input = [&](int64_t heads, double f) {
+      return at::sin(at::arange(total * heads * dp, opt.dtype(at::kFloat)) * f).view({total, heads, dp}).to(opt.dtype());
+    };
+    const at::Tensor q = input(h, 0.37), k = input(hkv, 0.61), v = input(hkv, 0.23), dout = input(h, 0.11);
+    const std::vector<Piece> pieces{{0, 8, 0, 8, -1, 0, 0}, {8, 24, 8, 24, -1, 0, 1}};
+    const Rows rows = piece_rows(pieces, 0, pieces.size(), true, total + 1, q.device());
+    const double scale = 1.0 / std::sqrt(double(dp));
+    auto c = ragged_forward(q, k, v, rows, rows, true, scale);
+    auto f = at::_flash_attention_forward(q, k, v, rows.cu, rows.cu, rows.max_len, rows.max_len, 0.0, true, false,
+                                          scale);
+    pr.layout = layout_of(std::get<1>(c), total, h);
+    const at::Tensor c_out = std::get<0>(c), f_out = std::get<0>(f);
+    const at::Tensor c_lse = lse_from_ragged(std::get<1>(c), pr.layout), f_lse = std::get<1>(f);
+    const double e_out = rel_diff(c_out, f_out), e_lse = rel_diff(c_lse, f_lse);
+    const at::Tensor rng = at::zeros({2}, opt.dtype(at::kLong)), unused = at::empty({0}, opt.dtype(at::kLong));
+    auto fg = at::_flash_attention_backward(dout, q, k, v, f_out, f_lse.contiguous(), rows.cu, rows.cu, rows.max_len,
+                                            rows.max_len, 0.0, true, rng, unused, scale);
+    auto cg = ragged_backward(dout, q, k, v, c_out, lse_to_ragged(f_lse, pr.layout), rows, rows, true, scale);
+    const double e_dq = rel_diff(std::get<0>(cg), std::get<0>(fg)), e_dk = rel_diff(std::get<1>(cg), std::get<1>(fg)),
+                 e_dv = rel_diff(std::get<2>(cg), std::get<2>(fg));
+    const double worst = std::max({e_out, e_lse, e_dq, e_dk, e_dv});
+    if (!(worst < 3e-2)) {  // bf16 rounding is ~4e-3; NaN fails too
+      pr.why = detail::str_cat("ragged cuDNN disagrees with FlashAttention-2 (relative differences out ", e_out,
+                               ", lse ", e_lse, ", dq ", e_dq, ", dk ", e_dk, ", dv ", e_dv, ")");
+      return pr;
+    }
+    pr.ok = true;
+  } catch (const std::exception& e) {
+    pr.why = detail::str_cat("ragged cuDNN attention does not run here: ", e.what());
+    pr.why = pr.why.substr(0, pr.why.find('\n'));
+  }
+  return pr;
+}
+
+std::mutex g_probe_mutex;
+std::map<std::tuple<int, int, int64_t, bool>, Probe> g_probes;
+
+const Probe& probe_for(const at::Tensor& q, const at::Tensor& k) {
+  const int64_t dp = q.size(2) + (8 - q.size(2) % 8) % 8;
+  const bool gqa = q.size(1) != k.size(1);
+  const auto key = std::make_tuple(static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), dp, gqa);
+  const std::lock_guard<std::mutex> lock(g_probe_mutex);
+  auto it = g_probes.find(key);
+  if (it == g_probes.end()) {
+    it = g_probes.emplace(key, run_probe(q.options(), dp, gqa ? 1 : 2)).first;
+    if (!it->second.ok && std::getenv("LONGHAUL_CUDA_VARLEN") == nullptr)
+      std::cerr << "longhaul: ragged cuDNN attention off (" << q.scalar_type() << ", head dim " << dp
+                << (gqa ? ", GQA" : "") << "): " << it->second.why << "; FlashAttention-2 runs those blocks\n";
+  }
+  return it->second;
+}
+
 }  // namespace
+
+bool cudnn_varlen_usable(const at::Tensor& q, const at::Tensor& k, std::string* why) {
+  const Probe& p = probe_for(q, k);
+  if (why) *why = p.why;
+  return p.ok;
+}
 
 bool prefers_cudnn(const at::Tensor& q, const at::Tensor& k, bool causal, double scale) {
   // Square (so top-left and bottom-right causal agree) and MHA; then whatever ATen's SDPA would
@@ -49,6 +192,34 @@ AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const
                                                             philox, philox, none, none, none, t, t, 0.0, causal, scale);
   auto grad = [d](const at::Tensor& x) { return from_bhtd(x).narrow(2, 0, d).to(at::kFloat); };
   return {grad(std::get<0>(g)), grad(std::get<1>(g)), grad(std::get<2>(g))};
+}
+
+GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, double scale) {
+  const Probe& pr = probe_for(q, k);
+  LH_CHECK(pr.ok, "cudnn_varlen_forward_pieces called where the route is off: ", pr.why);
+  Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
+  const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
+  auto res = ragged_forward(gather(q, qr), gather(k, kr), gather(v, kr), qr, kr, g.right == 0, scale);
+  at::Tensor out = std::get<0>(res);
+  LH_CHECK(out.dim() == 3 && out.size(0) == qr.total && out.size(1) == q.size(1),
+           "ragged cuDNN output has shape ", out.sizes(), ", expected [", qr.total, ", ", q.size(1), ", D]");
+  at::Tensor lse = fix_lse(lse_from_ragged(std::get<1>(res), pr.layout), out, qr.total);
+  return {out, lse, std::move(qr)};
+}
+
+void cudnn_varlen_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q,
+                                 const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                                 const at::Tensor& lse, double scale, GradAcc& acc) {
+  const Probe& pr = probe_for(q, k);
+  LH_CHECK(pr.ok, "cudnn_varlen_backward_group called where the route is off: ", pr.why);
+  const Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
+  const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
+  const at::Tensor lse_g = qr.identity ? lse : lse.index_select(1, qr.index);
+  auto res = ragged_backward(gather(dout, qr).contiguous(), gather(q, qr).contiguous(), gather(k, kr).contiguous(),
+                             gather(v, kr).contiguous(), gather(out, qr).contiguous(), lse_to_ragged(lse_g, pr.layout),
+                             qr, kr, g.right == 0, scale);
+  add_group_grads(qr, kr, std::get<0>(res), std::get<1>(res), std::get<2>(res), acc);
 }
 
 }  // namespace routes

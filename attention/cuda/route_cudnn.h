@@ -1,10 +1,27 @@
-// The cuDNN route: a whole square block with one full or causal piece, fp16/bf16, where ATen's
-// SDPA would pick cuDNN (Hopper). The [T, H, D] tensors go in as [1, H, T, D] views (no copy).
+// The cuDNN routes (fp16/bf16): a whole square MHA block where ATen's SDPA would pick cuDNN goes
+// in as a [1, H, T, D] view (no copy); any full group, or causal group of square pieces, runs as
+// one ragged (varlen) cuDNN call over the pieces, GQA included.
+//
+// torch ships the ragged cuDNN operator but does not route its own varlen attention to it, so
+// before its first use in a process we run it once on a small problem against
+// FlashAttention-2 (forward and backward, causal, GQA) and learn its logsumexp layout; if it
+// fails or disagrees the route stays off and FlashAttention-2 runs those groups
+// (LONGHAUL_CUDA_VARLEN=flash turns it off outright).
 #pragma once
 
-#include "attention/attention.h"
+#include <string>
 
-namespace longhaul::cuda::routes {
+#include "attention/attention.h"
+#include "attention/cuda/route_common.h"
+
+namespace longhaul::cuda {
+
+// Whether ragged cuDNN attention runs, and agrees with FlashAttention-2, for this dtype, padded
+// head dim and head grouping on the current device (probed once per combination). `why` names
+// the reason when it does not.
+bool cudnn_varlen_usable(const at::Tensor& q, const at::Tensor& k, std::string* why = nullptr);
+
+namespace routes {
 
 // out [T, H, Dp] (input dtype) and fixed-up lse [H, T].
 AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
@@ -13,4 +30,13 @@ AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at
 AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, bool causal, double scale, int64_t d);
 
-}  // namespace longhaul::cuda::routes
+// One ragged cuDNN call over the pieces of a full or square-causal group.
+GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, double scale);
+// lse: [H, T] float32, ATen's convention (lse_for_aten); adds the group's gradients into acc.
+void cudnn_varlen_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q,
+                                 const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                                 const at::Tensor& lse, double scale, GradAcc& acc);
+
+}  // namespace routes
+}  // namespace longhaul::cuda

@@ -13,6 +13,13 @@ at::Tensor expand_heads(const at::Tensor& x, int64_t h) {
 
 int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; }  // bottom-right causal / none
 
+// A causal window (left keys before the diagonal, right 0): the kernel's window_size counts the
+// keys a row sees, the diagonal included.
+std::optional<int64_t> efficient_window(const PieceGroup& g) {
+  if (g.left == -1) return std::nullopt;
+  return g.left + 1;
+}
+
 }  // namespace
 
 AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
@@ -21,7 +28,7 @@ AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, con
   auto res = at::_efficient_attention_forward(
       q.narrow(0, p.q_row, p.m).unsqueeze(0), expand_heads(k.narrow(0, p.k_row, p.n), h),
       expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-      std::nullopt, 0.0, efficient_mask_type(g), true, scale);
+      std::nullopt, 0.0, efficient_mask_type(g), true, scale, std::nullopt, efficient_window(g));
   at::Tensor out = std::get<0>(res).select(0, 0).contiguous();  // [m, H, Dp]
   at::Tensor lse = fix_lse(std::get<1>(res), out, p.m);          // [1, H, ceil32(m)] -> [H, m]
   return {out, lse};
@@ -50,7 +57,7 @@ void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const
         dout.narrow(0, p.q_row, p.m).unsqueeze(0), q.narrow(0, p.q_row, p.m).unsqueeze(0),
         expand_heads(k.narrow(0, p.k_row, p.n), h), expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt,
         out.narrow(0, p.q_row, p.m).unsqueeze(0), std::nullopt, std::nullopt, p.m, p.n, lse_p, 0.0, no_philox,
-        no_philox, efficient_mask_type(g), false, scale);
+        no_philox, efficient_mask_type(g), false, scale, std::nullopt, efficient_window(g));
     auto group_sum = [&](const at::Tensor& x) {  // [1, n, H, Dp] -> [n, H_kv, d] float32
       return x.select(0, 0).narrow(2, 0, d).to(at::kFloat).view({p.n, hkv, h / hkv, d}).sum(2);
     };

@@ -1,6 +1,6 @@
-// The memory-efficient route (float32, head dim <= 256, full or causal groups without window
-// offsets): one at::_efficient_attention_* call per piece, KV heads expanded (the kernel has no
-// GQA), mask type none or bottom-right causal.
+// The memory-efficient route (float32, head dim <= 256, full, causal or causal-window groups):
+// one at::_efficient_attention_* call per piece, KV heads expanded (the kernel has no GQA), mask
+// type none or bottom-right causal, the kernel's own window_size for causal windows.
 #pragma once
 
 #include "attention/attention.h"

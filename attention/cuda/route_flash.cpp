@@ -29,20 +29,6 @@ GroupOutput flash_forward_pieces(const PieceGroup& g, const at::Tensor& q, const
   return {out, lse, std::move(qr)};
 }
 
-void flash_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  const GroupOutput r = flash_forward_pieces(g, q, k, v, scale);
-  // One merge per layer: the rows of a layer are disjoint.
-  int64_t r0 = 0;
-  for (size_t l = 0; l + 1 < g.layer_begin.size(); ++l) {
-    int64_t rows = 0;
-    for (size_t i = g.layer_begin[l]; i < g.layer_begin[l + 1]; ++i) rows += g.pieces[i].m;
-    merge_rows(out_acc, lse_acc, r.qr.index.narrow(0, r0, rows), r.qr.identity, r.out.narrow(0, r0, rows),
-               r.lse.narrow(1, r0, rows));
-    r0 += rows;
-  }
-}
-
 void flash_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                           GradAcc& acc) {
@@ -56,16 +42,7 @@ void flash_backward_group(const PieceGroup& g, const at::Tensor& dout, const at:
   auto res = at::_flash_attention_backward(gather(dout, qr), gather(q, qr), gather(k, kr), gather(v, kr),
                                            gather(out, qr), lse_g, qr.cu, kr.cu, qr.max_len, kr.max_len, 0.0,
                                            w.causal, rng_state, unused, scale, w.left, w.right);
-  const int64_t d = acc.q_shape[2];
-  auto grad = [d](const at::Tensor& x) { return x.narrow(2, 0, d).to(at::kFloat); };
-  if (qr.identity && kr.identity && !acc.dq.defined()) {  // the whole block: the kernel's grads are the answer
-    acc.dq = grad(std::get<0>(res)), acc.dk = grad(std::get<1>(res)), acc.dv = grad(std::get<2>(res));
-    return;
-  }
-  acc.allocate_if_needed();
-  acc.dq.index_add_(0, qr.index, grad(std::get<0>(res)));
-  acc.dk.index_add_(0, kr.index, grad(std::get<1>(res)));
-  acc.dv.index_add_(0, kr.index, grad(std::get<2>(res)));
+  add_group_grads(qr, kr, std::get<0>(res), std::get<1>(res), std::get<2>(res), acc);
 }
 
 }  // namespace longhaul::cuda::routes

@@ -18,6 +18,9 @@
 #include "benchmarks/kernel/sgemm.h"
 #include "longhaul/config.h"
 #include "core/errors.h"
+#if LONGHAUL_WITH_CUDA
+#include "attention/cuda/cuda_attention.h"
+#endif
 
 namespace longhaul::bench {
 namespace {
@@ -147,6 +150,10 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
     std::optional<BareFlash> bare;
     if (bare_flash_applies(q, c.mask)) bare.emplace(q, k, v, dout, c.mask == "causal");
     if (bare) m.note += std::string("bare kernel: ") + bare->kernel() + "; ";
+#if LONGHAUL_WITH_CUDA
+    if (q.is_cuda())
+      m.note += "route: " + cuda::route_summary(q, k, view, mask, 1.0 / std::sqrt(double(c.d))) + "; ";
+#endif
     const PhaseSamples s = time_phases(o.timing, [&] {
       Stopwatch watch(device);
       AttentionOutput res = attention_forward(q, k, v, view, mask, 0, backend);

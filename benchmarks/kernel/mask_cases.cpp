@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/errors.h"
+#include "data/length_mix.h"
 
 namespace longhaul::bench {
 namespace {
@@ -68,10 +69,17 @@ std::vector<int64_t> document_offsets(int64_t t, int64_t doc_min, int64_t doc_ma
   return cu;
 }
 
+namespace {
+std::vector<int64_t> case_documents(int64_t t, const MaskCaseOptions& o) {
+  if (!o.doc_mix.empty()) return data::document_offsets_of_mix(o.doc_mix, t, o.seed);
+  return document_offsets(t, o.doc_min, o.doc_max, o.seed);
+}
+}  // namespace
+
 Mask make_mask(const std::string& name, int64_t t, const MaskCaseOptions& o) {
-  if (is_family(name)) return family(name, t, document_offsets(t, o.doc_min, o.doc_max, o.seed), o, t);
+  if (is_family(name)) return family(name, t, case_documents(t, o), o, t);
   Mask m = base(name);
-  if (has_documents(name)) m = m.documents(document_offsets(t, o.doc_min, o.doc_max, o.seed));
+  if (has_documents(name)) m = m.documents(case_documents(t, o));
   if (name == "causal_window") {
     LH_CHECK(o.window_left >= 0 && o.window_right >= 0, "bench kernel: window sizes must be >= 0, got left ",
              o.window_left, ", right ", o.window_right);
@@ -85,7 +93,7 @@ Mask make_scaled_mask(const std::string& name, int64_t t, int64_t small_t, const
   if (small_t == t) return make_mask(name, t, o);
   std::vector<int64_t> cu{0};
   if (has_documents(name)) {
-    const auto offsets = document_offsets(t, o.doc_min, o.doc_max, o.seed);
+    const auto offsets = case_documents(t, o);
     for (size_t d = 1; d < offsets.size(); ++d) {
       const int64_t off = offsets[d];
       const int64_t s = off == t ? small_t : std::min(small_t, scale(off, t, small_t));

@@ -14,6 +14,7 @@ namespace longhaul::bench {
 
 struct MaskCaseOptions {
   int64_t doc_min = 256, doc_max = 4096;  // document lengths, uniform in [doc_min, doc_max]
+  std::string doc_mix;                    // or a named mix (data/length_mix.h, e.g. longca_long)
   uint64_t seed = 1234;                   // of the document lengths
   int64_t window_left = 1024, window_right = 0;
   // The families' parameters: sliding windows use window_left as w.

@@ -19,6 +19,7 @@
 
 #include "attention/attention.h"
 #include "attention/cuda/cuda_attention.h"
+#include "attention/cuda/route_cudnn.h"
 #include "parallel/shard_plan.h"
 #include "core/errors.h"
 
@@ -228,6 +229,51 @@ TEST(AttentionCuda, ZigzagShardPairsWithWindowAndTheirMerge) {
     }
     EXPECT_LE(rel_err(out_acc, ref.out.index_select(0, pos[r])), tolerance(at::kBFloat16).out);
     EXPECT_LE(rel_err(lse_acc, ref.lse.index_select(1, pos[r])), tolerance(at::kBFloat16).lse);
+  }
+}
+
+// Every long-context mask family in every dtype, on a self block and on zigzag shard pairs (the
+// blocks a balanced ring computes), whichever kernel the route table gives each piece group.
+TEST(AttentionCuda, EveryFamilyEveryDtype) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t t = 300;
+  const std::vector<int64_t> docs{0, 37, 41, 120, 121, 250, 300};
+  const auto zz0 = concat(range(0, 38), range(262, 300)), zz1 = concat(range(38, 75), range(225, 262));
+  for (const auto& name : masks::family_names()) {
+    const int64_t param = name == "prefix_lm_causal" ? 90 : name == "prefix_lm_document" ? 9
+                          : name == "block_causal_document" ? 16 : 23;
+    const Mask m = masks::make(name, t, masks::uses_documents(name) ? docs : std::vector<int64_t>{}, param, 7);
+    SCOPED_TRACE("family " + name);
+    check_all_dtypes({t, t, 4, 2, 64, BlockView::self(t), m});
+    check_all_dtypes({76, 74, 4, 2, 64, positions(zz0, zz1), m});
+    check_case({74, 76, 4, 2, 64, positions(zz1, zz0), m}, at::kBFloat16);
+  }
+}
+
+// The fast routes at sizes where they engage, with the route printed: ragged cuDNN for documents
+// and GQA causal blocks (when this torch/cuDNN runs it), the memory-efficient kernel's own window
+// for float32 causal windows.
+TEST(AttentionCuda, RaggedCudnnAndFloat32WindowsAtRealSizes) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t t = 2048, d = 128;
+  const Mask docs = Mask::causal().documents(std::vector<int64_t>{0, 300, 301, 1100, 2048});
+  const Mask full_docs = Mask::full().documents(std::vector<int64_t>{0, 700, 2048});
+  const Mask window = Mask::causal().window(255, 0);
+  struct Row {
+    Mask mask;
+    int64_t hkv;
+    at::ScalarType dt;
+  };
+  for (const Row& r : {Row{docs, 8, at::kBFloat16}, Row{docs, 2, at::kBFloat16}, Row{full_docs, 8, at::kHalf},
+                       Row{Mask::causal(), 2, at::kBFloat16}, Row{window, 8, at::kFloat}, Row{window, 2, at::kFloat}}) {
+    const at::Tensor q = at::zeros({t, 8, d}, at::TensorOptions().dtype(r.dt).device(at::kCUDA));
+    const at::Tensor k = at::zeros({t, r.hkv, d}, q.options());
+    std::string why;
+    const bool ragged = r.dt != at::kFloat && cuda::cudnn_varlen_usable(q, k, &why);
+    std::cout << "[ INFO     ] " << r.mask.describe() << " H 8:" << r.hkv << " " << r.dt << ": "
+              << cuda::route_summary(q, k, BlockView::self(t), r.mask, 1.0 / std::sqrt(double(d)))
+              << (r.dt != at::kFloat && !ragged ? " (ragged cuDNN off: " + why + ")" : "") << "\n";
+    check_case({t, t, 8, r.hkv, d, BlockView::self(t), r.mask}, r.dt);
   }
 }
 

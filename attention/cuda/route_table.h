@@ -1,0 +1,64 @@
+// Which kernel runs each piece group of a block plan, decided in plain C++ (no ATen) so the
+// routing and its launch count are tested on every machine, GPU or not.
+//
+//   dtype      group (window offsets)                      kernel                      launches
+//   fp16/bf16  whole square block, full or causal, MHA,    cuDNN dense                 1
+//              SDPA itself would pick cuDNN
+//   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
+//              (top-left = bottom-right alignment), when
+//              this torch/cuDNN runs it (probed once)
+//   fp16/bf16  any other window (bottom-right offsets)     FlashAttention-2 varlen     1 per group
+//   float32    full, causal or causal window (right 0)     memory-efficient per piece  1 per piece
+//   anything   fragmented plan (striped), float64, D > 256, fallback (exact chunked    chunks
+//              float32 with right offsets, or a backward   math, never T x T)
+//              without the forward's out (TokenRing)
+//
+// Why: cuDNN is Hopper's fastest fused attention (about 1.7x FlashAttention-2 in torch on an
+// H100 for causal 16K blocks) but takes no window offsets; FlashAttention-2 takes any
+// bottom-right window; the memory-efficient kernel is the only fused float32 one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attention/cuda/block_plan.h"
+
+namespace longhaul::cuda {
+
+enum class Kernel { CudnnDense, CudnnVarlen, FlashVarlen, EfficientPieces, Fallback };
+const char* to_string(Kernel k);
+
+enum class DTypeClass { Half, Float, Double };  // Half: fp16 and bf16
+
+struct RouteInputs {
+  DTypeClass dtype = DTypeClass::Half;
+  int64_t head_dim = 128;
+  int sm_major = 9;
+  bool mha = true;              // as many KV heads as query heads
+  bool cudnn_varlen = true;     // this process's torch/cuDNN runs ragged cuDNN attention
+  bool dense_cudnn_full = false, dense_cudnn_causal = false;  // ATen's SDPA picks cuDNN here
+  bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)
+};
+
+struct Launch {
+  Kernel kernel;
+  std::size_t group;   // index into BlockPlan::groups (unused for Fallback)
+  int64_t launches;    // kernel calls this entry makes (chunks for the fallback: 1 here)
+};
+
+struct Route {
+  std::vector<Launch> launches;  // one entry per group, or one Fallback entry for the block
+  bool fallback() const { return launches.size() == 1 && launches[0].kernel == Kernel::Fallback; }
+  int64_t kernel_calls() const;
+  std::string describe() const;  // "cudnn_varlen x1, flash_varlen x1"
+};
+
+// tq, tk: the block's row counts (a whole-block piece covers both).
+Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInputs& in);
+
+// The one piece of a plan that covers every q row and every key, if that is the whole plan.
+const Piece* whole_block_piece(const BlockPlan& plan, int64_t tq, int64_t tk);
+bool full_or_causal(const PieceGroup& g);
+
+}  // namespace longhaul::cuda

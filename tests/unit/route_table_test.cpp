@@ -1,0 +1,131 @@
+// The CUDA adapter's routing table (plain C++, run everywhere): which kernel each piece group of a
+// block goes to and how many kernel calls a block costs. A change that multiplies launches (one
+// call per document, per zigzag half) fails here, GPU or not.
+#include <gtest/gtest.h>
+
+#include "attention/cuda/block_plan.h"
+#include "attention/cuda/route_table.h"
+#include "attention/mask.h"
+
+namespace longhaul {
+namespace {
+
+using cuda::DTypeClass;
+using cuda::Kernel;
+
+std::vector<int64_t> range(int64_t b, int64_t e) {
+  std::vector<int64_t> v;
+  for (int64_t x = b; x < e; ++x) v.push_back(x);
+  return v;
+}
+
+cuda::Route route(const Mask& m, const std::vector<int64_t>& qp, const std::vector<int64_t>& kp,
+                  const cuda::RouteInputs& in) {
+  const cuda::BlockPlan plan = cuda::plan_block(m.spec(), qp.data(), static_cast<int64_t>(qp.size()), kp.data(),
+                                                static_cast<int64_t>(kp.size()));
+  return cuda::route_block(plan, static_cast<int64_t>(qp.size()), static_cast<int64_t>(kp.size()), in);
+}
+
+bool only(const cuda::Route& r, Kernel k) {
+  for (const auto& l : r.launches)
+    if (l.kernel != k) return false;
+  return !r.launches.empty();
+}
+
+// Rank `r` of a P-rank zigzag layout of t tokens: chunks r and 2P-1-r.
+std::vector<int64_t> zigzag(int64_t t, int64_t p, int64_t r) {
+  const int64_t c = t / (2 * p);
+  std::vector<int64_t> v = range(r * c, (r + 1) * c);
+  for (int64_t x : range((2 * p - 1 - r) * c, (2 * p - r) * c)) v.push_back(x);
+  return v;
+}
+
+const std::vector<int64_t> kDocs{0, 700, 1500, 1501, 2900, 4096};  // five documents, one of length 1
+
+TEST(RouteTable, DocumentsRunAsOneRaggedCudnnCall) {
+  const Mask m = Mask::causal().documents(kDocs);
+  const cuda::RouteInputs in;  // bf16, sm90, cuDNN varlen usable
+  const cuda::Route r = route(m, range(0, 4096), range(0, 4096), in);
+  EXPECT_TRUE(only(r, Kernel::CudnnVarlen)) << r.describe();
+  EXPECT_EQ(r.kernel_calls(), 1) << r.describe();
+  // Documents never share a row: one layer, so the call's output is the block's (no merges).
+  const std::vector<int64_t> all = range(0, 4096);
+  const cuda::BlockPlan plan = cuda::plan_block(m.spec(), all.data(), 4096, all.data(), 4096);
+  ASSERT_EQ(plan.groups.size(), 1u);
+  EXPECT_EQ(plan.groups[0].pieces.size(), 5u);
+  EXPECT_EQ(plan.groups[0].layer_begin.size(), 2u) << "documents were split into several merge layers";
+  cuda::RouteInputs no_cudnn = in;
+  no_cudnn.cudnn_varlen = false;  // an older cuDNN, or the probe disagreed
+  const cuda::Route f = route(m, range(0, 4096), range(0, 4096), no_cudnn);
+  EXPECT_TRUE(only(f, Kernel::FlashVarlen)) << f.describe();
+  EXPECT_EQ(f.kernel_calls(), 1) << f.describe();
+  // float32: the memory-efficient kernel, one call per document.
+  cuda::RouteInputs f32 = in;
+  f32.dtype = DTypeClass::Float;
+  const cuda::Route e = route(m, range(0, 4096), range(0, 4096), f32);
+  EXPECT_TRUE(only(e, Kernel::EfficientPieces)) << e.describe();
+  EXPECT_EQ(e.kernel_calls(), 5) << e.describe();
+}
+
+TEST(RouteTable, WholeCausalBlocksTakeDenseCudnnWhereSdpaWouldElseRagged) {
+  const Mask m = Mask::causal();
+  cuda::RouteInputs in;
+  in.dense_cudnn_causal = true;
+  const cuda::Route dense = route(m, range(0, 1000), range(0, 1000), in);
+  EXPECT_TRUE(only(dense, Kernel::CudnnDense)) << dense.describe();
+  in.mha = false;  // GQA: SDPA's dense cuDNN does not take it, the ragged call does
+  const cuda::Route gqa = route(m, range(0, 1000), range(0, 1000), in);
+  EXPECT_TRUE(only(gqa, Kernel::CudnnVarlen)) << gqa.describe();
+  EXPECT_EQ(gqa.kernel_calls(), 1);
+}
+
+TEST(RouteTable, ZigzagShardPairsRunOnCudnnInAtMostTwoCalls) {
+  const Mask m = Mask::causal();
+  const cuda::RouteInputs in;
+  for (int64_t p : {2, 4, 8})
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < p; ++j) {
+        const cuda::Route r = route(m, zigzag(8192, p, i), zigzag(8192, p, j), in);
+        const std::string what = "P=" + std::to_string(p) + " q rank " + std::to_string(i) + " k rank " +
+                                 std::to_string(j) + ": " + r.describe();
+        EXPECT_TRUE(only(r, Kernel::CudnnVarlen)) << what;
+        EXPECT_LE(r.kernel_calls(), 2) << what;
+      }
+}
+
+TEST(RouteTable, CausalWindowsUseTheKernelsWindowArguments) {
+  const Mask m = Mask::causal().window(1023, 0);
+  cuda::RouteInputs in;
+  const cuda::Route r = route(m, range(0, 16384), range(0, 16384), in);
+  EXPECT_TRUE(only(r, Kernel::FlashVarlen)) << r.describe();  // cuDNN takes no window offsets
+  EXPECT_EQ(r.kernel_calls(), 1) << r.describe();
+  in.dtype = DTypeClass::Float;  // float32: the memory-efficient kernel's window, not the math fallback
+  const cuda::Route e = route(m, range(0, 16384), range(0, 16384), in);
+  EXPECT_TRUE(only(e, Kernel::EfficientPieces)) << e.describe();
+  EXPECT_EQ(e.kernel_calls(), 1) << e.describe();
+}
+
+TEST(RouteTable, WhatNoFusedKernelExpressesFallsBack) {
+  const Mask causal = Mask::causal();
+  cuda::RouteInputs in;
+  in.dtype = DTypeClass::Double;
+  EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
+  in = {};
+  in.head_dim = 320;
+  EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
+  in = {};
+  in.have_out = false;  // TokenRing's backward holds row sums, not out
+  EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
+  in = {};
+  in.sm_major = 7;
+  EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
+  std::vector<int64_t> striped;  // rank 1 of 4, striped: every 4th token
+  for (int64_t x = 1; x < 2048; x += 4) striped.push_back(x);
+  in = {};
+  EXPECT_TRUE(route(causal, striped, striped, in).fallback());
+  in.dtype = DTypeClass::Float;  // a two-sided window: no float32 fused kernel takes it
+  EXPECT_TRUE(route(Mask::full().window(64, 64), range(0, 1024), range(0, 1024), in).fallback());
+}
+
+}  // namespace
+}  // namespace longhaul

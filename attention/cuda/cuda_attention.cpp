@@ -63,6 +63,11 @@ Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k,
     for (const PieceGroup& g : plan.groups) any_candidate = any_candidate || full_or_causal(g);
     if (any_candidate) in.cudnn_varlen = cudnn_varlen_usable(q, k);
   }
+  if (in.dtype == DTypeClass::Float && !plan.fragmented) {
+    bool windows = false;
+    for (const PieceGroup& g : plan.groups) windows = windows || g.left != -1;
+    in.efficient_window = !windows || efficient_window_usable(q);
+  }
   return route_block(plan, q.size(0), k.size(0), in);
 }
 

@@ -20,16 +20,37 @@ int64_t chunk_rows(int64_t tq, int64_t h, int64_t tk, at::ScalarType acc) {
 }
 
 // Key positions and each query row's visible-key intervals on the device, for building chunk
-// masks there (a few [rows, Tk] comparisons per chunk, never a T × T buffer).
+// masks there (a few [rows, Tk] comparisons per chunk, never a T × T buffer). Where the key
+// positions ascend (contiguous, zigzag, striped shards) a chunk only touches the key rows between
+// its rows' first and last visible key: a window or a document costs its own area, not T × T.
 struct DeviceView {
   at::Tensor k_pos, q_keys;  // q_keys [Tq, M, 2]: Mask::key_intervals
+  at::Tensor k_pos_cpu, q_keys_cpu;
+  bool keys_ascend = false;
   DeviceView(const BlockView& view, const Mask& mask, const at::Device& dev) {
-    k_pos = view.k_pos.to(at::kLong).to(dev);
-    q_keys = mask.key_intervals(view.q_pos.to(at::kCPU)).to(dev);
+    k_pos_cpu = view.k_pos.to(at::kCPU).to(at::kLong).contiguous();
+    q_keys_cpu = mask.key_intervals(view.q_pos.to(at::kCPU)).contiguous();
+    k_pos = k_pos_cpu.to(dev);
+    q_keys = q_keys_cpu.to(dev);
+    keys_ascend = k_pos_cpu.numel() < 2 ||
+                  (k_pos_cpu.narrow(0, 1, k_pos_cpu.numel() - 1) > k_pos_cpu.narrow(0, 0, k_pos_cpu.numel() - 1))
+                      .all()
+                      .item<bool>();
   }
-  // Visibility [rows, Tk] of query rows [r0, r0 + rows).
-  at::Tensor visible(const Mask&, int64_t r0, int64_t rows) const {
-    const at::Tensor kp = k_pos.unsqueeze(0), iv = q_keys.narrow(0, r0, rows);
+  // Key rows [k0, k1) that query rows [r0, r0 + rows) can see (k1 <= k0: none).
+  std::pair<int64_t, int64_t> key_span(int64_t r0, int64_t rows) const {
+    const int64_t tk = k_pos_cpu.numel();
+    if (!keys_ascend) return {0, tk};
+    const at::Tensor iv = q_keys_cpu.narrow(0, r0, rows);
+    const at::Tensor lo = iv.select(2, 0), hi = iv.select(2, 1), used = lo <= hi;
+    if (!used.any().item<bool>()) return {0, 0};
+    const int64_t first = lo.masked_select(used).min().item<int64_t>(), last = hi.masked_select(used).max().item<int64_t>();
+    const int64_t* kp = k_pos_cpu.data_ptr<int64_t>();
+    return {std::lower_bound(kp, kp + tk, first) - kp, std::upper_bound(kp, kp + tk, last) - kp};
+  }
+  // Visibility [rows, k1 - k0] of query rows [r0, r0 + rows) against key rows [k0, k1).
+  at::Tensor visible(int64_t r0, int64_t rows, int64_t k0, int64_t k1) const {
+    const at::Tensor kp = k_pos.narrow(0, k0, k1 - k0).unsqueeze(0), iv = q_keys.narrow(0, r0, rows);
     at::Tensor vis = at::zeros({rows, kp.size(1)}, k_pos.options().dtype(at::kBool));
     for (int64_t m = 0; m < iv.size(1); ++m)
       vis = vis | (kp.ge(iv.select(1, m).select(1, 0).unsqueeze(1)) & kp.le(iv.select(1, m).select(1, 1).unsqueeze(1)));
@@ -65,13 +86,16 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const int64_t chunk = chunk_rows(tq, h, tk, acc);
   for (int64_t r0 = 0; r0 < tq; r0 += chunk) {
     const int64_t rows = std::min(chunk, tq - r0);
+    const auto [k0, k1] = dv.key_span(r0, rows);
+    if (k1 <= k0) continue;  // no key visible: out 0, lse −∞ as initialised
+    const int64_t n = k1 - k0;
     at::Tensor Q = group_queries(q.narrow(0, r0, rows), hkv, acc);
-    at::Tensor S = (at::bmm(Q, K) * scale).view({h, rows, tk});
-    at::Tensor vis = dv.visible(mask, r0, rows);
+    at::Tensor S = (at::bmm(Q, K.narrow(2, k0, n)) * scale).view({h, rows, n});
+    at::Tensor vis = dv.visible(r0, rows, k0, k1);
     S.masked_fill_(~vis.unsqueeze(0), -std::numeric_limits<double>::infinity());
     at::Tensor L = at::logsumexp(S, -1);  // −∞ for rows without keys
     at::Tensor P = probabilities(S, vis, L);
-    at::Tensor O = at::bmm(P.view({hkv, -1, tk}), V).view({h, rows, d});
+    at::Tensor O = at::bmm(P.view({hkv, -1, n}), V.narrow(1, k0, n)).view({h, rows, d});
     out.narrow(0, r0, rows).copy_(O.permute({1, 0, 2}));
     lse.narrow(1, r0, rows).copy_(L);
   }
@@ -95,17 +119,21 @@ AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::T
     const int64_t chunk = std::max<int64_t>(1, chunk_rows(tq, h, tk, acc) / 2);
     for (int64_t r0 = 0; r0 < tq; r0 += chunk) {
       const int64_t rows = std::min(chunk, tq - r0);
+      const auto [k0, k1] = dvw.key_span(r0, rows);
+      if (k1 <= k0) continue;  // no key visible: no gradient
+      const int64_t n = k1 - k0;
+      const at::Tensor Kc = K.narrow(1, k0, n), Vc = V.narrow(1, k0, n);
       at::Tensor Q = group_queries(q.narrow(0, r0, rows), hkv, acc);           // [H_kv, g·rows, D]
       at::Tensor dO = group_queries(dout.narrow(0, r0, rows), hkv, acc);
-      at::Tensor S = (at::bmm(Q, K.transpose(1, 2)) * scale).view({h, rows, tk});
-      at::Tensor P = probabilities(S, dvw.visible(mask, r0, rows), L.narrow(1, r0, rows));
-      at::Tensor Pg = P.view({hkv, -1, tk});
-      dV.add_(at::bmm(Pg.transpose(1, 2), dO));
-      at::Tensor dP = at::bmm(dO, V.transpose(1, 2)).view({h, rows, tk});
-      at::Tensor dS = (P * (dP - Dsum.narrow(1, r0, rows).unsqueeze(-1))).view({hkv, -1, tk});
-      at::Tensor dQ = (at::bmm(dS, K) * scale).view({h, rows, d});
+      at::Tensor S = (at::bmm(Q, Kc.transpose(1, 2)) * scale).view({h, rows, n});
+      at::Tensor P = probabilities(S, dvw.visible(r0, rows, k0, k1), L.narrow(1, r0, rows));
+      at::Tensor Pg = P.view({hkv, -1, n});
+      dV.narrow(1, k0, n).add_(at::bmm(Pg.transpose(1, 2), dO));
+      at::Tensor dP = at::bmm(dO, Vc.transpose(1, 2)).view({h, rows, n});
+      at::Tensor dS = (P * (dP - Dsum.narrow(1, r0, rows).unsqueeze(-1))).view({hkv, -1, n});
+      at::Tensor dQ = (at::bmm(dS, Kc) * scale).view({h, rows, d});
       dq.narrow(0, r0, rows).copy_(dQ.permute({1, 0, 2}));
-      dK.add_(at::bmm(dS.transpose(1, 2), Q), scale);
+      dK.narrow(1, k0, n).add_(at::bmm(dS.transpose(1, 2), Q), scale);
     }
   }
   return {dq, dK.permute({1, 0, 2}).contiguous(), dV.permute({1, 0, 2}).contiguous()};

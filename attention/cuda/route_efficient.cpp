@@ -1,6 +1,13 @@
 #include "attention/cuda/route_efficient.h"
 
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <mutex>
 #include <optional>
+
+#include "attention/cuda/fallback.h"
+#include "core/errors.h"
 
 namespace longhaul::cuda::routes {
 namespace {
@@ -13,14 +20,50 @@ at::Tensor expand_heads(const at::Tensor& x, int64_t h) {
 
 int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; }  // bottom-right causal / none
 
-// A causal window (left keys before the diagonal, right 0): the kernel's window_size counts the
-// keys a row sees, the diagonal included.
-std::optional<int64_t> efficient_window(const PieceGroup& g) {
+// What the kernel's window_size means is read off the kernel itself, once per device: the value
+// (left + extra) that keeps exactly `left` keys before the diagonal, checked against the exact
+// math path on a small causal window. nullopt: no value does, float32 windows take the fallback.
+std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
+  try {
+    const int64_t t = 40, h = 2, d = 32, left = 5;
+    auto input = [&](double f) { return at::sin(at::arange(t * h * d, opt.dtype(at::kFloat)) * f).view({t, h, d}); };
+    const at::Tensor q = input(0.37), k = input(0.61), v = input(0.23);
+    const double scale = 1.0 / std::sqrt(double(d));
+    const at::Tensor ref = fallback::forward(q, k, v, BlockView::self(t), Mask::causal().window(left, 0), scale).out;
+    for (int64_t extra : {1, 0, 2}) {
+      auto res = at::_efficient_attention_forward(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), std::nullopt,
+                                                  std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, 2, true,
+                                                  scale, std::nullopt, left + extra);
+      if ((std::get<0>(res).select(0, 0) - ref).abs().max().item<double>() < 1e-4) return extra;
+    }
+    std::cerr << "longhaul: the memory-efficient kernel's window_size matches no causal window here; float32 "
+                 "windows take the exact math path\n";
+  } catch (const std::exception& e) {
+    std::cerr << "longhaul: the memory-efficient kernel takes no window here (" << std::string(e.what()).substr(0, 200)
+              << "); float32 windows take the exact math path\n";
+  }
+  return std::nullopt;
+}
+
+std::optional<int64_t> window_extra(const at::Tensor& q) {
+  static std::mutex mu;
+  static std::map<int, std::optional<int64_t>> probed;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = probed.find(q.get_device());
+  if (it == probed.end()) it = probed.emplace(q.get_device(), probe_window_extra(q.options())).first;
+  return it->second;
+}
+
+std::optional<int64_t> efficient_window(const PieceGroup& g, const at::Tensor& q) {
   if (g.left == -1) return std::nullopt;
-  return g.left + 1;
+  const std::optional<int64_t> extra = window_extra(q);
+  LH_CHECK(extra.has_value(), "efficient route given a window where the kernel's window is off");
+  return g.left + *extra;
 }
 
 }  // namespace
+
+bool efficient_window_usable(const at::Tensor& q) { return window_extra(q).has_value(); }
 
 AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
                                         const at::Tensor& v, double scale) {
@@ -28,7 +71,7 @@ AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, con
   auto res = at::_efficient_attention_forward(
       q.narrow(0, p.q_row, p.m).unsqueeze(0), expand_heads(k.narrow(0, p.k_row, p.n), h),
       expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-      std::nullopt, 0.0, efficient_mask_type(g), true, scale, std::nullopt, efficient_window(g));
+      std::nullopt, 0.0, efficient_mask_type(g), true, scale, std::nullopt, efficient_window(g, q));
   at::Tensor out = std::get<0>(res).select(0, 0).contiguous();  // [m, H, Dp]
   at::Tensor lse = fix_lse(std::get<1>(res), out, p.m);          // [1, H, ceil32(m)] -> [H, m]
   return {out, lse};
@@ -57,7 +100,7 @@ void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const
         dout.narrow(0, p.q_row, p.m).unsqueeze(0), q.narrow(0, p.q_row, p.m).unsqueeze(0),
         expand_heads(k.narrow(0, p.k_row, p.n), h), expand_heads(v.narrow(0, p.k_row, p.n), h), std::nullopt,
         out.narrow(0, p.q_row, p.m).unsqueeze(0), std::nullopt, std::nullopt, p.m, p.n, lse_p, 0.0, no_philox,
-        no_philox, efficient_mask_type(g), false, scale, std::nullopt, efficient_window(g));
+        no_philox, efficient_mask_type(g), false, scale, std::nullopt, efficient_window(g, q));
     auto group_sum = [&](const at::Tensor& x) {  // [1, n, H, Dp] -> [n, H_kv, d] float32
       return x.select(0, 0).narrow(2, 0, d).to(at::kFloat).view({p.n, hkv, h / hkv, d}).sum(2);
     };

@@ -74,6 +74,7 @@ Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInpu
   for (std::size_t gi = 0; gi < plan.groups.size(); ++gi) {
     const PieceGroup& g = plan.groups[gi];
     if (!(g.right == -1 && g.left == -1) && g.right != 0) return fallback;
+    if (g.left != -1 && !in.efficient_window) return fallback;
     r.launches.push_back({Kernel::EfficientPieces, gi, static_cast<int64_t>(g.pieces.size())});
   }
   return r;

@@ -38,6 +38,7 @@ struct RouteInputs {
   bool mha = true;              // as many KV heads as query heads
   bool cudnn_varlen = true;     // this process's torch/cuDNN runs ragged cuDNN attention
   bool dense_cudnn_full = false, dense_cudnn_causal = false;  // ATen's SDPA picks cuDNN here
+  bool efficient_window = true; // the memory-efficient kernel's window_size was probed exact
   bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)
 };
 

@@ -103,6 +103,8 @@ TEST(RouteTable, CausalWindowsUseTheKernelsWindowArguments) {
   const cuda::Route e = route(m, range(0, 16384), range(0, 16384), in);
   EXPECT_TRUE(only(e, Kernel::EfficientPieces)) << e.describe();
   EXPECT_EQ(e.kernel_calls(), 1) << e.describe();
+  in.efficient_window = false;  // the probe found the kernel's window inexact
+  EXPECT_TRUE(route(m, range(0, 16384), range(0, 16384), in).fallback());
 }
 
 TEST(RouteTable, WhatNoFusedKernelExpressesFallsBack) {

@@ -76,7 +76,8 @@ class Printer : public train::RunObserver {
     if (!root_ || json_) return;
     const train::DegreeSchedule& d = t.degrees();
     std::cerr << "train: " << t.model().num_parameters() << " parameters (" << t.options().model.shape()
-              << "), world " << world_size_ << ", cp "
+              << ", " << train::to_string(t.options().model.precision) << " on " << t.model().device() << "), world "
+              << world_size_ << ", cp "
               << (d.automatic() ? "auto (length:degree " + d.describe() + ")" : d.describe() + " (fixed)") << ", "
               << setup_ << "\n";
     if (!d.automatic()) return;
@@ -154,7 +155,7 @@ int cmd_train(const std::vector<std::string>& args) {
   double timeout_s = 300;
   train::RunOptions r;
   train::TrainOptions o;
-  std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1";
+  std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1", dtype = "fp32";
   int64_t log_every = 1;
   bool json = false, quiet = false;
   po::options_description desc("longhaul train");
@@ -194,6 +195,13 @@ int cmd_train(const std::vector<std::string>& args) {
       ("kv-heads", po::value(&o.model.kv_heads)->default_value(o.model.kv_heads), "key/value heads (GQA)")
       ("hidden", po::value(&o.model.mlp_hidden)->default_value(0), "SwiGLU hidden size (0: 8/3 · dim)")
       ("checkpoint-blocks", po::bool_switch(&o.model.checkpoint_blocks), "recompute each block in backward")
+      ("device", po::value(&o.device)->default_value(o.device),
+       "cpu or cuda: one GPU per rank (local rank % visible devices); parameters, optimiser state, batches and "
+       "the step live there, CP exchanges CUDA tensors over the world's device transport (NCCL)")
+      ("dtype", po::value(&dtype)->default_value(dtype),
+       "fp32; fp64 (parameters and compute in float64); or bf16: float32 master weights and optimiser state, "
+       "matmuls and attention in bfloat16, loss and its softmax in float32. No loss scaling: bfloat16 has "
+       "float32's exponent range, so gradients do not underflow as in float16 (which is not offered)")
       ("lr", po::value(&o.optim.lr)->default_value(o.optim.lr, "3e-3"), "peak learning rate (AdamW)")
       ("warmup", po::value(&o.optim.warmup)->default_value(o.optim.warmup), "warm-up steps")
       ("min-lr-ratio", po::value(&o.optim.min_lr_ratio)->default_value(o.optim.min_lr_ratio, "0.1"), "cosine floor / lr")
@@ -223,6 +231,7 @@ int cmd_train(const std::vector<std::string>& args) {
              "  mpirun -np 4 longhaul train --cp auto  # each bucket's degree from the planner"))
     return 0;
   o.cp = parse_cp_degree(cp);
+  o.model.precision = train::precision_from_string(dtype);
   o.cp_options.strategy = strategy_from_string(strategy);
   o.cp_options.layout = layout_from_string(layout);
   o.sampler = train::sampler_from_string(sampler);
@@ -253,8 +262,8 @@ int cmd_train(const std::vector<std::string>& args) {
       return 128 + res.signal;
     }
     if (root && !json)
-      std::cerr << "train: " << res.steps_done << " steps, mean " << res.tokens_per_s << " tokens/s; checkpoint "
-                << res.checkpoint << "\n";
+      std::cerr << "train: " << res.steps_done << " steps, " << static_cast<int64_t>(res.tokens_per_s)
+                << " tokens/s (after the first step, a warm-up); checkpoint " << res.checkpoint << "\n";
     return 0;
   });
 }

@@ -70,7 +70,8 @@ BucketProblem bucket_problem(const TrainOptions& o, int world) {
   bp.tokens_per_step = o.tokens_per_step;
   bp.min_log2 = o.buckets.min_log2;
   bp.max_log2 = o.buckets.max_log2;
-  bp.H = m.heads, bp.H_kv = m.kv_heads, bp.D = m.head_dim(), bp.elem_bytes = 4;
+  bp.H = m.heads, bp.H_kv = m.kv_heads, bp.D = m.head_dim();
+  bp.elem_bytes = static_cast<int64_t>(c10::elementSize(compute_dtype(m.precision)));  // what attention moves
   bp.layers = static_cast<int>(m.layers);
   bp.strategy = o.cp_options.strategy;
   bp.layout = o.cp_options.layout;
@@ -95,6 +96,9 @@ DegreeSchedule::DegreeSchedule(const CommPtr& world, const TrainOptions& o) : mi
     degrees.push_back(o.cp);
   } else {
     problem_ = bucket_problem(o, W);
+    // The same on every rank (the same options), so every rank throws: nothing hangs.
+    LH_CHECK(o.device == "cpu" || (problem_.kernel_gflops > 0 && problem_.dense_gflops > 0), "train --cp auto on --device ",
+             o.device, ": give --kernel-gflops and --dense-gflops (the planner's rates are measured on the CPU only)");
     // Measured rates differ between ranks and runs: the slowest rank's are the agreed inputs.
     if (problem_.kernel_gflops <= 0)
       problem_.kernel_gflops = agreed_rate(world, [&] {

@@ -4,14 +4,17 @@
 
 #include <cmath>
 
+#include "core/dtypes.h"
+
 namespace longhaul::train {
 
 double sync_gradients(const std::vector<at::Tensor>& params, Communicator& world, double clip) {
   std::vector<at::Tensor> flat;
   flat.reserve(params.size());
   for (const at::Tensor& p : params) {
+    const auto where = p.options().dtype(accumulate_type(p));
     at::Tensor g = p.grad();
-    flat.push_back(g.defined() ? g.reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, at::kFloat));
+    flat.push_back(g.defined() ? g.reshape({-1}).to(where) : at::zeros({p.numel()}, where));
   }
   at::Tensor buf = at::cat(flat);
   if (world.size() > 1) world.all_reduce(buf)->wait();

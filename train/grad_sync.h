@@ -1,4 +1,5 @@
-// Gradient synchronisation: every parameter's gradient goes into one float32 buffer, which is
+// Gradient synchronisation: every parameter's gradient goes into one buffer on the parameters'
+// device, in their accumulate type (float32; float64 for float64 parameters), which is
 // all-reduced (summed) over the whole world and clipped to a global norm. Each rank's loss was
 // already divided by the step's GLOBAL target count, so the sum over all ranks — whatever CP
 // groups the step ran in — is the exact gradient of the global mean loss.

@@ -15,13 +15,25 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps = 1e-6)
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * w;
 }
 
+// x·wᵀ in w's dtype (x cast to it: a no-op unless w is a bf16 copy of a float32 master).
+at::Tensor linear_in(const at::Tensor& x, const at::Tensor& w) { return at::linear(x.to(w.scalar_type()), w); }
+
+// The block's matrices in dtype t (bf16: casts of the masters, through which the gradients flow
+// back into them; otherwise the same tensors); the norm weights stay as they are.
+BlockWeights matrices_in(const BlockWeights& l, at::ScalarType t) {
+  BlockWeights c = l;
+  for (at::Tensor* m : {&c.wq, &c.wk, &c.wv, &c.wo, &c.w1, &c.w3, &c.w2}) *m = m->to(t);
+  return c;
+}
+
 }  // namespace
 
-Transformer::Transformer(ModelOptions options) : opt_(std::move(options)) {
+Transformer::Transformer(ModelOptions options, c10::Device device) : opt_(std::move(options)), device_(device) {
   opt_.validate();
   const int64_t d = opt_.dim, D = opt_.head_dim(), H = opt_.heads, Hkv = opt_.kv_heads, f = opt_.hidden();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(opt_.seed);
   const double out_std = opt_.init_std / std::sqrt(2.0 * double(opt_.layers));  // residual projections
+  const auto where = at::TensorOptions().dtype(master_dtype(opt_.precision)).device(device_);
   auto add = [&](const std::string& name, std::vector<int64_t> shape, double std) {
     at::Tensor t = at::empty(shape, at::kFloat);
     if (std > 0) {
@@ -29,6 +41,7 @@ Transformer::Transformer(ModelOptions options) : opt_(std::move(options)) {
     } else {
       t.fill_(1.0);  // norm weights
     }
+    t = t.to(where);  // the same tensor for float32 on the CPU
     std::string flat = name;  // torch::nn forbids dots in a parameter's own name
     for (char& c : flat)
       if (c == '.') c = '_';
@@ -58,14 +71,15 @@ Transformer::Transformer(ModelOptions options) : opt_(std::move(options)) {
 at::Tensor transformer_block(const BlockWeights& l, const ModelOptions& o, const at::Tensor& x, const RopeTables& rope,
                              const AttendFn& attend) {
   const int64_t Tl = x.size(0), H = o.heads, Hkv = o.kv_heads, D = o.head_dim();
+  const at::ScalarType c = l.wq.scalar_type();
   at::Tensor h = rms_norm(x, l.norm1);
-  at::Tensor q = apply_rope(at::linear(h, l.wq).view({Tl, H, D}), rope).contiguous();
-  at::Tensor k = apply_rope(at::linear(h, l.wk).view({Tl, Hkv, D}), rope).contiguous();
-  at::Tensor v = at::linear(h, l.wv).view({Tl, Hkv, D}).contiguous();
+  at::Tensor q = apply_rope(linear_in(h, l.wq).view({Tl, H, D}), rope).to(c).contiguous();
+  at::Tensor k = apply_rope(linear_in(h, l.wk).view({Tl, Hkv, D}), rope).to(c).contiguous();
+  at::Tensor v = linear_in(h, l.wv).view({Tl, Hkv, D}).contiguous();
   at::Tensor a = attend(q, k, v);
-  at::Tensor y = x + at::linear(a.reshape({Tl, H * D}), l.wo);
+  at::Tensor y = x + linear_in(a.reshape({Tl, H * D}), l.wo);
   at::Tensor h2 = rms_norm(y, l.norm2);
-  return y + at::linear(at::silu(at::linear(h2, l.w1)) * at::linear(h2, l.w3), l.w2);
+  return y + linear_in(at::silu(linear_in(h2, l.w1)) * linear_in(h2, l.w3), l.w2);
 }
 
 at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
@@ -74,7 +88,7 @@ at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Ten
   auto call = [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
     return cp.attention(q, k, v, plan, mask);
   };
-  return transformer_block(l, opt_, x, RopeTables{cos, sin}, [&](const at::Tensor& q, const at::Tensor& k,
+  return transformer_block(matrices_in(l, compute_dtype(opt_.precision)), opt_, x, RopeTables{cos, sin}, [&](const at::Tensor& q, const at::Tensor& k,
                                                                   const at::Tensor& v) {
     return clock ? timed_attention(*clock, q, k, v, call) : call(q, k, v);
   });
@@ -82,8 +96,8 @@ at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Ten
 
 at::Tensor Transformer::forward(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan,
                                 const Mask& mask, AttentionClock* clock) {
-  const RopeTables rope = rope_tables(plan.doc_positions(), opt_.head_dim(), opt_.rope_theta, at::kFloat);
-  at::Tensor x = at::embedding(embed_, tokens);
+  const RopeTables rope = rope_tables(plan.doc_positions(), opt_.head_dim(), opt_.rope_theta, embed_.options());
+  at::Tensor x = at::embedding(embed_, tokens.to(device_));
   for (const Layer& l : layers_) {
     if (opt_.checkpoint_blocks && at::GradMode::is_enabled()) {
       // Captures by value: the backward recomputation runs after this frame has returned.
@@ -99,7 +113,8 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, ContextParallel& cp, c
       x = block(l, x, rope.cos, rope.sin, cp, plan, mask, clock);
     }
   }
-  return at::linear(rms_norm(x, norm_f_), head_);
+  // The head's matmul in the compute dtype, the logits (and so the loss's softmax) in the master's.
+  return linear_in(rms_norm(x, norm_f_), head_.to(compute_dtype(opt_.precision))).to(embed_.scalar_type());
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Transformer::ordered_parameters() const { return ordered_; }

@@ -7,6 +7,7 @@
 #include "data/curriculum.h"
 #include "data/decomposition.h"
 #include "parallel/options.h"
+#include "train/precision.h"
 
 namespace longhaul::train {
 
@@ -21,6 +22,7 @@ struct ModelOptions {
   double init_std = 0.02;
   bool checkpoint_blocks = false;  // recompute each block in backward (activation checkpointing)
   uint64_t seed = 0;               // parameter initialisation
+  Precision precision = Precision::Fp32;  // --dtype: master and compute dtypes (train/precision.h)
 
   int64_t head_dim() const { return dim / heads; }
   int64_t hidden() const { return mlp_hidden > 0 ? mlp_hidden : (8 * dim / 3 + 15) / 16 * 16; }
@@ -51,6 +53,10 @@ const char* to_string(SamplerKind k);
 struct TrainOptions {
   ModelOptions model;
   OptimOptions optim;
+  // cpu, cuda (this thread's current GPU: longhaul::init makes it local_rank % devices) or cuda:N
+  // (train/device.h). Everything the step computes lives there; scalars reduced over the world
+  // (target counts, loss sums, the stop flag) go through the host backend as CPU tensors.
+  std::string device = "cpu";
   // CP group size of every step (the rest of the world is data parallel), or kCpAuto: each
   // bucket's degree chosen by the planner (parallel/bucket_planner.h, train/degree_schedule.h).
   static constexpr int kCpAuto = 0;

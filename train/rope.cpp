@@ -4,12 +4,12 @@
 
 namespace longhaul::train {
 
-RopeTables rope_tables(const at::Tensor& positions, int64_t head_dim, double theta, at::ScalarType dtype) {
+RopeTables rope_tables(const at::Tensor& positions, int64_t head_dim, double theta, const at::TensorOptions& options) {
   const int64_t half = head_dim / 2;
   at::Tensor i = at::arange(half, at::kDouble);
   at::Tensor inv_freq = at::pow(theta, -2.0 * i / double(head_dim));                     // [D/2] float64
   at::Tensor angles = positions.to(at::kDouble).unsqueeze(1) * inv_freq.unsqueeze(0);  // [Tl, D/2] float64
-  return {angles.cos().to(dtype).unsqueeze(1), angles.sin().to(dtype).unsqueeze(1)};
+  return {angles.cos().to(options).unsqueeze(1), angles.sin().to(options).unsqueeze(1)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& t) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
 
 namespace longhaul::train {
 
@@ -11,8 +12,9 @@ struct RopeTables {
   at::Tensor cos, sin;  // [Tl, 1, D/2] in the model's dtype
 };
 
-// positions: int64 [Tl].
-RopeTables rope_tables(const at::Tensor& positions, int64_t head_dim, double theta, at::ScalarType dtype);
+// positions: int64 [Tl] on the CPU. The tables are made there (float64 angles), then converted to
+// `options`' dtype and moved to its device (a dtype alone: the CPU).
+RopeTables rope_tables(const at::Tensor& positions, int64_t head_dim, double theta, const at::TensorOptions& options);
 
 // x [Tl, H, D] → rotated pairs (x_i, x_{i+D/2}).
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& t);

@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "data/files.h"
+#include "train/device.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/store_reader.h"
@@ -48,6 +49,7 @@ int agreed_signal(const CommPtr& world) {
 
 RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunObserver& observer) {
   const bool root = world->rank() == 0;
+  training_device(o.device);  // a device that does not exist is refused before anything is written
   data::files::create_directories(r.workdir);
   RunResult result;
   result.checkpoint = r.checkpoint.empty() ? data::files::join(r.workdir, "checkpoint.lhc") : r.checkpoint;
@@ -82,6 +84,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   const int64_t first = trainer.steps_done();
   while (trainer.steps_done() < r.steps) {
     StepStats s = trainer.step();
+    if (trainer.steps_done() == first + 2) tokens = seconds = 0;  // drop the warm-up step once a second is timed
     tokens += double(s.tokens);
     seconds += s.seconds;
     observer.step(s);

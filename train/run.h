@@ -43,7 +43,9 @@ class RunObserver {
 
 struct RunResult {
   int64_t steps_done = 0;
-  double tokens_per_s = 0;  // mean over this run's steps
+  // Tokens per second over this run's steps after its first (a warm-up: allocations, kernel
+  // selection, CUDA context); the first alone when it is the only one.
+  double tokens_per_s = 0;
   int signal = 0;           // the signal that stopped the run (0: none)
   bool stopped_after = false;
   std::string checkpoint;

@@ -14,6 +14,7 @@
 #include "core/aten_boundary.h"
 #include "core/errors.h"
 #include "train/checkpoint.h"
+#include "train/device.h"
 #include "train/grad_sync.h"
 #include "train/schedule.h"
 #include "train/task.h"
@@ -34,14 +35,16 @@ constexpr const char* kFormat = "longhaul-train-checkpoint 1";
 
 Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options) try
     : opt_(std::move(options)),
+      device_(training_device(opt_.device)),
       world_(world),
       source_(std::move(source)),
       rng_(at::make_generator<at::CPUGeneratorImpl>(opt_.seed)) {
   LH_CHECK(source_ != nullptr, "train: no token source");
   LH_CHECK(source_->vocab_size() <= opt_.model.vocab, "train: the data's vocabulary (", source_->vocab_size(),
            ") does not fit the model's (", opt_.model.vocab, "); pass --vocab ", source_->vocab_size());
+  require_device_transport(*world_, device_);
   degrees_ = std::make_unique<DegreeSchedule>(world_, opt_);
-  model_ = std::make_shared<Transformer>(opt_.model);
+  model_ = std::make_shared<Transformer>(opt_.model, device_);
   for (const auto& [name, t] : model_->ordered_parameters()) params_.push_back(t);
   torch::optim::AdamWOptions ao(opt_.optim.lr);
   ao.betas({opt_.optim.beta1, opt_.optim.beta2}).eps(opt_.optim.eps).weight_decay(opt_.optim.weight_decay);
@@ -122,6 +125,7 @@ StepStats Trainer::step() try {
     tokens = sp->shard(to_long(batch->tokens));
     targets = sp->shard(to_long(batch->targets));  // shifted on the whole sequence, then sharded
     local_targets = targets.ne(-100).sum().item<double>();
+    targets = targets.to(device_);  // the model moves the tokens
   }
   const double n_targets = world_sum(local_targets);
   if (sp) {
@@ -153,6 +157,7 @@ StepStats Trainer::step() try {
   s.lr = lr;
   s.targets = static_cast<int64_t>(n_targets);
   s.tokens = whole.seq_len * static_cast<int64_t>(whole.sequences.size());
+  synchronize(device_);  // the optimiser's kernels may still be queued
   s.seconds = since(t0);
   s.attention_s = clock_.forward_s + clock_.backward_s;
   s.comm_wait_s = std::min(clock_.wait_s, s.attention_s);
@@ -188,7 +193,7 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     }
     at::Tensor logits = model_->forward(sp.shard(toks), *g.cp, sp, mask);
     at::Tensor sel = sp.shard(is_query);
-    at::Tensor hit = logits.argmax(-1).eq(sp.shard(answer)).logical_and(sel);
+    at::Tensor hit = logits.argmax(-1).cpu().eq(sp.shard(answer)).logical_and(sel);
     row.correct = static_cast<int64_t>(world_sum(hit.sum().item<double>()));
     row.total = static_cast<int64_t>(world_sum(sel.sum().item<double>()));
     rows.push_back(row);
@@ -203,6 +208,7 @@ void Trainer::save(const std::string& path) try {
     CheckpointFile c;
     c.strings["format"] = kFormat;
     c.strings["model_shape"] = opt_.model.shape();
+    c.strings["dtype"] = to_string(opt_.model.precision);
     c.strings["sampler"] = to_string(opt_.sampler);
     c.strings["sampler_state"] = sampler_->save_state();
     c.strings["step"] = std::to_string(step_);
@@ -226,7 +232,7 @@ void Trainer::save(const std::string& path) try {
 }
 
 void Trainer::load(const std::string& path) try {
-  const CheckpointFile c = read_checkpoint(path);
+  CheckpointFile c = read_checkpoint(path);
   auto expect = [&](const std::string& key, const std::string& want, const char* what) {
     const std::string& got = c.string(key);
     if (got != want)
@@ -235,13 +241,16 @@ void Trainer::load(const std::string& path) try {
   };
   expect("format", kFormat, "format");
   expect("model_shape", opt_.model.shape(), "model shape");
+  if (!c.strings.count("dtype")) c.strings["dtype"] = to_string(Precision::Fp32);  // written before --dtype
+  expect("dtype", to_string(opt_.model.precision), "dtype (--dtype)");
   expect("sampler", to_string(opt_.sampler), "sampler");
   expect("world_size", std::to_string(world_->size()), "world size (ranks)");
   at::NoGradGuard no_grad;
   for (const auto& [name, t] : model_->ordered_parameters()) {
     const at::Tensor& src = c.tensor("param." + name);
-    LH_CHECK(src.sizes() == t.sizes(), "checkpoint ", path, ": parameter ", name, " has shape ", src.sizes(),
-             ", the model expects ", t.sizes());
+    LH_CHECK(src.sizes() == t.sizes() && src.scalar_type() == t.scalar_type(), "checkpoint ", path, ": parameter ",
+             name, " is ", src.scalar_type(), " of shape ", src.sizes(), ", the model expects ", t.scalar_type(), " of ",
+             t.sizes());
     t.copy_(src);
   }
   optim_->state().clear();
@@ -250,8 +259,8 @@ void Trainer::load(const std::string& path) try {
     if (it == c.strings.end()) continue;
     auto st = std::make_unique<torch::optim::AdamWParamState>();
     st->step(std::stoll(it->second));
-    st->exp_avg(c.tensor("adam." + name + ".exp_avg").clone());
-    st->exp_avg_sq(c.tensor("adam." + name + ".exp_avg_sq").clone());
+    st->exp_avg(c.tensor("adam." + name + ".exp_avg").to(t.options(), /*non_blocking=*/false, /*copy=*/true));
+    st->exp_avg_sq(c.tensor("adam." + name + ".exp_avg_sq").to(t.options(), /*non_blocking=*/false, /*copy=*/true));
     optim_->state()[t.unsafeGetTensorImpl()] = std::move(st);
   }
   epoch_ = std::stoll(c.string("epoch"));

@@ -48,9 +48,10 @@ struct EvalRow {
 
 class Trainer {
  public:
-  // source: this rank's reader (not shared between threads). Throws InvalidArgument when cp does
-  // not divide the world size, --cp auto cannot plan a bucket or ranks disagree on its plan, or
-  // the model's vocabulary cannot hold the source's tokens.
+  // source: this rank's reader (not shared between threads). Throws InvalidArgument when the
+  // device does not exist here (train/device.h), cp does not divide the world size, --cp auto
+  // cannot plan a bucket or ranks disagree on its plan, or the model's vocabulary cannot hold the
+  // source's tokens.
   Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options);
   ~Trainer();
 
@@ -65,8 +66,9 @@ class Trainer {
   // Rank 0 writes the checkpoint atomically; every rank waits for it (a collective).
   void save(const std::string& path);
   // Every rank reads and restores model, optimiser, sampler, epoch and RNG. InvalidArgument for a
-  // checkpoint of another model shape, sampler, data or world size, or a damaged file. The CP
-  // degrees are not part of it: a resumed run may choose them anew.
+  // checkpoint of another model shape, --dtype, sampler, data or world size, or a damaged file.
+  // The CP degrees and the device are not part of it: a resumed run may choose them anew (the
+  // tensors are moved to this run's device).
   void load(const std::string& path);
 
   Transformer& model() { return *model_; }
@@ -82,6 +84,7 @@ class Trainer {
   double world_sum(double v);
 
   TrainOptions opt_;
+  c10::Device device_;
   CommPtr world_;
   std::shared_ptr<data::TokenSource> source_;
   std::unique_ptr<DegreeSchedule> degrees_;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `longhaul train` on the embedded recall task, in one process: JSON step and accuracy rows; a run
 # stopped after step 3 and resumed prints the uninterrupted run's losses bit for bit; SIGTERM
-# leaves a checkpoint; a truncated checkpoint is refused with a clear error.
+# leaves a checkpoint; a truncated checkpoint is refused with a clear error; --dtype bf16 and fp64
+# train, a checkpoint of another --dtype, an unknown --dtype and (on a machine without one)
+# --device cuda are refused by name.
 set -euo pipefail
 bin=$1
 dir=$2
@@ -41,4 +43,24 @@ if "$bin" "${args[@]}" --workdir "$dir/c" --checkpoint "$dir/c/t.lhc" --resume >
   fail "a truncated checkpoint was accepted"
 fi
 grep -q "truncated (1000 of" "$dir/d.out" || { cat "$dir/d.out"; fail "no clear error for a truncated checkpoint"; }
+# --dtype: bf16 and fp64 train; fp16 is not offered; a checkpoint keeps its dtype.
+for dt in bf16 fp64; do
+  "$bin" "${common[@]}" --steps 3 --dtype $dt --workdir "$dir/$dt" --json > "$dir/$dt.json"
+  grep -q '"step": 3, "loss": [0-9]' "$dir/$dt.json" || { cat "$dir/$dt.json"; fail "--dtype $dt: no finite loss at step 3"; }
+done
+if "$bin" "${common[@]}" --steps 1 --dtype fp16 --workdir "$dir/e" > "$dir/e.out" 2>&1; then fail "--dtype fp16 was accepted"; fi
+grep -q "unknown dtype 'fp16', expected fp32, fp64 or bf16" "$dir/e.out" || { cat "$dir/e.out"; fail "no clear error for --dtype fp16"; }
+if "$bin" "${common[@]}" --steps 8 --dtype fp64 --workdir "$dir/b" --resume > "$dir/f.out" 2>&1; then
+  fail "an fp32 checkpoint was resumed with --dtype fp64"
+fi
+grep -q "dtype (--dtype) differs: the checkpoint has 'fp32', this run has 'fp64'" "$dir/f.out" ||
+  { cat "$dir/f.out"; fail "no clear error for a checkpoint of another dtype"; }
+# --device cuda where torch sees no CUDA device.
+if "$bin" info --json | grep -q '"cuda_devices": 0'; then
+  if "$bin" "${common[@]}" --steps 1 --device cuda --workdir "$dir/g" > "$dir/g.out" 2>&1; then
+    fail "--device cuda was accepted without a CUDA device"
+  fi
+  grep -q "device cuda was asked for, but .*the devices here: only cpu" "$dir/g.out" ||
+    { cat "$dir/g.out"; fail "no clear error for --device cuda without a device"; }
+fi
 echo "train_cli: ok"

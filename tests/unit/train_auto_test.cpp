@@ -10,7 +10,7 @@
 #include <string>
 
 #include "core/errors.h"
-#include "tests/unit/train_local.h"
+#include "tests/common/train_local.h"
 
 namespace longhaul::train {
 namespace {

@@ -21,7 +21,7 @@
 #include "train/task.h"
 #include "train/trainer.h"
 #include "tests/common/train_runs.h"
-#include "tests/unit/train_local.h"
+#include "tests/common/train_local.h"
 
 namespace longhaul::train {
 namespace {

@@ -1,6 +1,6 @@
-// What the train/ unit tests share: tiny options, a run on local thread-ranks that returns rank
-// 0's losses, degrees and parameters, and the check that a stopped and resumed run reproduces
-// the uninterrupted one bitwise.
+// What the train/ tests on local thread-ranks share (tests/unit, and tests/gpu with the ranks on
+// one GPU): tiny options, a run that returns rank 0's losses, degrees and parameters, and the
+// check that a stopped and resumed run reproduces the uninterrupted one bitwise.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include "data/files.h"
 #include "runtime/comm/local/communicator.h"
 #include "tests/common/train_runs.h"
+#include "train/device.h"
 #include "train/task.h"
 #include "train/trainer.h"
 
@@ -40,7 +41,8 @@ inline TrainOptions tiny_options(int cp, Strategy s) {
 }
 
 // Runs `steps` steps on `world` thread-ranks and returns rank 0's losses, degrees and parameters.
-// `between(trainer, step)` runs after each step on every rank (checkpoints).
+// `between(trainer, step)` runs after each step on every rank (checkpoints). With o.device cuda
+// the thread-ranks share that GPU, each on a stream of its own.
 inline testing::TrainRun run(int world, const TrainOptions& o, int steps,
                              const std::function<void(Trainer&, int)>& between = nullptr) {
   testing::TrainRun r;
@@ -49,6 +51,7 @@ inline testing::TrainRun run(int world, const TrainOptions& o, int steps,
   co.timeout = std::chrono::seconds(60);
   const TaskOptions task = testing::tiny_recall_task();
   local::run_ranks(world, [&](Communicator& comm) {
+    local::enter_device_rank(training_device(o.device));
     Trainer t(comm.shared_from_this(), task_source(task), o);
     std::vector<double> losses;
     std::vector<int> degrees;

@@ -1,0 +1,90 @@
+// `longhaul train --device cuda` (train/ on local thread-ranks sharing one GPU, each on a stream of
+// its own): float64 on the GPU equals float64 on the CPU within 1e-9 at every step, alone and as
+// CP = 2; bf16 trains; a checkpoint written on the GPU resumes on the CPU. Skipped, with the
+// reason, without a CUDA device; the CPU side of --dtype is in tests/unit/train_dtype_test.cpp.
+#include <ATen/ATen.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "data/files.h"
+#include "tests/common/train_local.h"
+#include "tests/common/train_runs.h"
+
+namespace longhaul::train {
+namespace {
+
+using testing::expect_loss_falls;
+using testing::expect_same_run;
+using testing_local::run;
+
+int cuda_devices() {
+  return at::hasCUDA() ? static_cast<int>(c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).deviceCount()) : 0;
+}
+
+#define SKIP_WITHOUT_CUDA() \
+  if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); CPU runs are in tests/unit"
+
+constexpr int kSteps = 20;
+// float64 on both: only the order of sums differs (cuBLAS vs CPU BLAS, the CUDA attention kernel
+// vs the CPU one), ~1e-16 relative per operation.
+constexpr double kFp64Tol = 1e-9;
+
+TrainOptions options(int cp, Precision p, const std::string& device) {
+  TrainOptions o = testing_local::tiny_options(cp, Strategy::Ring);
+  o.optim.total_steps = kSteps;
+  o.model.precision = p;
+  o.device = device;
+  return o;
+}
+
+TEST(TrainCuda, Fp64EqualsCpuFp64) {
+  SKIP_WITHOUT_CUDA();
+  const testing::TrainRun cpu = run(1, options(1, Precision::Fp64, "cpu"), kSteps);
+  const testing::TrainRun gpu = run(1, options(1, Precision::Fp64, "cuda"), kSteps);
+  expect_same_run(gpu, cpu, "cuda fp64 vs cpu fp64", kFp64Tol, kFp64Tol);
+}
+
+// CP = 2 on two thread-ranks of the local backend sharing the GPU: the CP exchanges move CUDA
+// tensors; the same split on the CPU is the reference.
+TEST(TrainCuda, Cp2ThreadRanksFp64EqualCpuFp64) {
+  SKIP_WITHOUT_CUDA();
+  const int steps = 10;
+  const testing::TrainRun cpu = run(2, options(2, Precision::Fp64, "cpu"), steps);
+  const testing::TrainRun gpu = run(2, options(2, Precision::Fp64, "cuda"), steps);
+  expect_same_run(gpu, cpu, "cuda fp64 cp 2 vs cpu fp64 cp 2", kFp64Tol, kFp64Tol);
+}
+
+TEST(TrainCuda, Bf16LossFalls) {
+  SKIP_WITHOUT_CUDA();
+  const testing::TrainRun r = run(1, options(1, Precision::Bf16, "cuda"), kSteps);
+  EXPECT_EQ(r.params.front().scalar_type(), at::kFloat);  // the master weights
+  expect_loss_falls(r, "cuda bf16");
+}
+
+// Nothing device-specific is stored: 3 steps on the GPU, a checkpoint, 3 more on the CPU equal 6
+// on the GPU (float64, so within kFp64Tol).
+TEST(TrainCuda, CheckpointWrittenOnTheGpuResumesOnTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  const std::string dir = testing_local::temp_dir(), path = data::files::join(dir, "ckpt.lhc");
+  const TrainOptions gpu = options(1, Precision::Fp64, "cuda"), cpu = options(1, Precision::Fp64, "cpu");
+  const testing::TrainRun whole = run(1, gpu, 6);
+  run(1, gpu, 3, [&](Trainer& t, int step) {
+    if (step == 3) t.save(path);
+  });
+  std::vector<double> resumed;
+  local::run_ranks(1, [&](Communicator& comm) {
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), cpu);
+    t.load(path);
+    while (t.steps_done() < 6) resumed.push_back(t.step().loss);
+  });
+  ASSERT_EQ(resumed.size(), size_t(3));
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(resumed[i], whole.losses[3 + i], kFp64Tol * whole.losses[3 + i]) << "step " << 4 + i;
+  data::files::remove_tree(dir);
+}
+
+}  // namespace
+}  // namespace longhaul::train

@@ -28,9 +28,24 @@ def world():
     return init(log_config=False)  # the existing world, if there is one
 
 
+def _device_type(device):
+    if isinstance(device, str) and device in ("cpu", "cuda"):
+        return device
+    try:
+        import torch
+        kind = torch.device(device).type
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"device must be cpu or cuda (or a torch.device of those), got {device!r}") from e
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+    return kind
+
+
 def as_group(group=None, device="cpu", timeout=None):
     """A longhaul Communicator from None (the world), a Communicator, or a
-    torch.distributed.ProcessGroup (its backend for `device`, wrapped)."""
+    torch.distributed.ProcessGroup (its backend for `device`, wrapped: "cpu" or "cuda", or a
+    torch.device / "cuda:N", of which only the type counts)."""
+    device = _device_type(device)
     if group is None:
         return world().comm
     if isinstance(group, _C.Communicator):

@@ -32,6 +32,19 @@ def _check_window(window):
         raise ValueError(f"window must be None or (left, right) with inclusive bounds, got {window!r}") from None
 
 
+def _same_device_and_dtype(q, k, v):
+    """q, k, v on one device, in the autocast dtype of that device when autocast is on there."""
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"attention: q, k and v must be on one device, got {q.device}, {k.device} and {v.device}")
+    kind = q.device.type
+    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+        dtype = torch.get_autocast_dtype(kind)
+        return q.to(dtype), k.to(dtype), v.to(dtype)
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"attention: q, k and v must share a dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
+    return q, k, v
+
+
 class ContextParallel:
     """Attention over a sequence sharded across a context-parallel group.
 
@@ -40,7 +53,10 @@ class ContextParallel:
     plan needs the mask: cp.plan(T, mask=...)). ulysses_degree: heads are split over groups of this many ranks (hybrid). group:
     None (the world of longhaul.init()), a longhaul.Communicator or a torch.distributed
     ProcessGroup. inner: the strategy across Ulysses groups (hybrid: ring or tokenring).
-    scale: the softmax scale, default 1/sqrt(D). device: the tensors' device for a ProcessGroup.
+    scale: the softmax scale, default 1/sqrt(D). device: "cpu" or "cuda", the tensors' device when
+    group is a torch.distributed ProcessGroup (its backend for that device is wrapped: NCCL for
+    "cuda"); a longhaul Communicator (the world included) is used as it is: the world of one
+    process moves CUDA tensors, and so does a GPU rank's world (one GPU per rank, NCCL built).
     """
 
     def __init__(self, strategy="ring", layout="zigzag", ulysses_degree=1, group=None, *, inner="ring",
@@ -61,16 +77,23 @@ class ContextParallel:
         """The ShardPlan of a packed sequence of T tokens (cu_seqlens: global document offsets
         [0, ..., T], or None for one document) for this rank of the group. mask: a longhaul.Mask
         whose documents (if any) the plan takes; layout balanced needs it."""
-        if cu_seqlens is not None and not isinstance(cu_seqlens, torch.Tensor):
-            cu_seqlens = torch.tensor(cu_seqlens, dtype=torch.int64)
+        if cu_seqlens is not None:  # host-side offsets (a CUDA tensor is copied once, here)
+            cu_seqlens = torch.as_tensor(cu_seqlens).to("cpu", torch.int64)
         return _C.ShardPlan(int(T), cu_seqlens, self.layout, self.group, int(min_chunk), mask)
 
     def attention(self, q, k, v, plan, causal=False, window=None, mask=None):
         """Attention of this rank's shards q [Tl, H, D], k and v [Tl, H_kv, D] (H % H_kv == 0)
         under the plan's documents, causal or not, and an inclusive (left, right) window; or
         under `mask`, a longhaul.Mask (any family: longhaul.Mask.share_question(cu), ...).
-        Returns out [Tl, H, D]; differentiable in q, k and v. Every rank of the group calls it."""
-        return _Attention.apply(q, k, v, self._cp, plan, bool(causal), _check_window(window), mask)
+        Returns out [Tl, H, D]; differentiable in q, k and v. Every rank of the group calls it.
+
+        q, k and v sit on one device (CPU, or CUDA with a group that moves CUDA tensors: the world
+        of one process, a GPU rank's world, or a ProcessGroup wrapped with device="cuda"). Under
+        torch.autocast for their device the attention runs in the autocast dtype (as SDPA does);
+        otherwise q, k and v must share a dtype."""
+        q, k, v = _same_device_and_dtype(q, k, v)
+        with torch.autocast(q.device.type, enabled=False):  # the C++ ops run in the dtype given
+            return _Attention.apply(q, k, v, self._cp, plan, bool(causal), _check_window(window), mask)
 
     def __repr__(self):
         return f"<longhaul.ContextParallel {self.strategy}/{self.layout} over {self.group!r}>"

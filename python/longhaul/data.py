@@ -27,6 +27,7 @@ import torch
 from ._C import data as _data
 
 TokenSource = _data.TokenSource
+MemoryStore = _data.MemoryStore  # MemoryStore(documents, vocab_size, eos_id): documents held in memory
 
 
 def _without_hdf5(name):
@@ -143,6 +144,12 @@ def write_synthetic_store(path, n_docs=400, vocab=64, seed=0, lengths=(40, 300))
     write_store(path, synthetic_documents(n_docs, vocab, seed, lengths), vocab_size=vocab + 1, eos_id=vocab,
                 tokenizer="synthetic")
     return TokenStore(path)
+
+
+def synthetic_store(n_docs=400, vocab=64, seed=0, lengths=(40, 300)):
+    """synthetic_documents in memory (a MemoryStore: vocab_size vocab + 1, EOS = vocab), in every
+    build, HDF5 or not."""
+    return MemoryStore(synthetic_documents(n_docs, vocab, seed, lengths), vocab_size=vocab + 1, eos_id=vocab)
 
 
 def dd_batches(store, tokens_per_step, *, seed=0, **options):

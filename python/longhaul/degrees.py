@@ -11,6 +11,8 @@
 cp="auto": the bucket planner (the C++ parallel/bucket_planner.h, the same as `longhaul train
 --cp auto`) picks, for each bucket of length L, the degree c (a divisor of the world) with the
 fastest predicted step on the busiest rank that fits memory_gib; cp=N: every bucket on N ranks.
+device: the attention tensors' device when group is a torch ProcessGroup ("cuda": its NCCL
+backend, whole group only); the longhaul world moves CUDA tensors itself (one process, GPU ranks).
 For each degree in use the group is split once, here, into W/c groups of c consecutive ranks.
 Every rank must pass the same arguments: the table is checked across ranks, and a rank that
 differs raises ValueError on every rank (nothing hangs).
@@ -18,7 +20,7 @@ differs raises ValueError on every rank (nothing hangs).
 import torch
 
 from . import _C
-from ._world import as_group
+from ._world import _device_type as as_group_device, as_group
 from .context_parallel import ContextParallel
 
 
@@ -34,7 +36,11 @@ class CpDegrees:
 
     def __init__(self, cp="auto", *, tokens_per_step, min_log2, max_log2, heads, kv_heads, head_dim, layers=1,
                  dim=None, vocab=0, hidden=0, strategy="ring", layout="zigzag", ulysses_degree=1,
-                 memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, group=None):
+                 memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, group=None,
+                 device="cpu"):
+        # The planning and agreement collectives move CPU tensors; the attention's group moves
+        # tensors of `device` (a longhaul Communicator moves both where it can: the world of one
+        # process, a GPU rank's world).
         self.group = as_group(group)
         world, rank = self.group.size, self.group.rank
         self.min_log2, self.max_log2 = int(min_log2), int(max_log2)
@@ -69,8 +75,18 @@ class CpDegrees:
                                  f"(use a divisor of {world}, or 'auto')")
             self.fixed = c
         self._cps = {}
+        wrap_torch_group = group is not None and not isinstance(group, _C.Communicator) and \
+            as_group_device(device) == "cuda"
         for c in sorted(set(self._by_bucket) if self.fixed is None else {self.fixed}):
-            sub = self.group if c == world else self.group.split(rank // c, rank)
+            if wrap_torch_group:  # its NCCL backend, whole: longhaul splits only Gloo groups
+                if c != world:
+                    raise NotImplementedError(
+                        f"CpDegrees: CP degree {c} on CUDA over a torch ProcessGroup of {world} ranks: only the "
+                        "whole group is wrapped for CUDA; pass group=None (the longhaul world, NCCL on GPU ranks) "
+                        "or one ProcessGroup per CP group")
+                sub = as_group(group, device)
+            else:
+                sub = self.group if c == world else self.group.split(rank // c, rank)
             self._cps[c] = ContextParallel(strategy, layout, ulysses_degree=ulysses_degree, group=sub)
 
     def _slowest(self, measure):

@@ -7,10 +7,18 @@ from ._world import as_group
 
 def all_reduce_gradients(params, group=None):
     """Sums the gradients of `params` over `group` (None: the world) in one flat all-reduce; a
-    parameter without a gradient (its rank had nothing to compute) counts as zeros."""
+    parameter without a gradient (its rank had nothing to compute) counts as zeros. The sum runs
+    on the parameters' device (one device and dtype for all: the flat buffer's); a
+    torch.distributed ProcessGroup is wrapped for that device (NCCL for CUDA parameters)."""
     params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    devices, dtypes = {p.device for p in params}, {p.dtype for p in params}
+    if len(devices) > 1 or len(dtypes) > 1:
+        raise ValueError(f"all_reduce_gradients: parameters on {sorted(map(str, devices))} in "
+                         f"{sorted(map(str, dtypes))}: one device and one dtype expected")
     flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-    as_group(group).all_reduce(flat)
+    as_group(group, params[0].device.type).all_reduce(flat)
     off = 0
     for p in params:
         p.grad = flat[off:off + p.numel()].view_as(p).clone()

@@ -13,6 +13,7 @@
 #include "longhaul/config.h"
 #include "python/src/bindings.h"
 #include "runtime/comm/comm.h"
+#include "runtime/comm/local/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "core/errors.h"
 
@@ -121,6 +122,17 @@ void bind_comm(py::module_& m) {
     return g_world != nullptr;
   });
   m.def("shutdown", &shutdown_world, py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "local_world",
+      [](int size, std::optional<double> timeout_s) {
+        LH_CHECK(size >= 1, "local_world: size must be >= 1, got ", size);
+        CommOptions o;
+        if (timeout_s) o.timeout = to_ms(*timeout_s);
+        return local::create_world(size, o);
+      },
+      py::arg("size"), py::arg("timeout") = py::none(),
+      "`size` communicators of one group of thread-ranks in this process (CPU and CUDA tensors): give one to "
+      "each of `size` threads. For tests; every rank's collective must be entered from its own thread.");
 
 #if LONGHAUL_WITH_C10D
   m.def(

@@ -12,6 +12,7 @@
 #include "data/curriculum.h"
 #include "data/decomposition.h"
 #include "data/sampler.h"
+#include "data/token_source.h"
 #include "longhaul/config.h"
 #include "python/src/bindings.h"
 #include "core/errors.h"
@@ -122,6 +123,19 @@ void bind_data(py::module_& m) {
         return out;
       }, py::arg("begin"), py::arg("count"))
       .def("__repr__", [](const data::TokenSource& s) { return "<longhaul.data " + s.describe() + ">"; });
+
+  // Documents in memory: the token source of builds without HDF5 (and of quick runs).
+  py::class_<data::MemoryTokenSource, data::TokenSource, std::shared_ptr<data::MemoryTokenSource>>(d, "MemoryStore")
+      .def(py::init([](const py::iterable& documents, int64_t vocab_size, int64_t eos_id) {
+             auto s = std::make_shared<data::MemoryTokenSource>(vocab_size, eos_id);
+             for (const py::handle& doc : documents) {
+               auto a = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(doc);
+               LH_CHECK(a && a.ndim() == 1, "MemoryStore: each document must be a 1-D sequence of token ids");
+               s->add_document(std::vector<int32_t>(a.data(), a.data() + a.size()));
+             }
+             return s;
+           }),
+           py::arg("documents"), py::arg("vocab_size") = 257, py::arg("eos_id") = 256);
 
 #if LONGHAUL_WITH_HDF5
   py::class_<data::TokenStoreReader, data::TokenSource, std::shared_ptr<data::TokenStoreReader>>(d, "TokenStore")

@@ -63,6 +63,18 @@ def test_example_auto_degrees():
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10, losses
 
 
+def test_example_device_cuda_without_a_gpu_stops_with_the_reason():
+    """--device cuda where torch sees no GPU: exit 1 with the reason, before any data or model
+    (on a GPU machine, tests/python/test_cuda.py trains on the GPU instead)."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: tests/python/test_cuda.py covers --device cuda")
+    run = subprocess.run([sys.executable, EXAMPLE, "--device", "cuda", "--steps", "1"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "--device cuda, but torch sees no CUDA device" in run.stderr, run.stderr
+
+
 # ---- examples/train_hf.py -------------------------------------------------------------------
 HF_STEPS = 20
 

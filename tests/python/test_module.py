@@ -52,3 +52,68 @@ def test_exception_types():
         cp.attention(x, x, x, longhaul.ContextParallel("ring", "striped").plan(8))
     with pytest.raises(ValueError, match="ShardPlan: T must be >= 0"):
         cp.plan(-1)
+
+
+def test_memory_store_feeds_the_sampler():
+    """Documents in memory (every build, HDF5 or not): the DD sampler reads them like a file store."""
+    docs = longhaul.data.synthetic_documents(n_docs=50, vocab=16, seed=3, lengths=(64, 200))
+    store = longhaul.data.MemoryStore(docs, vocab_size=17, eos_id=16)
+    assert (store.num_documents, store.num_tokens) == (50, sum(map(len, docs)))
+    assert store.read(0, len(docs[0])).tolist() == docs[0]
+    batch = next(iter(longhaul.data.DDSampler(store, 256, min_log2=6, max_log2=7)))
+    assert batch.num_tokens == 256 and int(batch.cu_seqlens[-1]) == 256
+    with pytest.raises(ValueError, match="1-D sequence"):
+        longhaul.data.MemoryStore([[[1, 2]]], vocab_size=17, eos_id=16)
+
+
+def test_two_thread_ranks_of_a_local_world():
+    """longhaul._C.local_world(2): one group of thread-ranks in this process; each thread runs the
+    strategy's forward and backward on its shard and matches SDPA on the whole sequence."""
+    import threading
+    T, docs = 70, [0, 33, 70]
+    g = torch.Generator().manual_seed(5)
+    q, dout = (torch.randn(T, 4, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    k, v = (torch.randn(T, 2, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    comms = longhaul._C.local_world(2, timeout=30.0)
+    assert [(c.rank, c.size, c.backend) for c in comms] == [(0, 2, "local"), (1, 2, "local")]
+    results, errors = [None, None], []
+
+    def rank(r):
+        try:
+            cp = longhaul.ContextParallel("ring", "zigzag", group=comms[r])
+            plan = cp.plan(T, docs, min_chunk=4)
+            ql, kl, vl, dl = (plan.shard(x) for x in (q, k, v, dout))
+            out, lse = cp._cp.forward(ql, kl, vl, plan, True, None, None)
+            grads = cp._cp.backward(dl, ql, kl, vl, out, lse, plan, True, None, None)
+            results[r] = [plan.unshard(x) for x in (out, *grads)]
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    ref = sdpa_with_grads(q, k, v, dout, dense_mask(T, docs, True))
+    for got in results:
+        for ours, r, name in zip(got, ref, ["out", "dq", "dk", "dv"]):
+            assert_close(ours, r, None, name)
+
+
+def test_device_arguments():
+    with pytest.raises(ValueError, match="device must be cpu or cuda"):
+        longhaul.as_group(None, device="tpu")
+    assert longhaul.as_group(None, device=torch.device("cpu")) is not None
+    cp = longhaul.ContextParallel("ring", "zigzag")
+    plan = cp.plan(16)
+    x = torch.randn(16, 2, 4)
+    with pytest.raises(ValueError, match="share a dtype"):
+        cp.attention(x, x.double(), x, plan)
+    # Under CPU autocast the attention runs in the autocast dtype, the gradients in the inputs'.
+    leaves = [x.clone().requires_grad_() for _ in range(3)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = cp.attention(*leaves, plan, causal=True)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert all(l.grad.dtype == torch.float32 for l in leaves)

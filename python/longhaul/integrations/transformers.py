@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _C
-from .._world import as_group
+from .._world import _device_type, as_group
 from ..context_parallel import ContextParallel
 from ..gradients import all_reduce_gradients
 
@@ -37,10 +37,16 @@ _active = threading.local()  # the ShardedBatch of the forward in progress on th
 
 class ContextParallelAttention:
     """The CP group and strategy the model's attention layers run on (one ContextParallel per
-    softmax scale the model's layers use)."""
+    softmax scale the model's layers use). device: "cpu" or "cuda", the model's device when group
+    is a torch.distributed ProcessGroup (the attention and the gradients then go over its backend
+    for that device, the plan and the loss over its CPU backend); the longhaul world (group=None)
+    moves CUDA tensors itself in one process and on GPU ranks."""
 
-    def __init__(self, strategy="ring", layout="zigzag", group=None, *, ulysses_degree=1, inner="ring"):
-        self.group = as_group(group)
+    def __init__(self, strategy="ring", layout="zigzag", group=None, *, ulysses_degree=1, inner="ring",
+                 device="cpu"):
+        self.group = as_group(group)  # host-side: plans, the loss
+        cuda_pg = group is not None and not isinstance(group, _C.Communicator) and _device_type(device) == "cuda"
+        self._attention_group = as_group(group, "cuda") if cuda_pg else self.group
         self.strategy, self.layout = strategy, layout
         self._options = dict(ulysses_degree=ulysses_degree, inner=inner)
         self._by_scale = {}
@@ -48,19 +54,22 @@ class ContextParallelAttention:
     def cp(self, scale):
         scale = float(scale)
         if scale not in self._by_scale:
-            self._by_scale[scale] = ContextParallel(self.strategy, self.layout, group=self.group, scale=scale,
-                                                    **self._options)
+            self._by_scale[scale] = ContextParallel(self.strategy, self.layout, group=self._attention_group,
+                                                    scale=scale, **self._options)
         return self._by_scale[scale]
 
     def plan(self, T, cu_seqlens):
-        return _C.ShardPlan(int(T), torch.as_tensor(cu_seqlens, dtype=torch.int64), self.layout, self.group)
+        return _C.ShardPlan(int(T), torch.as_tensor(cu_seqlens).to("cpu", torch.int64), self.layout, self.group)
 
     def all_reduce(self, t):
+        """Sums a CPU tensor over the group (in place; returns it)."""
         return self.group.all_reduce(t)
 
     def all_reduce_gradients(self, model):
         """Sums every parameter's gradient over the CP group (each rank holds its shard's part)."""
-        all_reduce_gradients(model.parameters(), self.group)
+        params = [p for p in model.parameters() if p.requires_grad]
+        on_cuda = bool(params) and params[0].is_cuda
+        all_reduce_gradients(params, self._attention_group if on_cuda else self.group)
 
 
 @dataclass
@@ -94,7 +103,7 @@ class ShardedBatch:
 
     def global_loss(self, logits):
         """The mean loss over the whole sequence, as a number (a collective)."""
-        t = self.loss(logits).detach().reshape(1).to(torch.float64)
+        t = self.loss(logits).detach().reshape(1).to("cpu", torch.float64)
         return float(self.attention.all_reduce(t).item())
 
 
@@ -102,45 +111,48 @@ def shard_batch(attention, input_ids, cu_seqlens=None, labels=None, *, targets=N
     """This rank's shard of a packed sequence input_ids [T] or [1, T] with global document offsets
     cu_seqlens [0, ..., T] (None: one document). labels (same shape, -100 to ignore; default
     input_ids) are shifted here: a token's target is the label of the next token of its document.
-    targets: already shifted targets instead (e.g. a longhaul.data.DDSampler batch's)."""
+    targets: already shifted targets instead (e.g. a longhaul.data.DDSampler batch's). The shard's
+    tensors are on input_ids' device (CPU or CUDA); cu_seqlens may be on either."""
     ids = torch.as_tensor(input_ids).reshape(-1).to(torch.int64)
     T = ids.numel()
-    cu = torch.tensor([0, T]) if cu_seqlens is None else torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
+    cu = torch.tensor([0, T]) if cu_seqlens is None else torch.as_tensor(cu_seqlens).reshape(-1).to("cpu", torch.int64)
     if cu.numel() < 2 or int(cu[0]) != 0 or int(cu[-1]) != T or bool((cu[1:] < cu[:-1]).any()):
         raise ValueError(f"shard_batch: cu_seqlens must rise from 0 to T = {T}, got {cu.tolist()}")
     if labels is not None and targets is not None:
         raise ValueError("shard_batch: give labels (shifted here) or targets (already shifted), not both")
     if targets is not None:
-        targets = torch.as_tensor(targets).reshape(-1).to(torch.int64)
+        targets = torch.as_tensor(targets).reshape(-1).to(ids.device, torch.int64)
         if targets.numel() != T:
             raise ValueError(f"shard_batch: targets have {targets.numel()} tokens, input_ids {T}")
     else:
-        lab = ids if labels is None else torch.as_tensor(labels).reshape(-1).to(torch.int64)
+        lab = ids if labels is None else torch.as_tensor(labels).reshape(-1).to(ids.device, torch.int64)
         if lab.numel() != T:
             raise ValueError(f"shard_batch: labels have {lab.numel()} tokens, input_ids {T}")
-        targets = torch.full((T,), IGNORE, dtype=torch.int64)
+        targets = torch.full((T,), IGNORE, dtype=torch.int64, device=ids.device)
         targets[:-1] = lab[1:]
         doc_end = cu[1:] - 1  # the last token of each document has no next token in it
-        targets[doc_end[doc_end >= 0]] = IGNORE
+        targets[doc_end[doc_end >= 0].to(ids.device)] = IGNORE
     plan = attention.plan(T, cu)
-    return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.doc_positions.unsqueeze(0),
+    return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.doc_positions.to(ids.device).unsqueeze(0),
                         plan.shard(targets).unsqueeze(0), plan, attention, int((targets != IGNORE).sum()))
 
 
 def document_positions(cu_seqlens):
-    """int64 [T]: each token's position inside its document (0 at every document start)."""
+    """int64 [T]: each token's position inside its document (0 at every document start), on
+    cu_seqlens' device."""
     cu = torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
-    return torch.arange(int(cu[-1])) - torch.repeat_interleave(cu[:-1], cu[1:] - cu[:-1])
+    return torch.arange(int(cu[-1]), device=cu.device) - torch.repeat_interleave(cu[:-1], cu[1:] - cu[:-1])
 
 
 def document_mask(cu_seqlens, sliding_window=None):
     """bool [1, 1, T, T]: what the longhaul attention computes, as an explicit mask for the
     unsharded model (attn_implementation="sdpa") on the whole packed sequence: causal inside each
-    document, and q - k < sliding_window when given. For checks only: it is T x T."""
+    document, and q - k < sliding_window when given. For checks only: it is T x T. On
+    cu_seqlens' device."""
     cu = torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
     T = int(cu[-1])
-    doc = torch.repeat_interleave(torch.arange(cu.numel() - 1), cu[1:] - cu[:-1])
-    q, k = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    doc = torch.repeat_interleave(torch.arange(cu.numel() - 1, device=cu.device), cu[1:] - cu[:-1])
+    q, k = torch.arange(T, device=cu.device)[:, None], torch.arange(T, device=cu.device)[None, :]
     allowed = (doc[:, None] == doc[None, :]) & (k <= q)
     if sliding_window:
         allowed &= q - k < int(sliding_window)

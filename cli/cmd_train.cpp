@@ -157,13 +157,15 @@ int cmd_train(const std::vector<std::string>& args) {
   train::TrainOptions o;
   std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1", dtype = "fp32";
   int64_t log_every = 1;
-  bool json = false, quiet = false;
+  bool json = false, quiet = false, verify_always = false, verify_never = false;
   po::options_description desc("longhaul train");
   desc.add_options()
       ("data", po::value(&r.data), "token store from `longhaul prep` (none: generate the embedded recall task)")
-      ("verify-data", po::bool_switch(&r.verify_data),
-       "read the whole store once in a child process first, so a corrupt or crafted file is refused with a "
-       "named error instead of crashing the HDF5 library inside training (costs one full read per rank)")
+      ("verify-data", po::bool_switch(&verify_always),
+       "read the whole store in a child process before every run (default: once per file on this machine, "
+       "stamped after; stores from `longhaul prep` here count as read), so a corrupt or crafted file is "
+       "refused with a named error instead of crashing the HDF5 library inside training")
+      ("no-verify-data", po::bool_switch(&verify_never), "never read the store in a child first (trust the file)")
       ("workdir", po::value(&r.workdir)->default_value(r.workdir), "where the task's store and checkpoints go")
       ("steps", po::value(&r.steps)->default_value(r.steps), "optimiser steps of this run (in total, counting a resumed run's)")
       ("cp", po::value(&cp)->default_value(cp),
@@ -232,6 +234,9 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
   o.cp = parse_cp_degree(cp);
   o.model.precision = train::precision_from_string(dtype);
+  if (verify_always && verify_never) throw InvalidArgument("train: --verify-data and --no-verify-data contradict each other");
+  r.verify_data = verify_always ? data::StoreVerify::Always
+                  : verify_never ? data::StoreVerify::Never : data::StoreVerify::Once;
   o.cp_options.strategy = strategy_from_string(strategy);
   o.cp_options.layout = layout_from_string(layout);
   o.sampler = train::sampler_from_string(sampler);

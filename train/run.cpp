@@ -57,7 +57,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   if (task) r.data = write_task(world, o, r, observer);
 #if LONGHAUL_WITH_HDF5
   data::StoreReaderOptions store_options;
-  store_options.verify = r.verify_data && !task;
+  store_options.verify = task ? data::StoreVerify::Never : r.verify_data;  // the task's store: written here
   auto source = std::make_shared<data::TokenStoreReader>(r.data, store_options);
 #else
   throw InvalidArgument("train: reading a token store needs a build with HDF5");

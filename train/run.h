@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "data/hdf5/store_verify.h"
 #include "runtime/comm/comm.h"
 #include "train/task.h"
 #include "train/trainer.h"
@@ -16,7 +17,9 @@ namespace longhaul::train {
 
 struct RunOptions {
   std::string data;                     // token store (`longhaul prep`); empty: the embedded recall task
-  bool verify_data = false;             // read the store once in a child process first (store_verify.h)
+  // Read the store in a child process first (store_verify.h): once per file by default
+  // (--verify-data: every run, --no-verify-data: never).
+  data::StoreVerify verify_data = data::StoreVerify::Once;
   std::string workdir = "longhaul-train";  // the task's store and the checkpoint go here
   std::string checkpoint;               // default WORKDIR/checkpoint.lhc
   int64_t steps = 200;                  // optimiser steps in total, counting a resumed run's

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "data/files.h"
+#include "data/hdf5/store_stamp.h"
 #include "data/json_field.h"
 #include "data/tokenizer.h"
 #include "core/errors.h"
@@ -174,6 +175,7 @@ PrepSummary prep(const PrepOptions& o) {
     files::remove(tmp);
     throw Error("prep: cannot move the finished store to '" + o.output + "': " + std::strerror(err));
   }
+  stamp_store(o.output);  // written here: readers on this machine need not verify it
   return s;
 }
 

@@ -1,4 +1,5 @@
 #include "data/hdf5/store_reader.h"
+#include "data/hdf5/store_stamp.h"
 
 #include <algorithm>
 
@@ -111,7 +112,10 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   h5::quiet();
   const std::string ctx = "token store '" + path + "'";
   LH_CHECK(files::is_regular_file(path), ctx, ": no such file");
-  if (opt.verify) verify_store_in_child(path, opt.verify_options);
+  if (opt.verify == StoreVerify::Always || (opt.verify == StoreVerify::Once && !store_stamp_matches(path))) {
+    verify_store_in_child(path, opt.verify_options);
+    if (opt.verify == StoreVerify::Once) stamp_store(path);
+  }
 #if H5_VERSION_GE(1, 12, 0)
   const htri_t is_h5 = H5Fis_accessible(path.c_str(), H5P_DEFAULT);
 #else

@@ -15,9 +15,10 @@ namespace longhaul::data {
 
 struct StoreReaderOptions {
   size_t chunk_cache_bytes = size_t(64) << 20;  // decompressed chunks of /tokens kept in memory
-  // Read the whole file once in a child process before opening it here (store_verify.h): for
-  // stores from elsewhere, whose crafted bytes could crash libhdf5 itself. Costs one full read.
-  bool verify = false;
+  // Read the whole file in a child process before opening it here (store_verify.h), so crafted
+  // bytes that crash libhdf5 itself are refused with a named error: once per file by default.
+  // Costs one full read when it runs.
+  StoreVerify verify = StoreVerify::Once;
   StoreVerifyOptions verify_options;  // the verifying child's deadline
 };
 

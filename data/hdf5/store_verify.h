@@ -11,6 +11,13 @@
 
 namespace longhaul::data {
 
+// When a reader verifies a store before opening it (StoreReaderOptions::verify):
+//   Never   trust the file (stores this process just wrote, in-process fuzzing of the reader);
+//   Once    the default: verify unless this very file was verified, or written by `longhaul
+//           prep`, on this machine before (a stamp, data/hdf5/store_stamp.h), and stamp it after;
+//   Always  verify at every open.
+enum class StoreVerify { Never, Once, Always };
+
 struct StoreVerifyOptions {
   // A child that has not finished within this many seconds is killed and the store refused
   // (HDF5 looping on a corrupt structure). Reading runs at disk speed: allow for the file size.

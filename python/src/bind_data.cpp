@@ -139,13 +139,15 @@ void bind_data(py::module_& m) {
 
 #if LONGHAUL_WITH_HDF5
   py::class_<data::TokenStoreReader, data::TokenSource, std::shared_ptr<data::TokenStoreReader>>(d, "TokenStore")
-      .def(py::init([](const std::string& path, size_t cache, bool verify) {
+      // verify: None (once per file on this machine, the default), True (every open), False (never).
+      .def(py::init([](const std::string& path, size_t cache, std::optional<bool> verify) {
              data::StoreReaderOptions options;
              options.chunk_cache_bytes = cache;
-             options.verify = verify;
+             options.verify = !verify ? data::StoreVerify::Once
+                                      : *verify ? data::StoreVerify::Always : data::StoreVerify::Never;
              return std::make_shared<data::TokenStoreReader>(path, options);
            }),
-           py::arg("path"), py::arg("chunk_cache_bytes") = size_t(64) << 20, py::arg("verify") = false)
+           py::arg("path"), py::arg("chunk_cache_bytes") = size_t(64) << 20, py::arg("verify") = py::none())
       .def_property_readonly("path", &data::TokenStoreReader::path)
       .def_property_readonly("tokenizer", &data::TokenStoreReader::tokenizer)
       .def("document", [](data::TokenStoreReader& r, int64_t i) {

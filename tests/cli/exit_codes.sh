@@ -29,6 +29,9 @@ expect 2 frobnicate
 # from the verifying child's crash, not a segfault of the trainer.
 crash=$(cd "$(dirname "$0")/../fuzz/hdf5_crashes" && pwd)/hdf5_crash_sigsegv
 expect 2 train --data "$crash" --verify-data --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
+# The same by default (stores are verified once per file; a crashing one is never stamped).
+expect 2 train --data "$crash" --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
+expect 2 train --data "$crash" --verify-data --no-verify-data --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 if ! "$longhaul" train --data "$crash" --verify-data --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$" 2>&1 |
   grep -q "the HDF5 library crashed reading it in a child process"; then
   echo "FAIL: train --verify-data on a crashing store did not name the crash"

@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = longhaul::fuzz::write_input("store.h5", data, size);
   longhaul::fuzz::expect_read_or_input_error("fuzz_token_store", path, [&] {
     longhaul::data::StoreReaderOptions options;
-    options.verify = LONGHAUL_FUZZ_VERIFY;
+    // Always, not Once: no stamp per input in the cache.
+    options.verify = LONGHAUL_FUZZ_VERIFY ? longhaul::data::StoreVerify::Always : longhaul::data::StoreVerify::Never;
     options.verify_options.deadline_s = 15;  // under libFuzzer's -timeout (20 s): a stuck read is refused, as in use
     longhaul::data::TokenStoreReader reader(path, options);
     const int64_t docs = int64_t(reader.doc_offsets().size()) - 1;

@@ -101,3 +101,6 @@ def test_verify_reads_the_store_in_a_child_process(store_path, documents):
     crash = os.path.join(os.path.dirname(__file__), "..", "fuzz", "hdf5_crashes", "hdf5_crash_sigsegv")
     with pytest.raises(ValueError, match="hdf5_crash_sigsegv': the HDF5 library crashed reading it in a child"):
         longhaul.data.TokenStore(crash, verify=True)
+    # By default too: a store is verified the first time this machine opens it.
+    with pytest.raises(ValueError, match="the HDF5 library crashed reading it in a child"):
+        longhaul.data.TokenStore(crash)

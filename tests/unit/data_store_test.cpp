@@ -8,9 +8,11 @@
 #include <fstream>
 
 #include "data/batch.h"
+#include "data/files.h"
 #include "data/format.h"
 #include "data/hdf5/prep.h"
 #include "data/hdf5/store_reader.h"
+#include "data/hdf5/store_stamp.h"
 #include "data/hdf5/store_verify.h"
 #include "data/hdf5/store_writer.h"
 #include "data/rng.h"
@@ -267,7 +269,7 @@ TEST(DataStore, FuzzFoundHdf5FailureIsInvalidArgument) {
 TEST(DataStore, VerifyInChildPassesGoodStoresAndNamesEveryFailure) {
   TempDir dir;
   StoreReaderOptions verify;
-  verify.verify = true;
+  verify.verify = StoreVerify::Always;
   const auto docs = random_docs(50, 257, 3);
   {
     TokenStoreWriter w(dir / "good.h5", {"bytes", 257, 256}, {97, 1, 1000});
@@ -286,7 +288,9 @@ TEST(DataStore, VerifyInChildPassesGoodStoresAndNamesEveryFailure) {
   Craft big;
   big.token = 300;  // uint16 holds it; the vocabulary is 257
   big.write(dir / "token.h5");
-  EXPECT_EQ(TokenStoreReader(dir / "token.h5").num_tokens(), 4);  // opening alone does not read tokens
+  StoreReaderOptions trusting;
+  trusting.verify = StoreVerify::Never;
+  EXPECT_EQ(TokenStoreReader(dir / "token.h5", trusting).num_tokens(), 4);  // opening alone does not read tokens
   expect_error<InvalidArgument>([&] { TokenStoreReader(dir / "token.h5", verify); },
                                 "token.h5': token 0 is 300, outside [0, vocab_size = 257)");
   StoreVerifyOptions no_time;
@@ -299,7 +303,7 @@ TEST(DataStore, VerifyInChildPassesGoodStoresAndNamesEveryFailure) {
 // verify, the crash stays in the child and the caller gets InvalidArgument naming the file.
 TEST(DataStore, VerifyInChildContainsCrashesInsideHdf5) {
   StoreReaderOptions verify;
-  verify.verify = true;
+  verify.verify = StoreVerify::Always;
   int found = 0;
   for (const auto& e : fs::directory_iterator(std::string(LONGHAUL_FUZZ_CORPUS) + "/../hdf5_crashes")) {
     if (e.path().filename().string().rfind("hdf5_crash_", 0) != 0) continue;
@@ -309,6 +313,46 @@ TEST(DataStore, VerifyInChildContainsCrashesInsideHdf5) {
     expect_error<InvalidArgument>([&] { TokenStoreReader r(path, verify); }, "reading it in a child process");
   }
   EXPECT_EQ(found, 3);
+}
+
+// The default (StoreVerify::Once): a file is read in a child the first time, stamped, and trusted
+// while it stays the same file; rewriting it makes the stamp stale; a crafted file is refused by
+// default (the child reads every token); stores `longhaul prep` wrote here are stamped already.
+TEST(DataStore, DefaultVerificationRunsOncePerFile) {
+  TempDir dir;
+  const std::string cache = dir / "cache";
+  ASSERT_EQ(::setenv("LONGHAUL_CACHE_DIR", cache.c_str(), 1), 0);
+  {
+    TokenStoreWriter w(dir / "good.h5", {"bytes", 257, 256}, {97, 1, 1000});
+    for (const auto& d : random_docs(10, 257, 4)) w.add_document(d);
+    w.close();
+  }
+  EXPECT_FALSE(store_stamp_matches(dir / "good.h5"));
+  EXPECT_EQ(TokenStoreReader(dir / "good.h5").num_documents(), 10);
+  EXPECT_TRUE(store_stamp_matches(dir / "good.h5")) << "no stamp in " << store_stamp_dir();
+  EXPECT_EQ(TokenStoreReader(dir / "good.h5").num_documents(), 10);  // trusted now: no child
+
+  Craft big;
+  big.token = 300;  // outside the vocabulary: only a full read (the child's) sees it
+  big.write(dir / "token.h5");
+  StoreReaderOptions never;
+  never.verify = StoreVerify::Never;
+  EXPECT_EQ(TokenStoreReader(dir / "token.h5", never).num_tokens(), 4);
+  expect_error<InvalidArgument>([&] { TokenStoreReader(dir / "token.h5"); }, "token 0 is 300");
+  EXPECT_FALSE(store_stamp_matches(dir / "token.h5")) << "a refused store was stamped";
+
+  // The good file replaced by the crafted one under its name: the stamp no longer matches.
+  ASSERT_EQ(data::files::rename(dir / "token.h5", dir / "good.h5"), 0);
+  EXPECT_FALSE(store_stamp_matches(dir / "good.h5"));
+  expect_error<InvalidArgument>([&] { TokenStoreReader(dir / "good.h5"); }, "token 0 is 300");
+
+  write_file(dir / "in/a.txt", "hello world");
+  PrepOptions o;
+  o.inputs = {dir / "in"};
+  o.output = dir / "prepped.h5";
+  prep(o);
+  EXPECT_TRUE(store_stamp_matches(dir / "prepped.h5"));
+  ::unsetenv("LONGHAUL_CACHE_DIR");
 }
 
 TEST(DataPrep, TextDirectoriesAndJsonLines) {

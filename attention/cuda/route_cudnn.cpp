@@ -200,7 +200,9 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
   LH_CHECK(pr.ok, "cudnn_varlen_forward_pieces called where the route is off: ", pr.why);
   Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
   const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
-  auto res = ragged_forward(gather(q, qr), gather(k, kr), gather(v, kr), qr, kr, g.right == 0, scale);
+  // Ragged offsets are counted in whole rows of H x D: packed inputs.
+  auto res = ragged_forward(gather(q, qr).contiguous(), gather(k, kr).contiguous(), gather(v, kr).contiguous(), qr, kr,
+                            g.right == 0, scale);
   at::Tensor out = std::get<0>(res);
   LH_CHECK(out.dim() == 3 && out.size(0) == qr.total && out.size(1) == q.size(1),
            "ragged cuDNN output has shape ", out.sizes(), ", expected [", qr.total, ", ", q.size(1), ", D]");

@@ -25,11 +25,15 @@ int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; 
 // math path on a small causal window. nullopt: no value does, float32 windows take the fallback.
 std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
   try {
-    const int64_t t = 40, h = 2, d = 32, left = 5;
-    auto input = [&](double f) { return at::sin(at::arange(t * h * d, opt.dtype(at::kFloat)) * f).view({t, h, d}); };
-    const at::Tensor q = input(0.37), k = input(0.61), v = input(0.23);
+    // 24 query rows after 16 more keys (a ring step's bottom-right alignment, not only a square).
+    const int64_t tq = 24, tk = 40, h = 2, d = 32, left = 5;
+    auto input = [&](int64_t t, double f) {
+      return at::sin(at::arange(t * h * d, opt.dtype(at::kFloat)) * f).view({t, h, d});
+    };
+    const at::Tensor q = input(tq, 0.37), k = input(tk, 0.61), v = input(tk, 0.23);
     const double scale = 1.0 / std::sqrt(double(d));
-    const at::Tensor ref = fallback::forward(q, k, v, BlockView::self(t), Mask::causal().window(left, 0), scale).out;
+    const at::Tensor ref =
+        fallback::forward(q, k, v, BlockView::contiguous(tk - tq, tq, 0, tk), Mask::causal().window(left, 0), scale).out;
     for (int64_t extra : {1, 0, 2}) {
       auto res = at::_efficient_attention_forward(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), std::nullopt,
                                                   std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, 2, true,

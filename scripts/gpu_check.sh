@@ -73,6 +73,11 @@ want kernel && log "bench kernel (cuda)" && {
   kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes fp32 --passes fwd fwd+bwd --iters 3
   echo "# the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash): what ragged cuDNN changes"
   LONGHAUL_CUDA_VARLEN=flash kern 60 --masks causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 5
+  echo "# ragged cuDNN on 1K-square causal pieces (what a causal window of 1024 on cuDNN would run), then FlashAttention-2"
+  for varlen in cudnn flash; do
+    LONGHAUL_CUDA_VARLEN=$varlen timeout 40 "$bin/longhaul" bench kernel --backends cuda --masks causal_documents \
+        --doc-min 1024 --doc-max 1024 --tokens 16384 --heads 16 --head-dim 128 --dtypes bf16 --passes fwd fwd+bwd --iters 5
+  done
 } > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || { want kernel && log "bench kernel failed"; }
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------

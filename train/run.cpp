@@ -21,21 +21,49 @@ std::atomic<int> g_signal{0};
 extern "C" void on_signal(int sig) { g_signal.store(sig); }
 
 // The embedded recall task's store, written by rank 0 into the workdir.
-std::string write_task(const CommPtr& world, const TrainOptions& o, RunOptions& r, RunObserver& observer) {
+// The recall task's size and seed for this run.
+void size_task(const TrainOptions& o, RunOptions& r) {
   r.task.min_log2 = o.buckets.min_log2;
   r.task.max_log2 = o.buckets.max_log2;
   r.task.seed = 1234 + o.seed;
   if (r.task.tokens == 0) r.task.tokens = std::max<int64_t>(int64_t(1) << 18, r.steps * o.tokens_per_step * 5 / 4);
+}
+
+std::string describe_task(const RunOptions& r) {
+  std::ostringstream os;
+  os << "the recall task (" << r.task.tokens << " tokens, documents of 2^" << r.task.min_log2 << "…2^"
+     << r.task.max_log2 << ")";
+  return os.str();
+}
+
+#if LONGHAUL_WITH_HDF5
+std::string write_task(const CommPtr& world, RunOptions& r, RunObserver& observer) {
   const std::string path = data::files::join(r.workdir, "recall_task.h5");
   if (world->rank() == 0) {
     write_task_store(path, r.task);
-    std::ostringstream os;
-    os << "wrote the recall task (" << r.task.tokens << " tokens, documents of 2^" << r.task.min_log2 << "…2^"
-       << r.task.max_log2 << ") to " << path;
-    observer.note(os.str());
+    observer.note("wrote " + describe_task(r) + " to " + path);
   }
   world->barrier()->wait();
   return path;
+}
+#endif
+
+// The run's tokens: the store at r.data, or the embedded task (a store in the workdir; in memory
+// on builds without HDF5, e.g. the GPU bundle).
+std::shared_ptr<data::TokenSource> open_source(const CommPtr& world, const TrainOptions& o, RunOptions& r,
+                                               RunObserver& observer) {
+  const bool task = r.data.empty();
+  if (task) size_task(o, r);
+#if LONGHAUL_WITH_HDF5
+  if (task) r.data = write_task(world, r, observer);
+  data::StoreReaderOptions store_options;
+  store_options.verify = task ? data::StoreVerify::Never : r.verify_data;  // the task's store: written here
+  return std::make_shared<data::TokenStoreReader>(r.data, store_options);
+#else
+  LH_CHECK(task, "train: reading the token store '", r.data, "' needs a build with HDF5 (LONGHAUL_WITH_HDF5)");
+  if (world->rank() == 0) observer.note("generated " + describe_task(r) + " in memory (a build without HDF5)");
+  return task_source(r.task);
+#endif
 }
 
 // Every rank must agree to stop (a signal may reach only some): one tiny all-reduce.
@@ -54,14 +82,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   RunResult result;
   result.checkpoint = r.checkpoint.empty() ? data::files::join(r.workdir, "checkpoint.lhc") : r.checkpoint;
   const bool task = r.data.empty();
-  if (task) r.data = write_task(world, o, r, observer);
-#if LONGHAUL_WITH_HDF5
-  data::StoreReaderOptions store_options;
-  store_options.verify = task ? data::StoreVerify::Never : r.verify_data;  // the task's store: written here
-  auto source = std::make_shared<data::TokenStoreReader>(r.data, store_options);
-#else
-  throw InvalidArgument("train: reading a token store needs a build with HDF5");
-#endif
+  const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;
   o.model.seed = o.seed;
   o.model.vocab = r.vocab > 0 ? r.vocab : source->vocab_size();

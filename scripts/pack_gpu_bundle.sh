@@ -8,7 +8,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-gpu}
 bundle=$root/.gpu-bundle
-BUILD_DIR=$build "$root/scripts/build.sh" -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF "$@"
+# Only what travels (the tool and the gpu tests), unless BUILD_TARGETS says otherwise.
+BUILD_TARGETS=${BUILD_TARGETS:-longhaul longhaul_gpu_tests} BUILD_DIR=$build "$root/scripts/build.sh" \
+  -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF "$@"
 rm -rf "$bundle" && mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/debs"
 cp "$build/cli/longhaul" "$build/tests/longhaul_gpu_tests" "$bundle/bin/"
 find "$build" -name 'liblonghaul_*.so' -exec cp {} "$bundle/lib/" \;

@@ -22,6 +22,10 @@ kernels::DType kernel_dtype(at::ScalarType t) {
 
 }  // namespace
 
+at::Tensor probe_input(int64_t rows, int64_t heads, int64_t d, double f, const at::TensorOptions& opt) {
+  return at::sin(at::arange(rows * heads * d, opt.dtype(at::kFloat)) * f).view({rows, heads, d}).to(opt.dtype());
+}
+
 at::Tensor pad_head_dim(const at::Tensor& x) {
   const int64_t pad = (8 - x.size(-1) % 8) % 8;
   return pad == 0 ? x : at::constant_pad_nd(x, {0, pad});

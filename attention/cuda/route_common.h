@@ -13,6 +13,10 @@
 
 namespace longhaul::cuda::routes {
 
+// Deterministic inputs [rows, heads, d] for the routes' one-time probes (sin of a ramp times f, in
+// opt's dtype and device): no draw from the caller's RNG state.
+at::Tensor probe_input(int64_t rows, int64_t heads, int64_t d, double f, const at::TensorOptions& opt);
+
 // Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v).
 at::Tensor pad_head_dim(const at::Tensor& x);
 

@@ -99,10 +99,8 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   }
   try {
     const int64_t total = 32, h = 2;
-    auto input = [&](int64_t heads, double f) {
-      return at::sin(at::arange(total * heads * dp, opt.dtype(at::kFloat)) * f).view({total, heads, dp}).to(opt.dtype());
-    };
-    const at::Tensor q = input(h, 0.37), k = input(hkv, 0.61), v = input(hkv, 0.23), dout = input(h, 0.11);
+    const at::Tensor q = probe_input(total, h, dp, 0.37, opt), k = probe_input(total, hkv, dp, 0.61, opt),
+                     v = probe_input(total, hkv, dp, 0.23, opt), dout = probe_input(total, h, dp, 0.11, opt);
     const std::vector<Piece> pieces{{0, 8, 0, 8, -1, 0, 0}, {8, 24, 8, 24, -1, 0, 1}};
     const Rows rows = piece_rows(pieces, 0, pieces.size(), true, total + 1, q.device());
     const double scale = 1.0 / std::sqrt(double(dp));

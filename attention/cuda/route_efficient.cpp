@@ -27,10 +27,9 @@ std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
   try {
     // 24 query rows after 16 more keys (a ring step's bottom-right alignment, not only a square).
     const int64_t tq = 24, tk = 40, h = 2, d = 32, left = 5;
-    auto input = [&](int64_t t, double f) {
-      return at::sin(at::arange(t * h * d, opt.dtype(at::kFloat)) * f).view({t, h, d});
-    };
-    const at::Tensor q = input(tq, 0.37), k = input(tk, 0.61), v = input(tk, 0.23);
+    const auto f32 = opt.dtype(at::kFloat);
+    const at::Tensor q = probe_input(tq, h, d, 0.37, f32), k = probe_input(tk, h, d, 0.61, f32),
+                     v = probe_input(tk, h, d, 0.23, f32);
     const double scale = 1.0 / std::sqrt(double(d));
     const at::Tensor ref =
         fallback::forward(q, k, v, BlockView::contiguous(tk - tq, tq, 0, tk), Mask::causal().window(left, 0), scale).out;

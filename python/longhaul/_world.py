@@ -41,6 +41,12 @@ def _device_type(device):
     return kind
 
 
+def is_cuda_process_group(group, device):
+    """Whether `group` is a torch.distributed ProcessGroup whose CUDA backend (NCCL) the tensors of
+    `device` must go over: a longhaul Communicator (the world included) moves them itself."""
+    return group is not None and not isinstance(group, _C.Communicator) and _device_type(device) == "cuda"
+
+
 def as_group(group=None, device="cpu", timeout=None):
     """A longhaul Communicator from None (the world), a Communicator, or a
     torch.distributed.ProcessGroup (its backend for `device`, wrapped: "cpu" or "cuda", or a

@@ -20,7 +20,7 @@ differs raises ValueError on every rank (nothing hangs).
 import torch
 
 from . import _C
-from ._world import _device_type as as_group_device, as_group
+from ._world import as_group, is_cuda_process_group
 from .context_parallel import ContextParallel
 
 
@@ -75,8 +75,7 @@ class CpDegrees:
                                  f"(use a divisor of {world}, or 'auto')")
             self.fixed = c
         self._cps = {}
-        wrap_torch_group = group is not None and not isinstance(group, _C.Communicator) and \
-            as_group_device(device) == "cuda"
+        wrap_torch_group = is_cuda_process_group(group, device)
         for c in sorted(set(self._by_bucket) if self.fixed is None else {self.fixed}):
             if wrap_torch_group:  # its NCCL backend, whole: longhaul splits only Gloo groups
                 if c != world:

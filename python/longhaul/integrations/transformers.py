@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _C
-from .._world import _device_type, as_group
+from .._world import as_group, is_cuda_process_group
 from ..context_parallel import ContextParallel
 from ..gradients import all_reduce_gradients
 
@@ -45,8 +45,7 @@ class ContextParallelAttention:
     def __init__(self, strategy="ring", layout="zigzag", group=None, *, ulysses_degree=1, inner="ring",
                  device="cpu"):
         self.group = as_group(group)  # host-side: plans, the loss
-        cuda_pg = group is not None and not isinstance(group, _C.Communicator) and _device_type(device) == "cuda"
-        self._attention_group = as_group(group, "cuda") if cuda_pg else self.group
+        self._attention_group = as_group(group, "cuda") if is_cuda_process_group(group, device) else self.group
         self.strategy, self.layout = strategy, layout
         self._options = dict(ulysses_degree=ulysses_degree, inner=inner)
         self._by_scale = {}

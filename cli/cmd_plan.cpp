@@ -104,7 +104,7 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("dense-gflops", po::value(&pr.dense_gflops)->default_value(0),
        "matrix product GFLOP/s per rank, for rsa's dense scores (0: measure here when --gflops is, else --gflops)")
       ("memory-gbps", po::value(&pr.memory_gbps)->default_value(0),
-       "elementwise memory traffic GB/s per rank, for rsa (0: the preset's device; this-machine: measure here)")
+       "memory traffic GB/s per rank (bytes read + written), for rsa's passes and every strategy's merges (0: the preset's device; this-machine: measure here)")
       ("first-touch-gbps", po::value(&pr.first_touch_gbps)->default_value(0),
        "GB/s at which rsa's fresh score matrices are first touched (0: free on a GPU preset; this-machine: "
        "measure here)")

@@ -58,6 +58,12 @@ double busiest_area(const ShardPlan& plan, const Mask& mask, int p) {
 
 double transfer(const Network& n, double bytes, int messages = 1) { return messages * n.alpha_s + bytes / n.beta_Bps; }
 
+// Bytes one merge of a partial result over `rows` query rows moves (merge_into): the float32
+// accumulators (out and lse) read and written, the partial (out in the input's dtype, lse float32) read.
+double merge_bytes(double rows, int64_t h, int64_t d, int64_t elem_bytes) {
+  return rows * double(h) * (double(d) * (8 + elem_bytes) + 12);
+}
+
 }  // namespace
 
 std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
@@ -82,6 +88,9 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   const int64_t s = pr.elem_bytes, tl = (pr.T + pr.P - 1) / pr.P;
   const int64_t acc_bytes = s == 8 ? 8 : 4;  // rsa's scores: float32, float64 for float64 inputs
   const int64_t io_bytes = tl * (2 * pr.H + 2 * pr.H_kv) * pr.D * s + tl * pr.H * pr.D * 4 * 2;  // q,k,v,out + dq/dout
+  const double memory_Bps = pr.memory_gbps > 0 ? pr.memory_gbps * 1e9 : net.device_memory_Bps;
+  // Seconds of the forward's merges of partial results, `rows` query rows in all (free without a rate).
+  auto merges_s = [&](double rows) { return memory_Bps > 0 ? merge_bytes(rows, pr.H, pr.D, s) / memory_Bps : 0.0; };
   std::vector<Prediction> out;
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
                       Strategy::RingSelfAttention, Strategy::Hybrid}) {
@@ -98,7 +107,6 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
       // computes its full score matrix (T/P rows × T keys) with products and elementwise passes.
       if (st == Strategy::RingSelfAttention) {
         const DenseCost dense = rsa_dense_cost(pr.H, tl, pr.T, pr.D, mask.is_causal(), acc_bytes);
-        const double memory_Bps = pr.memory_gbps > 0 ? pr.memory_gbps * 1e9 : net.device_memory_Bps;
         p.compute_s = dense.flops / (pr.dense_gflops > 0 ? pr.dense_gflops * 1e9 : rate) +
                       (memory_Bps > 0 ? dense.bytes / memory_Bps : 0.0) +
                       (pr.first_touch_gbps > 0 ? dense.fresh_bytes / (pr.first_touch_gbps * 1e9) : 0.0);
@@ -129,6 +137,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
           const double ring_bytes = std::max(0.0, double(p.bytes_fwd) - a2a_bytes);
           const int ring_steps = std::max(1, rings - 1);
           const double ring = transfer(net, ring_bytes, 2 * ring_steps) * 3;
+          // The inner strategy's merges: rings - 1 partials over T/rings rows of H/U heads each.
+          if (rings > 1) p.compute_s += merges_s(double(tl) * (rings - 1));
           p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? ring / (3 * ring_steps) : 0);
           p.memory_bytes = io_bytes + int64_t(4 * ring_bytes / ring_steps);
           p.note = "ulysses " + std::to_string(u) + " inside nodes, " + to_string(inner) + " across";
@@ -146,6 +156,9 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
           const double kv_step = double(tl) * 2 * pr.H_kv * pr.D * s;
           switch (st) {
             case Strategy::Ring: {
+              // A partial per step merged into the local rows (at most all of them: the rows that
+              // see the visiting block).
+              p.compute_s += merges_s(double(tl) * steps);
               // fwd: K,V per step; bwd: K,V and float32 dK,dV per step; overlapped with compute.
               const double fwd = transfer(net, bytes, 2 * steps), bwd = 2 * fwd + transfer(net, double(bytes) * 4 / s);
               p.comm_s = std::max(0.0, fwd + bwd - p.compute_s) + (steps ? transfer(net, kv_step) : 0);
@@ -155,6 +168,9 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
             case Strategy::TokenRing: {
               // Q one way, (out, lse) the other: concurrent on full-duplex links, summed otherwise.
               const double q_dir = double(tl) * pr.H * pr.D * s * steps, back = double(bytes) - q_dir;
+              // Each arriving (out, lse) merged over its own rows: as many rows as go back.
+              const double result_row = double(pr.H) * (pr.D * s + (s == 8 ? 8 : 4));
+              p.compute_s += merges_s(std::max(0.0, back) / result_row);
               const double fwd = net.full_duplex ? transfer(net, std::max(q_dir, back), steps)
                                                  : transfer(net, double(bytes), 2 * steps);
               const double bwd = net.full_duplex ? transfer(net, std::max(2 * q_dir, back * 4 / s), steps)
@@ -164,6 +180,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
               break;
             }
             case Strategy::AllGatherKV: {
+              // The keys before and after the local ones, each a partial merged over the local rows.
+              p.compute_s += merges_s(double(tl) * std::min(2, steps));
               const double fwd = transfer(net, bytes, steps), bwd = fwd + transfer(net, double(bytes) * 4 / s, steps);
               p.comm_s = std::max(0.0, fwd - step_compute) + bwd;
               p.memory_bytes = io_bytes + int64_t(double(pr.T) * 2 * pr.H_kv * pr.D * (s + 4));

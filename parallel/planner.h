@@ -25,7 +25,7 @@ struct Network {
   int ranks_per_node;     // ranks sharing the fast intra-node link (hybrid's Ulysses groups)
   double intra_beta_Bps;  // bandwidth inside a node (NVLink) when ranks_per_node > 1
   double device_memory_bytes = 0;  // per rank (a GPU's); 0: this machine's, shared by its ranks
-  double device_memory_Bps = 0;    // its bandwidth (rsa's elementwise passes); 0: Problem::memory_gbps
+  double device_memory_Bps = 0;    // its bandwidth (rsa's passes, merges); 0: Problem::memory_gbps
 };
 // "this-machine" (measured by `longhaul bench comm`), "nvlink", "infiniband", "pcie".
 Network network_preset(const std::string& name);
@@ -45,7 +45,7 @@ struct Problem {
   double kernel_gflops = 100;    // measured local kernel rate (fwd+bwd), per rank
   // Ring Self-Attention computes with plain products and elementwise passes over its scores:
   double dense_gflops = 0;       // matrix product rate (0: kernel_gflops)
-  double memory_gbps = 0;        // elementwise traffic, bytes read + written (0: the network preset's)
+  double memory_gbps = 0;        // elementwise traffic and merges, bytes read + written (0: the network preset's)
   double first_touch_gbps = 0;   // fresh memory's first touch (a CPU's page faults; 0: free, as on a GPU)
   double memory_limit_bytes = 0; // per rank; 0 = no limit
 };

@@ -10,6 +10,7 @@
 
 #include "attention/attention.h"
 #include "attention/simulated.h"
+#include "core/errors.h"
 #include "parallel/context_parallel.h"
 #include "parallel/kernel_rate.h"
 #include "parallel/planner.h"
@@ -136,6 +137,33 @@ double simulated_ms(const CpPredictionInput& in) {
 }
 
 }  // namespace
+
+double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in) {
+  LH_CHECK(in.P >= 1 && in.single_fwd_ms > 0 && in.single_bwd_ms > 0 && in.copy_bytes_per_s > 0 &&
+               in.copy_latency_s >= 0,
+           "bench cp-gpu prediction: needs P >= 1, positive single-kernel times and copy rate, got P=", in.P,
+           " fwd ", in.single_fwd_ms, " ms, bwd ", in.single_bwd_ms, " ms, copy ", in.copy_bytes_per_s, " B/s");
+  SimulationSetup s;
+  s.T = in.T, s.H = in.H, s.H_kv = in.H_kv, s.D = in.D, s.P = in.P;
+  s.dtype = in.dtype;
+  s.options.strategy = in.strategy;
+  s.options.layout = in.layout;
+  s.mask = in.mask;
+  s.network.ranks_per_node = in.P;
+  s.network.intra = {in.copy_latency_s, in.copy_bytes_per_s / in.P};
+  s.network.inter = s.network.intra;
+  const double tiled = double(simulated::tiled_area(BlockView::self(in.T), in.mask, kGpuTile, kGpuTile, false, 0));
+  const double f_fwd = 4.0 * tiled * double(in.H) * double(in.D);
+  s.kernel.forward_flops_per_s = f_fwd / (in.single_fwd_ms * 1e-3) / in.P;
+  s.kernel.backward_flops_per_s = 2.5 * f_fwd / (in.single_bwd_ms * 1e-3) / in.P;
+  s.kernel.per_call_s = 0;
+  s.kernel.tile_q = kGpuTile;
+  s.kernel.tile_k = kGpuTile;
+  // Merges and other passes share the HBM too: the copy rate counts bytes once, a pass reads and writes.
+  s.kernel.memory_bytes_per_s = 2 * in.copy_bytes_per_s / in.P;
+  const Simulation sim = simulate(s);
+  return (sim.forward_s + sim.backward_s) * 1e3;
+}
 
 CpPredictions predict_cp_row(const CpPredictionInput& in) {
   return {planner_ms(in), simulated_ms(in)};

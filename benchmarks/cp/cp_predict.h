@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include <c10/core/ScalarType.h>
+
 #include "attention/mask.h"
 #include "parallel/options.h"
 
@@ -37,6 +39,26 @@ struct CpPredictions {
 
 // NaN for a predictor that cannot model the row (the planner has no row for the strategy/layout).
 CpPredictions predict_cp_row(const CpPredictionInput& in);
+
+// `bench cp-gpu`: P thread-ranks emulating P GPUs on one. Every rank's kernel gets 1/P of the GPU
+// (the single kernel's rates measured in the same run, on the area of 128 × 128 tiles), and every
+// transfer is a device copy between two thread-ranks at the copy rate measured in the same run,
+// shared by the P ranks that copy at once (one HBM). The strategy's real schedule runs in the
+// simulator (parallel/simulate.h); returned: forward + backward of the slowest rank, ms.
+struct GpuEmulationPredictionInput {
+  Strategy strategy = Strategy::Ring;
+  Layout layout = Layout::Zigzag;
+  Mask mask = Mask::causal();
+  int64_t T = 0, H = 0, H_kv = 0, D = 0;
+  int P = 1;
+  c10::ScalarType dtype = c10::ScalarType::BFloat16;
+  double single_fwd_ms = 0, single_bwd_ms = 0;   // the plain kernel on the whole sequence
+  double copy_latency_s = 0, copy_bytes_per_s = 0;  // one transfer between two thread-ranks, alone
+};
+double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in);
+
+// The GPU kernels' tile (query × key rows) the emulation's prediction charges.
+constexpr int64_t kGpuTile = 128;
 
 // This machine's network as both predictors see it: `longhaul bench comm` over shared memory
 // (the planner's "this-machine" preset: a per-message cost through the progress engine and the

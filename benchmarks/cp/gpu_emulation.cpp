@@ -8,7 +8,9 @@
 #include <mutex>
 
 #include "benchmarks/common/compare.h"
+#include "benchmarks/cp/cp_predict.h"
 #include "benchmarks/cp/cp_row.h"
+#include "benchmarks/cp/rank_copy.h"
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"
 #include "core/errors.h"
@@ -62,9 +64,26 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
   });
   const double single_ms = median_of_first_phases(single, 2);
   const double single_tflops = flops / (single_ms * 1e-3) / 1e12;
+  // The emulation's network, for the prediction beside each row: the largest rank's K,V block
+  // between two thread-ranks on this GPU.
+  const int p_min = o.ranks.empty() ? 1 : std::max(1, *std::min_element(o.ranks.begin(), o.ranks.end()));
+  const int64_t kv_block = (o.T + p_min - 1) / p_min * 2 * o.H_kv * o.D * int64_t(c10::elementSize(dtype));
+  const RankCopy copy = measure_rank_copy(dev, kv_block);
+  const std::string copy_note = "copy " + std::to_string(int(copy.latency_s * 1e6)) + " us + " +
+                                std::to_string(int(copy.bytes_per_s / 1e9)) + " GB/s";
   auto row = [&](const std::string& strategy, int p, const Timed& t, double err) {
     const double fwd_ms = t.fwd_ms, bwd_ms = t.bwd_ms;
     const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
+    double predicted = NAN;
+    if (p > 1) {
+      GpuEmulationPredictionInput in;
+      in.strategy = strategy_from_string(strategy), in.layout = layout, in.mask = mask;
+      in.T = o.T, in.H = o.H, in.H_kv = o.H_kv, in.D = o.D, in.P = p, in.dtype = dtype;
+      in.single_fwd_ms = median_of_first_phases(single, 1);
+      in.single_bwd_ms = single_ms - in.single_fwd_ms;
+      in.copy_latency_s = copy.latency_s, in.copy_bytes_per_s = copy.bytes_per_s;
+      predicted = predict_gpu_emulation_ms(in);
+    }
     return cp_config_row(strategy, p == 1 ? std::string("-") : o.layout, o.mask, o.T, p, o.H, o.H_kv, o.D)
         .add("dtype", o.dtype)
         .add("fwd_ms", fwd_ms)
@@ -75,7 +94,10 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         .add("aggregate_over_single", agg / single_tflops)
         .add("tokens_per_s", double(o.T) / (ms * 1e-3))
         .add("peak_mb_per_rank", double(t.peak_bytes) / (1 << 20))
-        .add("max_rel_err", err);
+        .add("max_rel_err", err)
+        .add("simulated_ms", predicted)
+        .add("measured_over_simulated", ms / predicted)
+        .add("note", p == 1 ? copy_note : std::string());
   };
   Timed one{median_of_first_phases(single, 1), single_ms - median_of_first_phases(single, 1),
             4 * bytes_of(q) + 2 * bytes_of(k) + 2 * bytes_of(v) + bytes_of(ref.lse)};  // in, out, grads (as q/k/v)

@@ -7,6 +7,9 @@
 // memory per rank (the strategy's tracked buffers at their high-water mark plus the rank's
 // inputs and results; the ranks share one allocator, so the device's own peak cannot be split).
 // `max_rel_err`: CP output shards against the single-kernel output on the same inputs.
+// `simulated_ms`: the strategy's schedule in the simulator with each rank's kernel at 1/P of the
+// single kernel and transfers at the thread-ranks' copy rate, both measured in the run (the
+// single row's note: the copy's latency and rate); `measured_over_simulated` holds it to the run.
 #pragma once
 
 #include <cstdint>

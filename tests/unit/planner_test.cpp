@@ -78,6 +78,28 @@ TEST(Planner, ComputeFollowsWhatEachStrategyComputes) {
       EXPECT_TRUE(find(preds, Strategy::Hybrid, l, inner).feasible) << to_string(l) << "/" << to_string(inner);
 }
 
+// The forward's merges of partial results are passes over memory at the preset's rate: ring pays
+// one per step over its rows, all-gather one per side of its own keys, TokenRing one per returned
+// row, Ulysses none; without a memory rate they are free.
+TEST(Planner, MergesOfPartialResultsCostMemoryTraffic) {
+  Problem pr;
+  pr.T = 8192, pr.H = 8, pr.H_kv = 8, pr.D = 64, pr.P = 4, pr.elem_bytes = 2, pr.mask = "causal";
+  pr.only_layout = Layout::Zigzag;
+  Network net = network_preset("nvlink");
+  const auto charged = plan_strategies(pr, net);
+  net.device_memory_Bps = 0;
+  const auto uncharged = plan_strategies(pr, net);
+  auto extra = [&](Strategy s) {
+    return find(charged, s, Layout::Zigzag).compute_s - find(uncharged, s, Layout::Zigzag).compute_s;
+  };
+  const double one_merge = 2048.0 * 8 * (64 * (8 + 2) + 12) / network_preset("nvlink").device_memory_Bps;
+  EXPECT_NEAR(extra(Strategy::Ring), 3 * one_merge, 1e-9 * one_merge);
+  EXPECT_NEAR(extra(Strategy::AllGatherKV), 2 * one_merge, 1e-9 * one_merge);
+  EXPECT_GT(extra(Strategy::TokenRing), 0.0);
+  EXPECT_LE(extra(Strategy::TokenRing), 3 * one_merge);
+  EXPECT_EQ(extra(Strategy::Ulysses), 0.0);
+}
+
 // A GPU preset carries its device memory: Ring Self-Attention's quadratic scores at 1M tokens do
 // not fit an 80 GiB H100, and the planner says so instead of calling it feasible.
 TEST(Planner, DeviceMemoryOfThePresetBoundsFeasibility) {

@@ -75,7 +75,8 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
     const double fwd_ms = t.fwd_ms, bwd_ms = t.bwd_ms;
     const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
     double predicted = NAN;
-    if (p > 1) {
+    std::string note = p == 1 ? copy_note : std::string("-");
+    if (p > 1) try {
       GpuEmulationPredictionInput in;
       in.strategy = strategy_from_string(strategy), in.layout = layout, in.mask = mask;
       in.T = o.T, in.H = o.H, in.H_kv = o.H_kv, in.D = o.D, in.P = p, in.dtype = dtype;
@@ -83,6 +84,8 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
       in.single_bwd_ms = single_ms - in.single_fwd_ms;
       in.copy_latency_s = copy.latency_s, in.copy_bytes_per_s = copy.bytes_per_s;
       predicted = predict_gpu_emulation_ms(in);
+    } catch (const Error& e) {  // the measurement stands without its prediction
+      note = std::string("no prediction: ") + e.what();
     }
     return cp_config_row(strategy, p == 1 ? std::string("-") : o.layout, o.mask, o.T, p, o.H, o.H_kv, o.D)
         .add("dtype", o.dtype)
@@ -97,7 +100,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         .add("max_rel_err", err)
         .add("simulated_ms", predicted)
         .add("measured_over_simulated", ms / predicted)
-        .add("note", p == 1 ? copy_note : std::string());
+        .add("note", note);
   };
   Timed one{median_of_first_phases(single, 1), single_ms - median_of_first_phases(single, 1),
             4 * bytes_of(q) + 2 * bytes_of(k) + 2 * bytes_of(v) + bytes_of(ref.lse)};  // in, out, grads (as q/k/v)

@@ -58,10 +58,12 @@ double busiest_area(const ShardPlan& plan, const Mask& mask, int p) {
 
 double transfer(const Network& n, double bytes, int messages = 1) { return messages * n.alpha_s + bytes / n.beta_Bps; }
 
-// Bytes one merge of a partial result over `rows` query rows moves (merge_into): the float32
-// accumulators (out and lse) read and written, the partial (out in the input's dtype, lse float32) read.
+// Bytes one merge of a partial result over `rows` query rows moves (merge_into): the accumulators
+// (out and lse; float32, float64 for float64 inputs) read and written, the partial (out in the
+// input's dtype, lse as the accumulators) read.
 double merge_bytes(double rows, int64_t h, int64_t d, int64_t elem_bytes) {
-  return rows * double(h) * (double(d) * (8 + elem_bytes) + 12);
+  const double acc = elem_bytes == 8 ? 8 : 4;
+  return rows * double(h) * (2 * acc * double(d + 1) + double(d * elem_bytes) + acc);
 }
 
 }  // namespace

@@ -20,7 +20,6 @@ namespace {
 std::atomic<int> g_signal{0};
 extern "C" void on_signal(int sig) { g_signal.store(sig); }
 
-// The embedded recall task's store, written by rank 0 into the workdir.
 // The recall task's size and seed for this run.
 void size_task(const TrainOptions& o, RunOptions& r) {
   r.task.min_log2 = o.buckets.min_log2;
@@ -37,6 +36,7 @@ std::string describe_task(const RunOptions& r) {
 }
 
 #if LONGHAUL_WITH_HDF5
+// The embedded recall task's store, written by rank 0 into the workdir.
 std::string write_task(const CommPtr& world, RunOptions& r, RunObserver& observer) {
   const std::string path = data::files::join(r.workdir, "recall_task.h5");
   if (world->rank() == 0) {

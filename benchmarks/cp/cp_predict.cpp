@@ -103,25 +103,36 @@ double planner_ms(const CpPredictionInput& in) {
   return NAN;
 }
 
-double simulated_ms(const CpPredictionInput& in) {
-  SimulationSetup s;
-  s.T = in.T, s.H = in.H, s.H_kv = in.H_kv, s.D = in.D, s.P = in.P;
-  s.dtype = in.elem_bytes == 8 ? c10::ScalarType::Double : c10::ScalarType::Float;
-  s.options.strategy = in.strategy;
-  s.options.layout = in.layout;
-  s.options.ulysses_degree = in.ulysses_degree;
-  s.mask = in.mask;
-  // One host: every pair shares memory at the measured copy rate.
-  s.network.ranks_per_node = in.P;
-  s.network.intra = {kThisMachineLatencyS, kThisMachineBytesPerS};
-  s.network.inter = s.network.intra;
-  // Kernel rates from the baseline, on the tiled area the kernel actually pays.
-  const double tiled =
-      double(simulated::tiled_area(BlockView::self(in.T), in.mask, kCpuTileQ, kCpuTileK, true, kCpuSliceRows));
-  const double f_fwd = 4.0 * tiled * double(in.H) * double(in.D);
-  s.kernel.forward_flops_per_s = f_fwd / (in.loaded_fwd_ms * 1e-3);
-  s.kernel.backward_flops_per_s = 2.5 * f_fwd / (in.loaded_bwd_ms * 1e-3);
+// The row's schedule in the simulator on one host (every pair of ranks on `link`), the kernel's
+// rates from its measured forward and backward times on `tiled_area` pairs, shared by `sharers`
+// ranks that run at once on one device: forward + backward of the slowest rank, ms.
+double simulate_on_one_host(SimulationSetup s, const sim::Link& link, double tiled_area, double fwd_ms,
+                            double bwd_ms, int sharers) {
+  s.network.ranks_per_node = s.P;
+  s.network.intra = s.network.inter = link;
+  const double f_fwd = 4.0 * tiled_area * double(s.H) * double(s.D);
+  s.kernel.forward_flops_per_s = f_fwd / (fwd_ms * 1e-3) / sharers;
+  s.kernel.backward_flops_per_s = 2.5 * f_fwd / (bwd_ms * 1e-3) / sharers;
   s.kernel.per_call_s = 0;
+  const Simulation sim = simulate(s);
+  return (sim.forward_s + sim.backward_s) * 1e3;
+}
+
+SimulationSetup row_setup(Strategy strategy, Layout layout, const Mask& mask, int64_t t, int64_t h, int64_t h_kv,
+                          int64_t d, int p, c10::ScalarType dtype) {
+  SimulationSetup s;
+  s.T = t, s.H = h, s.H_kv = h_kv, s.D = d, s.P = p;
+  s.dtype = dtype;
+  s.options.strategy = strategy;
+  s.options.layout = layout;
+  s.mask = mask;
+  return s;
+}
+
+double simulated_ms(const CpPredictionInput& in) {
+  SimulationSetup s = row_setup(in.strategy, in.layout, in.mask, in.T, in.H, in.H_kv, in.D, in.P,
+                                in.elem_bytes == 8 ? c10::ScalarType::Double : c10::ScalarType::Float);
+  s.options.ulysses_degree = in.ulysses_degree;
   s.kernel.tile_q = kCpuTileQ;
   s.kernel.tile_k = kCpuTileK;
   s.kernel.tiles_of_local_rows = true;
@@ -132,8 +143,12 @@ double simulated_ms(const CpPredictionInput& in) {
     s.kernel.memory_bytes_per_s = r.bytes_per_s;
     s.kernel.first_touch_bytes_per_s = r.first_touch_bytes_per_s;
   }
-  const Simulation sim = simulate(s);
-  return (sim.forward_s + sim.backward_s) * 1e3;
+  // One host: every pair shares memory at the measured copy rate; kernel rates from the loaded
+  // baseline, on the tiled area the kernel actually pays.
+  const double tiled =
+      double(simulated::tiled_area(BlockView::self(in.T), in.mask, kCpuTileQ, kCpuTileK, true, kCpuSliceRows));
+  return simulate_on_one_host(s, {kThisMachineLatencyS, kThisMachineBytesPerS}, tiled, in.loaded_fwd_ms,
+                              in.loaded_bwd_ms, 1);
 }
 
 }  // namespace
@@ -143,26 +158,14 @@ double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in) {
                in.copy_latency_s >= 0,
            "bench cp-gpu prediction: needs P >= 1, positive single-kernel times and copy rate, got P=", in.P,
            " fwd ", in.single_fwd_ms, " ms, bwd ", in.single_bwd_ms, " ms, copy ", in.copy_bytes_per_s, " B/s");
-  SimulationSetup s;
-  s.T = in.T, s.H = in.H, s.H_kv = in.H_kv, s.D = in.D, s.P = in.P;
-  s.dtype = in.dtype;
-  s.options.strategy = in.strategy;
-  s.options.layout = in.layout;
-  s.mask = in.mask;
-  s.network.ranks_per_node = in.P;
-  s.network.intra = {in.copy_latency_s, in.copy_bytes_per_s / in.P};
-  s.network.inter = s.network.intra;
-  const double tiled = double(simulated::tiled_area(BlockView::self(in.T), in.mask, kGpuTile, kGpuTile, false, 0));
-  const double f_fwd = 4.0 * tiled * double(in.H) * double(in.D);
-  s.kernel.forward_flops_per_s = f_fwd / (in.single_fwd_ms * 1e-3) / in.P;
-  s.kernel.backward_flops_per_s = 2.5 * f_fwd / (in.single_bwd_ms * 1e-3) / in.P;
-  s.kernel.per_call_s = 0;
+  SimulationSetup s = row_setup(in.strategy, in.layout, in.mask, in.T, in.H, in.H_kv, in.D, in.P, in.dtype);
   s.kernel.tile_q = kGpuTile;
   s.kernel.tile_k = kGpuTile;
   // Merges and other passes share the HBM too: the copy rate counts bytes once, a pass reads and writes.
   s.kernel.memory_bytes_per_s = 2 * in.copy_bytes_per_s / in.P;
-  const Simulation sim = simulate(s);
-  return (sim.forward_s + sim.backward_s) * 1e3;
+  const double tiled = double(simulated::tiled_area(BlockView::self(in.T), in.mask, kGpuTile, kGpuTile));
+  return simulate_on_one_host(s, {in.copy_latency_s, in.copy_bytes_per_s / in.P}, tiled, in.single_fwd_ms,
+                              in.single_bwd_ms, in.P);
 }
 
 CpPredictions predict_cp_row(const CpPredictionInput& in) {

@@ -62,7 +62,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
     attention_backward(dout, q, k, v, ref.out, ref.lse, all, mask);
     return std::vector<double>{f, watch.lap()};
   });
-  const double single_ms = median_of_first_phases(single, 2);
+  const double single_ms = median_of_first_phases(single, 2), single_fwd_ms = median_of_first_phases(single, 1);
   const double single_tflops = flops / (single_ms * 1e-3) / 1e12;
   // The emulation's network, for the prediction beside each row: the largest rank's K,V block
   // between two thread-ranks on this GPU.
@@ -80,8 +80,8 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
       GpuEmulationPredictionInput in;
       in.strategy = strategy_from_string(strategy), in.layout = layout, in.mask = mask;
       in.T = o.T, in.H = o.H, in.H_kv = o.H_kv, in.D = o.D, in.P = p, in.dtype = dtype;
-      in.single_fwd_ms = median_of_first_phases(single, 1);
-      in.single_bwd_ms = single_ms - in.single_fwd_ms;
+      in.single_fwd_ms = single_fwd_ms;
+      in.single_bwd_ms = single_ms - single_fwd_ms;
       in.copy_latency_s = copy.latency_s, in.copy_bytes_per_s = copy.bytes_per_s;
       predicted = predict_gpu_emulation_ms(in);
     } catch (const Error& e) {  // the measurement stands without its prediction
@@ -102,7 +102,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         .add("measured_over_simulated", ms / predicted)
         .add("note", note);
   };
-  Timed one{median_of_first_phases(single, 1), single_ms - median_of_first_phases(single, 1),
+  Timed one{single_fwd_ms, single_ms - single_fwd_ms,
             4 * bytes_of(q) + 2 * bytes_of(k) + 2 * bytes_of(v) + bytes_of(ref.lse)};  // in, out, grads (as q/k/v)
   std::vector<Row> rows{row("single", 1, one, 0.0)};
 

@@ -8,6 +8,7 @@
 #                                                     loader, the CPU kernels' workers
 #   scripts/sanitize.sh KIND --build-only             build, run nothing (BUILD_TARGETS selects targets)
 # Extra arguments replace the default label selection, e.g. `scripts/sanitize.sh address -R Mask`.
+# SANITIZE_CMAKE_ARGS adds configure arguments (scripts/fuzz.sh: a newer libhdf5 via HDF5_ROOT).
 # The build: BUILD_DIR (default build-<kind>), RelWithDebInfo at -O1, no CUDA and no Python module
 # (a sanitized extension would need the runtime preloaded into python). Only our code is
 # instrumented; LibTorch, Open MPI and HDF5 are not, so the suppressions in
@@ -41,7 +42,7 @@ link=${link/fuzzer-no-link,/}  # the coverage runtime comes with ASan; executabl
 env "${compiler[@]}" BUILD_DIR="$build" "$root/scripts/build.sh" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_C_FLAGS=$flags" \
   "-DCMAKE_EXE_LINKER_FLAGS=$link" "-DCMAKE_SHARED_LINKER_FLAGS=$link" \
-  -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF "${extra[@]}"
+  -DLONGHAUL_WITH_CUDA=OFF -DLONGHAUL_WITH_NCCL=OFF -DLONGHAUL_WITH_PYTHON=OFF "${extra[@]}" ${SANITIZE_CMAKE_ARGS:-}
 if [ "${1:-}" = --build-only ]; then exit 0; fi
 
 supp=$root/scripts/sanitizers

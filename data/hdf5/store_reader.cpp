@@ -6,11 +6,13 @@
 #include "data/files.h"
 #include "data/format.h"
 #include "data/hdf5/check.h"
+#include "data/hdf5/chunk_guard.h"
 
 namespace longhaul::data {
 
 struct TokenStoreReader::Files {
   h5::Handle file, tokens, tokens_space;
+  ChunkGuard tokens_chunks;
 };
 
 namespace {
@@ -62,6 +64,25 @@ int64_t read_int_attr(hid_t obj, const char* name, const std::string& ctx) {
   return v;
 }
 
+// What a dataset declares about its bytes in the file, checked before HDF5 reads or allocates
+// anything for it (each chunk's own fields: ChunkGuard, before each read).
+void check_stored_bytes(hid_t file, hid_t d, const char* name, size_t elem, hsize_t n, const std::string& ctx) {
+  // A dataset's stored bytes are part of the file; more is a corrupt chunk index (HDF5 allocates a
+  // chunk's declared size before it reads it: a mutated size field asked for 4 GiB in a 6 KB file).
+  hsize_t file_bytes = 0;
+  LH_CHECK_HDF5(H5Fget_filesize(file, &file_bytes), ctx);
+  const hsize_t stored = H5Dget_storage_size(d);
+  LH_CHECK(stored <= file_bytes, ctx, ": /", name, " declares ", stored, " stored bytes, more than the file's ",
+           file_bytes, " (a corrupt chunk index)");
+  // The length is bounded by the stored bytes: deflate expands at most 1032× (its format's limit),
+  // so a longer one is a corrupt header, refused before anything is allocated for it (a mutated
+  // extent declared 2^62 offsets).
+  const double most =
+      (static_cast<double>(stored) * kMaxDeflateRatio + 65536.0) / static_cast<double>(std::max<size_t>(elem, 1));
+  LH_CHECK(static_cast<double>(n) <= most, ctx, ": /", name, " declares ", n, " entries but holds ", stored,
+           " bytes in the file (a corrupt dataset header or chunk index)");
+}
+
 // Opens a 1-D unsigned integer dataset; returns its element size and length.
 h5::Handle open_1d(hid_t file, const char* name, const std::string& ctx, size_t& elem, int64_t& length) {
   LH_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, ctx, ": dataset /", name, " is missing");
@@ -75,18 +96,14 @@ h5::Handle open_1d(hid_t file, const char* name, const std::string& ctx, size_t&
            H5Sget_simple_extent_ndims(space), " dimensions");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space, &n, nullptr);
-  // The length is bounded by the bytes the dataset holds in the file: deflate expands at most
-  // 1032× (its format's limit), so a longer one is a corrupt header, refused before anything is
-  // allocated for it (a mutated extent declared 2^62 offsets).
-  const double stored = static_cast<double>(H5Dget_storage_size(d));
-  const double most = (stored * kMaxDeflateRatio + 65536.0) / static_cast<double>(std::max<size_t>(elem, 1));
-  LH_CHECK(static_cast<double>(n) <= most, ctx, ": /", name, " declares ", n, " entries but holds ",
-           static_cast<int64_t>(stored), " bytes in the file (a corrupt dataset header or chunk index)");
+  check_stored_bytes(file, d, name, elem, n, ctx);
   length = static_cast<int64_t>(n);
   return d;
 }
 
-void read_1d(hid_t dset, hid_t space, hid_t mem_type, int64_t begin, int64_t count, void* out, const std::string& ctx) {
+void read_1d(hid_t dset, hid_t space, const ChunkGuard& guard, hid_t mem_type, int64_t begin, int64_t count, void* out,
+             const std::string& ctx) {
+  guard.check(dset, begin, count);
   const hsize_t start = static_cast<hsize_t>(begin), n = static_cast<hsize_t>(count);
   LH_CHECK_HDF5(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &n, nullptr), ctx);
   h5::Handle mspace(LH_CHECK_HDF5(H5Screate_simple(1, &n, nullptr), ctx), H5Sclose);
@@ -149,7 +166,8 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   LH_CHECK(n_offsets >= 1, ctx, ": /doc_offsets is empty, expected n_docs + 1 entries starting with 0");
   offsets_.resize(static_cast<size_t>(n_offsets));
   h5::Handle off_space(LH_CHECK_HDF5(H5Dget_space(off), ctx), H5Sclose);
-  read_1d(off, off_space, H5T_NATIVE_UINT64, 0, n_offsets, offsets_.data(), ctx + ": reading /doc_offsets");
+  const ChunkGuard off_chunks(h_->file, off, off_elem, ctx + ": /" + kOffsetsDataset);
+  read_1d(off, off_space, off_chunks, H5T_NATIVE_UINT64, 0, n_offsets, offsets_.data(), ctx + ": reading /doc_offsets");
   LH_CHECK(offsets_[0] == 0, ctx, ": doc_offsets[0] = ", offsets_[0], ", expected 0");
   for (size_t d = 0; d + 1 < offsets_.size(); ++d)
     LH_CHECK(offsets_[d + 1] >= offsets_[d], ctx, ": doc_offsets decrease at document ", d, " (", offsets_[d],
@@ -164,6 +182,7 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   LH_CHECK_HDF5(H5Pset_chunk_cache(dapl, 100003, opt.chunk_cache_bytes, 0.75), ctx);
   h_->tokens = h5::Handle(LH_CHECK_HDF5(H5Dopen2(h_->file, kTokensDataset, dapl), ctx), H5Dclose);
   h_->tokens_space = h5::Handle(LH_CHECK_HDF5(H5Dget_space(h_->tokens), ctx), H5Sclose);
+  h_->tokens_chunks = ChunkGuard(h_->file, h_->tokens, tok_elem, ctx + ": /" + kTokensDataset);
 } catch (...) {
   rethrow_as_input_error();
 }
@@ -179,10 +198,10 @@ void TokenStoreReader::read(int64_t begin, int64_t count, int32_t* out) {
   try {
     if (token_bytes_ == 2) {
       narrow_.resize(static_cast<size_t>(count));
-      read_1d(h_->tokens, h_->tokens_space, H5T_NATIVE_UINT16, begin, count, narrow_.data(), ctx);
+      read_1d(h_->tokens, h_->tokens_space, h_->tokens_chunks, H5T_NATIVE_UINT16, begin, count, narrow_.data(), ctx);
       std::copy(narrow_.begin(), narrow_.end(), out);
     } else {  // vocab <= 2^31: every id fits int32
-      read_1d(h_->tokens, h_->tokens_space, H5T_NATIVE_UINT32, begin, count, out, ctx);
+      read_1d(h_->tokens, h_->tokens_space, h_->tokens_chunks, H5T_NATIVE_UINT32, begin, count, out, ctx);
     }
   } catch (...) {
     rethrow_as_input_error();

@@ -120,13 +120,17 @@ struct Craft {
   bool attrs = true;
   bool vlen_strings = false;  // as format version 1 wrote them
   uint32_t token = 7;         // the value of every token
+  hsize_t chunk = 0;          // > 0: chunked datasets without filters (else contiguous)
   void write(const std::string& path) const {
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     auto dataset = [&](const char* name, hid_t type, hsize_t n, hid_t mem, const void* data) {
       hid_t s = H5Screate_simple(1, &n, nullptr);
-      hid_t d = H5Dcreate2(f, name, type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+      if (chunk > 0) H5Pset_chunk(dcpl, 1, &chunk);
+      hid_t d = H5Dcreate2(f, name, type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
       if (n) H5Dwrite(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
       H5Dclose(d);
+      H5Pclose(dcpl);
       H5Sclose(s);
     };
     std::vector<uint32_t> toks(size_t(n_tokens), token);
@@ -261,6 +265,31 @@ TEST(DataStore, FuzzFoundHdf5FailureIsInvalidArgument) {
     expect_error<InvalidArgument>([&] { TokenStoreReader r(path); }, path);
   }
   EXPECT_GE(found, 2);
+}
+
+// Fields libhdf5 sizes its buffers from without checking them, found by the in-process fuzz target
+// on libhdf5 1.14.6: a chunk whose stored size is larger than the file (HDF5 allocated 4 GiB for
+// it), an unfiltered chunk stored shorter than the chunk (HDF5 read past its buffer), a checksummed
+// chunk of 0 bytes (HDF5's Fletcher-32 ran over 2^64 bytes). The reader refuses each from the
+// chunk index, before HDF5 reads the chunk.
+TEST(DataStore, ChunkSizesThatCannotBeTrueAreRefusedBeforeReading) {
+  const std::string dir = std::string(LONGHAUL_FUZZ_CORPUS) + "/token_store/";
+  expect_error<InvalidArgument>([&] { TokenStoreReader r(dir + "regression_chunk_size_past_file"); },
+                                "/doc_offsets declares 4294312068 stored bytes, more than the file's");
+  expect_error<InvalidArgument>([&] { TokenStoreReader r(dir + "regression_unfiltered_chunk_short"); },
+                                "/doc_offsets: the chunk at entry 0 stores 19 bytes, expected 128 (128 of data, uncompressed; a corrupt chunk index)");
+  StoreReaderOptions never;
+  never.verify = StoreVerify::Never;
+  expect_error<InvalidArgument>(
+      [&] { TokenStoreReader(dir + "regression_checksum_chunk_empty", never).document(0); },
+      "/tokens: the compressed chunk at entry 0 stores 0 bytes, too few to hold its Fletcher-32 checksum");
+  // A store whose chunks are unfiltered and whole, as HDF5 writes them (the edge chunk too), opens.
+  TempDir tmp;
+  Craft plain;
+  plain.chunk = 3;  // 4 tokens: two chunks, the second one partly outside the extent
+  plain.write(tmp / "plain.h5");
+  TokenStoreReader r(tmp / "plain.h5", never);
+  EXPECT_EQ(r.document(1), std::vector<int32_t>({7, 7}));
 }
 
 // StoreReaderOptions::verify reads the file in a child process first: a good store opens as

@@ -1,0 +1,83 @@
+#include "data/hdf5/chunk_guard.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "data/hdf5/check.h"
+
+namespace longhaul::data {
+
+ChunkGuard::ChunkGuard(hid_t file, hid_t dset, size_t elem, std::string what) : what_(std::move(what)) {
+  LH_CHECK_HDF5(H5Fget_filesize(file, &file_bytes_), what_);
+  h5::Handle dcpl(LH_CHECK_HDF5(H5Dget_create_plist(dset), what_), H5Pclose);
+  if (H5Pget_layout(dcpl) != H5D_CHUNKED) return;
+  LH_CHECK(H5Pget_chunk(dcpl, 1, &chunk_) == 1 && chunk_ >= 1, what_, ": a chunk shape that is not one positive length");
+  chunk_bytes_ = chunk_ * elem;
+  const int n = LH_CHECK_HDF5(H5Pget_nfilters(dcpl), what_);
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t n_values = 0;
+    filters_.push_back(LH_CHECK_HDF5(H5Pget_filter2(dcpl, unsigned(i), &flags, &n_values, nullptr, 0, nullptr, &config),
+                                     what_, ": filter ", i));
+  }
+#if H5_VERSION_GE(1, 14, 0)
+  // One pass over the whole chunk index. A corrupt index can list a chunk twice with different
+  // fields, and which record a read finds depends on the search: so every record is checked, and
+  // the records must come in strictly increasing order, as every 1-D chunk index keeps them.
+  std::vector<Record> records;
+  auto collect = [](const hsize_t* offset, unsigned skipped, haddr_t addr, hsize_t size, void* out) -> int {
+    static_cast<std::vector<Record>*>(out)->push_back({offset[0], skipped, addr, size});
+    return 0;
+  };
+  LH_CHECK_HDF5(H5Dchunk_iter(dset, H5P_DEFAULT, collect, &records), what_, ": its chunk index");
+  for (size_t i = 0; i < records.size(); ++i) {
+    LH_CHECK(records[i].offset % chunk_ == 0, what_, ": the chunk index lists a chunk at entry ", records[i].offset,
+             ", not a multiple of the chunk's ", chunk_, " entries (a corrupt chunk index)");
+    LH_CHECK(i == 0 || records[i].offset > records[i - 1].offset, what_, ": the chunk index lists the chunk at entry ",
+             records[i].offset, " after the one at entry ", records[i - 1].offset, " (a corrupt chunk index)");
+    check_record(records[i]);
+  }
+  whole_index_checked_ = true;
+#endif
+}
+
+void ChunkGuard::check(hid_t dset, int64_t begin, int64_t count) const {
+  if (chunk_ == 0 || count <= 0 || whole_index_checked_) return;
+  const hsize_t first = hsize_t(begin) / chunk_, last = hsize_t(begin + count - 1) / chunk_;
+  for (hsize_t c = first; c <= last; ++c) {
+    Record r{c * chunk_, 0, HADDR_UNDEF, 0};
+    LH_CHECK_HDF5(H5Dget_chunk_info_by_coord(dset, &r.offset, &r.skipped, &r.addr, &r.size), what_,
+                  ": the chunk at entry ", r.offset);
+    check_record(r);
+  }
+}
+
+void ChunkGuard::check_record(const Record& r) const {
+  if (r.addr == HADDR_UNDEF) return;  // never written: HDF5 fills it, reads nothing
+  LH_CHECK(r.addr <= file_bytes_ && r.size <= file_bytes_ - r.addr, what_, ": the chunk at entry ", r.offset,
+           " declares bytes [", r.addr, ", ", r.addr + r.size, ") of a ", file_bytes_,
+           "-byte file (a corrupt chunk index)");
+  // Shuffle keeps a chunk's size and Fletcher-32 adds its 4 bytes, so a chunk whose filters are
+  // only those (none, in a plain store) is stored at exactly that size; HDF5 copies the chunk's
+  // full size out of what it read. Behind a compressing filter the size is not known before
+  // decompressing: only the checksum's 4 bytes must be there.
+  bool compressed = false;
+  hsize_t checksums = 0;
+  for (size_t i = 0; i < filters_.size(); ++i) {
+    if (i < 32 && (r.skipped >> i) & 1u) continue;
+    if (filters_[i] == H5Z_FILTER_FLETCHER32)
+      ++checksums;
+    else if (filters_[i] != H5Z_FILTER_SHUFFLE)
+      compressed = true;
+  }
+  if (!compressed)
+    LH_CHECK(r.size == chunk_bytes_ + 4 * checksums, what_, ": the chunk at entry ", r.offset, " stores ", r.size,
+             " bytes, expected ", chunk_bytes_ + 4 * checksums, " (", chunk_bytes_, " of data",
+             checksums ? " and a Fletcher-32 checksum" : "", ", uncompressed; a corrupt chunk index)");
+  else
+    LH_CHECK(r.size >= std::max<hsize_t>(1, 4 * checksums), what_, ": the compressed chunk at entry ", r.offset,
+             " stores ", r.size, " bytes, too few to hold ", checksums ? "its Fletcher-32 checksum" : "any data",
+             " (a corrupt chunk index)");
+}
+
+}  // namespace longhaul::data

@@ -35,7 +35,7 @@ if [ "$target" = token_store ]; then
   export SANITIZE_CMAKE_ARGS="-DHDF5_ROOT=$hdf5 -DHDF5_DIR=$hdf5/cmake"
 fi
 BUILD_DIR=$build BUILD_TARGETS=fuzz_$target "$root/scripts/sanitize.sh" address --build-only
-if [ "$target" = token_store ] && ! ldd "$build/tests/fuzz/fuzz_token_store" | grep -q "$hdf5/lib/libhdf5"; then
+if [ "$target" = token_store ] && [[ $(ldd "$build/tests/fuzz/fuzz_token_store") != *"$hdf5/lib/libhdf5"* ]]; then
   echo "scripts/fuzz.sh: fuzz_token_store is not linked against $hdf5 (see $build/CMakeCache.txt)" >&2
   exit 1
 fi

@@ -15,10 +15,22 @@ ChunkGuard::ChunkGuard(hid_t file, hid_t dset, size_t elem, std::string what) : 
   chunk_bytes_ = chunk_ * elem;
   const int n = LH_CHECK_HDF5(H5Pget_nfilters(dcpl), what_);
   for (int i = 0; i < n; ++i) {
-    unsigned flags = 0, config = 0;
-    size_t n_values = 0;
-    filters_.push_back(LH_CHECK_HDF5(H5Pget_filter2(dcpl, unsigned(i), &flags, &n_values, nullptr, 0, nullptr, &config),
-                                     what_, ": filter ", i));
+    // Only the filters token stores use: libhdf5's other decoders (nbit, scale-offset, szip)
+    // trust their parameters, and a corrupt pipeline message that names one of them crashed
+    // libhdf5 1.14.6 (nbit, a null pointer).
+    unsigned flags = 0, config = 0, values[8] = {};
+    size_t n_values = 8;
+    char filter_name[64] = {};
+    const H5Z_filter_t id = LH_CHECK_HDF5(
+        H5Pget_filter2(dcpl, unsigned(i), &flags, &n_values, values, sizeof filter_name, filter_name, &config), what_,
+        ": filter ", i);
+    LH_CHECK(id == H5Z_FILTER_DEFLATE || id == H5Z_FILTER_SHUFFLE || id == H5Z_FILTER_FLETCHER32, what_, ": filter ", i,
+             " has id ", id, " (named '", filter_name, "' in the file); a token store's chunks use deflate (1), ",
+             "shuffle (2) and Fletcher-32 (3) only");
+    // Shuffle's one parameter is the element size it un-shuffles by (HDF5 sets it from the type).
+    LH_CHECK(id != H5Z_FILTER_SHUFFLE || (n_values >= 1 && values[0] == elem), what_, ": the shuffle filter's element ",
+             "size is ", n_values >= 1 ? int64_t(values[0]) : int64_t(-1), ", the dataset's is ", elem);
+    filters_.push_back(id);
   }
 #if H5_VERSION_GE(1, 14, 0)
   // One pass over the whole chunk index. A corrupt index can list a chunk twice with different

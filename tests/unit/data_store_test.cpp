@@ -270,7 +270,8 @@ TEST(DataStore, FuzzFoundHdf5FailureIsInvalidArgument) {
 // Fields libhdf5 sizes its buffers from without checking them, found by the in-process fuzz target
 // on libhdf5 1.14.6: a chunk whose stored size is larger than the file (HDF5 allocated 4 GiB for
 // it), an unfiltered chunk stored shorter than the chunk (HDF5 read past its buffer), a checksummed
-// chunk of 0 bytes (HDF5's Fletcher-32 ran over 2^64 bytes). The reader refuses each from the
+// chunk of 0 bytes (HDF5's Fletcher-32 ran over 2^64 bytes), a pipeline naming the nbit filter
+// (HDF5's decoder dereferenced null). The reader refuses each from the dataset's metadata or the
 // chunk index, before HDF5 reads the chunk.
 TEST(DataStore, ChunkSizesThatCannotBeTrueAreRefusedBeforeReading) {
   const std::string dir = std::string(LONGHAUL_FUZZ_CORPUS) + "/token_store/";
@@ -283,6 +284,8 @@ TEST(DataStore, ChunkSizesThatCannotBeTrueAreRefusedBeforeReading) {
   expect_error<InvalidArgument>(
       [&] { TokenStoreReader(dir + "regression_checksum_chunk_empty", never).document(0); },
       "/tokens: the compressed chunk at entry 0 stores 0 bytes, too few to hold its Fletcher-32 checksum");
+  expect_error<InvalidArgument>([&] { TokenStoreReader(dir + "regression_pipeline_names_nbit", never); },
+                                "/doc_offsets: filter 2 has id 5 (named 'fletcher32' in the file)");
   // A store whose chunks are unfiltered and whole, as HDF5 writes them (the edge chunk too), opens.
   TempDir tmp;
   Craft plain;

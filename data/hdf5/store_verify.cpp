@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <new>
 #include <vector>
 
 #include "core/errors.h"
@@ -31,11 +34,31 @@ void write_all(int fd, const std::string& text) {
   }
 }
 
+// The child's data size now (VmData: heap and private mappings, what RLIMIT_DATA counts), in bytes.
+int64_t data_bytes_now() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  int64_t kb = -1;
+  while (status >> key) {
+    if (key == "VmData:") {
+      status >> kb;
+      break;
+    }
+  }
+  return kb < 0 ? -1 : kb * 1024;
+}
+
 // The child: read the whole store as the parent will, and every token once.
-[[noreturn]] void child_main(const std::string& path, int out_fd) {
+[[noreturn]] void child_main(const std::string& path, int out_fd, int64_t budget) {
   // A crash here ends this child by its signal: none of the parent's crash handlers (Python's
   // faulthandler, a fuzzer's) runs and reports it as the parent's own.
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
+  // What it inherited stays usable; past the budget allocations fail, in HDF5 as in ours.
+  const int64_t have = budget > 0 ? data_bytes_now() : -1;
+  if (have >= 0) {
+    const rlimit limit{rlim_t(have + budget), rlim_t(have + budget)};
+    ::setrlimit(RLIMIT_DATA, &limit);
+  }
   try {
     StoreReaderOptions direct;
     direct.verify = StoreVerify::Never;  // this child is the verification
@@ -50,6 +73,10 @@ void write_all(int fd, const std::string& text) {
                  buf[i], ", outside [0, vocab_size = ", reader.vocab_size(), ")");
     }
     ::_exit(0);
+  } catch (const std::bad_alloc&) {
+    write_all(out_fd, detail::str_cat("token store '", path, "': reading it in a child process needed more than its ",
+                                      "memory budget of ", budget >> 20, " MiB (a corrupt structure; ",
+                                      "StoreVerifyOptions::memory_budget_bytes sets the budget)"));
   } catch (const std::exception& e) {
     write_all(out_fd, e.what());
   } catch (...) {
@@ -73,7 +100,7 @@ void verify_store_in_child(const std::string& path, StoreVerifyOptions options) 
   }
   if (child == 0) {
     ::close(fds[0]);
-    child_main(path, fds[1]);
+    child_main(path, fds[1], options.memory_budget_bytes);
   }
   ::close(fds[1]);
 

@@ -22,6 +22,11 @@ struct StoreVerifyOptions {
   // A child that has not finished within this many seconds is killed and the store refused
   // (HDF5 looping on a corrupt structure). Reading runs at disk speed: allow for the file size.
   double deadline_s = 600;
+  // Memory the child may allocate beyond what it inherits (RLIMIT_DATA over its own start; 0: no
+  // limit). libhdf5 1.14.6 loops allocating on a corrupt local-heap free list (2 GiB in 7 s):
+  // without a budget such a file would take the machine's memory before the deadline. Reading a
+  // store needs its document offsets (8 bytes per document), HDF5's chunk cache and 4 MiB.
+  int64_t memory_budget_bytes = int64_t(8) << 30;
 };
 
 // Opens `path` as a token store and reads every token (each checked < vocab_size) in a forked

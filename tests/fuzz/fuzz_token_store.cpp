@@ -32,6 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Always, not Once: no stamp per input in the cache.
     options.verify = LONGHAUL_FUZZ_VERIFY ? longhaul::data::StoreVerify::Always : longhaul::data::StoreVerify::Never;
     options.verify_options.deadline_s = 15;  // under libFuzzer's -timeout (20 s): a stuck read is refused, as in use
+    options.verify_options.memory_budget_bytes = int64_t(1) << 30;  // a looping child fails in a second, not 8 GiB later
     longhaul::data::TokenStoreReader reader(path, options);
     const int64_t docs = int64_t(reader.doc_offsets().size()) - 1;
     // A valid store may hold huge documents (a mutated size field declares billions of tokens):

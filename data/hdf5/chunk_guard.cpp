@@ -7,8 +7,8 @@
 
 namespace longhaul::data {
 
-ChunkGuard::ChunkGuard(hid_t file, hid_t dset, size_t elem, std::string what) : what_(std::move(what)) {
-  LH_CHECK_HDF5(H5Fget_filesize(file, &file_bytes_), what_);
+ChunkGuard::ChunkGuard(hsize_t file_bytes, hid_t dset, size_t elem, std::string what)
+    : file_bytes_(file_bytes), what_(std::move(what)) {
   h5::Handle dcpl(LH_CHECK_HDF5(H5Dget_create_plist(dset), what_), H5Pclose);
   if (H5Pget_layout(dcpl) != H5D_CHUNKED) return;
   LH_CHECK(H5Pget_chunk(dcpl, 1, &chunk_) == 1 && chunk_ >= 1, what_, ": a chunk shape that is not one positive length");

@@ -24,8 +24,9 @@ namespace longhaul::data {
 class ChunkGuard {
  public:
   ChunkGuard() = default;
-  // `what` names the dataset in errors ("token store 'F': /tokens"); elem: its element size.
-  ChunkGuard(hid_t file, hid_t dset, size_t elem, std::string what);
+  // `what` names the dataset in errors ("token store 'F': /tokens"); elem: its element size;
+  // file_bytes: the size of the file that holds it.
+  ChunkGuard(hsize_t file_bytes, hid_t dset, size_t elem, std::string what);
   // Checks every allocated chunk that entries [begin, begin + count) of `dset` lie in (the same
   // dataset, or the same one reopened). Nothing for a dataset that is not chunked, or whose whole
   // index was checked already.

@@ -66,11 +66,9 @@ int64_t read_int_attr(hid_t obj, const char* name, const std::string& ctx) {
 
 // What a dataset declares about its bytes in the file, checked before HDF5 reads or allocates
 // anything for it (each chunk's own fields: ChunkGuard, before each read).
-void check_stored_bytes(hid_t file, hid_t d, const char* name, size_t elem, hsize_t n, const std::string& ctx) {
+void check_stored_bytes(hsize_t file_bytes, hid_t d, const char* name, size_t elem, hsize_t n, const std::string& ctx) {
   // A dataset's stored bytes are part of the file; more is a corrupt chunk index (HDF5 allocates a
   // chunk's declared size before it reads it: a mutated size field asked for 4 GiB in a 6 KB file).
-  hsize_t file_bytes = 0;
-  LH_CHECK_HDF5(H5Fget_filesize(file, &file_bytes), ctx);
   const hsize_t stored = H5Dget_storage_size(d);
   LH_CHECK(stored <= file_bytes, ctx, ": /", name, " declares ", stored, " stored bytes, more than the file's ",
            file_bytes, " (a corrupt chunk index)");
@@ -84,7 +82,8 @@ void check_stored_bytes(hid_t file, hid_t d, const char* name, size_t elem, hsiz
 }
 
 // Opens a 1-D unsigned integer dataset; returns its element size and length.
-h5::Handle open_1d(hid_t file, const char* name, const std::string& ctx, size_t& elem, int64_t& length) {
+h5::Handle open_1d(hid_t file, hsize_t file_bytes, const char* name, const std::string& ctx, size_t& elem,
+                   int64_t& length) {
   LH_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, ctx, ": dataset /", name, " is missing");
   h5::Handle d(LH_CHECK_HDF5(H5Dopen2(file, name, H5P_DEFAULT), ctx, ": /", name), H5Dclose);
   h5::Handle type(LH_CHECK_HDF5(H5Dget_type(d), ctx), H5Tclose);
@@ -96,7 +95,7 @@ h5::Handle open_1d(hid_t file, const char* name, const std::string& ctx, size_t&
            H5Sget_simple_extent_ndims(space), " dimensions");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space, &n, nullptr);
-  check_stored_bytes(file, d, name, elem, n, ctx);
+  check_stored_bytes(file_bytes, d, name, elem, n, ctx);
   length = static_cast<int64_t>(n);
   return d;
 }
@@ -156,17 +155,19 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
 
   size_t tok_elem = 0, off_elem = 0;
   int64_t n_tokens = 0, n_offsets = 0;
-  h_->tokens = open_1d(h_->file, kTokensDataset, ctx, tok_elem, n_tokens);
+  hsize_t file_bytes = 0;
+  LH_CHECK_HDF5(H5Fget_filesize(h_->file, &file_bytes), ctx);
+  h_->tokens = open_1d(h_->file, file_bytes, kTokensDataset, ctx, tok_elem, n_tokens);
   LH_CHECK(tok_elem == 2 || tok_elem == 4, ctx, ": /tokens holds ", tok_elem, "-byte integers, expected uint16 or uint32");
   LH_CHECK(tok_elem == 4 || vocab_ <= kMaxUint16Vocab, ctx, ": /tokens is uint16 but vocab_size is ", vocab_,
            " (> 65536 needs uint32)");
   token_bytes_ = static_cast<int>(tok_elem);
-  h5::Handle off = open_1d(h_->file, kOffsetsDataset, ctx, off_elem, n_offsets);
+  h5::Handle off = open_1d(h_->file, file_bytes, kOffsetsDataset, ctx, off_elem, n_offsets);
   LH_CHECK(off_elem == 8, ctx, ": /doc_offsets holds ", off_elem, "-byte integers, expected uint64");
   LH_CHECK(n_offsets >= 1, ctx, ": /doc_offsets is empty, expected n_docs + 1 entries starting with 0");
   offsets_.resize(static_cast<size_t>(n_offsets));
   h5::Handle off_space(LH_CHECK_HDF5(H5Dget_space(off), ctx), H5Sclose);
-  const ChunkGuard off_chunks(h_->file, off, off_elem, ctx + ": /" + kOffsetsDataset);
+  const ChunkGuard off_chunks(file_bytes, off, off_elem, ctx + ": /" + kOffsetsDataset);
   read_1d(off, off_space, off_chunks, H5T_NATIVE_UINT64, 0, n_offsets, offsets_.data(), ctx + ": reading /doc_offsets");
   LH_CHECK(offsets_[0] == 0, ctx, ": doc_offsets[0] = ", offsets_[0], ", expected 0");
   for (size_t d = 0; d + 1 < offsets_.size(); ++d)
@@ -182,7 +183,7 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
   LH_CHECK_HDF5(H5Pset_chunk_cache(dapl, 100003, opt.chunk_cache_bytes, 0.75), ctx);
   h_->tokens = h5::Handle(LH_CHECK_HDF5(H5Dopen2(h_->file, kTokensDataset, dapl), ctx), H5Dclose);
   h_->tokens_space = h5::Handle(LH_CHECK_HDF5(H5Dget_space(h_->tokens), ctx), H5Sclose);
-  h_->tokens_chunks = ChunkGuard(h_->file, h_->tokens, tok_elem, ctx + ": /" + kTokensDataset);
+  h_->tokens_chunks = ChunkGuard(file_bytes, h_->tokens, tok_elem, ctx + ": /" + kTokensDataset);
 } catch (...) {
   rethrow_as_input_error();
 }

@@ -47,14 +47,20 @@ int64_t area_by_rows(const at::Tensor& q_pos, const at::Tensor& k_pos, const Mas
   return area;
 }
 
-double flops(int64_t area, const at::Tensor& q) { return 4.0 * static_cast<double>(area) * q.size(1) * q.size(2); }
+double flops(double area, const at::Tensor& q) { return 4.0 * area * double(q.size(1)) * double(q.size(2)); }
 
-// The area the rank's kernel model pays for this block.
-int64_t paid_area(const BlockView& view, const Mask& mask) {
+// The area the rank's kernel model pays for this block: its tiles with a visible pair, and the
+// start-up and finish of each working tile (query tiles forward, key tiles backward) as that many
+// tiles' area, in proportion to the tile's rows.
+double paid_area(const BlockView& view, const Mask& mask, bool backward) {
   const auto* clock = virtual_clock::current();
-  if (!clock) return block_area(view, mask);
+  if (!clock) return double(block_area(view, mask));
   const auto& k = clock->kernel;
-  return tiled_area(view, mask, k.tile_q, k.tile_k, k.tiles_of_local_rows, k.partial_slice_rows);
+  double area = double(tiled_area(view, mask, k.tile_q, k.tile_k, k.tiles_of_local_rows, k.partial_slice_rows));
+  const double setup = backward ? k.backward_setup_tiles : k.forward_setup_tiles;
+  if (setup > 0 && area > 0)  // a short tile (a run's last) pays its share, as if packed with the next run's rows
+    area += setup * double(backward ? k.tile_q : k.tile_k) * double(working_rows(view, mask, k.tile_q, k.tile_k, backward));
+  return area;
 }
 
 void charge(double flops, bool backward) {
@@ -180,6 +186,7 @@ int64_t local_tiled_area_of(const LocalRuns& q, const LocalRuns& k, const Mask& 
 struct Segment {
   int64_t lo, hi;
   int64_t begin, end;  // runs: the positions [begin, end); tiles: rows = end − begin
+  int64_t first_tile;  // the index of its first tile among its side's tiles
 };
 
 // The key segments, sorted by lo with the running maximum of hi (the MaskSpec trick): the ones
@@ -210,21 +217,82 @@ class SegmentIndex {
   std::vector<int64_t> hi_max_;
 };
 
-// Sums pay(q segment, k segment) over the pairs that can hold a visible pair: for each query
-// segment only the key segments meeting the keys its rows may see. O(query segments · (log +
-// candidates)), so many short runs (documents cut into zigzag chunks) or scattered tiles never
-// cost a classification of every pair.
-template <typename Pay>
-int64_t sum_over_meeting_pairs(const std::vector<Segment>& qs, std::vector<Segment> ks, const Mask& mask, Pay&& pay) {
-  const SegmentIndex index(std::move(ks));
-  std::vector<size_t> seen;
-  std::vector<PosInterval> want;
-  int64_t area = 0;
-  for (const Segment& a : qs) {
-    mask.spec().keys_of_rows_in(a.lo, a.hi, want);
-    index.for_meeting(want, seen, [&](const Segment& b) { area += pay(a, b); });
+// A block cut as a tiled GPU kernel cuts it (tiles restart at each run of consecutive positions;
+// scattered rows in tiles of consecutive local rows), and the segment pairs worth trying.
+struct TiledBlock {
+  std::vector<Segment> q, k;
+  int64_t q_tiles = 0, k_tiles = 0;
+  bool scattered = false;  // segments are tiles of local rows, taken as their positions' range
+  bool all_pairs = false;  // few segments: every pair is tried; else only those that can meet
+
+  TiledBlock(const std::vector<Run>& qr, const std::vector<Run>& kr, const at::Tensor& q_pos, const at::Tensor& k_pos,
+             int64_t tile_q, int64_t tile_k) {
+    all_pairs = qr.size() * kr.size() <= kMaxRunPairs;
+    const int64_t rows = q_pos.numel() + k_pos.numel(), run_count = int64_t(qr.size() + kr.size());
+    // Many runs shorter than a tile on average (striped): tiles of scattered rows instead.
+    scattered = !all_pairs && rows < run_count * std::min(tile_q, tile_k);
+    q_tiles = scattered ? tiles(q_pos, tile_q, q) : runs(qr, tile_q, q);
+    k_tiles = scattered ? tiles(k_pos, tile_k, k) : runs(kr, tile_k, k);
   }
-  return area;
+
+  // Calls f(q segment, k segment) for every pair that may hold a visible pair: each query
+  // segment with only the key segments meeting the keys its rows may see when the pairs are many,
+  // so documents cut into zigzag chunks or scattered tiles never cost a try of every pair.
+  template <typename F>
+  void for_pairs(const Mask& mask, F&& f) const {
+    if (all_pairs) {
+      for (const Segment& a : q)
+        for (const Segment& b : k) f(a, b);
+      return;
+    }
+    const SegmentIndex index(k);
+    std::vector<size_t> seen;
+    std::vector<PosInterval> want;
+    for (const Segment& a : q) {
+      mask.spec().keys_of_rows_in(a.lo, a.hi, want);
+      index.for_meeting(want, seen, [&](const Segment& b) { f(a, b); });
+    }
+  }
+
+ private:
+  static int64_t runs(const std::vector<Run>& rs, int64_t tile, std::vector<Segment>& out) {
+    int64_t n = 0;
+    out.reserve(rs.size());
+    for (const Run& r : rs) {
+      out.push_back({r.begin, r.end - 1, r.begin, r.end, n});
+      n += (r.end - r.begin + tile - 1) / tile;
+    }
+    return n;
+  }
+  static int64_t tiles(const at::Tensor& pos, int64_t tile, std::vector<Segment>& out) {
+    const int64_t* p = pos.data_ptr<int64_t>();
+    const int64_t n = pos.numel();
+    for (int64_t i = 0; i < n; i += tile) {
+      const int64_t e = std::min(n, i + tile);
+      const auto [lo, hi] = std::minmax_element(p + i, p + e);
+      out.push_back({*lo, *hi, i, e, int64_t(out.size())});
+    }
+    return int64_t(out.size());
+  }
+};
+
+// Marks the tiles of one side's run part [ca, ce) (tiles of `t` rows from the run's start
+// `start`, the first being tile `first`) that hold a visible pair with the other side's
+// [oa, oe): a part wholly visible or wholly masked is settled at once, a partial one split at a
+// tile boundary until it is one tile.
+void mark_working(const Mask& mask, bool of_keys, int64_t ca, int64_t ce, int64_t start, int64_t t, int64_t first,
+                  int64_t oa, int64_t oe, std::vector<char>& marks) {
+  const RowRange c{ca, ce - 1}, o{oa, oe - 1};
+  const BlockClass cls = of_keys ? mask.classify(o, c) : mask.classify(c, o);
+  if (cls == BlockClass::Empty) return;
+  const int64_t lo = (ca - start) / t, hi = (ce - 1 - start) / t;
+  if (cls == BlockClass::Full || lo == hi) {
+    std::fill(marks.begin() + first + lo, marks.begin() + first + hi + 1, char(1));
+    return;
+  }
+  const int64_t mid = start + (lo + (hi - lo + 1) / 2) * t;
+  mark_working(mask, of_keys, ca, mid, start, t, first, oa, oe, marks);
+  mark_working(mask, of_keys, mid, ce, start, t, first, oa, oe, marks);
 }
 
 }  // namespace
@@ -234,59 +302,57 @@ int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int6
   if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
   const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
   auto qr = runs_of(q_pos), kr = runs_of(k_pos);
-  if (qr.size() * kr.size() <= kMaxRunPairs) {  // few runs: every pair tried
-    if (local_rows) {
-      if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
-      return local_tiled_area_of(LocalRuns(std::move(qr)), LocalRuns(std::move(kr)), mask, 0, q_pos.numel(), 0,
-                                 k_pos.numel(), tile_q, tile_k, slice_rows);
-    }
-    int64_t area = 0;  // tiles start at each run
-    for (const Run& a : qr)
-      for (const Run& b : kr) area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
-    return area;
+  if (local_rows && qr.size() * kr.size() <= kMaxRunPairs) {
+    if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
+    return local_tiled_area_of(LocalRuns(std::move(qr)), LocalRuns(std::move(kr)), mask, 0, q_pos.numel(), 0,
+                               k_pos.numel(), tile_q, tile_k, slice_rows);
   }
-  auto as_segments = [](const std::vector<Run>& runs) {
-    std::vector<Segment> out;
-    out.reserve(runs.size());
-    for (const Run& r : runs) out.push_back({r.begin, r.end - 1, r.begin, r.end});
-    return out;
-  };
-  const int64_t rows = q_pos.numel() + k_pos.numel(), run_count = int64_t(qr.size() + kr.size());
-  if (rows >= run_count * std::min(tile_q, tile_k)) {
-    // Many runs that are still at least a tile long on average (documents cut into zigzag
-    // chunks): the same per-run tiling, only over the run pairs that can meet.
-    return sum_over_meeting_pairs(as_segments(qr), as_segments(kr), mask, [&](const Segment& a, const Segment& b) {
-      return tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
-    });
-  }
-  // Scattered rows (striped): tiles of consecutive local rows, each taken as its positions' range
-  // (conservative); a tile pair with a visible pair pays both tiles' rows.
-  auto tiles = [](const at::Tensor& pos, int64_t size) {
-    const int64_t* p = pos.data_ptr<int64_t>();
-    const int64_t n = pos.numel();
-    std::vector<Segment> out;
-    for (int64_t i = 0; i < n; i += size) {
-      const int64_t e = std::min(n, i + size);
-      const auto [lo, hi] = std::minmax_element(p + i, p + e);
-      out.push_back({*lo, *hi, i, e});
+  const TiledBlock block(qr, kr, q_pos, k_pos, tile_q, tile_k);
+  int64_t area = 0;
+  block.for_pairs(mask, [&](const Segment& a, const Segment& b) {
+    if (!block.scattered) {
+      area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
+    } else if (mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty) {
+      area += (a.end - a.begin) * (b.end - b.begin);  // a tile pair with a visible pair pays both tiles' rows
     }
-    return out;
-  };
-  return sum_over_meeting_pairs(tiles(q_pos, tile_q), tiles(k_pos, tile_k), mask, [&](const Segment& a, const Segment& b) {
-    const bool any = mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty;
-    return any ? (a.end - a.begin) * (b.end - b.begin) : int64_t(0);
   });
+  return area;
+}
+
+int64_t working_rows(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool of_keys) {
+  if (tile_q <= 0 || tile_k <= 0) return 0;
+  const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
+  const TiledBlock block(runs_of(q_pos), runs_of(k_pos), q_pos, k_pos, tile_q, tile_k);
+  const std::vector<Segment>& side = of_keys ? block.k : block.q;
+  std::vector<char> marks(of_keys ? block.k_tiles : block.q_tiles, 0);
+  const int64_t t = of_keys ? tile_k : tile_q;
+  block.for_pairs(mask, [&](const Segment& a, const Segment& b) {
+    const Segment& c = of_keys ? b : a;
+    const Segment& o = of_keys ? a : b;
+    if (!block.scattered) {
+      mark_working(mask, of_keys, c.begin, c.end, c.begin, t, c.first_tile, o.begin, o.end, marks);
+    } else if (mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty) {
+      marks[c.first_tile] = 1;
+    }
+  });
+  int64_t rows = 0;
+  for (const Segment& g : side) {  // a run's tiles are whole but its last; a scattered tile is one
+    const int64_t n = block.scattered ? 1 : (g.end - g.begin + t - 1) / t;
+    for (int64_t i = 0; i < n; ++i)
+      if (marks[g.first_tile + i]) rows += block.scattered ? g.end - g.begin : std::min(t, g.end - g.begin - i * t);
+  }
+  return rows;
 }
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& /*k*/, const at::Tensor& /*v*/, const BlockView& view,
                         const Mask& mask) {
-  charge(flops(paid_area(view, mask), q), false);
+  charge(flops(paid_area(view, mask, false), q), false);
   const auto acc = accumulate_type(q);
   return {at::empty(q.sizes(), q.options().dtype(acc)), at::empty({q.size(1), q.size(0)}, q.options().dtype(acc))};
 }
 
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask) {
-  charge(2.5 * flops(paid_area(view, mask), in.q), true);
+  charge(2.5 * flops(paid_area(view, mask, true), in.q), true);
   const auto acc = accumulate_type(in.q);
   return {at::empty(in.q.sizes(), in.q.options().dtype(acc)), at::empty(in.k.sizes(), in.k.options().dtype(acc)),
           at::empty(in.v.sizes(), in.v.options().dtype(acc))};

@@ -1,7 +1,8 @@
 // The attention kernels on shape-only (meta) tensors: what the simulator runs (parallel/simulate.h).
 // Outputs have the shapes and dtypes the real kernels give and no data; the time the kernel would
-// take — the masked area's FLOPs at the rank's KernelModel rates (core/virtual_clock.h), plus a
-// fixed cost per call — is charged to the calling thread's virtual clock.
+// take — the masked area's FLOPs at the rank's KernelModel rates (core/virtual_clock.h), paid on
+// whole tiles, plus each working tile's start-up and a fixed cost per call — is charged to the
+// calling thread's virtual clock.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -28,6 +29,13 @@ int64_t block_area(const BlockView& view, const Mask& mask);
 // to the rows that see the tile's keys and the keys they see, instead of its whole area.
 int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows = false,
                    int64_t slice_rows = 0);
+
+// The rows of one side of a block (query rows, or key rows with of_keys) that lie in a tile
+// holding a visible pair, under tiled_area's tiling: the work of the thread blocks a
+// FlashAttention-style kernel launches (per head; parallel over query tiles forward, over key
+// tiles backward), a run's short last tile counted by its rows, as when a varlen call packs the
+// next run's rows into it. 0 when a tile size is <= 0.
+int64_t working_rows(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool of_keys);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask);

@@ -28,16 +28,28 @@ struct Preset {
 };
 
 // H100 SXM: FA3-class bf16 rates (forward ≈ the best published CP rate at 8 GPUs, backward ≈ 0.8×)
-// on 128 × 128 tiles,
-// NVLink 4 inside a node of 8 (≈ 360 GB/s achieved per direction), one 400 Gb/s InfiniBand NIC
-// per GPU across nodes (≈ 45 GB/s).
+// on 128 × 128 tiles; each working tile's start-up fitted on our H100 kernel rows
+// (benchmarks/results/gpu_h100_kernel.txt, H 16, D 128, bf16): FlashAttention-2's causal window
+// 1024 against its causal block at 16K gives 3.7–4.0 tiles forward whatever the per-call cost,
+// and with 4 the cuDNN full blocks at 4K and 16K leave about a launch (5 µs) per call; the same
+// pair's backward gives 1.5 tiles per key tile. NVLink 4 inside a node of 8 (≈ 360 GB/s achieved
+// per direction), one 400 Gb/s InfiniBand NIC per GPU across nodes (≈ 45 GB/s). The H200 is the
+// same chip with faster memory: the same start-up.
 const Preset kPresets[] = {
-    {"h100", {650e12, 520e12, 15e-6, 128, 128, 700e12, 2.8e12}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 80,
-     "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd, GEMM 700 TFLOP/s, HBM 2.8 TB/s, NVLink 360 GB/s in nodes of 8, "
-     "IB 45 GB/s"},
-    {"h200", {680e12, 540e12, 15e-6, 128, 128, 720e12, 4.0e12}, {8, {3e-6, 360e9}, {6e-6, 45e9}}, 141,
-     "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd, GEMM 720 TFLOP/s, HBM 4.0 TB/s, NVLink 360 GB/s in nodes of 8, "
-     "IB 45 GB/s"},
+    {"h100",
+     {.forward_flops_per_s = 650e12, .backward_flops_per_s = 520e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,
+      .dense_flops_per_s = 700e12, .memory_bytes_per_s = 2.8e12, .forward_setup_tiles = 4, .backward_setup_tiles = 1.5},
+     {8, {3e-6, 360e9}, {6e-6, 45e9}},
+     80,
+     "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd on 128x128 tiles, start-up 4/1.5 tiles per working tile, 5 us per "
+     "call, GEMM 700 TFLOP/s, HBM 2.8 TB/s, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
+    {"h200",
+     {.forward_flops_per_s = 680e12, .backward_flops_per_s = 540e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,
+      .dense_flops_per_s = 720e12, .memory_bytes_per_s = 4.0e12, .forward_setup_tiles = 4, .backward_setup_tiles = 1.5},
+     {8, {3e-6, 360e9}, {6e-6, 45e9}},
+     141,
+     "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd on 128x128 tiles, start-up 4/1.5 tiles per working tile, 5 us per "
+     "call, GEMM 720 TFLOP/s, HBM 4.0 TB/s, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
 };
 
 const Preset& preset(const std::string& name) {
@@ -89,7 +101,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
   int ulysses_degree = 0;
   double timeout_s = 600;
   std::string dtype = "bf16", preset_name = "h100";
-  double fwd_tflops = 0, bwd_tflops = 0, call_us = -1, intra_gbps = 0, inter_gbps = 0, latency_us = -1;
+  double fwd_tflops = 0, bwd_tflops = 0, call_us = -1, fwd_setup_tiles = -1, bwd_setup_tiles = -1, intra_gbps = 0, inter_gbps = 0, latency_us = -1;
   int ranks_per_node = 0;
   bool forward_only = false, json = false;
   uint64_t seed = 0;
@@ -111,6 +123,8 @@ int cmd_simulate(const std::vector<std::string>& args) {
       ("fwd-tflops", po::value(&fwd_tflops)->default_value(0), "kernel forward TFLOP/s on the masked area (0: the preset's)")
       ("bwd-tflops", po::value(&bwd_tflops)->default_value(0), "kernel backward TFLOP/s (0: the preset's)")
       ("call-us", po::value(&call_us)->default_value(-1), "fixed cost per kernel call, µs (<0: the preset's)")
+      ("fwd-setup-tiles", po::value(&fwd_setup_tiles)->default_value(-1), "start-up of each working query tile in the forward, in tiles' time (<0: the preset's)")
+      ("bwd-setup-tiles", po::value(&bwd_setup_tiles)->default_value(-1), "start-up of each working key tile in the backward, in tiles' time (<0: the preset's)")
       ("ranks-per-node", po::value(&ranks_per_node)->default_value(0), "ranks sharing the fast link (0: the preset's)")
       ("intra-gbps", po::value(&intra_gbps)->default_value(0), "GB/s per direction inside a node (0: the preset's)")
       ("inter-gbps", po::value(&inter_gbps)->default_value(0), "GB/s per direction across nodes (0: the preset's)")
@@ -126,6 +140,8 @@ int cmd_simulate(const std::vector<std::string>& args) {
   if (fwd_tflops > 0) p.kernel.forward_flops_per_s = fwd_tflops * 1e12;
   if (bwd_tflops > 0) p.kernel.backward_flops_per_s = bwd_tflops * 1e12;
   if (call_us >= 0) p.kernel.per_call_s = call_us * 1e-6;
+  if (fwd_setup_tiles >= 0) p.kernel.forward_setup_tiles = fwd_setup_tiles;
+  if (bwd_setup_tiles >= 0) p.kernel.backward_setup_tiles = bwd_setup_tiles;
   if (ranks_per_node > 0) p.network.ranks_per_node = ranks_per_node;
   if (intra_gbps > 0) p.network.intra.bytes_per_s = intra_gbps * 1e9;
   if (inter_gbps > 0) p.network.inter.bytes_per_s = inter_gbps * 1e9;

@@ -31,6 +31,14 @@ struct KernelModel {
   // With tiles_of_local_rows: a partial tile costs its slices of this many query rows, each
   // trimmed to the rows and keys it sees (the CPU kernel's 64), instead of its whole area (0).
   int64_t partial_slice_rows = 0;
+  // Start-up and finish of each thread block a FlashAttention-style GPU kernel runs, in tiles'
+  // time: per head, each query tile with work in the forward (loading it, filling the pipeline,
+  // writing its rows), each key tile with work in the backward; a short tile (a run's last) in
+  // proportion to its rows. A block whose tiles each see few tiles of the other side pays it over
+  // little work, so a ring step's 4K-key block runs below the rate of one long block.
+  // 0: none (the CPU kernel, whose calibration is measured on the shapes it runs).
+  double forward_setup_tiles = 0;
+  double backward_setup_tiles = 0;
 };
 
 struct RankClock {

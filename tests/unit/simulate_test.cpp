@@ -175,37 +175,54 @@ TEST(Simulate, TiledKernelsPayWholeTilesThatHoldAVisiblePair) {
   EXPECT_EQ(simulated::block_area(zig, Mask::causal()), 64 * 65 / 2 + (193 + 256) * 64 / 2);
 }
 
-// The tiled area by its definition, every tile pair tried: tiles start at each run of consecutive
-// positions (runs), or are consecutive local rows taken as their positions' range (scattered).
+// A side's tiles by their definition: tiles start at each run of consecutive positions (runs), or
+// are consecutive local rows taken as their positions' range (scattered); (range, rows) each.
+std::vector<std::pair<RowRange, int64_t>> tiles_by_definition(const at::Tensor& pos, int64_t tile, bool by_runs) {
+  const int64_t* p = pos.data_ptr<int64_t>();
+  std::vector<std::pair<RowRange, int64_t>> out;
+  if (by_runs) {
+    for (int64_t i = 0; i < pos.numel();) {
+      int64_t j = i + 1;
+      while (j < pos.numel() && p[j] == p[j - 1] + 1) ++j;
+      for (int64_t t = p[i]; t <= p[j - 1]; t += tile) {
+        const int64_t e = std::min(t + tile - 1, p[j - 1]);
+        out.push_back({RowRange{t, e}, e - t + 1});
+      }
+      i = j;
+    }
+  } else {
+    for (int64_t i = 0; i < pos.numel(); i += tile) {
+      const int64_t e = std::min(pos.numel(), i + tile);
+      const auto [lo, hi] = std::minmax_element(p + i, p + e);
+      out.push_back({RowRange{*lo, *hi}, e - i});
+    }
+  }
+  return out;
+}
+
+// The tiled area by its definition, every tile pair tried.
 int64_t tiled_area_by_definition(const at::Tensor& q_pos, const at::Tensor& k_pos, const Mask& mask, int64_t tq,
                                  int64_t tk, bool by_runs) {
-  auto pieces = [&](const at::Tensor& pos, int64_t tile) {
-    const int64_t* p = pos.data_ptr<int64_t>();
-    std::vector<std::pair<RowRange, int64_t>> out;  // (range, rows)
-    if (by_runs) {
-      for (int64_t i = 0; i < pos.numel();) {
-        int64_t j = i + 1;
-        while (j < pos.numel() && p[j] == p[j - 1] + 1) ++j;
-        for (int64_t t = p[i]; t <= p[j - 1]; t += tile) {
-          const int64_t e = std::min(t + tile - 1, p[j - 1]);
-          out.push_back({RowRange{t, e}, e - t + 1});
-        }
-        i = j;
-      }
-    } else {
-      for (int64_t i = 0; i < pos.numel(); i += tile) {
-        const int64_t e = std::min(pos.numel(), i + tile);
-        const auto [lo, hi] = std::minmax_element(p + i, p + e);
-        out.push_back({RowRange{*lo, *hi}, e - i});
-      }
-    }
-    return out;
-  };
   int64_t area = 0;
-  for (const auto& [qr, qn] : pieces(q_pos, tq))
-    for (const auto& [kr, kn] : pieces(k_pos, tk))
+  for (const auto& [qr, qn] : tiles_by_definition(q_pos, tq, by_runs))
+    for (const auto& [kr, kn] : tiles_by_definition(k_pos, tk, by_runs))
       if (mask.classify(qr, kr) != BlockClass::Empty) area += qn * kn;
   return area;
+}
+
+// The working rows of one side by their definition: the rows of its tiles that meet any tile of
+// the other side in a visible pair.
+int64_t working_rows_by_definition(const at::Tensor& q_pos, const at::Tensor& k_pos, const Mask& mask, int64_t tq,
+                                   int64_t tk, bool by_runs, bool of_keys) {
+  const auto qs = tiles_by_definition(q_pos, tq, by_runs), ks = tiles_by_definition(k_pos, tk, by_runs);
+  int64_t rows = 0;
+  for (const auto& [cr, cn] : of_keys ? ks : qs)
+    for (const auto& [orr, on] : of_keys ? qs : ks)
+      if ((of_keys ? mask.classify(orr, cr) : mask.classify(cr, orr)) != BlockClass::Empty) {
+        rows += cn;
+        break;
+      }
+  return rows;
 }
 
 TEST(Simulate, TiledAreaOfManyRunsOrScatteredRowsEqualsEveryTilePairTried) {
@@ -239,7 +256,60 @@ TEST(Simulate, TiledAreaOfManyRunsOrScatteredRowsEqualsEveryTilePairTried) {
     const BlockView scattered{striped, striped};
     EXPECT_EQ(simulated::tiled_area(scattered, ms, 64, 64),
               tiled_area_by_definition(striped, striped, ms, 64, 64, false));
+    for (bool of_keys : {false, true}) {
+      SCOPED_TRACE(of_keys ? "key rows" : "query rows");
+      EXPECT_EQ(simulated::working_rows(many, m, 128, 64, of_keys),
+                working_rows_by_definition(many.q_pos, many.k_pos, m, 128, 64, true, of_keys));
+      EXPECT_EQ(simulated::working_rows(scattered, ms, 64, 64, of_keys),
+                working_rows_by_definition(striped, striped, ms, 64, 64, false, of_keys));
+      // Few runs (every pair tried): a zigzag shard against the whole sequence and a ring step.
+      const BlockView zigzag{at::cat({at::arange(4000, 7000), at::arange(33000, 36000)}), at::arange(0, t)};
+      const BlockView step{at::cat({at::arange(4000, 7000), at::arange(33000, 36000)}), at::arange(10000, 13001)};
+      for (const BlockView& v : {zigzag, step})
+        EXPECT_EQ(simulated::working_rows(v, m, 128, 64, of_keys),
+                  working_rows_by_definition(v.q_pos, v.k_pos, m, 128, 64, true, of_keys));
+    }
   }
+}
+
+TEST(Simulate, WorkingRowsAreTheRowsOfTilesWithAVisiblePair) {
+  const BlockView self = BlockView::self(256);
+  EXPECT_EQ(simulated::working_rows(self, Mask::causal(), 128, 128, false), 256);
+  EXPECT_EQ(simulated::working_rows(self, Mask::causal(), 128, 128, true), 256);
+  // Queries [128, 256) against keys [0, 512): one query tile; key tiles [0, 128) and [128, 256) only.
+  const BlockView later{at::arange(128, 256), at::arange(0, 512)};
+  EXPECT_EQ(simulated::working_rows(later, Mask::causal(), 128, 128, false), 128);
+  EXPECT_EQ(simulated::working_rows(later, Mask::causal(), 128, 128, true), 256);
+  // A run's short last tile counts its rows: queries [300, 500) are tiles of 128 and 72 rows.
+  EXPECT_EQ(simulated::working_rows(BlockView{at::arange(300, 500), at::arange(0, 100)}, Mask::causal(), 128, 128,
+                                    false),
+            200);
+  // Every key after every query: nothing works; no tiles: nothing counted.
+  EXPECT_EQ(simulated::working_rows(BlockView::contiguous(0, 128, 1000, 128), Mask::causal(), 128, 128, false), 0);
+  EXPECT_EQ(simulated::working_rows(self, Mask::causal(), 0, 0, false), 0);
+  // A query tile that sees two key runs is one thread block, not two.
+  const BlockView two_runs{at::arange(1000, 1128), at::cat({at::arange(0, 128), at::arange(500, 628)})};
+  EXPECT_EQ(simulated::working_rows(two_runs, Mask::causal(), 128, 128, false), 128);
+  EXPECT_EQ(simulated::working_rows(two_runs, Mask::causal(), 128, 128, true), 256);
+}
+
+TEST(Simulate, EachWorkingTilesStartUpIsChargedAtTheKernelRate) {
+  // A full block of 1024 queries × 512 keys, H 2, D 64, in 128 × 128 tiles: 32 tiles per head,
+  // 8 working query tiles forward, 4 working key tiles backward.
+  virtual_clock::RankClock clock;
+  clock.kernel = {.forward_flops_per_s = 1e12, .backward_flops_per_s = 5e11, .per_call_s = 1e-6, .tile_q = 128,
+                  .tile_k = 128, .forward_setup_tiles = 3, .backward_setup_tiles = 2};
+  virtual_clock::set_current(&clock);
+  const auto meta = at::TensorOptions().dtype(at::kBFloat16).device(at::kMeta);
+  const at::Tensor q = at::empty({1024, 2, 64}, meta), k = at::empty({512, 2, 64}, meta);
+  const BlockView view = BlockView::contiguous(0, 1024, 0, 512);
+  const AttentionOutput out = simulated::forward(q, k, k, view, Mask::full());
+  const double tile_flops = 4.0 * 128 * 128 * 2 * 64;
+  EXPECT_NEAR(clock.compute_s, 1e-6 + (32 + 3 * 8) * tile_flops / 1e12, 1e-12);
+  const double after_forward = clock.compute_s;
+  simulated::backward({q, q, k, k, out.lse, out.out, {}}, view, Mask::full());
+  EXPECT_NEAR(clock.compute_s - after_forward, 1e-6 + (32 + 2 * 4) * 2.5 * tile_flops / 5e11, 1e-12);
+  virtual_clock::set_current(nullptr);
 }
 
 // About half the positions of [0, t): runs of 1..max_run consecutive positions, every other run

@@ -78,7 +78,7 @@ double default_memory_per_rank(const Network& net, int ranks) {
 int cmd_plan(const std::vector<std::string>& args) {
   Problem pr;
   std::string network = "this-machine", dtype = "fp32";
-  double alpha = 0, beta = 0, memory_gib = -1;
+  double alpha = 0, beta = 0, memory_gib = -1, fwd_setup_tiles = -1, bwd_setup_tiles = -1;
   int64_t doc_len = 0;
   bool json = false, buckets = false;
   std::string histogram;
@@ -105,6 +105,10 @@ int cmd_plan(const std::vector<std::string>& args) {
        "matrix product GFLOP/s per rank, for rsa's dense scores (0: measure here when --gflops is, else --gflops)")
       ("memory-gbps", po::value(&pr.memory_gbps)->default_value(0),
        "memory traffic GB/s per rank (bytes read + written), for rsa's passes and every strategy's merges (0: the preset's device; this-machine: measure here)")
+      ("fwd-setup-tiles", po::value(&fwd_setup_tiles)->default_value(-1),
+       "a GPU kernel's start-up per working query tile, forward, in tiles' time (<0: the network preset's, 4 on the GPU presets, 0 this-machine)")
+      ("bwd-setup-tiles", po::value(&bwd_setup_tiles)->default_value(-1),
+       "the same per working key tile, backward (<0: the preset's, 1.5 on the GPU presets)")
       ("first-touch-gbps", po::value(&pr.first_touch_gbps)->default_value(0),
        "GB/s at which rsa's fresh score matrices are first touched (0: free on a GPU preset; this-machine: "
        "measure here)")
@@ -134,6 +138,8 @@ int cmd_plan(const std::vector<std::string>& args) {
   }
   Network net = network_preset(network);
   if (alpha > 0) net.alpha_s = alpha;
+  if (fwd_setup_tiles >= 0) net.setup_tiles_fwd = fwd_setup_tiles;
+  if (bwd_setup_tiles >= 0) net.setup_tiles_bwd = bwd_setup_tiles;
   if (beta > 0) net.beta_Bps = net.intra_beta_Bps = beta;
   pr.memory_limit_bytes = memory_gib >= 0 ? memory_gib * double(1 << 30) : default_memory_per_rank(net, pr.P);
   if (pr.kernel_gflops <= 0) {

@@ -28,13 +28,12 @@ struct Preset {
 };
 
 // H100 SXM: FA3-class bf16 rates (forward ≈ the best published CP rate at 8 GPUs, backward ≈ 0.8×)
-// on 128 × 128 tiles; each working tile's start-up fitted on our H100 kernel rows
-// (benchmarks/results/gpu_h100_kernel.txt, H 16, D 128, bf16): FlashAttention-2's causal window
-// 1024 against its causal block at 16K gives 3.7–4.0 tiles forward whatever the per-call cost,
-// and with 4 the cuDNN full blocks at 4K and 16K leave about a launch (5 µs) per call; the same
-// pair's backward gives 1.5 tiles per key tile. NVLink 4 inside a node of 8 (≈ 360 GB/s achieved
-// per direction), one 400 Gb/s InfiniBand NIC per GPU across nodes (≈ 45 GB/s). The H200 is the
-// same chip with faster memory: the same start-up.
+// on 128 × 128 tiles; each working tile's start-up and the per-call cost fitted on our H100 kernel
+// rows (docs/parallel.md, Simulator): cuDNN's full blocks at 4K and 16K give 4.0 tiles forward at
+// no per-call cost, 3.1 at 5 µs, 1.5–1.8 backward; FlashAttention-2's causal window against its
+// causal block at 16K, 5.3 forward whatever the per-call cost. NVLink 4 inside a node of 8
+// (≈ 360 GB/s achieved per direction), one 400 Gb/s InfiniBand NIC per GPU across nodes
+// (≈ 45 GB/s). The H200 is the same chip with faster memory: the same start-up.
 const Preset kPresets[] = {
     {"h100",
      {.forward_flops_per_s = 650e12, .backward_flops_per_s = 520e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,

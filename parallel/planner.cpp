@@ -16,11 +16,12 @@ Network network_preset(const std::string& name) {
   // engine, ~10 GB/s for MiB messages over shared memory; a copy costs CPU, so not full duplex.
   // Its memory: what the ranks of one machine share (MemAvailable, divided by the caller).
   constexpr double kGiB = double(1 << 30);
-  // GPU presets: an H100's memory (80 GiB, ~2.8 TB/s achieved), a 48 GiB PCIe card's (~0.8 TB/s).
+  // GPU presets: an H100's memory (80 GiB, ~2.8 TB/s achieved), a 48 GiB PCIe card's (~0.8 TB/s);
+  // their kernels' start-up as `longhaul simulate`'s presets (4 tiles forward, 1.5 backward).
   if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9, 0, 0};
-  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB, 2.8e12};     // H100 NVLink node, per direction
-  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB, 2.8e12};  // 200 Gb/s NDR per GPU, NVLink inside
-  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB, 0.8e12};        // PCIe 4 box, peer to peer
+  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB, 2.8e12, 4, 1.5};     // H100 NVLink node, per direction
+  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB, 2.8e12, 4, 1.5};  // 200 Gb/s NDR per GPU, NVLink inside
+  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB, 0.8e12, 4, 1.5};        // PCIe 4 box, peer to peer
   std::string all;
   for (const auto& n : network_presets()) all += (all.empty() ? "" : ", ") + n;
   throw InvalidArgument("unknown network '" + name + "', expected one of " + all + " (or give --alpha and --beta)");
@@ -93,6 +94,14 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   const double memory_Bps = pr.memory_gbps > 0 ? pr.memory_gbps * 1e9 : net.device_memory_Bps;
   // Seconds of the forward's merges of partial results, `rows` query rows in all (free without a rate).
   auto merges_s = [&](double rows) { return memory_Bps > 0 ? merge_bytes(rows, pr.H, pr.D, s) / memory_Bps : 0.0; };
+  // Seconds of the kernels' thread-block start-ups when the forward's calls work `q_rows` query
+  // rows and the backward's `k_rows` key rows in all (rows of all H heads; each row's share of a
+  // 128-row tile's start-up, as the simulator charges it).
+  auto startups_s = [&](double q_rows, double k_rows) {
+    constexpr double kTile = 128;
+    return 4.0 * double(pr.H) * double(pr.D) * kTile * (net.setup_tiles_fwd * q_rows + 2.5 * net.setup_tiles_bwd * k_rows) /
+           rate;
+  };
   std::vector<Prediction> out;
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,
                       Strategy::RingSelfAttention, Strategy::Hybrid}) {
@@ -141,6 +150,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
           const double ring = transfer(net, ring_bytes, 2 * ring_steps) * 3;
           // The inner strategy's merges: rings - 1 partials over T/rings rows of H/U heads each.
           if (rings > 1) p.compute_s += merges_s(double(tl) * (rings - 1));
+          // Each ring step: T/rings rows of H/U heads, the local rows' worth, both passes.
+          p.compute_s += startups_s(double(tl) * rings, double(tl) * rings);
           p.comm_s = 3 * a2a + std::max(0.0, ring - p.compute_s) + (rings > 1 ? ring / (3 * ring_steps) : 0);
           p.memory_bytes = io_bytes + int64_t(4 * ring_bytes / ring_steps);
           p.note = "ulysses " + std::to_string(u) + " inside nodes, " + to_string(inner) + " across";
@@ -161,6 +172,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
               // A partial per step merged into the local rows (at most all of them: the rows that
               // see the visiting block).
               p.compute_s += merges_s(double(tl) * steps);
+              // Every step's call works (at most) the local rows against the visiting block.
+              p.compute_s += startups_s(double(tl) * pr.P, double(tl) * pr.P);
               // fwd: K,V per step; bwd: K,V and float32 dK,dV per step; overlapped with compute.
               const double fwd = transfer(net, bytes, 2 * steps), bwd = 2 * fwd + transfer(net, double(bytes) * 4 / s);
               p.comm_s = std::max(0.0, fwd + bwd - p.compute_s) + (steps ? transfer(net, kv_step) : 0);
@@ -173,6 +186,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
               // Each arriving (out, lse) merged over its own rows: as many rows as go back.
               const double result_row = double(pr.H) * (pr.D * s + (s == 8 ? 8 : 4));
               p.compute_s += merges_s(std::max(0.0, back) / result_row);
+              // Each step the key owner works a visiting query block against its local keys.
+              p.compute_s += startups_s(double(tl) * pr.P, double(tl) * pr.P);
               const double fwd = net.full_duplex ? transfer(net, std::max(q_dir, back), steps)
                                                  : transfer(net, double(bytes), 2 * steps);
               const double bwd = net.full_duplex ? transfer(net, std::max(2 * q_dir, back * 4 / s), steps)
@@ -184,12 +199,16 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
             case Strategy::AllGatherKV: {
               // The keys before and after the local ones, each a partial merged over the local rows.
               p.compute_s += merges_s(double(tl) * std::min(2, steps));
+              // Forward: the local rows against their own keys and the two sides; backward: one
+              // call over every key row (each key tile sees only the local queries).
+              p.compute_s += startups_s(double(tl) * std::min(3, pr.P), double(pr.T));
               const double fwd = transfer(net, bytes, steps), bwd = fwd + transfer(net, double(bytes) * 4 / s, steps);
               p.comm_s = std::max(0.0, fwd - step_compute) + bwd;
               p.memory_bytes = io_bytes + int64_t(double(pr.T) * 2 * pr.H_kv * pr.D * (s + 4));
               break;
             }
             case Strategy::Ulysses: {
+              p.compute_s += startups_s(double(tl), double(tl));  // T rows of H/P heads
               const double fwd = transfer(net, bytes, 4 * steps);
               p.comm_s = fwd * 3;  // backward moves q, k, v, dout, out-stats and the three grads
               p.memory_bytes = io_bytes + int64_t(double(pr.T) * (pr.H + 2 * std::max<int64_t>(pr.H_kv, pr.P)) /

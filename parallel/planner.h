@@ -1,7 +1,8 @@
 // The cost model that picks a CP strategy (docs/parallel.md): for a problem (T, H, H_kv, D, P,
 // mask, dtype) and a network, predicts per strategy and layout the forward+backward time, the
 // bytes each rank sends and the memory each rank holds, and picks the fastest that fits.
-//   compute: masked-area FLOPs of the busiest rank / measured kernel GFLOP/s;
+//   compute: masked-area FLOPs of the busiest rank / measured kernel GFLOP/s, on a GPU plus the
+//   start-up of the kernels' thread blocks over the rows each strategy's calls work;
 //   communication: per message α + bytes/β, per link direction (full-duplex links carry the two
 //   directions of TokenRing at once); ring steps overlap compute and transfer (max of the two);
 //   Ulysses' all-to-alls do not overlap; bytes from parallel/bytes_model (exact, as measured).
@@ -26,6 +27,10 @@ struct Network {
   double intra_beta_Bps;  // bandwidth inside a node (NVLink) when ranks_per_node > 1
   double device_memory_bytes = 0;  // per rank (a GPU's); 0: this machine's, shared by its ranks
   double device_memory_Bps = 0;    // its bandwidth (rsa's passes, merges); 0: Problem::memory_gbps
+  // A GPU kernel's start-up per working thread block (per head and 128-row tile of the rows it
+  // works: queries forward, keys backward), in tiles' time at the kernel rate, as the simulator's
+  // KernelModel; 0 on the CPU, whose measured rate holds it.
+  double setup_tiles_fwd = 0, setup_tiles_bwd = 0;
 };
 // "this-machine" (measured by `longhaul bench comm`), "nvlink", "infiniband", "pcie".
 Network network_preset(const std::string& name);

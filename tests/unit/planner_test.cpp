@@ -58,14 +58,16 @@ TEST(Planner, BytesEqualWhatTheStrategiesSend) {
 TEST(Planner, ComputeFollowsWhatEachStrategyComputes) {
   Problem pr;
   pr.T = 4096, pr.H = 8, pr.H_kv = 8, pr.D = 64, pr.P = 4, pr.mask = "causal";
-  const auto preds = plan_strategies(pr, network_preset("nvlink"));
+  Network net = network_preset("nvlink");
+  net.setup_tiles_fwd = net.setup_tiles_bwd = 0;  // the areas alone (start-ups: KernelStartUpsAreChargedOnGpuPresets)
+  const auto preds = plan_strategies(pr, net);
   EXPECT_DOUBLE_EQ(find(preds, Strategy::Ulysses, Layout::Contiguous).compute_s,
                    find(preds, Strategy::Ulysses, Layout::Zigzag).compute_s);
   EXPECT_GT(find(preds, Strategy::Ring, Layout::Contiguous).compute_s,
             1.5 * find(preds, Strategy::Ring, Layout::Zigzag).compute_s);  // contiguous causal is imbalanced
   Problem full = pr;
   full.mask = "full";
-  const auto full_preds = plan_strategies(full, network_preset("nvlink"));
+  const auto full_preds = plan_strategies(full, net);
   // Ring Self-Attention: its products (at the kernel rate when no GEMM rate is given) and its
   // passes over the scores (at the preset's memory rate): more than ring computing the full mask.
   const DenseCost dense = rsa_dense_cost(pr.H, pr.T / pr.P, pr.T, pr.D, true, 4);
@@ -98,6 +100,36 @@ TEST(Planner, MergesOfPartialResultsCostMemoryTraffic) {
   EXPECT_GT(extra(Strategy::TokenRing), 0.0);
   EXPECT_LE(extra(Strategy::TokenRing), 3 * one_merge);
   EXPECT_EQ(extra(Strategy::Ulysses), 0.0);
+}
+
+// On a GPU preset every thread block of a kernel call pays its start-up: the planner charges it
+// over the rows each strategy's calls work (the simulator's model), nothing on the CPU.
+TEST(Planner, KernelStartUpsAreChargedOnGpuPresets) {
+  Problem pr;
+  pr.T = 8192, pr.H = 8, pr.H_kv = 8, pr.D = 64, pr.P = 4, pr.elem_bytes = 2, pr.mask = "causal";
+  pr.only_layout = Layout::Zigzag;
+  Network net = network_preset("nvlink");
+  EXPECT_EQ(net.setup_tiles_fwd, 4.0);
+  EXPECT_EQ(net.setup_tiles_bwd, 1.5);
+  const auto charged = plan_strategies(pr, net);
+  net.setup_tiles_fwd = net.setup_tiles_bwd = 0;
+  const auto uncharged = plan_strategies(pr, net);
+  auto extra = [&](Strategy s) {
+    return find(charged, s, Layout::Zigzag).compute_s - find(uncharged, s, Layout::Zigzag).compute_s;
+  };
+  // Rows worked forward and backward → 4·H·D·128 FLOPs per row and start-up tile, at the kernel rate.
+  auto startups = [&](double q_rows, double k_rows) {
+    return 4.0 * 8 * 64 * 128 * (4.0 * q_rows + 2.5 * 1.5 * k_rows) / (pr.kernel_gflops * 1e9);
+  };
+  const double tl = 2048;
+  EXPECT_NEAR(extra(Strategy::Ring), startups(4 * tl, 4 * tl), 1e-9 * extra(Strategy::Ring));
+  EXPECT_NEAR(extra(Strategy::TokenRing), startups(4 * tl, 4 * tl), 1e-9 * extra(Strategy::TokenRing));
+  EXPECT_NEAR(extra(Strategy::AllGatherKV), startups(3 * tl, 8192), 1e-9 * extra(Strategy::AllGatherKV));
+  EXPECT_NEAR(extra(Strategy::Ulysses), startups(tl, tl), 1e-9 * extra(Strategy::Ulysses));
+  EXPECT_EQ(extra(Strategy::RingSelfAttention), 0.0);  // plain products, no attention kernel
+  // The CPU's measured rate already holds its kernel's overheads.
+  EXPECT_EQ(network_preset("this-machine").setup_tiles_fwd, 0.0);
+  EXPECT_EQ(network_preset("this-machine").setup_tiles_bwd, 0.0);
 }
 
 // A GPU preset carries its device memory: Ring Self-Attention's quadratic scores at 1M tokens do

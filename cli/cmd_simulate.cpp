@@ -37,14 +37,16 @@ struct Preset {
 const Preset kPresets[] = {
     {"h100",
      {.forward_flops_per_s = 650e12, .backward_flops_per_s = 520e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,
-      .dense_flops_per_s = 700e12, .memory_bytes_per_s = 2.8e12, .forward_setup_tiles = 4, .backward_setup_tiles = 1.5},
+      .dense_flops_per_s = 700e12, .memory_bytes_per_s = 2.8e12, .forward_setup_tiles = virtual_clock::kGpuForwardSetupTiles,
+      .backward_setup_tiles = virtual_clock::kGpuBackwardSetupTiles},
      {8, {3e-6, 360e9}, {6e-6, 45e9}},
      80,
      "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd on 128x128 tiles, start-up 4/1.5 tiles per working tile, 5 us per "
      "call, GEMM 700 TFLOP/s, HBM 2.8 TB/s, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
     {"h200",
      {.forward_flops_per_s = 680e12, .backward_flops_per_s = 540e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,
-      .dense_flops_per_s = 720e12, .memory_bytes_per_s = 4.0e12, .forward_setup_tiles = 4, .backward_setup_tiles = 1.5},
+      .dense_flops_per_s = 720e12, .memory_bytes_per_s = 4.0e12, .forward_setup_tiles = virtual_clock::kGpuForwardSetupTiles,
+      .backward_setup_tiles = virtual_clock::kGpuBackwardSetupTiles},
      {8, {3e-6, 360e9}, {6e-6, 45e9}},
      141,
      "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd on 128x128 tiles, start-up 4/1.5 tiles per working tile, 5 us per "

@@ -41,6 +41,11 @@ struct KernelModel {
   double backward_setup_tiles = 0;
 };
 
+// The start-up of a FlashAttention-class GPU kernel's thread blocks (KernelModel's setup tiles),
+// fitted on our H100 kernel rows (docs/parallel.md, Simulator): the GPU presets of the simulator
+// and the planner, and the emulated-GPU prediction of `bench cp-gpu`.
+inline constexpr double kGpuForwardSetupTiles = 4, kGpuBackwardSetupTiles = 1.5;
+
 struct RankClock {
   double now = 0;          // seconds since the simulation started, on this rank
   double compute_s = 0;    // of which the kernels ran

@@ -8,6 +8,7 @@
 #include "parallel/rsa_cost.h"
 #include "parallel/shard_plan.h"
 #include "core/errors.h"
+#include "core/virtual_clock.h"
 
 namespace longhaul {
 
@@ -16,12 +17,13 @@ Network network_preset(const std::string& name) {
   // engine, ~10 GB/s for MiB messages over shared memory; a copy costs CPU, so not full duplex.
   // Its memory: what the ranks of one machine share (MemAvailable, divided by the caller).
   constexpr double kGiB = double(1 << 30);
+  constexpr double kFwd = virtual_clock::kGpuForwardSetupTiles, kBwd = virtual_clock::kGpuBackwardSetupTiles;
   // GPU presets: an H100's memory (80 GiB, ~2.8 TB/s achieved), a 48 GiB PCIe card's (~0.8 TB/s);
   // their kernels' start-up as `longhaul simulate`'s presets (4 tiles forward, 1.5 backward).
   if (name == "this-machine") return {name, 7e-6, 10e9, false, 2, 10e9, 0, 0};
-  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB, 2.8e12, 4, 1.5};     // H100 NVLink node, per direction
-  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB, 2.8e12, 4, 1.5};  // 200 Gb/s NDR per GPU, NVLink inside
-  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB, 0.8e12, 4, 1.5};        // PCIe 4 box, peer to peer
+  if (name == "nvlink") return {name, 3e-6, 150e9, true, 8, 150e9, 80 * kGiB, 2.8e12, kFwd, kBwd};     // H100 NVLink node, per direction
+  if (name == "infiniband") return {name, 5e-6, 25e9, true, 8, 150e9, 80 * kGiB, 2.8e12, kFwd, kBwd};  // 200 Gb/s NDR per GPU, NVLink inside
+  if (name == "pcie") return {name, 10e-6, 12e9, true, 4, 12e9, 48 * kGiB, 0.8e12, kFwd, kBwd};        // PCIe 4 box, peer to peer
   std::string all;
   for (const auto& n : network_presets()) all += (all.empty() ? "" : ", ") + n;
   throw InvalidArgument("unknown network '" + name + "', expected one of " + all + " (or give --alpha and --beta)");

@@ -104,15 +104,16 @@ double planner_ms(const CpPredictionInput& in) {
 }
 
 // The row's schedule in the simulator on one host (every pair of ranks on `link`), the kernel's
-// rates from its measured forward and backward times on `tiled_area` pairs, shared by `sharers`
-// ranks that run at once on one device: forward + backward of the slowest rank, ms.
-double simulate_on_one_host(SimulationSetup s, const sim::Link& link, double tiled_area, double fwd_ms,
+// rates from its measured forward and backward times of one whole block that paid `fwd_area` and
+// `bwd_area` (its tiles and, with s.kernel's setup tiles, its thread blocks' start-ups), shared
+// by `sharers` ranks that run at once on one device: forward + backward of the slowest rank, ms.
+double simulate_on_one_host(SimulationSetup s, const sim::Link& link, double fwd_area, double bwd_area, double fwd_ms,
                             double bwd_ms, int sharers) {
   s.network.ranks_per_node = s.P;
   s.network.intra = s.network.inter = link;
-  const double f_fwd = 4.0 * tiled_area * double(s.H) * double(s.D);
-  s.kernel.forward_flops_per_s = f_fwd / (fwd_ms * 1e-3) / sharers;
-  s.kernel.backward_flops_per_s = 2.5 * f_fwd / (bwd_ms * 1e-3) / sharers;
+  const double flops_per_area = 4.0 * double(s.H) * double(s.D);
+  s.kernel.forward_flops_per_s = flops_per_area * fwd_area / (fwd_ms * 1e-3) / sharers;
+  s.kernel.backward_flops_per_s = 2.5 * flops_per_area * bwd_area / (bwd_ms * 1e-3) / sharers;
   s.kernel.per_call_s = 0;
   const Simulation sim = simulate(s);
   return (sim.forward_s + sim.backward_s) * 1e3;
@@ -147,7 +148,7 @@ double simulated_ms(const CpPredictionInput& in) {
   // baseline, on the tiled area the kernel actually pays.
   const double tiled =
       double(simulated::tiled_area(BlockView::self(in.T), in.mask, kCpuTileQ, kCpuTileK, true, kCpuSliceRows));
-  return simulate_on_one_host(s, {kThisMachineLatencyS, kThisMachineBytesPerS}, tiled, in.loaded_fwd_ms,
+  return simulate_on_one_host(s, {kThisMachineLatencyS, kThisMachineBytesPerS}, tiled, tiled, in.loaded_fwd_ms,
                               in.loaded_bwd_ms, 1);
 }
 
@@ -163,8 +164,17 @@ double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in) {
   s.kernel.tile_k = kGpuTile;
   // Merges and other passes share the HBM too: the copy rate counts bytes once, a pass reads and writes.
   s.kernel.memory_bytes_per_s = 2 * in.copy_bytes_per_s / in.P;
-  const double tiled = double(simulated::tiled_area(BlockView::self(in.T), in.mask, kGpuTile, kGpuTile));
-  return simulate_on_one_host(s, {in.copy_latency_s, in.copy_bytes_per_s / in.P}, tiled, in.single_fwd_ms,
+  // The shards' kernels pay their thread blocks' start-ups as the single block paid its own.
+  s.kernel.forward_setup_tiles = in.setup_tiles_fwd;
+  s.kernel.backward_setup_tiles = in.setup_tiles_bwd;
+  const BlockView whole = BlockView::self(in.T);
+  const double tiled = double(simulated::tiled_area(whole, in.mask, kGpuTile, kGpuTile));
+  auto startups = [&](double tiles, bool of_keys) {
+    return tiles * double(kGpuTile) * double(simulated::working_rows(whole, in.mask, kGpuTile, kGpuTile, of_keys));
+  };
+  return simulate_on_one_host(s, {in.copy_latency_s, in.copy_bytes_per_s / in.P},
+                              tiled + startups(s.kernel.forward_setup_tiles, false),
+                              tiled + startups(s.kernel.backward_setup_tiles, true), in.single_fwd_ms,
                               in.single_bwd_ms, in.P);
 }
 

@@ -11,6 +11,7 @@
 #include <c10/core/ScalarType.h>
 
 #include "attention/mask.h"
+#include "core/virtual_clock.h"
 #include "parallel/options.h"
 
 namespace longhaul::bench {
@@ -54,6 +55,9 @@ struct GpuEmulationPredictionInput {
   c10::ScalarType dtype = c10::ScalarType::BFloat16;
   double single_fwd_ms = 0, single_bwd_ms = 0;   // the plain kernel on the whole sequence
   double copy_latency_s = 0, copy_bytes_per_s = 0;  // one transfer between two thread-ranks, alone
+  // Thread-block start-ups (tiles' time per working tile, forward / backward): the single block
+  // paid its own, each shard's call pays its own (virtual_clock.h).
+  double setup_tiles_fwd = virtual_clock::kGpuForwardSetupTiles, setup_tiles_bwd = virtual_clock::kGpuBackwardSetupTiles;
 };
 double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in);
 

@@ -31,7 +31,8 @@ TEST(GpuEmulationPrediction, OneRankIsTheSingleKernel) {  // (+ a merge at the f
 
 TEST(GpuEmulationPrediction, SharedGpuOnAFreeNetworkCostsTheImbalanceOnly) {
   for (int p : {2, 4}) {
-    const auto in = causal_input(Strategy::Ring, p);
+    auto in = causal_input(Strategy::Ring, p);
+    in.setup_tiles_fwd = in.setup_tiles_bwd = 0;  // the areas alone (start-ups: the next test)
     // The busiest rank's share of the 128-tiled area, against the even share.
     const ShardPlan plan = ShardPlan::for_mask(in.T, in.mask, in.layout, p, 0);
     double busiest = 0;
@@ -46,6 +47,25 @@ TEST(GpuEmulationPrediction, SharedGpuOnAFreeNetworkCostsTheImbalanceOnly) {
     // Zigzag's pieces are whole 128-row tiles here, so per-step tiles add nothing; merges are free.
     EXPECT_LE(predicted, 7.0 * busiest * p / whole * 1.02) << "P=" << p;
   }
+}
+
+TEST(GpuEmulationPrediction, ShardsPayTheirOwnThreadBlockStartUps) {
+  // The single block paid its start-ups once over its rows; P ranks' ring steps each pay theirs
+  // over the local rows, so the emulation costs more than with no start-up, more so at larger P.
+  double last = 0;
+  for (int p : {1, 2, 4}) {
+    auto in = causal_input(Strategy::Ring, p);
+    const double with = predict_gpu_emulation_ms(in);
+    in.setup_tiles_fwd = in.setup_tiles_bwd = 0;
+    const double without = predict_gpu_emulation_ms(in);
+    if (p == 1) {
+      EXPECT_NEAR(with, without, 1e-6);  // one rank: the single block itself
+    } else {
+      EXPECT_GT(with / without, last) << "P=" << p;
+      last = with / without;
+    }
+  }
+  EXPECT_GT(last, 1.0);
 }
 
 TEST(GpuEmulationPrediction, ASlowCopyIsExposed) {

@@ -34,21 +34,19 @@ struct Preset {
 // causal block at 16K, 5.3 forward whatever the per-call cost. NVLink 4 inside a node of 8
 // (≈ 360 GB/s achieved per direction), one 400 Gb/s InfiniBand NIC per GPU across nodes
 // (≈ 45 GB/s). The H200 is the same chip with faster memory: the same start-up.
+// A FlashAttention-class GPU kernel on 128 × 128 tiles with the fitted start-up and per-call cost.
+virtual_clock::KernelModel gpu_kernel(double fwd_flops, double bwd_flops, double gemm_flops, double memory_bytes) {
+  return {.forward_flops_per_s = fwd_flops, .backward_flops_per_s = bwd_flops, .per_call_s = 5e-6, .tile_q = 128,
+          .tile_k = 128, .dense_flops_per_s = gemm_flops, .memory_bytes_per_s = memory_bytes,
+          .forward_setup_tiles = virtual_clock::kGpuForwardSetupTiles,
+          .backward_setup_tiles = virtual_clock::kGpuBackwardSetupTiles};
+}
+
 const Preset kPresets[] = {
-    {"h100",
-     {.forward_flops_per_s = 650e12, .backward_flops_per_s = 520e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,
-      .dense_flops_per_s = 700e12, .memory_bytes_per_s = 2.8e12, .forward_setup_tiles = virtual_clock::kGpuForwardSetupTiles,
-      .backward_setup_tiles = virtual_clock::kGpuBackwardSetupTiles},
-     {8, {3e-6, 360e9}, {6e-6, 45e9}},
-     80,
+    {"h100", gpu_kernel(650e12, 520e12, 700e12, 2.8e12), {8, {3e-6, 360e9}, {6e-6, 45e9}}, 80,
      "H100 SXM: kernel 650/520 TFLOP/s fwd/bwd on 128x128 tiles, start-up 4/1.5 tiles per working tile, 5 us per "
      "call, GEMM 700 TFLOP/s, HBM 2.8 TB/s, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
-    {"h200",
-     {.forward_flops_per_s = 680e12, .backward_flops_per_s = 540e12, .per_call_s = 5e-6, .tile_q = 128, .tile_k = 128,
-      .dense_flops_per_s = 720e12, .memory_bytes_per_s = 4.0e12, .forward_setup_tiles = virtual_clock::kGpuForwardSetupTiles,
-      .backward_setup_tiles = virtual_clock::kGpuBackwardSetupTiles},
-     {8, {3e-6, 360e9}, {6e-6, 45e9}},
-     141,
+    {"h200", gpu_kernel(680e12, 540e12, 720e12, 4.0e12), {8, {3e-6, 360e9}, {6e-6, 45e9}}, 141,
      "H200 SXM: kernel 680/540 TFLOP/s fwd/bwd on 128x128 tiles, start-up 4/1.5 tiles per working tile, 5 us per "
      "call, GEMM 720 TFLOP/s, HBM 4.0 TB/s, NVLink 360 GB/s in nodes of 8, IB 45 GB/s"},
 };

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "attention/cpu/params.h"
@@ -56,11 +57,12 @@ double paid_area(const BlockView& view, const Mask& mask, bool backward) {
   const auto* clock = virtual_clock::current();
   if (!clock) return double(block_area(view, mask));
   const auto& k = clock->kernel;
-  double area = double(tiled_area(view, mask, k.tile_q, k.tile_k, k.tiles_of_local_rows, k.partial_slice_rows));
   const double setup = backward ? k.backward_setup_tiles : k.forward_setup_tiles;
-  if (setup > 0 && area > 0)  // a short tile (a run's last) pays its share, as if packed with the next run's rows
-    area += setup * double(backward ? k.tile_q : k.tile_k) * double(working_rows(view, mask, k.tile_q, k.tile_k, backward));
-  return area;
+  // The tiles and the working rows in one pass over the block (a short tile, a run's last, pays
+  // its share, as if packed with the next run's rows).
+  const TiledWork w = tiled_work(view, mask, k.tile_q, k.tile_k, k.tiles_of_local_rows, k.partial_slice_rows,
+                                 setup > 0 ? std::optional<bool>(backward) : std::nullopt);
+  return double(w.area) + setup * double(backward ? k.tile_q : k.tile_k) * double(w.working_rows);
 }
 
 void charge(double flops, bool backward) {
@@ -297,51 +299,52 @@ void mark_working(const Mask& mask, bool of_keys, int64_t ca, int64_t ce, int64_
 
 }  // namespace
 
-int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows,
-                   int64_t slice_rows) {
-  if (tile_q <= 0 || tile_k <= 0) return block_area(view, mask);
+TiledWork tiled_work(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows,
+                     int64_t slice_rows, std::optional<bool> rows_of_keys) {
+  if (tile_q <= 0 || tile_k <= 0) return {block_area(view, mask), 0};
   const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
-  auto qr = runs_of(q_pos), kr = runs_of(k_pos);
-  if (local_rows && qr.size() * kr.size() <= kMaxRunPairs) {
-    if (q_pos.numel() == 0 || k_pos.numel() == 0) return 0;
-    return local_tiled_area_of(LocalRuns(std::move(qr)), LocalRuns(std::move(kr)), mask, 0, q_pos.numel(), 0,
-                               k_pos.numel(), tile_q, tile_k, slice_rows);
-  }
+  const auto qr = runs_of(q_pos), kr = runs_of(k_pos);
+  TiledWork w;
+  const bool local = local_rows && qr.size() * kr.size() <= kMaxRunPairs;
+  if (local && q_pos.numel() > 0 && k_pos.numel() > 0)
+    w.area = local_tiled_area_of(LocalRuns(qr), LocalRuns(kr), mask, 0, q_pos.numel(), 0, k_pos.numel(), tile_q,
+                                 tile_k, slice_rows);
+  if (local && !rows_of_keys) return w;
+  // One pass over the pairs worth trying: the per-run area (unless the local tiling gave it) and
+  // the working tiles of the asked side.
   const TiledBlock block(qr, kr, q_pos, k_pos, tile_q, tile_k);
-  int64_t area = 0;
-  block.for_pairs(mask, [&](const Segment& a, const Segment& b) {
-    if (!block.scattered) {
-      area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
-    } else if (mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty) {
-      area += (a.end - a.begin) * (b.end - b.begin);  // a tile pair with a visible pair pays both tiles' rows
-    }
-  });
-  return area;
-}
-
-int64_t working_rows(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool of_keys) {
-  if (tile_q <= 0 || tile_k <= 0) return 0;
-  const at::Tensor q_pos = view.q_pos.contiguous(), k_pos = view.k_pos.contiguous();
-  const TiledBlock block(runs_of(q_pos), runs_of(k_pos), q_pos, k_pos, tile_q, tile_k);
-  const std::vector<Segment>& side = of_keys ? block.k : block.q;
-  std::vector<char> marks(of_keys ? block.k_tiles : block.q_tiles, 0);
+  const bool of_keys = rows_of_keys.value_or(false);
+  std::vector<char> marks(rows_of_keys ? (of_keys ? block.k_tiles : block.q_tiles) : 0, 0);
   const int64_t t = of_keys ? tile_k : tile_q;
   block.for_pairs(mask, [&](const Segment& a, const Segment& b) {
     const Segment& c = of_keys ? b : a;
     const Segment& o = of_keys ? a : b;
     if (!block.scattered) {
-      mark_working(mask, of_keys, c.begin, c.end, c.begin, t, c.first_tile, o.begin, o.end, marks);
+      if (!local) w.area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
+      if (rows_of_keys) mark_working(mask, of_keys, c.begin, c.end, c.begin, t, c.first_tile, o.begin, o.end, marks);
     } else if (mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty) {
-      marks[c.first_tile] = 1;
+      if (!local) w.area += (a.end - a.begin) * (b.end - b.begin);  // a tile pair with a visible pair pays both tiles' rows
+      if (rows_of_keys) marks[c.first_tile] = 1;
     }
   });
-  int64_t rows = 0;
-  for (const Segment& g : side) {  // a run's tiles are whole but its last; a scattered tile is one
+  if (!rows_of_keys) return w;
+  for (const Segment& g : of_keys ? block.k : block.q) {  // a run's tiles are whole but its last; a scattered tile is one
     const int64_t n = block.scattered ? 1 : (g.end - g.begin + t - 1) / t;
     for (int64_t i = 0; i < n; ++i)
-      if (marks[g.first_tile + i]) rows += block.scattered ? g.end - g.begin : std::min(t, g.end - g.begin - i * t);
+      if (marks[g.first_tile + i])
+        w.working_rows += block.scattered ? g.end - g.begin : std::min(t, g.end - g.begin - i * t);
   }
-  return rows;
+  return w;
+}
+
+int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows,
+                   int64_t slice_rows) {
+  return tiled_work(view, mask, tile_q, tile_k, local_rows, slice_rows, std::nullopt).area;
+}
+
+int64_t working_rows(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool of_keys) {
+  if (tile_q <= 0 || tile_k <= 0) return 0;
+  return tiled_work(view, mask, tile_q, tile_k, false, 0, of_keys).working_rows;
 }
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& /*k*/, const at::Tensor& /*v*/, const BlockView& view,

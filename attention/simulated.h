@@ -7,6 +7,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+
 #include "attention/attention.h"
 
 namespace longhaul::simulated {
@@ -36,6 +38,15 @@ int64_t tiled_area(const BlockView& view, const Mask& mask, int64_t tile_q, int6
 // tiles backward), a run's short last tile counted by its rows, as when a varlen call packs the
 // next run's rows into it. 0 when a tile size is <= 0.
 int64_t working_rows(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool of_keys);
+
+// Both at once, one pass over the block's pairs: tiled_area(view, mask, tile_q, tile_k,
+// local_rows, slice_rows) and, when rows_of_keys is set, working_rows of that side (0 otherwise).
+struct TiledWork {
+  int64_t area = 0;
+  int64_t working_rows = 0;
+};
+TiledWork tiled_work(const BlockView& view, const Mask& mask, int64_t tile_q, int64_t tile_k, bool local_rows,
+                     int64_t slice_rows, std::optional<bool> rows_of_keys);
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask);

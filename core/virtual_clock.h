@@ -45,6 +45,8 @@ struct KernelModel {
 // fitted on our H100 kernel rows (docs/parallel.md, Simulator): the GPU presets of the simulator
 // and the planner, and the emulated-GPU prediction of `bench cp-gpu`.
 inline constexpr double kGpuForwardSetupTiles = 4, kGpuBackwardSetupTiles = 1.5;
+// Their tile: query rows × key rows of one thread block's step.
+inline constexpr int64_t kGpuTileRows = 128;
 
 struct RankClock {
   double now = 0;          // seconds since the simulation started, on this rank

@@ -100,9 +100,8 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
   // rows and the backward's `k_rows` key rows in all (rows of all H heads; each row's share of a
   // 128-row tile's start-up, as the simulator charges it).
   auto startups_s = [&](double q_rows, double k_rows) {
-    constexpr double kTile = 128;
-    return 4.0 * double(pr.H) * double(pr.D) * kTile * (net.setup_tiles_fwd * q_rows + 2.5 * net.setup_tiles_bwd * k_rows) /
-           rate;
+    return 4.0 * double(pr.H) * double(pr.D) * double(virtual_clock::kGpuTileRows) *
+           (net.setup_tiles_fwd * q_rows + 2.5 * net.setup_tiles_bwd * k_rows) / rate;
   };
   std::vector<Prediction> out;
   for (Strategy st : {Strategy::Ring, Strategy::TokenRing, Strategy::AllGatherKV, Strategy::Ulysses,

@@ -167,15 +167,14 @@ double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in) {
   // The shards' kernels pay their thread blocks' start-ups as the single block paid its own.
   s.kernel.forward_setup_tiles = in.setup_tiles_fwd;
   s.kernel.backward_setup_tiles = in.setup_tiles_bwd;
-  const BlockView whole = BlockView::self(in.T);
-  const double tiled = double(simulated::tiled_area(whole, in.mask, kGpuTile, kGpuTile));
-  auto startups = [&](double tiles, bool of_keys) {
-    return tiles * double(kGpuTile) * double(simulated::working_rows(whole, in.mask, kGpuTile, kGpuTile, of_keys));
+  // What the whole block paid, forward (its query tiles' start-ups) and backward (its key tiles').
+  auto paid = [&](double setup_tiles, bool of_keys) {
+    const auto w = simulated::tiled_work(BlockView::self(in.T), in.mask, kGpuTile, kGpuTile, false, 0, of_keys);
+    return double(w.area) + setup_tiles * double(kGpuTile) * double(w.working_rows);
   };
   return simulate_on_one_host(s, {in.copy_latency_s, in.copy_bytes_per_s / in.P},
-                              tiled + startups(s.kernel.forward_setup_tiles, false),
-                              tiled + startups(s.kernel.backward_setup_tiles, true), in.single_fwd_ms,
-                              in.single_bwd_ms, in.P);
+                              paid(s.kernel.forward_setup_tiles, false), paid(s.kernel.backward_setup_tiles, true),
+                              in.single_fwd_ms, in.single_bwd_ms, in.P);
 }
 
 CpPredictions predict_cp_row(const CpPredictionInput& in) {

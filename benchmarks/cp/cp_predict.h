@@ -62,7 +62,7 @@ struct GpuEmulationPredictionInput {
 double predict_gpu_emulation_ms(const GpuEmulationPredictionInput& in);
 
 // The GPU kernels' tile (query × key rows) the emulation's prediction charges.
-constexpr int64_t kGpuTile = 128;
+constexpr int64_t kGpuTile = virtual_clock::kGpuTileRows;
 
 // This machine's network as both predictors see it: `longhaul bench comm` over shared memory
 // (the planner's "this-machine" preset: a per-message cost through the progress engine and the

@@ -35,6 +35,7 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("cuda_devices", devices)
         .add("mpi_built", int64_t(LONGHAUL_WITH_MPI))
         .add("nccl_built", int64_t(LONGHAUL_WITH_NCCL))
+        .add("cudnn_band_built", int64_t(LONGHAUL_WITH_CUDNN_FRONTEND))
         .add("hdf5_built", int64_t(LONGHAUL_WITH_HDF5))
         .add("python_built", int64_t(LONGHAUL_WITH_PYTHON))
         .add("launcher", world.launcher())

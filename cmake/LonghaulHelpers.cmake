@@ -95,3 +95,16 @@ function(longhaul_add_test name)
     set_tests_properties(${name} PROPERTIES ${T_PROPERTIES})
   endif()
 endfunction()
+
+# Appends to the list `hints` the existing path a line of Python prints (the interpreter torch is
+# found with); nothing when there is no interpreter or the line fails.
+function(longhaul_python_hint hints code)
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  if(Python3_EXECUTABLE)
+    execute_process(COMMAND ${Python3_EXECUTABLE} -c "${code}" OUTPUT_VARIABLE _out
+                    OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
+    if(_rc EQUAL 0 AND EXISTS "${_out}")
+      set(${hints} ${${hints}} ${_out} PARENT_SCOPE)
+    endif()
+  endif()
+endfunction()

@@ -3,19 +3,9 @@
 # header and library versions match. NCCL_ROOT overrides; the CUDA toolkit's copy is the fallback.
 # Sets LONGHAUL_NCCL_FOUND, NCCL_INCLUDE_DIR, NCCL_LIBRARY, NCCL_VERSION.
 macro(longhaul_find_nccl)
-  set(_nccl_hints)
-  if(NCCL_ROOT)
-    list(APPEND _nccl_hints ${NCCL_ROOT})
-  endif()
-  find_package(Python3 COMPONENTS Interpreter QUIET)
-  if(Python3_EXECUTABLE)
-    execute_process(COMMAND ${Python3_EXECUTABLE} -c
-        "import os, torch; print(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), 'nvidia', 'nccl'))"
-        OUTPUT_VARIABLE _nccl_wheel OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
-    if(_rc EQUAL 0 AND EXISTS "${_nccl_wheel}")
-      list(APPEND _nccl_hints ${_nccl_wheel})
-    endif()
-  endif()
+  set(_nccl_hints ${NCCL_ROOT})
+  longhaul_python_hint(_nccl_hints
+      "import os, torch; print(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), 'nvidia', 'nccl'))")
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} PATH_SUFFIXES include NO_DEFAULT_PATH)
   find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64 NO_DEFAULT_PATH)
   # Fallback: a system NCCL (then it must be the one torch was linked with, or two get loaded).

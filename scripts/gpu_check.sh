@@ -9,11 +9,15 @@
 # emulated on the one GPU, 128K tokens), `bench layer` (one transformer block at 128K tokens),
 # `longhaul train --device cuda` (fp64 against the CPU, bf16 tokens/s) and, last, the Python
 # module built there against that machine's python (scripts/gpu_python.sh).
-# Everything lands in $OUT (8 files at most: machine, summary, tests, kernel, cp, layer, train,
-# python). Each step has its own time limit and a failed step does not stop the others.
-# GPU_CHECK_ONLY="tests kernel" runs only those sections (tests, kernel, cp, layer, train, python).
+# `band` runs the cuDNN band route (LONGHAUL_CUDA_BAND=cudnn: windows and bottom-right causal pieces
+# on cuDNN's graph API, off by default until measured) in processes of its own: its GPU test
+# against the float64 reference, then the causal-window kernel rows again, to set beside the
+# FlashAttention-2 rows of `kernel` (appended to the kernel file).
+# Everything lands in $OUT (8 files at most, the device tool's limit: machine, summary, tests,
+# kernel, cp, layer, train, python). Each step has its own time limit and a failed step does not stop the others.
+# GPU_CHECK_ONLY="tests kernel" runs only those sections (tests, kernel, band, cp, layer, train, python).
 # The whole script needs about 10 minutes, over one device call's limit: run it as two calls on the
-# warm machine, GPU_CHECK_ONLY="tests kernel cp" (about 5 minutes) then "layer train python"
+# warm machine, GPU_CHECK_ONLY="tests kernel band cp" (about 6 minutes) then "layer train python"
 # (about 6), each fetching its $OUT before the next.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,7 +52,7 @@ log "longhaul info: $(tail -1 "$out/machine.txt")"
 # ---- gpu tests ------------------------------------------------------------------------------
 want tests && log "gpu tests"
 # NCCL's tests apart and last: its deadline test aborts a communicator with work queued.
-want tests && for part in "gpu_tests:-Nccl*" "nccl_tests:Nccl*"; do
+want tests && for part in "gpu_tests:-Nccl*:AttentionCudaBand*" "nccl_tests:Nccl*"; do
   name=${part%%:*}
   timeout 240 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > /tmp/$name.log 2>&1
   log "$name exit $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' /tmp/$name.log | tr '\n' ' ')"
@@ -79,6 +83,16 @@ want kernel && log "bench kernel (cuda)" && {
         --doc-min 1024 --doc-max 1024 --tokens 16384 --heads 16 --head-dim 128 --dtypes bf16 --passes fwd fwd+bwd --iters 5
   done
 } > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || { want kernel && log "bench kernel failed"; }
+
+# ---- the cuDNN band route, each step in its own process ----------------------------------------
+want band && log "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)" && {
+  LONGHAUL_CUDA_BAND=cudnn timeout 120 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
+  echo "# exit $?"
+  echo "# causal (the yardstick) and the causal window of 1024 with the band route on"
+  LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
+  LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
+} > /tmp/band_cuda.txt 2>&1; want band && { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt" &&
+  log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention off' /tmp/band_cuda.txt | tr '\n' ' ')"
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------
 want cp && log "bench cp-gpu" && {

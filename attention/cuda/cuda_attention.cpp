@@ -1,7 +1,7 @@
 // The ATen adapter of the CUDA backend: plans a block into varlen pieces (block_plan.h), routes
 // each piece group to a kernel (route_table.h: the table and its reasons), runs it, and merges
 // pieces that share query rows exactly. One file per route: route_cudnn (dense and ragged cuDNN),
-// route_flash (FlashAttention-2 varlen), route_efficient (memory-efficient, float32), fallback
+// route_cudnn_band (cuDNN's graph API with window bounds), route_flash (FlashAttention-2 varlen), route_efficient (memory-efficient, float32), fallback
 // (the exact chunked math path); route_common holds what they share (row bookkeeping, our LSE
 // fix-up and merge kernels, gradient accumulators).
 //
@@ -20,6 +20,7 @@
 #include "attention/cuda/fallback.h"
 #include "attention/cuda/route_common.h"
 #include "attention/cuda/route_cudnn.h"
+#include "attention/cuda/route_cudnn_band.h"
 #include "attention/cuda/route_efficient.h"
 #include "attention/cuda/route_flash.h"
 #include "attention/cuda/route_table.h"
@@ -59,9 +60,13 @@ Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k,
       const bool causal = plan.groups[0].right == 0;
       (causal ? in.dense_cudnn_causal : in.dense_cudnn_full) = prefers_cudnn(q, k, causal, scale);
     }
-    bool any_candidate = false;
-    for (const PieceGroup& g : plan.groups) any_candidate = any_candidate || full_or_causal(g);
+    bool any_candidate = false, any_band = false;
+    for (const PieceGroup& g : plan.groups) {
+      any_candidate = any_candidate || full_or_causal(g);
+      any_band = any_band || !full_or_causal(g) || g.right == 0;  // causal pieces may be non-square
+    }
     if (any_candidate) in.cudnn_varlen = cudnn_varlen_usable(q, k);
+    if (any_band) in.cudnn_band = cudnn_band_usable(q, k);
   }
   if (in.dtype == DTypeClass::Float && !plan.fragmented) {
     bool windows = false;
@@ -94,10 +99,11 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
       return r;
     }
   }
-  // A varlen group's output, if the launch is one (cuDNN ragged or FlashAttention-2).
+  // A varlen group's output, if the launch is one (cuDNN ragged or band, or FlashAttention-2).
   auto varlen_output = [&](const Launch& l) -> std::optional<GroupOutput> {
     const PieceGroup& g = plan.groups[l.group];
     if (l.kernel == Kernel::CudnnVarlen) return cudnn_varlen_forward_pieces(g, qp, kp, vp, scale);
+    if (l.kernel == Kernel::CudnnBand) return cudnn_band_forward_pieces(g, qp, kp, vp, scale);
     if (l.kernel == Kernel::FlashVarlen) return flash_forward_pieces(g, qp, kp, vp, scale);
     return std::nullopt;
   };
@@ -145,6 +151,7 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
     const PieceGroup& g = plan.groups[l.group];
     switch (l.kernel) {
       case Kernel::CudnnVarlen: cudnn_varlen_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
+      case Kernel::CudnnBand: cudnn_band_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
     }

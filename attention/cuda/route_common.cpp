@@ -26,6 +26,18 @@ at::Tensor probe_input(int64_t rows, int64_t heads, int64_t d, double f, const a
   return at::sin(at::arange(rows * heads * d, opt.dtype(at::kFloat)) * f).view({rows, heads, d}).to(opt.dtype());
 }
 
+ProbeKey probe_key(const at::Tensor& q, const at::Tensor& k) {
+  const int64_t dp = q.size(2) + (8 - q.size(2) % 8) % 8;
+  const bool gqa = q.size(1) != k.size(1);
+  return {static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), dp, gqa,
+          detail::str_cat(q.scalar_type(), ", head dim ", dp, gqa ? ", GQA" : "")};
+}
+
+double relative_difference(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.to(at::kFloat), y = b.to(at::kFloat);
+  return ((x - y).norm() / (y.norm() + 1e-6)).item<double>();
+}
+
 at::Tensor pad_head_dim(const at::Tensor& x) {
   const int64_t pad = (8 - x.size(-1) % 8) % 8;
   return pad == 0 ? x : at::constant_pad_nd(x, {0, pad});

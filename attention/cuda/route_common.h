@@ -7,6 +7,11 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "attention/cuda/block_plan.h"
@@ -16,6 +21,54 @@ namespace longhaul::cuda::routes {
 // Deterministic inputs [rows, heads, d] for the routes' one-time probes (sin of a ramp times f, in
 // opt's dtype and device): no draw from the caller's RNG state.
 at::Tensor probe_input(int64_t rows, int64_t heads, int64_t d, double f, const at::TensorOptions& opt);
+
+// What a route's one-time probe found: whether the route runs and agrees with its reference
+// kernel, and why not (routes may extend it with what the probe learned).
+struct ProbeVerdict {
+  bool ok = false;
+  std::string why;
+};
+
+// The combination a probe's verdict holds for: device, dtype, padded head dim, head grouping.
+struct ProbeKey {
+  int device, dtype;
+  int64_t padded_dim;
+  bool gqa;
+  std::string description;  // "BFloat16, head dim 128, GQA"
+  bool operator<(const ProbeKey& o) const {
+    return std::tie(device, dtype, padded_dim, gqa) < std::tie(o.device, o.dtype, o.padded_dim, o.gqa);
+  }
+};
+ProbeKey probe_key(const at::Tensor& q, const at::Tensor& k);
+
+// The verdicts of one route's probe: the first call for a combination runs
+// `run(options, padded head dim, kv heads)` under a lock (2 query heads, so 1 KV head is GQA), and
+// `message` (when given) reports a failed verdict once.
+template <typename Verdict>
+class ProbeCache {
+ public:
+  using Run = std::function<Verdict(const at::TensorOptions&, int64_t, int64_t)>;
+  using Message = std::function<void(const Verdict&, const std::string& combination)>;
+  ProbeCache(Run run, Message message) : run_(std::move(run)), message_(std::move(message)) {}
+  const Verdict& verdict(const at::Tensor& q, const at::Tensor& k) {
+    ProbeKey key = probe_key(q, k);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto it = verdicts_.find(key);
+    if (it == verdicts_.end()) {
+      it = verdicts_.emplace(key, run_(q.options(), key.padded_dim, key.gqa ? 1 : 2)).first;
+      if (!it->second.ok && message_) message_(it->second, key.description);
+    }
+    return it->second;
+  }
+
+ private:
+  Run run_;
+  Message message_;
+  std::mutex mutex_;
+  std::map<ProbeKey, Verdict> verdicts_;
+};
+// ‖a − b‖ / ‖b‖ in float32, what the probes compare.
+double relative_difference(const at::Tensor& a, const at::Tensor& b);
 
 // Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v).
 at::Tensor pad_head_dim(const at::Tensor& x);

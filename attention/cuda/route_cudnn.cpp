@@ -48,9 +48,7 @@ at::Tensor lse_to_ragged(const at::Tensor& lse, const LseLayout& lay) {
   return x;
 }
 
-struct Probe {
-  bool ok = false;
-  std::string why;
+struct Probe : ProbeVerdict {
   LseLayout layout;
 };
 
@@ -83,11 +81,6 @@ LseLayout layout_of(const at::Tensor& l, int64_t rows, int64_t heads) {
   return lay;
 }
 
-double rel_diff(const at::Tensor& a, const at::Tensor& b) {
-  const at::Tensor x = a.to(at::kFloat), y = b.to(at::kFloat);
-  return ((x - y).norm() / (y.norm() + 1e-6)).item<double>();
-}
-
 // Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN
 // against FlashAttention-2, forward and backward. Inputs are deterministic (no RNG state used).
 Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
@@ -110,13 +103,13 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     pr.layout = layout_of(std::get<1>(c), total, h);
     const at::Tensor c_out = std::get<0>(c), f_out = std::get<0>(f);
     const at::Tensor c_lse = lse_from_ragged(std::get<1>(c), pr.layout), f_lse = std::get<1>(f);
-    const double e_out = rel_diff(c_out, f_out), e_lse = rel_diff(c_lse, f_lse);
+    const double e_out = relative_difference(c_out, f_out), e_lse = relative_difference(c_lse, f_lse);
     const at::Tensor rng = at::zeros({2}, opt.dtype(at::kLong)), unused = at::empty({0}, opt.dtype(at::kLong));
     auto fg = at::_flash_attention_backward(dout, q, k, v, f_out, f_lse.contiguous(), rows.cu, rows.cu, rows.max_len,
                                             rows.max_len, 0.0, true, rng, unused, scale);
     auto cg = ragged_backward(dout, q, k, v, c_out, lse_to_ragged(f_lse, pr.layout), rows, rows, true, scale);
-    const double e_dq = rel_diff(std::get<0>(cg), std::get<0>(fg)), e_dk = rel_diff(std::get<1>(cg), std::get<1>(fg)),
-                 e_dv = rel_diff(std::get<2>(cg), std::get<2>(fg));
+    const double e_dq = relative_difference(std::get<0>(cg), std::get<0>(fg)), e_dk = relative_difference(std::get<1>(cg), std::get<1>(fg)),
+                 e_dv = relative_difference(std::get<2>(cg), std::get<2>(fg));
     const double worst = std::max({e_out, e_lse, e_dq, e_dk, e_dv});
     if (!(worst < 3e-2)) {  // bf16 rounding is ~4e-3; NaN fails too
       pr.why = detail::str_cat("ragged cuDNN disagrees with FlashAttention-2 (relative differences out ", e_out,
@@ -131,23 +124,13 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   return pr;
 }
 
-std::mutex g_probe_mutex;
-std::map<std::tuple<int, int, int64_t, bool>, Probe> g_probes;
+ProbeCache<Probe> g_probes(run_probe, [](const Probe& p, const std::string& combination) {
+  if (std::getenv("LONGHAUL_CUDA_VARLEN") == nullptr)  // not turned off on purpose
+    std::cerr << "longhaul: ragged cuDNN attention off (" << combination << "): " << p.why
+              << "; FlashAttention-2 runs those blocks\n";
+});
 
-const Probe& probe_for(const at::Tensor& q, const at::Tensor& k) {
-  const int64_t dp = q.size(2) + (8 - q.size(2) % 8) % 8;
-  const bool gqa = q.size(1) != k.size(1);
-  const auto key = std::make_tuple(static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), dp, gqa);
-  const std::lock_guard<std::mutex> lock(g_probe_mutex);
-  auto it = g_probes.find(key);
-  if (it == g_probes.end()) {
-    it = g_probes.emplace(key, run_probe(q.options(), dp, gqa ? 1 : 2)).first;
-    if (!it->second.ok && std::getenv("LONGHAUL_CUDA_VARLEN") == nullptr)
-      std::cerr << "longhaul: ragged cuDNN attention off (" << q.scalar_type() << ", head dim " << dp
-                << (gqa ? ", GQA" : "") << "): " << it->second.why << "; FlashAttention-2 runs those blocks\n";
-  }
-  return it->second;
-}
+const Probe& probe_for(const at::Tensor& q, const at::Tensor& k) { return g_probes.verdict(q, k); }
 
 }  // namespace
 

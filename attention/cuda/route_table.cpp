@@ -15,12 +15,13 @@ bool all_square(const PieceGroup& g) {
 
 Kernel half_kernel(const BlockPlan& plan, std::size_t gi, int64_t tq, int64_t tk, const RouteInputs& in) {
   const PieceGroup& g = plan.groups[gi];
-  if (!full_or_causal(g)) return Kernel::FlashVarlen;
+  const Kernel windowed = in.cudnn_band ? Kernel::CudnnBand : Kernel::FlashVarlen;
+  if (!full_or_causal(g)) return windowed;
   if (whole_block_piece(plan, tq, tk) && tq == tk && in.mha &&
       (causal(g) ? in.dense_cudnn_causal : in.dense_cudnn_full))
     return Kernel::CudnnDense;
   if (in.cudnn_varlen && (!causal(g) || all_square(g))) return Kernel::CudnnVarlen;
-  return Kernel::FlashVarlen;
+  return windowed;  // causal pieces with more keys than rows: bottom-right, as the band route aligns
 }
 
 }  // namespace
@@ -29,6 +30,7 @@ const char* to_string(Kernel k) {
   switch (k) {
     case Kernel::CudnnDense: return "cudnn_dense";
     case Kernel::CudnnVarlen: return "cudnn_varlen";
+    case Kernel::CudnnBand: return "cudnn_band";
     case Kernel::FlashVarlen: return "flash_varlen";
     case Kernel::EfficientPieces: return "efficient";
     case Kernel::Fallback: return "fallback";

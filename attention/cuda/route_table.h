@@ -7,6 +7,9 @@
 //   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
 //              (top-left = bottom-right alignment), when
 //              this torch/cuDNN runs it (probed once)
+//   fp16/bf16  any other window (bottom-right offsets),     cuDNN band (graph API)      1 per group
+//              when LONGHAUL_CUDA_BAND=cudnn and it runs
+//              (probed once)
 //   fp16/bf16  any other window (bottom-right offsets)     FlashAttention-2 varlen     1 per group
 //   float32    full, causal or causal window (right 0)     memory-efficient per piece  1 per piece
 //   anything   fragmented plan (striped), float64, D > 256, fallback (exact chunked    chunks
@@ -14,7 +17,8 @@
 //              without the forward's out (TokenRing)
 //
 // Why: cuDNN is Hopper's fastest fused attention (about 1.7x FlashAttention-2 in torch on an
-// H100 for causal 16K blocks) but takes no window offsets; FlashAttention-2 takes any
+// H100 for causal 16K blocks); ATen's cuDNN operators take no window offsets, its graph API
+// (cudnn-frontend) does, per ragged piece, bottom-right aligned; FlashAttention-2 takes any
 // bottom-right window; the memory-efficient kernel is the only fused float32 one.
 #pragma once
 
@@ -26,7 +30,7 @@
 
 namespace longhaul::cuda {
 
-enum class Kernel { CudnnDense, CudnnVarlen, FlashVarlen, EfficientPieces, Fallback };
+enum class Kernel { CudnnDense, CudnnVarlen, CudnnBand, FlashVarlen, EfficientPieces, Fallback };
 const char* to_string(Kernel k);
 
 enum class DTypeClass { Half, Float, Double };  // Half: fp16 and bf16
@@ -37,6 +41,7 @@ struct RouteInputs {
   int sm_major = 9;
   bool mha = true;              // as many KV heads as query heads
   bool cudnn_varlen = true;     // this process's torch/cuDNN runs ragged cuDNN attention
+  bool cudnn_band = false;      // the cuDNN band route is on (LONGHAUL_CUDA_BAND=cudnn) and probed good
   bool dense_cudnn_full = false, dense_cudnn_causal = false;  // ATen's SDPA picks cuDNN here
   bool efficient_window = true; // the memory-efficient kernel's window_size was probed exact
   bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)

@@ -20,6 +20,7 @@
 #include "attention/attention.h"
 #include "attention/cuda/cuda_attention.h"
 #include "attention/cuda/route_cudnn.h"
+#include "attention/cuda/route_cudnn_band.h"
 #include "parallel/shard_plan.h"
 #include "core/errors.h"
 
@@ -274,6 +275,41 @@ TEST(AttentionCuda, RaggedCudnnAndFloat32WindowsAtRealSizes) {
               << cuda::route_summary(q, k, BlockView::self(t), r.mask, 1.0 / std::sqrt(double(d)))
               << (r.dt != at::kFloat && !ragged ? " (ragged cuDNN off: " + why + ")" : "") << "\n";
     check_case({t, t, 8, r.hkv, d, BlockView::self(t), r.mask}, r.dt);
+  }
+}
+
+// The cuDNN band route (cuDNN's graph API: window bounds and bottom-right causal per ragged piece),
+// switched on for this test only: every block whose groups FlashAttention-2 runs by default, against
+// the float64 reference. Its own suite, so a GPU run can keep it in a process of its own.
+TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
+  SKIP_WITHOUT_CUDA();
+  struct Env {
+    Env() { setenv("LONGHAUL_CUDA_BAND", "cudnn", 1); }
+    ~Env() { unsetenv("LONGHAUL_CUDA_BAND"); }
+  } env;
+  const at::Tensor q = at::zeros({256, 8, 128}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  std::string why;
+  if (!cuda::cudnn_band_usable(q, q, &why)) {
+    if (why.find("no cudnn-frontend") != std::string::npos) GTEST_SKIP() << why;
+    FAIL() << "the cuDNN band route is built but off: " << why;
+  }
+  const Mask window = Mask::causal().window(1023, 0);
+  for (const auto& [mask, t] : {std::pair{window, int64_t{4096}}, std::pair{Mask::full().window(64, 64), int64_t{2048}}}) {
+    const at::Tensor x = at::zeros({t, 8, 128}, q.options());
+    std::cout << "[ INFO     ] " << mask.describe() << " T " << t << ": "
+              << cuda::route_summary(x, x, BlockView::self(t), mask, 1.0 / std::sqrt(128.0)) << "\n";
+  }
+  for (auto dt : {at::kBFloat16, at::kHalf}) {
+    check_case({160, 160, 2, 2, 32, BlockView::self(160), Mask::full().window(16, 4)}, dt);
+    check_case({160, 160, 2, 2, 32, BlockView::self(160), Mask::causal().window(32, 0)}, dt);
+    check_case({64, 96, 2, 1, 32, BlockView::contiguous(100, 64, 40, 96),
+                Mask::causal().documents(std::vector<int64_t>{0, 130, 300}).window(50, 0)}, dt);
+    check_case({64, 100, 4, 2, 64, BlockView::contiguous(100, 64, 40, 100), Mask::causal()}, dt);  // more keys than rows
+    check_case({2048, 2048, 8, 2, 128, BlockView::self(2048), window}, dt);
+  }
+  for (const std::string name : {"sliding_window", "sliding_window_causal", "global_sliding_window"}) {
+    const Mask m = masks::make(name, 300, {}, 23, 7);
+    check_case({300, 300, 4, 2, 64, BlockView::self(300), m}, at::kBFloat16);
   }
 }
 

@@ -107,6 +107,42 @@ TEST(RouteTable, CausalWindowsUseTheKernelsWindowArguments) {
   EXPECT_TRUE(route(m, range(0, 16384), range(0, 16384), in).fallback());
 }
 
+// With the cuDNN band route on (LONGHAUL_CUDA_BAND=cudnn and its probe good), every group that
+// FlashAttention-2 ran for its window offsets runs on it instead, in as many calls; what ragged
+// cuDNN already takes (documents, square causal pieces) does not move.
+TEST(RouteTable, WindowsAndBottomRightCausalPiecesTakeTheCudnnBandRouteWhenItIsOn) {
+  cuda::RouteInputs off, on;
+  on.cudnn_band = true;
+  struct Block {
+    std::string what;
+    Mask mask;
+    std::vector<int64_t> qp, kp;
+  };
+  const std::vector<Block> windowed{
+      {"causal window 1024", Mask::causal().window(1023, 0), range(0, 16384), range(0, 16384)},
+      {"two-sided window", Mask::full().window(64, 64), range(0, 4096), range(0, 4096)},
+      {"sliding window family", masks::sliding_window(8192, 1000), range(0, 8192), range(0, 8192)},
+      {"window over a ring step", Mask::causal().window(300, 0), range(1000, 1500), range(600, 1000)},
+      {"causal, more keys than rows", Mask::causal(), range(100, 200), range(0, 200)},
+  };
+  for (const Block& b : windowed) {
+    const cuda::Route f = route(b.mask, b.qp, b.kp, off), c = route(b.mask, b.qp, b.kp, on);
+    EXPECT_TRUE(only(c, Kernel::CudnnBand)) << b.what << ": " << c.describe();
+    EXPECT_EQ(c.kernel_calls(), f.kernel_calls()) << b.what << ": " << c.describe() << " vs " << f.describe();
+    EXPECT_TRUE(only(f, Kernel::FlashVarlen)) << b.what << " (route off): " << f.describe();
+  }
+  const Mask docs = Mask::causal().documents(kDocs);
+  EXPECT_TRUE(only(route(docs, range(0, 4096), range(0, 4096), on), Kernel::CudnnVarlen));
+  for (int64_t i = 0; i < 4; ++i)
+    EXPECT_TRUE(only(route(Mask::causal(), zigzag(8192, 4, i), zigzag(8192, 4, 3 - i), on), Kernel::CudnnVarlen));
+  cuda::RouteInputs f32 = on;  // float32 and float64 keep their own routes
+  f32.dtype = DTypeClass::Float;
+  EXPECT_TRUE(only(route(Mask::causal().window(1023, 0), range(0, 4096), range(0, 4096), f32),
+                   Kernel::EfficientPieces));
+  f32.dtype = DTypeClass::Double;
+  EXPECT_TRUE(route(Mask::causal().window(1023, 0), range(0, 4096), range(0, 4096), f32).fallback());
+}
+
 TEST(RouteTable, WhatNoFusedKernelExpressesFallsBack) {
   const Mask causal = Mask::causal();
   cuda::RouteInputs in;

@@ -1,0 +1,426 @@
+#include "attention/cuda/route_cudnn_band.h"
+
+#include <longhaul/config.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "core/errors.h"
+
+#if LONGHAUL_WITH_CUDNN_FRONTEND
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cudnn/Handle.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+// The frontend calls cuDNN through function pointers it looks up in the libcudnn.so.9 torch has
+// already loaded (no second cuDNN, no link-time dependency), and needs no JSON library.
+#define NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING
+#define CUDNN_FRONTEND_SKIP_JSON_LIB
+#include <cudnn_frontend.h>
+
+#include "attention/cuda/route_flash.h"
+
+namespace cudnn_frontend {
+void* cudnn_dlhandle = nullptr;  // the frontend's handle on libcudnn (dynamic loading)
+}
+#endif
+
+namespace longhaul::cuda {
+
+#if LONGHAUL_WITH_CUDNN_FRONTEND
+namespace {
+
+namespace fe = cudnn_frontend;
+using namespace routes;
+
+// Opens the cuDNN (and pins the CUDA runtime) torch already holds, once per process.
+std::string open_cudnn() {
+  static const std::string why = [] {
+    void* h = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_NOLOAD);  // loaded with libtorch_cuda
+    if (!h) h = dlopen("libcudnn.so.9", RTLD_NOW);
+    if (!h) return std::string("libcudnn.so.9 cannot be opened: ") + dlerror();
+    fe::cudnn_dlhandle = h;
+    // The frontend dlopens a CUDA runtime by name and would take libcudart.so.12 first if one were
+    // on the path: name the one this process runs.
+    Dl_info info{};
+    if (!std::getenv("CUDNN_FRONTEND_CUDART_LIB_NAME") &&
+        dladdr(reinterpret_cast<void*>(&cudaRuntimeGetVersion), &info) && info.dli_fname)
+      setenv("CUDNN_FRONTEND_CUDART_LIB_NAME", info.dli_fname, 0);
+    return std::string();
+  }();
+  return why;
+}
+
+// torch's cuDNN handle of this thread and device, bound to the current stream (the kernels run
+// in stream order with the ATen work around them).
+cudnnHandle_t handle_on_current_stream() {
+  if (std::string e = open_cudnn(); !e.empty()) throw Unsupported("cuDNN band attention: " + e);
+  cudnnHandle_t h = at::native::getCudnnHandle();
+  if (fe::detail::set_stream(h, at::cuda::getCurrentCUDAStream().stream()) != CUDNN_STATUS_SUCCESS)
+    throw Unsupported("cuDNN band attention: cudnnSetStream failed");
+  return h;
+}
+
+fe::DataType_t fe_dtype(at::ScalarType t) { return t == at::kBFloat16 ? fe::DataType_t::BFLOAT16 : fe::DataType_t::HALF; }
+
+// Tensor uids of the graphs.
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSeqQ, kSeqKV, kOffQ, kOffKV, kOffO };
+
+// What one graph is built for (the scale is a constant of the graph); the ragged offsets and
+// lengths are run-time tensors.
+struct GraphKey {
+  int device;
+  int dtype;
+  int64_t b, h, hkv, d, max_q, max_kv, left, right;
+  double scale;
+  bool backward;
+  auto tie() const { return std::tie(device, dtype, b, h, hkv, d, max_q, max_kv, left, right, scale, backward); }
+  bool operator<(const GraphKey& o) const { return tie() < o.tie(); }
+};
+
+void check(fe::error_t e, const char* what) {
+  if (!e.is_good()) throw Unsupported(detail::str_cat("cuDNN band attention: ", what, ": ", e.get_message()));
+}
+
+// A [b, heads, max_len, d] view of packed rows [total, heads, d] with per-piece ragged offsets
+// (cuDNN ignores the batch stride of a ragged tensor).
+std::shared_ptr<fe::graph::Tensor_attributes> ragged(fe::graph::Graph& g, Uid uid, const char* name, int64_t b,
+                                                     int64_t heads, int64_t max_len, int64_t d,
+                                                     const std::shared_ptr<fe::graph::Tensor_attributes>& offsets) {
+  return g.tensor(fe::graph::Tensor_attributes()
+                      .set_uid(uid)
+                      .set_name(name)
+                      .set_dim({b, heads, max_len, d})
+                      .set_stride({INT_MAX, d, heads * d, 1})
+                      .set_ragged_offset(offsets));
+}
+std::shared_ptr<fe::graph::Tensor_attributes> per_piece(fe::graph::Graph& g, Uid uid, const char* name, int64_t n) {
+  return g.tensor(fe::graph::Tensor_attributes()
+                      .set_uid(uid)
+                      .set_name(name)
+                      .set_dim({n, 1, 1, 1})
+                      .set_stride({1, 1, 1, 1})
+                      .set_data_type(fe::DataType_t::INT32));
+}
+
+// The diagonal and band of a group, in cuDNN's terms: a key b of a piece with m rows and n keys is
+// visible from row a iff a + (n − m) − left <= b <= a + (n − m) + right (FlashAttention-2's
+// bottom-right offsets; −1 = unbounded). cuDNN keeps b > a' − left_bound and b <= a' + right_bound
+// with a' the bottom-right-shifted row, so left_bound = left + 1.
+template <typename Attributes>
+void set_band(Attributes& a, int64_t left, int64_t right) {
+  a.set_diagonal_alignment(fe::DiagonalAlignment_t::BOTTOM_RIGHT);
+  if (left >= 0) a.set_diagonal_band_left_bound(static_cast<int>(left + 1));
+  if (right >= 0) a.set_diagonal_band_right_bound(static_cast<int>(right));
+}
+
+// The graph of one group shape, described (not yet built); sm_version > 0 names a target GPU
+// instead of the current device (validation without a device).
+std::shared_ptr<fe::graph::Graph> describe(const GraphKey& k, at::ScalarType dtype, int sm_version = 0) {
+  auto g = std::make_shared<fe::graph::Graph>();
+  if (sm_version > 0) g->set_sm_version(sm_version);
+  g->set_io_data_type(fe_dtype(dtype))
+      .set_intermediate_data_type(fe::DataType_t::FLOAT)
+      .set_compute_data_type(fe::DataType_t::FLOAT);
+  auto off_q = per_piece(*g, kOffQ, "off_q", k.b + 1), off_kv = per_piece(*g, kOffKV, "off_kv", k.b + 1);
+  auto seq_q = per_piece(*g, kSeqQ, "seq_q", k.b), seq_kv = per_piece(*g, kSeqKV, "seq_kv", k.b);
+  auto Q = ragged(*g, kQ, "Q", k.b, k.h, k.max_q, k.d, off_q);
+  auto K = ragged(*g, kK, "K", k.b, k.hkv, k.max_kv, k.d, off_kv);
+  auto V = ragged(*g, kV, "V", k.b, k.hkv, k.max_kv, k.d, off_kv);
+  // Stats padded per piece, [b, h, max_q, 1]: one layout every cuDNN version reads the same way.
+  auto stats_attr = fe::graph::Tensor_attributes()
+                        .set_uid(kStats)
+                        .set_name("Stats")
+                        .set_dim({k.b, k.h, k.max_q, 1})
+                        .set_stride({k.h * k.max_q, k.max_q, 1, 1})
+                        .set_data_type(fe::DataType_t::FLOAT);
+  if (!k.backward) {
+    auto opts = fe::graph::SDPA_attributes()
+                    .set_name("longhaul_band")
+                    .set_generate_stats(true)
+                    .set_attn_scale(static_cast<float>(k.scale))
+                    .set_padding_mask(true)
+                    .set_seq_len_q(seq_q)
+                    .set_seq_len_kv(seq_kv);
+    set_band(opts, k.left, k.right);
+    auto [O, Stats] = g->sdpa(Q, K, V, opts);
+    O->set_output(true).set_uid(kO).set_dim({k.b, k.h, k.max_q, k.d}).set_stride({INT_MAX, k.d, k.h * k.d, 1});
+    O->set_ragged_offset(off_q);
+    Stats->set_output(true)
+        .set_uid(kStats)
+        .set_dim({k.b, k.h, k.max_q, 1})
+        .set_stride({k.h * k.max_q, k.max_q, 1, 1})
+        .set_data_type(fe::DataType_t::FLOAT);
+  } else {
+    auto off_o = per_piece(*g, kOffO, "off_o", k.b + 1);
+    auto O = ragged(*g, kO, "O", k.b, k.h, k.max_q, k.d, off_o);
+    auto dO = ragged(*g, kDO, "dO", k.b, k.h, k.max_q, k.d, off_o);
+    auto Stats = g->tensor(stats_attr);
+    auto opts = fe::graph::SDPA_backward_attributes()
+                    .set_name("longhaul_band_backward")
+                    .set_attn_scale(static_cast<float>(k.scale))
+                    .set_padding_mask(true)
+                    .set_seq_len_q(seq_q)
+                    .set_seq_len_kv(seq_kv);
+    set_band(opts, k.left, k.right);
+    auto [dQ, dK, dV] = g->sdpa_backward(Q, K, V, O, dO, Stats, opts);
+    dQ->set_output(true).set_uid(kDQ).set_dim({k.b, k.h, k.max_q, k.d}).set_stride({INT_MAX, k.d, k.h * k.d, 1});
+    dK->set_output(true).set_uid(kDK).set_dim({k.b, k.hkv, k.max_kv, k.d}).set_stride({INT_MAX, k.d, k.hkv * k.d, 1});
+    dV->set_output(true).set_uid(kDV).set_dim({k.b, k.hkv, k.max_kv, k.d}).set_stride({INT_MAX, k.d, k.hkv * k.d, 1});
+    dQ->set_ragged_offset(off_q);
+    dK->set_ragged_offset(off_kv);
+    dV->set_ragged_offset(off_kv);
+  }
+  return g;
+}
+
+std::shared_ptr<fe::graph::Graph> build(const GraphKey& k, at::ScalarType dtype, cudnnHandle_t handle) {
+  auto g = describe(k, dtype);
+  check(g->validate(), "validate");
+  check(g->build_operation_graph(handle), "build_operation_graph");
+  check(g->create_execution_plans({fe::HeurMode_t::A}), "create_execution_plans");
+  check(g->check_support(handle), "check_support");
+  check(g->build_plans(handle), "build_plans");
+  return g;
+}
+
+// Graphs are built per thread, as ATen does: cuDNN does not promise a plan is safe to run from two
+// threads at once (the emulated ranks of one GPU are threads).
+thread_local std::map<GraphKey, std::shared_ptr<fe::graph::Graph>> t_graphs;
+
+const fe::graph::Graph& graph_for(const GraphKey& key, at::ScalarType dtype, cudnnHandle_t handle) {
+  auto it = t_graphs.find(key);
+  if (it == t_graphs.end()) it = t_graphs.emplace(key, build(key, dtype, handle)).first;
+  return *it->second;
+}
+
+void execute(const fe::graph::Graph& g, std::unordered_map<int64_t, void*>& pack, cudnnHandle_t handle) {
+  int64_t ws = 0;
+  check(g.get_workspace_size(ws), "get_workspace_size");
+  auto workspace = c10::cuda::CUDACachingAllocator::get()->allocate(static_cast<size_t>(ws));
+  check(g.execute(handle, pack, workspace.get()), "execute");
+}
+
+// Graph shapes are rounded up (pieces and longest piece to powers of two, the extra pieces empty)
+// so that blocks whose documents or windows differ a little share a graph: building one costs far
+// more than running it.
+int64_t bucket(int64_t n) {
+  int64_t b = 1;
+  while (b < n) b <<= 1;
+  return b;
+}
+
+// One call of the route on a group: the packed rows, the graph's (bucketed) shape and the
+// per-piece lengths and ragged element offsets (int32, on the device) cuDNN reads.
+struct BandCall {
+  Rows qr, kr;
+  int64_t b, b_graph, max_q, max_kv;
+  at::Tensor seq_q, seq_kv, off_q, off_kv;  // [b_graph], [b_graph + 1]
+  GraphKey key;
+
+  BandCall(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, double scale, bool backward)
+      : qr(piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device())),
+        kr(piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device())),
+        b(static_cast<int64_t>(g.pieces.size())), b_graph(bucket(b)), max_q(bucket(qr.max_len)),
+        max_kv(bucket(kr.max_len)) {
+    const int64_t h = q.size(1), hkv = k.size(1), d = q.size(2);
+    std::tie(seq_q, off_q) = side(qr, h * d);
+    std::tie(seq_kv, off_kv) = side(kr, hkv * d);
+    key = {static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), b_graph, h, hkv, d, max_q, max_kv,
+           g.left, g.right, scale, backward};
+  }
+
+  // Flat [b_graph · max_q] positions of the packed q rows in the padded [b, h, max_q] stats.
+  at::Tensor stats_rows(const PieceGroup& g, const at::Device& dev) const {
+    std::vector<int64_t> idx;
+    idx.reserve(static_cast<size_t>(qr.total));
+    for (size_t p = 0; p < g.pieces.size(); ++p)
+      for (int64_t i = 0; i < g.pieces[p].m; ++i) idx.push_back(static_cast<int64_t>(p) * max_q + i);
+    return at::tensor(idx, at::kLong).to(dev);
+  }
+
+ private:
+  std::pair<at::Tensor, at::Tensor> side(const Rows& r, int64_t row_elems) const {
+    LH_CHECK(r.total * row_elems < std::numeric_limits<int32_t>::max(), "cuDNN band attention: ", r.total,
+             " rows of ", row_elems, " elements exceed int32 ragged offsets");
+    const int64_t n = r.cu.numel() - 1;
+    at::Tensor lens = r.cu.narrow(0, 1, n) - r.cu.narrow(0, 0, n);
+    at::Tensor offs = r.cu * static_cast<int32_t>(row_elems);
+    if (b_graph > b) {  // empty pieces at the end
+      lens = at::cat({lens, at::zeros({b_graph - b}, lens.options())});
+      offs = at::cat({offs, offs.narrow(0, n, 1).expand({b_graph - b})});
+    }
+    return {lens.contiguous(), offs.contiguous()};
+  }
+};
+
+// A group of three pieces with a two-sided band (24 rows x 40 keys, 10 x 10, 6 x 6; left 7, right
+// 2; the graph pads a fourth, empty piece) and, separately, a causal piece with more keys than
+// rows: cuDNN against FlashAttention-2, out, lse and the three gradients.
+ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
+  ProbeVerdict pr;
+  const char* env = std::getenv("LONGHAUL_CUDA_BAND");
+  if (!env || std::strcmp(env, "cudnn") != 0) {
+    pr.why = "LONGHAUL_CUDA_BAND is not cudnn";
+    return pr;
+  }
+  if (std::string e = open_cudnn(); !e.empty()) {
+    pr.why = e;
+    return pr;
+  }
+  try {
+    const int64_t h = 2, tq = 40, tk = 56;
+    const at::Tensor q = probe_input(tq, h, dp, 0.37, opt), k = probe_input(tk, hkv, dp, 0.61, opt),
+                     v = probe_input(tk, hkv, dp, 0.23, opt), dout = probe_input(tq, h, dp, 0.11, opt);
+    const double scale = 1.0 / std::sqrt(double(dp));
+    const std::vector<PieceGroup> groups{
+        {7, 2, {{0, 24, 0, 40, 7, 2, 0}, {24, 10, 40, 10, 7, 2, 1}, {34, 6, 50, 6, 7, 2, 2}}, {0, 3}},
+        {-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}};
+    double worst = 0;
+    for (const PieceGroup& g : groups) {
+      GroupOutput c = cudnn_band_forward_pieces(g, q, k, v, scale), f = flash_forward_pieces(g, q, k, v, scale);
+      worst = std::max({worst, relative_difference(c.out, f.out), relative_difference(c.lse, f.lse)});
+      // Gradients of the group alone (its own out and lse stand for the block's).
+      at::Tensor out_full = at::zeros_like(q), lse_full = at::zeros({h, tq}, opt.dtype(at::kFloat));
+      out_full.index_copy_(0, f.qr.index, f.out.narrow(2, 0, dp));
+      lse_full.index_copy_(1, f.qr.index, f.lse);
+      const at::Tensor lse_aten = lse_for_aten(lse_full);
+      GradAcc gc{{}, {}, {}, {tq, h, dp}, {tk, hkv, dp}, opt.dtype(at::kFloat)}, gf = gc;
+      cudnn_band_backward_group(g, dout, q, k, v, out_full, lse_full, scale, gc);
+      flash_backward_group(g, dout, q, k, v, out_full, lse_aten, scale, gf);
+      gc.allocate_if_needed();
+      gf.allocate_if_needed();
+      worst = std::max({worst, relative_difference(gc.dq, gf.dq), relative_difference(gc.dk, gf.dk), relative_difference(gc.dv, gf.dv)});
+    }
+    if (!(worst < 3e-2)) {  // bf16 rounding is ~4e-3; NaN fails too
+      pr.why = detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 (worst relative difference ",
+                               worst, ")");
+      return pr;
+    }
+    pr.ok = true;
+  } catch (const std::exception& e) {
+    pr.why = detail::str_cat("cuDNN band attention does not run here: ", e.what());
+    pr.why = pr.why.substr(0, pr.why.find('\n'));
+  }
+  t_graphs.clear();  // the probe's graphs are not worth keeping
+  return pr;
+}
+
+ProbeCache<ProbeVerdict> g_probes(run_probe, [](const ProbeVerdict& p, const std::string& combination) {
+  std::cerr << "longhaul: cuDNN band attention off (" << combination << "): " << p.why
+            << "; FlashAttention-2 runs those groups\n";
+});
+
+}  // namespace
+
+bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why) {
+  const char* env = std::getenv("LONGHAUL_CUDA_BAND");
+  if (!env || std::strcmp(env, "cudnn") != 0) {
+    if (why) *why = "LONGHAUL_CUDA_BAND is not cudnn";
+    return false;
+  }
+  const ProbeVerdict& p = g_probes.verdict(q, k);
+  if (why) *why = p.why;
+  return p.ok;
+}
+
+std::string validate_band_graph(const BandGraphShape& s, int sm_version) {
+  if (std::string e = open_cudnn(); !e.empty()) return e;
+  const GraphKey key{0, static_cast<int>(s.bf16 ? at::kBFloat16 : at::kHalf), bucket(s.pieces), s.heads, s.kv_heads,
+                     s.head_dim, bucket(s.max_q), bucket(s.max_kv), s.left, s.right, 0.125, s.backward};
+  try {
+    fe::error_t e = describe(key, s.bf16 ? at::kBFloat16 : at::kHalf, sm_version)->validate();
+    return e.is_good() ? std::string() : e.get_message();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+namespace routes {
+
+GroupOutput cudnn_band_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
+                                      const at::Tensor& v, double scale) {
+  BandCall c(g, q, k, scale, false);
+  const int64_t h = q.size(1), d = q.size(2);
+  const at::Tensor qg = gather(q, c.qr).contiguous(), kg = gather(k, c.kr).contiguous(),
+                   vg = gather(v, c.kr).contiguous();
+  at::Tensor out = at::empty({c.qr.total, h, d}, q.options());
+  at::Tensor stats = at::empty({c.b_graph, h, c.max_q, 1}, q.options().dtype(at::kFloat));
+  cudnnHandle_t handle = handle_on_current_stream();
+  const fe::graph::Graph& graph = graph_for(c.key, q.scalar_type(), handle);
+  std::unordered_map<int64_t, void*> pack{
+      {kQ, qg.data_ptr()},          {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
+      {kO, out.data_ptr()},         {kStats, stats.data_ptr()},   {kSeqQ, c.seq_q.data_ptr()},
+      {kSeqKV, c.seq_kv.data_ptr()}, {kOffQ, c.off_q.data_ptr()},  {kOffKV, c.off_kv.data_ptr()}};
+  execute(graph, pack, handle);
+  const at::Tensor lse_rows = stats.view({c.b_graph, h, c.max_q})
+                                  .transpose(0, 1)
+                                  .reshape({h, c.b_graph * c.max_q})
+                                  .index_select(1, c.stats_rows(g, q.device()));
+  at::Tensor lse = fix_lse(lse_rows, out, c.qr.total);
+  return {out, lse, std::move(c.qr)};
+}
+
+void cudnn_band_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                               GradAcc& acc) {
+  BandCall c(g, q, k, scale, true);
+  const int64_t h = q.size(1);
+  const at::Tensor qg = gather(q, c.qr).contiguous(), kg = gather(k, c.kr).contiguous(),
+                   vg = gather(v, c.kr).contiguous();
+  const at::Tensor og = gather(out, c.qr).contiguous(), dog = gather(dout, c.qr).contiguous();
+  // The rows' lse into the padded stats layout (padding rows are masked, never read).
+  const at::Tensor lse_g = (c.qr.identity ? lse : lse.index_select(1, c.qr.index)).to(at::kFloat);
+  at::Tensor stats = at::zeros({h, c.b_graph * c.max_q}, q.options().dtype(at::kFloat));
+  stats.index_copy_(1, c.stats_rows(g, q.device()), lse_g);
+  stats = stats.view({h, c.b_graph, c.max_q}).transpose(0, 1).contiguous();  // [b, h, max_q] (+ a unit dim)
+  at::Tensor dq = at::empty_like(qg), dk = at::empty_like(kg), dv = at::empty_like(vg);
+  cudnnHandle_t handle = handle_on_current_stream();
+  const fe::graph::Graph& graph = graph_for(c.key, q.scalar_type(), handle);
+  std::unordered_map<int64_t, void*> pack{
+      {kQ, qg.data_ptr()},            {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
+      {kO, og.data_ptr()},            {kDO, dog.data_ptr()},        {kStats, stats.data_ptr()},
+      {kDQ, dq.data_ptr()},           {kDK, dk.data_ptr()},         {kDV, dv.data_ptr()},
+      {kSeqQ, c.seq_q.data_ptr()},    {kSeqKV, c.seq_kv.data_ptr()}, {kOffQ, c.off_q.data_ptr()},
+      {kOffKV, c.off_kv.data_ptr()},  {kOffO, c.off_q.data_ptr()}};
+  execute(graph, pack, handle);
+  add_group_grads(c.qr, c.kr, dq, dk, dv, acc);
+}
+
+}  // namespace routes
+
+#else  // built without the cudnn-frontend headers
+
+std::string validate_band_graph(const BandGraphShape&, int) { return "this build has no cudnn-frontend"; }
+
+bool cudnn_band_usable(const at::Tensor&, const at::Tensor&, std::string* why) {
+  if (why) *why = "this build has no cudnn-frontend (pip install nvidia-cudnn-frontend, then reconfigure)";
+  return false;
+}
+
+namespace routes {
+GroupOutput cudnn_band_forward_pieces(const PieceGroup&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      double) {
+  throw Unsupported("cuDNN band attention: this build has no cudnn-frontend");
+}
+void cudnn_band_backward_group(const PieceGroup&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                               const at::Tensor&, const at::Tensor&, const at::Tensor&, double, GradAcc&) {
+  throw Unsupported("cuDNN band attention: this build has no cudnn-frontend");
+}
+}  // namespace routes
+
+#endif
+
+}  // namespace longhaul::cuda

@@ -1,0 +1,51 @@
+// The cuDNN band route (fp16/bf16): a piece group with window offsets that ATen's cuDNN operators
+// cannot express (a causal window, a two-sided window, a causal piece with more keys than rows)
+// as one call of cuDNN's fused attention through its graph API (cudnn-frontend): ragged Q/K/V/O
+// over the pieces, per-piece sequence lengths, the diagonal aligned bottom-right per piece and the
+// group's left/right offsets as the band's bounds. That is the FlashAttention-2 varlen call's
+// contract, on Hopper's faster kernel.
+//
+// Off unless LONGHAUL_CUDA_BAND=cudnn: it replaces FlashAttention-2 only once a GPU run has shown
+// it faster. When on, it is first run once per (device, dtype, padded head dim, head grouping) on a
+// small band problem against FlashAttention-2, forward and backward; if it fails or disagrees the
+// route stays off, with the reason printed, and FlashAttention-2 runs those groups. A build
+// without the cudnn-frontend headers leaves it out (cudnn_band_usable says so).
+#pragma once
+
+#include <string>
+
+#include "attention/cuda/route_common.h"
+
+namespace longhaul::cuda {
+
+// Whether the band route is asked for (LONGHAUL_CUDA_BAND=cudnn) and runs, and agrees with
+// FlashAttention-2, for this dtype, padded head dim and head grouping on the current device.
+// `why` names the reason when it does not.
+[[gnu::visibility("default")]] bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why = nullptr);
+
+// One group's graph shape, as the route would build it (pieces and longest sides are rounded up
+// to powers of two there too).
+struct BandGraphShape {
+  bool bf16 = true;
+  int64_t pieces = 1, heads = 8, kv_heads = 8, head_dim = 128, max_q = 1024, max_kv = 1024;
+  int64_t left = -1, right = 0;  // FlashAttention-2's bottom-right offsets, -1 = unbounded
+  bool backward = false;
+};
+// cudnn-frontend's own validation of that graph (its support surface: layouts, ragged offsets,
+// padding mask, band bounds and alignment, for this cuDNN's version) for the target compute
+// capability sm_version, with no device needed: "" when valid, else the reason.
+[[gnu::visibility("default")]] std::string validate_band_graph(const BandGraphShape& shape, int sm_version);
+
+namespace routes {
+
+// One cuDNN call over the pieces of a group (any window offsets): out [rows, H, Dp] in the input
+// dtype and the fixed-up lse [H, rows] of the group's q rows.
+[[gnu::visibility("default")]] GroupOutput cudnn_band_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
+                                                                 const at::Tensor& v, double scale);
+// lse: [H, T] float32 (finite on every row a piece holds); adds the group's gradients into acc.
+[[gnu::visibility("default")]] void cudnn_band_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                               GradAcc& acc);
+
+}  // namespace routes
+}  // namespace longhaul::cuda

@@ -323,12 +323,14 @@ TiledWork tiled_work(const BlockView& view, const Mask& mask, int64_t tile_q, in
       if (!local) w.area += tiled_area_of(mask, a.begin, a.end, b.begin, b.end, tile_q, tile_k);
       if (rows_of_keys) mark_working(mask, of_keys, c.begin, c.end, c.begin, t, c.first_tile, o.begin, o.end, marks);
     } else if (mask.classify(RowRange{a.lo, a.hi}, RowRange{b.lo, b.hi}) != BlockClass::Empty) {
-      if (!local) w.area += (a.end - a.begin) * (b.end - b.begin);  // a tile pair with a visible pair pays both tiles' rows
+      // A tile pair with a visible pair pays both tiles' rows.
+      if (!local) w.area += (a.end - a.begin) * (b.end - b.begin);
       if (rows_of_keys) marks[c.first_tile] = 1;
     }
   });
   if (!rows_of_keys) return w;
-  for (const Segment& g : of_keys ? block.k : block.q) {  // a run's tiles are whole but its last; a scattered tile is one
+  // A run's tiles are whole but its last; a scattered tile is one.
+  for (const Segment& g : of_keys ? block.k : block.q) {
     const int64_t n = block.scattered ? 1 : (g.end - g.begin + t - 1) / t;
     for (int64_t i = 0; i < n; ++i)
       if (marks[g.first_tile + i])

@@ -37,7 +37,8 @@ struct Preset {
 // A FlashAttention-class GPU kernel on 128 × 128 tiles with the fitted start-up and per-call cost.
 virtual_clock::KernelModel gpu_kernel(double fwd_flops, double bwd_flops, double gemm_flops, double memory_bytes) {
   return {.forward_flops_per_s = fwd_flops, .backward_flops_per_s = bwd_flops, .per_call_s = 5e-6,
-          .tile_q = virtual_clock::kGpuTileRows, .tile_k = virtual_clock::kGpuTileRows, .dense_flops_per_s = gemm_flops, .memory_bytes_per_s = memory_bytes,
+          .tile_q = virtual_clock::kGpuTileRows, .tile_k = virtual_clock::kGpuTileRows,
+          .dense_flops_per_s = gemm_flops, .memory_bytes_per_s = memory_bytes,
           .forward_setup_tiles = virtual_clock::kGpuForwardSetupTiles,
           .backward_setup_tiles = virtual_clock::kGpuBackwardSetupTiles};
 }

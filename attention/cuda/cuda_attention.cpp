@@ -1,8 +1,8 @@
 // The ATen adapter of the CUDA backend: plans a block into varlen pieces (block_plan.h), routes
 // each piece group to a kernel (route_table.h: the table and its reasons), runs it, and merges
 // pieces that share query rows exactly. One file per route: route_cudnn (dense and ragged cuDNN),
-// route_cudnn_band (cuDNN's graph API with window bounds), route_flash (FlashAttention-2 varlen), route_efficient (memory-efficient, float32), fallback
-// (the exact chunked math path); route_common holds what they share (row bookkeeping, our LSE
+// route_cudnn_band (cuDNN's graph API with window bounds), route_flash (FlashAttention-2 varlen),
+// route_efficient (memory-efficient, float32), fallback (the exact chunked math path); route_common holds what they share (row bookkeeping, our LSE
 // fix-up and merge kernels, gradient accumulators).
 //
 // Determinism: gradients of pieces that share rows are added with index_add_ (atomics on CUDA),

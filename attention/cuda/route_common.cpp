@@ -27,7 +27,7 @@ at::Tensor probe_input(int64_t rows, int64_t heads, int64_t d, double f, const a
 }
 
 ProbeKey probe_key(const at::Tensor& q, const at::Tensor& k) {
-  const int64_t dp = q.size(2) + (8 - q.size(2) % 8) % 8;
+  const int64_t dp = padded_head_dim(q.size(2));
   const bool gqa = q.size(1) != k.size(1);
   return {static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), dp, gqa,
           detail::str_cat(q.scalar_type(), ", head dim ", dp, gqa ? ", GQA" : "")};
@@ -39,7 +39,7 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b) {
 }
 
 at::Tensor pad_head_dim(const at::Tensor& x) {
-  const int64_t pad = (8 - x.size(-1) % 8) % 8;
+  const int64_t pad = padded_head_dim(x.size(-1)) - x.size(-1);
   return pad == 0 ? x : at::constant_pad_nd(x, {0, pad});
 }
 

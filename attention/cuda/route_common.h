@@ -71,6 +71,7 @@ class ProbeCache {
 double relative_difference(const at::Tensor& a, const at::Tensor& b);
 
 // Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v).
+inline int64_t padded_head_dim(int64_t d) { return d + (8 - d % 8) % 8; }
 at::Tensor pad_head_dim(const at::Tensor& x);
 
 // Row indices of a range of pieces (q or k side) plus int32 cumulative lengths, on the device.

@@ -108,7 +108,8 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     auto fg = at::_flash_attention_backward(dout, q, k, v, f_out, f_lse.contiguous(), rows.cu, rows.cu, rows.max_len,
                                             rows.max_len, 0.0, true, rng, unused, scale);
     auto cg = ragged_backward(dout, q, k, v, c_out, lse_to_ragged(f_lse, pr.layout), rows, rows, true, scale);
-    const double e_dq = relative_difference(std::get<0>(cg), std::get<0>(fg)), e_dk = relative_difference(std::get<1>(cg), std::get<1>(fg)),
+    const double e_dq = relative_difference(std::get<0>(cg), std::get<0>(fg)),
+                 e_dk = relative_difference(std::get<1>(cg), std::get<1>(fg)),
                  e_dv = relative_difference(std::get<2>(cg), std::get<2>(fg));
     const double worst = std::max({e_out, e_lse, e_dq, e_dk, e_dv});
     if (!(worst < 3e-2)) {  // bf16 rounding is ~4e-3; NaN fails too

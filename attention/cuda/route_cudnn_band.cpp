@@ -28,7 +28,11 @@
 // already loaded (no second cuDNN, no link-time dependency), and needs no JSON library.
 #define NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING
 #define CUDNN_FRONTEND_SKIP_JSON_LIB
+// cudnn-frontend is newer than the copy built into torch: its code stays inside this library
+// (hidden), so neither copy can stand in for the other at load time.
+#pragma GCC visibility push(hidden)
 #include <cudnn_frontend.h>
+#pragma GCC visibility pop
 
 #include "attention/cuda/route_flash.h"
 
@@ -73,7 +77,9 @@ cudnnHandle_t handle_on_current_stream() {
   return h;
 }
 
-fe::DataType_t fe_dtype(at::ScalarType t) { return t == at::kBFloat16 ? fe::DataType_t::BFLOAT16 : fe::DataType_t::HALF; }
+fe::DataType_t fe_dtype(at::ScalarType t) {
+  return t == at::kBFloat16 ? fe::DataType_t::BFLOAT16 : fe::DataType_t::HALF;
+}
 
 // Tensor uids of the graphs.
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSeqQ, kSeqKV, kOffQ, kOffKV, kOffO };
@@ -140,12 +146,12 @@ std::shared_ptr<fe::graph::Graph> describe(const GraphKey& k, at::ScalarType dty
   auto K = ragged(*g, kK, "K", k.b, k.hkv, k.max_kv, k.d, off_kv);
   auto V = ragged(*g, kV, "V", k.b, k.hkv, k.max_kv, k.d, off_kv);
   // Stats padded per piece, [b, h, max_q, 1]: one layout every cuDNN version reads the same way.
-  auto stats_attr = fe::graph::Tensor_attributes()
-                        .set_uid(kStats)
-                        .set_name("Stats")
-                        .set_dim({k.b, k.h, k.max_q, 1})
-                        .set_stride({k.h * k.max_q, k.max_q, 1, 1})
-                        .set_data_type(fe::DataType_t::FLOAT);
+  auto stats_layout = [&](fe::graph::Tensor_attributes& t) -> fe::graph::Tensor_attributes& {
+    return t.set_uid(kStats)
+        .set_dim({k.b, k.h, k.max_q, 1})
+        .set_stride({k.h * k.max_q, k.max_q, 1, 1})
+        .set_data_type(fe::DataType_t::FLOAT);
+  };
   if (!k.backward) {
     auto opts = fe::graph::SDPA_attributes()
                     .set_name("longhaul_band")
@@ -158,16 +164,13 @@ std::shared_ptr<fe::graph::Graph> describe(const GraphKey& k, at::ScalarType dty
     auto [O, Stats] = g->sdpa(Q, K, V, opts);
     O->set_output(true).set_uid(kO).set_dim({k.b, k.h, k.max_q, k.d}).set_stride({INT_MAX, k.d, k.h * k.d, 1});
     O->set_ragged_offset(off_q);
-    Stats->set_output(true)
-        .set_uid(kStats)
-        .set_dim({k.b, k.h, k.max_q, 1})
-        .set_stride({k.h * k.max_q, k.max_q, 1, 1})
-        .set_data_type(fe::DataType_t::FLOAT);
+    stats_layout(Stats->set_output(true));
   } else {
     auto off_o = per_piece(*g, kOffO, "off_o", k.b + 1);
     auto O = ragged(*g, kO, "O", k.b, k.h, k.max_q, k.d, off_o);
     auto dO = ragged(*g, kDO, "dO", k.b, k.h, k.max_q, k.d, off_o);
-    auto Stats = g->tensor(stats_attr);
+    fe::graph::Tensor_attributes stats_in;
+    auto Stats = g->tensor(stats_layout(stats_in.set_name("Stats")));
     auto opts = fe::graph::SDPA_backward_attributes()
                     .set_name("longhaul_band_backward")
                     .set_attn_scale(static_cast<float>(k.scale))
@@ -270,12 +273,7 @@ struct BandCall {
 // 2; the graph pads a fourth, empty piece) and, separately, a causal piece with more keys than
 // rows: cuDNN against FlashAttention-2, out, lse and the three gradients.
 ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
-  ProbeVerdict pr;
-  const char* env = std::getenv("LONGHAUL_CUDA_BAND");
-  if (!env || std::strcmp(env, "cudnn") != 0) {
-    pr.why = "LONGHAUL_CUDA_BAND is not cudnn";
-    return pr;
-  }
+  ProbeVerdict pr;  // only asked for when LONGHAUL_CUDA_BAND=cudnn (cudnn_band_usable)
   if (std::string e = open_cudnn(); !e.empty()) {
     pr.why = e;
     return pr;
@@ -302,7 +300,8 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
       flash_backward_group(g, dout, q, k, v, out_full, lse_aten, scale, gf);
       gc.allocate_if_needed();
       gf.allocate_if_needed();
-      worst = std::max({worst, relative_difference(gc.dq, gf.dq), relative_difference(gc.dk, gf.dk), relative_difference(gc.dv, gf.dv)});
+      worst = std::max({worst, relative_difference(gc.dq, gf.dq), relative_difference(gc.dk, gf.dk),
+                        relative_difference(gc.dv, gf.dv)});
     }
     if (!(worst < 3e-2)) {  // bf16 rounding is ~4e-3; NaN fails too
       pr.why = detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 (worst relative difference ",

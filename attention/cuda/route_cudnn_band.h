@@ -21,7 +21,7 @@ namespace longhaul::cuda {
 // Whether the band route is asked for (LONGHAUL_CUDA_BAND=cudnn) and runs, and agrees with
 // FlashAttention-2, for this dtype, padded head dim and head grouping on the current device.
 // `why` names the reason when it does not.
-[[gnu::visibility("default")]] bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why = nullptr);
+bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why = nullptr);
 
 // One group's graph shape, as the route would build it (pieces and longest sides are rounded up
 // to powers of two there too).
@@ -34,16 +34,16 @@ struct BandGraphShape {
 // cudnn-frontend's own validation of that graph (its support surface: layouts, ragged offsets,
 // padding mask, band bounds and alignment, for this cuDNN's version) for the target compute
 // capability sm_version, with no device needed: "" when valid, else the reason.
-[[gnu::visibility("default")]] std::string validate_band_graph(const BandGraphShape& shape, int sm_version);
+std::string validate_band_graph(const BandGraphShape& shape, int sm_version);
 
 namespace routes {
 
 // One cuDNN call over the pieces of a group (any window offsets): out [rows, H, Dp] in the input
 // dtype and the fixed-up lse [H, rows] of the group's q rows.
-[[gnu::visibility("default")]] GroupOutput cudnn_band_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
-                                                                 const at::Tensor& v, double scale);
+GroupOutput cudnn_band_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
+                                      const at::Tensor& v, double scale);
 // lse: [H, T] float32 (finite on every row a piece holds); adds the group's gradients into acc.
-[[gnu::visibility("default")]] void cudnn_band_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+void cudnn_band_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                                GradAcc& acc);
 

@@ -294,7 +294,8 @@ TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
     FAIL() << "the cuDNN band route is built but off: " << why;
   }
   const Mask window = Mask::causal().window(1023, 0);
-  for (const auto& [mask, t] : {std::pair{window, int64_t{4096}}, std::pair{Mask::full().window(64, 64), int64_t{2048}}}) {
+  for (const auto& [mask, t] :
+       {std::pair{window, int64_t{4096}}, std::pair{Mask::full().window(64, 64), int64_t{2048}}}) {
     const at::Tensor x = at::zeros({t, 8, 128}, q.options());
     std::cout << "[ INFO     ] " << mask.describe() << " T " << t << ": "
               << cuda::route_summary(x, x, BlockView::self(t), mask, 1.0 / std::sqrt(128.0)) << "\n";
@@ -304,7 +305,8 @@ TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
     check_case({160, 160, 2, 2, 32, BlockView::self(160), Mask::causal().window(32, 0)}, dt);
     check_case({64, 96, 2, 1, 32, BlockView::contiguous(100, 64, 40, 96),
                 Mask::causal().documents(std::vector<int64_t>{0, 130, 300}).window(50, 0)}, dt);
-    check_case({64, 100, 4, 2, 64, BlockView::contiguous(100, 64, 40, 100), Mask::causal()}, dt);  // more keys than rows
+    // More keys than rows: a bottom-right causal piece.
+    check_case({64, 100, 4, 2, 64, BlockView::contiguous(100, 64, 40, 100), Mask::causal()}, dt);
     check_case({2048, 2048, 8, 2, 128, BlockView::self(2048), window}, dt);
   }
   for (const std::string name : {"sliding_window", "sliding_window_causal", "global_sliding_window"}) {

@@ -16,19 +16,32 @@
 # Everything lands in $OUT (8 files at most, the device tool's limit: machine, summary, tests,
 # kernel, cp, layer, train, python). Each step has its own time limit and a failed step does not stop the others.
 # GPU_CHECK_ONLY="tests kernel" runs only those sections (tests, kernel, band, cp, layer, train, python).
-# The whole script needs about 10 minutes, over one device call's limit: run it as two calls on the
-# warm machine, GPU_CHECK_ONLY="tests kernel band cp" (about 6 minutes) then "layer train python"
-# (about 6), each fetching its $OUT before the next.
+# One device call runs it all: GPU_CHECK_BUDGET (default 560 s, under the call's 600 s) bounds the
+# whole script; each step's limit is cut to what is left, and a section reached with under 30 s
+# left is skipped with a line in the summary. Sections come in order of what the numbers are for
+# (correctness, kernel rates, the band route, CP, layer, training, Python), and every file is
+# written as it goes, so a call stopped at its limit still returns all it finished. (On an H100 in
+# 2026-11, tests, kernel rows and CP took 70 s; the Python build is the longest step.)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu-check-out}
 mkdir -p "$out"
 bundle=$root/.gpu-bundle
 log() { echo "== $(date +%T) $*" | tee -a "$out/summary.txt"; }
-want() { [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" $1 "* ]]; }
+# shellcheck source=scripts/gpu_env.sh
+. "$root/scripts/gpu_env.sh"
+lh_budget "${GPU_CHECK_BUDGET:-560}"
+# section NAME TITLE: NAME is selected (GPU_CHECK_ONLY) and at least 30 s are left; logs TITLE, or the skip.
+section() {
+  [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" $1 "* ]] || return 1
+  if (($(lh_limit 9999 0) < 30)); then
+    log "$1 skipped: $(lh_limit 9999 0) s of GPU_CHECK_BUDGET left"
+    return 1
+  fi
+  log "$2"
+}
 
 # ---- the machine ----------------------------------------------------------------------------
-. "$root/scripts/gpu_env.sh"
 lh_torch_env
 export LD_LIBRARY_PATH="$bundle/lib:$LD_LIBRARY_PATH"
 { lh_machine_info; cat "$bundle/commit" 2>/dev/null; } > "$out/machine.txt" 2>&1
@@ -39,10 +52,10 @@ if ! "$bin/longhaul" info >> "$out/machine.txt" 2>&1; then
   log "carried binaries do not start ($(tail -1 "$out/machine.txt")); building here for sm_90a"
   lh_unpack_debs "$bundle/debs" /tmp/lh-deps || log "no .deb files in the bundle: the build needs Boost and GoogleTest here"
   build=/tmp/lh-build
-  timeout 420 cmake -S "$root" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+  timeout "$(lh_limit 120 300)" cmake -S "$root" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
       -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF -DCMAKE_PREFIX_PATH="${LH_DEPS:-}" \
       -DBoost_INCLUDE_DIR="${LH_DEPS:-}/include" -DGTEST_ROOT="${LH_DEPS:-}" > /tmp/lh-build.log 2>&1 &&
-    timeout 420 cmake --build $build -j "$(nproc)" >> /tmp/lh-build.log 2>&1 || { log "build failed"; tail -30 /tmp/lh-build.log | tee -a "$out/machine.txt"; }
+    timeout "$(lh_limit 420 240)" cmake --build $build -j "$(nproc)" >> /tmp/lh-build.log 2>&1 || { log "build failed"; tail -30 /tmp/lh-build.log | tee -a "$out/machine.txt"; }
   mkdir -p /tmp/lh-bin && cp $build/cli/longhaul $build/tests/longhaul_gpu_tests /tmp/lh-bin/ 2>/dev/null
   bin=/tmp/lh-bin
   "$bin/longhaul" info >> "$out/machine.txt" 2>&1 || log "longhaul does not start: $(tail -2 "$out/machine.txt")"
@@ -50,11 +63,10 @@ fi
 log "longhaul info: $(tail -1 "$out/machine.txt")"
 
 # ---- gpu tests ------------------------------------------------------------------------------
-want tests && log "gpu tests"
 # NCCL's tests apart and last: its deadline test aborts a communicator with work queued.
-want tests && for part in "gpu_tests:-Nccl*:AttentionCudaBand*" "nccl_tests:Nccl*"; do
+section tests "gpu tests" && for part in "gpu_tests:-Nccl*:AttentionCudaBand*" "nccl_tests:Nccl*"; do
   name=${part%%:*}
-  timeout 240 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > /tmp/$name.log 2>&1
+  timeout "$(lh_limit 240)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > /tmp/$name.log 2>&1
   log "$name exit $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' /tmp/$name.log | tr '\n' ' ')"
   grep -E '^\[  FAILED  \]' /tmp/$name.log | sort -u | head -20 | tee -a "$out/summary.txt"
   grep -E '^\[ INFO' /tmp/$name.log | tee -a "$out/summary.txt"
@@ -64,8 +76,8 @@ done
 # ---- bench kernel, CUDA rows ----------------------------------------------------------------
 # Masked-area TFLOP/s against our causal rate: documents from LongCA-bench's long-document mix
 # (causal and full inside each document) and a causal window of 1024.
-kern() { timeout "$1" "$bin/longhaul" bench kernel --backends cuda --head-dim 128 --sdpa-max-t 4096 --doc-mix longca_long "${@:2}"; }
-want kernel && log "bench kernel (cuda)" && {
+kern() { timeout "$(lh_limit "$1")" "$bin/longhaul" bench kernel --backends cuda --head-dim 128 --sdpa-max-t 4096 --doc-mix longca_long "${@:2}"; }
+if section kernel "bench kernel (cuda)"; then {
   kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
   echo
   kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 5
@@ -79,44 +91,44 @@ want kernel && log "bench kernel (cuda)" && {
   LONGHAUL_CUDA_VARLEN=flash kern 60 --masks causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 5
   echo "# ragged cuDNN on 1K-square causal pieces (what a causal window of 1024 on cuDNN would run), then FlashAttention-2"
   for varlen in cudnn flash; do
-    LONGHAUL_CUDA_VARLEN=$varlen timeout 40 "$bin/longhaul" bench kernel --backends cuda --masks causal_documents \
+    LONGHAUL_CUDA_VARLEN=$varlen timeout "$(lh_limit 40)" "$bin/longhaul" bench kernel --backends cuda --masks causal_documents \
         --doc-min 1024 --doc-max 1024 --tokens 16384 --heads 16 --head-dim 128 --dtypes bf16 --passes fwd fwd+bwd --iters 5
   done
-} > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || { want kernel && log "bench kernel failed"; }
+} > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || log "bench kernel failed"; fi
 
 # ---- the cuDNN band route, each step in its own process ----------------------------------------
-want band && log "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)" && {
-  LONGHAUL_CUDA_BAND=cudnn timeout 120 "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
+if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
+  LONGHAUL_CUDA_BAND=cudnn timeout "$(lh_limit 120)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
   echo "# exit $?"
   echo "# causal (the yardstick) and the causal window of 1024 with the band route on"
   LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
   LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
-} > /tmp/band_cuda.txt 2>&1; want band && { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt" &&
+} > /tmp/band_cuda.txt 2>&1
+  { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt"
   log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention off' /tmp/band_cuda.txt | tr '\n' ' ')"
+fi
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------
-want cp && log "bench cp-gpu" && {
-  timeout 120 "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 3
+if section cp "bench cp-gpu"; then {
+  timeout "$(lh_limit 120)" "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 3
   echo
-  timeout 100 "$bin/longhaul" bench cp-gpu --ranks 4 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ulysses tokenring --iters 1
-} > "$out/cp_gpu.txt" 2>&1 && log "bench cp-gpu exit 0" || { want cp && log "bench cp-gpu failed"; }
+  timeout "$(lh_limit 100)" "$bin/longhaul" bench cp-gpu --ranks 4 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ulysses tokenring --iters 1
+} > "$out/cp_gpu.txt" 2>&1 && log "bench cp-gpu exit 0" || log "bench cp-gpu failed"; fi
 
 # ---- one transformer block at 128K tokens on the emulated ring ------------------------------
-if want layer; then
-  log "bench layer (cuda)"
-  timeout 150 "$bin/longhaul" bench layer --device cuda --ranks 1 4 8 --tokens 131072 --dim 2048 --heads 16 --kv-heads 16 \
+if section layer "bench layer (cuda)"; then
+  timeout "$(lh_limit 150)" "$bin/longhaul" bench layer --device cuda --ranks 1 4 8 --tokens 131072 --dim 2048 --heads 16 --kv-heads 16 \
       --dtype bf16 --strategy ring --layout zigzag --iters 3 > "$out/layer_gpu.txt" 2>&1
   log "bench layer exit $?"
 fi
 
 # ---- longhaul train --device cuda -------------------------------------------------------------
-if want train; then
-  log "train (cuda)"
+if section train "train (cuda)"; then
   # bf16 tokens/s on one GPU at 8K and 32K tokens per sequence (a 4-block, width-1024 model; the
   # embedded recall task, concat sampler); fp64 CUDA = CPU is the TrainCuda tests above.
   for lg in 13 15; do
     echo "# longhaul train --device cuda --dtype bf16, sequences of 2^$lg tokens"
-    timeout 90 "$bin/longhaul" train --device cuda --dtype bf16 --sampler concat --max-log2 $lg --tokens-per-step 65536 \
+    timeout "$(lh_limit 90)" "$bin/longhaul" train --device cuda --dtype bf16 --sampler concat --max-log2 $lg --tokens-per-step 65536 \
         --steps 30 --dim 1024 --layers 4 --heads 8 --kv-heads 8 --workdir /tmp/lh-train-$lg 2>&1 | grep -v '^recall'
     echo "exit ${PIPESTATUS[0]}"
   done > "$out/train_gpu.txt" 2>&1
@@ -124,9 +136,8 @@ if want train; then
 fi
 
 # ---- the Python module, built here against this machine's python and torch ---------------------
-if want python; then
-  log "python module (cuda)"
-  OUT=/tmp/lh-python GPU_PYTHON_BUDGET=240 timeout 250 "$root/scripts/gpu_python.sh" > "$out/python_gpu.txt" 2>&1
+if section python "python module (cuda)"; then
+  OUT=/tmp/lh-python GPU_PYTHON_BUDGET=$(lh_limit 240 15) timeout "$(lh_limit 250 5)" "$root/scripts/gpu_python.sh" > "$out/python_gpu.txt" 2>&1
   log "python exit $?: $(tail -3 "$out/python_gpu.txt" | tr '\n' ' ')"
 fi
 tail -n 12 "$out"/kernel_cuda.txt "$out"/cp_gpu.txt "$out"/layer_gpu.txt "$out"/train_gpu.txt 2>/dev/null | cut -c1-250

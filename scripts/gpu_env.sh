@@ -12,6 +12,9 @@
 #   lh_boost_stub DEST          a CMake package "Boost" with an empty Boost::program_options, for a build of
 #                               targets that do not link Boost (the Python extension) where Boost is absent;
 #                               prints the folder for -DBoost_DIR
+#   lh_budget SECONDS           starts a time budget of SECONDS from now, for lh_limit
+#   lh_limit MAX [RESERVE]      a step's timeout: MAX seconds, or what is left of the budget less
+#                               RESERVE (default 10), at least 1
 
 lh_machine_info() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
@@ -70,4 +73,12 @@ else()
 endif()
 EOF
   echo "$dest"
+}
+
+lh_budget() { LH_BUDGET_END=$((SECONDS + $1)); }
+lh_limit() {
+  local l=$((${LH_BUDGET_END:?call lh_budget first} - SECONDS - ${2:-10}))
+  ((l > $1)) && l=$1
+  ((l < 1)) && l=1
+  echo "$l"
 }

@@ -14,18 +14,11 @@ mkdir -p "$out"
 : > "$out/summary.txt"
 # shellcheck source=scripts/gpu_env.sh
 . "$root/scripts/gpu_env.sh"
-budget=${GPU_PYTHON_BUDGET:-290}
 build=${GPU_PYTHON_BUILD:-/tmp/lh-pybuild}
 steps=${GPU_PYTHON_STEPS:-40}
 t0=$SECONDS
 log() { echo "== $(date +%T) +$((SECONDS - t0))s $*" | tee -a "$out/summary.txt"; }
-# limit MAX [RESERVE]: MAX seconds, or what is left of the budget less RESERVE (default 10)
-limit() {
-  local l=$((budget - (SECONDS - t0) - ${2:-10}))
-  ((l > $1)) && l=$1
-  ((l < 1)) && l=1
-  echo "$l"
-}
+lh_budget "${GPU_PYTHON_BUDGET:-290}"
 
 lh_torch_env || { log "python3 has no torch"; exit 1; }
 lh_machine_info > "$out/machine.txt" 2>&1
@@ -51,13 +44,13 @@ if ! compgen -G "/usr/lib/x86_64-linux-gnu/cmake/Boost-*" >/dev/null && ! compge
 fi
 jobs=$(nproc)
 log "configure ($build)"
-timeout "$(limit 90)" cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+timeout "$(lh_limit 90)" cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF -DLONGHAUL_BUILD_TESTS=OFF -DLONGHAUL_WITH_PYTHON=ON \
     -DPython3_EXECUTABLE="$LH_PYTHON" "${boost_args[@]}" > "$out/build.log" 2>&1
 rc=$?
 if [ $rc -eq 0 ]; then
   log "build longhaul_python, $jobs jobs"
-  timeout "$(limit 200 60)" cmake --build "$build" --target longhaul_python -j "$jobs" >> "$out/build.log" 2>&1
+  timeout "$(lh_limit 200 60)" cmake --build "$build" --target longhaul_python -j "$jobs" >> "$out/build.log" 2>&1
   rc=$?
 fi
 if [ $rc -ne 0 ]; then
@@ -74,14 +67,14 @@ export PYTHONUNBUFFERED=1
 
 # ---- the CUDA tests -------------------------------------------------------------------------
 log "pytest tests/python/test_cuda.py"
-timeout "$(limit 120 70)" "$LH_PYTHON" -m pytest -q -rs -p no:cacheprovider "$root/tests/python/test_cuda.py" \
+timeout "$(lh_limit 120 70)" "$LH_PYTHON" -m pytest -q -rs -p no:cacheprovider "$root/tests/python/test_cuda.py" \
   > "$out/pytest_cuda.log" 2>&1
 log "pytest exit $?: $(tail -1 "$out/pytest_cuda.log")"
 grep -E "^(FAILED|ERROR|SKIPPED)" "$out/pytest_cuda.log" | head -20 | tee -a "$out/summary.txt"
 
 # ---- the example at 8K-32K tokens -----------------------------------------------------------
 log "examples/train_gpt.py --device cuda, $steps steps of 32768 tokens (sequences of 8K-32K)"
-timeout "$(limit 100 3)" "$LH_PYTHON" "$root/examples/train_gpt.py" --device cuda --steps "$steps" \
+timeout "$(lh_limit 100 3)" "$LH_PYTHON" "$root/examples/train_gpt.py" --device cuda --steps "$steps" \
     --min-log2 13 --max-log2 15 --tokens-per-step 32768 --doc-lengths 8192,40000 --docs 64 \
     --dim 512 --heads 8 --kv-heads 4 --layers 4 --lr 3e-3 > "$out/train_gpt_cuda.log" 2>&1
 rc=$?

@@ -5,8 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <tuple>
 
 #include "core/errors.h"
@@ -23,6 +25,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 // The frontend calls cuDNN through function pointers it looks up in the libcudnn.so.9 torch has
 // already loaded (no second cuDNN, no link-time dependency), and needs no JSON library.
@@ -200,20 +203,54 @@ std::shared_ptr<fe::graph::Graph> build(const GraphKey& k, at::ScalarType dtype,
 }
 
 // Graphs are built per thread, as ATen does: cuDNN does not promise a plan is safe to run from two
-// threads at once (the emulated ranks of one GPU are threads).
+// threads at once (the emulated ranks of one GPU are threads). A shape cuDNN will not build or run
+// is held as null, so it is not tried again: FlashAttention-2 runs its groups.
 thread_local std::map<GraphKey, std::shared_ptr<fe::graph::Graph>> t_graphs;
 
-const fe::graph::Graph& graph_for(const GraphKey& key, at::ScalarType dtype, cudnnHandle_t handle) {
-  auto it = t_graphs.find(key);
-  if (it == t_graphs.end()) it = t_graphs.emplace(key, build(key, dtype, handle)).first;
-  return *it->second;
+std::atomic<int64_t> g_ran{0}, g_handed_back{0};
+
+// One line per shape and process on stderr when cuDNN refuses a shape the probe did not cover.
+void report_refused(const GraphKey& k, const std::string& why) {
+  static std::mutex mu;
+  static std::set<GraphKey> seen;
+  const std::lock_guard<std::mutex> lock(mu);
+  if (!seen.insert(k).second) return;
+  std::cerr << "longhaul: cuDNN band attention refuses " << (k.backward ? "backward" : "forward") << " graph ("
+            << k.b << " pieces up to " << k.max_q << " x " << k.max_kv << ", H " << k.h << "/" << k.hkv << ", D "
+            << k.d << ", band " << k.left << "/" << k.right << "): " << why.substr(0, why.find('\n'))
+            << "; FlashAttention-2 runs these groups\n";
 }
 
-void execute(const fe::graph::Graph& g, std::unordered_map<int64_t, void*>& pack, cudnnHandle_t handle) {
-  int64_t ws = 0;
-  check(g.get_workspace_size(ws), "get_workspace_size");
-  auto workspace = c10::cuda::CUDACachingAllocator::get()->allocate(static_cast<size_t>(ws));
-  check(g.execute(handle, pack, workspace.get()), "execute");
+// The built graph of a shape, or null when cuDNN refuses it (reported once).
+const fe::graph::Graph* graph_for(const GraphKey& key, at::ScalarType dtype, cudnnHandle_t handle) {
+  auto it = t_graphs.find(key);
+  if (it == t_graphs.end()) {
+    std::shared_ptr<fe::graph::Graph> g;
+    try {
+      g = build(key, dtype, handle);
+    } catch (const Unsupported& e) {
+      report_refused(key, e.what());
+    }
+    it = t_graphs.emplace(key, std::move(g)).first;
+  }
+  return it->second.get();
+}
+
+// Runs a built graph; false (and the shape dropped) when cuDNN refuses to run it. Its outputs are
+// fresh tensors the caller discards then, so nothing is half-written.
+bool execute(const GraphKey& key, const fe::graph::Graph& g, std::unordered_map<int64_t, void*>& pack,
+             cudnnHandle_t handle) {
+  try {
+    int64_t ws = 0;
+    check(g.get_workspace_size(ws), "get_workspace_size");
+    auto workspace = c10::cuda::CUDACachingAllocator::get()->allocate(static_cast<size_t>(ws));
+    check(g.execute(handle, pack, workspace.get()), "execute");
+    return true;
+  } catch (const Unsupported& e) {
+    report_refused(key, e.what());
+    t_graphs[key] = nullptr;
+    return false;
+  }
 }
 
 // Graph shapes are rounded up (pieces and longest piece to powers of two, the extra pieces empty)
@@ -269,6 +306,59 @@ struct BandCall {
   }
 };
 
+// The route's calls; nullopt / false when cuDNN refuses the group's shape (the caller decides
+// what runs instead: FlashAttention-2 in the route, a failed verdict in the probe).
+std::optional<GroupOutput> try_forward(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, double scale) {
+  BandCall c(g, q, k, scale, false);
+  const int64_t h = q.size(1), d = q.size(2);
+  cudnnHandle_t handle = handle_on_current_stream();
+  const fe::graph::Graph* graph = graph_for(c.key, q.scalar_type(), handle);
+  if (!graph) return std::nullopt;
+  const at::Tensor qg = gather(q, c.qr).contiguous(), kg = gather(k, c.kr).contiguous(),
+                   vg = gather(v, c.kr).contiguous();
+  at::Tensor out = at::empty({c.qr.total, h, d}, q.options());
+  at::Tensor stats = at::empty({c.b_graph, h, c.max_q, 1}, q.options().dtype(at::kFloat));
+  std::unordered_map<int64_t, void*> pack{
+      {kQ, qg.data_ptr()},          {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
+      {kO, out.data_ptr()},         {kStats, stats.data_ptr()},   {kSeqQ, c.seq_q.data_ptr()},
+      {kSeqKV, c.seq_kv.data_ptr()}, {kOffQ, c.off_q.data_ptr()},  {kOffKV, c.off_kv.data_ptr()}};
+  if (!execute(c.key, *graph, pack, handle)) return std::nullopt;
+  const at::Tensor lse_rows = stats.view({c.b_graph, h, c.max_q})
+                                  .transpose(0, 1)
+                                  .reshape({h, c.b_graph * c.max_q})
+                                  .index_select(1, c.stats_rows(g, q.device()));
+  at::Tensor lse = fix_lse(lse_rows, out, c.qr.total);
+  return GroupOutput{out, lse, std::move(c.qr)};
+}
+
+bool try_backward(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                  const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale, GradAcc& acc) {
+  BandCall c(g, q, k, scale, true);
+  const int64_t h = q.size(1);
+  cudnnHandle_t handle = handle_on_current_stream();
+  const fe::graph::Graph* graph = graph_for(c.key, q.scalar_type(), handle);
+  if (!graph) return false;
+  const at::Tensor qg = gather(q, c.qr).contiguous(), kg = gather(k, c.kr).contiguous(),
+                   vg = gather(v, c.kr).contiguous();
+  const at::Tensor og = gather(out, c.qr).contiguous(), dog = gather(dout, c.qr).contiguous();
+  // The rows' lse into the padded stats layout (padding rows are masked, never read).
+  const at::Tensor lse_g = (c.qr.identity ? lse : lse.index_select(1, c.qr.index)).to(at::kFloat);
+  at::Tensor stats = at::zeros({h, c.b_graph * c.max_q}, q.options().dtype(at::kFloat));
+  stats.index_copy_(1, c.stats_rows(g, q.device()), lse_g);
+  stats = stats.view({h, c.b_graph, c.max_q}).transpose(0, 1).contiguous();  // [b, h, max_q] (+ a unit dim)
+  at::Tensor dq = at::empty_like(qg), dk = at::empty_like(kg), dv = at::empty_like(vg);
+  std::unordered_map<int64_t, void*> pack{
+      {kQ, qg.data_ptr()},            {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
+      {kO, og.data_ptr()},            {kDO, dog.data_ptr()},        {kStats, stats.data_ptr()},
+      {kDQ, dq.data_ptr()},           {kDK, dk.data_ptr()},         {kDV, dv.data_ptr()},
+      {kSeqQ, c.seq_q.data_ptr()},    {kSeqKV, c.seq_kv.data_ptr()}, {kOffQ, c.off_q.data_ptr()},
+      {kOffKV, c.off_kv.data_ptr()},  {kOffO, c.off_q.data_ptr()}};
+  if (!execute(c.key, *graph, pack, handle)) return false;
+  add_group_grads(c.qr, c.kr, dq, dk, dv, acc);
+  return true;
+}
+
 // A group of three pieces with a two-sided band (24 rows x 40 keys, 10 x 10, 6 x 6; left 7, right
 // 2; the graph pads a fourth, empty piece) and, separately, a causal piece with more keys than
 // rows: cuDNN against FlashAttention-2, out, lse and the three gradients.
@@ -288,15 +378,18 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
         {-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}};
     double worst = 0;
     for (const PieceGroup& g : groups) {
-      GroupOutput c = cudnn_band_forward_pieces(g, q, k, v, scale), f = flash_forward_pieces(g, q, k, v, scale);
-      worst = std::max({worst, relative_difference(c.out, f.out), relative_difference(c.lse, f.lse)});
+      std::optional<GroupOutput> c = try_forward(g, q, k, v, scale);
+      if (!c) throw Unsupported("the forward graph was refused");
+      GroupOutput f = flash_forward_pieces(g, q, k, v, scale);
+      worst = std::max({worst, relative_difference(c->out, f.out), relative_difference(c->lse, f.lse)});
       // Gradients of the group alone (its own out and lse stand for the block's).
       at::Tensor out_full = at::zeros_like(q), lse_full = at::zeros({h, tq}, opt.dtype(at::kFloat));
       out_full.index_copy_(0, f.qr.index, f.out.narrow(2, 0, dp));
       lse_full.index_copy_(1, f.qr.index, f.lse);
       const at::Tensor lse_aten = lse_for_aten(lse_full);
       GradAcc gc{{}, {}, {}, {tq, h, dp}, {tk, hkv, dp}, opt.dtype(at::kFloat)}, gf = gc;
-      cudnn_band_backward_group(g, dout, q, k, v, out_full, lse_full, scale, gc);
+      if (!try_backward(g, dout, q, k, v, out_full, lse_aten, scale, gc))
+        throw Unsupported("the backward graph was refused");
       flash_backward_group(g, dout, q, k, v, out_full, lse_aten, scale, gf);
       gc.allocate_if_needed();
       gf.allocate_if_needed();
@@ -323,6 +416,8 @@ ProbeCache<ProbeVerdict> g_probes(run_probe, [](const ProbeVerdict& p, const std
 });
 
 }  // namespace
+
+BandRouteCounts cudnn_band_counts() { return {g_ran.load(), g_handed_back.load()}; }
 
 bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why) {
   const char* env = std::getenv("LONGHAUL_CUDA_BAND");
@@ -351,56 +446,30 @@ namespace routes {
 
 GroupOutput cudnn_band_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v, double scale) {
-  BandCall c(g, q, k, scale, false);
-  const int64_t h = q.size(1), d = q.size(2);
-  const at::Tensor qg = gather(q, c.qr).contiguous(), kg = gather(k, c.kr).contiguous(),
-                   vg = gather(v, c.kr).contiguous();
-  at::Tensor out = at::empty({c.qr.total, h, d}, q.options());
-  at::Tensor stats = at::empty({c.b_graph, h, c.max_q, 1}, q.options().dtype(at::kFloat));
-  cudnnHandle_t handle = handle_on_current_stream();
-  const fe::graph::Graph& graph = graph_for(c.key, q.scalar_type(), handle);
-  std::unordered_map<int64_t, void*> pack{
-      {kQ, qg.data_ptr()},          {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
-      {kO, out.data_ptr()},         {kStats, stats.data_ptr()},   {kSeqQ, c.seq_q.data_ptr()},
-      {kSeqKV, c.seq_kv.data_ptr()}, {kOffQ, c.off_q.data_ptr()},  {kOffKV, c.off_kv.data_ptr()}};
-  execute(graph, pack, handle);
-  const at::Tensor lse_rows = stats.view({c.b_graph, h, c.max_q})
-                                  .transpose(0, 1)
-                                  .reshape({h, c.b_graph * c.max_q})
-                                  .index_select(1, c.stats_rows(g, q.device()));
-  at::Tensor lse = fix_lse(lse_rows, out, c.qr.total);
-  return {out, lse, std::move(c.qr)};
+  if (std::optional<GroupOutput> r = try_forward(g, q, k, v, scale)) {
+    ++g_ran;
+    return std::move(*r);
+  }
+  ++g_handed_back;
+  return flash_forward_pieces(g, q, k, v, scale);
 }
 
 void cudnn_band_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                                GradAcc& acc) {
-  BandCall c(g, q, k, scale, true);
-  const int64_t h = q.size(1);
-  const at::Tensor qg = gather(q, c.qr).contiguous(), kg = gather(k, c.kr).contiguous(),
-                   vg = gather(v, c.kr).contiguous();
-  const at::Tensor og = gather(out, c.qr).contiguous(), dog = gather(dout, c.qr).contiguous();
-  // The rows' lse into the padded stats layout (padding rows are masked, never read).
-  const at::Tensor lse_g = (c.qr.identity ? lse : lse.index_select(1, c.qr.index)).to(at::kFloat);
-  at::Tensor stats = at::zeros({h, c.b_graph * c.max_q}, q.options().dtype(at::kFloat));
-  stats.index_copy_(1, c.stats_rows(g, q.device()), lse_g);
-  stats = stats.view({h, c.b_graph, c.max_q}).transpose(0, 1).contiguous();  // [b, h, max_q] (+ a unit dim)
-  at::Tensor dq = at::empty_like(qg), dk = at::empty_like(kg), dv = at::empty_like(vg);
-  cudnnHandle_t handle = handle_on_current_stream();
-  const fe::graph::Graph& graph = graph_for(c.key, q.scalar_type(), handle);
-  std::unordered_map<int64_t, void*> pack{
-      {kQ, qg.data_ptr()},            {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
-      {kO, og.data_ptr()},            {kDO, dog.data_ptr()},        {kStats, stats.data_ptr()},
-      {kDQ, dq.data_ptr()},           {kDK, dk.data_ptr()},         {kDV, dv.data_ptr()},
-      {kSeqQ, c.seq_q.data_ptr()},    {kSeqKV, c.seq_kv.data_ptr()}, {kOffQ, c.off_q.data_ptr()},
-      {kOffKV, c.off_kv.data_ptr()},  {kOffO, c.off_q.data_ptr()}};
-  execute(graph, pack, handle);
-  add_group_grads(c.qr, c.kr, dq, dk, dv, acc);
+  if (try_backward(g, dout, q, k, v, out, lse, scale, acc)) {
+    ++g_ran;
+    return;
+  }
+  ++g_handed_back;
+  flash_backward_group(g, dout, q, k, v, out, lse, scale, acc);
 }
 
 }  // namespace routes
 
 #else  // built without the cudnn-frontend headers
+
+BandRouteCounts cudnn_band_counts() { return {}; }
 
 std::string validate_band_graph(const BandGraphShape&, int) { return "this build has no cudnn-frontend"; }
 

@@ -8,8 +8,10 @@
 // Off unless LONGHAUL_CUDA_BAND=cudnn: it replaces FlashAttention-2 only once a GPU run has shown
 // it faster. When on, it is first run once per (device, dtype, padded head dim, head grouping) on a
 // small band problem against FlashAttention-2, forward and backward; if it fails or disagrees the
-// route stays off, with the reason printed, and FlashAttention-2 runs those groups. A build
-// without the cudnn-frontend headers leaves it out (cudnn_band_usable says so).
+// route stays off, with the reason printed, and FlashAttention-2 runs those groups. A group shape
+// the probe did not cover and cuDNN refuses (to build or to run) goes to FlashAttention-2 as well,
+// with one line on stderr per shape, instead of failing the step. A build without the
+// cudnn-frontend headers leaves it out (cudnn_band_usable says so).
 #pragma once
 
 #include <string>
@@ -22,6 +24,13 @@ namespace longhaul::cuda {
 // FlashAttention-2, for this dtype, padded head dim and head grouping on the current device.
 // `why` names the reason when it does not.
 bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why = nullptr);
+
+// What the route did in this process: group calls (forward or backward) cuDNN ran, and those it
+// handed to FlashAttention-2 because cuDNN refused their shape.
+struct BandRouteCounts {
+  int64_t ran = 0, handed_back = 0;
+};
+BandRouteCounts cudnn_band_counts();
 
 // One group's graph shape, as the route would build it (pieces and longest sides are rounded up
 // to powers of two there too).
@@ -39,10 +48,12 @@ std::string validate_band_graph(const BandGraphShape& shape, int sm_version);
 namespace routes {
 
 // One cuDNN call over the pieces of a group (any window offsets): out [rows, H, Dp] in the input
-// dtype and the fixed-up lse [H, rows] of the group's q rows.
+// dtype and the fixed-up lse [H, rows] of the group's q rows (FlashAttention-2's, if cuDNN refuses
+// the shape).
 GroupOutput cudnn_band_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v, double scale);
-// lse: [H, T] float32 (finite on every row a piece holds); adds the group's gradients into acc.
+// lse: [H, T] float32 in ATen's convention (+inf on rows that see no key); adds the group's
+// gradients into acc.
 void cudnn_band_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                                GradAcc& acc);

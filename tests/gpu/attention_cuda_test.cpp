@@ -313,6 +313,12 @@ TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
     const Mask m = masks::make(name, 300, {}, 23, 7);
     check_case({300, 300, 4, 2, 64, BlockView::self(300), m}, at::kBFloat16);
   }
+  // cuDNN ran the groups itself: none of these shapes went back to FlashAttention-2.
+  const cuda::BandRouteCounts n = cuda::cudnn_band_counts();
+  std::cout << "[ INFO     ] cuDNN band calls: " << n.ran << " ran, " << n.handed_back
+            << " handed to FlashAttention-2\n";
+  EXPECT_GT(n.ran, 0);
+  EXPECT_EQ(n.handed_back, 0) << "cuDNN refused some shapes (their lines on stderr say which and why)";
 }
 
 TEST(AttentionCuda, StripedFallback) {

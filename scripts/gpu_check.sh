@@ -12,7 +12,8 @@
 # `band` runs the cuDNN band route (LONGHAUL_CUDA_BAND=cudnn: windows and bottom-right causal pieces
 # on cuDNN's graph API, off by default until measured) in processes of its own: its GPU test
 # against the float64 reference, then the causal-window kernel rows again, to set beside the
-# FlashAttention-2 rows of `kernel` (appended to the kernel file).
+# FlashAttention-2 rows of `kernel`, and LONGHAUL_CUDA_BAND=auto's timing line and verdict
+# (appended to the kernel file).
 # Everything lands in $OUT (8 files at most, the device tool's limit: machine, summary, tests,
 # kernel, cp, layer, train, python). Each step has its own time limit and a failed step does not stop the others.
 # GPU_CHECK_ONLY="tests kernel" runs only those sections (tests, kernel, band, cp, layer, train, python).
@@ -103,9 +104,11 @@ if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
   echo "# causal (the yardstick) and the causal window of 1024 with the band route on"
   LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
   LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
+  echo "# LONGHAUL_CUDA_BAND=auto: its timing line (cuDNN vs FlashAttention-2, 8K tokens) and the verdict it gives"
+  LONGHAUL_CUDA_BAND=auto kern 60 --masks causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd --iters 3
 } > /tmp/band_cuda.txt 2>&1
   { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt"
-  log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention off' /tmp/band_cuda.txt | tr '\n' ' ')"
+  log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention (off|refuses|\(LONGHAUL)' /tmp/band_cuda.txt | tr '\n' ' ')"
 fi
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------

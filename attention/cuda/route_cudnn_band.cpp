@@ -3,7 +3,6 @@
 #include <longhaul/config.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <atomic>
 #include <map>
@@ -15,6 +14,7 @@
 
 #if LONGHAUL_WITH_CUDNN_FRONTEND
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cudnn/Handle.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
@@ -45,6 +45,18 @@ void* cudnn_dlhandle = nullptr;  // the frontend's handle on libcudnn (dynamic l
 #endif
 
 namespace longhaul::cuda {
+
+BandMode parse_band_mode(const char* value) {
+  const std::string v = value ? value : "";
+  if (v.empty() || v == "flash") return BandMode::Off;
+  if (v == "cudnn") return BandMode::On;
+  if (v == "auto") return BandMode::Auto;
+  throw InvalidArgument("LONGHAUL_CUDA_BAND=" + v +
+                              ": expected cudnn (the cuDNN band route, checked against FlashAttention-2), auto "
+                              "(checked and timed against it: the faster runs) or flash (FlashAttention-2 only)");
+}
+
+BandMode band_mode() { return parse_band_mode(std::getenv("LONGHAUL_CUDA_BAND")); }
 
 #if LONGHAUL_WITH_CUDNN_FRONTEND
 namespace {
@@ -359,11 +371,54 @@ bool try_backward(const PieceGroup& g, const at::Tensor& dout, const at::Tensor&
   return true;
 }
 
+// The fastest of three timed runs of `run` after one untimed (graph building, autotuning), in ms.
+template <typename Run>
+double best_ms(const Run& run) {
+  run();
+  double best = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < 3; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);  // the default flags time nothing
+    start.record();
+    run();
+    stop.record();
+    stop.synchronize();
+    best = std::min(best, static_cast<double>(start.elapsed_time(stop)));
+  }
+  return best;
+}
+
+// LONGHAUL_CUDA_BAND=auto: cuDNN and FlashAttention-2 on the case the route is for, a causal
+// window of 1024 over 8192 tokens (16 query heads; 2 KV heads for GQA), forward + backward.
+// "" when cuDNN is faster, else why not; either way one line on stderr gives both times.
+std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t hkv_probe) {
+  const int64_t t = 8192, h = 16, hkv = hkv_probe == 1 ? 2 : 16, window = 1023;
+  const at::Tensor q = probe_input(t, h, dp, 0.37, opt), k = probe_input(t, hkv, dp, 0.61, opt),
+                   v = probe_input(t, hkv, dp, 0.23, opt), dout = probe_input(t, h, dp, 0.11, opt);
+  const double scale = 1.0 / std::sqrt(double(dp));
+  const PieceGroup g{window, 0, {{0, t, 0, t, window, 0, 0}}, {0, 1}};
+  GradAcc acc{{}, {}, {}, {t, h, dp}, {t, hkv, dp}, opt.dtype(at::kFloat)};
+  const double cudnn_ms = best_ms([&] {
+    std::optional<GroupOutput> o = try_forward(g, q, k, v, scale);
+    if (!o || !try_backward(g, dout, q, k, v, o->out, lse_for_aten(o->lse), scale, acc))
+      throw Unsupported("the graph of a causal window of 1024 over 8192 tokens was refused");
+  });
+  const double flash_ms = best_ms([&] {
+    GroupOutput o = flash_forward_pieces(g, q, k, v, scale);
+    flash_backward_group(g, dout, q, k, v, o.out, lse_for_aten(o.lse), scale, acc);
+  });
+  const std::string times = detail::str_cat("causal window of 1024 over 8192 tokens, H ", h, "/", hkv, ", D ", dp,
+                                            ", forward + backward: cuDNN ", cudnn_ms, " ms, FlashAttention-2 ",
+                                            flash_ms, " ms");
+  std::cerr << "longhaul: cuDNN band attention (LONGHAUL_CUDA_BAND=auto, " << c10::toString(opt.dtype().toScalarType())
+            << "): " << times << (cudnn_ms < flash_ms ? ": on\n" : "\n");
+  return cudnn_ms < flash_ms ? std::string() : "FlashAttention-2 is faster here (" + times + ")";
+}
+
 // A group of three pieces with a two-sided band (24 rows x 40 keys, 10 x 10, 6 x 6; left 7, right
 // 2; the graph pads a fourth, empty piece) and, separately, a causal piece with more keys than
 // rows: cuDNN against FlashAttention-2, out, lse and the three gradients.
 ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
-  ProbeVerdict pr;  // only asked for when LONGHAUL_CUDA_BAND=cudnn (cudnn_band_usable)
+  ProbeVerdict pr;  // only asked for when LONGHAUL_CUDA_BAND asks for the route (cudnn_band_usable)
   if (std::string e = open_cudnn(); !e.empty()) {
     pr.why = e;
     return pr;
@@ -401,7 +456,8 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
                                worst, ")");
       return pr;
     }
-    pr.ok = true;
+    if (band_mode() == BandMode::Auto) pr.why = slower_than_flash(opt, dp, hkv);
+    pr.ok = pr.why.empty();
   } catch (const std::exception& e) {
     pr.why = detail::str_cat("cuDNN band attention does not run here: ", e.what());
     pr.why = pr.why.substr(0, pr.why.find('\n'));
@@ -420,9 +476,8 @@ ProbeCache<ProbeVerdict> g_probes(run_probe, [](const ProbeVerdict& p, const std
 BandRouteCounts cudnn_band_counts() { return {g_ran.load(), g_handed_back.load()}; }
 
 bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why) {
-  const char* env = std::getenv("LONGHAUL_CUDA_BAND");
-  if (!env || std::strcmp(env, "cudnn") != 0) {
-    if (why) *why = "LONGHAUL_CUDA_BAND is not cudnn";
+  if (band_mode() == BandMode::Off) {
+    if (why) *why = "LONGHAUL_CUDA_BAND is neither cudnn nor auto";
     return false;
   }
   const ProbeVerdict& p = g_probes.verdict(q, k);

@@ -5,10 +5,12 @@
 // group's left/right offsets as the band's bounds. That is the FlashAttention-2 varlen call's
 // contract, on Hopper's faster kernel.
 //
-// Off unless LONGHAUL_CUDA_BAND=cudnn: it replaces FlashAttention-2 only once a GPU run has shown
-// it faster. When on, it is first run once per (device, dtype, padded head dim, head grouping) on a
-// small band problem against FlashAttention-2, forward and backward; if it fails or disagrees the
-// route stays off, with the reason printed, and FlashAttention-2 runs those groups. A group shape
+// Off unless LONGHAUL_CUDA_BAND asks for it: it replaces FlashAttention-2 by default only once a
+// GPU run has shown it faster. When asked for, it is first run once per (device, dtype, padded
+// head dim, head grouping) on a small band problem against FlashAttention-2, forward and backward;
+// if it fails or disagrees the route stays off, with the reason printed, and FlashAttention-2 runs
+// those groups. With `auto` it is then also timed against FlashAttention-2 on a causal window of
+// 1024 over 8192 tokens and stays on only where it is faster (both times printed). A group shape
 // the probe did not cover and cuDNN refuses (to build or to run) goes to FlashAttention-2 as well,
 // with one line on stderr per shape, instead of failing the step. A build without the
 // cudnn-frontend headers leaves it out (cudnn_band_usable says so).
@@ -20,9 +22,16 @@
 
 namespace longhaul::cuda {
 
-// Whether the band route is asked for (LONGHAUL_CUDA_BAND=cudnn) and runs, and agrees with
-// FlashAttention-2, for this dtype, padded head dim and head grouping on the current device.
-// `why` names the reason when it does not.
+// LONGHAUL_CUDA_BAND: unset or `flash` (FlashAttention-2 runs the windows), `cudnn` (the band
+// route where its probe passes), `auto` (where its probe passes and it is faster). Any other value
+// is an error that names these.
+enum class BandMode { Off, On, Auto };
+BandMode parse_band_mode(const char* value);
+BandMode band_mode();  // LONGHAUL_CUDA_BAND now (a probe's verdict holds for the process)
+
+// Whether the band route is asked for (band_mode) and runs, and agrees with (and, for auto, is
+// faster than) FlashAttention-2, for this dtype, padded head dim and head grouping on the current
+// device. `why` names the reason when it does not.
 bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* why = nullptr);
 
 // What the route did in this process: group calls (forward or backward) cuDNN ran, and those it

@@ -8,8 +8,8 @@
 //              (top-left = bottom-right alignment), when
 //              this torch/cuDNN runs it (probed once)
 //   fp16/bf16  any other window (bottom-right offsets),     cuDNN band (graph API)      1 per group
-//              when LONGHAUL_CUDA_BAND=cudnn and it runs
-//              (probed once)
+//              when LONGHAUL_CUDA_BAND=cudnn (or auto) and
+//              it runs (probed once; auto: and is faster)
 //   fp16/bf16  any other window (bottom-right offsets)     FlashAttention-2 varlen     1 per group
 //   float32    full, causal or causal window (right 0)     memory-efficient per piece  1 per piece
 //   anything   fragmented plan (striped), float64, D > 256, fallback (exact chunked    chunks
@@ -41,7 +41,7 @@ struct RouteInputs {
   int sm_major = 9;
   bool mha = true;              // as many KV heads as query heads
   bool cudnn_varlen = true;     // this process's torch/cuDNN runs ragged cuDNN attention
-  bool cudnn_band = false;      // the cuDNN band route is on (LONGHAUL_CUDA_BAND=cudnn) and probed good
+  bool cudnn_band = false;      // the cuDNN band route is on (LONGHAUL_CUDA_BAND=cudnn/auto) and probed good
   bool dense_cudnn_full = false, dense_cudnn_causal = false;  // ATen's SDPA picks cuDNN here
   bool efficient_window = true; // the memory-efficient kernel's window_size was probed exact
   bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)

@@ -8,6 +8,9 @@
 #include "cli/cli.h"
 #include "launch/placement.h"
 #include "longhaul/config.h"
+#if LONGHAUL_WITH_CUDA
+#include "attention/cuda/route_cudnn_band.h"
+#endif
 
 namespace longhaul::cli {
 
@@ -36,6 +39,12 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("mpi_built", int64_t(LONGHAUL_WITH_MPI))
         .add("nccl_built", int64_t(LONGHAUL_WITH_NCCL))
         .add("cudnn_band_built", int64_t(LONGHAUL_WITH_CUDNN_FRONTEND))
+#if LONGHAUL_WITH_CUDA
+        // What windows run on (LONGHAUL_CUDA_BAND): flash, cudnn or auto.
+        .add("cuda_band", std::string(cuda::band_mode() == cuda::BandMode::Off  ? "flash"
+                                      : cuda::band_mode() == cuda::BandMode::On ? "cudnn"
+                                                                                : "auto"))
+#endif
         .add("hdf5_built", int64_t(LONGHAUL_WITH_HDF5))
         .add("python_built", int64_t(LONGHAUL_WITH_PYTHON))
         .add("launcher", world.launcher())

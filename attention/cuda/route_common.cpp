@@ -3,6 +3,7 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "attention/cuda/kernels.h"
@@ -36,6 +37,15 @@ ProbeKey probe_key(const at::Tensor& q, const at::Tensor& k) {
 double relative_difference(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor x = a.to(at::kFloat), y = b.to(at::kFloat);
   return ((x - y).norm() / (y.norm() + 1e-6)).item<double>();
+}
+
+double worst_difference(std::initializer_list<double> differences) {
+  double worst = 0;
+  for (const double d : differences) {
+    if (std::isnan(d)) return d;
+    worst = std::max(worst, d);
+  }
+  return worst;
 }
 
 at::Tensor pad_head_dim(const at::Tensor& x) {

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -69,6 +70,11 @@ class ProbeCache {
 };
 // ‖a − b‖ / ‖b‖ in float32, what the probes compare.
 double relative_difference(const at::Tensor& a, const at::Tensor& b);
+// The largest of a probe's differences, NaN if any is NaN (std::max would drop a NaN that is not
+// first, and a probe would pass a kernel that returns NaN gradients).
+double worst_difference(std::initializer_list<double> differences);
+// Whether a probe's worst difference is bf16 rounding (~4e-3) and not an error; NaN fails.
+inline bool probe_agrees(double worst) { return worst < 3e-2; }
 
 // Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v).
 inline int64_t padded_head_dim(int64_t d) { return d + (8 - d % 8) % 8; }

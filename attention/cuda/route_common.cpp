@@ -8,6 +8,7 @@
 
 #include "attention/cuda/kernels.h"
 #include "core/errors.h"
+#include "core/worst_error.h"
 
 namespace longhaul::cuda::routes {
 namespace {
@@ -41,10 +42,7 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b) {
 
 double worst_difference(std::initializer_list<double> differences) {
   double worst = 0;
-  for (const double d : differences) {
-    if (std::isnan(d)) return d;
-    worst = std::max(worst, d);
-  }
+  for (const double d : differences) worst = worst_error(worst, d);
   return worst;
 }
 

@@ -14,6 +14,7 @@
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"
 #include "core/errors.h"
+#include "core/worst_error.h"
 
 namespace longhaul::bench {
 namespace {
@@ -145,7 +146,7 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         worst.peak_bytes = std::max(worst.peak_bytes, peak);
         worst.fwd_ms = std::max(worst.fwd_ms, median(fwd));
         worst.bwd_ms = std::max(worst.bwd_ms, median(bwd));
-        err = std::max(err, e);
+        err = worst_error(err, e);
       }, co);
       rows.push_back(row(name, p, worst, err));
     }

@@ -15,6 +15,7 @@
 #include "runtime/comm/local/communicator.h"
 #include "core/errors.h"
 #include "train/model.h"
+#include "core/worst_error.h"
 
 namespace longhaul::bench {
 namespace {
@@ -143,7 +144,7 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
     LayerRun r = run(p);
     if (p == 1) ref = r;
     double grad_err = 0;
-    for (size_t i = 0; i < r.grads.size(); ++i) grad_err = std::max(grad_err, rel_err(r.grads[i], ref.grads[i]));
+    for (size_t i = 0; i < r.grads.size(); ++i) grad_err = worst_error(grad_err, rel_err(r.grads[i], ref.grads[i]));
     const double ms = r.fwd_ms + r.bwd_ms, out_err = rel_err(r.out, ref.out);
     rows.push_back(cp_config_row(p == 1 ? "single" : o.strategy, p == 1 ? std::string("-") : o.layout, "causal",
                                  o.T, p, o.heads, o.kv_heads, mo.head_dim())
@@ -158,7 +159,7 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
                        .add("peak_mb_per_rank", r.peak_mb_per_rank)
                        .add("out_rel_err", out_err)
                        .add("wgrad_rel_err", grad_err)
-                       .add("wrong", int64_t(std::max(out_err, grad_err) > tolerance(dtype))));
+                       .add("wrong", int64_t(!(worst_error(out_err, grad_err) <= tolerance(dtype)))));
   }
   return rows;
 }

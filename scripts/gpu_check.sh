@@ -15,7 +15,8 @@
 # FlashAttention-2 rows of `kernel`, and LONGHAUL_CUDA_BAND=auto's timing line and verdict
 # (appended to the kernel file).
 # Everything lands in $OUT (8 files at most, the device tool's limit: machine, summary, tests,
-# kernel, cp, layer, train, python). Each step has its own time limit and a failed step does not stop the others.
+# kernel, cp, layer, train, python); the summary ends with every target against what was measured
+# (scripts/gpu_targets.py). Each step has its own time limit and a failed step does not stop the others.
 # GPU_CHECK_ONLY="tests kernel" runs only those sections (tests, kernel, band, cp, layer, train, python).
 # One device call runs it all: GPU_CHECK_BUDGET (default 560 s, under the call's 600 s) bounds the
 # whole script; each step's limit is cut to what is left, and a section reached with under 30 s
@@ -144,4 +145,6 @@ if section python "python module (cuda)"; then
   log "python exit $?: $(tail -3 "$out/python_gpu.txt" | tr '\n' ' ')"
 fi
 tail -n 12 "$out"/kernel_cuda.txt "$out"/cp_gpu.txt "$out"/layer_gpu.txt "$out"/train_gpu.txt 2>/dev/null | cut -c1-250
+# Every target against what was measured, into the summary.
+"${LH_PYTHON:-python3}" "$root/scripts/gpu_targets.py" "$out" >> "$out/summary.txt" 2>&1
 cat "$out/summary.txt"

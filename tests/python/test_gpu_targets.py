@@ -1,0 +1,56 @@
+"""scripts/gpu_targets.py, the GPU targets read off a gpu_check.sh output folder: run on the H100
+results stored in benchmarks/results (as that folder's files), on an empty folder, and on rows
+that meet their targets. Needs neither a GPU nor the built longhaul module."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "gpu_targets.py"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def targets(folder):
+    r = subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_h100_results_give_their_ratios_and_verdicts(tmp_path):
+    shutil.copy(RESULTS / "gpu_h100_kernel.txt", tmp_path / "kernel_cuda.txt")
+    shutil.copy(RESULTS / "gpu_h100_cp_emulation.txt", tmp_path / "cp_gpu.txt")
+    shutil.copy(RESULTS / "gpu_h100_layer.txt", tmp_path / "layer_gpu.txt")
+    out = targets(tmp_path)
+    assert "documents T=16384 H=16/16 bf16 fwd: 0.289x (target >= 0.8: NOT met)" in out
+    assert "causal_window T=16384 H=16/16 fp32 fwd: 0.014x (target >= 0.5: NOT met)" in out
+    assert "ring zigzag T=131072 P=4: 0.582 (target >= 0.85: NOT met)" in out
+    assert "ring zigzag T=131072 P=8: 0.508 (target >= 0.85: NOT met)" in out
+    assert "ring T=131072 P=4: 0.587 (target >= 0.85: NOT met); wrong 0" in out
+    # Only T = 128K rows carry the CP target; the 32K rows are listed without one.
+    assert "ring zigzag T=32768 P=4: 0.416\n" in out
+    assert "train_gpu.txt: missing" in out
+
+
+def test_an_empty_folder_says_every_section_is_missing(tmp_path):
+    out = targets(tmp_path)
+    for name in ("kernel_cuda.txt", "cp_gpu.txt", "layer_gpu.txt", "train_gpu.txt"):
+        assert f"## {name}: missing" in out
+
+
+def test_rows_that_meet_their_targets(tmp_path):
+    (tmp_path / "kernel_cuda.txt").write_text(
+        "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----\n"
+        "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.6e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.81x the causal rate\n"
+        "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd+bwd: 3.4e+05 vs 4.9e+05 GFLOP/s"
+        " = 0.69x the causal rate\n")
+    (tmp_path / "train_gpu.txt").write_text(
+        "# longhaul train --device cuda --dtype bf16, sequences of 2^13 tokens\n"
+        "trained 30 steps: 123456 tokens/s (after the first step, a warm-up); checkpoint /tmp/x\n")
+    out = targets(tmp_path)
+    assert "[cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
+           "(target >= 0.8: met)" in out
+    assert "bf16 fwd+bwd: 0.690x (target >= 0.7: NOT met)" in out
+    assert "123456 tokens/s (after the first step" in out
+    assert "no CP rows" not in out and "## cp_gpu.txt: missing" in out

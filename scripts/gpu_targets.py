@@ -25,8 +25,9 @@ LAYER_TARGET = 0.85   # one layer's tokens/s at P = 4 over P = 1
 RATIO = re.compile(r"^# (\w+) vs causal, (\w+) T=(\d+) H=(\d+)/(\d+) D=(\d+) (\w+) (\S+): .* = ([0-9.e+-]+)x the causal rate")
 
 
-def verdict(value, target):
-    return "met" if value >= target else "NOT met"
+def against(value, target, applies=True):
+    """' (target >= T: met)' or '... NOT met', or '' where no target applies to the row."""
+    return f" (target >= {target}: {'met' if value >= target else 'NOT met'})" if applies else ""
 
 
 def read(path):
@@ -54,67 +55,49 @@ def tables(lines):
 
 
 def kernel(lines):
-    print("## kernel rows: masked-area rate over the causal rate (per section of the kernel file)")
-    section, found = "ragged cuDNN routes (default)", 0
+    """Masked-area rate over the causal rate, per section of the kernel file."""
+    section = "ragged cuDNN routes (default)"
     for line in lines:
         m = RATIO.match(line)
         if m:
-            mask, backend, t, h, hkv, d, dtype, pas, ratio = m.groups()
+            mask, _backend, t, h, hkv, _d, dtype, pas, ratio = m.groups()
             target = KERNEL_TARGETS.get((mask, dtype, pas))
-            if target is None:
-                continue
-            found += 1
-            print(f"- [{section}] {mask} T={t} H={h}/{hkv} {dtype} {pas}: {float(ratio):.3f}x "
-                  f"(target >= {target}: {verdict(float(ratio), target)})")
+            if target is not None:
+                yield f"[{section}] {mask} T={t} H={h}/{hkv} {dtype} {pas}: {float(ratio):.3f}x" + against(
+                    float(ratio), target)
         elif line.startswith("# ") and not line.startswith(("# bench kernel", "# full vs causal", "# merge kernel",
                                                               "# exit")):
             section = line[2:].strip(" -")[:90]
-    if not found:
-        print("- no ratio rows (the kernel section did not run or failed)")
 
 
 def cp(lines):
-    print("## emulated CP on one GPU: aggregate over the single kernel")
-    found = 0
+    """Emulated CP on one GPU: aggregate over the single kernel."""
     for _, rows in tables(lines):
         for r in rows:
-            if r.get("strategy") in (None, "single") or "aggregate_over_single" not in r:
-                continue
-            found += 1
-            ratio = float(r["aggregate_over_single"])
-            targeted = r["strategy"] == "ring" and r["T"] == "131072"
-            target = f" (target >= {CP_TARGET}: {verdict(ratio, CP_TARGET)})" if targeted else ""
-            print(f"- {r['strategy']} {r['layout']} T={r['T']} P={r['P']}: {ratio:.3f}{target}"
-                  + (f"; simulated {r['simulated_ms']} ms" if "simulated_ms" in r else ""))
-    if not found:
-        print("- no CP rows")
+            if r.get("strategy") not in (None, "single") and "aggregate_over_single" in r:
+                ratio = float(r["aggregate_over_single"])
+                yield (f"{r['strategy']} {r['layout']} T={r['T']} P={r['P']}: {ratio:.3f}"
+                       + against(ratio, CP_TARGET, r["strategy"] == "ring" and r["T"] == "131072")
+                       + (f"; simulated {r['simulated_ms']} ms" if "simulated_ms" in r else ""))
 
 
 def layer(lines):
-    print("## one transformer layer: tokens/s at P over P = 1")
-    found = 0
+    """One transformer layer: tokens/s at P over P = 1."""
     for header, rows in tables(lines):
         if "dim" not in header:  # a CP table, not a layer's
             continue
         single = next((float(r["tokens_per_s"]) for r in rows if r.get("P") == "1" and "tokens_per_s" in r), None)
         for r in rows:
             if single and r.get("P") not in (None, "1") and "tokens_per_s" in r:
-                found += 1
                 ratio = float(r["tokens_per_s"]) / single
-                targeted = r["P"] == "4" and r["T"] == "131072"
-                target = f" (target >= {LAYER_TARGET}: {verdict(ratio, LAYER_TARGET)})" if targeted else ""
-                print(f"- {r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f}{target}; wrong {r.get('wrong', '?')}")
-    if not found:
-        print("- no layer rows")
+                yield (f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f}"
+                       + against(ratio, LAYER_TARGET, r["P"] == "4" and r["T"] == "131072")
+                       + f"; wrong {r.get('wrong', '?')}")
 
 
 def train(lines):
-    print("## longhaul train --device cuda")
-    hits = [line for line in lines if "tokens/s (after" in line or line.startswith("# longhaul train")]
-    for line in hits:
-        print(f"- {line.strip()}")
-    if not hits:
-        print("- no tokens/s line")
+    """longhaul train --device cuda: tokens/s."""
+    return (line.strip() for line in lines if "tokens/s (after" in line or line.startswith("# longhaul train"))
 
 
 def main():
@@ -126,8 +109,11 @@ def main():
         lines = read(os.path.join(folder, name))
         if lines is None:
             print(f"## {name}: missing (its section did not run)")
-        else:
-            report(lines)
+            continue
+        print(f"## {report.__doc__.rstrip('.')}")
+        found = list(report(lines))
+        for line in found or [f"no such rows in {name} (its section failed?)"]:
+            print(f"- {line}")
 
 
 if __name__ == "__main__":

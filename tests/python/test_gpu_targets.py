@@ -48,9 +48,11 @@ def test_rows_that_meet_their_targets(tmp_path):
     (tmp_path / "train_gpu.txt").write_text(
         "# longhaul train --device cuda --dtype bf16, sequences of 2^13 tokens\n"
         "trained 30 steps: 123456 tokens/s (after the first step, a warm-up); checkpoint /tmp/x\n")
+    (tmp_path / "layer_gpu.txt").write_text("timeout: the layer bench was stopped\n")
     out = targets(tmp_path)
     assert "[cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
            "(target >= 0.8: met)" in out
     assert "bf16 fwd+bwd: 0.690x (target >= 0.7: NOT met)" in out
     assert "123456 tokens/s (after the first step" in out
-    assert "no CP rows" not in out and "## cp_gpu.txt: missing" in out
+    assert "## cp_gpu.txt: missing" in out
+    assert "- no such rows in layer_gpu.txt (its section failed?)" in out

@@ -106,7 +106,7 @@ if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
   LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
   LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
   echo "# LONGHAUL_CUDA_BAND=auto: its timing line (cuDNN vs FlashAttention-2, 8K tokens) and the verdict it gives"
-  LONGHAUL_CUDA_BAND=auto kern 60 --masks causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd --iters 3
+  LONGHAUL_CUDA_BAND=auto kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd --iters 3
 } > /tmp/band_cuda.txt 2>&1
   { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt"
   log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention (off|refuses|\(LONGHAUL)' /tmp/band_cuda.txt | tr '\n' ' ')"

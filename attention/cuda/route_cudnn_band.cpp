@@ -2,9 +2,9 @@
 
 #include <longhaul/config.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <iostream>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
@@ -52,8 +52,8 @@ BandMode parse_band_mode(const char* value) {
   if (v == "cudnn") return BandMode::On;
   if (v == "auto") return BandMode::Auto;
   throw InvalidArgument("LONGHAUL_CUDA_BAND=" + v +
-                              ": expected cudnn (the cuDNN band route, checked against FlashAttention-2), auto "
-                              "(checked and timed against it: the faster runs) or flash (FlashAttention-2 only)");
+                        ": expected cudnn (the cuDNN band route, checked against FlashAttention-2), auto "
+                        "(checked and timed against it: the faster runs) or flash (FlashAttention-2 only)");
 }
 
 BandMode band_mode() { return parse_band_mode(std::getenv("LONGHAUL_CUDA_BAND")); }
@@ -460,7 +460,8 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
         {7, 2, {{0, 24, 0, 40, 7, 2, 0}, {24, 10, 40, 10, 7, 2, 1}, {34, 6, 50, 6, 7, 2, 2}}, {0, 3}},
         {-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}};
     double worst = 0;
-    for (const PieceGroup& g : groups) worst = worst_difference({worst, difference_from_flash(g, q, k, v, dout, scale)});
+    for (const PieceGroup& g : groups)
+      worst = worst_difference({worst, difference_from_flash(g, q, k, v, dout, scale)});
     if (!probe_agrees(worst)) {
       pr.why = detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 (worst relative difference ",
                                worst, ")");

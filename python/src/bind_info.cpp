@@ -3,6 +3,9 @@
 
 #include "launch/world.h"
 #include "longhaul/config.h"
+#if LONGHAUL_WITH_CUDA
+#include "attention/cuda/route_cudnn_band.h"
+#endif
 #include "python/src/bindings.h"
 
 namespace py = pybind11;
@@ -15,6 +18,12 @@ void bind_info(py::module_& m) {
     d["version"] = LONGHAUL_VERSION;
     d["torch_built"] = LONGHAUL_TORCH_VERSION;
     d["cuda_built"] = bool(LONGHAUL_WITH_CUDA);
+    d["cudnn_band_built"] = bool(LONGHAUL_WITH_CUDNN_FRONTEND);
+#if LONGHAUL_WITH_CUDA
+    // What windows run on, from LONGHAUL_CUDA_BAND (a typo raises, naming the values).
+    const cuda::BandMode band = cuda::band_mode();
+    d["cuda_band"] = band == cuda::BandMode::Off ? "flash" : band == cuda::BandMode::On ? "cudnn" : "auto";
+#endif
     d["nccl_built"] = bool(LONGHAUL_WITH_NCCL);
     d["mpi_built"] = bool(LONGHAUL_WITH_MPI);
     d["hdf5_built"] = bool(LONGHAUL_WITH_HDF5);

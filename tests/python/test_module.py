@@ -1,5 +1,7 @@
 """The module in one process: build information, the one-rank world, attention on one rank
 against SDPA, the exception mapping."""
+import os
+
 import pytest
 import torch
 
@@ -12,8 +14,10 @@ def test_info_describes_the_build():
     assert info["version"] == longhaul.__version__
     assert info["python_built"] is True
     assert "local" in info["backends"]
-    assert {"cuda_built", "mpi_built", "nccl_built", "hdf5_built", "c10d_built", "torch_built",
+    assert {"cuda_built", "cudnn_band_built", "mpi_built", "nccl_built", "hdf5_built", "c10d_built", "torch_built",
             "torch_runtime"} <= set(info)
+    if info["cuda_built"]:  # the window kernel's switch, LONGHAUL_CUDA_BAND (unset here: FlashAttention-2)
+        assert info["cuda_band"] == os.environ.get("LONGHAUL_CUDA_BAND", "flash")
     # The extension was built against the torch it runs with (same pybind11 internals, same ABI).
     assert info["torch_built"].split("+")[0] == torch.__version__.split("+")[0]
 

@@ -41,9 +41,7 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("cudnn_band_built", int64_t(LONGHAUL_WITH_CUDNN_FRONTEND))
 #if LONGHAUL_WITH_CUDA
         // What windows run on (LONGHAUL_CUDA_BAND): flash, cudnn or auto.
-        .add("cuda_band", std::string(cuda::band_mode() == cuda::BandMode::Off  ? "flash"
-                                      : cuda::band_mode() == cuda::BandMode::On ? "cudnn"
-                                                                                : "auto"))
+        .add("cuda_band", std::string(cuda::band_mode_name(cuda::band_mode())))
 #endif
         .add("hdf5_built", int64_t(LONGHAUL_WITH_HDF5))
         .add("python_built", int64_t(LONGHAUL_WITH_PYTHON))

@@ -58,6 +58,10 @@ BandMode parse_band_mode(const char* value) {
 
 BandMode band_mode() { return parse_band_mode(std::getenv("LONGHAUL_CUDA_BAND")); }
 
+const char* band_mode_name(BandMode mode) {
+  return mode == BandMode::Off ? "flash" : mode == BandMode::On ? "cudnn" : "auto";
+}
+
 #if LONGHAUL_WITH_CUDNN_FRONTEND
 namespace {
 
@@ -421,20 +425,21 @@ std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t 
                    v = probe_input(t, hkv, dp, 0.23, opt), dout = probe_input(t, h, dp, 0.11, opt);
   const double scale = 1.0 / std::sqrt(double(dp));
   const PieceGroup g{window, 0, {{0, t, 0, t, window, 0, 0}}, {0, 1}};
+  const std::string what = detail::str_cat("causal window of ", window + 1, " over ", t, " tokens");
   if (const double d = difference_from_flash(g, q, k, v, dout, scale); !probe_agrees(d))
-    return detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 on a causal window of 1024 over ",
-                           t, " tokens (relative difference ", d, ")");
+    return detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 on a ", what,
+                           " (relative difference ", d, ")");
   GradAcc acc{{}, {}, {}, {t, h, dp}, {t, hkv, dp}, opt.dtype(at::kFloat)};
   const double cudnn_ms = best_ms([&] {
     std::optional<GroupOutput> o = try_forward(g, q, k, v, scale);
     if (!o || !try_backward(g, dout, q, k, v, o->out, lse_for_aten(o->lse), scale, acc))
-      throw Unsupported("the graph of a causal window of 1024 over 8192 tokens was refused");
+      throw Unsupported("the graph of a " + what + " was refused");
   });
   const double flash_ms = best_ms([&] {
     GroupOutput o = flash_forward_pieces(g, q, k, v, scale);
     flash_backward_group(g, dout, q, k, v, o.out, lse_for_aten(o.lse), scale, acc);
   });
-  const std::string times = detail::str_cat("causal window of 1024 over 8192 tokens, H ", h, "/", hkv, ", D ", dp,
+  const std::string times = detail::str_cat(what, ", H ", h, "/", hkv, ", D ", dp,
                                             ", forward + backward: cuDNN ", cudnn_ms, " ms, FlashAttention-2 ",
                                             flash_ms, " ms");
   std::cerr << "longhaul: cuDNN band attention (LONGHAUL_CUDA_BAND=auto, " << c10::toString(opt.dtype().toScalarType())

@@ -28,6 +28,7 @@ namespace longhaul::cuda {
 enum class BandMode { Off, On, Auto };
 BandMode parse_band_mode(const char* value);
 BandMode band_mode();  // LONGHAUL_CUDA_BAND now (a probe's verdict holds for the process)
+const char* band_mode_name(BandMode mode);  // "flash", "cudnn" or "auto", as the switch spells it
 
 // Whether the band route is asked for (band_mode) and runs, and agrees with (and, for auto, is
 // faster than) FlashAttention-2, for this dtype, padded head dim and head grouping on the current

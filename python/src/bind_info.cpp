@@ -21,8 +21,7 @@ void bind_info(py::module_& m) {
     d["cudnn_band_built"] = bool(LONGHAUL_WITH_CUDNN_FRONTEND);
 #if LONGHAUL_WITH_CUDA
     // What windows run on, from LONGHAUL_CUDA_BAND (a typo raises, naming the values).
-    const cuda::BandMode band = cuda::band_mode();
-    d["cuda_band"] = band == cuda::BandMode::Off ? "flash" : band == cuda::BandMode::On ? "cudnn" : "auto";
+    d["cuda_band"] = cuda::band_mode_name(cuda::band_mode());
 #endif
     d["nccl_built"] = bool(LONGHAUL_WITH_NCCL);
     d["mpi_built"] = bool(LONGHAUL_WITH_MPI);

@@ -8,10 +8,11 @@ namespace longhaul::reference {
 namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-// [T, H, D] -> [H, T, D] float64, KV heads repeated to H.
-at::Tensor heads_first(const at::Tensor& x, int64_t h) {
-  at::Tensor y = x.to(at::kDouble).permute({1, 0, 2});
-  return y.size(0) == h ? y : y.repeat_interleave(h / y.size(0), 0);
+// One head at a time: the Tq×Tk temporaries of a head are reused by the allocator, where all
+// heads at once would map (and page-fault) H times as much fresh memory for every product.
+// Query head i reads key/value head i / (H / H_kv).
+at::Tensor head(const at::Tensor& x, int64_t i, int64_t h) {
+  return x.select(1, i / (h / x.size(1))).to(at::kDouble);
 }
 }  // namespace
 
@@ -29,33 +30,38 @@ at::Tensor visible_matrix(const Mask& mask, const BlockView& view) {
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask, double scale) {
   const int64_t h = q.size(1);
-  at::Tensor Q = heads_first(q, h), K = heads_first(k, h), V = heads_first(v, h);
-  at::Tensor vis = visible_matrix(mask, view).unsqueeze(0);
-  at::Tensor S = (at::matmul(Q, K.transpose(1, 2)) * scale).masked_fill(~vis, kNegInf);
-  at::Tensor lse = at::logsumexp(S, -1);  // -inf for rows without keys
-  // Hidden entries are 0 (rows without keys too); a NaN in the inputs stays NaN, as in SDPA.
-  at::Tensor P = at::where(vis, at::exp(S - lse.unsqueeze(-1)), at::zeros({}, at::kDouble));
-  at::Tensor O = at::matmul(P, V).permute({1, 0, 2}).contiguous();
+  const at::Tensor vis = visible_matrix(mask, view);
+  at::Tensor O = at::empty({q.size(0), h, v.size(2)}, q.options().dtype(at::kDouble));
+  at::Tensor lse = at::empty({h, q.size(0)}, q.options().dtype(at::kDouble));
+  for (int64_t i = 0; i < h; ++i) {
+    at::Tensor S = (at::matmul(head(q, i, h), head(k, i, h).t()) * scale).masked_fill(~vis, kNegInf);
+    at::Tensor l = at::logsumexp(S, -1);  // -inf for rows without keys
+    // Hidden entries are 0 (rows without keys too); a NaN in the inputs stays NaN, as in SDPA.
+    at::Tensor P = at::where(vis, at::exp(S - l.unsqueeze(-1)), at::zeros({}, at::kDouble));
+    O.select(1, i).copy_(at::matmul(P, head(v, i, h)));
+    lse[i].copy_(l);
+  }
   return {O, lse};
 }
 
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale) {
-  const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v, &row_sums = in.row_sums, &lse = in.lse;
-  const int64_t h = q.size(1), hkv = k.size(1);
-  at::Tensor Q = heads_first(q, h), K = heads_first(k, h), V = heads_first(v, h), dO = heads_first(dout, h);
-  at::Tensor vis = visible_matrix(mask, view).unsqueeze(0);
-  at::Tensor L = lse.to(at::kDouble).unsqueeze(-1);
-  at::Tensor S = at::matmul(Q, K.transpose(1, 2)) * scale;
-  at::Tensor P = at::where(vis & at::isfinite(L), at::exp(S - L), at::zeros({}, at::kDouble));
-  at::Tensor dV = at::matmul(P.transpose(1, 2), dO);
-  at::Tensor dP = at::matmul(dO, V.transpose(1, 2));
-  at::Tensor dS = P * (dP - row_sums.to(at::kDouble).unsqueeze(-1));
-  at::Tensor dQ = at::matmul(dS, K) * scale;
-  at::Tensor dK = at::matmul(dS.transpose(1, 2), Q) * scale;
-  auto group_sum = [&](const at::Tensor& g) {  // [H, Tk, D] -> [Tk, H_kv, D]
-    return g.view({hkv, h / hkv, g.size(1), g.size(2)}).sum(1).permute({1, 0, 2}).contiguous();
-  };
-  return {dQ.permute({1, 0, 2}).contiguous(), group_sum(dK), group_sum(dV)};
+  const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v;
+  const int64_t h = q.size(1);
+  const at::Tensor vis = visible_matrix(mask, view);
+  const at::Tensor L = in.lse.to(at::kDouble).unsqueeze(-1), R = in.row_sums.to(at::kDouble).unsqueeze(-1);
+  const auto f64 = [](const at::Tensor& x) { return at::zeros(x.sizes(), x.options().dtype(at::kDouble)); };
+  at::Tensor dQ = f64(q), dK = f64(k), dV = f64(v);
+  for (int64_t i = 0; i < h; ++i) {
+    at::Tensor Q = head(q, i, h), K = head(k, i, h), V = head(v, i, h), dO = head(dout, i, h);
+    at::Tensor P = at::where(vis & at::isfinite(L[i]), at::exp(at::matmul(Q, K.t()) * scale - L[i]),
+                             at::zeros({}, at::kDouble));
+    at::Tensor dS = P * (at::matmul(dO, V.t()) - R[i]);
+    const int64_t j = i / (h / k.size(1));  // the key/value head: its query heads' gradients add up
+    dV.select(1, j).add_(at::matmul(P.t(), dO));
+    dQ.select(1, i).copy_(at::matmul(dS, K) * scale);
+    dK.select(1, j).add_(at::matmul(dS.t(), Q) * scale);
+  }
+  return {dQ, dK, dV};
 }
 
 }  // namespace longhaul::reference

@@ -3,7 +3,11 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <deque>
+#include <future>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <gtest/gtest.h>
 
@@ -107,6 +111,39 @@ Problem make_problem(const CpCase& c) {
   return pr;
 }
 
+// The reference depends only on the tensors and the mask, not on the strategy, layout or rank:
+// thread-ranks and successive strategies share it instead of each recomputing the float64 T×T
+// products (every rank of a P = 8 run computed it 8 times). The first caller of a key computes
+// it, the others wait for it; the last kKeep keys are kept (check_all_cases uses 12 in a row).
+std::shared_ptr<const Problem> shared_problem(const CpCase& c) {
+  constexpr size_t kKeep = 12;
+  using Entry = std::pair<std::string, std::shared_future<std::shared_ptr<const Problem>>>;
+  static std::mutex mutex;
+  static std::deque<Entry> kept;
+  const std::string key = detail::str_cat(c.mask, " T=", c.T, " H=", c.H, "/", c.H_kv, " D=", c.D, " ", c.dtype);
+  std::promise<std::shared_ptr<const Problem>> made;
+  std::shared_future<std::shared_ptr<const Problem>> result;
+  bool mine = true;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : kept)
+      if (e.first == key) result = e.second, mine = false;
+    if (mine) {
+      result = made.get_future().share();
+      kept.emplace_back(key, result);
+      if (kept.size() > kKeep) kept.pop_front();
+    }
+  }
+  if (mine) {
+    try {
+      made.set_value(std::make_shared<const Problem>(make_problem(c)));
+    } catch (...) {
+      made.set_exception(std::current_exception());
+    }
+  }
+  return result.get();
+}
+
 void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {
   const int p = comm.size(), r = comm.rank();
   const Mask& mask = pr.mask;
@@ -127,16 +164,16 @@ void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {
 }
 }  // namespace
 
-void check_against_reference(Communicator& comm, const CpCase& c) { check_problem(comm, c, make_problem(c)); }
+void check_against_reference(Communicator& comm, const CpCase& c) { check_problem(comm, c, *shared_problem(c)); }
 
 void check_all_cases(Communicator& comm, Strategy s, int64_t T) {
   // Ulysses splits heads: H = lcm(2, P), so H % P == 0; H_kv = H/2 exercises KV replication.
   const int64_t H = s == Strategy::Ulysses ? std::lcm<int64_t>(2, comm.size()) : 4;
   for (const auto& m : masks_for(s))
     for (int64_t hkv : {H, H / 2}) {
-      const Problem pr = make_problem(CpCase{s, Layout::Zigzag, m, T, H, hkv, 32, at::kDouble});
+      const auto pr = shared_problem(CpCase{s, Layout::Zigzag, m, T, H, hkv, 32, at::kDouble});
       for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped})
-        check_problem(comm, CpCase{s, l, m, T, H, hkv, 32, at::kDouble}, pr);
+        check_problem(comm, CpCase{s, l, m, T, H, hkv, 32, at::kDouble}, *pr);
     }
   // Low precision once per strategy: float32 and bfloat16 accumulate in float32.
   check_against_reference(comm, CpCase{s, Layout::Zigzag, "causal", T, H, H / 2, 32, at::kFloat});
@@ -149,10 +186,10 @@ void check_device_cases(Communicator& comm, Strategy s, int64_t T, c10::Device d
   for (auto dtype : {at::kDouble, at::kFloat, at::kBFloat16})
     for (const auto& m : masks_for(s)) {
       CpCase c{s, Layout::Zigzag, m, T, H, H / 2, 64, dtype, u, Strategy::Ring, device};
-      const Problem pr = make_problem(c);
+      const auto pr = shared_problem(c);
       for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped}) {
         c.layout = l;
-        check_problem(comm, c, pr);
+        check_problem(comm, c, *pr);
       }
     }
 }
@@ -161,18 +198,18 @@ void check_family_cases(Communicator& comm, Strategy s, int64_t T) {
   const int64_t H = s == Strategy::Ulysses || s == Strategy::Hybrid ? std::lcm<int64_t>(2, comm.size()) : 4;
   const int u = s == Strategy::Hybrid ? (comm.size() % 2 == 0 ? 2 : 1) : 1;
   for (const auto& m : family_cases()) {
-    const Problem pr = make_problem(CpCase{s, Layout::Zigzag, m, T, H, H / 2, 16, at::kDouble, u});
+    const auto pr = shared_problem(CpCase{s, Layout::Zigzag, m, T, H, H / 2, 16, at::kDouble, u});
     for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped, Layout::Balanced})
-      check_problem(comm, CpCase{s, l, m, T, H, H / 2, 16, at::kDouble, u}, pr);
+      check_problem(comm, CpCase{s, l, m, T, H, H / 2, 16, at::kDouble, u}, *pr);
   }
 }
 
 void check_hybrid_cases(Communicator& comm, int u, int64_t T) {
   for (const auto& m : masks_for(Strategy::Hybrid)) {
-    const Problem pr = make_problem(CpCase{Strategy::Hybrid, Layout::Zigzag, m, T, 4, 2, 32, at::kDouble});
+    const auto pr = shared_problem(CpCase{Strategy::Hybrid, Layout::Zigzag, m, T, 4, 2, 32, at::kDouble});
     for (Strategy inner : {Strategy::Ring, Strategy::TokenRing})
       for (Layout l : {Layout::Contiguous, Layout::Zigzag, Layout::Striped})
-        check_problem(comm, CpCase{Strategy::Hybrid, l, m, T, 4, 2, 32, at::kDouble, u, inner}, pr);
+        check_problem(comm, CpCase{Strategy::Hybrid, l, m, T, 4, 2, 32, at::kDouble, u, inner}, *pr);
   }
 }
 

@@ -5,7 +5,7 @@
 #   info   every rank's host and local rank: node1: 0 1 | node2: 2 3, consistent
 #   train  `longhaul train --cp 2` across the nodes equals the same four ranks on one node, bitwise
 #   cp     the CP suite (MpiCp.*) across the nodes
-#   bench  `bench comm`: collectives across the nodes, its overlap row included
+#   bench  `bench comm` (collectives, its overlap row included) and `bench cp` across the nodes
 # Exits 77 (skipped, reason printed) where network namespaces cannot be made.
 set -euo pipefail
 mode=$1 bin=$2 work=$3 mpi_tests=${4:-}
@@ -59,9 +59,19 @@ print(f"overlap across nodes: exchange {o['exchange_ms']:.1f} ms, GEMM {o['gemm_
       f"left at wait {o['wait_ms']:.3f} ms ({o['wait_frac']:.3f} of the exchange), excess {o['excess_over_gemm']:.2f}")
 assert o["wait_frac"] <= 0.10, "the exchange did not progress during the GEMM"
 PY
-    on_node1 "${across[@]}" "$bin" bench cp --quick --threads 1 --json > "$work/cp.json" \
-      || { cat "$work/cp.json"; fail "bench cp across the nodes"; }
-    grep -c '"efficiency"' "$work/cp.json" >/dev/null || fail "bench cp across the nodes: no efficiency"
-    echo "bench cp across nodes: $(grep -c '"efficiency"' "$work/cp.json") rows with efficiency" ;;
+    # Every strategy × layout on a dense and a document mask (the mask sweep itself runs on one
+    # node: cli_bench_cp_quick_mpi): results right, bytes as the formula says, across TCP.
+    on_node1 "${across[@]}" "$bin" bench cp --quick --threads 1 --masks causal causal_documents --json \
+      > "$work/cp.json" || { cat "$work/cp.json"; fail "bench cp across the nodes"; }
+    python3 - "$work/cp.json" <<'PY' || { cat "$work/cp.json"; fail "bench cp across the nodes"; }
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+cells = {(r["strategy"], r["layout"]) for r in rows}
+print(f"bench cp across nodes: {len(rows)} rows, {len(cells)} strategy x layout cells")
+assert len(cells) >= 18, sorted(cells)
+assert all(r["wrong"] == 0 and r["efficiency"] > 0 for r in rows), "wrong data or no efficiency"
+assert all(r["bytes_sent"] == r["bytes_formula"] for r in rows), "bytes sent differ from the formula"
+PY
+    ;;
   *) fail "unknown mode $mode" ;;
 esac

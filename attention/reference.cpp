@@ -49,8 +49,8 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   const int64_t h = q.size(1);
   const at::Tensor vis = visible_matrix(mask, view);
   const at::Tensor L = in.lse.to(at::kDouble).unsqueeze(-1), R = in.row_sums.to(at::kDouble).unsqueeze(-1);
-  const auto f64 = [](const at::Tensor& x) { return at::zeros(x.sizes(), x.options().dtype(at::kDouble)); };
-  at::Tensor dQ = f64(q), dK = f64(k), dV = f64(v);
+  const auto zeros_f64 = [](const at::Tensor& x) { return at::zeros(x.sizes(), x.options().dtype(at::kDouble)); };
+  at::Tensor dQ = zeros_f64(q), dK = zeros_f64(k), dV = zeros_f64(v);
   for (int64_t i = 0; i < h; ++i) {
     at::Tensor Q = head(q, i, h), K = head(k, i, h), V = head(v, i, h), dO = head(dout, i, h);
     at::Tensor P = at::where(vis & at::isfinite(L[i]), at::exp(at::matmul(Q, K.t()) * scale - L[i]),

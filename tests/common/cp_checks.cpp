@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <deque>
 #include <future>
 #include <limits>
@@ -122,26 +123,26 @@ std::shared_ptr<const Problem> shared_problem(const CpCase& c) {
   static std::deque<Entry> kept;
   const std::string key = detail::str_cat(c.mask, " T=", c.T, " H=", c.H, "/", c.H_kv, " D=", c.D, " ", c.dtype);
   std::promise<std::shared_ptr<const Problem>> made;
-  std::shared_future<std::shared_ptr<const Problem>> result;
-  bool mine = true;
+  std::shared_future<std::shared_ptr<const Problem>> found;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    for (const Entry& e : kept)
-      if (e.first == key) result = e.second, mine = false;
-    if (mine) {
-      result = made.get_future().share();
-      kept.emplace_back(key, result);
+    auto it = std::find_if(kept.begin(), kept.end(), [&](const Entry& e) { return e.first == key; });
+    if (it != kept.end()) {
+      found = it->second;
+    } else {
+      kept.emplace_back(key, made.get_future().share());
       if (kept.size() > kKeep) kept.pop_front();
     }
   }
-  if (mine) {
-    try {
-      made.set_value(std::make_shared<const Problem>(make_problem(c)));
-    } catch (...) {
-      made.set_exception(std::current_exception());
-    }
+  if (found.valid()) return found.get();
+  try {
+    auto problem = std::make_shared<const Problem>(make_problem(c));
+    made.set_value(problem);
+    return problem;
+  } catch (...) {
+    made.set_exception(std::current_exception());
+    throw;
   }
-  return result.get();
 }
 
 void check_problem(Communicator& comm, const CpCase& c, const Problem& pr) {

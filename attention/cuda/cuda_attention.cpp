@@ -137,7 +137,7 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
   // ATen's fused backward kernels take out, not row sums: without out (TokenRing) the exact math
   // path runs instead.
-  const Route route = route_for(plan, qp, kp, scale, out.defined());
+  const Route route = route_for(plan, qp, kp, scale, out.defined()).backward();
   if (route.fallback()) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto f32 = q.options().dtype(at::kFloat);
@@ -150,7 +150,6 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   for (const Launch& l : route.launches) {
     const PieceGroup& g = plan.groups[l.group];
     switch (l.kernel) {
-      case Kernel::CudnnVarlen: cudnn_varlen_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       case Kernel::CudnnBand: cudnn_band_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
@@ -163,7 +162,9 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
 std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockView& view, const Mask& mask,
                           double scale) {
   const c10::cuda::CUDAGuard guard(q.device());
-  return route_for(make_plan(view, mask), pad_head_dim(q), pad_head_dim(k), scale, true).describe();
+  const Route forward = route_for(make_plan(view, mask), pad_head_dim(q), pad_head_dim(k), scale, true);
+  const std::string f = forward.describe(), b = forward.backward().describe();
+  return f == b ? f : f + " (backward: " + b + ")";
 }
 
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {

@@ -15,7 +15,8 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
 // in.row_sums defined (attention_backward resolves it); in.out when at hand (ATen's fused
 // backward kernels need it; without it the exact path runs).
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale);
-// The kernels forward() would run on this block, e.g. "cudnn_varlen x1" (benchmarks' notes).
+// The kernels forward() would run on this block, e.g. "flash_varlen x2", and backward() where
+// they differ: "cudnn_varlen x1 (backward: flash_varlen x1)" (benchmarks' notes).
 std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockView& view, const Mask& mask,
                           double scale);
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b);

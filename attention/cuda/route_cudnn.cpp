@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -40,14 +41,6 @@ at::Tensor lse_from_ragged(const at::Tensor& l, const LseLayout& lay) {
     if (lay.dims[i] == '1') x = x.select(i, 0);
   return lay.rows_first() ? x.t() : x;
 }
-// The operator's layout from our [H, rows].
-at::Tensor lse_to_ragged(const at::Tensor& lse, const LseLayout& lay) {
-  at::Tensor x = (lay.rows_first() ? lse.t() : lse).contiguous();
-  for (size_t i = 0; i < lay.dims.size(); ++i)
-    if (lay.dims[i] == '1') x = x.unsqueeze(static_cast<int64_t>(i));
-  return x;
-}
-
 struct Probe : ProbeVerdict {
   LseLayout layout;
 };
@@ -56,14 +49,6 @@ auto ragged_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
                     bool causal, double scale) {
   return at::_cudnn_attention_forward(q, k, v, std::nullopt, qr.cu, kr.cu, qr.max_len, kr.max_len, true, 0.0, causal,
                                       false, scale);
-}
-
-auto ragged_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                     const at::Tensor& out, const at::Tensor& lse, const Rows& qr, const Rows& kr, bool causal,
-                     double scale) {
-  const at::Tensor none, philox = at::zeros({}, q.options().dtype(at::kLong));  // no dropout: never read
-  return at::_cudnn_attention_backward(dout, q, k, v, out, lse, philox, philox, none, qr.cu, kr.cu, qr.max_len,
-                                       kr.max_len, 0.0, causal, scale);
 }
 
 LseLayout layout_of(const at::Tensor& l, int64_t rows, int64_t heads) {
@@ -81,8 +66,9 @@ LseLayout layout_of(const at::Tensor& l, int64_t rows, int64_t heads) {
   return lay;
 }
 
-// Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN
-// against FlashAttention-2, forward and backward. Inputs are deterministic (no RNG state used).
+// Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN's
+// forward against FlashAttention-2's. Inputs are deterministic (no RNG state used). The backward
+// is never run (the header says why), not even here: its overrun corrupts or kills the process.
 Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   Probe pr;
   const char* env = std::getenv("LONGHAUL_CUDA_VARLEN");
@@ -93,7 +79,7 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   try {
     const int64_t total = 32, h = 2;
     const at::Tensor q = probe_input(total, h, dp, 0.37, opt), k = probe_input(total, hkv, dp, 0.61, opt),
-                     v = probe_input(total, hkv, dp, 0.23, opt), dout = probe_input(total, h, dp, 0.11, opt);
+                     v = probe_input(total, hkv, dp, 0.23, opt);
     const std::vector<Piece> pieces{{0, 8, 0, 8, -1, 0, 0}, {8, 24, 8, 24, -1, 0, 1}};
     const Rows rows = piece_rows(pieces, 0, pieces.size(), true, total + 1, q.device());
     const double scale = 1.0 / std::sqrt(double(dp));
@@ -104,16 +90,9 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     const at::Tensor c_out = std::get<0>(c), f_out = std::get<0>(f);
     const at::Tensor c_lse = lse_from_ragged(std::get<1>(c), pr.layout), f_lse = std::get<1>(f);
     const double e_out = relative_difference(c_out, f_out), e_lse = relative_difference(c_lse, f_lse);
-    const at::Tensor rng = at::zeros({2}, opt.dtype(at::kLong)), unused = at::empty({0}, opt.dtype(at::kLong));
-    auto fg = at::_flash_attention_backward(dout, q, k, v, f_out, f_lse.contiguous(), rows.cu, rows.cu, rows.max_len,
-                                            rows.max_len, 0.0, true, rng, unused, scale);
-    auto cg = ragged_backward(dout, q, k, v, c_out, lse_to_ragged(f_lse, pr.layout), rows, rows, true, scale);
-    const double e_dq = relative_difference(std::get<0>(cg), std::get<0>(fg)),
-                 e_dk = relative_difference(std::get<1>(cg), std::get<1>(fg)),
-                 e_dv = relative_difference(std::get<2>(cg), std::get<2>(fg));
-    if (!probe_agrees(worst_difference({e_out, e_lse, e_dq, e_dk, e_dv}))) {
+    if (!probe_agrees(worst_difference({e_out, e_lse}))) {
       pr.why = detail::str_cat("ragged cuDNN disagrees with FlashAttention-2 (relative differences out ", e_out,
-                               ", lse ", e_lse, ", dq ", e_dq, ", dk ", e_dk, ", dv ", e_dv, ")");
+                               ", lse ", e_lse, ")");
       return pr;
     }
     pr.ok = true;
@@ -181,6 +160,11 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
   LH_CHECK(pr.ok, "cudnn_varlen_forward_pieces called where the route is off: ", pr.why);
   Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
   const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
+  // ATen turns the row offsets into element offsets (rows x H x D) in int32: a group past that
+  // runs on FlashAttention-2, which counts rows.
+  constexpr int64_t kMaxOffset = std::numeric_limits<int32_t>::max();
+  if (qr.total * q.size(1) * q.size(2) > kMaxOffset || kr.total * k.size(1) * k.size(2) > kMaxOffset)
+    return flash_forward_pieces(g, q, k, v, scale);
   // Ragged offsets are counted in whole rows of H x D: packed inputs.
   auto res = ragged_forward(gather(q, qr).contiguous(), gather(k, kr).contiguous(), gather(v, kr).contiguous(), qr, kr,
                             g.right == 0, scale);
@@ -189,20 +173,6 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
            "ragged cuDNN output has shape ", out.sizes(), ", expected [", qr.total, ", ", q.size(1), ", D]");
   at::Tensor lse = fix_lse(lse_from_ragged(std::get<1>(res), pr.layout), out, qr.total);
   return {out, lse, std::move(qr)};
-}
-
-void cudnn_varlen_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q,
-                                 const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-                                 const at::Tensor& lse, double scale, GradAcc& acc) {
-  const Probe& pr = probe_for(q, k);
-  LH_CHECK(pr.ok, "cudnn_varlen_backward_group called where the route is off: ", pr.why);
-  const Rows qr = piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device());
-  const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
-  const at::Tensor lse_g = qr.identity ? lse : lse.index_select(1, qr.index);
-  auto res = ragged_backward(gather(dout, qr).contiguous(), gather(q, qr).contiguous(), gather(k, kr).contiguous(),
-                             gather(v, kr).contiguous(), gather(out, qr).contiguous(), lse_to_ragged(lse_g, pr.layout),
-                             qr, kr, g.right == 0, scale);
-  add_group_grads(qr, kr, std::get<0>(res), std::get<1>(res), std::get<2>(res), acc);
 }
 
 }  // namespace routes

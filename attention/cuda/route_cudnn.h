@@ -4,9 +4,16 @@
 //
 // torch ships the ragged cuDNN operator but does not route its own varlen attention to it, so
 // before its first use in a process we run it once on a small problem against
-// FlashAttention-2 (forward and backward, causal, GQA) and learn its logsumexp layout; if it
-// fails or disagrees the route stays off and FlashAttention-2 runs those groups
+// FlashAttention-2 (forward, causal, GQA) and learn its logsumexp layout; if it fails or
+// disagrees the route stays off and FlashAttention-2 runs those groups
 // (LONGHAUL_CUDA_VARLEN=flash turns it off outright).
+//
+// Only the forward is ragged cuDNN. torch 2.11's ragged backward (at::_cudnn_attention_backward
+// with cumulative lengths) ignores its max_q / max_k arguments and takes query.size(2) instead,
+// which for packed [rows, H, D] inputs is the head dim: cuDNN sizes its dQ accumulator for D rows
+// per piece and writes past it on any longer piece (an illegal address, or another tensor
+// overwritten). FlashAttention-2's varlen backward takes the group instead: the forward's out and
+// logsumexp are the block's, so the gradients are exact whichever kernel made them.
 #pragma once
 
 #include <string>
@@ -30,13 +37,9 @@ AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at
 AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, bool causal, double scale, int64_t d);
 
-// One ragged cuDNN call over the pieces of a full or square-causal group.
+// One ragged cuDNN call over the pieces of a full or square-causal group (FlashAttention-2's
+// when its element offsets would pass int32, where ATen's offsets stop).
 GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
                                         const at::Tensor& v, double scale);
-// lse: [H, T] float32, ATen's convention (lse_for_aten); adds the group's gradients into acc.
-void cudnn_varlen_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q,
-                                 const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-                                 const at::Tensor& lse, double scale, GradAcc& acc);
-
 }  // namespace routes
 }  // namespace longhaul::cuda

@@ -38,6 +38,8 @@ const char* to_string(Kernel k) {
   return "?";
 }
 
+Kernel backward_kernel(Kernel forward) { return forward == Kernel::CudnnVarlen ? Kernel::FlashVarlen : forward; }
+
 bool full_or_causal(const PieceGroup& g) { return g.left == -1 && (g.right == -1 || g.right == 0); }
 
 const Piece* whole_block_piece(const BlockPlan& plan, int64_t tq, int64_t tk) {
@@ -59,6 +61,12 @@ std::string Route::describe() const {
     s += std::string(to_string(l.kernel)) + " x" + std::to_string(l.launches);
   }
   return s.empty() ? "nothing" : s;
+}
+
+Route Route::backward() const {
+  Route r = *this;
+  for (Launch& l : r.launches) l.kernel = backward_kernel(l.kernel);
+  return r;
 }
 
 Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInputs& in) {

@@ -5,8 +5,8 @@
 //   fp16/bf16  whole square block, full or causal, MHA,    cuDNN dense                 1
 //              SDPA itself would pick cuDNN
 //   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
-//              (top-left = bottom-right alignment), when
-//              this torch/cuDNN runs it (probed once)
+//              (top-left = bottom-right alignment), when     forward; its backward on
+//              this torch/cuDNN runs it (probed once)        FlashAttention-2 varlen
 //   fp16/bf16  any other window (bottom-right offsets),     cuDNN band (graph API)      1 per group
 //              when LONGHAUL_CUDA_BAND=cudnn (or auto) and
 //              it runs (probed once; auto: and is faster)
@@ -19,7 +19,9 @@
 // Why: cuDNN is Hopper's fastest fused attention (about 1.7x FlashAttention-2 in torch on an
 // H100 for causal 16K blocks); ATen's cuDNN operators take no window offsets, its graph API
 // (cudnn-frontend) does, per ragged piece, bottom-right aligned; FlashAttention-2 takes any
-// bottom-right window; the memory-efficient kernel is the only fused float32 one.
+// bottom-right window; the memory-efficient kernel is the only fused float32 one. torch 2.11's
+// ragged cuDNN backward sizes its dQ accumulator by the head dim instead of the longest piece and
+// writes past it (route_cudnn.h), so that backward is never called.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +34,9 @@ namespace longhaul::cuda {
 
 enum class Kernel { CudnnDense, CudnnVarlen, CudnnBand, FlashVarlen, EfficientPieces, Fallback };
 const char* to_string(Kernel k);
+// The kernel that runs the backward of a group whose forward ran on `forward` (the same one, but
+// for ragged cuDNN: FlashAttention-2 varlen, exact since both take the block's out and lse).
+Kernel backward_kernel(Kernel forward);
 
 enum class DTypeClass { Half, Float, Double };  // Half: fp16 and bf16
 
@@ -58,6 +63,7 @@ struct Route {
   bool fallback() const { return launches.size() == 1 && launches[0].kernel == Kernel::Fallback; }
   int64_t kernel_calls() const;
   std::string describe() const;  // "cudnn_varlen x1, flash_varlen x1"
+  Route backward() const;         // the same launches, each on its backward_kernel
 };
 
 // tq, tk: the block's row counts (a whole-block piece covers both).

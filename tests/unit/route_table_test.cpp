@@ -58,6 +58,11 @@ TEST(RouteTable, DocumentsRunAsOneRaggedCudnnCall) {
   no_cudnn.cudnn_varlen = false;  // an older cuDNN, or the probe disagreed
   const cuda::Route f = route(m, range(0, 4096), range(0, 4096), no_cudnn);
   EXPECT_TRUE(only(f, Kernel::FlashVarlen)) << f.describe();
+  // The backward of a ragged cuDNN group runs on FlashAttention-2 (torch 2.11's ragged cuDNN
+  // backward writes past its dQ accumulator on pieces longer than the head dim), one call as well.
+  const cuda::Route b = r.backward();
+  EXPECT_TRUE(only(b, Kernel::FlashVarlen)) << b.describe();
+  EXPECT_EQ(b.kernel_calls(), r.kernel_calls()) << b.describe();
   EXPECT_EQ(f.kernel_calls(), 1) << f.describe();
   // float32: the memory-efficient kernel, one call per document.
   cuda::RouteInputs f32 = in;
@@ -141,6 +146,14 @@ TEST(RouteTable, WindowsAndBottomRightCausalPiecesTakeTheCudnnBandRouteWhenItIsO
                    Kernel::EfficientPieces));
   f32.dtype = DTypeClass::Double;
   EXPECT_TRUE(route(Mask::causal().window(1023, 0), range(0, 4096), range(0, 4096), f32).fallback());
+}
+
+// Every other kernel runs its own backward: only ragged cuDNN hands its backward over.
+TEST(RouteTable, OnlyRaggedCudnnHandsItsBackwardToFlashAttention) {
+  for (const Kernel k : {Kernel::CudnnDense, Kernel::CudnnBand, Kernel::FlashVarlen, Kernel::EfficientPieces,
+                         Kernel::Fallback})
+    EXPECT_EQ(cuda::backward_kernel(k), k) << cuda::to_string(k);
+  EXPECT_EQ(cuda::backward_kernel(Kernel::CudnnVarlen), Kernel::FlashVarlen);
 }
 
 TEST(RouteTable, WhatNoFusedKernelExpressesFallsBack) {

@@ -21,7 +21,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -68,19 +67,24 @@ namespace {
 namespace fe = cudnn_frontend;
 using namespace routes;
 
-// Opens the cuDNN (and pins the CUDA runtime) torch already holds, once per process.
+// The frontend dlopens a CUDA runtime by name and would take libcudart.so.12 first if one were on
+// the path: name the one this process runs. Done while this library loads, before any thread of
+// ours runs, since setenv beside another thread's getenv is undefined behaviour.
+const bool g_cudart_named = [] {
+  Dl_info info{};
+  if (!std::getenv("CUDNN_FRONTEND_CUDART_LIB_NAME") &&
+      dladdr(reinterpret_cast<void*>(&cudaRuntimeGetVersion), &info) && info.dli_fname)
+    setenv("CUDNN_FRONTEND_CUDART_LIB_NAME", info.dli_fname, 0);
+  return true;
+}();
+
+// Opens the cuDNN torch already holds, once per process.
 std::string open_cudnn() {
   static const std::string why = [] {
     void* h = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_NOLOAD);  // loaded with libtorch_cuda
     if (!h) h = dlopen("libcudnn.so.9", RTLD_NOW);
     if (!h) return std::string("libcudnn.so.9 cannot be opened: ") + dlerror();
     fe::cudnn_dlhandle = h;
-    // The frontend dlopens a CUDA runtime by name and would take libcudart.so.12 first if one were
-    // on the path: name the one this process runs.
-    Dl_info info{};
-    if (!std::getenv("CUDNN_FRONTEND_CUDART_LIB_NAME") &&
-        dladdr(reinterpret_cast<void*>(&cudaRuntimeGetVersion), &info) && info.dli_fname)
-      setenv("CUDNN_FRONTEND_CUDART_LIB_NAME", info.dli_fname, 0);
     return std::string();
   }();
   return why;
@@ -111,7 +115,10 @@ struct GraphKey {
   int64_t b, h, hkv, d, max_q, max_kv, left, right;
   double scale;
   bool backward;
-  auto tie() const { return std::tie(device, dtype, b, h, hkv, d, max_q, max_kv, left, right, scale, backward); }
+  int64_t total_q = 0, total_kv = 0;  // backward: bounds on the packed rows (sizes its dQ accumulator)
+  auto tie() const {
+    return std::tie(device, dtype, b, h, hkv, d, max_q, max_kv, left, right, scale, backward, total_q, total_kv);
+  }
   bool operator<(const GraphKey& o) const { return tie() < o.tie(); }
 };
 
@@ -119,8 +126,12 @@ void check(fe::error_t e, const char* what) {
   if (!e.is_good()) throw Unsupported(detail::str_cat("cuDNN band attention: ", what, ": ", e.get_message()));
 }
 
-// A [b, heads, max_len, d] view of packed rows [total, heads, d] with per-piece ragged offsets
-// (cuDNN ignores the batch stride of a ragged tensor).
+// A [b, heads, max_len, d] view of packed rows [total, heads, d] with per-piece ragged offsets.
+// cuDNN reads the pieces at their offsets, not at the batch stride, but checks that stride's
+// alignment once the graph is lowered: the packed form's max_len x heads x d passes.
+std::vector<int64_t> packed_strides(int64_t heads, int64_t max_len, int64_t d) {
+  return {max_len * heads * d, d, heads * d, 1};
+}
 std::shared_ptr<fe::graph::Tensor_attributes> ragged(fe::graph::Graph& g, Uid uid, const char* name, int64_t b,
                                                      int64_t heads, int64_t max_len, int64_t d,
                                                      const std::shared_ptr<fe::graph::Tensor_attributes>& offsets) {
@@ -128,7 +139,7 @@ std::shared_ptr<fe::graph::Tensor_attributes> ragged(fe::graph::Graph& g, Uid ui
                       .set_uid(uid)
                       .set_name(name)
                       .set_dim({b, heads, max_len, d})
-                      .set_stride({INT_MAX, d, heads * d, 1})
+                      .set_stride(packed_strides(heads, max_len, d))
                       .set_ragged_offset(offsets));
 }
 std::shared_ptr<fe::graph::Tensor_attributes> per_piece(fe::graph::Graph& g, Uid uid, const char* name, int64_t n) {
@@ -181,7 +192,7 @@ std::shared_ptr<fe::graph::Graph> describe(const GraphKey& k, at::ScalarType dty
                     .set_seq_len_kv(seq_kv);
     set_band(opts, k.left, k.right);
     auto [O, Stats] = g->sdpa(Q, K, V, opts);
-    O->set_output(true).set_uid(kO).set_dim({k.b, k.h, k.max_q, k.d}).set_stride({INT_MAX, k.d, k.h * k.d, 1});
+    O->set_output(true).set_uid(kO).set_dim({k.b, k.h, k.max_q, k.d}).set_stride(packed_strides(k.h, k.max_q, k.d));
     O->set_ragged_offset(off_q);
     stats_layout(Stats->set_output(true));
   } else {
@@ -190,17 +201,23 @@ std::shared_ptr<fe::graph::Graph> describe(const GraphKey& k, at::ScalarType dty
     auto dO = ragged(*g, kDO, "dO", k.b, k.h, k.max_q, k.d, off_o);
     fe::graph::Tensor_attributes stats_in;
     auto Stats = g->tensor(stats_layout(stats_in.set_name("Stats")));
+    // Without the packed totals cuDNN sizes (and zeroes) its float32 dQ accumulator for
+    // b x h x max_q x d, the padded batch, which for many pieces is many times the rows.
     auto opts = fe::graph::SDPA_backward_attributes()
                     .set_name("longhaul_band_backward")
                     .set_attn_scale(static_cast<float>(k.scale))
                     .set_padding_mask(true)
                     .set_seq_len_q(seq_q)
-                    .set_seq_len_kv(seq_kv);
+                    .set_seq_len_kv(seq_kv)
+                    .set_max_total_seq_len_q(k.total_q)
+                    .set_max_total_seq_len_kv(k.total_kv);
     set_band(opts, k.left, k.right);
     auto [dQ, dK, dV] = g->sdpa_backward(Q, K, V, O, dO, Stats, opts);
-    dQ->set_output(true).set_uid(kDQ).set_dim({k.b, k.h, k.max_q, k.d}).set_stride({INT_MAX, k.d, k.h * k.d, 1});
-    dK->set_output(true).set_uid(kDK).set_dim({k.b, k.hkv, k.max_kv, k.d}).set_stride({INT_MAX, k.d, k.hkv * k.d, 1});
-    dV->set_output(true).set_uid(kDV).set_dim({k.b, k.hkv, k.max_kv, k.d}).set_stride({INT_MAX, k.d, k.hkv * k.d, 1});
+    dQ->set_output(true).set_uid(kDQ).set_dim({k.b, k.h, k.max_q, k.d}).set_stride(packed_strides(k.h, k.max_q, k.d));
+    dK->set_output(true).set_uid(kDK).set_dim({k.b, k.hkv, k.max_kv, k.d}).set_stride(
+        packed_strides(k.hkv, k.max_kv, k.d));
+    dV->set_output(true).set_uid(kDV).set_dim({k.b, k.hkv, k.max_kv, k.d}).set_stride(
+        packed_strides(k.hkv, k.max_kv, k.d));
     dQ->set_ragged_offset(off_q);
     dK->set_ragged_offset(off_kv);
     dV->set_ragged_offset(off_kv);
@@ -244,7 +261,7 @@ const fe::graph::Graph* graph_for(const GraphKey& key, at::ScalarType dtype, cud
     std::shared_ptr<fe::graph::Graph> g;
     try {
       g = build(key, dtype, handle);
-    } catch (const Unsupported& e) {
+    } catch (const std::exception& e) {  // refused (Unsupported), or the frontend's own runtime_error
       report_refused(key, e.what());
     }
     it = t_graphs.emplace(key, std::move(g)).first;
@@ -252,8 +269,9 @@ const fe::graph::Graph* graph_for(const GraphKey& key, at::ScalarType dtype, cud
   return it->second.get();
 }
 
-// Runs a built graph; false (and the shape dropped) when cuDNN refuses to run it. Its outputs are
-// fresh tensors the caller discards then, so nothing is half-written.
+// Runs a built graph; false (and the shape dropped) when cuDNN refuses to run it or its workspace
+// cannot be allocated. Its outputs are fresh tensors the caller discards then, so nothing is
+// half-written.
 bool execute(const GraphKey& key, const fe::graph::Graph& g, std::unordered_map<int64_t, void*>& pack,
              cudnnHandle_t handle) {
   try {
@@ -262,7 +280,7 @@ bool execute(const GraphKey& key, const fe::graph::Graph& g, std::unordered_map<
     auto workspace = c10::cuda::CUDACachingAllocator::get()->allocate(static_cast<size_t>(ws));
     check(g.execute(handle, pack, workspace.get()), "execute");
     return true;
-  } catch (const Unsupported& e) {
+  } catch (const std::exception& e) {
     report_refused(key, e.what());
     t_graphs[key] = nullptr;
     return false;
@@ -279,12 +297,14 @@ int64_t bucket(int64_t n) {
 }
 
 // One call of the route on a group: the packed rows, the graph's (bucketed) shape and the
-// per-piece lengths and ragged element offsets (int32, on the device) cuDNN reads.
+// per-piece lengths and ragged element offsets (int32, on the device) cuDNN reads. `fits` is false
+// when an offset would pass int32 (FlashAttention-2, which counts rows, runs the group then).
 struct BandCall {
   Rows qr, kr;
   int64_t b, b_graph, max_q, max_kv;
   at::Tensor seq_q, seq_kv, off_q, off_kv;  // [b_graph], [b_graph + 1]
   GraphKey key;
+  bool fits = false;
 
   BandCall(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, double scale, bool backward)
       : qr(piece_rows(g.pieces, 0, g.pieces.size(), true, q.size(0), q.device())),
@@ -292,10 +312,18 @@ struct BandCall {
         b(static_cast<int64_t>(g.pieces.size())), b_graph(bucket(b)), max_q(bucket(qr.max_len)),
         max_kv(bucket(kr.max_len)) {
     const int64_t h = q.size(1), hkv = k.size(1), d = q.size(2);
-    std::tie(seq_q, off_q) = side(qr, h * d);
-    std::tie(seq_kv, off_kv) = side(kr, hkv * d);
     key = {static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), b_graph, h, hkv, d, max_q, max_kv,
            g.left, g.right, scale, backward};
+    if (backward) key.total_q = bucket(qr.total), key.total_kv = bucket(kr.total);
+    constexpr int64_t kMaxOffset = std::numeric_limits<int32_t>::max();
+    fits = qr.total * h * d <= kMaxOffset && kr.total * hkv * d <= kMaxOffset;
+    if (!fits) {
+      report_refused(key, detail::str_cat("ragged offsets of ", qr.total, " x ", h * d, " and ", kr.total, " x ",
+                                          hkv * d, " elements pass int32"));
+      return;
+    }
+    std::tie(seq_q, off_q) = side(qr, h * d);
+    std::tie(seq_kv, off_kv) = side(kr, hkv * d);
   }
 
   // Flat [b_graph · max_q] positions of the packed q rows in the padded [b, h, max_q] stats.
@@ -309,8 +337,6 @@ struct BandCall {
 
  private:
   std::pair<at::Tensor, at::Tensor> side(const Rows& r, int64_t row_elems) const {
-    LH_CHECK(r.total * row_elems < std::numeric_limits<int32_t>::max(), "cuDNN band attention: ", r.total,
-             " rows of ", row_elems, " elements exceed int32 ragged offsets");
     const int64_t n = r.cu.numel() - 1;
     at::Tensor lens = r.cu.narrow(0, 1, n) - r.cu.narrow(0, 0, n);
     at::Tensor offs = r.cu * static_cast<int32_t>(row_elems);
@@ -327,6 +353,7 @@ struct BandCall {
 std::optional<GroupOutput> try_forward(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,
                                        const at::Tensor& v, double scale) {
   BandCall c(g, q, k, scale, false);
+  if (!c.fits) return std::nullopt;
   const int64_t h = q.size(1), d = q.size(2);
   cudnnHandle_t handle = handle_on_current_stream();
   const fe::graph::Graph* graph = graph_for(c.key, q.scalar_type(), handle);
@@ -351,6 +378,7 @@ std::optional<GroupOutput> try_forward(const PieceGroup& g, const at::Tensor& q,
 bool try_backward(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                   const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale, GradAcc& acc) {
   BandCall c(g, q, k, scale, true);
+  if (!c.fits) return false;
   const int64_t h = q.size(1);
   cudnnHandle_t handle = handle_on_current_stream();
   const fe::graph::Graph* graph = graph_for(c.key, q.scalar_type(), handle);
@@ -363,7 +391,8 @@ bool try_backward(const PieceGroup& g, const at::Tensor& dout, const at::Tensor&
   at::Tensor stats = at::zeros({h, c.b_graph * c.max_q}, q.options().dtype(at::kFloat));
   stats.index_copy_(1, c.stats_rows(g, q.device()), lse_g);
   stats = stats.view({h, c.b_graph, c.max_q}).transpose(0, 1).contiguous();  // [b, h, max_q] (+ a unit dim)
-  at::Tensor dq = at::empty_like(qg), dk = at::empty_like(kg), dv = at::empty_like(vg);
+  // Zeroed: a key row no query of its piece sees may be skipped by the kernel, not written.
+  at::Tensor dq = at::zeros_like(qg), dk = at::zeros_like(kg), dv = at::zeros_like(vg);
   std::unordered_map<int64_t, void*> pack{
       {kQ, qg.data_ptr()},            {kK, kg.data_ptr()},          {kV, vg.data_ptr()},
       {kO, og.data_ptr()},            {kDO, dog.data_ptr()},        {kStats, stats.data_ptr()},
@@ -447,9 +476,11 @@ std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t 
   return cudnn_ms < flash_ms ? std::string() : "FlashAttention-2 is faster here (" + times + ")";
 }
 
-// A group of three pieces with a two-sided band (24 rows x 40 keys, 10 x 10, 6 x 6; left 7, right
-// 2; the graph pads a fourth, empty piece) and, separately, a causal piece with more keys than
-// rows: cuDNN against FlashAttention-2, out, lse and the three gradients.
+// Groups of three pieces (24 rows x 40 keys, 10 x 10, 6 x 6; the graph pads a fourth, empty
+// piece) under a causal window (left 7) and a two-sided band (left 7, right 2), and a causal piece
+// with more keys than rows: cuDNN against FlashAttention-2, out, lse and the three gradients. The
+// two-sided band may be refused (that shape then runs on FlashAttention-2, as any refused shape
+// does); the causal forms are what the route is for, so their refusal turns it off.
 ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   ProbeVerdict pr;  // only asked for when LONGHAUL_CUDA_BAND asks for the route (cudnn_band_usable)
   if (std::string e = open_cudnn(); !e.empty()) {
@@ -461,12 +492,28 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     const at::Tensor q = probe_input(tq, h, dp, 0.37, opt), k = probe_input(tk, hkv, dp, 0.61, opt),
                      v = probe_input(tk, hkv, dp, 0.23, opt), dout = probe_input(tq, h, dp, 0.11, opt);
     const double scale = 1.0 / std::sqrt(double(dp));
-    const std::vector<PieceGroup> groups{
-        {7, 2, {{0, 24, 0, 40, 7, 2, 0}, {24, 10, 40, 10, 7, 2, 1}, {34, 6, 50, 6, 7, 2, 2}}, {0, 3}},
-        {-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}};
+    auto three_pieces = [](int64_t left, int64_t right) {
+      return PieceGroup{left,
+                        right,
+                        {{0, 24, 0, 40, left, right, 0}, {24, 10, 40, 10, left, right, 1},
+                         {34, 6, 50, 6, left, right, 2}},
+                        {0, 3}};
+    };
+    struct Case {
+      PieceGroup group;
+      bool may_refuse;
+    };
+    const std::vector<Case> cases{{three_pieces(7, 0), false},
+                                  {three_pieces(7, 2), true},
+                                  {{-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}, false}};
     double worst = 0;
-    for (const PieceGroup& g : groups)
-      worst = worst_difference({worst, difference_from_flash(g, q, k, v, dout, scale)});
+    for (const Case& c : cases) {
+      try {
+        worst = worst_difference({worst, difference_from_flash(c.group, q, k, v, dout, scale)});
+      } catch (const Unsupported&) {
+        if (!c.may_refuse) throw;  // reported on stderr by graph_for / execute
+      }
+    }
     if (!probe_agrees(worst)) {
       pr.why = detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 (worst relative difference ",
                                worst, ")");
@@ -503,10 +550,15 @@ bool cudnn_band_usable(const at::Tensor& q, const at::Tensor& k, std::string* wh
 
 std::string validate_band_graph(const BandGraphShape& s, int sm_version) {
   if (std::string e = open_cudnn(); !e.empty()) return e;
-  const GraphKey key{0, static_cast<int>(s.bf16 ? at::kBFloat16 : at::kHalf), bucket(s.pieces), s.heads, s.kv_heads,
-                     s.head_dim, bucket(s.max_q), bucket(s.max_kv), s.left, s.right, 0.125, s.backward};
+  GraphKey key{0, static_cast<int>(s.bf16 ? at::kBFloat16 : at::kHalf), bucket(s.pieces), s.heads, s.kv_heads,
+               s.head_dim, bucket(s.max_q), bucket(s.max_kv), s.left, s.right, 0.125, s.backward};
+  if (s.backward) key.total_q = bucket(s.pieces * s.max_q), key.total_kv = bucket(s.pieces * s.max_kv);
   try {
-    fe::error_t e = describe(key, s.bf16 ? at::kBFloat16 : at::kHalf, sm_version)->validate();
+    // validate() alone checks tensors before their data types are filled in; lowering the graph
+    // (no handle needed) checks them again with their sizes in bytes, as the GPU's build does.
+    auto g = describe(key, s.bf16 ? at::kBFloat16 : at::kHalf, sm_version);
+    fe::error_t e = g->validate();
+    if (e.is_good()) e = g->build_operation_graph(nullptr);
     return e.is_good() ? std::string() : e.get_message();
   } catch (const std::exception& e) {
     return e.what();

@@ -1,7 +1,9 @@
 // The cuDNN band route's graphs (attention/cuda/route_cudnn_band.cpp) through cudnn-frontend's own
-// validation for Hopper (sm 90), which needs no GPU: every window form the block planner gives a
-// group, MHA and GQA, fp16 and bf16, forward and backward, piece counts and sides that round up.
-// A graph this cuDNN's support surface refuses fails here, not first in a GPU session's probe.
+// validation for Hopper (sm 90) and lowering to cuDNN's operation graph, which need no GPU: every
+// window form the block planner gives a group, MHA and GQA, fp16 and bf16, forward and backward,
+// piece counts and sides that round up. A graph this cuDNN's support surface refuses fails here,
+// not first in a GPU session's probe (validation alone passed a batch stride that lowering, with
+// the tensors' sizes in bytes, refuses).
 // Also the route's switch, LONGHAUL_CUDA_BAND, which is read on every machine.
 #include <gtest/gtest.h>
 #include <longhaul/config.h>

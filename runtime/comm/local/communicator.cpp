@@ -230,6 +230,11 @@ void local::enter_device_rank(const c10::Device& device) {
   c10::impl::VirtualGuardImpl impl(device.type());
   impl.setDevice(device);
   impl.exchangeStream(impl.getStreamFromGlobalPool(device));
+  // Autograd runs CUDA backward nodes on one worker thread per device, shared by every thread that
+  // calls backward(): two thread-ranks' attention backwards, which exchange messages, would wait
+  // on each other there forever. Without multithreading this thread runs its own backward (each
+  // node still on the stream its forward used).
+  c10::AutogradState::get_tls_state().set_multithreading_enabled(false);
 }
 
 }  // namespace longhaul

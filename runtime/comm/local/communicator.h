@@ -24,8 +24,9 @@ void run_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptio
 
 // Called first on a thread-rank that emulates a rank of its own GPU on a shared `device`: makes
 // the device current (a new thread has no CUDA context, which cuBLAS warns about) and gives the
-// thread a stream of its own from the pool, so the ranks' work overlaps as on separate GPUs.
-// No-op for a CPU device.
+// thread a stream of its own from the pool, so the ranks' work overlaps as on separate GPUs, and
+// runs the thread's autograd backward on the thread itself (not on autograd's one worker thread
+// per device, where two ranks' communicating backwards would deadlock). No-op for a CPU device.
 void enter_device_rank(const c10::Device& device);
 
 }  // namespace longhaul::local

@@ -62,8 +62,8 @@ World init(const InitOptions& options) {
   CommOptions comm_options;
   comm_options.timeout = options.timeout;
   const LaunchInfo launch = detect_launch(getenv_lookup);
-  const Backend requested = resolve_backend(options.backend, launch);
-  const Backend backend = requested == Backend::Nccl ? resolve_backend(Backend::Auto, launch) : requested;
+  const Backend resolved = resolve_backend(options.backend, launch);
+  const Backend backend = resolved == Backend::Nccl ? resolve_backend(Backend::Auto, launch) : resolved;
 
   // The GPU of this rank: local_rank % visible devices, when CUDA is present.
   int device = -1, visible = 0;
@@ -104,7 +104,8 @@ World init(const InitOptions& options) {
                                     launch.launcher, " says ", launch.size));
 
   CommPtr host;
-  if (uses_nccl(requested, launch, visible, LONGHAUL_WITH_NCCL)) {
+  // What was asked (auto or nccl), not what it resolved to: auto adds NCCL on GPU ranks.
+  if (uses_nccl(options.backend, launch, visible, LONGHAUL_WITH_NCCL)) {
 #if LONGHAUL_WITH_NCCL
     LH_CHECK(device >= 0, "backend nccl needs a CUDA device, but torch sees none on this rank (",
              launch.launcher, " rank ", launch.rank, ")");

@@ -94,14 +94,20 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
   uint64_t signature = 0;
   for (const auto& [name, value] : fields) signature = signature * 1000003u ^ static_cast<uint64_t>(value);
   const int64_t f = static_cast<int64_t>(signature >> 2);  // 62 bits: -f never overflows
-  at::Tensor extremes = at::tensor({f, -f}, at::kLong);
+  // The check's few numbers travel where the communicator moves tensors: the CPU, or q's device
+  // for one that moves CUDA tensors only (a torch NCCL group).
+  const at::Device dev = comm_->moves(at::Device(at::kCPU)) ? at::Device(at::kCPU) : q.device();
+  at::Tensor extremes = at::tensor({f, -f}, at::kLong).to(dev);
   comm_->all_reduce(extremes, ReduceOp::Max)->wait();
-  if (extremes[0].item<int64_t>() == -extremes[1].item<int64_t>()) return;
+  const at::Tensor ext = extremes.cpu();
+  if (ext[0].item<int64_t>() == -ext[1].item<int64_t>()) return;
   const int64_t n = static_cast<int64_t>(fields.size());
   at::Tensor mine = at::empty({1, n}, at::kLong);
   for (int64_t i = 0; i < n; ++i) mine[0][i] = fields[i].second;
-  at::Tensor all = at::empty({comm_->size(), n}, at::kLong);
+  mine = mine.to(dev);
+  at::Tensor all = at::empty({comm_->size(), n}, mine.options());
   comm_->all_gather(all, mine)->wait();
+  all = all.cpu();
   auto a = all.accessor<int64_t, 2>();
   for (int r = 1; r < comm_->size(); ++r)
     for (int64_t i = 0; i < n; ++i)

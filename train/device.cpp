@@ -54,7 +54,8 @@ void require_device_transport(Communicator& world, const c10::Device& device) {
   } catch (const Unsupported& e) {
     throw InvalidArgument(detail::str_cat("train --device ", device.str(), ": the world's communicator (backend ",
                                           world.backend(), ") cannot move CUDA tensors (", e.what(),
-                                          "); use a build with NCCL, one GPU per rank (docs/launch.md)"));
+                                          "); use a build with NCCL, one GPU per rank, and --backend auto (the default) or nccl "
+                                          "(docs/launch.md)"));
   }
 }
 

@@ -52,6 +52,9 @@ class Communicator : public std::enable_shared_from_this<Communicator> {
   virtual int size() const = 0;
   virtual std::string backend() const = 0;
   std::chrono::milliseconds timeout() const { return options_.timeout; }
+  // Whether this communicator moves tensors of the device's type (a torch NCCL group only CUDA
+  // ones, MPI and Gloo only CPU ones, the local and routed backends both).
+  bool moves(const at::Device& device) const { return supports_device(device); }
   void set_timeout(std::chrono::milliseconds t) { options_.timeout = t; }
 
   // Point to point. recv's tensor must have the sender's dtype and element count.

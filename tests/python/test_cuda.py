@@ -1,7 +1,8 @@
 """The module on CUDA tensors: longhaul.ContextParallel.attention on one rank (the world of one
 process) and CP over 2 thread-ranks of one process sharing the GPU (longhaul._C.local_world),
 against torch SDPA with an explicit boolean mask, forward and the gradients of q, k and v, in
-bfloat16 and float32 (TF32 off); the attention under torch.autocast; and
+bfloat16 and float32 (TF32 off); the attention under torch.autocast; a torch NCCL process group as
+the CP group; and
 examples/train_gpt.py --device cuda, whose loss falls. Skipped, with the reason, where torch sees
 no CUDA device or longhaul was built without CUDA (scripts/gpu_python.sh runs it on a GPU machine).
 
@@ -112,6 +113,29 @@ def test_device_mismatch_is_a_clear_error():
     x = torch.randn(64, 2, 16, device="cuda")
     with pytest.raises(ValueError, match="must be on one device"):
         cp.attention(x, x.cpu(), x, plan)
+
+
+def test_torch_nccl_group_as_the_cp_group(tmp_path):
+    """A torch.distributed NCCL group (a world of one on this GPU) as the CP group, device="cuda":
+    every collective of the attention, the ranks' call-agreement check included, moves CUDA
+    tensors only (NCCL moves no CPU tensor), and the result is SDPA's."""
+    import torch.distributed as dist
+    if not dist.is_nccl_available() or not hasattr(longhaul._C, "from_process_group"):
+        pytest.skip("torch without NCCL, or longhaul built without its torch.distributed bindings")
+    longhaul.init(log_config=False)
+    (q, k, v, dout), mask, ref64, naive = problem(torch.bfloat16, "causal_documents", seed=3)
+    dist.init_process_group("nccl", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1,
+                            device_id=torch.device("cuda", torch.cuda.current_device()))
+    try:
+        cp = longhaul.ContextParallel("ring", "zigzag", group=dist.group.WORLD, device="cuda")
+        plan = cp.plan(T, DOCS)
+        leaves = [plan.shard(x).requires_grad_() for x in (q, k, v)]
+        out = cp.attention(*leaves, plan, causal=True)
+        out.backward(plan.shard(dout))
+        got = [plan.unshard(x.detach()) for x in [out] + [x.grad for x in leaves]]
+    finally:
+        dist.destroy_process_group()
+    check(got, ref64, naive, torch.bfloat16, "torch NCCL group of one")
 
 
 def run_ranks(n, fn):

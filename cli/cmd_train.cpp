@@ -50,14 +50,17 @@ void log_step(const train::StepStats& s, bool json) {
                                       .add("attention_s", s.attention_s)
                                       .add("attention_compute_s", s.attention_s - s.comm_wait_s)
                                       .add("comm_wait_s", s.comm_wait_s)
+                                      .add("comm_wait_measured", int64_t(s.comm_wait_measured))
                                       .add("sync_s", s.sync_s)
                                       .add("rest_s", s.rest_s)});
   } else {
+    char split[64] = "device time, comm included";  // a GPU: no host-side wait to split off
+    if (s.comm_wait_measured)
+      std::snprintf(split, sizeof split, "compute %.3f + comm wait %.3f", s.attention_s - s.comm_wait_s, s.comm_wait_s);
     std::printf("step %5lld  loss %.4f  seq_len %5lld  cp %d  %8.0f tok/s  lr %.2e  |g| %.3f  time %.3fs = attention %.3f "
-                "(compute %.3f + comm wait %.3f) + grad sync %.3f + rest %.3f\n",
+                "(%s) + grad sync %.3f + rest %.3f\n",
                 static_cast<long long>(s.step), s.loss, static_cast<long long>(s.seq_len), s.cp_degree, s.tokens_per_s(), s.lr,
-                s.grad_norm, s.seconds, s.attention_s, s.attention_s - s.comm_wait_s, s.comm_wait_s, s.sync_s,
-                s.rest_s);
+                s.grad_norm, s.seconds, s.attention_s, split, s.sync_s, s.rest_s);
   }
   std::fflush(stdout);
 }

@@ -56,6 +56,7 @@ double measure_model_dense_gflops(const ModelOptions& m, double flops_per_token)
     const auto t0 = std::chrono::steady_clock::now();
     at::cross_entropy_loss(model.forward(tokens, cp, plan, mask, &clock), targets).backward();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    clock.settle();
     dense_s = std::max(1e-9, s - clock.forward_s - clock.backward_s);
   }
   return flops_per_token * double(T) / dense_s / 1e9;

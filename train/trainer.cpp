@@ -159,8 +159,10 @@ StepStats Trainer::step() try {
   s.tokens = whole.seq_len * static_cast<int64_t>(whole.sequences.size());
   synchronize(device_);  // the optimiser's kernels may still be queued
   s.seconds = since(t0);
+  clock_.settle();  // GPU: the attention's device time, now that the step's kernels are done
   s.attention_s = clock_.forward_s + clock_.backward_s;
   s.comm_wait_s = std::min(clock_.wait_s, s.attention_s);
+  s.comm_wait_measured = !clock_.device_timed;
   s.rest_s = std::max(0.0, s.seconds - s.attention_s - s.sync_s);
   return s;
 } catch (...) {

@@ -37,6 +37,9 @@ struct StepStats {
   // Wall time split: seconds = attention_s + sync_s + rest_s; attention_s = its compute (with the
   // transfers hidden behind it) + comm_wait_s, the exposed wait for its communication.
   double seconds = 0, attention_s = 0, comm_wait_s = 0, sync_s = 0, rest_s = 0;
+  // On a GPU attention_s is device time (CUDA events, communication included) and the host's
+  // waits mean nothing: comm_wait_s is not measured there (0).
+  bool comm_wait_measured = true;
   double tokens_per_s() const { return seconds > 0 ? double(tokens) / seconds : 0; }
 };
 

@@ -26,6 +26,7 @@ assert len(rows) == 4, rows
 for r in rows:
     # Each time is printed rounded to 1e-4 s (±5e-5, three values in the sum) and to 3-4 digits.
     tol = 0.05 * r["attention_s"] + 1.5e-4
+    assert r["comm_wait_measured"] == 1, r  # CPU ranks: wall time, the wait split off
     assert 0 <= r["comm_wait_s"] <= r["attention_s"] + tol, r
     assert abs(r["attention_compute_s"] + r["comm_wait_s"] - r["attention_s"]) <= tol, r
 assert sum(r["comm_wait_s"] for r in rows) > 0, "no communication wait measured at CP=2"

@@ -43,6 +43,10 @@ def parse_args():
     p.add_argument("--cp", default="0",
                    help="CP group size (default 0: the whole world), or auto: each DD bucket's degree from the planner")
     p.add_argument("--memory-gib", type=float, default=0.0, help="--cp auto: memory per rank for one attention layer")
+    p.add_argument("--kernel-gflops", type=float, default=0.0,
+                   help="--cp auto: the attention kernel's rate per rank (default: measured; required on cuda)")
+    p.add_argument("--dense-gflops", type=float, default=0.0,
+                   help="--cp auto: the dense layers' rate per rank (default: measured; required on cuda)")
     p.add_argument("--strategy", default="ring")
     p.add_argument("--layout", default="zigzag", help="zigzag, striped, contiguous or balanced")
     p.add_argument("--ulysses-degree", type=int, default=1)
@@ -179,7 +183,8 @@ def main():
                                  max_log2=args.max_log2, heads=args.heads, kv_heads=args.kv_heads,
                                  head_dim=args.dim // args.heads, layers=args.layers, dim=args.dim, vocab=store.vocab_size,
                                  strategy=args.strategy, layout=args.layout, ulysses_degree=args.ulysses_degree,
-                                 memory_gib=args.memory_gib)
+                                 memory_gib=args.memory_gib, kernel_gflops=args.kernel_gflops,
+                                 dense_gflops=args.dense_gflops, device=args.device)
 
     torch.manual_seed(args.seed)  # the same initial parameters on every rank (after rank 0's measurements)
     model = GPT(store.vocab_size, args.dim, args.layers, args.heads, args.kv_heads).to(device)  # float32 master weights

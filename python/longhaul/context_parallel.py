@@ -37,8 +37,8 @@ def _same_device_and_dtype(q, k, v):
     if not (q.device == k.device == v.device):
         raise ValueError(f"attention: q, k and v must be on one device, got {q.device}, {k.device} and {v.device}")
     kind = q.device.type
-    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
-        dtype = torch.get_autocast_dtype(kind)
+    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind) and torch.float64 not in (q.dtype, k.dtype, v.dtype):
+        dtype = torch.get_autocast_dtype(kind)  # as autocast casts an op's inputs: float64 left alone
         return q.to(dtype), k.to(dtype), v.to(dtype)
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"attention: q, k and v must share a dtype, got {q.dtype}, {k.dtype} and {v.dtype}")

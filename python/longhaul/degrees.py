@@ -46,6 +46,11 @@ class CpDegrees:
         self.min_log2, self.max_log2 = int(min_log2), int(max_log2)
         self.table = []
         if cp == "auto":
+            if str(device).startswith("cuda") and (kernel_gflops <= 0 or dense_gflops <= 0):
+                # The same arguments on every rank, so every rank raises: nothing hangs.
+                raise ValueError(f"CpDegrees auto on device {device!r}: give kernel_gflops and dense_gflops (the "
+                                 "planner's rates are measured on the CPU only, which would plan a GPU run with "
+                                 "CPU speeds)")
             dim = dim or heads * head_dim
             # Every rank measures at once (ranks of a host compete for it as in training); the
             # slowest rank's rate is everyone's. dense: a GEMM of the MLP's shape (give the

@@ -122,6 +122,10 @@ def test_bad_arguments_are_named_on_every_rank(group, W):
         longhaul.CpDegrees(bad, tokens_per_step=64 * W, group=group, **PLAN)
     with pytest.raises(ValueError, match=r"bucket 2\^6 \(64 tokens\): no CP degree .* fits the memory limit"):
         longhaul.CpDegrees("auto", tokens_per_step=64 * W, group=group, memory_gib=1e-9, **PLAN)
+    # A GPU run is not planned with rates measured on the CPU (raised before any collective).
+    on_cpu_rates = dict(PLAN, kernel_gflops=0.0)
+    with pytest.raises(ValueError, match=r"auto on device 'cuda': give kernel_gflops and dense_gflops"):
+        longhaul.CpDegrees("auto", tokens_per_step=64 * W, group=group, device="cuda", **on_cpu_rates)
     if W < 2:
         return
     rank = longhaul.as_group(group).rank

@@ -121,3 +121,6 @@ def test_device_arguments():
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
     assert all(l.grad.dtype == torch.float32 for l in leaves)
+    # float64 stays float64 under autocast, as autocast leaves it for every op.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert cp.attention(x.double(), x.double(), x.double(), plan, causal=True).dtype == torch.float64

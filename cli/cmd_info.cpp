@@ -9,6 +9,7 @@
 #include "launch/placement.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_CUDA
+#include "attention/cuda/route_cudnn.h"
 #include "attention/cuda/route_cudnn_band.h"
 #endif
 
@@ -42,6 +43,8 @@ int cmd_info(const std::vector<std::string>& args) {
 #if LONGHAUL_WITH_CUDA
         // What windows run on (LONGHAUL_CUDA_BAND): flash, cudnn or auto.
         .add("cuda_band", std::string(cuda::band_mode_name(cuda::band_mode())))
+        // What documents and zigzag pairs run on (LONGHAUL_CUDA_VARLEN): auto, cudnn or flash.
+        .add("cuda_varlen", std::string(cuda::varlen_mode_name(cuda::varlen_mode())))
 #endif
         .add("hdf5_built", int64_t(LONGHAUL_WITH_HDF5))
         .add("python_built", int64_t(LONGHAUL_WITH_PYTHON))

@@ -1,6 +1,7 @@
 #include "attention/cuda/route_common.h"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 
 #include <algorithm>
 #include <cmath>
@@ -33,6 +34,20 @@ ProbeKey probe_key(const at::Tensor& q, const at::Tensor& k) {
   const bool gqa = q.size(1) != k.size(1);
   return {static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), dp, gqa,
           detail::str_cat(q.scalar_type(), ", head dim ", dp, gqa ? ", GQA" : "")};
+}
+
+double best_of_three_ms(const std::function<void()>& run) {
+  run();
+  double best = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < 3; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);  // the default flags time nothing
+    start.record();
+    run();
+    stop.record();
+    stop.synchronize();
+    best = std::min(best, static_cast<double>(start.elapsed_time(stop)));
+  }
+  return best;
 }
 
 double relative_difference(const at::Tensor& a, const at::Tensor& b) {
@@ -87,6 +102,7 @@ at::Tensor fix_lse(const at::Tensor& aten_lse, at::Tensor& out, int64_t rows) {
     throw Unsupported(detail::str_cat("cuda attention: unexpected logsumexp from ATen: ", l.sizes(), " ",
                                       l.scalar_type(), ", expected [H, >= ", rows, "] float32 (torch version?)"));
   at::Tensor lse = at::empty({out.size(1), rows}, l.options());
+  if (!out.is_contiguous()) out = out.contiguous();  // the kernel zeroes rows of a packed [rows, H, D]
   kernels::LseFixParams p;
   p.lse_in = l.data_ptr<float>();
   p.in_head_stride = l.stride(0);

@@ -73,6 +73,9 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b);
 // The largest of a probe's differences, NaN if any is NaN (std::max would drop a NaN that is not
 // first, and a probe would pass a kernel that returns NaN gradients).
 double worst_difference(std::initializer_list<double> differences);
+// The fastest of three runs of `run` on the current stream after one untimed (graph building,
+// autotuning), in ms of device time: how a probe times two kernels.
+double best_of_three_ms(const std::function<void()>& run);
 // Whether a probe's worst difference is bf16 rounding (~4e-3) and not an error; NaN fails.
 inline bool probe_agrees(double worst) { return worst < 3e-2; }
 
@@ -92,7 +95,7 @@ Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool
 at::Tensor gather(const at::Tensor& x, const Rows& r);
 
 // Normalises an ATen logsumexp (any strides, [H, rows] after squeezing) to [H, rows] float32 and
-// zeroes the out rows of rows that saw no key.
+// zeroes the out rows of rows that saw no key (out is made contiguous first if it is not).
 at::Tensor fix_lse(const at::Tensor& aten_lse, at::Tensor& out, int64_t rows);
 
 // Merges (out_b, lse_b) into float32 accumulators out_acc [T, H, D], lse_acc [H, T] (our kernel).

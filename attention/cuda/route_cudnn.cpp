@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -66,13 +65,41 @@ LseLayout layout_of(const at::Tensor& l, int64_t rows, int64_t heads) {
   return lay;
 }
 
+// ragged cuDNN's forward and FlashAttention-2's, timed on what the route is for: 8192 tokens of
+// causal documents of 256 to 2048 rows, 16 query heads (2 KV heads for GQA). "" when cuDNN is
+// faster, else why not; both times go to stderr either way. torch does not route its own varlen
+// attention to this operator, so how fast it is in this torch is not known in advance.
+std::string ragged_slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t hkv_probe) {
+  const int64_t t = 8192, h = 16, hkv = hkv_probe == 1 ? 2 : 16;
+  std::vector<Piece> docs;
+  int64_t row = 0;
+  for (const int64_t len : {2048, 512, 1024, 256, 1536, 768, 2048}) {
+    docs.push_back({row, len, row, len, -1, 0, static_cast<int64_t>(docs.size())});
+    row += len;
+  }
+  const Rows rows = piece_rows(docs, 0, docs.size(), true, t, opt.device());
+  const at::Tensor q = probe_input(t, h, dp, 0.37, opt), k = probe_input(t, hkv, dp, 0.61, opt),
+                   v = probe_input(t, hkv, dp, 0.23, opt);
+  const double scale = 1.0 / std::sqrt(double(dp));
+  const double cudnn_ms = best_of_three_ms([&] { ragged_forward(q, k, v, rows, rows, true, scale); });
+  const double flash_ms = best_of_three_ms([&] {
+    at::_flash_attention_forward(q, k, v, rows.cu, rows.cu, rows.max_len, rows.max_len, 0.0, true, false, scale);
+  });
+  const std::string times = detail::str_cat("7 causal documents over ", t, " tokens, H ", h, "/", hkv, ", D ", dp,
+                                            ", forward: cuDNN ", cudnn_ms, " ms, FlashAttention-2 ", flash_ms, " ms");
+  std::cerr << "longhaul: ragged cuDNN attention (" << c10::toString(opt.dtype().toScalarType()) << "): " << times
+            << (cudnn_ms < flash_ms ? ": on\n" : "\n");
+  return cudnn_ms < flash_ms ? std::string() : "FlashAttention-2 is faster here (" + times + ")";
+}
+
 // Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN's
-// forward against FlashAttention-2's. Inputs are deterministic (no RNG state used). The backward
-// is never run (the header says why), not even here: its overrun corrupts or kills the process.
+// forward against FlashAttention-2's; then, unless LONGHAUL_CUDA_VARLEN=cudnn, both timed. Inputs
+// are deterministic (no RNG state used). The backward is never run (the header says why), not
+// even here: its overrun corrupts or kills the process.
 Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   Probe pr;
-  const char* env = std::getenv("LONGHAUL_CUDA_VARLEN");
-  if (env && std::strcmp(env, "flash") == 0) {
+  const VarlenMode mode = varlen_mode();
+  if (mode == VarlenMode::Off) {
     pr.why = "LONGHAUL_CUDA_VARLEN=flash";
     return pr;
   }
@@ -95,7 +122,8 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
                                ", lse ", e_lse, ")");
       return pr;
     }
-    pr.ok = true;
+    if (mode == VarlenMode::Timed) pr.why = ragged_slower_than_flash(opt, dp, hkv);
+    pr.ok = pr.why.empty();
   } catch (const std::exception& e) {
     pr.why = detail::str_cat("ragged cuDNN attention does not run here: ", e.what());
     pr.why = pr.why.substr(0, pr.why.find('\n'));
@@ -104,7 +132,7 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
 }
 
 ProbeCache<Probe> g_probes(run_probe, [](const Probe& p, const std::string& combination) {
-  if (std::getenv("LONGHAUL_CUDA_VARLEN") == nullptr)  // not turned off on purpose
+  if (varlen_mode() != VarlenMode::Off)  // not turned off on purpose
     std::cerr << "longhaul: ragged cuDNN attention off (" << combination << "): " << p.why
               << "; FlashAttention-2 runs those blocks\n";
 });
@@ -112,6 +140,22 @@ ProbeCache<Probe> g_probes(run_probe, [](const Probe& p, const std::string& comb
 const Probe& probe_for(const at::Tensor& q, const at::Tensor& k) { return g_probes.verdict(q, k); }
 
 }  // namespace
+
+VarlenMode parse_varlen_mode(const char* value) {
+  const std::string v = value ? value : "";
+  if (v.empty() || v == "auto") return VarlenMode::Timed;
+  if (v == "cudnn") return VarlenMode::On;
+  if (v == "flash") return VarlenMode::Off;
+  throw InvalidArgument("LONGHAUL_CUDA_VARLEN=" + v +
+                        ": expected auto (ragged cuDNN where it agrees with FlashAttention-2 and is faster; the "
+                        "default), cudnn (where it agrees) or flash (FlashAttention-2 only)");
+}
+
+VarlenMode varlen_mode() { return parse_varlen_mode(std::getenv("LONGHAUL_CUDA_VARLEN")); }
+
+const char* varlen_mode_name(VarlenMode mode) {
+  return mode == VarlenMode::Timed ? "auto" : mode == VarlenMode::On ? "cudnn" : "flash";
+}
 
 bool cudnn_varlen_usable(const at::Tensor& q, const at::Tensor& k, std::string* why) {
   const Probe& p = probe_for(q, k);
@@ -140,7 +184,8 @@ AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at
   at::Tensor out = from_bhtd(std::get<0>(res)).contiguous();  // a no-op: cuDNN writes q's layout
   at::Tensor l = std::get<1>(res);
   if (l.dim() == 4) l = l.squeeze(-1);  // [1, H, T, 1] -> [1, H, T]
-  return {out, fix_lse(l, out, q.size(0))};
+  at::Tensor lse = fix_lse(l, out, q.size(0));  // may replace out by a contiguous copy
+  return {out, lse};
 }
 
 AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -166,8 +211,21 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
   if (qr.total * q.size(1) * q.size(2) > kMaxOffset || kr.total * k.size(1) * k.size(2) > kMaxOffset)
     return flash_forward_pieces(g, q, k, v, scale);
   // Ragged offsets are counted in whole rows of H x D: packed inputs.
-  auto res = ragged_forward(gather(q, qr).contiguous(), gather(k, kr).contiguous(), gather(v, kr).contiguous(), qr, kr,
-                            g.right == 0, scale);
+  decltype(ragged_forward(q, k, v, qr, kr, true, scale)) res;
+  try {
+    res = ragged_forward(gather(q, qr).contiguous(), gather(k, kr).contiguous(), gather(v, kr).contiguous(), qr, kr,
+                         g.right == 0, scale);
+  } catch (const c10::Error& e) {
+    // A shape the probe's does not stand for (cuDNN refuses some, e.g. pieces of one row each):
+    // FlashAttention-2 runs it, said once per process.
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      std::cerr << "longhaul: ragged cuDNN attention refused a group (" << g.pieces.size() << " pieces, longest "
+                << qr.max_len << " x " << kr.max_len << "): " << std::string(e.what()).substr(0, 200)
+                << "; FlashAttention-2 runs such groups\n";
+    });
+    return flash_forward_pieces(g, q, k, v, scale);
+  }
   at::Tensor out = std::get<0>(res);
   LH_CHECK(out.dim() == 3 && out.size(0) == qr.total && out.size(1) == q.size(1),
            "ragged cuDNN output has shape ", out.sizes(), ", expected [", qr.total, ", ", q.size(1), ", D]");

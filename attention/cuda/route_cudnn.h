@@ -4,9 +4,10 @@
 //
 // torch ships the ragged cuDNN operator but does not route its own varlen attention to it, so
 // before its first use in a process we run it once on a small problem against
-// FlashAttention-2 (forward, causal, GQA) and learn its logsumexp layout; if it fails or
-// disagrees the route stays off and FlashAttention-2 runs those groups
-// (LONGHAUL_CUDA_VARLEN=flash turns it off outright).
+// FlashAttention-2 (forward, causal, GQA) and learn its logsumexp layout, then time both on a
+// block of documents; if it fails, disagrees or is slower the route stays off and
+// FlashAttention-2 runs those groups (LONGHAUL_CUDA_VARLEN: unset or auto as just said, cudnn
+// without the timing, flash off outright).
 //
 // Only the forward is ragged cuDNN. torch 2.11's ragged backward (at::_cudnn_attention_backward
 // with cumulative lengths) ignores its max_q / max_k arguments and takes query.size(2) instead,
@@ -22,6 +23,13 @@
 #include "attention/cuda/route_common.h"
 
 namespace longhaul::cuda {
+
+// LONGHAUL_CUDA_VARLEN: unset or `auto` (ragged cuDNN where it agrees and is faster), `cudnn`
+// (where it agrees), `flash` (never). Any other value is an error that names these.
+enum class VarlenMode { Timed, On, Off };
+VarlenMode parse_varlen_mode(const char* value);
+VarlenMode varlen_mode();
+const char* varlen_mode_name(VarlenMode mode);  // "auto", "cudnn" or "flash", as the switch spells it
 
 // Whether ragged cuDNN attention runs, and agrees with FlashAttention-2, for this dtype, padded
 // head dim and head grouping on the current device (probed once per combination). `why` names

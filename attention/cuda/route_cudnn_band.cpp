@@ -14,7 +14,6 @@
 
 #if LONGHAUL_WITH_CUDNN_FRONTEND
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cudnn/Handle.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
@@ -428,22 +427,6 @@ double difference_from_flash(const PieceGroup& g, const at::Tensor& q, const at:
                            relative_difference(gc.dv, gf.dv)});
 }
 
-// The fastest of three timed runs of `run` after one untimed (graph building, autotuning), in ms.
-template <typename Run>
-double best_ms(const Run& run) {
-  run();
-  double best = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < 3; ++i) {
-    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);  // the default flags time nothing
-    start.record();
-    run();
-    stop.record();
-    stop.synchronize();
-    best = std::min(best, static_cast<double>(start.elapsed_time(stop)));
-  }
-  return best;
-}
-
 // LONGHAUL_CUDA_BAND=auto: cuDNN and FlashAttention-2 on the case the route is for, a causal
 // window of 1024 over 8192 tokens (16 query heads; 2 KV heads for GQA), compared (a size well
 // beyond the small probe's) and then timed, forward + backward. "" when cuDNN agrees and is
@@ -459,12 +442,12 @@ std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t 
     return detail::str_cat("cuDNN band attention disagrees with FlashAttention-2 on a ", what,
                            " (relative difference ", d, ")");
   GradAcc acc{{}, {}, {}, {t, h, dp}, {t, hkv, dp}, opt.dtype(at::kFloat)};
-  const double cudnn_ms = best_ms([&] {
+  const double cudnn_ms = best_of_three_ms([&] {
     std::optional<GroupOutput> o = try_forward(g, q, k, v, scale);
     if (!o || !try_backward(g, dout, q, k, v, o->out, lse_for_aten(o->lse), scale, acc))
       throw Unsupported("the graph of a " + what + " was refused");
   });
-  const double flash_ms = best_ms([&] {
+  const double flash_ms = best_of_three_ms([&] {
     GroupOutput o = flash_forward_pieces(g, q, k, v, scale);
     flash_backward_group(g, dout, q, k, v, o.out, lse_for_aten(o.lse), scale, acc);
   });

@@ -4,6 +4,7 @@
 #include "launch/world.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_CUDA
+#include "attention/cuda/route_cudnn.h"
 #include "attention/cuda/route_cudnn_band.h"
 #endif
 #include "python/src/bindings.h"
@@ -22,6 +23,8 @@ void bind_info(py::module_& m) {
 #if LONGHAUL_WITH_CUDA
     // What windows run on, from LONGHAUL_CUDA_BAND (a typo raises, naming the values).
     d["cuda_band"] = cuda::band_mode_name(cuda::band_mode());
+    // What documents and zigzag pairs run on, from LONGHAUL_CUDA_VARLEN (likewise).
+    d["cuda_varlen"] = cuda::varlen_mode_name(cuda::varlen_mode());
 #endif
     d["nccl_built"] = bool(LONGHAUL_WITH_NCCL);
     d["mpi_built"] = bool(LONGHAUL_WITH_MPI);

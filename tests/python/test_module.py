@@ -18,6 +18,7 @@ def test_info_describes_the_build():
             "torch_runtime"} <= set(info)
     if info["cuda_built"]:  # the window kernel's switch, LONGHAUL_CUDA_BAND (unset here: FlashAttention-2)
         assert info["cuda_band"] == os.environ.get("LONGHAUL_CUDA_BAND", "flash")
+        assert info["cuda_varlen"] == os.environ.get("LONGHAUL_CUDA_VARLEN", "auto")  # ragged cuDNN where faster
     # The extension was built against the torch it runs with (same pybind11 internals, same ABI).
     assert info["torch_built"].split("+")[0] == torch.__version__.split("+")[0]
 

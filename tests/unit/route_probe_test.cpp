@@ -1,13 +1,17 @@
 // What the CUDA routes' one-time probes (ragged cuDNN, the cuDNN band) compare their kernel's
 // results with: a NaN anywhere must fail the probe, whatever its position among the differences.
+// Also the ragged route's switch, LONGHAUL_CUDA_VARLEN, which is read on every machine.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "attention/cuda/route_common.h"
+#include "attention/cuda/route_cudnn.h"
+#include "core/errors.h"
 
 namespace longhaul {
 namespace {
@@ -36,6 +40,27 @@ TEST(RouteProbe, RelativeDifferenceOfKernelOutputs) {
   b[3][1][5] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(std::isnan(cuda::routes::relative_difference(b, a)));
   EXPECT_FALSE(cuda::routes::probe_agrees(cuda::routes::relative_difference(b, a)));
+}
+
+// Unset or auto: ragged cuDNN where it agrees and the timing says it is faster; cudnn: where it
+// agrees; flash: never. A typo is an error naming the values, not a route silently changed.
+TEST(RaggedCudnnMode, TheSwitchTakesItsThreeValuesAndRefusesAnyOther) {
+  EXPECT_EQ(cuda::parse_varlen_mode(nullptr), cuda::VarlenMode::Timed);
+  EXPECT_EQ(cuda::parse_varlen_mode(""), cuda::VarlenMode::Timed);
+  EXPECT_EQ(cuda::parse_varlen_mode("auto"), cuda::VarlenMode::Timed);
+  EXPECT_EQ(cuda::parse_varlen_mode("cudnn"), cuda::VarlenMode::On);
+  EXPECT_EQ(cuda::parse_varlen_mode("flash"), cuda::VarlenMode::Off);
+  for (const char* bad : {"FLASH", "off", "0", "cudnn "}) {
+    try {
+      cuda::parse_varlen_mode(bad);
+      ADD_FAILURE() << "LONGHAUL_CUDA_VARLEN=" << bad << " was accepted";
+    } catch (const InvalidArgument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(std::string("LONGHAUL_CUDA_VARLEN=") + bad + ":"), std::string::npos) << what;
+      EXPECT_NE(what.find("expected auto"), std::string::npos) << what;
+      EXPECT_NE(what.find("flash"), std::string::npos) << what;
+    }
+  }
 }
 
 }  // namespace

@@ -97,6 +97,17 @@ bool Work::done() {
   return true;
 }
 
+void Work::then(std::function<void()> f) {
+  if (!finish_) {
+    finish_ = std::move(f);
+    return;
+  }
+  finish_ = [first = std::move(finish_), second = std::move(f)] {
+    first();
+    second();
+  };
+}
+
 void Work::run_finish() {
   // Only the owning (waiting) thread runs the finish step, so no lock is needed beyond the flag.
   if (finished_) return;

@@ -41,6 +41,8 @@ class Work {
   void fail(const std::string& reason);      // the operation failed; wait() rethrows
   void add_child(std::shared_ptr<Work> w) { children_.push_back(std::move(w)); }
   void set_finish(std::function<void()> f) { finish_ = std::move(f); }
+  // Appends a step to the finish step (run after the one already set, if any).
+  void then(std::function<void()> f);
   Clock::time_point deadline() const { return start_ + timeout_; }
 
   // A Work that is already complete (e.g. zero bytes to move).

@@ -1,6 +1,7 @@
 // Work handles: completion, failure, deadlines, children and the finish step.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <thread>
 
 #include "runtime/comm/work.h"
@@ -76,6 +77,22 @@ TEST(Work, ChildrenAndFinishStep) {
   parent->wait();
   EXPECT_TRUE(parent->done());
   EXPECT_EQ(finished, 1);  // once only
+}
+
+// then() appends: a stream-ordered backend's wait comes before the step that reads the result
+// (the per-rank copy of an uneven all_gather), each once, on the waiting thread.
+TEST(Work, ThenRunsAfterTheFinishAlreadySetInOrderOnce) {
+  auto w = std::make_shared<Work>("op", std::chrono::seconds(5));
+  std::string order;
+  w->then([&] { order += "sync;"; });
+  w->then([&] { order += "copy;"; });
+  w->then([&] { order += "more;"; });
+  EXPECT_FALSE(w->done());
+  EXPECT_EQ(order, "");
+  w->complete_part();
+  w->wait();
+  EXPECT_TRUE(w->done());
+  EXPECT_EQ(order, "sync;copy;more;");
 }
 
 TEST(Work, WaitAllRethrowsFirstFailureAfterWaitingForAll) {

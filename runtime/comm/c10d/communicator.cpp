@@ -109,6 +109,34 @@ class C10dCommunicator : public Communicator {
     return run(op, false, [&] { return backend_->recv(v, peer, tag); });
   }
 
+  // Over NCCL an exchange is one coalesced launch (ncclGroupStart/End): NCCL runs separate sends
+  // and receives one after another on the device, so two ranks that both post their send first
+  // (every step of a ring) would wait on each other. Gloo and messages to this rank itself take
+  // the composed exchange.
+  WorkPtr do_exchange(const std::vector<P2POp>& ops) override {
+    const bool to_self =
+        std::any_of(ops.begin(), ops.end(), [&](const P2POp& op) { return op.peer == rank_; });
+    if (name_ == "gloo" || to_self || !backend_->supportsCoalescing()) return Communicator::do_exchange(ops);
+    int64_t bytes = 0;
+    for (const P2POp& op : ops) bytes += nbytes(op.tensor);
+    return run(detail::str_cat("exchange of ", ops.size(), " sends and receives (", bytes, " bytes)"), false, [&] {
+      backend_->startCoalescing();
+      try {
+        for (const P2POp& op : ops) {
+          std::vector<at::Tensor> v{op.tensor};
+          if (op.kind == P2POp::Kind::Send)
+            backend_->send(v, op.peer, op.tag);
+          else
+            backend_->recv(v, op.peer, op.tag);
+        }
+      } catch (...) {
+        backend_->endCoalescing();  // leaves the backend out of coalescing mode; the error is reported
+        throw;
+      }
+      return backend_->endCoalescing();
+    });
+  }
+
   WorkPtr do_all_to_all(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& out_rows,
                         const std::vector<int64_t>& in_rows) override {
     at::Tensor i = in;
@@ -132,7 +160,7 @@ class C10dCommunicator : public Communicator {
     auto work = run(what + ", padded to " + std::to_string(most) + " rows per rank", true,
                     [&] { return backend_->_allgather_base(gathered, padded, c10d::AllgatherOptions()); });
     const auto off = offsets_of(rows);
-    work->set_finish([out, gathered, rows, off, most, padded]() mutable {
+    work->then([out, gathered, rows, off, most, padded]() mutable {
       for (size_t j = 0; j < rows.size(); ++j)
         out.narrow(0, off[j], rows[j]).copy_(gathered.narrow(0, int64_t(j) * most, rows[j]));
     });
@@ -156,7 +184,7 @@ class C10dCommunicator : public Communicator {
     auto work = run(what + ", reduced whole for per-rank counts", true, [&] { return backend_->allreduce(v, ao); });
     const auto off = offsets_of(rows);
     const int64_t start = off[rank_], n = rows[rank_];
-    work->set_finish([out, whole, start, n]() mutable { out.copy_(whole.narrow(0, start, n)); });
+    work->then([out, whole, start, n]() mutable { out.copy_(whole.narrow(0, start, n)); });
     return work;
   }
 
@@ -229,7 +257,7 @@ class C10dCommunicator : public Communicator {
     } catch (const c10::Error& e) {
       throw CommError(detail::str_cat(what, " could not start: ", e.what_without_backtrace()));
     }
-    return C10dWork::make(what, timeout(), std::move(w), collective);
+    return C10dWork::make(what, timeout(), std::move(w), collective, /*stream_ordered=*/name_ != "gloo");
   }
 
   c10::intrusive_ptr<c10d::Backend> backend_;

@@ -11,8 +11,16 @@ C10dWork::C10dWork(std::string what, std::chrono::milliseconds timeout, c10::int
     : Work(std::move(what), timeout, 1), work_(std::move(work)) {}
 
 std::shared_ptr<C10dWork> C10dWork::make(std::string what, std::chrono::milliseconds timeout,
-                                         c10::intrusive_ptr<c10d::Work> work, bool use_future) {
+                                         c10::intrusive_ptr<c10d::Work> work, bool use_future, bool stream_ordered) {
   auto w = std::make_shared<C10dWork>(std::move(what), timeout, std::move(work));
+  if (stream_ordered)
+    w->then([cw = w->work_, op = w->what()] {
+      try {
+        cw->wait();  // this thread's current stream now waits for the communication kernel
+      } catch (const c10::Error& e) {
+        throw CommError(detail::str_cat(op, " failed: ", e.what_without_backtrace()));
+      }
+    });
   if (use_future) {
     c10::intrusive_ptr<c10::ivalue::Future> future;
     try {

@@ -3,6 +3,13 @@
 // recv) is waited for on a pool thread (p2p.h), without a timeout: a timed-out Gloo wait closes the
 // connection. The caller's deadline is Work::wait()'s, reported as a TimeoutError naming the
 // operation and the peer.
+//
+// A CUDA backend's (NCCL's) Work completes on the host once its kernel is queued on torch's
+// communication stream; only its own wait(), called on the thread that uses the result, makes
+// that thread's current stream wait for the kernel. So such a Work (stream_ordered) also calls it
+// in its finish step, on the waiting thread, before any other finish step reads the result. Its
+// deadline on the device is the process group's own (torch's watchdog aborts a stuck NCCL
+// communicator); longhaul's covers the host side.
 #pragma once
 
 #include <torch/csrc/distributed/c10d/Work.hpp>
@@ -20,7 +27,8 @@ class C10dWork : public Work {
   // Use make(): the completion callback needs a weak reference to the Work.
   C10dWork(std::string what, std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Work> work);
   static std::shared_ptr<C10dWork> make(std::string what, std::chrono::milliseconds timeout,
-                                        c10::intrusive_ptr<c10d::Work> work, bool use_future);
+                                        c10::intrusive_ptr<c10d::Work> work, bool use_future,
+                                        bool stream_ordered = false);
 
  private:
   void settle(const std::string& error);  // completes or fails once

@@ -1,5 +1,6 @@
 #include "runtime/comm/nccl/work.h"
 
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <condition_variable>
@@ -101,6 +102,9 @@ bool NcclWork::poll(bool enforce_deadline) {
     return true;
   }
   if (!done_) return false;  // deferred, not posted yet
+  // The watcher thread's CUDA calls on the communicator's device: a thread that never set one
+  // would open a context on GPU 0 in every process.
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(handle_->device()));
   const cudaError_t q = cudaEventQuery(done_->event());
   if (q == cudaSuccess) {
     settle_ok();

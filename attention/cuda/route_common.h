@@ -13,11 +13,25 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "attention/cuda/block_plan.h"
+#include "core/errors.h"
 
 namespace longhaul::cuda::routes {
+
+// A route's switch, the environment variable `var` = `value`: `unset` for no value or "", else the
+// mode named by value; any other value is an InvalidArgument naming the variable and `expected`.
+template <typename Mode>
+Mode parse_switch(const char* var, const char* value, Mode unset,
+                  std::initializer_list<std::pair<const char*, Mode>> modes, const char* expected) {
+  const std::string v = value ? value : "";
+  if (v.empty()) return unset;
+  for (const auto& [name, mode] : modes)
+    if (v == name) return mode;
+  throw InvalidArgument(std::string(var) + "=" + v + ": expected " + expected);
+}
 
 // Deterministic inputs [rows, heads, d] for the routes' one-time probes (sin of a ramp times f, in
 // opt's dtype and device): no draw from the caller's RNG state.

@@ -142,13 +142,10 @@ const Probe& probe_for(const at::Tensor& q, const at::Tensor& k) { return g_prob
 }  // namespace
 
 VarlenMode parse_varlen_mode(const char* value) {
-  const std::string v = value ? value : "";
-  if (v.empty() || v == "auto") return VarlenMode::Timed;
-  if (v == "cudnn") return VarlenMode::On;
-  if (v == "flash") return VarlenMode::Off;
-  throw InvalidArgument("LONGHAUL_CUDA_VARLEN=" + v +
-                        ": expected auto (ragged cuDNN where it agrees with FlashAttention-2 and is faster; the "
-                        "default), cudnn (where it agrees) or flash (FlashAttention-2 only)");
+  return routes::parse_switch("LONGHAUL_CUDA_VARLEN", value, VarlenMode::Timed,
+                              {{"auto", VarlenMode::Timed}, {"cudnn", VarlenMode::On}, {"flash", VarlenMode::Off}},
+                              "auto (ragged cuDNN where it agrees with FlashAttention-2 and is faster; the default), "
+                              "cudnn (where it agrees) or flash (FlashAttention-2 only)");
 }
 
 VarlenMode varlen_mode() { return parse_varlen_mode(std::getenv("LONGHAUL_CUDA_VARLEN")); }

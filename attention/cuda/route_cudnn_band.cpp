@@ -45,13 +45,10 @@ void* cudnn_dlhandle = nullptr;  // the frontend's handle on libcudnn (dynamic l
 namespace longhaul::cuda {
 
 BandMode parse_band_mode(const char* value) {
-  const std::string v = value ? value : "";
-  if (v.empty() || v == "flash") return BandMode::Off;
-  if (v == "cudnn") return BandMode::On;
-  if (v == "auto") return BandMode::Auto;
-  throw InvalidArgument("LONGHAUL_CUDA_BAND=" + v +
-                        ": expected cudnn (the cuDNN band route, checked against FlashAttention-2), auto "
-                        "(checked and timed against it: the faster runs) or flash (FlashAttention-2 only)");
+  return routes::parse_switch("LONGHAUL_CUDA_BAND", value, BandMode::Off,
+                              {{"flash", BandMode::Off}, {"cudnn", BandMode::On}, {"auto", BandMode::Auto}},
+                              "cudnn (the cuDNN band route, checked against FlashAttention-2), auto (checked and "
+                              "timed against it: the faster runs) or flash (FlashAttention-2 only)");
 }
 
 BandMode band_mode() { return parse_band_mode(std::getenv("LONGHAUL_CUDA_BAND")); }

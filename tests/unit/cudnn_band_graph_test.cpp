@@ -4,14 +4,12 @@
 // piece counts and sides that round up. A graph this cuDNN's support surface refuses fails here,
 // not first in a GPU session's probe (validation alone passed a batch stride that lowering, with
 // the tensors' sizes in bytes, refuses).
-// Also the route's switch, LONGHAUL_CUDA_BAND, which is read on every machine.
 #include <gtest/gtest.h>
 #include <longhaul/config.h>
 
 #include <string>
 
 #include "attention/cuda/route_cudnn_band.h"
-#include "core/errors.h"
 
 namespace longhaul {
 namespace {
@@ -49,27 +47,6 @@ TEST(CudnnBandGraph, EveryWindowFormTheRouteBuildsValidatesForHopper) {
   too_wide.backward = true;
   EXPECT_NE(cuda::validate_band_graph(too_wide, 90), "");
 #endif
-}
-
-// Unset or flash: FlashAttention-2; cudnn: the probed route; auto: probed and timed. A typo is an
-// error naming the values, not a route silently left off.
-TEST(CudnnBandMode, TheSwitchTakesItsThreeValuesAndRefusesAnyOther) {
-  EXPECT_EQ(cuda::parse_band_mode(nullptr), cuda::BandMode::Off);
-  EXPECT_EQ(cuda::parse_band_mode(""), cuda::BandMode::Off);
-  EXPECT_EQ(cuda::parse_band_mode("flash"), cuda::BandMode::Off);
-  EXPECT_EQ(cuda::parse_band_mode("cudnn"), cuda::BandMode::On);
-  EXPECT_EQ(cuda::parse_band_mode("auto"), cuda::BandMode::Auto);
-  for (const char* bad : {"cuDNN", "yes", "1", "cudnn "}) {
-    try {
-      cuda::parse_band_mode(bad);
-      ADD_FAILURE() << "LONGHAUL_CUDA_BAND=" << bad << " was accepted";
-    } catch (const InvalidArgument& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find(std::string("LONGHAUL_CUDA_BAND=") + bad + ":"), std::string::npos) << what;
-      EXPECT_NE(what.find("expected cudnn"), std::string::npos) << what;
-      EXPECT_NE(what.find("auto"), std::string::npos) << what;
-    }
-  }
 }
 
 }  // namespace

@@ -1,16 +1,18 @@
 // What the CUDA routes' one-time probes (ragged cuDNN, the cuDNN band) compare their kernel's
 // results with: a NaN anywhere must fail the probe, whatever its position among the differences.
-// Also the ragged route's switch, LONGHAUL_CUDA_VARLEN, which is read on every machine.
+// Also the routes' switches, LONGHAUL_CUDA_VARLEN and LONGHAUL_CUDA_BAND.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 
 #include "attention/cuda/route_common.h"
 #include "attention/cuda/route_cudnn.h"
+#include "attention/cuda/route_cudnn_band.h"
 #include "core/errors.h"
 
 namespace longhaul {
@@ -42,25 +44,39 @@ TEST(RouteProbe, RelativeDifferenceOfKernelOutputs) {
   EXPECT_FALSE(cuda::routes::probe_agrees(cuda::routes::relative_difference(b, a)));
 }
 
-// Unset or auto: ragged cuDNN where it agrees and the timing says it is faster; cudnn: where it
-// agrees; flash: never. A typo is an error naming the values, not a route silently changed.
-TEST(RaggedCudnnMode, TheSwitchTakesItsThreeValuesAndRefusesAnyOther) {
-  EXPECT_EQ(cuda::parse_varlen_mode(nullptr), cuda::VarlenMode::Timed);
-  EXPECT_EQ(cuda::parse_varlen_mode(""), cuda::VarlenMode::Timed);
-  EXPECT_EQ(cuda::parse_varlen_mode("auto"), cuda::VarlenMode::Timed);
-  EXPECT_EQ(cuda::parse_varlen_mode("cudnn"), cuda::VarlenMode::On);
-  EXPECT_EQ(cuda::parse_varlen_mode("flash"), cuda::VarlenMode::Off);
-  for (const char* bad : {"FLASH", "off", "0", "cudnn "}) {
-    try {
-      cuda::parse_varlen_mode(bad);
-      ADD_FAILURE() << "LONGHAUL_CUDA_VARLEN=" << bad << " was accepted";
-    } catch (const InvalidArgument& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find(std::string("LONGHAUL_CUDA_VARLEN=") + bad + ":"), std::string::npos) << what;
-      EXPECT_NE(what.find("expected auto"), std::string::npos) << what;
-      EXPECT_NE(what.find("flash"), std::string::npos) << what;
+// The routes' switches, read on every machine: LONGHAUL_CUDA_VARLEN (unset or auto: ragged cuDNN
+// where it agrees and the timing says it is faster; cudnn: where it agrees; flash: never) and
+// LONGHAUL_CUDA_BAND (unset or flash: FlashAttention-2; cudnn: the probed band route; auto: probed
+// and timed). A typo is an error naming the variable and the values, not a route silently changed.
+TEST(RouteSwitches, EachTakesItsValuesAndRefusesAnyOther) {
+  using cuda::BandMode;
+  using cuda::VarlenMode;
+  EXPECT_EQ(cuda::parse_varlen_mode(nullptr), VarlenMode::Timed);
+  EXPECT_EQ(cuda::parse_varlen_mode(""), VarlenMode::Timed);
+  EXPECT_EQ(cuda::parse_varlen_mode("auto"), VarlenMode::Timed);
+  EXPECT_EQ(cuda::parse_varlen_mode("cudnn"), VarlenMode::On);
+  EXPECT_EQ(cuda::parse_varlen_mode("flash"), VarlenMode::Off);
+  EXPECT_EQ(cuda::parse_band_mode(nullptr), BandMode::Off);
+  EXPECT_EQ(cuda::parse_band_mode(""), BandMode::Off);
+  EXPECT_EQ(cuda::parse_band_mode("flash"), BandMode::Off);
+  EXPECT_EQ(cuda::parse_band_mode("cudnn"), BandMode::On);
+  EXPECT_EQ(cuda::parse_band_mode("auto"), BandMode::Auto);
+  struct Switch {
+    const char* var;
+    std::function<void(const char*)> parse;
+  };
+  for (const Switch& sw : {Switch{"LONGHAUL_CUDA_VARLEN", [](const char* v) { cuda::parse_varlen_mode(v); }},
+                           Switch{"LONGHAUL_CUDA_BAND", [](const char* v) { cuda::parse_band_mode(v); }}})
+    for (const char* bad : {"cuDNN", "FLASH", "off", "1", "cudnn "}) {
+      try {
+        sw.parse(bad);
+        ADD_FAILURE() << sw.var << "=" << bad << " was accepted";
+      } catch (const InvalidArgument& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find(std::string(sw.var) + "=" + bad + ": expected "), std::string::npos) << what;
+        for (const char* value : {"auto", "cudnn", "flash"}) EXPECT_NE(what.find(value), std::string::npos) << what;
+      }
     }
-  }
 }
 
 }  // namespace

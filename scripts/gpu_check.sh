@@ -8,7 +8,8 @@
 # float32 window; documents again on FlashAttention-2 alone), `bench cp-gpu` (P thread-ranks
 # emulated on the one GPU, 128K tokens), `bench layer` (one transformer block at 128K tokens),
 # `longhaul train --device cuda` (fp64 against the CPU, bf16 tokens/s) and, last, the Python
-# module built there against that machine's python (scripts/gpu_python.sh).
+# module built there against that machine's python (scripts/gpu_python.sh: its build starts in the
+# background at once, on half the cores, while the GPU runs the other sections; its tests run last).
 # `band` runs the cuDNN band route (LONGHAUL_CUDA_BAND=cudnn: windows and bottom-right causal pieces
 # on cuDNN's graph API, off by default until measured) in processes of its own: its GPU test
 # against the float64 reference, then the causal-window kernel rows again, to set beside the
@@ -23,7 +24,9 @@
 # left is skipped with a line in the summary. Sections come in order of what the numbers are for
 # (correctness, kernel rates, the band route, CP, layer, training, Python), and every file is
 # written as it goes, so a call stopped at its limit still returns all it finished. (On an H100 in
-# 2026-11, tests, kernel rows and CP took 70 s; the Python build is the longest step.)
+# 2026-11, tests, kernel rows and CP took 70 s.) The gpu tests run in four processes (attention;
+# attention with ragged cuDNN forced on; CP, training and communicators; NCCL), so a sticky CUDA
+# error or a hang in one spoils none of the others.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu-check-out}
@@ -57,19 +60,48 @@ if ! "$bin/longhaul" info >> "$out/machine.txt" 2>&1; then
   timeout "$(lh_limit 120 300)" cmake -S "$root" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
       -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF -DCMAKE_PREFIX_PATH="${LH_DEPS:-}" \
       -DBoost_INCLUDE_DIR="${LH_DEPS:-}/include" -DGTEST_ROOT="${LH_DEPS:-}" > /tmp/lh-build.log 2>&1 &&
-    timeout "$(lh_limit 420 240)" cmake --build $build -j "$(nproc)" >> /tmp/lh-build.log 2>&1 || { log "build failed"; tail -30 /tmp/lh-build.log | tee -a "$out/machine.txt"; }
+    timeout "$(lh_limit 420 240)" cmake --build $build --target longhaul longhaul_gpu_tests -j "$(nproc)" >> /tmp/lh-build.log 2>&1 ||
+    { log "build failed"; tail -30 /tmp/lh-build.log | tee -a "$out/machine.txt"; }
+  # The fresh binaries' own libraries, not the carried ones that did not start (LD_LIBRARY_PATH
+  # would override their RUNPATH).
+  export LD_LIBRARY_PATH=${LD_LIBRARY_PATH//"$bundle/lib:"/}
   mkdir -p /tmp/lh-bin && cp $build/cli/longhaul $build/tests/longhaul_gpu_tests /tmp/lh-bin/ 2>/dev/null
   bin=/tmp/lh-bin
   "$bin/longhaul" info >> "$out/machine.txt" 2>&1 || log "longhaul does not start: $(tail -2 "$out/machine.txt")"
 fi
 log "longhaul info: $(tail -1 "$out/machine.txt")"
 
+# ---- the Python module's build, in the background (it needs no GPU) --------------------------
+# Configured and built here while the GPU runs the sections below (half the cores, niced); the
+# python section waits for it and then runs only the tests.
+# Its own process group (setsid), so that stopping it stops the compilers too.
+py_build_pid=
+if [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" python "* ]]; then
+  starter=(nice -n 10)
+  command -v setsid >/dev/null && starter=(setsid nice -n 10)
+  OUT=/tmp/lh-python-build GPU_PYTHON_PHASE=build GPU_PYTHON_JOBS=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )) \
+    GPU_PYTHON_BUDGET=$(lh_limit 480 60) "${starter[@]}" "$root/scripts/gpu_python.sh" > /tmp/lh-python-build.log 2>&1 &
+  py_build_pid=$!
+fi
+stop_python_build() {
+  [ -n "$py_build_pid" ] && kill -0 "$py_build_pid" 2>/dev/null || return 1
+  kill -- "-$py_build_pid" 2>/dev/null || kill "$py_build_pid" 2>/dev/null
+}
+
 # ---- gpu tests ------------------------------------------------------------------------------
-# NCCL's tests apart and last: its deadline test aborts a communicator with work queued.
-section tests "gpu tests" && for part in "gpu_tests:-Nccl*:AttentionCudaBand*" "nccl_tests:Nccl*"; do
-  name=${part%%:*}
-  timeout "$(lh_limit 240)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="${part#*:}" > /tmp/$name.log 2>&1
-  log "$name exit $?: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' /tmp/$name.log | tr '\n' ' ')"
+# In processes of their own, so that a sticky CUDA error or a hang in one part spoils no other:
+# the attention kernels; them again with ragged cuDNN forced on (LONGHAUL_CUDA_VARLEN=cudnn: by
+# default it runs only where its timing beats FlashAttention-2, so its correctness is checked
+# here either way); CP, training, the local and c10d communicators; NCCL's tests last (its
+# deadline test aborts a communicator with work queued). PART=LIMIT:FILTER[:ENV].
+section tests "gpu tests" && for part in "attention_tests=120:AttentionCuda*:-AttentionCudaBand*" \
+    "ragged_cudnn_tests=60:AttentionCuda.Documents:AttentionCuda.RaggedCudnn*:AttentionCuda.EveryFamily*:AttentionCuda.Zigzag*:LONGHAUL_CUDA_VARLEN=cudnn" \
+    "cp_train_tests=180:-AttentionCuda*:Nccl*" "nccl_tests=90:Nccl*"; do
+  name=${part%%=*} rest=${part#*=}
+  limit=${rest%%:*} filter=${rest#*:} env=
+  if [[ $filter == *:LONGHAUL_* ]]; then env=LONGHAUL_${filter##*:LONGHAUL_}; filter=${filter%:LONGHAUL_*}; fi
+  env $env timeout "$(lh_limit "$limit")" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter="$filter" > /tmp/$name.log 2>&1
+  log "$name exit $?${env:+ ($env)}: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' /tmp/$name.log | tr '\n' ' ')"
   grep -E '^\[  FAILED  \]' /tmp/$name.log | sort -u | head -20 | tee -a "$out/summary.txt"
   grep -E '^\[ INFO' /tmp/$name.log | tee -a "$out/summary.txt"
   cat /tmp/$name.log >> "$out/tests.log"
@@ -79,24 +111,36 @@ done
 # Masked-area TFLOP/s against our causal rate: documents from LongCA-bench's long-document mix
 # (causal and full inside each document) and a causal window of 1024.
 kern() { timeout "$(lh_limit "$1")" "$bin/longhaul" bench kernel --backends cuda --head-dim 128 --sdpa-max-t 4096 --doc-mix longca_long "${@:2}"; }
-if section kernel "bench kernel (cuda)"; then {
-  kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
-  echo
-  kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 5
-  echo
-  kern 120 --masks causal causal_documents documents causal_window --tokens 131072 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 3
-  echo
-  kern 150 --masks causal causal_documents causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
-  echo
-  kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes fp32 --passes fwd fwd+bwd --iters 3
-  echo "# the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash): what ragged cuDNN changes"
-  LONGHAUL_CUDA_VARLEN=flash kern 60 --masks causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 5
-  echo "# ragged cuDNN on 1K-square causal pieces (what a causal window of 1024 on cuDNN would run), then FlashAttention-2"
-  for varlen in cudnn flash; do
-    LONGHAUL_CUDA_VARLEN=$varlen timeout "$(lh_limit 40)" "$bin/longhaul" bench kernel --backends cuda --masks causal_documents \
-        --doc-min 1024 --doc-max 1024 --tokens 16384 --heads 16 --head-dim 128 --dtypes bf16 --passes fwd fwd+bwd --iters 5
-  done
-} > "$out/kernel_cuda.txt" 2>&1 && log "bench kernel exit 0" || log "bench kernel failed"; fi
+if section kernel "bench kernel (cuda)"; then
+  {
+    kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
+    echo "# exit $?"
+    echo
+    kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 5
+    echo "# exit $?"
+    echo
+    kern 120 --masks causal causal_documents documents causal_window --tokens 131072 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 3
+    echo "# exit $?"
+    echo
+    kern 150 --masks causal causal_documents causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
+    echo "# exit $?"
+    echo
+    kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes fp32 --passes fwd fwd+bwd --iters 3
+    echo "# exit $?"
+    echo "# the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash): what ragged cuDNN changes"
+    LONGHAUL_CUDA_VARLEN=flash kern 60 --masks causal causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 5
+    echo "# exit $?"
+    echo "# ragged cuDNN on 1K-square causal pieces (what a causal window of 1024 on cuDNN would run), then FlashAttention-2"
+    for varlen in cudnn flash; do
+      echo "# LONGHAUL_CUDA_VARLEN=$varlen"
+      LONGHAUL_CUDA_VARLEN=$varlen timeout "$(lh_limit 40)" "$bin/longhaul" bench kernel --backends cuda --masks causal_documents \
+          --doc-min 1024 --doc-max 1024 --tokens 16384 --heads 16 --head-dim 128 --dtypes bf16 --passes fwd fwd+bwd --iters 5 \
+          --sdpa-max-t 4096
+      echo "# exit $?"
+    done
+  } > "$out/kernel_cuda.txt" 2>&1
+  log "bench kernel exits: $(grep -E '^# exit' "$out/kernel_cuda.txt" | awk '{print $3}' | tr '\n' ' ')"
+fi
 
 # ---- the cuDNN band route, each step in its own process ----------------------------------------
 if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
@@ -113,11 +157,16 @@ if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
 fi
 
 # ---- CP emulated on one GPU -----------------------------------------------------------------
-if section cp "bench cp-gpu"; then {
-  timeout "$(lh_limit 120)" "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 3
-  echo
-  timeout "$(lh_limit 100)" "$bin/longhaul" bench cp-gpu --ranks 4 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ulysses tokenring --iters 1
-} > "$out/cp_gpu.txt" 2>&1 && log "bench cp-gpu exit 0" || log "bench cp-gpu failed"; fi
+if section cp "bench cp-gpu"; then
+  {
+    timeout "$(lh_limit 120)" "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 3
+    echo "# exit $?"
+    echo
+    timeout "$(lh_limit 100)" "$bin/longhaul" bench cp-gpu --ranks 4 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ulysses tokenring --iters 1
+    echo "# exit $?"
+  } > "$out/cp_gpu.txt" 2>&1
+  log "bench cp-gpu exits: $(grep -E '^# exit' "$out/cp_gpu.txt" | awk '{print $3}' | tr '\n' ' ')"
+fi
 
 # ---- one transformer block at 128K tokens on the emulated ring ------------------------------
 if section layer "bench layer (cuda)"; then
@@ -139,11 +188,16 @@ if section train "train (cuda)"; then
   log "train: $(grep -h 'tokens/s (after' "$out/train_gpu.txt" | tr '\n' ' ')"
 fi
 
-# ---- the Python module, built here against this machine's python and torch ---------------------
+# ---- the Python module (built in the background above) on CUDA tensors ---------------------------
 if section python "python module (cuda)"; then
-  OUT=/tmp/lh-python GPU_PYTHON_BUDGET=$(lh_limit 240 15) timeout "$(lh_limit 250 5)" "$root/scripts/gpu_python.sh" > "$out/python_gpu.txt" 2>&1
+  while [ -n "$py_build_pid" ] && kill -0 "$py_build_pid" 2>/dev/null && [ "$(lh_limit 9999 0)" -gt 40 ]; do sleep 2; done
+  stop_python_build && log "python: the build did not finish within the budget"
+  { echo "# the build (background):"; tail -5 /tmp/lh-python-build.log; echo; } > "$out/python_gpu.txt"
+  OUT=/tmp/lh-python GPU_PYTHON_PHASE=test GPU_PYTHON_BUDGET=$(lh_limit 240 15) timeout "$(lh_limit 250 5)" \
+    "$root/scripts/gpu_python.sh" >> "$out/python_gpu.txt" 2>&1
   log "python exit $?: $(tail -3 "$out/python_gpu.txt" | tr '\n' ' ')"
 fi
+stop_python_build  # the python section was skipped or not selected
 tail -n 12 "$out"/kernel_cuda.txt "$out"/cp_gpu.txt "$out"/layer_gpu.txt "$out"/train_gpu.txt 2>/dev/null | cut -c1-250
 # Every target against what was measured, into the summary.
 "${LH_PYTHON:-python3}" "$root/scripts/gpu_targets.py" "$out" >> "$out/summary.txt" 2>&1

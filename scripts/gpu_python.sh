@@ -7,6 +7,9 @@
 # Stops within GPU_PYTHON_BUDGET seconds (default 290): each step's `timeout` is what is left.
 #   GPU_PYTHON_BUILD   build folder (default /tmp/lh-pybuild; kept, so a rerun on a warm machine is incremental)
 #   GPU_PYTHON_STEPS   example steps (default 40)
+#   GPU_PYTHON_PHASE   build (configure and build only: needs no GPU, so gpu_check.sh starts it in the
+#                      background while the GPU runs its tests), test (the tests on that build), or all (default)
+#   GPU_PYTHON_JOBS    build jobs (default: all cores)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu-python-out}
@@ -16,6 +19,7 @@ mkdir -p "$out"
 . "$root/scripts/gpu_env.sh"
 build=${GPU_PYTHON_BUILD:-/tmp/lh-pybuild}
 steps=${GPU_PYTHON_STEPS:-40}
+phase=${GPU_PYTHON_PHASE:-all}
 t0=$SECONDS
 log() { echo "== $(date +%T) +$((SECONDS - t0))s $*" | tee -a "$out/summary.txt"; }
 lh_budget "${GPU_PYTHON_BUDGET:-290}"
@@ -31,35 +35,42 @@ EOF
 # ---- build: the extension target only -------------------------------------------------------
 # Boost is REQUIRED at configure time but linked only by the CLI: the machine's own, else the
 # bundle's .deb files, else a stand-in package (the extension links no Boost).
-boost_args=()
-if ! compgen -G "/usr/lib/x86_64-linux-gnu/cmake/Boost-*" >/dev/null && ! compgen -G "/usr/local/lib/cmake/Boost-*" >/dev/null &&
-   ! compgen -G "/usr/lib/cmake/Boost-*" >/dev/null; then
-  if lh_unpack_debs "$root/.gpu-bundle/debs"; then
-    boost_args=(-DCMAKE_PREFIX_PATH="$LH_DEPS" -DBoost_INCLUDE_DIR="$LH_DEPS/include")
-    log "Boost from .gpu-bundle/debs"
-  else
-    boost_args=(-DBoost_DIR="$(lh_boost_stub /tmp/lh-boost-stub)" -DBoost_NO_SYSTEM_PATHS=ON)
-    log "no Boost here: a stand-in package (only the extension is built)"
+if [ "$phase" != test ]; then
+  boost_args=()
+  if ! compgen -G "/usr/lib/x86_64-linux-gnu/cmake/Boost-*" >/dev/null && ! compgen -G "/usr/local/lib/cmake/Boost-*" >/dev/null &&
+     ! compgen -G "/usr/lib/cmake/Boost-*" >/dev/null; then
+    if lh_unpack_debs "$root/.gpu-bundle/debs"; then
+      boost_args=(-DCMAKE_PREFIX_PATH="$LH_DEPS" -DBoost_INCLUDE_DIR="$LH_DEPS/include")
+      log "Boost from .gpu-bundle/debs"
+    else
+      boost_args=(-DBoost_DIR="$(lh_boost_stub /tmp/lh-boost-stub)" -DBoost_NO_SYSTEM_PATHS=ON)
+      log "no Boost here: a stand-in package (only the extension is built)"
+    fi
+  fi
+  jobs=${GPU_PYTHON_JOBS:-$(nproc)}
+  log "configure ($build)"
+  timeout "$(lh_limit 90)" cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF -DLONGHAUL_BUILD_TESTS=OFF -DLONGHAUL_WITH_PYTHON=ON \
+      -DPython3_EXECUTABLE="$LH_PYTHON" "${boost_args[@]}" > "$out/build.log" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    log "build longhaul_python, $jobs jobs"
+    timeout "$(lh_limit 240 5)" cmake --build "$build" --target longhaul_python -j "$jobs" >> "$out/build.log" 2>&1
+    rc=$?
+  fi
+  if [ $rc -ne 0 ]; then
+    log "build failed (exit $rc)"
+    grep -E "error|Error|FAILED" "$out/build.log" | head -20 | tee -a "$out/summary.txt"
+    tail -20 "$out/build.log"
+    exit 1
   fi
 fi
-jobs=$(nproc)
-log "configure ($build)"
-timeout "$(lh_limit 90)" cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
-    -DLONGHAUL_WITH_MPI=OFF -DLONGHAUL_WITH_HDF5=OFF -DLONGHAUL_BUILD_TESTS=OFF -DLONGHAUL_WITH_PYTHON=ON \
-    -DPython3_EXECUTABLE="$LH_PYTHON" "${boost_args[@]}" > "$out/build.log" 2>&1
-rc=$?
-if [ $rc -eq 0 ]; then
-  log "build longhaul_python, $jobs jobs"
-  timeout "$(lh_limit 200 60)" cmake --build "$build" --target longhaul_python -j "$jobs" >> "$out/build.log" 2>&1
-  rc=$?
-fi
-if [ $rc -ne 0 ]; then
-  log "build failed (exit $rc)"
-  grep -E "error|Error|FAILED" "$out/build.log" | head -20 | tee -a "$out/summary.txt"
-  tail -20 "$out/build.log"
+if ! compgen -G "$build/python/longhaul/_C*.so" >/dev/null; then
+  log "no extension in $build (GPU_PYTHON_PHASE=$phase: build it first)"
   exit 1
 fi
 log "built: $(ls "$build"/python/longhaul/_C*.so)"
+[ "$phase" = build ] && exit 0
 export PYTHONPATH="$build/python:$root/tests/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 "$LH_PYTHON" -c 'import longhaul, torch; i = longhaul.info(); print("longhaul", i["version"], "cuda_built", i["cuda_built"], "backends", i["backends"], "torch", torch.__version__, "cuda", torch.cuda.is_available())' \
@@ -67,12 +78,19 @@ export PYTHONUNBUFFERED=1
 
 # ---- the CUDA tests -------------------------------------------------------------------------
 log "pytest tests/python/test_cuda.py"
-timeout "$(lh_limit 120 70)" "$LH_PYTHON" -m pytest -q -rs -p no:cacheprovider "$root/tests/python/test_cuda.py" \
+timeout "$(lh_limit 150 5)" "$LH_PYTHON" -m pytest -q -rfEs -p no:cacheprovider "$root/tests/python/test_cuda.py" \
   > "$out/pytest_cuda.log" 2>&1
-log "pytest exit $?: $(tail -1 "$out/pytest_cuda.log")"
+rc=$?
+log "pytest exit $rc: $(tail -1 "$out/pytest_cuda.log")"
 grep -E "^(FAILED|ERROR|SKIPPED)" "$out/pytest_cuda.log" | head -20 | tee -a "$out/summary.txt"
+# The tracebacks of a failure, to stdout (what the caller keeps): the log itself stays here.
+[ $rc -eq 0 ] || tail -80 "$out/pytest_cuda.log"
 
-# ---- the example at 8K-32K tokens -----------------------------------------------------------
+# ---- the example at 8K-32K tokens (test_cuda.py already trained it briefly: only with time left) --
+if [ "$(lh_limit 9999 0)" -lt 60 ]; then
+  log "examples/train_gpt.py at 8K-32K tokens skipped: $(lh_limit 9999 0) s left"
+  exit 0
+fi
 log "examples/train_gpt.py --device cuda, $steps steps of 32768 tokens (sequences of 8K-32K)"
 timeout "$(lh_limit 100 3)" "$LH_PYTHON" "$root/examples/train_gpt.py" --device cuda --steps "$steps" \
     --min-log2 13 --max-log2 15 --tokens-per-step 32768 --doc-lengths 8192,40000 --docs 64 \

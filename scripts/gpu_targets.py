@@ -65,7 +65,7 @@ def kernel(lines):
             if target is not None:
                 yield f"[{section}] {mask} T={t} H={h}/{hkv} {dtype} {pas}: {float(ratio):.3f}x" + against(
                     float(ratio), target)
-        elif line.startswith("# ") and not line.startswith(("# bench kernel", "# full vs causal", "# merge kernel",
+        elif line.startswith("# ") and not line.startswith(("# bench", "# [", "# full vs causal", "# merge kernel",
                                                               "# exit")):
             section = line[2:].strip(" -")[:90]
 

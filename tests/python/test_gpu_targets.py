@@ -56,3 +56,22 @@ def test_rows_that_meet_their_targets(tmp_path):
     assert "123456 tokens/s (after the first step" in out
     assert "## cp_gpu.txt: missing" in out
     assert "- no such rows in layer_gpu.txt (its section failed?)" in out
+
+
+def test_sections_are_named_by_gpu_check_not_by_the_bench(tmp_path):
+    """The bench's own header and progress lines (stderr, in the same file) start with '# ' too:
+    they must not rename the section gpu_check.sh named."""
+    ratio = ("# documents vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.2e+05 vs 5e+05 GFLOP/s"
+             " = 0.84x the causal rate\n")
+    (tmp_path / "kernel_cuda.txt").write_text(
+        "# bench attention, kernel level: threads 16, median of up to 10 runs after 1 warm-up\n"
+        "# [kernel 1/4] causal T=16384\n" + ratio +
+        "# the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash): what ragged cuDNN changes\n"
+        "# bench attention, kernel level: threads 16, median of up to 5 runs after 1 warm-up\n"
+        "# [kernel 2/4] documents T=16384\n" + ratio.replace("0.84x", "0.75x"))
+    out = targets(tmp_path)
+    assert "[ragged cuDNN routes (default)] documents T=16384 H=16/16 bf16 fwd: 0.840x (target >= 0.8: met)" in out
+    flash_alone = [l for l in out.splitlines() if "0.750x" in l]
+    assert len(flash_alone) == 1, out
+    assert flash_alone[0].startswith("- [the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash)"), out
+    assert "bench attention" not in out

@@ -74,7 +74,8 @@ log "longhaul info: $(tail -1 "$out/machine.txt")"
 # ---- the Python module's build, in the background (it needs no GPU) --------------------------
 # Configured and built here while the GPU runs the sections below (half the cores, niced); the
 # python section waits for it and then runs only the tests.
-# Its own process group (setsid), so that stopping it stops the compilers too.
+# Its own session (setsid), so that stopping it stops the compilers too (`timeout` inside it puts
+# them in process groups of their own, but not in another session).
 py_build_pid=
 if [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" python "* ]]; then
   starter=(nice -n 10)
@@ -85,7 +86,7 @@ if [ -z "${GPU_CHECK_ONLY:-}" ] || [[ " $GPU_CHECK_ONLY " == *" python "* ]]; th
 fi
 stop_python_build() {
   [ -n "$py_build_pid" ] && kill -0 "$py_build_pid" 2>/dev/null || return 1
-  kill -- "-$py_build_pid" 2>/dev/null || kill "$py_build_pid" 2>/dev/null
+  pkill -TERM -s "$py_build_pid" 2>/dev/null || kill -- "-$py_build_pid" 2>/dev/null || kill "$py_build_pid" 2>/dev/null
 }
 
 # ---- gpu tests ------------------------------------------------------------------------------
@@ -191,11 +192,22 @@ fi
 # ---- the Python module (built in the background above) on CUDA tensors ---------------------------
 if section python "python module (cuda)"; then
   while [ -n "$py_build_pid" ] && kill -0 "$py_build_pid" 2>/dev/null && [ "$(lh_limit 9999 0)" -gt 40 ]; do sleep 2; done
-  stop_python_build && log "python: the build did not finish within the budget"
-  { echo "# the build (background):"; tail -5 /tmp/lh-python-build.log; echo; } > "$out/python_gpu.txt"
-  OUT=/tmp/lh-python GPU_PYTHON_PHASE=test GPU_PYTHON_BUDGET=$(lh_limit 240 15) timeout "$(lh_limit 250 5)" \
-    "$root/scripts/gpu_python.sh" >> "$out/python_gpu.txt" 2>&1
-  log "python exit $?: $(tail -3 "$out/python_gpu.txt" | tr '\n' ' ')"
+  build_rc=1
+  if stop_python_build; then
+    log "python: the build did not finish within the budget"
+  elif [ -n "$py_build_pid" ]; then
+    wait "$py_build_pid"
+    build_rc=$?
+  fi
+  { echo "# the build (background), exit $build_rc:"; tail -5 /tmp/lh-python-build.log; echo; } > "$out/python_gpu.txt"
+  if [ $build_rc -ne 0 ]; then
+    log "python: no tests, the build did not succeed (exit $build_rc; its tail is in python_gpu.txt)"
+  else
+    # The fresh extension's own libraries, not the carried ones (LD_LIBRARY_PATH overrides RUNPATH).
+    LD_LIBRARY_PATH=${LD_LIBRARY_PATH//"$bundle/lib:"/} OUT=/tmp/lh-python GPU_PYTHON_PHASE=test \
+      GPU_PYTHON_BUDGET=$(lh_limit 240 15) timeout "$(lh_limit 250 5)" "$root/scripts/gpu_python.sh" >> "$out/python_gpu.txt" 2>&1
+    log "python exit $?: $(tail -3 "$out/python_gpu.txt" | tr '\n' ' ')"
+  fi
 fi
 stop_python_build  # the python section was skipped or not selected
 tail -n 12 "$out"/kernel_cuda.txt "$out"/cp_gpu.txt "$out"/layer_gpu.txt "$out"/train_gpu.txt 2>/dev/null | cut -c1-250

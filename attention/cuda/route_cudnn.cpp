@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include "attention/cuda/cuda_attention.h"
@@ -208,19 +209,27 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
   if (qr.total * q.size(1) * q.size(2) > kMaxOffset || kr.total * k.size(1) * k.size(2) > kMaxOffset)
     return flash_forward_pieces(g, q, k, v, scale);
   // Ragged offsets are counted in whole rows of H x D: packed inputs.
+  // A shape the probe's does not stand for may be refused (e.g. pieces of one row each):
+  // FlashAttention-2 runs it, and every later group of that shape, said once per shape.
+  static std::mutex refused_mu;
+  static std::set<std::tuple<int64_t, int64_t, int64_t>> refused;
+  const std::tuple<int64_t, int64_t, int64_t> shape{static_cast<int64_t>(g.pieces.size()), qr.max_len, kr.max_len};
+  {
+    const std::lock_guard<std::mutex> lock(refused_mu);
+    if (refused.count(shape)) return flash_forward_pieces(g, q, k, v, scale);
+  }
   decltype(ragged_forward(q, k, v, qr, kr, true, scale)) res;
   try {
     res = ragged_forward(gather(q, qr).contiguous(), gather(k, kr).contiguous(), gather(v, kr).contiguous(), qr, kr,
                          g.right == 0, scale);
+  } catch (const c10::AcceleratorError&) {
+    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const c10::Error& e) {
-    // A shape the probe's does not stand for (cuDNN refuses some, e.g. pieces of one row each):
-    // FlashAttention-2 runs it, said once per process.
-    static std::once_flag said;
-    std::call_once(said, [&] {
+    const std::lock_guard<std::mutex> lock(refused_mu);
+    if (refused.insert(shape).second)
       std::cerr << "longhaul: ragged cuDNN attention refused a group (" << g.pieces.size() << " pieces, longest "
                 << qr.max_len << " x " << kr.max_len << "): " << std::string(e.what()).substr(0, 200)
                 << "; FlashAttention-2 runs such groups\n";
-    });
     return flash_forward_pieces(g, q, k, v, scale);
   }
   at::Tensor out = std::get<0>(res);

@@ -10,10 +10,11 @@
 // head dim, head grouping) on a small band problem against FlashAttention-2, forward and backward;
 // if it fails or disagrees the route stays off, with the reason printed, and FlashAttention-2 runs
 // those groups. With `auto` it is then also timed against FlashAttention-2 on a causal window of
-// 1024 over 8192 tokens and stays on only where it is faster (both times printed). A group shape
-// the probe did not cover and cuDNN refuses (to build or to run) goes to FlashAttention-2 as well,
-// with one line on stderr per shape, instead of failing the step. A build without the
-// cudnn-frontend headers leaves it out (cudnn_band_usable says so).
+// 1024 over 8192 tokens and stays on only where it is faster (both times printed). The probe
+// requires the causal forms (a causal window, a bottom-right causal piece) to run and agree; a
+// two-sided band cuDNN refuses is allowed. A group shape cuDNN refuses (to build or to run) goes
+// to FlashAttention-2, with one line on stderr per shape, instead of failing the step. A build
+// without the cudnn-frontend headers leaves it out (cudnn_band_usable says so).
 #pragma once
 
 #include <string>

@@ -6,7 +6,8 @@
 //              SDPA itself would pick cuDNN
 //   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
 //              (top-left = bottom-right alignment), when     forward; its backward on
-//              this torch/cuDNN runs it (probed once)        FlashAttention-2 varlen
+//              this torch/cuDNN runs it and is faster        FlashAttention-2 varlen
+//              (probed and timed once)
 //   fp16/bf16  any other window (bottom-right offsets),     cuDNN band (graph API)      1 per group
 //              when LONGHAUL_CUDA_BAND=cudnn (or auto) and
 //              it runs (probed once; auto: and is faster)

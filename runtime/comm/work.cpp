@@ -110,9 +110,10 @@ void Work::then(std::function<void()> f) {
 
 void Work::run_finish() {
   // Only the owning (waiting) thread runs the finish step, so no lock is needed beyond the flag.
+  // A step that throws is not marked done: a later wait() runs it again and reports it again.
   if (finished_) return;
-  finished_ = true;
   if (finish_) finish_();
+  finished_ = true;
 }
 
 void wait_all(const std::vector<WorkPtr>& works) {

@@ -84,15 +84,36 @@ TEST(Work, ChildrenAndFinishStep) {
 TEST(Work, ThenRunsAfterTheFinishAlreadySetInOrderOnce) {
   auto w = std::make_shared<Work>("op", std::chrono::seconds(5));
   std::string order;
-  w->then([&] { order += "sync;"; });
+  w->set_finish([&] { order += "sync;"; });
   w->then([&] { order += "copy;"; });
   w->then([&] { order += "more;"; });
   EXPECT_FALSE(w->done());
   EXPECT_EQ(order, "");
   w->complete_part();
   w->wait();
+  w->wait();
   EXPECT_TRUE(w->done());
   EXPECT_EQ(order, "sync;copy;more;");
+  // then() on a Work with no finish step yet is its first step.
+  auto v = std::make_shared<Work>("op", std::chrono::seconds(5), 0);
+  v->then([&] { order += "only;"; });
+  v->wait();
+  EXPECT_EQ(order, "sync;copy;more;only;");
+}
+
+// A finish step that throws (a stream-ordered backend's wait reporting an NCCL error) is not
+// marked done: every later wait() reports it again instead of returning as if it had succeeded.
+TEST(Work, AFailingFinishStepIsReportedOnEveryWait) {
+  auto w = std::make_shared<Work>("op", std::chrono::seconds(5), 0);
+  int runs = 0;
+  w->then([&] {
+    ++runs;
+    throw CommError("op failed: NCCL error");
+  });
+  EXPECT_THROW(w->wait(), CommError);
+  EXPECT_THROW(w->wait(), CommError);
+  EXPECT_THROW(w->done(), CommError);
+  EXPECT_EQ(runs, 3);
 }
 
 TEST(Work, WaitAllRethrowsFirstFailureAfterWaitingForAll) {

@@ -116,7 +116,8 @@ class C10dCommunicator : public Communicator {
   WorkPtr do_exchange(const std::vector<P2POp>& ops) override {
     const bool to_self =
         std::any_of(ops.begin(), ops.end(), [&](const P2POp& op) { return op.peer == rank_; });
-    if (name_ == "gloo" || to_self || !backend_->supportsCoalescing()) return Communicator::do_exchange(ops);
+    if (name_ == "gloo" || to_self || ops.empty() || !backend_->supportsCoalescing())
+      return Communicator::do_exchange(ops);
     int64_t bytes = 0;
     for (const P2POp& op : ops) bytes += nbytes(op.tensor);
     return run(detail::str_cat("exchange of ", ops.size(), " sends and receives (", bytes, " bytes)"), false, [&] {
@@ -257,6 +258,9 @@ class C10dCommunicator : public Communicator {
     } catch (const c10::Error& e) {
       throw CommError(detail::str_cat(what, " could not start: ", e.what_without_backtrace()));
     }
+    // No Work: the operation ran in the caller's stream order already (a coalesced block torch
+    // finished synchronously), nothing is left to wait for.
+    if (!w) return Work::completed(what);
     return C10dWork::make(what, timeout(), std::move(w), collective, /*stream_ordered=*/name_ != "gloo");
   }
 

@@ -13,14 +13,20 @@ C10dWork::C10dWork(std::string what, std::chrono::milliseconds timeout, c10::int
 std::shared_ptr<C10dWork> C10dWork::make(std::string what, std::chrono::milliseconds timeout,
                                          c10::intrusive_ptr<c10d::Work> work, bool use_future, bool stream_ordered) {
   auto w = std::make_shared<C10dWork>(std::move(what), timeout, std::move(work));
-  if (stream_ordered)
+  if (stream_ordered) {
+    // Queued is all the host waits for: torch's wait() on the thread that uses the result orders
+    // its current stream after the kernel (on a pool thread it would stall that thread's stream,
+    // the default one, at once, and with it the caller's compute).
     w->then([cw = w->work_, op = w->what()] {
       try {
-        cw->wait();  // this thread's current stream now waits for the communication kernel
+        cw->wait();
       } catch (const c10::Error& e) {
         throw CommError(detail::str_cat(op, " failed: ", e.what_without_backtrace()));
       }
     });
+    w->settle(std::string());
+    return w;
+  }
   if (use_future) {
     c10::intrusive_ptr<c10::ivalue::Future> future;
     try {

@@ -4,12 +4,12 @@
 // connection. The caller's deadline is Work::wait()'s, reported as a TimeoutError naming the
 // operation and the peer.
 //
-// A CUDA backend's (NCCL's) Work completes on the host once its kernel is queued on torch's
+// A CUDA backend's (NCCL's) Work is done on the host once its kernel is queued on torch's
 // communication stream; only its own wait(), called on the thread that uses the result, makes
-// that thread's current stream wait for the kernel. So such a Work (stream_ordered) also calls it
-// in its finish step, on the waiting thread, before any other finish step reads the result. Its
-// deadline on the device is the process group's own (torch's watchdog aborts a stuck NCCL
-// communicator); longhaul's covers the host side.
+// that thread's current stream wait for the kernel. So such a Work (stream_ordered) is complete on
+// the host at once and calls torch's wait() in its finish step, on the waiting thread, before any
+// other finish step reads the result. Its deadline on the device is the process group's own
+// (torch's watchdog aborts a stuck NCCL communicator).
 #pragma once
 
 #include <torch/csrc/distributed/c10d/Work.hpp>

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <limits>
 
 #include "attention/cuda/kernels.h"
@@ -48,6 +49,18 @@ double best_of_three_ms(const std::function<void()>& run) {
     best = std::min(best, static_cast<double>(start.elapsed_time(stop)));
   }
   return best;
+}
+
+std::string faster_than_flash_or_why(const std::string& route, const std::string& times, double cudnn_ms,
+                                     double flash_ms) {
+  const bool on = cudnn_ms < flash_ms;
+  std::cerr << "longhaul: " << route << ": " << times << (on ? ": on\n" : "\n");
+  return on ? std::string() : "FlashAttention-2 is faster here (" + times + ")";
+}
+
+bool ragged_offsets_fit(const Rows& qr, const at::Tensor& q, const Rows& kr, const at::Tensor& k) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  return qr.total * q.size(1) * q.size(2) <= kMax && kr.total * k.size(1) * k.size(2) <= kMax;
 }
 
 double relative_difference(const at::Tensor& a, const at::Tensor& b) {

@@ -22,15 +22,23 @@
 namespace longhaul::cuda::routes {
 
 // A route's switch, the environment variable `var` = `value`: `unset` for no value or "", else the
-// mode named by value; any other value is an InvalidArgument naming the variable and `expected`.
-template <typename Mode>
-Mode parse_switch(const char* var, const char* value, Mode unset,
-                  std::initializer_list<std::pair<const char*, Mode>> modes, const char* expected) {
+// mode named by value in `modes` (one table per switch, its names as the switch spells them); any
+// other value is an InvalidArgument naming the variable and `expected`.
+template <typename Mode, std::size_t N>
+Mode parse_switch(const char* var, const char* value, Mode unset, const std::pair<const char*, Mode> (&modes)[N],
+                  const char* expected) {
   const std::string v = value ? value : "";
   if (v.empty()) return unset;
   for (const auto& [name, mode] : modes)
     if (v == name) return mode;
   throw InvalidArgument(std::string(var) + "=" + v + ": expected " + expected);
+}
+// The first name `modes` gives `mode` (what longhaul info prints).
+template <typename Mode, std::size_t N>
+const char* switch_name(Mode mode, const std::pair<const char*, Mode> (&modes)[N]) {
+  for (const auto& [name, m] : modes)
+    if (m == mode) return name;
+  return "?";
 }
 
 // Deterministic inputs [rows, heads, d] for the routes' one-time probes (sin of a ramp times f, in
@@ -90,6 +98,10 @@ double worst_difference(std::initializer_list<double> differences);
 // The fastest of three runs of `run` on the current stream after one untimed (graph building,
 // autotuning), in ms of device time: how a probe times two kernels.
 double best_of_three_ms(const std::function<void()>& run);
+// A timed probe's verdict: "" when cuDNN was faster, else "FlashAttention-2 is faster here
+// (`times`)"; either way one line "longhaul: `route`: `times`" on stderr (": on" when cuDNN won).
+std::string faster_than_flash_or_why(const std::string& route, const std::string& times, double cudnn_ms,
+                                     double flash_ms);
 // Whether a probe's worst difference is bf16 rounding (~4e-3) and not an error; NaN fails.
 inline bool probe_agrees(double worst) { return worst < 3e-2; }
 
@@ -107,6 +119,9 @@ struct Rows {
 Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool q_side, int64_t t_all,
                 const at::Device& dev);
 at::Tensor gather(const at::Tensor& x, const Rows& r);
+// Whether the element offsets (rows x heads x head dim) of both sides' packed rows fit the int32
+// that cuDNN's ragged offsets are (FlashAttention-2 counts rows and takes what does not).
+bool ragged_offsets_fit(const Rows& qr, const at::Tensor& q, const Rows& kr, const at::Tensor& k);
 
 // Normalises an ATen logsumexp (any strides, [H, rows] after squeezing) to [H, rows] float32 and
 // zeroes the out rows of rows that saw no key (out is made contiguous first if it is not).

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -86,11 +85,11 @@ std::string ragged_slower_than_flash(const at::TensorOptions& opt, int64_t dp, i
   const double flash_ms = best_of_three_ms([&] {
     at::_flash_attention_forward(q, k, v, rows.cu, rows.cu, rows.max_len, rows.max_len, 0.0, true, false, scale);
   });
-  const std::string times = detail::str_cat("7 causal documents over ", t, " tokens, H ", h, "/", hkv, ", D ", dp,
-                                            ", forward: cuDNN ", cudnn_ms, " ms, FlashAttention-2 ", flash_ms, " ms");
-  std::cerr << "longhaul: ragged cuDNN attention (" << c10::toString(opt.dtype().toScalarType()) << "): " << times
-            << (cudnn_ms < flash_ms ? ": on\n" : "\n");
-  return cudnn_ms < flash_ms ? std::string() : "FlashAttention-2 is faster here (" + times + ")";
+  return faster_than_flash_or_why(
+      detail::str_cat("ragged cuDNN attention (", c10::toString(opt.dtype().toScalarType()), ")"),
+      detail::str_cat("7 causal documents over ", t, " tokens, H ", h, "/", hkv, ", D ", dp, ", forward: cuDNN ",
+                      cudnn_ms, " ms, FlashAttention-2 ", flash_ms, " ms"),
+      cudnn_ms, flash_ms);
 }
 
 // Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN's
@@ -142,18 +141,20 @@ const Probe& probe_for(const at::Tensor& q, const at::Tensor& k) { return g_prob
 
 }  // namespace
 
+namespace {
+constexpr std::pair<const char*, VarlenMode> kVarlenModes[] = {
+    {"auto", VarlenMode::Timed}, {"cudnn", VarlenMode::On}, {"flash", VarlenMode::Off}};
+}
+
 VarlenMode parse_varlen_mode(const char* value) {
-  return routes::parse_switch("LONGHAUL_CUDA_VARLEN", value, VarlenMode::Timed,
-                              {{"auto", VarlenMode::Timed}, {"cudnn", VarlenMode::On}, {"flash", VarlenMode::Off}},
+  return routes::parse_switch("LONGHAUL_CUDA_VARLEN", value, VarlenMode::Timed, kVarlenModes,
                               "auto (ragged cuDNN where it agrees with FlashAttention-2 and is faster; the default), "
                               "cudnn (where it agrees) or flash (FlashAttention-2 only)");
 }
 
 VarlenMode varlen_mode() { return parse_varlen_mode(std::getenv("LONGHAUL_CUDA_VARLEN")); }
 
-const char* varlen_mode_name(VarlenMode mode) {
-  return mode == VarlenMode::Timed ? "auto" : mode == VarlenMode::On ? "cudnn" : "flash";
-}
+const char* varlen_mode_name(VarlenMode mode) { return routes::switch_name(mode, kVarlenModes); }
 
 bool cudnn_varlen_usable(const at::Tensor& q, const at::Tensor& k, std::string* why) {
   const Probe& p = probe_for(q, k);
@@ -205,9 +206,7 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
   const Rows kr = piece_rows(g.pieces, 0, g.pieces.size(), false, k.size(0), q.device());
   // ATen turns the row offsets into element offsets (rows x H x D) in int32: a group past that
   // runs on FlashAttention-2, which counts rows.
-  constexpr int64_t kMaxOffset = std::numeric_limits<int32_t>::max();
-  if (qr.total * q.size(1) * q.size(2) > kMaxOffset || kr.total * k.size(1) * k.size(2) > kMaxOffset)
-    return flash_forward_pieces(g, q, k, v, scale);
+  if (!ragged_offsets_fit(qr, q, kr, k)) return flash_forward_pieces(g, q, k, v, scale);
   // Ragged offsets are counted in whole rows of H x D: packed inputs.
   // A shape the probe's does not stand for may be refused (e.g. pieces of one row each):
   // FlashAttention-2 runs it, and every later group of that shape, said once per shape.

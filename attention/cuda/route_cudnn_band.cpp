@@ -44,18 +44,20 @@ void* cudnn_dlhandle = nullptr;  // the frontend's handle on libcudnn (dynamic l
 
 namespace longhaul::cuda {
 
+namespace {
+constexpr std::pair<const char*, BandMode> kBandModes[] = {
+    {"flash", BandMode::Off}, {"cudnn", BandMode::On}, {"auto", BandMode::Auto}};
+}
+
 BandMode parse_band_mode(const char* value) {
-  return routes::parse_switch("LONGHAUL_CUDA_BAND", value, BandMode::Off,
-                              {{"flash", BandMode::Off}, {"cudnn", BandMode::On}, {"auto", BandMode::Auto}},
+  return routes::parse_switch("LONGHAUL_CUDA_BAND", value, BandMode::Off, kBandModes,
                               "cudnn (the cuDNN band route, checked against FlashAttention-2), auto (checked and "
                               "timed against it: the faster runs) or flash (FlashAttention-2 only)");
 }
 
 BandMode band_mode() { return parse_band_mode(std::getenv("LONGHAUL_CUDA_BAND")); }
 
-const char* band_mode_name(BandMode mode) {
-  return mode == BandMode::Off ? "flash" : mode == BandMode::On ? "cudnn" : "auto";
-}
+const char* band_mode_name(BandMode mode) { return routes::switch_name(mode, kBandModes); }
 
 #if LONGHAUL_WITH_CUDNN_FRONTEND
 namespace {
@@ -311,8 +313,7 @@ struct BandCall {
     key = {static_cast<int>(q.get_device()), static_cast<int>(q.scalar_type()), b_graph, h, hkv, d, max_q, max_kv,
            g.left, g.right, scale, backward};
     if (backward) key.total_q = bucket(qr.total), key.total_kv = bucket(kr.total);
-    constexpr int64_t kMaxOffset = std::numeric_limits<int32_t>::max();
-    fits = qr.total * h * d <= kMaxOffset && kr.total * hkv * d <= kMaxOffset;
+    fits = ragged_offsets_fit(qr, q, kr, k);
     if (!fits) {
       report_refused(key, detail::str_cat("ragged offsets of ", qr.total, " x ", h * d, " and ", kr.total, " x ",
                                           hkv * d, " elements pass int32"));
@@ -448,12 +449,11 @@ std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t 
     GroupOutput o = flash_forward_pieces(g, q, k, v, scale);
     flash_backward_group(g, dout, q, k, v, o.out, lse_for_aten(o.lse), scale, acc);
   });
-  const std::string times = detail::str_cat(what, ", H ", h, "/", hkv, ", D ", dp,
-                                            ", forward + backward: cuDNN ", cudnn_ms, " ms, FlashAttention-2 ",
-                                            flash_ms, " ms");
-  std::cerr << "longhaul: cuDNN band attention (LONGHAUL_CUDA_BAND=auto, " << c10::toString(opt.dtype().toScalarType())
-            << "): " << times << (cudnn_ms < flash_ms ? ": on\n" : "\n");
-  return cudnn_ms < flash_ms ? std::string() : "FlashAttention-2 is faster here (" + times + ")";
+  return faster_than_flash_or_why(
+      detail::str_cat("cuDNN band attention (LONGHAUL_CUDA_BAND=auto, ", c10::toString(opt.dtype().toScalarType()), ")"),
+      detail::str_cat(what, ", H ", h, "/", hkv, ", D ", dp, ", forward + backward: cuDNN ", cudnn_ms,
+                      " ms, FlashAttention-2 ", flash_ms, " ms"),
+      cudnn_ms, flash_ms);
 }
 
 // Groups of three pieces (24 rows x 40 keys, 10 x 10, 6 x 6; the graph pads a fourth, empty

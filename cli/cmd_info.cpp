@@ -50,6 +50,8 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("python_built", int64_t(LONGHAUL_WITH_PYTHON))
         .add("launcher", world.launcher())
         .add("backend", world.comm()->backend())
+        // Whether CUDA tensors go over NCCL, and why: "off (ranks 0 and 2 on host a both use GPU …)".
+        .add("nccl", world.nccl_note())
         .add("world_size", int64_t(world.size()))
         .add("threads", int64_t(world.threads()))
         .add("affinity_cpus", int64_t(affinity_cpus()));

@@ -238,12 +238,6 @@ Backend resolve_backend(Backend requested, const LaunchInfo& l) {
   throw InvalidArgument("unknown backend");
 }
 
-bool uses_nccl(Backend requested, const LaunchInfo& l, int visible_devices, bool nccl_built) {
-  if (requested == Backend::Nccl) return true;
-  return requested == Backend::Auto && nccl_built && l.size > 1 && visible_devices > 0 &&
-         l.local_size <= visible_devices;
-}
-
 int affinity_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);

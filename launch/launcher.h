@@ -36,10 +36,6 @@ Backend backend_from_string(const std::string& name);  // InvalidArgument naming
 // The backend `requested` means for this launch; InvalidArgument when it contradicts the launch
 // (e.g. local with several ranks, mpi without an MPI launcher).
 Backend resolve_backend(Backend requested, const LaunchInfo& launch);
-// Whether init gives CUDA tensors an NCCL transport: `requested` nccl always; auto when the build
-// has NCCL, the world has several ranks and each local rank has its own GPU (NCCL refuses two
-// ranks on one GPU; a one-rank world's host backend moves CUDA tensors itself when it is local).
-bool uses_nccl(Backend requested, const LaunchInfo& launch, int visible_devices, bool nccl_built);
 // The first host of a Slurm node list: "gpu[003-005,9],cpu1" -> "gpu003".
 std::string first_slurm_host(const std::string& nodelist);
 // Node `node`'s count in Slurm's tasks per node: "2(x3),1" -> 2 for nodes 0-2, 1 for node 3.

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "longhaul/config.h"
+#include "launch/placement.h"
 #include "runtime/comm/local/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/routed/communicator.h"
@@ -55,7 +56,8 @@ std::string World::config_line() const {
                          local_size_, "), launcher ", launcher_, ", backend ", comm_->backend(), ", threads ",
                          threads_, " (", thread_reason_, "), comm timeout ", comm_->timeout().count() / 1000.0,
                          " s, torch ", LONGHAUL_TORCH_VERSION, ", cuda ", LONGHAUL_WITH_CUDA ? "built" : "not built",
-                         device_ >= 0 ? detail::str_cat(", device cuda:", device_) : std::string());
+                         device_ >= 0 ? detail::str_cat(", device cuda:", device_) : std::string(),
+                         nccl_note_.empty() ? std::string() : detail::str_cat(", nccl ", nccl_note_));
 }
 
 World init(const InitOptions& options) {
@@ -103,22 +105,28 @@ World init(const InitOptions& options) {
     throw CommError(detail::str_cat("backend ", comm->backend(), " built a world of ", comm->size(), " ranks but ",
                                     launch.launcher, " says ", launch.size));
 
-  CommPtr host;
-  // What was asked (auto or nccl), not what it resolved to: auto adds NCCL on GPU ranks.
-  if (uses_nccl(options.backend, launch, visible, LONGHAUL_WITH_NCCL)) {
+  // NCCL for CUDA tensors where every rank has a GPU of its own: decided from every rank's GPU
+  // UUID (gathered only where it can matter), so all ranks decide alike whatever each one sees.
+  std::vector<RankPlace> places{RankPlace{}};
 #if LONGHAUL_WITH_NCCL
-    LH_CHECK(device >= 0, "backend nccl needs a CUDA device, but torch sees none on this rank (",
-             launch.launcher, " rank ", launch.rank, ")");
+  const std::string my_gpu = device >= 0 ? nccl::gpu_uuid(device) : std::string();
+  if (needs_gpu_census(options.backend, true, comm->size()))
+    places = gather_placement(*comm, launch.local_rank, launch.local_size, my_gpu);
+  else
+    places[0].gpu = my_gpu;
+#endif
+  // What was asked (auto or nccl), not what it resolved to: auto adds NCCL on GPU ranks.
+  const NcclChoice nccl_choice = choose_nccl(options.backend, LONGHAUL_WITH_NCCL, places);
+  CommPtr host;
+#if LONGHAUL_WITH_NCCL
+  if (nccl_choice.use) {
     nccl::Options nccl_options;
     nccl_options.device = device;
     nccl_options.comm = comm_options;
     host = comm;
     comm = routed::wrap(host, nccl::create_world(*host, nccl_options));
-#else
-    throw Unsupported("backend nccl requested but this build of longhaul has no NCCL; configure with "
-                      "LONGHAUL_WITH_NCCL=ON (needs CUDA)");
-#endif
   }
+#endif
   if (options.nccl_order || nccl_order::requested_by_env()) comm = nccl_order::wrap(comm);
   const int local_rank = launch.local_rank, local_size = launch.local_size;
   const std::string launcher = launch.launcher;
@@ -136,6 +144,7 @@ World init(const InitOptions& options) {
   at::set_num_threads(threads);
   World world(comm, launcher, local_rank, local_size, threads, reason, device);
   if (host) world.set_host_comm(host);
+  world.set_nccl_note(detail::str_cat(nccl_choice.use ? "on" : "off", " (", nccl_choice.why, ")"));
   if (options.log_config && world.rank() == 0) std::cerr << world.config_line() << std::endl;
   return world;
 }

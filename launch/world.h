@@ -15,9 +15,10 @@ namespace longhaul {
 struct InitOptions {
   // The host backend (CPU tensors): auto picks mpi under mpirun, c10d (Gloo) under torchrun or
   // Slurm, local for one process; mpi | c10d | local force one (local: a one-rank world without
-  // MPI). CUDA tensors: with auto, when this build has NCCL and every local rank has its own GPU
-  // (see uses_nccl), World::comm() routes them over NCCL, bootstrapped over the host backend;
-  // nccl forces that (an error without a GPU). World::host_comm() is the host backend alone.
+  // MPI). CUDA tensors: with auto, when this build has NCCL and every rank has a GPU of its own
+  // (every rank's GPU UUID is gathered: see choose_nccl), World::comm() routes them over NCCL,
+  // bootstrapped over the host backend; nccl forces that (an error naming the rank without a GPU,
+  // or the two ranks on one). World::host_comm() is the host backend alone.
   Backend backend = Backend::Auto;
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
   int threads = 0;               // 0: from the CPU affinity and the ranks sharing it
@@ -48,6 +49,9 @@ class World {
   // The CUDA device of this rank (local_rank % visible devices), -1 without CUDA.
   int device() const { return device_; }
   std::string config_line() const;
+  // Whether CUDA tensors go over NCCL and why ("on (every rank has a GPU of its own)").
+  const std::string& nccl_note() const { return nccl_note_; }
+  void set_nccl_note(std::string note) { nccl_note_ = std::move(note); }
 
  private:
   CommPtr comm_, host_comm_;
@@ -55,6 +59,7 @@ class World {
   int local_rank_, local_size_, threads_;
   std::string thread_reason_;
   int device_ = -1;
+  std::string nccl_note_;
 };
 
 World init(const InitOptions& options = {});

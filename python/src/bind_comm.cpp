@@ -31,7 +31,7 @@ namespace {
 // What longhaul.init() returns: the world's facts, fixed at init, and its communicator.
 struct WorldView {
   int rank, world_size, local_rank, local_size, threads, device;
-  std::string launcher, backend;
+  std::string launcher, backend, nccl;
   CommPtr comm;
 };
 
@@ -41,7 +41,7 @@ std::string g_world_backend;  // the backend the world was created with (as requ
 
 WorldView view_of(const World& w) {
   return {w.rank(), w.size(), w.local_rank(), w.local_size(), w.threads(), w.device(), w.launcher(),
-          w.comm()->backend(), w.comm()};
+          w.comm()->backend(), w.nccl_note(), w.comm()};
 }
 
 std::chrono::milliseconds to_ms(double seconds) {
@@ -109,6 +109,8 @@ void bind_comm(py::module_& m) {
       .def_readonly("device", &WorldView::device, "CUDA device of this rank, -1 without CUDA")
       .def_readonly("launcher", &WorldView::launcher, "mpirun, torchrun, env, slurm or single process")
       .def_readonly("backend", &WorldView::backend)
+      .def_readonly("nccl", &WorldView::nccl,
+                    "whether CUDA tensors go over NCCL, and why: 'on (every rank has a GPU of its own)'")
       .def_readonly("comm", &WorldView::comm)
       .def("__repr__", [](const WorldView& w) {
         return "<longhaul.World rank " + std::to_string(w.rank) + "/" + std::to_string(w.world_size) + " launcher " +

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <regex>
 #include <thread>
 
 #include "longhaul/config.h"
@@ -455,6 +456,12 @@ TEST(NcclComm, InitWithBackendNccl) {
   EXPECT_EQ(world.comm()->backend(), "local+nccl");
   EXPECT_EQ(world.host_comm()->backend(), "local");
   EXPECT_GE(world.device(), 0);
+  EXPECT_EQ(world.nccl_note(), "on (asked for)");
+  // The GPU's UUID as nvidia-smi -L prints it: what init gathers to tell ranks' GPUs apart.
+  const std::string uuid = nccl::gpu_uuid(world.device());
+  EXPECT_TRUE(std::regex_match(uuid, std::regex("GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")))
+      << uuid;
+  EXPECT_NE(uuid, "GPU-00000000-0000-0000-0000-000000000000");
   at::Tensor t = at::full({8}, 2.0f, at::TensorOptions().device(at::kCUDA));
   world.comm()->all_reduce(t)->wait();
   EXPECT_TRUE(at::equal(t.cpu(), at::full({8}, 2.0f)));

@@ -15,6 +15,7 @@
 
 #include "launch/placement.h"
 #include "launch/world.h"
+#include "runtime/comm/local/communicator.h"
 #include "runtime/comm/c10d/gloo.h"
 #include "runtime/comm/c10d/communicator.h"
 #include "runtime/comm/c10d/store.h"
@@ -242,21 +243,77 @@ TEST(Launch, NcclWithoutAGpuIsAClearError) {
   }
 }
 
-// auto gives CUDA tensors NCCL only where NCCL can run: several ranks, each with its own GPU.
-TEST(Launch, AutoUsesNcclWhereEachLocalRankHasAGpu) {
-  LaunchInfo l;
-  l.launcher = "torchrun";
-  l.size = 8;
-  l.local_size = 4;
-  EXPECT_TRUE(uses_nccl(Backend::Auto, l, 4, true));
-  EXPECT_TRUE(uses_nccl(Backend::Auto, l, 8, true));
-  EXPECT_FALSE(uses_nccl(Backend::Auto, l, 2, true));   // two ranks would share a GPU
-  EXPECT_FALSE(uses_nccl(Backend::Auto, l, 0, true));   // no GPU
-  EXPECT_FALSE(uses_nccl(Backend::Auto, l, 4, false));  // built without NCCL
-  EXPECT_FALSE(uses_nccl(Backend::Mpi, l, 4, true));    // a forced host backend alone
-  EXPECT_TRUE(uses_nccl(Backend::Nccl, l, 0, true));    // forced: init then names the missing GPU
-  LaunchInfo one;
-  EXPECT_FALSE(uses_nccl(Backend::Auto, one, 1, true));  // one rank: the local backend moves CUDA tensors
+// auto gives CUDA tensors NCCL only where NCCL can run: several ranks, each on a GPU of its own,
+// told apart by UUID whatever each rank's CUDA_VISIBLE_DEVICES; nccl forced names what is wrong.
+TEST(Launch, NcclOnlyWhereEveryRankHasAGpuOfItsOwn) {
+  auto on = [](std::string host, std::string gpu) { return RankPlace{std::move(host), 0, 1, std::move(gpu)}; };
+  // Two nodes, two ranks each, one GPU per rank.
+  const std::vector<RankPlace> own{on("a", "GPU-0"), on("a", "GPU-1"), on("b", "GPU-2"), on("b", "GPU-3")};
+  EXPECT_TRUE(choose_nccl(Backend::Auto, true, own).use);
+  EXPECT_TRUE(choose_nccl(Backend::Nccl, true, own).use);
+  EXPECT_EQ(choose_nccl(Backend::Auto, true, own).why, "every rank has a GPU of its own");
+  // Slurm --gpus-per-task=1: every rank sees one device (index 0), yet the GPUs differ.
+  EXPECT_TRUE(choose_nccl(Backend::Auto, true, {on("a", "GPU-aa"), on("a", "GPU-bb")}).use);
+
+  // Two ranks on one GPU (four ranks per node, two GPUs): auto keeps NCCL off and says why.
+  const std::vector<RankPlace> shared{on("a", "GPU-0"), on("a", "GPU-1"), on("a", "GPU-0"), on("a", "GPU-1")};
+  const NcclChoice off = choose_nccl(Backend::Auto, true, shared);
+  EXPECT_FALSE(off.use);
+  EXPECT_EQ(off.why, "ranks 0 and 2 on host a both use GPU GPU-0, and NCCL refuses two ranks on one GPU");
+  const std::vector<RankPlace> blind{on("a", "GPU-0"), on("b", "")};
+  EXPECT_FALSE(choose_nccl(Backend::Auto, true, blind).use);
+  EXPECT_EQ(choose_nccl(Backend::Auto, true, blind).why, "rank 1 on host b sees no CUDA device");
+  EXPECT_FALSE(choose_nccl(Backend::Auto, false, own).use);           // built without NCCL
+  EXPECT_FALSE(choose_nccl(Backend::Mpi, true, own).use);             // a forced host backend alone
+  EXPECT_FALSE(choose_nccl(Backend::Auto, true, {on("a", "GPU-0")}).use);  // one rank: local moves CUDA tensors
+
+  // Forced: the error names the ranks, the GPU and the way out.
+  auto forced_error = [&](const std::vector<RankPlace>& places) -> std::string {
+    try {
+      choose_nccl(Backend::Nccl, true, places);
+    } catch (const InvalidArgument& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  const std::string two = forced_error(shared);
+  EXPECT_NE(two.find("backend nccl: ranks 0 and 2 on host a both use GPU GPU-0"), std::string::npos) << two;
+  EXPECT_NE(two.find("--gpus-per-task=1"), std::string::npos) << two;
+  EXPECT_NE(forced_error(blind).find("rank 1 on host b sees no CUDA device"), std::string::npos);
+  EXPECT_NE(forced_error({RankPlace{}}).find("backend nccl: rank 0 sees no CUDA device"), std::string::npos);
+  EXPECT_TRUE(choose_nccl(Backend::Nccl, true, {on("a", "GPU-0")}).use);  // one rank, asked for
+  EXPECT_THROW(choose_nccl(Backend::Nccl, false, own), Unsupported);
+
+  // The census is a collective: every rank must take the same branch, from what all ranks share.
+  EXPECT_TRUE(needs_gpu_census(Backend::Auto, true, 2));
+  EXPECT_TRUE(needs_gpu_census(Backend::Nccl, true, 8));
+  EXPECT_FALSE(needs_gpu_census(Backend::Auto, true, 1));
+  EXPECT_FALSE(needs_gpu_census(Backend::Auto, false, 8));
+  EXPECT_FALSE(needs_gpu_census(Backend::C10d, true, 8));
+}
+
+// Every rank's GPU travels with its host and local rank; a name that would not fit is refused.
+TEST(Placement, GathersEveryRanksGpu) {
+  constexpr int n = 3;
+  auto ranks = local::create_world(n);
+  std::vector<std::vector<RankPlace>> seen(n);
+  std::vector<std::thread> threads;
+  const std::string uuid = "GPU-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901";
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] { seen[r] = gather_placement(*ranks[r], r, n, r == 1 ? "" : uuid + char('0' + r)); });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; ++r) {
+    ASSERT_EQ(seen[r].size(), size_t(n));
+    EXPECT_EQ(seen[r][0].gpu, uuid + "0");
+    EXPECT_EQ(seen[r][1].gpu, "");
+    EXPECT_EQ(seen[r][2].gpu, uuid + "2");
+    EXPECT_EQ(seen[r][2].local_rank, 2);
+    EXPECT_EQ(seen[r][2].local_size, n);
+    EXPECT_EQ(seen[r][0].host, seen[r][2].host);
+  }
+  EXPECT_EQ(choose_nccl(Backend::Auto, true, seen[0]).why.rfind("rank 1 on host ", 0), 0u);
+  auto one = local::create_world(1);
+  EXPECT_THROW(gather_placement(*one[0], 0, 1, std::string(64, 'x')), InvalidArgument);
 }
 
 TEST(Launch, SlurmHostList) {

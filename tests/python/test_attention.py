@@ -4,6 +4,7 @@ Gloo group passed as `group=` (LONGHAUL_TEST_GROUP=torch). Forward output and th
 q, k and v, for every strategy x layout x mask, float64 and float32, with and without GQA. Every
 rank builds the same global tensors from a fixed seed; tolerances: reference.assert_close."""
 import os
+import socket
 
 import pytest
 import torch
@@ -48,6 +49,8 @@ def test_world_matches_the_launcher(group):
     assert world.rank == int(os.environ["OMPI_COMM_WORLD_RANK"])
     assert world.world_size == int(os.environ["OMPI_COMM_WORLD_SIZE"]) == world.comm.size
     assert world.local_rank == int(os.environ["OMPI_COMM_WORLD_LOCAL_RANK"])
+    if longhaul.info()["nccl_built"] and not torch.cuda.is_available():  # every rank's GPU was gathered
+        assert world.nccl == "off (rank 0 on host %s sees no CUDA device)" % socket.gethostname(), world.nccl
 
 
 _problems = {}

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAFunctions.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "core/errors.h"
@@ -40,6 +41,18 @@ ncclUniqueId new_unique_id() {
 }
 
 }  // namespace
+
+std::string gpu_uuid(int device) {
+  cudaDeviceProp prop{};
+  LH_CHECK_CUDA(cudaGetDeviceProperties(&prop, device));
+  const auto* b = reinterpret_cast<const unsigned char*>(prop.uuid.bytes);
+  // Bytes 0-3, 4-5, 6-7, 8-9, 10-15, as nvidia-smi groups them.
+  char text[48];
+  std::snprintf(text, sizeof(text), "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return text;
+}
+
 }  // namespace nccl
 
 CommPtr nccl::create_world(nccl::Options options) {

@@ -38,4 +38,8 @@ CommPtr create_world(Options options = {});
 // local world). Ranks are bootstrap's. This is the one bootstrap path (longhaul::init uses it).
 CommPtr create_world(Communicator& bootstrap, Options options = {});
 
+// The UUID of CUDA device `device` as nvidia-smi -L prints it ("GPU-1b2c3d4e-…"): what tells two
+// ranks' GPUs apart across processes and hosts, whatever each one's CUDA_VISIBLE_DEVICES.
+std::string gpu_uuid(int device);
+
 }  // namespace longhaul::nccl

@@ -9,10 +9,12 @@ _atexit_registered = False
 def init(backend="auto", timeout=300.0, threads=0, log_config=True):
     """Detects the launcher (mpirun, torchrun, Slurm, or one process), builds the world
     communicator and sets the thread counts. Returns a World (rank, world_size, local_rank,
-    local_size, launcher, backend, threads, device, comm). Later calls return the same world.
+    local_size, launcher, backend, threads, device, nccl, comm). Later calls return the same world.
 
     backend: auto (mpi under mpirun, c10d/Gloo under torchrun or Slurm, local for one process),
-    mpi, c10d, local or nccl. timeout: the deadline in seconds of every communication wait.
+    mpi, c10d, local or nccl. With auto, CUDA tensors go over NCCL when every rank has a GPU of its
+    own (the ranks' GPU UUIDs are compared); World.nccl says whether and why. timeout: the deadline
+    in seconds of every communication wait.
     """
     global _atexit_registered
     w = _C.init(backend, float(timeout), int(threads), bool(log_config))

@@ -22,25 +22,45 @@ int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; 
 
 // What the kernel's window_size means is read off the kernel itself, once per device: the value
 // (left + extra) that keeps exactly `left` keys before the diagonal, checked against the exact
-// math path on a small causal window. nullopt: no value does, float32 windows take the fallback.
+// math path on a small causal window, forward and then backward (the two kernels read the window
+// separately). nullopt: no value does, float32 windows take the fallback.
 std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
   try {
     // 24 query rows after 16 more keys (a ring step's bottom-right alignment, not only a square).
     const int64_t tq = 24, tk = 40, h = 2, d = 32, left = 5;
     const auto f32 = opt.dtype(at::kFloat);
     const at::Tensor q = probe_input(tq, h, d, 0.37, f32), k = probe_input(tk, h, d, 0.61, f32),
-                     v = probe_input(tk, h, d, 0.23, f32);
+                     v = probe_input(tk, h, d, 0.23, f32), dout = probe_input(tq, h, d, 0.53, f32);
     const double scale = 1.0 / std::sqrt(double(d));
-    const at::Tensor ref =
-        fallback::forward(q, k, v, BlockView::contiguous(tk - tq, tq, 0, tk), Mask::causal().window(left, 0), scale).out;
+    const BlockView view = BlockView::contiguous(tk - tq, tq, 0, tk);
+    const Mask window = Mask::causal().window(left, 0);
+    const AttentionOutput ref = fallback::forward(q, k, v, view, window, scale);
     for (int64_t extra : {1, 0, 2}) {
       auto res = at::_efficient_attention_forward(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), std::nullopt,
                                                   std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, 2, true,
                                                   scale, std::nullopt, left + extra);
-      if ((std::get<0>(res).select(0, 0) - ref).abs().max().item<double>() < 1e-4) return extra;
+      const at::Tensor out = std::get<0>(res);
+      if ((out.select(0, 0) - ref.out).abs().max().item<double>() >= 1e-4) continue;
+      // The forward's window found: the backward must agree with the exact gradients under it.
+      const at::Tensor row_sums = (dout * ref.out).sum(-1).transpose(0, 1).contiguous();  // [H, Tq]
+      const AttentionGrads exact = fallback::backward(dout, q, k, v, row_sums, ref.lse, view, window, scale);
+      const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
+      auto grads = at::_efficient_attention_backward(dout.unsqueeze(0), q.unsqueeze(0), k.unsqueeze(0),
+                                                     v.unsqueeze(0), std::nullopt, out, std::nullopt, std::nullopt,
+                                                     tq, tk, std::get<1>(res), 0.0, no_philox, no_philox, 2, false,
+                                                     scale, std::nullopt, left + extra);
+      const double worst = worst_difference({relative_difference(std::get<0>(grads).select(0, 0), exact.dq),
+                                             relative_difference(std::get<1>(grads).select(0, 0), exact.dk),
+                                             relative_difference(std::get<2>(grads).select(0, 0), exact.dv)});
+      if (worst < 1e-4) return extra;
+      std::cerr << "longhaul: the memory-efficient kernel's backward disagrees with its own window (gradients "
+                << worst << " off the exact ones); float32 windows take the exact math path\n";
+      return std::nullopt;
     }
     std::cerr << "longhaul: the memory-efficient kernel's window_size matches no causal window here; float32 "
                  "windows take the exact math path\n";
+  } catch (const c10::AcceleratorError&) {
+    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const std::exception& e) {
     std::cerr << "longhaul: the memory-efficient kernel takes no window here (" << std::string(e.what()).substr(0, 200)
               << "); float32 windows take the exact math path\n";

@@ -54,8 +54,9 @@ void require_device_transport(Communicator& world, const c10::Device& device) {
   } catch (const Unsupported& e) {
     throw InvalidArgument(detail::str_cat("train --device ", device.str(), ": the world's communicator (backend ",
                                           world.backend(), ") cannot move CUDA tensors (", e.what(),
-                                          "); use a build with NCCL, one GPU per rank, and --backend auto (the default) or nccl "
-                                          "(docs/launch.md)"));
+                                          "); use a build with NCCL, a GPU of its own for every rank, and --backend auto (the "
+                                          "default) or nccl; the start-up line's `nccl off (...)` and `longhaul info` say "
+                                          "why NCCL is off (docs/launch.md)"));
   }
 }
 

@@ -26,7 +26,10 @@ namespace longhaul::nccl {
 
 struct Options {
   int device = -1;          // CUDA device index; -1: the current device
-  bool nonblocking = true;  // NCCL non-blocking mode: init and launches are bounded by the deadline
+  // NCCL non-blocking mode: init and launches are bounded by the deadline. false: NCCL's blocking
+  // mode, where a call that blocks inside NCCL (init or a group waiting on a missing peer) holds
+  // the communicator until it returns; only waits on posted work are bounded then.
+  bool nonblocking = true;
   CommOptions comm;         // deadline of every wait (and of creation)
 };
 

@@ -109,7 +109,16 @@ World init(const InitOptions& options) {
   // UUID (gathered only where it can matter), so all ranks decide alike whatever each one sees.
   std::vector<RankPlace> places{RankPlace{}};
 #if LONGHAUL_WITH_NCCL
-  const std::string my_gpu = device >= 0 ? nccl::gpu_uuid(device) : std::string();
+  std::string my_gpu;
+  if (device >= 0) {
+    try {
+      my_gpu = nccl::gpu_uuid(device);
+    } catch (const std::exception& e) {
+      // Still takes part in the gather (the others would wait out their deadline): as no GPU.
+      std::cerr << "longhaul: rank " << launch.rank << ": cuda:" << device << " gives no UUID (" << e.what()
+                << "); counted as no CUDA device" << std::endl;
+    }
+  }
   if (needs_gpu_census(options.backend, true, comm->size()))
     places = gather_placement(*comm, launch.local_rank, launch.local_size, my_gpu);
   else

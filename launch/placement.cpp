@@ -102,7 +102,7 @@ NcclChoice choose_nccl(Backend requested, bool nccl_built, const std::vector<Ran
     return {false, "this build has no NCCL"};
   }
   const int n = static_cast<int>(places.size());
-  if (n <= 1 && !forced) return {false, "one rank: its host backend moves CUDA tensors"};
+  if (n <= 1 && !forced) return {false, "one rank: no CUDA tensor travels between ranks"};
   // Where a rank's GPU is taken already: the first rank on it.
   std::map<std::string, int> first_on;
   std::string problem;

@@ -42,8 +42,8 @@ bool needs_gpu_census(Backend requested, bool nccl_built, int world_size);
 // (NCCL refuses them; it would fail at init or hang); Unsupported when the build has no NCCL.
 // auto: NCCL exactly when the build has it, the world has several ranks and every rank has a GPU
 // of its own. Per-rank CUDA_VISIBLE_DEVICES (Slurm --gpus-per-task=1), where each rank sees one
-// device at index 0, counts as its own GPU because the UUIDs differ. A one-rank world's host
-// backend moves CUDA tensors itself. Other backends: never. `places`: one entry per rank.
+// device at index 0, counts as its own GPU because the UUIDs differ. A one-rank world needs no
+// NCCL (no CUDA tensor travels between ranks). Other backends: never. `places`: one entry per rank.
 NcclChoice choose_nccl(Backend requested, bool nccl_built, const std::vector<RankPlace>& places);
 
 }  // namespace longhaul

@@ -27,7 +27,7 @@ def test_init_single_process():
     world = longhaul.init(log_config=False)
     assert (world.rank, world.world_size, world.local_rank) == (0, 1, 0)
     assert world.launcher == "single process" and world.backend == "local"
-    assert world.nccl == "off (one rank: its host backend moves CUDA tensors)" or not longhaul.info()["nccl_built"]
+    assert world.nccl == "off (one rank: no CUDA tensor travels between ranks)" or not longhaul.info()["nccl_built"]
     again = longhaul.init()
     assert again.comm.size == 1 and longhaul.world().rank == 0
     with pytest.raises(ValueError, match="already exists with backend local"):

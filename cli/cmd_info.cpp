@@ -55,10 +55,12 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("world_size", int64_t(world.size()))
         .add("threads", int64_t(world.threads()))
         .add("affinity_cpus", int64_t(affinity_cpus()));
-    // Every rank's host and local rank: what the launcher said against where the ranks are.
-    const std::vector<RankPlace> places = gather_placement(*world.host_comm(), world.local_rank(), world.local_size());
+    // Every rank's host, local rank and GPU: what the launcher said against where the ranks are.
+    const std::vector<RankPlace> places =
+        gather_placement(*world.host_comm(), world.local_rank(), world.local_size(), world.gpu());
     const std::string wrong = check_placement(places);
     row.add("placement", describe_placement(places)).add("placement_check", wrong.empty() ? std::string("ok") : wrong);
+    row.add("gpus", describe_gpus(places));  // each rank's GPU by UUID: two ranks on one show here
     const int rc = wrong.empty() ? 0 : 2;  // 2: bad input, the launcher's
     if (world.rank() != 0) return rc;
     if (json) {

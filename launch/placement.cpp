@@ -87,6 +87,14 @@ std::string describe_placement(const std::vector<RankPlace>& places) {
   return out.str();
 }
 
+std::string describe_gpus(const std::vector<RankPlace>& places) {
+  if (std::all_of(places.begin(), places.end(), [](const RankPlace& p) { return p.gpu.empty(); })) return "none";
+  std::ostringstream out;
+  for (size_t r = 0; r < places.size(); ++r)
+    out << (r ? " | " : "") << r << " " << (places[r].gpu.empty() ? "-" : places[r].gpu);
+  return out.str();
+}
+
 bool needs_gpu_census(Backend requested, bool nccl_built, int world_size) {
   return (requested == Backend::Auto || requested == Backend::Nccl) && nccl_built && world_size > 1;
 }

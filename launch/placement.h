@@ -29,6 +29,8 @@ std::string check_placement(const std::vector<RankPlace>& places);
 
 // "node1: 0 1 | node2: 2 3": the ranks of each host in the order hosts first appear.
 std::string describe_placement(const std::vector<RankPlace>& places);
+// "0 GPU-1b2c… | 1 GPU-3d4e…": each rank's GPU, "-" for a rank without one; "none" when no rank has one.
+std::string describe_gpus(const std::vector<RankPlace>& places);
 
 // Whether init gives the world's CUDA tensors an NCCL transport, and why (for the config line).
 struct NcclChoice {

@@ -154,6 +154,7 @@ World init(const InitOptions& options) {
   World world(comm, launcher, local_rank, local_size, threads, reason, device);
   if (host) world.set_host_comm(host);
   world.set_nccl_note(detail::str_cat(nccl_choice.use ? "on" : "off", " (", nccl_choice.why, ")"));
+  world.set_gpu(places.size() == 1 ? places[0].gpu : places[world.rank()].gpu);
   if (options.log_config && world.rank() == 0) std::cerr << world.config_line() << std::endl;
   return world;
 }

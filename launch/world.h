@@ -52,6 +52,9 @@ class World {
   // Whether CUDA tensors go over NCCL and why ("on (every rank has a GPU of its own)").
   const std::string& nccl_note() const { return nccl_note_; }
   void set_nccl_note(std::string note) { nccl_note_ = std::move(note); }
+  // The UUID of this rank's GPU ("GPU-…"), empty without one (or in a build without NCCL).
+  const std::string& gpu() const { return gpu_; }
+  void set_gpu(std::string uuid) { gpu_ = std::move(uuid); }
 
  private:
   CommPtr comm_, host_comm_;
@@ -59,7 +62,7 @@ class World {
   int local_rank_, local_size_, threads_;
   std::string thread_reason_;
   int device_ = -1;
-  std::string nccl_note_;
+  std::string nccl_note_, gpu_;
 };
 
 World init(const InitOptions& options = {});

@@ -312,6 +312,8 @@ TEST(Placement, GathersEveryRanksGpu) {
     EXPECT_EQ(seen[r][0].host, seen[r][2].host);
   }
   EXPECT_EQ(choose_nccl(Backend::Auto, true, seen[0]).why.rfind("rank 1 on host ", 0), 0u);
+  EXPECT_EQ(describe_gpus(seen[0]), "0 " + uuid + "0 | 1 - | 2 " + uuid + "2");
+  EXPECT_EQ(describe_gpus({RankPlace{}, RankPlace{}}), "none");
   auto one = local::create_world(1);
   EXPECT_THROW(gather_placement(*one[0], 0, 1, std::string(64, 'x')), InvalidArgument);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <tuple>
 
 namespace longhaul::cuda {
 namespace {
@@ -88,6 +89,29 @@ void pair_pieces(const MaskSlice& s, const Run& q, const Run& k, int64_t q_run, 
   rows_piece(q, k, c_lo, c_hi, 0, q.len - 1, q_run, out);
 }
 
+// Joins full pieces (no window) that make one rectangle: the same keys over adjacent q rows, or
+// the same q rows over adjacent keys. The two halves of a zigzag shard meet a remote shard as
+// two such pieces; joined, a ring step is one kernel call and one merge layer, not two.
+void join_full_pieces(std::vector<Piece>& list) {
+  auto join = [&list](auto key, auto adjacent, auto extend) {
+    std::sort(list.begin(), list.end(), [&](const Piece& a, const Piece& b) { return key(a) < key(b); });
+    std::vector<Piece> joined;
+    for (const Piece& p : list) {
+      if (!joined.empty() && adjacent(joined.back(), p)) extend(joined.back(), p);
+      else joined.push_back(p);
+    }
+    list.swap(joined);
+  };
+  // Same keys, q rows one after the other.
+  join([](const Piece& p) { return std::make_tuple(p.k_row, p.n, p.q_row); },
+       [](const Piece& a, const Piece& b) { return a.k_row == b.k_row && a.n == b.n && a.q_row + a.m == b.q_row; },
+       [](Piece& a, const Piece& b) { a.m += b.m; });
+  // Same q rows, keys one after the other.
+  join([](const Piece& p) { return std::make_tuple(p.q_row, p.m, p.k_row); },
+       [](const Piece& a, const Piece& b) { return a.q_row == b.q_row && a.m == b.m && a.k_row + a.n == b.k_row; },
+       [](Piece& a, const Piece& b) { a.n += b.n; });
+}
+
 }  // namespace
 
 int64_t BlockPlan::num_pieces() const {
@@ -138,6 +162,7 @@ BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, int64_t tq, con
   std::map<std::pair<int64_t, int64_t>, std::vector<Piece>> by_window;
   for (const Piece& p : pieces) by_window[{p.left, p.right}].push_back(p);
   for (auto& [window, list] : by_window) {
+    if (window.first == -1 && window.second == -1) join_full_pieces(list);
     // Layer of a piece = the first layer none of whose pieces shares a q row with it (documents
     // of one shard land in one layer, the two parts of a split causal piece in two).
     std::vector<std::map<int64_t, int64_t>> layers;  // per layer: q_row -> end of its pieces

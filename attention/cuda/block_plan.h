@@ -7,7 +7,8 @@
 // keys b (the slice's band). A pair is trimmed to the rows and keys that see something, which
 // makes it expressible as bottom-right aligned window offsets (flash's convention), and a causal
 // pair is split into a diagonal piece (window 0 on the right) and a full piece so all causal work
-// lands in at most two groups.
+// lands in at most two groups. Full pieces that form one rectangle (the same keys over adjacent q
+// rows, or the same rows over adjacent keys: a zigzag shard's two halves) are joined into one.
 #pragma once
 
 #include <cstddef>
@@ -25,7 +26,7 @@ namespace longhaul::cuda {
 struct Piece {
   int64_t q_row, m, k_row, n;
   int64_t left, right;
-  int64_t q_run;  // the q run it came from
+  int64_t q_run;  // the q run it came from (the first one, for joined full pieces)
 };
 
 // Pieces with equal window offsets, ordered by layer; within a layer q rows are disjoint, so

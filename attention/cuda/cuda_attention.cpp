@@ -44,6 +44,20 @@ DTypeClass dtype_class(const at::Tensor& q) {
   return t == at::kFloat ? DTypeClass::Float : DTypeClass::Double;
 }
 
+// Whether ATen's SDPA picks cuDNN for every piece of the groups the per-piece dense cuDNN route
+// could take (host-side checks on row-range views, no kernel runs).
+bool dense_cudnn_takes_pieces(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k, double scale) {
+  bool any = false;
+  for (const PieceGroup& g : plan.groups) {
+    if (!dense_pieces_candidate(g)) continue;
+    for (const Piece& p : g.pieces) {
+      if (!prefers_cudnn(q.narrow(0, p.q_row, p.m), k.narrow(0, p.k_row, p.n), g.right == 0, scale)) return false;
+      any = true;
+    }
+  }
+  return any;
+}
+
 // What the route table needs to know about this block on this device. The probes (SDPA's choice,
 // ragged cuDNN) run only where the table could use their answer.
 Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k, double scale, bool have_out) {
@@ -60,6 +74,7 @@ Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k,
       const bool causal = plan.groups[0].right == 0;
       (causal ? in.dense_cudnn_causal : in.dense_cudnn_full) = prefers_cudnn(q, k, causal, scale);
     }
+    if (in.mha) in.dense_cudnn_pieces = dense_cudnn_takes_pieces(plan, q, k, scale);
     bool any_candidate = false, any_band = false;
     for (const PieceGroup& g : plan.groups) {
       any_candidate = any_candidate || full_or_causal(g);
@@ -91,10 +106,10 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   // accumulator, merge or scatter around it (varlen calls that tile the block: below).
   if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
     const Kernel kern = route.launches[0].kernel;
-    if (kern == Kernel::CudnnDense || kern == Kernel::EfficientPieces) {
+    if (kern == Kernel::CudnnDense || kern == Kernel::CudnnPieces || kern == Kernel::EfficientPieces) {
       const PieceGroup& g = plan.groups[0];
-      AttentionOutput r = kern == Kernel::CudnnDense ? cudnn_forward(qp, kp, vp, g.right == 0, scale)
-                                                     : efficient_forward_piece(g, *whole, qp, kp, vp, scale);
+      AttentionOutput r = kern == Kernel::EfficientPieces ? efficient_forward_piece(g, *whole, qp, kp, vp, scale)
+                                                          : cudnn_forward(qp, kp, vp, g.right == 0, scale);
       r.out = r.out.narrow(2, 0, d);
       return r;
     }
@@ -115,8 +130,9 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   at::Tensor lse_acc = at::full({h, tq}, -kInf, q.options().dtype(at::kFloat));
   for (const Launch& l : route.launches) {
     const PieceGroup& g = plan.groups[l.group];
-    if (l.kernel == Kernel::EfficientPieces) {
-      efficient_forward_group(g, qp, kp, vp, scale, out_acc, lse_acc);
+    if (l.kernel == Kernel::EfficientPieces || l.kernel == Kernel::CudnnPieces) {
+      (l.kernel == Kernel::CudnnPieces ? cudnn_forward_group : efficient_forward_group)(g, qp, kp, vp, scale, out_acc,
+                                                                                        lse_acc);
       continue;
     }
     // CudnnDense is whole-block only, handled above.
@@ -144,7 +160,9 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   // The fused kernels want out in the input dtype (strategies hold it in float32).
   const at::Tensor op = pad_head_dim(out.to(q.scalar_type()));
-  if (route.launches.size() == 1 && route.launches[0].kernel == Kernel::CudnnDense)
+  // One dense cuDNN call over the whole block: its gradients are the answer.
+  const Kernel first = route.launches.size() == 1 ? route.launches[0].kernel : Kernel::Fallback;
+  if (first == Kernel::CudnnDense || (first == Kernel::CudnnPieces && whole_block_piece(plan, tq, tk)))
     return cudnn_backward(dp, qp, kp, vp, op, lse, plan.groups[0].right == 0, scale, d);
   const at::Tensor lse_aten = lse_for_aten(lse);
   for (const Launch& l : route.launches) {
@@ -152,6 +170,8 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
     switch (l.kernel) {
       case Kernel::CudnnBand: cudnn_band_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
+      // Dense cuDNN takes longhaul's lse as is (every row of a piece sees a key).
+      case Kernel::CudnnPieces: cudnn_backward_group(g, dp, qp, kp, vp, op, lse, scale, acc); break;
       default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
     }
   }

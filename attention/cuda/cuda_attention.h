@@ -21,8 +21,9 @@ std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockV
                           double scale);
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b);
 
-// Whether a whole square block [T, H, D] (full or causal, as many KV heads as query heads) runs on
-// cuDNN's fused attention rather than FlashAttention-2: where ATen's SDPA would pick cuDNN.
+// Whether a block or piece [Tq, H, D] x [Tk, H, D] (full, or causal and square; as many KV heads
+// as query heads) runs on cuDNN's fused attention rather than FlashAttention-2: where ATen's SDPA
+// would pick cuDNN.
 bool prefers_cudnn(const at::Tensor& q, const at::Tensor& k, bool causal, double scale);
 
 }  // namespace longhaul::cuda

@@ -188,6 +188,22 @@ void add_group_grads(const Rows& qr, const Rows& kr, const at::Tensor& dq, const
   acc.dv.index_add_(0, kr.index, grad(dv));
 }
 
+void merge_each_piece(const PieceGroup& g, int64_t tq, at::Tensor& out_acc, at::Tensor& lse_acc,
+                      const std::function<AttentionOutput(const Piece&)>& piece_forward) {
+  for (const Piece& p : g.pieces) {
+    const AttentionOutput r = piece_forward(p);
+    const at::Tensor rows = at::arange(p.q_row, p.q_row + p.m, out_acc.options().dtype(at::kLong));
+    merge_rows(out_acc, lse_acc, rows, p.m == tq, r.out, r.lse);
+  }
+}
+
+void add_piece_grads(const Piece& p, const AttentionGrads& grads, GradAcc& acc) {
+  acc.allocate_if_needed();
+  acc.dq.narrow(0, p.q_row, p.m).add_(grads.dq);
+  acc.dk.narrow(0, p.k_row, p.n).add_(grads.dk);
+  acc.dv.narrow(0, p.k_row, p.n).add_(grads.dv);
+}
+
 void GradAcc::allocate_if_needed() {
   if (dq.defined()) return;
   dq = at::zeros(q_shape, options), dk = at::zeros(kv_shape, options), dv = at::zeros(kv_shape, options);

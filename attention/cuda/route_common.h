@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "attention/attention.h"
 #include "attention/cuda/block_plan.h"
 #include "core/errors.h"
 
@@ -155,6 +156,14 @@ struct GradAcc {
   at::TensorOptions options;
   void allocate_if_needed();
 };
+
+// For kernels called once per piece: runs `piece_forward` on each piece of g (its out [m, H, Dp],
+// fixed-up lse [H, m]) and merges the result into the float32 accumulators by the piece's q rows.
+void merge_each_piece(const PieceGroup& g, int64_t tq, at::Tensor& out_acc, at::Tensor& lse_acc,
+                      const std::function<AttentionOutput(const Piece&)>& piece_forward);
+
+// Adds one piece's float32 gradients (dq [m, H, d], dk and dv [n, H_kv, d]) into acc at its rows.
+void add_piece_grads(const Piece& p, const AttentionGrads& grads, GradAcc& acc);
 
 // Adds a varlen backward's gradients (rows qr / kr of the block, head dim padded) into acc; the
 // kernel's own gradients become the answer when the group covers the whole block.

@@ -163,9 +163,9 @@ bool cudnn_varlen_usable(const at::Tensor& q, const at::Tensor& k, std::string* 
 }
 
 bool prefers_cudnn(const at::Tensor& q, const at::Tensor& k, bool causal, double scale) {
-  // Square (so top-left and bottom-right causal agree) and MHA; then whatever ATen's SDPA would
-  // choose for these inputs (cuDNN on Hopper when the build and the shapes allow it).
-  if (q.size(0) != k.size(0) || q.size(1) != k.size(1)) return false;
+  // MHA, and square if causal (so top-left and bottom-right causal agree); then whatever ATen's
+  // SDPA would choose for these inputs (cuDNN on Hopper when the build and the shapes allow it).
+  if ((causal && q.size(0) != k.size(0)) || q.size(1) != k.size(1)) return false;
   try {
     return at::_fused_sdp_choice(bhtd(q), bhtd(k), bhtd(k), std::nullopt, 0.0, causal, scale, false) ==
            static_cast<int64_t>(at::SDPBackend::cudnn_attention);
@@ -189,13 +189,33 @@ AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at
 
 AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, bool causal, double scale, int64_t d) {
-  const int64_t t = q.size(0);
   const at::Tensor none, philox = at::zeros({}, q.options().dtype(at::kLong));  // no dropout: never read
   const at::Tensor lse4 = lse.to(at::kFloat).contiguous().view({1, lse.size(0), lse.size(1), 1});
   auto g = at::_scaled_dot_product_cudnn_attention_backward(bhtd(dout), bhtd(q), bhtd(k), bhtd(v), bhtd(out), lse4,
-                                                            philox, philox, none, none, none, t, t, 0.0, causal, scale);
+                                                            philox, philox, none, none, none, q.size(0), k.size(0), 0.0, causal, scale);
   auto grad = [d](const at::Tensor& x) { return from_bhtd(x).narrow(2, 0, d).to(at::kFloat); };
   return {grad(std::get<0>(g)), grad(std::get<1>(g)), grad(std::get<2>(g))};
+}
+
+void cudnn_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
+  merge_each_piece(g, q.size(0), out_acc, lse_acc, [&](const Piece& p) {
+    return cudnn_forward(q.narrow(0, p.q_row, p.m), k.narrow(0, p.k_row, p.n), v.narrow(0, p.k_row, p.n),
+                         g.right == 0, scale);
+  });
+}
+
+void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                          const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                          GradAcc& acc) {
+  for (const Piece& p : g.pieces) {
+    auto rows = [&p](const at::Tensor& x) { return x.narrow(0, p.q_row, p.m); };
+    auto keys = [&p](const at::Tensor& x) { return x.narrow(0, p.k_row, p.n); };
+    add_piece_grads(p,
+                    cudnn_backward(rows(dout), rows(q), keys(k), keys(v), rows(out), lse.narrow(1, p.q_row, p.m),
+                                   g.right == 0, scale, acc.q_shape[2]),
+                    acc);
+  }
 }
 
 GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k,

@@ -1,6 +1,7 @@
 // The cuDNN routes (fp16/bf16): a whole square MHA block where ATen's SDPA would pick cuDNN goes
-// in as a [1, H, T, D] view (no copy); any full group, or causal group of square pieces, runs as
-// one ragged (varlen) cuDNN call over the pieces, GQA included.
+// in as a [1, H, T, D] view (no copy), and so does each piece of a group of one or two (a ring
+// step's, MHA): forward and backward on dense cuDNN. Any other full group, or causal group of
+// square pieces, runs as one ragged (varlen) cuDNN call over the pieces, GQA included.
 //
 // torch ships the ragged cuDNN operator but does not route its own varlen attention to it, so
 // before its first use in a process we run it once on a small problem against
@@ -41,9 +42,17 @@ namespace routes {
 // out [T, H, Dp] (input dtype) and fixed-up lse [H, T].
 AttentionOutput cudnn_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
                               double scale);
-// Gradients narrowed to head dim d, float32.
+// Gradients narrowed to head dim d, float32. q may have fewer or more rows than k (full).
 AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, bool causal, double scale, int64_t d);
+
+// One dense cuDNN call per piece of a group dense_pieces_candidate takes (MHA), on row-range
+// views of q, k and v: merged into the accumulators, gradients added into acc.
+void cudnn_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc);
+void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                          const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
+                          GradAcc& acc);
 
 // One ragged cuDNN call over the pieces of a full or square-causal group (FlashAttention-2's
 // when its element offsets would pass int32, where ATen's offsets stop).

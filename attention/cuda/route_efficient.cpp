@@ -102,18 +102,14 @@ AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, con
 
 void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                              double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  for (const Piece& p : g.pieces) {
-    const AttentionOutput r = efficient_forward_piece(g, p, q, k, v, scale);
-    const at::Tensor rows = at::arange(p.q_row, p.q_row + p.m, q.options().dtype(at::kLong));
-    merge_rows(out_acc, lse_acc, rows, p.m == q.size(0), r.out, r.lse);
-  }
+  merge_each_piece(g, q.size(0), out_acc, lse_acc,
+                   [&](const Piece& p) { return efficient_forward_piece(g, p, q, k, v, scale); });
 }
 
 void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                               GradAcc& acc) {
-  acc.allocate_if_needed();
-  const int64_t h = q.size(1), hkv = k.size(1), d = acc.dq.size(2);
+  const int64_t h = q.size(1), hkv = k.size(1), d = acc.q_shape[2];
   const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
   for (const Piece& p : g.pieces) {
     // The kernel reads logsumexp in its own padded layout [1, H, ceil32(m)].
@@ -127,9 +123,9 @@ void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const
     auto group_sum = [&](const at::Tensor& x) {  // [1, n, H, Dp] -> [n, H_kv, d] float32
       return x.select(0, 0).narrow(2, 0, d).to(at::kFloat).view({p.n, hkv, h / hkv, d}).sum(2);
     };
-    acc.dq.narrow(0, p.q_row, p.m).add_(std::get<0>(res).select(0, 0).narrow(2, 0, d).to(at::kFloat));
-    acc.dk.narrow(0, p.k_row, p.n).add_(group_sum(std::get<1>(res)));
-    acc.dv.narrow(0, p.k_row, p.n).add_(group_sum(std::get<2>(res)));
+    add_piece_grads(p, {std::get<0>(res).select(0, 0).narrow(2, 0, d).to(at::kFloat), group_sum(std::get<1>(res)),
+                        group_sum(std::get<2>(res))},
+                    acc);
   }
 }
 

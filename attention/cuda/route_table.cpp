@@ -20,6 +20,7 @@ Kernel half_kernel(const BlockPlan& plan, std::size_t gi, int64_t tq, int64_t tk
   if (whole_block_piece(plan, tq, tk) && tq == tk && in.mha &&
       (causal(g) ? in.dense_cudnn_causal : in.dense_cudnn_full))
     return Kernel::CudnnDense;
+  if (in.mha && in.dense_cudnn_pieces && dense_pieces_candidate(g)) return Kernel::CudnnPieces;
   if (in.cudnn_varlen && (!causal(g) || all_square(g))) return Kernel::CudnnVarlen;
   return windowed;  // causal pieces with more keys than rows: bottom-right, as the band route aligns
 }
@@ -29,6 +30,7 @@ Kernel half_kernel(const BlockPlan& plan, std::size_t gi, int64_t tq, int64_t tk
 const char* to_string(Kernel k) {
   switch (k) {
     case Kernel::CudnnDense: return "cudnn_dense";
+    case Kernel::CudnnPieces: return "cudnn_pieces";
     case Kernel::CudnnVarlen: return "cudnn_varlen";
     case Kernel::CudnnBand: return "cudnn_band";
     case Kernel::FlashVarlen: return "flash_varlen";
@@ -41,6 +43,10 @@ const char* to_string(Kernel k) {
 Kernel backward_kernel(Kernel forward) { return forward == Kernel::CudnnVarlen ? Kernel::FlashVarlen : forward; }
 
 bool full_or_causal(const PieceGroup& g) { return g.left == -1 && (g.right == -1 || g.right == 0); }
+
+bool dense_pieces_candidate(const PieceGroup& g) {
+  return full_or_causal(g) && g.pieces.size() <= kMaxDensePieces && (!causal(g) || all_square(g));
+}
 
 const Piece* whole_block_piece(const BlockPlan& plan, int64_t tq, int64_t tk) {
   if (plan.groups.size() != 1 || plan.groups[0].pieces.size() != 1) return nullptr;
@@ -76,7 +82,10 @@ Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInpu
     return fallback;
   if (in.dtype == DTypeClass::Half) {
     if (in.sm_major < 8) return fallback;
-    for (std::size_t gi = 0; gi < plan.groups.size(); ++gi) r.launches.push_back({half_kernel(plan, gi, tq, tk, in), gi, 1});
+    for (std::size_t gi = 0; gi < plan.groups.size(); ++gi) {
+      const Kernel k = half_kernel(plan, gi, tq, tk, in);
+      r.launches.push_back({k, gi, k == Kernel::CudnnPieces ? static_cast<int64_t>(plan.groups[gi].pieces.size()) : 1});
+    }
     return r;
   }
   // float32: the memory-efficient kernel takes no window on the right and no GQA (heads are

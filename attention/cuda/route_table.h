@@ -4,6 +4,9 @@
 //   dtype      group (window offsets)                      kernel                      launches
 //   fp16/bf16  whole square block, full or causal, MHA,    cuDNN dense                 1
 //              SDPA itself would pick cuDNN
+//   fp16/bf16  full, or causal with square pieces, at most  cuDNN dense per piece       1 per piece
+//              2 pieces (a zigzag ring step), MHA, SDPA      (row-range views, no copy),
+//              would pick cuDNN for every piece               forward and backward
 //   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
 //              (top-left = bottom-right alignment), when     forward; its backward on
 //              this torch/cuDNN runs it and is faster        FlashAttention-2 varlen
@@ -18,7 +21,9 @@
 //              without the forward's out (TokenRing)
 //
 // Why: cuDNN is Hopper's fastest fused attention (about 1.7x FlashAttention-2 in torch on an
-// H100 for causal 16K blocks); ATen's cuDNN operators take no window offsets, its graph API
+// H100 for causal 16K blocks), and its dense operator has a sound backward, which the ragged one
+// lacks (below): a ring step's one or two large pieces run on it in both directions, many small
+// pieces (documents) in one ragged call; ATen's cuDNN operators take no window offsets, its graph API
 // (cudnn-frontend) does, per ragged piece, bottom-right aligned; FlashAttention-2 takes any
 // bottom-right window; the memory-efficient kernel is the only fused float32 one. torch 2.11's
 // ragged cuDNN backward sizes its dQ accumulator by the head dim instead of the longest piece and
@@ -33,7 +38,7 @@
 
 namespace longhaul::cuda {
 
-enum class Kernel { CudnnDense, CudnnVarlen, CudnnBand, FlashVarlen, EfficientPieces, Fallback };
+enum class Kernel { CudnnDense, CudnnPieces, CudnnVarlen, CudnnBand, FlashVarlen, EfficientPieces, Fallback };
 const char* to_string(Kernel k);
 // The kernel that runs the backward of a group whose forward ran on `forward` (the same one, but
 // for ragged cuDNN: FlashAttention-2 varlen, exact since both take the block's out and lse).
@@ -49,6 +54,7 @@ struct RouteInputs {
   bool cudnn_varlen = true;     // this process's torch/cuDNN runs ragged cuDNN attention
   bool cudnn_band = false;      // the cuDNN band route is on (LONGHAUL_CUDA_BAND=cudnn/auto) and probed good
   bool dense_cudnn_full = false, dense_cudnn_causal = false;  // ATen's SDPA picks cuDNN here
+  bool dense_cudnn_pieces = false;  // ... and for every piece of the groups dense_pieces_candidate takes
   bool efficient_window = true; // the memory-efficient kernel's window_size was probed exact
   bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)
 };
@@ -73,5 +79,9 @@ Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInpu
 // The one piece of a plan that covers every q row and every key, if that is the whole plan.
 const Piece* whole_block_piece(const BlockPlan& plan, int64_t tq, int64_t tk);
 bool full_or_causal(const PieceGroup& g);
+// A group the per-piece dense cuDNN route can take (MHA and SDPA's choice aside): full, or causal
+// with square pieces (top-left and bottom-right causal agree), of at most kMaxDensePieces pieces.
+constexpr std::size_t kMaxDensePieces = 2;  // a zigzag diagonal step's two causal halves
+bool dense_pieces_candidate(const PieceGroup& g);
 
 }  // namespace longhaul::cuda

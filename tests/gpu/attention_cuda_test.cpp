@@ -233,6 +233,38 @@ TEST(AttentionCuda, ZigzagShardPairsWithWindowAndTheirMerge) {
   }
 }
 
+// A zigzag ring's steps with as many KV heads as query heads: where SDPA picks cuDNN, each piece
+// (one full rectangle off the diagonal; a full piece and two causal squares on it) runs on dense
+// cuDNN, forward and backward, and every step matches the reference; an odd length too.
+TEST(AttentionCuda, ZigzagRingStepsOnDenseCudnnPieces) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t P = 4, h = 4, d = 128;
+  const double scale = 1.0 / std::sqrt(double(d));
+  for (const int64_t T : {2048, 2047}) {
+    std::vector<at::Tensor> pos;
+    for (int r = 0; r < P; ++r) pos.push_back(ShardPlan(T, std::nullopt, Layout::Zigzag, P, r, 8).positions(r));
+    const at::Tensor square = cu(at::zeros({T / (2 * P), h, d}, at::kBFloat16));
+    const bool cudnn = cuda::prefers_cudnn(square, square, true, scale);
+    std::cout << "[ route    ] T " << T << ": SDPA " << (cudnn ? "picks" : "does not pick")
+              << " cuDNN for a causal " << T / (2 * P) << "-row square (bf16, H " << h << ", D " << d << ")\n";
+    for (const Mask& mask : {Mask::causal(), Mask::full()})
+      for (int r = 0; r < P; ++r)
+        for (int o = 0; o < P; ++o) {
+          SCOPED_TRACE(detail::str_cat("T ", T, ", ", mask.describe(), ", queries of rank ", r, ", keys of rank ", o));
+          const BlockView view{pos[r], pos[o]};
+          const at::Tensor q = cu(at::zeros({pos[r].numel(), h, d}, at::kBFloat16)),
+                           k = cu(at::zeros({pos[o].numel(), h, d}, at::kBFloat16));
+          const std::string route = cuda::route_summary(q, k, view, mask, scale);
+          if (r == 1) std::cout << "[ route    ] " << mask.describe() << " q" << r << " k" << o << ": " << route << "\n";
+          if (cudnn) {
+            EXPECT_EQ(route.rfind("cudnn_", 0), 0u) << route;
+            EXPECT_EQ(route.find("flash"), std::string::npos) << route;
+          }
+          check_case({pos[r].numel(), pos[o].numel(), h, h, d, view, mask}, at::kBFloat16);
+        }
+  }
+}
+
 // Every long-context mask family in every dtype, on a self block and on zigzag shard pairs (the
 // blocks a balanced ring computes), whichever kernel the route table gives each piece group.
 TEST(AttentionCuda, EveryFamilyEveryDtype) {

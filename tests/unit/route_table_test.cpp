@@ -98,6 +98,47 @@ TEST(RouteTable, ZigzagShardPairsRunOnCudnnInAtMostTwoCalls) {
       }
 }
 
+// Where SDPA picks cuDNN for the pieces (MHA), a zigzag ring step runs on dense cuDNN per piece,
+// its backward too: an off-diagonal step is one full rectangle (the shard's two halves joined),
+// the diagonal step a full piece and two causal squares (one square for the last rank). Documents (many pieces) and GQA keep the
+// one ragged call.
+TEST(RouteTable, ZigzagRingStepsRunOnDenseCudnnPerPieceBothWays) {
+  const Mask m = Mask::causal();
+  cuda::RouteInputs in;
+  in.dense_cudnn_pieces = true;
+  for (int64_t p : {2, 4, 8})
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < p; ++j) {
+        const cuda::Route r = route(m, zigzag(8192, p, i), zigzag(8192, p, j), in);
+        const std::string what = "P=" + std::to_string(p) + " q rank " + std::to_string(i) + " k rank " +
+                                 std::to_string(j) + ": " + r.describe();
+        EXPECT_TRUE(only(r, Kernel::CudnnPieces)) << what;
+        EXPECT_TRUE(only(r.backward(), Kernel::CudnnPieces)) << what;
+        // The last rank's two chunks are adjacent: its diagonal step is one causal square.
+        EXPECT_EQ(r.kernel_calls(), i == j && i != p - 1 ? 3 : 1) << what;
+      }
+  // An odd length: chunks of unequal sizes, the same calls.
+  auto zigzag_odd = [](int64_t t, int64_t p, int64_t r) {
+    auto bound = [&](int64_t c) { return c * t / (2 * p); };
+    std::vector<int64_t> v = range(bound(r), bound(r + 1));
+    for (int64_t x : range(bound(2 * p - 1 - r), bound(2 * p - r))) v.push_back(x);
+    return v;
+  };
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 4; ++j) {
+      const cuda::Route r = route(m, zigzag_odd(8191, 4, i), zigzag_odd(8191, 4, j), in);
+      EXPECT_TRUE(only(r, Kernel::CudnnPieces)) << i << " " << j << ": " << r.describe();
+      EXPECT_EQ(r.kernel_calls(), i == j && i != 3 ? 3 : 1) << i << " " << j << ": " << r.describe();
+    }
+  const cuda::Route docs = route(Mask::causal().documents(kDocs), range(0, 4096), range(0, 4096), in);
+  EXPECT_TRUE(only(docs, Kernel::CudnnVarlen)) << docs.describe();
+  cuda::RouteInputs gqa = in;
+  gqa.mha = false;
+  EXPECT_TRUE(only(route(m, zigzag(8192, 4, 2), zigzag(8192, 4, 1), gqa), Kernel::CudnnVarlen));
+  in.dense_cudnn_pieces = false;  // SDPA would not pick cuDNN for some piece
+  EXPECT_TRUE(only(route(m, zigzag(8192, 4, 2), zigzag(8192, 4, 1), in), Kernel::CudnnVarlen));
+}
+
 TEST(RouteTable, CausalWindowsUseTheKernelsWindowArguments) {
   const Mask m = Mask::causal().window(1023, 0);
   cuda::RouteInputs in;

@@ -39,7 +39,8 @@ def read(path):
 
 
 def tables(lines):
-    """Every whitespace table in the lines: (header columns, rows as dicts)."""
+    """Every whitespace table in the lines: (header columns, rows as dicts); a last `note` column
+    may hold spaces."""
     out, header = [], None
     for line in lines:
         cells = line.split()
@@ -49,8 +50,10 @@ def tables(lines):
         if cells[0] in ("strategy", "backend"):
             header = cells
             out.append((header, []))
-        elif header and len(cells) == len(header):
-            out[-1][1].append(dict(zip(header, cells)))
+        elif header and (len(cells) == len(header) or (len(cells) > len(header) and header[-1] == "note")):
+            # A note (the last column) may hold spaces: the cells past the header's are its words.
+            n = len(header) - 1
+            out[-1][1].append(dict(zip(header, cells[:n] + [" ".join(cells[n:])])))
     return out
 
 

@@ -15,6 +15,10 @@
 #include "runtime/comm/local/communicator.h"
 #include "core/errors.h"
 #include "core/worst_error.h"
+#include "longhaul/config.h"
+#if LONGHAUL_WITH_CUDA
+#include "attention/cuda/cuda_attention.h"
+#endif
 
 namespace longhaul::bench {
 namespace {
@@ -33,6 +37,22 @@ struct Timed {
 };
 
 int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * int64_t(t.element_size()) : 0; }
+
+// The kernels a block of rank `qr`'s queries against rank `kr`'s keys runs on
+// (cuda::route_summary; only shapes and positions matter, so q and k are views of the right
+// length): what a row's time is made of. "-" in a build without CUDA.
+std::string block_route(const at::Tensor& q, const at::Tensor& k, const Mask& mask, Layout layout, int p, int qr,
+                        int kr) {
+#if LONGHAUL_WITH_CUDA
+  const at::Tensor qp = ShardPlan::for_mask(q.size(0), mask, layout, p, qr).positions(qr),
+                   kp = ShardPlan::for_mask(k.size(0), mask, layout, p, kr).positions(kr);
+  return cuda::route_summary(q.narrow(0, 0, qp.numel()), k.narrow(0, 0, kp.numel()), BlockView{qp, kp}, mask,
+                             1.0 / std::sqrt(double(q.size(2))));
+#else
+  (void)q, (void)k, (void)mask, (void)layout, (void)p, (void)qr, (void)kr;
+  return "-";
+#endif
+}
 
 }  // namespace
 
@@ -76,7 +96,12 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
     const double fwd_ms = t.fwd_ms, bwd_ms = t.bwd_ms;
     const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
     double predicted = NAN;
-    std::string note = p == 1 ? copy_note : std::string("-");
+    // Ulysses runs whole-sequence blocks of its heads: the single row's route.
+    std::string note = p == 1 ? copy_note + "; route: " + block_route(q, k, mask, layout, 1, 0, 0)
+                       : strategy == "ulysses"
+                           ? std::string("-")
+                           : "route q0.k1: " + block_route(q, k, mask, layout, p, 0, 1) +
+                                 "; q0.k0: " + block_route(q, k, mask, layout, p, 0, 0);
     if (p > 1) try {
       GpuEmulationPredictionInput in;
       in.strategy = strategy_from_string(strategy), in.layout = layout, in.mask = mask;

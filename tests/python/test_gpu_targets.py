@@ -75,3 +75,15 @@ def test_sections_are_named_by_gpu_check_not_by_the_bench(tmp_path):
     assert len(flash_alone) == 1, out
     assert flash_alone[0].startswith("- [the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash)"), out
     assert "bench attention" not in out
+
+
+def test_cp_rows_with_a_note_of_several_words(tmp_path):
+    """bench cp-gpu's last column, the note, names the kernels of the rows' blocks in words."""
+    (tmp_path / "cp_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D  dtype  aggregate_over_single  note\n"
+        "  single       -  causal  131072  1  16    16  128   bf16                 1.0000  copy 9 us + 310 GB/s; "
+        "route: cudnn_dense x1\n"
+        "    ring  zigzag  causal  131072  4  16    16  128   bf16                 0.8712  route q0.k1: cudnn_pieces "
+        "x1; q0.k0: cudnn_pieces x1, cudnn_pieces x2\n")
+    out = targets(tmp_path)
+    assert "ring zigzag T=131072 P=4: 0.871 (target >= 0.85: met)" in out, out

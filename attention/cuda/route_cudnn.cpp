@@ -197,11 +197,40 @@ AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const
   return {grad(std::get<0>(g)), grad(std::get<1>(g)), grad(std::get<2>(g))};
 }
 
+namespace {
+// A piece dense cuDNN refuses (not expected: SDPA chose cuDNN for its shape) runs on
+// FlashAttention-2 instead, said once per process; a device fault is rethrown.
+template <typename Cudnn, typename Flash>
+auto cudnn_or_flash(const Piece& p, Cudnn cudnn, Flash flash) {
+  try {
+    return cudnn();
+  } catch (const c10::AcceleratorError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      std::cerr << "longhaul: dense cuDNN attention refused a piece (" << p.m << " x " << p.n
+                << "): " << std::string(e.what()).substr(0, 200) << "; FlashAttention-2 runs such pieces\n";
+    });
+    return flash();
+  }
+}
+PieceGroup alone(const PieceGroup& g, const Piece& p) { return {g.left, g.right, {p}, {0, 1}}; }
+}  // namespace
+
 void cudnn_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
   merge_each_piece(g, q.size(0), out_acc, lse_acc, [&](const Piece& p) {
-    return cudnn_forward(q.narrow(0, p.q_row, p.m), k.narrow(0, p.k_row, p.n), v.narrow(0, p.k_row, p.n),
-                         g.right == 0, scale);
+    return cudnn_or_flash(
+        p,
+        [&] {
+          return cudnn_forward(q.narrow(0, p.q_row, p.m), k.narrow(0, p.k_row, p.n), v.narrow(0, p.k_row, p.n),
+                               g.right == 0, scale);
+        },
+        [&] {
+          GroupOutput o = flash_forward_pieces(alone(g, p), q, k, v, scale);
+          return AttentionOutput{o.out, o.lse};
+        });
   });
 }
 
@@ -211,10 +240,19 @@ void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at:
   for (const Piece& p : g.pieces) {
     auto rows = [&p](const at::Tensor& x) { return x.narrow(0, p.q_row, p.m); };
     auto keys = [&p](const at::Tensor& x) { return x.narrow(0, p.k_row, p.n); };
-    add_piece_grads(p,
-                    cudnn_backward(rows(dout), rows(q), keys(k), keys(v), rows(out), lse.narrow(1, p.q_row, p.m),
-                                   g.right == 0, scale, acc.q_shape[2]),
-                    acc);
+    cudnn_or_flash(
+        p,
+        [&] {
+          add_piece_grads(p,
+                          cudnn_backward(rows(dout), rows(q), keys(k), keys(v), rows(out),
+                                         lse.narrow(1, p.q_row, p.m), g.right == 0, scale, acc.q_shape[2]),
+                          acc);
+          return 0;
+        },
+        [&] {
+          flash_backward_group(alone(g, p), dout, q, k, v, out, lse_for_aten(lse), scale, acc);
+          return 0;
+        });
   }
 }
 

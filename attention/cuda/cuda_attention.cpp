@@ -60,7 +60,8 @@ bool dense_cudnn_takes_pieces(const BlockPlan& plan, const at::Tensor& q, const 
 
 // What the route table needs to know about this block on this device. The probes (SDPA's choice,
 // ragged cuDNN) run only where the table could use their answer.
-Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k, double scale, bool have_out) {
+Route route_for(const BlockPlan& plan, const Mask& mask, const at::Tensor& q, const at::Tensor& k, double scale,
+                bool have_out) {
   RouteInputs in;
   in.dtype = dtype_class(q);
   in.head_dim = q.size(2);
@@ -74,7 +75,10 @@ Route route_for(const BlockPlan& plan, const at::Tensor& q, const at::Tensor& k,
       const bool causal = plan.groups[0].right == 0;
       (causal ? in.dense_cudnn_causal : in.dense_cudnn_full) = prefers_cudnn(q, k, causal, scale);
     }
-    if (in.mha) in.dense_cudnn_pieces = dense_cudnn_takes_pieces(plan, q, k, scale);
+    // Dense cuDNN builds a graph per piece shape: documents, whose lengths change every batch,
+    // stay on the ragged call. Head dims past 128: SDPA screens only the forward there.
+    if (in.mha && !mask.has_documents() && q.size(2) <= 128)
+      in.dense_cudnn_pieces = dense_cudnn_takes_pieces(plan, q, k, scale);
     bool any_candidate = false, any_band = false;
     for (const PieceGroup& g : plan.groups) {
       any_candidate = any_candidate || full_or_causal(g);
@@ -98,7 +102,7 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const c10::cuda::CUDAGuard guard(q.device());
   const BlockPlan plan = make_plan(view, mask);
   const at::Tensor qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
-  const Route route = route_for(plan, qp, kp, scale, true);
+  const Route route = route_for(plan, mask, qp, kp, scale, true);
   // Unrounded float32 (float64) out: attention_forward rounds it once, merges take it as is.
   if (route.fallback()) return fallback::forward(q, k, v, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
@@ -109,7 +113,8 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
     if (kern == Kernel::CudnnDense || kern == Kernel::CudnnPieces || kern == Kernel::EfficientPieces) {
       const PieceGroup& g = plan.groups[0];
       AttentionOutput r = kern == Kernel::EfficientPieces ? efficient_forward_piece(g, *whole, qp, kp, vp, scale)
-                                                          : cudnn_forward(qp, kp, vp, g.right == 0, scale);
+                          : kern == Kernel::CudnnPieces     ? cudnn_forward_piece(g, *whole, qp, kp, vp, scale)
+                                                            : cudnn_forward(qp, kp, vp, g.right == 0, scale);
       r.out = r.out.narrow(2, 0, d);
       return r;
     }
@@ -150,19 +155,20 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   LH_CHECK(lse.device() == q.device(), "cuda attention backward: lse is on ", lse.device(), ", expected ",
            q.device(), " like q");
   const BlockPlan plan = make_plan(view, mask);
-  const at::Tensor dp = pad_head_dim(dout), qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
+  // dO contiguous: cuDNN's graph cache keys on q, k and v's layout only, so a graph built for
+  // one dO layout would be reused for another (a no-op for contiguous inputs).
+  const at::Tensor dp = pad_head_dim(dout).contiguous(), qp = pad_head_dim(q), kp = pad_head_dim(k),
+                   vp = pad_head_dim(v);
   // ATen's fused backward kernels take out, not row sums: without out (TokenRing) the exact math
   // path runs instead.
-  const Route route = route_for(plan, qp, kp, scale, out.defined()).backward();
+  const Route route = route_for(plan, mask, qp, kp, scale, out.defined()).backward();
   if (route.fallback()) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto f32 = q.options().dtype(at::kFloat);
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   // The fused kernels want out in the input dtype (strategies hold it in float32).
-  const at::Tensor op = pad_head_dim(out.to(q.scalar_type()));
-  // One dense cuDNN call over the whole block: its gradients are the answer.
-  const Kernel first = route.launches.size() == 1 ? route.launches[0].kernel : Kernel::Fallback;
-  if (first == Kernel::CudnnDense || (first == Kernel::CudnnPieces && whole_block_piece(plan, tq, tk)))
+  const at::Tensor op = pad_head_dim(out.to(q.scalar_type())).contiguous();
+  if (route.launches.size() == 1 && route.launches[0].kernel == Kernel::CudnnDense)
     return cudnn_backward(dp, qp, kp, vp, op, lse, plan.groups[0].right == 0, scale, d);
   const at::Tensor lse_aten = lse_for_aten(lse);
   for (const Launch& l : route.launches) {
@@ -182,7 +188,7 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
 std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockView& view, const Mask& mask,
                           double scale) {
   const c10::cuda::CUDAGuard guard(q.device());
-  const Route forward = route_for(make_plan(view, mask), pad_head_dim(q), pad_head_dim(k), scale, true);
+  const Route forward = route_for(make_plan(view, mask), mask, pad_head_dim(q), pad_head_dim(k), scale, true);
   const std::string f = forward.describe(), b = forward.backward().describe();
   return f == b ? f : f + " (backward: " + b + ")";
 }

@@ -198,40 +198,52 @@ AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const
 }
 
 namespace {
-// A piece dense cuDNN refuses (not expected: SDPA chose cuDNN for its shape) runs on
-// FlashAttention-2 instead, said once per process; a device fault is rethrown.
+// A piece shape dense cuDNN refuses (not expected: SDPA chose cuDNN for it) runs on
+// FlashAttention-2 from then on, said once per shape: torch 2.11 leaves a refused shape's graph
+// cache entry empty and would dereference it on the next call. A device fault is rethrown.
 template <typename Cudnn, typename Flash>
-auto cudnn_or_flash(const Piece& p, Cudnn cudnn, Flash flash) {
+auto cudnn_or_flash(const PieceGroup& g, const Piece& p, const at::Tensor& q, Cudnn cudnn, Flash flash) {
+  static std::mutex mu;
+  static std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int>> refused;
+  const auto shape = std::make_tuple(p.m, p.n, g.right, q.size(1), q.size(2), static_cast<int>(q.scalar_type()));
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    if (refused.count(shape)) return flash();
+  }
   try {
     return cudnn();
   } catch (const c10::AcceleratorError&) {
     throw;
   } catch (const c10::Error& e) {
-    static std::once_flag said;
-    std::call_once(said, [&] {
+    const std::lock_guard<std::mutex> lock(mu);
+    if (refused.insert(shape).second)
       std::cerr << "longhaul: dense cuDNN attention refused a piece (" << p.m << " x " << p.n
-                << "): " << std::string(e.what()).substr(0, 200) << "; FlashAttention-2 runs such pieces\n";
-    });
-    return flash();
+                << (g.right == 0 ? ", causal" : ", full") << "): " << std::string(e.what()).substr(0, 200)
+                << "; FlashAttention-2 runs pieces of that shape\n";
   }
+  return flash();
 }
 PieceGroup alone(const PieceGroup& g, const Piece& p) { return {g.left, g.right, {p}, {0, 1}}; }
 }  // namespace
 
+AttentionOutput cudnn_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
+                                    const at::Tensor& v, double scale) {
+  return cudnn_or_flash(
+      g, p, q,
+      [&] {
+        return cudnn_forward(q.narrow(0, p.q_row, p.m), k.narrow(0, p.k_row, p.n), v.narrow(0, p.k_row, p.n),
+                             g.right == 0, scale);
+      },
+      [&] {
+        GroupOutput o = flash_forward_pieces(alone(g, p), q, k, v, scale);
+        return AttentionOutput{o.out, o.lse};
+      });
+}
+
 void cudnn_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  merge_each_piece(g, q.size(0), out_acc, lse_acc, [&](const Piece& p) {
-    return cudnn_or_flash(
-        p,
-        [&] {
-          return cudnn_forward(q.narrow(0, p.q_row, p.m), k.narrow(0, p.k_row, p.n), v.narrow(0, p.k_row, p.n),
-                               g.right == 0, scale);
-        },
-        [&] {
-          GroupOutput o = flash_forward_pieces(alone(g, p), q, k, v, scale);
-          return AttentionOutput{o.out, o.lse};
-        });
-  });
+  merge_each_piece(g, q.size(0), out_acc, lse_acc,
+                   [&](const Piece& p) { return cudnn_forward_piece(g, p, q, k, v, scale); });
 }
 
 void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
@@ -241,7 +253,7 @@ void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at:
     auto rows = [&p](const at::Tensor& x) { return x.narrow(0, p.q_row, p.m); };
     auto keys = [&p](const at::Tensor& x) { return x.narrow(0, p.k_row, p.n); };
     cudnn_or_flash(
-        p,
+        g, p, q,
         [&] {
           add_piece_grads(p,
                           cudnn_backward(rows(dout), rows(q), keys(k), keys(v), rows(out),

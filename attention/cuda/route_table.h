@@ -5,8 +5,9 @@
 //   fp16/bf16  whole square block, full or causal, MHA,    cuDNN dense                 1
 //              SDPA itself would pick cuDNN
 //   fp16/bf16  full, or causal with square pieces, at most  cuDNN dense per piece       1 per piece
-//              2 pieces (a zigzag ring step), MHA, SDPA      (row-range views, no copy),
-//              would pick cuDNN for every piece               forward and backward
+//              2 pieces (a zigzag ring step), MHA, no         (row-range views, no copy),
+//              documents (a graph per shape), head dim <=     forward and backward
+//              128, SDPA would pick cuDNN for every piece
 //   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
 //              (top-left = bottom-right alignment), when     forward; its backward on
 //              this torch/cuDNN runs it and is faster        FlashAttention-2 varlen
@@ -54,7 +55,9 @@ struct RouteInputs {
   bool cudnn_varlen = true;     // this process's torch/cuDNN runs ragged cuDNN attention
   bool cudnn_band = false;      // the cuDNN band route is on (LONGHAUL_CUDA_BAND=cudnn/auto) and probed good
   bool dense_cudnn_full = false, dense_cudnn_causal = false;  // ATen's SDPA picks cuDNN here
-  bool dense_cudnn_pieces = false;  // ... and for every piece of the groups dense_pieces_candidate takes
+  // ... and for every piece of the groups dense_pieces_candidate takes (MHA, no document mask,
+  // head dim <= 128: decided by the adapter)
+  bool dense_cudnn_pieces = false;
   bool efficient_window = true; // the memory-efficient kernel's window_size was probed exact
   bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)
 };

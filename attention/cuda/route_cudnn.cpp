@@ -192,7 +192,8 @@ AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const
   const at::Tensor none, philox = at::zeros({}, q.options().dtype(at::kLong));  // no dropout: never read
   const at::Tensor lse4 = lse.to(at::kFloat).contiguous().view({1, lse.size(0), lse.size(1), 1});
   auto g = at::_scaled_dot_product_cudnn_attention_backward(bhtd(dout), bhtd(q), bhtd(k), bhtd(v), bhtd(out), lse4,
-                                                            philox, philox, none, none, none, q.size(0), k.size(0), 0.0, causal, scale);
+                                                            philox, philox, none, none, none, q.size(0), k.size(0),
+                                                            0.0, causal, scale);
   auto grad = [d](const at::Tensor& x) { return from_bhtd(x).narrow(2, 0, d).to(at::kFloat); };
   return {grad(std::get<0>(g)), grad(std::get<1>(g)), grad(std::get<2>(g))};
 }

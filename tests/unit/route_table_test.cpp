@@ -32,12 +32,27 @@ bool only(const cuda::Route& r, Kernel k) {
   return !r.launches.empty();
 }
 
-// Rank `r` of a P-rank zigzag layout of t tokens: chunks r and 2P-1-r.
+// Rank `r` of a P-rank zigzag layout of t tokens: chunks r and 2P-1-r (of unequal sizes when 2P
+// does not divide t).
 std::vector<int64_t> zigzag(int64_t t, int64_t p, int64_t r) {
-  const int64_t c = t / (2 * p);
-  std::vector<int64_t> v = range(r * c, (r + 1) * c);
-  for (int64_t x : range((2 * p - 1 - r) * c, (2 * p - r) * c)) v.push_back(x);
+  auto bound = [&](int64_t c) { return c * t / (2 * p); };
+  std::vector<int64_t> v = range(bound(r), bound(r + 1));
+  for (int64_t x : range(bound(2 * p - 1 - r), bound(2 * p - r))) v.push_back(x);
   return v;
+}
+
+// Every ring step of a P-rank zigzag causal layout of t tokens: check(p, q rank, k rank, route,
+// what it is).
+template <typename Check>
+void for_each_zigzag_step(int64_t t, std::initializer_list<int64_t> ps, const cuda::RouteInputs& in, Check check) {
+  for (int64_t p : ps)
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < p; ++j) {
+        const cuda::Route r = route(Mask::causal(), zigzag(t, p, i), zigzag(t, p, j), in);
+        check(p, i, j, r,
+              "T=" + std::to_string(t) + " P=" + std::to_string(p) + " q rank " + std::to_string(i) + " k rank " +
+                  std::to_string(j) + ": " + r.describe());
+      }
 }
 
 const std::vector<int64_t> kDocs{0, 700, 1500, 1501, 2900, 4096};  // five documents, one of length 1
@@ -85,51 +100,28 @@ TEST(RouteTable, WholeCausalBlocksTakeDenseCudnnWhereSdpaWouldElseRagged) {
 }
 
 TEST(RouteTable, ZigzagShardPairsRunOnCudnnInAtMostTwoCalls) {
-  const Mask m = Mask::causal();
-  const cuda::RouteInputs in;
-  for (int64_t p : {2, 4, 8})
-    for (int64_t i = 0; i < p; ++i)
-      for (int64_t j = 0; j < p; ++j) {
-        const cuda::Route r = route(m, zigzag(8192, p, i), zigzag(8192, p, j), in);
-        const std::string what = "P=" + std::to_string(p) + " q rank " + std::to_string(i) + " k rank " +
-                                 std::to_string(j) + ": " + r.describe();
-        EXPECT_TRUE(only(r, Kernel::CudnnVarlen)) << what;
-        EXPECT_LE(r.kernel_calls(), 2) << what;
-      }
+  for_each_zigzag_step(8192, {2, 4, 8}, {}, [](int64_t, int64_t, int64_t, const cuda::Route& r, const std::string& what) {
+    EXPECT_TRUE(only(r, Kernel::CudnnVarlen)) << what;
+    EXPECT_LE(r.kernel_calls(), 2) << what;
+  });
 }
 
 // Where SDPA picks cuDNN for the pieces (MHA), a zigzag ring step runs on dense cuDNN per piece,
 // its backward too: an off-diagonal step is one full rectangle (the shard's two halves joined),
-// the diagonal step a full piece and two causal squares (one square for the last rank). Documents (many pieces) and GQA keep the
-// one ragged call.
+// the diagonal step a full piece and two causal squares (one square for the last rank, whose
+// chunks are adjacent); an odd length (chunks of unequal sizes) the same. Documents (many
+// pieces) and GQA keep the one ragged call.
 TEST(RouteTable, ZigzagRingStepsRunOnDenseCudnnPerPieceBothWays) {
-  const Mask m = Mask::causal();
   cuda::RouteInputs in;
   in.dense_cudnn_pieces = true;
-  for (int64_t p : {2, 4, 8})
-    for (int64_t i = 0; i < p; ++i)
-      for (int64_t j = 0; j < p; ++j) {
-        const cuda::Route r = route(m, zigzag(8192, p, i), zigzag(8192, p, j), in);
-        const std::string what = "P=" + std::to_string(p) + " q rank " + std::to_string(i) + " k rank " +
-                                 std::to_string(j) + ": " + r.describe();
-        EXPECT_TRUE(only(r, Kernel::CudnnPieces)) << what;
-        EXPECT_TRUE(only(r.backward(), Kernel::CudnnPieces)) << what;
-        // The last rank's two chunks are adjacent: its diagonal step is one causal square.
-        EXPECT_EQ(r.kernel_calls(), i == j && i != p - 1 ? 3 : 1) << what;
-      }
-  // An odd length: chunks of unequal sizes, the same calls.
-  auto zigzag_odd = [](int64_t t, int64_t p, int64_t r) {
-    auto bound = [&](int64_t c) { return c * t / (2 * p); };
-    std::vector<int64_t> v = range(bound(r), bound(r + 1));
-    for (int64_t x : range(bound(2 * p - 1 - r), bound(2 * p - r))) v.push_back(x);
-    return v;
-  };
-  for (int64_t i = 0; i < 4; ++i)
-    for (int64_t j = 0; j < 4; ++j) {
-      const cuda::Route r = route(m, zigzag_odd(8191, 4, i), zigzag_odd(8191, 4, j), in);
-      EXPECT_TRUE(only(r, Kernel::CudnnPieces)) << i << " " << j << ": " << r.describe();
-      EXPECT_EQ(r.kernel_calls(), i == j && i != 3 ? 3 : 1) << i << " " << j << ": " << r.describe();
-    }
+  for (const int64_t t : {8192, 8191})
+    for_each_zigzag_step(t, {2, 4, 8}, in,
+                         [](int64_t p, int64_t i, int64_t j, const cuda::Route& r, const std::string& what) {
+                           EXPECT_TRUE(only(r, Kernel::CudnnPieces)) << what;
+                           EXPECT_TRUE(only(r.backward(), Kernel::CudnnPieces)) << what;
+                           EXPECT_EQ(r.kernel_calls(), i == j && i != p - 1 ? 3 : 1) << what;
+                         });
+  const Mask m = Mask::causal();
   const cuda::Route docs = route(Mask::causal().documents(kDocs), range(0, 4096), range(0, 4096), in);
   EXPECT_TRUE(only(docs, Kernel::CudnnVarlen)) << docs.describe();
   cuda::RouteInputs gqa = in;

@@ -96,7 +96,7 @@ stop_python_build() {
 # here either way); CP, training, the local and c10d communicators; NCCL's tests last (its
 # deadline test aborts a communicator with work queued). PART=LIMIT:FILTER[:ENV].
 section tests "gpu tests" && for part in "attention_tests=120:AttentionCuda*:-AttentionCudaBand*" \
-    "ragged_cudnn_tests=60:AttentionCuda.Documents:AttentionCuda.RaggedCudnn*:AttentionCuda.EveryFamily*:AttentionCuda.Zigzag*:LONGHAUL_CUDA_VARLEN=cudnn" \
+    "ragged_cudnn_tests=60:AttentionCuda.Documents:AttentionCuda.RaggedCudnn*:AttentionCuda.EveryFamily*:AttentionCuda.ZigzagShardPairs*:LONGHAUL_CUDA_VARLEN=cudnn" \
     "cp_train_tests=180:-AttentionCuda*:Nccl*" "nccl_tests=90:Nccl*"; do
   name=${part%%=*} rest=${part#*=}
   limit=${rest%%:*} filter=${rest#*:} env=

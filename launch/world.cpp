@@ -107,9 +107,8 @@ World init(const InitOptions& options) {
 
   // NCCL for CUDA tensors where every rank has a GPU of its own: decided from every rank's GPU
   // UUID (gathered only where it can matter), so all ranks decide alike whatever each one sees.
-  std::vector<RankPlace> places{RankPlace{}};
-#if LONGHAUL_WITH_NCCL
   std::string my_gpu;
+#if LONGHAUL_WITH_NCCL
   if (device >= 0) {
     try {
       my_gpu = nccl::gpu_uuid(device);
@@ -119,11 +118,11 @@ World init(const InitOptions& options) {
                 << "); counted as no CUDA device" << std::endl;
     }
   }
-  if (needs_gpu_census(options.backend, true, comm->size()))
-    places = gather_placement(*comm, launch.local_rank, launch.local_size, my_gpu);
-  else
-    places[0].gpu = my_gpu;
 #endif
+  const std::vector<RankPlace> places =
+      needs_gpu_census(options.backend, LONGHAUL_WITH_NCCL, comm->size())
+          ? gather_placement(*comm, launch.local_rank, launch.local_size, my_gpu)
+          : std::vector<RankPlace>{RankPlace{"", launch.local_rank, launch.local_size, my_gpu}};
   // What was asked (auto or nccl), not what it resolved to: auto adds NCCL on GPU ranks.
   const NcclChoice nccl_choice = choose_nccl(options.backend, LONGHAUL_WITH_NCCL, places);
   CommPtr host;
@@ -154,7 +153,7 @@ World init(const InitOptions& options) {
   World world(comm, launcher, local_rank, local_size, threads, reason, device);
   if (host) world.set_host_comm(host);
   world.set_nccl_note(detail::str_cat(nccl_choice.use ? "on" : "off", " (", nccl_choice.why, ")"));
-  world.set_gpu(places.size() == 1 ? places[0].gpu : places[world.rank()].gpu);
+  world.set_gpu(my_gpu);
   if (options.log_config && world.rank() == 0) std::cerr << world.config_line() << std::endl;
   return world;
 }

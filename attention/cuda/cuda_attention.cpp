@@ -106,15 +106,19 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   // Unrounded float32 (float64) out: attention_forward rounds it once, merges take it as is.
   if (route.fallback()) return fallback::forward(q, k, v, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
+  // A piece on a kernel called once per piece (memory-efficient or dense cuDNN).
+  auto piece_forward = [&](Kernel kern, const PieceGroup& g, const Piece& p) {
+    return kern == Kernel::EfficientPieces ? efficient_forward_piece(g, p, qp, kp, vp, scale)
+                                           : cudnn_forward_piece(g, p, qp, kp, vp, scale);
+  };
   // One dense or single-piece kernel over the whole block: its output is the answer, with no
   // accumulator, merge or scatter around it (varlen calls that tile the block: below).
   if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
     const Kernel kern = route.launches[0].kernel;
     if (kern == Kernel::CudnnDense || kern == Kernel::CudnnPieces || kern == Kernel::EfficientPieces) {
       const PieceGroup& g = plan.groups[0];
-      AttentionOutput r = kern == Kernel::EfficientPieces ? efficient_forward_piece(g, *whole, qp, kp, vp, scale)
-                          : kern == Kernel::CudnnPieces     ? cudnn_forward_piece(g, *whole, qp, kp, vp, scale)
-                                                            : cudnn_forward(qp, kp, vp, g.right == 0, scale);
+      AttentionOutput r = kern == Kernel::CudnnDense ? cudnn_forward(qp, kp, vp, g.right == 0, scale)
+                                                     : piece_forward(kern, g, *whole);
       r.out = r.out.narrow(2, 0, d);
       return r;
     }
@@ -136,8 +140,7 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   for (const Launch& l : route.launches) {
     const PieceGroup& g = plan.groups[l.group];
     if (l.kernel == Kernel::EfficientPieces || l.kernel == Kernel::CudnnPieces) {
-      (l.kernel == Kernel::CudnnPieces ? cudnn_forward_group : efficient_forward_group)(g, qp, kp, vp, scale, out_acc,
-                                                                                        lse_acc);
+      merge_each_piece(g, tq, out_acc, lse_acc, [&](const Piece& p) { return piece_forward(l.kernel, g, p); });
       continue;
     }
     // CudnnDense is whole-block only, handled above.

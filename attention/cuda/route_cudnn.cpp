@@ -241,12 +241,6 @@ AttentionOutput cudnn_forward_piece(const PieceGroup& g, const Piece& p, const a
       });
 }
 
-void cudnn_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  merge_each_piece(g, q.size(0), out_acc, lse_acc,
-                   [&](const Piece& p) { return cudnn_forward_piece(g, p, q, k, v, scale); });
-}
-
 void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                           GradAcc& acc) {

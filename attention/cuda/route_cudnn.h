@@ -47,13 +47,11 @@ AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const
                               const at::Tensor& out, const at::Tensor& lse, bool causal, double scale, int64_t d);
 
 // One dense cuDNN call per piece of a group dense_pieces_candidate takes (MHA), on row-range
-// views of q, k and v: merged into the accumulators, gradients added into acc. A piece shape
-// cuDNN refuses runs on FlashAttention-2 from then on (said once per shape).
-// One piece of such a group: out [m, H, Dp], fixed-up lse [H, m].
+// views of q, k and v: a piece's out [m, H, Dp] and fixed-up lse [H, m]; the group's gradients
+// added into acc. A piece shape cuDNN refuses runs on FlashAttention-2 from then on (said once
+// per shape).
 AttentionOutput cudnn_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
                                     const at::Tensor& v, double scale);
-void cudnn_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                         double scale, at::Tensor& out_acc, at::Tensor& lse_acc);
 void cudnn_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                           const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                           GradAcc& acc);

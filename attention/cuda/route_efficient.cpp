@@ -100,12 +100,6 @@ AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, con
   return {out, lse};
 }
 
-void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             double scale, at::Tensor& out_acc, at::Tensor& lse_acc) {
-  merge_each_piece(g, q.size(0), out_acc, lse_acc,
-                   [&](const Piece& p) { return efficient_forward_piece(g, p, q, k, v, scale); });
-}
-
 void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,
                               GradAcc& acc) {

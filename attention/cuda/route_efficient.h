@@ -14,8 +14,6 @@ bool efficient_window_usable(const at::Tensor& q);
 // out [m, H, Dp] (input dtype) and fixed-up lse [H, m] of one piece.
 AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
                                         const at::Tensor& v, double scale);
-void efficient_forward_group(const PieceGroup& g, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             double scale, at::Tensor& out_acc, at::Tensor& lse_acc);
 // lse in ATen's convention (lse_for_aten); adds the group's gradients into acc.
 void efficient_backward_group(const PieceGroup& g, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, double scale,

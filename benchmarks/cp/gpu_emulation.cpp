@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <mutex>
 
 #include "benchmarks/common/compare.h"
@@ -92,16 +93,22 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
   const RankCopy copy = measure_rank_copy(dev, kv_block);
   const std::string copy_note = "copy " + std::to_string(int(copy.latency_s * 1e6)) + " us + " +
                                 std::to_string(int(copy.bytes_per_s / 1e9)) + " GB/s";
+  // The kernels of rank 0's blocks, once per P (every strategy but Ulysses runs the same blocks).
+  std::map<int, std::string> routes;
+  auto routes_of = [&](int p) -> const std::string& {
+    auto it = routes.find(p);
+    if (it == routes.end())
+      it = routes.emplace(p, p == 1 ? "route: " + block_route(q, k, mask, layout, 1, 0, 0)
+                                    : "route q0.k1: " + block_route(q, k, mask, layout, p, 0, 1) +
+                                          "; q0.k0: " + block_route(q, k, mask, layout, p, 0, 0)).first;
+    return it->second;
+  };
   auto row = [&](const std::string& strategy, int p, const Timed& t, double err) {
     const double fwd_ms = t.fwd_ms, bwd_ms = t.bwd_ms;
     const double ms = fwd_ms + bwd_ms, agg = flops / (ms * 1e-3) / 1e12;
     double predicted = NAN;
-    // Ulysses runs whole-sequence blocks of its heads: the single row's route.
-    std::string note = p == 1 ? copy_note + "; route: " + block_route(q, k, mask, layout, 1, 0, 0)
-                       : strategy == "ulysses"
-                           ? std::string("-")
-                           : "route q0.k1: " + block_route(q, k, mask, layout, p, 0, 1) +
-                                 "; q0.k0: " + block_route(q, k, mask, layout, p, 0, 0);
+    // Ulysses runs whole-sequence blocks of its heads, as the single row does: no route of its own.
+    std::string note = p == 1 ? copy_note + "; " + routes_of(1) : strategy == "ulysses" ? "-" : routes_of(p);
     if (p > 1) try {
       GpuEmulationPredictionInput in;
       in.strategy = strategy_from_string(strategy), in.layout = layout, in.mask = mask;

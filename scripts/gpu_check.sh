@@ -10,9 +10,10 @@
 # `longhaul train --device cuda` (fp64 against the CPU, bf16 tokens/s) and, last, the Python
 # module built there against that machine's python (scripts/gpu_python.sh: its build starts in the
 # background at once, on half the cores, while the GPU runs the other sections; its tests run last).
-# `band` runs the cuDNN band route (LONGHAUL_CUDA_BAND=cudnn: windows and bottom-right causal pieces
-# on cuDNN's graph API, off by default until measured) in processes of its own: its GPU test
-# against the float64 reference, then the causal-window kernel rows again, to set beside the
+# `band` runs the cuDNN band route (LONGHAUL_CUDA_BAND=cudnn: windows, bottom-right causal pieces
+# and the documents' backward on cuDNN's graph API, off by default until measured) in processes of
+# its own: its GPU test against the float64 reference, then the window and documents kernel rows
+# again, to set beside the
 # FlashAttention-2 rows of `kernel`, and LONGHAUL_CUDA_BAND=auto's timing line and verdict
 # (appended to the kernel file).
 # Everything lands in $OUT (8 files at most, the device tool's limit: machine, summary, tests,
@@ -147,9 +148,9 @@ fi
 if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
   LONGHAUL_CUDA_BAND=cudnn timeout "$(lh_limit 120)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
   echo "# exit $?"
-  echo "# causal (the yardstick) and the causal window of 1024 with the band route on"
-  LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
-  LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
+  echo "# causal (the yardstick), the causal window of 1024 and documents (their backward on the band graph) with the band route on"
+  LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
+  LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window causal_documents --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
   echo "# LONGHAUL_CUDA_BAND=auto: its timing line (cuDNN vs FlashAttention-2, 8K tokens) and the verdict it gives"
   LONGHAUL_CUDA_BAND=auto kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd --iters 3
 } > /tmp/band_cuda.txt 2>&1

@@ -79,13 +79,12 @@ Route route_for(const BlockPlan& plan, const Mask& mask, const at::Tensor& q, co
     // stay on the ragged call. Head dims past 128: SDPA screens only the forward there.
     if (in.mha && !mask.has_documents() && q.size(2) <= 128)
       in.dense_cudnn_pieces = dense_cudnn_takes_pieces(plan, q, k, scale);
-    bool any_candidate = false, any_band = false;
-    for (const PieceGroup& g : plan.groups) {
-      any_candidate = any_candidate || full_or_causal(g);
-      any_band = any_band || !full_or_causal(g) || g.right == 0;  // causal pieces may be non-square
-    }
+    bool any_candidate = false;
+    for (const PieceGroup& g : plan.groups) any_candidate = any_candidate || full_or_causal(g);
     if (any_candidate) in.cudnn_varlen = cudnn_varlen_usable(q, k);
-    if (any_band) in.cudnn_band = cudnn_band_usable(q, k);
+    // Any group may reach the band route: windows and non-square causal pieces both ways, ragged
+    // cuDNN groups in their backward.
+    if (!plan.groups.empty()) in.cudnn_band = cudnn_band_usable(q, k);
   }
   if (in.dtype == DTypeClass::Float && !plan.fragmented) {
     bool windows = false;

@@ -14,7 +14,8 @@
 // with cumulative lengths) ignores its max_q / max_k arguments and takes query.size(2) instead,
 // which for packed [rows, H, D] inputs is the head dim: cuDNN sizes its dQ accumulator for D rows
 // per piece and writes past it on any longer piece (an illegal address, or another tensor
-// overwritten). FlashAttention-2's varlen backward takes the group instead: the forward's out and
+// overwritten). The cuDNN band route's backward graph (route_cudnn_band.h) takes the group instead
+// where that route is on, FlashAttention-2's varlen backward otherwise: the forward's out and
 // logsumexp are the block's, so the gradients are exact whichever kernel made them.
 #pragma once
 

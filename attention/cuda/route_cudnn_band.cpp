@@ -288,6 +288,10 @@ bool execute(const GraphKey& key, const fe::graph::Graph& g, std::unordered_map<
 // Graph shapes are rounded up (pieces and longest piece to powers of two, the extra pieces empty)
 // so that blocks whose documents or windows differ a little share a graph: building one costs far
 // more than running it.
+// The most padded stats rows a call may hold per packed query row (bucket(pieces) x bucket(longest)
+// over the rows).
+constexpr int64_t kMaxStatsPadding = 32;
+
 int64_t bucket(int64_t n) {
   int64_t b = 1;
   while (b < n) b <<= 1;
@@ -317,6 +321,15 @@ struct BandCall {
     if (!fits) {
       report_refused(key, detail::str_cat("ragged offsets of ", qr.total, " x ", h * d, " and ", kr.total, " x ",
                                           hkv * d, " elements pass int32"));
+      return;
+    }
+    // The stats are padded per piece: one long document among many short ones would make them
+    // (pieces x longest) rows, gigabytes at 128K tokens and 64 heads.
+    if (b_graph * max_q > kMaxStatsPadding * std::max<int64_t>(qr.total, 1024)) {
+      fits = false;
+      report_refused(key, detail::str_cat("its stats padded per piece would be ", b_graph, " x ", max_q,
+                                          " rows for ", qr.total, " rows of queries (more than ", kMaxStatsPadding,
+                                          " times)"));
       return;
     }
     std::tie(seq_q, off_q) = side(qr, h * d);
@@ -457,10 +470,12 @@ std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t 
 }
 
 // Groups of three pieces (24 rows x 40 keys, 10 x 10, 6 x 6; the graph pads a fourth, empty
-// piece) under a causal window (left 7) and a two-sided band (left 7, right 2), and a causal piece
+// piece) under a causal window (left 7), a two-sided band (left 7, right 2), plain causal and no
+// bound at all (documents, whose backward the route runs for ragged cuDNN), and a causal piece
 // with more keys than rows: cuDNN against FlashAttention-2, out, lse and the three gradients. The
-// two-sided band may be refused (that shape then runs on FlashAttention-2, as any refused shape
-// does); the causal forms are what the route is for, so their refusal turns it off.
+// two-sided band and the unbounded form may be refused (such a shape then runs on
+// FlashAttention-2, as any refused shape does); the causal forms are what the route is for, so
+// their refusal turns it off. A form that runs and disagrees turns it off too.
 ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   ProbeVerdict pr;  // only asked for when LONGHAUL_CUDA_BAND asks for the route (cudnn_band_usable)
   if (std::string e = open_cudnn(); !e.empty()) {
@@ -485,7 +500,9 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     };
     const std::vector<Case> cases{{three_pieces(7, 0), false},
                                   {three_pieces(7, 2), true},
-                                  {{-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}, false}};
+                                  {{-1, 0, {{0, 24, 0, 40, -1, 0, 0}}, {0, 1}}, false},
+                                  {three_pieces(-1, 0), false},  // causal documents (their backward)
+                                  {three_pieces(-1, -1), true}};  // full documents
     double worst = 0;
     for (const Case& c : cases) {
       try {

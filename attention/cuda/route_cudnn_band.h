@@ -1,8 +1,9 @@
 // The cuDNN band route (fp16/bf16): a piece group with window offsets that ATen's cuDNN operators
-// cannot express (a causal window, a two-sided window, a causal piece with more keys than rows)
-// as one call of cuDNN's fused attention through its graph API (cudnn-frontend): ragged Q/K/V/O
-// over the pieces, per-piece sequence lengths, the diagonal aligned bottom-right per piece and the
-// group's left/right offsets as the band's bounds. That is the FlashAttention-2 varlen call's
+// cannot express (a causal window, a two-sided window, a causal piece with more keys than rows),
+// and the backward of the ragged cuDNN route's groups (full or causal documents, which ATen's
+// ragged cuDNN backward gets wrong), as one call of cuDNN's fused attention through its graph API
+// (cudnn-frontend): ragged Q/K/V/O over the pieces, per-piece sequence lengths, the diagonal
+// aligned bottom-right per piece and the group's left/right offsets as the band's bounds. That is the FlashAttention-2 varlen call's
 // contract, on Hopper's faster kernel.
 //
 // Off unless LONGHAUL_CUDA_BAND asks for it: it replaces FlashAttention-2 by default only once a

@@ -40,7 +40,10 @@ const char* to_string(Kernel k) {
   return "?";
 }
 
-Kernel backward_kernel(Kernel forward) { return forward == Kernel::CudnnVarlen ? Kernel::FlashVarlen : forward; }
+Kernel backward_kernel(Kernel forward, bool cudnn_band) {
+  if (forward != Kernel::CudnnVarlen) return forward;
+  return cudnn_band ? Kernel::CudnnBand : Kernel::FlashVarlen;
+}
 
 bool full_or_causal(const PieceGroup& g) { return g.left == -1 && (g.right == -1 || g.right == 0); }
 
@@ -71,12 +74,13 @@ std::string Route::describe() const {
 
 Route Route::backward() const {
   Route r = *this;
-  for (Launch& l : r.launches) l.kernel = backward_kernel(l.kernel);
+  for (Launch& l : r.launches) l.kernel = backward_kernel(l.kernel, cudnn_band);
   return r;
 }
 
 Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInputs& in) {
   Route r;
+  r.cudnn_band = in.cudnn_band;
   const Route fallback{{{Kernel::Fallback, 0, 1}}};
   if (plan.fragmented || in.head_dim > kMaxFusedHeadDim || in.dtype == DTypeClass::Double || !in.have_out)
     return fallback;

@@ -10,8 +10,9 @@
 //              128, SDPA would pick cuDNN for every piece
 //   fp16/bf16  full, or causal with every piece square     cuDNN varlen (ragged)       1 per group
 //              (top-left = bottom-right alignment), when     forward; its backward on
-//              this torch/cuDNN runs it and is faster        FlashAttention-2 varlen
-//              (probed and timed once)
+//              this torch/cuDNN runs it and is faster        the cuDNN band graph where
+//              (probed and timed once)                       that route is on, else
+//                                                            FlashAttention-2 varlen
 //   fp16/bf16  any other window (bottom-right offsets),     cuDNN band (graph API)      1 per group
 //              when LONGHAUL_CUDA_BAND=cudnn (or auto) and
 //              it runs (probed once; auto: and is faster)
@@ -28,7 +29,8 @@
 // (cudnn-frontend) does, per ragged piece, bottom-right aligned; FlashAttention-2 takes any
 // bottom-right window; the memory-efficient kernel is the only fused float32 one. torch 2.11's
 // ragged cuDNN backward sizes its dQ accumulator by the head dim instead of the longest piece and
-// writes past it (route_cudnn.h), so that backward is never called.
+// writes past it (route_cudnn.h), so that backward is never called: the band route's graph, which
+// takes ragged pieces with or without a diagonal, runs it on cuDNN where that route is on.
 #pragma once
 
 #include <cstdint>
@@ -41,9 +43,11 @@ namespace longhaul::cuda {
 
 enum class Kernel { CudnnDense, CudnnPieces, CudnnVarlen, CudnnBand, FlashVarlen, EfficientPieces, Fallback };
 const char* to_string(Kernel k);
-// The kernel that runs the backward of a group whose forward ran on `forward` (the same one, but
-// for ragged cuDNN: FlashAttention-2 varlen, exact since both take the block's out and lse).
-Kernel backward_kernel(Kernel forward);
+// The kernel that runs the backward of a group whose forward ran on `forward`: the same one, but
+// for ragged cuDNN, whose backward is the cuDNN band graph's where `cudnn_band` (that route is on
+// and probed good) and FlashAttention-2 varlen's otherwise. Exact either way: every backward
+// takes the block's out and lse, not the forward kernel's.
+Kernel backward_kernel(Kernel forward, bool cudnn_band);
 
 enum class DTypeClass { Half, Float, Double };  // Half: fp16 and bf16
 
@@ -73,6 +77,7 @@ struct Route {
   bool fallback() const { return launches.size() == 1 && launches[0].kernel == Kernel::Fallback; }
   int64_t kernel_calls() const;
   std::string describe() const;  // "cudnn_varlen x1, flash_varlen x1"
+  bool cudnn_band = false;        // the band route was on when this route was made
   Route backward() const;         // the same launches, each on its backward_kernel
 };
 

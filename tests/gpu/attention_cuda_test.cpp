@@ -315,9 +315,9 @@ TEST(AttentionCuda, RaggedCudnnAndFloat32WindowsAtRealSizes) {
 }
 
 // The cuDNN band route (cuDNN's graph API: window bounds and bottom-right causal per ragged piece),
-// switched on for this test only: every block whose groups FlashAttention-2 runs by default, against
-// the float64 reference. Its own suite, so a GPU run can keep it in a process of its own.
-TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
+// switched on for this test only: every block whose groups FlashAttention-2 runs by default (the
+// documents' backward included), against the float64 reference. Its own suite, so a GPU run can keep it in a process of its own.
+TEST(AttentionCudaBand, WindowsBottomRightCausalPiecesAndDocumentsAgainstTheReference) {
   SKIP_WITHOUT_CUDA();
   struct Env {
     Env() { setenv("LONGHAUL_CUDA_BAND", "cudnn", 1); }
@@ -353,6 +353,22 @@ TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
             << " handed to FlashAttention-2\n";
   EXPECT_GT(one_sided.ran, 0);
   EXPECT_EQ(one_sided.handed_back, 0) << "cuDNN refused some shapes (their lines on stderr say which and why)";
+  // Documents (full and causal, one of them a single token): ragged cuDNN's forward, or the band
+  // graph's where ragged cuDNN is off, and the band graph's backward, on cuDNN itself.
+  const std::vector<int64_t> docs{0, 100, 612, 613, 1200};
+  for (const Mask& mask : {Mask::causal().documents(docs), Mask::full().documents(docs)}) {
+    const at::Tensor x = at::zeros({1200, 8, 128}, q.options());
+    std::cout << "[ INFO     ] " << mask.describe() << " T 1200: "
+              << cuda::route_summary(x, x, BlockView::self(1200), mask, 1.0 / std::sqrt(128.0)) << "\n";
+    for (auto dt : {at::kBFloat16, at::kHalf})
+      for (const int64_t hkv : {8, 2}) check_case({1200, 1200, 8, hkv, 128, BlockView::self(1200), mask}, dt);
+  }
+  const cuda::BandRouteCounts with_docs = cuda::cudnn_band_counts();
+  std::cout << "[ INFO     ] cuDNN band calls, documents: " << with_docs.ran - one_sided.ran << " ran, "
+            << with_docs.handed_back - one_sided.handed_back << " handed to FlashAttention-2\n";
+  EXPECT_GE(with_docs.ran - one_sided.ran, 8) << "every documents backward runs on the band graph";
+  EXPECT_EQ(with_docs.handed_back, one_sided.handed_back)
+      << "cuDNN refused a documents shape (its line on stderr says which and why)";
   // Two-sided bands: cuDNN may refuse them (the probe allows it, and FlashAttention-2 then runs
   // those groups); the results are exact either way.
   for (auto dt : {at::kBFloat16, at::kHalf})
@@ -360,8 +376,8 @@ TEST(AttentionCudaBand, WindowsAndBottomRightCausalPiecesAgainstTheReference) {
   for (const std::string name : {"sliding_window", "global_sliding_window"})
     check_case({300, 300, 4, 2, 64, BlockView::self(300), masks::make(name, 300, {}, 23, 7)}, at::kBFloat16);
   const cuda::BandRouteCounts all = cuda::cudnn_band_counts();
-  std::cout << "[ INFO     ] cuDNN band calls, two-sided bands: " << all.ran - one_sided.ran << " ran, "
-            << all.handed_back - one_sided.handed_back << " handed to FlashAttention-2\n";
+  std::cout << "[ INFO     ] cuDNN band calls, two-sided bands: " << all.ran - with_docs.ran << " ran, "
+            << all.handed_back - with_docs.handed_back << " handed to FlashAttention-2\n";
 }
 
 TEST(AttentionCuda, StripedFallback) {

@@ -1,6 +1,7 @@
 // The cuDNN band route's graphs (attention/cuda/route_cudnn_band.cpp) through cudnn-frontend's own
 // validation for Hopper (sm 90) and lowering to cuDNN's operation graph, which need no GPU: every
-// window form the block planner gives a group, MHA and GQA, fp16 and bf16, forward and backward,
+// window form the block planner gives a group (and the full and causal documents whose backward
+// the route runs for ragged cuDNN), MHA and GQA, fp16 and bf16, forward and backward,
 // piece counts and sides that round up. A graph this cuDNN's support surface refuses fails here,
 // not first in a GPU session's probe (validation alone passed a batch stride that lowering, with
 // the tensors' sizes in bytes, refuses).
@@ -27,8 +28,9 @@ TEST(CudnnBandGraph, EveryWindowFormTheRouteBuildsValidatesForHopper) {
     int64_t pieces, max_q, max_kv;
   };
   for (const Form f : {Form{1023, 0, "causal window"}, Form{7, 2, "two-sided window"},
-                       Form{63, -1, "lower bound only"}, Form{-1, 0, "causal, bottom-right"}})
-    for (const Sides s : {Sides{1, 16384, 16384}, Sides{5, 300, 900}, Sides{3, 900, 300}})
+                       Form{63, -1, "lower bound only"}, Form{-1, 0, "causal, bottom-right"},
+                       Form{-1, -1, "full (documents' backward)"}})
+    for (const Sides s : {Sides{1, 16384, 16384}, Sides{5, 300, 900}, Sides{3, 900, 300}, Sides{100, 8192, 8192}})
       for (const int64_t kv_heads : {8, 2})
         for (const bool bf16 : {true, false})
           for (const bool backward : {false, true}) {

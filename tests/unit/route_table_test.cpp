@@ -74,10 +74,20 @@ TEST(RouteTable, DocumentsRunAsOneRaggedCudnnCall) {
   const cuda::Route f = route(m, range(0, 4096), range(0, 4096), no_cudnn);
   EXPECT_TRUE(only(f, Kernel::FlashVarlen)) << f.describe();
   // The backward of a ragged cuDNN group runs on FlashAttention-2 (torch 2.11's ragged cuDNN
-  // backward writes past its dQ accumulator on pieces longer than the head dim), one call as well.
+  // backward writes past its dQ accumulator on pieces longer than the head dim), one call as well;
+  // on the cuDNN band graph where that route is on, one call too.
   const cuda::Route b = r.backward();
   EXPECT_TRUE(only(b, Kernel::FlashVarlen)) << b.describe();
   EXPECT_EQ(b.kernel_calls(), r.kernel_calls()) << b.describe();
+  cuda::RouteInputs band = in;
+  band.cudnn_band = true;
+  const cuda::Route rb = route(m, range(0, 4096), range(0, 4096), band);
+  EXPECT_TRUE(only(rb, Kernel::CudnnVarlen)) << rb.describe();
+  EXPECT_TRUE(only(rb.backward(), Kernel::CudnnBand)) << rb.backward().describe();
+  EXPECT_EQ(rb.backward().kernel_calls(), 1) << rb.backward().describe();
+  band.cudnn_varlen = false;  // no ragged cuDNN: the band graph both ways
+  const cuda::Route bb = route(m, range(0, 4096), range(0, 4096), band);
+  EXPECT_TRUE(only(bb, Kernel::CudnnBand) && only(bb.backward(), Kernel::CudnnBand)) << bb.describe();
   EXPECT_EQ(f.kernel_calls(), 1) << f.describe();
   // float32: the memory-efficient kernel, one call per document.
   cuda::RouteInputs f32 = in;
@@ -181,12 +191,15 @@ TEST(RouteTable, WindowsAndBottomRightCausalPiecesTakeTheCudnnBandRouteWhenItIsO
   EXPECT_TRUE(route(Mask::causal().window(1023, 0), range(0, 4096), range(0, 4096), f32).fallback());
 }
 
-// Every other kernel runs its own backward: only ragged cuDNN hands its backward over.
-TEST(RouteTable, OnlyRaggedCudnnHandsItsBackwardToFlashAttention) {
-  for (const Kernel k : {Kernel::CudnnDense, Kernel::CudnnBand, Kernel::FlashVarlen, Kernel::EfficientPieces,
-                         Kernel::Fallback})
-    EXPECT_EQ(cuda::backward_kernel(k), k) << cuda::to_string(k);
-  EXPECT_EQ(cuda::backward_kernel(Kernel::CudnnVarlen), Kernel::FlashVarlen);
+// Every other kernel runs its own backward: only ragged cuDNN hands its backward over, to the
+// cuDNN band graph where that route is on, else to FlashAttention-2.
+TEST(RouteTable, OnlyRaggedCudnnHandsItsBackwardOver) {
+  for (const bool band : {false, true}) {
+    for (const Kernel k : {Kernel::CudnnDense, Kernel::CudnnPieces, Kernel::CudnnBand, Kernel::FlashVarlen,
+                           Kernel::EfficientPieces, Kernel::Fallback})
+      EXPECT_EQ(cuda::backward_kernel(k, band), k) << cuda::to_string(k) << (band ? ", band on" : "");
+    EXPECT_EQ(cuda::backward_kernel(Kernel::CudnnVarlen, band), band ? Kernel::CudnnBand : Kernel::FlashVarlen);
+  }
 }
 
 TEST(RouteTable, WhatNoFusedKernelExpressesFallsBack) {

@@ -57,6 +57,10 @@ double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, co
   check_tensor(fn, "v", v, q);
   LH_CHECK(k.sizes() == v.sizes(), fn, ": k ", k.sizes(), " and v ", v.sizes(), " must have the same shape");
   LH_CHECK(k.size(2) == q.size(2), fn, ": head dim of k (", k.size(2), ") differs from q's (", q.size(2), ")");
+  LH_CHECK(q.size(2) > 0 && q.size(1) > 0, fn, ": q has ", q.size(1), " heads of dim ", q.size(2),
+           ", expected at least one head of dim >= 1");
+  LH_CHECK(std::isfinite(scale) && scale >= 0, fn, ": the softmax scale must be a finite number > 0 (or 0 for "
+           "1/sqrt(D)), got ", scale);
   LH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, fn, ": k/v have ", k.size(1),
            " heads, which does not divide q's ", q.size(1), " heads (H % H_kv must be 0)");
   LH_CHECK(view.q_pos.defined() && view.k_pos.defined(), fn, ": the block view needs q_pos and k_pos");
@@ -76,7 +80,7 @@ double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, co
              "] lie outside the mask's sequence [0, ", end == kUnbounded ? std::string("inf") : std::to_string(end),
              ") (", mask.describe(), ")");
   }
-  return scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
+  return scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
 }
 
 AttentionBackend pick(AttentionBackend b, const at::Tensor& q, const char* fn) {

@@ -42,7 +42,7 @@ struct AttentionGrads {
   // for float64 inputs.
 };
 
-// scale <= 0 means 1/sqrt(D).
+// scale 0 means 1/sqrt(D); a negative or non-finite scale is an InvalidArgument.
 AttentionOutput attention_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const BlockView& view, const Mask& mask, double scale = 0,
                                   AttentionBackend backend = AttentionBackend::Auto);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "core/errors.h"
 
@@ -95,6 +96,12 @@ Mask Mask::documents(std::vector<int64_t> cu) const {
            " but the mask is defined on [0, ", length_, ")");
   Mask m = *this;
   m.length_ = cu.back();
+  if (!cu_seqlens_.empty()) {  // documents of documents: both partitions' boundaries
+    std::vector<int64_t> both;
+    std::set_union(cu_seqlens_.begin(), cu_seqlens_.end(), cu.begin(), cu.end(), std::back_inserter(both));
+    both.erase(std::unique(both.begin(), both.end()), both.end());
+    cu = std::move(both);
+  }
   if (general_) {
     m.spec_ = MaskSpec(restrict_to(spec_.slices(), document_squares(cu)));
     m.name_ += detail::str_cat("+documents(", cu.size() - 1, ")");
@@ -108,6 +115,8 @@ Mask Mask::documents(std::vector<int64_t> cu) const {
 
 Mask Mask::window(int64_t left, int64_t right) const {
   LH_CHECK(left >= 0 && right >= 0, "Mask::window: left (", left, ") and right (", right, ") must be >= 0");
+  // A window wider than any sequence bounds nothing; capped so that i ± window cannot overflow.
+  left = std::min(left, kUnbounded), right = std::min(right, kUnbounded);
   Mask m = *this;
   if (general_) {
     m.spec_ = MaskSpec(restrict_to(spec_.slices(), {MaskSlice::band(0, kUnbounded, 0, kUnbounded, -left, right)}));
@@ -131,10 +140,13 @@ Mask Mask::from_slices(int64_t length, std::vector<MaskSlice> slices, std::strin
              ", expected the length ", length);
   }
   for (size_t s = 0; s < slices.size(); ++s) {
-    const MaskSlice& x = slices[s];
+    MaskSlice& x = slices[s];
     LH_CHECK(x.q_begin >= 0 && x.q_begin <= x.q_end && x.q_end <= length && x.k_begin >= 0 &&
                  x.k_begin <= x.k_end && x.k_end <= length,
              "Mask::from_slices: slice ", s, " (", slice_str(x), ") is not a range inside [0, ", length, ")");
+    // A band with lo > hi holds no pair (a bi-causal slice with fewer keys than queries): dropped.
+    // Band offsets past any sequence bound nothing; capped so that i + offset cannot overflow.
+    x.lo = std::max(x.lo, -kUnbounded), x.hi = std::min(x.hi, kUnbounded);
   }
   // Disjoint visible pairs: compare each slice with those whose query range starts inside its own.
   std::vector<size_t> order(slices.size());
@@ -163,6 +175,10 @@ Mask Mask::from_slices(int64_t length, std::vector<MaskSlice> slices, std::strin
 }
 
 int64_t Mask::area(int64_t q_begin, int64_t q_end, int64_t k_begin, int64_t k_end) const {
+  // Sides up to 2^31 keep every partial sum (at most side^2) inside int64.
+  constexpr int64_t kMaxSide = int64_t(1) << 31;
+  LH_CHECK(q_end - q_begin <= kMaxSide && k_end - k_begin <= kMaxSide, "Mask::area: the block [", q_begin, ", ",
+           q_end, ") x [", k_begin, ", ", k_end, ") is wider than 2^31 positions on a side; its area could pass int64");
   return spec_.area(q_begin, q_end - 1, k_begin, k_end - 1);
 }
 

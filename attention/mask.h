@@ -36,7 +36,8 @@ class Mask {
   Mask() { rebuild(); }  // full
   static Mask full() { return Mask(); }
   static Mask causal();
-  // Documents: cu_seqlens = global offsets [0, l0, l0+l1, ..., T] (int64 or int32, CPU).
+  // Documents: cu_seqlens = global offsets [0, l0, l0+l1, ..., T] (int64 or int32, CPU). On a
+  // mask that has documents already, a pair must share a document in both (the offsets' union).
   Mask documents(const at::Tensor& cu_seqlens) const;
   Mask documents(std::vector<int64_t> cu_seqlens) const;
   // Inclusive window: a query at i sees keys j with i − j <= left and j − i <= right.

@@ -5,13 +5,18 @@
 #include "core/aten_boundary.h"
 #include "core/errors.h"
 #include "longhaul/config.h"
+#include "runtime/comm/agreement.h"
 #if LONGHAUL_WITH_MPI
 #include "runtime/comm/mpi/communicator.h"
 #endif
 
 #include <iostream>
+#include <sstream>
 
 namespace longhaul::cli {
+
+// More threads than any machine's cores only slows a rank down (and creating them takes minutes).
+constexpr int kMostThreads = 1024;
 
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s) {
   desc.add_options()
@@ -20,8 +25,14 @@ void add_world_options(po::options_description& desc, InitOptions& opts, double&
        }),
        "communicator for CPU tensors: auto (mpi under mpirun, c10d under torchrun/Slurm, local alone), mpi, c10d "
        "or local; CUDA tensors go over NCCL when every local rank has its own GPU (auto), or always with nccl")
-      ("timeout", po::value(&timeout_s)->default_value(300.0), "deadline of every communication wait, seconds")
-      ("threads", po::value(&opts.threads)->default_value(0), "threads per rank (0: from the CPU affinity)");
+      ("timeout", po::value(&timeout_s)->default_value(timeout_s)->notifier([&opts](double s) {
+         opts.timeout = timeout_of_seconds(s, "--timeout");
+       }),
+       "deadline of every communication wait, seconds (inf: none)")
+      ("threads", po::value(&opts.threads)->default_value(0)->notifier([](int n) {
+         LH_CHECK(n >= 0 && n <= kMostThreads, "--threads ", n, ": expected 0 (from the CPU affinity) to ", kMostThreads);
+       }),
+       "threads per rank (0: from the CPU affinity)");
 }
 
 std::vector<std::string> with_canonical_flags(const std::vector<std::string>& args) {
@@ -52,6 +63,48 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
   }
   po::notify(vm);
   return true;
+}
+
+namespace {
+
+// An option's parsed value as text: the types the subcommands' options use.
+template <typename T>
+bool append_if(const boost::any& v, std::string& out) {
+  if (const T* x = boost::any_cast<T>(&v)) {
+    std::ostringstream s;
+    s << *x;
+    out = s.str();
+    return true;
+  }
+  if (const auto* xs = boost::any_cast<std::vector<T>>(&v)) {
+    std::ostringstream s;
+    for (const T& x : *xs) s << x << " ";
+    out = s.str();
+    return true;
+  }
+  return false;
+}
+
+std::string value_text(const po::variable_value& v) {
+  std::string out = "(a value of another type)";
+  const boost::any& a = v.value();
+  append_if<std::string>(a, out) || append_if<int>(a, out) || append_if<int64_t>(a, out) ||
+      append_if<uint64_t>(a, out) || append_if<double>(a, out) || append_if<bool>(a, out) || append_if<long long>(a, out);
+  return out;
+}
+
+}  // namespace
+
+void check_same_options(Communicator& comm, const po::options_description& desc, const po::variables_map& vm,
+                        const std::string& command) {
+  std::vector<AgreedField> fields;
+  for (const auto& option : desc.options()) {
+    const std::string& name = option->long_name();
+    const auto it = vm.find(name);
+    fields.push_back(AgreedField::of_text("--" + name, it == vm.end() ? "no value" : value_text(it->second)));
+  }
+  check_ranks_agree(comm, at::Device(at::kCPU), fields, "longhaul " + command,
+                    "every rank must be started with the same options");
 }
 
 int exit_code_of(const std::exception& e) {

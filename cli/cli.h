@@ -27,7 +27,8 @@ int bench_data(const std::vector<std::string>& args);
 // `longhaul bench dd-cp` (cli/cmd_bench_dd_cp.cpp).
 int bench_dd_cp(const std::vector<std::string>& args);
 
-// Options every command that builds a World shares: --backend, --timeout, --threads.
+// Options every command that builds a World shares: --backend, --timeout (sets opts.timeout;
+// timeout_s holds the command's default), --threads.
 void add_world_options(po::options_description& desc, InitOptions& opts, double& timeout_s);
 // One flag vocabulary for every subcommand: --tokens, --heads, --kv-heads, --head-dim, --ranks,
 // --window (--T, --H, --H-kv, --D, --P are accepted as abbreviations of the first five).
@@ -35,6 +36,12 @@ std::vector<std::string> with_canonical_flags(const std::vector<std::string>& ar
 // Parses args (abbreviations expanded) into vm; prints help and returns false for --help.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const std::string& usage, const po::positional_options_description* positional = nullptr);
+// Every rank of `comm` runs `command` with the same options (each of desc's, as parsed into vm, or
+// unset): ranks started with different arguments would train different models or meet in
+// collectives of different sizes. One small all-reduce; otherwise an InvalidArgument on every
+// rank naming the first option that differs.
+void check_same_options(Communicator& comm, const po::options_description& desc, const po::variables_map& vm,
+                        const std::string& command);
 // The tool's exit codes, by what went wrong (docs/errors.md): 1 an internal error (an ATen
 // error that escaped translation, anything unexpected), 2 bad input (InvalidArgument, unknown
 // options), 3 Unsupported, 4 CommError, 5 TimeoutError, 6 NumericalError (a non-finite loss).

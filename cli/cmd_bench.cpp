@@ -47,7 +47,6 @@ int bench_comm(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "[mpirun -np P] longhaul bench comm [options]")) return 0;
   if (!ops.empty()) o.ops = ops;
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   o.overlap = !no_overlap && local == 0;
 
   if (local > 0) {
@@ -75,6 +74,7 @@ int bench_comm(const std::vector<std::string>& args) {
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
     auto& comm = *world.comm();
+    check_same_options(comm, desc, vm, "bench comm");
     auto rows = bench::run_comm_bench(comm, o);
     std::vector<bench::Row> overlap;
     if (o.overlap && comm.size() >= 2) {
@@ -114,10 +114,10 @@ int bench_long(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "mpirun -np P longhaul bench long [options]")) return 0;
   o.check = !no_check;
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
+    check_same_options(*world.comm(), desc, vm, "bench long");
     bench::Row row = bench::run_long_sequence(*world.comm(), o);
     if (world.rank() != 0) return 0;
     return report({row}, json, "# bench long: one sequence through context parallelism (float32; tolerance on the "

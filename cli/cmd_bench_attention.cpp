@@ -215,7 +215,6 @@ int bench_attention(const std::vector<std::string>& args, const std::vector<std:
 
   Output out;
   out.format = json ? bench::Format::Json : csv ? bench::Format::Csv : bench::Format::Table;
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = out.format == bench::Format::Table;
 
   // Thread-ranks (or no distributed level): one process, the kernel level with all its threads.
@@ -254,6 +253,7 @@ int bench_attention(const std::vector<std::string>& args, const std::vector<std:
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
     auto& comm = *world.comm();
+    check_same_options(comm, desc, vm, "bench attention");
     int rc = 0;
     if (kernel_level) {  // rank 0 alone, with its threads; the others wait
       const auto deadline = comm.timeout();

@@ -49,10 +49,10 @@ int bench_dd_cp(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "mpirun -np 4 longhaul bench dd-cp [options]")) return 0;
   t.cp_options.strategy = strategy_from_string(strategy);
   t.cp_options.layout = layout_from_string(layout);
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
+    check_same_options(*world.comm(), desc, vm, "bench dd-cp");
     const bench::DdCpBenchResult r = bench::run_dd_cp_bench(world.comm(), o);
     if (world.rank() != 0) return 0;
     if (json) {

@@ -24,7 +24,6 @@ int cmd_info(const std::vector<std::string>& args) {
   desc.add_options()("json", po::bool_switch(&json), "one JSON object instead of the list");
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul info [options]")) return 0;
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {

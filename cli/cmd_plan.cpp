@@ -18,6 +18,9 @@
 namespace longhaul::cli {
 namespace {
 
+constexpr int kMostRanks = 1024;  // as `simulate`: beyond, the per-pair model takes many minutes
+constexpr int64_t kMostTokens = int64_t(1) << 31;  // a mask's areas stay exact in int64 up to here
+
 // Time per million tokens of a schedule over a length mix's DD buckets: Σ_i share_i · t_i(c_i) / B.
 // One row for --cp auto (each bucket's pick) and one per fixed degree, with auto's gain over it.
 void print_schedule_comparison(const std::vector<BucketDegree>& table, const BucketProblem& bp,
@@ -129,6 +132,10 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul plan [options]")) return 0;
+  LH_CHECK(pr.T >= 1 && pr.T <= kMostTokens, "plan: --tokens ", pr.T, ": expected 1 to 2^31");
+  // Each strategy's traffic is modelled per rank pair: the cost grows with P^2.
+  LH_CHECK(pr.P >= 1 && pr.P <= kMostRanks && (buckets || pr.P <= pr.T), "plan: --ranks ", pr.P, ": expected 1 to ",
+           kMostRanks, buckets ? "" : " and at most --tokens (" + std::to_string(pr.T) + ")");
   pr.elem_bytes = dtype == "fp64" ? 8 : dtype == "fp32" ? 4 : 2;
   LH_CHECK(dtype == "fp64" || dtype == "fp32" || dtype == "bf16" || dtype == "fp16", "unknown dtype '", dtype, "'");
   if (pr.mask == "documents" || pr.mask == "causal_documents" || (doc_len > 0 && pr.mask != "full" && pr.mask != "causal")) {

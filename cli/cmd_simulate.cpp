@@ -19,6 +19,8 @@
 namespace longhaul::cli {
 namespace {
 
+constexpr int kMostSimulatedRanks = 1024;  // as the command promises (its threads, and P^2 schedules)
+
 struct Preset {
   const char* name;
   virtual_clock::KernelModel kernel;
@@ -135,6 +137,15 @@ int cmd_simulate(const std::vector<std::string>& args) {
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul simulate [options]")) return 0;
+  // Every simulated rank is a thread of this process, and its schedule's cost grows with P^2.
+  for (const int r : ranks)
+    LH_CHECK(r >= 1 && r <= kMostSimulatedRanks, "simulate: --ranks ", r, ": expected 1 to ", kMostSimulatedRanks);
+  LH_CHECK(tokens >= 0 && tokens_per_rank > 0, "simulate: --tokens ", tokens, " must be >= 0 (0: weak scaling) and "
+           "--tokens-per-rank ", tokens_per_rank, " > 0");
+  for (const int r : ranks)  // a mask's areas stay exact in int64 up to 2^31 tokens
+    LH_CHECK((tokens > 0 ? tokens : tokens_per_rank * r) <= (int64_t(1) << 31), "simulate: ",
+             tokens > 0 ? "--tokens" : "--tokens-per-rank x --ranks", " gives ", tokens > 0 ? tokens : tokens_per_rank * r,
+             " tokens: expected at most 2^31");
 
   Preset p = preset(preset_name);
   if (fwd_tflops > 0) p.kernel.forward_flops_per_s = fwd_tflops * 1e12;
@@ -173,7 +184,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
           s.network = p.network;
           s.kernel = p.kernel;
           s.backward = !forward_only;
-          s.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+          s.timeout = timeout_of_seconds(timeout_s, "--timeout");
           report::Row row;
           row.add("level", std::string("simulated"))
               .add("strategy", strategy)

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <tuple>
 
 #include "attention/mask.h"
 #include "cli/cli.h"
@@ -137,20 +139,6 @@ class Printer : public train::RunObserver {
   bool bar_;
 };
 
-// "auto" or a positive integer.
-int parse_cp_degree(const std::string& v) {
-  if (v == "auto") return train::TrainOptions::kCpAuto;
-  size_t used = 0;
-  int c = 0;
-  try {
-    c = std::stoi(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  LH_CHECK(used == v.size() && c >= 1, "train: --cp takes a positive number of ranks or auto, got '", v, "'");
-  return c;
-}
-
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& args) {
@@ -235,9 +223,23 @@ int cmd_train(const std::vector<std::string>& args) {
              "  mpirun -np 4 longhaul train --cp 2     # 2 CP groups of 2 ranks, data parallel between them\n"
              "  mpirun -np 4 longhaul train --cp auto  # each bucket's degree from the planner"))
     return 0;
-  o.cp = parse_cp_degree(cp);
+  o.cp = train::cp_degree_from_string(cp, "train: --cp");
   o.model.precision = train::precision_from_string(dtype);
   if (verify_always && verify_never) throw InvalidArgument("train: --verify-data and --no-verify-data contradict each other");
+  // Values no run can use, named before any work.
+  for (const auto& [flag, value, least] :
+       {std::tuple<const char*, double, double>{"--steps", double(r.steps), 1}, {"--vocab", double(r.vocab), 0},
+        {"--hidden", double(o.model.mlp_hidden), 0}, {"--warmup", double(o.optim.warmup), 0},
+        {"--clip", o.optim.clip, 0}, {"--weight-decay", o.optim.weight_decay, 0},
+        {"--log-every", double(log_every), 1}, {"--eval-every", double(r.eval_every), 0},
+        {"--eval-docs", double(r.eval_docs), 0}, {"--save-every", double(r.save_every), 0},
+        {"--stop-after", double(r.stop_after), 0}, {"--task-tokens", double(r.task.tokens), 0},
+        {"--memory-gib", o.memory_gib, 0}, {"--kernel-gflops", o.kernel_gflops, 0},
+        {"--dense-gflops", o.dense_gflops, 0}})
+    LH_CHECK(std::isfinite(value) && value >= least, "train: ", flag, " ", value, ": expected a number >= ", least);
+  LH_CHECK(std::isfinite(o.optim.lr) && o.optim.lr > 0, "train: --lr ", o.optim.lr, ": expected a number > 0");
+  LH_CHECK(o.optim.min_lr_ratio >= 0 && o.optim.min_lr_ratio <= 1, "train: --min-lr-ratio ", o.optim.min_lr_ratio,
+           ": expected a fraction of --lr in [0, 1]");
   r.verify_data = verify_always ? data::StoreVerify::Always
                   : verify_never ? data::StoreVerify::Never : data::StoreVerify::Once;
   o.cp_options.strategy = strategy_from_string(strategy);
@@ -248,10 +250,10 @@ int cmd_train(const std::vector<std::string>& args) {
     const auto& fams = masks::family_names();
     if (std::find(fams.begin(), fams.end(), o.mask) == fams.end()) masks::make(o.mask, 1);  // names the known ones
   }
-  init_opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   init_opts.log_config = !json;
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
+    check_same_options(*world.comm(), desc, vm, "train");
     const bool root = world.rank() == 0;
     Printer printer(world.size(), root, json, quiet, log_every, r.steps,
                     strategy + "/" + layout + ", mask " + o.mask + ", sampler " + sampler + ", " + std::to_string(o.tokens_per_step) +

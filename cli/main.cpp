@@ -8,7 +8,7 @@ namespace {
 const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {
     {"plan", {longhaul::cli::cmd_plan, "predict time, bytes and memory per CP strategy; pick one"}},
     {"info", {longhaul::cli::cmd_info, "build configuration, backends, devices and threads"}},
-    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, kernel, cp, data"}},
+    {"bench", {longhaul::cli::cmd_bench, "benchmarks: comm, attention, kernel, cp, long, cp-gpu, layer, data, dd-cp"}},
     {"prep", {longhaul::cli::cmd_prep, "text files, directories, JSON-lines to an HDF5 token store"}},
     {"simulate", {longhaul::cli::cmd_simulate, "run CP strategies' real schedules on a simulated cluster (up to 1024 ranks)"}},
     {"train", {longhaul::cli::cmd_train, "train a transformer with context parallelism (default: a built-in recall task)"}},

@@ -45,6 +45,19 @@ std::string file_name(const std::string& path) {
   return s == std::string::npos ? path : path.substr(s + 1);
 }
 
+std::string parent_dir(const std::string& path) {
+  const size_t s = path.find_last_of('/');
+  if (s == std::string::npos) return ".";
+  return s == 0 ? "/" : path.substr(0, s);
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat x, y;
+  return ::stat(a.c_str(), &x) == 0 && ::stat(b.c_str(), &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+bool writable_dir(const std::string& path) { return is_directory(path) && ::access(path.c_str(), W_OK) == 0; }
+
 void walk(const std::string& dir,
           const std::function<bool(const std::string&, const std::string&, char, const std::string&)>& visit) {
   DIR* d = ::opendir(dir.c_str());

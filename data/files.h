@@ -15,6 +15,9 @@ bool is_regular_file(const std::string& path);  // follows symlinks
 int64_t file_size(const std::string& path);     // -1 when it cannot be read
 std::string join(const std::string& dir, const std::string& name);
 std::string file_name(const std::string& path);  // the part after the last '/'
+std::string parent_dir(const std::string& path);  // the part before the last '/' ("." for none)
+bool same_file(const std::string& a, const std::string& b);  // one file (device and inode), both existing
+bool writable_dir(const std::string& path);
 
 // Visits dir recursively in sorted name order. For each entry: visit(path, name, kind, error)
 // with kind 'd' (directory: return false to skip it), 'f' (regular file or a link to one), 'o'

@@ -41,7 +41,11 @@ int64_t DDSampler::part_begin(int j, int cycle) const {
 }
 
 int64_t DDSampler::pool_size(int j) const {
-  return static_cast<int64_t>(carried_[j].size()) + part_begin(j, cycle_ + 1) - part_begin(j, cycle_);
+  return pool_size(j, static_cast<int64_t>(carried_[j].size()), cycle_);
+}
+
+int64_t DDSampler::pool_size(int j, int64_t carried, int cycle) const {
+  return carried + part_begin(j, cycle + 1) - part_begin(j, cycle);
 }
 
 int64_t DDSampler::pool_at(int j, int64_t p) const {
@@ -169,17 +173,23 @@ void DDSampler::restore_state(const std::string& text) {
       LH_CHECK(p >= 0 && p < static_cast<int64_t>(order_[j].size()), "DDSampler: saved state carries piece ", p,
                " of bucket ", j, ", which has ", order_[j].size());
   }
+  const int64_t step = r.get("step");
+  LH_CHECK(step >= 0, "DDSampler: saved step ", step, " is negative");
+  LH_CHECK(dropped[0] >= 0 && dropped[1] >= 0, "DDSampler: saved dropped pieces/tokens ", dropped[0], "/", dropped[1],
+           " are negative");
+  if (cycle < opt_.cycles)
+    for (int j = 0; j < n_buckets(); ++j)
+      LH_CHECK(cursor[j] >= 0 && cursor[j] <= pool_size(j, std::ssize(carried[j]), cycle), "DDSampler: saved cursor ",
+               cursor[j], " of bucket ", j, " outside its pool of ", pool_size(j, std::ssize(carried[j]), cycle),
+               " pieces");
+  // Checked in full first: a state refused leaves the sampler as it was.
   cycle_ = cycle;
-  step_ = r.get("step");
+  step_ = step;
   rng_.state = static_cast<uint64_t>(r.get("rng"));
   cursor_ = cursor;
   carried_ = std::move(carried);
   dropped_pieces_ = dropped[0];
   dropped_tokens_ = dropped[1];
-  if (cycle_ < opt_.cycles)
-    for (int j = 0; j < n_buckets(); ++j)
-      LH_CHECK(cursor_[j] >= 0 && cursor_[j] <= pool_size(j), "DDSampler: saved cursor ", cursor_[j], " of bucket ",
-               j, " outside its pool of ", pool_size(j), " pieces");
 }
 
 }  // namespace longhaul::data

@@ -56,6 +56,7 @@ class DDSampler : public PlanSource {
   int n_buckets() const { return dd_->range().count(); }
   int64_t part_begin(int j, int cycle) const;
   int64_t pool_size(int j) const;
+  int64_t pool_size(int j, int64_t carried, int cycle) const;  // with `carried` pieces, in `cycle`
   int64_t pool_at(int j, int64_t p) const;  // piece index into bucket j
   void end_cycle();
   uint64_t fingerprint() const;

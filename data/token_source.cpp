@@ -7,11 +7,16 @@
 namespace longhaul::data {
 
 MemoryTokenSource::MemoryTokenSource(int64_t vocab_size, int64_t eos_id) : vocab_(vocab_size), eos_(eos_id) {
-  LH_CHECK(vocab_size >= 1 && eos_id >= 0 && eos_id < vocab_size, "MemoryTokenSource: eos_id ", eos_id,
-           " must lie in [0, vocab_size = ", vocab_size, ")");
+  LH_CHECK(vocab_size >= 1, "MemoryTokenSource: vocab_size must be >= 1, got ", vocab_size);
+  LH_CHECK(eos_id >= 0 && eos_id < vocab_size, "MemoryTokenSource: eos_id ", eos_id, " must lie in [0, vocab_size = ",
+           vocab_size, ")");
 }
 
 void MemoryTokenSource::add_document(const std::vector<int32_t>& tokens) {
+  // As the HDF5 store's writer: a token outside the vocabulary would index past the embedding.
+  for (size_t i = 0; i < tokens.size(); ++i)
+    LH_CHECK(tokens[i] >= 0 && tokens[i] < vocab_, "MemoryTokenSource: token ", tokens[i], " at position ", i,
+             " of document ", offsets_.size() - 1, " lies outside [0, vocab_size = ", vocab_, ")");
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   offsets_.push_back(tokens_.size());
 }

@@ -67,7 +67,33 @@ def parse_args():
     p.add_argument("--docs", type=int, default=400, help="synthetic store: number of documents")
     p.add_argument("--doc-lengths", default="40,300",
                    help="synthetic store: MIN,MAX document length (long buckets need documents at least as long)")
-    return p.parse_args()
+    args = p.parse_args()
+    check_args(p, args)
+    return args
+
+
+def check_args(p, a):
+    """Stops with a usage error, before any work, on arguments the example cannot run."""
+    for name in ("steps", "dim", "layers", "heads", "kv_heads", "ulysses_degree", "tokens_per_step", "docs"):
+        if not getattr(a, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(a, name)}")
+    for name in ("min_log2", "lr", "memory_gib", "kernel_gflops", "dense_gflops"):
+        if not getattr(a, name) >= 0:
+            p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(a, name)}")
+    if a.cp != "auto" and not a.cp.isdigit():
+        p.error(f"--cp must be auto or a CP group size (0: the whole world), got {a.cp!r}")
+    if a.dim % a.heads or a.dim // a.heads % 2:
+        p.error(f"--dim {a.dim} must be --heads {a.heads} times an even head size (rotary embedding)")
+    if a.heads % a.kv_heads:
+        p.error(f"--heads {a.heads} must be divisible by --kv-heads {a.kv_heads}")
+    if a.min_log2 > a.max_log2:
+        p.error(f"--min-log2 {a.min_log2} must not exceed --max-log2 {a.max_log2}")
+    try:
+        lo, hi = (int(x) for x in a.doc_lengths.split(","))
+    except ValueError:
+        lo = hi = 0
+    if not 0 < lo <= hi:
+        p.error(f"--doc-lengths must be MIN,MAX with 0 < MIN <= MAX, got {a.doc_lengths!r}")
 
 
 # ---- model ----------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ std::string World::config_line() const {
 }
 
 World init(const InitOptions& options) {
+  LH_CHECK(options.threads >= 0, "init: threads must be >= 0 (0: as many as this rank's CPUs), got ", options.threads);
   CommOptions comm_options;
   comm_options.timeout = options.timeout;
   const LaunchInfo launch = detect_launch(getenv_lookup);

@@ -8,6 +8,7 @@
 #include "core/enum_names.h"
 #include "core/aten_boundary.h"
 #include "core/errors.h"
+#include "runtime/comm/agreement.h"
 
 namespace longhaul {
 
@@ -48,9 +49,23 @@ std::unique_ptr<CpStrategy> make_strategy(const Options& o) {
 ContextParallel::ContextParallel(CommPtr cp_group, Options options)
     : comm_(std::move(cp_group)), options_(options), strategy_(make_strategy(options)) {
   LH_CHECK(comm_ != nullptr, "ContextParallel: the CP group communicator is null");
+  LH_CHECK(options_.ulysses_degree >= 1, "ContextParallel: ulysses_degree must be >= 1, got ", options_.ulysses_degree);
+  LH_CHECK(std::isfinite(options_.scale) && options_.scale >= 0, "ContextParallel: the softmax scale must be a "
+           "finite number > 0 (or 0 for 1/sqrt(D)), got ", options_.scale);
 }
 
 ContextParallel::~ContextParallel() = default;
+
+namespace {
+// "offset 2 is 20 in the mask, 10 in the plan (3 vs 3 documents)"
+std::string first_difference(const std::vector<int64_t>& mask, const std::vector<int64_t>& plan) {
+  size_t i = 0;
+  while (i < mask.size() && i < plan.size() && mask[i] == plan[i]) ++i;
+  const auto at = [i](const std::vector<int64_t>& v) { return i < v.size() ? std::to_string(v[i]) : "missing"; };
+  return detail::str_cat("offset ", i, " is ", at(mask), " in the mask, ", at(plan), " in the plan (",
+                         mask.size() - 1, " vs ", plan.size() - 1, " documents)");
+}
+}  // namespace
 
 void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const ShardPlan& plan, const Mask& mask) {
@@ -62,68 +77,51 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
            ", H, D] (this rank's rows of the plan), got ", q.defined() ? q.sizes() : at::IntArrayRef{});
   LH_CHECK(k.defined() && k.dim() == 3 && k.size(0) == plan.local_rows() && v.defined() && v.sizes() == k.sizes(),
            fn, ": k and v must both be [", plan.local_rows(), ", H_kv, D], got ", k.sizes(), " and ", v.sizes());
+  LH_CHECK(q.size(1) > 0 && q.size(2) > 0 && k.size(1) > 0 && q.size(1) % k.size(1) == 0 && k.size(2) == q.size(2),
+           fn, ": q ", q.sizes(), " and k ", k.sizes(), " need H >= 1 query heads, H_kv >= 1 dividing them and one "
+           "head dim D >= 1");
   LH_CHECK(mask.length() < 0 || mask.length() == plan.T(), fn, ": the mask is defined on [0, ", mask.length(),
            ") but the ShardPlan's sequence has T = ", plan.T(), " tokens");
-  if (mask.has_documents() && plan.cu_seqlens().size() > 2)
-    LH_CHECK(mask.cu_seqlens() == plan.cu_seqlens(), fn, ": the mask's documents differ from the ShardPlan's (",
-             mask.cu_seqlens().size() - 1, " vs ", plan.cu_seqlens().size() - 1,
-             " documents); build the mask with plan.document_mask()");
+  if (mask.has_documents() && plan.cu_seqlens().size() > 2 && mask.cu_seqlens() != plan.cu_seqlens())
+    throw InvalidArgument(detail::str_cat(fn, ": the mask's documents differ from the ShardPlan's: ",
+                                          first_difference(mask.cu_seqlens(), plan.cu_seqlens()),
+                                          "; build the mask on the plan's offsets (plan.document_mask() in C++, a "
+                                          "longhaul.Mask on plan.cu_seqlens in Python)"));
 }
 
 // Every forward and every explicit backward, on every rank (autograd's backward runs a call whose
-// forward was agreed, and skips it): a fingerprint of the call's fields goes into one small all-reduce
-// (the max of [f, -f] gives the group's largest and smallest fingerprint); when they differ, every
-// rank has seen it and all gather the fields to name the first rank and field that differ. So a
-// mismatch at the hundredth call is the same named error as at the first, never a hang in the
-// strategy's collectives.
+// forward was agreed, and skips it): one small all-reduce, and a named error on every rank when
+// they differ. So a mismatch at the hundredth call is the same named error as at the first, never
+// a hang in the strategy's collectives.
 void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
                                       const Mask& mask) {
-  const std::vector<std::pair<const char*, int64_t>> fields = {
-      {"T", plan.T()},
-      {"H", q.size(1)},
-      {"H_kv", k.size(1)},
-      {"D", q.size(2)},
-      {"dtype", static_cast<int64_t>(q.scalar_type())},
-      {"strategy", static_cast<int64_t>(options_.strategy)},
-      {"ulysses_degree", options_.ulysses_degree},
-      {"inner strategy", static_cast<int64_t>(options_.inner)},
-      {"layout", static_cast<int64_t>(plan.layout())},
-      {"mask", static_cast<int64_t>(mask.fingerprint())},
-      {"documents", static_cast<int64_t>(plan.fingerprint())},
-  };
-  uint64_t signature = 0;
-  for (const auto& [name, value] : fields) signature = signature * 1000003u ^ static_cast<uint64_t>(value);
-  const int64_t f = static_cast<int64_t>(signature >> 2);  // 62 bits: -f never overflows
-  // The check's few numbers travel where the communicator moves tensors: the CPU, or q's device
-  // for one that moves CUDA tensors only (a torch NCCL group).
-  const at::Device dev = comm_->moves(at::Device(at::kCPU)) ? at::Device(at::kCPU) : q.device();
-  at::Tensor extremes = at::tensor({f, -f}, at::kLong).to(dev);
-  comm_->all_reduce(extremes, ReduceOp::Max)->wait();
-  const at::Tensor ext = extremes.cpu();
-  if (ext[0].item<int64_t>() == -ext[1].item<int64_t>()) return;
-  const int64_t n = static_cast<int64_t>(fields.size());
-  at::Tensor mine = at::empty({1, n}, at::kLong);
-  for (int64_t i = 0; i < n; ++i) mine[0][i] = fields[i].second;
-  mine = mine.to(dev);
-  at::Tensor all = at::empty({comm_->size(), n}, mine.options());
-  comm_->all_gather(all, mine)->wait();
-  all = all.cpu();
-  auto a = all.accessor<int64_t, 2>();
-  for (int r = 1; r < comm_->size(); ++r)
-    for (int64_t i = 0; i < n; ++i)
-      if (a[r][i] != a[0][i])
-        throw InvalidArgument(detail::str_cat("ContextParallel: rank ", r, " disagrees with rank 0 on ", fields[i].first,
-                                              " (", a[r][i], " vs ", a[0][i], "); every rank of the CP group must "
-                                              "call with the same T, heads, head dim, dtype, strategy, layout and mask"));
-  throw Error("ContextParallel: the ranks' call fingerprints differ but their fields agree (internal error)");
+  check_ranks_agree(*comm_, q.device(),
+                    {{"T", plan.T()},
+                     {"H", q.size(1)},
+                     {"H_kv", k.size(1)},
+                     {"D", q.size(2)},
+                     {"dtype", static_cast<int64_t>(q.scalar_type())},
+                     AgreedField::number("scale", scale_for(q)),
+                     {"strategy", static_cast<int64_t>(options_.strategy)},
+                     {"ulysses_degree", options_.ulysses_degree},
+                     {"inner strategy", static_cast<int64_t>(options_.inner)},
+                     {"layout", static_cast<int64_t>(plan.layout())},
+                     {"mask", static_cast<int64_t>(mask.fingerprint())},
+                     {"documents", static_cast<int64_t>(plan.fingerprint())}},
+                    "ContextParallel",
+                    "every rank of the CP group must call with the same T, heads, head dim, dtype, scale, strategy, "
+                    "layout and mask");
+}
+
+double ContextParallel::scale_for(const at::Tensor& q) const {
+  return options_.scale != 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
 }
 
 AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const ShardPlan& plan, const Mask& mask) {
   check_call("ContextParallel::forward", q, k, v, plan, mask);
   check_agreement(q, k, plan, mask);
-  const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
-  CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
+  CpCall call{*comm_, plan, mask, scale_for(q), options_.overlap, stats_};
   return aten_boundary("ContextParallel::forward", [&] {
     AttentionOutput r = strategy_->forward(q.contiguous(), k.contiguous(), v.contiguous(), call);
     r.out = r.out.to(q.scalar_type());
@@ -144,8 +142,7 @@ AttentionGrads ContextParallel::run_backward(const at::Tensor& dout, const at::T
   if (check_group) check_agreement(q, k, plan, mask);
   LH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), "ContextParallel::backward: dout ", dout.sizes(),
            " and out ", out.sizes(), " must have q's shape ", q.sizes());
-  const double scale = options_.scale > 0 ? options_.scale : 1.0 / std::sqrt(static_cast<double>(q.size(2)));
-  CpCall call{*comm_, plan, mask, scale, options_.overlap, stats_};
+  CpCall call{*comm_, plan, mask, scale_for(q), options_.overlap, stats_};
   return aten_boundary("ContextParallel::backward", [&] {
     AttentionGrads g = strategy_->backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(),
                                            out.contiguous(), lse.contiguous(), call);

@@ -43,6 +43,7 @@ class ContextParallel {
   void check_call(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const ShardPlan& plan, const Mask& mask);
   void check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan, const Mask& mask);
+  double scale_for(const at::Tensor& q) const;  // options' scale, or 1/sqrt(D) when it is 0
   // check_group = false: autograd's backward of a call whose forward the group agreed on (same
   // plan, mask and saved tensors), so the hot path pays one agreement all-reduce per call, not two.
   friend class detail::CpAttentionFunction;

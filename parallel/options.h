@@ -17,7 +17,7 @@ struct Options {
   int ulysses_degree = 1;
   Strategy inner = Strategy::Ring;
   bool overlap = true;  // post the next transfer before computing the current block
-  double scale = 0;     // softmax scale; <= 0 means 1/sqrt(D)
+  double scale = 0;     // softmax scale; 0 means 1/sqrt(D) (negative or not finite: an error)
 };
 
 }  // namespace longhaul

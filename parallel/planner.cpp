@@ -42,9 +42,12 @@ Mask mask_of(const Problem& p) {
     m = m.documents(p.cu_seqlens);
   } else if (p.mask == "causal_window") {
     m = m.window(p.window, 0);
-  } else {
-    LH_CHECK(p.mask == "full" || p.mask == "causal", "planner: unknown mask '", p.mask,
-             "', expected full, causal, documents, causal_documents, causal_window or a family of masks::");
+  } else if (p.mask != "full" && p.mask != "causal") {
+    std::string families;
+    for (const std::string& f : masks::family_names()) families += (families.empty() ? "" : ", ") + f;
+    throw InvalidArgument(detail::str_cat("planner: unknown mask '", p.mask,
+                                          "', expected full, causal, documents, causal_documents, causal_window or a "
+                                          "family: ", families));
   }
   return m;
 }

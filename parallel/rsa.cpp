@@ -93,6 +93,8 @@ at::Tensor finite_or_zero(const at::Tensor& x) {
 // log-sum-exp [H, Tl] = m·ln 2 + ln Σ (−∞ for a row that sees nothing, whose P row is 0). Metered
 // as max 1, subtract 2, exp 2, sum 1, divide 2 passes. A NaN stays NaN, as in SDPA.
 at::Tensor softmax_in_place(at::Tensor& s) {
+  if (s.size(-1) == 0)  // no key at all (T = 0): amax has nothing to reduce
+    return at::full({s.size(0), s.size(1)}, -std::numeric_limits<double>::infinity(), s.options());
   at::Tensor m = finite_or_zero(at::amax(passes(s, 1), -1, true));
   passes(s.sub_(m).exp2_(), 4);
   at::Tensor sum = passes(s, 1).sum(-1, true);

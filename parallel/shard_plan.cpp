@@ -8,6 +8,7 @@
 
 #include "core/enum_names.h"
 #include "core/errors.h"
+#include "runtime/comm/agreement.h"
 
 namespace longhaul {
 
@@ -121,6 +122,12 @@ ShardPlan ShardPlan::for_mask(int64_t T, const Mask& mask, Layout layout, int P,
                               std::optional<at::Tensor> cu) {
   LH_CHECK(mask.length() < 0 || mask.length() == T, "ShardPlan::for_mask: the mask is defined on [0, ",
            mask.length(), ") but T = ", T);
+  if (cu && mask.has_documents()) {
+    const at::Tensor c = cu->to(at::kLong).contiguous();
+    LH_CHECK(std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()) == mask.cu_seqlens(),
+             "ShardPlan::for_mask: cu_seqlens (", c.numel() - 1, " documents) and the mask's documents (",
+             mask.cu_seqlens().size() - 1, ") differ; give the documents once, in the mask or in cu_seqlens");
+  }
   if (!cu && mask.has_documents()) cu = at::tensor(mask.cu_seqlens(), at::kLong);
   if (layout != Layout::Balanced) return ShardPlan(T, cu, layout, P, rank, min_chunk);
   ShardPlan plan(T, cu, Layout::Contiguous, P, rank, min_chunk);  // validates T, P, rank, documents
@@ -263,6 +270,22 @@ at::Tensor ShardPlan::unshard(const std::vector<at::Tensor>& shards) const {
 at::Tensor ShardPlan::unshard(const at::Tensor& local, Communicator& comm) const {
   LH_CHECK(comm.size() == p_ && comm.rank() == rank_, "ShardPlan::unshard: the communicator (rank ", comm.rank(),
            " of ", comm.size(), ") is not the plan's group (rank ", rank_, " of ", p_, ")");
+  // The gather matches bytes only: ranks whose shards differ in dtype or trailing shape would get
+  // a truncated message on one side and garbage on the other.
+  LH_CHECK(local.dim() >= 1, "ShardPlan::unshard: the shard must be [local_rows, ...], got a scalar");
+  std::vector<AgreedField> fields{{"dtype", static_cast<int64_t>(local.scalar_type())},
+                                  {"dimensions", local.dim()},
+                                  {"rows as the plan gives this rank (1 yes, 0 no)", local.size(0) == local_rows()}};
+  // As many fields on every rank: dimensions 1..7 (-1 where a shard has fewer), the rest folded.
+  uint64_t rest = 0;
+  for (int64_t d = 8; d < local.dim(); ++d) rest = rest * 1000003u + static_cast<uint64_t>(local.size(d));
+  for (int64_t d = 1; d < 8; ++d)
+    fields.push_back({detail::str_cat("size of dimension ", d), d < local.dim() ? local.size(d) : -1});
+  fields.push_back({"sizes past dimension 7 (folded)", static_cast<int64_t>(rest >> 1)});
+  check_ranks_agree(comm, local.device(), fields, "ShardPlan::unshard",
+                    "every rank must pass its shard [local_rows, ...] with the same dtype and trailing sizes");
+  LH_CHECK(local.size(0) == local_rows(), "ShardPlan::unshard: this rank's shard has ", local.size(0),
+           " rows, the plan gives it ", local_rows());
   std::vector<int64_t> counts(p_);
   for (int r = 0; r < p_; ++r) counts[r] = local_rows(r);
   std::vector<int64_t> sizes = local.sizes().vec();

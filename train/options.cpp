@@ -18,6 +18,19 @@ std::string ModelOptions::shape() const {
                          " hidden=", hidden());
 }
 
+int cp_degree_from_string(const std::string& v, const std::string& flag) {
+  if (v == "auto") return TrainOptions::kCpAuto;
+  size_t used = 0;
+  int c = 0;
+  try {
+    c = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  LH_CHECK(used == v.size() && c >= 1, flag, " takes a positive number of ranks or auto, got '", v, "'");
+  return c;
+}
+
 SamplerKind sampler_from_string(const std::string& name) {
   return enum_from_string(name, {SamplerKind::DD, SamplerKind::ConcatChunk, SamplerKind::ConcatChunkDocMask}, "sampler");
 }

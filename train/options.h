@@ -48,6 +48,9 @@ struct OptimOptions {
 // Where the step plans come from.
 enum class SamplerKind { DD, ConcatChunk, ConcatChunkDocMask };
 SamplerKind sampler_from_string(const std::string& name);  // dd, concat, concat_docmask
+// A CP degree as the tools take it: "auto" (TrainOptions::kCpAuto) or a positive integer; anything
+// else is an InvalidArgument naming `flag` and the value.
+int cp_degree_from_string(const std::string& value, const std::string& flag);
 const char* to_string(SamplerKind k);
 
 struct TrainOptions {

@@ -81,6 +81,12 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   data::files::create_directories(r.workdir);
   RunResult result;
   result.checkpoint = r.checkpoint.empty() ? data::files::join(r.workdir, "checkpoint.lhc") : r.checkpoint;
+  // Where the checkpoint goes is checked now, not found bad after the training.
+  LH_CHECK(!data::files::is_directory(result.checkpoint), "train: the checkpoint ", result.checkpoint,
+           " is a directory, expected a file name (--checkpoint)");
+  const std::string checkpoint_dir = data::files::parent_dir(result.checkpoint);
+  LH_CHECK(data::files::writable_dir(checkpoint_dir), "train: the checkpoint's directory ", checkpoint_dir,
+           data::files::is_directory(checkpoint_dir) ? " is not writable" : " does not exist", " (--checkpoint)");
   const bool task = r.data.empty();
   const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;
@@ -89,6 +95,10 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   Trainer trainer(world, source, o);
   if (r.resume && data::files::exists(result.checkpoint)) {
     trainer.load(result.checkpoint);
+    // Every rank loaded the same checkpoint: all refuse together, and the checkpoint stays as it was.
+    LH_CHECK(trainer.steps_done() < r.steps, "train: the checkpoint ", result.checkpoint, " is at step ",
+             trainer.steps_done(), ", not before --steps ", r.steps, ": nothing to train (give --steps > ",
+             trainer.steps_done(), ")");
     if (root) observer.note("resumed from " + result.checkpoint + " at step " + std::to_string(trainer.steps_done()));
   }
   observer.started(trainer);

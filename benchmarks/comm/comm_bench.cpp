@@ -100,8 +100,12 @@ Case make_case(Communicator& comm, const std::string& op, int64_t bytes) {
 }  // namespace
 
 std::vector<Row> run_comm_bench(Communicator& comm, const CommBenchOptions& o) {
-  LH_CHECK(o.min_bytes > 0 && o.max_bytes >= o.min_bytes && o.size_factor >= 2,
-           "bench comm: need 0 < min_bytes <= max_bytes and size_factor >= 2");
+  // An all-gather holds P messages per rank, and every local rank holds its own.
+  constexpr int64_t kLargest = int64_t(1) << 30;
+  LH_CHECK(o.min_bytes > 0 && o.max_bytes >= o.min_bytes && o.max_bytes <= kLargest, "bench comm: --min-bytes ",
+           o.min_bytes, " and --max-bytes ", o.max_bytes, ": expected 0 < min <= max <= 2^30 (1 GiB)");
+  LH_CHECK(o.size_factor >= 2, "bench comm: --factor ", o.size_factor, ": expected >= 2");
+  LH_CHECK(o.iters >= 1, "bench comm: --iters ", o.iters, ": expected >= 1");
   std::vector<Row> rows;
   for (const auto& op : o.ops) {
     for (int64_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.size_factor) {

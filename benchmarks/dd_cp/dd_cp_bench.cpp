@@ -88,9 +88,10 @@ DdCpBenchResult run_dd_cp_bench(const CommPtr& world, const DdCpBenchOptions& o)
   std::map<std::pair<std::string, int64_t>, Sums> per_bucket;
   std::map<std::string, std::string> described;
   double fixed_w_tps = 0;
+  for (const std::string& cfg : configs) train::cp_degree_from_string(cfg, "bench dd-cp: --configs");  // before any run
   for (const std::string& cfg : configs) {
     train::TrainOptions t = base;
-    t.cp = cfg == "auto" ? train::TrainOptions::kCpAuto : std::stoi(cfg);
+    t.cp = train::cp_degree_from_string(cfg, "bench dd-cp: --configs");
     train::Trainer trainer(world, source, t);
     described[cfg] = trainer.degrees().describe();
     if (trainer.degrees().automatic()) {

@@ -127,6 +127,7 @@ TokenStoreReader::TokenStoreReader(const std::string& path, StoreReaderOptions o
     : h_(std::make_unique<Files>()), path_(path) {
   h5::quiet();
   const std::string ctx = "token store '" + path + "'";
+  LH_CHECK(!files::is_directory(path), ctx, ": is a directory, expected a token store file (longhaul prep writes one)");
   LH_CHECK(files::is_regular_file(path), ctx, ": no such file");
   if (opt.verify == StoreVerify::Always || (opt.verify == StoreVerify::Once && !store_stamp_matches(path))) {
     verify_store_in_child(path, opt.verify_options);

@@ -1,4 +1,7 @@
 """Context-parallel attention as a torch.autograd.Function over the C++ forward and backward."""
+import math
+import operator
+
 import torch
 
 from . import _C
@@ -16,6 +19,7 @@ class _Attention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the C++ backward is not differentiable: say so, not a zero
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = ctx.cp.backward(dout, q, k, v, out, lse, ctx.plan, ctx.causal, ctx.window, ctx.mask)
@@ -27,9 +31,25 @@ def _check_window(window):
         return None
     try:
         left, right = window
-        return int(left), int(right)
+        if any(isinstance(b, bool) or getattr(b, "dtype", None) == torch.bool for b in (left, right)):
+            raise TypeError
+        return operator.index(left), operator.index(right)  # integers only: 1.5 is not truncated
     except (TypeError, ValueError):
-        raise ValueError(f"window must be None or (left, right) with inclusive bounds, got {window!r}") from None
+        raise ValueError(f"window must be None or (left, right) with inclusive integer bounds, "
+                         f"got {window!r}") from None
+
+
+def _check_scale(scale):
+    """The softmax scale as a float, or None (the default 1/sqrt(D))."""
+    if scale is None:
+        return None
+    try:
+        value = math.nan if isinstance(scale, (bool, str, bytes)) else float(scale)
+    except (TypeError, ValueError, RuntimeError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"scale must be a positive finite number or None, got {scale!r}")
+    return value
 
 
 def _same_device_and_dtype(q, k, v):
@@ -61,9 +81,10 @@ class ContextParallel:
 
     def __init__(self, strategy="ring", layout="zigzag", ulysses_degree=1, group=None, *, inner="ring",
                  overlap=True, scale=None, device="cpu"):
+        scale = _check_scale(scale)
         self.group = as_group(group, device)
         self._cp = _C.ContextParallel(self.group, strategy, layout, int(ulysses_degree), inner, bool(overlap),
-                                      float(scale or 0.0))
+                                      0.0 if scale is None else scale)  # 0: the C++ default
 
     @property
     def strategy(self):

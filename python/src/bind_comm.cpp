@@ -44,10 +44,7 @@ WorldView view_of(const World& w) {
           w.comm()->backend(), w.nccl_note(), w.comm()};
 }
 
-std::chrono::milliseconds to_ms(double seconds) {
-  LH_CHECK(seconds > 0, "timeout must be positive, got ", seconds, " s");
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-}
+std::chrono::milliseconds to_ms(double seconds) { return timeout_of_seconds(seconds, "timeout"); }
 
 // The first call creates the world; later calls return it (their options must not differ in
 // backend: a second world would need a second MPI_Init).

@@ -128,10 +128,24 @@ void bind_data(py::module_& m) {
   py::class_<data::MemoryTokenSource, data::TokenSource, std::shared_ptr<data::MemoryTokenSource>>(d, "MemoryStore")
       .def(py::init([](const py::iterable& documents, int64_t vocab_size, int64_t eos_id) {
              auto s = std::make_shared<data::MemoryTokenSource>(vocab_size, eos_id);
+             int64_t n = 0;
              for (const py::handle& doc : documents) {
-               auto a = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(doc);
-               LH_CHECK(a && a.ndim() == 1, "MemoryStore: each document must be a 1-D sequence of token ids");
-               s->add_document(std::vector<int32_t>(a.data(), a.data() + a.size()));
+               const py::array raw = py::array::ensure(doc);
+               LH_CHECK(raw && raw.ndim() == 1, "MemoryStore: document ", n,
+                        " must be a 1-D sequence of token ids");
+               const char kind = raw.dtype().kind();
+               LH_CHECK(raw.size() == 0 || kind == 'i' || kind == 'u', "MemoryStore: document ", n, " holds ",
+                        std::string(py::str(raw.dtype())), " values; token ids must be integers");
+               const auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+               std::vector<int32_t> tokens(static_cast<size_t>(a.size()));
+               for (py::ssize_t i = 0; i < a.size(); ++i) {
+                 const int64_t t = a.data()[i];
+                 LH_CHECK(t >= 0 && t < vocab_size, "MemoryStore: token ", t, " at position ", i, " of document ", n,
+                          " lies outside [0, vocab_size = ", vocab_size, ")");
+                 tokens[static_cast<size_t>(i)] = static_cast<int32_t>(t);
+               }
+               s->add_document(tokens);
+               ++n;
              }
              return s;
            }),

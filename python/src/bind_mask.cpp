@@ -106,8 +106,12 @@ void bind_mask(py::module_& m) {
       .def(
           "dense",
           [](const Mask& self, std::optional<int64_t> t) {
+            LH_CHECK(t || self.length() >= 0, "Mask.dense: give T for a mask without a length (", self.describe(),
+                     ")");
             const int64_t n = t ? *t : self.length();
-            LH_CHECK(n >= 0, "Mask.dense: give T for a mask without a length (", self.describe(), ")");
+            LH_CHECK(n >= 0, "Mask.dense: T must be >= 0, got ", n);
+            LH_CHECK(self.length() < 0 || n == self.length(), "Mask.dense: T = ", n, " but the mask is defined on [0, ",
+                     self.length(), ")");
             const at::Tensor pos = at::arange(n, at::kLong);
             return self.dense(pos, pos);
           },

@@ -2,12 +2,20 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <numeric>
 
 #include "core/errors.h"
 #include "core/offsets.h"
 
 namespace longhaul {
+
+std::chrono::milliseconds timeout_of_seconds(double seconds, const std::string& what) {
+  if (!(seconds > 0))
+    throw InvalidArgument(detail::str_cat(what, " ", seconds, ": expected a number of seconds > 0 (inf: no deadline)"));
+  constexpr double kLongest = 1e8;  // about 3 years; 1e10 s would overflow now + deadline in ns
+  return std::chrono::milliseconds(static_cast<int64_t>(std::min(seconds, kLongest) * 1000));
+}
 
 namespace {
 // Reserved tags of the collectives composed from point-to-point operations. Per (pair, tag) the

@@ -19,6 +19,11 @@ namespace longhaul {
 enum class ReduceOp { Sum, Max, Min };
 const char* to_string(ReduceOp op);
 
+// A deadline given in seconds (`what` names where it came from, e.g. "--timeout"): inf, or anything
+// past ~3 years, is none (capped so that now + deadline cannot overflow the steady clock's int64
+// nanoseconds); 0, negative or NaN is an InvalidArgument naming `what`.
+std::chrono::milliseconds timeout_of_seconds(double seconds, const std::string& what);
+
 struct CommOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // deadline of every wait
   // NCCL's rules instead of the backend's (matching in posting order per pair, one stream per

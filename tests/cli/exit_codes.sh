@@ -20,6 +20,21 @@ expect() {  # expect CODE ARGS...: runs longhaul ARGS, checks the exit code and 
     fail=1
   fi
 }
+# expect_says CODE TEXT ARGS...: as expect, and stderr names TEXT (the option and what it expected).
+expect_says() {
+  local want=$1 text=$2
+  shift 2
+  local err
+  err=$("$longhaul" "$@" 2>&1 >/dev/null)
+  local rc=$?
+  if [ "$rc" -ne "$want" ] || ! grep -qF -- "$text" <<< "$err"; then
+    echo "FAIL: longhaul $* exited $rc (expected $want) with stderr: $err (expected it to say: $text)"
+    fail=1
+  fi
+}
+tmp="${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
+mkdir -p "$tmp/in"
+printf 'hello world\n' > "$tmp/in/a.txt"
 expect 0 plan --tokens 4096 --ranks 2 --heads 4 --kv-heads 4 --head-dim 32 --gflops 50 --memory-gbps 5
 expect 2 plan --no-such-option
 expect 2 plan --tokens 4096 --ranks 2 --mask documents --gflops 50
@@ -37,6 +52,30 @@ if ! "$longhaul" train --data "$crash" --verify-data --steps 1 --workdir "${TMPD
   echo "FAIL: train --verify-data on a crashing store did not name the crash"
   fail=1
 fi
-rm -rf "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
+# Values no run can use are named before any work (and a deadline past the clock's range is none).
+expect_says 2 "--timeout nan: expected a number of seconds > 0" info --timeout nan
+expect_says 2 "--timeout 0: expected a number of seconds > 0" info --timeout 0
+expect 0 bench comm --local 2 --ops ring --min-bytes 1024 --max-bytes 1024 --iters 2 --timeout 1e10
+expect_says 2 "--threads 5000: expected 0 (from the CPU affinity) to 1024" info --threads 5000
+expect_says 2 "--threads -1: expected 0" info --threads -1
+expect_says 2 "expected 0 < min <= max <= 2^30" bench comm --local 2 --max-bytes 9223372036854775807
+expect_says 2 "--configs takes a positive number of ranks or auto, got 'foo'" bench dd-cp --configs foo --steps 1
+expect_says 2 "simulate: --ranks 2048: expected 1 to 1024" simulate --ranks 2048
+expect_says 2 "plan: --ranks 2048: expected 1 to 1024 and at most --tokens (1024)" plan --tokens 1024 --ranks 2048 --gflops 10
+expect_says 2 "plan: --tokens 99999999999999999: expected 1 to 2^31" plan --tokens 99999999999999999 --gflops 10
+expect_says 2 "expected full, causal, documents, causal_documents, causal_window or a family: full, causal" \
+  plan --mask bogus --gflops 10
+expect_says 2 "is also an input" prep "$tmp/in/a.txt" -o "$tmp/in/a.txt"
+grep -q "hello world" "$tmp/in/a.txt" || { echo "FAIL: prep overwrote its input"; fail=1; }
+expect_says 2 "the output's directory $tmp/nodir does not exist" prep "$tmp/in" -o "$tmp/nodir/x.h5"
+expect_says 2 "is a directory, expected a file name" prep "$tmp/in/a.txt" -o "$tmp/in"
+expect_says 2 "train: --lr -1: expected a number > 0" train --lr -1 --steps 1 --workdir "$tmp/w"
+expect_says 2 "train: --min-lr-ratio 2: expected a fraction" train --min-lr-ratio 2 --steps 1 --workdir "$tmp/w"
+expect_says 2 "train: --log-every 0: expected a number >= 1" train --log-every 0 --steps 1 --workdir "$tmp/w"
+expect_says 2 "the checkpoint's directory $tmp/nodir does not exist (--checkpoint)" \
+  train --steps 1 --workdir "$tmp/w" --checkpoint "$tmp/nodir/ck.lhc"
+expect_says 2 "is a directory, expected a file name (--checkpoint)" train --steps 1 --workdir "$tmp/w" --checkpoint "$tmp/in"
+expect_says 2 "is a directory, expected a token store file" train --steps 1 --workdir "$tmp/w" --data "$tmp/in"
+rm -rf "$tmp" "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 [ $fail -eq 0 ] && echo "exit codes: ok"
 exit $fail

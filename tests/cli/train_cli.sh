@@ -26,6 +26,11 @@ grep -q '"eval": "recall", "step": 6, "context": 128, "accuracy"' "$dir/a.json" 
 [ "$(bits "$dir/a.json" '4,6p')" = "$(bits "$dir/b2.json" '1,3p')" ] || {
   bits "$dir/a.json" '4,6p'; bits "$dir/b2.json" '1,3p'; fail "resumed losses differ from the uninterrupted run"; }
 [ "$(bits "$dir/a.json" '1,3p')" = "$(bits "$dir/b1.json" '1,3p')" ] || fail "the first 3 steps differ"
+# Resuming a finished run: nothing to train is an error, and the checkpoint stays as it was.
+sum=$(md5sum < "$dir/b/checkpoint.lhc")
+if "$bin" "${args[@]}" --workdir "$dir/b" --resume > "$dir/b3.out" 2>&1; then fail "a finished run was resumed"; fi
+grep -q "is at step 6, not before --steps 6: nothing to train" "$dir/b3.out" || { cat "$dir/b3.out"; fail "no clear error"; }
+[ "$sum" = "$(md5sum < "$dir/b/checkpoint.lhc")" ] || fail "the refused resume rewrote the checkpoint"
 
 # SIGTERM: a checkpoint and exit status 128 + 15.
 "$bin" "${common[@]}" --steps 100000 --workdir "$dir/c" --json > "$dir/c.json" 2> "$dir/c.err" &

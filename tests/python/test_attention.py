@@ -214,6 +214,38 @@ def test_bad_options_raise_value_error(group):
         longhaul.ContextParallel("ring", group="world")
 
 
+def test_ranks_that_disagree_on_the_scale_all_raise(group):
+    """Scales that differ by rank used to give a mixed answer with no error."""
+    plan = longhaul.ContextParallel("ring", "zigzag", group=group).plan(T)
+    cp = longhaul.ContextParallel("ring", "zigzag", group=group, scale=0.1 if plan.rank == 0 else 0.2)
+    q = torch.randn(plan.local_rows, H, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"disagrees with rank 0 on scale \(0\.2 vs 0\.1\)"):
+        cp.attention(q, q, q, plan, causal=True)
+
+
+def test_unshard_of_shards_that_differ_raises_on_every_rank(group):
+    """The gather matches bytes only: a dtype or width that differs by rank used to give a
+    truncated message on one rank and garbage on the other."""
+    plan = longhaul.ContextParallel("ring", "zigzag", group=group).plan(T)
+    other = plan.rank == 1
+    x = torch.zeros(plan.local_rows, 3, dtype=torch.float64 if other else torch.float32)
+    with pytest.raises(ValueError, match="disagrees with rank 0 on dtype"):
+        plan.unshard(x)
+    with pytest.raises(ValueError, match=r"disagrees with rank 0 on size of dimension 1 \(4 vs 3\)"):
+        plan.unshard(torch.zeros(plan.local_rows, 4 if other else 3))
+    with pytest.raises(ValueError, match="disagrees with rank 0 on dimensions"):
+        plan.unshard(torch.zeros(plan.local_rows, 2, 3) if other else torch.zeros(plan.local_rows, 6))
+    x = torch.arange(T * 2, dtype=torch.float64).reshape(T, 2)
+    assert torch.equal(plan.unshard(plan.shard(x)), x)
+
+
+def test_gradients_of_models_that_differ_raise_on_every_rank(group):
+    lin = torch.nn.Linear(3, 3 + longhaul.as_group(group).rank % 2, dtype=torch.float64)
+    lin(torch.randn(2, 3, dtype=torch.float64)).sum().backward()
+    with pytest.raises(ValueError, match="all_reduce_gradients: the ranks' gradients have between 12 and 16 elements"):
+        longhaul.all_reduce_gradients(lin.parameters(), group)
+
+
 def test_ranks_that_disagree_all_raise(group):
     """A rank with other head counts: every rank gets the error (none waits for the others)."""
     cp = longhaul.ContextParallel("ring", "zigzag", group=group)

@@ -126,3 +126,26 @@ def test_hf_example_rejects_a_cp_size_that_does_not_divide_the_world():
                          text=True, timeout=120)
     assert run.returncode != 0
     assert f"cp {bad} does not divide the world of {RANKS} ranks" in run.stdout + run.stderr, run.stderr
+
+
+# ---- arguments the examples cannot run: a usage error right after parsing -------------------
+BAD_ARGUMENTS = [
+    (EXAMPLE, ["--dim", "30", "--heads", "4"], "--dim 30 must be --heads 4 times an even head size"),
+    (EXAMPLE, ["--heads", "4", "--kv-heads", "3"], "--heads 4 must be divisible by --kv-heads 3"),
+    (EXAMPLE, ["--doc-lengths", "5"], "--doc-lengths must be MIN,MAX with 0 < MIN <= MAX, got '5'"),
+    (EXAMPLE, ["--min-log2", "8", "--max-log2", "7"], "--min-log2 8 must not exceed --max-log2 7"),
+    (EXAMPLE, ["--steps", "-1"], "--steps must be positive, got -1"),
+    (EXAMPLE, ["--cp", "-2"], "--cp must be auto or a CP group size"),
+    (EXAMPLE_HF, ["--synthetic", "50:300:40"], "--synthetic must be DOCS:MIN:MAX with DOCS > 0 and 0 < MIN <= MAX"),
+    (EXAMPLE_HF, ["--tokens-per-step", "0"], "--tokens-per-step must be positive, got 0"),
+]
+
+
+@pytest.mark.parametrize("example,args,message", BAD_ARGUMENTS,
+                         ids=[f"{os.path.basename(e)} {' '.join(a)}" for e, a, _ in BAD_ARGUMENTS])
+def test_examples_reject_arguments_they_cannot_run(example, args, message):
+    if example == EXAMPLE_HF:
+        needs_transformers()
+    run = subprocess.run([sys.executable, example] + args, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stdout + run.stderr  # argparse's usage error, before any work
+    assert message in run.stderr, run.stderr

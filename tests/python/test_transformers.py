@@ -4,7 +4,8 @@ MistralForCausalLM (small random configs, GQA 8:4), in float64 and float32, ring
 ulysses × zigzag / contiguous, on a packed sequence of uneven documents (one shorter than a
 chunk): the loss and every parameter gradient (summed over the group) equal the unsharded model
 with attn_implementation="sdpa" and the explicit document mask. Unsupported inputs raise ValueError
-naming the layer. Runs in one process, under mpirun (2, 4 ranks) and torchrun (2, a Gloo group)."""
+naming the layer (or what is wrong: padding, several sequences, float token ids, bad offsets). Runs
+in one process, under mpirun (2, 4 ranks) and torchrun (2, a Gloo group)."""
 import copy
 
 import pytest
@@ -104,7 +105,7 @@ def test_shard_batch_takes_already_shifted_targets(group):
     assert batch.num_targets == int((targets != -100).sum())
     with pytest.raises(ValueError, match="labels .* or targets .*, not both"):
         lht.shard_batch(attention, ids, CU, labels=ids, targets=targets)
-    with pytest.raises(ValueError, match="targets have 70 tokens, input_ids 71"):
+    with pytest.raises(ValueError, match=r"targets must have input_ids' shape \(71,\), got \(70,\)"):
         lht.shard_batch(attention, ids, CU, targets=targets[:-1])
 
 
@@ -122,3 +123,99 @@ def test_unsupported_inputs_name_the_layer(group):
         sharded(input_ids=batch.input_ids.repeat(2, 1), position_ids=batch.position_ids.repeat(2, 1))
     with pytest.raises(ValueError, match="cu_seqlens must rise from 0 to T"):
         lht.shard_batch(attention, ids, [0, 10, 5, T])
+
+
+def small_model(cls, cfg_cls, **extra):
+    """A 1-layer model of a family on the longhaul attention (random weights, float64)."""
+    torch.manual_seed(0)
+    cfg = cfg_cls(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, max_position_embeddings=128, **extra)
+    cfg._attn_implementation = lht.NAME
+    return cls(cfg).to(torch.float64)
+
+
+def test_arguments_that_change_the_attention_are_refused(group):
+    """Gemma2's logit softcapping, GPT-OSS's attention sinks, a config made bidirectional (and the
+    like) would be ignored: refused."""
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(3))
+    batch = lht.shard_batch(attention, ids, CU)
+    gemma2 = small_model(transformers.Gemma2ForCausalLM, transformers.Gemma2Config, attn_logit_softcapping=50.0)
+    gpt_oss = small_model(transformers.GptOssForCausalLM, transformers.GptOssConfig, num_local_experts=2,
+                          num_experts_per_tok=1, layer_types=["full_attention"])
+    bidirectional = small_model(transformers.LlamaForCausalLM, transformers.LlamaConfig, is_causal=False)
+    for model, match in ((gemma2, r"Gemma2Attention \(layer 0\): softcap= \(attention logit softcapping\)"),
+                         (gpt_oss, r"GptOssAttention \(layer 0\): s_aux= \(attention sinks\)"),
+                         (bidirectional, r"LlamaAttention \(layer 0\): only causal")):
+        with batch, pytest.raises(ValueError, match=match):
+            model(input_ids=batch.input_ids, position_ids=batch.position_ids)
+
+    # The interface itself: arguments that change the result are refused, harmless ones accepted.
+    _, sharded = model_pair("llama", torch.float64)
+    layer = sharded.model.layers[0].self_attn
+    Tl = batch.plan.local_rows
+    q, kv = torch.randn(1, 8, Tl, 4, dtype=torch.float64), torch.randn(1, 4, Tl, 4, dtype=torch.float64)
+    with batch:
+        want, _ = lht.longhaul_attention(layer, q, kv, kv, None, scaling=0.5)
+        got, _ = lht.longhaul_attention(layer, q, kv, kv, None, scaling=0.5, softcap=None, s_aux=None, is_causal=True,
+                                        position_ids=batch.position_ids, output_attentions=False, use_cache=True)
+        assert torch.equal(got, want)
+        bias = torch.zeros(1, 8, Tl, Tl, dtype=torch.float64)
+        for bad, match in ((dict(softcap=30.0), "softcap="), (dict(s_aux=torch.zeros(8)), "s_aux="),
+                           (dict(sinks=torch.zeros(8)), "sinks="), (dict(position_bias=bias), "position_bias="),
+                           (dict(head_mask=torch.ones(8)), "head_mask="),
+                           (dict(cu_seq_lens_q=torch.tensor([0, Tl])), "cu_seq_lens_q="),
+                           (dict(is_causal=False), "only causal"), (dict(output_attentions=True), "output_attentions")):
+            with pytest.raises(ValueError, match=r"LlamaAttention \(layer 0\): .*" + match):
+                lht.longhaul_attention(layer, q, kv, kv, None, **bad)
+        with pytest.raises(ValueError, match=r"layer 0\): scale must be a positive finite number or None, got -1.0"):
+            lht.longhaul_attention(layer, q, kv, kv, None, scaling=-1.0)
+
+
+def test_padding_masks_are_refused_and_all_ones_masks_accepted(group):
+    """transformers builds no mask for an attention without a mask function: a 2-D padding mask
+    would be dropped silently. longhaul's refuses zeros; an all-ones mask changes nothing."""
+    _, sharded = model_pair("mistral", torch.float64)  # its sliding-window mask goes through the same function
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(3))
+    batch = lht.shard_batch(attention, ids, CU)
+    Tl = batch.input_ids.shape[1]
+    with batch:
+        want = sharded(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
+        ones = sharded(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                       attention_mask=torch.ones(1, Tl, dtype=torch.int64)).logits
+    torch.testing.assert_close(ones, want, rtol=0, atol=0)
+    padded = torch.ones(1, Tl, dtype=torch.int64)
+    padded[0, 0] = 0
+    with batch, pytest.raises(ValueError, match="padding .* is not supported; pack documents with cu_seqlens"):
+        sharded(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=padded)
+    with batch, pytest.raises(ValueError, match=r"layer 0\): an explicit attention mask"):
+        sharded(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                attention_mask=torch.ones(1, 1, Tl, Tl, dtype=torch.bool))
+
+
+def test_shard_batch_refuses_what_it_would_flatten_or_truncate(group):
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    ids = torch.arange(T) % VOCAB
+    with pytest.raises(ValueError, match=r"input_ids must be \[T\] or \[1, T\] .*got shape \(2, 71\)"):
+        lht.shard_batch(attention, torch.stack([ids, ids]), [0, 2 * T])
+    with pytest.raises(ValueError, match="input_ids must hold integers, got dtype torch.float32"):
+        lht.shard_batch(attention, ids.float(), CU)
+    with pytest.raises(ValueError, match="labels must hold integers, got dtype torch.float64"):
+        lht.shard_batch(attention, ids, CU, labels=ids.double() + 0.5)
+    with pytest.raises(ValueError, match="targets must hold integers, got dtype torch.float32"):
+        lht.shard_batch(attention, ids, CU, targets=ids.float())
+    with pytest.raises(ValueError, match=r"labels must have input_ids' shape \(1, 71\), got \(71, 1\)"):
+        lht.shard_batch(attention, ids[None], CU, labels=ids[:, None])
+    with pytest.raises(ValueError, match="cu_seqlens must hold integers, got dtype torch.float32"):
+        lht.shard_batch(attention, ids, torch.tensor(CU, dtype=torch.float32))
+    batch = lht.shard_batch(attention, ids[None], CU, labels=ids[None])  # [1, T] as well as [T]
+    assert torch.equal(batch.targets, lht.shard_batch(attention, ids, CU).targets)
+
+
+@pytest.mark.parametrize("fn", [lht.document_positions, lht.document_mask])
+def test_document_helpers_check_the_offsets(fn):
+    for bad in ([0, 30, 20, 71], [5, 30, 71], [0], [0.0, 30.5, 71.0]):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: cu_seqlens must (rise from 0 to T, got|hold integers)"):
+            fn(bad)
+    assert fn([0, 3, 5]).shape[-1] == 5

@@ -2,6 +2,8 @@
 // twice, leftovers carried and counted, curriculum odds as draw ratios, exact resume.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <cmath>
 #include <map>
 #include <set>
@@ -152,6 +154,37 @@ TEST(DataSampler, StateOfAnotherSamplerIsRefused) {
     FAIL() << "garbage accepted";
   } catch (const InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("expected a 'longhaul-dd-sampler-state 1' text"), std::string::npos) << e.what();
+  }
+}
+
+// A state with a negative step, negative drop counts or a cursor past its pool is refused whole:
+// the sampler goes on as if the restore had not been tried.
+TEST(DataSampler, AStateOutOfRangeIsRefusedAndLeavesTheSamplerAsItWas) {
+  auto dd = random_dd(500, 4);
+  const SamplerOptions o{8192, 1, 0, Curriculum::GrowP2, 2, 1};
+  DDSampler a(dd, o), b(dd, o);
+  a.next();
+  const std::string good = a.save_state();
+  auto edit = [&](const std::string& key, const std::string& value) {
+    const size_t at = good.find("\n" + key + " ");
+    EXPECT_NE(at, std::string::npos) << key << " in " << good;
+    const size_t end = good.find('\n', at + 1);
+    return good.substr(0, at + 1) + key + " " + value + good.substr(end);
+  };
+  for (const auto& [key, value, what] :
+       {std::tuple<std::string, std::string, std::string>{"step", "-5", "saved step -5 is negative"},
+        {"dropped", "-7 -7", "saved dropped pieces/tokens -7/-7 are negative"},
+        {"cursor", "999999 0 0 0 0 0", "saved cursor 999999 of bucket 0 outside its pool"}}) {
+    DDSampler c(dd, o);
+    try {
+      c.restore_state(edit(key, value));
+      FAIL() << key << " " << value << " accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+    auto x = c.next(), y = DDSampler(dd, o).next();
+    ASSERT_TRUE(x && y);
+    EXPECT_TRUE(same(*x, *y)) << "a refused state changed the sampler (" << key << ")";
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "data/batch.h"
 #include "data/files.h"
@@ -40,6 +41,11 @@ class TempDir {
 void write_file(const std::string& path, const std::string& content) {
   fs::create_directories(fs::path(path).parent_path());
   std::ofstream(path, std::ios::binary) << content;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::vector<std::vector<int32_t>> random_docs(int n, int64_t vocab, uint64_t seed) {
@@ -456,8 +462,12 @@ TEST(DataPrep, BadInputs) {
   EXPECT_FALSE(fs::exists(o.output));
   write_file(dir / "ok.txt", "x");
   o.inputs = {dir / "ok.txt"};
-  o.output = dir / "no/such/dir/out.h5";
-  expect_error<Error>([&] { prep(o); }, "cannot create the file");
+  o.output = dir / "no/such/dir/out.h5";  // found before the work, not after it
+  expect_error<InvalidArgument>([&] { prep(o); }, "the output's directory " + (dir / "no/such/dir") +
+                                                       " does not exist");
+  o.output = dir / "ok.txt";  // the input itself: writing it would destroy it
+  expect_error<InvalidArgument>([&] { prep(o); }, "is also an input");
+  EXPECT_EQ(read_file(dir / "ok.txt"), "x");
   o.output = dir / "out.h5";
   o.tokenizer = "bpe";
   expect_error<InvalidArgument>([&] { prep(o); }, "unknown tokenizer 'bpe'");

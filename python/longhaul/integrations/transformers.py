@@ -15,9 +15,11 @@ and the layer's sliding window when its config sets one (Mistral/Qwen2-style: a 
 `sliding_window` keys up to itself). Positions restart at every document, so RoPE is right on
 every shard. Labels are shifted on the global sequence before sharding (the next token of the
 same document; a document's last token gets -100): do not pass `labels=` to the model, whose loss
-shifts inside the shard. What the integration cannot run exactly raises ValueError naming the
-layer at the first forward — a 4-D attention mask, dropout in training, a non-causal layer, a
-batch dimension other than 1, a forward outside `with batch:` — never a silent fallback.
+shifts inside the shard. What the integration cannot run exactly raises ValueError at the first
+forward, naming the layer — a 4-D attention mask, dropout in training, a non-causal layer or
+config, logit softcapping, attention sinks, a position bias, a batch dimension other than 1, a
+forward outside `with batch:` — or the padding (a 2-D attention mask with zeros): never a silent
+fallback.
 """
 import threading
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import _C
 from .._world import as_group, is_cuda_process_group
-from ..context_parallel import ContextParallel
+from ..context_parallel import ContextParallel, _check_scale
 from ..gradients import all_reduce_gradients
 
 IGNORE = -100
@@ -51,7 +53,7 @@ class ContextParallelAttention:
         self._by_scale = {}
 
     def cp(self, scale):
-        scale = float(scale)
+        scale = _check_scale(scale)  # None: the default 1/sqrt(D)
         if scale not in self._by_scale:
             self._by_scale[scale] = ContextParallel(self.strategy, self.layout, group=self._attention_group,
                                                     scale=scale, **self._options)
@@ -106,27 +108,50 @@ class ShardedBatch:
         return float(self.attention.all_reduce(t).item())
 
 
+def _integers(who, name, x):
+    """x as a tensor of integers (any integer dtype): float token ids or offsets are refused, not truncated."""
+    t = torch.as_tensor(x)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise ValueError(f"{who}: {name} must hold integers, got dtype {t.dtype}")
+    return t
+
+
+def _offsets(who, cu_seqlens, T=None):
+    """Document offsets cu_seqlens as int64 [documents + 1] on their device, checked: integers rising
+    from 0 (to T when given)."""
+    cu = _integers(who, "cu_seqlens", cu_seqlens).reshape(-1).to(torch.int64)
+    if cu.numel() < 2 or int(cu[0]) != 0 or (T is not None and int(cu[-1]) != T) or bool((cu[1:] < cu[:-1]).any()):
+        raise ValueError(f"{who}: cu_seqlens must rise from 0 to T{'' if T is None else f' = {T}'}, "
+                         f"got {cu.tolist()}")
+    return cu
+
+
 def shard_batch(attention, input_ids, cu_seqlens=None, labels=None, *, targets=None):
     """This rank's shard of a packed sequence input_ids [T] or [1, T] with global document offsets
     cu_seqlens [0, ..., T] (None: one document). labels (same shape, -100 to ignore; default
     input_ids) are shifted here: a token's target is the label of the next token of its document.
     targets: already shifted targets instead (e.g. a longhaul.data.DDSampler batch's). The shard's
     tensors are on input_ids' device (CPU or CUDA); cu_seqlens may be on either."""
-    ids = torch.as_tensor(input_ids).reshape(-1).to(torch.int64)
+    ids = _integers("shard_batch", "input_ids", input_ids)
+    if not (ids.dim() == 1 or (ids.dim() == 2 and ids.shape[0] == 1)):
+        raise ValueError(f"shard_batch: input_ids must be [T] or [1, T] (one packed sequence), "
+                         f"got shape {tuple(ids.shape)}")
+    shape, ids = ids.shape, ids.reshape(-1).to(torch.int64)
     T = ids.numel()
-    cu = torch.tensor([0, T]) if cu_seqlens is None else torch.as_tensor(cu_seqlens).reshape(-1).to("cpu", torch.int64)
-    if cu.numel() < 2 or int(cu[0]) != 0 or int(cu[-1]) != T or bool((cu[1:] < cu[:-1]).any()):
-        raise ValueError(f"shard_batch: cu_seqlens must rise from 0 to T = {T}, got {cu.tolist()}")
+    cu = torch.tensor([0, T]) if cu_seqlens is None else _offsets("shard_batch", cu_seqlens, T).cpu()
     if labels is not None and targets is not None:
         raise ValueError("shard_batch: give labels (shifted here) or targets (already shifted), not both")
+
+    def like_ids(name, x):
+        t = _integers("shard_batch", name, x)
+        if t.shape != shape:
+            raise ValueError(f"shard_batch: {name} must have input_ids' shape {tuple(shape)}, got {tuple(t.shape)}")
+        return t.reshape(-1).to(ids.device, torch.int64)
+
     if targets is not None:
-        targets = torch.as_tensor(targets).reshape(-1).to(ids.device, torch.int64)
-        if targets.numel() != T:
-            raise ValueError(f"shard_batch: targets have {targets.numel()} tokens, input_ids {T}")
+        targets = like_ids("targets", targets)
     else:
-        lab = ids if labels is None else torch.as_tensor(labels).reshape(-1).to(ids.device, torch.int64)
-        if lab.numel() != T:
-            raise ValueError(f"shard_batch: labels have {lab.numel()} tokens, input_ids {T}")
+        lab = ids if labels is None else like_ids("labels", labels)
         targets = torch.full((T,), IGNORE, dtype=torch.int64, device=ids.device)
         targets[:-1] = lab[1:]
         doc_end = cu[1:] - 1  # the last token of each document has no next token in it
@@ -139,7 +164,7 @@ def shard_batch(attention, input_ids, cu_seqlens=None, labels=None, *, targets=N
 def document_positions(cu_seqlens):
     """int64 [T]: each token's position inside its document (0 at every document start), on
     cu_seqlens' device."""
-    cu = torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
+    cu = _offsets("document_positions", cu_seqlens)
     return torch.arange(int(cu[-1]), device=cu.device) - torch.repeat_interleave(cu[:-1], cu[1:] - cu[:-1])
 
 
@@ -148,7 +173,7 @@ def document_mask(cu_seqlens, sliding_window=None):
     unsharded model (attn_implementation="sdpa") on the whole packed sequence: causal inside each
     document, and q - k < sliding_window when given. For checks only: it is T x T. On
     cu_seqlens' device."""
-    cu = torch.as_tensor(cu_seqlens).reshape(-1).to(torch.int64)
+    cu = _offsets("document_mask", cu_seqlens)
     T = int(cu[-1])
     doc = torch.repeat_interleave(torch.arange(cu.numel() - 1, device=cu.device), cu[1:] - cu[:-1])
     q, k = torch.arange(T, device=cu.device)[:, None], torch.arange(T, device=cu.device)[None, :]
@@ -163,8 +188,24 @@ def _layer_name(module):
     return f"{type(module).__name__}" + (f" (layer {idx})" if idx is not None else "")
 
 
+# Arguments that models of transformers pass to their attention function and that change its
+# result, which longhaul does not compute: refused when given (not None), never ignored.
+_CHANGES_THE_RESULT = {
+    "softcap": "attention logit softcapping",
+    "s_aux": "attention sinks",
+    "sinks": "attention sinks",
+    "position_bias": "an additive position bias",
+    "attention_bias": "an additive attention bias",
+    "head_mask": "a head mask",
+    "indices": "sparse attention indices",
+    "block_indices": "sparse attention indices",
+    "cu_seq_lens_q": "packed documents: give them to shard_batch as cu_seqlens",
+    "cu_seq_lens_k": "packed documents: give them to shard_batch as cu_seqlens",
+}
+
+
 def longhaul_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, sliding_window=None,
-                       **kwargs):
+                       is_causal=None, **kwargs):
     """transformers' attention interface: query [1, H, Tl, D], key/value [1, H_kv, Tl, D] of this
     rank's shard → ([1, Tl, H, D], None)."""
     batch = getattr(_active, "batch", None)
@@ -175,9 +216,15 @@ def longhaul_attention(module, query, key, value, attention_mask, scaling=None, 
     if attention_mask is not None:
         raise ValueError(f"longhaul attention in {where}: an explicit attention mask "
                          f"({tuple(attention_mask.shape)}) is not supported; pack documents with cu_seqlens")
+    for name, what in _CHANGES_THE_RESULT.items():
+        if kwargs.get(name) is not None:
+            raise ValueError(f"longhaul attention in {where}: {name}= ({what}) is not supported")
+    if kwargs.get("output_attentions"):
+        raise ValueError(f"longhaul attention in {where}: output_attentions=True is not supported "
+                         "(the attention weights are never formed)")
     if dropout:
         raise ValueError(f"longhaul attention in {where}: attention dropout {dropout} is not supported")
-    if not getattr(module, "is_causal", True):
+    if not (getattr(module, "is_causal", True) if is_causal is None else is_causal):
         raise ValueError(f"longhaul attention in {where}: only causal (decoder) attention is supported")
     if query.shape[0] != 1:
         raise ValueError(f"longhaul attention in {where}: batch size must be 1 (one packed sequence), "
@@ -189,19 +236,30 @@ def longhaul_attention(module, query, key, value, attention_mask, scaling=None, 
     k = key[0].transpose(0, 1).contiguous()
     v = value[0].transpose(0, 1).contiguous()
     window = (int(sliding_window) - 1, 0) if sliding_window else None
-    cp = batch.attention.cp(scaling if scaling is not None else query.shape[-1] ** -0.5)
     try:
+        cp = batch.attention.cp(scaling if scaling is not None else query.shape[-1] ** -0.5)
         out = cp.attention(q.contiguous(), k, v, batch.plan, causal=True, window=window)
     except (ValueError, NotImplementedError) as e:  # e.g. heads that Ulysses cannot split over the group
         raise type(e)(f"longhaul attention in {where}: {e}") from e
     return out.unsqueeze(0), None
 
 
+def longhaul_mask(*args, attention_mask=None, **kwargs):
+    """transformers' mask interface for NAME: no mask (the plan's documents are the mask), and a
+    2-D padding mask with zeros refused (without a mask function of NAME, transformers would drop it)."""
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise ValueError("longhaul attention: padding (an attention_mask with zeros) is not supported; "
+                         "pack documents with cu_seqlens")
+    return None
+
+
 def _register():
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface, AttentionMaskInterface
     AttentionInterface.register(NAME, longhaul_attention)
+    AttentionMaskInterface.register(NAME, longhaul_mask)
 
 
 _register()
 
-__all__ = ["ContextParallelAttention", "ShardedBatch", "shard_batch", "document_positions", "document_mask", "longhaul_attention", "NAME"]
+__all__ = ["ContextParallelAttention", "ShardedBatch", "shard_batch", "document_positions", "document_mask",
+           "longhaul_attention", "longhaul_mask", "NAME"]

@@ -48,6 +48,18 @@ int64_t row_bytes_of_shape(const at::Tensor& t) {
   return b;
 }
 
+// A communicator a blocking setup call (MPI_Comm_dup, MPI_Comm_split) makes on the engine thread,
+// with its error handler set and its rank and size read.
+struct NewComm {
+  MPI_Comm comm = MPI_COMM_NULL;
+  int rank = 0, size = 0;
+  void describe() {
+    LH_CHECK_MPI(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+  }
+};
+
 // Lets the engine poll without pausing while a caller blocks in wait().
 class MpiWork : public Work {
  public:
@@ -76,22 +88,17 @@ class MpiCommunicator : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   std::shared_ptr<Communicator> split(int color, int key) override {
-    MPI_Comm sub = MPI_COMM_NULL;
-    int sub_rank = 0, sub_size = 0;
+    auto made = std::make_shared<NewComm>();  // the engine's own: it may finish after a timeout
     Engine::instance().run_sync(
-        [&] {
-          LH_CHECK_MPI(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub));
-          if (sub != MPI_COMM_NULL) {
-            LH_CHECK_MPI(MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN));
-            MPI_Comm_rank(sub, &sub_rank);
-            MPI_Comm_size(sub, &sub_size);
-          }
+        [made, parent = comm_, color, key] {
+          LH_CHECK_MPI(MPI_Comm_split(parent, color < 0 ? MPI_UNDEFINED : color, key, &made->comm));
+          if (made->comm != MPI_COMM_NULL) made->describe();
         },
         timeout(), describe(detail::str_cat("split(color ", color, ", key ", key, ")")));
-    if (sub == MPI_COMM_NULL) return nullptr;
+    if (made->comm == MPI_COMM_NULL) return nullptr;
     CommOptions opts;
     opts.timeout = timeout();
-    return std::make_shared<MpiCommunicator>(sub, sub_rank, sub_size, opts);
+    return std::make_shared<MpiCommunicator>(made->comm, made->rank, made->size, opts);
   }
 
  protected:
@@ -260,17 +267,16 @@ bool mpi::launched() {
 }
 
 CommPtr mpi::create_world(CommOptions options) {
-  MPI_Comm world = MPI_COMM_NULL;
-  int rank = 0, size = 0;
-  Engine::instance().run_sync(
-      [&] {
-        LH_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &world));
-        LH_CHECK_MPI(MPI_Comm_set_errhandler(world, MPI_ERRORS_RETURN));
-        MPI_Comm_rank(world, &rank);
-        MPI_Comm_size(world, &size);
+  Engine& engine = Engine::instance();
+  engine.wait_started(options.timeout);
+  auto made = std::make_shared<NewComm>();  // the engine's own: it may finish after a timeout
+  engine.run_sync(
+      [made] {
+        LH_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &made->comm));
+        made->describe();
       },
       options.timeout, "backend mpi: creating the world communicator");
-  return std::make_shared<MpiCommunicator>(world, rank, size, options);
+  return std::make_shared<MpiCommunicator>(made->comm, made->rank, made->size, options);
 }
 
 void mpi::shutdown() { Engine::shutdown(); }

@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <thread>
 
@@ -53,15 +55,15 @@ void Engine::shutdown() {
   g_instance = nullptr;
 }
 
-Engine::Engine() {
-  thread_ = std::thread([this] { loop(); });
+Engine::Engine() { thread_ = std::thread([this] { loop(); }); }
+
+void Engine::wait_started(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return ready_; });
-  if (!init_error_.empty()) {
-    lock.unlock();
-    thread_.join();
-    throw CommError(init_error_);
-  }
+  if (!cv_.wait_for(lock, timeout, [&] { return ready_; }))
+    throw TimeoutError(detail::str_cat("backend mpi: starting MPI (MPI_Init) did not complete within ",
+                                       timeout.count() / 1000.0, " s: a rank may have exited or failed before "
+                                       "initialising MPI, or the launcher cannot reach it"));
+  if (!init_error_.empty()) throw CommError("backend mpi: " + init_error_);
 }
 
 Engine::~Engine() {
@@ -70,7 +72,19 @@ Engine::~Engine() {
     stop_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  // A blocking MPI call a missing peer never completes (MPI_Init, or a setup call whose wait
+  // timed out) would hang the join: after a moment's grace the process ends with the abort code,
+  // as MPI_Abort would end it.
+  std::unique_lock<std::mutex> lock(mu_);
+  if ((!ready_ || sync_timed_out_) && !cv_.wait_for(lock, std::chrono::seconds(2), [&] { return finished_; })) {
+    std::cerr << "longhaul: backend mpi is stuck in a call that a missing rank never completes; ending this process "
+                 "(exit code "
+              << g_abort_code.load() << ")" << std::endl;
+    std::_Exit(g_abort_code.load());
+  }
+  lock.unlock();
+  thread_.join();
 }
 
 void Engine::submit(const WorkPtr& work, std::function<std::vector<Request>()> post, std::vector<at::Tensor> keep) {
@@ -95,15 +109,20 @@ void Engine::remove_waiter() {
   --waiters_;
 }
 
-void Engine::run_sync(const std::function<void()>& fn, std::chrono::milliseconds timeout, const std::string& what) {
+void Engine::run_sync(std::function<void()> fn, std::chrono::milliseconds timeout, const std::string& what) {
   auto work = std::make_shared<Work>(what, timeout);
-  submit(work, [&fn] { fn(); return std::vector<Request>{}; }, {});
-  work->wait();
+  submit(work, [fn = std::move(fn)] { fn(); return std::vector<Request>{}; }, {});
+  try {
+    work->wait();
+  } catch (const TimeoutError&) {
+    sync_timed_out_ = true;
+    throw;
+  }
 }
 
 void Engine::loop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Without the lock: wait_started waits on it with a deadline while MPI_Init blocks.
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -118,10 +137,14 @@ void Engine::loop() {
                                       "MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE");
     }
     if (init_error_.empty()) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    std::lock_guard<std::mutex> lock(mu_);
     ready_ = true;
   }
   cv_.notify_all();
-  if (!init_error_.empty()) return;
+  if (!init_error_.empty()) {
+    mark_finished();
+    return;
+  }
 
   auto last_activity = Clock::now();
   auto pause = kMinPause;
@@ -193,6 +216,15 @@ void Engine::loop() {
       MPI_Abort(MPI_COMM_WORLD, g_abort_code.load());
     }
   }
+  mark_finished();
+}
+
+void Engine::mark_finished() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+  }
+  cv_.notify_all();
 }
 
 void Engine::poll() {
@@ -220,11 +252,17 @@ void Engine::poll() {
     const MPI_Status& st = statuses[i];
     const int err = rc == MPI_ERR_IN_STATUS ? st.MPI_ERROR : MPI_SUCCESS;
     if (err != MPI_SUCCESS) {
-      o.work->fail(detail::str_cat(o.req.expect_bytes >= 0 ? "receive from peer " : "send to peer ", o.req.peer,
-                                   ": ", error_string(err),
-                                   o.req.expect_bytes >= 0
-                                       ? detail::str_cat(" (the receive buffer holds ", o.req.expect_bytes, " bytes)")
-                                       : std::string()));
+      std::string text = error_string(err);
+      if (text.empty()) text = detail::str_cat("MPI error code ", err);
+      if (o.req.peer < 0)  // a collective (no peer): its ranks passed different sizes, dtypes or ops
+        o.work->fail(detail::str_cat(text, " (every rank of a collective must pass the same element count, dtype "
+                                           "and reduce op)"));
+      else
+        o.work->fail(detail::str_cat(o.req.expect_bytes >= 0 ? "receive from peer " : "send to peer ", o.req.peer,
+                                     ": ", text,
+                                     o.req.expect_bytes >= 0
+                                         ? detail::str_cat(" (the receive buffer holds ", o.req.expect_bytes, " bytes)")
+                                         : std::string()));
       continue;
     }
     if (o.req.expect_bytes >= 0) {

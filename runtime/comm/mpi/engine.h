@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -40,8 +41,13 @@ class Engine {
   // Runs `post` on the engine thread; it returns the requests it started. `work` (one part)
   // completes when all of them have; `keep` holds the tensors alive until then.
   void submit(const WorkPtr& work, std::function<std::vector<Request>()> post, std::vector<at::Tensor> keep);
-  // Runs fn on the engine thread and waits for it, up to `timeout` (blocking MPI setup calls).
-  void run_sync(const std::function<void()>& fn, std::chrono::milliseconds timeout, const std::string& what);
+  // Waits until MPI is initialised on the engine thread, up to `timeout`: TimeoutError if a rank
+  // never arrives (it exited or failed before initialising MPI), CommError if MPI_Init failed.
+  void wait_started(std::chrono::milliseconds timeout);
+  // Runs fn on the engine thread and waits for it, up to `timeout` (blocking MPI setup calls). The
+  // engine keeps fn: after a timeout it may still run, so fn must own what it touches (captured
+  // by value, e.g. a shared_ptr to its results), never the caller's stack.
+  void run_sync(std::function<void()> fn, std::chrono::milliseconds timeout, const std::string& what);
 
   int thread_level() const { return thread_level_; }
 
@@ -54,6 +60,7 @@ class Engine {
   ~Engine();
   void loop();
   void poll();
+  void mark_finished();
 
   struct Op {
     WorkPtr work;
@@ -73,7 +80,9 @@ class Engine {
   std::condition_variable cv_;
   std::deque<Op> queue_;
   bool stop_ = false;
-  bool ready_ = false;
+  bool ready_ = false;     // MPI_Init returned (guarded by mu_)
+  bool finished_ = false;  // the engine thread is done (guarded by mu_)
+  std::atomic<bool> sync_timed_out_{false};  // a run_sync call may still be blocked in MPI
   std::string init_error_;
   int thread_level_ = 0;
   bool we_initialized_ = false;

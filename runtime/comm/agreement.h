@@ -1,0 +1,33 @@
+// Checks that every rank of a group makes the same call (the same sizes, dtypes, options) before a
+// collective whose matching would otherwise fail in the transport: a message truncated on one
+// rank, a wrong answer or a wait until the deadline on another. One small all-reduce when the
+// ranks agree; when they do not, every rank throws the same InvalidArgument naming the first rank
+// and field that differ from rank 0.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/comm/comm.h"
+
+namespace longhaul {
+
+struct AgreedField {
+  std::string name;  // "T", "dtype", "scale"
+  int64_t value;
+  bool real = false;  // value holds a double's bits (printed as the number)
+  std::string text;   // a text field: value is its hash; the error shows this rank's text
+
+  static AgreedField number(std::string name, double v);
+  static AgreedField of_text(std::string name, std::string text);
+};
+
+// Every rank calls it with the same field names, in the same order. `who` starts the error
+// ("ContextParallel"), `expected` ends it ("every rank must call with the same T, heads, ...").
+// `device`: where the check's few numbers travel (the CPU, or a tensor's device for a
+// communicator that moves CUDA tensors only).
+void check_ranks_agree(Communicator& comm, const at::Device& device, const std::vector<AgreedField>& fields,
+                       const std::string& who, const std::string& expected);
+
+}  // namespace longhaul

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import longhaul
+from example_args import check_model, check_ranges, integers
 
 
 def parse_args():
@@ -74,25 +75,13 @@ def parse_args():
 
 def check_args(p, a):
     """Stops with a usage error, before any work, on arguments the example cannot run."""
-    for name in ("steps", "dim", "layers", "heads", "kv_heads", "ulysses_degree", "tokens_per_step", "docs"):
-        if not getattr(a, name) > 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(a, name)}")
-    for name in ("min_log2", "lr", "memory_gib", "kernel_gflops", "dense_gflops"):
-        if not getattr(a, name) >= 0:
-            p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(a, name)}")
+    check_ranges(p, a, ("steps", "dim", "layers", "heads", "kv_heads", "ulysses_degree", "tokens_per_step", "docs"),
+                 ("min_log2", "lr", "memory_gib", "kernel_gflops", "dense_gflops"))
     if a.cp != "auto" and not a.cp.isdigit():
         p.error(f"--cp must be auto or a CP group size (0: the whole world), got {a.cp!r}")
-    if a.dim % a.heads or a.dim // a.heads % 2:
-        p.error(f"--dim {a.dim} must be --heads {a.heads} times an even head size (rotary embedding)")
-    if a.heads % a.kv_heads:
-        p.error(f"--heads {a.heads} must be divisible by --kv-heads {a.kv_heads}")
-    if a.min_log2 > a.max_log2:
-        p.error(f"--min-log2 {a.min_log2} must not exceed --max-log2 {a.max_log2}")
-    try:
-        lo, hi = (int(x) for x in a.doc_lengths.split(","))
-    except ValueError:
-        lo = hi = 0
-    if not 0 < lo <= hi:
+    check_model(p, a, "dim")
+    lengths = integers(a.doc_lengths, ",", 2)
+    if not (lengths and 0 < lengths[0] <= lengths[1]):
         p.error(f"--doc-lengths must be MIN,MAX with 0 < MIN <= MAX, got {a.doc_lengths!r}")
 
 

@@ -30,6 +30,7 @@ import transformers
 
 import longhaul
 import longhaul.integrations.transformers as lht
+from example_args import check_model, check_ranges, integers
 
 IGNORE = longhaul.data.IGNORE_TARGET
 
@@ -63,23 +64,10 @@ def parse_args():
 
 def check_args(p, a):
     """Stops with a usage error, before any work, on arguments the example cannot run."""
-    for name in ("steps", "hidden", "layers", "heads", "kv_heads", "tokens_per_step"):
-        if not getattr(a, name) > 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(a, name)}")
-    for name in ("cp", "min_log2", "lr"):
-        if not getattr(a, name) >= 0:
-            p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(a, name)}")
-    if a.hidden % a.heads or a.hidden // a.heads % 2:
-        p.error(f"--hidden {a.hidden} must be --heads {a.heads} times an even head size (rotary embedding)")
-    if a.heads % a.kv_heads:
-        p.error(f"--heads {a.heads} must be divisible by --kv-heads {a.kv_heads}")
-    if a.min_log2 > a.max_log2:
-        p.error(f"--min-log2 {a.min_log2} must not exceed --max-log2 {a.max_log2}")
-    try:
-        docs, lo, hi = (int(x) for x in a.synthetic.split(":"))
-    except ValueError:
-        docs = lo = hi = 0
-    if not (docs > 0 and 0 < lo <= hi):
+    check_ranges(p, a, ("steps", "hidden", "layers", "heads", "kv_heads", "tokens_per_step"), ("cp", "min_log2", "lr"))
+    check_model(p, a, "hidden")
+    synthetic = integers(a.synthetic, ":", 3)
+    if not (synthetic and synthetic[0] > 0 and 0 < synthetic[1] <= synthetic[2]):
         p.error(f"--synthetic must be DOCS:MIN:MAX with DOCS > 0 and 0 < MIN <= MAX, got {a.synthetic!r}")
 
 

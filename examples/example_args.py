@@ -1,0 +1,30 @@
+"""The argument checks the examples share: a usage error before any work on values they cannot run."""
+
+
+def check_ranges(p, a, positive, non_negative):
+    """Every name in `positive` > 0 and every one in `non_negative` >= 0 (attribute names of a)."""
+    for names, ok, what in ((positive, lambda x: x > 0, "positive"), (non_negative, lambda x: x >= 0, "0 or more")):
+        for name in names:
+            if not ok(getattr(a, name)):
+                p.error(f"--{name.replace('_', '-')} must be {what}, got {getattr(a, name)}")
+
+
+def check_model(p, a, width_name):
+    """The width (attribute width_name) is heads times an even head size, heads divide by KV heads,
+    and the length buckets are in order."""
+    width = getattr(a, width_name)
+    if width % a.heads or width // a.heads % 2:
+        p.error(f"--{width_name} {width} must be --heads {a.heads} times an even head size (rotary embedding)")
+    if a.heads % a.kv_heads:
+        p.error(f"--heads {a.heads} must be divisible by --kv-heads {a.kv_heads}")
+    if a.min_log2 > a.max_log2:
+        p.error(f"--min-log2 {a.min_log2} must not exceed --max-log2 {a.max_log2}")
+
+
+def integers(text, sep, count):
+    """text split at sep into `count` integers, or None when it is not that."""
+    try:
+        values = [int(x) for x in text.split(sep)]
+    except ValueError:
+        return None
+    return values if len(values) == count else None

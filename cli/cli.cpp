@@ -10,6 +10,7 @@
 #include "runtime/comm/mpi/communicator.h"
 #endif
 
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
@@ -61,6 +62,10 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
     std::cout << "usage: " << usage << "\n\n" << all << std::endl;
     return false;
   }
+  // No option of any subcommand means anything by NaN (and a NaN would pass every range check).
+  for (const auto& [name, value] : vm)
+    if (const double* x = boost::any_cast<double>(&value.value()); x && std::isnan(*x))
+      throw InvalidArgument("--" + name + " nan: expected a number");
   po::notify(vm);
   return true;
 }

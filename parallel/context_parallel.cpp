@@ -95,19 +95,24 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
 // a hang in the strategy's collectives.
 void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
                                       const Mask& mask) {
+  // Names travel as hashes; the error shows each rank its own (a mask or documents by their
+  // fingerprint, shown by their description).
+  auto described = [](const char* name, uint64_t fingerprint, std::string text) {
+    return AgreedField{name, static_cast<int64_t>(fingerprint >> 1), false, std::move(text)};
+  };
   check_ranks_agree(*comm_, q.device(),
                     {{"T", plan.T()},
                      {"H", q.size(1)},
                      {"H_kv", k.size(1)},
                      {"D", q.size(2)},
-                     {"dtype", static_cast<int64_t>(q.scalar_type())},
+                     AgreedField::of_text("dtype", c10::toString(q.scalar_type())),
                      AgreedField::number("scale", scale_for(q)),
-                     {"strategy", static_cast<int64_t>(options_.strategy)},
+                     AgreedField::of_text("strategy", to_string(options_.strategy)),
                      {"ulysses_degree", options_.ulysses_degree},
-                     {"inner strategy", static_cast<int64_t>(options_.inner)},
-                     {"layout", static_cast<int64_t>(plan.layout())},
-                     {"mask", static_cast<int64_t>(mask.fingerprint())},
-                     {"documents", static_cast<int64_t>(plan.fingerprint())}},
+                     AgreedField::of_text("inner strategy", to_string(options_.inner)),
+                     AgreedField::of_text("layout", to_string(plan.layout())),
+                     described("mask", mask.fingerprint(), mask.describe()),
+                     described("documents", plan.fingerprint(), plan.describe())},
                     "ContextParallel",
                     "every rank of the CP group must call with the same T, heads, head dim, dtype, scale, strategy, "
                     "layout and mask");

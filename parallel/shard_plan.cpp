@@ -273,7 +273,7 @@ at::Tensor ShardPlan::unshard(const at::Tensor& local, Communicator& comm) const
   // The gather matches bytes only: ranks whose shards differ in dtype or trailing shape would get
   // a truncated message on one side and garbage on the other.
   LH_CHECK(local.dim() >= 1, "ShardPlan::unshard: the shard must be [local_rows, ...], got a scalar");
-  std::vector<AgreedField> fields{{"dtype", static_cast<int64_t>(local.scalar_type())},
+  std::vector<AgreedField> fields{AgreedField::of_text("dtype", c10::toString(local.scalar_type())),
                                   {"dimensions", local.dim()},
                                   {"rows as the plan gives this rank (1 yes, 0 no)", local.size(0) == local_rows()}};
   // As many fields on every rank: dimensions 1..7 (-1 where a shard has fewer), the rest folded.

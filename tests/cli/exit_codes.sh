@@ -53,7 +53,9 @@ if ! "$longhaul" train --data "$crash" --verify-data --steps 1 --workdir "${TMPD
   fail=1
 fi
 # Values no run can use are named before any work (and a deadline past the clock's range is none).
-expect_says 2 "--timeout nan: expected a number of seconds > 0" info --timeout nan
+expect_says 2 "--timeout nan: expected a number" info --timeout nan
+expect_says 2 "--gflops nan: expected a number" plan --gflops nan
+expect_says 2 "--fwd-tflops nan: expected a number" simulate --fwd-tflops nan
 expect_says 2 "--timeout 0: expected a number of seconds > 0" info --timeout 0
 expect 0 bench comm --local 2 --ops ring --min-bytes 1024 --max-bytes 1024 --iters 2 --timeout 1e10
 expect_says 2 "--threads 5000: expected 0 (from the CPU affinity) to 1024" info --threads 5000

@@ -229,7 +229,7 @@ def test_unshard_of_shards_that_differ_raises_on_every_rank(group):
     plan = longhaul.ContextParallel("ring", "zigzag", group=group).plan(T)
     other = plan.rank == 1
     x = torch.zeros(plan.local_rows, 3, dtype=torch.float64 if other else torch.float32)
-    with pytest.raises(ValueError, match="disagrees with rank 0 on dtype"):
+    with pytest.raises(ValueError, match=r"disagrees with rank 0 on dtype \(this rank, \d+, has (Float|Double)\)"):
         plan.unshard(x)
     with pytest.raises(ValueError, match=r"disagrees with rank 0 on size of dimension 1 \(4 vs 3\)"):
         plan.unshard(torch.zeros(plan.local_rows, 4 if other else 3))
@@ -244,6 +244,15 @@ def test_gradients_of_models_that_differ_raise_on_every_rank(group):
     lin(torch.randn(2, 3, dtype=torch.float64)).sum().backward()
     with pytest.raises(ValueError, match="all_reduce_gradients: the ranks' gradients have between 12 and 16 elements"):
         longhaul.all_reduce_gradients(lin.parameters(), group)
+
+
+def test_ranks_that_disagree_on_the_strategy_name_it(group):
+    plan = longhaul.ContextParallel("ring", "zigzag", group=group).plan(T)
+    strategy = "ring" if plan.rank == 0 else "tokenring"
+    cp = longhaul.ContextParallel(strategy, "zigzag", group=group)
+    q = torch.randn(plan.local_rows, H, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"disagrees with rank 0 on strategy \(this rank, {plan.rank}, has {strategy}\)"):
+        cp.attention(q, q, q, plan, causal=True)
 
 
 def test_ranks_that_disagree_all_raise(group):

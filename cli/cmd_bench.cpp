@@ -113,6 +113,7 @@ int bench_long(const std::vector<std::string>& args) {
       ("json", po::bool_switch(&json), "JSON line instead of the table");
   po::variables_map vm;
   if (!parse(args, desc, vm, "mpirun -np P longhaul bench long [options]")) return 0;
+  LH_CHECK(o.window >= 0, "bench long: --window ", o.window, ": expected >= 0 (0: causal)");
   o.check = !no_check;
   init_opts.log_config = !json;
   World world = init(init_opts);

@@ -93,7 +93,7 @@ int cmd_plan(const std::vector<std::string>& args) {
       ("heads", po::value(&pr.H)->default_value(32), "query heads")
       ("kv-heads", po::value(&pr.H_kv)->default_value(8), "key/value heads")
       ("head-dim", po::value(&pr.D)->default_value(128), "head dim")
-      ("ranks", po::value(&pr.P)->default_value(8), "ranks of the CP group")
+      ("ranks", po::value(&pr.P)->default_value(8), "ranks of the CP group (1 to 1024, at most --tokens)")
       ("mask", po::value(&pr.mask)->default_value("causal"),
        "full, causal, documents, causal_documents, causal_window, or a family (share_question, "
        "block_causal_document, ...; --window is its parameter, --doc-len its documents)")

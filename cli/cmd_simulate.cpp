@@ -113,7 +113,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
       ("layouts", po::value(&layouts)->multitoken(), "zigzag striped contiguous balanced (default zigzag)")
       ("masks", po::value(&mask_names)->multitoken(), "mask families (masks::make names) and full_document_long, causal_document_long")
       ("mask-param", po::value(&param)->default_value(0), "the family's parameter (window, prefix, block size)")
-      ("ranks", po::value(&ranks)->multitoken(), "rank counts (default 8)")
+      ("ranks", po::value(&ranks)->multitoken(), "rank counts, 1 to 1024 (default 8)")
       ("tokens-per-rank", po::value(&tokens_per_rank)->default_value(tokens_per_rank), "weak scaling: T = this × ranks")
       ("tokens", po::value(&tokens)->default_value(0), "a fixed T instead (strong scaling)")
       ("heads", po::value(&heads)->default_value(heads), "query heads")

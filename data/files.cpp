@@ -56,7 +56,12 @@ bool same_file(const std::string& a, const std::string& b) {
   return ::stat(a.c_str(), &x) == 0 && ::stat(b.c_str(), &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
-bool writable_dir(const std::string& path) { return is_directory(path) && ::access(path.c_str(), W_OK) == 0; }
+void check_writable_file(const std::string& path, const std::string& what, const std::string& hint) {
+  LH_CHECK(!is_directory(path), what, " ", path, " is a directory, expected a file name", hint);
+  const std::string dir = parent_dir(path);
+  LH_CHECK(is_directory(dir) && ::access(dir.c_str(), W_OK) == 0, what, "'s directory ", dir,
+           is_directory(dir) ? " is not writable" : " does not exist", hint);
+}
 
 void walk(const std::string& dir,
           const std::function<bool(const std::string&, const std::string&, char, const std::string&)>& visit) {

@@ -17,7 +17,10 @@ std::string join(const std::string& dir, const std::string& name);
 std::string file_name(const std::string& path);  // the part after the last '/'
 std::string parent_dir(const std::string& path);  // the part before the last '/' ("." for none)
 bool same_file(const std::string& a, const std::string& b);  // one file (device and inode), both existing
-bool writable_dir(const std::string& path);
+// A file about to be written at `path` (`what` names it in the error, e.g. "prep: the output";
+// `hint` ends it, e.g. " (--checkpoint)"): InvalidArgument when path is a directory or its
+// directory is missing or not writable, so that a bad path is found before the work, not after it.
+void check_writable_file(const std::string& path, const std::string& what, const std::string& hint = "");
 
 // Visits dir recursively in sorted name order. For each entry: visit(path, name, kind, error)
 // with kind 'd' (directory: return false to skip it), 'f' (regular file or a link to one), 'o'

@@ -96,10 +96,7 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
 void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
                                       const Mask& mask) {
   // Names travel as hashes; the error shows each rank its own (a mask or documents by their
-  // fingerprint, shown by their description).
-  auto described = [](const char* name, uint64_t fingerprint, std::string text) {
-    return AgreedField{name, static_cast<int64_t>(fingerprint >> 1), false, std::move(text)};
-  };
+  // fingerprint, described only if they differ).
   check_ranks_agree(*comm_, q.device(),
                     {{"T", plan.T()},
                      {"H", q.size(1)},
@@ -111,8 +108,8 @@ void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, 
                      {"ulysses_degree", options_.ulysses_degree},
                      AgreedField::of_text("inner strategy", to_string(options_.inner)),
                      AgreedField::of_text("layout", to_string(plan.layout())),
-                     described("mask", mask.fingerprint(), mask.describe()),
-                     described("documents", plan.fingerprint(), plan.describe())},
+                     AgreedField::described("mask", mask.fingerprint(), [&] { return mask.describe(); }),
+                     AgreedField::described("documents", plan.fingerprint(), [&] { return plan.describe(); })},
                     "ContextParallel",
                     "every rank of the CP group must call with the same T, heads, head dim, dtype, scale, strategy, "
                     "layout and mask");

@@ -81,12 +81,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   data::files::create_directories(r.workdir);
   RunResult result;
   result.checkpoint = r.checkpoint.empty() ? data::files::join(r.workdir, "checkpoint.lhc") : r.checkpoint;
-  // Where the checkpoint goes is checked now, not found bad after the training.
-  LH_CHECK(!data::files::is_directory(result.checkpoint), "train: the checkpoint ", result.checkpoint,
-           " is a directory, expected a file name (--checkpoint)");
-  const std::string checkpoint_dir = data::files::parent_dir(result.checkpoint);
-  LH_CHECK(data::files::writable_dir(checkpoint_dir), "train: the checkpoint's directory ", checkpoint_dir,
-           data::files::is_directory(checkpoint_dir) ? " is not writable" : " does not exist", " (--checkpoint)");
+  data::files::check_writable_file(result.checkpoint, "train: the checkpoint", " (--checkpoint)");
   const bool task = r.data.empty();
   const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;

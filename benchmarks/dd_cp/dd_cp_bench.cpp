@@ -88,10 +88,12 @@ DdCpBenchResult run_dd_cp_bench(const CommPtr& world, const DdCpBenchOptions& o)
   std::map<std::pair<std::string, int64_t>, Sums> per_bucket;
   std::map<std::string, std::string> described;
   double fixed_w_tps = 0;
-  for (const std::string& cfg : configs) train::cp_degree_from_string(cfg, "bench dd-cp: --configs");  // before any run
-  for (const std::string& cfg : configs) {
+  std::vector<int> degrees;  // all parsed before any run
+  for (const std::string& cfg : configs) degrees.push_back(train::cp_degree_from_string(cfg, "bench dd-cp: --configs"));
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const std::string& cfg = configs[i];
     train::TrainOptions t = base;
-    t.cp = train::cp_degree_from_string(cfg, "bench dd-cp: --configs");
+    t.cp = degrees[i];
     train::Trainer trainer(world, source, t);
     described[cfg] = trainer.degrees().describe();
     if (trainer.degrees().automatic()) {

@@ -146,11 +146,7 @@ PrepSummary prep(const PrepOptions& o) {
   LH_CHECK(!o.output.empty(), "prep: no output file given (-o OUT.h5)");
   auto tok = make_tokenizer(o.tokenizer);
   InputList inputs = expand_inputs(o.inputs, o.input);  // before anything is written
-  // The output's place is checked before the work, not found bad after it.
-  LH_CHECK(!files::is_directory(o.output), "prep: the output ", o.output, " is a directory, expected a file name");
-  const std::string dir = files::parent_dir(o.output);
-  LH_CHECK(files::writable_dir(dir), "prep: the output's directory ", dir,
-           files::is_directory(dir) ? " is not writable" : " does not exist");
+  files::check_writable_file(o.output, "prep: the output");
   for (const auto& f : inputs.files)
     LH_CHECK(!files::same_file(f.path, o.output), "prep: the output ", o.output, " is also an input (", f.path,
              "); writing it would destroy that input");

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -139,9 +140,11 @@ void bind_data(py::module_& m) {
                const auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
                std::vector<int32_t> tokens(static_cast<size_t>(a.size()));
                for (py::ssize_t i = 0; i < a.size(); ++i) {
+                 // Past int32 here; within it, add_document checks the vocabulary.
                  const int64_t t = a.data()[i];
-                 LH_CHECK(t >= 0 && t < vocab_size, "MemoryStore: token ", t, " at position ", i, " of document ", n,
-                          " lies outside [0, vocab_size = ", vocab_size, ")");
+                 LH_CHECK(t >= std::numeric_limits<int32_t>::min() && t <= std::numeric_limits<int32_t>::max(),
+                          "MemoryStore: token ", t,
+                          " at position ", i, " of document ", n, " lies outside [0, vocab_size = ", vocab_size, ")");
                  tokens[static_cast<size_t>(i)] = static_cast<int32_t>(t);
                }
                s->add_document(tokens);

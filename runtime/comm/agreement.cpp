@@ -27,7 +27,11 @@ AgreedField AgreedField::number(std::string name, double v) {
 AgreedField AgreedField::of_text(std::string name, std::string text) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a: the same on every rank and build
   for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  return {std::move(name), static_cast<int64_t>(h >> 1), false, std::move(text)};
+  return described(std::move(name), h, [text = std::move(text)] { return text; });
+}
+
+AgreedField AgreedField::described(std::string name, uint64_t fingerprint, std::function<std::string()> describe) {
+  return {std::move(name), static_cast<int64_t>(fingerprint >> 1), false, std::move(describe)};
 }
 
 // The fields' fingerprint goes into one all-reduce (the max of [f, -f] gives the group's largest
@@ -54,9 +58,9 @@ void check_ranks_agree(Communicator& comm, const at::Device& device, const std::
     for (int64_t i = 0; i < n; ++i)
       if (a[r][i] != a[0][i]) {
         const std::string values =
-            fields[i].text.empty()
+            !fields[i].describe
                 ? detail::str_cat(" (", shown(fields[i], a[r][i]), " vs ", shown(fields[i], a[0][i]), ")")
-                : detail::str_cat(" (this rank, ", comm.rank(), ", has ", fields[i].text, ")");
+                : detail::str_cat(" (this rank, ", comm.rank(), ", has ", fields[i].describe(), ")");
         throw InvalidArgument(
             detail::str_cat(who, ": rank ", r, " disagrees with rank 0 on ", fields[i].name, values, "; ", expected));
       }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,13 @@ struct AgreedField {
   std::string name;  // "T", "dtype", "scale"
   int64_t value;
   bool real = false;  // value holds a double's bits (printed as the number)
-  std::string text;   // a text field: value is its hash; the error shows this rank's text
+  // A described field: value is a hash or fingerprint, and the error shows this rank's
+  // description (made only then: the check runs on every call of a hot path).
+  std::function<std::string()> describe;
 
   static AgreedField number(std::string name, double v);
-  static AgreedField of_text(std::string name, std::string text);
+  static AgreedField of_text(std::string name, std::string text);  // compared by the text's hash
+  static AgreedField described(std::string name, uint64_t fingerprint, std::function<std::string()> describe);
 };
 
 // Every rank calls it with the same field names, in the same order. `who` starts the error

@@ -47,14 +47,25 @@ uint64_t ConcatChunkSampler::fingerprint() const {
   return h;
 }
 
+NamedOptions ConcatChunkSampler::named_options() const {
+  return {{"seq_len", opt_.seq_len}, {"tokens_per_step", opt_.tokens_per_step}, {"dp_size", opt_.dp_size},
+          {"doc_masking", opt_.doc_masking}, {"shuffle", opt_.shuffle}, {"seed", static_cast<int64_t>(opt_.seed)}};
+}
+
 std::string ConcatChunkSampler::save_state() const {
-  return StateWriter("concat-chunk").put("fingerprint", static_cast<int64_t>(fingerprint())).put("step", step_).str();
+  return StateWriter("concat-chunk")
+      .put("fingerprint", static_cast<int64_t>(fingerprint()))
+      .put_options(named_options())
+      .put("step", step_)
+      .str();
 }
 
 void ConcatChunkSampler::restore_state(const std::string& text) {
   StateReader r(text, "concat-chunk");
+  r.expect_options("ConcatChunkSampler", named_options());
   LH_CHECK(static_cast<uint64_t>(r.get("fingerprint")) == fingerprint(),
-           "ConcatChunkSampler: the saved state belongs to another data set or set of options");
+           "ConcatChunkSampler: the saved state belongs to another data set (same options: sequence length, tokens "
+           "per step, data-parallel size, document masking, shuffle, seed)");
   const int64_t step = r.get("step");
   LH_CHECK(step >= 0 && step <= steps_per_epoch(), "ConcatChunkSampler: saved step ", step, " outside [0, ",
            steps_per_epoch(), "]");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "data/state_text.h"
 #include "data/step_plan.h"
 
 namespace longhaul::data {
@@ -38,6 +39,7 @@ class ConcatChunkSampler : public PlanSource {
 
  private:
   uint64_t fingerprint() const;
+  NamedOptions named_options() const;
   ConcatChunkOptions opt_;
   int64_t tokens_ = 0, tail_ = 0;
   std::vector<int64_t> order_;  // chunk indices in the order they are served

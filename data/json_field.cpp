@@ -1,5 +1,7 @@
 #include "data/json_field.h"
 
+#include <cstdio>
+
 namespace longhaul::data {
 
 const char* to_string(JsonFieldStatus s) {
@@ -140,6 +142,21 @@ class Parser {
     return i_ > b;
   }
 
+  // What stands where a value should: named, not read as a number.
+  bool unexpected() {
+    if (i_ == s_.size()) return fail("expected a value, found the end of the line");
+    const unsigned char c = static_cast<unsigned char>(s_[i_]);
+    char shown[40];
+    if (c >= 0x20 && c < 0x7f)
+      std::snprintf(shown, sizeof shown, "'%c'", c);
+    else
+      std::snprintf(shown, sizeof shown, "byte 0x%02x", c);
+    if (error.empty())
+      error = std::string("expected a JSON value (object, array, string, number, true, false or null), found ") +
+              shown + " at byte " + std::to_string(i_);
+    return false;
+  }
+
   // Any value; skipped (nothing decoded). Depth guards against stack exhaustion.
   bool value(int depth) {
     if (depth > 512) return fail("nesting deeper than 512");
@@ -162,7 +179,10 @@ class Parser {
       case 't': return literal("true");
       case 'f': return literal("false");
       case 'n': return literal("null");
-      default: return number();
+      case '-': return number();
+      default:
+        if (peek() >= '0' && peek() <= '9') return number();
+        return unexpected();
     }
   }
 

@@ -142,10 +142,17 @@ uint64_t DDSampler::fingerprint() const {
   return h;
 }
 
+NamedOptions DDSampler::named_options() const {
+  return {{"tokens_per_step", opt_.tokens_per_step}, {"dp_size", opt_.dp_size},
+          {"curriculum", static_cast<int64_t>(opt_.curriculum)}, {"cycles", opt_.cycles},
+          {"seed", static_cast<int64_t>(opt_.seed)}};
+}
+
 // The state is the same on every rank (dp_rank is not part of it): save on one, restore on all.
 std::string DDSampler::save_state() const {
   StateWriter w("dd-sampler");
   w.put("fingerprint", static_cast<int64_t>(fingerprint()))
+      .put_options(named_options())
       .put("cycle", cycle_)
       .put("step", step_)
       .put("rng", static_cast<int64_t>(rng_.state))
@@ -157,9 +164,12 @@ std::string DDSampler::save_state() const {
 
 void DDSampler::restore_state(const std::string& text) {
   StateReader r(text, "dd-sampler");
+  r.expect_options("DDSampler", named_options(), [](const std::string& name, int64_t v) {
+    return name == "curriculum" ? std::string(to_string(static_cast<Curriculum>(v))) : std::to_string(v);
+  });
   LH_CHECK(static_cast<uint64_t>(r.get("fingerprint")) == fingerprint(),
-           "DDSampler: the saved state belongs to another data set, bucket range or set of options "
-           "(tokens per step, data-parallel size, curriculum, cycles, seed); expected those of this sampler");
+           "DDSampler: the saved state belongs to another data set or bucket range (same options: tokens per step, "
+           "data-parallel size, curriculum, cycles, seed); expected this sampler's");
   const int cycle = static_cast<int>(r.get("cycle"));
   LH_CHECK(cycle >= 0 && cycle <= opt_.cycles, "DDSampler: saved cycle ", cycle, " outside [0, ", opt_.cycles, "]");
   const auto& cursor = r.list("cursor");

@@ -14,6 +14,7 @@
 #include "data/curriculum.h"
 #include "data/decomposition.h"
 #include "data/rng.h"
+#include "data/state_text.h"
 #include "data/step_plan.h"
 
 namespace longhaul::data {
@@ -54,6 +55,7 @@ class DDSampler : public PlanSource {
 
  private:
   int n_buckets() const { return dd_->range().count(); }
+  NamedOptions named_options() const;
   int64_t part_begin(int j, int cycle) const;
   int64_t pool_size(int j) const;
   int64_t pool_size(int j, int64_t carried, int cycle) const;  // with `carried` pieces, in `cycle`

@@ -13,6 +13,11 @@ StateWriter& StateWriter::put(const std::string& key, const std::vector<int64_t>
   return *this;
 }
 
+StateWriter& StateWriter::put_options(const NamedOptions& options) {
+  for (const auto& [name, value] : options) put("option." + name, value);
+  return *this;
+}
+
 StateReader::StateReader(const std::string& text, const std::string& kind) : kind_(kind) {
   std::istringstream is(text);
   std::string header, version;
@@ -44,6 +49,20 @@ int64_t StateReader::get(const std::string& key) const {
   const auto& v = list(key);
   LH_CHECK(v.size() == 1, "sampler state (", kind_, "): key '", key, "' should hold one value, holds ", v.size());
   return v[0];
+}
+
+void StateReader::expect_options(const std::string& who, const NamedOptions& options, const Speller& spell) const {
+  for (const auto& [name, value] : options) {
+    auto it = values_.find("option." + name);
+    if (it == values_.end()) continue;
+    LH_CHECK(it->second.size() == 1, "sampler state (", kind_, "): key 'option.", name, "' should hold one value, holds ",
+             it->second.size());
+    const int64_t saved = it->second[0];
+    if (saved == value) continue;
+    const auto text = [&](int64_t v) { return spell ? spell(name, v) : std::to_string(v); };
+    throw InvalidArgument(who + ": the saved state was made with " + name + " " + text(saved) + ", this sampler has " +
+                          name + " " + text(value) + "; resume with the options of the run that saved it");
+  }
 }
 
 }  // namespace longhaul::data

@@ -33,8 +33,8 @@ c10::Device training_device(const std::string& name) {
              "', expected cpu or cuda (or cuda:N)");
   }
   const int n = cuda_device_count();
-  if (n == 0)
-    throw InvalidArgument(detail::str_cat(
+  if (n == 0)  // a valid request this machine cannot run
+    throw Unsupported(detail::str_cat(
         "train: --device ", name, " was asked for, but ",
         at::globalContext().hasCUDART() ? "torch sees no CUDA device on this machine (0 visible; check the driver and "
                                           "CUDA_VISIBLE_DEVICES)"

@@ -58,7 +58,7 @@ std::string block_route(const at::Tensor& q, const at::Tensor& k, const Mask& ma
 }  // namespace
 
 std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
-  LH_CHECK(at::hasCUDA(), "bench cp-gpu: needs a CUDA device, and torch sees none here");
+  if (!at::hasCUDA()) throw Unsupported("bench cp-gpu: needs a CUDA device, and torch sees none here");
   LH_CHECK(o.T > 0 && o.H > 0 && o.H_kv > 0 && o.D > 0 && o.H % o.H_kv == 0, "bench cp-gpu: need positive T, H, "
            "H_kv, D with H % H_kv == 0, got T=", o.T, " H=", o.H, " H_kv=", o.H_kv, " D=", o.D);
   const at::ScalarType dtype = dtype_from_name(o.dtype, {"bf16", "fp16", "fp32"}, "bench cp-gpu");

@@ -44,7 +44,8 @@ struct LayerRun {
 std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
   const bool cuda = o.device == "cuda";
   LH_CHECK(cuda || o.device == "cpu", "bench layer: --device must be cuda or cpu, got '", o.device, "'");
-  LH_CHECK(!cuda || at::hasCUDA(), "bench layer: --device cuda needs a CUDA device, and torch sees none here");
+  if (cuda && !at::hasCUDA())
+    throw Unsupported("bench layer: --device cuda needs a CUDA device, and torch sees none here (use --device cpu)");
   const at::ScalarType dtype = dtype_from_name(o.dtype, {"bf16", "fp16", "fp32", "fp64"}, "bench layer");
   const c10::Device dev = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
   train::ModelOptions mo;

@@ -6,7 +6,7 @@ from . import _C
 _atexit_registered = False
 
 
-def init(backend="auto", timeout=300.0, threads=0, log_config=True):
+def init(backend="auto", timeout=None, threads=None, log_config=True):
     """Detects the launcher (mpirun, torchrun, Slurm, or one process), builds the world
     communicator and sets the thread counts. Returns a World (rank, world_size, local_rank,
     local_size, launcher, backend, threads, device, nccl, comm). Later calls return the same world.
@@ -14,10 +14,13 @@ def init(backend="auto", timeout=300.0, threads=0, log_config=True):
     backend: auto (mpi under mpirun, c10d/Gloo under torchrun or Slurm, local for one process),
     mpi, c10d, local or nccl. With auto, CUDA tensors go over NCCL when every rank has a GPU of its
     own (the ranks' GPU UUIDs are compared); World.nccl says whether and why. timeout: the deadline
-    in seconds of every communication wait.
+    in seconds of every communication wait (None: 300). threads: intra-op threads per rank (None or
+    0: the cores of this rank's share of the node). A later call returns the same world; it may
+    leave the options out or repeat them, and a different backend, timeout or threads is an error.
     """
     global _atexit_registered
-    w = _C.init(backend, float(timeout), int(threads), bool(log_config))
+    w = _C.init(backend, None if timeout is None else float(timeout), None if threads is None else int(threads),
+                bool(log_config))
     if not _atexit_registered:
         # Finalise MPI while the interpreter is whole, not during its teardown.
         atexit.register(_C.shutdown)

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include "launch/world.h"
 #include "longhaul/config.h"
@@ -37,7 +38,17 @@ struct WorldView {
 
 std::mutex g_world_mu;
 std::unique_ptr<World> g_world;
-std::string g_world_backend;  // the backend the world was created with (as requested)
+// The options the world was created with, as requested: a later init() may repeat them or leave
+// them out, not change them (a second world would need a second MPI_Init, and the world's
+// communicators keep the deadline they were made with).
+struct RequestedWorld {
+  std::string backend;
+  double timeout_s;
+  int threads;
+};
+RequestedWorld g_requested;
+
+constexpr double kDefaultTimeoutS = 300.0;
 
 WorldView view_of(const World& w) {
   return {w.rank(), w.size(), w.local_rank(), w.local_size(), w.threads(), w.device(), w.launcher(),
@@ -46,22 +57,44 @@ WorldView view_of(const World& w) {
 
 std::chrono::milliseconds to_ms(double seconds) { return timeout_of_seconds(seconds, "timeout"); }
 
-// The first call creates the world; later calls return it (their options must not differ in
-// backend: a second world would need a second MPI_Init).
-WorldView init_world(const std::string& backend, double timeout_s, int threads, bool log_config) {
+std::string seconds_text(double s) {
+  std::ostringstream os;
+  os << s << " s";
+  return os.str();
+}
+
+// The first call creates the world; later calls return it, and refuse options that differ from
+// the ones it was created with.
+WorldView init_world(const std::string& backend, std::optional<double> timeout_s, std::optional<int> threads,
+                     bool log_config) {
   std::lock_guard<std::mutex> lock(g_world_mu);
   if (!g_world) {
     InitOptions o;
     o.backend = backend_from_string(backend);
-    o.timeout = to_ms(timeout_s);
-    o.threads = threads;
+    o.timeout = to_ms(timeout_s.value_or(kDefaultTimeoutS));
+    o.threads = threads.value_or(0);
     o.log_config = log_config;
     g_world = std::make_unique<World>(init(o));
-    g_world_backend = backend;
-  } else if (backend != "auto" && backend != g_world_backend) {
+    g_requested = {backend, timeout_s.value_or(kDefaultTimeoutS), threads.value_or(0)};
+    return view_of(*g_world);
+  }
+  if (backend != "auto" && backend != g_requested.backend) {
     // Compared with the request, not comm()->backend(): a routed world reads "mpi+nccl".
     throw InvalidArgument("longhaul.init: the world already exists with backend " + g_world->comm()->backend() +
-                          " (requested as " + g_world_backend + "); cannot re-initialise it with backend " + backend);
+                          " (requested as " + g_requested.backend + "); cannot re-initialise it with backend " +
+                          backend);
+  }
+  if (timeout_s && *timeout_s != g_requested.timeout_s) {
+    to_ms(*timeout_s);  // a bad value is named as such first
+    throw InvalidArgument("longhaul.init: the world already exists with timeout " +
+                          seconds_text(g_requested.timeout_s) + "; cannot change it to " + seconds_text(*timeout_s) +
+                          " (call init() once, or leave timeout out of later calls)");
+  }
+  if (threads && *threads != g_requested.threads) {
+    throw InvalidArgument("longhaul.init: the world already exists with threads=" +
+                          std::to_string(g_requested.threads) + " (" + std::to_string(g_world->threads()) +
+                          " in use); cannot change it to " + std::to_string(*threads) +
+                          " (call init() once, or leave threads out of later calls)");
   }
   return view_of(*g_world);
 }
@@ -114,7 +147,8 @@ void bind_comm(py::module_& m) {
                w.launcher + " backend " + w.backend + ">";
       });
 
-  m.def("init", &init_world, py::arg("backend") = "auto", py::arg("timeout") = 300.0, py::arg("threads") = 0,
+  m.def("init", &init_world, py::arg("backend") = "auto", py::arg("timeout") = py::none(),
+        py::arg("threads") = py::none(),
         py::arg("log_config") = true, py::call_guard<py::gil_scoped_release>());
   m.def("world_initialized", [] {
     std::lock_guard<std::mutex> lock(g_world_mu);

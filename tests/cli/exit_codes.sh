@@ -32,6 +32,16 @@ expect_says() {
     fail=1
   fi
 }
+# A CUDA device asked for where torch sees none: 3 (Unsupported: valid, not runnable here), the
+# same for every subcommand.
+if "$longhaul" info --json 2>/dev/null | grep -q '"cuda_devices": 0'; then
+  expect_says 3 "needs a CUDA device" bench cp-gpu --tokens 4096
+  expect_says 3 "needs a CUDA device" bench layer --device cuda
+  expect_says 3 "no CUDA device" bench kernel --backends cuda
+  expect_says 3 "was asked for, but" train --device cuda --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
+else
+  echo "NOTE: a CUDA device is present: the no-device exit codes are not checked here"
+fi
 tmp="${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 mkdir -p "$tmp/in"
 printf 'hello world\n' > "$tmp/in/a.txt"

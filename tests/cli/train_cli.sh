@@ -31,6 +31,10 @@ sum=$(md5sum < "$dir/b/checkpoint.lhc")
 if "$bin" "${args[@]}" --workdir "$dir/b" --resume > "$dir/b3.out" 2>&1; then fail "a finished run was resumed"; fi
 grep -q "is at step 6, not before --steps 6: nothing to train" "$dir/b3.out" || { cat "$dir/b3.out"; fail "no clear error"; }
 [ "$sum" = "$(md5sum < "$dir/b/checkpoint.lhc")" ] || fail "the refused resume rewrote the checkpoint"
+# Resuming with another seed names the option that changed.
+"$bin" "${args[@]}" --workdir "$dir/c" --stop-after 2 > /dev/null
+if "$bin" "${args[@]}" --workdir "$dir/c" --resume --seed 99 > "$dir/c.out" 2>&1; then fail "a resume with another seed ran"; fi
+grep -q "the saved state was made with seed 0, this sampler has seed 99" "$dir/c.out" || { cat "$dir/c.out"; fail "the changed seed is not named"; }
 
 # SIGTERM: a checkpoint and exit status 128 + 15.
 "$bin" "${common[@]}" --steps 100000 --workdir "$dir/c" --json > "$dir/c.json" 2> "$dir/c.err" &

@@ -32,6 +32,15 @@ def test_init_single_process():
     assert again.comm.size == 1 and longhaul.world().rank == 0
     with pytest.raises(ValueError, match="already exists with backend local"):
         longhaul.init(backend="mpi")
+    # A later call may repeat the world's options or leave them out, not change them.
+    same = longhaul.init(timeout=world.comm.timeout, threads=0, log_config=False)
+    assert same.comm.timeout == world.comm.timeout
+    with pytest.raises(ValueError, match=r"already exists with timeout .* cannot change it to 7 s"):
+        longhaul.init(timeout=7)
+    with pytest.raises(ValueError, match="already exists with threads=0 .* cannot change it to 3"):
+        longhaul.init(threads=3)
+    with pytest.raises(ValueError, match="timeout"):
+        longhaul.init(timeout=float("nan"))
 
 
 def test_one_rank_attention_matches_sdpa():

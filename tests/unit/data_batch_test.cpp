@@ -112,6 +112,24 @@ TEST(DataBatch, ConcatChunkResume) {
     EXPECT_EQ(p->sequences[0].start, q->sequences[0].start);
   }
   EXPECT_FALSE(b.next().has_value());
+
+  // Under another option the restore names it; on another data set it says so.
+  ConcatChunkOptions shorter = o;
+  shorter.seq_len = 128;
+  try {
+    ConcatChunkSampler(src.doc_offsets(), shorter).restore_state(a.save_state());
+    ADD_FAILURE() << "a state of seq_len 256 restored at 128";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("made with seq_len 256, this sampler has seq_len 128"), std::string::npos)
+        << e.what();
+  }
+  auto other = MemoryTokenSource::synthetic(lengths(201, 3));
+  try {
+    ConcatChunkSampler(other.doc_offsets(), o).restore_state(a.save_state());
+    ADD_FAILURE() << "a state of another data set restored";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another data set"), std::string::npos) << e.what();
+  }
 }
 
 TEST(DataBatch, AttentionCostByHand) {

@@ -1,6 +1,9 @@
 // The JSON-lines field extractor of `longhaul prep`.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+
 #include "data/json_field.h"
 #include "data/length_histogram.h"
 #include "data/tokenizer.h"
@@ -37,6 +40,16 @@ TEST(DataJson, BadRecords) {
     EXPECT_EQ(json_string_field(bad, "text", v, &err), JsonFieldStatus::Invalid) << bad;
   EXPECT_EQ(json_string_field(std::string(100000, '['), "text", v, &err), JsonFieldStatus::Invalid);
   EXPECT_NE(err.find("nesting deeper"), std::string::npos) << err;
+  // A line that is not JSON at all names what it found, not "bad number".
+  for (const auto& [line, what] : {std::pair<std::string, std::string>{"hello", "found 'h' at byte 0"},
+                                   {R"({"text": x})", "found 'x' at byte 9"},
+                                   {R"({"a": [1, )", "found the end of the line"},
+                                   {"\x01", "found byte 0x01 at byte 0"}}) {
+    err.clear();
+    EXPECT_EQ(json_string_field(line, "text", v, &err), JsonFieldStatus::Invalid) << line;
+    EXPECT_NE(err.find(what), std::string::npos) << line << ": " << err;
+    EXPECT_EQ(err.find("bad number"), std::string::npos) << line << ": " << err;
+  }
 }
 
 TEST(DataJson, ByteTokenizerAndHistogram) {

@@ -17,6 +17,7 @@
 #include "longhaul/config.h"
 #include "launch/placement.h"
 #include "runtime/comm/local/communicator.h"
+#include "runtime/comm/checked/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/routed/communicator.h"
 #if LONGHAUL_WITH_NCCL
@@ -57,7 +58,8 @@ std::string World::config_line() const {
                          threads_, " (", thread_reason_, "), comm timeout ", comm_->timeout().count() / 1000.0,
                          " s, torch ", LONGHAUL_TORCH_VERSION, ", cuda ", LONGHAUL_WITH_CUDA ? "built" : "not built",
                          device_ >= 0 ? detail::str_cat(", device cuda:", device_) : std::string(),
-                         nccl_note_.empty() ? std::string() : detail::str_cat(", nccl ", nccl_note_));
+                         nccl_note_.empty() ? std::string() : detail::str_cat(", nccl ", nccl_note_),
+                         checks_.empty() ? std::string() : detail::str_cat(", checks ", checks_));
 }
 
 World init(const InitOptions& options) {
@@ -136,7 +138,15 @@ World init(const InitOptions& options) {
     comm = routed::wrap(host, nccl::create_world(*host, nccl_options));
   }
 #endif
-  if (options.nccl_order || nccl_order::requested_by_env()) comm = nccl_order::wrap(comm);
+  std::string checks;
+  if (options.nccl_order || nccl_order::requested_by_env()) {
+    comm = nccl_order::wrap(comm);
+    checks = "nccl order";
+  }
+  if (options.check_collectives || checked::requested_by_env()) {
+    comm = checked::wrap(comm);
+    checks += checks.empty() ? "collectives" : ", collectives";
+  }
   const int local_rank = launch.local_rank, local_size = launch.local_size;
   const std::string launcher = launch.launcher;
   int threads = options.threads;
@@ -155,6 +165,7 @@ World init(const InitOptions& options) {
   if (host) world.set_host_comm(host);
   world.set_nccl_note(detail::str_cat(nccl_choice.use ? "on" : "off", " (", nccl_choice.why, ")"));
   world.set_gpu(my_gpu);
+  world.set_checks(checks);
   if (options.log_config && world.rank() == 0) std::cerr << world.config_line() << std::endl;
   return world;
 }

@@ -26,6 +26,9 @@ struct InitOptions {
   // World::comm() under NCCL's matching and stream order (CommOptions::nccl_order), to prove on
   // the CPU that a schedule is NCCL-safe; also on when LONGHAUL_NCCL_ORDER=1.
   bool nccl_order = false;
+  // Every collective of World::comm() first compares what each rank calls
+  // (CommOptions::check_collectives); also on when LONGHAUL_CHECK_COLLECTIVES=1.
+  bool check_collectives = false;
 };
 
 class World {
@@ -55,6 +58,9 @@ class World {
   // The UUID of this rank's GPU ("GPU-…"), empty without one (or in a build without NCCL).
   const std::string& gpu() const { return gpu_; }
   void set_gpu(std::string uuid) { gpu_ = std::move(uuid); }
+  // The checking modes comm() runs under ("nccl order, collectives"), empty for none.
+  const std::string& checks() const { return checks_; }
+  void set_checks(std::string checks) { checks_ = std::move(checks); }
 
  private:
   CommPtr comm_, host_comm_;
@@ -62,7 +68,7 @@ class World {
   int local_rank_, local_size_, threads_;
   std::string thread_reason_;
   int device_ = -1;
-  std::string nccl_note_, gpu_;
+  std::string nccl_note_, gpu_, checks_;
 };
 
 World init(const InitOptions& options = {});

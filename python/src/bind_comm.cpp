@@ -15,6 +15,7 @@
 #include "python/src/bindings.h"
 #include "runtime/comm/comm.h"
 #include "runtime/comm/local/communicator.h"
+#include "runtime/comm/checked/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "core/errors.h"
 
@@ -176,11 +177,13 @@ void bind_comm(py::module_& m) {
         const c10::DeviceType d = device == "cpu" ? c10::DeviceType::CPU : device == "cuda" ? c10::DeviceType::CUDA
                                 : throw InvalidArgument("from_process_group: device must be cpu or cuda, got '" + device + "'");
         CommPtr comm = c10d_backend::wrap(group, d, o);
-        return nccl_order::requested_by_env() ? nccl_order::wrap(comm) : comm;
+        if (nccl_order::requested_by_env()) comm = nccl_order::wrap(comm);
+        return checked::requested_by_env() ? checked::wrap(comm) : comm;
       },
       py::arg("group"), py::arg("device") = "cpu", py::arg("timeout") = py::none(),
       "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator "
-      "(under NCCL's matching and stream order when LONGHAUL_NCCL_ORDER=1).");
+      "(under NCCL's matching and stream order when LONGHAUL_NCCL_ORDER=1, with every collective compared "
+      "across ranks first when LONGHAUL_CHECK_COLLECTIVES=1).");
 #endif
 }
 

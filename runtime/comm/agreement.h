@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/comm/comm.h"
@@ -15,6 +16,9 @@
 namespace longhaul {
 
 struct AgreedField {
+  AgreedField(std::string name, int64_t value, bool real = false, std::function<std::string()> describe = {})
+      : name(std::move(name)), value(value), real(real), describe(std::move(describe)) {}
+
   std::string name;  // "T", "dtype", "scale"
   int64_t value;
   bool real = false;  // value holds a double's bits (printed as the number)

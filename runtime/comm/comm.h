@@ -30,6 +30,9 @@ struct CommOptions {
   // rank): see runtime/comm/nccl_order/communicator.h. Honoured by local::create_world; longhaul::init
   // reads it from LONGHAUL_NCCL_ORDER=1.
   bool nccl_order = false;
+  // Every collective compares what each rank calls first (runtime/comm/checked/communicator.h).
+  // Honoured by local::create_world; longhaul::init reads it from LONGHAUL_CHECK_COLLECTIVES=1.
+  bool check_collectives = false;
 };
 
 // One send or receive of a grouped exchange.

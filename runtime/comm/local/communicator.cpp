@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "runtime/comm/checked/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "core/errors.h"
 
@@ -199,7 +200,9 @@ std::vector<CommPtr> local::create_world(int size, CommOptions options) {
   std::vector<CommPtr> comms;
   for (int r = 0; r < size; ++r) {
     CommPtr c = std::make_shared<LocalCommunicator>(hub, r, options);
-    comms.push_back(options.nccl_order ? nccl_order::wrap(std::move(c)) : std::move(c));
+    if (options.nccl_order) c = nccl_order::wrap(std::move(c));
+    if (options.check_collectives) c = checked::wrap(std::move(c));
+    comms.push_back(std::move(c));
   }
   return comms;
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <thread>
 
+#include "core/env_flag.h"
 #include "core/errors.h"
 #include "runtime/comm/nccl_order/wire.h"
 
@@ -258,10 +259,7 @@ void StreamWork::poll() {
 
 }  // namespace
 
-bool nccl_order::requested_by_env() {
-  const char* v = std::getenv("LONGHAUL_NCCL_ORDER");
-  return v && std::string(v) == "1";
-}
+bool nccl_order::requested_by_env() { return env_flag("LONGHAUL_NCCL_ORDER"); }
 
 CommPtr nccl_order::wrap(CommPtr inner) {
   LH_CHECK(inner != nullptr, "nccl_order::wrap: the inner communicator is null");

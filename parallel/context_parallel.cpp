@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <exception>
+#include <string>
 
 #include "parallel/strategy.h"
 #include "core/enum_names.h"
@@ -80,6 +82,8 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
   LH_CHECK(q.size(1) > 0 && q.size(2) > 0 && k.size(1) > 0 && q.size(1) % k.size(1) == 0 && k.size(2) == q.size(2),
            fn, ": q ", q.sizes(), " and k ", k.sizes(), " need H >= 1 query heads, H_kv >= 1 dividing them and one "
            "head dim D >= 1");
+  LH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), fn, ": q, k and v must have one "
+           "dtype, got ", q.scalar_type(), ", ", k.scalar_type(), " and ", v.scalar_type());
   LH_CHECK(mask.length() < 0 || mask.length() == plan.T(), fn, ": the mask is defined on [0, ", mask.length(),
            ") but the ShardPlan's sequence has T = ", plan.T(), " tokens");
   if (mask.has_documents() && plan.cu_seqlens().size() > 2 && mask.cu_seqlens() != plan.cu_seqlens())
@@ -92,27 +96,63 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
 // Every forward and every explicit backward, on every rank (autograd's backward runs a call whose
 // forward was agreed, and skips it): one small all-reduce, and a named error on every rank when
 // they differ. So a mismatch at the hundredth call is the same named error as at the first, never
-// a hang in the strategy's collectives.
+// a hang in the strategy's collectives. A rank whose own arguments are invalid (`invalid`: its
+// error) joins with placeholders, so its peers fail at once naming it instead of waiting for it
+// until their deadline.
 void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
-                                      const Mask& mask) {
+                                      const Mask& mask, const std::string* invalid) {
   // Names travel as hashes; the error shows each rank its own (a mask or documents by their
   // fingerprint, described only if they differ).
-  check_ranks_agree(*comm_, q.device(),
-                    {{"T", plan.T()},
-                     {"H", q.size(1)},
-                     {"H_kv", k.size(1)},
-                     {"D", q.size(2)},
-                     AgreedField::of_text("dtype", c10::toString(q.scalar_type())),
-                     AgreedField::number("scale", scale_for(q)),
-                     AgreedField::of_text("strategy", to_string(options_.strategy)),
-                     {"ulysses_degree", options_.ulysses_degree},
-                     AgreedField::of_text("inner strategy", to_string(options_.inner)),
-                     AgreedField::of_text("layout", to_string(plan.layout())),
-                     AgreedField::described("mask", mask.fingerprint(), [&] { return mask.describe(); }),
-                     AgreedField::described("documents", plan.fingerprint(), [&] { return plan.describe(); })},
-                    "ContextParallel",
-                    "every rank of the CP group must call with the same T, heads, head dim, dtype, scale, strategy, "
-                    "layout and mask");
+  const std::string validity = invalid ? *invalid : "valid ones";
+  std::vector<AgreedField> fields{AgreedField::of_text("arguments", validity)};
+  if (invalid) {
+    for (const char* name : {"T", "H", "H_kv", "D", "dtype", "k and v dtype", "scale", "strategy", "ulysses_degree",
+                             "inner strategy", "layout", "mask", "documents"})
+      fields.emplace_back(name, -1);
+  } else {
+    fields.insert(fields.end(),
+                  {{"T", plan.T()},
+                   {"H", q.size(1)},
+                   {"H_kv", k.size(1)},
+                   {"D", q.size(2)},
+                   AgreedField::of_text("dtype", c10::toString(q.scalar_type())),
+                   AgreedField::of_text("k and v dtype", c10::toString(k.scalar_type())),
+                   AgreedField::number("scale", scale_for(q)),
+                   AgreedField::of_text("strategy", to_string(options_.strategy)),
+                   {"ulysses_degree", options_.ulysses_degree},
+                   AgreedField::of_text("inner strategy", to_string(options_.inner)),
+                   AgreedField::of_text("layout", to_string(plan.layout())),
+                   AgreedField::described("mask", mask.fingerprint(), [&] { return mask.describe(); }),
+                   AgreedField::described("documents", plan.fingerprint(), [&] { return plan.describe(); })});
+  }
+  check_ranks_agree(*comm_, q.defined() ? q.device() : at::Device(at::kCPU), fields, "ContextParallel",
+                    "every rank of the CP group must call with valid arguments and the same T, heads, head dim, "
+                    "dtype, scale, strategy, layout, mask and rows");
+}
+
+// This rank's checks, then the group's: an invalid rank still takes part in the agreement (its
+// peers get an error naming it) and then throws its own error.
+void ContextParallel::check_everywhere(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                       const ShardPlan& plan, const Mask& mask, bool check_group,
+                                       const std::function<void()>& more) {
+  std::exception_ptr invalid;
+  std::string why;
+  try {
+    check_call(fn, q, k, v, plan, mask);
+    if (more) more();
+  } catch (const InvalidArgument& e) {
+    invalid = std::current_exception();
+    why = e.what();
+  }
+  if (check_group) {
+    try {
+      check_agreement(q, k, plan, mask, invalid ? &why : nullptr);
+    } catch (const InvalidArgument&) {
+      if (invalid) std::rethrow_exception(invalid);
+      throw;
+    }
+  }
+  if (invalid) std::rethrow_exception(invalid);
 }
 
 double ContextParallel::scale_for(const at::Tensor& q) const {
@@ -121,8 +161,7 @@ double ContextParallel::scale_for(const at::Tensor& q) const {
 
 AttentionOutput ContextParallel::forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          const ShardPlan& plan, const Mask& mask) {
-  check_call("ContextParallel::forward", q, k, v, plan, mask);
-  check_agreement(q, k, plan, mask);
+  check_everywhere("ContextParallel::forward", q, k, v, plan, mask, /*check_group=*/true);
   CpCall call{*comm_, plan, mask, scale_for(q), options_.overlap, stats_};
   return aten_boundary("ContextParallel::forward", [&] {
     AttentionOutput r = strategy_->forward(q.contiguous(), k.contiguous(), v.contiguous(), call);
@@ -140,10 +179,11 @@ AttentionGrads ContextParallel::backward(const at::Tensor& dout, const at::Tenso
 AttentionGrads ContextParallel::run_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
                                              const ShardPlan& plan, const Mask& mask, bool check_group) {
-  check_call("ContextParallel::backward", q, k, v, plan, mask);
-  if (check_group) check_agreement(q, k, plan, mask);
-  LH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), "ContextParallel::backward: dout ", dout.sizes(),
-           " and out ", out.sizes(), " must have q's shape ", q.sizes());
+  check_everywhere("ContextParallel::backward", q, k, v, plan, mask, check_group, [&] {
+    LH_CHECK(dout.defined() && out.defined() && dout.sizes() == q.sizes() && out.sizes() == q.sizes(),
+             "ContextParallel::backward: dout ", dout.defined() ? dout.sizes() : at::IntArrayRef{}, " and out ",
+             out.defined() ? out.sizes() : at::IntArrayRef{}, " must have q's shape ", q.sizes());
+  });
   CpCall call{*comm_, plan, mask, scale_for(q), options_.overlap, stats_};
   return aten_boundary("ContextParallel::backward", [&] {
     AttentionGrads g = strategy_->backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(),

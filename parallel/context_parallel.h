@@ -4,6 +4,7 @@
 // backward equally often, even a rank whose queries see no key.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "attention/attention.h"
@@ -42,7 +43,13 @@ class ContextParallel {
  private:
   void check_call(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const ShardPlan& plan, const Mask& mask);
-  void check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan, const Mask& mask);
+  void check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan, const Mask& mask,
+                       const std::string* invalid);
+  // check_call (and `more`, this call's own checks) on this rank, then check_agreement when
+  // check_group: every rank fails together, an invalid one with its own error.
+  void check_everywhere(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const ShardPlan& plan, const Mask& mask, bool check_group,
+                        const std::function<void()>& more = {});
   double scale_for(const at::Tensor& q) const;  // options' scale, or 1/sqrt(D) when it is 0
   // check_group = false: autograd's backward of a call whose forward the group agreed on (same
   // plan, mask and saved tensors), so the hot path pays one agreement all-reduce per call, not two.

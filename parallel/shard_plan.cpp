@@ -27,6 +27,21 @@ Layout layout_from_string(const std::string& name) {
 }
 
 namespace {
+constexpr uint64_t kFnvStart = 1469598103934665603ull;
+// FNV-1a over v's 8 bytes (fingerprints of plans).
+void fnv_mix(uint64_t& h, uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    h ^= (v >> (8 * i)) & 0xff;
+    h *= 1099511628211ull;
+  }
+}
+
+void check_layout(Layout layout, const char* where) {
+  const int v = static_cast<int>(layout);
+  LH_CHECK(v >= static_cast<int>(Layout::Contiguous) && v <= static_cast<int>(Layout::Balanced), where,
+           ": layout ", v, " is not a Layout (contiguous, zigzag, striped or balanced)");
+}
+
 // [begin, end) of part i when n items are cut into k parts whose lengths differ by at most one.
 std::pair<int64_t, int64_t> part(int64_t n, int64_t k, int64_t i) {
   const int64_t base = n / k, rem = n % k;
@@ -139,6 +154,7 @@ ShardPlan ShardPlan::for_mask(int64_t T, const Mask& mask, Layout layout, int P,
 ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout layout, int P, int rank,
                      int64_t min_chunk)
     : t_(T), p_(P), rank_(rank), layout_(layout) {
+  check_layout(layout, "ShardPlan");
   std::vector<std::vector<int64_t>> rows(P);
   LH_CHECK(T >= 0, "ShardPlan: T must be >= 0, got ", T);
   LH_CHECK(P >= 1 && rank >= 0 && rank < P, "ShardPlan: rank ", rank, " outside [0, P = ", P, ")");
@@ -194,16 +210,38 @@ ShardPlan::ShardPlan(int64_t T, std::optional<at::Tensor> cu_seqlens, Layout lay
 
 ShardPlan ShardPlan::from_rows(int64_t T, std::vector<int64_t> cu_seqlens, Layout layout,
                                std::vector<std::vector<int64_t>> rows, int rank) {
+  LH_CHECK(T >= 0, "ShardPlan::from_rows: T must be >= 0, got ", T);
+  LH_CHECK(!rows.empty() && rank >= 0 && rank < static_cast<int>(rows.size()), "ShardPlan::from_rows: rank ", rank,
+           " outside [0, P = ", rows.size(), ")");
+  check_layout(layout, "ShardPlan::from_rows");
   ShardPlan p;
   p.t_ = T;
   p.p_ = static_cast<int>(rows.size());
   p.rank_ = rank;
   p.layout_ = layout;
-  p.cu_ = std::move(cu_seqlens);
-  int64_t total = 0;
-  for (const auto& r : rows) total += static_cast<int64_t>(r.size());
-  LH_CHECK(total == T && rank >= 0 && rank < p.p_, "ShardPlan::from_rows: rows must partition [0, T = ", T,
-           "), got ", total, " rows; rank ", rank, " of ", p.p_);
+  if (cu_seqlens.empty()) {
+    p.cu_ = {0, T};
+  } else {
+    p.cu_ = Mask::full().documents(cu_seqlens).cu_seqlens();  // validates start and order
+    LH_CHECK(p.cu_.back() == T, "ShardPlan::from_rows: cu_seqlens ends at ", p.cu_.back(), " but T = ", T,
+             " (cu_seqlens are global offsets [0, ..., T])");
+  }
+  // Every rank's rows ascending, inside [0, T), and together each position exactly once.
+  std::vector<char> seen(static_cast<size_t>(T), 0);
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (size_t i = 0; i < rows[r].size(); ++i) {
+      const int64_t t = rows[r][i];
+      LH_CHECK(t >= 0 && t < T, "ShardPlan::from_rows: rank ", r, "'s row ", i, " is position ", t,
+               ", outside [0, T = ", T, ")");
+      LH_CHECK(i == 0 || t > rows[r][i - 1], "ShardPlan::from_rows: rank ", r, "'s rows must ascend; row ", i,
+               " is ", t, " after ", rows[r][i - 1]);
+      LH_CHECK(!seen[t], "ShardPlan::from_rows: position ", t, " is given twice (again to rank ", r,
+               "); the rows must partition [0, T = ", T, ")");
+      seen[t] = 1;
+    }
+  const auto missing = std::find(seen.begin(), seen.end(), 0);
+  LH_CHECK(missing == seen.end(), "ShardPlan::from_rows: position ", missing - seen.begin(),
+           " is on no rank; the rows must partition [0, T = ", T, ")");
   p.set_rows(std::move(rows));
   return p;
 }
@@ -215,6 +253,15 @@ void ShardPlan::set_rows(std::vector<std::vector<int64_t>> rows) {
   table->all = at::empty({table->offset.back()}, at::kLong);
   int64_t* out = table->all.data_ptr<int64_t>();
   for (const auto& r : rows) out = std::copy(r.begin(), r.end(), out);
+  // The rows as runs of consecutive positions, rank by rank: ranks that built their plans
+  // differently (another min_chunk, a row table of their own) get different fingerprints.
+  uint64_t h = kFnvStart;
+  for (const auto& r : rows) {
+    fnv_mix(h, r.size());  // also separates the ranks
+    for (size_t i = 0; i < r.size(); ++i)
+      if (i == 0 || r[i] != r[i - 1] + 1 || i + 1 == r.size() || r[i + 1] != r[i] + 1) fnv_mix(h, r[i]);
+  }
+  table->rows_hash = h;
   rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
   table_ = std::move(table);
 }
@@ -307,22 +354,12 @@ Mask ShardPlan::document_mask() const {
 }
 
 uint64_t ShardPlan::fingerprint() const {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the defining numbers
-  auto mix = [&](uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      h ^= (v >> (8 * i)) & 0xff;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(static_cast<uint64_t>(t_));
-  mix(static_cast<uint64_t>(p_));
-  mix(static_cast<uint64_t>(layout_));
-  for (int64_t c : cu_) mix(static_cast<uint64_t>(c));
-  mix(static_cast<uint64_t>(local_rows(0)));
-  if (layout_ == Layout::Balanced)  // the rows depend on the mask it was cut for
-    for (const auto& rows : *rows_)
-      for (size_t i = 0; i < rows.size(); ++i)
-        if (i == 0 || rows[i] != rows[i - 1] + 1) mix(static_cast<uint64_t>(rows[i]));
+  uint64_t h = kFnvStart;
+  fnv_mix(h, t_);
+  fnv_mix(h, p_);
+  fnv_mix(h, static_cast<uint64_t>(layout_));
+  for (int64_t c : cu_) fnv_mix(h, c);
+  fnv_mix(h, table_->rows_hash);
   return h;
 }
 

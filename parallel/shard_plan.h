@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "attention/mask.h"
+#include "core/errors.h"
 #include "runtime/comm/comm.h"
 
 namespace longhaul {
@@ -64,11 +65,20 @@ class ShardPlan {
   at::Tensor positions(int rank) const;
   // Every rank's rows, in rank order (the layout of an all-gather over the group): [T] int64.
   const at::Tensor& positions_in_rank_order() const { return table_->all; }
-  // Where rank r's rows start in positions_in_rank_order() (P + 1 entries).
-  int64_t rank_offset(int rank) const { return table_->offset[rank]; }
-  int64_t local_rows(int rank) const { return static_cast<int64_t>((*rows_)[rank].size()); }
+  // Where rank r's rows start in positions_in_rank_order() (P + 1 entries: r in [0, P]).
+  int64_t rank_offset(int rank) const {
+    check_rank(rank, p_ + 1, "rank_offset");
+    return table_->offset[rank];
+  }
+  int64_t local_rows(int rank) const {
+    check_rank(rank, p_, "local_rows");
+    return static_cast<int64_t>((*rows_)[rank].size());
+  }
   int64_t local_rows() const { return local_rows(rank_); }
-  const std::vector<int64_t>& rows_of(int rank) const { return (*rows_)[rank]; }
+  const std::vector<int64_t>& rows_of(int rank) const {
+    check_rank(rank, p_, "rows_of");
+    return (*rows_)[rank];
+  }
   // The row storage every copy of this plan shares (an identity for caches keyed by the plan).
   std::shared_ptr<const void> shared_rows() const { return rows_; }
   // The same plan seen from another rank, sharing the rows (P ranks of one process: one copy).
@@ -92,7 +102,8 @@ class ShardPlan {
   std::vector<int64_t> rank_areas(const Mask& mask) const;
   // Largest rank area / mean rank area (1 = perfectly balanced; 1 when nothing is visible).
   double area_imbalance(const Mask& mask) const;
-  // A number that differs when T, layout, P or the documents differ (agreement checks).
+  // A number that differs when T, layout, P, the documents or any rank's rows differ (agreement
+  // checks; the rows' part is computed once per plan).
   uint64_t fingerprint() const;
   std::string describe() const;
 
@@ -108,9 +119,13 @@ class ShardPlan {
   struct PositionTable {
     at::Tensor all;
     std::vector<int64_t> offset;
+    uint64_t rows_hash = 0;  // of every rank's runs of consecutive rows
   };
   std::shared_ptr<const PositionTable> table_;
   void set_rows(std::vector<std::vector<int64_t>> rows);
+  void check_rank(int rank, int bound, const char* what) const {
+    LH_CHECK(rank >= 0 && rank < bound, "ShardPlan::", what, ": rank ", rank, " outside [0, ", bound, ")");
+  }
 };
 
 }  // namespace longhaul

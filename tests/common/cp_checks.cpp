@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <future>
 #include <limits>
 #include <memory>
@@ -302,6 +303,56 @@ void check_later_disagreement_is_an_error(Communicator& comm) {
           << e.what();
       EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2.0);
     }
+  }
+}
+
+void check_one_invalid_rank_fails_every_rank_at_once(Communicator& comm) {
+  if (comm.size() < 2) return;
+  const bool odd_one = comm.rank() == 1;
+  ContextParallel cp(comm.shared_from_this(), {.strategy = Strategy::Ring, .layout = Layout::Zigzag});
+  const int64_t T = 200;
+  const at::Tensor docs = at::tensor({0, 100, 200}, at::kLong);
+  struct Case {
+    const char* what;
+    std::function<void()> call;
+    std::string own_error;  // rank 1's
+  };
+  const ShardPlan plan(T, docs, Layout::Zigzag, comm.size(), comm.rank());
+  const int64_t n = plan.local_rows();
+  const std::vector<Case> cases{
+      {"q rows",
+       [&] {
+         at::Tensor q = at::ones({odd_one ? n + 1 : n, 2, 8}, at::kDouble), k = at::ones({n, 1, 8}, at::kDouble);
+         cp.forward(q, k, k, plan, plan.document_mask());
+       },
+       "q must be ["},
+      {"k dtype",
+       [&] {
+         at::Tensor q = at::ones({n, 2, 8}, at::kDouble), k = at::ones({n, 1, 8}, odd_one ? at::kFloat : at::kDouble);
+         cp.forward(q, k, k, plan, plan.document_mask());
+       },
+       "q, k and v must have one dtype"},
+      {"rows of another min_chunk",
+       [&] {
+         // Same T, layout and documents; the rows differ, and so does the plan's fingerprint.
+         const ShardPlan other(T, docs, Layout::Zigzag, comm.size(), comm.rank(), odd_one ? 1 : 64);
+         at::Tensor q = at::ones({other.local_rows(), 2, 8}, at::kDouble);
+         at::Tensor k = at::ones({other.local_rows(), 1, 8}, at::kDouble);
+         cp.forward(q, k, k, other, other.document_mask());
+       },
+       "rank 1 disagrees with rank 0 on documents"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const auto start = Clock::now();
+    try {
+      c.call();
+      ADD_FAILURE() << "accepted";
+    } catch (const InvalidArgument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(odd_one ? c.own_error : "rank 1 disagrees with rank 0 on "), std::string::npos) << what;
+    }
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2.0);
   }
 }
 

@@ -54,5 +54,9 @@ void check_nonfinite_inputs(Communicator& comm, Strategy s, int u = 1, at::Scala
 void check_disagreement_is_an_error(Communicator& comm);
 // Ranks agree for 3 calls, then rank 1 changes T: every rank gets the named error within 2 s.
 void check_later_disagreement_is_an_error(Communicator& comm);
+// Rank 1 alone passes invalid arguments (q rows other than the plan's; k in another dtype; rows
+// from a plan cut with another min_chunk): it throws its own error, and every other rank an error
+// naming rank 1, within 2 s (not at the deadline, not a transport error, not a wrong result).
+void check_one_invalid_rank_fails_every_rank_at_once(Communicator& comm);
 
 }  // namespace longhaul::testing

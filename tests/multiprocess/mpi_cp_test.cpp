@@ -44,6 +44,7 @@ TEST_F(MpiCp, BitwiseReproducible) {
 }
 TEST_F(MpiCp, DisagreementIsAnError) { testing::check_disagreement_is_an_error(comm()); }
 TEST_F(MpiCp, DisagreementAtALaterCallIsAnError) { testing::check_later_disagreement_is_an_error(comm()); }
+TEST_F(MpiCp, OneInvalidRankFailsEveryRankAtOnce) { testing::check_one_invalid_rank_fails_every_rank_at_once(comm()); }
 
 }  // namespace
 }  // namespace longhaul

@@ -164,6 +164,10 @@ TEST(CpLocal, DisagreementAtALaterCallIsAnError) {
   on_ranks(3, [](Communicator& comm) { testing::check_later_disagreement_is_an_error(comm); });
 }
 
+TEST(CpLocal, OneInvalidRankFailsEveryRankAtOnce) {
+  on_ranks(3, [](Communicator& comm) { testing::check_one_invalid_rank_fails_every_rank_at_once(comm); });
+}
+
 TEST(CpNcclOrder, DisagreementAtALaterCallIsAnError) {
   on_ranks(3, [](Communicator& comm) { testing::check_later_disagreement_is_an_error(comm); }, true);
 }

@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <iostream>
+#include <string>
 
 #include "parallel/shard_plan.h"
 #include "core/errors.h"
@@ -79,6 +81,59 @@ TEST(ShardPlan, BadInputIsAClearError) {
   ShardPlan p(10, std::nullopt, Layout::Contiguous, 2, 0);
   EXPECT_THROW(p.shard(at::zeros({9, 2})), InvalidArgument);
   EXPECT_THROW(layout_from_string("spiral"), InvalidArgument);
+  EXPECT_THROW(ShardPlan(10, std::nullopt, static_cast<Layout>(9), 2, 0), InvalidArgument);
+  // Accessors take ranks in range only (rank_offset also P: the end).
+  EXPECT_THROW(p.local_rows(2), InvalidArgument);
+  EXPECT_THROW(p.rows_of(-1), InvalidArgument);
+  EXPECT_THROW(p.rank_offset(3), InvalidArgument);
+  EXPECT_EQ(p.rank_offset(2), 10);
+}
+
+void expect_refused(const std::function<void()>& f, const std::string& says) {
+  try {
+    f();
+    ADD_FAILURE() << "accepted; expected: " << says;
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+  }
+}
+
+// from_rows: the rows must partition [0, T), each rank's ascending; the documents end at T.
+TEST(ShardPlan, FromRowsChecksItsRowsAndDocuments) {
+  using Rows = std::vector<std::vector<int64_t>>;
+  const ShardPlan good = ShardPlan::from_rows(6, {}, Layout::Zigzag, Rows{{0, 5}, {1, 2, 3, 4}}, 1);
+  EXPECT_EQ(good.cu_seqlens(), (std::vector<int64_t>{0, 6}));
+  EXPECT_EQ(good.doc_positions().sizes(), at::IntArrayRef({4}));
+  expect_refused([] { ShardPlan::from_rows(6, {}, Layout::Zigzag, Rows{{0, 0, 0}, {5, 5, 5}}, 0); },
+                 "rank 0's rows must ascend; row 1 is 0 after 0");
+  expect_refused([] { ShardPlan::from_rows(6, {}, Layout::Zigzag, Rows{{0, 1, 2}, {3, 5, 4}}, 0); },
+                 "rank 1's rows must ascend");
+  expect_refused([] { ShardPlan::from_rows(6, {}, Layout::Zigzag, Rows{{0, 1, 2}, {2, 4, 5}}, 0); },
+                 "position 2 is given twice (again to rank 1)");
+  expect_refused([] { ShardPlan::from_rows(4, {}, Layout::Zigzag, Rows{{0, 1}, {2, 7}}, 0); },
+                 "rank 1's row 1 is position 7, outside [0, T = 4)");
+  expect_refused([] { ShardPlan::from_rows(4, {}, Layout::Zigzag, Rows{{0, 1}, {3}}, 0); },
+                 "position 2 is on no rank");
+  expect_refused([] { ShardPlan::from_rows(4, {0, 3}, Layout::Zigzag, Rows{{0, 1}, {2, 3}}, 0); },
+                 "cu_seqlens ends at 3 but T = 4");
+  expect_refused([] { ShardPlan::from_rows(4, {7, 2}, Layout::Zigzag, Rows{{0, 1}, {2, 3}}, 0); }, "");
+  expect_refused([] { ShardPlan::from_rows(4, {}, Layout::Zigzag, Rows{{0, 1}, {2, 3}}, 2); }, "rank 2 outside");
+  expect_refused([] { ShardPlan::from_rows(4, {}, static_cast<Layout>(7), Rows{{0, 1}, {2, 3}}, 0); },
+                 "layout 7 is not a Layout");
+}
+
+// The fingerprint (what ranks compare before a CP call) covers every rank's rows: plans with the
+// same T, layout, P and documents but other rows differ.
+TEST(ShardPlan, FingerprintCoversTheRows) {
+  const at::Tensor docs = at::tensor(std::vector<int64_t>{0, 100, 200}, at::kLong);
+  const ShardPlan a(200, docs, Layout::Zigzag, 2, 0, 64), b(200, docs, Layout::Zigzag, 2, 0, 1);
+  ASSERT_NE(a.rows_of(0), b.rows_of(0));
+  EXPECT_NE(a.fingerprint(), b.fingerprint());
+  EXPECT_EQ(a.fingerprint(), ShardPlan(200, docs, Layout::Zigzag, 2, 1, 64).fingerprint());  // not the rank
+  using Rows = std::vector<std::vector<int64_t>>;
+  const ShardPlan swapped = ShardPlan::from_rows(4, {}, Layout::Zigzag, Rows{{2, 3}, {0, 1}}, 0);
+  const ShardPlan straight = ShardPlan::from_rows(4, {}, Layout::Zigzag, Rows{{0, 1}, {2, 3}}, 0);
+  EXPECT_NE(swapped.fingerprint(), straight.fingerprint());
 }
 
 // Balanced: every rank the same number of chunks, and the largest rank area within 5% of the

@@ -226,15 +226,14 @@ ShardPlan ShardPlan::from_rows(int64_t T, std::vector<int64_t> cu_seqlens, Layou
     LH_CHECK(p.cu_.back() == T, "ShardPlan::from_rows: cu_seqlens ends at ", p.cu_.back(), " but T = ", T,
              " (cu_seqlens are global offsets [0, ..., T])");
   }
-  // Every rank's rows ascending, inside [0, T), and together each position exactly once.
+  // Every rank's rows inside [0, T), and together each position exactly once (in any order: a
+  // composed strategy's sub-plan lists rows in its own order).
   std::vector<char> seen(static_cast<size_t>(T), 0);
   for (size_t r = 0; r < rows.size(); ++r)
     for (size_t i = 0; i < rows[r].size(); ++i) {
       const int64_t t = rows[r][i];
       LH_CHECK(t >= 0 && t < T, "ShardPlan::from_rows: rank ", r, "'s row ", i, " is position ", t,
                ", outside [0, T = ", T, ")");
-      LH_CHECK(i == 0 || t > rows[r][i - 1], "ShardPlan::from_rows: rank ", r, "'s rows must ascend; row ", i,
-               " is ", t, " after ", rows[r][i - 1]);
       LH_CHECK(!seen[t], "ShardPlan::from_rows: position ", t, " is given twice (again to rank ", r,
                "); the rows must partition [0, T = ", T, ")");
       seen[t] = 1;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <numeric>
 
 #include "core/errors.h"
@@ -253,6 +254,46 @@ void check_size_mismatch(Communicator& comm) {
     }
   }
   comm.barrier()->wait();
+}
+
+void check_collective_count_mismatch(Communicator& comm) {
+  const int p = comm.size(), r = comm.rank();
+  if (p < 2) return;
+  // Rank 1 must fail: a CommError naming the peer (it alone sees the short message), or, where
+  // the backend compares collectives first (Gloo, checking mode), the same InvalidArgument on
+  // every rank.
+  const auto expect_short = [&](const char* what, const std::function<void()>& call, const std::string& says) {
+    SCOPED_TRACE(what);
+    try {
+      call();
+      EXPECT_NE(r, 1) << "rank 1 received fewer bytes than it expected, without an error";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("differs across ranks"), std::string::npos) << e.what();
+    } catch (const CommError& e) {
+      EXPECT_EQ(r, 1) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+    comm.barrier()->wait();
+  };
+  // all_to_all: one row of 4 floats to every rank, but rank 1 expects 2 rows from rank 0.
+  expect_short("all_to_all", [&] {
+    std::vector<int64_t> out_rows(p, 1), in_rows(p, 1);
+    if (r == 1) out_rows[0] = 2;
+    at::Tensor in = at::ones({p, 4}), out = at::full({p + (r == 1), 4}, -1.0f);
+    comm.all_to_all(out, in, out_rows, in_rows)->wait();
+  }, "rank 0");
+  // all_gather: every rank contributes one row; rank 1 believes rank 0 contributes 2.
+  expect_short("all_gather", [&] {
+    std::vector<int64_t> rows(p, 1);
+    if (r == 1) rows[0] = 2;
+    at::Tensor in = at::ones({rows[r], 4}), out = at::full({p + (r == 1), 4}, -1.0f);
+    comm.all_gather(out, in, rows)->wait();
+  }, "rank 0");
+  // broadcast: the root sends 4 floats, rank 1 expects 8.
+  expect_short("broadcast", [&] {
+    at::Tensor t = at::ones({r == 1 ? 8 : 4});
+    comm.broadcast(t, 0)->wait();
+  }, "rank 0");
 }
 
 void check_timeout(Communicator& comm) {

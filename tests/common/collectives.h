@@ -19,6 +19,10 @@ void check_zero_size(Communicator& comm);
 void check_argument_errors(Communicator& comm);
 // A receive sized differently from the message fails with CommError naming both sizes.
 void check_size_mismatch(Communicator& comm);
+// Collectives whose ranks disagree on counts so that one rank would receive fewer bytes than it
+// expects (all_to_all, all_gather, broadcast): that rank gets a CommError naming the peer and both
+// counts, never rows silently left unwritten; the others complete.
+void check_collective_count_mismatch(Communicator& comm);
 // A receive nobody sends times out with the operation, the peer and the elapsed time; the
 // message is sent afterwards so no request is left behind.
 void check_timeout(Communicator& comm);

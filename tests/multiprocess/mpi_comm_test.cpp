@@ -27,6 +27,7 @@ TEST_F(Mpi, Split) { testing::check_split(comm()); }
 TEST_F(Mpi, ZeroSize) { testing::check_zero_size(comm()); }
 TEST_F(Mpi, ArgumentErrors) { testing::check_argument_errors(comm()); }
 TEST_F(Mpi, SizeMismatch) { testing::check_size_mismatch(comm()); }
+TEST_F(Mpi, CollectiveCountMismatch) { testing::check_collective_count_mismatch(comm()); }
 TEST_F(Mpi, Timeout) { testing::check_timeout(comm()); }
 
 TEST_F(Mpi, RejectsCudaTensorsByName) {

@@ -52,6 +52,7 @@ TEST_P(LocalRanks, Split) { run(testing::check_split); }
 TEST_P(LocalRanks, ZeroSize) { run(testing::check_zero_size); }
 TEST_P(LocalRanks, ArgumentErrors) { run(testing::check_argument_errors); }
 TEST_P(LocalRanks, SizeMismatch) { run(testing::check_size_mismatch); }
+TEST_P(LocalRanks, CollectiveCountMismatch) { run(testing::check_collective_count_mismatch); }
 TEST_P(LocalRanks, Timeout) { run(testing::check_timeout); }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, LocalRanks, ::testing::Values(1, 2, 3, 4, 5, 8),

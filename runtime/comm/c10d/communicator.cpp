@@ -16,6 +16,7 @@
 #include "runtime/comm/c10d/store.h"
 #include "runtime/comm/c10d/work.h"
 #include "core/errors.h"
+#include "runtime/comm/checked/communicator.h"
 #include "core/offsets.h"
 
 namespace longhaul {
@@ -277,6 +278,16 @@ class C10dCommunicator : public Communicator {
   std::map<int, std::deque<std::pair<at::Tensor, std::shared_ptr<Work>>>> self_recvs_;
 };
 
+// Gloo aborts the process on a collective message larger than its receive and leaves a shorter
+// one's rows unwritten, so collectives over Gloo are first compared across ranks
+// (runtime/comm/checked): ranks that disagree on counts, dtype or op get the same InvalidArgument
+// instead. One small blocking all_gather per collective, on the CPU. Not over NCCL, where it would
+// be a device round trip per collective (NCCL-order mode proves those schedules on the CPU).
+CommPtr checked_if_gloo(std::shared_ptr<C10dCommunicator> comm) {
+  if (comm->backend() == "c10d-gloo") return checked::wrap(std::move(comm));
+  return comm;
+}
+
 }  // namespace
 
 CommPtr c10d_backend::create_world(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
@@ -289,7 +300,7 @@ CommPtr c10d_backend::create_world(const c10::intrusive_ptr<c10d::Store>& store,
   const std::string prefix = "longhaul/world";
   auto backend = c10d_backend::make_gloo(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank, size,
                                          options.timeout, what, bind_address);
-  return std::make_shared<C10dCommunicator>(backend, store, prefix, options, bind_address);
+  return checked_if_gloo(std::make_shared<C10dCommunicator>(backend, store, prefix, options, bind_address));
 }
 
 CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options,
@@ -304,7 +315,7 @@ CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int ra
 CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
                            const c10::intrusive_ptr<c10d::Store>& store, CommOptions options) {
   if (!backend) throw InvalidArgument("backend c10d: the process group backend to wrap is null");
-  return std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options);
+  return checked_if_gloo(std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options));
 }
 
 CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group, c10::DeviceType device,

@@ -48,6 +48,27 @@ int64_t row_bytes_of_shape(const at::Tensor& t) {
   return b;
 }
 
+// MPI does not report a collective message shorter than its receive (it leaves the rest of the
+// buffer unwritten), so the collectives with per-rank counts post, beside the data, one small
+// collective of byte counts, and their finish step compares it with what this rank expected: a
+// CommError naming the rank and both counts instead of rows silently left as they were. Posted in
+// the same call as the data, so it adds no round trip and keeps every rank's collective order.
+struct ByteCheck {
+  std::vector<int64_t> mine, theirs;  // what this rank sends (per peer, or one value); what it got
+};
+
+std::string bytes_text(int64_t bytes, int64_t row_bytes) {
+  return row_bytes > 0 && bytes % row_bytes == 0
+             ? detail::str_cat(bytes, " bytes (", bytes / row_bytes, " rows of ", row_bytes, " bytes)")
+             : detail::str_cat(bytes, " bytes");
+}
+
+std::string counts_text(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
 // A communicator a blocking setup call (MPI_Comm_dup, MPI_Comm_split) makes on the engine thread,
 // with its error handler set and its rank and size read.
 struct NewComm {
@@ -140,41 +161,87 @@ class MpiCommunicator : public Communicator {
     const int64_t rb = row_bytes_of_shape(in);
     auto rc_out = std::make_shared<RowCounts>(out_rows, rb, what);
     auto rc_in = std::make_shared<RowCounts>(in_rows, rb, what);
-    return submit("all_to_all", {out, in}, [=, this] {
+    auto check = std::make_shared<ByteCheck>();
+    for (int64_t r : in_rows) check->mine.push_back(r * rb);
+    check->theirs.assign(size_, -1);
+    WorkPtr work = submit("all_to_all", {out, in}, [=, this] {
       MPI_Datatype t = mpi::row_type(rb);
-      Request r;
+      Request counts, data;
+      LH_CHECK_MPI(MPI_Ialltoall(check->mine.data(), 1, MPI_INT64_T, check->theirs.data(), 1, MPI_INT64_T, comm_,
+                                 &counts.handle));
       LH_CHECK_MPI(MPI_Ialltoallv(ptr_of(in), rc_in->counts.data(), rc_in->displs.data(), t, ptr_of(out),
-                                  rc_out->counts.data(), rc_out->displs.data(), t, comm_, &r.handle));
-      return std::vector<Request>{r};
+                                  rc_out->counts.data(), rc_out->displs.data(), t, comm_, &data.handle));
+      return std::vector<Request>{counts, data};
     });
+    work->then([=, P = size_] {
+      for (int j = 0; j < P; ++j)
+        if (check->theirs[j] != out_rows[j] * rb)
+          throw CommError(detail::str_cat(what, ": rank ", j, " sent ", bytes_text(check->theirs[j], rb),
+                                          " to this rank, which expected ", bytes_text(out_rows[j] * rb, rb),
+                                          " from it; the ranks' row counts disagree"));
+    });
+    return work;
   }
 
   WorkPtr do_all_gather(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows) override {
+    const std::string what = describe("all_gather");
     const int64_t rb = row_bytes_of_shape(in);
-    auto rc = std::make_shared<RowCounts>(rows, rb, describe("all_gather"));
+    auto rc = std::make_shared<RowCounts>(rows, rb, what);
     const int mine = rc->counts[rank_];
-    return submit("all_gather", {out, in}, [=, this] {
+    auto check = std::make_shared<ByteCheck>();
+    check->mine = {rows[rank_] * rb};
+    check->theirs.assign(size_, -1);
+    WorkPtr work = submit("all_gather", {out, in}, [=, this] {
       MPI_Datatype t = mpi::row_type(rb);
-      Request r;
+      Request counts, data;
+      LH_CHECK_MPI(MPI_Iallgather(check->mine.data(), 1, MPI_INT64_T, check->theirs.data(), 1, MPI_INT64_T, comm_,
+                                  &counts.handle));
       LH_CHECK_MPI(MPI_Iallgatherv(ptr_of(in), mine, t, ptr_of(out), rc->counts.data(), rc->displs.data(), t,
-                                   comm_, &r.handle));
-      return std::vector<Request>{r};
+                                   comm_, &data.handle));
+      return std::vector<Request>{counts, data};
     });
+    work->then([=, P = size_] {
+      for (int j = 0; j < P; ++j)
+        if (check->theirs[j] != rows[j] * rb)
+          throw CommError(detail::str_cat(what, ": rank ", j, " contributed ", bytes_text(check->theirs[j], rb),
+                                          ", this rank expected ", bytes_text(rows[j] * rb, rb),
+                                          " from it; the ranks' row counts disagree"));
+    });
+    return work;
   }
 
   WorkPtr do_reduce_scatter(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& rows,
                             ReduceOp op) override {
+    const std::string what = describe(detail::str_cat("reduce_scatter(", to_string(op), ")"));
     const int64_t per_row = in.dim() == 0 ? 1 : (in.size(0) ? in.numel() / in.size(0) : 0);
     std::vector<int64_t> elems;
     for (int64_t r : rows) elems.push_back(r * per_row);
-    auto counts = std::make_shared<RowCounts>(elems, in.element_size(), describe("reduce_scatter"));
+    auto counts = std::make_shared<RowCounts>(elems, in.element_size(), what);
     const auto type = in.scalar_type();
-    return submit(detail::str_cat("reduce_scatter(", to_string(op), ")"), {out, in}, [=, this] {
-      Request r;
+    // Every rank must pass the same counts, dtype and op: one fingerprint each, gathered.
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t v : elems) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
+    h = (h ^ static_cast<uint64_t>(type)) * 1099511628211ull;
+    h = (h ^ static_cast<uint64_t>(op)) * 1099511628211ull;
+    auto check = std::make_shared<ByteCheck>();
+    check->mine = {static_cast<int64_t>(h >> 1)};
+    check->theirs.assign(size_, -1);
+    WorkPtr work = submit(detail::str_cat("reduce_scatter(", to_string(op), ")"), {out, in}, [=, this] {
+      Request sig, data;
+      LH_CHECK_MPI(MPI_Iallgather(check->mine.data(), 1, MPI_INT64_T, check->theirs.data(), 1, MPI_INT64_T, comm_,
+                                  &sig.handle));
       LH_CHECK_MPI(MPI_Ireduce_scatter(ptr_of(in), ptr_of(out), counts->counts.data(), mpi::element_type(type),
-                                       mpi::reduce_op(op, type), comm_, &r.handle));
-      return std::vector<Request>{r};
+                                       mpi::reduce_op(op, type), comm_, &data.handle));
+      return std::vector<Request>{sig, data};
     });
+    work->then([=, P = size_] {
+      for (int j = 0; j < P; ++j)
+        if (check->theirs[j] != check->mine[0])
+          throw CommError(detail::str_cat(what, ": rank ", j, " passed other rows per rank, dtype or op than this "
+                                          "rank (", type, ", elements per rank ", counts_text(elems),
+                                          "); every rank must pass the same"));
+    });
+    return work;
   }
 
   WorkPtr do_all_reduce(at::Tensor& t, ReduceOp op) override {
@@ -196,8 +263,13 @@ class MpiCommunicator : public Communicator {
   }
 
   WorkPtr do_broadcast(at::Tensor& t, int root) override {
-    return submit(detail::str_cat("broadcast from ", root, " (", nbytes(t), " bytes)"), {t}, [=, this] {
-      std::vector<Request> reqs;
+    const std::string what = describe(detail::str_cat("broadcast from ", root));
+    auto check = std::make_shared<ByteCheck>();
+    check->mine = {nbytes(t)};
+    check->theirs = check->mine;  // the root's count overwrites it on the others
+    WorkPtr work = submit(detail::str_cat("broadcast from ", root, " (", nbytes(t), " bytes)"), {t}, [=, this] {
+      std::vector<Request> reqs(1);
+      LH_CHECK_MPI(MPI_Ibcast(check->theirs.data(), 1, MPI_INT64_T, root, comm_, &reqs[0].handle));
       for_each_piece(t, [&](char* p, int bytes) {
         Request r;
         LH_CHECK_MPI(MPI_Ibcast(p, bytes, MPI_BYTE, root, comm_, &r.handle));
@@ -205,6 +277,13 @@ class MpiCommunicator : public Communicator {
       });
       return reqs;
     });
+    work->then([=] {
+      if (check->theirs[0] != check->mine[0])
+        throw CommError(detail::str_cat(what, ": the root, rank ", root, ", sent ", check->theirs[0],
+                                        " bytes, this rank's tensor has ",
+                                        check->mine[0], "; every rank must pass the root's shape and dtype"));
+    });
+    return work;
   }
 
   WorkPtr do_barrier() override {

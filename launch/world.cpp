@@ -12,6 +12,8 @@
 #include <climits>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <mutex>
 #include <optional>
 
 #include "longhaul/config.h"
@@ -44,13 +46,33 @@ World::World(CommPtr comm, std::string launcher, int local_rank, int local_size,
       device_(device) {}
 
 World::~World() {
-#if LONGHAUL_WITH_MPI
-  const bool on_mpi = (comm_ && comm_->backend() == "mpi") || (host_comm_ && host_comm_->backend() == "mpi");
+  // The communicators go first: an MPI one frees its handle on the engine, which must still run.
   comm_.reset();
   host_comm_.reset();
-  if (on_mpi) mpi::shutdown();
-#endif
+  mpi_session_.reset();
 }
+
+namespace {
+#if LONGHAUL_WITH_MPI
+// One token per process while any World uses MPI; the last World's release finalises MPI. So a
+// second init() (or a copy's destruction) does not end MPI under the first World.
+struct MpiSession {
+  ~MpiSession() { mpi::shutdown(); }
+};
+
+std::shared_ptr<void> mpi_session() {
+  static std::mutex mu;
+  static std::weak_ptr<MpiSession> current;
+  std::lock_guard<std::mutex> lock(mu);
+  std::shared_ptr<MpiSession> s = current.lock();
+  if (!s) {
+    s = std::make_shared<MpiSession>();
+    current = s;
+  }
+  return s;
+}
+#endif
+}  // namespace
 
 std::string World::config_line() const {
   return detail::str_cat("longhaul ", LONGHAUL_VERSION, ": rank ", rank(), "/", size(), " (local ", local_rank_, "/",
@@ -162,6 +184,9 @@ World init(const InitOptions& options) {
   }
   at::set_num_threads(threads);
   World world(comm, launcher, local_rank, local_size, threads, reason, device);
+#if LONGHAUL_WITH_MPI
+  if (backend == Backend::Mpi) world.mpi_session_ = mpi_session();
+#endif
   if (host) world.set_host_comm(host);
   world.set_nccl_note(detail::str_cat(nccl_choice.use ? "on" : "off", " (", nccl_choice.why, ")"));
   world.set_gpu(my_gpu);

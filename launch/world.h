@@ -8,6 +8,7 @@
 #include <string>
 
 #include "launch/launcher.h"
+#include "core/errors.h"
 #include "runtime/comm/comm.h"
 
 namespace longhaul {
@@ -35,12 +36,12 @@ class World {
  public:
   World(CommPtr comm, std::string launcher, int local_rank, int local_size, int threads, std::string thread_reason,
         int device = -1);
-  ~World();  // finalises MPI if this World started it
+  ~World();  // the last World on MPI finalises it (MPI starts once per process: no init() after that)
   World(World&&) = default;
   World& operator=(World&&) = default;
 
-  int rank() const { return comm_->rank(); }
-  int size() const { return comm_->size(); }
+  int rank() const { return live().rank(); }
+  int size() const { return live().size(); }
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
   const CommPtr& comm() const { return comm_; }
@@ -69,6 +70,13 @@ class World {
   std::string thread_reason_;
   int device_ = -1;
   std::string nccl_note_, gpu_, checks_;
+  // Shared by every World on MPI: MPI is finalised when the last of them is destroyed.
+  std::shared_ptr<void> mpi_session_;
+  friend World init(const InitOptions& options);
+  Communicator& live() const {
+    LH_CHECK(comm_ != nullptr, "World: used after it was moved from");
+    return *comm_;
+  }
 };
 
 World init(const InitOptions& options = {});

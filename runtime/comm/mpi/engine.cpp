@@ -90,9 +90,22 @@ Engine::~Engine() {
 void Engine::submit(const WorkPtr& work, std::function<std::vector<Request>()> post, std::vector<at::Tensor> keep) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (ready_ && !init_error_.empty()) {  // an engine that could not start runs nothing: say so at once
+      work->fail(init_error_);
+      return;
+    }
     queue_.push_back({work, std::move(post), std::move(keep)});
   }
   cv_.notify_all();
+}
+
+void Engine::fail_queued() {
+  std::deque<Op> queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued.swap(queue_);
+  }
+  for (auto& op : queued) op.work->fail(init_error_);
 }
 
 void Engine::add_waiter() {
@@ -123,9 +136,14 @@ void Engine::run_sync(std::function<void()> fn, std::chrono::milliseconds timeou
 void Engine::loop() {
   {
     // Without the lock: wait_started waits on it with a deadline while MPI_Init blocks.
-    int initialized = 0;
+    int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) {
+    MPI_Finalized(&finalized);
+    if (finalized) {
+      // MPI starts once per process: a World destroyed ends it for good.
+      init_error_ = "MPI was already finalised in this process (when the last World using it was destroyed); "
+                    "MPI cannot start again, so keep one World alive for as long as its communicators are used";
+    } else if (!initialized) {
       if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &thread_level_) != MPI_SUCCESS)
         init_error_ = "MPI_Init_thread failed";
       we_initialized_ = true;
@@ -142,6 +160,7 @@ void Engine::loop() {
   }
   cv_.notify_all();
   if (!init_error_.empty()) {
+    fail_queued();
     mark_finished();
     return;
   }

@@ -61,6 +61,7 @@ class Engine {
   void loop();
   void poll();
   void mark_finished();
+  void fail_queued();  // an engine that could not start fails what was submitted
 
   struct Op {
     WorkPtr work;

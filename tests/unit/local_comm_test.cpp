@@ -3,6 +3,10 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <string>
+#include <vector>
+
 #include "runtime/comm/local/communicator.h"
 #include "runtime/comm/routed/communicator.h"
 #include "core/errors.h"
@@ -113,17 +117,59 @@ TEST(LocalBackend, CopiesOnSend) {
   });
 }
 
-// A rank that throws does not leave the others blocked forever: their waits end at the deadline
-// and local::run_ranks rethrows the first error.
-TEST(LocalBackend, FailingRankEndsWithinDeadline) {
+// A rank that throws does not leave the others blocked: their waits fail at once naming it (not
+// at their deadline), and local::run_ranks rethrows its error, the cause, not a peer's.
+TEST(LocalBackend, FailingRankEndsThePeersAtOnceAndIsTheErrorRethrown) {
   CommOptions o;
-  o.timeout = std::chrono::milliseconds(300);
-  auto start = Clock::now();
-  EXPECT_THROW(local::run_ranks(3, [](Communicator& comm) {
-    if (comm.rank() == 1) throw InvalidArgument("rank 1 gives up");
-    comm.barrier()->wait();
-  }, o), Error);
+  o.timeout = std::chrono::seconds(20);
+  std::mutex mu;
+  std::vector<std::string> peers_saw;
+  const auto start = Clock::now();
+  try {
+    local::run_ranks(3, [&](Communicator& comm) {
+      if (comm.rank() == 1) throw InvalidArgument("rank 1 gives up");
+      try {
+        comm.barrier()->wait();
+      } catch (const CommError& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        peers_saw.push_back(e.what());
+        throw;
+      }
+    }, o);
+    ADD_FAILURE() << "no error";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 gives up"), std::string::npos) << e.what();
+  }
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5.0);
+  ASSERT_EQ(peers_saw.size(), 2u);
+  for (const auto& m : peers_saw) {
+    EXPECT_EQ(m.find("did not complete"), std::string::npos) << "a deadline, not the cause: " << m;
+    EXPECT_NE(m.find("rank 1 of the local world ended with an error: rank 1 gives up"), std::string::npos) << m;
+  }
+}
+
+// A message that arrives after its receive's deadline stays for the next receive; it is not
+// written into the buffer whose wait already failed.
+TEST(LocalBackend, AMessageAfterTheDeadlineGoesToTheNextReceive) {
+  CommOptions o;
+  o.timeout = std::chrono::milliseconds(200);
+  local::run_ranks(2, [](Communicator& comm) {
+    if (comm.rank() == 1) {
+      at::Tensor abandoned = at::zeros({4});
+      EXPECT_THROW(comm.recv(abandoned, 0, 5)->wait(), TimeoutError);
+      comm.send(at::ones({1}), 0, 6)->wait();  // now rank 0 sends the late message
+      comm.set_timeout(std::chrono::seconds(20));
+      at::Tensor next = at::zeros({4});
+      comm.recv(next, 0, 5)->wait();
+      EXPECT_TRUE(at::equal(next, at::full({4}, 7.0f)));
+      EXPECT_TRUE(at::equal(abandoned, at::zeros({4}))) << "written after its wait gave up";
+    } else {
+      comm.set_timeout(std::chrono::seconds(20));
+      at::Tensor go = at::zeros({1});
+      comm.recv(go, 1, 6)->wait();
+      comm.send(at::full({4}, 7.0f), 1, 5)->wait();
+    }
+  }, o);
 }
 
 TEST(LocalBackend, RejectsBadWorldSize) { EXPECT_THROW(local::create_world(0), InvalidArgument); }

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <tuple>
 
@@ -52,6 +53,7 @@ class Hub {
   void post_send(int src, int dst, int tag, const at::Tensor& t) {
     Channel& ch = channel(src, dst, tag);
     std::unique_lock<std::mutex> lock(mu_);
+    drop_expired(ch);
     if (!ch.recvs.empty() && host_side(t.device()) && host_side(ch.recvs.front().dst.device())) {
       PendingRecv r = std::move(ch.recvs.front());
       ch.recvs.pop_front();
@@ -62,6 +64,7 @@ class Hub {
     lock.unlock();
     Message copy = copy_for_send(t);
     lock.lock();
+    drop_expired(ch);
     if (!ch.recvs.empty()) {
       PendingRecv r = std::move(ch.recvs.front());
       ch.recvs.pop_front();
@@ -72,9 +75,32 @@ class Hub {
     ch.messages.push_back(std::move(copy));
   }
 
+  // Fails every pending receive and every later one (sub-communicators too) with `why`: a rank
+  // that ended with an error can no longer send, so its peers learn it now, not at their deadline.
+  void abort(const std::string& why) {
+    std::vector<PendingRecv> pending;
+    std::vector<std::shared_ptr<Hub>> subs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!aborted_.empty()) return;
+      aborted_ = why;
+      for (auto& [key, ch] : channels_)
+        for (auto& r : ch.recvs) pending.push_back(std::move(r));
+      for (auto& [key, ch] : channels_) ch.recvs.clear();
+      for (auto& [key, h] : splits_) subs.push_back(h);
+    }
+    for (auto& r : pending) r.work->fail(why);
+    for (auto& h : subs) h->abort(why);
+  }
+
   void post_recv(int dst, int src, int tag, const at::Tensor& t, const WorkPtr& work) {
     Channel& ch = channel(src, dst, tag);
     std::unique_lock<std::mutex> lock(mu_);
+    if (!aborted_.empty() && ch.messages.empty()) {
+      lock.unlock();
+      work->fail(aborted_);
+      return;
+    }
     if (!ch.messages.empty()) {
       Message msg = std::move(ch.messages.front());
       ch.messages.pop_front();
@@ -90,7 +116,10 @@ class Hub {
   std::shared_ptr<Hub> sub_hub(uint64_t seq, int color, int size) {
     std::lock_guard<std::mutex> lock(mu_);
     auto& h = splits_[{seq, color}];
-    if (!h) h = std::make_shared<Hub>(size);
+    if (!h) {
+      h = std::make_shared<Hub>(size);
+      h->aborted_ = aborted_;
+    }
     return h;
   }
 
@@ -103,6 +132,16 @@ class Hub {
   Channel& channel(int src, int dst, int tag) {
     std::lock_guard<std::mutex> lock(mu_);
     return channels_[{src, dst, tag}];  // std::map nodes are stable
+  }
+
+  // Receives whose deadline has passed (their wait has thrown, or will): a message must not land in
+  // a buffer its owner gave up on, and must stay for the next receive. Called with mu_ held.
+  static void drop_expired(Channel& ch) {
+    const auto now = Clock::now();
+    while (!ch.recvs.empty() && ch.recvs.front().work->deadline() < now) {
+      ch.recvs.front().work->fail("its deadline passed before the message arrived");
+      ch.recvs.pop_front();
+    }
   }
 
   static void deliver(PendingRecv& r, const Message& m, int src, int tag) {
@@ -137,6 +176,7 @@ class Hub {
 
   int size_;
   std::mutex mu_;
+  std::string aborted_;  // why every receive fails (a rank of run_ranks ended with an error)
   std::map<std::tuple<int, int, int>, Channel> channels_;
   std::map<std::pair<uint64_t, int>, std::shared_ptr<Hub>> splits_;
 };
@@ -194,11 +234,11 @@ class LocalCommunicator : public Communicator {
 
 }  // namespace
 
-std::vector<CommPtr> local::create_world(int size, CommOptions options) {
-  LH_CHECK(size >= 1, "local world size must be at least 1, got ", size);
-  auto hub = std::make_shared<Hub>(size);
+namespace {
+
+std::vector<CommPtr> create_world_on(const std::shared_ptr<Hub>& hub, CommOptions options) {
   std::vector<CommPtr> comms;
-  for (int r = 0; r < size; ++r) {
+  for (int r = 0; r < hub->size(); ++r) {
     CommPtr c = std::make_shared<LocalCommunicator>(hub, r, options);
     if (options.nccl_order) c = nccl_order::wrap(std::move(c));
     if (options.check_collectives) c = checked::wrap(std::move(c));
@@ -207,25 +247,47 @@ std::vector<CommPtr> local::create_world(int size, CommOptions options) {
   return comms;
 }
 
+}  // namespace
+
+std::vector<CommPtr> local::create_world(int size, CommOptions options) {
+  LH_CHECK(size >= 1, "local world size must be at least 1, got ", size);
+  return create_world_on(std::make_shared<Hub>(size), options);
+}
+
 void local::run_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options) {
-  auto comms = local::create_world(size, options);
+  LH_CHECK(size >= 1, "local world size must be at least 1, got ", size);
+  auto hub = std::make_shared<Hub>(size);
+  auto comms = create_world_on(hub, options);
   const int saved_threads = at::get_num_threads();
   at::set_num_threads(1);  // P thread-ranks share the cores; each runs single-threaded
-  std::vector<std::exception_ptr> errors(size);
+  // The first error to escape a rank is the cause: it aborts the hub, so the peers' waits fail at
+  // once naming it, and it is the one rethrown.
+  std::mutex mu;
+  std::exception_ptr first;
   std::vector<std::thread> threads;
   for (int r = 0; r < size; ++r) {
     threads.emplace_back([&, r] {
       try {
         fn(*comms[r]);
       } catch (...) {
-        errors[r] = std::current_exception();
+        std::string what = "an exception that is not a std::exception";
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!first) first = std::current_exception();
+        }
+        hub->abort(detail::str_cat("rank ", r, " of the local world ended with an error: ", what));
       }
     });
   }
   for (auto& t : threads) t.join();
   at::set_num_threads(saved_threads);
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  if (first) std::rethrow_exception(first);
 }
 
 void local::enter_device_rank(const c10::Device& device) {

@@ -18,8 +18,9 @@ namespace longhaul::local {
 std::vector<CommPtr> create_world(int size, CommOptions options = {});
 
 // Runs fn(comm) on `size` threads, one per rank, single-threaded ATen inside; joins all and
-// rethrows the first exception (after every thread ended, so none is left blocked forever:
-// deadlines end their waits).
+// rethrows the first exception to escape a rank (the cause). That exception also fails every
+// receive its peers wait on, or post later, with a CommError naming the rank and its error, so
+// they end at once instead of at their deadline.
 void run_ranks(int size, const std::function<void(Communicator&)>& fn, CommOptions options = {});
 
 // Called first on a thread-rank that emulates a rank of its own GPU on a shared `device`: makes

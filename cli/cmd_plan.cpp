@@ -57,7 +57,10 @@ void print_schedule_comparison(const std::vector<BucketDegree>& table, const Buc
                        .add("note", std::string(t < 0 ? "a bucket does not fit this degree" : "-")));
   };
   std::string picks;
-  for (const BucketDegree& b : table) picks += (picks.empty() ? "" : " ") + std::to_string(b.length) + ":" + std::to_string(b.degree);
+  for (const BucketDegree& b : table) {
+    if (!picks.empty()) picks += ' ';
+    picks += std::to_string(b.length) + ":" + std::to_string(b.degree);
+  }
   row("auto (" + picks + ")", automatic);
   for (const DegreeOption& o : table.front().options)
     row(std::to_string(o.degree), per_mtoken([&](const BucketDegree&) { return o.degree; }));

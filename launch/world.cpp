@@ -87,7 +87,7 @@ std::string World::config_line() const {
 World init(const InitOptions& options) {
   LH_CHECK(options.threads >= 0, "init: threads must be >= 0 (0: as many as this rank's CPUs), got ", options.threads);
   CommOptions comm_options;
-  comm_options.timeout = options.timeout;
+  comm_options.timeout = checked_timeout(options.timeout, "init: InitOptions::timeout");
   const LaunchInfo launch = detect_launch(getenv_lookup);
   const Backend resolved = resolve_backend(options.backend, launch);
   const Backend backend = resolved == Backend::Nccl ? resolve_backend(Backend::Auto, launch) : resolved;

@@ -114,7 +114,9 @@ std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
     for (Strategy inner : {Strategy::Ring, Strategy::TokenRing}) {
       if (pr.only_layout && *pr.only_layout != l) continue;
       if (inner != Strategy::Ring && st != Strategy::Hybrid) continue;  // the inner strategy is hybrid's alone
-      Prediction p{st, l};
+      Prediction p;
+      p.strategy = st;
+      p.layout = l;
       p.inner = inner;
       if (st == Strategy::Hybrid) p.ulysses_degree = std::min(pr.P, net.ranks_per_node);
       const ShardPlan plan = plan_for(l, 0);

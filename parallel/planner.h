@@ -56,8 +56,8 @@ struct Problem {
 };
 
 struct Prediction {
-  Strategy strategy;
-  Layout layout;
+  Strategy strategy = Strategy::Ring;
+  Layout layout = Layout::Zigzag;
   int ulysses_degree = 1;
   Strategy inner = Strategy::Ring;  // hybrid's strategy across the Ulysses groups
   double compute_s = 0, comm_s = 0, time_s = 0;  // forward + backward, the busiest rank

@@ -13,8 +13,15 @@ namespace longhaul {
 std::chrono::milliseconds timeout_of_seconds(double seconds, const std::string& what) {
   if (!(seconds > 0))
     throw InvalidArgument(detail::str_cat(what, " ", seconds, ": expected a number of seconds > 0 (inf: no deadline)"));
-  constexpr double kLongest = 1e8;  // about 3 years; 1e10 s would overflow now + deadline in ns
-  return std::chrono::milliseconds(static_cast<int64_t>(std::min(seconds, kLongest) * 1000));
+  const double longest = kLongestTimeout.count() / 1000.0;  // 1e10 s would overflow now + deadline in ns
+  return std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(std::min(seconds, longest) * 1000)));
+}
+
+std::chrono::milliseconds checked_timeout(std::chrono::milliseconds t, const std::string& what) {
+  if (t.count() <= 0)
+    throw InvalidArgument(detail::str_cat(what, ": a deadline of ", t.count(), " ms; expected one > 0 (",
+                                          "milliseconds::max() or any past about 3 years: no deadline)"));
+  return std::min(t, kLongestTimeout);
 }
 
 namespace {

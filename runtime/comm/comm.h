@@ -23,6 +23,9 @@ const char* to_string(ReduceOp op);
 // past ~3 years, is none (capped so that now + deadline cannot overflow the steady clock's int64
 // nanoseconds); 0, negative or NaN is an InvalidArgument naming `what`.
 std::chrono::milliseconds timeout_of_seconds(double seconds, const std::string& what);
+// A deadline given as a duration: 0 or negative is an InvalidArgument naming `what`; past
+// kLongestTimeout (milliseconds::max() included) it is capped there.
+std::chrono::milliseconds checked_timeout(std::chrono::milliseconds t, const std::string& what);
 
 struct CommOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // deadline of every wait
@@ -51,7 +54,9 @@ constexpr int kMaxUserTag = 30000;
 
 class Communicator : public std::enable_shared_from_this<Communicator> {
  public:
-  explicit Communicator(CommOptions options) : options_(options) {}
+  explicit Communicator(CommOptions options) : options_(options) {
+    options_.timeout = checked_timeout(options.timeout, "CommOptions::timeout");
+  }
   virtual ~Communicator() = default;
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -63,7 +68,7 @@ class Communicator : public std::enable_shared_from_this<Communicator> {
   // Whether this communicator moves tensors of the device's type (a torch NCCL group only CUDA
   // ones, MPI and Gloo only CPU ones, the local and routed backends both).
   bool moves(const at::Device& device) const { return supports_device(device); }
-  void set_timeout(std::chrono::milliseconds t) { options_.timeout = t; }
+  void set_timeout(std::chrono::milliseconds t) { options_.timeout = checked_timeout(t, "set_timeout"); }
 
   // Point to point. recv's tensor must have the sender's dtype and element count.
   WorkPtr send(const at::Tensor& t, int peer, int tag = 0);

@@ -1,5 +1,7 @@
 #include "runtime/comm/work.h"
 
+#include <algorithm>
+
 #include <iomanip>
 #include <sstream>
 
@@ -33,7 +35,7 @@ struct WaitTimer {
 double comm_wait_seconds() { return t_wait_seconds; }
 
 Work::Work(std::string what, std::chrono::milliseconds timeout, int parts)
-    : what_(std::move(what)), start_(Clock::now()), timeout_(timeout), parts_left_(parts) {}
+    : what_(std::move(what)), start_(Clock::now()), timeout_(std::min(timeout, kLongestTimeout)), parts_left_(parts) {}
 
 std::shared_ptr<Work> Work::completed(std::string what) {
   return std::make_shared<Work>(std::move(what), std::chrono::milliseconds(0), 0);

@@ -22,9 +22,14 @@ using Clock = std::chrono::steady_clock;
 // take differences around a region, e.g. the exposed communication wait of one attention call.
 double comm_wait_seconds();
 
+// The longest deadline a wait can have (about 3 years): a longer one, up to milliseconds::max()
+// as "no deadline", would overflow start + timeout on the steady clock.
+constexpr std::chrono::milliseconds kLongestTimeout{int64_t(100'000'000) * 1000};
+
 class Work {
  public:
-  // what: e.g. "mpi recv from peer 3 (tag 0, 4096 bytes)"; parts: completions to expect.
+  // what: e.g. "mpi recv from peer 3 (tag 0, 4096 bytes)"; parts: completions to expect; a timeout
+  // past kLongestTimeout is that.
   Work(std::string what, std::chrono::milliseconds timeout, int parts = 1);
   virtual ~Work() = default;
   Work(const Work&) = delete;

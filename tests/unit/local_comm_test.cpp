@@ -172,6 +172,30 @@ TEST(LocalBackend, AMessageAfterTheDeadlineGoesToTheNextReceive) {
   }, o);
 }
 
+// Deadlines: 0 or negative is a named error; "no deadline" (milliseconds::max(), or any past
+// about 3 years) is capped, so now + deadline cannot overflow into an instant timeout.
+TEST(LocalBackend, DeadlinesAreCheckedAndCapped) {
+  for (const auto bad : {std::chrono::milliseconds(0), std::chrono::milliseconds(-5)}) {
+    CommOptions o;
+    o.timeout = bad;
+    try {
+      local::create_world(2, o);
+      ADD_FAILURE() << bad.count() << " ms accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("expected one > 0"), std::string::npos) << e.what();
+    }
+  }
+  CommOptions forever;
+  forever.timeout = std::chrono::milliseconds::max();
+  local::run_ranks(2, [](Communicator& comm) {
+    EXPECT_EQ(comm.timeout(), kLongestTimeout);
+    comm.barrier()->wait();  // completes; it did time out at once before the cap
+    EXPECT_THROW(comm.set_timeout(std::chrono::milliseconds(0)), InvalidArgument);
+  }, forever);
+  EXPECT_EQ(timeout_of_seconds(1e-9, "t"), std::chrono::milliseconds(1));
+  EXPECT_EQ(timeout_of_seconds(1e300, "t"), kLongestTimeout);
+}
+
 TEST(LocalBackend, RejectsBadWorldSize) { EXPECT_THROW(local::create_world(0), InvalidArgument); }
 
 TEST(LocalBackend, ThreadRanksRunSingleThreaded) {

@@ -201,7 +201,8 @@ int cmd_train(const std::vector<std::string>& args) {
       ("weight-decay", po::value(&o.optim.weight_decay)->default_value(o.optim.weight_decay, "0.1"), "AdamW weight decay")
       ("clip", po::value(&o.optim.clip)->default_value(o.optim.clip), "gradient norm clip (0: none)")
       ("skip-nonfinite", po::bool_switch(&o.optim.skip_nonfinite),
-       "drop a step whose loss is NaN or infinite and go on (default: stop with an error, nothing updated)")
+       "drop a step whose loss or gradient norm is NaN or infinite and go on (default: stop with an error, "
+       "nothing updated)")
       ("seed", po::value(&o.seed)->default_value(0), "initialisation and data order")
       ("checkpoint", po::value(&r.checkpoint), "checkpoint file (default WORKDIR/checkpoint.lhc)")
       ("save-every", po::value(&r.save_every)->default_value(0), "checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM)")

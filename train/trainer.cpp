@@ -137,16 +137,26 @@ StepStats Trainer::step() try {
   // The world's loss first: every rank takes the same decision on a non-finite one.
   s.loss = world_sum(loss_sum.item<double>()) / std::max(1.0, n_targets);
   const auto ts = Clock::now();
+  // Then the gradients (their norm is the world's too): a finite loss can still give a NaN or
+  // infinite gradient (an overflow in the backward, a huge learning rate), and one such update
+  // would make every parameter NaN.
+  std::string nonfinite;
   if (!std::isfinite(s.loss)) {
-    optim_->zero_grad();
-    if (!opt_.optim.skip_nonfinite)
-      throw NumericalError(detail::str_cat("train: step ", step_ + 1, ": the loss is ",
-                                           std::isnan(s.loss) ? "NaN" : (s.loss > 0 ? "+inf" : "-inf"),
-                                           " (not finite); stopped before the optimizer step, so the parameters "
-                                           "and the last checkpoint are unchanged (--skip-nonfinite drops such steps)"));
-    s.skipped = true;
+    nonfinite = detail::str_cat("the loss is ", std::isnan(s.loss) ? "NaN" : (s.loss > 0 ? "+inf" : "-inf"));
   } else {
     s.grad_norm = sync_gradients(params_, *world_, opt_.optim.clip);
+    if (!std::isfinite(s.grad_norm))
+      nonfinite = detail::str_cat("the gradient norm is ", std::isnan(s.grad_norm) ? "NaN" : "inf",
+                                  " (the loss, ", s.loss, ", is finite)");
+  }
+  if (!nonfinite.empty()) {
+    optim_->zero_grad();
+    if (!opt_.optim.skip_nonfinite)
+      throw NumericalError(detail::str_cat("train: step ", step_ + 1, ": ", nonfinite,
+                                           "; stopped before the optimizer step, so the parameters and the last "
+                                           "checkpoint are unchanged (--skip-nonfinite drops such steps)"));
+    s.skipped = true;
+  } else {
     optim_->step();
     optim_->zero_grad();
   }

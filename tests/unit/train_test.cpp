@@ -313,5 +313,46 @@ TEST(TrainNonFinite, ALossThatIsNotFiniteStopsOrIsSkipped) {
   }
 }
 
+// A finite loss whose gradient is not finite (here a hook on rank 0 alone makes one gradient NaN;
+// an overflow in the backward or a huge learning rate does it in practice): the update would make
+// every parameter NaN, so it is never applied, on every rank; the error names the gradient norm.
+TEST(TrainNonFinite, AFiniteLossWithANonFiniteGradientStopsOrIsSkipped) {
+  for (bool skip : {false, true}) {
+    TrainOptions o = tiny_options(2, Strategy::Ring);
+    o.optim.skip_nonfinite = skip;
+    std::vector<std::string> errors(2);
+    std::vector<int> skipped(2, 0), unchanged(2, 0);
+    local::run_ranks(2, [&](Communicator& comm) {
+      Trainer t(comm.shared_from_this(), task_source(tiny_recall_task()), o);
+      t.step();
+      auto params = t.model().ordered_parameters();
+      if (comm.rank() == 0)
+        params.front().second.register_hook(
+            [](const at::Tensor& g) { return at::full_like(g, std::numeric_limits<float>::quiet_NaN()); });
+      std::vector<at::Tensor> before;
+      for (const auto& [name, p] : params) before.push_back(p.detach().clone());
+      try {
+        const StepStats s = t.step();
+        skipped[comm.rank()] = s.skipped && std::isfinite(s.loss) && !std::isfinite(s.grad_norm);
+      } catch (const NumericalError& e) {
+        errors[comm.rank()] = e.what();
+      }
+      bool same = true;
+      for (size_t i = 0; i < params.size(); ++i) same = same && at::equal(params[i].second.detach(), before[i]);
+      unchanged[comm.rank()] = same;
+    });
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_TRUE(unchanged[r]) << "rank " << r << (skip ? " (skip)" : " (stop)") << ": a parameter moved";
+      if (skip) {
+        EXPECT_TRUE(skipped[r]) << "rank " << r;
+        EXPECT_TRUE(errors[r].empty()) << errors[r];
+      } else {
+        EXPECT_NE(errors[r].find("step 2: the gradient norm is NaN (the loss, "), std::string::npos)
+            << "rank " << r << ": " << errors[r];
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace longhaul::train

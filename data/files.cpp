@@ -1,6 +1,7 @@
 #include "data/files.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,8 +60,17 @@ bool same_file(const std::string& a, const std::string& b) {
 void check_writable_file(const std::string& path, const std::string& what, const std::string& hint) {
   LH_CHECK(!is_directory(path), what, " ", path, " is a directory, expected a file name", hint);
   const std::string dir = parent_dir(path);
-  LH_CHECK(is_directory(dir) && ::access(dir.c_str(), W_OK) == 0, what, "'s directory ", dir,
-           is_directory(dir) ? " is not writable" : " does not exist", hint);
+  struct stat st;
+  LH_CHECK(::stat(dir.c_str(), &st) == 0, what, "'s directory ", dir, " does not exist", hint);
+  LH_CHECK(S_ISDIR(st.st_mode), what, "'s directory ", dir, " is not a directory (it is a file)", hint);
+  LH_CHECK(::access(dir.c_str(), W_OK) == 0, what, "'s directory ", dir, " is not writable", hint);
+  // The file system has the last word (/proc, a read-only mount, a full quota): open it as the
+  // writer will, without truncating a file that is there, and remove it again if it was not.
+  const bool existed = ::access(path.c_str(), F_OK) == 0;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
+  LH_CHECK(fd >= 0, what, " ", path, " cannot be created: ", std::strerror(errno), hint);
+  ::close(fd);
+  if (!existed) ::unlink(path.c_str());
 }
 
 void walk(const std::string& dir,

@@ -18,8 +18,10 @@ std::string file_name(const std::string& path);  // the part after the last '/'
 std::string parent_dir(const std::string& path);  // the part before the last '/' ("." for none)
 bool same_file(const std::string& a, const std::string& b);  // one file (device and inode), both existing
 // A file about to be written at `path` (`what` names it in the error, e.g. "prep: the output";
-// `hint` ends it, e.g. " (--checkpoint)"): InvalidArgument when path is a directory or its
-// directory is missing or not writable, so that a bad path is found before the work, not after it.
+// `hint` ends it, e.g. " (--checkpoint)"): InvalidArgument when path is a directory, its directory
+// is missing, a file or not writable, or the file cannot be opened for writing there (the file
+// system's reason), so that a bad path is found before the work, not after it. An existing file is
+// left as it was.
 void check_writable_file(const std::string& path, const std::string& what, const std::string& hint = "");
 
 // Visits dir recursively in sorted name order. For each entry: visit(path, name, kind, error)

@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "data/files.h"
 #include "data/format.h"
 #include "data/hdf5/check.h"
 
@@ -149,6 +150,7 @@ TokenStoreWriter::TokenStoreWriter(const std::string& path, StoreMeta meta, Stor
   h5::quiet();
   const std::string ctx = "token store '" + path + "'";
   token_bytes_ = meta_.vocab_size <= kMaxUint16Vocab ? 2 : 4;
+  files::check_writable_file(path, ctx + ": the file");  // the file system's reason, in one line
   h_->file = h5::Handle(LH_CHECK_HDF5(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), ctx,
                                       ": cannot create the file"),
                         H5Fclose);

@@ -81,6 +81,8 @@ expect_says 2 "is also an input" prep "$tmp/in/a.txt" -o "$tmp/in/a.txt"
 grep -q "hello world" "$tmp/in/a.txt" || { echo "FAIL: prep overwrote its input"; fail=1; }
 expect_says 2 "the output's directory $tmp/nodir does not exist" prep "$tmp/in" -o "$tmp/nodir/x.h5"
 expect_says 2 "is a directory, expected a file name" prep "$tmp/in/a.txt" -o "$tmp/in"
+expect_says 2 "the output's directory $tmp/in/a.txt is not a directory (it is a file)" prep "$tmp/in" -o "$tmp/in/a.txt/x.h5"
+expect_says 2 "the output /proc/x.h5 cannot be created: " prep "$tmp/in" -o /proc/x.h5
 expect_says 2 "train: --lr -1: expected a number > 0" train --lr -1 --steps 1 --workdir "$tmp/w"
 expect_says 2 "train: --min-lr-ratio 2: expected a fraction" train --min-lr-ratio 2 --steps 1 --workdir "$tmp/w"
 expect_says 2 "train: --log-every 0: expected a number >= 1" train --log-every 0 --steps 1 --workdir "$tmp/w"

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "runtime/comm/local/communicator.h"
 #include "core/errors.h"
 #include "runtime/mesh.h"
@@ -48,6 +50,32 @@ TEST(ProcessMesh, RejectsShapesThatDoNotDivide) {
     EXPECT_THROW(ProcessMesh(world, {.cp = 6, .ulysses = 4}), InvalidArgument);
     EXPECT_THROW(ProcessMesh(world, {.cp = 0}), InvalidArgument);
   });
+}
+
+// Ranks that pass different shapes (each valid alone), or one rank an invalid one: every rank
+// fails at once naming the difference, instead of splitting into groups that do not match.
+TEST(ProcessMesh, RanksThatDisagreeOnTheShapeFailTogether) {
+  CommOptions o;
+  o.timeout = std::chrono::seconds(20);
+  local::run_ranks(4, [](Communicator& world_ref) {
+    auto world = world_ref.shared_from_this();
+    const auto start = Clock::now();
+    try {
+      ProcessMesh(world, {.cp = world->rank() == 0 ? 4 : 2});
+      ADD_FAILURE() << "ranks with cp 4 and 2 built a mesh";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("rank 1 disagrees with rank 0 on cp (2 vs 4)"), std::string::npos)
+          << e.what();
+    }
+    try {
+      ProcessMesh(world, {.cp = world->rank() == 2 ? 3 : 2});
+      ADD_FAILURE() << "rank 2's cp 3 on 4 ranks was accepted";
+    } catch (const InvalidArgument& e) {
+      const std::string says = world->rank() == 2 ? "not divisible by cp 3" : "rank 2 disagrees with rank 0 on arguments";
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5.0);
+  }, o);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <limits>
 
 #include "attention/cpu/entry.h"
 #include "attention/reference.h"
@@ -61,13 +62,17 @@ double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, co
            ", expected at least one head of dim >= 1");
   LH_CHECK(std::isfinite(scale) && scale >= 0, fn, ": the softmax scale must be a finite number > 0 (or 0 for "
            "1/sqrt(D)), got ", scale);
+  LH_CHECK(q.scalar_type() == at::kDouble || scale <= std::numeric_limits<float>::max(), fn, ": the softmax scale ",
+           scale, " does not fit the float32 the ", q.scalar_type(), " kernels compute in");
   LH_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, fn, ": k/v have ", k.size(1),
            " heads, which does not divide q's ", q.size(1), " heads (H % H_kv must be 0)");
   LH_CHECK(view.q_pos.defined() && view.k_pos.defined(), fn, ": the block view needs q_pos and k_pos");
-  LH_CHECK(view.q_pos.dim() == 1 && view.q_pos.numel() == q.size(0), fn, ": q_pos has ", view.q_pos.numel(),
-           " positions for ", q.size(0), " query rows");
-  LH_CHECK(view.k_pos.dim() == 1 && view.k_pos.numel() == k.size(0), fn, ": k_pos has ", view.k_pos.numel(),
-           " positions for ", k.size(0), " key rows");
+  LH_CHECK(view.q_pos.dim() == 1 && view.k_pos.dim() == 1, fn, ": q_pos and k_pos must be 1-D (one position per "
+           "row), got sizes ", view.q_pos.sizes(), " and ", view.k_pos.sizes());
+  LH_CHECK(view.q_pos.numel() == q.size(0), fn, ": q_pos has ", view.q_pos.numel(), " positions for ", q.size(0),
+           " query rows");
+  LH_CHECK(view.k_pos.numel() == k.size(0), fn, ": k_pos has ", view.k_pos.numel(), " positions for ", k.size(0),
+           " key rows");
   LH_CHECK(view.q_pos.scalar_type() == at::kLong && view.k_pos.scalar_type() == at::kLong &&
                view.q_pos.device().is_cpu() && view.k_pos.device().is_cpu(),
            fn, ": positions must be int64 CPU tensors, got ", view.q_pos.scalar_type(), " on ", view.q_pos.device());
@@ -104,7 +109,10 @@ AttentionGrads backward_impl(const char* fn, BackwardInputs in, const BlockView&
   check_tensor(fn, "dout", dout, q);
   LH_CHECK(dout.sizes() == q.sizes(), fn, ": dout ", dout.sizes(), " must have q's shape ", q.sizes());
   LH_CHECK(lse.defined() && lse.dim() == 2 && lse.size(0) == q.size(1) && lse.size(1) == q.size(0), fn,
-           ": lse must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", lse.sizes());
+           ": lse must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", lse.defined() ? lse.sizes() : at::IntArrayRef{});
+  LH_CHECK(at::isFloatingType(lse.scalar_type()) && lse.device() == q.device(), fn,
+           ": lse must be a floating-point tensor on q's device (", q.device(), "), got ", lse.scalar_type(), " on ",
+           lse.device());
   LH_CHECK(out.defined() || in.row_sums.defined(), fn, ": give out or row_sums (both undefined)");
   if (!in.row_sums.defined()) {
     check_tensor(fn, "out", out, q);
@@ -117,6 +125,9 @@ AttentionGrads backward_impl(const char* fn, BackwardInputs in, const BlockView&
   const at::Tensor& d = in.row_sums;
   LH_CHECK(d.dim() == 2 && d.size(0) == q.size(1) && d.size(1) == q.size(0), fn,
            ": row sums must be [H, Tq] = [", q.size(1), ", ", q.size(0), "], got ", d.sizes());
+  LH_CHECK(at::isFloatingType(d.scalar_type()) && d.device() == q.device(), fn,
+           ": row sums must be a floating-point tensor on q's device (", q.device(), "), got ", d.scalar_type(), " on ",
+           d.device());
   if (q.is_meta()) return simulated::backward(in, view, mask);  // shape-only: the simulator
   switch (pick(backend, q, fn)) {
     case AttentionBackend::Reference: return reference::backward(in, view, mask, scale);
@@ -196,6 +207,11 @@ void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_
            lse_acc.sizes());
   LH_CHECK(lse_b.sizes() == lse_acc.sizes(), "merge_into: lse_b ", lse_b.sizes(), " must match lse_acc ",
            lse_acc.sizes());
+  LH_CHECK(lse_acc.scalar_type() == at::kFloat || lse_acc.scalar_type() == at::kDouble, "merge_into: lse_acc must be "
+           "float32 (or float64), got ", lse_acc.scalar_type());
+  LH_CHECK(at::isFloatingType(out_b.scalar_type()) && at::isFloatingType(lse_b.scalar_type()),
+           "merge_into: out_b and lse_b must be floating-point, got ", out_b.scalar_type(), " and ",
+           lse_b.scalar_type());
   LH_CHECK(out_acc.is_contiguous() && lse_acc.is_contiguous(), "merge_into: the accumulators must be contiguous");
   LH_CHECK(out_acc.device() == out_b.device() && lse_acc.device() == out_acc.device() &&
                lse_b.device() == out_acc.device(),

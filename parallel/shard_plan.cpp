@@ -302,6 +302,16 @@ at::Tensor ShardPlan::shard(const at::Tensor& global) const {
 
 at::Tensor ShardPlan::unshard(const std::vector<at::Tensor>& shards) const {
   LH_CHECK(static_cast<int>(shards.size()) == p_, "ShardPlan::unshard: ", shards.size(), " shards for P = ", p_);
+  for (int r = 0; r < p_; ++r) {
+    const at::Tensor& x = shards[r];
+    LH_CHECK(x.defined() && x.dim() >= 1, "ShardPlan::unshard: the shard of rank ", r, " is ",
+             x.defined() ? "a scalar" : "undefined", "; expected [local_rows, ...]");
+    LH_CHECK(x.scalar_type() == shards[0].scalar_type() && x.device() == shards[0].device() &&
+                 x.sizes().slice(1) == shards[0].sizes().slice(1),
+             "ShardPlan::unshard: the shard of rank ", r, " is ", x.scalar_type(), " ", x.sizes(), " on ", x.device(),
+             ", rank 0's ", shards[0].scalar_type(), " ", shards[0].sizes(), " on ", shards[0].device(),
+             "; every shard needs the same dtype, device and trailing sizes");
+  }
   std::vector<int64_t> sizes = shards[0].sizes().vec();
   sizes[0] = t_;
   at::Tensor out = at::empty(sizes, shards[0].options());

@@ -363,6 +363,20 @@ TEST(Attention, BadInputIsAClearError) {
                "not supported");
   auto f = attention_forward(q, k2, k2, view, Mask::full());
   expect_error([&] { attention_backward(q, q, k2, k2, f.out, f.lse.t(), view, Mask::full()); }, "lse must be [H, Tq]");
+  // An integer lse or row sums would be converted silently into wrong gradients.
+  expect_error([&] { attention_backward(q, q, k2, k2, f.out, f.lse.to(at::kInt), view, Mask::full()); },
+               "lse must be a floating-point tensor");
+  BackwardInputs int_sums{q, q, k2, k2, f.lse, at::Tensor(), at::zeros({4, 10}, at::kInt)};
+  expect_error([&] { attention_backward(int_sums, view, Mask::full()); }, "row sums must be a floating-point tensor");
+  // 2-D positions are named as such; a scale that does not fit float32 for float32 inputs.
+  expect_error([&] { attention_forward(q, k2, k2, BlockView{at::arange(10, at::kLong).view({10, 1}),
+                                                            at::arange(10, at::kLong)}, Mask::full()); },
+               "q_pos and k_pos must be 1-D");
+  expect_error([&] { attention_forward(q, k2, k2, view, Mask::full(), 1e300); }, "does not fit the float32");
+  // merge_into's accumulators and inputs are floating-point.
+  at::Tensor out_acc = f.out.clone(), lse_int = f.lse.to(at::kLong);
+  expect_error([&] { merge_into(out_acc, lse_int, f.out, f.lse); }, "lse_acc must be float32");
+  expect_error([&] { merge_into(out_acc, f.lse, f.out.to(at::kInt), f.lse); }, "must be floating-point");
   // Positions outside the documents.
   expect_error([&] { attention_forward(q, k2, k2, BlockView::contiguous(5, 10, 0, 10), Mask::full().documents({0, 4, 12})); },
                "outside the mask's sequence");

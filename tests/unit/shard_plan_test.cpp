@@ -74,6 +74,15 @@ TEST(ShardPlan, DocumentsZigzagPerDocumentShortOnesWhole) {
   EXPECT_EQ(holders_of_short, 1);
 }
 
+void expect_refused(const std::function<void()>& f, const std::string& says) {
+  try {
+    f();
+    ADD_FAILURE() << "accepted; expected: " << says;
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+  }
+}
+
 TEST(ShardPlan, BadInputIsAClearError) {
   EXPECT_THROW(ShardPlan(10, std::nullopt, Layout::Zigzag, 2, 2), InvalidArgument);
   EXPECT_THROW(ShardPlan(10, at::tensor(std::vector<int64_t>{0, 4, 9}, at::kLong), Layout::Zigzag, 2, 0),
@@ -87,16 +96,13 @@ TEST(ShardPlan, BadInputIsAClearError) {
   EXPECT_THROW(p.rows_of(-1), InvalidArgument);
   EXPECT_THROW(p.rank_offset(3), InvalidArgument);
   EXPECT_EQ(p.rank_offset(2), 10);
+  // unshard of shards that differ in dtype, trailing shape or definedness: named, not ATen's error.
+  expect_refused([&] { p.unshard({at::zeros({5, 2}), at::zeros({5, 2}, at::kDouble)}); },
+                 "the shard of rank 1 is Double [5, 2] on cpu, rank 0's Float [5, 2] on cpu");
+  expect_refused([&] { p.unshard({at::zeros({5, 2}), at::zeros({5, 3})}); }, "same dtype, device and trailing sizes");
+  expect_refused([&] { p.unshard({at::zeros({5, 2}), at::Tensor()}); }, "the shard of rank 1 is undefined");
 }
 
-void expect_refused(const std::function<void()>& f, const std::string& says) {
-  try {
-    f();
-    ADD_FAILURE() << "accepted; expected: " << says;
-  } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
-  }
-}
 
 // from_rows: the rows must partition [0, T) (in any order); the documents end at T.
 TEST(ShardPlan, FromRowsChecksItsRowsAndDocuments) {

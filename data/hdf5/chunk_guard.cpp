@@ -42,6 +42,12 @@ ChunkGuard::ChunkGuard(hsize_t file_bytes, hid_t dset, size_t elem, std::string 
     return 0;
   };
   LH_CHECK_HDF5(H5Dchunk_iter(dset, H5P_DEFAULT, collect, &records), what_, ": its chunk index");
+  h5::Handle space(LH_CHECK_HDF5(H5Dget_space(dset), what_), H5Sclose);
+  hsize_t length = 0;
+  H5Sget_simple_extent_dims(space, &length, nullptr);
+  const hsize_t expected = (length + chunk_ - 1) / chunk_;
+  LH_CHECK(records.size() == expected, what_, ": the chunk index lists ", records.size(), " chunks, its ", length,
+           " entries fill ", expected, " (a corrupt chunk index: a missing chunk would read as zeros)");
   for (size_t i = 0; i < records.size(); ++i) {
     LH_CHECK(records[i].offset % chunk_ == 0, what_, ": the chunk index lists a chunk at entry ", records[i].offset,
              ", not a multiple of the chunk's ", chunk_, " entries (a corrupt chunk index)");
@@ -65,7 +71,10 @@ void ChunkGuard::check(hid_t dset, int64_t begin, int64_t count) const {
 }
 
 void ChunkGuard::check_record(const Record& r) const {
-  if (r.addr == HADDR_UNDEF) return;  // never written: HDF5 fills it, reads nothing
+  // A store's writer writes every chunk of its length: one missing from the index (a corrupt
+  // index record) would read as HDF5's fill value, zeros that are valid tokens.
+  LH_CHECK(r.addr != HADDR_UNDEF, what_, ": the chunk at entry ", r.offset,
+           " is missing from the chunk index (a corrupt chunk index: it would read as zeros)");
   LH_CHECK(r.addr <= file_bytes_ && r.size <= file_bytes_ - r.addr, what_, ": the chunk at entry ", r.offset,
            " declares bytes [", r.addr, ", ", r.addr + r.size, ") of a ", file_bytes_,
            "-byte file (a corrupt chunk index)");

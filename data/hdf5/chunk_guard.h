@@ -4,7 +4,8 @@
 // of its buffer, a Fletcher-32 chunk of fewer than 4 bytes makes the checksum run over 2^64
 // bytes, a chunk beyond the end of the file is allocated before the read fails. The in-process
 // token-store fuzz target found each of these in libhdf5 1.14.6. A chunk whose fields cannot be
-// true is refused as InvalidArgument instead; what it holds is left to HDF5's filters, which must
+// true is refused as InvalidArgument instead, and so is a chunk missing from the index (a store's
+// writer writes them all; HDF5 would read a missing one as zeros, which are valid tokens); what it holds is left to HDF5's filters, which must
 // be deflate, shuffle and Fletcher-32 (every store `longhaul prep` writes carries the checksum):
 // libhdf5's other decoders trust their parameters.
 // With libhdf5 >= 1.14 the whole chunk index is checked once, when the guard is made (records in

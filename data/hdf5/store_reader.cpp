@@ -91,6 +91,11 @@ h5::Handle open_1d(hid_t file, hsize_t file_bytes, const char* name, const std::
   elem = H5Tget_size(type);
   LH_CHECK(H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE, ctx, ": /", name,
            " must hold unsigned integers");
+  // The writer stores little-endian integers with no padding: another order or precision here is
+  // a corrupt datatype message that HDF5 would convert from silently.
+  LH_CHECK(H5Tget_order(type) == H5T_ORDER_LE && H5Tget_precision(type) == 8 * elem && H5Tget_offset(type) == 0, ctx,
+           ": /", name, " holds integers that are not little-endian ", 8 * elem,
+           "-bit ones (a corrupt datatype message)");
   LH_CHECK(H5Sget_simple_extent_ndims(space) == 1, ctx, ": /", name, " must be one-dimensional, has ",
            H5Sget_simple_extent_ndims(space), " dimensions");
   hsize_t n = 0;

@@ -151,7 +151,12 @@ TokenStoreWriter::TokenStoreWriter(const std::string& path, StoreMeta meta, Stor
   const std::string ctx = "token store '" + path + "'";
   token_bytes_ = meta_.vocab_size <= kMaxUint16Vocab ? 2 : 4;
   files::check_writable_file(path, ctx + ": the file");  // the file system's reason, in one line
-  h_->file = h5::Handle(LH_CHECK_HDF5(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), ctx,
+  // The 1.10 file format: its object headers and chunk indexes carry checksums, so a damaged
+  // header or index is an error when read, not a silently different dataset (the chunks carry
+  // Fletcher-32 themselves). Readable by HDF5 1.10 and later (h5py included).
+  h5::Handle fapl(LH_CHECK_HDF5(H5Pcreate(H5P_FILE_ACCESS), ctx), H5Pclose);
+  LH_CHECK_HDF5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST), ctx);
+  h_->file = h5::Handle(LH_CHECK_HDF5(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), ctx,
                                       ": cannot create the file"),
                         H5Fclose);
   h_->tokens = create_dataset(h_->file, kTokensDataset, token_bytes_ == 2 ? H5T_STD_U16LE : H5T_STD_U32LE,

@@ -9,6 +9,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/env_flag.h"
@@ -16,6 +17,7 @@
 #include "runtime/comm/checked/communicator.h"
 #include "runtime/comm/local/communicator.h"
 #include "tests/common/collectives.h"
+#include "tests/common/rank_outcomes.h"
 
 namespace longhaul {
 namespace {
@@ -53,37 +55,17 @@ TEST_P(CheckedRanks, Split) { run(testing::check_split); }
 TEST_P(CheckedRanks, ZeroSize) { run(testing::check_zero_size); }
 TEST_P(CheckedRanks, ArgumentErrors) { run(testing::check_argument_errors); }
 
+std::string checked_ranks_name(const ::testing::TestParamInfo<std::tuple<int, bool>>& info) {
+  std::string name = "P";
+  name += std::to_string(std::get<0>(info.param));
+  if (std::get<1>(info.param)) name += "_NcclOrder";
+  return name;
+}
 INSTANTIATE_TEST_SUITE_P(Ranks, CheckedRanks, ::testing::Combine(::testing::Values(1, 2, 3, 5), ::testing::Bool()),
-                         [](const auto& info) {
-                           return "P" + std::to_string(std::get<0>(info.param)) +
-                                  (std::get<1>(info.param) ? "_NcclOrder" : "");
-                         });
+                         checked_ranks_name);
 
-// What each of three ranks threw (empty: nothing), and whether it was a deadline.
-struct Outcome {
-  std::vector<std::string> error = std::vector<std::string>(3);
-  std::vector<bool> timeout = std::vector<bool>(3, false);
-};
-
-Outcome run_three(const CommOptions& options, const std::function<void(Communicator&)>& body) {
-  Outcome out;
-  std::mutex mu;
-  local::run_ranks(3, [&](Communicator& comm) {
-    std::string error;
-    bool timeout = false;
-    try {
-      body(comm);
-    } catch (const TimeoutError& e) {
-      error = e.what();
-      timeout = true;
-    } catch (const Error& e) {
-      error = e.what();
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    out.error[comm.rank()] = error;
-    out.timeout[comm.rank()] = timeout;
-  }, options);
-  return out;
+testing::RankOutcomes run_three(const CommOptions& options, const std::function<void(Communicator&)>& body) {
+  return testing::run_collecting(3, options, body);
 }
 
 struct Disagreement {
@@ -154,7 +136,7 @@ std::vector<Disagreement> disagreements() {
 TEST(CheckedComm, DisagreeingCollectivesFailOnEveryRankNamingBothCalls) {
   for (const auto& d : disagreements()) {
     SCOPED_TRACE(d.name);
-    const Outcome out = run_three(checking(), d.body);
+    const testing::RankOutcomes out = run_three(checking(), d.body);
     for (int r = 0; r < 3; ++r) {
       EXPECT_FALSE(out.timeout[r]) << "rank " << r << ": " << out.error[r];
       const std::string prefix = "backend local (rank " + std::to_string(r) + " of 3): collective #";
@@ -182,7 +164,7 @@ TEST(CheckedComm, WithoutTheCheckAMixedReduceOpPassesSilently) {
 }
 
 TEST(CheckedComm, SplitCommunicatorsAreCheckedToo) {
-  const Outcome out = run_three(checking(), [](Communicator& c) {
+  const testing::RankOutcomes out = run_three(checking(), [](Communicator& c) {
     auto sub = c.split(0, c.rank());
     at::Tensor t = at::ones({c.rank() == 1 ? 3 : 5});
     sub->all_reduce(t)->wait();

@@ -11,6 +11,7 @@
 #include "runtime/comm/routed/communicator.h"
 #include "core/errors.h"
 #include "tests/common/collectives.h"
+#include "tests/common/rank_outcomes.h"
 
 namespace longhaul {
 namespace {
@@ -48,34 +49,9 @@ TEST_P(NcclOrderRanks, ArgumentErrors) { run(testing::check_argument_errors); }
 INSTANTIATE_TEST_SUITE_P(Ranks, NcclOrderRanks, ::testing::Values(1, 2, 3, 5, 8),
                          [](const auto& info) { return "P" + std::to_string(info.param); });
 
-// What each rank of a two-rank run threw (empty: nothing).
-struct Outcome {
-  std::string error[2];
-  bool timeout[2] = {false, false};
-  double seconds[2] = {0, 0};
-};
-
+using Outcome = testing::RankOutcomes;
 Outcome run_pair(const CommOptions& options, const std::function<void(Communicator&)>& body) {
-  Outcome out;
-  std::mutex mu;
-  local::run_ranks(2, [&](Communicator& comm) {
-    const auto start = Clock::now();
-    std::string error;
-    bool timeout = false;
-    try {
-      body(comm);
-    } catch (const TimeoutError& e) {
-      error = e.what();
-      timeout = true;
-    } catch (const CommError& e) {
-      error = e.what();
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    out.error[comm.rank()] = error;
-    out.timeout[comm.rank()] = timeout;
-    out.seconds[comm.rank()] = std::chrono::duration<double>(Clock::now() - start).count();
-  }, options);
-  return out;
+  return testing::run_collecting(2, options, body);
 }
 
 // Rank 0 sends A (tag 1) then B (tag 2); rank 1 receives B first, then A.

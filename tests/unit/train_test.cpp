@@ -2,11 +2,11 @@
 // equal the CP=1 run, data parallel × CP (2 × 2) equals one process, activation checkpointing
 // changes nothing, resume after a stop reproduces the losses bitwise, and damaged or mismatched
 // checkpoints are refused. Tiny sizes: each test runs in seconds on 2 cores.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <ATen/ATen.h>
-
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <cstring>
 #include <fstream>
@@ -271,10 +271,11 @@ TEST(TrainCheckpoint, EmptyTensorsRoundTrip) {
 }
 
 
-// A NaN in the model makes the loss NaN on every rank (it is the world's sum): the step is never
-// applied. By default training stops with a NumericalError naming the step; with skip_nonfinite
-// the step is dropped and no parameter moves. Two CP ranks: both take the same decision.
-TEST(TrainNonFinite, ALossThatIsNotFiniteStopsOrIsSkipped) {
+// Two CP ranks train one step, then `inject` (on each rank, after the first step, before the
+// second) makes the second step non-finite: by default it stops with a NumericalError saying
+// `stop_says` on every rank; with skip_nonfinite it is dropped. Either way no parameter moves.
+void check_nonfinite_step(const std::function<void(Communicator&, Trainer&)>& inject, const std::string& stop_says,
+                          bool loss_finite) {
   for (bool skip : {false, true}) {
     TrainOptions o = tiny_options(2, Strategy::Ring);
     o.optim.skip_nonfinite = skip;
@@ -283,21 +284,18 @@ TEST(TrainNonFinite, ALossThatIsNotFiniteStopsOrIsSkipped) {
     local::run_ranks(2, [&](Communicator& comm) {
       Trainer t(comm.shared_from_this(), task_source(tiny_recall_task()), o);
       t.step();
+      inject(comm, t);
       auto params = t.model().ordered_parameters();
-      {
-        at::NoGradGuard no_grad;
-        params.back().second.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
-      }
       std::vector<at::Tensor> before;
       for (const auto& [name, p] : params) before.push_back(p.detach().clone());
       try {
         const StepStats s = t.step();
-        skipped[comm.rank()] = s.skipped && !std::isfinite(s.loss);
+        skipped[comm.rank()] = s.skipped && std::isfinite(s.loss) == loss_finite;
       } catch (const NumericalError& e) {
         errors[comm.rank()] = e.what();
       }
       bool same = true;
-      for (size_t i = 0; i < params.size(); ++i)  // NaN equals NaN here: the injected one stays
+      for (size_t i = 0; i < params.size(); ++i)  // NaN equals NaN here: an injected one stays
         same = same && at::allclose(params[i].second.detach(), before[i], 0.0, 0.0, /*equal_nan=*/true);
       unchanged[comm.rank()] = same;
     });
@@ -307,51 +305,30 @@ TEST(TrainNonFinite, ALossThatIsNotFiniteStopsOrIsSkipped) {
         EXPECT_TRUE(skipped[r]) << "rank " << r;
         EXPECT_TRUE(errors[r].empty()) << errors[r];
       } else {
-        EXPECT_NE(errors[r].find("step 2: the loss is NaN"), std::string::npos) << "rank " << r << ": " << errors[r];
+        EXPECT_NE(errors[r].find(stop_says), std::string::npos) << "rank " << r << ": " << errors[r];
       }
     }
   }
+}
+
+// A NaN in the model makes the loss NaN on every rank (it is the world's sum): the step is never
+// applied.
+TEST(TrainNonFinite, ALossThatIsNotFiniteStopsOrIsSkipped) {
+  check_nonfinite_step([](Communicator&, Trainer& t) {
+    at::NoGradGuard no_grad;
+    t.model().ordered_parameters().back().second.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+  }, "step 2: the loss is NaN", /*loss_finite=*/false);
 }
 
 // A finite loss whose gradient is not finite (here a hook on rank 0 alone makes one gradient NaN;
 // an overflow in the backward or a huge learning rate does it in practice): the update would make
 // every parameter NaN, so it is never applied, on every rank; the error names the gradient norm.
 TEST(TrainNonFinite, AFiniteLossWithANonFiniteGradientStopsOrIsSkipped) {
-  for (bool skip : {false, true}) {
-    TrainOptions o = tiny_options(2, Strategy::Ring);
-    o.optim.skip_nonfinite = skip;
-    std::vector<std::string> errors(2);
-    std::vector<int> skipped(2, 0), unchanged(2, 0);
-    local::run_ranks(2, [&](Communicator& comm) {
-      Trainer t(comm.shared_from_this(), task_source(tiny_recall_task()), o);
-      t.step();
-      auto params = t.model().ordered_parameters();
-      if (comm.rank() == 0)
-        params.front().second.register_hook(
-            [](const at::Tensor& g) { return at::full_like(g, std::numeric_limits<float>::quiet_NaN()); });
-      std::vector<at::Tensor> before;
-      for (const auto& [name, p] : params) before.push_back(p.detach().clone());
-      try {
-        const StepStats s = t.step();
-        skipped[comm.rank()] = s.skipped && std::isfinite(s.loss) && !std::isfinite(s.grad_norm);
-      } catch (const NumericalError& e) {
-        errors[comm.rank()] = e.what();
-      }
-      bool same = true;
-      for (size_t i = 0; i < params.size(); ++i) same = same && at::equal(params[i].second.detach(), before[i]);
-      unchanged[comm.rank()] = same;
-    });
-    for (int r = 0; r < 2; ++r) {
-      EXPECT_TRUE(unchanged[r]) << "rank " << r << (skip ? " (skip)" : " (stop)") << ": a parameter moved";
-      if (skip) {
-        EXPECT_TRUE(skipped[r]) << "rank " << r;
-        EXPECT_TRUE(errors[r].empty()) << errors[r];
-      } else {
-        EXPECT_NE(errors[r].find("step 2: the gradient norm is NaN (the loss, "), std::string::npos)
-            << "rank " << r << ": " << errors[r];
-      }
-    }
-  }
+  check_nonfinite_step([](Communicator& comm, Trainer& t) {
+    if (comm.rank() != 0) return;
+    t.model().ordered_parameters().front().second.register_hook(
+        [](const at::Tensor& g) { return at::full_like(g, std::numeric_limits<float>::quiet_NaN()); });
+  }, "step 2: the gradient norm is NaN (the loss, ", /*loss_finite=*/true);
 }
 
 }  // namespace

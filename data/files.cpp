@@ -64,13 +64,15 @@ void check_writable_file(const std::string& path, const std::string& what, const
   LH_CHECK(::stat(dir.c_str(), &st) == 0, what, "'s directory ", dir, " does not exist", hint);
   LH_CHECK(S_ISDIR(st.st_mode), what, "'s directory ", dir, " is not a directory (it is a file)", hint);
   LH_CHECK(::access(dir.c_str(), W_OK) == 0, what, "'s directory ", dir, " is not writable", hint);
-  // The file system has the last word (/proc, a read-only mount, a full quota): open it as the
-  // writer will, without truncating a file that is there, and remove it again if it was not.
+  // The file system has the last word (/proc, a read-only mount, a full quota): open the file as
+  // the writer will, without truncating it, or, when it is not there yet, a probe of another name
+  // beside it (the path itself never appears: a job watching it for a checkpoint would be fooled).
   const bool existed = ::access(path.c_str(), F_OK) == 0;
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
-  LH_CHECK(fd >= 0, what, " ", path, " cannot be created: ", std::strerror(errno), hint);
+  const std::string probe = existed ? path : path + ".probe." + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), existed ? O_WRONLY : O_WRONLY | O_CREAT | O_EXCL, 0644);
+  LH_CHECK(fd >= 0, what, " ", path, " cannot be ", existed ? "written" : "created", ": ", std::strerror(errno), hint);
   ::close(fd);
-  if (!existed) ::unlink(path.c_str());
+  if (!existed) ::unlink(probe.c_str());
 }
 
 void walk(const std::string& dir,

@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "runtime/comm/comm.h"
+#include "runtime/comm/checked/communicator.h"
 #include "runtime/comm/local/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/routed/communicator.h"

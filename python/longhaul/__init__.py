@@ -10,6 +10,8 @@
 Errors from the C++ library keep its message: ValueError for invalid arguments,
 longhaul.CommError (longhaul.CommTimeout for a passed deadline) when communication fails.
 """
+import atexit
+
 import torch  # noqa: F401  (loads libtorch and libtorch_python, which the extension links)
 
 from . import _C
@@ -21,6 +23,12 @@ from .gradients import all_reduce_gradients
 from ._world import as_group, init, world
 
 __version__ = _C.info()["version"]
+
+# At exit, before the interpreter tears itself down, let go of the torch.distributed groups that
+# live ContextParallel objects wrap: a group torch has destroyed is then torn down while the
+# interpreter is whole (later, Gloo's destruction aborted the process).
+if hasattr(_C, "release_process_groups"):
+    atexit.register(_C.release_process_groups)
 
 
 def info():

@@ -184,6 +184,8 @@ void bind_comm(py::module_& m) {
       "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator "
       "(under NCCL's matching and stream order when LONGHAUL_NCCL_ORDER=1, with every collective compared "
       "across ranks first when LONGHAUL_CHECK_COLLECTIVES=1).");
+  m.def("release_process_groups", &c10d_backend::release_wrapped, py::call_guard<py::gil_scoped_release>(),
+        "Lets go of every wrapped torch.distributed group (at interpreter exit: registered by the package).");
 #endif
 }
 

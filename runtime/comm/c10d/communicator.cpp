@@ -9,7 +9,9 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <memory>
 #include <numeric>
+#include <vector>
 
 #include "runtime/comm/c10d/gloo.h"
 #include "runtime/comm/c10d/p2p.h"
@@ -58,8 +60,18 @@ class C10dCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "c10d-" + name_; }
 
+  // Drops this communicator's hold on its process group (release_wrapped); later operations fail.
+  void release() {
+    std::lock_guard<std::mutex> lock(self_mu_);
+    released_ = true;
+    sized_.reset();
+    backend_.reset();
+    store_.reset();
+  }
+
   std::shared_ptr<Communicator> split(int color, int key) override {
     const std::string op = detail::str_cat("split(color ", color, ", key ", key, ")");
+    alive(op);
     if (!store_)
       throw Unsupported(describe(op) + ": this communicator wraps a process group without a store; pass the "
                                        "group's store to c10d_backend::wrap");
@@ -96,6 +108,7 @@ class C10dCommunicator : public Communicator {
 
   WorkPtr do_send(const at::Tensor& t, int peer, int tag) override {
     const std::string op = detail::str_cat("send to peer ", peer, " (tag ", tag, ", ", nbytes(t), " bytes)");
+    alive(op);
     if (peer == rank_) return send_to_self(t, tag, describe(op));
     if (sized_) return sized_->send(t, peer, tag, describe(op), timeout());
     std::vector<at::Tensor> v{t};
@@ -104,6 +117,7 @@ class C10dCommunicator : public Communicator {
 
   WorkPtr do_recv(at::Tensor& t, int peer, int tag) override {
     const std::string op = detail::str_cat("recv from peer ", peer, " (tag ", tag, ", ", nbytes(t), " bytes)");
+    alive(op);
     if (peer == rank_) return recv_from_self(t, tag, describe(op));
     if (sized_) return sized_->recv(t, peer, tag, describe(op), timeout());
     std::vector<at::Tensor> v{t};
@@ -115,6 +129,7 @@ class C10dCommunicator : public Communicator {
   // (every step of a ring) would wait on each other. Gloo and messages to this rank itself take
   // the composed exchange.
   WorkPtr do_exchange(const std::vector<P2POp>& ops) override {
+    alive("exchange");
     const bool to_self =
         std::any_of(ops.begin(), ops.end(), [&](const P2POp& op) { return op.peer == rank_; });
     if (name_ == "gloo" || to_self || ops.empty() || !backend_->supportsCoalescing())
@@ -252,6 +267,7 @@ class C10dCommunicator : public Communicator {
   // Starts a c10d operation; errors raised while posting become CommError naming the operation.
   template <typename F>
   std::shared_ptr<Work> run(const std::string& op, bool collective, F&& start) {
+    alive(op);
     const std::string what = describe(op);
     c10::intrusive_ptr<c10d::Work> w;
     try {
@@ -265,6 +281,13 @@ class C10dCommunicator : public Communicator {
     return C10dWork::make(what, timeout(), std::move(w), collective, /*stream_ordered=*/name_ != "gloo");
   }
 
+  void alive(const std::string& op) const {
+    if (released_)
+      throw CommError(describe(op) + ": the torch process group was released when the interpreter exited "
+                                     "(longhaul lets go of wrapped groups then, so that torch can tear them down)");
+  }
+
+  bool released_ = false;
   c10::intrusive_ptr<c10d::Backend> backend_;
   c10::intrusive_ptr<c10d::Store> store_;
   std::string prefix_;
@@ -283,6 +306,10 @@ class C10dCommunicator : public Communicator {
 // (runtime/comm/checked): ranks that disagree on counts, dtype or op get the same InvalidArgument
 // instead. One small blocking all_gather per collective, on the CPU. Not over NCCL, where it would
 // be a device round trip per collective (NCCL-order mode proves those schedules on the CPU).
+// The communicators wrap() made over groups handed in (Python's), for release_wrapped().
+std::mutex g_wrapped_mu;
+std::vector<std::weak_ptr<C10dCommunicator>> g_wrapped;
+
 CommPtr checked_if_gloo(std::shared_ptr<C10dCommunicator> comm) {
   if (comm->backend() == "c10d-gloo") return checked::wrap(std::move(comm));
   return comm;
@@ -315,7 +342,23 @@ CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int ra
 CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
                            const c10::intrusive_ptr<c10d::Store>& store, CommOptions options) {
   if (!backend) throw InvalidArgument("backend c10d: the process group backend to wrap is null");
-  return checked_if_gloo(std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options));
+  auto comm = std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options);
+  {
+    std::lock_guard<std::mutex> lock(g_wrapped_mu);
+    std::erase_if(g_wrapped, [](const auto& w) { return w.expired(); });
+    g_wrapped.push_back(comm);
+  }
+  return checked_if_gloo(std::move(comm));
+}
+
+void c10d_backend::release_wrapped() {
+  std::vector<std::weak_ptr<C10dCommunicator>> all;
+  {
+    std::lock_guard<std::mutex> lock(g_wrapped_mu);
+    all.swap(g_wrapped);
+  }
+  for (auto& w : all)
+    if (auto c = w.lock()) c->release();
 }
 
 CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group, c10::DeviceType device,

@@ -44,6 +44,11 @@ CommPtr create_world_tcp(const std::string& host, int port, int rank, int size, 
 // split(); without it split() throws Unsupported.
 CommPtr wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
              const c10::intrusive_ptr<c10d::Store>& store = {}, CommOptions options = {});
+// Drops this process's hold on every process group wrap() wrapped; their communicators then fail
+// with a CommError. The Python module calls it at interpreter exit: a group that torch destroyed
+// (destroy_process_group) but a live ContextParallel still held was otherwise torn down during the
+// interpreter's own teardown, where Gloo's destruction aborted the process (std::terminate).
+void release_wrapped();
 // Wraps the backend of `group` for tensors of `device` (its store comes along).
 CommPtr wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group,
              c10::DeviceType device = c10::DeviceType::CPU, CommOptions options = {});

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <functional>
 
+#include "core/fnv1a.h"
+
 namespace longhaul {
 namespace {
 
@@ -155,13 +157,10 @@ int64_t MaskSpec::band_width() const {
 }
 
 uint64_t MaskSpec::fingerprint() const {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the slice fields
-  auto mix = [&](int64_t v) {
-    for (int b = 0; b < 8; ++b) h = (h ^ ((static_cast<uint64_t>(v) >> (8 * b)) & 0xff)) * 1099511628211ull;
-  };
+  Fnv1a h;  // over the slice fields
   for (const MaskSlice& s : by_q_)
-    for (int64_t v : {s.q_begin, s.q_end, s.k_begin, s.k_end, s.lo, s.hi}) mix(v);
-  return h;
+    for (int64_t v : {s.q_begin, s.q_end, s.k_begin, s.k_end, s.lo, s.hi}) h.word(static_cast<uint64_t>(v));
+  return h.value();
 }
 
 }  // namespace longhaul

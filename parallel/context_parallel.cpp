@@ -3,8 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
-#include <exception>
 #include <string>
+#include <vector>
 
 #include "parallel/strategy.h"
 #include "core/enum_names.h"
@@ -94,65 +94,45 @@ void ContextParallel::check_call(const char* fn, const at::Tensor& q, const at::
 }
 
 // Every forward and every explicit backward, on every rank (autograd's backward runs a call whose
-// forward was agreed, and skips it): one small all-reduce, and a named error on every rank when
-// they differ. So a mismatch at the hundredth call is the same named error as at the first, never
-// a hang in the strategy's collectives. A rank whose own arguments are invalid (`invalid`: its
-// error) joins with placeholders, so its peers fail at once naming it instead of waiting for it
-// until their deadline.
-void ContextParallel::check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan,
-                                      const Mask& mask, const std::string* invalid) {
-  // Names travel as hashes; the error shows each rank its own (a mask or documents by their
-  // fingerprint, described only if they differ).
-  const std::string validity = invalid ? *invalid : "valid ones";
-  std::vector<AgreedField> fields{AgreedField::of_text("arguments", validity)};
-  if (invalid) {
-    for (const char* name : {"T", "H", "H_kv", "D", "dtype", "k and v dtype", "scale", "strategy", "ulysses_degree",
-                             "inner strategy", "layout", "mask", "documents"})
-      fields.emplace_back(name, -1);
-  } else {
-    fields.insert(fields.end(),
-                  {{"T", plan.T()},
-                   {"H", q.size(1)},
-                   {"H_kv", k.size(1)},
-                   {"D", q.size(2)},
-                   AgreedField::of_text("dtype", c10::toString(q.scalar_type())),
-                   AgreedField::of_text("k and v dtype", c10::toString(k.scalar_type())),
-                   AgreedField::number("scale", scale_for(q)),
-                   AgreedField::of_text("strategy", to_string(options_.strategy)),
-                   {"ulysses_degree", options_.ulysses_degree},
-                   AgreedField::of_text("inner strategy", to_string(options_.inner)),
-                   AgreedField::of_text("layout", to_string(plan.layout())),
-                   AgreedField::described("mask", mask.fingerprint(), [&] { return mask.describe(); }),
-                   AgreedField::described("documents", plan.fingerprint(), [&] { return plan.describe(); })});
-  }
-  check_ranks_agree(*comm_, q.defined() ? q.device() : at::Device(at::kCPU), fields, "ContextParallel",
-                    "every rank of the CP group must call with valid arguments and the same T, heads, head dim, "
-                    "dtype, scale, strategy, layout, mask and rows");
-}
-
-// This rank's checks, then the group's: an invalid rank still takes part in the agreement (its
-// peers get an error naming it) and then throws its own error.
+// forward was agreed, and skips it): this rank's checks, then one small all-reduce, and a named
+// error on every rank when they differ (check_valid_and_agreed: a rank with invalid arguments fails
+// its peers at once too). So a mismatch at the hundredth call is the same named error as at the
+// first, never a hang in the strategy's collectives.
 void ContextParallel::check_everywhere(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                        const ShardPlan& plan, const Mask& mask, bool check_group,
                                        const std::function<void()>& more) {
-  std::exception_ptr invalid;
-  std::string why;
-  try {
+  const auto checks = [&] {
     check_call(fn, q, k, v, plan, mask);
     if (more) more();
-  } catch (const InvalidArgument& e) {
-    invalid = std::current_exception();
-    why = e.what();
-  }
-  if (check_group) {
-    try {
-      check_agreement(q, k, plan, mask, invalid ? &why : nullptr);
-    } catch (const InvalidArgument&) {
-      if (invalid) std::rethrow_exception(invalid);
-      throw;
+  };
+  if (!check_group) return checks();
+  // Names travel as hashes; the error shows each rank its own (a mask or documents by their
+  // fingerprint, described only if they differ).
+  const auto fields = [&](bool valid) -> std::vector<AgreedField> {
+    if (!valid) {
+      std::vector<AgreedField> placeholders;
+      for (const char* name : {"T", "H", "H_kv", "D", "dtype", "k and v dtype", "scale", "strategy", "ulysses_degree",
+                               "inner strategy", "layout", "mask", "documents"})
+        placeholders.emplace_back(name, -1);
+      return placeholders;
     }
-  }
-  if (invalid) std::rethrow_exception(invalid);
+    return {{"T", plan.T()},
+            {"H", q.size(1)},
+            {"H_kv", k.size(1)},
+            {"D", q.size(2)},
+            AgreedField::of_text("dtype", c10::toString(q.scalar_type())),
+            AgreedField::of_text("k and v dtype", c10::toString(k.scalar_type())),
+            AgreedField::number("scale", scale_for(q)),
+            AgreedField::of_text("strategy", to_string(options_.strategy)),
+            {"ulysses_degree", options_.ulysses_degree},
+            AgreedField::of_text("inner strategy", to_string(options_.inner)),
+            AgreedField::of_text("layout", to_string(plan.layout())),
+            AgreedField::described("mask", mask.fingerprint(), [&] { return mask.describe(); }),
+            AgreedField::described("documents", plan.fingerprint(), [&] { return plan.describe(); })};
+  };
+  check_valid_and_agreed(*comm_, q.defined() ? q.device() : at::Device(at::kCPU), checks, fields, "ContextParallel",
+                         "every rank of the CP group must call with valid arguments and the same T, heads, head "
+                         "dim, dtype, scale, strategy, layout, mask and rows");
 }
 
 double ContextParallel::scale_for(const at::Tensor& q) const {

@@ -43,10 +43,8 @@ class ContextParallel {
  private:
   void check_call(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                   const ShardPlan& plan, const Mask& mask);
-  void check_agreement(const at::Tensor& q, const at::Tensor& k, const ShardPlan& plan, const Mask& mask,
-                       const std::string* invalid);
-  // check_call (and `more`, this call's own checks) on this rank, then check_agreement when
-  // check_group: every rank fails together, an invalid one with its own error.
+  // check_call (and `more`, this call's own checks) on this rank, then, when check_group, the
+  // group's agreement: every rank fails together, an invalid one with its own error.
   void check_everywhere(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                         const ShardPlan& plan, const Mask& mask, bool check_group,
                         const std::function<void()>& more = {});

@@ -8,6 +8,7 @@
 
 #include "core/enum_names.h"
 #include "core/errors.h"
+#include "core/fnv1a.h"
 #include "runtime/comm/agreement.h"
 
 namespace longhaul {
@@ -27,15 +28,6 @@ Layout layout_from_string(const std::string& name) {
 }
 
 namespace {
-constexpr uint64_t kFnvStart = 1469598103934665603ull;
-// FNV-1a over v's 8 bytes (fingerprints of plans).
-void fnv_mix(uint64_t& h, uint64_t v) {
-  for (int i = 0; i < 8; ++i) {
-    h ^= (v >> (8 * i)) & 0xff;
-    h *= 1099511628211ull;
-  }
-}
-
 void check_layout(Layout layout, const char* where) {
   const int v = static_cast<int>(layout);
   LH_CHECK(v >= static_cast<int>(Layout::Contiguous) && v <= static_cast<int>(Layout::Balanced), where,
@@ -254,13 +246,13 @@ void ShardPlan::set_rows(std::vector<std::vector<int64_t>> rows) {
   for (const auto& r : rows) out = std::copy(r.begin(), r.end(), out);
   // The rows as runs of consecutive positions, rank by rank: ranks that built their plans
   // differently (another min_chunk, a row table of their own) get different fingerprints.
-  uint64_t h = kFnvStart;
+  Fnv1a h;
   for (const auto& r : rows) {
-    fnv_mix(h, r.size());  // also separates the ranks
+    h.word(r.size());  // also separates the ranks
     for (size_t i = 0; i < r.size(); ++i)
-      if (i == 0 || r[i] != r[i - 1] + 1 || i + 1 == r.size() || r[i + 1] != r[i] + 1) fnv_mix(h, r[i]);
+      if (i == 0 || r[i] != r[i - 1] + 1 || i + 1 == r.size() || r[i + 1] != r[i] + 1) h.word(r[i]);
   }
-  table->rows_hash = h;
+  table->rows_hash = h.value();
   rows_ = std::make_shared<const std::vector<std::vector<int64_t>>>(std::move(rows));
   table_ = std::move(table);
 }
@@ -363,13 +355,10 @@ Mask ShardPlan::document_mask() const {
 }
 
 uint64_t ShardPlan::fingerprint() const {
-  uint64_t h = kFnvStart;
-  fnv_mix(h, t_);
-  fnv_mix(h, p_);
-  fnv_mix(h, static_cast<uint64_t>(layout_));
-  for (int64_t c : cu_) fnv_mix(h, c);
-  fnv_mix(h, table_->rows_hash);
-  return h;
+  Fnv1a h;
+  h.word(t_).word(p_).word(static_cast<uint64_t>(layout_));
+  for (int64_t c : cu_) h.word(c);
+  return h.word(table_->rows_hash).value();
 }
 
 std::string ShardPlan::describe() const {

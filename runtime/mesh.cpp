@@ -1,7 +1,6 @@
 #include "runtime/mesh.h"
 
-#include <exception>
-#include <string>
+#include <vector>
 
 #include "core/errors.h"
 #include "runtime/comm/agreement.h"
@@ -12,30 +11,19 @@ ProcessMesh::ProcessMesh(CommPtr world, MeshShape shape) : world_(std::move(worl
   LH_CHECK(world_ != nullptr, "ProcessMesh: the world communicator is null");
   const int n = world_->size();
   // This rank's checks, then the group's: ranks with other shapes would split into groups that do
-  // not match. A rank whose shape is invalid still joins the comparison, so its peers fail at once.
-  std::exception_ptr invalid;
-  std::string why;
-  try {
-    LH_CHECK(shape.cp >= 1 && shape.ulysses >= 1, "ProcessMesh: cp (", shape.cp, ") and ulysses (", shape.ulysses,
-             ") must be positive");
-    LH_CHECK(n % shape.cp == 0, "ProcessMesh: world size ", n, " is not divisible by cp ", shape.cp,
-             "; the data-parallel size must be a whole number");
-    LH_CHECK(shape.cp % shape.ulysses == 0, "ProcessMesh: cp ", shape.cp, " is not divisible by the ulysses degree ",
-             shape.ulysses);
-  } catch (const InvalidArgument& e) {
-    invalid = std::current_exception();
-    why = e.what();
-  }
-  try {
-    check_ranks_agree(*world_, at::Device(at::kCUDA),
-                      {AgreedField::of_text("arguments", invalid ? why : "valid ones"), {"cp", shape.cp},
-                       {"ulysses", shape.ulysses}},
-                      "ProcessMesh", "every rank must build the mesh with the same valid shape");
-  } catch (const InvalidArgument&) {
-    if (invalid) std::rethrow_exception(invalid);
-    throw;
-  }
-  if (invalid) std::rethrow_exception(invalid);
+  // not match (a rank whose shape is invalid fails its peers at once too).
+  check_valid_and_agreed(
+      *world_, at::Device(at::kCUDA),
+      [&] {
+        LH_CHECK(shape.cp >= 1 && shape.ulysses >= 1, "ProcessMesh: cp (", shape.cp, ") and ulysses (", shape.ulysses,
+                 ") must be positive");
+        LH_CHECK(n % shape.cp == 0, "ProcessMesh: world size ", n, " is not divisible by cp ", shape.cp,
+                 "; the data-parallel size must be a whole number");
+        LH_CHECK(shape.cp % shape.ulysses == 0, "ProcessMesh: cp ", shape.cp,
+                 " is not divisible by the ulysses degree ", shape.ulysses);
+      },
+      [&](bool) -> std::vector<AgreedField> { return {{"cp", shape.cp}, {"ulysses", shape.ulysses}}; }, "ProcessMesh",
+      "every rank must build the mesh with the same valid shape");
   const int w = world_->rank();
   const int dp_index = w / shape.cp;
   const int ring_index = (w % shape.cp) / shape.ulysses;

@@ -12,17 +12,14 @@
 
 #include "data/files.h"
 #include "core/errors.h"
+#include "core/fnv1a.h"
 
 namespace longhaul::train {
 namespace {
 
 constexpr char kMagic[8] = {'L', 'H', 'C', 'K', 'P', 'T', '0', '1'};
 
-uint64_t fnv1a(const char* p, size_t n) {
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ULL;
-  return h;
-}
+uint64_t fnv1a(const char* p, size_t n) { return Fnv1a().bytes(p, n).value(); }
 
 int dtype_code(at::ScalarType t) {
   switch (t) {

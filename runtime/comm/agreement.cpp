@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 
 #include <cstring>
+#include <exception>
 
 #include "core/errors.h"
+#include "core/fnv1a.h"
 
 namespace longhaul {
 namespace {
@@ -25,8 +27,7 @@ AgreedField AgreedField::number(std::string name, double v) {
 }
 
 AgreedField AgreedField::of_text(std::string name, std::string text) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a: the same on every rank and build
-  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  const uint64_t h = Fnv1a().text(text).value();  // the same on every rank and build
   return described(std::move(name), h, [text = std::move(text)] { return text; });
 }
 
@@ -65,6 +66,28 @@ void check_ranks_agree(Communicator& comm, const at::Device& device, const std::
             detail::str_cat(who, ": rank ", r, " disagrees with rank 0 on ", fields[i].name, values, "; ", expected));
       }
   throw Error(who + ": the ranks' call fingerprints differ but their fields agree (internal error)");
+}
+
+void check_valid_and_agreed(Communicator& comm, const at::Device& device, const std::function<void()>& checks,
+                            const std::function<std::vector<AgreedField>(bool valid)>& fields, const std::string& who,
+                            const std::string& expected) {
+  std::exception_ptr invalid;
+  std::string why = "valid ones";
+  try {
+    checks();
+  } catch (const InvalidArgument& e) {
+    invalid = std::current_exception();
+    why = e.what();
+  }
+  std::vector<AgreedField> all{AgreedField::of_text("arguments", why)};
+  for (AgreedField& f : fields(!invalid)) all.push_back(std::move(f));
+  try {
+    check_ranks_agree(comm, device, all, who, expected);
+  } catch (const InvalidArgument&) {
+    if (invalid) std::rethrow_exception(invalid);
+    throw;
+  }
+  if (invalid) std::rethrow_exception(invalid);
 }
 
 }  // namespace longhaul

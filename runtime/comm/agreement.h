@@ -38,4 +38,13 @@ struct AgreedField {
 void check_ranks_agree(Communicator& comm, const at::Device& device, const std::vector<AgreedField>& fields,
                        const std::string& who, const std::string& expected);
 
+// This rank's own `checks` first, then check_ranks_agree over an "arguments" field followed by
+// fields(valid). A rank whose checks threw an InvalidArgument still takes part, its error as its
+// "arguments" (fields(false) gives placeholders, as many as fields(true): its inputs may be what is
+// invalid), so its peers fail at once naming it instead of waiting for it until their deadline;
+// then it throws its own error.
+void check_valid_and_agreed(Communicator& comm, const at::Device& device, const std::function<void()>& checks,
+                            const std::function<std::vector<AgreedField>(bool valid)>& fields, const std::string& who,
+                            const std::string& expected);
+
 }  // namespace longhaul

@@ -4,16 +4,13 @@
 // first byte is odd is taken as the records alone and wrapped with a correct header and checksum.
 #include <string>
 
+#include "core/fnv1a.h"
 #include "train/checkpoint.h"
 #include "tests/fuzz/fuzz_file.h"
 
 namespace {
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
+uint64_t fnv1a(const std::string& s) { return longhaul::Fnv1a().text(s).value(); }
 
 // "LHCKPT01", total bytes, the records, the FNV-1a hash of all before it (train/checkpoint.h).
 std::string wrapped(const uint8_t* data, size_t size) {

@@ -62,14 +62,6 @@ Call tensor_call(Kind kind, int64_t arg, const at::Tensor& t) {
   return c;
 }
 
-std::string list_text(const int64_t* v, int n) {
-  std::ostringstream os;
-  os << '[';
-  for (int i = 0; i < n; ++i) os << (i ? ", " : "") << v[i];
-  os << ']';
-  return os.str();
-}
-
 // "all_reduce (sum) of 1024 Float elements on cpu", from a gathered row.
 std::string describe_call(const int64_t* r, int size) {
   const Kind kind = static_cast<Kind>(r[1]);
@@ -84,10 +76,10 @@ std::string describe_call(const int64_t* r, int size) {
     os << " of " << r[5] << ' ' << dtype << " elements on " << device;
   } else if (kind == Kind::AllToAll) {
     os << " of rows of " << r[6] << ' ' << dtype << " elements on " << device << ", sending "
-       << list_text(r + kHead, size) << " and receiving " << list_text(r + kHead + size, size) << " rows";
+       << at::IntArrayRef(r + kHead, size) << " and receiving " << at::IntArrayRef(r + kHead + size, size) << " rows";
   } else {
     os << " of " << r[5] << " rows of " << r[6] << ' ' << dtype << " elements on " << device << ", rows per rank "
-       << list_text(r + kHead, size);
+       << at::IntArrayRef(r + kHead, size);
   }
   return os.str();
 }

@@ -9,6 +9,7 @@
 #include "runtime/comm/mpi/datatypes.h"
 #include "runtime/comm/mpi/engine.h"
 #include "core/errors.h"
+#include "core/fnv1a.h"
 
 namespace longhaul {
 namespace {
@@ -61,12 +62,6 @@ std::string bytes_text(int64_t bytes, int64_t row_bytes) {
   return row_bytes > 0 && bytes % row_bytes == 0
              ? detail::str_cat(bytes, " bytes (", bytes / row_bytes, " rows of ", row_bytes, " bytes)")
              : detail::str_cat(bytes, " bytes");
-}
-
-std::string counts_text(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
 }
 
 // A communicator a blocking setup call (MPI_Comm_dup, MPI_Comm_split) makes on the engine thread,
@@ -219,12 +214,11 @@ class MpiCommunicator : public Communicator {
     auto counts = std::make_shared<RowCounts>(elems, in.element_size(), what);
     const auto type = in.scalar_type();
     // Every rank must pass the same counts, dtype and op: one fingerprint each, gathered.
-    uint64_t h = 1469598103934665603ull;
-    for (int64_t v : elems) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
-    h = (h ^ static_cast<uint64_t>(type)) * 1099511628211ull;
-    h = (h ^ static_cast<uint64_t>(op)) * 1099511628211ull;
+    Fnv1a h;
+    for (int64_t v : elems) h.word(static_cast<uint64_t>(v));
+    h.word(static_cast<uint64_t>(type)).word(static_cast<uint64_t>(op));
     auto check = std::make_shared<ByteCheck>();
-    check->mine = {static_cast<int64_t>(h >> 1)};
+    check->mine = {static_cast<int64_t>(h.value() >> 1)};
     check->theirs.assign(size_, -1);
     WorkPtr work = submit(detail::str_cat("reduce_scatter(", to_string(op), ")"), {out, in}, [=, this] {
       Request sig, data;
@@ -238,7 +232,7 @@ class MpiCommunicator : public Communicator {
       for (int j = 0; j < P; ++j)
         if (check->theirs[j] != check->mine[0])
           throw CommError(detail::str_cat(what, ": rank ", j, " passed other rows per rank, dtype or op than this "
-                                          "rank (", type, ", elements per rank ", counts_text(elems),
+                                          "rank (", type, ", elements per rank ", at::IntArrayRef(elems),
                                           "); every rank must pass the same"));
     });
     return work;

@@ -52,7 +52,9 @@ int64_t StateReader::get(const std::string& key) const {
 }
 
 void StateReader::expect_options(const std::string& who, const NamedOptions& options, const Speller& spell) const {
-  for (const auto& [name, value] : options) {
+  for (const auto& option : options) {
+    const std::string& name = option.first;  // a plain reference: lambdas below capture it
+    const int64_t value = option.second;
     auto it = values_.find("option." + name);
     if (it == values_.end()) continue;
     LH_CHECK(it->second.size() == 1, "sampler state (", kind_, "): key 'option.", name, "' should hold one value, holds ",

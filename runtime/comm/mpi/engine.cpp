@@ -32,15 +32,27 @@ constexpr auto kMinPause = std::chrono::microseconds(20);
 constexpr auto kMaxPause = std::chrono::microseconds(2560);
 }  // namespace
 
+namespace {
+// MPI starts once per process: a World destroyed ends it for good.
+const char* const kFinalised = "MPI was already finalised in this process (when the last World using it was destroyed); "
+                               "MPI cannot start again, so keep one World alive for as long as its communicators "
+                               "are used";
+}  // namespace
+
 Engine& Engine::instance() {
   std::lock_guard<std::mutex> lock(g_instance_mu);
-  if (!g_instance) g_instance = new Engine();
+  if (!g_instance) {
+    // After MPI_Finalize an engine could only fail: it starts no thread (none would be joined).
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    g_instance = finalized ? new Engine(kFinalised) : new Engine();
+  }
   return *g_instance;
 }
 
 bool Engine::running() {
   std::lock_guard<std::mutex> lock(g_instance_mu);
-  return g_instance != nullptr;
+  return g_instance != nullptr && g_instance->thread_.joinable();
 }
 
 namespace {
@@ -56,6 +68,8 @@ void Engine::shutdown() {
 }
 
 Engine::Engine() { thread_ = std::thread([this] { loop(); }); }
+
+Engine::Engine(std::string error) : ready_(true), finished_(true), init_error_(std::move(error)) {}
 
 void Engine::wait_started(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -140,9 +154,7 @@ void Engine::loop() {
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
     if (finalized) {
-      // MPI starts once per process: a World destroyed ends it for good.
-      init_error_ = "MPI was already finalised in this process (when the last World using it was destroyed); "
-                    "MPI cannot start again, so keep one World alive for as long as its communicators are used";
+      init_error_ = kFinalised;
     } else if (!initialized) {
       if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &thread_level_) != MPI_SUCCESS)
         init_error_ = "MPI_Init_thread failed";

@@ -57,6 +57,7 @@ class Engine {
 
  private:
   Engine();
+  explicit Engine(std::string error);  // an engine that fails everything with `error`, without a thread
   ~Engine();
   void loop();
   void poll();

@@ -97,7 +97,7 @@ stop_python_build() {
 # here either way); CP, training, the local and c10d communicators; NCCL's tests last (its
 # deadline test aborts a communicator with work queued). PART=LIMIT:FILTER[:ENV].
 section tests "gpu tests" && for part in "attention_tests=120:AttentionCuda*:-AttentionCudaBand*" \
-    "ragged_cudnn_tests=60:AttentionCuda.Documents:AttentionCuda.RaggedCudnn*:AttentionCuda.EveryFamily*:AttentionCuda.ZigzagShardPairs*:LONGHAUL_CUDA_VARLEN=cudnn" \
+    "ragged_cudnn_tests=90:AttentionCuda.Documents:AttentionCuda.RaggedCudnn*:AttentionCuda.EveryFamily*:AttentionCuda.ZigzagShardPairs*:LONGHAUL_CUDA_VARLEN=cudnn" \
     "cp_train_tests=180:-AttentionCuda*:Nccl*" "nccl_tests=90:Nccl*"; do
   name=${part%%=*} rest=${part#*=}
   limit=${rest%%:*} filter=${rest#*:} env=
@@ -146,7 +146,7 @@ fi
 
 # ---- the cuDNN band route, each step in its own process ----------------------------------------
 if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
-  LONGHAUL_CUDA_BAND=cudnn timeout "$(lh_limit 120)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
+  LONGHAUL_CUDA_BAND=cudnn timeout "$(lh_limit 180)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
   echo "# exit $?"
   echo "# causal (the yardstick), the causal window of 1024 and documents (their backward on the band graph) with the band route on"
   LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10

@@ -6,9 +6,11 @@
 #include <ATen/ATen.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -67,25 +69,32 @@ ProbeKey probe_key(const at::Tensor& q, const at::Tensor& k);
 
 // The verdicts of one route's probe: the first call for a combination runs
 // `run(options, padded head dim, kv heads)` under a lock (2 query heads, so 1 KV head is GQA), and
-// `message` (when given) reports a failed verdict once.
+// `message` (when given) reports a failed verdict once. A probe that takes over a second (graph
+// builds) says so on stderr, so a slow first step is explained.
 template <typename Verdict>
 class ProbeCache {
  public:
   using Run = std::function<Verdict(const at::TensorOptions&, int64_t, int64_t)>;
   using Message = std::function<void(const Verdict&, const std::string& combination)>;
-  ProbeCache(Run run, Message message) : run_(std::move(run)), message_(std::move(message)) {}
+  ProbeCache(std::string route, Run run, Message message)
+      : route_(std::move(route)), run_(std::move(run)), message_(std::move(message)) {}
   const Verdict& verdict(const at::Tensor& q, const at::Tensor& k) {
     ProbeKey key = probe_key(q, k);
     const std::lock_guard<std::mutex> lock(mutex_);
     auto it = verdicts_.find(key);
     if (it == verdicts_.end()) {
+      const auto start = std::chrono::steady_clock::now();
       it = verdicts_.emplace(key, run_(q.options(), key.padded_dim, key.gqa ? 1 : 2)).first;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (seconds > 1.0)
+        std::cerr << "longhaul: the " << route_ << " probe (" << key.description << ") took " << seconds << " s\n";
       if (!it->second.ok && message_) message_(it->second, key.description);
     }
     return it->second;
   }
 
  private:
+  std::string route_;
   Run run_;
   Message message_;
   std::mutex mutex_;

@@ -124,6 +124,8 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     }
     if (mode == VarlenMode::Timed) pr.why = ragged_slower_than_flash(opt, dp, hkv);
     pr.ok = pr.why.empty();
+  } catch (const c10::AcceleratorError&) {
+    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const std::exception& e) {
     pr.why = detail::str_cat("ragged cuDNN attention does not run here: ", e.what());
     pr.why = pr.why.substr(0, pr.why.find('\n'));
@@ -131,7 +133,7 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   return pr;
 }
 
-ProbeCache<Probe> g_probes(run_probe, [](const Probe& p, const std::string& combination) {
+ProbeCache<Probe> g_probes("ragged cuDNN", run_probe, [](const Probe& p, const std::string& combination) {
   if (varlen_mode() != VarlenMode::Off)  // not turned off on purpose
     std::cerr << "longhaul: ragged cuDNN attention off (" << combination << "): " << p.why
               << "; FlashAttention-2 runs those blocks\n";

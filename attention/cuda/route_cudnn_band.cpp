@@ -155,6 +155,7 @@ std::shared_ptr<fe::graph::Tensor_attributes> per_piece(fe::graph::Graph& g, Uid
 // with a' the bottom-right-shifted row, so left_bound = left + 1.
 template <typename Attributes>
 void set_band(Attributes& a, int64_t left, int64_t right) {
+  if (left < 0 && right < 0) return;  // no band (documents): an alignment would only narrow what cuDNN accepts
   a.set_diagonal_alignment(fe::DiagonalAlignment_t::BOTTOM_RIGHT);
   if (left >= 0) a.set_diagonal_band_left_bound(static_cast<int>(left + 1));
   if (right >= 0) a.set_diagonal_band_right_bound(static_cast<int>(right));
@@ -518,6 +519,8 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     }
     if (band_mode() == BandMode::Auto) pr.why = slower_than_flash(opt, dp, hkv);
     pr.ok = pr.why.empty();
+  } catch (const c10::AcceleratorError&) {
+    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const std::exception& e) {
     pr.why = detail::str_cat("cuDNN band attention does not run here: ", e.what());
     pr.why = pr.why.substr(0, pr.why.find('\n'));
@@ -526,7 +529,7 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   return pr;
 }
 
-ProbeCache<ProbeVerdict> g_probes(run_probe, [](const ProbeVerdict& p, const std::string& combination) {
+ProbeCache<ProbeVerdict> g_probes("cuDNN band", run_probe, [](const ProbeVerdict& p, const std::string& combination) {
   std::cerr << "longhaul: cuDNN band attention off (" << combination << "): " << p.why
             << "; FlashAttention-2 runs those groups\n";
 });

@@ -243,12 +243,15 @@ TEST(AttentionCuda, ZigzagRingStepsOnDenseCudnnPieces) {
   for (const int64_t T : {2048, 2047}) {
     std::vector<at::Tensor> pos;
     for (int r = 0; r < P; ++r) pos.push_back(ShardPlan(T, std::nullopt, Layout::Zigzag, P, r, 8).positions(r));
-    // Where SDPA picks cuDNN for a chunk's causal square and a chunk against two (even T: every
-    // piece of the layout has one of those shapes), no piece may be left to FlashAttention-2.
+    // Where SDPA picks cuDNN for every piece shape of the layout (even T): a chunk's causal square,
+    // a chunk against a chunk or two, two chunks against one, and a whole full block (two against
+    // two), no piece may be left to FlashAttention-2.
     const at::Tensor square = cu(at::zeros({T / (2 * P), h, d}, at::kBFloat16)),
                      wide = cu(at::zeros({T / P, h, d}, at::kBFloat16));
     const bool cudnn = T % (2 * P) == 0 && cuda::prefers_cudnn(square, square, true, scale) &&
-                       cuda::prefers_cudnn(square, wide, false, scale) && cuda::prefers_cudnn(wide, square, false, scale);
+                       cuda::prefers_cudnn(square, square, false, scale) &&
+                       cuda::prefers_cudnn(square, wide, false, scale) &&
+                       cuda::prefers_cudnn(wide, square, false, scale) && cuda::prefers_cudnn(wide, wide, false, scale);
     std::cout << "[ route    ] T " << T << ": every piece on dense cuDNN expected: " << (cudnn ? "yes" : "no")
               << " (bf16, H " << h << ", D " << d << ")\n";
     for (const Mask& mask : {Mask::causal(), Mask::full()})

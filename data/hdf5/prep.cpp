@@ -192,7 +192,7 @@ std::string PrepSummary::text() const {
   out += line;
   int64_t n_skipped = 0;
   for (const auto& [why, n] : skipped) n_skipped += n;
-  out += "skipped: " + std::to_string(n_skipped) + (skipped.empty() ? "\n" : "\n");
+  out += "skipped: " + std::to_string(n_skipped) + "\n";
   for (const auto& [why, n] : skipped) out += "  " + std::to_string(n) + "  " + why + "\n";
   if (!left_out.empty()) {
     out += "not taken:\n";

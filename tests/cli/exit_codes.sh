@@ -37,7 +37,7 @@ expect_says() {
 if "$longhaul" info --json 2>/dev/null | grep -q '"cuda_devices": 0'; then
   expect_says 3 "needs a CUDA device" bench cp-gpu --tokens 4096
   expect_says 3 "needs a CUDA device" bench layer --device cuda
-  expect_says 3 "no CUDA device" bench kernel --backends cuda
+  expect_says 3 "needs CUDA tensors" bench kernel --backends cuda
   expect_says 3 "was asked for, but" train --device cuda --steps 1 --workdir "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 else
   echo "NOTE: a CUDA device is present: the no-device exit codes are not checked here"

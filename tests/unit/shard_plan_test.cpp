@@ -148,8 +148,7 @@ TEST(ShardPlan, BalancedLayoutEvensTheMaskedAreaOfEveryFamily) {
   std::vector<int64_t> cu{0};  // documents of 300 .. 4000 tokens
   for (int64_t len = 1111; cu.back() < T; len = (len * 7 + 389) % 3700 + 300) cu.push_back(std::min(T, cu.back() + len));
   for (const auto& name : masks::family_names()) {
-    const int64_t param = name == "prefix_lm_causal" ? T / 4 : name == "prefix_lm_document" ? 256
-                          : name == "block_causal_document" ? 1024 : 1024;
+    const int64_t param = name == "prefix_lm_causal" ? T / 4 : name == "prefix_lm_document" ? 256 : 1024;
     const Mask m = masks::make(name, T, masks::uses_documents(name) ? cu : std::vector<int64_t>{}, param, 256);
     for (int p : {2, 4}) {
       const ShardPlan b = ShardPlan::for_mask(T, m, Layout::Balanced, p, 0);

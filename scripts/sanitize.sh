@@ -4,8 +4,9 @@
 #   scripts/sanitize.sh address   [ctest arguments]   AddressSanitizer + UndefinedBehaviorSanitizer
 #   scripts/sanitize.sh undefined [ctest arguments]   UndefinedBehaviorSanitizer alone
 #   scripts/sanitize.sh thread    [ctest arguments]   ThreadSanitizer on the threaded code: the local
-#                                                     backend, the MPI progress engine, the prefetching
-#                                                     loader, the CPU kernels' workers
+#                                                     backend, the MPI progress engine and its lifetime,
+#                                                     the collective checks, the prefetching loader,
+#                                                     the CPU kernels' workers
 #   scripts/sanitize.sh KIND --build-only             build, run nothing (BUILD_TARGETS selects targets)
 # Extra arguments replace the default label selection, e.g. `scripts/sanitize.sh address -R Mask`.
 # SANITIZE_CMAKE_ARGS adds configure arguments (scripts/fuzz.sh: a newer libhdf5 via HDF5_ROOT).
@@ -69,7 +70,7 @@ fi
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
   if [ "$kind" = thread ]; then
-    args=(-L "cpu|mpi" -R "Local|Mpi|Engine|Loader|Prefetch|Thread|Worker|mpi_comm|mpi_cp")
+    args=(-L "cpu|mpi" -R "Local|Mpi|Engine|Loader|Prefetch|Thread|Worker|Checked|CollectiveCount|mpi_comm|mpi_cp|mpi_world|mpi_rank")
   else
     args=(-L "cpu|mpi")
   fi

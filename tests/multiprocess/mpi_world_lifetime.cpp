@@ -9,6 +9,7 @@
 
 #include "core/errors.h"
 #include "launch/world.h"
+#include "runtime/comm/mpi/engine.h"
 
 namespace {
 
@@ -61,6 +62,9 @@ int main() {
   // Every World is gone: MPI was finalised.
   expect_error([&] { sum_over_ranks(*kept); }, "MPI was already finalised", "a communicator kept past its World");
   expect_error([&] { longhaul::init(options); }, "MPI was already finalised", "init() after the last World");
+  // Neither started an engine thread that no one would join: the engine made after MPI_Finalize
+  // only fails what it is given.
+  check(!longhaul::mpi::Engine::running(), "an MPI engine thread runs after MPI was finalised");
   if (failures == 0) std::fprintf(stderr, "mpi_world_lifetime: every check held\n");
   return failures == 0 ? 0 : 1;
 }

@@ -6,10 +6,11 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <vector>
 
@@ -60,9 +61,9 @@ class C10dCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "c10d-" + name_; }
 
-  // Drops this communicator's hold on its process group (release_wrapped); later operations fail.
+  // Drops this communicator's hold on its process group (release_wrapped, at interpreter exit);
+  // later operations fail.
   void release() {
-    std::lock_guard<std::mutex> lock(self_mu_);
     released_ = true;
     sized_.reset();
     backend_.reset();
@@ -287,7 +288,7 @@ class C10dCommunicator : public Communicator {
                                      "(longhaul lets go of wrapped groups then, so that torch can tear them down)");
   }
 
-  bool released_ = false;
+  std::atomic<bool> released_{false};
   c10::intrusive_ptr<c10d::Backend> backend_;
   c10::intrusive_ptr<c10d::Store> store_;
   std::string prefix_;
@@ -301,15 +302,15 @@ class C10dCommunicator : public Communicator {
   std::map<int, std::deque<std::pair<at::Tensor, std::shared_ptr<Work>>>> self_recvs_;
 };
 
+// The communicators wrap() made over groups handed in (Python's), for release_wrapped().
+std::mutex g_wrapped_mu;
+std::vector<std::weak_ptr<C10dCommunicator>> g_wrapped;
+
 // Gloo aborts the process on a collective message larger than its receive and leaves a shorter
 // one's rows unwritten, so collectives over Gloo are first compared across ranks
 // (runtime/comm/checked): ranks that disagree on counts, dtype or op get the same InvalidArgument
 // instead. One small blocking all_gather per collective, on the CPU. Not over NCCL, where it would
 // be a device round trip per collective (NCCL-order mode proves those schedules on the CPU).
-// The communicators wrap() made over groups handed in (Python's), for release_wrapped().
-std::mutex g_wrapped_mu;
-std::vector<std::weak_ptr<C10dCommunicator>> g_wrapped;
-
 CommPtr checked_if_gloo(std::shared_ptr<C10dCommunicator> comm) {
   if (comm->backend() == "c10d-gloo") return checked::wrap(std::move(comm));
   return comm;

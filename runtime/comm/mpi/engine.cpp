@@ -149,13 +149,11 @@ void Engine::run_sync(std::function<void()> fn, std::chrono::milliseconds timeou
 
 void Engine::loop() {
   {
-    // Without the lock: wait_started waits on it with a deadline while MPI_Init blocks.
-    int initialized = 0, finalized = 0;
+    // Without the lock: wait_started waits on it with a deadline while MPI_Init blocks. MPI is not
+    // finalised here: instance() makes a thread-less engine for that.
+    int initialized = 0;
     MPI_Initialized(&initialized);
-    MPI_Finalized(&finalized);
-    if (finalized) {
-      init_error_ = kFinalised;
-    } else if (!initialized) {
+    if (!initialized) {
       if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &thread_level_) != MPI_SUCCESS)
         init_error_ = "MPI_Init_thread failed";
       we_initialized_ = true;

@@ -17,11 +17,8 @@ workdir=${LONGHAUL_TRAIN_DIR:-$(mktemp -d /tmp/longhaul-train.XXXXXX)}
 # Documents of 64…1024 tokens with one hidden key-value pair each (a passkey), for a 2-layer model
 # of width 64 with 2 heads of 32 dims, DD with one curriculum cycle (grow_p2: the short buckets
 # come first, so the retrieval is found on short documents and then carried to long ones). The
-# model finds the retrieval in a sudden transition whose step varies with the seed and the host.
-# This command on an AMD EPYC (2 cores): 0.69/0.72/0.53/0.56 at 64/128/256/512 by step 1000, then
-# 0.97/1.0/1.0/1.0 at step 3000, 0.19 at 1024 (2.5 min of training). One process with the same
-# recipe: seeds 0 and 1 learn it by steps 2500 and 2000, seed 2 not within 3000 steps. With 4
-# heads of 16 dims and 8 cycles, the earlier recipe, the run stayed at chance on that host.
+# model finds it in a sudden transition whose step varies with seed and host; what was measured
+# with this recipe and the earlier one is in docs/train.md (The embedded task).
 mpirun --oversubscribe --bind-to none -np 2 "$bin" train --cp auto --strategy ring --layout zigzag \
   --steps "${LONGHAUL_TRAIN_STEPS:-3000}" --min-log2 6 --max-log2 10 --tokens-per-step 4096 --task-pairs 1 --lr 3e-3 \
   --heads 2 --kv-heads 2 --cycles 1 \

@@ -5,6 +5,7 @@
 
 #include "attention/attention.h"
 #include "core/dtypes.h"
+#include "core/host_to_device.h"
 #include "parallel/options.h"
 #include "parallel/shard_plan.h"
 #include "parallel/stats.h"
@@ -42,9 +43,7 @@ std::unique_ptr<CpStrategy> make_hybrid(int ulysses_degree, Strategy inner);
 
 
 // Row indices are built on the CPU from the plan; index ops want them on the indexed tensor's
-// device (CUDA shards).
-inline at::Tensor rows_on(const at::Tensor& idx, const at::Tensor& x) {
-  return idx.device() == x.device() ? idx : idx.to(x.device());
-}
+// device (CUDA shards), copied there without stalling the host.
+inline at::Tensor rows_on(const at::Tensor& idx, const at::Tensor& x) { return host_to_device(idx, x.device()); }
 
 }  // namespace longhaul

@@ -112,6 +112,24 @@ void join_full_pieces(std::vector<Piece>& list) {
        [](Piece& a, const Piece& b) { a.n += b.n; });
 }
 
+// A group of more pieces than one varlen call takes, as consecutive groups of at most
+// kMaxPiecesPerCall pieces (each keeps the layers it cuts, renumbered).
+void split_into_calls(PieceGroup g, std::vector<PieceGroup>& out) {
+  const size_t n = g.pieces.size(), most = static_cast<size_t>(kMaxPiecesPerCall);
+  if (n <= most) {
+    out.push_back(std::move(g));
+    return;
+  }
+  for (size_t b = 0; b < n; b += most) {
+    const size_t e = std::min(n, b + most);
+    PieceGroup c{g.left, g.right, {g.pieces.begin() + b, g.pieces.begin() + e}, {0}};
+    for (size_t l : g.layer_begin)
+      if (l > b && l < e) c.layer_begin.push_back(l - b);
+    c.layer_begin.push_back(e - b);
+    out.push_back(std::move(c));
+  }
+}
+
 }  // namespace
 
 int64_t BlockPlan::num_pieces() const {
@@ -136,7 +154,9 @@ BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, int64_t tq, con
 
   std::vector<Piece> pieces;
   int64_t pairs = 0;
-  const int64_t max_pairs = 8 * runs + 256;  // beyond this the block is not run-structured
+  // Beyond this the block is not run-structured (pieces of a few rows on average). A shard of many
+  // short documents has one pair per document, so the bound grows with the rows.
+  const int64_t max_pairs = 8 * runs + 256 + (tq + tk) / 8;
   std::vector<size_t> slices;
   for (size_t i = 0; i < qr.size(); ++i) {
     spec.slices_meeting_rows(qr[i].pos, qr[i].pos + qr[i].len - 1, slices);
@@ -188,7 +208,7 @@ BlockPlan plan_block(const MaskSpec& spec, const int64_t* q_pos, int64_t tq, con
       g.pieces.push_back(list[order[i].second]);
     }
     g.layer_begin.push_back(g.pieces.size());
-    plan.groups.push_back(std::move(g));
+    split_into_calls(std::move(g), plan.groups);
   }
   return plan;
 }

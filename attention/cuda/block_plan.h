@@ -37,6 +37,10 @@ struct PieceGroup {
   std::vector<std::size_t> layer_begin;  // index of each layer's first piece, plus pieces.size()
 };
 
+// The most pieces one group holds: FlashAttention-2's varlen kernels put the batch (the pieces) in
+// the grid's y dimension, at most 65535 blocks; a longer group is cut into several.
+constexpr int64_t kMaxPiecesPerCall = 65535;
+
 struct BlockPlan {
   bool fragmented = false;  // too many short runs (striped layouts): use the math fallback
   std::vector<PieceGroup> groups;

@@ -115,10 +115,10 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   if (const Piece* whole = whole_block_piece(plan, tq, k.size(0))) {
     const Kernel kern = route.launches[0].kernel;
     if (kern == Kernel::CudnnDense || kern == Kernel::CudnnPieces || kern == Kernel::EfficientPieces) {
-      const PieceGroup& g = plan.groups[0];
-      AttentionOutput r = kern == Kernel::CudnnDense ? cudnn_forward(qp, kp, vp, g.right == 0, scale)
-                                                     : piece_forward(kern, g, *whole);
-      r.out = r.out.narrow(2, 0, d);
+      // Dense cuDNN over the whole block is the one-piece case of the per-piece route (a shape
+      // cuDNN refuses goes to FlashAttention-2 there).
+      AttentionOutput r = piece_forward(kern, plan.groups[0], *whole);
+      if (r.out.size(2) != d) r.out = r.out.narrow(2, 0, d).contiguous();  // merges want packed rows
       return r;
     }
   }
@@ -133,7 +133,8 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   std::optional<GroupOutput> first;
   if (route.launches.size() == 1 && (first = varlen_output(route.launches[0])) && first->qr.identity &&
       plan.groups[route.launches[0].group].layer_begin.size() == 2)
-    return {first->out.narrow(2, 0, d), first->lse};  // one call whose rows tile the block (documents)
+    // One call whose rows tile the block (documents).
+    return {first->out.size(2) == d ? first->out : first->out.narrow(2, 0, d).contiguous(), first->lse};
   at::Tensor out_acc = at::zeros({tq, h, d}, q.options().dtype(at::kFloat));
   at::Tensor lse_acc = at::full({h, tq}, -kInf, q.options().dtype(at::kFloat));
   for (const Launch& l : route.launches) {
@@ -170,15 +171,15 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   // The fused kernels want out in the input dtype (strategies hold it in float32).
   const at::Tensor op = pad_head_dim(out.to(q.scalar_type())).contiguous();
-  if (route.launches.size() == 1 && route.launches[0].kernel == Kernel::CudnnDense)
-    return cudnn_backward(dp, qp, kp, vp, op, lse, plan.groups[0].right == 0, scale, d);
   const at::Tensor lse_aten = lse_for_aten(lse);
   for (const Launch& l : route.launches) {
     const PieceGroup& g = plan.groups[l.group];
     switch (l.kernel) {
       case Kernel::CudnnBand: cudnn_band_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
       case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
-      // Dense cuDNN takes longhaul's lse as is (every row of a piece sees a key).
+      // Dense cuDNN, per piece or over the whole block (its one-piece case), takes longhaul's lse
+      // as is (every row of a piece sees a key).
+      case Kernel::CudnnDense:
       case Kernel::CudnnPieces: cudnn_backward_group(g, dp, qp, kp, vp, op, lse, scale, acc); break;
       default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
     }
@@ -213,7 +214,7 @@ void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_
   }
   LH_CHECK(lse_acc.scalar_type() == at::kFloat, "merge_into: lse_acc must be float32 with a float32 out_acc, got ",
            lse_acc.scalar_type());
-  const at::Tensor ob = out_b.scalar_type() == at::kDouble ? out_b.to(at::kFloat) : out_b.contiguous();
+  const at::Tensor ob = out_b.to(at::kFloat).contiguous();  // the kernel reads packed [T, H, D]
   launch_merge(out_acc, lse_acc, ob, lse_b.to(at::kFloat).contiguous());
 }
 

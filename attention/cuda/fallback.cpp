@@ -1,5 +1,6 @@
 #include "attention/cuda/fallback.h"
 #include "core/dtypes.h"
+#include "core/host_to_device.h"
 
 #include <ATen/ATen.h>
 
@@ -30,8 +31,8 @@ struct DeviceView {
   DeviceView(const BlockView& view, const Mask& mask, const at::Device& dev) {
     k_pos_cpu = view.k_pos.to(at::kCPU).to(at::kLong).contiguous();
     q_keys_cpu = mask.key_intervals(view.q_pos.to(at::kCPU)).contiguous();
-    k_pos = k_pos_cpu.to(dev);
-    q_keys = q_keys_cpu.to(dev);
+    k_pos = host_to_device(k_pos_cpu, dev);
+    q_keys = host_to_device(q_keys_cpu, dev);
     keys_ascend = k_pos_cpu.numel() < 2 ||
                   (k_pos_cpu.narrow(0, 1, k_pos_cpu.numel() - 1) > k_pos_cpu.narrow(0, 0, k_pos_cpu.numel() - 1))
                       .all()

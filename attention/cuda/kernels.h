@@ -28,7 +28,9 @@ void launch_merge(const MergeParams& p, cudaStream_t stream);
 
 // LSE fix-up after an ATen forward: reads an ATen logsumexp with any head/row strides (the
 // transposed or 32-padded layouts), writes longhaul's [H, T] float32 and, for rows that saw no
-// key (ATen reports +∞, NaN or −∞ there), lse = −∞ and out[t, h, :] = 0.
+// key (flash and cuDNN report +∞, NaN or −∞ there), lse = −∞ and out[t, h, :] = 0. The
+// memory-efficient kernel reports 0 for such a row, which this cannot tell from a real lse: the
+// block planner trims every piece to rows that see a key, so no kernel gets such a row.
 struct LseFixParams {
   const float* lse_in = nullptr;
   int64_t in_head_stride = 0, in_row_stride = 0;  // in elements

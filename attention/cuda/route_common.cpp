@@ -10,6 +10,7 @@
 
 #include "attention/cuda/kernels.h"
 #include "core/errors.h"
+#include "core/host_to_device.h"
 #include "core/worst_error.h"
 
 namespace longhaul::cuda::routes {
@@ -101,9 +102,13 @@ Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool
     cu.push_back(static_cast<int32_t>(r.total));
   }
   const auto long_opt = at::TensorOptions().dtype(at::kLong).device(dev);
-  r.index = r.identity ? at::arange(t_all, long_opt) : at::tensor(idx, at::kLong).to(dev);
-  r.cu = at::tensor(cu, at::kInt).to(dev);
+  r.index = r.identity ? at::arange(t_all, long_opt) : host_to_device(at::tensor(idx, at::kLong), dev);
+  r.cu = host_to_device(at::tensor(cu, at::kInt), dev);
   return r;
+}
+
+bool not_a_refusal(const std::exception& e) {
+  return dynamic_cast<const c10::AcceleratorError*>(&e) || dynamic_cast<const c10::OutOfMemoryError*>(&e);
 }
 
 at::Tensor gather(const at::Tensor& x, const Rows& r) { return r.identity ? x : x.index_select(0, r.index); }
@@ -198,6 +203,10 @@ void merge_each_piece(const PieceGroup& g, int64_t tq, at::Tensor& out_acc, at::
 }
 
 void add_piece_grads(const Piece& p, const AttentionGrads& grads, GradAcc& acc) {
+  if (!acc.dq.defined() && p.m == acc.q_shape[0] && p.n == acc.kv_shape[0]) {  // the whole block
+    acc.dq = grads.dq.contiguous(), acc.dk = grads.dk.contiguous(), acc.dv = grads.dv.contiguous();
+    return;
+  }
   acc.allocate_if_needed();
   acc.dq.narrow(0, p.q_row, p.m).add_(grads.dq);
   acc.dk.narrow(0, p.k_row, p.n).add_(grads.dk);

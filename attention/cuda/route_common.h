@@ -48,6 +48,11 @@ const char* switch_name(Mode mode, const std::pair<const char*, Mode> (&modes)[N
 // opt's dtype and device): no draw from the caller's RNG state.
 at::Tensor probe_input(int64_t rows, int64_t heads, int64_t d, double f, const at::TensorOptions& opt);
 
+// Whether an exception from a kernel call is not the kernel refusing the call: a device fault (the
+// context is unusable) or running out of memory (transient: the same shape may fit later). Routes
+// rethrow these instead of remembering the shape (or the route) as refused.
+bool not_a_refusal(const std::exception& e);
+
 // What a route's one-time probe found: whether the route runs and agrees with its reference
 // kernel, and why not (routes may extend it with what the probe learned).
 struct ProbeVerdict {

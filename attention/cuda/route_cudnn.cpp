@@ -92,10 +92,11 @@ std::string ragged_slower_than_flash(const at::TensorOptions& opt, int64_t dp, i
       cudnn_ms, flash_ms);
 }
 
-// Two causal square sequences (8 and 24 rows), 2 query heads over `hkv` KV heads: ragged cuDNN's
-// forward against FlashAttention-2's; then, unless LONGHAUL_CUDA_VARLEN=cudnn, both timed. Inputs
-// are deterministic (no RNG state used). The backward is never run (the header says why), not
-// even here: its overrun corrupts or kills the process.
+// Two causal square sequences (8 and 24 rows), then two full ones (8 rows x 24 keys, 24 x 8), 2
+// query heads over `hkv` KV heads: ragged cuDNN's forward against FlashAttention-2's; then,
+// unless LONGHAUL_CUDA_VARLEN=cudnn, both timed. Inputs are deterministic (no RNG state used).
+// The backward is never run (the header says why), not even here: its overrun corrupts or kills
+// the process.
 Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   Probe pr;
   const VarlenMode mode = varlen_mode();
@@ -107,26 +108,30 @@ Probe run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     const int64_t total = 32, h = 2;
     const at::Tensor q = probe_input(total, h, dp, 0.37, opt), k = probe_input(total, hkv, dp, 0.61, opt),
                      v = probe_input(total, hkv, dp, 0.23, opt);
-    const std::vector<Piece> pieces{{0, 8, 0, 8, -1, 0, 0}, {8, 24, 8, 24, -1, 0, 1}};
-    const Rows rows = piece_rows(pieces, 0, pieces.size(), true, total + 1, q.device());
     const double scale = 1.0 / std::sqrt(double(dp));
-    auto c = ragged_forward(q, k, v, rows, rows, true, scale);
-    auto f = at::_flash_attention_forward(q, k, v, rows.cu, rows.cu, rows.max_len, rows.max_len, 0.0, true, false,
-                                          scale);
-    pr.layout = layout_of(std::get<1>(c), total, h);
-    const at::Tensor c_out = std::get<0>(c), f_out = std::get<0>(f);
-    const at::Tensor c_lse = lse_from_ragged(std::get<1>(c), pr.layout), f_lse = std::get<1>(f);
-    const double e_out = relative_difference(c_out, f_out), e_lse = relative_difference(c_lse, f_lse);
-    if (!probe_agrees(worst_difference({e_out, e_lse}))) {
-      pr.why = detail::str_cat("ragged cuDNN disagrees with FlashAttention-2 (relative differences out ", e_out,
-                               ", lse ", e_lse, ")");
+    // The route's two forms: causal square pieces (documents) and full pieces with more or fewer
+    // keys than rows (a zigzag step's joined halves), cuDNN's output and lse against flash's.
+    auto compare = [&](const std::vector<Piece>& pieces, bool causal) {
+      const Rows qr = piece_rows(pieces, 0, pieces.size(), true, total + 1, q.device()),
+                 kr = piece_rows(pieces, 0, pieces.size(), false, total + 1, q.device());
+      auto c = ragged_forward(q, k, v, qr, kr, causal, scale);
+      auto f = at::_flash_attention_forward(q, k, v, qr.cu, kr.cu, qr.max_len, kr.max_len, 0.0, causal, false, scale);
+      if (pr.layout.dims.empty()) pr.layout = layout_of(std::get<1>(c), total, h);
+      const at::Tensor c_lse = lse_from_ragged(std::get<1>(c), pr.layout), f_lse = std::get<1>(f);
+      const double e_out = relative_difference(std::get<0>(c), std::get<0>(f)),
+                   e_lse = relative_difference(c_lse, f_lse);
+      if (!probe_agrees(worst_difference({e_out, e_lse})))
+        pr.why = detail::str_cat("ragged cuDNN disagrees with FlashAttention-2 on ", causal ? "causal" : "full",
+                                 " pieces (relative differences out ", e_out, ", lse ", e_lse, ")");
+      return pr.why.empty();
+    };
+    if (!compare({{0, 8, 0, 8, -1, 0, 0}, {8, 24, 8, 24, -1, 0, 1}}, true) ||
+        !compare({{0, 8, 0, 24, -1, -1, 0}, {8, 24, 24, 8, -1, -1, 1}}, false))
       return pr;
-    }
     if (mode == VarlenMode::Timed) pr.why = ragged_slower_than_flash(opt, dp, hkv);
     pr.ok = pr.why.empty();
-  } catch (const c10::AcceleratorError&) {
-    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const std::exception& e) {
+    if (not_a_refusal(e)) throw;
     pr.why = detail::str_cat("ragged cuDNN attention does not run here: ", e.what());
     pr.why = pr.why.substr(0, pr.why.find('\n'));
   }
@@ -203,7 +208,8 @@ AttentionGrads cudnn_backward(const at::Tensor& dout, const at::Tensor& q, const
 namespace {
 // A piece shape dense cuDNN refuses (not expected: SDPA chose cuDNN for it) runs on
 // FlashAttention-2 from then on, said once per shape: torch 2.11 leaves a refused shape's graph
-// cache entry empty and would dereference it on the next call. A device fault is rethrown.
+// cache entry empty and would dereference it on the next call. A device fault or an out-of-memory
+// error is rethrown (not_a_refusal).
 template <typename Cudnn, typename Flash>
 auto cudnn_or_flash(const PieceGroup& g, const Piece& p, const at::Tensor& q, Cudnn cudnn, Flash flash) {
   static std::mutex mu;
@@ -215,9 +221,8 @@ auto cudnn_or_flash(const PieceGroup& g, const Piece& p, const at::Tensor& q, Cu
   }
   try {
     return cudnn();
-  } catch (const c10::AcceleratorError&) {
-    throw;
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
+    if (not_a_refusal(e)) throw;
     const std::lock_guard<std::mutex> lock(mu);
     if (refused.insert(shape).second)
       std::cerr << "longhaul: dense cuDNN attention refused a piece (" << p.m << " x " << p.n
@@ -288,9 +293,8 @@ GroupOutput cudnn_varlen_forward_pieces(const PieceGroup& g, const at::Tensor& q
   try {
     res = ragged_forward(gather(q, qr).contiguous(), gather(k, kr).contiguous(), gather(v, kr).contiguous(), qr, kr,
                          g.right == 0, scale);
-  } catch (const c10::AcceleratorError&) {
-    throw;  // a device fault, not a refusal: the context is unusable
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
+    if (not_a_refusal(e)) throw;
     const std::lock_guard<std::mutex> lock(refused_mu);
     if (refused.insert(shape).second)
       std::cerr << "longhaul: ragged cuDNN attention refused a group (" << g.pieces.size() << " pieces, longest "

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
 #include <tuple>
 
 #include "core/errors.h"
+#include "core/host_to_device.h"
 
 #if LONGHAUL_WITH_CUDNN_FRONTEND
 #include <ATen/cuda/CUDAContext.h>
@@ -261,6 +263,7 @@ const fe::graph::Graph* graph_for(const GraphKey& key, at::ScalarType dtype, cud
     try {
       g = build(key, dtype, handle);
     } catch (const std::exception& e) {  // refused (Unsupported), or the frontend's own runtime_error
+      if (not_a_refusal(e)) throw;
       report_refused(key, e.what());
     }
     it = t_graphs.emplace(key, std::move(g)).first;
@@ -280,6 +283,7 @@ bool execute(const GraphKey& key, const fe::graph::Graph& g, std::unordered_map<
     check(g.execute(handle, pack, workspace.get()), "execute");
     return true;
   } catch (const std::exception& e) {
+    if (not_a_refusal(e)) throw;  // out of memory for the workspace: try again next time
     report_refused(key, e.what());
     t_graphs[key] = nullptr;
     return false;
@@ -324,6 +328,15 @@ struct BandCall {
                                           hkv * d, " elements pass int32"));
       return;
     }
+    // Without a head dim that is a multiple of 16, cudnn-frontend drops the packed totals and sizes
+    // its float32 dQ accumulator for the padded batch (pieces x longest, up to kMaxStatsPadding
+    // times the rows).
+    if (backward && d % 16 != 0) {
+      fits = false;
+      report_refused(key, detail::str_cat("head dim ", d, " is not a multiple of 16 (the backward's workspace would "
+                                          "be sized for the padded batch)"));
+      return;
+    }
     // The stats are padded per piece: one long document among many short ones would make them
     // (pieces x longest) rows, gigabytes at 128K tokens and 64 heads.
     if (b_graph * max_q > kMaxStatsPadding * std::max<int64_t>(qr.total, 1024)) {
@@ -343,7 +356,7 @@ struct BandCall {
     idx.reserve(static_cast<size_t>(qr.total));
     for (size_t p = 0; p < g.pieces.size(); ++p)
       for (int64_t i = 0; i < g.pieces[p].m; ++i) idx.push_back(static_cast<int64_t>(p) * max_q + i);
-    return at::tensor(idx, at::kLong).to(dev);
+    return host_to_device(at::tensor(idx, at::kLong), dev);
   }
 
  private:
@@ -479,6 +492,8 @@ std::string slower_than_flash(const at::TensorOptions& opt, int64_t dp, int64_t 
 // their refusal turns it off. A form that runs and disagrees turns it off too.
 ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
   ProbeVerdict pr;  // only asked for when LONGHAUL_CUDA_BAND asks for the route (cudnn_band_usable)
+  std::set<GraphKey> before;  // this thread's graphs from earlier calls (another combination's)
+  for (const auto& kv : t_graphs) before.insert(kv.first);
   if (std::string e = open_cudnn(); !e.empty()) {
     pr.why = e;
     return pr;
@@ -519,13 +534,13 @@ ProbeVerdict run_probe(const at::TensorOptions& opt, int64_t dp, int64_t hkv) {
     }
     if (band_mode() == BandMode::Auto) pr.why = slower_than_flash(opt, dp, hkv);
     pr.ok = pr.why.empty();
-  } catch (const c10::AcceleratorError&) {
-    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const std::exception& e) {
+    if (not_a_refusal(e)) throw;
     pr.why = detail::str_cat("cuDNN band attention does not run here: ", e.what());
     pr.why = pr.why.substr(0, pr.why.find('\n'));
   }
-  t_graphs.clear();  // the probe's graphs are not worth keeping
+  for (auto it = t_graphs.begin(); it != t_graphs.end();)  // the probe's own graphs are not worth keeping
+    it = before.count(it->first) ? std::next(it) : t_graphs.erase(it);
   return pr;
 }
 

@@ -59,9 +59,8 @@ std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
     }
     std::cerr << "longhaul: the memory-efficient kernel's window_size matches no causal window here; float32 "
                  "windows take the exact math path\n";
-  } catch (const c10::AcceleratorError&) {
-    throw;  // a device fault, not a refusal: the context is unusable
   } catch (const std::exception& e) {
+    if (not_a_refusal(e)) throw;
     std::cerr << "longhaul: the memory-efficient kernel takes no window here (" << std::string(e.what()).substr(0, 200)
               << "); float32 windows take the exact math path\n";
   }

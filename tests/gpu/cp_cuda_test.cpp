@@ -37,6 +37,22 @@ TEST_P(CpCuda, EveryLayoutMaskAndDtypeMatchesTheReference) {
   }, o);
 }
 
+// A head dim the fused kernels pad (20 -> 24) in float32: a rank's own whole block comes back cut
+// to packed rows, which all-gather keeps as its accumulator and merges into (a strided view of the
+// padded output was refused there), and the ring merges the same way.
+TEST(CpCudaPaddedHeadDim, WholeBlockOutputsMergeIntoAccumulators) {
+  if (cuda_devices() == 0) GTEST_SKIP() << "no CUDA device on this machine (torch sees none); CPU shards are in tests/unit";
+  CommOptions o;
+  o.timeout = std::chrono::seconds(30);
+  local::run_ranks(2, [&](Communicator& comm) {
+    local::enter_device_rank(c10::Device(c10::DeviceType::CUDA, 0));
+    for (Strategy s : {Strategy::AllGatherKV, Strategy::Ring})
+      for (const char* mask : {"causal", "full"})
+        testing::check_against_reference(comm, {s, Layout::Contiguous, mask, 301, 4, 2, 20, at::kFloat, 1,
+                                                Strategy::Ring, c10::Device(c10::DeviceType::CUDA, 0)});
+  }, o);
+}
+
 INSTANTIATE_TEST_SUITE_P(Strategies, CpCuda,
                          ::testing::Values(CpCudaCase{Strategy::Ring, 2}, CpCudaCase{Strategy::Ring, 4},
                                            CpCudaCase{Strategy::AllGatherKV, 3}, CpCudaCase{Strategy::TokenRing, 2},

@@ -64,5 +64,45 @@ TEST(BlockPlan, PiecesCoverEveryFamilyExactly) {
   expect_exact_cover(Mask::causal().documents(cu).window(9, 0), zigzag1, zigzag0, "documents window");
 }
 
+// A shard of many short documents is one fused call per mask group (it was once sent to the exact
+// math path past 272 documents); past what one varlen call takes, consecutive calls; a striped
+// shard (runs of one row) stays fragmented.
+TEST(BlockPlan, ManyShortDocumentsStayFusedAndSplitPerCall) {
+  auto plan_documents = [](int64_t docs, int64_t len) {
+    std::vector<int64_t> cu{0};
+    for (int64_t i = 0; i < docs; ++i) cu.push_back(cu.back() + len);
+    const std::vector<int64_t> pos = range(0, docs * len);
+    const auto t = static_cast<int64_t>(pos.size());
+    return cuda::plan_block(Mask::causal().documents(cu).spec(), pos.data(), t, pos.data(), t);
+  };
+  const cuda::BlockPlan two_thousand = plan_documents(2000, 32);
+  ASSERT_FALSE(two_thousand.fragmented);
+  ASSERT_EQ(two_thousand.groups.size(), 1u);
+  EXPECT_EQ(two_thousand.groups[0].pieces.size(), 2000u);
+  EXPECT_EQ(two_thousand.groups[0].layer_begin, (std::vector<size_t>{0, 2000}));
+
+  const int64_t docs = cuda::kMaxPiecesPerCall + 4465;
+  const cuda::BlockPlan split = plan_documents(docs, 4);
+  ASSERT_FALSE(split.fragmented);
+  ASSERT_EQ(split.groups.size(), 2u);
+  int64_t next_row = 0;
+  for (const auto& g : split.groups) {
+    ASSERT_LE(static_cast<int64_t>(g.pieces.size()), cuda::kMaxPiecesPerCall);
+    EXPECT_EQ(g.layer_begin, (std::vector<size_t>{0, g.pieces.size()}));
+    EXPECT_TRUE(g.left == -1 && g.right == 0);
+    for (const auto& p : g.pieces) {
+      ASSERT_EQ(p.q_row, next_row);
+      ASSERT_TRUE(p.m == 4 && p.n == 4 && p.k_row == p.q_row);
+      next_row += 4;
+    }
+  }
+  EXPECT_EQ(next_row, docs * 4);
+
+  std::vector<int64_t> striped;
+  for (int64_t x = 1; x < 4000; x += 4) striped.push_back(x);
+  const auto ts = static_cast<int64_t>(striped.size());
+  EXPECT_TRUE(cuda::plan_block(Mask::causal().spec(), striped.data(), ts, striped.data(), ts).fragmented);
+}
+
 }  // namespace
 }  // namespace longhaul

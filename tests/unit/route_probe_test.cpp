@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <stdexcept>
 #include <string>
 
 #include "attention/cuda/route_common.h"
@@ -42,6 +43,18 @@ TEST(RouteProbe, RelativeDifferenceOfKernelOutputs) {
   b[3][1][5] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(std::isnan(cuda::routes::relative_difference(b, a)));
   EXPECT_FALSE(cuda::routes::probe_agrees(cuda::routes::relative_difference(b, a)));
+}
+
+// What a route remembers as a refused shape (and then hands to FlashAttention-2 for good) and what
+// it rethrows: a device fault or an out-of-memory error is not the kernel refusing the call.
+TEST(RouteProbe, OnlyRefusalsAreRemembered) {
+  const c10::SourceLocation here{__func__, __FILE__, __LINE__};
+  EXPECT_TRUE(cuda::routes::not_a_refusal(c10::OutOfMemoryError(here, "CUDA out of memory")));
+  EXPECT_TRUE(cuda::routes::not_a_refusal(c10::AcceleratorError(here, 700, "an illegal memory access")));
+  EXPECT_FALSE(cuda::routes::not_a_refusal(c10::Error(here, "cuDNN Frontend error: no valid engine configs")));
+  EXPECT_FALSE(cuda::routes::not_a_refusal(c10::NotImplementedError(here, "not supported")));
+  EXPECT_FALSE(cuda::routes::not_a_refusal(Unsupported("the forward graph was refused")));
+  EXPECT_FALSE(cuda::routes::not_a_refusal(std::runtime_error("[cudnn_frontend] Error: validate")));
 }
 
 // The routes' switches, read on every machine: LONGHAUL_CUDA_VARLEN (unset or auto: ragged cuDNN

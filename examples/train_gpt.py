@@ -199,7 +199,7 @@ def main():
                                  head_dim=args.dim // args.heads, layers=args.layers, dim=args.dim, vocab=store.vocab_size,
                                  strategy=args.strategy, layout=args.layout, ulysses_degree=args.ulysses_degree,
                                  memory_gib=args.memory_gib, kernel_gflops=args.kernel_gflops,
-                                 dense_gflops=args.dense_gflops, device=args.device)
+                                 dense_gflops=args.dense_gflops, device=args.device, dtype=dtype)
 
     torch.manual_seed(args.seed)  # the same initial parameters on every rank (after rank 0's measurements)
     model = GPT(store.vocab_size, args.dim, args.layers, args.heads, args.kv_heads).to(device)  # float32 master weights

@@ -35,8 +35,8 @@ class CpAttentionFunction : public torch::autograd::Function<CpAttentionFunction
     auto saved = ctx->get_saved_variables();
     auto state = c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
     at::Tensor dout = grads[0].defined() ? grads[0] : at::zeros_like(saved[3]);
-    AttentionGrads g = state->cp->run_backward(dout, saved[0], saved[1], saved[2], saved[3], saved[4], state->plan,
-                                               state->mask, /*check_group=*/false);
+    AttentionGrads g = state->cp->backward_of_agreed_forward(dout, saved[0], saved[1], saved[2], saved[3], saved[4],
+                                                             state->plan, state->mask);
     return {g.dq, g.dk, g.dv, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };

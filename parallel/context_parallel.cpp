@@ -156,6 +156,13 @@ AttentionGrads ContextParallel::backward(const at::Tensor& dout, const at::Tenso
   return run_backward(dout, q, k, v, out, lse, plan, mask, /*check_group=*/true);
 }
 
+AttentionGrads ContextParallel::backward_of_agreed_forward(const at::Tensor& dout, const at::Tensor& q,
+                                                           const at::Tensor& k, const at::Tensor& v,
+                                                           const at::Tensor& out, const at::Tensor& lse,
+                                                           const ShardPlan& plan, const Mask& mask) {
+  return run_backward(dout, q, k, v, out, lse, plan, mask, /*check_group=*/false);
+}
+
 AttentionGrads ContextParallel::run_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
                                              const ShardPlan& plan, const Mask& mask, bool check_group) {

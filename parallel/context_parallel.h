@@ -16,9 +16,6 @@
 namespace longhaul {
 
 class CpStrategy;
-namespace detail {
-class CpAttentionFunction;
-}
 
 class ContextParallel {
  public:
@@ -32,6 +29,13 @@ class ContextParallel {
   // Grads of the local shards in the input dtype (accumulated in float32).
   AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& out, const at::Tensor& lse, const ShardPlan& plan, const Mask& mask);
+  // The backward of a forward call the group agreed on, given that call's plan, mask and saved
+  // q, k, v, out and lse (an autograd function's backward, C++ or Python): this rank's own checks
+  // only, without the group's agreement collective, so each call pays one agreement, not two (on
+  // a GPU that collective also waits for the stream).
+  AttentionGrads backward_of_agreed_forward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
+                                            const ShardPlan& plan, const Mask& mask);
   // Autograd-aware: out [Tl, H, D]; loss.backward() runs the strategy's backward (a collective).
   at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const ShardPlan& plan,
                        const Mask& mask);
@@ -49,9 +53,6 @@ class ContextParallel {
                         const ShardPlan& plan, const Mask& mask, bool check_group,
                         const std::function<void()>& more = {});
   double scale_for(const at::Tensor& q) const;  // options' scale, or 1/sqrt(D) when it is 0
-  // check_group = false: autograd's backward of a call whose forward the group agreed on (same
-  // plan, mask and saved tensors), so the hot path pays one agreement all-reduce per call, not two.
-  friend class detail::CpAttentionFunction;
   AttentionGrads run_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, const ShardPlan& plan, const Mask& mask,
                               bool check_group);

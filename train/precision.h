@@ -2,8 +2,9 @@
 //   fp32  float32 throughout (the default).
 //   fp64  float64 throughout: the same model, for tests that compare devices exactly.
 //   bf16  float32 master weights and optimiser state; each forward casts the weight matrices (and
-//         the activations they multiply) to bfloat16 for the matmuls and the attention, while the
-//         embedding, norms, residual stream, loss and its softmax stay float32. Gradients reach
+//         the activations they multiply) to bfloat16 for the matmuls (the head's too: its logits
+//         are cast to float32) and the attention, while the embedding, norms, residual stream,
+//         loss and its softmax stay float32. Gradients reach
 //         the float32 masters through the casts. No loss scaling: bfloat16 has float32's exponent
 //         range, so gradients do not underflow as float16's do (float16 is not offered).
 #pragma once

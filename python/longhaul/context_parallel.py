@@ -22,7 +22,9 @@ class _Attention(torch.autograd.Function):
     @torch.autograd.function.once_differentiable  # the C++ backward is not differentiable: say so, not a zero
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = ctx.cp.backward(dout, q, k, v, out, lse, ctx.plan, ctx.causal, ctx.window, ctx.mask)
+        # The group agreed on this call in forward: its backward skips the agreement collective.
+        dq, dk, dv = ctx.cp.backward_of_agreed_forward(dout, q, k, v, out, lse, ctx.plan, ctx.causal, ctx.window,
+                                                       ctx.mask)
         return dq, dk, dv, None, None, None, None, None
 
 

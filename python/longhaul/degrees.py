@@ -11,6 +11,8 @@
 cp="auto": the bucket planner (the C++ parallel/bucket_planner.h, the same as `longhaul train
 --cp auto`) picks, for each bucket of length L, the degree c (a divisor of the world) with the
 fastest predicted step on the busiest rank that fits memory_gib; cp=N: every bucket on N ranks.
+dtype: the attention's compute dtype (torch.bfloat16 under bf16 autocast): its element size is
+what the planner's memory check and messages count, as `longhaul train --precision` does.
 device: the attention tensors' device when group is a torch ProcessGroup ("cuda": its NCCL
 backend, whole group only); the longhaul world moves CUDA tensors itself (one process, GPU ranks).
 For each degree in use the group is split once, here, into W/c groups of c consecutive ranks.
@@ -31,16 +33,25 @@ def _dense_flops_per_token(dim, heads, kv_heads, head_dim, layers, vocab, hidden
     return 6.0 * (per_layer * layers + dim * vocab)
 
 
+def _element_bytes(dtype):
+    """Bytes per element of the attention's compute dtype (what it holds and moves)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"CpDegrees: dtype must be a floating torch.dtype (the attention's compute dtype, e.g. "
+                         f"torch.bfloat16 under autocast), got {dtype!r}")
+    return torch.empty((), dtype=dtype).element_size()
+
+
 class CpDegrees:
     """The CP degree of every sequence length, with a ContextParallel per degree (module doc)."""
 
     def __init__(self, cp="auto", *, tokens_per_step, min_log2, max_log2, heads, kv_heads, head_dim, layers=1,
                  dim=None, vocab=0, hidden=0, strategy="ring", layout="zigzag", ulysses_degree=1,
                  memory_gib=0.0, network="this-machine", kernel_gflops=0.0, dense_gflops=0.0, group=None,
-                 device="cpu"):
+                 device="cpu", dtype=torch.float32):
         # The planning and agreement collectives move CPU tensors; the attention's group moves
         # tensors of `device` (a longhaul Communicator moves both where it can: the world of one
         # process, a GPU rank's world).
+        elem_bytes = _element_bytes(dtype)  # raised on every rank alike, before any collective
         self.group = as_group(group)
         world, rank = self.group.size, self.group.rank
         self.min_log2, self.max_log2 = int(min_log2), int(max_log2)
@@ -67,7 +78,7 @@ class CpDegrees:
                     world, int(tokens_per_step), self.min_log2, self.max_log2, int(heads), int(kv_heads),
                     int(head_dim), int(layers), strategy, layout, float(kernel_gflops),
                     _dense_flops_per_token(dim, heads, kv_heads, head_dim, layers, vocab, hidden), float(dense_gflops),
-                    float(memory_gib), network)
+                    float(memory_gib), network, elem_bytes)
             except ValueError as e:
                 error = str(e)
             self._agree(error)

@@ -50,6 +50,21 @@ std::shared_ptr<ContextParallel> make_cp(const CommPtr& group, const std::string
   return std::make_shared<ContextParallel>(group, o);
 }
 
+using Backward = AttentionGrads (ContextParallel::*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                    const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                    const ShardPlan&, const Mask&);
+
+// A backward method bound with Python's arguments: (dq, dk, dv).
+auto bind_backward(Backward method) {
+  return [method](ContextParallel& cp, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k,
+                  const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse, const GroupPlan& p, bool causal,
+                  const Window& window, const std::optional<Mask>& mask) {
+    AttentionGrads g = (cp.*method)(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
+                                    p.plan, make_mask(p.plan, causal, window, mask));
+    return std::make_tuple(g.dq, g.dk, g.dv);
+  };
+}
+
 }  // namespace
 
 void bind_context_parallel(py::module_& m) {
@@ -72,18 +87,16 @@ void bind_context_parallel(py::module_& m) {
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("plan"), py::arg("causal") = false,
           py::arg("window") = py::none(), py::arg("mask") = py::none(), py::call_guard<py::gil_scoped_release>(),
           "(out [Tl, H, D], lse [H, Tl]) of this rank's queries; a collective")
-      .def(
-          "backward",
-          [](ContextParallel& cp, const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-             const at::Tensor& out, const at::Tensor& lse, const GroupPlan& p, bool causal, const Window& window,
-             const std::optional<Mask>& mask) {
-            AttentionGrads g = cp.backward(dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out, lse,
-                                           p.plan, make_mask(p.plan, causal, window, mask));
-            return std::make_tuple(g.dq, g.dk, g.dv);
-          },
-          py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("plan"),
-          py::arg("causal") = false, py::arg("window") = py::none(), py::arg("mask") = py::none(),
-          py::call_guard<py::gil_scoped_release>(), "(dq, dk, dv) of this rank's shards in the input dtype; a collective");
+      .def("backward", bind_backward(&ContextParallel::backward), py::arg("dout"), py::arg("q"), py::arg("k"),
+           py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("plan"), py::arg("causal") = false,
+           py::arg("window") = py::none(), py::arg("mask") = py::none(), py::call_guard<py::gil_scoped_release>(),
+           "(dq, dk, dv) of this rank's shards in the input dtype; a collective")
+      .def("backward_of_agreed_forward", bind_backward(&ContextParallel::backward_of_agreed_forward),
+           py::arg("dout"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("plan"),
+           py::arg("causal") = false, py::arg("window") = py::none(), py::arg("mask") = py::none(),
+           py::call_guard<py::gil_scoped_release>(),
+           "backward of a forward call the group agreed on, with that call's arguments and results (an autograd "
+           "Function's backward): no agreement collective; a collective");
 }
 
 }  // namespace longhaul::python

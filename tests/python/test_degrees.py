@@ -116,6 +116,19 @@ def test_auto_equals_fixed_cp_w_and_cp_1(store, group, W):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
+def test_compute_dtype_sizes_the_plan(group, W):
+    """bf16 attention holds and moves half the bytes of float32: the planner's memory of every
+    option says so (a bf16 GPU run planned as float32 was refused buckets that fit)."""
+    f32 = longhaul.CpDegrees("auto", tokens_per_step=64 * W, group=group, **PLAN)
+    bf16 = longhaul.CpDegrees("auto", tokens_per_step=64 * W, group=group, dtype=torch.bfloat16, **PLAN)
+    for a, b in zip(f32.table, bf16.table):
+        for oa, ob in zip(a["options"], b["options"]):
+            assert oa["degree"] == ob["degree"]
+            assert 0 < ob["memory_bytes"] < oa["memory_bytes"], (a["length"], oa, ob)
+    with pytest.raises(ValueError, match=r"dtype must be a floating torch.dtype .* got torch.int64"):
+        longhaul.CpDegrees("auto", tokens_per_step=64 * W, group=group, dtype=torch.int64, **PLAN)
+
+
 def test_bad_arguments_are_named_on_every_rank(group, W):
     bad = next(c for c in (3, 5, 7) if W % c)
     with pytest.raises(ValueError, match=f"cp {bad} does not divide the world of {W} ranks"):

@@ -87,9 +87,13 @@ Route route_for(const BlockPlan& plan, const Mask& mask, const at::Tensor& q, co
     if (!plan.groups.empty()) in.cudnn_band = cudnn_band_usable(q, k);
   }
   if (in.dtype == DTypeClass::Float && !plan.fragmented) {
-    bool windows = false;
-    for (const PieceGroup& g : plan.groups) windows = windows || g.left != -1;
-    in.efficient_window = !windows || efficient_window_usable(q);
+    bool windows = false, square = true;
+    for (const PieceGroup& g : plan.groups)
+      if (g.left != -1) {
+        windows = true;
+        for (const Piece& p : g.pieces) square = square && p.m == p.n;
+      }
+    in.efficient_window = !windows || efficient_window_usable(q, square);
   }
   return route_block(plan, q.size(0), k.size(0), in);
 }

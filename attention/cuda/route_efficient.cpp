@@ -20,42 +20,65 @@ at::Tensor expand_heads(const at::Tensor& x, int64_t h) {
 
 int64_t efficient_mask_type(const PieceGroup& g) { return g.right == 0 ? 2 : 0; }  // bottom-right causal / none
 
-// What the kernel's window_size means is read off the kernel itself, once per device: the value
-// (left + extra) that keeps exactly `left` keys before the diagonal, checked against the exact
-// math path on a small causal window, forward and then backward (the two kernels read the window
-// separately). nullopt: no value does, float32 windows take the fallback.
-std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
+// What the kernel's window_size means, read off the kernel itself once per device: the value
+// (left + extra) that keeps exactly `left` keys before the diagonal, against the exact math path on
+// a small causal window. `square_only`: the backward is exact only where rows and keys are equal in
+// number (torch 2.11's backward applies the window without the bottom-right shift its forward
+// uses), so a piece with more keys than rows (a ring step's) takes the exact path.
+struct KernelWindow {
+  std::optional<int64_t> extra;  // nullopt: no value is exact, float32 windows take the fallback
+  bool square_only = false;
+};
+
+// The largest relative difference of the kernel's gradients from the exact ones on tq rows after
+// tk - tq more keys under `window` with window_size left + extra; nullopt when its forward already
+// differs (another extra is tried then).
+std::optional<double> window_gradient_error(const at::TensorOptions& f32, int64_t tq, int64_t tk, int64_t left,
+                                            int64_t extra) {
+  const int64_t h = 2, d = 32;
+  const at::Tensor q = probe_input(tq, h, d, 0.37, f32), k = probe_input(tk, h, d, 0.61, f32),
+                   v = probe_input(tk, h, d, 0.23, f32), dout = probe_input(tq, h, d, 0.53, f32);
+  const double scale = 1.0 / std::sqrt(double(d));
+  const BlockView view = BlockView::contiguous(tk - tq, tq, 0, tk);
+  const Mask window = Mask::causal().window(left, 0);
+  const AttentionOutput ref = fallback::forward(q, k, v, view, window, scale);
+  auto res = at::_efficient_attention_forward(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), std::nullopt,
+                                              std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, 2, true,
+                                              scale, std::nullopt, left + extra);
+  const at::Tensor out = std::get<0>(res);
+  if ((out.select(0, 0) - ref.out).abs().max().item<double>() >= 1e-4) return std::nullopt;
+  const at::Tensor row_sums = (dout * ref.out).sum(-1).transpose(0, 1).contiguous();  // [H, Tq]
+  const AttentionGrads exact = fallback::backward(dout, q, k, v, row_sums, ref.lse, view, window, scale);
+  const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
+  auto grads = at::_efficient_attention_backward(dout.unsqueeze(0), q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+                                                 std::nullopt, out, std::nullopt, std::nullopt, tq, tk,
+                                                 std::get<1>(res), 0.0, no_philox, no_philox, 2, false, scale,
+                                                 std::nullopt, left + extra);
+  return worst_difference({relative_difference(std::get<0>(grads).select(0, 0), exact.dq),
+                           relative_difference(std::get<1>(grads).select(0, 0), exact.dk),
+                           relative_difference(std::get<2>(grads).select(0, 0), exact.dv)});
+}
+
+// A ring step's shape first (24 query rows after 16 more keys), then a square one (24 x 24).
+KernelWindow probe_window(const at::TensorOptions& opt) {
+  const auto f32 = opt.dtype(at::kFloat);
+  const int64_t left = 5;
   try {
-    // 24 query rows after 16 more keys (a ring step's bottom-right alignment, not only a square).
-    const int64_t tq = 24, tk = 40, h = 2, d = 32, left = 5;
-    const auto f32 = opt.dtype(at::kFloat);
-    const at::Tensor q = probe_input(tq, h, d, 0.37, f32), k = probe_input(tk, h, d, 0.61, f32),
-                     v = probe_input(tk, h, d, 0.23, f32), dout = probe_input(tq, h, d, 0.53, f32);
-    const double scale = 1.0 / std::sqrt(double(d));
-    const BlockView view = BlockView::contiguous(tk - tq, tq, 0, tk);
-    const Mask window = Mask::causal().window(left, 0);
-    const AttentionOutput ref = fallback::forward(q, k, v, view, window, scale);
     for (int64_t extra : {1, 0, 2}) {
-      auto res = at::_efficient_attention_forward(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), std::nullopt,
-                                                  std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, 2, true,
-                                                  scale, std::nullopt, left + extra);
-      const at::Tensor out = std::get<0>(res);
-      if ((out.select(0, 0) - ref.out).abs().max().item<double>() >= 1e-4) continue;
-      // The forward's window found: the backward must agree with the exact gradients under it.
-      const at::Tensor row_sums = (dout * ref.out).sum(-1).transpose(0, 1).contiguous();  // [H, Tq]
-      const AttentionGrads exact = fallback::backward(dout, q, k, v, row_sums, ref.lse, view, window, scale);
-      const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
-      auto grads = at::_efficient_attention_backward(dout.unsqueeze(0), q.unsqueeze(0), k.unsqueeze(0),
-                                                     v.unsqueeze(0), std::nullopt, out, std::nullopt, std::nullopt,
-                                                     tq, tk, std::get<1>(res), 0.0, no_philox, no_philox, 2, false,
-                                                     scale, std::nullopt, left + extra);
-      const double worst = worst_difference({relative_difference(std::get<0>(grads).select(0, 0), exact.dq),
-                                             relative_difference(std::get<1>(grads).select(0, 0), exact.dk),
-                                             relative_difference(std::get<2>(grads).select(0, 0), exact.dv)});
-      if (worst < 1e-4) return extra;
+      const std::optional<double> ring_step = window_gradient_error(f32, 24, 40, left, extra);
+      if (!ring_step) continue;
+      if (*ring_step < 1e-4) return {extra, false};
+      const std::optional<double> square = window_gradient_error(f32, 24, 24, left, extra);
+      if (square && *square < 1e-4) {
+        std::cerr << "longhaul: the memory-efficient kernel's backward is exact under its window only on square "
+                     "pieces (gradients "
+                  << *ring_step << " off the exact ones with more keys than rows); float32 window pieces with "
+                                   "more keys than rows take the exact math path\n";
+        return {extra, true};
+      }
       std::cerr << "longhaul: the memory-efficient kernel's backward disagrees with its own window (gradients "
-                << worst << " off the exact ones); float32 windows take the exact math path\n";
-      return std::nullopt;
+                << *ring_step << " off the exact ones); float32 windows take the exact math path\n";
+      return {};
     }
     std::cerr << "longhaul: the memory-efficient kernel's window_size matches no causal window here; float32 "
                  "windows take the exact math path\n";
@@ -64,28 +87,31 @@ std::optional<int64_t> probe_window_extra(const at::TensorOptions& opt) {
     std::cerr << "longhaul: the memory-efficient kernel takes no window here (" << std::string(e.what()).substr(0, 200)
               << "); float32 windows take the exact math path\n";
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<int64_t> window_extra(const at::Tensor& q) {
+const KernelWindow& kernel_window(const at::Tensor& q) {
   static std::mutex mu;
-  static std::map<int, std::optional<int64_t>> probed;
+  static std::map<int, KernelWindow> probed;
   const std::lock_guard<std::mutex> lock(mu);
   auto it = probed.find(q.get_device());
-  if (it == probed.end()) it = probed.emplace(q.get_device(), probe_window_extra(q.options())).first;
+  if (it == probed.end()) it = probed.emplace(q.get_device(), probe_window(q.options())).first;
   return it->second;
 }
 
 std::optional<int64_t> efficient_window(const PieceGroup& g, const at::Tensor& q) {
   if (g.left == -1) return std::nullopt;
-  const std::optional<int64_t> extra = window_extra(q);
+  const std::optional<int64_t> extra = kernel_window(q).extra;
   LH_CHECK(extra.has_value(), "efficient route given a window where the kernel's window is off");
   return g.left + *extra;
 }
 
 }  // namespace
 
-bool efficient_window_usable(const at::Tensor& q) { return window_extra(q).has_value(); }
+bool efficient_window_usable(const at::Tensor& q, bool square_pieces) {
+  const KernelWindow& w = kernel_window(q);
+  return w.extra.has_value() && (!w.square_only || square_pieces);
+}
 
 AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,
                                         const at::Tensor& v, double scale) {

@@ -8,8 +8,9 @@
 
 namespace longhaul::cuda::routes {
 
-// Whether the kernel's own window runs causal windows exactly on q's device (probed once).
-bool efficient_window_usable(const at::Tensor& q);
+// Whether the kernel's own window runs causal windows exactly on q's device (probed once), for a
+// block whose window pieces are all square (`square_pieces`) or not.
+bool efficient_window_usable(const at::Tensor& q, bool square_pieces);
 
 // out [m, H, Dp] (input dtype) and fixed-up lse [H, m] of one piece.
 AttentionOutput efficient_forward_piece(const PieceGroup& g, const Piece& p, const at::Tensor& q, const at::Tensor& k,

@@ -110,9 +110,16 @@ section tests "gpu tests" && for part in "attention_tests=120:AttentionCuda*:-At
 done
 
 # ---- bench kernel, CUDA rows ----------------------------------------------------------------
-# Masked-area TFLOP/s against our causal rate: documents from LongCA-bench's long-document mix
-# (causal and full inside each document) and a causal window of 1024.
-kern() { timeout "$(lh_limit "$1")" "$bin/longhaul" bench kernel --backends cuda --head-dim 128 --sdpa-max-t 4096 --doc-mix longca_long "${@:2}"; }
+# Masked-area TFLOP/s against our causal rate: documents (causal and full inside each document)
+# and a causal window of 1024. Documents at 128K: LongCA-bench's long-document mix (60% of the
+# tokens in documents of 8K..30K); at 16K that mix is one document (its first is longer than T),
+# so 16K rows take its corpus part alone (longca_short: 128..8K, log-uniform). DOC_MIX overrides.
+kern() {
+  local mix=longca_long
+  [[ " ${*:2} " == *" --tokens 16384 "* ]] && mix=longca_short
+  timeout "$(lh_limit "$1")" "$bin/longhaul" bench kernel --backends cuda --head-dim 128 --sdpa-max-t 4096 \
+      --doc-mix "${DOC_MIX:-$mix}" "${@:2}"
+}
 if section kernel "bench kernel (cuda)"; then
   {
     kern 100 --masks causal causal_documents documents causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10

@@ -115,6 +115,9 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
         const double tb = watch.lap();
         if (it >= o.timing.warmup) fwd.push_back(tf), bwd.push_back(tb), att.push_back(t_att);
       }
+      // Every rank's last timed backward ends before any rank queues the copies below (a GPU's
+      // device-wide lap would otherwise wait for them).
+      comm.barrier()->wait();
       // Outside the timing: the output in global order and the weight grads summed over ranks.
       const at::Tensor full = plan.unshard(y.detach().contiguous(), comm);
       std::vector<at::Tensor> g(slots.size());

@@ -26,6 +26,7 @@ def test_h100_results_give_their_ratios_and_verdicts(tmp_path):
     assert "causal_window T=16384 H=16/16 fp32 fwd: 0.014x (target >= 0.5: NOT met)" in out
     assert "ring zigzag T=131072 P=4: 0.582 (target >= 0.85: NOT met)" in out
     assert "ring zigzag T=131072 P=8: 0.508 (target >= 0.85: NOT met)" in out
+    assert "WRONG" not in out  # every stored row's max_rel_err is about 1e-3
     assert "ring T=131072 P=4: 0.587 (target >= 0.85: NOT met); wrong 0" in out
     # Only T = 128K rows carry the CP target; the 32K rows are listed without one.
     assert "ring zigzag T=32768 P=4: 0.416\n" in out
@@ -56,6 +57,26 @@ def test_rows_that_meet_their_targets(tmp_path):
     assert "123456 tokens/s (after the first step" in out
     assert "## cp_gpu.txt: missing" in out
     assert "- no such rows in layer_gpu.txt (its section failed?)" in out
+
+
+def test_a_cp_row_far_from_the_single_kernel_gets_no_verdict(tmp_path):
+    (tmp_path / "cp_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D  dtype  aggregate_over_single  max_rel_err\n"
+        "    ring  zigzag  causal  131072  4  16    16  128   bf16                 0.9100       0.3000\n"
+        "    ring  zigzag  causal  131072  8  16    16  128   bf16                 0.9000          nan\n")
+    out = targets(tmp_path)
+    assert "ring zigzag T=131072 P=4: 0.910 (WRONG: max_rel_err 0.3 > 0.02, no verdict)" in out
+    assert "ring zigzag T=131072 P=8: 0.900 (WRONG: max_rel_err nan > 0.02, no verdict)" in out
+
+
+def test_a_documents_row_of_one_document_gets_no_verdict(tmp_path):
+    """Long documents cut to a short T leave one document: causal's area, whatever its ratio."""
+    (tmp_path / "kernel_cuda.txt").write_text(
+        "# causal_documents vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 5.6e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.99x the causal rate (one document at this T: not a documents measurement)\n")
+    out = targets(tmp_path)
+    assert "causal_documents T=16384 H=16/16 bf16 fwd: 0.990x (one document at this T: no verdict)" in out
+    assert "met" not in out.split("## cp_gpu.txt")[0]
 
 
 def test_sections_are_named_by_gpu_check_not_by_the_bench(tmp_path):

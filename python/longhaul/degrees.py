@@ -12,7 +12,7 @@ cp="auto": the bucket planner (the C++ parallel/bucket_planner.h, the same as `l
 --cp auto`) picks, for each bucket of length L, the degree c (a divisor of the world) with the
 fastest predicted step on the busiest rank that fits memory_gib; cp=N: every bucket on N ranks.
 dtype: the attention's compute dtype (torch.bfloat16 under bf16 autocast): its element size is
-what the planner's memory check and messages count, as `longhaul train --precision` does.
+what the planner's memory check and messages count, as `longhaul train --dtype` does.
 device: the attention tensors' device when group is a torch ProcessGroup ("cuda": its NCCL
 backend, whole group only); the longhaul world moves CUDA tensors itself (one process, GPU ranks).
 For each degree in use the group is split once, here, into W/c groups of c consecutive ranks.

@@ -175,17 +175,22 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
   // The fused kernels want out in the input dtype (strategies hold it in float32).
   const at::Tensor op = pad_head_dim(out.to(q.scalar_type())).contiguous();
-  const at::Tensor lse_aten = lse_for_aten(lse);
+  // lse in ATen's convention, made once and only if a launch takes it (dense cuDNN does not).
+  at::Tensor lse_aten_once;
+  auto lse_aten = [&]() -> const at::Tensor& {
+    if (!lse_aten_once.defined()) lse_aten_once = lse_for_aten(lse);
+    return lse_aten_once;
+  };
   for (const Launch& l : route.launches) {
     const PieceGroup& g = plan.groups[l.group];
     switch (l.kernel) {
-      case Kernel::CudnnBand: cudnn_band_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
-      case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc); break;
+      case Kernel::CudnnBand: cudnn_band_backward_group(g, dp, qp, kp, vp, op, lse_aten(), scale, acc); break;
+      case Kernel::EfficientPieces: efficient_backward_group(g, dp, qp, kp, vp, op, lse_aten(), scale, acc); break;
       // Dense cuDNN, per piece or over the whole block (its one-piece case), takes longhaul's lse
       // as is (every row of a piece sees a key).
       case Kernel::CudnnDense:
       case Kernel::CudnnPieces: cudnn_backward_group(g, dp, qp, kp, vp, op, lse, scale, acc); break;
-      default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten, scale, acc);
+      default: flash_backward_group(g, dp, qp, kp, vp, op, lse_aten(), scale, acc);
     }
   }
   acc.allocate_if_needed();  // no group at all (every key masked): zero gradients

@@ -4,7 +4,9 @@ ratio the kernel rows printed (documents and causal windows against the causal r
 forward + backward, per section of the kernel file: ragged cuDNN, FlashAttention-2 alone, the cuDNN
 band route), the emulated-CP aggregate against the single kernel, one layer's tokens/s at P = 4
 and 8 against P = 1, and `train --device cuda` tokens/s. Each line says the number, the target and
-whether it is met; a file that is missing or holds no such row says so.
+whether it is met; a file that is missing or holds no such row says so, and every target no row
+measured (a section stopped at its time limit, a configuration that failed) is listed as not
+measured, so the last line's count covers them all.
 
     python3 scripts/gpu_targets.py OUT_DIR
 """
@@ -19,7 +21,13 @@ KERNEL_TARGETS = {
     ("causal_window", "bf16", "fwd"): 0.80, ("causal_window", "bf16", "fwd+bwd"): 0.70,
     ("causal_window", "fp32", "fwd"): 0.50, ("causal_window", "fp32", "fwd+bwd"): 0.50,
 }
+# The configurations the kernel targets name: (T, H, H_kv) x dtype, each mask and pass above.
+KERNEL_SHAPES = [(16384, 16, 16), (16384, 64, 8), (131072, 16, 16), (131072, 64, 8)]
+KERNEL_EXPECTED = [(mask, str(t), str(h), str(hkv), "bf16", pas) for mask in ("causal_documents", "causal_window")
+                   for t, h, hkv in KERNEL_SHAPES for pas in ("fwd", "fwd+bwd")] + \
+                  [("causal_window", "16384", "16", "16", "fp32", pas) for pas in ("fwd", "fwd+bwd")]
 CP_TARGET = 0.85      # ring zigzag aggregate over the single kernel, T = 128K, P = 4 and 8
+CP_EXPECTED = ["4", "8"]
 CP_MAX_ERROR = 2e-2   # a bf16 row further than this from the single kernel's output is wrong
 LAYER_TARGET = 0.85   # one layer's tokens/s at P = 4 over P = 1
 
@@ -58,7 +66,7 @@ def tables(lines):
     return out
 
 
-def kernel(lines):
+def kernel(lines, seen):
     """Masked-area rate over the causal rate, per section of the kernel file."""
     section = "ragged cuDNN routes (default)"
     for line in lines:
@@ -72,13 +80,14 @@ def kernel(lines):
             if "one document at this T" in line:  # causal's or full's area: no verdict on documents
                 yield row + " (one document at this T: no verdict)"
             else:
+                seen.add(("kernel", mask, t, h, hkv, dtype, pas))
                 yield row + against(float(ratio), target)
         elif line.startswith("# ") and not line.startswith(("# bench", "# [", "# full vs causal", "# merge kernel",
                                                               "# exit")):
             section = line[2:].strip(" -")[:90]
 
 
-def cp(lines):
+def cp(lines, seen):
     """Emulated CP on one GPU: aggregate over the single kernel."""
     for _, rows in tables(lines):
         for r in rows:
@@ -86,14 +95,16 @@ def cp(lines):
                 ratio = float(r["aggregate_over_single"])
                 error = r.get("max_rel_err")  # absent in tables without the check
                 wrong = error is not None and not float(error) <= CP_MAX_ERROR  # a NaN is wrong too
-                applies = r["strategy"] == "ring" and r["T"] == "131072"
+                applies = r["strategy"] == "ring" and r["T"] == "131072" and r.get("layout") == "zigzag"
+                if applies and not wrong:
+                    seen.add(("cp", r["P"]))
                 yield (f"{r['strategy']} {r['layout']} T={r['T']} P={r['P']}: {ratio:.3f}"
                        + (f" (WRONG: max_rel_err {float(error):g} > {CP_MAX_ERROR:g}, no verdict)" if wrong
                           else against(ratio, CP_TARGET, applies))
                        + (f"; simulated {r['simulated_ms']} ms" if "simulated_ms" in r else ""))
 
 
-def layer(lines):
+def layer(lines, seen):
     """One transformer layer: tokens/s at P over P = 1."""
     for header, rows in tables(lines):
         if "dim" not in header:  # a CP table, not a layer's
@@ -102,20 +113,39 @@ def layer(lines):
         for r in rows:
             if single and r.get("P") not in (None, "1") and "tokens_per_s" in r:
                 ratio = float(r["tokens_per_s"]) / single
+                if r["P"] == "4" and r["T"] == "131072":
+                    seen.add(("layer", "4"))
                 yield (f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f}"
                        + against(ratio, LAYER_TARGET, r["P"] == "4" and r["T"] == "131072")
                        + f"; wrong {r.get('wrong', '?')}")
 
 
-def train(lines):
+def train(lines, seen):
     """longhaul train --device cuda: tokens/s."""
+    if any("tokens/s (after" in line for line in lines):
+        seen.add(("train",))
     return (line.strip() for line in lines if "tokens/s (after" in line or line.startswith("# longhaul train"))
+
+
+def unmeasured(seen):
+    """The targets no row above measured (a row without a verdict measures none)."""
+    for mask, t, h, hkv, dtype, pas in KERNEL_EXPECTED:
+        if ("kernel", mask, t, h, hkv, dtype, pas) not in seen:
+            yield f"kernel {mask} T={t} H={h}/{hkv} {dtype} {pas} (target >= {KERNEL_TARGETS[(mask, dtype, pas)]})"
+    for p in CP_EXPECTED:
+        if ("cp", p) not in seen:
+            yield f"cp-gpu ring zigzag T=131072 P={p} (target >= {CP_TARGET})"
+    if ("layer", "4") not in seen:
+        yield f"layer ring T=131072 P=4 (target >= {LAYER_TARGET})"
+    if ("train",) not in seen:
+        yield "train --device cuda tokens/s"
 
 
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     folder = sys.argv[1]
+    seen, verdicts = set(), []
     for name, report in (("kernel_cuda.txt", kernel), ("cp_gpu.txt", cp), ("layer_gpu.txt", layer),
                          ("train_gpu.txt", train)):
         lines = read(os.path.join(folder, name))
@@ -123,9 +153,18 @@ def main():
             print(f"## {name}: missing (its section did not run)")
             continue
         print(f"## {report.__doc__.rstrip('.')}")
-        found = list(report(lines))
+        found = list(report(lines, seen))
+        verdicts += found
         for line in found or [f"no such rows in {name} (its section failed?)"]:
             print(f"- {line}")
+    missing = list(unmeasured(seen))
+    if missing:
+        print("## Targets no row measured")
+        for line in missing:
+            print(f"- {line}: not measured")
+    met = sum(": met)" in v for v in verdicts)
+    not_met = sum("NOT met" in v for v in verdicts)
+    print(f"## {met} target lines met, {not_met} NOT met, {len(missing)} targets not measured")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,14 @@
 #include "train/attention_clock.h"
 
-#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "core/stream_event.h"
 #include "runtime/comm/work.h"
 
 namespace longhaul::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// An event recorded now on the current stream of `device` (timing on).
-c10::Event record_on(const c10::Device& device) {
-  c10::Event e(device.type(), c10::EventFlag::BACKEND_DEFAULT);
-  e.record(c10::impl::VirtualGuardImpl(device.type()).getStream(device));
-  return e;
-}
 
 struct ClockRef : torch::CustomClassHolder {
   explicit ClockRef(AttentionClock* c) : clock(c) {}
@@ -33,7 +26,7 @@ class MarkEnd : public torch::autograd::Function<MarkEnd> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list g) {
     auto* c = c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock;
-    if (!g[0].device().is_cpu()) c->backward_open = record_on(g[0].device());
+    if (!g[0].device().is_cpu()) c->backward_open = record_event_on(g[0].device());
     c->backward_begin = Clock::now();
     c->backward_wait_begin = comm_wait_seconds();
     return {g[0], at::Tensor()};
@@ -52,7 +45,7 @@ class MarkBegin : public torch::autograd::Function<MarkBegin> {
                                                  torch::autograd::variable_list g) {
     auto* c = c10::static_intrusive_pointer_cast<ClockRef>(ctx->saved_data["c"].toCapsule())->clock;
     if (c->backward_open) {
-      c->backward_spans.emplace_back(std::move(*c->backward_open), record_on(g[0].device()));
+      c->backward_spans.emplace_back(std::move(*c->backward_open), record_event_on(g[0].device()));
       c->backward_open.reset();
       return {g[0], g[1], g[2], at::Tensor()};
     }
@@ -89,9 +82,9 @@ at::Tensor timed_attention(AttentionClock& clock, const at::Tensor& q, const at:
                            const std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>& call) {
   auto in = MarkBegin::apply(q, k, v, &clock);
   if (!q.device().is_cpu()) {
-    c10::Event begin = record_on(q.device());
+    c10::Event begin = record_event_on(q.device());
     at::Tensor out = call(in[0], in[1], in[2]);
-    clock.forward_spans.emplace_back(std::move(begin), record_on(q.device()));
+    clock.forward_spans.emplace_back(std::move(begin), record_event_on(q.device()));
     return MarkEnd::apply(out, &clock)[0];
   }
   const auto t0 = Clock::now();

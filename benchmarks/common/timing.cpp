@@ -3,9 +3,11 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "benchmarks/common/report.h"
 #include "core/errors.h"
+#include "core/stream_event.h"
 
 namespace longhaul::bench {
 namespace {
@@ -22,7 +24,8 @@ PhaseSamples time_phases(const TimingPlan& plan, const std::function<std::vector
   double spent_ms = 0;
   for (int i = 0; i < plan.iters; ++i) {
     samples.push_back(once());
-    for (double t : samples.back()) spent_ms += t;
+    for (double t : samples.back())
+      if (std::isfinite(t)) spent_ms += t;  // NaN: a phase this run did not have
     if (spent_ms >= plan.budget_s * 1e3) break;
   }
   return samples;
@@ -54,6 +57,23 @@ double Stopwatch::lap() {
   const double t = now_ms(), dt = t - last_ms_;
   last_ms_ = t;
   return dt;
+}
+
+size_t StreamMarks::mark() {
+  if (device_.is_cpu()) {
+    wall_ms_.push_back(now_ms());
+    return wall_ms_.size() - 1;
+  }
+  events_.push_back(record_event_on(device_));
+  return events_.size() - 1;
+}
+
+double StreamMarks::ms(size_t from, size_t to) {
+  const size_t n = device_.is_cpu() ? wall_ms_.size() : events_.size();
+  LH_CHECK(from <= to && to < n, "timing: marks ", from, " to ", to, " asked of ", n, " marks");
+  if (device_.is_cpu()) return wall_ms_[to] - wall_ms_[from];
+  events_[to].synchronize();
+  return events_[from].elapsedTime(events_[to]);
 }
 
 }  // namespace longhaul::bench

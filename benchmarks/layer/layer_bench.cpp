@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <utility>
 
 #include "benchmarks/common/compare.h"
 #include "benchmarks/common/rss.h"
@@ -90,33 +91,39 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
       at::Tensor y;
       for (int it = 0; it < o.timing.warmup + o.timing.iters; ++it) {
         for (auto* t : slots) t->mutable_grad() = at::Tensor();
-        comm.barrier()->wait();
-        Stopwatch watch(dev);
+        comm.barrier()->wait();  // every rank's previous step is done (its last mark was waited for)
+        // Marks on this rank's stream, no device-wide sync inside the step: a sync in one
+        // thread-rank would wait for the others' kernels on the shared GPU and leave it idle.
+        StreamMarks marks(dev);
+        std::vector<std::pair<size_t, size_t>> attention;  // (begin, end) marks of each CP call
+        const size_t begin = marks.mark();
         at::Tensor q, k, v, a;
         AttentionOutput f;
-        double t_att = 0;
         at::Tensor xin = xl.detach().requires_grad_(true);
         y = train::transformer_block(w, mo, xin, rope, [&](const at::Tensor& q_, const at::Tensor& k_,
                                                             const at::Tensor& v_) {
           q = q_, k = k_, v = v_;
           at::NoGradGuard no_grad;
-          Stopwatch aw(dev);
+          const size_t a0 = marks.mark();
           f = cp.forward(q.detach(), k.detach(), v.detach(), plan, mask);
-          t_att += aw.lap();
+          attention.emplace_back(a0, marks.mark());
           a = f.out.detach().requires_grad_(true);
           return a;
         });
-        const double tf = watch.lap();
+        const size_t forward_end = marks.mark();
         y.backward(dyl);
-        Stopwatch aw(dev);
+        const size_t a0 = marks.mark();
         AttentionGrads g = cp.backward(a.grad(), q.detach(), k.detach(), v.detach(), f.out, f.lse, plan, mask);
-        t_att += aw.lap();
+        attention.emplace_back(a0, marks.mark());
         torch::autograd::backward({q, k, v}, {g.dq, g.dk, g.dv});
-        const double tb = watch.lap();
+        const size_t end = marks.mark();
+        const double tb = marks.ms(forward_end, end), tf = marks.ms(begin, forward_end);
+        double t_att = 0;
+        for (const auto& [from, to] : attention) t_att += marks.ms(from, to);
         if (it >= o.timing.warmup) fwd.push_back(tf), bwd.push_back(tb), att.push_back(t_att);
       }
-      // Every rank's last timed backward ends before any rank queues the copies below (a GPU's
-      // device-wide lap would otherwise wait for them).
+      // Every rank's last timed step ends before any rank queues the copies below (on a shared
+      // GPU they would run beside, and slow, another rank's last timed kernels).
       comm.barrier()->wait();
       // Outside the timing: the output in global order and the weight grads summed over ranks.
       const at::Tensor full = plan.unshard(y.detach().contiguous(), comm);

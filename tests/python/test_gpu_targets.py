@@ -108,3 +108,53 @@ def test_cp_rows_with_a_note_of_several_words(tmp_path):
         "x1; q0.k0: cudnn_pieces x1, cudnn_pieces x2\n")
     out = targets(tmp_path)
     assert "ring zigzag T=131072 P=4: 0.871 (target >= 0.85: met)" in out, out
+
+
+def test_targets_no_row_measured_are_listed_and_counted(tmp_path):
+    """A section stopped at its limit leaves targets without a row: they are named, not dropped."""
+    (tmp_path / "kernel_cuda.txt").write_text(
+        "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.6e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.81x the causal rate\n"
+        "# causal_documents vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 5.6e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.99x the causal rate (one document at this T: not a documents measurement)\n")
+    (tmp_path / "cp_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D  dtype  aggregate_over_single  max_rel_err\n"
+        "    ring  zigzag  causal  131072  4  16    16  128   bf16                 0.9100       0.0010\n"
+        "    ring  zigzag  causal  131072  8  16    16  128   bf16                 0.9000          nan\n")
+    out = targets(tmp_path)
+    missing = out.split("## Targets no row measured")[1]
+    assert "kernel causal_window T=16384 H=16/16 bf16 fwd (" not in missing  # measured above
+    assert "kernel causal_window T=16384 H=16/16 bf16 fwd+bwd (target >= 0.7): not measured" in missing
+    assert "kernel causal_documents T=16384 H=16/16 bf16 fwd (target >= 0.8): not measured" in missing  # one document
+    assert "kernel causal_window T=16384 H=16/16 fp32 fwd (target >= 0.5): not measured" in missing
+    assert "cp-gpu ring zigzag T=131072 P=4" not in missing
+    assert "cp-gpu ring zigzag T=131072 P=8 (target >= 0.85): not measured" in missing  # its row is wrong
+    assert "layer ring T=131072 P=4 (target >= 0.85): not measured" in missing
+    assert "train --device cuda tokens/s: not measured" in missing
+    assert out.rstrip().endswith("## 2 target lines met, 0 NOT met, 20 targets not measured"), out
+
+
+def test_every_target_measured_leaves_no_unmeasured_list(tmp_path):
+    kernel = []
+    for mask in ("causal_documents", "causal_window"):
+        for t, h, hkv in ((16384, 16, 16), (16384, 64, 8), (131072, 16, 16), (131072, 64, 8)):
+            for pas in ("fwd", "fwd+bwd"):
+                kernel.append(f"# {mask} vs causal, cuda T={t} H={h}/{hkv} D=128 bf16 {pas}: 1 vs 1 GFLOP/s"
+                              " = 0.9x the causal rate")
+    for pas in ("fwd", "fwd+bwd"):
+        kernel.append(f"# causal_window vs causal, cuda T=16384 H=16/16 D=128 fp32 {pas}: 1 vs 2 GFLOP/s"
+                      " = 0.4x the causal rate")
+    (tmp_path / "kernel_cuda.txt").write_text("\n".join(kernel) + "\n")
+    (tmp_path / "cp_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D  dtype  aggregate_over_single  max_rel_err\n"
+        "    ring  zigzag  causal  131072  4  16    16  128   bf16                 0.9100       0.0010\n"
+        "    ring  zigzag  causal  131072  8  16    16  128   bf16                 0.8000       0.0010\n")
+    (tmp_path / "layer_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D   dim  dtype  tokens_per_s  wrong\n"
+        "  single       -  causal  131072  1  16    16  128  2048   bf16      100000.0      0\n"
+        "    ring  zigzag  causal  131072  4  16    16  128  2048   bf16       90000.0      0\n")
+    (tmp_path / "train_gpu.txt").write_text(
+        "trained 30 steps: 123456 tokens/s (after the first step, a warm-up); checkpoint /tmp/x\n")
+    out = targets(tmp_path)
+    assert "## Targets no row measured" not in out
+    assert out.rstrip().endswith("## 18 target lines met, 3 NOT met, 0 targets not measured"), out

@@ -78,7 +78,7 @@ void Work::wait() {
     std::unique_lock<std::mutex> lock(mu_);
     if (!cv_.wait_until(lock, deadline(), [&] { return parts_left_ <= 0; })) {
       throw TimeoutError(detail::str_cat(what_, " did not complete within ", fmt_seconds(timeout_.count() / 1e3),
-                                         " (elapsed ", fmt_seconds(seconds_since(start_)),
+                                         " (elapsed ", fmt_seconds(seconds_since(start_.load())),
                                          "): the peer may be stopped, dead or not calling the matching operation"));
     }
     if (!error_.empty()) throw CommError(detail::str_cat(what_, " failed: ", error_));

@@ -4,6 +4,7 @@
 // of child Works, and may carry a finish step (e.g. a reduction) run once, by the waiting thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -48,7 +49,7 @@ class Work {
   void set_finish(std::function<void()> f) { finish_ = std::move(f); }
   // Appends a step to the finish step (run after the one already set, if any).
   void then(std::function<void()> f);
-  Clock::time_point deadline() const { return start_ + timeout_; }
+  Clock::time_point deadline() const { return start_.load() + timeout_; }
 
   // A Work that is already complete (e.g. zero bytes to move).
   static std::shared_ptr<Work> completed(std::string what);
@@ -59,12 +60,14 @@ class Work {
   virtual void waiting(bool /*begin*/) {}
   // Called first by done(): a backend whose operations only progress when driven drives them.
   virtual void poll() {}
+  // The operation starts only now (a backend that deferred it): its deadline counts from here.
+  void restart_clock() { start_.store(Clock::now()); }
 
  private:
   void run_finish();
 
   std::string what_;
-  Clock::time_point start_;
+  std::atomic<Clock::time_point> start_;  // atomic: restart_clock() may race a waiter's deadline()
   std::chrono::milliseconds timeout_;
   std::mutex mu_;
   std::condition_variable cv_;

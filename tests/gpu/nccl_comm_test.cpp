@@ -190,6 +190,36 @@ TEST(NcclComm, StandaloneSendRecvToSelfAreDeferredAndGrouped) {
   EXPECT_TRUE(same(rd, d));
 }
 
+// A deferred operation's deadline counts from when it is posted, not from send()/recv(); one that
+// is never posted fails at its deadline when done() is asked, and is then never posted.
+TEST(NcclComm, DeferredOperationsCountTheirDeadlineFromPosting) {
+  REQUIRE_CUDA();
+  auto comm = nccl::create_world(options());
+  comm->barrier()->wait();  // initialised and connected
+  comm->set_timeout(std::chrono::milliseconds(300));
+  at::Tensor a = pattern(256, 7, at::kFloat), ra = at::empty_like(a);
+  auto s = comm->send(a, 0), r = comm->recv(ra, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // twice the timeout before posting
+  EXPECT_NO_THROW(r->wait()) << "a deferred receive timed out on time it spent waiting to be posted";
+  EXPECT_NO_THROW(s->wait());
+  EXPECT_TRUE(same(ra, a));
+  // Never posted: done() fails it at its deadline instead of staying false for ever.
+  at::Tensor b = pattern(64, 8, at::kFloat);
+  auto lonely = comm->send(b, 0);
+  EXPECT_FALSE(lonely->done());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  try {
+    lonely->done();
+    ADD_FAILURE() << "a send deferred past its deadline still reported not-done without an error";
+  } catch (const CommError& e) {
+    EXPECT_TRUE(contains(e.what(), "never posted")) << e.what();
+  }
+  // The failed send is not posted later (it would block the stream without its receive).
+  at::Tensor x = at::ones({4}, on_gpu());
+  comm->all_reduce(x)->wait();
+  EXPECT_EQ(x.sum().item<float>(), 4.0f);
+}
+
 TEST(NcclComm, AllToAllAllGatherReduceScatterWithCounts) {
   REQUIRE_CUDA();
   auto comm = nccl::create_world(options());

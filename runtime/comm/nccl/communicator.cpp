@@ -120,11 +120,21 @@ class NcclCommunicator : public Communicator {
 
   // Posts the deferred standalone sends and receives as one NCCL group.
   void flush() {
+    std::lock_guard<std::mutex> posting(post_mu_);
+    flush_locked();
+  }
+
+  // flush() with post_mu_ held. That mutex keeps one thread's flush and launch together: a
+  // collective another thread posts cannot come between them (posting order is NCCL's matching
+  // order, and every rank must post the same one).
+  void flush_locked() {
     std::vector<Pending> ops;
     {
       std::lock_guard<std::mutex> lock(pending_mu_);
       ops.swap(pending_);
     }
+    // One that failed while deferred (done() past its deadline) is not posted: its caller has the error.
+    std::erase_if(ops, [](const Pending& p) { return p.work->settled(); });
     if (ops.empty()) return;
     std::stable_sort(ops.begin(), ops.end(), [](const Pending& a, const Pending& b) { return a.tag < b.tag; });
     std::vector<EventPtr> after;
@@ -311,7 +321,8 @@ class NcclCommunicator : public Communicator {
 
   // Posts the deferred operations first (posting order is NCCL's matching order), then this one.
   WorkPtr launch(const std::string& what, std::vector<at::Tensor> keep, const Calls& calls) {
-    flush();
+    std::lock_guard<std::mutex> posting(post_mu_);
+    flush_locked();
     auto work = std::make_shared<NcclWork>(describe(what), timeout(), handle_, std::move(keep));
     work->posted(enqueue(what, nullptr, calls));
     watch(work);
@@ -354,7 +365,8 @@ class NcclCommunicator : public Communicator {
 
   std::shared_ptr<Handle> handle_;
   int rank_, size_, device_;
-  std::mutex pending_mu_;
+  std::mutex post_mu_;     // held while posting (flush, launch): one thread's posts stay in order
+  std::mutex pending_mu_;  // guards pending_ (defer() adds without posting)
   std::vector<Pending> pending_;
   at::Tensor barrier_;
 };

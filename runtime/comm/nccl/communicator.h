@@ -11,7 +11,10 @@
 // - Standalone send()/recv() are deferred and posted together as one NCCL group at the next
 //   wait() on any of them, exchange(), collective or split(): a ring written as send, recv, wait
 //   does not deadlock, and a send to oneself meets its receive. Their done() stays false until
-//   then. Prefer exchange() for anything more complex.
+//   then, and their deadline counts from the posting; one still unposted at its deadline fails
+//   when done() is asked, and is never posted. Prefer exchange() for anything more complex.
+// - Posting is serialised per communicator (a deferred group and the operation that flushes it
+//   stay together), but every rank must still post the same operations in the same order.
 // - A deadline that passes aborts the NCCL communicator (ncclCommAbort): that Work throws
 //   TimeoutError, every other one CommError, and the communicator is unusable afterwards.
 // - NCCL refuses two ranks on one GPU: more than one rank needs as many GPUs. The device of rank r

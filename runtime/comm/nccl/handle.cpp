@@ -99,6 +99,13 @@ void Handle::abort(const std::string& reason) {
   abort_locked(reason);
 }
 
+bool Handle::try_abort(const std::string& reason) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  abort_locked(reason);
+  return true;
+}
+
 void Handle::abort_locked(const std::string& reason) {
   if (aborted_.load()) return;
   abort_reason_ = reason;

@@ -44,6 +44,9 @@ class Handle {
   // Aborts the comm (idempotent): kernels stop, resources go; every later operation fails.
   void abort(const std::string& reason);
   void abort_locked(const std::string& reason);  // caller holds mutex()
+  // abort() unless another thread holds mutex() (it is inside an NCCL call, which ends by its own
+  // deadline): false then, and the caller tries again later instead of blocking.
+  bool try_abort(const std::string& reason);
   bool aborted() const { return aborted_.load(); }
   std::string abort_reason();
   // Throws CommError naming `what` when the comm was aborted.

@@ -41,10 +41,18 @@ class Watcher {
       std::vector<std::shared_ptr<NcclWork>> batch;
       batch.swap(works_);
       lock.unlock();
-      std::vector<std::shared_ptr<NcclWork>> keep;
-      for (auto& w : batch)
-        if (!w->poll(/*enforce_deadline=*/true)) keep.push_back(std::move(w));
-      batch.clear();  // released outside the lock: may free tensors and handles
+      std::vector<std::shared_ptr<NcclWork>> keep, reap;
+      for (auto& w : batch) {
+        if (!w->poll(/*enforce_deadline=*/true))
+          keep.push_back(std::move(w));
+        else if (w.use_count() == 1 && w->holds_last_handle())
+          reap.push_back(std::move(w));
+      }
+      batch.clear();  // released outside the lock: may free tensors
+      // The last works of a communicator the caller dropped: its teardown waits for the stream and
+      // for the peers' finalize (up to Handle::teardown_timeout), which must not stop the polling
+      // of every other communicator's works.
+      if (!reap.empty()) std::thread([r = std::move(reap)]() mutable { r.clear(); }).detach();
       std::this_thread::sleep_for(std::chrono::microseconds(keep.empty() ? 0 : 200));
       lock.lock();
       works_.insert(works_.end(), keep.begin(), keep.end());
@@ -65,6 +73,7 @@ NcclWork::NcclWork(std::string what, std::chrono::milliseconds timeout, std::sha
     : Work(std::move(what), timeout), handle_(std::move(handle)), keep_(std::move(keep)) {}
 
 void NcclWork::posted(std::shared_ptr<at::cuda::CUDAEvent> done) {
+  restart_clock();  // a deferred operation was waiting to be posted: its time starts now
   {
     std::lock_guard<std::mutex> lock(poll_mu_);
     done_ = done;
@@ -93,25 +102,36 @@ void NcclWork::abandon(const std::string& reason) {
   if (!settled_) settle_error(reason);
 }
 
+void NcclWork::poll() {
+  std::lock_guard<std::mutex> lock(poll_mu_);
+  if (settled_ || done_ || Clock::now() < deadline()) return;
+  settle_error(detail::str_cat(
+      "it was deferred and never posted within its deadline: a standalone send or receive is posted at the next "
+      "wait() on one of them, exchange(), collective or split() on its communicator, not by done()"));
+}
+
 bool NcclWork::poll(bool enforce_deadline) {
   std::lock_guard<std::mutex> lock(poll_mu_);
   if (settled_) return true;
+  cudaError_t q = cudaErrorNotReady;
+  if (done_) {
+    // The watcher thread's CUDA calls on the communicator's device: a thread that never set one
+    // would open a context on GPU 0 in every process.
+    const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(handle_->device()));
+    q = cudaEventQuery(done_->event());
+    (void)cudaGetLastError();  // "not ready" too: a later launch check on this thread must not see it
+  }
+  if (q == cudaSuccess) {  // finished before any abort: its data is whole
+    settle_ok();
+    return true;
+  }
   if (handle_->aborted()) {
     settle_error(detail::str_cat("the NCCL communicator was aborted earlier (", handle_->abort_reason(),
                                  "); create a new one"));
     return true;
   }
   if (!done_) return false;  // deferred, not posted yet
-  // The watcher thread's CUDA calls on the communicator's device: a thread that never set one
-  // would open a context on GPU 0 in every process.
-  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(handle_->device()));
-  const cudaError_t q = cudaEventQuery(done_->event());
-  if (q == cudaSuccess) {
-    settle_ok();
-    return true;
-  }
   if (q != cudaErrorNotReady) {
-    (void)cudaGetLastError();
     settle_error(detail::str_cat("CUDA error while waiting for the operation: ", cudaGetErrorString(q)));
     return true;
   }
@@ -129,7 +149,9 @@ bool NcclWork::poll(bool enforce_deadline) {
   }
   if (enforce_deadline && !has_waiter_.load() && now >= deadline() + kWatcherGrace) {
     const std::string reason = detail::str_cat(what(), " passed its deadline with nobody waiting");
-    handle_->abort(reason);
+    // The watcher does not block on a communicator another thread is inside: that call ends by its
+    // own deadline, and this work is polled again on the next pass.
+    if (!handle_->try_abort(reason)) return false;
     settle_error(reason + "; the NCCL communicator was aborted");
     return true;
   }
@@ -149,7 +171,13 @@ void NcclWork::waiting(bool begin) {
   // Spin briefly, then sleep in short steps: communication often ends within microseconds.
   int spins = 0;
   while (!poll(/*enforce_deadline=*/false)) {
-    if (Clock::now() >= deadline()) {
+    bool posted;
+    {
+      std::lock_guard<std::mutex> lock(poll_mu_);
+      posted = done_ != nullptr;
+    }
+    // Not posted yet: another thread's flush is posting it (its time starts then), or fails it.
+    if (posted && Clock::now() >= deadline()) {
       // Work::wait throws the TimeoutError (naming the operation, its peers and the elapsed time)
       // right after this. settled_ is set before the abort so that no other poll (the watcher)
       // sees the aborted handle first and fails this work with a CommError; fail() is never

@@ -1,7 +1,9 @@
 // NcclWork: the Work of an NCCL operation — complete when the CUDA event recorded after it on the
 // communication stream has passed. A waiter polls the event itself (no wake-up latency); the
 // Watcher thread polls works nobody waits on, so done() turns true and buffers are released.
-// Both check NCCL's asynchronous errors; a passed deadline aborts the communicator.
+// Both check NCCL's asynchronous errors; a passed deadline aborts the communicator. A deferred
+// operation's deadline counts from when it is posted; one never posted fails at its deadline
+// when done() is asked (it would otherwise stay not-done for ever).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -34,9 +36,18 @@ class NcclWork : public Work {
   bool poll(bool enforce_deadline);
   // The operation could not be posted (or its communicator went away first): fails the work.
   void abandon(const std::string& reason);
+  // Nothing else holds this work's communicator handle: releasing the work destroys it (which
+  // may wait for the peers, so not on the watcher thread).
+  bool holds_last_handle() const { return handle_.use_count() == 1; }
+  // Completed or failed (e.g. deferred past its deadline): a deferred one is then not posted.
+  bool settled() {
+    std::lock_guard<std::mutex> lock(poll_mu_);
+    return settled_;
+  }
 
  protected:
   void waiting(bool begin) override;
+  void poll() override;  // done(): fails an operation deferred past its deadline and never posted
 
  private:
   void settle_ok();

@@ -176,14 +176,22 @@ void bind_comm(py::module_& m) {
         if (timeout_s) o.timeout = to_ms(*timeout_s);
         const c10::DeviceType d = device == "cpu" ? c10::DeviceType::CPU : device == "cuda" ? c10::DeviceType::CUDA
                                 : throw InvalidArgument("from_process_group: device must be cpu or cuda, got '" + device + "'");
+        // NCCL-order mode checks NCCL's rules on CPU groups; a CUDA group's transfers are
+        // stream-ordered, which its host-side bookkeeping cannot follow.
+        if (nccl_order::requested_by_env() && d != c10::DeviceType::CPU)
+          throw InvalidArgument("from_process_group: LONGHAUL_NCCL_ORDER=1 checks NCCL's rules over CPU groups "
+                                "(Gloo); this wraps the group's CUDA backend, which needs no emulation: unset it");
         CommPtr comm = c10d_backend::wrap(group, d, o);
         if (nccl_order::requested_by_env()) comm = nccl_order::wrap(comm);
         return checked::requested_by_env() ? checked::wrap(comm) : comm;
       },
       py::arg("group"), py::arg("device") = "cpu", py::arg("timeout") = py::none(),
-      "Wraps a torch.distributed ProcessGroup (its backend for `device`) as a longhaul Communicator "
+      "Wraps a torch.distributed ProcessGroup (its backend for `device`; CPU tensors always take its CPU "
+      "backend, or a Gloo group made once beside a group that has none, e.g. init_process_group('nccl')) as a "
+      "longhaul Communicator "
       "(under NCCL's matching and stream order when LONGHAUL_NCCL_ORDER=1, with every collective compared "
       "across ranks first when LONGHAUL_CHECK_COLLECTIVES=1).");
+  c10d_backend::destroy_groups_off_thread();  // communicators are dropped with the GIL held here
   m.def("release_process_groups", &c10d_backend::release_wrapped, py::call_guard<py::gil_scoped_release>(),
         "Lets go of every wrapped torch.distributed group (at interpreter exit: registered by the package).");
 #endif

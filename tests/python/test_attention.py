@@ -53,6 +53,19 @@ def test_world_matches_the_launcher(group):
         assert world.nccl == "off (rank 0 on host %s sees no CUDA device)" % socket.gethostname(), world.nccl
 
 
+def test_splits_of_two_wrappers_of_one_group_meet_apart(group, world_size):
+    """Every as_group(torch group) is a wrapper of its own; their splits must not meet on each
+    other's keys in the group's store (nor, for a group without a CPU backend, make a second Gloo
+    group beside it)."""
+    for _ in range(3):
+        comm = longhaul.as_group(group)
+        color = comm.rank % 2
+        sub = comm.split(color, comm.rank)
+        t = torch.ones(1, dtype=torch.float64)
+        sub.all_reduce(t)
+        assert t.item() == sub.size == len(range(color, world_size, 2))
+
+
 _problems = {}
 
 

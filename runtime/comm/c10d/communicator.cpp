@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "runtime/comm/c10d/gloo.h"
@@ -20,12 +22,26 @@
 #include "runtime/comm/c10d/work.h"
 #include "core/errors.h"
 #include "runtime/comm/checked/communicator.h"
+#include "runtime/comm/routed/communicator.h"
 #include "core/offsets.h"
 
 namespace longhaul {
 namespace {
 
 using c10d_backend::C10dWork;
+
+std::atomic<bool> g_destroy_off_thread{false};
+
+class C10dCommunicator;
+// The communicators over groups handed in (Python's) and the groups longhaul made beside or
+// below them, for release_wrapped().
+std::mutex g_wrapped_mu;
+std::vector<std::weak_ptr<C10dCommunicator>> g_wrapped;
+void remember_for_release(const std::shared_ptr<C10dCommunicator>& comm) {
+  std::lock_guard<std::mutex> lock(g_wrapped_mu);
+  std::erase_if(g_wrapped, [](const auto& w) { return w.expired(); });
+  g_wrapped.push_back(comm);
+}
 
 c10d::ReduceOp to_c10d(ReduceOp op) {
   switch (op) {
@@ -57,6 +73,18 @@ class C10dCommunicator : public Communicator {
     if (name_ == "gloo") sized_ = std::make_unique<c10d_backend::SizedP2P>(backend_);
   }
 
+  // Under Python the process group goes on a thread of its own: ~ProcessGroupGloo joins its
+  // workers, and a worker may be dropping a Python tensor, which needs the GIL that a Python caller
+  // dropping this communicator holds (torch binds its own groups with a GIL-free destructor for the
+  // same reason). At interpreter exit release_wrapped() has let go of them already.
+  ~C10dCommunicator() override {
+    if (!backend_ || !g_destroy_off_thread.load()) return;
+    std::thread([backend = std::move(backend_), sized = std::move(sized_)]() mutable {
+      sized.reset();
+      backend.reset();
+    }).detach();
+  }
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "c10d-" + name_; }
@@ -84,7 +112,9 @@ class C10dCommunicator : public Communicator {
     at::Tensor all = at::empty({2 * int64_t(size_)}, at::kLong);
     all_gather(all, mine)->wait();
     const int64_t* ck = all.data_ptr<int64_t>();
-    const int seq = ++splits_;
+    // The store counts this rank's splits of every wrapper of this store (several wrappers of one
+    // torch group share its keys): the same on every rank, since split is collective.
+    const int64_t seq = store_->add(detail::str_cat(prefix_, "/splits/rank", rank_), 1);
     if (color < 0) return nullptr;
     std::vector<int> members;
     for (int j = 0; j < size_; ++j)
@@ -97,7 +127,9 @@ class C10dCommunicator : public Communicator {
     auto backend = c10d_backend::make_gloo(sub_store, sub_rank, sub_size, timeout(), describe(op), bind_address_);
     CommOptions opts;
     opts.timeout = timeout();
-    return std::make_shared<C10dCommunicator>(backend, store_, prefix, opts, bind_address_);
+    auto sub = std::make_shared<C10dCommunicator>(backend, store_, prefix, opts, bind_address_);
+    remember_for_release(sub);
+    return sub;
   }
 
  protected:
@@ -127,25 +159,33 @@ class C10dCommunicator : public Communicator {
 
   // Over NCCL an exchange is one coalesced launch (ncclGroupStart/End): NCCL runs separate sends
   // and receives one after another on the device, so two ranks that both post their send first
-  // (every step of a ring) would wait on each other. Gloo and messages to this rank itself take
-  // the composed exchange.
+  // (every step of a ring) would wait on each other. Messages to this rank itself are copies
+  // (c10d groups have no connection to self); Gloo takes the composed exchange.
   WorkPtr do_exchange(const std::vector<P2POp>& ops) override {
     alive("exchange");
-    const bool to_self =
-        std::any_of(ops.begin(), ops.end(), [&](const P2POp& op) { return op.peer == rank_; });
-    if (name_ == "gloo" || to_self || ops.empty() || !backend_->supportsCoalescing())
-      return Communicator::do_exchange(ops);
+    if (name_ == "gloo" || ops.empty() || !backend_->supportsCoalescing()) return Communicator::do_exchange(ops);
+    // Everything that could fail is checked before the group opens: a failure inside it would still
+    // launch the operations queued so far, which the peers' groups would no longer match. Messages
+    // move as bytes (any dtype NCCL lacks moves too); empty ones are skipped on both sides.
     int64_t bytes = 0;
-    for (const P2POp& op : ops) bytes += nbytes(op.tensor);
-    return run(detail::str_cat("exchange of ", ops.size(), " sends and receives (", bytes, " bytes)"), false, [&] {
+    std::vector<std::pair<const P2POp*, at::Tensor>> remote;
+    for (const P2POp& op : ops) {
+      if (op.tensor.device() != ops.front().tensor.device())
+        throw InvalidArgument(describe(detail::str_cat("exchange: tensors on ", ops.front().tensor.device(), " and ",
+                                                       op.tensor.device(), "; one exchange moves one device's tensors")));
+      bytes += nbytes(op.tensor);
+      if (op.peer != rank_ && nbytes(op.tensor) > 0) remote.emplace_back(&op, op.tensor.reshape(-1).view(at::kByte));
+    }
+    const std::string what = detail::str_cat("exchange of ", ops.size(), " sends and receives (", bytes, " bytes)");
+    WorkPtr work = remote.empty() ? Work::completed(describe(what)) : run(what, false, [&] {
       backend_->startCoalescing();
       try {
-        for (const P2POp& op : ops) {
-          std::vector<at::Tensor> v{op.tensor};
-          if (op.kind == P2POp::Kind::Send)
-            backend_->send(v, op.peer, op.tag);
+        for (const auto& [op, t] : remote) {
+          std::vector<at::Tensor> v{t};
+          if (op->kind == P2POp::Kind::Send)
+            backend_->send(v, op->peer, op->tag);
           else
-            backend_->recv(v, op.peer, op.tag);
+            backend_->recv(v, op->peer, op->tag);
         }
       } catch (...) {
         backend_->endCoalescing();  // leaves the backend out of coalescing mode; the error is reported
@@ -153,6 +193,13 @@ class C10dCommunicator : public Communicator {
       }
       return backend_->endCoalescing();
     });
+    for (const P2POp& op : ops) {
+      if (op.peer != rank_) continue;
+      const std::string self = describe(detail::str_cat("exchange with self (tag ", op.tag, ")"));
+      work->add_child(op.kind == P2POp::Kind::Send ? send_to_self(op.tensor, op.tag, self)
+                                                   : recv_from_self(op.tensor, op.tag, self));
+    }
+    return work;
   }
 
   WorkPtr do_all_to_all(at::Tensor& out, const at::Tensor& in, const std::vector<int64_t>& out_rows,
@@ -295,16 +342,12 @@ class C10dCommunicator : public Communicator {
   std::string bind_address_;
   std::string name_;
   int rank_, size_;
-  int splits_ = 0;
   std::unique_ptr<c10d_backend::SizedP2P> sized_;
   std::mutex self_mu_;
   std::map<int, std::deque<at::Tensor>> self_sent_;
   std::map<int, std::deque<std::pair<at::Tensor, std::shared_ptr<Work>>>> self_recvs_;
 };
 
-// The communicators wrap() made over groups handed in (Python's), for release_wrapped().
-std::mutex g_wrapped_mu;
-std::vector<std::weak_ptr<C10dCommunicator>> g_wrapped;
 
 // Gloo aborts the process on a collective message larger than its receive and leaves a shorter
 // one's rows unwritten, so collectives over Gloo are first compared across ranks
@@ -344,13 +387,11 @@ CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
                            const c10::intrusive_ptr<c10d::Store>& store, CommOptions options) {
   if (!backend) throw InvalidArgument("backend c10d: the process group backend to wrap is null");
   auto comm = std::make_shared<C10dCommunicator>(backend, store, "longhaul/wrapped", options);
-  {
-    std::lock_guard<std::mutex> lock(g_wrapped_mu);
-    std::erase_if(g_wrapped, [](const auto& w) { return w.expired(); });
-    g_wrapped.push_back(comm);
-  }
+  remember_for_release(comm);
   return checked_if_gloo(std::move(comm));
 }
+
+void c10d_backend::destroy_groups_off_thread() { g_destroy_off_thread = true; }
 
 void c10d_backend::release_wrapped() {
   std::vector<std::weak_ptr<C10dCommunicator>> all;
@@ -362,9 +403,55 @@ void c10d_backend::release_wrapped() {
     if (auto c = w.lock()) c->release();
 }
 
+namespace {
+
+// The Gloo groups made beside torch groups that have no CPU backend ("nccl" alone), one per group
+// for its lifetime: made once, by every rank at the same call (the first wrap of that group), so
+// a later wrap on one rank never makes a group its peers do not.
+std::mutex g_companions_mu;
+std::vector<std::pair<c10::weak_intrusive_ptr<c10d::ProcessGroup>, CommPtr>> g_companions;
+
+CommPtr gloo_companion(const c10::intrusive_ptr<c10d::ProcessGroup>& group, CommOptions options) {
+  std::lock_guard<std::mutex> lock(g_companions_mu);
+  std::erase_if(g_companions, [](const auto& c) { return c.first.expired(); });
+  for (const auto& [weak, comm] : g_companions)
+    if (weak.lock() == group) return comm;
+  const int rank = group->getRank(), size = group->getSize();
+  const c10::intrusive_ptr<c10d::Store> store = group->getStore();
+  const std::string what = detail::str_cat("backend c10d: a Gloo group for the CPU tensors of a torch process group "
+                                           "without a CPU backend (rank ", rank, " of ", size, ")");
+  if (!store) throw InvalidArgument(what + ": the process group has no store to meet on");
+  // Its keys: this rank's count of such groups on this store (the same on every rank).
+  const int64_t seq = store->add(detail::str_cat("longhaul/companion/rank", rank), 1);
+  const std::string prefix = detail::str_cat("longhaul/companion", seq);
+  const char* master = std::getenv("MASTER_ADDR");  // Gloo listens on the route to the job's master
+  auto backend = c10d_backend::make_gloo(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank, size,
+                                         options.timeout, what,
+                                         master ? c10d_backend::local_address_toward(master) : std::string());
+  auto comm = std::make_shared<C10dCommunicator>(backend, store, prefix, options);
+  remember_for_release(comm);  // released at interpreter exit with the rest
+  CommPtr checked = checked_if_gloo(std::move(comm));
+  g_companions.emplace_back(c10::weak_intrusive_ptr<c10d::ProcessGroup>(group), checked);
+  return checked;
+}
+
+// The group's own CPU backend, else the Gloo companion.
+CommPtr host_comm_of(const c10::intrusive_ptr<c10d::ProcessGroup>& group, CommOptions options) {
+  c10::intrusive_ptr<c10d::Backend> cpu;
+  try {
+    cpu = group->getBackend(c10::DeviceType::CPU);
+  } catch (const c10::Error&) {
+    return gloo_companion(group, options);  // e.g. init_process_group("nccl"): CUDA only
+  }
+  return c10d_backend::wrap(cpu, group->getStore(), options);
+}
+
+}  // namespace
+
 CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group, c10::DeviceType device,
                            CommOptions options) {
   if (!group) throw InvalidArgument("backend c10d: the process group to wrap is null");
+  if (device == c10::DeviceType::CPU) return host_comm_of(group, options);
   c10::intrusive_ptr<c10d::Backend> backend;
   try {
     backend = group->getBackend(device);
@@ -372,7 +459,9 @@ CommPtr c10d_backend::wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group, 
     throw InvalidArgument(detail::str_cat("backend c10d: the process group has no backend for ",
                                           c10::DeviceTypeName(device), " tensors: ", e.what_without_backtrace()));
   }
-  return c10d_backend::wrap(backend, group->getStore(), options);
+  // CPU tensors (the agreement before each attention call, plans, metadata) take the host side, so
+  // they never wait for the device's stream.
+  return routed::wrap(host_comm_of(group, options), c10d_backend::wrap(backend, group->getStore(), options));
 }
 
 }  // namespace longhaul

@@ -49,7 +49,17 @@ CommPtr wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
 // (destroy_process_group) but a live ContextParallel still held was otherwise torn down during the
 // interpreter's own teardown, where Gloo's destruction aborted the process (std::terminate).
 void release_wrapped();
-// Wraps the backend of `group` for tensors of `device` (its store comes along).
+// Called by the Python module at import: a communicator dropped from Python (the GIL held) then
+// destroys its process group on a thread of its own, since Gloo's workers may need the GIL to
+// drop the Python tensors they hold (an inline destruction would wait on them for ever).
+void destroy_groups_off_thread();
+// Wraps the backend of `group` for tensors of `device` (its store comes along). CPU tensors take
+// the group's CPU backend, or, for a group that has none (torch's "nccl" alone), a Gloo group made
+// over the group's store by the first wrap of that group on every rank and kept for the group's
+// lifetime. For a CUDA device the result routes by device: CUDA tensors over the group's CUDA
+// backend, CPU tensors over that host side (so agreements and plans never wait for the stream).
+// Deadlines over NCCL are torch's: its Work completes in stream order, so the group's own timeout
+// and TORCH_NCCL_ASYNC_ERROR_HANDLING govern a dead peer, not `options.timeout`.
 CommPtr wrap(const c10::intrusive_ptr<c10d::ProcessGroup>& group,
              c10::DeviceType device = c10::DeviceType::CPU, CommOptions options = {});
 

@@ -55,7 +55,11 @@ def is_cuda_process_group(group, device):
 def as_group(group=None, device="cpu", timeout=None):
     """A longhaul Communicator from None (the world), a Communicator, or a
     torch.distributed.ProcessGroup (its backend for `device`, wrapped: "cpu" or "cuda", or a
-    torch.device / "cuda:N", of which only the type counts)."""
+    torch.device / "cuda:N", of which only the type counts). CPU tensors take the group's CPU
+    backend; a group that has none (init_process_group("nccl")) gets a Gloo group of the same
+    ranks, made at its first wrap on every rank and kept while it lives. Wrapped for "cuda", the
+    communicator moves CUDA tensors over the group's CUDA backend and CPU tensors over that CPU
+    side."""
     device = _device_type(device)
     if group is None:
         return world().comm

@@ -77,12 +77,13 @@ class C10dCommunicator : public Communicator {
   // workers, and a worker may be dropping a Python tensor, which needs the GIL that a Python caller
   // dropping this communicator holds (torch binds its own groups with a GIL-free destructor for the
   // same reason). At interpreter exit release_wrapped() has let go of them already.
+  // Only a group this communicator holds last is destroyed here: dropping a reference to a group
+  // torch still holds (a wrapper of the caller's group) is inline, so that no thread of ours is
+  // left holding it when torch destroys the group and the interpreter exits.
   ~C10dCommunicator() override {
-    if (!backend_ || !g_destroy_off_thread.load()) return;
-    std::thread([backend = std::move(backend_), sized = std::move(sized_)]() mutable {
-      sized.reset();
-      backend.reset();
-    }).detach();
+    sized_.reset();  // holds the backend too: the count below is then this communicator's alone
+    if (!backend_ || !g_destroy_off_thread.load() || backend_.use_count() > 1) return;
+    std::thread([backend = std::move(backend_)]() mutable { backend.reset(); }).detach();
   }
 
   int rank() const override { return rank_; }

@@ -349,7 +349,6 @@ class C10dCommunicator : public Communicator {
   std::map<int, std::deque<std::pair<at::Tensor, std::shared_ptr<Work>>>> self_recvs_;
 };
 
-
 // Gloo aborts the process on a collective message larger than its receive and leaves a shorter
 // one's rows unwritten, so collectives over Gloo are first compared across ranks
 // (runtime/comm/checked): ranks that disagree on counts, dtype or op get the same InvalidArgument

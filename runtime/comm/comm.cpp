@@ -1,6 +1,7 @@
 #include "runtime/comm/comm.h"
 
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 
 #include <algorithm>
 #include <numeric>
@@ -112,6 +113,19 @@ void check_same_rows(const at::Tensor& a, const at::Tensor& b, const std::string
     throw InvalidArgument(detail::str_cat(where, ": row shapes differ, sizes ", a.sizes(), " vs ", b.sizes(),
                                           " (all dimensions but the first must match)"));
 }
+
+// A buffer a call writes must not share memory with another of its buffers: the backends read and
+// write them in no fixed order (MPI forbids aliased buffers, NCCL allows only exact in-place
+// collectives, which no caller uses), so the result would depend on the backend and the timing.
+bool share_memory(const at::Tensor& a, const at::Tensor& b) {
+  return a.numel() > 0 && b.numel() > 0 && at::get_overlap_status(a, b) != at::MemOverlapStatus::No;
+}
+
+[[noreturn]] void refuse_shared(const at::Tensor& a, const at::Tensor& b, const std::string& where,
+                                const std::string& names) {
+  throw InvalidArgument(detail::str_cat(where, ": ", names, " share memory (sizes ", a.sizes(), " at ", a.data_ptr(),
+                                        ", sizes ", b.sizes(), " at ", b.data_ptr(), "); pass separate buffers"));
+}
 }  // namespace
 
 // ---- public entry points: validate, then call the backend ----------------------------------
@@ -137,6 +151,16 @@ WorkPtr Communicator::exchange(const std::vector<P2POp>& ops) {
     check_peer(op.peer, name);
     LH_CHECK(op.tag >= 0 && op.tag < kMaxUserTag, describe(name), ": tag ", op.tag, " outside [0, ", kMaxUserTag, ")");
   }
+  // Sends may share a buffer (one tensor to several peers); a receive shares with nothing.
+  auto describe_op = [&](size_t i) {
+    return detail::str_cat(ops[i].kind == P2POp::Kind::Send ? "the send to" : "the receive from", " peer ",
+                           ops[i].peer, " (operation ", i, ")");
+  };
+  for (size_t i = 0; i < ops.size(); ++i)
+    for (size_t j = i + 1; j < ops.size(); ++j)
+      if ((ops[i].kind == P2POp::Kind::Recv || ops[j].kind == P2POp::Kind::Recv) &&
+          share_memory(ops[i].tensor, ops[j].tensor))
+        refuse_shared(ops[i].tensor, ops[j].tensor, describe("exchange"), describe_op(i) + " and " + describe_op(j));
   return do_exchange(ops);
 }
 
@@ -145,6 +169,7 @@ WorkPtr Communicator::all_to_all(at::Tensor& out, const at::Tensor& in, const st
   check_tensor(in, "all_to_all", "in");
   check_tensor(out, "all_to_all", "out");
   check_same_rows(out, in, describe("all_to_all"));
+  if (share_memory(out, in)) refuse_shared(out, in, describe("all_to_all"), "out and in");
   auto ir = resolve_rows(in_rows, in.size(0), "all_to_all", "in");
   auto orow = resolve_rows(out_rows, out.size(0), "all_to_all", "out");
   return do_all_to_all(out, in, orow, ir);
@@ -154,6 +179,7 @@ WorkPtr Communicator::all_gather(at::Tensor& out, const at::Tensor& in, const st
   check_tensor(in, "all_gather", "in");
   check_tensor(out, "all_gather", "out");
   check_same_rows(out, in, describe("all_gather"));
+  if (share_memory(out, in)) refuse_shared(out, in, describe("all_gather"), "out and in");
   auto r = resolve_rows(rows, out.size(0), "all_gather", "out");
   if (r[rank()] != in.size(0))
     throw InvalidArgument(detail::str_cat(describe("all_gather"), ": this rank contributes ", in.size(0),
@@ -166,6 +192,7 @@ WorkPtr Communicator::reduce_scatter(at::Tensor& out, const at::Tensor& in, cons
   check_tensor(in, "reduce_scatter", "in");
   check_tensor(out, "reduce_scatter", "out");
   check_same_rows(out, in, describe("reduce_scatter"));
+  if (share_memory(out, in)) refuse_shared(out, in, describe("reduce_scatter"), "out and in");
   auto r = resolve_rows(rows, in.size(0), "reduce_scatter", "in");
   if (r[rank()] != out.size(0))
     throw InvalidArgument(detail::str_cat(describe("reduce_scatter"), ": out has ", out.size(0),

@@ -234,6 +234,29 @@ void check_argument_errors(Communicator& comm) {
   } catch (const InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("row shapes differ"), std::string::npos) << e.what();
   }
+  // Buffers of one call that share memory: refused on every rank before anything moves.
+  const auto expect_shared = [&](const char* what, const std::function<void()>& call) {
+    SCOPED_TRACE(what);
+    try {
+      call();
+      ADD_FAILURE() << what << " accepted buffers that share memory";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("share memory"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  at::Tensor buf = at::zeros({8 * p});
+  expect_shared("all_gather", [&] { comm.all_gather(buf, buf.narrow(0, 8 * (p - 1), 8)); });
+  expect_shared("all_to_all", [&] { comm.all_to_all(buf, buf); });
+  at::Tensor inside = buf.narrow(0, 0, 8);
+  expect_shared("reduce_scatter", [&] { comm.reduce_scatter(inside, buf); });
+  const int peer = (comm.rank() + 1) % p;
+  expect_shared("the receive from peer", [&] {
+    comm.exchange({P2POp::send(buf.narrow(0, 0, 4), peer), P2POp::recv(buf.narrow(0, 2, 4), peer)});
+  });
+  expect_shared("the receive from peer", [&] {
+    comm.exchange({P2POp::recv(buf.narrow(0, 0, 4), peer), P2POp::recv(buf.narrow(0, 3, 4), peer)});
+  });
 }
 
 void check_size_mismatch(Communicator& comm) {

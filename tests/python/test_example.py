@@ -63,7 +63,7 @@ def test_example_auto_degrees():
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10, losses
 
 
-def test_example_device_cuda_without_a_gpu_stops_with_the_reason():
+def test_one_process_example_device_cuda_without_a_gpu_stops_with_the_reason():
     """--device cuda where torch sees no GPU: exit 1 with the reason, before any data or model
     (on a GPU machine, tests/python/test_cuda.py trains on the GPU instead)."""
     import torch
@@ -143,7 +143,7 @@ BAD_ARGUMENTS = [
 
 @pytest.mark.parametrize("example,args,message", BAD_ARGUMENTS,
                          ids=[f"{os.path.basename(e)} {' '.join(a)}" for e, a, _ in BAD_ARGUMENTS])
-def test_examples_reject_arguments_they_cannot_run(example, args, message):
+def test_one_process_examples_reject_arguments_they_cannot_run(example, args, message):
     if example == EXAMPLE_HF:
         needs_transformers()
     run = subprocess.run([sys.executable, example] + args, capture_output=True, text=True, timeout=120)

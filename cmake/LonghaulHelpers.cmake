@@ -82,6 +82,17 @@ endfunction()
 # Passive waiting hands the core over.
 set(LONGHAUL_TEST_ENV OMP_WAIT_POLICY=PASSIVE)
 
+# One CTest test per GoogleTest case of `target` (gtest_discover_tests), with LABEL (one:
+# gtest_discover_tests flattens a list), TIMEOUT, an optional PREFIX for their names, and every
+# test's environment. The environment must sit inside PROPERTIES: after DISCOVERY_TIMEOUT CMake
+# ignores it without a word. GoogleTest's "[  SKIPPED ]" reports the case as skipped.
+function(longhaul_discover_tests target)
+  cmake_parse_arguments(T "" "PREFIX;LABEL;TIMEOUT" "" ${ARGN})
+  gtest_discover_tests(${target} TEST_PREFIX "${T_PREFIX}"
+                       PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT} ENVIRONMENT ${LONGHAUL_TEST_ENV}
+                       DISCOVERY_TIMEOUT 60)
+endfunction()
+
 # One CTest test in one call: its COMMAND, LABELS (a list), TIMEOUT (default 300 s), ENVIRONMENT
 # (a list), SERIAL for tests that must run alone (multi-process runs), and further test PROPERTIES.
 function(longhaul_add_test name)

@@ -36,13 +36,12 @@ constexpr int kTagAllReduce = kMaxUserTag + 4;
 constexpr int kTagBroadcast = kMaxUserTag + 5;
 constexpr int kTagBarrier = kMaxUserTag + 6;
 
-// Reduces `parts` (one per rank, in rank order) into `out`; low-precision floats accumulate in
-// float32 and round once. The fixed order makes the result identical on every rank.
+// Reduces `parts` (one per rank, in rank order) into `out`. The fixed order makes the result
+// identical on every rank. (Low-precision sums arrive here already widened: see wide_sum.)
 void reduce_in_rank_order(at::Tensor& out, const std::vector<at::Tensor>& parts, ReduceOp op) {
-  const bool widen = out.scalar_type() == at::kHalf || out.scalar_type() == at::kBFloat16;
-  at::Tensor acc = widen ? parts[0].to(at::kFloat) : parts[0].clone();
+  at::Tensor acc = parts[0].clone();
   for (size_t i = 1; i < parts.size(); ++i) {
-    at::Tensor p = widen ? parts[i].to(at::kFloat) : parts[i];
+    const at::Tensor& p = parts[i];
     switch (op) {
       case ReduceOp::Sum: acc.add_(p); break;
       case ReduceOp::Max: at::maximum_out(acc, acc, p); break;
@@ -50,6 +49,23 @@ void reduce_in_rank_order(at::Tensor& out, const std::vector<at::Tensor>& parts,
     }
   }
   out.copy_(acc);
+}
+// A sum of float16/bfloat16 runs in float32 and is rounded once at the end. Native reductions
+// (NCCL's, MPI's, Gloo's) otherwise round after every addition, in an order of their own: with
+// P ranks the error grows with P and differs between backends. This costs twice the bytes of the
+// low-precision sum; maximum and minimum are exact in any precision and keep theirs.
+bool wide_sum(const at::Tensor& t, ReduceOp op) {
+  return op == ReduceOp::Sum && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16);
+}
+
+// `inner` reduces float32 copies (`wide_in` into `wide_out`); the result is rounded into `out` by
+// the waiting thread, on its current stream for CUDA tensors, which the inner Work's wait has
+// ordered after the reduction. The Work holds both copies until then.
+WorkPtr narrow_when_done(WorkPtr inner, at::Tensor out, at::Tensor wide_out, at::Tensor wide_in) {
+  auto work = std::make_shared<Work>(inner->what() + " (summed in float32)", kLongestTimeout, 0);
+  work->add_child(std::move(inner));
+  work->set_finish([out, wide_out, wide_in]() mutable { out.copy_(wide_out); });
+  return work;
 }
 }  // namespace
 
@@ -197,12 +213,16 @@ WorkPtr Communicator::reduce_scatter(at::Tensor& out, const at::Tensor& in, cons
   if (r[rank()] != out.size(0))
     throw InvalidArgument(detail::str_cat(describe("reduce_scatter"), ": out has ", out.size(0),
                                           " rows but this rank's row count is ", r[rank()]));
-  return do_reduce_scatter(out, in, r, op);
+  if (!wide_sum(in, op)) return do_reduce_scatter(out, in, r, op);
+  at::Tensor wide_in = in.to(at::kFloat), wide_out = at::empty(out.sizes(), out.options().dtype(at::kFloat));
+  return narrow_when_done(do_reduce_scatter(wide_out, wide_in, r, op), out, wide_out, wide_in);
 }
 
 WorkPtr Communicator::all_reduce(at::Tensor& t, ReduceOp op) {
   check_tensor(t, "all_reduce", "tensor");
-  return do_all_reduce(t, op);
+  if (!wide_sum(t, op)) return do_all_reduce(t, op);
+  at::Tensor wide = t.to(at::kFloat);
+  return narrow_when_done(do_all_reduce(wide, op), t, wide, wide);
 }
 
 WorkPtr Communicator::broadcast(at::Tensor& t, int root) {

@@ -22,12 +22,11 @@ at::Tensor pattern(int src, int salt, at::IntArrayRef shape, at::ScalarType dtyp
 
 const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kDouble, at::kBFloat16, at::kLong, at::kHalf};
 
-// Equal for exact dtypes; for bf16/fp16 within the rounding of a few additions (sums of many
-// ranks exceed the range where they hold integers exactly).
+// Bit-equal to the exact result rounded once into got's dtype: what a sum accumulated in float32
+// (exact for these small integers) gives; sums of many ranks leave the range where bf16 and fp16
+// hold integers exactly, and there a reduction that rounded after each addition would differ.
 bool same_values(const at::Tensor& got, const at::Tensor& want_f64) {
-  const auto t = got.scalar_type();
-  if (t == at::kBFloat16 || t == at::kHalf) return at::allclose(got.to(at::kDouble), want_f64, 2e-2, 0);
-  return at::equal(got.to(at::kDouble), want_f64);
+  return at::equal(got, want_f64.to(got.scalar_type()));
 }
 
 }  // namespace
@@ -150,6 +149,26 @@ void check_all_reduce(Communicator& comm) {
       }
       EXPECT_TRUE(same_values(t, want)) << "all_reduce " << to_string(op) << " dtype " << dtype;
     }
+  }
+}
+
+void check_low_precision_sums(Communicator& comm) {
+  const int p = comm.size(), r = comm.rank();
+  // Element e: rank e % p holds `big`, every other rank 1. Rounding after each addition loses the
+  // ones that meet `big` first (big + 1 rounds back to big in both dtypes), in whatever order a
+  // backend adds, for some e once p >= 3; one rounding of the float32 sum keeps big + p - 1.
+  for (auto [dtype, big] : {std::pair{at::kBFloat16, 256.0}, std::pair{at::kHalf, 2048.0}}) {
+    at::Tensor mine = at::ones({p, 3}, at::kDouble);
+    mine.narrow(0, r, 1).fill_(big);
+    const at::Tensor want = at::full({p, 3}, big + (p - 1), at::kDouble);
+    at::Tensor t = mine.to(dtype);
+    comm.all_reduce(t, ReduceOp::Sum)->wait();
+    EXPECT_TRUE(same_values(t, want)) << "all_reduce sum, dtype " << dtype << ": got " << t.select(1, 0)
+                                      << " want " << big + (p - 1) << " in every element";
+    at::Tensor out = at::zeros({1, 3}, dtype);
+    comm.reduce_scatter(out, mine.to(dtype), {}, ReduceOp::Sum)->wait();
+    EXPECT_TRUE(same_values(out, want.narrow(0, r, 1)))
+        << "reduce_scatter sum, dtype " << dtype << ": got " << out << " want " << big + (p - 1);
   }
 }
 

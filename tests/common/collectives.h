@@ -13,6 +13,8 @@ void check_all_to_all(Communicator& comm);
 void check_all_gather(Communicator& comm);
 void check_reduce_scatter(Communicator& comm);
 void check_all_reduce(Communicator& comm);
+// float16/bfloat16 sums are accumulated in float32 and rounded once, on every backend.
+void check_low_precision_sums(Communicator& comm);
 void check_broadcast_and_barrier(Communicator& comm);
 void check_split(Communicator& comm);
 void check_zero_size(Communicator& comm);

@@ -394,6 +394,7 @@ TEST(NcclComm, SharedCollectiveChecks) {
   check_all_gather(comm);
   check_reduce_scatter(comm);
   check_all_reduce(comm);
+  check_low_precision_sums(comm);
   check_broadcast_and_barrier(comm);
   check_split(comm);
   check_zero_size(comm);

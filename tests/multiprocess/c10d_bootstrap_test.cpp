@@ -111,16 +111,18 @@ std::vector<std::string> run_ranks(const std::vector<int>& sizes, milliseconds t
   return errors;
 }
 
-TEST(C10dWorld, SharedChecksOnTwoThreadRanks) {
-  auto errors = run_ranks({2, 2}, milliseconds(20000), [](Communicator& comm) {
+TEST(C10dWorld, SharedChecksOnThreeThreadRanks) {
+  // Three ranks: the fewest where a reduction that rounds after each addition shows.
+  auto errors = run_ranks({3, 3, 3}, milliseconds(20000), [](Communicator& comm) {
     EXPECT_EQ(comm.backend(), "c10d-gloo");
-    EXPECT_EQ(comm.size(), 2);
+    EXPECT_EQ(comm.size(), 3);
     testing::check_point_to_point(comm);
     testing::check_exchange(comm);
     testing::check_all_to_all(comm);
     testing::check_all_gather(comm);
     testing::check_reduce_scatter(comm);
     testing::check_all_reduce(comm);
+    testing::check_low_precision_sums(comm);
     testing::check_broadcast_and_barrier(comm);
     testing::check_split(comm);
     testing::check_zero_size(comm);

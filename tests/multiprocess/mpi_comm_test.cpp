@@ -22,6 +22,7 @@ TEST_F(Mpi, AllToAll) { testing::check_all_to_all(comm()); }
 TEST_F(Mpi, AllGather) { testing::check_all_gather(comm()); }
 TEST_F(Mpi, ReduceScatter) { testing::check_reduce_scatter(comm()); }
 TEST_F(Mpi, AllReduce) { testing::check_all_reduce(comm()); }
+TEST_F(Mpi, LowPrecisionSums) { testing::check_low_precision_sums(comm()); }
 TEST_F(Mpi, BroadcastAndBarrier) { testing::check_broadcast_and_barrier(comm()); }
 TEST_F(Mpi, Split) { testing::check_split(comm()); }
 TEST_F(Mpi, ZeroSize) { testing::check_zero_size(comm()); }

@@ -50,6 +50,7 @@ TEST_P(CheckedRanks, AllToAll) { run(testing::check_all_to_all); }
 TEST_P(CheckedRanks, AllGather) { run(testing::check_all_gather); }
 TEST_P(CheckedRanks, ReduceScatter) { run(testing::check_reduce_scatter); }
 TEST_P(CheckedRanks, AllReduce) { run(testing::check_all_reduce); }
+TEST_P(CheckedRanks, LowPrecisionSums) { run(testing::check_low_precision_sums); }
 TEST_P(CheckedRanks, BroadcastAndBarrier) { run(testing::check_broadcast_and_barrier); }
 TEST_P(CheckedRanks, Split) { run(testing::check_split); }
 TEST_P(CheckedRanks, ZeroSize) { run(testing::check_zero_size); }

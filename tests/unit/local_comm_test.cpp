@@ -51,6 +51,7 @@ TEST_P(LocalRanks, AllToAll) { run(testing::check_all_to_all); }
 TEST_P(LocalRanks, AllGather) { run(testing::check_all_gather); }
 TEST_P(LocalRanks, ReduceScatter) { run(testing::check_reduce_scatter); }
 TEST_P(LocalRanks, AllReduce) { run(testing::check_all_reduce); }
+TEST_P(LocalRanks, LowPrecisionSums) { run(testing::check_low_precision_sums); }
 TEST_P(LocalRanks, BroadcastAndBarrier) { run(testing::check_broadcast_and_barrier); }
 TEST_P(LocalRanks, Split) { run(testing::check_split); }
 TEST_P(LocalRanks, ZeroSize) { run(testing::check_zero_size); }
@@ -68,6 +69,7 @@ TEST_P(RoutedRanks, AllToAll) { run(testing::check_all_to_all); }
 TEST_P(RoutedRanks, AllGather) { run(testing::check_all_gather); }
 TEST_P(RoutedRanks, ReduceScatter) { run(testing::check_reduce_scatter); }
 TEST_P(RoutedRanks, AllReduce) { run(testing::check_all_reduce); }
+TEST_P(RoutedRanks, LowPrecisionSums) { run(testing::check_low_precision_sums); }
 TEST_P(RoutedRanks, BroadcastAndBarrier) { run(testing::check_broadcast_and_barrier); }
 TEST_P(RoutedRanks, Split) { run(testing::check_split); }
 TEST_P(RoutedRanks, ArgumentErrors) { run(testing::check_argument_errors); }

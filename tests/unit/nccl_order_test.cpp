@@ -41,13 +41,14 @@ TEST_P(NcclOrderRanks, AllToAll) { run(testing::check_all_to_all); }
 TEST_P(NcclOrderRanks, AllGather) { run(testing::check_all_gather); }
 TEST_P(NcclOrderRanks, ReduceScatter) { run(testing::check_reduce_scatter); }
 TEST_P(NcclOrderRanks, AllReduce) { run(testing::check_all_reduce); }
+TEST_P(NcclOrderRanks, LowPrecisionSums) { run(testing::check_low_precision_sums); }
 TEST_P(NcclOrderRanks, BroadcastAndBarrier) { run(testing::check_broadcast_and_barrier); }
 TEST_P(NcclOrderRanks, Split) { run(testing::check_split); }
 TEST_P(NcclOrderRanks, ZeroSize) { run(testing::check_zero_size); }
 TEST_P(NcclOrderRanks, ArgumentErrors) { run(testing::check_argument_errors); }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, NcclOrderRanks, ::testing::Values(1, 2, 3, 5, 8),
-                         [](const auto& info) { return "P" + std::to_string(info.param); });
+                         [](const auto& info) { return detail::str_cat("P", info.param); });
 
 using Outcome = testing::RankOutcomes;
 Outcome run_pair(const CommOptions& options, const std::function<void(Communicator&)>& body) {
@@ -124,6 +125,39 @@ TEST(NcclOrder, StandaloneOperationsAreDeferredAndCompleteInStreamOrder) {
     EXPECT_TRUE(w->done());
     if (comm.rank() == 1) EXPECT_TRUE(at::equal(in, t));
   }, nccl_order(std::chrono::seconds(10)));
+}
+
+// A rank uses its communicators (the world and its splits) in turn, as NCCL requires. Waited
+// first, a ring exchange on the world and an all_reduce on a sub-communicator complete; a receive
+// on the world still pending (its sender sends only later) when the rank posts on the
+// sub-communicator fails that post on every rank, naming both operations, at once.
+TEST(NcclOrder, CommunicatorsOfARankAreUsedInTurn) {
+  auto ring_then_half = [](bool wait_first) {
+    return [wait_first](Communicator& world) {
+      CommPtr half = world.split(world.rank() % 2, world.rank());
+      const int peer = (world.rank() + 1) % world.size(), from = (world.rank() + world.size() - 1) % world.size();
+      at::Tensor out = at::full({4}, world.rank() + 1.0), in = at::zeros({4}), t = at::ones({3});
+      WorkPtr ring = wait_first ? world.exchange({P2POp::send(out, peer, 0), P2POp::recv(in, from, 0)})
+                                : world.exchange({P2POp::recv(in, from, 0)});
+      if (wait_first) ring->wait();
+      half->all_reduce(t)->wait();
+      EXPECT_TRUE(at::equal(in, at::full({4}, from + 1.0)));
+      EXPECT_TRUE(at::equal(t, at::full({3}, double(half->size()))));
+    };
+  };
+  Outcome in_turn = testing::run_collecting(4, nccl_order(std::chrono::seconds(10)), ring_then_half(true));
+  Outcome overlapping = testing::run_collecting(4, nccl_order(std::chrono::seconds(10)), ring_then_half(false));
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(in_turn.error[r], "") << "rank " << r;
+    const std::string& e = overlapping.error[r];
+    EXPECT_FALSE(overlapping.timeout[r]) << e;
+    EXPECT_NE(e.find("all_reduce (NCCL order, operation #1"), std::string::npos) << "rank " << r << ": " << e;
+    const std::string busy = detail::str_cat("is posted while backend local (rank ", r, " of 4): exchange of 1 operations");
+    EXPECT_NE(e.find(busy), std::string::npos) << e;
+    EXPECT_NE(e.find("has not completed"), std::string::npos) << e;
+    EXPECT_NE(e.find("in turn"), std::string::npos) << e;
+    EXPECT_LT(overlapping.seconds[r], 5.0);
+  }
 }
 
 // After a deadline the communicator is aborted, as the NCCL backend's is.

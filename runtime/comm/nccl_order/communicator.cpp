@@ -29,6 +29,15 @@ struct Item {
 
 class NcclOrderCommunicator;
 
+// The communicators of one rank that come from one wrap(): the world and its splits, as NCCL
+// communicators of one GPU. NCCL's kernels of two communicators in flight at once may deadlock
+// (each waits on the GPU for peers that are themselves blocked on the other's kernel, or launched
+// the two in another order), so a rank uses its communicators in turn: it posts on one only when
+// every operation it posted on the others has completed. Used by one thread, as the members are.
+struct Family {
+  std::vector<std::weak_ptr<NcclOrderCommunicator>> members;
+};
+
 // The caller's handle: waiting on it drives the stream (nothing progresses on its own).
 class StreamWork : public Work {
  public:
@@ -47,8 +56,14 @@ class StreamWork : public Work {
 
 class NcclOrderCommunicator : public Communicator {
  public:
-  explicit NcclOrderCommunicator(CommPtr inner)
-      : Communicator(CommOptions{inner->timeout(), true}), inner_(std::move(inner)) {}
+  NcclOrderCommunicator(CommPtr inner, std::shared_ptr<Family> family)
+      : Communicator(CommOptions{inner->timeout(), true}), inner_(std::move(inner)), family_(std::move(family)) {}
+
+  static CommPtr make(CommPtr inner, std::shared_ptr<Family> family) {
+    auto comm = std::make_shared<NcclOrderCommunicator>(std::move(inner), family);
+    family->members.push_back(comm);
+    return comm;
+  }
 
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
@@ -57,7 +72,7 @@ class NcclOrderCommunicator : public Communicator {
   std::shared_ptr<Communicator> split(int color, int key) override {
     drain("split");
     auto sub = inner_->split(color, key);
-    return sub ? nccl_order::wrap(sub) : nullptr;
+    return sub ? make(sub, family_) : nullptr;
   }
 
   // Drives the stream until item `seq` has completed or the deadline passes (then throws naming
@@ -150,7 +165,29 @@ class NcclOrderCommunicator : public Communicator {
     return enqueue(item);
   }
 
+  // The head of this communicator's stream, or its deferred group: what it has not completed.
+  const Item* unfinished() const { return !stream_.empty() ? stream_.front().get() : open_.get(); }
+
+  // Refuses to post `item` while another communicator of this rank has an unfinished operation:
+  // the item's Work fails and the posting call throws, with both operations named.
+  void check_in_turn(const Item& item) {
+    auto& members = family_->members;
+    std::erase_if(members, [](const auto& m) { return m.expired(); });
+    for (const auto& m : members) {
+      auto other = m.lock();
+      const Item* busy = other && other.get() != this ? other->unfinished() : nullptr;
+      if (!busy) continue;
+      const std::string message = detail::str_cat(
+          item.user->what(), " is posted while ", busy->user->what(), " on another communicator of this rank (",
+          other->size(), " ranks) has not completed; NCCL kernels of two communicators in flight at once can "
+          "deadlock, so a rank uses its communicators in turn: wait for that operation first");
+      item.user->fail(message);
+      throw CommError(message);
+    }
+  }
+
   WorkPtr enqueue(const std::shared_ptr<Item>& item) {
+    check_in_turn(*item);
     if (!broken_.empty()) {
       item->user->fail("the communicator is unusable after an earlier failure: " + broken_);
     } else {
@@ -246,6 +283,7 @@ class NcclOrderCommunicator : public Communicator {
   std::shared_ptr<Item> open_;  // deferred standalone operations
   uint64_t next_seq_ = 1;
   std::string broken_;
+  std::shared_ptr<Family> family_;
 };
 
 void StreamWork::waiting(bool begin) {
@@ -263,7 +301,7 @@ bool nccl_order::requested_by_env() { return env_flag("LONGHAUL_NCCL_ORDER"); }
 
 CommPtr nccl_order::wrap(CommPtr inner) {
   LH_CHECK(inner != nullptr, "nccl_order::wrap: the inner communicator is null");
-  return std::make_shared<NcclOrderCommunicator>(std::move(inner));
+  return NcclOrderCommunicator::make(std::move(inner), std::make_shared<Family>());
 }
 
 }  // namespace longhaul

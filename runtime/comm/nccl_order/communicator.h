@@ -11,6 +11,9 @@
 //   its rank has completed; a send completes when its receiver has received it (rendezvous).
 // - A wait on an operation that the stream can never reach ends at the deadline with a
 //   TimeoutError naming the waited operation and the one that blocks the stream.
+// - A rank uses its communicators (the wrapped one and its splits) in turn, as NCCL asks of
+//   communicators sharing a GPU: posting on one while another has an unfinished operation is a
+//   CommError naming both.
 // Used by tests and by LONGHAUL_NCCL_ORDER=1 (longhaul::init); each rank's communicator is used
 // by one thread, as an NCCL communicator is.
 #pragma once

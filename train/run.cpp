@@ -82,6 +82,11 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   RunResult result;
   result.checkpoint = r.checkpoint.empty() ? data::files::join(r.workdir, "checkpoint.lhc") : r.checkpoint;
   data::files::check_writable_file(result.checkpoint, "train: the checkpoint", " (--checkpoint)");
+  // The model's shape is refused before anything is read or written (the vocabulary, when not
+  // given, comes from the data and is checked with it).
+  ModelOptions shape = o.model;
+  shape.vocab = r.vocab > 0 ? r.vocab : 2;
+  shape.validate();
   const bool task = r.data.empty();
   const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;

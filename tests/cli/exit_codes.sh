@@ -90,6 +90,10 @@ expect_says 2 "the checkpoint's directory $tmp/nodir does not exist (--checkpoin
   train --steps 1 --workdir "$tmp/w" --checkpoint "$tmp/nodir/ck.lhc"
 expect_says 2 "is a directory, expected a file name (--checkpoint)" train --steps 1 --workdir "$tmp/w" --checkpoint "$tmp/in"
 expect_says 2 "is a directory, expected a token store file" train --steps 1 --workdir "$tmp/w" --data "$tmp/in"
+# A model that cannot be built is refused before the recall task's store is written.
+expect_says 2 "model: dim 30 must be divisible by heads 4" train --dim 30 --steps 1 --workdir "$tmp/shape"
+expect_says 2 "model: head dim 9 must be even" train --dim 36 --steps 1 --workdir "$tmp/shape"
+[ ! -e "$tmp/shape/recall_task.h5" ] || { echo "FAIL: train wrote the task before refusing the model"; fail=1; }
 rm -rf "$tmp" "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 [ $fail -eq 0 ] && echo "exit codes: ok"
 exit $fail

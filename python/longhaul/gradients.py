@@ -9,7 +9,8 @@ def all_reduce_gradients(params, group=None):
     """Sums the gradients of `params` over `group` (None: the world) in one flat all-reduce; a
     parameter without a gradient (its rank had nothing to compute) counts as zeros. The sum runs
     on the parameters' device (one device and dtype for all: the flat buffer's); a
-    torch.distributed ProcessGroup is wrapped for that device (NCCL for CUDA parameters)."""
+    torch.distributed ProcessGroup is wrapped for that device (NCCL for CUDA parameters).
+    bfloat16 and float16 gradients are summed in float32 and rounded once, on every backend."""
     params = [p for p in params if p.requires_grad]
     if not params:
         return

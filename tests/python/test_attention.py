@@ -259,6 +259,20 @@ def test_gradients_of_models_that_differ_raise_on_every_rank(group):
         longhaul.all_reduce_gradients(lin.parameters(), group)
 
 
+def test_low_precision_gradients_are_summed_in_float32(group, world_size):
+    """bfloat16 gradients: the sum is rounded once, not after every addition. Element e is 256 on
+    rank e % P and 1 elsewhere; 256 + 1 rounds back to 256 in bfloat16, so a running sum in
+    bfloat16 loses ones from 3 ranks on (MPI's and Gloo's native sums did)."""
+    rank = longhaul.as_group(group).rank
+    p = torch.nn.Parameter(torch.zeros(world_size, 2, dtype=torch.bfloat16))
+    grad = torch.ones(world_size, 2, dtype=torch.float64)
+    grad[rank] = 256
+    p.grad = grad.to(torch.bfloat16)
+    longhaul.all_reduce_gradients([p], group)
+    want = torch.full((world_size, 2), 256.0 + world_size - 1, dtype=torch.float64).to(torch.bfloat16)
+    assert torch.equal(p.grad, want), (p.grad[:, 0].tolist(), want[0, 0].item())
+
+
 def test_ranks_that_disagree_on_the_strategy_name_it(group):
     plan = longhaul.ContextParallel("ring", "zigzag", group=group).plan(T)
     strategy = "ring" if plan.rank == 0 else "tokenring"

@@ -4,6 +4,7 @@
 
 #include "data/rng.h"
 #include "data/state_text.h"
+#include "data/tokens_per_step.h"
 #include "core/errors.h"
 
 namespace longhaul::data {
@@ -13,9 +14,7 @@ ConcatChunkSampler::ConcatChunkSampler(const std::vector<uint64_t>& offsets, Con
   LH_CHECK(o.seq_len >= 1, "ConcatChunkSampler: sequence length must be >= 1, got ", o.seq_len);
   LH_CHECK(o.dp_size >= 1 && o.dp_rank >= 0 && o.dp_rank < o.dp_size, "ConcatChunkSampler: data-parallel rank ",
            o.dp_rank, " outside [0, dp_size = ", o.dp_size, ")");
-  LH_CHECK(o.tokens_per_step > 0 && o.tokens_per_step % (o.dp_size * o.seq_len) == 0,
-           "ConcatChunkSampler: tokens per step b = ", o.tokens_per_step,
-           " must be a positive multiple of data-parallel size · L = ", o.dp_size, " · ", o.seq_len);
+  check_tokens_per_step("ConcatChunkSampler", o.tokens_per_step, o.dp_size, o.seq_len, "L");
   tokens_ = static_cast<int64_t>(offsets.back());
   tail_ = tokens_ % o.seq_len;
   order_.resize(tokens_ / o.seq_len);

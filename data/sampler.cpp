@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "data/state_text.h"
+#include "data/tokens_per_step.h"
 #include "core/errors.h"
 
 namespace longhaul::data {
@@ -14,11 +15,7 @@ DDSampler::DDSampler(std::shared_ptr<const Decomposition> dd, SamplerOptions o) 
   LH_CHECK(o.dp_size >= 1 && o.dp_rank >= 0 && o.dp_rank < o.dp_size, "DDSampler: data-parallel rank ", o.dp_rank,
            " outside [0, dp_size = ", o.dp_size, ")");
   LH_CHECK(o.cycles >= 1, "DDSampler: cycles must be >= 1, got ", o.cycles);
-  const int64_t unit = int64_t(o.dp_size) << r.max_log2;
-  LH_CHECK(o.tokens_per_step > 0 && o.tokens_per_step % unit == 0, "DDSampler: tokens per step b = ",
-           o.tokens_per_step, " must be a positive multiple of data-parallel size · 2^M = ", o.dp_size, " · ",
-           r.max_len(), " = ", unit, " (so every step of every bucket splits evenly over the ranks); try b = ",
-           std::max<int64_t>(unit, o.tokens_per_step / unit * unit));
+  check_tokens_per_step("DDSampler", o.tokens_per_step, o.dp_size, r.max_len(), "2^M");
   LH_CHECK(!dd_->empty(), "DDSampler: the bucket set is empty: none of the ", dd_->num_documents(),
            " documents (", dd_->input_tokens(), " tokens) holds 2^m = ", r.min_len(),
            " tokens; lower the smallest bucket or add data");

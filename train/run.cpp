@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "data/files.h"
+#include "data/tokens_per_step.h"
 #include "train/device.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_HDF5
@@ -87,6 +88,13 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   ModelOptions shape = o.model;
   shape.vocab = r.vocab > 0 ? r.vocab : 2;
   shape.validate();
+  // The sampler's rule on tokens per step, too: the trainer's sampler hands out a whole step (one
+  // data-parallel "rank") and each group takes its share.
+  if (o.sampler == SamplerKind::DD) {
+    data::check_tokens_per_step("DDSampler", o.tokens_per_step, 1, o.buckets.max_len(), "2^M");
+  } else {
+    data::check_tokens_per_step("ConcatChunkSampler", o.tokens_per_step, 1, o.buckets.max_len(), "L");
+  }
   const bool task = r.data.empty();
   const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;

@@ -93,6 +93,8 @@ expect_says 2 "is a directory, expected a token store file" train --steps 1 --wo
 # A model that cannot be built is refused before the recall task's store is written.
 expect_says 2 "model: dim 30 must be divisible by heads 4" train --dim 30 --steps 1 --workdir "$tmp/shape"
 expect_says 2 "model: head dim 9 must be even" train --dim 36 --steps 1 --workdir "$tmp/shape"
+expect_says 2 "DDSampler: tokens per step b = 100 must be a positive multiple of data-parallel size · 2^M = 1 · 512" \
+  train --tokens-per-step 100 --steps 1 --workdir "$tmp/shape"
 [ ! -e "$tmp/shape/recall_task.h5" ] || { echo "FAIL: train wrote the task before refusing the model"; fail=1; }
 rm -rf "$tmp" "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 [ $fail -eq 0 ] && echo "exit codes: ok"

@@ -2,8 +2,9 @@
 // longhaul creates itself over a c10d store (torchrun, Slurm), or any process group a caller hands
 // in (e.g. Python's torch.distributed group). Native c10d collectives where the backend has
 // them (all_reduce, broadcast, barrier, all_to_all with split sizes, all_gather and
-// reduce_scatter with equal parts); per-rank counts are padded or reduced whole, and grouped
-// exchange is composed from send/recv (comm.cpp). Deadlines: the Work's, with Gloo's own operation
+// reduce_scatter with equal parts); with per-rank counts all_gather pads every part to the
+// largest and reduce_scatter takes torch's list form; an exchange is one coalesced launch over
+// NCCL and is composed from send/recv over Gloo (comm.cpp). Deadlines: the Work's, with Gloo's own operation
 // timeout set to the same value.
 #pragma once
 

@@ -39,7 +39,7 @@ int bench_comm(const std::vector<std::string>& args) {
       ("max-bytes", po::value(&o.max_bytes)->default_value(o.max_bytes), "largest message, bytes")
       ("factor", po::value(&o.size_factor)->default_value(o.size_factor), "size step factor")
       ("iters", po::value(&o.iters)->default_value(o.iters), "timed repetitions (fewer for large sizes)")
-      ("ops", po::value(&ops)->multitoken(), "subset of: ring exchange all_to_all all_gather")
+      ("ops", po::value(&ops)->multitoken(), "any of: ring exchange all_to_all all_gather (the default) reduce_scatter reduce_scatter_v")
       ("no-overlap", po::bool_switch(&no_overlap), "skip the overlap row")
       ("overlap-bytes", po::value(&o.overlap_bytes)->default_value(o.overlap_bytes), "message size of the overlap row")
       ("local", po::value(&local)->default_value(0), "run P thread-ranks of the local backend instead of MPI")

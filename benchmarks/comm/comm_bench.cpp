@@ -91,8 +91,28 @@ Case make_case(Communicator& comm, const std::string& op, int64_t bytes) {
       for (int j = 0; j < p; ++j) w += count_wrong(out.narrow(0, j * per, per), pattern(j, 0, 0, per));
       return w;
     };
+  } else if (op == "reduce_scatter" || op == "reduce_scatter_v") {
+    // _v: per-rank counts, odd ranks one element more (shards of an odd length).
+    const int64_t per = std::max<int64_t>(bytes / 4 / p, 1);
+    std::vector<int64_t> counts(p, per);
+    if (op == "reduce_scatter_v")
+      for (int j = 1; j < p; j += 2) ++counts[j];
+    int64_t total = 0;
+    for (int64_t n : counts) total += n;
+    auto in = pattern(r, 0, 0, total), out = at::empty({counts[r]}, at::kFloat);
+    int64_t mine = 0;
+    for (int j = 0; j < r; ++j) mine += counts[j];
+    at::Tensor want = pattern(0, 0, mine, counts[r]);
+    for (int j = 1; j < p; ++j) want += pattern(j, 0, mine, counts[r]);  // exact: sums stay below 2^24
+    c.bytes = total * 4;
+    c.bytes_moved = double(c.bytes);
+    c.bus_factor = double(p - 1) / p;
+    if (op == "reduce_scatter") counts.clear();  // equal parts: the collective's own split
+    c.run = [&comm, in, out, counts]() mutable { comm.reduce_scatter(out, in, counts)->wait(); };
+    c.wrong = [out, want] { return count_wrong(out, want); };
   } else {
-    throw InvalidArgument("bench comm: unknown operation '" + op + "', expected ring, exchange, all_to_all or all_gather");
+    throw InvalidArgument("bench comm: unknown operation '" + op +
+                          "', expected ring, exchange, all_to_all, all_gather, reduce_scatter or reduce_scatter_v");
   }
   return c;
 }

@@ -87,12 +87,17 @@ BucketProblem bucket_problem(const TrainOptions& o, int world) {
   return bp;
 }
 
+void DegreeSchedule::check_fixed_degree(int cp, int W) {
+  if (cp == TrainOptions::kCpAuto) return;
+  LH_CHECK(cp >= 1 && W % cp == 0, "train: --cp ", cp, " does not divide the world of ", W,
+           " ranks (use a divisor of ", W, ", or --cp auto)");
+}
+
 DegreeSchedule::DegreeSchedule(const CommPtr& world, const TrainOptions& o) : min_log2_(o.buckets.min_log2) {
   const int W = world->size();
   std::vector<int> degrees;
+  check_fixed_degree(o.cp, W);
   if (o.cp != TrainOptions::kCpAuto) {
-    LH_CHECK(o.cp >= 1 && W % o.cp == 0, "train: --cp ", o.cp, " does not divide the world of ", W,
-             " ranks (use a divisor of ", W, ", or --cp auto)");
     fixed_ = o.cp;
     degrees.push_back(o.cp);
   } else {

@@ -30,6 +30,9 @@ class DegreeSchedule {
   // A collective over `world`. InvalidArgument before any step for a fixed degree that does not
   // divide W, a bucket no degree fits in the memory limit, or ranks whose tables differ.
   DegreeSchedule(const CommPtr& world, const TrainOptions& options);
+  // The fixed degree's rule alone (nothing for --cp auto): `longhaul train` checks it before it
+  // writes anything.
+  static void check_fixed_degree(int cp, int world_size);
 
   // The degree of sequences of `length` tokens: its bucket's (the nearest bucket's outside them).
   int degree(int64_t length) const;

@@ -9,6 +9,7 @@
 #include "core/errors.h"
 #include "data/files.h"
 #include "data/tokens_per_step.h"
+#include "train/degree_schedule.h"
 #include "train/device.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_HDF5
@@ -88,6 +89,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   ModelOptions shape = o.model;
   shape.vocab = r.vocab > 0 ? r.vocab : 2;
   shape.validate();
+  DegreeSchedule::check_fixed_degree(o.cp, world->size());
   // The sampler's rule on tokens per step, too: the trainer's sampler hands out a whole step (one
   // data-parallel "rank") and each group takes its share.
   if (o.sampler == SamplerKind::DD) {

@@ -28,6 +28,20 @@ for r in 0 1; do
 done
 cat "$work/rank0.err" "$work/rank1.err" | grep -q 'loss' && fail "a step ran before the options were compared"
 
+# Every rank refuses the same bad option: each prints its error as one whole line (mpirun merges
+# the ranks' output; a line written piece by piece interleaved with another rank's, 2 of 20 lines
+# over five runs), and nothing is written before the refusal. Five runs.
+for run in 1 2 3 4 5; do
+  timeout 120 "$mpirun" --oversubscribe --bind-to none -np 4 "$longhaul" train --cp 3 --steps 1 -q \
+    --workdir "$work/cp3" > "$work/out" 2>&1
+  rc=$?
+  [ "$rc" = 2 ] || { cat "$work/out"; fail "--cp 3 on 4 ranks: exit $rc, expected 2"; }
+  good=$(grep -cE '^longhaul: error \(rank [0-3]\): train: --cp 3 does not divide the world of 4 ranks' "$work/out")
+  all=$(grep -c 'error (rank' "$work/out")
+  [ "$good" = 4 ] && [ "$all" = 4 ] || { cat "$work/out"; fail "run $run: $good well-formed error lines of $all, expected 4"; }
+done
+[ ! -e "$work/cp3/recall_task.h5" ] || fail "--cp 3: the recall task was written before the refusal"
+
 # Rank 1 exits before MPI_Init: rank 0 ends with a timeout (exit 5) naming MPI_Init, well before
 # the test's own limit.
 cat > "$work/dead_rank.sh" <<SH

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "core/errors.h"
+#include "core/offsets.h"
 
 namespace longhaul::bench {
 namespace {
@@ -97,11 +98,9 @@ Case make_case(Communicator& comm, const std::string& op, int64_t bytes) {
     std::vector<int64_t> counts(p, per);
     if (op == "reduce_scatter_v")
       for (int j = 1; j < p; j += 2) ++counts[j];
-    int64_t total = 0;
-    for (int64_t n : counts) total += n;
+    const auto off = offsets_of(counts);
+    const int64_t total = off[p], mine = off[r];
     auto in = pattern(r, 0, 0, total), out = at::empty({counts[r]}, at::kFloat);
-    int64_t mine = 0;
-    for (int j = 0; j < r; ++j) mine += counts[j];
     at::Tensor want = pattern(0, 0, mine, counts[r]);
     for (int j = 1; j < p; ++j) want += pattern(j, 0, mine, counts[r]);  // exact: sums stay below 2^24
     c.bytes = total * 4;

@@ -4,8 +4,8 @@
 // them (all_reduce, broadcast, barrier, all_to_all with split sizes, all_gather and
 // reduce_scatter with equal parts); with per-rank counts all_gather pads every part to the
 // largest and reduce_scatter takes torch's list form; an exchange is one coalesced launch over
-// NCCL and is composed from send/recv over Gloo (comm.cpp). Deadlines: the Work's, with Gloo's own operation
-// timeout set to the same value.
+// NCCL and is composed from send/recv over Gloo (comm.cpp). Deadlines: the Work's, with Gloo's
+// own operation timeout set to the same value.
 #pragma once
 
 #include <c10/core/DeviceType.h>

@@ -197,6 +197,19 @@ at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out) {
   return (dout.to(acc) * out.to(acc)).sum(-1).transpose(0, 1).contiguous();
 }
 
+at::Tensor attention_out_for_row_sums(const at::Tensor& dout, const at::Tensor& row_sums) {
+  LH_CHECK(dout.dim() == 3 && row_sums.dim() == 2 && row_sums.size(0) == dout.size(1) &&
+               row_sums.size(1) == dout.size(0),
+           "attention_out_for_row_sums: row sums must be [H, Tq] for dout [Tq, H, D], got ", row_sums.sizes(),
+           " for dout ", dout.sizes());
+  const auto acc = accumulate_type(dout);
+  const at::Tensor d = dout.to(acc);
+  const at::Tensor norm1 = d.abs().sum(-1);                             // [Tq, H]
+  const at::Tensor rs = row_sums.to(d.device()).to(acc).transpose(0, 1);  // [Tq, H]
+  const at::Tensor c = at::where(norm1 > 0, rs / norm1, at::zeros({}, norm1.options()));
+  return (d.sign() * c.unsqueeze(-1)).to(dout.scalar_type());
+}
+
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {
   LH_CHECK(out_acc.dim() == 3 && out_acc.sizes() == out_b.sizes(), "merge_into: out_acc ", out_acc.sizes(),
            " and out_b ", out_b.sizes(), " must be the same [T, H, D]");

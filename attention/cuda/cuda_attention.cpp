@@ -2,8 +2,9 @@
 // each piece group to a kernel (route_table.h: the table and its reasons), runs it, and merges
 // pieces that share query rows exactly. One file per route: route_cudnn (dense and ragged cuDNN),
 // route_cudnn_band (cuDNN's graph API with window bounds), route_flash (FlashAttention-2 varlen),
-// route_efficient (memory-efficient, float32), fallback (the exact chunked math path); route_common holds what they share (row bookkeeping, our LSE
-// fix-up and merge kernels, gradient accumulators).
+// route_efficient (memory-efficient, float32); the exact path is attention/chunked_math.h (any
+// device). route_common holds what the routes share (row bookkeeping, our LSE fix-up and merge
+// kernels, gradient accumulators).
 //
 // Determinism: gradients of pieces that share rows are added with index_add_ (atomics on CUDA),
 // so the fused backward is not bitwise reproducible run to run; the fallback is.
@@ -17,7 +18,7 @@
 #include <optional>
 
 #include "attention/cuda/block_plan.h"
-#include "attention/cuda/fallback.h"
+#include "attention/chunked_math.h"
 #include "attention/cuda/route_common.h"
 #include "attention/cuda/route_cudnn.h"
 #include "attention/cuda/route_cudnn_band.h"
@@ -60,16 +61,14 @@ bool dense_cudnn_takes_pieces(const BlockPlan& plan, const at::Tensor& q, const 
 
 // What the route table needs to know about this block on this device. The probes (SDPA's choice,
 // ragged cuDNN) run only where the table could use their answer.
-Route route_for(const BlockPlan& plan, const Mask& mask, const at::Tensor& q, const at::Tensor& k, double scale,
-                bool have_out) {
+Route route_for(const BlockPlan& plan, const Mask& mask, const at::Tensor& q, const at::Tensor& k, double scale) {
   RouteInputs in;
   in.dtype = dtype_class(q);
   in.head_dim = q.size(2);
   in.sm_major = at::cuda::getCurrentDeviceProperties()->major;
   in.mha = q.size(1) == k.size(1);
-  in.have_out = have_out;
   in.cudnn_varlen = false;
-  const bool fused_half = in.dtype == DTypeClass::Half && !plan.fragmented && in.sm_major >= 8 && have_out;
+  const bool fused_half = in.dtype == DTypeClass::Half && !plan.fragmented && in.sm_major >= 8;
   if (fused_half) {
     if (const Piece* whole = whole_block_piece(plan, q.size(0), k.size(0)); whole && full_or_causal(plan.groups[0])) {
       const bool causal = plan.groups[0].right == 0;
@@ -105,9 +104,9 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const c10::cuda::CUDAGuard guard(q.device());
   const BlockPlan plan = make_plan(view, mask);
   const at::Tensor qp = pad_head_dim(q), kp = pad_head_dim(k), vp = pad_head_dim(v);
-  const Route route = route_for(plan, mask, qp, kp, scale, true);
+  const Route route = route_for(plan, mask, qp, kp, scale);
   // Unrounded float32 (float64) out: attention_forward rounds it once, merges take it as is.
-  if (route.fallback()) return fallback::forward(q, k, v, view, mask, scale);
+  if (route.fallback()) return chunked_math::forward(q, k, v, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2);
   // A piece on a kernel called once per piece (memory-efficient or dense cuDNN).
   auto piece_forward = [&](Kernel kern, const PieceGroup& g, const Piece& p) {
@@ -166,15 +165,17 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   // one dO layout would be reused for another (a no-op for contiguous inputs).
   const at::Tensor dp = pad_head_dim(dout).contiguous(), qp = pad_head_dim(q), kp = pad_head_dim(k),
                    vp = pad_head_dim(v);
-  // ATen's fused backward kernels take out, not row sums: without out (TokenRing) the exact math
-  // path runs instead.
-  const Route route = route_for(plan, mask, qp, kp, scale, out.defined()).backward();
-  if (route.fallback()) return fallback::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
+  const Route route = route_for(plan, mask, qp, kp, scale).backward();
+  if (route.fallback()) return chunked_math::backward(dout, q, k, v, row_sums, lse, view, mask, scale);
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto f32 = q.options().dtype(at::kFloat);
   GradAcc acc{{}, {}, {}, {tq, h, d}, {tk, hkv, d}, f32};
-  // The fused kernels want out in the input dtype (strategies hold it in float32).
-  const at::Tensor op = pad_head_dim(out.to(q.scalar_type())).contiguous();
+  // The fused kernels want out in the input dtype (strategies hold it in float32). They read it
+  // only to compute the row sums D = Σ dO·O, so where only D travelled (TokenRing) an out made
+  // from D (attention_out_for_row_sums) gives them the same D.
+  const at::Tensor op =
+      pad_head_dim(out.defined() ? out.to(q.scalar_type()) : attention_out_for_row_sums(dout.to(q.scalar_type()), row_sums))
+          .contiguous();
   // lse in ATen's convention, made once and only if a launch takes it (dense cuDNN does not).
   at::Tensor lse_aten_once;
   auto lse_aten = [&]() -> const at::Tensor& {
@@ -200,7 +201,7 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
 std::string route_summary(const at::Tensor& q, const at::Tensor& k, const BlockView& view, const Mask& mask,
                           double scale) {
   const c10::cuda::CUDAGuard guard(q.device());
-  const Route forward = route_for(make_plan(view, mask), mask, pad_head_dim(q), pad_head_dim(k), scale, true);
+  const Route forward = route_for(make_plan(view, mask), mask, pad_head_dim(q), pad_head_dim(k), scale);
   const std::string f = forward.describe(), b = forward.backward().describe();
   return f == b ? f : f + " (backward: " + b + ")";
 }

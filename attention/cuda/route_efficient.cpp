@@ -6,7 +6,7 @@
 #include <mutex>
 #include <optional>
 
-#include "attention/cuda/fallback.h"
+#include "attention/chunked_math.h"
 #include "core/errors.h"
 
 namespace longhaul::cuda::routes {
@@ -41,14 +41,14 @@ std::optional<double> window_gradient_error(const at::TensorOptions& f32, int64_
   const double scale = 1.0 / std::sqrt(double(d));
   const BlockView view = BlockView::contiguous(tk - tq, tq, 0, tk);
   const Mask window = Mask::causal().window(left, 0);
-  const AttentionOutput ref = fallback::forward(q, k, v, view, window, scale);
+  const AttentionOutput ref = chunked_math::forward(q, k, v, view, window, scale);
   auto res = at::_efficient_attention_forward(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), std::nullopt,
                                               std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0, 2, true,
                                               scale, std::nullopt, left + extra);
   const at::Tensor out = std::get<0>(res);
   if ((out.select(0, 0) - ref.out).abs().max().item<double>() >= 1e-4) return std::nullopt;
   const at::Tensor row_sums = (dout * ref.out).sum(-1).transpose(0, 1).contiguous();  // [H, Tq]
-  const AttentionGrads exact = fallback::backward(dout, q, k, v, row_sums, ref.lse, view, window, scale);
+  const AttentionGrads exact = chunked_math::backward(dout, q, k, v, row_sums, ref.lse, view, window, scale);
   const at::Tensor no_philox = at::zeros({}, at::TensorOptions().dtype(at::kLong));
   auto grads = at::_efficient_attention_backward(dout.unsqueeze(0), q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
                                                  std::nullopt, out, std::nullopt, std::nullopt, tq, tk,

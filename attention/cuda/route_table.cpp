@@ -82,7 +82,7 @@ Route route_block(const BlockPlan& plan, int64_t tq, int64_t tk, const RouteInpu
   Route r;
   r.cudnn_band = in.cudnn_band;
   const Route fallback{{{Kernel::Fallback, 0, 1}}};
-  if (plan.fragmented || in.head_dim > kMaxFusedHeadDim || in.dtype == DTypeClass::Double || !in.have_out)
+  if (plan.fragmented || in.head_dim > kMaxFusedHeadDim || in.dtype == DTypeClass::Double)
     return fallback;
   if (in.dtype == DTypeClass::Half) {
     if (in.sm_major < 8) return fallback;

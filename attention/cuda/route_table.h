@@ -19,8 +19,11 @@
 //   fp16/bf16  any other window (bottom-right offsets)     FlashAttention-2 varlen     1 per group
 //   float32    full, causal or causal window (right 0)     memory-efficient per piece  1 per piece
 //   anything   fragmented plan (striped), float64, D > 256, fallback (exact chunked    chunks
-//              float32 with right offsets, or a backward   math, never T x T)
-//              without the forward's out (TokenRing)
+//              float32 with right offsets                  math, never T x T)
+//
+// A backward takes the route of its forward, TokenRing's too: the fused backward kernels read the
+// forward's out only through the row sums D = Σ dO·O, so where only D travelled they are given an
+// out made from it (attention_out_for_row_sums).
 //
 // Why: cuDNN is Hopper's fastest fused attention (about 1.7x FlashAttention-2 in torch on an
 // H100 for causal 16K blocks), and its dense operator has a sound backward, which the ragged one
@@ -63,7 +66,6 @@ struct RouteInputs {
   // head dim <= 128: decided by the adapter)
   bool dense_cudnn_pieces = false;
   bool efficient_window = true; // the memory-efficient kernel's window_size was probed exact
-  bool have_out = true;         // backward: the forward's out is at hand (fused backward kernels need it)
 };
 
 struct Launch {

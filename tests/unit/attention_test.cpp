@@ -339,6 +339,33 @@ TEST(Attention, RowSumsVariantEqualsOutVariant) {
   EXPECT_TRUE(at::equal(a.dq, b.dq) && at::equal(a.dk, b.dk) && at::equal(a.dv, b.dv));
 }
 
+// The out a fused backward kernel is given where only the row sums travelled (TokenRing on CUDA):
+// in every dtype it reproduces the row sums to one rounding of the input dtype, stays within the
+// true out's range (no overflow in float16, even for huge row sums over a tiny dO), and is 0
+// where dO's row is.
+TEST(Attention, OutForRowSumsReproducesTheRowSums) {
+  for (const auto dt : {at::kBFloat16, at::kHalf, at::kFloat, at::kDouble}) {
+    SCOPED_TRACE(c10::toString(dt));
+    at::manual_seed(9);
+    at::Tensor dout = at::randn({37, 3, 24}, at::kDouble), out = 300 * at::randn({37, 3, 24}, at::kDouble);
+    dout.select(0, 5).select(0, 1).zero_();             // a row of dO that is 0
+    dout.select(0, 6).mul_(1e-3).select(1, 0).mul_(1e3);  // one large entry among tiny ones
+    dout = dout.to(dt);
+    const at::Tensor rs = attention_row_sums(dout, out.to(dt));
+    const at::Tensor o = attention_out_for_row_sums(dout, rs);
+    EXPECT_EQ(o.scalar_type(), dt);
+    EXPECT_EQ(o.sizes(), dout.sizes());
+    EXPECT_TRUE(at::isfinite(o).all().item<bool>());
+    EXPECT_LE(o.to(at::kDouble).abs().max().item<double>(), out.to(dt).to(at::kDouble).abs().max().item<double>());
+    EXPECT_TRUE(at::equal(o.select(0, 5).select(0, 1), at::zeros({24}, o.options())));
+    const double unit = dt == at::kBFloat16 ? 1.0 / 256 : dt == at::kHalf ? 1.0 / 2048 : dt == at::kFloat ? 1e-6 : 1e-14;
+    const at::Tensor got = attention_row_sums(dout, o).to(at::kDouble), want = rs.to(at::kDouble);
+    EXPECT_TRUE(at::le((got - want).abs(), unit * want.abs() + 1e-30).all().item<bool>())
+        << "worst relative error " << ((got - want).abs() / want.abs().clamp_min(1e-30)).max().item<double>();
+  }
+  EXPECT_THROW(attention_out_for_row_sums(at::zeros({4, 2, 8}), at::zeros({4, 2})), InvalidArgument);
+}
+
 template <typename F>
 void expect_error(F f, const std::string& needle) {
   try {

@@ -211,9 +211,6 @@ TEST(RouteTable, WhatNoFusedKernelExpressesFallsBack) {
   in.head_dim = 320;
   EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
   in = {};
-  in.have_out = false;  // TokenRing's backward holds row sums, not out
-  EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
-  in = {};
   in.sm_major = 7;
   EXPECT_TRUE(route(causal, range(0, 512), range(0, 512), in).fallback());
   std::vector<int64_t> striped;  // rank 1 of 4, striped: every 4th token

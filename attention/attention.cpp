@@ -13,6 +13,7 @@
 #include "longhaul/config.h"
 #include "core/aten_boundary.h"
 #include "core/errors.h"
+#include "core/vector_math_warmup.h"
 #if LONGHAUL_WITH_CUDA
 #include "attention/cuda/cuda_attention.h"
 #endif
@@ -51,6 +52,7 @@ void check_tensor(const char* fn, const char* name, const at::Tensor& t, const a
 // Shapes, dtypes, devices, heads and positions of one call; returns the scale to use.
 double check_inputs(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                     const BlockView& view, const Mask& mask, double scale) {
+  warm_up_vector_math();  // the reference and the exact paths compute with torch's unary ops
   LH_CHECK(q.defined() && q.dim() == 3, fn, ": q must be [Tq, H, D], got ", q.defined() ? q.sizes() : at::IntArrayRef{});
   LH_CHECK(is_float(q.scalar_type()), fn, ": dtype ", q.scalar_type(),
            " is not supported, expected float64, float32, bfloat16 or float16");

@@ -7,6 +7,7 @@
 
 #include "core/dtypes.h"
 #include "core/host_to_device.h"
+#include "core/vector_math_warmup.h"
 
 namespace longhaul::chunked_math {
 namespace {
@@ -124,6 +125,7 @@ std::vector<Chunk> plan_chunks(const BlockView& view, const Mask& mask, int64_t 
 
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask, double scale, const ChunkLimits& limits) {
+  warm_up_vector_math();
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto acc = accumulate_type(q);
   at::Tensor out = at::zeros({tq, h, d}, q.options().dtype(acc));
@@ -151,6 +153,7 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
 AttentionGrads backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                         const at::Tensor& row_sums, const at::Tensor& lse, const BlockView& view, const Mask& mask,
                         double scale, const ChunkLimits& limits) {
+  warm_up_vector_math();
   const int64_t tq = q.size(0), h = q.size(1), d = q.size(2), tk = k.size(0), hkv = k.size(1);
   const auto acc = accumulate_type(q);
   at::Tensor dq = at::zeros({tq, h, d}, q.options().dtype(acc));

@@ -22,6 +22,7 @@
 #include "runtime/comm/checked/communicator.h"
 #include "runtime/comm/nccl_order/communicator.h"
 #include "runtime/comm/routed/communicator.h"
+#include "core/vector_math_warmup.h"
 #if LONGHAUL_WITH_NCCL
 #include "runtime/comm/nccl/communicator.h"
 #endif
@@ -85,6 +86,7 @@ std::string World::config_line() const {
 }
 
 World init(const InitOptions& options) {
+  warm_up_vector_math();  // before any of torch's threads run a unary op (core/vector_math_warmup.h)
   LH_CHECK(options.threads >= 0, "init: threads must be >= 0 (0: as many as this rank's CPUs), got ", options.threads);
   CommOptions comm_options;
   comm_options.timeout = checked_timeout(options.timeout, "init: InitOptions::timeout");

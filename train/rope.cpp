@@ -2,9 +2,12 @@
 
 #include <ATen/ATen.h>
 
+#include "core/vector_math_warmup.h"
+
 namespace longhaul::train {
 
 RopeTables rope_tables(const at::Tensor& positions, int64_t head_dim, double theta, const at::TensorOptions& options) {
+  warm_up_vector_math();  // float64 angles through torch's sin and cos
   const int64_t half = head_dim / 2;
   at::Tensor i = at::arange(half, at::kDouble);
   at::Tensor inv_freq = at::pow(theta, -2.0 * i / double(head_dim));                     // [D/2] float64

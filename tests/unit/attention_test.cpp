@@ -121,7 +121,9 @@ void compare(const Case& c, at::ScalarType dtype, const Mask& mask, const BlockV
   // float64 excess (1.3e-10 and 1.4e-10 where 1e-15 is usual) was seen three times under
   // ctest -j2 and never alone (60 runs beside a copy of itself or busy loops); the third, a fully
   // visible block, moved out by exactly the relative amount lse moved the other way: a
-  // normaliser-only difference, as when the reference's separately computed logsumexp is off.
+  // normaliser-only difference, the reference's separately computed logsumexp off. That is the
+  // mark of MKL's first-call kernel race in torch's unary ops, which the attention entry points
+  // now settle before computing (core/vector_math_warmup.h).
   const double out_err = rel_err(ours.out, ref.out), lse_err = rel_err(ours.lse, ref.lse);
   const std::string rerun = (out_err > tol_for(dtype, true) || lse_err > tol_for(dtype, false))
                                 ? rerun_report(in, view, mask, ours, ref) : std::string();

@@ -144,7 +144,8 @@ int bench_attention(const std::vector<std::string>& args, const std::vector<std:
       ("local", po::value(&local)->default_value(0), "distributed: P thread-ranks of the local backend instead of MPI")
       ("passes", po::value(&kgiven.passes)->multitoken(), "kernel: subset of fwd fwd+bwd")
       ("dtypes", po::value(&kgiven.dtypes)->multitoken(), "kernel: subset of fp32 bf16 fp16 fp64")
-      ("backends", po::value(&kgiven.backends)->multitoken(), "kernel: subset of cpu cuda reference (reference: small T only)")
+      ("backends", po::value(&kgiven.backends)->multitoken(), "kernel: subset of cpu cuda reference exact exact_cuda (reference: small T only; exact: the "
+       "exact chunked path alone)")
       ("iters", po::value<int>(), "timed repetitions at most (default: 5 kernel, 3 distributed; --quick fewer)")
       ("warmup", po::value<int>(), "untimed repetitions first (default 1)")
       ("budget-s", po::value<double>(), "stop a row's timed repetitions after this many seconds (default 10)")

@@ -136,6 +136,10 @@ if section kernel "bench kernel (cuda)"; then
     echo
     kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes fp32 --passes fwd fwd+bwd --iters 3
     echo "# exit $?"
+    echo "# the exact chunked path alone (what float32 windows of ring steps, float64 and striped blocks run)"
+    timeout "$(lh_limit 40)" "$bin/longhaul" bench kernel --backends exact_cuda --masks causal causal_window \
+        --tokens 16384 --heads 16 --head-dim 128 --dtypes fp32 --passes fwd fwd+bwd --iters 2 --no-sdpa
+    echo "# exit $?"
     echo "# the same documents on FlashAttention-2 alone (LONGHAUL_CUDA_VARLEN=flash): what ragged cuDNN changes"
     LONGHAUL_CUDA_VARLEN=flash kern 60 --masks causal causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 5
     echo "# exit $?"

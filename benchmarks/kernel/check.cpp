@@ -1,4 +1,5 @@
 #include "benchmarks/kernel/check.h"
+#include "benchmarks/kernel/backends.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -40,14 +41,15 @@ CheckResult check_against_reference(const CheckCase& c) {
   const Tolerance tol = tolerance_for(c.dtype);
 
   auto on_device = [&](const at::Tensor& x) { return x.to(c.device); };
-  AttentionOutput got = attention_forward(on_device(q), on_device(k), on_device(v), view, c.mask, 0, c.backend);
+  const KernelBackend kb = kernel_backend(c.backend);
+  AttentionOutput got = kb.forward(on_device(q), on_device(k), on_device(v), view, c.mask);
   AttentionOutput ref = attention_forward(q.to(at::kDouble), k.to(at::kDouble), v.to(at::kDouble), view, c.mask, 0,
                                           AttentionBackend::Reference);
   CheckResult result;
   result.wrong_forward = count_outside(got.out, ref.out, tol) + count_outside(got.lse, ref.lse, tol);
   if (c.backward) {
-    AttentionGrads g = attention_backward(on_device(dout), on_device(q), on_device(k), on_device(v), got.out.to(c.dtype), got.lse,
-                                          view, c.mask, 0, c.backend);
+    AttentionGrads g = kb.backward(on_device(dout), on_device(q), on_device(k), on_device(v), got.out.to(c.dtype),
+                                   got.lse, view, c.mask);
     AttentionGrads r = attention_backward(dout.to(at::kDouble), q.to(at::kDouble), k.to(at::kDouble),
                                           v.to(at::kDouble), ref.out, ref.lse, view, c.mask, 0,
                                           AttentionBackend::Reference);

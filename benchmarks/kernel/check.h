@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 
 #include "attention/attention.h"
 
@@ -19,7 +20,7 @@ struct Tolerance {
 Tolerance tolerance_for(at::ScalarType dtype);
 
 struct CheckCase {
-  AttentionBackend backend;
+  std::string backend;  // a name kernel_backend takes
   c10::Device device;
   at::ScalarType dtype;
   int64_t t, h, h_kv, d;

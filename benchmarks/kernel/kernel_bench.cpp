@@ -13,6 +13,7 @@
 
 #include "attention/attention.h"
 #include "benchmarks/common/rss.h"
+#include "benchmarks/kernel/backends.h"
 #include "benchmarks/kernel/check.h"
 #include "benchmarks/kernel/cuda_parts.h"
 #include "benchmarks/kernel/sdpa_baseline.h"
@@ -41,25 +42,18 @@ const DtypeName& parse_dtype(const std::string& s) {
   throw InvalidArgument("bench kernel: unknown dtype '" + s + "', expected fp32, bf16, fp16 or fp64");
 }
 
-AttentionBackend parse_backend(const std::string& s) {
-  if (s == "cpu") return AttentionBackend::Cpu;
-  if (s == "cuda") return AttentionBackend::Cuda;
-  if (s == "reference") return AttentionBackend::Reference;
-  throw InvalidArgument("bench kernel: unknown backend '" + s + "', expected cpu, cuda or reference");
-}
-
 void check_pass(const std::string& s) {
   LH_CHECK(s == "fwd" || s == "fwd+bwd", "bench kernel: unknown pass '", s, "', expected fwd or fwd+bwd");
 }
 
-void require_cuda() {
+void require_cuda(const std::string& backend) {
 #if !LONGHAUL_WITH_CUDA
-  throw Unsupported("bench kernel: backend cuda needs CUDA tensors, but this build of longhaul has no CUDA "
-                    "(LONGHAUL_WITH_CUDA=OFF); use --backends cpu");
+  throw Unsupported("bench kernel: backend " + backend + " needs CUDA tensors, but this build of longhaul has no "
+                    "CUDA (LONGHAUL_WITH_CUDA=OFF); use --backends cpu");
 #endif
   if (!at::hasCUDA())
-    throw Unsupported("bench kernel: backend cuda needs CUDA tensors, but no CUDA device is available here "
-                      "(at::hasCUDA() is false); use --backends cpu");
+    throw Unsupported("bench kernel: backend " + backend + " needs CUDA tensors, but no CUDA device is available "
+                      "here (at::hasCUDA() is false); use --backends cpu");
 }
 
 // ---- configurations ---------------------------------------------------------------------------
@@ -69,7 +63,7 @@ struct Config {
   bool fwd = false, fwd_bwd = false;
 
   auto key() const { return std::tie(backend, mask, t, h, h_kv, d, dtype); }
-  c10::Device device() const { return backend == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU); }
+  c10::Device device() const { return kernel_backend(backend).device; }
 };
 
 // The reference materialises H×T×T float64 scores several times over.
@@ -107,14 +101,14 @@ std::vector<Config> expand(const std::vector<KernelTarget>& targets) {
 
 void validate(const Config& c) {
   check_mask_name(c.mask);
-  parse_backend(c.backend);
+  const KernelBackend kb = kernel_backend(c.backend);
   LH_CHECK(c.t > 0 && c.h > 0 && c.h_kv > 0 && c.d > 0, "bench kernel: T, H, H_kv and D must be positive, got T=",
            c.t, " H=", c.h, " H_kv=", c.h_kv, " D=", c.d);
   LH_CHECK(c.h % c.h_kv == 0, "bench kernel: H_kv=", c.h_kv, " does not divide H=", c.h, " (H % H_kv must be 0)");
   LH_CHECK(c.backend != "reference" || c.h * c.t * c.t <= kReferenceMaxScores, "bench kernel: backend reference "
            "materialises H×T×T float64 scores; H=", c.h, ", T=", c.t, " is too large (H·T² ≤ 2^27, e.g. T ≤ 4096 "
            "with H=8)");
-  if (c.backend == "cuda") require_cuda();
+  if (kb.needs_cuda()) require_cuda(c.backend);
 }
 
 double gflops(double flops, double ms) { return flops / (ms * 1e-3) / 1e9; }
@@ -132,7 +126,7 @@ struct Measured {
 };
 
 Measured measure(const Config& c, const KernelBenchOptions& o) {
-  const AttentionBackend backend = parse_backend(c.backend);
+  const KernelBackend kb = kernel_backend(c.backend);
   const at::ScalarType dtype = parse_dtype(c.dtype).type;
   const c10::Device device = c.device();
   const Mask mask = make_mask(c.mask, c.t, o.masks);
@@ -165,12 +159,12 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
 #endif
     const PhaseSamples s = time_phases(o.timing, [&] {
       Stopwatch watch(device);
-      AttentionOutput res = attention_forward(q, k, v, view, mask, 0, backend);
+      AttentionOutput res = kb.forward(q, k, v, view, mask);
       const double fwd = watch.lap();
       double bwd = 0, bare_fwd = NAN, bare_bwd = NAN;
       if (c.fwd_bwd) {
         // .to: the reference returns float64 out whatever the input dtype (a no-op otherwise).
-        AttentionGrads g = attention_backward(dout, q, k, v, res.out.to(dtype), res.lse, view, mask, 0, backend);
+        AttentionGrads g = kb.backward(dout, q, k, v, res.out.to(dtype), res.lse, view, mask);
         bwd = watch.lap();
       }
       if (bare) {
@@ -209,7 +203,7 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
 
   if (o.check) {
     const int64_t small_t = std::min(c.t, o.check_t);
-    CheckCase cc{backend, device, dtype, small_t, c.h, c.h_kv, c.d, make_scaled_mask(c.mask, c.t, small_t, o.masks),
+    CheckCase cc{c.backend, device, dtype, small_t, c.h, c.h_kv, c.d, make_scaled_mask(c.mask, c.t, small_t, o.masks),
                  c.fwd_bwd, o.seed + 1};
     const CheckResult r = check_against_reference(cc);
     m.wrong_fwd = r.wrong_forward;

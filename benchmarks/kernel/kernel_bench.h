@@ -24,7 +24,7 @@ struct KernelTarget {
   std::vector<int64_t> kv_heads;      // H_kv
   std::vector<int64_t> head_dims;     // D
   std::vector<std::string> dtypes;    // fp32 bf16 fp16 fp64 (or float32 bfloat16 float16 float64)
-  std::vector<std::string> backends;  // cpu cuda reference
+  std::vector<std::string> backends;  // cpu cuda reference exact exact_cuda (benchmarks/kernel/backends.h)
   std::vector<std::string> passes;    // fwd fwd+bwd
 };
 

@@ -45,7 +45,10 @@ def test_rows_that_meet_their_targets(tmp_path):
         "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.6e+05 vs 5.66e+05 GFLOP/s"
         " = 0.81x the causal rate\n"
         "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd+bwd: 3.4e+05 vs 4.9e+05 GFLOP/s"
-        " = 0.69x the causal rate\n")
+        " = 0.69x the causal rate\n"
+        "# the exact chunked path alone\n"
+        "# causal_window vs causal, exact_cuda T=16384 H=16/16 D=128 fp32 fwd: 9e+03 vs 1e+04 GFLOP/s"
+        " = 0.9x the causal rate\n")
     (tmp_path / "train_gpu.txt").write_text(
         "# longhaul train --device cuda --dtype bf16, sequences of 2^13 tokens\n"
         "trained 30 steps: 123456 tokens/s (after the first step, a warm-up); checkpoint /tmp/x\n")
@@ -54,6 +57,9 @@ def test_rows_that_meet_their_targets(tmp_path):
     assert "[cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
            "(target >= 0.8: met)" in out
     assert "bf16 fwd+bwd: 0.690x (target >= 0.7: NOT met)" in out
+    # The exact path's own window/causal ratio is not the float32 target (that is the cuda backend's).
+    assert "causal_window T=16384 H=16/16 fp32 fwd: 0.900x (exact_cuda, against its own causal rate: no verdict)" in out
+    assert "fp32 fwd: 0.900x (target" not in out
     assert "123456 tokens/s (after the first step" in out
     assert "## cp_gpu.txt: missing" in out
     assert "- no such rows in layer_gpu.txt (its section failed?)" in out

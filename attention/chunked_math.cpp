@@ -33,7 +33,7 @@ struct Block {
                                      .logical_or_(kp.gt(iv.select(1, m).select(1, 1).unsqueeze(1)));
       hid = hid.defined() ? hid.logical_and_(outside) : outside;
     }
-    return hid;
+    return hid.defined() ? hid : at::ones({c.rows, c.k1 - c.k0}, k_pos.options().dtype(at::kBool));
   }
 };
 
@@ -136,7 +136,8 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
   const at::Tensor V = v.to(acc).permute({1, 0, 2}).contiguous();  // [H_kv, Tk, D]
   for (const Chunk& c : cut(b, h, acc, limits)) {
     const int64_t n = c.k1 - c.k0;
-    at::Tensor S = masked_scores(b, c, group_queries(q.narrow(0, c.r0, c.rows), hkv, acc, scale), K.narrow(2, c.k0, n), h);
+    const at::Tensor Qs = group_queries(q.narrow(0, c.r0, c.rows), hkv, acc, scale);  // [H_kv, g·rows, D]
+    at::Tensor S = masked_scores(b, c, Qs, K.narrow(2, c.k0, n), h);
     // Softmax in place: E = exp(S − row max), O = E·V / Σ E, lse = log Σ E + row max. A row whose
     // pairs are all hidden keeps out 0 and lse −∞.
     at::Tensor mx = at::amax(S, -1, /*keepdim=*/true);

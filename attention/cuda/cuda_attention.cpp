@@ -173,9 +173,8 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   // The fused kernels want out in the input dtype (strategies hold it in float32). They read it
   // only to compute the row sums D = Σ dO·O, so where only D travelled (TokenRing) an out made
   // from D (attention_out_for_row_sums) gives them the same D.
-  const at::Tensor op =
-      pad_head_dim(out.defined() ? out.to(q.scalar_type()) : attention_out_for_row_sums(dout.to(q.scalar_type()), row_sums))
-          .contiguous();
+  const at::Tensor o = out.defined() ? out.to(q.scalar_type()) : attention_out_for_row_sums(dout, row_sums);
+  const at::Tensor op = pad_head_dim(o).contiguous();
   // lse in ATen's convention, made once and only if a launch takes it (dense cuDNN does not).
   at::Tensor lse_aten_once;
   auto lse_aten = [&]() -> const at::Tensor& {

@@ -105,9 +105,9 @@ std::string rerun_report(const Inputs& in, const BlockView& view, const Mask& ma
     if (at::equal(a.out, b.out) && at::equal(a.lse, b.lse)) return std::string("bitwise the same");
     return detail::str_cat("DIFFERENT (out ", rel_err(a.out, b.out), ", lse ", rel_err(a.lse, b.lse), ")");
   };
-  return "; run again, the CPU kernel is " +
-         moved(attention_forward(in.q, in.k, in.v, view, mask, 0, AttentionBackend::Cpu), ours) +
-         " and the reference " + moved(attention_forward(in.q, in.k, in.v, view, mask, 0, AttentionBackend::Reference), ref);
+  auto again = [&](AttentionBackend b) { return attention_forward(in.q, in.k, in.v, view, mask, 0, b); };
+  return "; run again, the CPU kernel is " + moved(again(AttentionBackend::Cpu), ours) + " and the reference " +
+         moved(again(AttentionBackend::Reference), ref);
 }
 
 // Compares forward and backward of the CPU kernel with the reference on one case and view.
@@ -378,7 +378,10 @@ TEST(Attention, OutForRowSumsReproducesTheRowSums) {
     EXPECT_TRUE(at::isfinite(o).all().item<bool>());
     EXPECT_LE(o.to(at::kDouble).abs().max().item<double>(), out.to(dt).to(at::kDouble).abs().max().item<double>());
     EXPECT_TRUE(at::equal(o.select(0, 5).select(0, 1), at::zeros({24}, o.options())));
-    const double unit = dt == at::kBFloat16 ? 1.0 / 256 : dt == at::kHalf ? 1.0 / 2048 : dt == at::kFloat ? 1e-6 : 1e-14;
+    const double unit = dt == at::kBFloat16 ? 1.0 / 256
+                        : dt == at::kHalf   ? 1.0 / 2048
+                        : dt == at::kFloat  ? 1e-6
+                                            : 1e-14;
     const at::Tensor got = attention_row_sums(dout, o).to(at::kDouble), want = rs.to(at::kDouble);
     EXPECT_TRUE(at::le((got - want).abs(), unit * want.abs() + 1e-30).all().item<bool>())
         << "worst relative error " << ((got - want).abs() / want.abs().clamp_min(1e-30)).max().item<double>();

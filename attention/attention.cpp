@@ -205,11 +205,18 @@ at::Tensor attention_out_for_row_sums(const at::Tensor& dout, const at::Tensor& 
            "attention_out_for_row_sums: row sums must be [H, Tq] for dout [Tq, H, D], got ", row_sums.sizes(),
            " for dout ", dout.sizes());
   const auto acc = accumulate_type(dout);
-  const at::Tensor d = dout.to(acc);
-  const at::Tensor norm1 = d.abs().sum(-1);                             // [Tq, H]
+  const at::Tensor d = dout.to(acc), mag = d.abs();
   const at::Tensor rs = row_sums.to(d.device()).to(acc).transpose(0, 1);  // [Tq, H]
-  const at::Tensor c = at::where(norm1 > 0, rs / norm1, at::zeros({}, norm1.options()));
-  return (d.sign() * c.unsqueeze(-1)).to(dout.scalar_type());
+  const at::Tensor zero = at::zeros({}, d.options());
+  // sign(dO)·c with c = D / Σ|dO|, rounded to dout's dtype: Σ dO·O' = D up to one rounding of c.
+  const at::Tensor norm1 = mag.sum(-1);
+  at::Tensor o = (d.sign() * at::where(norm1 > 0, rs / norm1, zero).unsqueeze(-1)).to(dout.scalar_type()).to(acc);
+  // What that rounding left, put on each row's largest |dO| entry: the row sums then carry one
+  // rounding of that entry only (about Σ|dO| / max|dO| times closer in low precision).
+  const at::Tensor left = rs - (d * o).sum(-1);
+  const at::Tensor j = mag.argmax(-1, /*keepdim=*/true), dj = d.gather(-1, j);
+  o.scatter_add_(-1, j, at::where(dj != 0, left.unsqueeze(-1) / dj, zero));
+  return o.to(dout.scalar_type());
 }
 
 void merge_into(at::Tensor& out_acc, at::Tensor& lse_acc, const at::Tensor& out_b, const at::Tensor& lse_b) {

@@ -79,9 +79,10 @@ inline AttentionGrads attention_backward(const at::Tensor& dout, const at::Tenso
 // D_i = Σ_d dO_id · O_id per head: [H, Tq] float32 (float64 for float64 inputs).
 at::Tensor attention_row_sums(const at::Tensor& dout, const at::Tensor& out);
 
-// An out with the given row sums: O'_id = sign(dO_id) · D_i / Σ_d |dO_id| (0 where dO's row is 0),
-// [Tq, H, D] in dout's dtype, so attention_row_sums(dout, O') = D up to one rounding of that
-// value (|O'| never exceeds |out|'s largest entry, so it cannot overflow). Fused backward kernels
+// An out with the given row sums: O'_id = sign(dO_id) · D_i / Σ_d |dO_id| rounded to dout's dtype,
+// plus what that rounding left of D_i on the row's largest |dO| entry (0 where dO's row is 0),
+// so attention_row_sums(dout, O') = D up to about one rounding of that entry, and |O'| stays
+// within (1 + head_dim / 512) times |out|'s largest entry (no overflow). Fused backward kernels
 // read out only to compute D: with O' they run where only D travelled (TokenRing).
 at::Tensor attention_out_for_row_sums(const at::Tensor& dout, const at::Tensor& row_sums);
 

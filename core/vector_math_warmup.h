@@ -3,8 +3,8 @@
 // MKL of the torch 2.11 wheels, picks each function's kernel on that function's first call; when
 // the first call runs on several of torch's intra-op threads at once, one thread's share can be
 // computed by a low-accuracy kernel although high accuracy was asked for (pytorch/pytorch#188792).
-// Seen here as a float64 reference's logsumexp off by a relative 4.5e-10 in one of about fifty
-// test-suite runs, under load. Calling every such function once, on one element and one thread,
+// Seen here as a float64 reference's logsumexp off by a relative 4.5e-10, three times in full
+// `ctest -j 2` runs and never alone. Calling every such function once, on one element and one thread,
 // settles each choice before any concurrent use; later calls take the settled kernel.
 #pragma once
 

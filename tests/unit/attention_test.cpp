@@ -360,9 +360,9 @@ TEST(Attention, RowSumsVariantEqualsOutVariant) {
 }
 
 // The out a fused backward kernel is given where only the row sums travelled (TokenRing on CUDA):
-// in every dtype it reproduces the row sums to one rounding of the input dtype, stays within the
-// true out's range (no overflow in float16, even for huge row sums over a tiny dO), and is 0
-// where dO's row is.
+// in every dtype it reproduces the row sums to within one rounding of the input dtype, stays
+// within the true out's range (no overflow in float16, even for one large dO entry among tiny
+// ones), and is 0 where dO's row is.
 TEST(Attention, OutForRowSumsReproducesTheRowSums) {
   for (const auto dt : {at::kBFloat16, at::kHalf, at::kFloat, at::kDouble}) {
     SCOPED_TRACE(c10::toString(dt));
@@ -376,7 +376,8 @@ TEST(Attention, OutForRowSumsReproducesTheRowSums) {
     EXPECT_EQ(o.scalar_type(), dt);
     EXPECT_EQ(o.sizes(), dout.sizes());
     EXPECT_TRUE(at::isfinite(o).all().item<bool>());
-    EXPECT_LE(o.to(at::kDouble).abs().max().item<double>(), out.to(dt).to(at::kDouble).abs().max().item<double>());
+    EXPECT_LE(o.to(at::kDouble).abs().max().item<double>(),
+              1.05 * out.to(dt).to(at::kDouble).abs().max().item<double>());
     EXPECT_TRUE(at::equal(o.select(0, 5).select(0, 1), at::zeros({24}, o.options())));
     const double unit = dt == at::kBFloat16 ? 1.0 / 256
                         : dt == at::kHalf   ? 1.0 / 2048
@@ -387,6 +388,41 @@ TEST(Attention, OutForRowSumsReproducesTheRowSums) {
         << "worst relative error " << ((got - want).abs() / want.abs().clamp_min(1e-30)).max().item<double>();
   }
   EXPECT_THROW(attention_out_for_row_sums(at::zeros({4, 2, 8}), at::zeros({4, 2})), InvalidArgument);
+}
+
+// A backward that reads out only through its row sums, as the fused CUDA kernels do (and as the
+// CPU kernel does), gives TokenRing's gradients when handed the out made from the row sums: in
+// float32 to float32 rounding, in bfloat16 at most half as far off them as with the forward's own
+// out rounded to bfloat16, which is what those kernels get where out is at hand (measured: 8-15x
+// closer).
+TEST(Attention, OutForRowSumsGivesTheRowSumGradients) {
+  const Case c{150, 150, 4, 2, 32};
+  const auto view = BlockView::self(c.tq);
+  for (const auto dt : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dt));
+    for (int seed : {6, 7, 8}) {
+      Inputs in = make_inputs(c, dt, seed);
+      const auto f = attention_forward_partial(in.q, in.k, in.v, view, Mask::causal());  // float32 out
+      const at::Tensor rs = attention_row_sums(in.dout, f.out);
+      const auto want = attention_backward({in.dout, in.q, in.k, in.v, f.lse, at::Tensor(), rs}, view, Mask::causal());
+      const auto made = attention_backward(in.dout, in.q, in.k, in.v, attention_out_for_row_sums(in.dout, rs), f.lse,
+                                           view, Mask::causal());
+      const auto rounded = attention_backward(in.dout, in.q, in.k, in.v, f.out.to(dt), f.lse, view, Mask::causal());
+      for (const auto& [name, g, r, w] : {std::tuple{"dq", made.dq, rounded.dq, want.dq},
+                                          std::tuple{"dk", made.dk, rounded.dk, want.dk}}) {
+        SCOPED_TRACE(name);
+        std::cout << "[ INFO     ] " << c10::toString(dt) << " seed " << seed << " " << name
+                  << " off the row-sum gradients: out made from them " << rel_err(g, w) << ", forward's out rounded "
+                  << rel_err(r, w) << "\n";
+        if (dt == at::kFloat) {
+          EXPECT_LE(rel_err(g, w), 1e-6);
+        } else {
+          EXPECT_LE(rel_err(g, w), std::max(0.5 * rel_err(r, w), 1.0 / 4096));
+        }
+      }
+      EXPECT_TRUE(at::equal(made.dv, want.dv));  // dV does not depend on D
+    }
+  }
 }
 
 template <typename F>

@@ -15,7 +15,6 @@
 namespace longhaul::bench {
 
 struct KernelBackend {
-  std::string name;
   c10::Device device;
   std::function<AttentionOutput(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView&,
                                 const Mask&)>

@@ -20,6 +20,7 @@
 #include "attention/cpu/params.h"
 #include "attention/reference.h"
 #include "core/errors.h"
+#include "tests/common/relative_error.h"
 
 namespace longhaul {
 namespace {
@@ -34,18 +35,7 @@ double tol_for(at::ScalarType t, bool rounded_output) {
   return t == at::kBFloat16 ? 1.0 / 128 : 1.0 / 1024;
 }
 
-// max |a − b| relative to max(1, max|b|); infinities must match exactly.
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
-  at::Tensor inf_x = at::isinf(x), inf_y = at::isinf(y);
-  if (!at::equal(inf_x, inf_y) || !at::equal(x.masked_select(inf_x), y.masked_select(inf_y))) return 1e30;
-  if (at::isnan(x).any().item<bool>()) return 1e30;
-  x = x.masked_fill(inf_x, 0);
-  y = y.masked_fill(inf_y, 0);
-  if (x.numel() == 0) return 0;
-  const double scale = std::max(1.0, y.abs().max().item<double>());
-  return (x - y).abs().max().item<double>() / scale;
-}
+using testing::rel_err;
 
 // Where two tensors differ most, for failure messages: "[row, head, col] got x, expected y".
 std::string worst_element(const at::Tensor& a, const at::Tensor& b) {

@@ -16,6 +16,7 @@
 #include "attention/attention.h"
 #include "attention/chunked_math.h"
 #include "core/errors.h"
+#include "tests/common/relative_error.h"
 
 namespace longhaul {
 namespace {
@@ -23,17 +24,7 @@ namespace {
 using chunked_math::Chunk;
 using chunked_math::ChunkLimits;
 
-// max |a − b| relative to max(1, max|b|); infinities must match exactly.
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
-  const at::Tensor inf_x = at::isinf(x), inf_y = at::isinf(y);
-  if (!at::equal(inf_x, inf_y) || !at::equal(x.masked_select(inf_x), y.masked_select(inf_y))) return 1e30;
-  if (at::isnan(x).any().item<bool>()) return 1e30;
-  x = x.masked_fill(inf_x, 0);
-  y = y.masked_fill(inf_y, 0);
-  if (x.numel() == 0) return 0;
-  return (x - y).abs().max().item<double>() / std::max(1.0, y.abs().max().item<double>());
-}
+using testing::rel_err;
 
 std::vector<int64_t> range(int64_t b, int64_t e, int64_t step = 1) {
   std::vector<int64_t> r;

@@ -24,7 +24,9 @@ inline T row_max(const T* x, int64_t n, T init) {
 
 #if defined(__x86_64__)
 #pragma GCC diagnostic push  // the same false positive as in vexp.h
+#ifndef __clang__  // a GCC-only warning (clang warns about the unknown name)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 __attribute__((target("avx512f"))) inline float row_max_avx512(const float* x, int64_t n, float init) {
   __m512 a = _mm512_set1_ps(init), b = a;

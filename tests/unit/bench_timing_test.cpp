@@ -42,7 +42,7 @@ TEST(BenchTiming, MedianOfTheFirstPhasesOfEachRun) {
 }
 
 TEST(BenchTiming, StreamMarksTimeTheWorkBetweenThemAndRefuseBadIndices) {
-  StreamMarks marks(c10::Device(c10::kCPU));
+  StreamMarks marks{c10::Device(c10::kCPU)};  // braces: clang reads parentheses as a function declaration
   const size_t a = marks.mark();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const size_t b = marks.mark(), c = marks.mark();

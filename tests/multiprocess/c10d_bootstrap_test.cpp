@@ -9,8 +9,12 @@
 #include <unistd.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <map>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "launch/placement.h"
@@ -75,10 +79,13 @@ int unused_port() {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  // Port 0 would send the test to a port the kernel picks anew: fail here, with the reason.
+  if (!ok) throw std::runtime_error(std::string("unused_port: no loopback port to borrow: ") + std::strerror(err));
   return ntohs(a.sin_port);
 }
 

@@ -23,11 +23,7 @@ inline T row_max(const T* x, int64_t n, T init) {
 }
 
 #if defined(__x86_64__)
-#pragma GCC diagnostic push  // the same false positive as in vexp.h
-#ifndef __clang__  // a GCC-only warning (clang warns about the unknown name)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
+LONGHAUL_AVX512_UNINIT_WARNINGS_OFF  // the same false positive as in vexp.h
 __attribute__((target("avx512f"))) inline float row_max_avx512(const float* x, int64_t n, float init) {
   __m512 a = _mm512_set1_ps(init), b = a;
   __mmask16 nan = 0;  // maxps returns its second operand when either is NaN: NaNs are counted apart
@@ -47,7 +43,7 @@ __attribute__((target("avx512f"))) inline float row_max_avx512(const float* x, i
   for (; c < n; ++c) m = (m > x[c] || m != m) ? m : x[c];
   return m;
 }
-#pragma GCC diagnostic pop
+LONGHAUL_AVX512_UNINIT_WARNINGS_ON
 #endif
 #if defined(__AVX2__)
 template <>

@@ -37,13 +37,20 @@ inline float exp_of(float x) { return fast_exp(x); }
 inline double exp_of(double x) { return std::exp(x); }
 
 #if defined(__x86_64__)
-// GCC 12 reports its own _mm512_undefined_* helpers as maybe-uninitialized here (a known false
-// positive in avx512fintrin.h); nothing in this function reads an undefined value.
-#pragma GCC diagnostic push
-#ifndef __clang__  // a GCC-only warning (clang warns about the unknown name)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// GCC 12 reports its own _mm512_undefined_* helpers as maybe-uninitialized in AVX-512 code (a
+// known false positive in avx512fintrin.h); the functions between these two read no undefined
+// value. -Wmaybe-uninitialized is GCC's alone (clang warns about the unknown name).
+#ifdef __clang__
+#define LONGHAUL_AVX512_UNINIT_WARNINGS_OFF \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#else
+#define LONGHAUL_AVX512_UNINIT_WARNINGS_OFF                                         \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
 #endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
+#define LONGHAUL_AVX512_UNINIT_WARNINGS_ON _Pragma("GCC diagnostic pop")
+
+LONGHAUL_AVX512_UNINIT_WARNINGS_OFF
 // The same polynomial sixteen lanes at a time where the CPU has AVX-512 (chosen at run time; the
 // rest of the kernels stays AVX2, x86-64-v3). vscalefps applies 2^k in one instruction (no integer
 // exponent arithmetic, no overflow for any k), so the only clamp left is the underflow one that
@@ -77,7 +84,7 @@ __attribute__((target("avx512f"))) inline int64_t exp_shifted_avx512(float* x, i
   if (sum) *sum += _mm512_reduce_add_ps(acc);  // a fixed tree of adds (a serial chain of 16 cost as much as the exps)
   return c;
 }
-#pragma GCC diagnostic pop
+LONGHAUL_AVX512_UNINIT_WARNINGS_ON
 // LONGHAUL_NO_AVX512=1 takes the AVX2 paths on an AVX-512 machine (the tests run them that way:
 // CPUs without AVX-512 get the same results).
 inline bool cpu_has_avx512() {

@@ -1,4 +1,19 @@
-"""The argument checks the examples share: a usage error before any work on values they cannot run."""
+"""The arguments the examples share, and their checks: a usage error before any work on values they
+cannot run."""
+
+
+def add_common_arguments(p, steps, lr):
+    """The data, model-shape, batch and optimiser flags both examples take (defaults: steps, lr)."""
+    p.add_argument("--data", help="token store (HDF5, longhaul prep); default: a synthetic one")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--tokens-per-step", type=int, default=1024)
+    p.add_argument("--min-log2", type=int, default=5)
+    p.add_argument("--max-log2", type=int, default=7)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
 
 
 def check_ranges(p, a, positive, non_negative):

@@ -34,13 +34,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import longhaul
-from example_args import check_model, check_ranges, integers
+from example_args import add_common_arguments, check_model, check_ranges, integers
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="token store (HDF5, longhaul prep); default: a synthetic one")
-    p.add_argument("--steps", type=int, default=200)
+    add_common_arguments(p, steps=200, lr=1e-2)
     p.add_argument("--cp", default="0",
                    help="CP group size (default 0: the whole world), or auto: each DD bucket's degree from the planner")
     p.add_argument("--memory-gib", type=float, default=0.0, help="--cp auto: memory per rank for one attention layer")
@@ -52,14 +51,6 @@ def parse_args():
     p.add_argument("--layout", default="zigzag", help="zigzag, striped, contiguous or balanced")
     p.add_argument("--ulysses-degree", type=int, default=1)
     p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--tokens-per-step", type=int, default=1024)
-    p.add_argument("--min-log2", type=int, default=5)
-    p.add_argument("--max-log2", type=int, default=7)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where the model, batches and attention run (cuda: GPU local_rank %% device count)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],

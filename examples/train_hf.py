@@ -1,4 +1,4 @@
-"""A Hugging Face LlamaForCausalLM (small config, random init: nothing is downloaded) trained with
+r"""A Hugging Face LlamaForCausalLM (small config, random init: nothing is downloaded) trained with
 its attention context-parallel through longhaul (attn_implementation="longhaul"), on
 dataset-decomposition batches from a token store. Every rank of a CP group holds a shard of each
 step's packed sequence; CP groups split the step (data parallel) when --cp is below the world.
@@ -30,15 +30,14 @@ import transformers
 
 import longhaul
 import longhaul.integrations.transformers as lht
-from example_args import check_model, check_ranges, integers
+from example_args import add_common_arguments, check_model, check_ranges, integers
 
 IGNORE = longhaul.data.IGNORE_TARGET
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="token store (HDF5, longhaul prep); default: a synthetic one")
-    p.add_argument("--steps", type=int, default=100)
+    add_common_arguments(p, steps=100, lr=3e-3)
     p.add_argument("--synthetic", default="400:40:300", metavar="DOCS:MIN:MAX",
                    help="without --data: documents and their length range in the synthetic store")
     p.add_argument("--cp", type=int, default=0, help="ranks per CP group (default 0: the whole world)")
@@ -49,14 +48,6 @@ def parse_args():
     p.add_argument("--compare", action="store_true", help="check the first step against the unsharded model")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--tokens-per-step", type=int, default=1024)
-    p.add_argument("--min-log2", type=int, default=5)
-    p.add_argument("--max-log2", type=int, default=7)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     check_args(p, args)
     return args

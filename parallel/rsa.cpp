@@ -79,7 +79,8 @@ at::Tensor scores(const at::Tensor& q, const at::Tensor& k_all, const CpCall& c,
     passes(S, 2);
     if (S.is_meta()) return S;  // shape-only (the simulator): no values to mask
     at::Tensor qp = c.plan.positions(c.comm.rank()).unsqueeze(1), kp = c.plan.positions_in_rank_order().unsqueeze(0);
-    S.masked_fill_(kp.gt(qp).unsqueeze(0), -std::numeric_limits<double>::infinity());
+    // The plan's positions are host tensors: the mask goes to the scores' device.
+    S.masked_fill_(host_to_device(kp.gt(qp), S.device()).unsqueeze(0), -std::numeric_limits<double>::infinity());
   }
   return S;
 }

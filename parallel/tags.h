@@ -22,7 +22,6 @@ enum class Tag : int {
   TokenQ,
   TokenDO,
   TokenStat,
-  TokenO,
   TokenOut,
   TokenLse,
   TokenDQ,

@@ -167,14 +167,14 @@ class TokenRing : public CpStrategy {
     } leaving;
     std::vector<int64_t> cur_rows(q.size(0));
     for (int64_t i = 0; i < q.size(0); ++i) cur_rows[i] = i;
-    // CUDA's fused backward kernels take out, not D: there the owner's out rows travel with Q too.
-    const bool send_out = q.is_cuda();
-    at::Tensor cur_q = q, cur_do = dout, cur_st = stats, cur_out = send_out ? out.to(q.scalar_type()) : at::Tensor();
+    // out never travels, on any device: D carries all the backward needs of it (CUDA's fused
+    // kernels, which read out, are given one made from D; see attention_backward).
+    at::Tensor cur_q = q, cur_do = dout, cur_st = stats;
     for (int s = 0; s <= p; ++s) {
       const int origin = (r + s) % p;
       StepGroup step(c.comm, c.stats, c.stats.bytes_sent_bwd);
       std::vector<int64_t> next_rows;
-      Tracked nq(c.stats, at::Tensor()), ndo(c.stats, at::Tensor()), nst(c.stats, at::Tensor()), nout(c.stats, at::Tensor());
+      Tracked nq(c.stats, at::Tensor()), ndo(c.stats, at::Tensor()), nst(c.stats, at::Tensor());
       if (s + 1 < p) {
         auto fwd_rows = routes.payload_rows(origin, s + 1);
         if (!fwd_rows.empty()) {
@@ -182,7 +182,6 @@ class TokenRing : public CpStrategy {
           step.send_temporary(cur_q.index_select(0, sel), left, Tag::TokenQ);
           step.send_temporary(cur_do.index_select(0, sel), left, Tag::TokenDO);
           step.send_temporary(cur_st.index_select(2, sel).contiguous(), left, Tag::TokenStat);
-          if (send_out) step.send_temporary(cur_out.index_select(0, sel), left, Tag::TokenO);
         }
         next_rows = routes.payload_rows((r + s + 1) % p, s + 1);
         if (!next_rows.empty()) {
@@ -190,7 +189,6 @@ class TokenRing : public CpStrategy {
           nq = step.recv({n, q.size(1), q.size(2)}, q.options(), right, Tag::TokenQ);
           ndo = step.recv({n, q.size(1), q.size(2)}, dout.options(), right, Tag::TokenDO);
           nst = step.recv({2, q.size(1), n}, stats.options(), right, Tag::TokenStat);
-          if (send_out) nout = step.recv({n, q.size(1), q.size(2)}, q.options(), right, Tag::TokenO);
         }
       }
       if (leaving.to >= 0) {
@@ -209,7 +207,8 @@ class TokenRing : public CpStrategy {
       if (!c.overlap) step.wait();
       results.merge_ready(merge);
       if (s == 0) {
-        AttentionGrads g = attention_backward({dout, q, k, v, stats[0], cur_out, stats[1]}, BlockView{my_pos, my_pos},
+        // The owner's own rows: their out is here (exact for the kernels that read it).
+        AttentionGrads g = attention_backward({dout, q, k, v, stats[0], out, stats[1]}, BlockView{my_pos, my_pos},
                                               c.mask, c.scale);
         dq->add_(g.dq);
         dk->add_(g.dk);
@@ -220,9 +219,8 @@ class TokenRing : public CpStrategy {
           at::Tensor sel = rows_on(positions_in(rows, cur_rows), cur_q);
           at::Tensor qpos = c.plan.positions(origin).index_select(0, index_tensor(rows));
           at::Tensor st = cur_st.index_select(2, sel);
-          const at::Tensor o_sel = send_out ? cur_out.index_select(0, sel) : at::Tensor();
           AttentionGrads g = attention_backward(
-              {cur_do.index_select(0, sel), cur_q.index_select(0, sel), k, v, st[0], o_sel, st[1]},
+              {cur_do.index_select(0, sel), cur_q.index_select(0, sel), k, v, st[0], at::Tensor(), st[1]},
               BlockView{qpos, my_pos}, c.mask, c.scale);
           dk->add_(g.dk);
           dv->add_(g.dv);
@@ -233,7 +231,6 @@ class TokenRing : public CpStrategy {
       cur_q = nq.get();
       cur_do = ndo.get();
       cur_st = nst.get();
-      cur_out = nout.get();
       cur_rows = std::move(next_rows);
       results.step_done();
     }

@@ -211,7 +211,7 @@ if section python "python module (cuda)"; then
     wait "$py_build_pid"
     build_rc=$?
   fi
-  { echo "# the build (background), exit $build_rc:"; tail -5 /tmp/lh-python-build.log; echo; } > "$out/python_gpu.txt"
+  { echo "# the build (background), exit $build_rc:"; tail -40 /tmp/lh-python-build.log; echo; } > "$out/python_gpu.txt"
   if [ $build_rc -ne 0 ]; then
     log "python: no tests, the build did not succeed (exit $build_rc; its tail is in python_gpu.txt)"
   else

@@ -55,7 +55,7 @@ if [ "$phase" != test ]; then
   rc=$?
   if [ $rc -eq 0 ]; then
     log "build longhaul_python, $jobs jobs"
-    timeout "$(lh_limit 240 5)" cmake --build "$build" --target longhaul_python -j "$jobs" >> "$out/build.log" 2>&1
+    timeout "$(lh_limit 420 5)" cmake --build "$build" --target longhaul_python -j "$jobs" >> "$out/build.log" 2>&1
     rc=$?
   fi
   if [ $rc -ne 0 ]; then

@@ -70,13 +70,16 @@ Route route_for(const BlockPlan& plan, const Mask& mask, const at::Tensor& q, co
   in.cudnn_varlen = false;
   const bool fused_half = in.dtype == DTypeClass::Half && !plan.fragmented && in.sm_major >= 8;
   if (fused_half) {
-    if (const Piece* whole = whole_block_piece(plan, q.size(0), k.size(0)); whole && full_or_causal(plan.groups[0])) {
+    // Head dims past 128 stay off dense cuDNN: SDPA's choice screens only the forward there.
+    const bool dense_head_dim = q.size(2) <= 128;
+    if (const Piece* whole = whole_block_piece(plan, q.size(0), k.size(0));
+        whole && full_or_causal(plan.groups[0]) && dense_head_dim) {
       const bool causal = plan.groups[0].right == 0;
       (causal ? in.dense_cudnn_causal : in.dense_cudnn_full) = prefers_cudnn(q, k, causal, scale);
     }
     // Dense cuDNN builds a graph per piece shape: documents, whose lengths change every batch,
-    // stay on the ragged call. Head dims past 128: SDPA screens only the forward there.
-    if (in.mha && !mask.has_documents() && q.size(2) <= 128)
+    // stay on the ragged call.
+    if (in.mha && !mask.has_documents() && dense_head_dim)
       in.dense_cudnn_pieces = dense_cudnn_takes_pieces(plan, q, k, scale);
     bool any_candidate = false;
     for (const PieceGroup& g : plan.groups) any_candidate = any_candidate || full_or_causal(g);

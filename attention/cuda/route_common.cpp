@@ -77,7 +77,8 @@ double worst_difference(std::initializer_list<double> differences) {
 
 at::Tensor pad_head_dim(const at::Tensor& x) {
   const int64_t pad = padded_head_dim(x.size(-1)) - x.size(-1);
-  return pad == 0 ? x : at::constant_pad_nd(x, {0, pad});
+  if (pad != 0) return at::constant_pad_nd(x, {0, pad});
+  return x.stride(-1) == 1 ? x : x.contiguous();
 }
 
 Rows piece_rows(const std::vector<Piece>& pieces, size_t begin, size_t end, bool q_side, int64_t t_all,

@@ -120,7 +120,8 @@ std::string faster_than_flash_or_why(const std::string& route, const std::string
 // Whether a probe's worst difference is bf16 rounding (~4e-3) and not an error; NaN fails.
 inline bool probe_agrees(double worst) { return worst < 3e-2; }
 
-// Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v).
+// Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v),
+// and makes a head dim that is not unit-stride contiguous (FlashAttention-2 refuses it).
 inline int64_t padded_head_dim(int64_t d) { return d + (8 - d % 8) % 8; }
 at::Tensor pad_head_dim(const at::Tensor& x);
 

@@ -196,6 +196,10 @@ TEST(NcclComm, DeferredOperationsCountTheirDeadlineFromPosting) {
   REQUIRE_CUDA();
   auto comm = nccl::create_world(options());
   comm->barrier()->wait();  // initialised and connected
+  {  // point-to-point connected too (NCCL sets it up at the first send): not inside the short deadline
+    at::Tensor w = pattern(16, 6, at::kFloat), rw = at::empty_like(w);
+    comm->exchange({P2POp::send(w, 0), P2POp::recv(rw, 0)})->wait();
+  }
   comm->set_timeout(std::chrono::milliseconds(300));
   at::Tensor a = pattern(256, 7, at::kFloat), ra = at::empty_like(a);
   auto s = comm->send(a, 0), r = comm->recv(ra, 0);

@@ -103,11 +103,19 @@ void NcclWork::abandon(const std::string& reason) {
 }
 
 void NcclWork::poll() {
-  std::lock_guard<std::mutex> lock(poll_mu_);
-  if (settled_ || done_ || Clock::now() < deadline()) return;
-  settle_error(detail::str_cat(
-      "it was deferred and never posted within its deadline: a standalone send or receive is posted at the next "
-      "wait() on one of them, exchange(), collective or split() on its communicator, not by done()"));
+  {
+    std::lock_guard<std::mutex> lock(poll_mu_);
+    if (settled_) return;
+    if (!done_) {
+      if (Clock::now() >= deadline())
+        settle_error(detail::str_cat(
+            "it was deferred and never posted within its deadline: a standalone send or receive is posted at the "
+            "next wait() on one of them, exchange(), collective or split() on its communicator, not by done()"));
+      return;
+    }
+  }
+  // Posted: done() tells what the device has reached now, not what the watcher saw last.
+  poll(/*enforce_deadline=*/false);
 }
 
 bool NcclWork::poll(bool enforce_deadline) {

@@ -47,7 +47,8 @@ class NcclWork : public Work {
 
  protected:
   void waiting(bool begin) override;
-  void poll() override;  // done(): fails an operation deferred past its deadline and never posted
+  // done(): queries a posted operation's event; fails one deferred past its deadline and never posted.
+  void poll() override;
 
  private:
   void settle_ok();

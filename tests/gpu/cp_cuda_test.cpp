@@ -54,7 +54,8 @@ TEST(CpCudaPaddedHeadDim, WholeBlockOutputsMergeIntoAccumulators) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Strategies, CpCuda,
-                         ::testing::Values(CpCudaCase{Strategy::Ring, 2}, CpCudaCase{Strategy::Ring, 4},
+                         ::testing::Values(CpCudaCase{Strategy::RingSelfAttention, 2},
+                                           CpCudaCase{Strategy::Ring, 2}, CpCudaCase{Strategy::Ring, 4},
                                            CpCudaCase{Strategy::AllGatherKV, 3}, CpCudaCase{Strategy::TokenRing, 2},
                                            CpCudaCase{Strategy::TokenRing, 4}, CpCudaCase{Strategy::Ulysses, 2},
                                            CpCudaCase{Strategy::Hybrid, 4}, CpCudaCase{Strategy::Ring, 4, true},

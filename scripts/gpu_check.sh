@@ -12,8 +12,8 @@
 # background at once, on half the cores, while the GPU runs the other sections; its tests run last).
 # `band` runs the cuDNN band route (LONGHAUL_CUDA_BAND=cudnn: windows, bottom-right causal pieces
 # and the documents' backward on cuDNN's graph API, off by default until measured) in processes of
-# its own: its GPU test against the float64 reference, then the window and documents kernel rows
-# again, to set beside the
+# its own, after the sections that measure the targets: its GPU test against the float64
+# reference, then the window and documents kernel rows again, to set beside the
 # FlashAttention-2 rows of `kernel`, and LONGHAUL_CUDA_BAND=auto's timing line and verdict
 # (appended to the kernel file).
 # Everything lands in $OUT (8 files at most, the device tool's limit: machine, summary, tests,
@@ -23,7 +23,7 @@
 # One device call runs it all: GPU_CHECK_BUDGET (default 560 s, under the call's 600 s) bounds the
 # whole script; each step's limit is cut to what is left, and a section reached with under 30 s
 # left is skipped with a line in the summary. Sections come in order of what the numbers are for
-# (correctness, kernel rates, the band route, CP, layer, training, Python), and every file is
+# (correctness, kernel rates, CP, layer, training, the band route, Python), and every file is
 # written as it goes, so a call stopped at its limit still returns all it finished. (On an H100 in
 # 2026-11, tests, kernel rows and CP took 70 s.) The gpu tests run in four processes (attention;
 # attention with ragged cuDNN forced on; CP, training and communicators; NCCL), so a sticky CUDA
@@ -155,26 +155,15 @@ if section kernel "bench kernel (cuda)"; then
   log "bench kernel exits: $(grep -E '^# exit' "$out/kernel_cuda.txt" | awk '{print $3}' | tr '\n' ' ')"
 fi
 
-# ---- the cuDNN band route, each step in its own process ----------------------------------------
-if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
-  LONGHAUL_CUDA_BAND=cudnn timeout "$(lh_limit 180)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
-  echo "# exit $?"
-  echo "# causal (the yardstick), the causal window of 1024 and documents (their backward on the band graph) with the band route on"
-  LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
-  LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window causal_documents --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
-  echo "# LONGHAUL_CUDA_BAND=auto: its timing line (cuDNN vs FlashAttention-2, 8K tokens) and the verdict it gives"
-  LONGHAUL_CUDA_BAND=auto kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd --iters 3
-} > /tmp/band_cuda.txt 2>&1
-  { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt"
-  log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention (off|refuses|\(LONGHAUL)' /tmp/band_cuda.txt | tr '\n' ' ')"
-fi
-
 # ---- CP emulated on one GPU -----------------------------------------------------------------
 if section cp "bench cp-gpu"; then
   {
-    timeout "$(lh_limit 120)" "$bin/longhaul" bench cp-gpu --ranks 4 8 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 3
-    echo "# exit $?"
-    echo
+    # One invocation per P: a bench prints its table when it ends, so a stopped P = 8 keeps P = 4's row.
+    for p in 4 8; do
+      timeout "$(lh_limit 75)" "$bin/longhaul" bench cp-gpu --ranks $p --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ring --iters 3
+      echo "# exit $?"
+      echo
+    done
     timeout "$(lh_limit 100)" "$bin/longhaul" bench cp-gpu --ranks 4 --tokens 131072 --heads 16 --head-dim 128 --dtype bf16 --strategies ulysses tokenring --iters 1
     echo "# exit $?"
   } > "$out/cp_gpu.txt" 2>&1
@@ -199,6 +188,20 @@ if section train "train (cuda)"; then
     echo "exit ${PIPESTATUS[0]}"
   done > "$out/train_gpu.txt" 2>&1
   log "train: $(grep -h 'tokens/s (after' "$out/train_gpu.txt" | tr '\n' ' ')"
+fi
+
+# ---- the cuDNN band route, each step in its own process (after the target sections: not a default route) ----
+if section band "cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)"; then {
+  LONGHAUL_CUDA_BAND=cudnn timeout "$(lh_limit 180)" "$bin/longhaul_gpu_tests" --gtest_color=no --gtest_filter='AttentionCudaBand*' 2>&1
+  echo "# exit $?"
+  echo "# causal (the yardstick), the causal window of 1024 and documents (their backward on the band graph), LONGHAUL_CUDA_BAND=cudnn"
+  LONGHAUL_CUDA_BAND=cudnn kern 100 --masks causal causal_window causal_documents documents --tokens 16384 --heads 16 --dtypes bf16 --passes fwd fwd+bwd --iters 10
+  LONGHAUL_CUDA_BAND=cudnn kern 120 --masks causal causal_window causal_documents --tokens 131072 --heads 64 --kv-heads 8 --dtypes bf16 --passes fwd fwd+bwd --iters 2
+  echo "# LONGHAUL_CUDA_BAND=auto: its timing line (cuDNN vs FlashAttention-2, 8K tokens) and the verdict it gives"
+  LONGHAUL_CUDA_BAND=auto kern 60 --masks causal causal_window --tokens 16384 --heads 16 --dtypes bf16 --passes fwd --iters 3
+} > /tmp/band_cuda.txt 2>&1
+  { echo "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----"; cat /tmp/band_cuda.txt; } >> "$out/kernel_cuda.txt"
+  log "band: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\]|cuDNN band attention (off|refuses|\(LONGHAUL)' /tmp/band_cuda.txt | tr '\n' ' ')"
 fi
 
 # ---- the Python module (built in the background above) on CUDA tensors ---------------------------

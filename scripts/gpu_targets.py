@@ -6,15 +6,20 @@ band route), the emulated-CP aggregate against the single kernel, one layer's to
 and 8 against P = 1, and `train --device cuda` tokens/s. Each line says the number, the target and
 whether it is met; a file that is missing or holds no such row says so, and every target no row
 measured (a section stopped at its time limit, a configuration that failed) is listed as not
-measured, so the last line's count covers them all.
+measured, so the last line's count covers them all. Only the default routes' kernel rows decide a
+kernel target: a section whose name sets a route (LONGHAUL_CUDA_...=) says what its rows would
+decide. A row whose check found wrong elements, or whose number is not a number, decides nothing.
 
     python3 scripts/gpu_targets.py OUT_DIR
 """
+import math
 import os
 import re
 import sys
 
-# (mask, dtype, pass) -> the least ratio to the causal rate the targets ask for.
+# (mask, dtype, pass) -> the least ratio to the causal rate the targets ask for. Full documents
+# (`documents`) get verdicts where they ran; the expected list names causal documents, the family
+# causal language models train on.
 KERNEL_TARGETS = {
     ("documents", "bf16", "fwd"): 0.80, ("documents", "bf16", "fwd+bwd"): 0.70,
     ("causal_documents", "bf16", "fwd"): 0.80, ("causal_documents", "bf16", "fwd+bwd"): 0.70,
@@ -31,12 +36,25 @@ CP_EXPECTED = ["4", "8"]
 CP_MAX_ERROR = 2e-2   # a bf16 row further than this from the single kernel's output is wrong
 LAYER_TARGET = 0.85   # one layer's tokens/s at P = 4 over P = 1
 
-RATIO = re.compile(r"^# (\w+) vs causal, (\w+) T=(\d+) H=(\d+)/(\d+) D=(\d+) (\w+) (\S+): .* = ([0-9.e+-]+)x the causal rate")
+RATIO = re.compile(r"^# (\w+) vs causal, (\w+) T=(\d+) H=(\d+)/(\d+) D=(\d+) (\w+) (\S+): .* = "
+                   r"([0-9.e+-]+|-?nan|-?inf)x the causal rate")
+DEFAULT_SECTION = "ragged cuDNN routes (default)"
+ROUTE_OVERRIDE = "LONGHAUL_CUDA_"  # in a section's name: its rows ran with a route forced on or off
 
 
-def against(value, target, applies=True):
-    """' (target >= T: met)' or '... NOT met', or '' where no target applies to the row."""
-    return f" (target >= {target}: {'met' if value >= target else 'NOT met'})" if applies else ""
+def against(value, target, applies=True, counted=True):
+    """' (target >= T: met)' or '... NOT met', or '' where no target applies to the row; a row of a
+    route that is not the default says what it would decide ('would be met'), which is not counted."""
+    if not applies:
+        return ""
+    if not counted:
+        return f" (target >= {target}: would {'be met' if value >= target else 'NOT be met'}; not the default route)"
+    return f" (target >= {target}: {'met' if value >= target else 'NOT met'})"
+
+
+def num(cell):
+    """A table cell as a number: the tables print '-' for NaN (and for a value they do not have)."""
+    return float("nan") if cell in ("-", "nan", "-nan") else float(cell)
 
 
 def read(path):
@@ -68,7 +86,7 @@ def tables(lines):
 
 def kernel(lines, seen):
     """Masked-area rate over the causal rate, per section of the kernel file."""
-    section = "ragged cuDNN routes (default)"
+    section = DEFAULT_SECTION
     for line in lines:
         m = RATIO.match(line)
         if m:
@@ -76,16 +94,23 @@ def kernel(lines, seen):
             target = KERNEL_TARGETS.get((mask, dtype, pas))
             if target is None:
                 continue
-            row = f"[{section}] {mask} T={t} H={h}/{hkv} {dtype} {pas}: {float(ratio):.3f}x"
+            ratio = float(ratio)
+            row = f"[{section}] {mask} T={t} H={h}/{hkv} {dtype} {pas}: {ratio:.3f}x"
+            default = ROUTE_OVERRIDE not in section
             if backend != "cuda":  # exact_cuda: the exact path against its own causal rate
                 yield f"{row} ({backend}, against its own causal rate: no verdict)"
             elif "one document at this T" in line:  # causal's or full's area: no verdict on documents
                 yield row + " (one document at this T: no verdict)"
+            elif "(WRONG" in line:
+                yield row + " " + line[line.index("(WRONG"):].rstrip(")") + ": no verdict)"
+            elif not math.isfinite(ratio):
+                yield row + " (not a number: no verdict)"
             else:
-                seen.add(("kernel", mask, t, h, hkv, dtype, pas))
-                yield row + against(float(ratio), target)
-        elif line.startswith("# ") and not line.startswith(("# bench", "# [", "# full vs causal", "# merge kernel",
-                                                              "# exit")):
+                if default:
+                    seen.add(("kernel", mask, t, h, hkv, dtype, pas))
+                yield row + against(ratio, target, counted=default)
+        elif line.startswith("# ") and " vs causal, " not in line and not line.startswith(
+                ("# bench", "# [", "# merge kernel", "# exit")):
             section = line[2:].strip(" -")[:90]
 
 
@@ -94,15 +119,16 @@ def cp(lines, seen):
     for _, rows in tables(lines):
         for r in rows:
             if r.get("strategy") not in (None, "single") and "aggregate_over_single" in r:
-                ratio = float(r["aggregate_over_single"])
+                ratio = num(r["aggregate_over_single"])
                 error = r.get("max_rel_err")  # absent in tables without the check
-                wrong = error is not None and not float(error) <= CP_MAX_ERROR  # a NaN is wrong too
+                wrong = error is not None and not num(error) <= CP_MAX_ERROR  # a NaN is wrong too
                 applies = r["strategy"] == "ring" and r["T"] == "131072" and r.get("layout") == "zigzag"
-                if applies and not wrong:
+                if applies and not wrong and math.isfinite(ratio):
                     seen.add(("cp", r["P"]))
-                yield (f"{r['strategy']} {r['layout']} T={r['T']} P={r['P']}: {ratio:.3f}"
-                       + (f" (WRONG: max_rel_err {float(error):g} > {CP_MAX_ERROR:g}, no verdict)" if wrong
-                          else against(ratio, CP_TARGET, applies))
+                verdict = (f" (WRONG: max_rel_err {num(error):g} > {CP_MAX_ERROR:g}, no verdict)" if wrong
+                           else " (not a number: no verdict)" if not math.isfinite(ratio)
+                           else against(ratio, CP_TARGET, applies))
+                yield (f"{r['strategy']} {r['layout']} T={r['T']} P={r['P']}: {ratio:.3f}" + verdict
                        + (f"; simulated {r['simulated_ms']} ms" if "simulated_ms" in r else ""))
 
 
@@ -111,15 +137,22 @@ def layer(lines, seen):
     for header, rows in tables(lines):
         if "dim" not in header:  # a CP table, not a layer's
             continue
-        single = next((float(r["tokens_per_s"]) for r in rows if r.get("P") == "1" and "tokens_per_s" in r), None)
+        single = next((num(r["tokens_per_s"]) for r in rows if r.get("P") == "1" and "tokens_per_s" in r), None)
         for r in rows:
             if single and r.get("P") not in (None, "1") and "tokens_per_s" in r:
-                ratio = float(r["tokens_per_s"]) / single
-                if r["P"] == "4" and r["T"] == "131072":
+                ratio = num(r["tokens_per_s"]) / single
+                applies = r["P"] == "4" and r["T"] == "131072"
+                wrong = r.get("wrong", "?")
+                if wrong != "0":  # the P rows' output or gradients differ from P = 1's (or were not checked)
+                    yield f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f} (WRONG: wrong {wrong}, no verdict)"
+                    continue
+                if not math.isfinite(ratio):
+                    yield f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f} (not a number: no verdict)"
+                    continue
+                if applies:
                     seen.add(("layer", "4"))
                 yield (f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f}"
-                       + against(ratio, LAYER_TARGET, r["P"] == "4" and r["T"] == "131072")
-                       + f"; wrong {r.get('wrong', '?')}")
+                       + against(ratio, LAYER_TARGET, applies) + f"; wrong {wrong}")
 
 
 def train(lines, seen):

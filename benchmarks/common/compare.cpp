@@ -1,8 +1,10 @@
 #include "benchmarks/common/compare.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "core/errors.h"
 
@@ -24,6 +26,14 @@ at::ScalarType dtype_from_name(const std::string& name, const std::vector<std::s
   std::string names;
   for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
   throw InvalidArgument(detail::str_cat(who, ": unknown dtype '", name, "', expected one of ", names));
+}
+
+at::Generator seeded_generator(const c10::Device& device, uint64_t seed) {
+  if (device.is_cpu()) return at::detail::createCPUGenerator(seed);
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  const std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
+  return gen;
 }
 
 double relative_error(const at::Tensor& got, const at::Tensor& ref, double floor) {

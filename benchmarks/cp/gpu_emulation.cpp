@@ -1,7 +1,6 @@
 #include "benchmarks/cp/gpu_emulation.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -67,9 +66,9 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
   for (const auto& s : o.strategies) strategy_from_string(s);  // names checked before any run
   const c10::Device dev(c10::kCUDA, 0);
 
-  auto gen = at::detail::createCPUGenerator(o.seed);
+  at::Generator gen = seeded_generator(dev, o.seed);  // drawn on the GPU
   auto normal = [&](int64_t heads) {
-    return at::randn({o.T, heads, o.D}, gen, at::TensorOptions(at::kFloat)).to(dtype).to(dev);
+    return at::randn({o.T, heads, o.D}, gen, at::TensorOptions(at::kFloat).device(dev)).to(dtype);
   };
   const at::Tensor q = normal(o.H), k = normal(o.H_kv), v = normal(o.H_kv), dout = normal(o.H);
   const double flops = 3.5 * 4.0 * double(mask.area(0, o.T, 0, o.T)) * double(o.H) * double(o.D);  // fwd + bwd

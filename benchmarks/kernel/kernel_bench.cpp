@@ -1,17 +1,16 @@
 #include "benchmarks/kernel/kernel_bench.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <tuple>
 
 #include "attention/attention.h"
+#include "benchmarks/common/compare.h"
 #include "benchmarks/common/rss.h"
 #include "benchmarks/kernel/backends.h"
 #include "benchmarks/kernel/check.h"
@@ -134,15 +133,8 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
   Measured m;
   m.area = mask.area(0, c.t, 0, c.t);
 
-  // Drawn where they are used: on a GPU the device's generator, reseeded for every configuration
-  // (the CPU's serial generator spends seconds per tensor at 128K tokens and 64 heads, again for
-  // every mask, inside the run's time limit).
-  at::Generator gen = at::detail::createCPUGenerator(o.seed);
-  if (device.is_cuda()) {
-    gen = at::globalContext().defaultGenerator(device);
-    const std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_current_seed(o.seed);
-  }
+  // Drawn where they are used, reseeded for every configuration.
+  at::Generator gen = seeded_generator(device, o.seed);
   auto normal = [&](int64_t heads) {
     return at::randn({c.t, heads, c.d}, gen, at::TensorOptions(at::kFloat).device(device)).to(dtype);
   };
@@ -278,7 +270,8 @@ const T& cell(const Row& r, const char* key) {
 }
 
 // vs_causal: a row's GFLOP/s over the causal row's with the same backend, T, heads, D, dtype and
-// pass; a summary line for every other mask that has one.
+// pass; a summary line for every other mask that has one, saying so where either row's check found
+// wrong elements (a fast wrong answer is no measurement).
 std::vector<std::string> compare_with_causal(std::vector<Row>& rows) {
   using Key = std::tuple<std::string, int64_t, int64_t, int64_t, int64_t, std::string, std::string>;
   auto key = [](const Row& r) {
@@ -287,11 +280,12 @@ std::vector<std::string> compare_with_causal(std::vector<Row>& rows) {
                cell<std::string>(r, "pass")};
   };
   std::map<Key, double> causal;
-  std::map<Key, int64_t> causal_area;
+  std::map<Key, int64_t> causal_area, causal_wrong;
   for (const auto& r : rows)
     if (cell<std::string>(r, "mask") == "causal") {
       causal[key(r)] = cell<double>(r, "gflops");
       causal_area[key(r)] = cell<int64_t>(r, "area");
+      causal_wrong[key(r)] = cell<int64_t>(r, "wrong");
     }
   std::vector<std::string> lines;
   for (auto& r : rows) {
@@ -313,6 +307,9 @@ std::vector<std::string> compare_with_causal(std::vector<Row>& rows) {
     const int64_t area = cell<int64_t>(r, "area"), t = cell<int64_t>(r, "T");
     if (mask.find("documents") != std::string::npos && (area == causal_area[key(r)] || area == t * t))
       os << " (one document at this T: not a documents measurement)";
+    const int64_t wrong = cell<int64_t>(r, "wrong"), wrong_causal = causal_wrong[key(r)];
+    if (wrong > 0 || wrong_causal > 0)
+      os << " (WRONG: " << wrong << " wrong elements in this row's check, " << wrong_causal << " in causal's)";
     lines.push_back(os.str());
   }
   return lines;

@@ -1,7 +1,6 @@
 #include "benchmarks/layer/layer_bench.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/DeviceAccelerator.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -60,13 +59,13 @@ std::vector<Row> run_layer_bench(const LayerBenchOptions& o) {
   const Options cp_opts{strategy_from_string(o.strategy), layout_from_string(o.layout)};
   const Mask mask = Mask::causal();
 
-  // The block's weights and the inputs, drawn once on the CPU in float32.
+  // The block's weights (the model's, on the CPU) and the inputs, drawn once in float32 on the device.
   const train::Transformer model(mo);
   const std::vector<at::Tensor> w0 = model.block_weights(0).all();
-  auto gen = at::detail::createCPUGenerator(o.seed + 1);
-  const auto on_dev = at::TensorOptions().device(dev).dtype(dtype);
-  const at::Tensor x = at::randn({o.T, o.dim}, gen, at::kFloat).to(on_dev);
-  const at::Tensor dy = (at::randn({o.T, o.dim}, gen, at::kFloat) * 1e-2).to(on_dev);
+  at::Generator gen = seeded_generator(dev, o.seed + 1);
+  const auto on_dev = at::TensorOptions().device(dev).dtype(dtype), f32 = on_dev.dtype(at::kFloat);
+  const at::Tensor x = at::randn({o.T, o.dim}, gen, f32).to(dtype);
+  const at::Tensor dy = (at::randn({o.T, o.dim}, gen, f32) * 1e-2).to(dtype);
 
   auto run = [&](int p) {
     std::mutex mu;

@@ -2,8 +2,8 @@
 // rotary embeddings, attention, output projection, SwiGLU MLP) forward + backward over a sequence
 // sharded on P thread-ranks of the local backend — on one GPU (each rank on its own CUDA stream:
 // the emulated ring) or on the CPU. The attention runs by explicit ContextParallel forward/backward
-// calls (the autograd engine runs a device's backward on one shared thread, where a collective
-// inside would wait for ranks queued behind it); autograd covers the rest of the block:
+// calls, timed on their own (the row's attention part); autograd covers the rest of the block (on
+// the rank's own thread: local::enter_device_rank turns off autograd's shared device threads):
 //   y.backward(dy) → d(attention out); ContextParallel::backward → dq, dk, dv; backward({q,k,v}).
 // Per row: median fwd/bwd time (max over ranks), the attention's part of it, tokens/s of the whole
 // sequence, peak memory per rank (CUDA: the device's peak allocated bytes over the timed runs / P —

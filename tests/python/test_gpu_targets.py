@@ -41,7 +41,6 @@ def test_an_empty_folder_says_every_section_is_missing(tmp_path):
 
 def test_rows_that_meet_their_targets(tmp_path):
     (tmp_path / "kernel_cuda.txt").write_text(
-        "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----\n"
         "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.6e+05 vs 5.66e+05 GFLOP/s"
         " = 0.81x the causal rate\n"
         "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd+bwd: 3.4e+05 vs 4.9e+05 GFLOP/s"
@@ -54,7 +53,7 @@ def test_rows_that_meet_their_targets(tmp_path):
         "trained 30 steps: 123456 tokens/s (after the first step, a warm-up); checkpoint /tmp/x\n")
     (tmp_path / "layer_gpu.txt").write_text("timeout: the layer bench was stopped\n")
     out = targets(tmp_path)
-    assert "[cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
+    assert "[ragged cuDNN routes (default)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
            "(target >= 0.8: met)" in out
     assert "bf16 fwd+bwd: 0.690x (target >= 0.7: NOT met)" in out
     # The exact path's own window/causal ratio is not the float32 target (that is the cuda backend's).
@@ -164,3 +163,59 @@ def test_every_target_measured_leaves_no_unmeasured_list(tmp_path):
     out = targets(tmp_path)
     assert "## Targets no row measured" not in out
     assert out.rstrip().endswith("## 18 target lines met, 3 NOT met, 0 targets not measured"), out
+
+
+def test_a_forced_route_says_what_it_would_decide_without_counting(tmp_path):
+    """A section that forces a route on or off (its name sets LONGHAUL_CUDA_...) measures that
+    route, not the default one: its verdicts are shown, not counted, and measure no target."""
+    (tmp_path / "kernel_cuda.txt").write_text(
+        "# ---- cuDNN band route (LONGHAUL_CUDA_BAND=cudnn) ----\n"
+        "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.6e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.81x the causal rate\n"
+        "# LONGHAUL_CUDA_VARLEN=flash\n"
+        "# causal_documents vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 1e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.18x the causal rate\n")
+    out = targets(tmp_path)
+    assert "[cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
+           "(target >= 0.8: would be met; not the default route)" in out, out
+    assert "[LONGHAUL_CUDA_VARLEN=flash] causal_documents T=16384 H=16/16 bf16 fwd: 0.180x " \
+           "(target >= 0.8: would NOT be met; not the default route)" in out, out
+    missing = out.split("## Targets no row measured")[1]
+    assert "kernel causal_window T=16384 H=16/16 bf16 fwd (target >= 0.8): not measured" in missing
+    assert out.rstrip().endswith("## 0 target lines met, 0 NOT met, 22 targets not measured"), out
+
+
+def test_rows_that_are_wrong_or_not_a_number_decide_nothing(tmp_path):
+    """What the benches print for a failed check or a NaN: the kernel line's WRONG note, the
+    tables' '-' for NaN, a layer row with wrong 1. None of them is a verdict or breaks the parser."""
+    (tmp_path / "kernel_cuda.txt").write_text(
+        "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 4.6e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.81x the causal rate (WRONG: 12 wrong elements in this row's check, 0 in causal's)\n"
+        "# causal_window vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd+bwd: nan vs 4.9e+05 GFLOP/s"
+        " = nanx the causal rate\n"
+        "# causal_documents vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 5e+05 vs 5.66e+05 GFLOP/s"
+        " = 0.88x the causal rate\n")
+    (tmp_path / "cp_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D  dtype  aggregate_over_single  max_rel_err\n"
+        "    ring  zigzag  causal  131072  4  16    16  128   bf16                 0.9100            -\n"
+        "    ring  zigzag  causal  131072  8  16    16  128   bf16                      -       0.0010\n")
+    (tmp_path / "layer_gpu.txt").write_text(
+        "strategy  layout    mask       T  P   H  H_kv    D   dim  dtype  tokens_per_s  wrong\n"
+        "  single       -  causal  131072  1  16    16  128  2048   bf16      100000.0      0\n"
+        "    ring  zigzag  causal  131072  4  16    16  128  2048   bf16       90000.0      1\n")
+    out = targets(tmp_path)
+    assert "causal_window T=16384 H=16/16 bf16 fwd: 0.810x (WRONG: 12 wrong elements in this row's check, " \
+           "0 in causal's: no verdict)" in out, out
+    assert "causal_window T=16384 H=16/16 bf16 fwd+bwd: nanx (not a number: no verdict)" in out, out
+    # The NaN line does not rename the section: the next row is still the default route's.
+    assert "[ragged cuDNN routes (default)] causal_documents T=16384 H=16/16 bf16 fwd: 0.880x " \
+           "(target >= 0.8: met)" in out, out
+    assert "ring zigzag T=131072 P=4: 0.910 (WRONG: max_rel_err nan > 0.02, no verdict)" in out, out
+    assert "ring zigzag T=131072 P=8: nan (not a number: no verdict)" in out, out
+    assert "ring T=131072 P=4: 0.900 (WRONG: wrong 1, no verdict)" in out, out
+    missing = out.split("## Targets no row measured")[1]
+    for target in ("kernel causal_window T=16384 H=16/16 bf16 fwd (", "kernel causal_window T=16384 H=16/16 bf16 fwd+bwd (",
+                   "cp-gpu ring zigzag T=131072 P=4 (", "cp-gpu ring zigzag T=131072 P=8 (",
+                   "layer ring T=131072 P=4 ("):
+        assert target in missing, (target, out)
+    assert out.rstrip().endswith("## 1 target lines met, 0 NOT met, 21 targets not measured"), out

@@ -30,7 +30,7 @@ at::Tensor visible_matrix(const Mask& mask, const BlockView& view) {
 AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const BlockView& view,
                         const Mask& mask, double scale) {
   const int64_t h = q.size(1);
-  const at::Tensor vis = visible_matrix(mask, view);
+  const at::Tensor vis = visible_matrix(mask, view).to(q.device());  // positions are host tensors
   at::Tensor O = at::empty({q.size(0), h, v.size(2)}, q.options().dtype(at::kDouble));
   at::Tensor lse = at::empty({h, q.size(0)}, q.options().dtype(at::kDouble));
   for (int64_t i = 0; i < h; ++i) {
@@ -47,7 +47,7 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
 AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const Mask& mask, double scale) {
   const at::Tensor &dout = in.dout, &q = in.q, &k = in.k, &v = in.v;
   const int64_t h = q.size(1);
-  const at::Tensor vis = visible_matrix(mask, view);
+  const at::Tensor vis = visible_matrix(mask, view).to(q.device());
   const at::Tensor L = in.lse.to(at::kDouble).unsqueeze(-1), R = in.row_sums.to(at::kDouble).unsqueeze(-1);
   const auto zeros_f64 = [](const at::Tensor& x) { return at::zeros(x.sizes(), x.options().dtype(at::kDouble)); };
   at::Tensor dQ = zeros_f64(q), dK = zeros_f64(k), dV = zeros_f64(v);

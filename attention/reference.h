@@ -1,4 +1,5 @@
-// The float64 reference: naive, materialises the Tq×Tk scores. For tests and small checks only.
+// The float64 reference: naive, materialises the Tq×Tk scores (one head at a time, on the inputs'
+// device). For tests and small checks only: a few query rows against a long sequence are small too.
 #pragma once
 
 #include "attention/attention.h"

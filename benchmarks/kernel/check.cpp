@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "core/errors.h"
 
@@ -55,6 +56,36 @@ CheckResult check_against_reference(const CheckCase& c) {
                                           AttentionBackend::Reference);
     result.wrong_backward =
         count_outside(g.dq, r.dq, tol) + count_outside(g.dk, r.dk, tol) + count_outside(g.dv, r.dv, tol);
+  }
+  return result;
+}
+
+CheckResult check_sampled_rows(const SampledRowsCase& c) {
+  const int64_t t = c.q.size(0), n = std::min(c.rows, t);
+  LH_CHECK(n > 0, "bench kernel check: no rows to sample (T = ", t, ", rows = ", c.rows, ")");
+  std::vector<int64_t> picked(n);
+  for (int64_t j = 0; j < n; ++j) picked[j] = n == 1 ? t - 1 : j * (t - 1) / (n - 1);
+  const at::Tensor pos = at::tensor(picked, at::kLong), at_dev = pos.to(c.q.device());
+  const BlockView all = BlockView::self(t), sampled{pos, all.k_pos};
+  const Tolerance tol = tolerance_for(c.q.scalar_type());
+  auto rows_of = [&](const at::Tensor& x, int64_t dim) { return x.index_select(dim, at_dev); };
+  auto f64 = [](const at::Tensor& x) { return x.to(at::kDouble); };
+
+  const KernelBackend& kb = c.backend;
+  const AttentionOutput got = kb.forward(c.q, c.k, c.v, all, c.mask);
+  const at::Tensor q_rows = f64(rows_of(c.q, 0)), k64 = f64(c.k), v64 = f64(c.v);
+  const AttentionOutput ref = attention_forward(q_rows, k64, v64, sampled, c.mask, 0, AttentionBackend::Reference);
+  CheckResult result;
+  result.wrong_forward =
+      count_outside(rows_of(got.out, 0), ref.out, tol) + count_outside(rows_of(got.lse, 1), ref.lse, tol);
+  if (c.backward) {
+    // .to: the reference backend returns float64 out whatever the input dtype (a no-op otherwise).
+    const AttentionGrads g =
+        kb.backward(c.dout, c.q, c.k, c.v, got.out.to(c.q.scalar_type()), got.lse, all, c.mask);
+    // The sampled rows' dq needs only their own dO, out and lse (with every key).
+    const AttentionGrads r = attention_backward(f64(rows_of(c.dout, 0)), q_rows, k64, v64, ref.out, ref.lse, sampled,
+                                                c.mask, 0, AttentionBackend::Reference);
+    result.wrong_backward = count_outside(rows_of(g.dq, 0), r.dq, tol);
   }
   return result;
 }

@@ -1,6 +1,6 @@
-// The built-in check of `longhaul bench kernel` (the `wrong` column): one configuration run at a
-// small sequence length with a backend and with the float64 reference, elements compared under a
-// per-dtype tolerance.
+// The built-in checks of `longhaul bench kernel` (the `wrong` column): one configuration run at a
+// small sequence length with a backend and with the float64 reference, and the configuration at
+// its own size on sampled query rows; elements compared under a per-dtype tolerance.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "attention/attention.h"
+#include "benchmarks/kernel/backends.h"
 
 namespace longhaul::bench {
 
@@ -35,6 +36,20 @@ struct CheckResult {
 };
 
 CheckResult check_against_reference(const CheckCase& c);
+
+// The configuration at its own size (a route can be right at the small check's length and wrong
+// at 128K tokens: offsets, launch splits): the backend's forward (and backward) over the whole
+// sequence on the given inputs, its out, lse (and dq) on `rows` query rows spread over the
+// sequence (first and last included) against the float64 reference of those rows alone — their
+// scores against every key, rows × T, computed on the inputs' device.
+struct SampledRowsCase {
+  KernelBackend backend;
+  at::Tensor q, k, v, dout;  // [T, H|H_kv, D], on the backend's device, in the measured dtype
+  Mask mask;
+  bool backward = false;  // also dq (dk and dv need every row: the small check covers them)
+  int64_t rows = 32;
+};
+CheckResult check_sampled_rows(const SampledRowsCase& c);
 
 // Elements of `got` outside the tolerance around `ref` (any dtypes/devices; shapes must match).
 int64_t count_outside(const at::Tensor& got, const at::Tensor& ref, const Tolerance& tol);

@@ -198,8 +198,10 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
     CheckCase cc{c.backend, device, dtype, small_t, c.h, c.h_kv, c.d, make_scaled_mask(c.mask, c.t, small_t, o.masks),
                  c.fwd_bwd, o.seed + 1};
     const CheckResult r = check_against_reference(cc);
-    m.wrong_fwd = r.wrong_forward;
-    m.wrong_fwd_bwd = r.wrong_forward + r.wrong_backward;
+    // And at this size, on sampled rows of the very inputs measured.
+    const CheckResult s = check_sampled_rows({kb, q, k, v, dout, mask, c.fwd_bwd});
+    m.wrong_fwd = r.wrong_forward + s.wrong_forward;
+    m.wrong_fwd_bwd = r.wrong_forward + r.wrong_backward + s.wrong_forward + s.wrong_backward;
   } else {
     m.note += "unchecked; ";
   }

@@ -160,13 +160,17 @@ std::vector<Row> run_gpu_emulation(const GpuEmulationOptions& o) {
         std::vector<double> fwd, bwd;
         for (int it = 0; it < o.timing.warmup + o.timing.iters; ++it) {
           comm.barrier()->wait();
-          Stopwatch watch(dev);
+          // Marks on this rank's stream, as in bench layer: a device-wide sync in one thread-rank
+          // would wait for the others' kernels on the shared GPU, and leave it idle meanwhile.
+          StreamMarks marks(dev);
+          const size_t f0 = marks.mark();
           f = cp.forward(ql, kl, vl, plan, mask);
-          const double tf = watch.lap();
+          const size_t f1 = marks.mark();
           comm.barrier()->wait();
-          watch.lap();
+          const size_t b0 = marks.mark();
           g = cp.backward(dl, ql, kl, vl, f.out, f.lse, plan, mask);
-          const double tb = watch.lap();
+          const size_t b1 = marks.mark();
+          const double tf = marks.ms(f0, f1), tb = marks.ms(b0, b1);
           if (it >= o.timing.warmup) fwd.push_back(tf), bwd.push_back(tb);
         }
         comm.barrier()->wait();  // every rank done timing before any checks

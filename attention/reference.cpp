@@ -37,7 +37,7 @@ AttentionOutput forward(const at::Tensor& q, const at::Tensor& k, const at::Tens
     at::Tensor S = (at::matmul(head(q, i, h), head(k, i, h).t()) * scale).masked_fill(~vis, kNegInf);
     at::Tensor l = at::logsumexp(S, -1);  // -inf for rows without keys
     // Hidden entries are 0 (rows without keys too); a NaN in the inputs stays NaN, as in SDPA.
-    at::Tensor P = at::where(vis, at::exp(S - l.unsqueeze(-1)), at::zeros({}, at::kDouble));
+    at::Tensor P = at::where(vis, at::exp(S - l.unsqueeze(-1)), at::zeros({}, S.options()));
     O.select(1, i).copy_(at::matmul(P, head(v, i, h)));
     lse[i].copy_(l);
   }
@@ -54,7 +54,7 @@ AttentionGrads backward(const BackwardInputs& in, const BlockView& view, const M
   for (int64_t i = 0; i < h; ++i) {
     at::Tensor Q = head(q, i, h), K = head(k, i, h), V = head(v, i, h), dO = head(dout, i, h);
     at::Tensor P = at::where(vis & at::isfinite(L[i]), at::exp(at::matmul(Q, K.t()) * scale - L[i]),
-                             at::zeros({}, at::kDouble));
+                             at::zeros({}, Q.options()));
     at::Tensor dS = P * (at::matmul(dO, V.t()) - R[i]);
     const int64_t j = i / (h / k.size(1));  // the key/value head: its query heads' gradients add up
     dV.select(1, j).add_(at::matmul(P.t(), dO));

@@ -69,24 +69,41 @@ CheckResult check_sampled_rows(const SampledRowsCase& c) {
   const BlockView all = BlockView::self(t), sampled{pos, all.k_pos};
   const Tolerance tol = tolerance_for(c.q.scalar_type());
   auto rows_of = [&](const at::Tensor& x, int64_t dim) { return x.index_select(dim, at_dev); };
-  auto f64 = [](const at::Tensor& x) { return x.to(at::kDouble); };
 
   const KernelBackend& kb = c.backend;
   const AttentionOutput got = kb.forward(c.q, c.k, c.v, all, c.mask);
-  const at::Tensor q_rows = f64(rows_of(c.q, 0)), k64 = f64(c.k), v64 = f64(c.v);
-  const AttentionOutput ref = attention_forward(q_rows, k64, v64, sampled, c.mask, 0, AttentionBackend::Reference);
+  AttentionGrads g;
+  // .to: the reference backend returns float64 out whatever the input dtype (a no-op otherwise).
+  if (c.backward) g = kb.backward(c.dout, c.q, c.k, c.v, got.out.to(c.q.scalar_type()), got.lse, all, c.mask);
+
+  // The sampled rows' reference: out and lse, and dq, which needs only their own dO, out and lse
+  // (with every key). On the inputs' device; on the CPU if that device cannot run it (slower:
+  // K and V copied over).
+  struct Reference {
+    AttentionOutput f;
+    at::Tensor dq;
+  };
+  auto reference_on = [&](const c10::Device& dev) {
+    auto there = [&](const at::Tensor& x) { return x.to(dev).to(at::kDouble); };
+    const at::Tensor q_rows = there(rows_of(c.q, 0)), k64 = there(c.k), v64 = there(c.v);
+    Reference r{attention_forward(q_rows, k64, v64, sampled, c.mask, 0, AttentionBackend::Reference), {}};
+    if (c.backward)
+      r.dq = attention_backward(there(rows_of(c.dout, 0)), q_rows, k64, v64, r.f.out, r.f.lse, sampled, c.mask, 0,
+                                AttentionBackend::Reference)
+                 .dq;
+    return r;
+  };
+  Reference ref;
+  try {
+    ref = reference_on(c.q.device());
+  } catch (const std::exception&) {
+    if (c.q.device().is_cpu()) throw;
+    ref = reference_on(at::kCPU);
+  }
   CheckResult result;
   result.wrong_forward =
-      count_outside(rows_of(got.out, 0), ref.out, tol) + count_outside(rows_of(got.lse, 1), ref.lse, tol);
-  if (c.backward) {
-    // .to: the reference backend returns float64 out whatever the input dtype (a no-op otherwise).
-    const AttentionGrads g =
-        kb.backward(c.dout, c.q, c.k, c.v, got.out.to(c.q.scalar_type()), got.lse, all, c.mask);
-    // The sampled rows' dq needs only their own dO, out and lse (with every key).
-    const AttentionGrads r = attention_backward(f64(rows_of(c.dout, 0)), q_rows, k64, v64, ref.out, ref.lse, sampled,
-                                                c.mask, 0, AttentionBackend::Reference);
-    result.wrong_backward = count_outside(rows_of(g.dq, 0), r.dq, tol);
-  }
+      count_outside(rows_of(got.out, 0), ref.f.out, tol) + count_outside(rows_of(got.lse, 1), ref.f.lse, tol);
+  if (c.backward) result.wrong_backward = count_outside(rows_of(g.dq, 0), ref.dq, tol);
   return result;
 }
 

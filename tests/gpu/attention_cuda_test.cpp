@@ -383,6 +383,32 @@ TEST(AttentionCudaBand, WindowsBottomRightCausalPiecesAndDocumentsAgainstTheRefe
             << all.handed_back - with_docs.handed_back << " handed to FlashAttention-2\n";
 }
 
+// The float64 reference on CUDA tensors (what bench kernel's check at size runs on the GPU) equals
+// the reference on the CPU: a few query rows against every key, forward and backward.
+TEST(AttentionCuda, ReferenceOnTheGpuEqualsTheReferenceOnTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t t = 301;
+  at::manual_seed(5);
+  const at::Tensor q = at::randn({t, 4, 16}, at::kDouble), k = at::randn({t, 2, 16}, at::kDouble),
+                   v = at::randn({t, 2, 16}, at::kDouble), dout = at::randn({t, 4, 16}, at::kDouble);
+  const at::Tensor rows = at::tensor(std::vector<int64_t>{0, 7, 150, 151, 300}, at::kLong);
+  const BlockView view{rows, BlockView::self(t).k_pos};
+  const std::vector<int64_t> docs{0, 100, 101, 250, t};
+  for (const Mask& mask : {Mask::causal(), Mask::causal().documents(docs).window(40, 0), Mask::full().documents(docs)}) {
+    auto run = [&](const c10::Device& dev) {
+      auto at_dev = [&](const at::Tensor& x) { return x.to(dev); };
+      const at::Tensor qr = at_dev(q.index_select(0, rows)), dr = at_dev(dout.index_select(0, rows));
+      const AttentionOutput f = attention_forward(qr, at_dev(k), at_dev(v), view, mask, 0, AttentionBackend::Reference);
+      const AttentionGrads g = attention_backward(dr, qr, at_dev(k), at_dev(v), f.out, f.lse, view, mask, 0,
+                                                  AttentionBackend::Reference);
+      return std::vector<at::Tensor>{f.out.cpu(), f.lse.cpu(), g.dq.cpu(), g.dk.cpu(), g.dv.cpu()};
+    };
+    const auto cpu = run(at::kCPU), gpu = run(c10::Device(c10::kCUDA, 0));
+    for (size_t i = 0; i < cpu.size(); ++i)
+      EXPECT_TRUE(at::allclose(gpu[i], cpu[i], 1e-12, 1e-12)) << mask.describe() << " output " << i;
+  }
+}
+
 TEST(AttentionCuda, StripedFallback) {
   SKIP_WITHOUT_CUDA();
   std::vector<int64_t> q, k;

@@ -86,7 +86,7 @@ def tables(lines):
 
 def kernel(lines, seen):
     """Masked-area rate over the causal rate, per section of the kernel file."""
-    section = DEFAULT_SECTION
+    section, default = DEFAULT_SECTION, True
     for line in lines:
         m = RATIO.match(line)
         if m:
@@ -96,7 +96,6 @@ def kernel(lines, seen):
                 continue
             ratio = float(ratio)
             row = f"[{section}] {mask} T={t} H={h}/{hkv} {dtype} {pas}: {ratio:.3f}x"
-            default = ROUTE_OVERRIDE not in section
             if backend != "cuda":  # exact_cuda: the exact path against its own causal rate
                 yield f"{row} ({backend}, against its own causal rate: no verdict)"
             elif "one document at this T" in line:  # causal's or full's area: no verdict on documents
@@ -111,7 +110,8 @@ def kernel(lines, seen):
                 yield row + against(ratio, target, counted=default)
         elif line.startswith("# ") and " vs causal, " not in line and not line.startswith(
                 ("# bench", "# [", "# merge kernel", "# exit")):
-            section = line[2:].strip(" -")[:90]
+            header = line[2:].strip(" -")
+            section, default = header[:90], ROUTE_OVERRIDE not in header  # the whole header: it may be long
 
 
 def cp(lines, seen):

@@ -94,13 +94,15 @@ CheckResult check_sampled_rows(const SampledRowsCase& c) {
     return r;
   };
   Reference ref;
+  CheckResult result;
   try {
     ref = reference_on(c.q.device());
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
     if (c.q.device().is_cpu()) throw;
+    std::string why = e.what();
+    result.note = "check at size: reference on the CPU (" + why.substr(0, why.find('\n')) + ")";
     ref = reference_on(at::kCPU);
   }
-  CheckResult result;
   result.wrong_forward =
       count_outside(rows_of(got.out, 0), ref.f.out, tol) + count_outside(rows_of(got.lse, 1), ref.f.lse, tol);
   if (c.backward) result.wrong_backward = count_outside(rows_of(g.dq, 0), ref.dq, tol);

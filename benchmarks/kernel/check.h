@@ -33,6 +33,7 @@ struct CheckCase {
 struct CheckResult {
   int64_t wrong_forward = 0;   // out and lse elements outside the tolerance
   int64_t wrong_backward = 0;  // dq, dk and dv elements outside it (0 without backward)
+  std::string note;            // how the check ran where that is not the usual way (else empty)
 };
 
 CheckResult check_against_reference(const CheckCase& c);

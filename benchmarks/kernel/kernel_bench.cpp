@@ -200,6 +200,7 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
     const CheckResult r = check_against_reference(cc);
     // And at this size, on sampled rows of the very inputs measured.
     const CheckResult s = check_sampled_rows({kb, q, k, v, dout, mask, c.fwd_bwd});
+    if (!s.note.empty()) m.note += s.note + "; ";
     m.wrong_fwd = r.wrong_forward + s.wrong_forward;
     m.wrong_fwd_bwd = r.wrong_forward + r.wrong_backward + s.wrong_forward + s.wrong_backward;
   } else {

@@ -174,14 +174,22 @@ def test_a_forced_route_says_what_it_would_decide_without_counting(tmp_path):
         " = 0.81x the causal rate\n"
         "# LONGHAUL_CUDA_VARLEN=flash\n"
         "# causal_documents vs causal, cuda T=16384 H=16/16 D=128 bf16 fwd: 1e+05 vs 5.66e+05 GFLOP/s"
-        " = 0.18x the causal rate\n")
+        " = 0.18x the causal rate\n"
+        # gpu_check.sh's own header, longer than the section name shown: the route is past its cut.
+        "# causal (the yardstick), the causal window of 1024 and documents (their backward on the band graph), "
+        "LONGHAUL_CUDA_BAND=cudnn\n"
+        "# causal_window vs causal, cuda T=131072 H=64/8 D=128 bf16 fwd: 1e+05 vs 2e+05 GFLOP/s"
+        " = 0.5x the causal rate\n")
     out = targets(tmp_path)
     assert "[cuDNN band route (LONGHAUL_CUDA_BAND=cudnn)] causal_window T=16384 H=16/16 bf16 fwd: 0.810x " \
            "(target >= 0.8: would be met; not the default route)" in out, out
     assert "[LONGHAUL_CUDA_VARLEN=flash] causal_documents T=16384 H=16/16 bf16 fwd: 0.180x " \
            "(target >= 0.8: would NOT be met; not the default route)" in out, out
+    assert "causal_window T=131072 H=64/8 bf16 fwd: 0.500x (target >= 0.8: would NOT be met; not the default route)" \
+        in out, out
     missing = out.split("## Targets no row measured")[1]
     assert "kernel causal_window T=16384 H=16/16 bf16 fwd (target >= 0.8): not measured" in missing
+    assert "kernel causal_window T=131072 H=64/8 bf16 fwd (target >= 0.8): not measured" in missing
     assert out.rstrip().endswith("## 0 target lines met, 0 NOT met, 22 targets not measured"), out
 
 

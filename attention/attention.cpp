@@ -98,8 +98,9 @@ AttentionBackend pick(AttentionBackend b, const at::Tensor& q, const char* fn) {
     throw Unsupported(std::string(fn) + ": this build of longhaul has no CUDA (LONGHAUL_WITH_CUDA=OFF)");
 #endif
   } else if (b == AttentionBackend::Cpu && !q.device().is_cpu()) {
+    // (The reference is plain ATen ops and runs on any device: bench kernel checks GPU rows with it.)
     throw Unsupported(detail::str_cat(fn, ": backend ", to_string(b), " runs on CPU tensors, got ", q.device()));
-  }  // the reference is plain ATen ops: any device (bench kernel checks GPU rows at size with it)
+  }
   return b;
 }
 

@@ -40,6 +40,7 @@ RATIO = re.compile(r"^# (\w+) vs causal, (\w+) T=(\d+) H=(\d+)/(\d+) D=(\d+) (\w
                    r"([0-9.e+-]+|-?nan|-?inf)x the causal rate")
 DEFAULT_SECTION = "ragged cuDNN routes (default)"
 ROUTE_OVERRIDE = "LONGHAUL_CUDA_"  # in a section's name: its rows ran with a route forced on or off
+NOT_A_NUMBER = " (not a number: no verdict)"
 
 
 def against(value, target, applies=True, counted=True):
@@ -103,7 +104,7 @@ def kernel(lines, seen):
             elif "(WRONG" in line:
                 yield row + " " + line[line.index("(WRONG"):].rstrip(")") + ": no verdict)"
             elif not math.isfinite(ratio):
-                yield row + " (not a number: no verdict)"
+                yield row + NOT_A_NUMBER
             else:
                 if default:
                     seen.add(("kernel", mask, t, h, hkv, dtype, pas))
@@ -126,7 +127,7 @@ def cp(lines, seen):
                 if applies and not wrong and math.isfinite(ratio):
                     seen.add(("cp", r["P"]))
                 verdict = (f" (WRONG: max_rel_err {num(error):g} > {CP_MAX_ERROR:g}, no verdict)" if wrong
-                           else " (not a number: no verdict)" if not math.isfinite(ratio)
+                           else NOT_A_NUMBER if not math.isfinite(ratio)
                            else against(ratio, CP_TARGET, applies))
                 yield (f"{r['strategy']} {r['layout']} T={r['T']} P={r['P']}: {ratio:.3f}" + verdict
                        + (f"; simulated {r['simulated_ms']} ms" if "simulated_ms" in r else ""))
@@ -142,17 +143,13 @@ def layer(lines, seen):
             if single and r.get("P") not in (None, "1") and "tokens_per_s" in r:
                 ratio = num(r["tokens_per_s"]) / single
                 applies = r["P"] == "4" and r["T"] == "131072"
-                wrong = r.get("wrong", "?")
-                if wrong != "0":  # the P rows' output or gradients differ from P = 1's (or were not checked)
-                    yield f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f} (WRONG: wrong {wrong}, no verdict)"
-                    continue
-                if not math.isfinite(ratio):
-                    yield f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f} (not a number: no verdict)"
-                    continue
-                if applies:
+                wrong = r.get("wrong", "?")  # not "0": the P row differs from P = 1 (or was not checked)
+                if applies and wrong == "0" and math.isfinite(ratio):
                     seen.add(("layer", "4"))
-                yield (f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f}"
-                       + against(ratio, LAYER_TARGET, applies) + f"; wrong {wrong}")
+                verdict = (f" (WRONG: wrong {wrong}, no verdict)" if wrong != "0"
+                           else NOT_A_NUMBER if not math.isfinite(ratio)
+                           else against(ratio, LAYER_TARGET, applies) + f"; wrong {wrong}")
+                yield f"{r['strategy']} T={r['T']} P={r['P']}: {ratio:.3f}" + verdict
 
 
 def train(lines, seen):

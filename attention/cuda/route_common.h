@@ -120,9 +120,9 @@ std::string faster_than_flash_or_why(const std::string& route, const std::string
 // Whether a probe's worst difference is bf16 rounding (~4e-3) and not an error; NaN fails.
 inline bool probe_agrees(double worst) { return worst < 3e-2; }
 
-// Zero-pads the head dim to a multiple of 8 (what the fused kernels need; exact for q·k and v),
-// and makes a head dim that is not unit-stride contiguous (FlashAttention-2 refuses it).
+// A head dim zero-padded to a multiple of 8 (what the fused kernels need; exact for q·k and v).
 inline int64_t padded_head_dim(int64_t d) { return d + (8 - d % 8) % 8; }
+// x with its head dim padded so, and unit-stride (FlashAttention-2 refuses any other).
 at::Tensor pad_head_dim(const at::Tensor& x);
 
 // Row indices of a range of pieces (q or k side) plus int32 cumulative lengths, on the device.

@@ -198,7 +198,8 @@ Measured measure(const Config& c, const KernelBenchOptions& o) {
     CheckCase cc{c.backend, device, dtype, small_t, c.h, c.h_kv, c.d, make_scaled_mask(c.mask, c.t, small_t, o.masks),
                  c.fwd_bwd, o.seed + 1};
     const CheckResult r = check_against_reference(cc);
-    // And at this size, on sampled rows of the very inputs measured.
+    // And at this size, on sampled rows of the very inputs measured (its own forward and backward:
+    // keeping a timed run's outputs would hold them through the next run and change its memory).
     const CheckResult s = check_sampled_rows({kb, q, k, v, dout, mask, c.fwd_bwd});
     if (!s.note.empty()) m.note += s.note + "; ";
     m.wrong_fwd = r.wrong_forward + s.wrong_forward;

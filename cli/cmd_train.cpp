@@ -238,6 +238,7 @@ int cmd_train(const std::vector<std::string>& args) {
         {"--memory-gib", o.memory_gib, 0}, {"--kernel-gflops", o.kernel_gflops, 0},
         {"--dense-gflops", o.dense_gflops, 0}})
     LH_CHECK(std::isfinite(value) && value >= least, "train: ", flag, " ", value, ": expected a number >= ", least);
+  check_head_counts(vm, "train", o.model.heads, o.model.kv_heads);
   LH_CHECK(std::isfinite(o.optim.lr) && o.optim.lr > 0, "train: --lr ", o.optim.lr, ": expected a number > 0");
   LH_CHECK(o.optim.min_lr_ratio >= 0 && o.optim.min_lr_ratio <= 1, "train: --min-lr-ratio ", o.optim.min_lr_ratio,
            ": expected a fraction of --lr in [0, 1]");

@@ -75,8 +75,9 @@ double merge_bytes(double rows, int64_t h, int64_t d, int64_t elem_bytes) {
 }  // namespace
 
 std::vector<Prediction> plan_strategies(const Problem& pr, const Network& net) {
-  LH_CHECK(pr.T > 0 && pr.H > 0 && pr.H_kv > 0 && pr.D > 0 && pr.P >= 1 && pr.H % pr.H_kv == 0,
-           "planner: need T, H, H_kv, D > 0, P >= 1 and H % H_kv == 0");
+  LH_CHECK(pr.T > 0 && pr.H > 0 && pr.H_kv > 0 && pr.D > 0 && pr.P >= 1 && pr.H % pr.H_kv == 0, "planner: T ", pr.T,
+           ", H ", pr.H, ", H_kv ", pr.H_kv, ", D ", pr.D, ", P ", pr.P,
+           ": expected T, H, H_kv, D > 0, P >= 1 and H a multiple of H_kv");
   const Mask mask = mask_of(pr);
   const std::vector<int64_t>& docs = pr.cu_seqlens.empty() ? mask.cu_seqlens() : pr.cu_seqlens;
   std::optional<at::Tensor> cu;

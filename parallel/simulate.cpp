@@ -102,7 +102,7 @@ Simulation simulate(const SimulationSetup& s) {
   LH_CHECK(s.P >= 1, "simulate: P must be >= 1, got ", s.P);
   LH_CHECK(s.T >= s.P, "simulate: T = ", s.T, " tokens cannot be split over P = ", s.P, " ranks");
   LH_CHECK(s.H >= 1 && s.H_kv >= 1 && s.D >= 1 && s.H % s.H_kv == 0, "simulate: heads ", s.H, ", kv heads ", s.H_kv,
-           ", head dim ", s.D, " (need H % H_kv == 0)");
+           ", head dim ", s.D, ": expected each >= 1 and heads a multiple of kv heads");
   ensure_meta_kernels();
   CommOptions options;
   options.timeout = s.timeout;

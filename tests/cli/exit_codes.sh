@@ -90,6 +90,7 @@ expect_says 2 "simulate: --heads 4 is not a multiple of --kv-heads 8 (its defaul
 expect_says 2 "train: --heads 4 is not a multiple of --kv-heads 3: every key/value head" \
   train --heads 4 --kv-heads 3 --steps 1 --workdir "$tmp/w"
 expect_says 2 "plan: --heads 0 and --kv-heads 8: expected numbers >= 1" plan --heads 0 --gflops 10
+expect_says 2 "simulate: --head-dim 0: expected a number >= 1" simulate --head-dim 0
 expect_says 2 "train: --min-lr-ratio 2: expected a fraction" train --min-lr-ratio 2 --steps 1 --workdir "$tmp/w"
 expect_says 2 "train: --log-every 0: expected a number >= 1" train --log-every 0 --steps 1 --workdir "$tmp/w"
 expect_says 2 "the checkpoint's directory $tmp/nodir does not exist (--checkpoint)" \

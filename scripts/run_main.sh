@@ -5,11 +5,15 @@
 # it prints the table first) for about three and a half minutes on a 2-core machine. It prints the
 # loss falling (a line every 100 steps with the step's CP degree, retrieval accuracy every 500) and
 # ends with the accuracy table by context length (chance 1/16). LONGHAUL_TRAIN_STEPS (default
-# 6000) bounds the run; extra arguments go to `longhaul train` (e.g. --cp 2 --strategy ulysses).
+# 6000) bounds the run; extra arguments go to `longhaul train` and replace the defaults below that
+# they name (e.g. --cp 2 --strategy ulysses --seed 1). LONGHAUL_NO_BUILD=1 skips the setup and the
+# build and runs the tool already built in ${BUILD_DIR:-build}.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/setup.sh"
-BUILD_TARGETS=longhaul "$root/scripts/build.sh"  # the tool and its libraries, not the tests
+if [ "${LONGHAUL_NO_BUILD:-0}" != 1 ]; then
+  "$root/scripts/setup.sh"
+  BUILD_TARGETS=longhaul "$root/scripts/build.sh"  # the tool and its libraries, not the tests
+fi
 bin="${BUILD_DIR:-$root/build}/cli/longhaul"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$bin" info
@@ -20,7 +24,15 @@ workdir=${LONGHAUL_TRAIN_DIR:-$(mktemp -d /tmp/longhaul-train.XXXXXX)}
 # model finds it in a sudden transition whose step varies with seed and host (step 1000 to 3500 in
 # the runs measured), so the default leaves room after it: at 3000 steps most seeds ended before
 # it or before it reached the 1024-token documents (docs/train.md, The embedded task).
-mpirun --oversubscribe --bind-to none -np 2 "$bin" train --cp auto --strategy ring --layout zigzag \
-  --steps "${LONGHAUL_TRAIN_STEPS:-6000}" --min-log2 6 --max-log2 10 --tokens-per-step 4096 --task-pairs 1 --lr 3e-3 \
-  --heads 2 --kv-heads 2 --cycles 1 \
-  --log-every 100 --eval-every 500 --workdir "$workdir" "$@"
+defaults=(--cp auto --strategy ring --layout zigzag --steps "${LONGHAUL_TRAIN_STEPS:-6000}" --min-log2 6 --max-log2 10
+          --tokens-per-step 4096 --task-pairs 1 --lr 3e-3 --heads 2 --kv-heads 2 --cycles 1 --log-every 100
+          --eval-every 500 --workdir "$workdir")
+# Each default is a flag and its value; one the extra arguments name is left to them (the tool
+# refuses an option given twice).
+args=()
+for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+  flag=${defaults[i]} given=0
+  for a in "$@"; do [[ $a == "$flag" || $a == "$flag="* ]] && given=1; done
+  [ "$given" = 1 ] || args+=("$flag" "${defaults[i + 1]}")
+done
+mpirun --oversubscribe --bind-to none -np 2 "$bin" train "${args[@]}" "$@"

@@ -17,22 +17,21 @@ fi
 bin="${BUILD_DIR:-$root/build}/cli/longhaul"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$bin" info
-workdir=${LONGHAUL_TRAIN_DIR:-$(mktemp -d /tmp/longhaul-train.XXXXXX)}
 # Documents of 64…1024 tokens with one hidden key-value pair each (a passkey), for a 2-layer model
 # of width 64 with 2 heads of 32 dims, DD with one curriculum cycle (grow_p2: the short buckets
 # come first, so the retrieval is found on short documents and then carried to long ones). The
 # model finds it in a sudden transition whose step varies with seed and host (step 1000 to 3500 in
 # the runs measured), so the default leaves room after it: at 3000 steps most seeds ended before
 # it or before it reached the 1024-token documents (docs/train.md, The embedded task).
+# Each default is a flag and its value; one the extra arguments name is left to them (the tool
+# refuses an option given twice). The work directory is made only when none is given.
+named() { local flag=$1 a; shift; for a in "$@"; do [[ $a == "$flag" || $a == "$flag="* ]] && return 0; done; return 1; }
 defaults=(--cp auto --strategy ring --layout zigzag --steps "${LONGHAUL_TRAIN_STEPS:-6000}" --min-log2 6 --max-log2 10
           --tokens-per-step 4096 --task-pairs 1 --lr 3e-3 --heads 2 --kv-heads 2 --cycles 1 --log-every 100
-          --eval-every 500 --workdir "$workdir")
-# Each default is a flag and its value; one the extra arguments name is left to them (the tool
-# refuses an option given twice).
+          --eval-every 500)
 args=()
 for ((i = 0; i < ${#defaults[@]}; i += 2)); do
-  flag=${defaults[i]} given=0
-  for a in "$@"; do [[ $a == "$flag" || $a == "$flag="* ]] && given=1; done
-  [ "$given" = 1 ] || args+=("$flag" "${defaults[i + 1]}")
+  named "${defaults[i]}" "$@" || args+=("${defaults[i]}" "${defaults[i + 1]}")
 done
+named --workdir "$@" || args+=(--workdir "${LONGHAUL_TRAIN_DIR:-$(mktemp -d /tmp/longhaul-train.XXXXXX)}")
 mpirun --oversubscribe --bind-to none -np 2 "$bin" train "${args[@]}" "$@"

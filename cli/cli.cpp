@@ -70,13 +70,15 @@ bool parse(const std::vector<std::string>& args, const po::options_description& 
   return true;
 }
 
-void check_head_counts(const po::variables_map& vm, const std::string& command, int64_t heads, int64_t kv_heads) {
+void check_head_counts(const po::variables_map& vm, const std::string& command, int64_t heads, int64_t kv_heads,
+                       std::optional<int64_t> head_dim) {
   LH_CHECK(heads >= 1 && kv_heads >= 1, command, ": --heads ", heads, " and --kv-heads ", kv_heads,
            ": expected numbers >= 1");
   const bool kv_defaulted = vm.count("kv-heads") && vm["kv-heads"].defaulted();
   LH_CHECK(heads % kv_heads == 0, command, ": --heads ", heads, " is not a multiple of --kv-heads ", kv_heads,
            kv_defaulted ? " (its default)" : "", ": every key/value head serves the same number of query heads; ",
            "pass a --kv-heads that divides ", heads, " (", heads, " for no GQA)");
+  LH_CHECK(!head_dim || *head_dim >= 1, command, ": --head-dim ", head_dim.value_or(0), ": expected a number >= 1");
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,10 +37,12 @@ std::vector<std::string> with_canonical_flags(const std::vector<std::string>& ar
 // Parses args (abbreviations expanded) into vm; prints help and returns false for --help.
 bool parse(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
            const std::string& usage, const po::positional_options_description* positional = nullptr);
-// --heads and --kv-heads of one command: both positive, and the query heads a whole number of groups
-// per key/value head (GQA). The error names the flags, their values and, when --kv-heads was left
-// at its default, says so: `--heads 4` alone against a default of 8 kv heads is the usual slip.
-void check_head_counts(const po::variables_map& vm, const std::string& command, int64_t heads, int64_t kv_heads);
+// --heads and --kv-heads of one command (and its --head-dim, where it has one): positive, and the
+// query heads a whole number of groups per key/value head (GQA). The error names the flags, their
+// values and, when --kv-heads was left at its default, says so: `--heads 4` alone against a
+// default of 8 kv heads is the usual slip.
+void check_head_counts(const po::variables_map& vm, const std::string& command, int64_t heads, int64_t kv_heads,
+                       std::optional<int64_t> head_dim = std::nullopt);
 // Every rank of `comm` runs `command` with the same options (each of desc's, as parsed into vm, or
 // unset): ranks started with different arguments would train different models or meet in
 // collectives of different sizes. One small all-reduce; otherwise an InvalidArgument on every

@@ -136,8 +136,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul plan [options]")) return 0;
   LH_CHECK(pr.T >= 1 && pr.T <= kMostTokens, "plan: --tokens ", pr.T, ": expected 1 to 2^31");
-  check_head_counts(vm, "plan", pr.H, pr.H_kv);
-  LH_CHECK(pr.D >= 1, "plan: --head-dim ", pr.D, ": expected a number >= 1");
+  check_head_counts(vm, "plan", pr.H, pr.H_kv, pr.D);
   // Each strategy's traffic is modelled per rank pair: the cost grows with P^2.
   LH_CHECK(pr.P >= 1 && pr.P <= kMostRanks && (buckets || pr.P <= pr.T), "plan: --ranks ", pr.P, ": expected 1 to ",
            kMostRanks, buckets ? "" : " and at most --tokens (" + std::to_string(pr.T) + ")");

@@ -137,8 +137,7 @@ int cmd_simulate(const std::vector<std::string>& args) {
       ("json", po::bool_switch(&json), "JSON lines instead of the table");
   po::variables_map vm;
   if (!parse(args, desc, vm, "longhaul simulate [options]")) return 0;
-  check_head_counts(vm, "simulate", heads, kv_heads);
-  LH_CHECK(head_dim >= 1, "simulate: --head-dim ", head_dim, ": expected a number >= 1");
+  check_head_counts(vm, "simulate", heads, kv_heads, head_dim);
   // Every simulated rank is a thread of this process, and its schedule's cost grows with P^2.
   for (const int r : ranks)
     LH_CHECK(r >= 1 && r <= kMostSimulatedRanks, "simulate: --ranks ", r, ": expected 1 to ", kMostSimulatedRanks);

@@ -396,10 +396,10 @@ TEST(AttentionCuda, ReferenceOnTheGpuEqualsTheReferenceOnTheCpu) {
   const std::vector<int64_t> docs{0, 100, 101, 250, t};
   for (const Mask& mask : {Mask::causal(), Mask::causal().documents(docs).window(40, 0), Mask::full().documents(docs)}) {
     auto run = [&](const c10::Device& dev) {
-      auto at_dev = [&](const at::Tensor& x) { return x.to(dev); };
-      const at::Tensor qr = at_dev(q.index_select(0, rows)), dr = at_dev(dout.index_select(0, rows));
-      const AttentionOutput f = attention_forward(qr, at_dev(k), at_dev(v), view, mask, 0, AttentionBackend::Reference);
-      const AttentionGrads g = attention_backward(dr, qr, at_dev(k), at_dev(v), f.out, f.lse, view, mask, 0,
+      const at::Tensor qr = q.index_select(0, rows).to(dev), dr = dout.index_select(0, rows).to(dev),
+                       kd = k.to(dev), vd = v.to(dev);
+      const AttentionOutput f = attention_forward(qr, kd, vd, view, mask, 0, AttentionBackend::Reference);
+      const AttentionGrads g = attention_backward(dr, qr, kd, vd, f.out, f.lse, view, mask, 0,
                                                   AttentionBackend::Reference);
       return std::vector<at::Tensor>{f.out.cpu(), f.lse.cpu(), g.dq.cpu(), g.dk.cpu(), g.dv.cpu()};
     };

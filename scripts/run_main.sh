@@ -6,7 +6,7 @@
 # loss falling (a line every 100 steps with the step's CP degree, retrieval accuracy every 500) and
 # ends with the accuracy table by context length (chance 1/16). LONGHAUL_TRAIN_STEPS (default
 # 6000) bounds the run; extra arguments go to `longhaul train` and replace the defaults below that
-# they name (e.g. --cp 2 --strategy ulysses --seed 1). LONGHAUL_NO_BUILD=1 skips the setup and the
+# they name (e.g. --cp 2 --strategy ulysses). LONGHAUL_NO_BUILD=1 skips the setup and the
 # build and runs the tool already built in ${BUILD_DIR:-build}.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,14 +18,11 @@ bin="${BUILD_DIR:-$root/build}/cli/longhaul"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$bin" info
 # Documents of 16…1024 tokens with one hidden key-value pair each (a passkey), for a 2-layer model
-# of width 64 with 2 heads of 32 dims, DD with four curriculum cycles (grow_p2: within a cycle the
-# short buckets come first). Until the model attends by content, a row's attention is spread over
-# its whole document, so the one answer's pull on it is about 1/length: the 16-token documents let
-# it find the retrieval early (by step 1000 in every run measured), the longer ones then sharpen it
-# (1024 tokens by step 1500). The end of each cycle holds only long documents and the shortest
-# drift there; the run ends about a fifth into the fourth cycle (the task holds 1.25 x the run's
-# tokens), among short documents again. From 64 tokens the jump came anywhere from step 1000 to
-# never in 6000 steps (docs/train.md, The embedded task).
+# of width 64 with 2 heads of 32 dims, DD with four curriculum cycles (grow_p2: short buckets first
+# in each). The answer's pull on untrained attention is about 1/length, so the 16-token documents
+# find the retrieval early; the end of a cycle holds only long documents, where the shortest drift,
+# and the run ends about a fifth into the fourth cycle, among short ones. Why, and every recipe
+# measured: docs/train.md, The embedded task.
 # Each default is a flag and its value; one the extra arguments name is left to them (the tool
 # refuses an option given twice). The work directory is made only when none is given.
 named() { local flag=$1 a; shift; for a in "$@"; do [[ $a == "$flag" || $a == "$flag="* ]] && return 0; done; return 1; }

@@ -187,6 +187,8 @@ int cmd_train(const std::vector<std::string>& args) {
       ("heads", po::value(&o.model.heads)->default_value(o.model.heads), "attention heads")
       ("kv-heads", po::value(&o.model.kv_heads)->default_value(o.model.kv_heads), "key/value heads (GQA)")
       ("hidden", po::value(&o.model.mlp_hidden)->default_value(0), "SwiGLU hidden size (0: 8/3 · dim)")
+      ("rope-theta", po::value(&o.model.rope_theta)->default_value(o.model.rope_theta),
+       "rotary base: pair i of a head turns by position · theta^(-2i/head_dim); long contexts take a larger one")
       ("checkpoint-blocks", po::bool_switch(&o.model.checkpoint_blocks), "recompute each block in backward")
       ("device", po::value(&o.device)->default_value(o.device),
        "cpu or cuda: one GPU per rank (local rank % visible devices); parameters, optimiser state, batches and "
@@ -240,6 +242,8 @@ int cmd_train(const std::vector<std::string>& args) {
     LH_CHECK(std::isfinite(value) && value >= least, "train: ", flag, " ", value, ": expected a number >= ", least);
   check_head_counts(vm, "train", o.model.heads, o.model.kv_heads);
   LH_CHECK(std::isfinite(o.optim.lr) && o.optim.lr > 0, "train: --lr ", o.optim.lr, ": expected a number > 0");
+  LH_CHECK(std::isfinite(o.model.rope_theta) && o.model.rope_theta > 1, "train: --rope-theta ", o.model.rope_theta,
+           ": expected a number > 1 (10000 is the usual base)");
   LH_CHECK(o.optim.min_lr_ratio >= 0 && o.optim.min_lr_ratio <= 1, "train: --min-lr-ratio ", o.optim.min_lr_ratio,
            ": expected a fraction of --lr in [0, 1]");
   r.verify_data = verify_always ? data::StoreVerify::Always

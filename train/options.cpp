@@ -1,5 +1,7 @@
 #include "train/options.h"
 
+#include <cmath>
+
 #include "core/enum_names.h"
 #include "core/errors.h"
 
@@ -11,6 +13,8 @@ void ModelOptions::validate() const {
   LH_CHECK(dim % heads == 0, "model: dim ", dim, " must be divisible by heads ", heads);
   LH_CHECK(heads % kv_heads == 0, "model: heads ", heads, " must be divisible by kv_heads ", kv_heads);
   LH_CHECK(head_dim() % 2 == 0, "model: head dim ", head_dim(), " must be even (rotary embeddings)");
+  LH_CHECK(std::isfinite(rope_theta) && rope_theta > 1, "model: rope_theta ", rope_theta,
+           " must be a finite number > 1 (the rotary base; 10000 is the usual one)");
 }
 
 std::string ModelOptions::shape() const {

@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <cstdio>
 #include <optional>
 
 #include "data/batch.h"
@@ -30,6 +31,13 @@ at::Tensor to_long(const std::vector<int32_t>& v) {
 }
 
 constexpr const char* kFormat = "longhaul-train-checkpoint 1";
+
+// The rotary base as a checkpoint keeps it: every digit, so 1e6 and 1000001 differ.
+std::string rope_theta_string(double theta) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", theta);
+  return buf;
+}
 
 }  // namespace
 
@@ -221,6 +229,7 @@ void Trainer::save(const std::string& path) try {
     c.strings["format"] = kFormat;
     c.strings["model_shape"] = opt_.model.shape();
     c.strings["dtype"] = to_string(opt_.model.precision);
+    c.strings["rope_theta"] = rope_theta_string(opt_.model.rope_theta);
     c.strings["sampler"] = to_string(opt_.sampler);
     c.strings["sampler_state"] = sampler_->save_state();
     c.strings["step"] = std::to_string(step_);
@@ -255,6 +264,8 @@ void Trainer::load(const std::string& path) try {
   expect("model_shape", opt_.model.shape(), "model shape");
   if (!c.strings.count("dtype")) c.strings["dtype"] = to_string(Precision::Fp32);  // written before --dtype
   expect("dtype", to_string(opt_.model.precision), "dtype (--dtype)");
+  if (!c.strings.count("rope_theta")) c.strings["rope_theta"] = rope_theta_string(10000);  // written before --rope-theta
+  expect("rope_theta", rope_theta_string(opt_.model.rope_theta), "rotary base (--rope-theta)");
   expect("sampler", to_string(opt_.sampler), "sampler");
   expect("world_size", std::to_string(world_->size()), "world size (ranks)");
   at::NoGradGuard no_grad;

@@ -84,6 +84,7 @@ expect_says 2 "is a directory, expected a file name" prep "$tmp/in/a.txt" -o "$t
 expect_says 2 "the output's directory $tmp/in/a.txt is not a directory (it is a file)" prep "$tmp/in" -o "$tmp/in/a.txt/x.h5"
 expect_says 2 "the output /proc/x.h5 cannot be created: " prep "$tmp/in" -o /proc/x.h5
 expect_says 2 "train: --lr -1: expected a number > 0" train --lr -1 --steps 1 --workdir "$tmp/w"
+expect_says 2 "train: --rope-theta 0: expected a number > 1" train --rope-theta 0 --steps 1 --workdir "$tmp/w"
 # Query heads that the key/value heads do not divide: the flags named, and the default said when it is one.
 expect_says 2 "plan: --heads 4 is not a multiple of --kv-heads 8 (its default)" plan --heads 4 --gflops 10
 expect_says 2 "simulate: --heads 4 is not a multiple of --kv-heads 8 (its default)" simulate --heads 4

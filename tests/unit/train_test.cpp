@@ -194,6 +194,9 @@ TEST(TrainCheckpoint, DamagedOrMismatchedIsRefused) {
   TrainOptions wider = o;
   wider.model.dim = 48;
   expect_refused(good, wider, "model shape differs");
+  TrainOptions longer = o;
+  longer.model.rope_theta = 500000;
+  expect_refused(good, longer, "rotary base (--rope-theta) differs");
   // A failed write leaves the previous checkpoint in place: nothing is replaced until complete.
   CheckpointFile bad;
   bad.tensors.emplace_back("x", at::zeros({2}, at::kInt));  // int32: not storable

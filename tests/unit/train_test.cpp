@@ -42,6 +42,14 @@ TEST(TrainModel, RopeAnglesInFloat64) {
     EXPECT_NEAR(t.cos[i][0][0].item<double>(), std::cos(angle), 1e-6);
     EXPECT_NEAR(t.sin[i][0][0].item<double>(), std::sin(angle), 1e-6);
   }
+  // The slowest pair (i = 3 of head dim 8) turns by position · theta^(-6/8): the base is used.
+  for (double theta : {10000.0, 500000.0}) {
+    RopeTables slow = rope_tables(pos, 8, theta, at::kDouble);
+    for (int i = 0; i < 4; ++i) {
+      const double angle = double(pos[i].item<int64_t>()) * std::pow(theta, -0.75);
+      EXPECT_NEAR(slow.cos[i][0][3].item<double>(), std::cos(angle), 1e-9) << "theta " << theta;
+    }
+  }
 }
 
 // The model's attention path (rope → ContextParallel::attention, one rank) has the gradients of a

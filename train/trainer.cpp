@@ -5,8 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <charconv>
 #include <chrono>
-#include <cstdio>
 #include <optional>
 
 #include "data/batch.h"
@@ -32,11 +32,10 @@ at::Tensor to_long(const std::vector<int32_t>& v) {
 
 constexpr const char* kFormat = "longhaul-train-checkpoint 1";
 
-// The rotary base as a checkpoint keeps it: every digit, so 1e6 and 1000001 differ.
+// The rotary base as a checkpoint keeps it: the shortest text that reads back as the same double.
 std::string rope_theta_string(double theta) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", theta);
-  return buf;
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, theta).ptr);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <new>
 #include <sstream>
 
 namespace longhaul::cli {
@@ -124,6 +125,7 @@ void check_same_options(Communicator& comm, const po::options_description& desc,
 }
 
 int exit_code_of(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e)) return 7;
   if (dynamic_cast<const NumericalError*>(&e)) return 6;
   if (dynamic_cast<const TimeoutError*>(&e)) return 5;
   if (dynamic_cast<const CommError*>(&e)) return 4;
@@ -133,6 +135,8 @@ int exit_code_of(const std::exception& e) {
 }
 
 std::string message_of(const std::exception& e) {
+  if (const auto* oom = dynamic_cast<const c10::OutOfMemoryError*>(&e))
+    return std::string("out of memory: ") + oom->what_without_backtrace();
   if (const auto* c10 = dynamic_cast<const c10::Error*>(&e))
     return std::string("internal error in ATen: ") + c10->what_without_backtrace();
   return e.what();

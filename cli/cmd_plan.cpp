@@ -6,7 +6,7 @@
 #include <cmath>
 #include <iostream>
 
-#include "benchmarks/common/rss.h"
+#include "core/resident_memory.h"
 #include "core/report.h"
 #include "cli/cli.h"
 #include "data/length_mix.h"
@@ -75,7 +75,7 @@ void print_schedule_comparison(const std::vector<BucketDegree>& table, const Buc
 // machine's available memory shared by the P ranks it runs.
 double default_memory_per_rank(const Network& net, int ranks) {
   if (net.device_memory_bytes > 0) return net.device_memory_bytes;
-  const double available = bench::available_memory_bytes();
+  const double available = available_memory_bytes();
   return std::isfinite(available) ? available / std::max(1, ranks) : 0;  // unknown: no limit
 }
 

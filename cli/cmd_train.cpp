@@ -97,6 +97,10 @@ class Printer : public train::RunObserver {
       std::cerr << "\n";
     }
   }
+  void memory_checked(const std::vector<train::PreflightResult>& results) override {
+    if (!root_ || json_) return;
+    for (const auto& r : results) std::cerr << "train: preflight: " << train::describe(r) << "\n";
+  }
   void step(const train::StepStats& s) override {
     if (!root_) return;
     if (!quiet_ && (json_ || s.step % log_every_ == 0)) log_step(s, json_);
@@ -148,7 +152,7 @@ int cmd_train(const std::vector<std::string>& args) {
   train::TrainOptions o;
   std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1", dtype = "fp32";
   int64_t log_every = 1;
-  bool json = false, quiet = false, verify_always = false, verify_never = false;
+  bool json = false, quiet = false, verify_always = false, verify_never = false, no_preflight = false;
   po::options_description desc("longhaul train");
   desc.add_options()
       ("data", po::value(&r.data), "token store from `longhaul prep` (none: generate the embedded recall task)")
@@ -190,6 +194,9 @@ int cmd_train(const std::vector<std::string>& args) {
       ("rope-theta", po::value(&o.model.rope_theta)->default_value(o.model.rope_theta),
        "rotary base: pair i of a head turns by position · theta^(-2i/head_dim); long contexts take a larger one")
       ("checkpoint-blocks", po::bool_switch(&o.model.checkpoint_blocks), "recompute each block in backward")
+      ("no-preflight", po::bool_switch(&no_preflight),
+       "skip the memory preflight (before step 1, the longest sequences' step and the longest shard's run once "
+       "on made-up tokens without an update: one that does not fit stops the run there, named, exit 7)")
       ("device", po::value(&o.device)->default_value(o.device),
        "cpu or cuda: one GPU per rank (local rank % visible devices); parameters, optimiser state, batches and "
        "the step live there, CP exchanges CUDA tensors over the world's device transport (NCCL)")
@@ -229,6 +236,7 @@ int cmd_train(const std::vector<std::string>& args) {
   o.cp = train::cp_degree_from_string(cp, "train: --cp");
   o.model.precision = train::precision_from_string(dtype);
   if (verify_always && verify_never) throw InvalidArgument("train: --verify-data and --no-verify-data contradict each other");
+  r.preflight = !no_preflight;
   // Values no run can use, named before any work.
   for (const auto& [flag, value, least] :
        {std::tuple<const char*, double, double>{"--steps", double(r.steps), 1}, {"--vocab", double(r.vocab), 0},

@@ -2,11 +2,13 @@
 // raises a c10::Error; callers of longhaul catch one hierarchy (core/errors.h), so the entry
 // points translate: ValueError, TypeError and IndexError → InvalidArgument, NotImplementedError →
 // Unsupported, anything else → Error, each "WHERE: ATen: <message without the C++ backtrace>".
-// An out-of-memory error keeps torch's own type (callers free memory and retry on that type).
+// An out-of-memory error keeps torch's own type (callers free memory and retry on that type); the
+// CPU allocator's failure, a plain c10::Error in torch, and std::bad_alloc become that type too.
 #pragma once
 
 #include <c10/util/Exception.h>
 
+#include <new>
 #include <string>
 #include <utility>
 
@@ -22,7 +24,14 @@ namespace longhaul {
     throw;
   } catch (const c10::OutOfMemoryError&) {
     throw;
+  } catch (const std::bad_alloc& e) {
+    throw c10::OutOfMemoryError({where, __FILE__, static_cast<uint32_t>(__LINE__)},
+                                std::string(where) + ": out of host memory (" + e.what() + ")");
   } catch (const c10::Error& e) {
+    // torch's CPU allocator reports a failed allocation as a plain enforce failure.
+    if (e.msg().find("can't allocate memory") != std::string::npos)
+      throw c10::OutOfMemoryError({where, __FILE__, static_cast<uint32_t>(__LINE__)},
+                                  std::string(where) + ": " + e.what_without_backtrace());
     const std::string msg = std::string(where) + ": ATen: " + e.what_without_backtrace();
     if (dynamic_cast<const c10::ValueError*>(&e) || dynamic_cast<const c10::TypeError*>(&e) ||
         dynamic_cast<const c10::IndexError*>(&e))

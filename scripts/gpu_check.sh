@@ -180,7 +180,8 @@ fi
 # ---- longhaul train --device cuda -------------------------------------------------------------
 if section train "train (cuda)"; then
   # bf16 tokens/s on one GPU at 8K and 32K tokens per sequence (a 4-block, width-1024 model; the
-  # embedded recall task, concat sampler); fp64 CUDA = CPU is the TrainCuda tests above.
+  # embedded recall task, concat sampler); fp64 CUDA = CPU is the TrainCuda tests above. Each run's
+  # memory preflight prints the step's peak on the device.
   for lg in 13 15; do
     echo "# longhaul train --device cuda --dtype bf16, sequences of 2^$lg tokens"
     timeout "$(lh_limit 90)" "$bin/longhaul" train --device cuda --dtype bf16 --sampler concat --max-log2 $lg --tokens-per-step 65536 \
@@ -188,6 +189,7 @@ if section train "train (cuda)"; then
     echo "exit ${PIPESTATUS[0]}"
   done > "$out/train_gpu.txt" 2>&1
   log "train: $(grep -h 'tokens/s (after' "$out/train_gpu.txt" | tr '\n' ' ')"
+  log "train: $(grep -h 'preflight:' "$out/train_gpu.txt" | cut -c1-160 | tr '\n' ' ')"
 fi
 
 # ---- the cuDNN band route, each step in its own process (after the target sections: not a default route) ----

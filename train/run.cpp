@@ -112,6 +112,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
     if (root) observer.note("resumed from " + result.checkpoint + " at step " + std::to_string(trainer.steps_done()));
   }
   observer.started(trainer);
+  if (r.preflight) observer.memory_checked(trainer.preflight(trainer.preflight_shapes()));
   if (r.handle_signals) {
     g_signal.store(0);
     std::signal(SIGINT, on_signal);

@@ -31,6 +31,9 @@ struct RunOptions {
   int64_t eval_every = 0;               // task: evaluate every N steps (0: only at the end)
   TaskOptions task;                     // task: pairs and tokens (lengths and seed follow the run's)
   bool handle_signals = true;           // SIGINT/SIGTERM: checkpoint and stop on every rank
+  // Before the first step (of a fresh or a resumed run): the heaviest steps once, without an
+  // update, so one that does not fit fails at once, named (train/preflight.h).
+  bool preflight = true;
 };
 
 // Called on every rank; `root` tells rank 0 (which prints, in the tool).
@@ -39,6 +42,7 @@ class RunObserver {
   virtual ~RunObserver() = default;
   virtual void note(const std::string& /*text*/) {}  // progress notes, rank 0 only
   virtual void started(Trainer& /*trainer*/) {}
+  virtual void memory_checked(const std::vector<PreflightResult>& /*results*/) {}  // every rank, after the preflight
   virtual void step(const StepStats& /*stats*/) {}
   // Accuracy by context length after `step` steps; `final`: the run's last evaluation.
   virtual void evaluated(int64_t /*step*/, const std::vector<EvalRow>& /*rows*/, bool /*final*/) {}

@@ -103,6 +103,34 @@ Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
   return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
 }
 
+Trainer::SharePass Trainer::forward_backward(DegreeSchedule::Group& g, std::optional<data::Batch> batch) {
+  SharePass pass;
+  pass.loss_sum = at::zeros({}, at::kFloat);
+  double local_targets = 0;
+  std::optional<Mask> mask;
+  std::optional<ShardPlan> sp;
+  at::Tensor tokens, targets;
+  if (batch) {
+    const int64_t T = batch->num_tokens();
+    mask = mask_for(T, batch->cu_seqlens);
+    // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
+    const CommPtr& cp = g.comm;
+    sp = ShardPlan::for_mask(T, *mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
+                             at::tensor(batch->cu_seqlens, at::kLong));
+    tokens = sp->shard(to_long(batch->tokens));
+    targets = sp->shard(to_long(batch->targets));  // shifted on the whole sequence, then sharded
+    local_targets = targets.ne(-100).sum().item<double>();
+    targets = targets.to(device_);  // the model moves the tokens
+  }
+  pass.n_targets = world_sum(local_targets);
+  if (sp) {
+    at::Tensor logits = model_->forward(tokens, *g.cp, *sp, *mask, &clock_);
+    pass.loss_sum = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -100);
+    (pass.loss_sum / std::max(1.0, pass.n_targets)).backward();
+  }
+  return pass;
+}
+
 StepStats Trainer::step() try {
   const auto t0 = Clock::now();
   clock_.reset();
@@ -115,34 +143,13 @@ StepStats Trainer::step() try {
   DegreeSchedule::Group& g = degrees_->group_for(whole.seq_len);
   s.cp_degree = g.degree;
   data::StepPlan share = data::group_share(whole, g.groups, g.index);
-  at::Tensor loss_sum = at::zeros({}, at::kFloat);
-  double local_targets = 0;
   std::optional<data::Batch> batch;
-  std::optional<Mask> mask;
-  std::optional<ShardPlan> sp;
-  at::Tensor tokens, targets;
-  if (!share.sequences.empty()) {  // none when the step has fewer sequences than groups: only sync
-    batch = data::build_batch(*source_, std::move(share));
-    const int64_t T = batch->num_tokens();
-    mask = mask_for(T, batch->cu_seqlens);
-    // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
-    const CommPtr& cp = g.comm;
-    sp = ShardPlan::for_mask(T, *mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
-                             at::tensor(batch->cu_seqlens, at::kLong));
-    tokens = sp->shard(to_long(batch->tokens));
-    targets = sp->shard(to_long(batch->targets));  // shifted on the whole sequence, then sharded
-    local_targets = targets.ne(-100).sum().item<double>();
-    targets = targets.to(device_);  // the model moves the tokens
-  }
-  const double n_targets = world_sum(local_targets);
-  if (sp) {
-    at::Tensor logits = model_->forward(tokens, *g.cp, *sp, *mask, &clock_);
-    loss_sum = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -100);
-    (loss_sum / std::max(1.0, n_targets)).backward();
-  }
+  if (!share.sequences.empty()) batch = data::build_batch(*source_, std::move(share));
+  const SharePass pass = forward_backward(g, std::move(batch));
+  const double n_targets = pass.n_targets;
 
   // The world's loss first: every rank takes the same decision on a non-finite one.
-  s.loss = world_sum(loss_sum.item<double>()) / std::max(1.0, n_targets);
+  s.loss = world_sum(pass.loss_sum.item<double>()) / std::max(1.0, n_targets);
   const auto ts = Clock::now();
   // Then the gradients (their norm is the world's too): a finite loss can still give a NaN or
   // infinite gradient (an overflow in the backward, a huge learning rate), and one such update

@@ -22,6 +22,7 @@
 #include "train/degree_schedule.h"
 #include "train/model.h"
 #include "train/options.h"
+#include "train/preflight.h"
 
 namespace longhaul::train {
 
@@ -63,6 +64,15 @@ class Trainer {
   StepStats step();
   int64_t steps_done() const { return step_; }
 
+  // The shapes preflight() runs by default (train/preflight.h): from the sampler's non-empty
+  // buckets (concat-and-chunk: its one length) and their CP degrees.
+  std::vector<PreflightShape> preflight_shapes() const;
+  // One step of each shape on made-up tokens, without an update, measuring its peak memory (a
+  // collective). Parameters, optimiser state, sampler, RNG and step count stay as they were, so a
+  // run is the same with or without it. A failed allocation throws c10::OutOfMemoryError naming
+  // the shape and the rank (out_of_memory_message).
+  std::vector<PreflightResult> preflight(const std::vector<PreflightShape>& shapes);
+
   // Retrieval accuracy of the embedded task at each length 2^min…2^max (a collective).
   std::vector<EvalRow> evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed);
 
@@ -82,6 +92,14 @@ class Trainer {
   // The step's mask on a sequence of T tokens with documents cu (global offsets).
   Mask mask_for(int64_t T, const std::vector<int64_t>& cu) const;
   data::StepPlan next_plan();
+  struct SharePass {
+    at::Tensor loss_sum;    // this rank's summed cross-entropy (a float scalar on the CPU)
+    double n_targets = 0;   // the world's targets of the step
+  };
+  // Forward, loss and backward of this rank's share of a step on group g, the loss divided by the
+  // world's targets; without a batch (a step with fewer sequences than groups) it only joins the
+  // collectives.
+  SharePass forward_backward(DegreeSchedule::Group& g, std::optional<data::Batch> batch);
   std::unique_ptr<data::PlanSource> make_sampler(int64_t epoch) const;
   // Sum of a double over the world.
   double world_sum(double v);

@@ -11,7 +11,7 @@
 #include <set>
 #include <tuple>
 
-#include "benchmarks/common/rss.h"
+#include "core/resident_memory.h"
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/bytes_model.h"
 #include "benchmarks/cp/cp_predict.h"

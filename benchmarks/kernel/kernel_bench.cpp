@@ -11,7 +11,7 @@
 
 #include "attention/attention.h"
 #include "benchmarks/common/compare.h"
-#include "benchmarks/common/rss.h"
+#include "core/resident_memory.h"
 #include "benchmarks/kernel/backends.h"
 #include "benchmarks/kernel/check.h"
 #include "benchmarks/kernel/cuda_parts.h"

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "benchmarks/common/compare.h"
-#include "benchmarks/common/rss.h"
+#include "core/resident_memory.h"
 #include "benchmarks/cp/cp_row.h"
 #include "parallel/context_parallel.h"
 #include "runtime/comm/local/communicator.h"

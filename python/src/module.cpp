@@ -1,7 +1,11 @@
 // longhaul._C: the torch extension behind the `longhaul` Python package. Errors from the library
 // become Python exceptions with the C++ message: InvalidArgument → ValueError, Unsupported →
 // NotImplementedError, CommError → longhaul.CommError and TimeoutError → longhaul.CommTimeout
-// (both RuntimeErrors), any other longhaul::Error → RuntimeError.
+// (both RuntimeErrors), any other longhaul::Error → RuntimeError, and an allocation that failed
+// (c10::OutOfMemoryError, which the library's ATen boundary also makes of the host's failures) →
+// torch.OutOfMemoryError, the type PyTorch code catches to free memory and retry.
+#include <c10/util/Exception.h>
+
 #include <exception>
 
 #include "python/src/bindings.h"
@@ -37,6 +41,8 @@ PYBIND11_MODULE(_C, m) {
       PyErr_SetString(PyExc_NotImplementedError, e.what());
     } catch (const longhaul::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (const c10::OutOfMemoryError& e) {
+      PyErr_SetString(py::module_::import("torch").attr("OutOfMemoryError").ptr(), e.what_without_backtrace());
     }
   });
   longhaul::python::bind_comm(m);

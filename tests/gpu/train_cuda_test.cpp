@@ -1,7 +1,8 @@
 // `longhaul train --device cuda` (train/ on local thread-ranks sharing one GPU, each on a stream of
 // its own): float64 on the GPU equals float64 on the CPU within 1e-9 at every step, alone and as
-// CP = 2; bf16 trains; a checkpoint written on the GPU resumes on the CPU. Skipped, with the
-// reason, without a CUDA device; the CPU side of --dtype is in tests/unit/train_dtype_test.cpp.
+// CP = 2; bf16 trains; a checkpoint written on the GPU resumes on the CPU; the memory preflight
+// measures the device. Skipped, with the reason, without a CUDA device; the CPU side of --dtype is
+// in tests/unit/train_dtype_test.cpp, of the preflight in tests/unit/train_preflight_test.cpp.
 #include <ATen/ATen.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <gtest/gtest.h>
@@ -46,6 +47,30 @@ TEST(TrainCuda, Fp64EqualsCpuFp64) {
   const testing::TrainRun cpu = run(1, options(1, Precision::Fp64, "cpu"), kSteps);
   const testing::TrainRun gpu = run(1, options(1, Precision::Fp64, "cuda"), kSteps);
   expect_same_run(gpu, cpu, "cuda fp64 vs cpu fp64", kFp64Tol, kFp64Tol);
+}
+
+// The memory preflight on the GPU reads the CUDA allocator's peak (the step's tensors live there)
+// and leaves the run as it was: float64 losses equal those of a run without it.
+TEST(TrainCuda, PreflightMeasuresTheDeviceAndChangesNothing) {
+  SKIP_WITHOUT_CUDA();
+  const TrainOptions o = options(1, Precision::Fp64, "cuda");
+  const testing::TrainRun plain = run(1, o, 4);
+  std::vector<PreflightResult> seen;
+  std::vector<double> losses;
+  local::run_ranks(1, [&](Communicator& comm) {
+    local::enter_device_rank(training_device(o.device));
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+    seen = t.preflight(t.preflight_shapes());
+    for (int i = 0; i < 4; ++i) losses.push_back(t.step().loss);
+  });
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].device_memory);
+  EXPECT_GT(seen[0].step_bytes, 0);  // activations in float64 on the device
+  EXPECT_GE(seen[0].peak_bytes, seen[0].step_bytes);
+  EXPECT_GT(seen[0].available_bytes, 0);
+  EXPECT_NE(describe(seen[0]).find("allocated on the GPU"), std::string::npos) << describe(seen[0]);
+  ASSERT_EQ(losses.size(), plain.losses.size());
+  for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], plain.losses[i], kFp64Tol * plain.losses[i]) << i;
 }
 
 // CP = 2 on two thread-ranks of the local backend sharing the GPU: the CP exchanges move CUDA

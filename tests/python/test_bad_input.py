@@ -2,8 +2,10 @@
 of the attention (its backward is not differentiable), a softmax scale that is not a positive
 finite number, a window with non-integer bounds, windows and bands past any sequence, areas past
 int64, documents given twice, a head dim of 0, masks and plans whose documents differ, tokens
-outside the vocabulary. Runs in one process and under a launcher."""
+outside the vocabulary; an allocation that fails is torch's out-of-memory error. Runs in one
+process and under a launcher."""
 import math
+import subprocess
 import sys
 
 import numpy as np
@@ -147,3 +149,30 @@ def test_memory_store_takes_only_token_ids_of_its_vocabulary():
 def test_a_token_store_path_that_is_a_directory(tmp_path):
     with pytest.raises(ValueError, match="is a directory, expected a token store file"):
         longhaul.data.TokenStore(str(tmp_path))
+
+
+_OUT_OF_MEMORY = """
+import resource, torch, longhaul
+T = 2 ** 18
+cp = longhaul.ContextParallel("ring", "zigzag")
+plan = cp.plan(T)
+q, k, v = (plan.shard(torch.randn(T, 1, 64)) for _ in range(3))
+small = cp.plan(1024)
+cp.attention(*(x[:1024].contiguous() for x in (q, k, v)), small, causal=True)  # thread pools before the cap
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (16 << 20), resource.RLIM_INFINITY))
+try:
+    cp.attention(q, k, v, plan, causal=True)  # its output alone is 64 MiB
+except torch.OutOfMemoryError as e:
+    print("torch.OutOfMemoryError:", e)
+"""
+
+
+def test_a_failed_allocation_is_torchs_out_of_memory_error():
+    """An allocation that fails inside longhaul (here torch's CPU allocator, in an address space
+    capped 16 MiB above what the process maps) reaches Python as torch.OutOfMemoryError, the type
+    training code catches to free memory and retry, naming the entry point."""
+    run = subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("torch.OutOfMemoryError: ContextParallel::forward: "), run.stdout + run.stderr
+    assert "can't allocate memory" in run.stdout

@@ -1,11 +1,11 @@
-#include "benchmarks/common/rss.h"
+#include "core/resident_memory.h"
 
 #include <cmath>
 #include <fstream>
 #include <sstream>
 #include <string>
 
-namespace longhaul::bench {
+namespace longhaul {
 namespace {
 // A "Key:   123 kB" line of /proc/self/status in MiB; NaN when absent.
 double status_mib(const std::string& key) {
@@ -50,4 +50,4 @@ double available_memory_bytes() {
   return NAN;
 }
 
-}  // namespace longhaul::bench
+}  // namespace longhaul

@@ -1,7 +1,8 @@
-// Peak resident-memory growth of the process over a scope, from /proc/self/status (Linux).
+// The process's resident memory (Linux /proc): its peak growth over a scope (the benchmarks'
+// memory columns, longhaul train's preflight) and the machine's available memory.
 #pragma once
 
-namespace longhaul::bench {
+namespace longhaul {
 
 // MemAvailable of this machine in bytes, from /proc/meminfo (NaN without it).
 double available_memory_bytes();
@@ -14,6 +15,8 @@ class PeakRssGrowth {
  public:
   PeakRssGrowth();
   double mib() const;
+  // VmRSS at construction, MiB: mib() above it is the scope's peak resident set.
+  double before_mib() const { return rss_before_mib_; }
   bool exact() const { return reset_; }
 
  private:
@@ -21,4 +24,4 @@ class PeakRssGrowth {
   bool reset_;
 };
 
-}  // namespace longhaul::bench
+}  // namespace longhaul

@@ -1,0 +1,162 @@
+// The memory preflight of a training run (train/preflight.h): which steps it runs, that a run is
+// bitwise the same with or without it, what it measures, and that a step which cannot allocate
+// fails there, before step 1, as torch's out-of-memory error naming the shape and the rank.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <string>
+
+#include "core/aten_boundary.h"
+#include "runtime/comm/local/communicator.h"
+#include "tests/common/train_local.h"
+#include "tests/common/train_runs.h"
+#include "train/preflight.h"
+#include "train/trainer.h"
+
+namespace longhaul::train {
+namespace {
+
+using testing_local::tiny_options;
+
+std::string shapes_text(const std::vector<PreflightShape>& shapes) {
+  std::string s;
+  for (const auto& p : shapes) s += std::to_string(p.seq_len) + ":" + std::to_string(p.degree) + "x" +
+                                    std::to_string(p.sequences) + " ";
+  return s;
+}
+
+TEST(TrainPreflight, RunsTheLongestStepAndTheLongestShard) {
+  const std::vector<int64_t> lengths{64, 128, 256, 512, 1024, 2048, 4096};
+  const int64_t b = 4096;
+  // A fixed degree: the longest sequences have the longest shard too.
+  EXPECT_EQ(shapes_text(preflight_shapes(lengths, [](int64_t) { return 2; }, b)), "4096:2x1 ");
+  // The main command's plan: 2048 at c = 1 and 4096 at c = 2 have equal shards; the longer wins.
+  EXPECT_EQ(shapes_text(preflight_shapes(lengths, [](int64_t L) { return L == 4096 ? 2 : 1; }, b)), "4096:2x1 ");
+  // A degree that grows faster than the length: the longest shard is a shorter length's.
+  EXPECT_EQ(shapes_text(preflight_shapes(lengths, [](int64_t L) { return L >= 2048 ? int(L / 512) : 1; }, b)),
+            "4096:8x1 1024:1x4 ");
+  EXPECT_TRUE(preflight_shapes({}, [](int64_t) { return 1; }, b).empty());
+}
+
+TEST(TrainPreflight, SyntheticBatchIsOneDocumentPerSequence) {
+  const data::Batch a = synthetic_batch(16, 3, 67, 5), again = synthetic_batch(16, 3, 67, 5);
+  ASSERT_EQ(a.num_tokens(), 48);
+  EXPECT_EQ(a.num_sequences(), 3);
+  EXPECT_EQ(a.cu_seqlens, (std::vector<int64_t>{0, 16, 32, 48}));
+  EXPECT_EQ(a.tokens, again.tokens);  // seeded
+  for (int64_t i = 0; i < 48; ++i) {
+    EXPECT_TRUE(a.tokens[i] >= 0 && a.tokens[i] < 67) << i;
+    EXPECT_EQ(a.positions[i], i % 16) << i;
+    EXPECT_EQ(a.targets[i], i % 16 == 15 ? -100 : a.tokens[i + 1]) << i;
+  }
+  EXPECT_THROW(synthetic_batch(0, 1, 67, 5), InvalidArgument);
+}
+
+// Same losses and parameters, bitwise, with and without the preflight: it leaves no gradient, no
+// optimiser state, no sampler or RNG step behind.
+TEST(TrainPreflight, ARunIsBitwiseTheSameWithOrWithoutIt) {
+  for (const int cp : {1, 2}) {
+    TrainOptions o = tiny_options(cp, Strategy::Ring);
+    std::vector<PreflightResult> seen;
+    std::vector<PreflightShape> planned;
+    std::mutex mu;
+    const testing::TrainRun plain = testing_local::run(2, o, 4);
+    testing::TrainRun checked;
+    local::run_ranks(2, [&](Communicator& comm) {
+      Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+      const std::vector<PreflightShape> shapes = t.preflight_shapes();
+      const std::vector<PreflightResult> results = t.preflight(shapes);
+      std::vector<double> losses;
+      for (int i = 0; i < 4; ++i) losses.push_back(t.step().loss);
+      std::lock_guard<std::mutex> lock(mu);
+      if (comm.rank() != 0) return;
+      planned = shapes, seen = results;
+      checked.losses = losses;
+      checked.params = testing::parameter_copies(t);
+    });
+    // Buckets 2^5..2^7: the longest, 128 tokens, 512 / 128 = 4 sequences per step.
+    EXPECT_EQ(shapes_text(planned), "128:" + std::to_string(cp) + "x4 ") << "cp " << cp;
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_FALSE(seen[0].device_memory);
+    EXPECT_GT(seen[0].peak_bytes, 0) << "cp " << cp;
+    EXPECT_GE(seen[0].step_bytes, 0);
+    EXPECT_LE(seen[0].step_bytes, seen[0].peak_bytes);
+    EXPECT_GT(seen[0].available_bytes, 0);
+    EXPECT_TRUE(seen[0].busiest_rank == 0 || seen[0].busiest_rank == 1) << seen[0].busiest_rank;
+    EXPECT_NE(describe(seen[0]).find("128-token sequences at cp " + std::to_string(cp) + " (4 per step): peak "),
+              std::string::npos) << describe(seen[0]);
+    ASSERT_EQ(checked.losses.size(), plain.losses.size());
+    for (size_t i = 0; i < plain.losses.size(); ++i) EXPECT_EQ(checked.losses[i], plain.losses[i]) << "step " << i + 1;
+    ASSERT_EQ(checked.params.size(), plain.params.size());
+    for (size_t i = 0; i < plain.params.size(); ++i) EXPECT_TRUE(at::equal(checked.params[i], plain.params[i])) << i;
+  }
+}
+
+// VmSize of this process, bytes.
+double virtual_size_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  double kib = 0;
+  while (in >> key) {
+    if (key == "VmSize:") {
+      in >> kib;
+      return kib * 1024;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
+// A step that cannot allocate: the address space is capped just above what the process holds, so
+// the first large tensor of a 2^20-token step fails in torch's CPU allocator.
+TEST(TrainPreflight, AStepThatCannotAllocateFailsNamed) {
+  TrainOptions o = tiny_options(1, Strategy::Ring);
+  local::run_ranks(1, [&](Communicator& comm) {
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+    t.preflight({{128, 1, 4}});  // thread pools and kernels warm before the cap
+    rlimit old{};
+    ASSERT_EQ(getrlimit(RLIMIT_AS, &old), 0);
+    const double vm = virtual_size_bytes();
+    ASSERT_GT(vm, 0);
+    rlimit capped = old;
+    capped.rlim_cur = static_cast<rlim_t>(vm) + (rlim_t(48) << 20);
+    if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < capped.rlim_cur) GTEST_SKIP() << "address space already capped";
+    ASSERT_EQ(setrlimit(RLIMIT_AS, &capped), 0);
+    std::string message;
+    bool oom = false;
+    try {
+      t.preflight({{128, 1, 8192}});  // 2^20 tokens: the embedding's output alone is 128 MiB
+    } catch (const c10::OutOfMemoryError& e) {
+      oom = true;
+      message = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    ASSERT_EQ(setrlimit(RLIMIT_AS, &old), 0);
+    EXPECT_TRUE(oom) << "not torch's out-of-memory type: " << message;
+    EXPECT_NE(message.find("train: preflight: a step of 128-token sequences at cp 1 (8192 per step) ran out of "
+                           "memory on rank 0, before any training step"),
+              std::string::npos) << message;
+    EXPECT_NE(message.find("--no-preflight"), std::string::npos) << message;
+    // Nothing was lost: the trainer goes on with a step that fits.
+    EXPECT_TRUE(std::isfinite(t.step().loss));
+  });
+}
+
+TEST(TrainPreflight, HostAllocationFailuresAreOutOfMemoryAtTheBoundary) {
+  EXPECT_THROW(aten_boundary("entry", [] { throw std::bad_alloc(); }), c10::OutOfMemoryError);
+  // torch's CPU allocator reports a failed allocation as a plain enforce failure.
+  try {
+    aten_boundary("entry", [] { return at::empty({int64_t(1) << 50}, at::kByte); });
+    ADD_FAILURE() << "a 1 PiB tensor was allocated";
+  } catch (const c10::OutOfMemoryError& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("entry: "), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace longhaul::train

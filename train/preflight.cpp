@@ -1,0 +1,189 @@
+#include "train/preflight.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/DeviceAccelerator.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <sstream>
+
+#include "core/aten_boundary.h"
+#include "core/errors.h"
+#include "core/resident_memory.h"
+#include "data/format.h"
+#include "data/sampler.h"
+#include "train/device.h"
+#include "train/grad_sync.h"
+#include "train/trainer.h"
+
+namespace longhaul::train {
+namespace {
+
+// "512.0 MiB", "3.25 GiB".
+std::string mib(double bytes) {
+  if (std::isnan(bytes)) return "? MiB";
+  char buf[32];
+  if (bytes >= double(1 << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / double(1 << 30));
+  else std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / double(1 << 20));
+  return buf;
+}
+
+// Peak memory over a scope: the CUDA caching allocator's allocated bytes on `device`, or the
+// process's resident set on the CPU.
+class PeakMemory {
+ public:
+  explicit PeakMemory(const c10::Device& device) : device_(device) {
+    if (device_.is_cuda()) {
+      synchronize(device_);
+      at::accelerator::resetPeakStats(device_.index());
+      before_ = double(at::accelerator::getDeviceStats(device_.index()).allocated_bytes[0].current);
+      available_ = double(at::accelerator::getMemoryInfo(device_.index()).first);
+    } else {
+      rss_.emplace();
+      before_ = rss_->before_mib() * double(1 << 20);
+      available_ = available_memory_bytes();
+    }
+  }
+  double before() const { return before_; }
+  double available() const { return available_; }
+  double peak() const {
+    if (!device_.is_cuda()) return before_ + rss_->mib() * double(1 << 20);
+    synchronize(device_);
+    return double(at::accelerator::getDeviceStats(device_.index()).allocated_bytes[0].peak);
+  }
+
+ private:
+  c10::Device device_;
+  std::optional<PeakRssGrowth> rss_;
+  double before_ = 0, available_ = 0;
+};
+
+}  // namespace
+
+std::vector<PreflightShape> preflight_shapes(const std::vector<int64_t>& lengths,
+                                             const std::function<int(int64_t)>& degree, int64_t tokens_per_step) {
+  std::vector<PreflightShape> shapes;
+  if (lengths.empty()) return shapes;
+  auto shape = [&](int64_t L) { return PreflightShape{L, degree(L), tokens_per_step / L}; };
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  shapes.push_back(shape(longest));
+  PreflightShape widest = shapes.front();
+  for (int64_t L : lengths) {
+    const PreflightShape s = shape(L);
+    const int64_t shard = s.seq_len / s.degree, best = widest.seq_len / widest.degree;
+    if (shard > best || (shard == best && s.seq_len > widest.seq_len)) widest = s;
+  }
+  if (widest.seq_len != longest) shapes.push_back(widest);
+  return shapes;
+}
+
+data::Batch synthetic_batch(int64_t seq_len, int64_t sequences, int64_t vocab, uint64_t seed) {
+  LH_CHECK(seq_len >= 1 && sequences >= 0 && vocab >= 1, "synthetic_batch: need seq_len >= 1, sequences >= 0 and ",
+           "vocab >= 1, got ", seq_len, ", ", sequences, ", ", vocab);
+  data::Batch b;
+  b.plan.seq_len = seq_len;
+  for (int64_t j = 0; j < sequences; ++j) b.plan.sequences.push_back({j * seq_len, seq_len});
+  const int64_t T = seq_len * sequences;
+  at::Tensor t = at::randint(vocab, {T}, at::make_generator<at::CPUGeneratorImpl>(seed), at::kInt);
+  b.tokens.assign(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + T);
+  b.targets.resize(T);
+  b.positions.resize(T);
+  for (int64_t i = 0; i < T; ++i) {
+    const int64_t p = i % seq_len;
+    b.positions[i] = static_cast<int32_t>(p);
+    b.targets[i] = p + 1 < seq_len ? b.tokens[i + 1] : data::kIgnoreTarget;
+  }
+  for (int64_t o = 0; o <= T; o += seq_len) b.cu_seqlens.push_back(o);
+  return b;
+}
+
+std::string describe(const PreflightShape& s) {
+  std::ostringstream os;
+  os << s.seq_len << "-token sequences at cp " << s.degree << " (" << s.sequences << " per step)";
+  return os.str();
+}
+
+std::string describe(const PreflightResult& r) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(2);
+  os << describe(r.shape) << ": peak " << mib(r.peak_bytes) << (r.device_memory ? " allocated on the GPU" : " resident")
+     << " (the step added " << mib(r.step_bytes) << ", rank " << r.busiest_rank << "), "
+     << mib(r.available_bytes) << (r.device_memory ? " free on the device" : " available on the host") << " before it; "
+     << r.seconds << " s";
+  return os.str();
+}
+
+std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what) {
+  return detail::str_cat("train: preflight: a step of ", describe(s), " ran out of memory on rank ", rank,
+                         ", before any training step (", what, "). Fewer tokens per rank fit: a lower --max-log2 ",
+                         "or --tokens-per-step, more ranks per sequence (--cp, or --cp auto with --memory-gib), or ",
+                         "--checkpoint-blocks; --no-preflight skips this check");
+}
+
+std::vector<PreflightShape> Trainer::preflight_shapes() const {
+  std::vector<int64_t> lengths;
+  if (const auto* dd = dynamic_cast<const data::DDSampler*>(sampler_.get())) {
+    const data::BucketRange range = dd->decomposition().range();
+    for (int i = range.min_log2; i <= range.max_log2; ++i)
+      if (dd->decomposition().bucket_size(i) >= dd->batch_pieces(i)) lengths.push_back(int64_t(1) << i);
+  } else {
+    lengths.push_back(opt_.buckets.max_len());
+  }
+  return train::preflight_shapes(lengths, [&](int64_t L) { return degrees_->degree(L); }, opt_.tokens_per_step);
+}
+
+std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape>& shapes) {
+  std::vector<PreflightResult> results;
+  for (const PreflightShape& shape : shapes) {
+    PreflightResult r;
+    r.shape = shape;
+    r.device_memory = device_.is_cuda();
+    double peak = 0, before = 0, available = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      DegreeSchedule::Group& g = degrees_->group_for(shape.seq_len);
+      // This group's share of the step's sequences, as step() cuts a real one.
+      data::StepPlan whole;
+      whole.seq_len = shape.seq_len;
+      whole.sequences.resize(static_cast<size_t>(shape.sequences), data::SeqSlice{0, shape.seq_len});
+      const int64_t mine = static_cast<int64_t>(data::group_share(whole, g.groups, g.index).sequences.size());
+      std::optional<data::Batch> batch;
+      if (mine > 0) batch = synthetic_batch(shape.seq_len, mine, opt_.model.vocab, opt_.seed + 0x5eed + uint64_t(g.index));
+      const PeakMemory memory(device_);
+      before = memory.before();
+      available = memory.available();
+      forward_backward(g, std::move(batch));
+      sync_gradients(params_, *world_, opt_.optim.clip);
+      peak = memory.peak();
+      optim_->zero_grad();  // as before the preflight: no gradient is kept
+    } catch (...) {
+      optim_->zero_grad();
+      try {
+        rethrow_from_aten("Trainer::preflight");  // the host's failed allocations become torch's out-of-memory type
+      } catch (const c10::OutOfMemoryError& e) {
+        throw c10::OutOfMemoryError({"Trainer::preflight", __FILE__, static_cast<uint32_t>(__LINE__)},
+                                    out_of_memory_message(shape, world_->rank(), e.what_without_backtrace()));
+      }
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The world's largest peak and step growth, the rank with the largest growth, the least memory available.
+    at::Tensor v = at::tensor({peak, peak - before, -available, r.seconds}, at::kDouble);
+    world_->all_reduce(v, ReduceOp::Max)->wait();
+    r.peak_bytes = v[0].item<double>();
+    r.step_bytes = v[1].item<double>();
+    r.available_bytes = -v[2].item<double>();
+    r.seconds = v[3].item<double>();
+    at::Tensor who = at::full({1}, peak - before == r.step_bytes ? double(world_->rank()) : -1.0, at::kDouble);
+    world_->all_reduce(who, ReduceOp::Max)->wait();
+    r.busiest_rank = static_cast<int>(who.item<double>());
+    results.push_back(r);
+  }
+  return results;
+}
+
+}  // namespace longhaul::train

@@ -1,0 +1,59 @@
+// Memory preflight: before the first step, a training run takes the heaviest steps it can meet
+// once, on made-up tokens (forward, backward and the gradient all-reduce, no update), and measures
+// each rank's peak memory. A short-first curriculum (DD's grow_p2) reaches its longest bucket only
+// well into a cycle, so a step that does not fit would otherwise fail there, hours in; here it
+// fails before step 1, naming the sequence length and CP degree.
+//
+// Every rank holds tokens_per_step / W tokens whatever the bucket and degree, so what grows with
+// the length is attention's: buffers of the local shard (L / c tokens: ring and TokenRing blocks,
+// Ulysses' heads of the whole sequence) and, for all-gather KV, of the whole sequence (L). The
+// preflight therefore runs the longest length, and the one with the longest shard when that is
+// another.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/batch.h"
+
+namespace longhaul::train {
+
+struct PreflightShape {
+  int64_t seq_len = 0;
+  int degree = 1;          // CP degree of steps of this length
+  int64_t sequences = 0;   // sequences of one step over the world: tokens_per_step / seq_len
+};
+
+struct PreflightResult {
+  PreflightShape shape;
+  bool device_memory = false;  // peaks of the CUDA allocator (else the process's resident set)
+  // The largest over the ranks: the peak during the step, and how much the step added to what was
+  // held before it (the CPU: resident set, per process; CUDA: allocated bytes, per device).
+  double peak_bytes = 0, step_bytes = 0;
+  int busiest_rank = 0;          // whose step_bytes is largest
+  double available_bytes = 0;    // the least over the ranks: CPU MemAvailable, CUDA free memory before the step
+  double seconds = 0;
+};
+
+// The shapes to run, from the lengths the run's steps can have (its non-empty buckets) and each
+// length's degree: the longest, then the longest shard (L / c; the longer L on a tie) when that is
+// another length. Empty for no lengths.
+std::vector<PreflightShape> preflight_shapes(const std::vector<int64_t>& lengths,
+                                             const std::function<int(int64_t)>& degree, int64_t tokens_per_step);
+
+// A step's share of made-up tokens: `sequences` sequences of seq_len tokens, each one document,
+// tokens drawn uniformly from [0, vocab) with `seed`, targets the next token inside the sequence.
+data::Batch synthetic_batch(int64_t seq_len, int64_t sequences, int64_t vocab, uint64_t seed);
+
+// "4096-token sequences at cp 2 (1 per step)".
+std::string describe(const PreflightShape& s);
+// One line for the log: the shape, the peak and what the step added, the busiest rank, the memory
+// available and the time.
+std::string describe(const PreflightResult& r);
+// The message of a preflight step that could not allocate on `rank`: the shape, torch's words
+// (`what`) and what to change.
+std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what);
+
+}  // namespace longhaul::train

@@ -204,24 +204,34 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     const CommPtr& cp = g.comm;
     // This data-parallel rank's share of the documents (at least one each, so every group runs).
     const int mine = std::max(1, (docs - dp_rank + dp - 1) / dp);
-    EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
-    const int64_t T = static_cast<int64_t>(e.tokens.size());
-    std::vector<int64_t> cu_v;
-    for (int64_t o = 0; o <= T; o += e.length) cu_v.push_back(o);
-    at::Tensor cu = at::tensor(cu_v, at::kLong);
-    const Mask mask = mask_for(T, cu_v);
-    const ShardPlan sp = ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64, cu);
-    at::Tensor toks = to_long(e.tokens);
-    at::Tensor is_query = at::zeros({T}, at::kBool), answer = at::zeros({T}, at::kLong);
-    for (int64_t q : e.query_rows) {
-      is_query[q] = true;
-      answer[q] = toks[q + 1];
+    const EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
+    // At most a training step's share of tokens in one forward (and at least one document): the
+    // evaluation then needs no more memory than the steps the preflight ran.
+    const int64_t L = e.length, per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(dp) * L));
+    double correct = 0, total = 0;
+    for (int64_t first = 0; first < mine; first += per_forward) {
+      const int64_t docs_here = std::min<int64_t>(per_forward, mine - first), T = docs_here * L;
+      std::vector<int64_t> cu_v;
+      for (int64_t o = 0; o <= T; o += L) cu_v.push_back(o);
+      const Mask mask = mask_for(T, cu_v);
+      const ShardPlan sp =
+          ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64, at::tensor(cu_v, at::kLong));
+      const std::vector<int32_t> chunk(e.tokens.begin() + first * L, e.tokens.begin() + first * L + T);
+      at::Tensor toks = to_long(chunk);
+      at::Tensor is_query = at::zeros({T}, at::kBool), answer = at::zeros({T}, at::kLong);
+      for (int64_t q : e.query_rows) {
+        if (q < first * L || q >= first * L + T) continue;
+        is_query[q - first * L] = true;
+        answer[q - first * L] = toks[q - first * L + 1];
+      }
+      at::Tensor logits = model_->forward(sp.shard(toks), *g.cp, sp, mask);
+      at::Tensor sel = sp.shard(is_query);
+      at::Tensor hit = logits.argmax(-1).cpu().eq(sp.shard(answer)).logical_and(sel);
+      correct += hit.sum().item<double>();
+      total += sel.sum().item<double>();
     }
-    at::Tensor logits = model_->forward(sp.shard(toks), *g.cp, sp, mask);
-    at::Tensor sel = sp.shard(is_query);
-    at::Tensor hit = logits.argmax(-1).cpu().eq(sp.shard(answer)).logical_and(sel);
-    row.correct = static_cast<int64_t>(world_sum(hit.sum().item<double>()));
-    row.total = static_cast<int64_t>(world_sum(sel.sum().item<double>()));
+    row.correct = static_cast<int64_t>(world_sum(correct));
+    row.total = static_cast<int64_t>(world_sum(total));
     rows.push_back(row);
   }
   return rows;

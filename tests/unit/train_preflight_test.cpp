@@ -1,6 +1,7 @@
 // The memory preflight of a training run (train/preflight.h): which steps it runs, that a run is
-// bitwise the same with or without it, what it measures, and that a step which cannot allocate
-// fails there, before step 1, as torch's out-of-memory error naming the shape and the rank.
+// bitwise the same with or without it, what it measures, that a step which cannot allocate fails
+// there, before step 1, as torch's out-of-memory error naming the shape and the rank, and that the
+// evaluation stays within a step's tokens per forward.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -145,6 +146,38 @@ TEST(TrainPreflight, AStepThatCannotAllocateFailsNamed) {
     // Nothing was lost: the trainer goes on with a step that fits.
     EXPECT_TRUE(std::isfinite(t.step().loss));
   });
+}
+
+// The evaluation holds at most a step's share of tokens in one forward, so the preflight bounds its
+// memory too: one document per forward (256 tokens per step over 2 ranks, 128-token documents)
+// counts the same hits as all 16 of a rank's documents in one forward (float64: only the order of
+// sums differs).
+TEST(TrainPreflight, EvaluationInStepSizedForwardsCountsTheSame) {
+  TrainOptions narrow = tiny_options(1, Strategy::Ring);
+  narrow.model.precision = Precision::Fp64;
+  narrow.tokens_per_step = 256;
+  TrainOptions wide = narrow;
+  wide.tokens_per_step = 1 << 13;
+  auto evaluate = [](const TrainOptions& o) {
+    std::vector<EvalRow> rows;
+    std::mutex mu;
+    local::run_ranks(2, [&](Communicator& comm) {
+      Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+      const std::vector<EvalRow> r = t.evaluate(5, 7, 32, 2, 11);
+      std::lock_guard<std::mutex> lock(mu);
+      if (comm.rank() == 0) rows = r;
+    });
+    return rows;
+  };
+  const std::vector<EvalRow> a = evaluate(narrow), b = evaluate(wide);
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].context, int64_t(32) << i);
+    EXPECT_EQ(a[i].total, 32) << a[i].context;
+    EXPECT_EQ(a[i].total, b[i].total) << a[i].context;
+    EXPECT_EQ(a[i].correct, b[i].correct) << a[i].context;
+  }
 }
 
 TEST(TrainPreflight, HostAllocationFailuresAreOutOfMemoryAtTheBoundary) {

@@ -139,6 +139,17 @@ std::vector<PreflightShape> Trainer::preflight_shapes() const {
 
 std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape>& shapes) {
   std::vector<PreflightResult> results;
+  if (shapes.empty()) return results;
+  // The optimiser state as the first update would make it (step 0, zero moments), made now so the
+  // peaks count it; that update finds it and goes on as if it had made it.
+  for (const at::Tensor& p : params_) {
+    if (optim_->state().count(p.unsafeGetTensorImpl())) continue;  // resumed: the checkpoint's
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->step(0);
+    state->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+    state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+    optim_->state()[p.unsafeGetTensorImpl()] = std::move(state);
+  }
   for (const PreflightShape& shape : shapes) {
     PreflightResult r;
     r.shape = shape;

@@ -1,6 +1,6 @@
 // Memory preflight: before the first step, a training run takes the heaviest steps it can meet
-// once, on made-up tokens (forward, backward and the gradient all-reduce, no update), and measures
-// each rank's peak memory. A short-first curriculum (DD's grow_p2) reaches its longest bucket only
+// once, on made-up tokens (forward, backward and the gradient all-reduce, no update), with the
+// optimiser state already made, and measures each rank's peak memory. A short-first curriculum (DD's grow_p2) reaches its longest bucket only
 // well into a cycle, so a step that does not fit would otherwise fail there, hours in; here it
 // fails before step 1, naming the sequence length and CP degree.
 //

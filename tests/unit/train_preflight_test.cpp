@@ -13,7 +13,9 @@
 #include <string>
 
 #include "core/aten_boundary.h"
+#include "data/files.h"
 #include "runtime/comm/local/communicator.h"
+#include "train/checkpoint.h"
 #include "tests/common/train_local.h"
 #include "tests/common/train_runs.h"
 #include "train/preflight.h"
@@ -105,6 +107,45 @@ TEST(TrainPreflight, ARunIsBitwiseTheSameWithOrWithoutIt) {
     ASSERT_EQ(checked.params.size(), plain.params.size());
     for (size_t i = 0; i < plain.params.size(); ++i) EXPECT_TRUE(at::equal(checked.params[i], plain.params[i])) << i;
   }
+}
+
+// The preflight makes the optimiser state the first update would make (step 0, zero moments), so
+// its peaks count it; a resumed run keeps the checkpoint's state, and goes on bitwise as the
+// uninterrupted run.
+TEST(TrainPreflight, MakesTheOptimiserStateAndKeepsAResumedOne) {
+  const TrainOptions o = tiny_options(1, Strategy::Ring);
+  const std::string dir = testing_local::temp_dir();
+  const std::string fresh = data::files::join(dir, "fresh.lhc"), mid = data::files::join(dir, "mid.lhc");
+  std::vector<double> whole, resumed;
+  local::run_ranks(1, [&](Communicator& comm) {
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+    t.preflight(t.preflight_shapes());
+    t.save(fresh);
+    for (int i = 0; i < 5; ++i) whole.push_back(t.step().loss);
+  });
+  const CheckpointFile c = read_checkpoint(fresh);
+  EXPECT_EQ(c.string("step"), "0");
+  local::run_ranks(1, [&](Communicator& comm) {
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+    for (const auto& [name, p] : t.model().ordered_parameters()) {
+      EXPECT_EQ(c.string("adam." + name + ".step"), "0") << name;
+      EXPECT_TRUE(at::equal(c.tensor("adam." + name + ".exp_avg"), at::zeros_like(p))) << name;
+      EXPECT_TRUE(at::equal(c.tensor("adam." + name + ".exp_avg_sq"), at::zeros_like(p))) << name;
+    }
+    for (int i = 0; i < 3; ++i) t.step();
+    t.save(mid);
+  });
+  local::run_ranks(1, [&](Communicator& comm) {
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+    t.load(mid);
+    t.preflight(t.preflight_shapes());  // must not replace the loaded moments
+    while (t.steps_done() < 5) resumed.push_back(t.step().loss);
+  });
+  ASSERT_EQ(whole.size(), 5u);
+  ASSERT_EQ(resumed.size(), 2u);
+  EXPECT_EQ(resumed[0], whole[3]);
+  EXPECT_EQ(resumed[1], whole[4]);
+  data::files::remove_tree(dir);
 }
 
 // VmSize of this process, bytes.

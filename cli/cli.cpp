@@ -12,7 +12,6 @@
 
 #include <cmath>
 #include <iostream>
-#include <new>
 #include <sstream>
 
 namespace longhaul::cli {
@@ -125,7 +124,7 @@ void check_same_options(Communicator& comm, const po::options_description& desc,
 }
 
 int exit_code_of(const std::exception& e) {
-  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e)) return 7;
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return 7;  // std::bad_alloc too: guarded()'s boundary converts it
   if (dynamic_cast<const NumericalError*>(&e)) return 6;
   if (dynamic_cast<const TimeoutError*>(&e)) return 5;
   if (dynamic_cast<const CommError*>(&e)) return 4;

@@ -52,7 +52,7 @@ void check_same_options(Communicator& comm, const po::options_description& desc,
 // The tool's exit codes, by what went wrong (docs/errors.md): 1 an internal error (an ATen
 // error that escaped translation, anything unexpected), 2 bad input (InvalidArgument, unknown
 // options), 3 Unsupported, 4 CommError, 5 TimeoutError, 6 NumericalError (a non-finite loss),
-// 7 out of memory (c10::OutOfMemoryError, std::bad_alloc).
+// 7 out of memory (c10::OutOfMemoryError, which the ATen boundary also makes of std::bad_alloc).
 int exit_code_of(const std::exception& e);
 // The one-line message of an exception: ATen's errors without their C++ backtrace, "out of
 // memory: ..." for torch's out-of-memory error.

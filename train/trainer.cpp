@@ -208,25 +208,21 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     // At most a training step's share of tokens in one forward (and at least one document): the
     // evaluation then needs no more memory than the steps the preflight ran.
     const int64_t L = e.length, per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(dp) * L));
+    const at::Tensor toks = to_long(e.tokens), rows_asked = at::tensor(e.query_rows, at::kLong);
+    const at::Tensor is_query = at::zeros({toks.numel()}, at::kBool).index_fill_(0, rows_asked, true);
+    const at::Tensor answer = at::zeros_like(toks).index_put_({rows_asked}, toks.index_select(0, rows_asked + 1));
     double correct = 0, total = 0;
     for (int64_t first = 0; first < mine; first += per_forward) {
-      const int64_t docs_here = std::min<int64_t>(per_forward, mine - first), T = docs_here * L;
+      const int64_t T = std::min<int64_t>(per_forward, mine - first) * L;
       std::vector<int64_t> cu_v;
       for (int64_t o = 0; o <= T; o += L) cu_v.push_back(o);
       const Mask mask = mask_for(T, cu_v);
       const ShardPlan sp =
           ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64, at::tensor(cu_v, at::kLong));
-      const std::vector<int32_t> chunk(e.tokens.begin() + first * L, e.tokens.begin() + first * L + T);
-      at::Tensor toks = to_long(chunk);
-      at::Tensor is_query = at::zeros({T}, at::kBool), answer = at::zeros({T}, at::kLong);
-      for (int64_t q : e.query_rows) {
-        if (q < first * L || q >= first * L + T) continue;
-        is_query[q - first * L] = true;
-        answer[q - first * L] = toks[q - first * L + 1];
-      }
-      at::Tensor logits = model_->forward(sp.shard(toks), *g.cp, sp, mask);
-      at::Tensor sel = sp.shard(is_query);
-      at::Tensor hit = logits.argmax(-1).cpu().eq(sp.shard(answer)).logical_and(sel);
+      auto here = [&](const at::Tensor& t) { return sp.shard(t.narrow(0, first * L, T)); };
+      at::Tensor logits = model_->forward(here(toks), *g.cp, sp, mask);
+      at::Tensor sel = here(is_query);
+      at::Tensor hit = logits.argmax(-1).cpu().eq(here(answer)).logical_and(sel);
       correct += hit.sum().item<double>();
       total += sel.sum().item<double>();
     }

@@ -185,6 +185,10 @@ int cmd_train(const std::vector<std::string>& args) {
       ("min-log2", po::value(&o.buckets.min_log2)->default_value(o.buckets.min_log2), "shortest sequence 2^m")
       ("max-log2", po::value(&o.buckets.max_log2)->default_value(o.buckets.max_log2), "longest sequence 2^M (concat: its length)")
       ("tokens-per-step", po::value(&o.tokens_per_step)->default_value(o.tokens_per_step), "tokens per step over the world")
+      ("micro-batches", po::value(&o.micro_batches)->default_value(o.micro_batches),
+       "gradient accumulation: each rank runs its share of a step in N passes, one after the other, "
+       "and their gradients add up before the one update (a share of fewer sequences: one pass each). "
+       "The same step, about 1/N of the activations at once; a divisor of --tokens-per-step")
       ("vocab", po::value(&r.vocab)->default_value(0), "model vocabulary (0: the data's)")
       ("dim", po::value(&o.model.dim)->default_value(o.model.dim), "model width")
       ("layers", po::value(&o.model.layers)->default_value(o.model.layers), "transformer blocks")
@@ -271,7 +275,8 @@ int cmd_train(const std::vector<std::string>& args) {
     const bool root = world.rank() == 0;
     Printer printer(world.size(), root, json, quiet, log_every, r.steps,
                     strategy + "/" + layout + ", mask " + o.mask + ", sampler " + sampler + ", " + std::to_string(o.tokens_per_step) +
-                        " tokens/step");
+                        " tokens/step" +
+                        (o.micro_batches > 1 ? " in " + std::to_string(o.micro_batches) + " micro-batches" : ""));
     const train::RunResult res = train::run_training(world.comm(), o, r, printer);
     printer.finished();
     if (res.stopped_after) {

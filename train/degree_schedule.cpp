@@ -68,7 +68,9 @@ BucketProblem bucket_problem(const TrainOptions& o, int world) {
   const ModelOptions& m = o.model;
   BucketProblem bp;
   bp.world = world;
-  bp.tokens_per_step = o.tokens_per_step;
+  // A step is micro_batches passes of this many tokens, one after the other: what a rank holds at
+  // once, and the pass the degrees are chosen for (the step's time is that many passes').
+  bp.tokens_per_step = o.tokens_per_step / std::max(1, o.micro_batches);
   bp.min_log2 = o.buckets.min_log2;
   bp.max_log2 = o.buckets.max_log2;
   bp.H = m.heads, bp.H_kv = m.kv_heads, bp.D = m.head_dim();

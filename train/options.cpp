@@ -48,4 +48,10 @@ const char* to_string(SamplerKind k) {
   return "?";
 }
 
+void check_micro_batches(int micro_batches, int64_t tokens_per_step) {
+  LH_CHECK(micro_batches >= 1 && tokens_per_step % micro_batches == 0, "train: --micro-batches ", micro_batches,
+           " must be a positive divisor of --tokens-per-step ", tokens_per_step,
+           " (each pass holds tokens_per_step / micro_batches tokens over the world)");
+}
+
 }  // namespace longhaul::train

@@ -52,6 +52,8 @@ SamplerKind sampler_from_string(const std::string& name);  // dd, concat, concat
 // else is an InvalidArgument naming `flag` and the value.
 int cp_degree_from_string(const std::string& value, const std::string& flag);
 const char* to_string(SamplerKind k);
+// InvalidArgument unless micro_batches >= 1 divides tokens_per_step.
+void check_micro_batches(int micro_batches, int64_t tokens_per_step);
 
 struct TrainOptions {
   ModelOptions model;
@@ -79,6 +81,11 @@ struct TrainOptions {
   data::Curriculum curriculum = data::Curriculum::GrowP2;
   int cycles = 8;
   int64_t tokens_per_step = 4096;  // per step over the whole world (DD's b)
+  // Gradient accumulation: each rank runs its share of a step in this many passes, one after the
+  // other, and their gradients add up before the one update (a group whose share holds fewer
+  // sequences runs one pass per sequence). The maths of a step does not change, only what a rank
+  // holds at once. Divides tokens_per_step (check_micro_batches).
+  int micro_batches = 1;
   uint64_t seed = 0;               // data order
 };
 

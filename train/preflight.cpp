@@ -65,10 +65,11 @@ class PeakMemory {
 }  // namespace
 
 std::vector<PreflightShape> preflight_shapes(const std::vector<int64_t>& lengths,
-                                             const std::function<int(int64_t)>& degree, int64_t tokens_per_step) {
+                                             const std::function<int(int64_t)>& degree, int64_t tokens_per_step,
+                                             int micro_batches) {
   std::vector<PreflightShape> shapes;
   if (lengths.empty()) return shapes;
-  auto shape = [&](int64_t L) { return PreflightShape{L, degree(L), tokens_per_step / L}; };
+  auto shape = [&](int64_t L) { return PreflightShape{L, degree(L), tokens_per_step / L, micro_batches}; };
   const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
   shapes.push_back(shape(longest));
   PreflightShape widest = shapes.front();
@@ -103,7 +104,9 @@ data::Batch synthetic_batch(int64_t seq_len, int64_t sequences, int64_t vocab, u
 
 std::string describe(const PreflightShape& s) {
   std::ostringstream os;
-  os << s.seq_len << "-token sequences at cp " << s.degree << " (" << s.sequences << " per step)";
+  os << s.seq_len << "-token sequences at cp " << s.degree << " (" << s.sequences << " per step";
+  if (s.micro_batches > 1) os << ", " << s.micro_batches << " micro-batches";
+  os << ")";
   return os.str();
 }
 
@@ -121,8 +124,9 @@ std::string describe(const PreflightResult& r) {
 std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what) {
   return detail::str_cat("train: preflight: a step of ", describe(s), " ran out of memory on rank ", rank,
                          ", before any training step (", what, "). Fewer tokens per rank fit: a lower --max-log2 ",
-                         "or --tokens-per-step, more ranks per sequence (--cp, or --cp auto with --memory-gib), or ",
-                         "--checkpoint-blocks; --no-preflight skips this check");
+                         "or --tokens-per-step, more --micro-batches (while a rank's share holds several sequences), ",
+                         "more ranks per sequence (--cp, or --cp auto with --memory-gib), or --checkpoint-blocks; ",
+                         "--no-preflight skips this check");
 }
 
 std::vector<PreflightShape> Trainer::preflight_shapes() const {
@@ -134,7 +138,8 @@ std::vector<PreflightShape> Trainer::preflight_shapes() const {
   } else {
     lengths.push_back(opt_.buckets.max_len());
   }
-  return train::preflight_shapes(lengths, [&](int64_t L) { return degrees_->degree(L); }, opt_.tokens_per_step);
+  return train::preflight_shapes(lengths, [&](int64_t L) { return degrees_->degree(L); }, opt_.tokens_per_step,
+                                 opt_.micro_batches);
 }
 
 std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape>& shapes) {
@@ -162,13 +167,13 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
       data::StepPlan whole;
       whole.seq_len = shape.seq_len;
       whole.sequences.resize(static_cast<size_t>(shape.sequences), data::SeqSlice{0, shape.seq_len});
-      const int64_t mine = static_cast<int64_t>(data::group_share(whole, g.groups, g.index).sequences.size());
-      std::optional<data::Batch> batch;
-      if (mine > 0) batch = synthetic_batch(shape.seq_len, mine, opt_.model.vocab, opt_.seed + 0x5eed + uint64_t(g.index));
+      uint64_t seed = opt_.seed + 0x5eed + uint64_t(g.index) * uint64_t(opt_.micro_batches);
       const PeakMemory memory(device_);
       before = memory.before();
       available = memory.available();
-      forward_backward(g, std::move(batch));
+      forward_backward(g, data::group_share(whole, g.groups, g.index), [&](const data::StepPlan& part) {
+        return synthetic_batch(shape.seq_len, static_cast<int64_t>(part.sequences.size()), opt_.model.vocab, seed++);
+      });
       sync_gradients(params_, *world_, opt_.optim.clip);
       peak = memory.peak();
       optim_->zero_grad();  // as before the preflight: no gradient is kept

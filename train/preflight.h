@@ -24,6 +24,7 @@ struct PreflightShape {
   int64_t seq_len = 0;
   int degree = 1;          // CP degree of steps of this length
   int64_t sequences = 0;   // sequences of one step over the world: tokens_per_step / seq_len
+  int micro_batches = 1;   // passes a rank's share of the step is cut into (TrainOptions::micro_batches)
 };
 
 struct PreflightResult {
@@ -41,13 +42,14 @@ struct PreflightResult {
 // length's degree: the longest, then the longest shard (L / c; the longer L on a tie) when that is
 // another length. Empty for no lengths.
 std::vector<PreflightShape> preflight_shapes(const std::vector<int64_t>& lengths,
-                                             const std::function<int(int64_t)>& degree, int64_t tokens_per_step);
+                                             const std::function<int(int64_t)>& degree, int64_t tokens_per_step,
+                                             int micro_batches = 1);
 
 // A step's share of made-up tokens: `sequences` sequences of seq_len tokens, each one document,
 // tokens drawn uniformly from [0, vocab) with `seed`, targets the next token inside the sequence.
 data::Batch synthetic_batch(int64_t seq_len, int64_t sequences, int64_t vocab, uint64_t seed);
 
-// "4096-token sequences at cp 2 (1 per step)".
+// "4096-token sequences at cp 2 (1 per step)"; "… (64 per step, 4 micro-batches)".
 std::string describe(const PreflightShape& s);
 // One line for the log: the shape, the peak and what the step added, the busiest rank, the memory
 // available and the time.

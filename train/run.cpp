@@ -97,6 +97,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   } else {
     data::check_tokens_per_step("ConcatChunkSampler", o.tokens_per_step, 1, o.buckets.max_len(), "L");
   }
+  check_micro_batches(o.micro_batches, o.tokens_per_step);
   const bool task = r.data.empty();
   const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;

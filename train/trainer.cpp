@@ -49,6 +49,7 @@ Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, Train
   LH_CHECK(source_ != nullptr, "train: no token source");
   LH_CHECK(source_->vocab_size() <= opt_.model.vocab, "train: the data's vocabulary (", source_->vocab_size(),
            ") does not fit the model's (", opt_.model.vocab, "); pass --vocab ", source_->vocab_size());
+  check_micro_batches(opt_.micro_batches, opt_.tokens_per_step);
   require_device_transport(*world_, device_);
   degrees_ = std::make_unique<DegreeSchedule>(world_, opt_);
   model_ = std::make_shared<Transformer>(opt_.model, device_);
@@ -103,30 +104,44 @@ Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
   return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
 }
 
-Trainer::SharePass Trainer::forward_backward(DegreeSchedule::Group& g, std::optional<data::Batch> batch) {
-  SharePass pass;
-  pass.loss_sum = at::zeros({}, at::kFloat);
+Trainer::SharePass Trainer::forward_backward(DegreeSchedule::Group& g, const data::StepPlan& share,
+                                             const std::function<data::Batch(data::StepPlan)>& batch_of) {
+  // Every pass's inputs first (tokens, targets, shard plans: small beside its activations): the
+  // world's targets of the whole step divide every pass's loss.
+  struct Pass {
+    Mask mask;
+    ShardPlan sp;
+    at::Tensor tokens, targets;
+  };
+  std::vector<Pass> passes;
   double local_targets = 0;
-  std::optional<Mask> mask;
-  std::optional<ShardPlan> sp;
-  at::Tensor tokens, targets;
-  if (batch) {
-    const int64_t T = batch->num_tokens();
-    mask = mask_for(T, batch->cu_seqlens);
+  for (int m = 0; m < opt_.micro_batches; ++m) {
+    data::StepPlan part = data::group_share(share, opt_.micro_batches, m);
+    if (part.sequences.empty()) continue;
+    const data::Batch batch = batch_of(std::move(part));
+    const int64_t T = batch.num_tokens();
+    Mask mask = mask_for(T, batch.cu_seqlens);
     // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
     const CommPtr& cp = g.comm;
-    sp = ShardPlan::for_mask(T, *mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
-                             at::tensor(batch->cu_seqlens, at::kLong));
-    tokens = sp->shard(to_long(batch->tokens));
-    targets = sp->shard(to_long(batch->targets));  // shifted on the whole sequence, then sharded
-    local_targets = targets.ne(-100).sum().item<double>();
+    ShardPlan sp = ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
+                                       at::tensor(batch.cu_seqlens, at::kLong));
+    at::Tensor tokens = sp.shard(to_long(batch.tokens));
+    at::Tensor targets = sp.shard(to_long(batch.targets));  // shifted on the whole sequence, then sharded
+    local_targets += targets.ne(-100).sum().item<double>();
     targets = targets.to(device_);  // the model moves the tokens
+    passes.push_back(Pass{std::move(mask), std::move(sp), std::move(tokens), std::move(targets)});
   }
+  SharePass pass;
+  pass.loss_sum = at::zeros({}, at::kFloat);
   pass.n_targets = world_sum(local_targets);
-  if (sp) {
-    at::Tensor logits = model_->forward(tokens, *g.cp, *sp, *mask, &clock_);
-    pass.loss_sum = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -100);
-    (pass.loss_sum / std::max(1.0, pass.n_targets)).backward();
+  pass.passes = static_cast<int>(passes.size());
+  for (size_t i = 0; i < passes.size(); ++i) {
+    Pass& p = passes[i];
+    at::Tensor logits = model_->forward(p.tokens, *g.cp, p.sp, p.mask, &clock_);
+    at::Tensor loss = at::cross_entropy_loss(logits, p.targets, {}, at::Reduction::Sum, -100);
+    (loss / std::max(1.0, pass.n_targets)).backward();  // gradients add up over the passes
+    pass.loss_sum = i == 0 ? loss.detach() : pass.loss_sum + loss.detach();
+    p.tokens = p.targets = at::Tensor();  // this pass's inputs are done
   }
   return pass;
 }
@@ -142,11 +157,10 @@ StepStats Trainer::step() try {
   s.seq_len = whole.seq_len;
   DegreeSchedule::Group& g = degrees_->group_for(whole.seq_len);
   s.cp_degree = g.degree;
-  data::StepPlan share = data::group_share(whole, g.groups, g.index);
-  std::optional<data::Batch> batch;
-  if (!share.sequences.empty()) batch = data::build_batch(*source_, std::move(share));
-  const SharePass pass = forward_backward(g, std::move(batch));
+  const SharePass pass = forward_backward(g, data::group_share(whole, g.groups, g.index),
+                                          [&](data::StepPlan part) { return data::build_batch(*source_, std::move(part)); });
   const double n_targets = pass.n_targets;
+  s.passes = pass.passes;
 
   // The world's loss first: every rank takes the same decision on a non-finite one.
   s.loss = world_sum(pass.loss_sum.item<double>()) / std::max(1.0, n_targets);
@@ -205,9 +219,10 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     // This data-parallel rank's share of the documents (at least one each, so every group runs).
     const int mine = std::max(1, (docs - dp_rank + dp - 1) / dp);
     const EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
-    // At most a training step's share of tokens in one forward (and at least one document): the
+    // At most a training pass's share of tokens in one forward (and at least one document): the
     // evaluation then needs no more memory than the steps the preflight ran.
-    const int64_t L = e.length, per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(dp) * L));
+    const int64_t L = e.length,
+                  per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(dp) * opt_.micro_batches * L));
     const at::Tensor toks = to_long(e.tokens), rows_asked = at::tensor(e.query_rows, at::kLong);
     const at::Tensor is_query = at::zeros({toks.numel()}, at::kBool).index_fill_(0, rows_asked, true);
     const at::Tensor answer = at::zeros_like(toks).index_put_({rows_asked}, toks.index_select(0, rows_asked + 1));

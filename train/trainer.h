@@ -10,6 +10,7 @@
 
 #include <torch/optim/adamw.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@ struct StepStats {
   int64_t tokens = 0;     // tokens of the step over the world
   int64_t targets = 0;    // targets counted in the loss
   int cp_degree = 1;      // ranks per CP group this step (W / cp_degree groups)
+  int passes = 1;         // forward/backward passes this rank ran (TrainOptions::micro_batches; 0: no share)
   double lr = 0, grad_norm = 0;
   bool skipped = false;   // the loss was not finite and OptimOptions::skip_nonfinite dropped the step
   // Wall time split: seconds = attention_s + sync_s + rest_s; attention_s = its compute (with the
@@ -53,7 +55,8 @@ struct EvalRow {
 class Trainer {
  public:
   // source: this rank's reader (not shared between threads). Throws InvalidArgument when the
-  // device does not exist here (train/device.h), cp does not divide the world size, --cp auto
+  // device does not exist here (train/device.h), micro_batches does not divide tokens_per_step
+  // (check_micro_batches), cp does not divide the world size, --cp auto
   // cannot plan a bucket or ranks disagree on its plan, or the model's vocabulary cannot hold the
   // source's tokens.
   Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, TrainOptions options);
@@ -96,11 +99,15 @@ class Trainer {
   struct SharePass {
     at::Tensor loss_sum;    // this rank's summed cross-entropy (a float scalar on the CPU)
     double n_targets = 0;   // the world's targets of the step
+    int passes = 0;         // micro-batches this rank ran
   };
-  // Forward, loss and backward of this rank's share of a step on group g, the loss divided by the
-  // world's targets; without a batch (a step with fewer sequences than groups) it only joins the
-  // collectives.
-  SharePass forward_backward(DegreeSchedule::Group& g, std::optional<data::Batch> batch);
+  // Forward, loss and backward of this rank's share of a step on group g, in up to
+  // opt_.micro_batches passes (the share cut again by data::group_share; empty ones are not run),
+  // every pass's loss divided by the world's targets of the whole step, so that the gradients add
+  // up to the step's. batch_of builds a pass's batch from its plan. A share without sequences (a
+  // step with fewer sequences than groups) only joins the world's collectives.
+  SharePass forward_backward(DegreeSchedule::Group& g, const data::StepPlan& share,
+                             const std::function<data::Batch(data::StepPlan)>& batch_of);
   std::unique_ptr<data::PlanSource> make_sampler(int64_t epoch) const;
   // Sum of a double over the world.
   double world_sum(double v);

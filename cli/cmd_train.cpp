@@ -13,6 +13,7 @@
 #include "attention/mask.h"
 #include "cli/cli.h"
 #include "core/errors.h"
+#include "core/host_allocation.h"
 #include "core/report.h"
 #include "train/run.h"
 
@@ -44,6 +45,7 @@ void log_step(const train::StepStats& s, bool json) {
                                       .add("skipped", int64_t(s.skipped))
                                       .add("seq_len", s.seq_len)
                                       .add("cp", int64_t(s.cp_degree))
+                                      .add("passes", int64_t(s.passes))
                                       .add("tokens_per_s", s.tokens_per_s())
                                       .add("tokens", s.tokens)
                                       .add("lr", s.lr)
@@ -152,7 +154,8 @@ int cmd_train(const std::vector<std::string>& args) {
   train::TrainOptions o;
   std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1", dtype = "fp32";
   int64_t log_every = 1;
-  bool json = false, quiet = false, verify_always = false, verify_never = false, no_preflight = false;
+  bool json = false, quiet = false, verify_always = false, verify_never = false, no_preflight = false,
+       release_host_memory = false;
   po::options_description desc("longhaul train");
   desc.add_options()
       ("data", po::value(&r.data), "token store from `longhaul prep` (none: generate the embedded recall task)")
@@ -201,6 +204,10 @@ int cmd_train(const std::vector<std::string>& args) {
       ("no-preflight", po::bool_switch(&no_preflight),
        "skip the memory preflight (before step 1, the longest sequences' step and the longest shard's run once "
        "on made-up tokens without an update: one that does not fit stops the run there, named, exit 7)")
+      ("release-host-memory", po::bool_switch(&release_host_memory),
+       "give freed host memory back to the system at once, as glibc does with blocks over 32 MiB (every step "
+       "then faults its large buffers in again: steps of 64K tokens per rank ran 2x slower on the CPU); by "
+       "default the process keeps it for the next step, so its resident set stays at the largest step's")
       ("device", po::value(&o.device)->default_value(o.device),
        "cpu or cuda: one GPU per rank (local rank % visible devices); parameters, optimiser state, batches and "
        "the step live there, CP exchanges CUDA tensors over the world's device transport (NCCL)")
@@ -269,6 +276,7 @@ int cmd_train(const std::vector<std::string>& args) {
     if (std::find(fams.begin(), fams.end(), o.mask) == fams.end()) masks::make(o.mask, 1);  // names the known ones
   }
   init_opts.log_config = !json;
+  if (!release_host_memory) keep_freed_host_memory();  // before MPI and torch allocate
   World world = init(init_opts);
   return guarded(world.rank(), [&] {
     check_same_options(*world.comm(), desc, vm, "train");

@@ -3,7 +3,7 @@
 # stopped after step 3 and resumed prints the uninterrupted run's losses bit for bit; SIGTERM
 # leaves a checkpoint; a truncated checkpoint is refused with a clear error; --dtype bf16 and fp64
 # train, a checkpoint of another --dtype, an unknown --dtype and (on a machine without one)
-# --device cuda are refused by name.
+# --device cuda are refused by name; --micro-batches 4 gives the one-pass run's losses (fp64).
 set -euo pipefail
 bin=$1
 dir=$2
@@ -12,9 +12,11 @@ mkdir -p "$dir"
 common=(train --dim 32 --layers 1 --heads 2 --kv-heads 2 --min-log2 5 --max-log2 7 --tokens-per-step 512
       --eval-docs 4 --task-tokens 16384 --threads 1)
 args=("${common[@]}" --steps 6)
-bits() { grep -o '"step": [0-9]*, "loss": [^,]*, "seq_len": [0-9]*, "tokens_per_s": [^,]*, "loss_bits": "[^"]*"' "$1" |
-         sed -E 's/"tokens_per_s": [^,]*, //' | sed -n "$2"; }
+# Step number, loss and its bits of every JSON step row; bits FILE RANGE: rows RANGE (sed's) of them.
+rows() { grep -o '"step": [0-9]*, "loss": [^,]*, "loss_bits": "[^"]*"' "$1" || true; }
+bits() { rows "$1" | sed -n "$2"; }
 fail() { echo "FAIL: $*"; exit 1; }
+count_rows() { [ "$(rows "$1" | wc -l)" = "$2" ] || { cat "$1"; fail "$1: expected $2 step rows with their loss bits"; }; }
 
 # The whole run.
 "$bin" "${args[@]}" --workdir "$dir/a" --json > "$dir/a.json"
@@ -23,6 +25,7 @@ grep -q '"eval": "recall", "step": 6, "context": 128, "accuracy"' "$dir/a.json" 
 # Stopped after 3 steps, then resumed.
 "$bin" "${args[@]}" --workdir "$dir/b" --stop-after 3 --json > "$dir/b1.json"
 "$bin" "${args[@]}" --workdir "$dir/b" --resume --json > "$dir/b2.json"
+count_rows "$dir/a.json" 6; count_rows "$dir/b1.json" 3; count_rows "$dir/b2.json" 3
 [ "$(bits "$dir/a.json" '4,6p')" = "$(bits "$dir/b2.json" '1,3p')" ] || {
   bits "$dir/a.json" '4,6p'; bits "$dir/b2.json" '1,3p'; fail "resumed losses differ from the uninterrupted run"; }
 [ "$(bits "$dir/a.json" '1,3p')" = "$(bits "$dir/b1.json" '1,3p')" ] || fail "the first 3 steps differ"
@@ -52,6 +55,22 @@ if "$bin" "${args[@]}" --workdir "$dir/c" --checkpoint "$dir/c/t.lhc" --resume >
   fail "a truncated checkpoint was accepted"
 fi
 grep -q "truncated (1000 of" "$dir/d.out" || { cat "$dir/d.out"; fail "no clear error for a truncated checkpoint"; }
+# --micro-batches: the same steps in 4 passes (fp64: the losses of the one-pass run to 1e-12,
+# relative), each pass named in the JSON rows; a count that does not divide the step is refused.
+"$bin" "${common[@]}" --steps 3 --dtype fp64 --workdir "$dir/mb1" --json > "$dir/mb1.json"
+"$bin" "${common[@]}" --steps 3 --dtype fp64 --micro-batches 4 --workdir "$dir/mb4" --json > "$dir/mb4.json"
+grep -q '"step": 3, .*"seq_len": 128, "cp": 1, "passes": 4,' "$dir/mb4.json" || { cat "$dir/mb4.json"; fail "no 4 passes at step 3"; }
+losses() { grep -o '"loss_bits": "[^"]*"' "$1" | cut -d'"' -f4; }
+python3 - "$(losses "$dir/mb1.json")" "$(losses "$dir/mb4.json")" <<'PY' || fail "--micro-batches 4 changed the losses"
+import sys
+a = [float.fromhex(x) for x in sys.argv[1].split()]
+b = [float.fromhex(x) for x in sys.argv[2].split()]
+assert len(a) == len(b) == 3, (a, b)
+for x, y in zip(a, b):
+    assert abs(x - y) <= 1e-12 * abs(x), (x, y)
+PY
+if "$bin" "${common[@]}" --steps 1 --micro-batches 3 --workdir "$dir/mb3" > "$dir/mb3.out" 2>&1; then fail "--micro-batches 3 was accepted"; fi
+grep -q "micro-batches 3 must be a positive divisor of --tokens-per-step 512" "$dir/mb3.out" || { cat "$dir/mb3.out"; fail "--micro-batches 3 not named"; }
 # --dtype: bf16 and fp64 train; fp16 is not offered; a checkpoint keeps its dtype.
 for dt in bf16 fp64; do
   "$bin" "${common[@]}" --steps 3 --dtype $dt --workdir "$dir/$dt" --json > "$dir/$dt.json"

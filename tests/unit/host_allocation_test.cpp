@@ -8,17 +8,10 @@
 #include <cstring>
 
 #include "core/host_allocation.h"
+#include "tests/common/sanitized.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define LONGHAUL_TEST_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define LONGHAUL_TEST_SANITIZED 1
 #endif
 
 namespace longhaul {

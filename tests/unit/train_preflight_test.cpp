@@ -17,18 +17,10 @@
 #include "runtime/comm/local/communicator.h"
 #include "train/checkpoint.h"
 #include "tests/common/train_local.h"
+#include "tests/common/sanitized.h"
 #include "tests/common/train_runs.h"
 #include "train/preflight.h"
 #include "train/trainer.h"
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define LONGHAUL_TEST_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define LONGHAUL_TEST_SANITIZED 1
-#endif
 
 namespace longhaul::train {
 namespace {

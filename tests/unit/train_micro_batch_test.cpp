@@ -1,6 +1,7 @@
 // Gradient accumulation (TrainOptions::micro_batches, `longhaul train --micro-batches`): a step run
 // in N passes is the same step as one pass (float64: to rounding; float32 with data and context
-// parallelism: within the CP tolerances), each rank runs min(N, its sequences) passes, a stopped
+// parallelism: within the CP tolerances), each rank runs min(N, its sequences) passes, --cp auto
+// plans the degrees of a pass, a stopped
 // and resumed run is bitwise the uninterrupted one, the preflight runs and names the passes, and a
 // count that does not divide the step is refused by name.
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -111,6 +113,31 @@ TEST(TrainMicroBatches, WithDataAndContextParallelismEqualsOneProcess) {
   expect_passes(dp, o.tokens_per_step, 2, 4, "dp 2, 4 micro-batches");
   expect_same_run(ref.run, dp.run, "dp 2, 4 micro-batches");
   expect_same_gradient_norms(ref, dp, testing::kLossTol, "dp 2, 4 micro-batches");
+}
+
+// --cp auto plans the degrees for a pass: 256 tokens per step on 2 ranks over buckets 64 and 128
+// give every bucket at least one sequence per rank (data parallelism alone), but in 2 passes of 128
+// tokens the 128-token bucket holds one sequence, which the planner splits over both ranks. Either
+// way the run is the one-process run. Fixed rates: the table must not depend on this machine.
+TEST(TrainMicroBatches, CpAutoPlansTheDegreesOfAPass) {
+  TrainOptions o = tiny_options(TrainOptions::kCpAuto, Strategy::Ring);
+  o.buckets = {6, 7};
+  o.tokens_per_step = 256;
+  o.kernel_gflops = 30;
+  o.dense_gflops = 60;
+  const int steps = 6;
+  const testing::TrainRun whole = testing_local::run(2, o, steps);
+  EXPECT_EQ(std::set<int>(whole.degrees.begin(), whole.degrees.end()), std::set<int>{1});
+  o.micro_batches = 2;
+  const testing::TrainRun passes = testing_local::run(2, o, steps);
+  EXPECT_EQ(std::set<int>(passes.degrees.begin(), passes.degrees.end()), (std::set<int>{1, 2}))
+      << "the 128-token steps should run on groups of 2";
+  TrainOptions one = o;
+  one.cp = 1;
+  one.micro_batches = 1;
+  const testing::TrainRun ref = testing_local::run(1, one, steps);
+  expect_same_run(ref, whole, "cp auto, one pass");
+  expect_same_run(ref, passes, "cp auto, 2 micro-batches");
 }
 
 TEST(TrainMicroBatches, ResumeIsBitwise) {

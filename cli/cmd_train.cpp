@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <tuple>
+#include <utility>
 
 #include "attention/mask.h"
 #include "cli/cli.h"
@@ -109,11 +110,9 @@ class Printer : public train::RunObserver {
     if (bar_) progress(s, steps_);
   }
   void evaluated(int64_t step, const std::vector<train::EvalRow>& rows, bool final) override {
-    if (!root_) return;
-    if (bar_) std::fprintf(stderr, "\n");  // below the progress bar
-    if (final) bar_ = false;
     std::vector<report::Row> out;
-    for (const auto& e : rows)
+    std::vector<std::pair<int64_t, double>> line;
+    for (const auto& e : rows) {
       out.push_back(report::Row()
                         .add("eval", std::string("recall"))
                         .add("step", step)
@@ -121,23 +120,52 @@ class Printer : public train::RunObserver {
                         .add("accuracy", e.accuracy())
                         .add("correct", e.correct)
                         .add("total", e.total));
-    if (json_) {
-      report::print_json(std::cout, out);
-    } else if (final) {
-      std::cout << "# retrieval accuracy by context length after " << step << " steps (chance: 1/16)\n";
-      report::print_table(std::cout, out);
-    } else {
-      std::printf("eval  step %5lld  accuracy", static_cast<long long>(step));
-      for (const auto& e : rows) std::printf("  %lld: %.3f", static_cast<long long>(e.context), e.accuracy());
-      std::printf("\n");
+      line.emplace_back(e.context, e.accuracy());
     }
-    std::fflush(stdout);
+    print_evaluation(step, out, line, final, "retrieval accuracy by context length", " (chance: 1/16)", "eval  ",
+                     "accuracy");
+  }
+  void validated(int64_t step, const std::vector<train::LossRow>& rows, bool final) override {
+    std::vector<report::Row> out;
+    std::vector<std::pair<int64_t, double>> line;
+    for (const auto& e : rows) {
+      out.push_back(report::Row()
+                        .add("eval", std::string("loss"))
+                        .add("step", step)
+                        .add("context", e.context)
+                        .add("loss", e.loss)
+                        .add("targets", e.targets)
+                        .add("sequences", e.sequences));
+      line.emplace_back(e.context, e.loss);
+    }
+    print_evaluation(step, out, line, final, "validation loss (nats per target) by context length", "", "val   ", "loss");
   }
   void finished() {
     if (bar_) std::fprintf(stderr, "\n");
   }
 
  private:
+  // JSON rows; at the end a table under "# WHAT after N steps NOTE"; else one line "LABEL step N
+  // VALUE  L: v ...".
+  void print_evaluation(int64_t step, const std::vector<report::Row>& out,
+                        const std::vector<std::pair<int64_t, double>>& line, bool final, const char* what,
+                        const char* note, const char* label, const char* value) {
+    if (!root_) return;
+    if (bar_) std::fprintf(stderr, "\n");  // below the progress bar
+    if (final) bar_ = false;
+    if (json_) {
+      report::print_json(std::cout, out);
+    } else if (final) {
+      std::cout << "# " << what << " after " << step << " steps" << note << "\n";
+      report::print_table(std::cout, out);
+    } else {
+      std::printf("%sstep %5lld  %s", label, static_cast<long long>(step), value);
+      for (const auto& [context, v] : line) std::printf("  %lld: %.3f", static_cast<long long>(context), v);
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
+
   int world_size_;
   bool root_, json_, quiet_;
   int64_t log_every_, steps_;
@@ -230,7 +258,13 @@ int cmd_train(const std::vector<std::string>& args) {
       ("stop-after", po::value(&r.stop_after)->default_value(0),
        "stop (with a checkpoint, like SIGTERM) after N steps of this run: interruption tests")
       ("eval-docs", po::value(&r.eval_docs)->default_value(r.eval_docs), "task: held-out documents per length for the accuracy table")
-      ("eval-every", po::value(&r.eval_every)->default_value(0), "task: an accuracy row per length every N steps (0: only at the end)")
+      ("eval-every", po::value(&r.eval_every)->default_value(0),
+       "task, --eval-data: an accuracy / loss row per length every N steps (0: only at the end)")
+      ("eval-data", po::value(&r.eval_data),
+       "held-out token store (`longhaul prep`): the validation loss per length (its documents cut into the "
+       "run's buckets), every --eval-every steps and at the end")
+      ("eval-tokens", po::value(&r.eval_tokens)->default_value(r.eval_tokens),
+       "--eval-data: tokens per length, the bucket's first pieces (at least one sequence)")
       ("task-pairs", po::value(&r.task.pairs)->default_value(1),
        "task: key-value pairs per document (1: passkey retrieval; more: associative recall, slower to learn)")
       ("task-tokens", po::value(&r.task.tokens)->default_value(0), "task: tokens to generate (0: enough for the steps)")

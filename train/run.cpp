@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "data/decomposition.h"
 #include "data/files.h"
 #include "data/tokens_per_step.h"
 #include "train/degree_schedule.h"
@@ -50,6 +51,33 @@ std::string write_task(const CommPtr& world, RunOptions& r, RunObserver& observe
 }
 #endif
 
+// A token store from `longhaul prep` (`what` names it in errors).
+std::shared_ptr<data::TokenSource> open_store(const std::string& path, data::StoreVerify verify, const char* what) {
+#if LONGHAUL_WITH_HDF5
+  (void)what;  // the reader's own errors name the file
+  data::StoreReaderOptions store_options;
+  store_options.verify = verify;
+  return std::make_shared<data::TokenStoreReader>(path, store_options);
+#else
+  (void)verify;
+  throw InvalidArgument(detail::str_cat("train: reading ", what, " '", path,
+                                        "' needs a build with HDF5 (LONGHAUL_WITH_HDF5)"));
+#endif
+}
+
+// The held-out store of --eval-data: its tokens must fit the model, and its documents the buckets.
+std::shared_ptr<data::TokenSource> open_eval_source(const TrainOptions& o, const RunOptions& r) {
+  if (r.eval_data.empty()) return nullptr;
+  LH_CHECK(r.eval_tokens >= 1, "train: --eval-tokens ", r.eval_tokens, ": expected a number of tokens >= 1");
+  std::shared_ptr<data::TokenSource> source = open_store(r.eval_data, r.verify_data, "the evaluation store (--eval-data)");
+  LH_CHECK(source->vocab_size() <= o.model.vocab, "train: the evaluation store ", r.eval_data, " has a vocabulary of ",
+           source->vocab_size(), " tokens, the model's is ", o.model.vocab, " (the training data's or --vocab)");
+  LH_CHECK(!data::Decomposition(source->doc_offsets(), o.buckets).empty(), "train: the evaluation store ", r.eval_data,
+           " holds no document of at least 2^", o.buckets.min_log2, " = ", o.buckets.min_len(),
+           " tokens (the shortest bucket, --min-log2)");
+  return source;
+}
+
 // The run's tokens: the store at r.data, or the embedded task (a store in the workdir; in memory
 // on builds without HDF5, e.g. the GPU bundle).
 std::shared_ptr<data::TokenSource> open_source(const CommPtr& world, const TrainOptions& o, RunOptions& r,
@@ -58,9 +86,8 @@ std::shared_ptr<data::TokenSource> open_source(const CommPtr& world, const Train
   if (task) size_task(o, r);
 #if LONGHAUL_WITH_HDF5
   if (task) r.data = write_task(world, r, observer);
-  data::StoreReaderOptions store_options;
-  store_options.verify = task ? data::StoreVerify::Never : r.verify_data;  // the task's store: written here
-  return std::make_shared<data::TokenStoreReader>(r.data, store_options);
+  // The task's store was written here: not verified.
+  return open_store(r.data, task ? data::StoreVerify::Never : r.verify_data, "the token store (--data)");
 #else
   LH_CHECK(task, "train: reading the token store '", r.data, "' needs a build with HDF5 (LONGHAUL_WITH_HDF5)");
   if (world->rank() == 0) observer.note("generated " + describe_task(r) + " in memory (a build without HDF5)");
@@ -103,6 +130,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   o.optim.total_steps = r.steps;
   o.model.seed = o.seed;
   o.model.vocab = r.vocab > 0 ? r.vocab : source->vocab_size();
+  const std::shared_ptr<data::TokenSource> eval_source = open_eval_source(o, r);
   Trainer trainer(world, source, o);
   if (r.resume && data::files::exists(result.checkpoint)) {
     trainer.load(result.checkpoint);
@@ -120,8 +148,10 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
     std::signal(SIGTERM, on_signal);
   }
   auto evaluate = [&](bool final) {
-    observer.evaluated(trainer.steps_done(),
-                       trainer.evaluate(r.task.min_log2, r.task.max_log2, r.eval_docs, r.task.pairs, r.task.seed), final);
+    if (task && r.eval_docs > 0)
+      observer.evaluated(trainer.steps_done(),
+                         trainer.evaluate(r.task.min_log2, r.task.max_log2, r.eval_docs, r.task.pairs, r.task.seed), final);
+    if (eval_source) observer.validated(trainer.steps_done(), trainer.validation_loss(*eval_source, r.eval_tokens), final);
   };
   double tokens = 0, seconds = 0;
   const int64_t first = trainer.steps_done();
@@ -131,7 +161,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
     tokens += double(s.tokens);
     seconds += s.seconds;
     observer.step(s);
-    if (task && r.eval_docs > 0 && r.eval_every > 0 && s.step % r.eval_every == 0 && s.step < r.steps) evaluate(false);
+    if (r.eval_every > 0 && s.step % r.eval_every == 0 && s.step < r.steps) evaluate(false);
     result.signal = agreed_signal(world);
     result.stopped_after = r.stop_after > 0 && trainer.steps_done() - first >= r.stop_after;
     if (result.signal || result.stopped_after || (r.save_every > 0 && s.step % r.save_every == 0))
@@ -142,7 +172,7 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   result.tokens_per_s = seconds > 0 ? tokens / seconds : 0;
   if (result.signal || result.stopped_after) return result;
   trainer.save(result.checkpoint);
-  if (task && r.eval_docs > 0) evaluate(true);
+  evaluate(true);
   return result;
 }
 

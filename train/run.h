@@ -30,6 +30,11 @@ struct RunOptions {
   int eval_docs = 32;                   // task: held-out documents per length (0: no evaluation)
   int64_t eval_every = 0;               // task: evaluate every N steps (0: only at the end)
   TaskOptions task;                     // task: pairs and tokens (lengths and seed follow the run's)
+  // A held-out token store (`longhaul prep`; read as `data` is, verify_data included): its
+  // validation loss per length (Trainer::validation_loss) every eval_every steps and at the end,
+  // on the first eval_tokens tokens of each bucket (at least one sequence).
+  std::string eval_data;
+  int64_t eval_tokens = 65536;
   bool handle_signals = true;           // SIGINT/SIGTERM: checkpoint and stop on every rank
   // Before the first step (of a fresh or a resumed run): the heaviest steps once, without an
   // update, so one that does not fit fails at once, named (train/preflight.h).
@@ -46,6 +51,8 @@ class RunObserver {
   virtual void step(const StepStats& /*stats*/) {}
   // Accuracy by context length after `step` steps; `final`: the run's last evaluation.
   virtual void evaluated(int64_t /*step*/, const std::vector<EvalRow>& /*rows*/, bool /*final*/) {}
+  // Validation loss by length on RunOptions::eval_data after `step` steps (every rank).
+  virtual void validated(int64_t /*step*/, const std::vector<LossRow>& /*rows*/, bool /*final*/) {}
 };
 
 struct RunResult {

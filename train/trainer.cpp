@@ -11,6 +11,7 @@
 
 #include "data/batch.h"
 #include "data/concat_chunk.h"
+#include "data/decomposition.h"
 #include "data/sampler.h"
 #include "core/aten_boundary.h"
 #include "core/errors.h"
@@ -104,39 +105,37 @@ Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
   return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
 }
 
+Trainer::PassInputs Trainer::pass_inputs(const DegreeSchedule::Group& g, const data::Batch& batch) const {
+  const int64_t T = batch.num_tokens();
+  Mask mask = mask_for(T, batch.cu_seqlens);
+  // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
+  const CommPtr& cp = g.comm;
+  ShardPlan sp = ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
+                                     at::tensor(batch.cu_seqlens, at::kLong));
+  at::Tensor tokens = sp.shard(to_long(batch.tokens));
+  at::Tensor targets = sp.shard(to_long(batch.targets));  // shifted on the whole sequence, then sharded
+  const double n_targets = targets.ne(-100).sum().item<double>();
+  return PassInputs{std::move(mask), std::move(sp), std::move(tokens), targets.to(device_), n_targets};
+}
+
 Trainer::SharePass Trainer::forward_backward(DegreeSchedule::Group& g, const data::StepPlan& share,
                                              const std::function<data::Batch(data::StepPlan)>& batch_of) {
   // Every pass's inputs first (tokens, targets, shard plans: small beside its activations): the
   // world's targets of the whole step divide every pass's loss.
-  struct Pass {
-    Mask mask;
-    ShardPlan sp;
-    at::Tensor tokens, targets;
-  };
-  std::vector<Pass> passes;
+  std::vector<PassInputs> passes;
   double local_targets = 0;
   for (int m = 0; m < opt_.micro_batches; ++m) {
     data::StepPlan part = data::group_share(share, opt_.micro_batches, m);
     if (part.sequences.empty()) continue;
-    const data::Batch batch = batch_of(std::move(part));
-    const int64_t T = batch.num_tokens();
-    Mask mask = mask_for(T, batch.cu_seqlens);
-    // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
-    const CommPtr& cp = g.comm;
-    ShardPlan sp = ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
-                                       at::tensor(batch.cu_seqlens, at::kLong));
-    at::Tensor tokens = sp.shard(to_long(batch.tokens));
-    at::Tensor targets = sp.shard(to_long(batch.targets));  // shifted on the whole sequence, then sharded
-    local_targets += targets.ne(-100).sum().item<double>();
-    targets = targets.to(device_);  // the model moves the tokens
-    passes.push_back(Pass{std::move(mask), std::move(sp), std::move(tokens), std::move(targets)});
+    passes.push_back(pass_inputs(g, batch_of(std::move(part))));
+    local_targets += passes.back().n_targets;
   }
   SharePass pass;
   pass.loss_sum = at::zeros({}, at::kFloat);
   pass.n_targets = world_sum(local_targets);
   pass.passes = static_cast<int>(passes.size());
   for (size_t i = 0; i < passes.size(); ++i) {
-    Pass& p = passes[i];
+    PassInputs& p = passes[i];
     at::Tensor logits = model_->forward(p.tokens, *g.cp, p.sp, p.mask, &clock_);
     at::Tensor loss = at::cross_entropy_loss(logits, p.targets, {}, at::Reduction::Sum, -100);
     (loss / std::max(1.0, pass.n_targets)).backward();  // gradients add up over the passes
@@ -248,6 +247,50 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
   return rows;
 } catch (...) {
   rethrow_from_aten("Trainer::evaluate");
+}
+
+std::vector<LossRow> Trainer::validation_loss(data::TokenSource& source, int64_t tokens_per_length) try {
+  LH_CHECK(source.vocab_size() <= opt_.model.vocab, "train: the evaluation store's vocabulary (",
+           source.vocab_size(), ") does not fit the model's (", opt_.model.vocab, ")");
+  LH_CHECK(tokens_per_length >= 1, "train: tokens per length for the evaluation must be >= 1, got ", tokens_per_length);
+  at::NoGradGuard no_grad;
+  const data::Decomposition dd(source.doc_offsets(), opt_.buckets);
+  std::vector<LossRow> rows;
+  for (int k = opt_.buckets.min_log2; k <= opt_.buckets.max_log2; ++k) {
+    const std::vector<data::Piece>& pieces = dd.bucket(k);
+    if (pieces.empty()) continue;
+    LossRow row;
+    row.context = int64_t(1) << k;
+    const int64_t L = row.context;
+    data::StepPlan whole;
+    whole.seq_len = L;
+    whole.bucket = k;
+    for (size_t i = 0; i < pieces.size() && int64_t(i) < std::max<int64_t>(1, tokens_per_length / L); ++i)
+      whole.sequences.push_back(data::SeqSlice{pieces[i].start, L});
+    row.sequences = static_cast<int64_t>(whole.sequences.size());
+    DegreeSchedule::Group& g = degrees_->group_for(L);
+    const data::StepPlan share = data::group_share(whole, g.groups, g.index);
+    // At most a training pass's share of sequences in one forward (and at least one).
+    const int64_t n = static_cast<int64_t>(share.sequences.size()),
+                  per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(g.groups) * opt_.micro_batches * L));
+    double loss_sum = 0, targets = 0;
+    for (int64_t first = 0; first < n; first += per_forward) {
+      data::StepPlan part = share;
+      part.sequences.assign(share.sequences.begin() + first, share.sequences.begin() + std::min(n, first + per_forward));
+      const PassInputs p = pass_inputs(g, data::build_batch(source, std::move(part)));
+      at::Tensor logits = model_->forward(p.tokens, *g.cp, p.sp, p.mask);
+      loss_sum += at::cross_entropy_loss(logits, p.targets, {}, at::Reduction::Sum, -100).item<double>();
+      targets += p.n_targets;
+    }
+    at::Tensor sums = at::tensor({loss_sum, targets}, at::kDouble);
+    world_->all_reduce(sums)->wait();
+    row.targets = static_cast<int64_t>(sums[1].item<double>());
+    row.loss = row.targets > 0 ? sums[0].item<double>() / sums[1].item<double>() : 0;
+    rows.push_back(row);
+  }
+  return rows;
+} catch (...) {
+  rethrow_from_aten("Trainer::validation_loss");
 }
 
 void Trainer::save(const std::string& path) try {

@@ -52,6 +52,14 @@ struct EvalRow {
   double accuracy() const { return total ? double(correct) / double(total) : 0; }
 };
 
+// Mean next-token cross-entropy (nats) of held-out sequences of one length.
+struct LossRow {
+  int64_t context = 0;    // the sequence length (a DD bucket)
+  double loss = 0;        // over the targets of every sequence taken, the world's
+  int64_t targets = 0;
+  int64_t sequences = 0;  // sequences taken from the bucket (over the world)
+};
+
 class Trainer {
  public:
   // source: this rank's reader (not shared between threads). Throws InvalidArgument when the
@@ -80,6 +88,14 @@ class Trainer {
   // Retrieval accuracy of the embedded task at each length 2^min…2^max (a collective).
   std::vector<EvalRow> evaluate(int min_log2, int max_log2, int docs, int pairs, uint64_t seed);
 
+  // Validation loss on a held-out token store (a collective): its documents cut into the run's DD
+  // buckets, and for each length the first max(1, tokens_per_length / L) pieces (document order:
+  // the same sequences at every evaluation) run forward without gradients on that length's CP
+  // groups, at most a training pass's share of tokens per forward, exactly as the steps compute
+  // their loss. A length whose bucket is empty has no row. InvalidArgument when the store's
+  // vocabulary does not fit the model's.
+  std::vector<LossRow> validation_loss(data::TokenSource& source, int64_t tokens_per_length);
+
   // Rank 0 writes the checkpoint atomically; every rank waits for it (a collective).
   void save(const std::string& path);
   // Every rank reads and restores model, optimiser, sampler, epoch and RNG. InvalidArgument for a
@@ -96,6 +112,16 @@ class Trainer {
   // The step's mask on a sequence of T tokens with documents cu (global offsets).
   Mask mask_for(int64_t T, const std::vector<int64_t>& cu) const;
   data::StepPlan next_plan();
+  // A pass's inputs on this rank: the batch's mask, its shard plan, and this rank's shard of its
+  // tokens (on the CPU: the model moves them) and of its targets (on the device), and how many of
+  // those targets count (not -100).
+  struct PassInputs {
+    Mask mask;
+    ShardPlan sp;
+    at::Tensor tokens, targets;
+    double n_targets = 0;
+  };
+  PassInputs pass_inputs(const DegreeSchedule::Group& g, const data::Batch& batch) const;
   struct SharePass {
     at::Tensor loss_sum;    // this rank's summed cross-entropy (a float scalar on the CPU)
     double n_targets = 0;   // the world's targets of the step

@@ -3,7 +3,8 @@
 # stopped after step 3 and resumed prints the uninterrupted run's losses bit for bit; SIGTERM
 # leaves a checkpoint; a truncated checkpoint is refused with a clear error; --dtype bf16 and fp64
 # train, a checkpoint of another --dtype, an unknown --dtype and (on a machine without one)
-# --device cuda are refused by name; --micro-batches 4 gives the one-pass run's losses (fp64).
+# --device cuda are refused by name; --micro-batches 4 gives the one-pass run's losses (fp64);
+# --eval-data prints a held-out store's loss per length, and refuses a store the model cannot read.
 set -euo pipefail
 bin=$1
 dir=$2
@@ -71,6 +72,26 @@ for x, y in zip(a, b):
 PY
 if "$bin" "${common[@]}" --steps 1 --micro-batches 3 --workdir "$dir/mb3" > "$dir/mb3.out" 2>&1; then fail "--micro-batches 3 was accepted"; fi
 grep -q "micro-batches 3 must be a positive divisor of --tokens-per-step 512" "$dir/mb3.out" || { cat "$dir/mb3.out"; fail "--micro-batches 3 not named"; }
+# --eval-data: a held-out store's loss per length every 3 steps and at the end (the first run's task
+# store serves); a store of bytes (vocabulary 257) is refused by the task's model (67) before step 1,
+# and a missing one is named.
+"$bin" "${common[@]}" --steps 6 --workdir "$dir/val" --eval-data "$dir/a/recall_task.h5" --eval-every 3 --json \
+  > "$dir/val.json"
+for step in 3 6; do
+  for context in 32 64 128; do
+    grep -q "\"eval\": \"loss\", \"step\": $step, \"context\": $context, \"loss\": [34]\." "$dir/val.json" ||
+      { cat "$dir/val.json"; fail "--eval-data: no loss row at step $step, context $context"; }
+  done
+done
+printf 'a held-out document of bytes, longer than thirty-two of them\n' > "$dir/bytes.txt"
+"$bin" prep "$dir/bytes.txt" -o "$dir/bytes.h5" -q > /dev/null
+if "$bin" "${common[@]}" --steps 1 --workdir "$dir/val2" --eval-data "$dir/bytes.h5" > "$dir/val2.out" 2>&1; then
+  fail "--eval-data with a wider vocabulary was accepted"; fi
+grep -q "has a vocabulary of 257 tokens, the model's is 67" "$dir/val2.out" || { cat "$dir/val2.out"; fail "vocabulary not named"; }
+grep -q "^step" "$dir/val2.out" && fail "--eval-data was refused only after a step"
+if "$bin" "${common[@]}" --steps 1 --workdir "$dir/val3" --eval-data "$dir/none.h5" > "$dir/val3.out" 2>&1; then
+  fail "a missing --eval-data store was accepted"; fi
+grep -q "none.h5" "$dir/val3.out" || { cat "$dir/val3.out"; fail "the missing store is not named"; }
 # --dtype: bf16 and fp64 train; fp16 is not offered; a checkpoint keeps its dtype.
 for dt in bf16 fp64; do
   "$bin" "${common[@]}" --steps 3 --dtype $dt --workdir "$dir/$dt" --json > "$dir/$dt.json"

@@ -48,12 +48,13 @@ if [ "${1:-}" = --build-only ]; then exit 0; fi
 
 supp=$root/scripts/sanitizers
 # A finding fails the test (exit code 66 from the sanitizer, printed with the stack). A request
-# the allocator cannot serve returns null, as glibc's does, instead of aborting: the tests of
-# failed allocations (torch's CPU allocator turned into an out-of-memory error) then run here too.
+# ASan's or TSan's allocator cannot serve returns null, as glibc's does, instead of aborting: the
+# tests of failed allocations (torch's CPU allocator turned into an out-of-memory error) then run
+# here too.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66:detect_odr_violation=0:allocator_may_return_null=1:suppressions=$supp/asan.supp:${ASAN_OPTIONS:-}"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp:${UBSAN_OPTIONS:-}"
-export TSAN_OPTIONS="exitcode=66:halt_on_error=0:second_deadlock_stack=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"
+export TSAN_OPTIONS="exitcode=66:halt_on_error=0:second_deadlock_stack=1:allocator_may_return_null=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 if [ "$kind" = thread ]; then
   # The CPU kernels' OpenMP runtime (clang's libomp) is not instrumented: Archer, LLVM's OpenMP

@@ -125,6 +125,9 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
     data::check_tokens_per_step("ConcatChunkSampler", o.tokens_per_step, 1, o.buckets.max_len(), "L");
   }
   check_micro_batches(o.micro_batches, o.tokens_per_step);
+  // A held-out store that is not there is named before the task's store is written.
+  LH_CHECK(r.eval_data.empty() || data::files::is_regular_file(r.eval_data), "train: the evaluation store (--eval-data) '",
+           r.eval_data, "' is not a file");
   const bool task = r.data.empty();
   const std::shared_ptr<data::TokenSource> source = open_source(world, o, r, observer);
   o.optim.total_steps = r.steps;

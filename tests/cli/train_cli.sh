@@ -91,7 +91,9 @@ grep -q "has a vocabulary of 257 tokens, the model's is 67" "$dir/val2.out" || {
 grep -q "^step" "$dir/val2.out" && fail "--eval-data was refused only after a step"
 if "$bin" "${common[@]}" --steps 1 --workdir "$dir/val3" --eval-data "$dir/none.h5" > "$dir/val3.out" 2>&1; then
   fail "a missing --eval-data store was accepted"; fi
-grep -q "none.h5" "$dir/val3.out" || { cat "$dir/val3.out"; fail "the missing store is not named"; }
+grep -q "the evaluation store (--eval-data) '$dir/none.h5' is not a file" "$dir/val3.out" ||
+  { cat "$dir/val3.out"; fail "the missing store is not named"; }
+[ -e "$dir/val3/recall_task.h5" ] && fail "the task's store was written before the missing --eval-data was refused"
 # --dtype: bf16 and fp64 train; fp16 is not offered; a checkpoint keeps its dtype.
 for dt in bf16 fp64; do
   "$bin" "${common[@]}" --steps 3 --dtype $dt --workdir "$dir/$dt" --json > "$dir/$dt.json"

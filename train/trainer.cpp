@@ -105,6 +105,10 @@ Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
   return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
 }
 
+int64_t Trainer::sequences_per_pass(int groups, int64_t seq_len) const {
+  return std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(groups) * opt_.micro_batches * seq_len));
+}
+
 Trainer::PassInputs Trainer::pass_inputs(const DegreeSchedule::Group& g, const data::Batch& batch) const {
   const int64_t T = batch.num_tokens();
   Mask mask = mask_for(T, batch.cu_seqlens);
@@ -220,8 +224,7 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     const EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
     // At most a training pass's share of tokens in one forward (and at least one document): the
     // evaluation then needs no more memory than the steps the preflight ran.
-    const int64_t L = e.length,
-                  per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(dp) * opt_.micro_batches * L));
+    const int64_t L = e.length, per_forward = sequences_per_pass(dp, L);
     const at::Tensor toks = to_long(e.tokens), rows_asked = at::tensor(e.query_rows, at::kLong);
     const at::Tensor is_query = at::zeros({toks.numel()}, at::kBool).index_fill_(0, rows_asked, true);
     const at::Tensor answer = at::zeros_like(toks).index_put_({rows_asked}, toks.index_select(0, rows_asked + 1));
@@ -271,8 +274,7 @@ std::vector<LossRow> Trainer::validation_loss(data::TokenSource& source, int64_t
     DegreeSchedule::Group& g = degrees_->group_for(L);
     const data::StepPlan share = data::group_share(whole, g.groups, g.index);
     // At most a training pass's share of sequences in one forward (and at least one).
-    const int64_t n = static_cast<int64_t>(share.sequences.size()),
-                  per_forward = std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(g.groups) * opt_.micro_batches * L));
+    const int64_t n = static_cast<int64_t>(share.sequences.size()), per_forward = sequences_per_pass(g.groups, L);
     double loss_sum = 0, targets = 0;
     for (int64_t first = 0; first < n; first += per_forward) {
       data::StepPlan part = share;

@@ -122,6 +122,9 @@ class Trainer {
     double n_targets = 0;
   };
   PassInputs pass_inputs(const DegreeSchedule::Group& g, const data::Batch& batch) const;
+  // Sequences of seq_len tokens in a training pass of one of `groups` data-parallel groups (at
+  // least one): what the evaluations hold per forward, so they need no more memory than a step.
+  int64_t sequences_per_pass(int groups, int64_t seq_len) const;
   struct SharePass {
     at::Tensor loss_sum;    // this rank's summed cross-entropy (a float scalar on the CPU)
     double n_targets = 0;   // the world's targets of the step

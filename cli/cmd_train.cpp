@@ -316,7 +316,11 @@ int cmd_train(const std::vector<std::string>& args) {
     check_same_options(*world.comm(), desc, vm, "train");
     const bool root = world.rank() == 0;
     Printer printer(world.size(), root, json, quiet, log_every, r.steps,
-                    strategy + "/" + layout + ", mask " + o.mask + ", sampler " + sampler + ", " + std::to_string(o.tokens_per_step) +
+                    strategy + "/" + layout + ", mask " + o.mask + ", sampler " + sampler +
+                        (o.sampler == train::SamplerKind::DD
+                             ? " (" + curriculum + ", " + std::to_string(o.cycles) + " cycles)"
+                             : std::string()) +
+                        ", " + std::to_string(o.tokens_per_step) +
                         " tokens/step" +
                         (o.micro_batches > 1 ? " in " + std::to_string(o.micro_batches) + " micro-batches" : ""));
     const train::RunResult res = train::run_training(world.comm(), o, r, printer);

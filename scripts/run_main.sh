@@ -3,7 +3,7 @@
 # the embedded default — a transformer on the built-in long-range recall task (train/task.h) — on
 # 2 MPI ranks with `--cp auto` (the planner gives each DD bucket, 16…4096 tokens, its CP degree and
 # prints the table first: the 4096-token documents, one per step, are split over both ranks) for
-# about five minutes on a 2-core machine. It prints the
+# five to six minutes on a 2-core machine. It prints the
 # loss falling (a line every 100 steps with the step's CP degree, retrieval accuracy every 500) and
 # ends with the accuracy table by context length (chance 1/16). LONGHAUL_TRAIN_STEPS (default
 # 6000) bounds the run; extra arguments go to `longhaul train` and replace the defaults below that
@@ -19,18 +19,19 @@ bin="${BUILD_DIR:-$root/build}/cli/longhaul"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$bin" info
 # Documents of 16…4096 tokens with one hidden key-value pair each (a passkey), for a 2-layer model
-# of width 64 with 2 heads of 32 dims, DD with four curriculum cycles (grow_p2: short buckets first
-# in each). The answer's pull on untrained attention is about 1/length, so the 16-token documents
-# find the retrieval early; the end of a cycle holds only long documents, where the shortest drift,
-# and the run ends about a fifth into the fourth cycle, among short ones. The rotary base 500000
-# keeps a head's slowest pairs nearly still across 4096 positions, so the match found on short
-# documents holds on the longest. Why, and every recipe measured: docs/train.md, The embedded task.
+# of width 64 with 2 heads of 32 dims, DD in four cycles with the natural curriculum (each cycle's
+# batches in one uniform shuffle, so every length comes from the first step of a cycle to its
+# last). A short-first curriculum (grow_p2) found the retrieval earlier on the 16-token documents,
+# but the end of each cycle held only long documents and the shortest drifted there; with natural
+# no length falls back once it is learned. The rotary base 500000 keeps a head's slowest pairs
+# nearly still across 4096 positions, so a match found on short documents holds on the longest.
+# Why, and every recipe measured: docs/train.md, The embedded task.
 # Each default is a flag and its value; one the extra arguments name is left to them (the tool
 # refuses an option given twice). The work directory is made only when none is given.
 named() { local flag=$1 a; shift; for a in "$@"; do [[ $a == "$flag" || $a == "$flag="* ]] && return 0; done; return 1; }
 defaults=(--cp auto --strategy ring --layout zigzag --steps "${LONGHAUL_TRAIN_STEPS:-6000}" --min-log2 4 --max-log2 12
           --tokens-per-step 4096 --task-pairs 1 --lr 3e-3 --heads 2 --kv-heads 2 --rope-theta 500000 --cycles 4
-          --log-every 100 --eval-every 500)
+          --curriculum natural --log-every 100 --eval-every 500)
 args=()
 for ((i = 0; i < ${#defaults[@]}; i += 2)); do
   named "${defaults[i]}" "$@" || args+=("${defaults[i]}" "${defaults[i + 1]}")

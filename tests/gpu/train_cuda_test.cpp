@@ -1,8 +1,9 @@
 // `longhaul train --device cuda` (train/ on local thread-ranks sharing one GPU, each on a stream of
 // its own): float64 on the GPU equals float64 on the CPU within 1e-9 at every step, alone and as
-// CP = 2; bf16 trains; a checkpoint written on the GPU resumes on the CPU; the memory preflight
-// measures the device. Skipped, with the reason, without a CUDA device; the CPU side of --dtype is
-// in tests/unit/train_dtype_test.cpp, of the preflight in tests/unit/train_preflight_test.cpp.
+// CP = 2, and in micro-batches; bf16 trains; a checkpoint written on the GPU resumes on the CPU;
+// the memory preflight measures the device; the validation loss on the GPU equals the CPU's.
+// Skipped, with the reason, without a CUDA device; the CPU side of --dtype is in
+// tests/unit/train_dtype_test.cpp, of the preflight, micro-batches and validation beside it.
 #include <ATen/ATen.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <gtest/gtest.h>
@@ -81,6 +82,47 @@ TEST(TrainCuda, Cp2ThreadRanksFp64EqualCpuFp64) {
   const testing::TrainRun cpu = run(2, options(2, Precision::Fp64, "cpu"), steps);
   const testing::TrainRun gpu = run(2, options(2, Precision::Fp64, "cuda"), steps);
   expect_same_run(gpu, cpu, "cuda fp64 cp 2 vs cpu fp64 cp 2", kFp64Tol, kFp64Tol);
+}
+
+// Gradient accumulation on the device: 4 passes per step (the loss sum and the gradients stay on
+// the GPU between them) equal one pass on the CPU.
+TEST(TrainCuda, MicroBatchesFp64EqualOnePassOnTheCpu) {
+  SKIP_WITHOUT_CUDA();
+  const int steps = 6;
+  const testing::TrainRun cpu = run(1, options(1, Precision::Fp64, "cpu"), steps);
+  TrainOptions o = options(1, Precision::Fp64, "cuda");
+  o.micro_batches = 4;
+  const testing::TrainRun gpu = run(1, o, steps);
+  expect_same_run(gpu, cpu, "cuda fp64 4 micro-batches vs cpu fp64 one pass", kFp64Tol, kFp64Tol);
+}
+
+// The held-out loss rows (forward only, on the length's CP groups) computed on the GPU, CP = 2
+// over two thread-ranks, equal the CPU's on one rank.
+TEST(TrainCuda, ValidationLossEqualsTheCpus) {
+  SKIP_WITHOUT_CUDA();
+  auto rows = [](int world, const std::string& device) {
+    const TrainOptions o = options(world, Precision::Fp64, device);
+    std::vector<LossRow> mine;
+    std::mutex mu;
+    local::run_ranks(world, [&](Communicator& comm) {
+      local::enter_device_rank(training_device(o.device));
+      Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+      auto held_out = task_source(testing::tiny_recall_task());
+      std::vector<LossRow> r = t.validation_loss(*held_out, 512);
+      std::lock_guard<std::mutex> lock(mu);
+      if (comm.rank() == 0) mine = std::move(r);
+    });
+    return mine;
+  };
+  const std::vector<LossRow> cpu = rows(1, "cpu"), gpu = rows(2, "cuda");
+  ASSERT_EQ(cpu.size(), 3u);
+  ASSERT_EQ(gpu.size(), cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_EQ(gpu[i].context, cpu[i].context);
+    EXPECT_EQ(gpu[i].sequences, cpu[i].sequences);
+    EXPECT_EQ(gpu[i].targets, cpu[i].targets);
+    EXPECT_NEAR(gpu[i].loss, cpu[i].loss, kFp64Tol * cpu[i].loss) << "context " << cpu[i].context;
+  }
 }
 
 TEST(TrainCuda, Bf16LossFalls) {

@@ -14,6 +14,9 @@ def add_common_arguments(p, steps, lr):
     p.add_argument("--max-log2", type=int, default=7)
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--release-host-memory", action="store_true",
+                   help="give freed host memory back to the system at once (glibc's policy); by default the "
+                        "process keeps it for the next step (longhaul.keep_freed_host_memory)")
 
 
 def check_ranges(p, a, positive, non_negative):

@@ -173,6 +173,8 @@ def synthetic_store(args, tmp):
 
 def main():
     args = parse_args()
+    if not args.release_host_memory:
+        longhaul.keep_freed_host_memory()  # before the first step's buffers
     world = longhaul.init()
     device = pick_device(args, world)
     dtype = compute_dtype(args, device)

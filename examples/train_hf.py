@@ -115,6 +115,8 @@ def compare_first_step(args, model, attention, batch, world):
 
 def main():
     args = parse_args()
+    if not args.release_host_memory:
+        longhaul.keep_freed_host_memory()  # before the first step's buffers
     world = longhaul.init()
     cp_size = 1 if args.unsharded else (args.cp or world.world_size)
     tmp = None

@@ -13,5 +13,6 @@ void bind_context_parallel(pybind11::module_& m);  // ContextParallel forward/ba
 void bind_data(pybind11::module_& m);              // token store, writer, DD sampler with batches
 void bind_info(pybind11::module_& m);              // build configuration
 void bind_degrees(pybind11::module_& m);           // the bucket planner: a CP degree per DD bucket
+void bind_host_memory(pybind11::module_& m);       // malloc's policy for a training loop's host memory
 
 }  // namespace longhaul::python

@@ -52,4 +52,5 @@ PYBIND11_MODULE(_C, m) {
   longhaul::python::bind_data(m);
   longhaul::python::bind_info(m);
   longhaul::python::bind_degrees(m);
+  longhaul::python::bind_host_memory(m);
 }

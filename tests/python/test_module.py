@@ -135,3 +135,44 @@ def test_device_arguments():
     # float64 stays float64 under autocast, as autocast leaves it for every op.
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert cp.attention(x.double(), x.double(), x.double(), plan, causal=True).dtype == torch.float64
+
+
+# Run in a child process: the malloc policy is the process's, and the check needs glibc's own first.
+_HOST_MEMORY_CHILD = r"""
+import ctypes, torch, longhaul
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+block = 64 << 20  # floats: 256 MiB, 8 times glibc's largest mmap threshold
+mapped = libc.mallinfo2().hblkhd
+t = torch.empty(block)
+assert libc.mallinfo2().hblkhd >= mapped + 4 * block, "glibc's policy should mmap the block"
+del t
+assert longhaul.keep_freed_host_memory() is True
+mapped = libc.mallinfo2().hblkhd
+t = torch.ones(block)
+assert libc.mallinfo2().hblkhd == mapped, "the block was mmap'd after keep_freed_host_memory()"
+heap = libc.mallinfo2().arena
+assert heap >= 4 * block, heap
+del t
+assert libc.mallinfo2().arena == heap, "freeing the block gave the heap's top back to the system"
+print("kept", heap)
+"""
+
+
+def test_keep_freed_host_memory_serves_large_tensors_from_the_heap():
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("keep_freed_host_memory changes glibc's malloc policy; this C library is "
+                    f"{platform.libc_ver()[0] or 'unknown'} (it returns False there)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # glibc's own policy first
+    r = subprocess.run([sys.executable, "-c", _HOST_MEMORY_CHILD], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("kept ")

@@ -1,5 +1,7 @@
 #include "core/resident_memory.h"
 
+#include "core/host_memory.h"
+
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -41,13 +43,6 @@ double PeakRssGrowth::mib() const {
   return std::fmax(0.0, hwm - (reset_ ? rss_before_mib_ : hwm_before_mib_));
 }
 
-double available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  double kib;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024.0;
-  return NAN;
-}
+double available_memory_bytes() { return host_memory().available_bytes; }
 
 }  // namespace longhaul

@@ -4,7 +4,8 @@
 
 namespace longhaul {
 
-// MemAvailable of this machine in bytes, from /proc/meminfo (NaN without it).
+// What the host may still give this process, in bytes: MemAvailable, or less under a memory
+// cgroup's limit (host_memory.h); NaN without /proc.
 double available_memory_bytes();
 
 // Construct before the work, read mib() after: the peak resident set (VmHWM) during the scope

@@ -3,34 +3,28 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/DeviceAccelerator.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <optional>
 #include <sstream>
 
 #include "core/aten_boundary.h"
+#include "core/data_limit.h"
 #include "core/errors.h"
+#include "core/host_memory.h"
 #include "core/resident_memory.h"
 #include "data/format.h"
 #include "data/sampler.h"
 #include "train/device.h"
 #include "train/grad_sync.h"
+#include "train/host_share.h"
 #include "train/trainer.h"
 
 namespace longhaul::train {
 namespace {
-
-// "512.0 MiB", "3.25 GiB".
-std::string mib(double bytes) {
-  if (std::isnan(bytes)) return "? MiB";
-  char buf[32];
-  if (bytes >= double(1 << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / double(1 << 30));
-  else std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / double(1 << 20));
-  return buf;
-}
 
 // Peak memory over a scope: the CUDA caching allocator's allocated bytes on `device`, or the
 // process's resident set on the CPU.
@@ -114,16 +108,22 @@ std::string describe(const PreflightResult& r) {
   std::ostringstream os;
   os.setf(std::ios::fixed);
   os.precision(2);
-  os << describe(r.shape) << ": peak " << mib(r.peak_bytes) << (r.device_memory ? " allocated on the GPU" : " resident")
-     << " (the step added " << mib(r.step_bytes) << ", rank " << r.busiest_rank << "), "
-     << mib(r.available_bytes) << (r.device_memory ? " free on the device" : " available on the host") << " before it; "
-     << r.seconds << " s";
+  os << describe(r.shape) << ": peak " << memory_size(r.peak_bytes) << (r.device_memory ? " allocated on the GPU" : " resident")
+     << " (the step added " << memory_size(r.step_bytes) << ", rank " << r.busiest_rank << "), "
+     << memory_size(r.available_bytes) << (r.device_memory ? " free on the device" : " available on the host") << " before it";
+  if (r.ceiling_bytes > 0) os << ", each process held to " << memory_size(r.ceiling_bytes);
+  os << "; " << r.seconds << " s";
   return os.str();
 }
 
-std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what) {
+std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what,
+                                  const std::string& ceiling) {
   return detail::str_cat("train: preflight: a step of ", describe(s), " ran out of memory on rank ", rank,
-                         ", before any training step (", what, "). Fewer tokens per rank fit: a lower --max-log2 ",
+                         ", before any training step (", what, ")",
+                         ceiling.empty() ? "" : "; the preflight ran with " + ceiling +
+                                                    ", so that a step the host cannot hold fails here and not "
+                                                    "under the OOM killer",
+                         ". Fewer tokens per rank fit: a lower --max-log2 ",
                          "or --tokens-per-step, more --micro-batches (while a rank's share holds several sequences), ",
                          "more ranks per sequence (--cp, or --cp auto with --memory-gib), or --checkpoint-blocks; ",
                          "--no-preflight skips this check");
@@ -155,6 +155,13 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
     state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
     optim_->state()[p.unsafeGetTensorImpl()] = std::move(state);
   }
+  // On the CPU each process gets its share of its host's memory as a ceiling, set by the step alone.
+  std::optional<HostShare> share;
+  if (!device_.is_cuda()) {
+    share = host_share(*world_);
+    // The thread pool exists before any ceiling: an OpenMP team started under it might not get its stacks.
+    at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) {});
+  }
   for (const PreflightShape& shape : shapes) {
     PreflightResult r;
     r.shape = shape;
@@ -171,10 +178,13 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
       const PeakMemory memory(device_);
       before = memory.before();
       available = memory.available();
+      std::optional<ScopedDataLimit> ceiling;
+      if (share && share->limited) ceiling.emplace(static_cast<int64_t>(share->bytes));
       forward_backward(g, data::group_share(whole, g.groups, g.index), [&](const data::StepPlan& part) {
         return synthetic_batch(shape.seq_len, static_cast<int64_t>(part.sequences.size()), opt_.model.vocab, seed++);
       });
       sync_gradients(params_, *world_, opt_.optim.clip);
+      ceiling.reset();
       peak = memory.peak();
       optim_->zero_grad();  // as before the preflight: no gradient is kept
     } catch (...) {
@@ -183,17 +193,20 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
         rethrow_from_aten("Trainer::preflight");  // the host's failed allocations become torch's out-of-memory type
       } catch (const c10::OutOfMemoryError& e) {
         throw c10::OutOfMemoryError({"Trainer::preflight", __FILE__, static_cast<uint32_t>(__LINE__)},
-                                    out_of_memory_message(shape, world_->rank(), e.what_without_backtrace()));
+                                    out_of_memory_message(shape, world_->rank(), e.what_without_backtrace(),
+                                                          share && share->limited ? describe(*share) : ""));
       }
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // The world's largest peak and step growth, the rank with the largest growth, the least memory available.
-    at::Tensor v = at::tensor({peak, peak - before, -available, r.seconds}, at::kDouble);
+    const double ceiling = share && share->limited ? share->bytes : INFINITY;  // none: no bound on the least
+    at::Tensor v = at::tensor({peak, peak - before, -available, r.seconds, -ceiling}, at::kDouble);
     world_->all_reduce(v, ReduceOp::Max)->wait();
     r.peak_bytes = v[0].item<double>();
     r.step_bytes = v[1].item<double>();
     r.available_bytes = -v[2].item<double>();
     r.seconds = v[3].item<double>();
+    r.ceiling_bytes = std::isfinite(v[4].item<double>()) ? -v[4].item<double>() : 0.0;
     at::Tensor who = at::full({1}, peak - before == r.step_bytes ? double(world_->rank()) : -1.0, at::kDouble);
     world_->all_reduce(who, ReduceOp::Max)->wait();
     r.busiest_rank = static_cast<int>(who.item<double>());

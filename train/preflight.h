@@ -2,7 +2,10 @@
 // once, on made-up tokens (forward, backward and the gradient all-reduce, no update), with the
 // optimiser state already made, and measures each rank's peak memory. A short-first curriculum (DD's grow_p2) reaches its longest bucket only
 // well into a cycle, so a step that does not fit would otherwise fail there, hours in; here it
-// fails before step 1, naming the sequence length and CP degree.
+// fails before step 1, naming the sequence length and CP degree. On the CPU each process runs it
+// under a ceiling, its share of what its host may still give (train/host_share.h): on a host that
+// overcommits, a step the RAM or the job's memory cgroup cannot hold then fails as an allocation,
+// named, where it would otherwise be killed by the OOM killer.
 //
 // Every rank holds tokens_per_step / W tokens whatever the bucket and degree, so what grows with
 // the length is attention's: buffers of the local shard (L / c tokens: ring and TokenRing blocks,
@@ -34,7 +37,12 @@ struct PreflightResult {
   // held before it (the CPU: resident set, per process; CUDA: allocated bytes, per device).
   double peak_bytes = 0, step_bytes = 0;
   int busiest_rank = 0;          // whose step_bytes is largest
-  double available_bytes = 0;    // the least over the ranks: CPU MemAvailable, CUDA free memory before the step
+  // The least over the ranks: on the CPU what the host may still give (MemAvailable, or less under
+  // a memory cgroup's limit: core/host_memory.h), on CUDA the device's free memory, before the step.
+  double available_bytes = 0;
+  // On the CPU, the least over the ranks of what a process was let add during the step (its share
+  // of its host's available memory: train/host_share.h); 0 where no ceiling was set.
+  double ceiling_bytes = 0;
   double seconds = 0;
 };
 
@@ -55,7 +63,9 @@ std::string describe(const PreflightShape& s);
 // available and the time.
 std::string describe(const PreflightResult& r);
 // The message of a preflight step that could not allocate on `rank`: the shape, torch's words
-// (`what`) and what to change.
-std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what);
+// (`what`), the ceiling the process ran under (`ceiling`: describe(HostShare), empty for none) and
+// what to change.
+std::string out_of_memory_message(const PreflightShape& s, int rank, const std::string& what,
+                                  const std::string& ceiling = "");
 
 }  // namespace longhaul::train

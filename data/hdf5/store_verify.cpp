@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <new>
 #include <vector>
 
+#include "core/data_limit.h"
 #include "core/errors.h"
 #include "data/hdf5/store_reader.h"
 
@@ -34,27 +34,13 @@ void write_all(int fd, const std::string& text) {
   }
 }
 
-// The child's data size now (VmData: heap and private mappings, what RLIMIT_DATA counts), in bytes.
-int64_t data_bytes_now() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  int64_t kb = -1;
-  while (status >> key) {
-    if (key == "VmData:") {
-      status >> kb;
-      break;
-    }
-  }
-  return kb < 0 ? -1 : kb * 1024;
-}
-
 // The child: read the whole store as the parent will, and every token once.
 [[noreturn]] void child_main(const std::string& path, int out_fd, int64_t budget) {
   // A crash here ends this child by its signal: none of the parent's crash handlers (Python's
   // faulthandler, a fuzzer's) runs and reports it as the parent's own.
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, SIG_DFL);
   // What it inherited stays usable; past the budget allocations fail, in HDF5 as in ours.
-  const int64_t have = budget > 0 ? data_bytes_now() : -1;
+  const int64_t have = budget > 0 ? data_segment_bytes() : -1;
   if (have >= 0) {
     const rlimit limit{rlim_t(have + budget), rlim_t(have + budget)};
     ::setrlimit(RLIMIT_DATA, &limit);

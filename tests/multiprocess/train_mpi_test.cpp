@@ -11,6 +11,7 @@
 #include "runtime/comm/local/communicator.h"
 #include "tests/common/train_runs.h"
 #include "tests/multiprocess/mpi_fixture.h"
+#include "train/host_share.h"
 #include "train/task.h"
 #include "train/trainer.h"
 
@@ -82,6 +83,17 @@ TEST_F(TrainMpi, AutoDegreesEqualFixedCpWAndCp1) {
                                std::string(to_string(s)) + " auto vs fixed cp " + std::to_string(fixed));
     }
   }
+}
+
+// The preflight's ceiling: the world's processes, all on this host in one memory cgroup, share
+// what it may still give, each its 1/W; thread-ranks in one process (a local world) get none.
+TEST_F(TrainMpi, EachProcessOfTheHostGetsItsShareOfItsMemory) {
+  const train::HostShare share = train::host_share(comm());
+  EXPECT_TRUE(share.limited) << share.why_not;
+  EXPECT_EQ(share.processes, comm().size());
+  EXPECT_NEAR(share.bytes * comm().size(), share.available_bytes, 1.0);
+  EXPECT_NE(describe(share).find(" over " + std::to_string(comm().size()) + " processes on this host"), std::string::npos)
+      << describe(share);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "tests/common/train_local.h"
 #include "tests/common/sanitized.h"
 #include "tests/common/train_runs.h"
+#include "train/host_share.h"
 #include "train/preflight.h"
 #include "train/trainer.h"
 
@@ -92,6 +93,7 @@ TEST(TrainPreflight, ARunIsBitwiseTheSameWithOrWithoutIt) {
     EXPECT_LE(seen[0].step_bytes, seen[0].peak_bytes);
     EXPECT_GT(seen[0].available_bytes, 0);
     EXPECT_TRUE(seen[0].busiest_rank == 0 || seen[0].busiest_rank == 1) << seen[0].busiest_rank;
+    EXPECT_EQ(seen[0].ceiling_bytes, 0) << "thread-ranks share one process: no ceiling";
     EXPECT_NE(describe(seen[0]).find("128-token sequences at cp " + std::to_string(cp) + " (4 per step): peak "),
               std::string::npos) << describe(seen[0]);
     ASSERT_EQ(checked.losses.size(), plain.losses.size());
@@ -99,6 +101,40 @@ TEST(TrainPreflight, ARunIsBitwiseTheSameWithOrWithoutIt) {
     ASSERT_EQ(checked.params.size(), plain.params.size());
     for (size_t i = 0; i < plain.params.size(); ++i) EXPECT_TRUE(at::equal(checked.params[i], plain.params[i])) << i;
   }
+}
+
+// On the CPU a process runs the preflight's step under its share of what the host may still give
+// (RLIMIT_DATA, lifted afterwards), and the run goes on as without it; thread-ranks, which share
+// one process and so one limit, run without.
+TEST(TrainPreflight, OneProcessRunsItUnderItsShareOfTheHost) {
+  const TrainOptions o = tiny_options(1, Strategy::Ring);
+  const testing::TrainRun plain = testing_local::run(1, o, 4);
+  local::run_ranks(1, [&](Communicator& comm) {
+    const HostShare share = host_share(comm);
+    EXPECT_TRUE(share.limited) << share.why_not;
+    EXPECT_EQ(share.processes, 1);
+    EXPECT_GT(share.bytes, 0);
+    EXPECT_EQ(share.bytes, share.available_bytes);
+    EXPECT_NE(describe(share).find("each process held to "), std::string::npos) << describe(share);
+    EXPECT_NE(describe(share).find(" over 1 process on this host"), std::string::npos) << describe(share);
+    rlimit before{}, after{};
+    ASSERT_EQ(getrlimit(RLIMIT_DATA, &before), 0);
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), o);
+    const std::vector<PreflightResult> seen = t.preflight(t.preflight_shapes());
+    ASSERT_EQ(getrlimit(RLIMIT_DATA, &after), 0);
+    EXPECT_EQ(after.rlim_cur, before.rlim_cur) << "the ceiling outlived the preflight";
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_GT(seen[0].ceiling_bytes, 0);
+    EXPECT_LE(seen[0].ceiling_bytes, seen[0].available_bytes);
+    EXPECT_NE(describe(seen[0]).find(", each process held to "), std::string::npos) << describe(seen[0]);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(t.step().loss, plain.losses[size_t(i)]) << "step " << i + 1;
+  });
+  local::run_ranks(2, [&](Communicator& comm) {
+    const HostShare share = host_share(comm);
+    EXPECT_FALSE(share.limited);
+    EXPECT_EQ(share.why_not, "thread-ranks share this process");
+    EXPECT_EQ(describe(share), "no per-process ceiling (thread-ranks share this process)");
+  });
 }
 
 // The preflight makes the optimiser state the first update would make (step 0, zero moments), so

@@ -1,0 +1,29 @@
+// Each process's share of its host's memory during the memory preflight on the CPU. The processes
+// of a run that sit on one host, in one memory cgroup, draw on the same memory at once, so each
+// may grow by the memory the host may still give (core/host_memory.h) over their number; the
+// preflight holds each to its share (core/data_limit.h), so that a step the host cannot hold fails
+// as an allocation, named, rather than under the kernel's OOM killer on a host that overcommits.
+#pragma once
+
+#include <string>
+
+#include "runtime/comm/comm.h"
+
+namespace longhaul::train {
+
+struct HostShare {
+  bool limited = false;   // false: thread-ranks share this process (a limit is the process's), or nothing known
+  double bytes = 0;       // what this process may add: available_bytes / processes
+  double available_bytes = 0;
+  int processes = 1;      // this run's processes on this host in this memory cgroup
+  std::string bound;      // what bounds available_bytes (HostMemory::bound)
+  std::string why_not;    // when not limited: why
+};
+
+// A collective over `world` (an all-gather of each rank's host, cgroup and process id).
+HostShare host_share(Communicator& world);
+
+// "each process held to 11.35 GiB: 22.69 GiB available (MemAvailable) over 2 processes on this host".
+std::string describe(const HostShare& s);
+
+}  // namespace longhaul::train

@@ -120,7 +120,7 @@ int cmd_plan(const std::vector<std::string>& args) {
        "measure here)")
       ("memory-gib", po::value(&memory_gib)->default_value(-1),
        "memory per rank (-1: the preset's device memory, 80 GiB for nvlink/infiniband, 48 pcie; this-machine: "
-       "MemAvailable shared by the ranks; 0: no limit)")
+       "MemAvailable, or less under a memory cgroup's limit, shared by the ranks; 0: no limit)")
       ("buckets", po::bool_switch(&buckets),
        "the CP degree of each DD bucket (2^min-log2 .. 2^max-log2) for a world of --ranks ranks instead")
       ("tokens-per-step", po::value(&bp.tokens_per_step)->default_value(65536), "--buckets: tokens per step over the world")

@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "core/host_memory.h"
 #include "core/report.h"
 #include "cli/cli.h"
 #include "launch/placement.h"
@@ -54,6 +55,9 @@ int cmd_info(const std::vector<std::string>& args) {
         .add("world_size", int64_t(world.size()))
         .add("threads", int64_t(world.threads()))
         .add("affinity_cpus", int64_t(affinity_cpus()));
+    // What this host may still give, and what bounds it: MemAvailable or a memory cgroup's limit.
+    const HostMemory host = host_memory();
+    row.add("host_memory", memory_size(host.available_bytes) + " available (" + host.bound + ")");
     // Every rank's host, local rank and GPU: what the launcher said against where the ranks are.
     const std::vector<RankPlace> places =
         gather_placement(*world.host_comm(), world.local_rank(), world.local_size(), world.gpu());

@@ -233,9 +233,18 @@ void TokenStoreWriter::close() {
   write_int_attr(h_->file, "vocab_size", meta_.vocab_size, ctx);
   write_int_attr(h_->file, "eos_id", meta_.eos_id, ctx);
   closed_ = true;
-  h_->tokens.reset();
-  h_->offsets.reset();
-  LH_CHECK_HDF5(h_->file.reset(), "token store '", path_, "': closing the file");
+  try {
+    // Closing a dataset writes its cached chunks out: where the file system refuses them (a full
+    // disk), this is where it says so; unchecked, the store was left with holes, readable as one.
+    LH_CHECK_HDF5(h_->tokens.reset(), "token store '", path_, "': writing /tokens out");
+    LH_CHECK_HDF5(h_->offsets.reset(), "token store '", path_, "': writing /doc_offsets out");
+    LH_CHECK_HDF5(h_->file.reset(), "token store '", path_, "': closing the file");
+  } catch (const Error& e) {
+    // What landed is not a store: removed, so that nothing reads it as one later.
+    h_.reset();
+    const bool removed = files::remove(path_) == 0;
+    throw Error(std::string(e.what()) + (removed ? "; the unfinished file was removed" : ""));
+  }
 }
 
 }  // namespace longhaul::data

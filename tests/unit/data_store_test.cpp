@@ -2,7 +2,10 @@
 // kind of corrupt file fails with a message that names the problem.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <filesystem>
 #include <fstream>
@@ -301,6 +304,44 @@ TEST(DataStore, UnfinishedTruncatedAndCorruptFiles) {
         r.read(0, r.num_tokens(), all.data());
       },
       "corrupt.h5'");
+}
+
+// A file system that refuses the writer's writes (a full disk): close() throws, naming the file,
+// in one line, and removes what landed. RLIMIT_FSIZE stands in for the full disk (EFBIG for
+// ENOSPC; SIGXFSZ ignored, so that write() returns the error); the chunk writes of the dataset
+// closes, which a full tmpfs showed unchecked, are tested on a real one in
+// tests/cli/store_full_disk.sh.
+TEST(DataStore, WritesTheFileSystemRefusesAreAnError) {
+  TempDir dir;
+  const auto docs = random_docs(400, 257, 3);  // about 140K tokens: far more than 16 KiB compressed
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit cap = old;
+  cap.rlim_cur = 16 << 10;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &cap), 0);
+  std::string message;
+  try {
+    TokenStoreWriter w(dir / "full.h5", {"bytes", 257, 256}, {256, 1, 512});
+    for (const auto& d : docs) w.add_document(d);
+    w.close();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(message.empty()) << "the writer reported success on a file system that refused its writes";
+  EXPECT_NE(message.find("token store '" + (dir / "full.h5") + "'"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+  EXPECT_NE(message.find("; the unfinished file was removed"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(dir / "full.h5"));
+  // The same store with room to land is a good one.
+  {
+    TokenStoreWriter w(dir / "room.h5", {"bytes", 257, 256}, {256, 1, 512});
+    for (const auto& d : docs) w.add_document(d);
+    w.close();
+  }
+  EXPECT_EQ(TokenStoreReader(dir / "room.h5").num_documents(), 400);
 }
 
 // Found by the token_store fuzz target: a store whose object header HDF5 cannot decode. HDF5's

@@ -13,6 +13,7 @@
 
 #include "attention/mask.h"
 #include "cli/cli.h"
+#include "cli/output_check.h"
 #include "core/errors.h"
 #include "core/host_allocation.h"
 #include "core/report.h"
@@ -67,7 +68,7 @@ void log_step(const train::StepStats& s, bool json) {
                 static_cast<long long>(s.step), s.loss, static_cast<long long>(s.seq_len), s.cp_degree, s.tokens_per_s(), s.lr,
                 s.grad_norm, s.seconds, s.attention_s, split, s.sync_s, s.rest_s);
   }
-  std::fflush(stdout);
+  flush_stdout("the line of step " + std::to_string(s.step));
 }
 
 // Prints the run on rank 0: step lines or JSON rows, a progress bar on a terminal, accuracy rows.
@@ -163,7 +164,7 @@ class Printer : public train::RunObserver {
       for (const auto& [context, v] : line) std::printf("  %lld: %.3f", static_cast<long long>(context), v);
       std::printf("\n");
     }
-    std::fflush(stdout);
+    flush_stdout(std::string("the ") + label + "line of step " + std::to_string(step));
   }
 
   int world_size_;

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "cli/cli.h"
+#include "cli/output_check.h"
 
 namespace {
 const std::map<std::string, std::pair<int (*)(const std::vector<std::string>&), const char*>> kCommands = {
@@ -32,10 +33,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> args(argv + 2, argv + argc);
+  int rc = 0;
   try {
-    return it->second.first(args);
+    rc = it->second.first(args);
   } catch (const std::exception& e) {  // option errors, init failures
     std::cerr << "longhaul " << argv[1] << ": error: " << longhaul::cli::message_of(e) << std::endl;
-    return longhaul::cli::exit_code_of(e);
+    rc = longhaul::cli::exit_code_of(e);
   }
+  return longhaul::cli::checked_exit(argv[1], rc);  // output lost to a full disk is an error too
 }

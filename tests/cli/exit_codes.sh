@@ -104,6 +104,27 @@ expect_says 2 "model: head dim 9 must be even" train --dim 36 --steps 1 --workdi
 expect_says 2 "DDSampler: tokens per step b = 100 must be a positive multiple of data-parallel size · 2^M = 1 · 512" \
   train --tokens-per-step 100 --steps 1 --workdir "$tmp/shape"
 [ ! -e "$tmp/shape/recall_task.h5" ] || { echo "FAIL: train wrote the task before refusing the model"; fail=1; }
+# Standard output that cannot be written (/dev/full: every write fails with ENOSPC, as on a full
+# disk) is an error: the run goes on and says at once which line was lost, then exits 1.
+expect_full() {  # expect_full TEXT ARGS...
+  local text=$1
+  shift
+  local err
+  err=$("$longhaul" "$@" 2>&1 >/dev/full)
+  local rc=$?
+  if [ "$rc" -ne 1 ] || ! grep -qF -- "$text" <<< "$err" || ! grep -q "standard output is incomplete" <<< "$err"; then
+    echo "FAIL: longhaul $* > /dev/full exited $rc (expected 1) with stderr: $err (expected it to say: $text)"
+    fail=1
+  fi
+}
+if [ -w /dev/full ]; then
+  expect_full "writing the standard output failed at the line of step 1 (No space left on device)" \
+    train --steps 2 --eval-docs 1 --workdir "$tmp/full"
+  [ -e "$tmp/full/checkpoint.lhc" ] || { echo "FAIL: the run whose output failed wrote no checkpoint"; fail=1; }
+  expect_full "writing the standard output failed at the end of \`longhaul plan\`" plan --T 4096 --P 2
+else
+  echo "SKIPPED: the /dev/full checks (no writable /dev/full here)"
+fi
 rm -rf "$tmp" "${TMPDIR:-/tmp}/longhaul_exit_codes_$$"
 [ $fail -eq 0 ] && echo "exit codes: ok"
 exit $fail

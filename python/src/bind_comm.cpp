@@ -193,7 +193,8 @@ void bind_comm(py::module_& m) {
       "across ranks first when LONGHAUL_CHECK_COLLECTIVES=1).");
   c10d_backend::destroy_groups_off_thread();  // communicators are dropped with the GIL held here
   m.def("release_process_groups", &c10d_backend::release_wrapped, py::call_guard<py::gil_scoped_release>(),
-        "Lets go of every wrapped torch.distributed group (at interpreter exit: registered by the package).");
+        "Lets go of every wrapped torch.distributed group and every group longhaul made (at interpreter exit: "
+        "registered by the package).");
 #endif
 }
 

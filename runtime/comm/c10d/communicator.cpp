@@ -33,8 +33,8 @@ using c10d_backend::C10dWork;
 std::atomic<bool> g_destroy_off_thread{false};
 
 class C10dCommunicator;
-// The communicators over groups handed in (Python's) and the groups longhaul made beside or
-// below them, for release_wrapped().
+// The communicators over groups handed in (Python's), the worlds longhaul made over a store
+// (create_world) and the groups it made beside or below them, for release_wrapped().
 std::mutex g_wrapped_mu;
 std::vector<std::weak_ptr<C10dCommunicator>> g_wrapped;
 void remember_for_release(const std::shared_ptr<C10dCommunicator>& comm) {
@@ -328,8 +328,9 @@ class C10dCommunicator : public Communicator {
 
   void alive(const std::string& op) const {
     if (released_)
-      throw CommError(describe(op) + ": the torch process group was released when the interpreter exited "
-                                     "(longhaul lets go of wrapped groups then, so that torch can tear them down)");
+      throw CommError(describe(op) + ": the process group was released when the interpreter exited "
+                                     "(longhaul lets go of its groups then, so that they are torn down while the "
+                                     "interpreter is whole)");
   }
 
   std::atomic<bool> released_{false};
@@ -367,7 +368,12 @@ CommPtr c10d_backend::create_world(const c10::intrusive_ptr<c10d::Store>& store,
   const std::string prefix = "longhaul/world";
   auto backend = c10d_backend::make_gloo(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank, size,
                                          options.timeout, what, bind_address);
-  return checked_if_gloo(std::make_shared<C10dCommunicator>(backend, store, prefix, options, bind_address));
+  auto comm = std::make_shared<C10dCommunicator>(backend, store, prefix, options, bind_address);
+  // Released at interpreter exit too: dropped later, during the interpreter's teardown, its Gloo
+  // group went down on a detached thread while the process exited (std::terminate, seen once in
+  // train_gpt.py across two torchrun nodes).
+  remember_for_release(comm);
+  return checked_if_gloo(std::move(comm));
 }
 
 CommPtr c10d_backend::create_world_tcp(const std::string& host, int port, int rank, int size, CommOptions options,

@@ -45,9 +45,10 @@ CommPtr create_world_tcp(const std::string& host, int port, int rank, int size, 
 // split(); without it split() throws Unsupported.
 CommPtr wrap(const c10::intrusive_ptr<c10d::Backend>& backend,
              const c10::intrusive_ptr<c10d::Store>& store = {}, CommOptions options = {});
-// Drops this process's hold on every process group wrap() wrapped; their communicators then fail
-// with a CommError. The Python module calls it at interpreter exit: a group that torch destroyed
-// (destroy_process_group) but a live ContextParallel still held was otherwise torn down during the
+// Drops this process's hold on every process group wrap() wrapped, every world create_world()
+// made and the groups split from them; their communicators then fail with a CommError. The Python
+// module calls it at interpreter exit: a group that torch destroyed (destroy_process_group) but a
+// live ContextParallel still held, or longhaul's own world, was otherwise torn down during the
 // interpreter's own teardown, where Gloo's destruction aborted the process (std::terminate).
 void release_wrapped();
 // Called by the Python module at import: a communicator dropped from Python (the GIL held) then

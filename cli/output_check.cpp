@@ -18,8 +18,8 @@ bool flush_stdout(const std::string& where) {
   const int e = errno;
   failed = true;
   std::cerr << "longhaul: warning: writing the standard output failed at " << where << " ("
-            << (e ? std::strerror(e) : "an earlier write failed") << "): that line and later ones are lost; the command goes on "
-            << "and will exit with status 1" << std::endl;
+            << (e ? std::strerror(e) : "an earlier write failed")
+            << "): that line and later ones are lost; the command goes on and will exit with status 1" << std::endl;
   return false;
 }
 

@@ -137,8 +137,8 @@ HostMemory host_memory(const std::string& root) {
       const double left = std::fmax(0.0, *limit - used);
       if (!(left >= h.available_bytes)) {  // also where MemAvailable is NaN
         h.available_bytes = left;
-        h.bound = "the memory cgroup " + (path.empty() ? std::string("/") : path) + ": limit " + memory_size(*limit) + ", " +
-                  memory_size(used) + " in use";
+        h.bound = "the memory cgroup " + (path.empty() ? std::string("/") : path) + ": limit " + memory_size(*limit) +
+                  ", " + memory_size(used) + " in use";
       }
     }
     if (dir.size() <= cg->mountpoint.size()) break;

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -57,8 +56,9 @@ HostShare host_share(Communicator& world) {
 
 std::string describe(const HostShare& s) {
   if (!s.limited) return "no per-process ceiling (" + s.why_not + ")";
-  return detail::str_cat("each process held to ", memory_size(s.bytes), ": ", memory_size(s.available_bytes), " available (", s.bound,
-                         ") over ", s.processes, s.processes == 1 ? " process" : " processes", " on this host");
+  return detail::str_cat("each process held to ", memory_size(s.bytes), ": ", memory_size(s.available_bytes),
+                         " available (", s.bound, ") over ", s.processes, s.processes == 1 ? " process" : " processes",
+                         " on this host");
 }
 
 }  // namespace longhaul::train

@@ -108,9 +108,10 @@ std::string describe(const PreflightResult& r) {
   std::ostringstream os;
   os.setf(std::ios::fixed);
   os.precision(2);
-  os << describe(r.shape) << ": peak " << memory_size(r.peak_bytes) << (r.device_memory ? " allocated on the GPU" : " resident")
-     << " (the step added " << memory_size(r.step_bytes) << ", rank " << r.busiest_rank << "), "
-     << memory_size(r.available_bytes) << (r.device_memory ? " free on the device" : " available on the host") << " before it";
+  os << describe(r.shape) << ": peak " << memory_size(r.peak_bytes)
+     << (r.device_memory ? " allocated on the GPU" : " resident") << " (the step added " << memory_size(r.step_bytes)
+     << ", rank " << r.busiest_rank << "), " << memory_size(r.available_bytes)
+     << (r.device_memory ? " free on the device" : " available on the host") << " before it";
   if (r.ceiling_bytes > 0) os << ", each process held to " << memory_size(r.ceiling_bytes);
   os << "; " << r.seconds << " s";
   return os.str();

@@ -3,22 +3,15 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <fstream>
-#include <string>
+#include <cmath>
+
+#include "core/resident_memory.h"
 
 namespace longhaul {
 
 int64_t data_segment_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  int64_t kib = -1;
-  while (status >> key) {
-    if (key == "VmData:") {
-      status >> kib;
-      break;
-    }
-  }
-  return kib < 0 ? -1 : kib * 1024;
+  const double bytes = process_status_bytes("VmData");
+  return std::isnan(bytes) ? -1 : static_cast<int64_t>(bytes);
 }
 
 ScopedDataLimit::ScopedDataLimit(int64_t growth_bytes) {

@@ -1,16 +1,15 @@
 #include "core/resident_memory.h"
 
-#include "core/host_memory.h"
-
 #include <cmath>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "core/host_memory.h"
+
 namespace longhaul {
-namespace {
-// A "Key:   123 kB" line of /proc/self/status in MiB; NaN when absent.
-double status_mib(const std::string& key) {
+
+double process_status_bytes(const std::string& key) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
@@ -18,10 +17,13 @@ double status_mib(const std::string& key) {
     std::istringstream fields(line.substr(key.size() + 1));
     double kib = NAN;
     fields >> kib;
-    return kib / 1024.0;
+    return kib * 1024.0;
   }
   return NAN;
 }
+
+namespace {
+double status_mib(const std::string& key) { return process_status_bytes(key) / double(1 << 20); }
 
 bool reset_peak() {
   std::ofstream out("/proc/self/clear_refs");

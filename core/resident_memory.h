@@ -2,7 +2,12 @@
 // memory columns, longhaul train's preflight) and the machine's available memory.
 #pragma once
 
+#include <string>
+
 namespace longhaul {
+
+// A "Key:   123 kB" line of /proc/self/status (VmRSS, VmHWM, VmData…) in bytes; NaN when absent.
+double process_status_bytes(const std::string& key);
 
 // What the host may still give this process, in bytes: MemAvailable, or less under a memory
 // cgroup's limit (host_memory.h); NaN without /proc.

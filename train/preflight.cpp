@@ -156,13 +156,11 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
     state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
     optim_->state()[p.unsafeGetTensorImpl()] = std::move(state);
   }
-  // On the CPU each process gets its share of its host's memory as a ceiling, set by the step alone.
-  std::optional<HostShare> share;
-  if (!device_.is_cuda()) {
-    share = host_share(*world_);
-    // The thread pool exists before any ceiling: an OpenMP team started under it might not get its stacks.
-    at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) {});
-  }
+  // On the CPU each process gets its share of its host's memory as a ceiling, set by the step alone
+  // (a CUDA step's memory is the device's: no ceiling).
+  const HostShare share = device_.is_cuda() ? HostShare{} : host_share(*world_);
+  // The thread pool exists before any ceiling: an OpenMP team started under it might not get its stacks.
+  if (share.limited) at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) {});
   for (const PreflightShape& shape : shapes) {
     PreflightResult r;
     r.shape = shape;
@@ -180,7 +178,7 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
       before = memory.before();
       available = memory.available();
       std::optional<ScopedDataLimit> ceiling;
-      if (share && share->limited) ceiling.emplace(static_cast<int64_t>(share->bytes));
+      if (share.limited) ceiling.emplace(static_cast<int64_t>(share.bytes));
       forward_backward(g, data::group_share(whole, g.groups, g.index), [&](const data::StepPlan& part) {
         return synthetic_batch(shape.seq_len, static_cast<int64_t>(part.sequences.size()), opt_.model.vocab, seed++);
       });
@@ -195,12 +193,12 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
       } catch (const c10::OutOfMemoryError& e) {
         throw c10::OutOfMemoryError({"Trainer::preflight", __FILE__, static_cast<uint32_t>(__LINE__)},
                                     out_of_memory_message(shape, world_->rank(), e.what_without_backtrace(),
-                                                          share && share->limited ? describe(*share) : ""));
+                                                          share.limited ? describe(share) : ""));
       }
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // The world's largest peak and step growth, the rank with the largest growth, the least memory available.
-    const double ceiling = share && share->limited ? share->bytes : INFINITY;  // none: no bound on the least
+    const double ceiling = share.limited ? share.bytes : INFINITY;  // none: no bound on the least
     at::Tensor v = at::tensor({peak, peak - before, -available, r.seconds, -ceiling}, at::kDouble);
     world_->all_reduce(v, ReduceOp::Max)->wait();
     r.peak_bytes = v[0].item<double>();

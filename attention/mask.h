@@ -138,6 +138,15 @@ const std::vector<std::string>& family_names();
 // t), `param` the family's parameter (window w, prefix, block size; global_sliding_window uses
 // `param` for w and `param2` for the global tokens). Unknown names list the known ones.
 Mask make(const std::string& name, int64_t t, std::vector<int64_t> cu = {}, int64_t param = 0, int64_t param2 = 0);
+// Family `name` on a batch of independent sequences packed back to back, as training steps are:
+// `sequences` = their offsets [0, s_1, ..., T]; `cu` = the documents (empty: the sequences), a
+// refinement of them (every sequence boundary is a document boundary). No query ever sees another
+// sequence. The families without documents hold within each document (causal: causal_document;
+// the window, the prefix and the global tokens restart in each, the prefix and the global tokens
+// cut to its length); share_question and causal_blockwise hold within each sequence, on its
+// documents; the document families are make()'s on cu. One sequence of one document: make().
+Mask make_packed(const std::string& name, const std::vector<int64_t>& sequences, std::vector<int64_t> cu = {},
+                 int64_t param = 0, int64_t param2 = 0);
 // Whether family `name` is defined on documents (full_document, ...; the others ignore cu).
 bool uses_documents(const std::string& name);
 }  // namespace masks

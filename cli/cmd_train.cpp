@@ -206,8 +206,10 @@ int cmd_train(const std::vector<std::string>& args) {
       ("ulysses-degree", po::value(&o.cp_options.ulysses_degree)->default_value(1), "hybrid: Ulysses degree")
       ("layout", po::value(&layout)->default_value(layout), "zigzag, striped, contiguous or balanced (by masked area)")
       ("mask", po::value(&o.mask)->default_value(o.mask),
-       "attention mask family on each step's documents: causal_document, sliding_window_causal, "
-       "block_causal_document, prefix_lm_document, share_question, causal_blockwise, global_sliding_window, ...")
+       "attention mask family on each step's documents, never across its sequences (a family without documents "
+       "holds within each document; share_question and causal_blockwise within each sequence): causal_document, "
+       "sliding_window_causal, block_causal_document, prefix_lm_document, share_question, causal_blockwise, "
+       "global_sliding_window, ...")
       ("mask-param", po::value(&o.mask_param)->default_value(0),
        "the family's parameter: window w, prefix or block size")
       ("mask-param2", po::value(&o.mask_param2)->default_value(0), "global_sliding_window: the global tokens")

@@ -72,8 +72,9 @@ struct TrainOptions {
   std::string network = "this-machine";  // planner network preset
   double kernel_gflops = 0;       // attention fwd+bwd rate per rank; 0 = measured on every rank at start, the slowest taken
   double dense_gflops = 0;        // the model's rate outside attention per rank; 0 = measured likewise
-  // The attention mask: a family of masks::make on each step's documents (causal_document: each
-  // document causal on itself); its parameters (window w, prefix, block; global tokens).
+  // The attention mask: a family of masks::make_packed on each pass's sequences and documents (no
+  // sequence sees another; causal_document: each document causal on itself); its parameters
+  // (window w, prefix, block; global tokens).
   std::string mask = "causal_document";
   int64_t mask_param = 0, mask_param2 = 0;
   SamplerKind sampler = SamplerKind::DD;

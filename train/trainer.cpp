@@ -59,6 +59,7 @@ Trainer::Trainer(CommPtr world, std::shared_ptr<data::TokenSource> source, Train
   ao.betas({opt_.optim.beta1, opt_.optim.beta2}).eps(opt_.optim.eps).weight_decay(opt_.optim.weight_decay);
   optim_ = std::make_unique<torch::optim::AdamW>(params_, ao);
   sampler_ = make_sampler(0);
+  check_ring_self_attention_passes();
 } catch (...) {
   rethrow_from_aten("Trainer::Trainer");
 }
@@ -101,17 +102,43 @@ double Trainer::world_sum(double v) {
   return t.item<double>();
 }
 
-Mask Trainer::mask_for(int64_t T, const std::vector<int64_t>& cu) const {
-  return masks::make(opt_.mask, T, cu, opt_.mask_param, opt_.mask_param2);
+Mask Trainer::mask_for(int64_t T, int64_t seq_len, const std::vector<int64_t>& cu) const {
+  LH_CHECK(seq_len > 0 && T % seq_len == 0, "train: a pass of ", T, " tokens is not whole sequences of ", seq_len);
+  std::vector<int64_t> sequences;
+  for (int64_t o = 0; o <= T; o += seq_len) sequences.push_back(o);
+  return masks::make_packed(opt_.mask, sequences, cu, opt_.mask_param, opt_.mask_param2);
 }
 
 int64_t Trainer::sequences_per_pass(int groups, int64_t seq_len) const {
   return std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(groups) * opt_.micro_batches * seq_len));
 }
 
+int64_t Trainer::sequences_per_forward(int groups, int64_t seq_len) const {
+  return opt_.cp_options.strategy == Strategy::RingSelfAttention ? 1 : sequences_per_pass(groups, seq_len);
+}
+
+void Trainer::check_ring_self_attention_passes() {
+  if (opt_.cp_options.strategy != Strategy::RingSelfAttention) return;
+  std::string why;
+  if (opt_.mask != "full" && opt_.mask != "causal") why = "the mask is " + opt_.mask;
+  else if (opt_.sampler == SamplerKind::ConcatChunkDocMask) why = "the concat_docmask sampler masks documents";
+  const int first = opt_.sampler == SamplerKind::DD ? opt_.buckets.min_log2 : opt_.buckets.max_log2;
+  for (int b = first; why.empty() && b <= opt_.buckets.max_log2; ++b) {
+    const int64_t len = int64_t(1) << b;
+    const int64_t n = sequences_per_pass(degrees_->group_for(len).groups, len);
+    if (n > 1) why = detail::str_cat("a pass packs ", n, " sequences of ", len, " tokens");
+  }
+  if (!why.empty())
+    throw InvalidArgument(
+        "train: strategy rsa (Ring Self-Attention) runs one sequence per pass under a full or causal mask, as in its "
+        "paper, and " + why + "; use ring, tokenring, allgather or ulysses, or --mask causal with one sequence per "
+        "pass (--tokens-per-step = the sequence length x data-parallel groups x --micro-batches, --min-log2 = "
+        "--max-log2 or --sampler concat)");
+}
+
 Trainer::PassInputs Trainer::pass_inputs(const DegreeSchedule::Group& g, const data::Batch& batch) const {
   const int64_t T = batch.num_tokens();
-  Mask mask = mask_for(T, batch.cu_seqlens);
+  Mask mask = mask_for(T, batch.plan.seq_len, batch.cu_seqlens);
   // The batch's documents in the plan whatever the mask: RoPE positions restart at each one.
   const CommPtr& cp = g.comm;
   ShardPlan sp = ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64,
@@ -224,7 +251,7 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
     const EvalSet e = task_eval_set(k, mine, pairs, seed + 1000003ULL * dp_rank);
     // At most a training pass's share of tokens in one forward (and at least one document): the
     // evaluation then needs no more memory than the steps the preflight ran.
-    const int64_t L = e.length, per_forward = sequences_per_pass(dp, L);
+    const int64_t L = e.length, per_forward = sequences_per_forward(dp, L);
     const at::Tensor toks = to_long(e.tokens), rows_asked = at::tensor(e.query_rows, at::kLong);
     const at::Tensor is_query = at::zeros({toks.numel()}, at::kBool).index_fill_(0, rows_asked, true);
     const at::Tensor answer = at::zeros_like(toks).index_put_({rows_asked}, toks.index_select(0, rows_asked + 1));
@@ -233,7 +260,7 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
       const int64_t T = std::min<int64_t>(per_forward, mine - first) * L;
       std::vector<int64_t> cu_v;
       for (int64_t o = 0; o <= T; o += L) cu_v.push_back(o);
-      const Mask mask = mask_for(T, cu_v);
+      const Mask mask = mask_for(T, L, cu_v);
       const ShardPlan sp =
           ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64, at::tensor(cu_v, at::kLong));
       auto here = [&](const at::Tensor& t) { return sp.shard(t.narrow(0, first * L, T)); };
@@ -274,7 +301,7 @@ std::vector<LossRow> Trainer::validation_loss(data::TokenSource& source, int64_t
     DegreeSchedule::Group& g = degrees_->group_for(L);
     const data::StepPlan share = data::group_share(whole, g.groups, g.index);
     // At most a training pass's share of sequences in one forward (and at least one).
-    const int64_t n = static_cast<int64_t>(share.sequences.size()), per_forward = sequences_per_pass(g.groups, L);
+    const int64_t n = static_cast<int64_t>(share.sequences.size()), per_forward = sequences_per_forward(g.groups, L);
     double loss_sum = 0, targets = 0;
     for (int64_t first = 0; first < n; first += per_forward) {
       data::StepPlan part = share;

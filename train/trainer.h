@@ -109,8 +109,9 @@ class Trainer {
   const TrainOptions& options() const { return opt_; }
 
  private:
-  // The step's mask on a sequence of T tokens with documents cu (global offsets).
-  Mask mask_for(int64_t T, const std::vector<int64_t>& cu) const;
+  // The run's mask family on a pass of T tokens: sequences of seq_len tokens packed back to back,
+  // documents cu (global offsets); no sequence sees another (masks::make_packed).
+  Mask mask_for(int64_t T, int64_t seq_len, const std::vector<int64_t>& cu) const;
   data::StepPlan next_plan();
   // A pass's inputs on this rank: the batch's mask, its shard plan, and this rank's shard of its
   // tokens (on the CPU: the model moves them) and of its targets (on the device), and how many of
@@ -123,8 +124,14 @@ class Trainer {
   };
   PassInputs pass_inputs(const DegreeSchedule::Group& g, const data::Batch& batch) const;
   // Sequences of seq_len tokens in a training pass of one of `groups` data-parallel groups (at
-  // least one): what the evaluations hold per forward, so they need no more memory than a step.
+  // least one).
   int64_t sequences_per_pass(int groups, int64_t seq_len) const;
+  // What the evaluations hold per forward: a pass's sequences, so they need no more memory than a
+  // step; one under Ring Self-Attention, which takes no packed sequences.
+  int64_t sequences_per_forward(int groups, int64_t seq_len) const;
+  // Ring Self-Attention takes one sequence under a full or causal mask: a run that would pack
+  // more (or has documents) is refused before its first step, not at the first such step.
+  void check_ring_self_attention_passes();
   struct SharePass {
     at::Tensor loss_sum;    // this rank's summed cross-entropy (a float scalar on the CPU)
     double n_targets = 0;   // the world's targets of the step

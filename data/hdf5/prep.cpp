@@ -1,6 +1,5 @@
 #include "data/hdf5/prep.h"
 
-#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -9,7 +8,7 @@
 #include <memory>
 
 #include "data/files.h"
-#include "data/hdf5/store_stamp.h"
+#include "data/hdf5/pending_store.h"
 #include "data/json_field.h"
 #include "data/tokenizer.h"
 #include "core/errors.h"
@@ -154,32 +153,21 @@ PrepSummary prep(const PrepOptions& o) {
   s.output = o.output;
   s.left_out = inputs.left_out;
   s.examples = inputs.examples;
-  const std::string tmp = o.output + ".tmp." + std::to_string(::getpid());
-  try {
-    TokenStoreWriter w(tmp, {tok->name(), tok->vocab_size(), tok->eos_id()}, o.writer);
-    Prep p(o, w, *tok, s);
-    p.files_total = static_cast<int64_t>(inputs.files.size());
-    for (const auto& f : inputs.files) {
-      f.jsonl ? p.jsonl_file(f.path) : p.text_file(f.path);
-      ++p.files_done;
-      ++s.files;
-      p.tick();
-    }
-    LH_CHECK(s.documents > 0, "prep: the ", s.files, " input file(s) hold no document (all skipped: see the reasons",
-             s.examples.empty() ? std::string() : ", e.g. " + s.examples.front(), ")");
-    w.close();
-    s.tokens = w.tokens();
-    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - p.start).count();
-    p.tick(true);
-  } catch (...) {
-    files::remove(tmp);
-    throw;
+  PendingStore out(o.output, {tok->name(), tok->vocab_size(), tok->eos_id()}, o.writer);
+  Prep p(o, out.writer(), *tok, s);
+  p.files_total = static_cast<int64_t>(inputs.files.size());
+  for (const auto& f : inputs.files) {
+    f.jsonl ? p.jsonl_file(f.path) : p.text_file(f.path);
+    ++p.files_done;
+    ++s.files;
+    p.tick();
   }
-  if (const int err = files::rename(tmp, o.output)) {
-    files::remove(tmp);
-    throw Error("prep: cannot move the finished store to '" + o.output + "': " + std::strerror(err));
-  }
-  stamp_store(o.output);  // written here: readers on this machine need not verify it
+  LH_CHECK(s.documents > 0, "prep: the ", s.files, " input file(s) hold no document (all skipped: see the reasons",
+           s.examples.empty() ? std::string() : ", e.g. " + s.examples.front(), ")");
+  out.commit();
+  s.tokens = out.writer().tokens();
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - p.start).count();
+  p.tick(true);
   return s;
 }
 

@@ -41,6 +41,25 @@ def _check_window(window):
                          f"got {window!r}") from None
 
 
+def _integers(who, name, x):
+    """x as a tensor of integers (any integer dtype): float, complex or boolean values (token ids,
+    offsets) are refused, not truncated."""
+    t = torch.as_tensor(x)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise ValueError(f"{who}: {name} must hold integers, got dtype {t.dtype}")
+    return t
+
+
+def _count(who, name, x):
+    """A count (T, min_chunk) as an int: 37.9 or True is refused, not truncated."""
+    if isinstance(x, bool) or getattr(x, "dtype", None) == torch.bool:
+        raise ValueError(f"{who}: {name} must be an integer, got {x!r}")
+    try:
+        return operator.index(x)
+    except TypeError:
+        raise ValueError(f"{who}: {name} must be an integer, got {x!r}") from None
+
+
 def _check_scale(scale):
     """The softmax scale as a float, or None (the default 1/sqrt(D))."""
     if scale is None:
@@ -101,8 +120,9 @@ class ContextParallel:
         [0, ..., T], or None for one document) for this rank of the group. mask: a longhaul.Mask
         whose documents (if any) the plan takes; layout balanced needs it."""
         if cu_seqlens is not None:  # host-side offsets (a CUDA tensor is copied once, here)
-            cu_seqlens = torch.as_tensor(cu_seqlens).to("cpu", torch.int64)
-        return _C.ShardPlan(int(T), cu_seqlens, self.layout, self.group, int(min_chunk), mask)
+            cu_seqlens = _integers("plan", "cu_seqlens", cu_seqlens).to("cpu", torch.int64)
+        return _C.ShardPlan(_count("plan", "T", T), cu_seqlens, self.layout, self.group,
+                            _count("plan", "min_chunk", min_chunk), mask)
 
     def attention(self, q, k, v, plan, causal=False, window=None, mask=None):
         """Attention of this rank's shards q [Tl, H, D], k and v [Tl, H_kv, D] (H % H_kv == 0)

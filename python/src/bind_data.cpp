@@ -20,7 +20,7 @@
 
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/store_reader.h"
-#include "data/hdf5/store_writer.h"
+#include "data/hdf5/pending_store.h"
 #endif
 
 namespace py = pybind11;
@@ -31,6 +31,26 @@ namespace {
 template <typename T>
 py::array_t<T> to_array(const std::vector<T>& v) {
   return py::array_t<T>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+// Document n of `who` as int32 token ids: a 1-D array of integers (a list, any integer dtype),
+// each within int32; the vocabulary is the store's or the source's to check. Floats, booleans and
+// ids past int32 are refused, never cast.
+std::vector<int32_t> token_ids(const py::handle& doc, int64_t n, const char* who) {
+  const py::array raw = py::array::ensure(doc);
+  LH_CHECK(raw && raw.ndim() == 1, who, ": document ", n, " must be a 1-D sequence of token ids");
+  const char kind = raw.dtype().kind();
+  LH_CHECK(raw.size() == 0 || kind == 'i' || kind == 'u', who, ": document ", n, " holds ",
+           std::string(py::str(raw.dtype())), " values; token ids must be integers");
+  const auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
+  std::vector<int32_t> tokens(static_cast<size_t>(a.size()));
+  for (py::ssize_t i = 0; i < a.size(); ++i) {
+    const int64_t t = a.data()[i];
+    LH_CHECK(t >= std::numeric_limits<int32_t>::min() && t <= std::numeric_limits<int32_t>::max(), who, ": token ",
+             t, " at position ", i, " of document ", n, " does not fit a token id (int32)");
+    tokens[static_cast<size_t>(i)] = static_cast<int32_t>(t);
+  }
+  return tokens;
 }
 
 // A DD sampler over a token source, and the batches it plans, read from that source.
@@ -91,18 +111,15 @@ class SamplerHandle {
 };
 
 #if LONGHAUL_WITH_HDF5
-// Writes documents (each a sequence of token ids) to a token store; returns the token count.
+// Writes documents (each a sequence of token ids) to a token store, moved into place once whole;
+// returns the token count.
 int64_t write_store(const std::string& path, const py::iterable& documents, int64_t vocab_size, int64_t eos_id,
                     const std::string& tokenizer) {
-  data::TokenStoreWriter w(path, data::StoreMeta{tokenizer, vocab_size, eos_id});
-  for (const py::handle& doc : documents) {
-    auto a = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(doc);
-    LH_CHECK(a && a.ndim() == 1, "write_store: each document must be a 1-D sequence of token ids");
-    w.append(a.data(), a.size());
-    w.end_document();
-  }
-  w.close();
-  return w.tokens();
+  data::PendingStore out(path, data::StoreMeta{tokenizer, vocab_size, eos_id});
+  int64_t n = 0;
+  for (const py::handle& doc : documents) out.writer().add_document(token_ids(doc, n++, "write_store"));
+  out.commit();
+  return out.writer().tokens();
 }
 #endif
 
@@ -130,26 +147,7 @@ void bind_data(py::module_& m) {
       .def(py::init([](const py::iterable& documents, int64_t vocab_size, int64_t eos_id) {
              auto s = std::make_shared<data::MemoryTokenSource>(vocab_size, eos_id);
              int64_t n = 0;
-             for (const py::handle& doc : documents) {
-               const py::array raw = py::array::ensure(doc);
-               LH_CHECK(raw && raw.ndim() == 1, "MemoryStore: document ", n,
-                        " must be a 1-D sequence of token ids");
-               const char kind = raw.dtype().kind();
-               LH_CHECK(raw.size() == 0 || kind == 'i' || kind == 'u', "MemoryStore: document ", n, " holds ",
-                        std::string(py::str(raw.dtype())), " values; token ids must be integers");
-               const auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(raw);
-               std::vector<int32_t> tokens(static_cast<size_t>(a.size()));
-               for (py::ssize_t i = 0; i < a.size(); ++i) {
-                 // Past int32 here; within it, add_document checks the vocabulary.
-                 const int64_t t = a.data()[i];
-                 LH_CHECK(t >= std::numeric_limits<int32_t>::min() && t <= std::numeric_limits<int32_t>::max(),
-                          "MemoryStore: token ", t,
-                          " at position ", i, " of document ", n, " lies outside [0, vocab_size = ", vocab_size, ")");
-                 tokens[static_cast<size_t>(i)] = static_cast<int32_t>(t);
-               }
-               s->add_document(tokens);
-               ++n;
-             }
+             for (const py::handle& doc : documents) s->add_document(token_ids(doc, n++, "MemoryStore"));
              return s;
            }),
            py::arg("documents"), py::arg("vocab_size") = 257, py::arg("eos_id") = 256);

@@ -84,6 +84,18 @@ void bind_mask(py::module_& m) {
           },
           py::arg("name"), py::arg("T"), py::arg("cu_seqlens") = py::none(), py::arg("param") = 0,
           py::arg("param2") = 0, "A family by name (longhaul.Mask.families()); param: w, prefix or block size")
+      .def_static(
+          "packed_family",
+          [](const std::string& name, const py::object& sequences, const py::object& cu, int64_t param,
+             int64_t param2) {
+            return masks::make_packed(name, to_offsets(sequences),
+                                      cu.is_none() ? std::vector<int64_t>{} : to_offsets(cu), param, param2);
+          },
+          py::arg("name"), py::arg("sequences"), py::arg("cu_seqlens") = py::none(), py::arg("param") = 0,
+          py::arg("param2") = 0,
+          "A family on independent sequences packed back to back (offsets `sequences`; documents "
+          "cu_seqlens inside them): no query sees another sequence; the families without documents hold "
+          "within each document, share_question and causal_blockwise within each sequence")
       .def_static("families", &masks::family_names)
       .def_static(
           "from_slices",

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/errors.h"
 #include "data/files.h"
 #include "runtime/comm/local/communicator.h"
 #include "tests/common/train_runs.h"
@@ -69,6 +70,25 @@ inline testing::TrainRun run(int world, const TrainOptions& o, int steps,
     }
   }, co);
   return r;
+}
+
+// Every rank of `world` constructs a Trainer with options_of(rank) (and loads `checkpoint` when
+// given); every one must throw InvalidArgument containing its needle (nothing hangs: the errors
+// are raised collectively).
+inline void expect_every_rank_refuses(int world, const std::function<TrainOptions(int)>& options_of,
+                                      const std::function<std::string(int)>& needle_of, const std::string& checkpoint = "") {
+  CommOptions co;
+  co.timeout = std::chrono::seconds(30);
+  local::run_ranks(world, [&](Communicator& comm) {
+    try {
+      Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), options_of(comm.rank()));
+      if (!checkpoint.empty()) t.load(checkpoint);
+      ADD_FAILURE() << "rank " << comm.rank() << ": no error (expected '" << needle_of(comm.rank()) << "')";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle_of(comm.rank())), std::string::npos)
+          << "rank " << comm.rank() << ": " << e.what();
+    }
+  }, co);
 }
 
 inline std::string temp_dir() { return data::files::make_temp_dir("longhaul_train_test"); }

@@ -165,6 +165,53 @@ def test_family_matches_sdpa(group, strategy, name, layout):
         assert_close(ours, r, None, f"{strategy}/{layout}/{name} P={plan.P} rank {plan.rank} {what}")
 
 
+# Two sequences packed back to back, as a training step packs them: [0, 40) holds documents
+# [0, 29) and [29, 40), [40, 67) one document.
+SEQUENCES = [0, 40, 67]
+
+
+def packed_family_mask(name, param, param2):
+    """The packed family's definition: nothing across SEQUENCES; the families without documents on
+    each document (the prefix and the global tokens cut to it), share_question and
+    causal_blockwise on each sequence's documents, the document families on DOCS."""
+    dense = torch.zeros(T, T, dtype=torch.bool)
+    if name in ("share_question", "causal_blockwise"):
+        units = [(b, e, [c - b for c in DOCS if b <= c <= e]) for b, e in zip(SEQUENCES, SEQUENCES[1:])]
+    elif name.endswith("_document"):
+        return family_mask(name, T, DOCS, param, param2)
+    else:
+        units = [(b, e, None) for b, e in zip(DOCS, DOCS[1:])]
+    for b, e, cu in units:
+        n = e - b
+        p = min(param, n) if name == "prefix_lm_causal" else param
+        dense[b:e, b:e] = family_mask(name, n, cu, p, min(param2, n))
+    return dense
+
+
+@pytest.mark.parametrize("name", list(FAMILIES) + ["full", "causal"])
+def test_packed_family_keeps_sequences_apart(name):
+    param, param2 = FAMILIES.get(name, (0, 0))
+    mask = longhaul.Mask.packed_family(name, SEQUENCES, DOCS, param, param2)
+    assert torch.equal(mask.dense(), packed_family_mask(name, param, param2)), mask.describe()
+    assert not mask.dense()[40:, :40].any() and not mask.dense()[:40, 40:].any()
+
+
+def test_packed_family_matches_sdpa(group):
+    """A packed general family (share_question on each sequence) through CP, against SDPA."""
+    mask = longhaul.Mask.packed_family("share_question", SEQUENCES, DOCS)
+    g = torch.Generator().manual_seed(5)
+    q, k, v, dout = (torch.randn(T, h, D, generator=g, dtype=torch.float64) for h in (H, 2, 2, H))
+    ref = sdpa_with_grads(q, k, v, dout, packed_family_mask("share_question", 0, 0))
+    cp = longhaul.ContextParallel("ring", "zigzag", group=group)
+    plan = cp.plan(T, DOCS, min_chunk=MIN_CHUNK, mask=mask)
+    ql, kl, vl = (plan.shard(x).requires_grad_() for x in (q, k, v))
+    out = cp.attention(ql, kl, vl, plan, mask=mask)
+    (out * plan.shard(dout)).sum().backward()
+    got = [plan.unshard(x.detach()) for x in (out, ql.grad, kl.grad, vl.grad)]
+    for what, ours, r in zip(("out", "dq", "dk", "dv"), got, ref):
+        assert_close(ours, r, None, f"packed share_question P={plan.P} rank {plan.rank} {what}")
+
+
 def test_mask_errors_raise_value_error(group):
     with pytest.raises(ValueError, match="share visible pairs|both hold query"):
         longhaul.Mask.from_slices(10, [(0, 5, 0, 5, "full"), (3, 8, 0, 8, "causal")])
@@ -225,6 +272,15 @@ def test_bad_options_raise_value_error(group):
         longhaul.ContextParallel("ring", group=group).plan(T, [0, 10, T + 1])
     with pytest.raises(TypeError, match="group must be"):
         longhaul.ContextParallel("ring", group="world")
+    # Offsets and counts that are not integers are refused, not truncated (10.5 was taken as 10).
+    cp = longhaul.ContextParallel("ring", group=group)
+    with pytest.raises(ValueError, match="plan: cu_seqlens must hold integers, got dtype torch.float32"):
+        cp.plan(T, [0.0, 10.5, float(T)])
+    with pytest.raises(ValueError, match="plan: T must be an integer, got 37.9"):
+        cp.plan(37.9)
+    with pytest.raises(ValueError, match="plan: min_chunk must be an integer, got True"):
+        cp.plan(T, min_chunk=True)
+    assert cp.plan(torch.tensor(T), torch.tensor([0, 10, T], dtype=torch.int32)).T == T
 
 
 def test_ranks_that_disagree_on_the_scale_all_raise(group):

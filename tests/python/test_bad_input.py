@@ -5,6 +5,7 @@ int64, documents given twice, a head dim of 0, masks and plans whose documents d
 outside the vocabulary; an allocation that fails is torch's out-of-memory error. Runs in one
 process and under a launcher."""
 import math
+import os
 import subprocess
 import sys
 
@@ -132,17 +133,41 @@ def test_documents_of_the_mask_and_the_plan_must_agree(group):
         cp.plan(37, [0, 10, 37], mask=longhaul.Mask.causal_document([0, 20, 37]))
 
 
-def test_memory_store_takes_only_token_ids_of_its_vocabulary():
-    store = longhaul.data.MemoryStore
-    for docs, what in (([[1, 2, 300]], "token 300 at position 2 of document 0 lies outside \\[0, vocab_size = 10\\)"),
-                       ([[1], [1, -2, 9]], "token -2 at position 1 of document 1"),
-                       ([[2**40]], "token 1099511627776"),
-                       ([[1.7, 2.2]], "document 0 holds float64 values; token ids must be integers")):
+def _write_store(tmp_path):
+    if not hasattr(longhaul.data, "TokenStore"):
+        pytest.skip("built without HDF5 (no write_store)")
+    path = str(tmp_path / "tokens.h5")
+
+    def write(docs, vocab_size, eos_id):
+        longhaul.data.write_store(path, docs, vocab_size=vocab_size, eos_id=eos_id)
+        return longhaul.data.TokenStore(path)
+    return write
+
+
+@pytest.mark.parametrize("kind", ["memory", "hdf5"])
+def test_stores_take_only_token_ids_of_their_vocabulary(kind, tmp_path):
+    """MemoryStore and write_store refuse what is not a token id, never cast it: float ids (1.7
+    was written as 1), ids past int32 (2**32 + 5 was written as 5), booleans, ids outside the
+    vocabulary. A write_store that fails leaves the file it would have replaced as it was."""
+    store = longhaul.data.MemoryStore if kind == "memory" else _write_store(tmp_path)
+    before = store([[4, 5, 6]], vocab_size=10, eos_id=9)
+    for docs, what in (([[1, 2, 300]], "token 300 .*of document 0 .*outside \\[0, vocab_size = 10\\)"),
+                       ([[1], [1, -2, 9]], "token -2 .*of document 1"),
+                       ([[2**40]], "token 1099511627776 at position 0 of document 0 does not fit a token id"),
+                       ([np.array([2**32 + 5, 3])], "token 4294967301 at position 0 of document 0"),
+                       ([[1], [1.7, 2.2]], "document 1 holds float64 values; token ids must be integers"),
+                       ([np.array([True, False])], "document 0 holds bool values"),
+                       ([np.zeros((2, 2), dtype=np.int64)], "document 0 must be a 1-D sequence of token ids")):
         with pytest.raises(ValueError, match=what):
             store(docs, vocab_size=10, eos_id=9)
-    with pytest.raises(ValueError, match="vocab_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="vocab_size (must be >= 1, got 0|0 outside \\[1, 2\\^31\\])"):
         store([[0]], vocab_size=0, eos_id=0)
-    assert store([[1, 2], []], vocab_size=10, eos_id=9).num_tokens == 2
+    if kind == "hdf5":  # a failed write leaves the store it would have replaced, and no temporary file
+        assert os.listdir(tmp_path) == ["tokens.h5"]
+        assert longhaul.data.TokenStore(str(tmp_path / "tokens.h5")).document(0).tolist() == [4, 5, 6]
+    assert before.num_tokens == 3
+    made = store([[1, 2], [], np.array([3], dtype=np.uint8)], vocab_size=10, eos_id=9)
+    assert made.num_tokens == 3 and made.num_documents == 3
 
 
 @pytest.mark.skipif(not hasattr(longhaul.data, "TokenStore"), reason="built without HDF5 (no TokenStore)")

@@ -1,6 +1,7 @@
 """longhaul.integrations.transformers: a Hugging Face model built with attn_implementation="longhaul"
 runs every attention layer on this rank's shard. For LlamaForCausalLM and a sliding-window
-MistralForCausalLM (small random configs, GQA 8:4), in float64 and float32, ring / tokenring /
+MistralForCausalLM (small random configs, GQA 8:4; and a Qwen2 whose layers differ, one full and
+one windowed), in float64 and float32, ring / tokenring /
 ulysses × zigzag / contiguous, on a packed sequence of uneven documents (one shorter than a
 chunk): the loss and every parameter gradient (summed over the group) equal the unsharded model
 with attn_implementation="sdpa" and the explicit document mask. Unsupported inputs raise ValueError
@@ -79,6 +80,41 @@ def test_loss_and_gradients_equal_the_unsharded_model(group, family, strategy, l
     torch.testing.assert_close(torch.tensor(batch.global_loss(logits)), torch.tensor(want_loss), **tol)
     for (name, p), g in zip(sharded.named_parameters(), want_grads):
         torch.testing.assert_close(p.grad, g, **tol, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("strategy,layout", [("ring", "zigzag"), ("ulysses", "contiguous")])
+def test_layers_of_different_types_each_keep_their_own_mask(group, strategy, layout):
+    """Qwen2 with a sliding window from layer 1 on (layer_types full, sliding): each layer gets its
+    own window (or none), as the unsharded model with a mask per layer type, in float64."""
+    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=8,
+                  num_key_value_heads=4, max_position_embeddings=128)
+    cfg = transformers.Qwen2Config(use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1, **common)
+    assert list(cfg.layer_types) == ["full_attention", "sliding_attention"]
+    torch.manual_seed(0)
+    ref_cfg, cp_cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)
+    ref_cfg._attn_implementation, cp_cfg._attn_implementation = "sdpa", lht.NAME
+    ref = transformers.Qwen2ForCausalLM(ref_cfg).double()
+    sharded = transformers.Qwen2ForCausalLM(cp_cfg).double()
+    sharded.load_state_dict(ref.state_dict())
+    ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(4))
+    masks = {"full_attention": lht.document_mask(CU), "sliding_attention": lht.document_mask(CU, WINDOW)}
+    logits = ref(input_ids=ids[None], position_ids=lht.document_positions(CU)[None], attention_mask=masks).logits[0]
+    cu = torch.tensor(CU)
+    targets = torch.full((T,), -100)
+    targets[:-1] = ids[1:]
+    targets[cu[1:] - 1] = -100
+    want = F.cross_entropy(logits, targets, ignore_index=-100)
+    want.backward()
+    attention = lht.ContextParallelAttention(strategy, layout, group)
+    batch = lht.shard_batch(attention, ids, CU)
+    with batch:
+        got = sharded(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
+    batch.loss(got).backward()
+    attention.all_reduce_gradients(sharded)
+    tol = dict(rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(torch.tensor(batch.global_loss(got), dtype=torch.float64), want.detach(), **tol)
+    for (name, p), r in zip(sharded.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, r.grad, **tol, msg=lambda m: f"{name}: {m}")
 
 
 def test_shard_batch_shifts_labels_on_the_global_sequence(group):

@@ -20,6 +20,7 @@
 #include "attention/cpu/params.h"
 #include "attention/reference.h"
 #include "core/errors.h"
+#include "tests/common/expect_error.h"
 #include "tests/common/relative_error.h"
 
 namespace longhaul {
@@ -35,6 +36,7 @@ double tol_for(at::ScalarType t, bool rounded_output) {
   return t == at::kBFloat16 ? 1.0 / 128 : 1.0 / 1024;
 }
 
+using testing::expect_error;
 using testing::rel_err;
 
 // Where two tensors differ most, for failure messages: "[row, head, col] got x, expected y".
@@ -412,16 +414,6 @@ TEST(Attention, OutForRowSumsGivesTheRowSumGradients) {
       }
       EXPECT_TRUE(at::equal(made.dv, want.dv));  // dV does not depend on D
     }
-  }
-}
-
-template <typename F>
-void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-  } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
 }
 

@@ -23,10 +23,12 @@
 #include "data/rng.h"
 #include "data/sampler.h"
 #include "core/errors.h"
+#include "tests/common/expect_error.h"
 
 namespace longhaul::data {
 namespace {
 namespace fs = std::filesystem;
+using longhaul::testing::expect_error;
 
 class TempDir {
  public:
@@ -60,17 +62,6 @@ std::vector<std::vector<int32_t>> random_docs(int n, int64_t vocab, uint64_t see
     for (auto& t : d) t = int32_t(g.below(uint64_t(vocab)));
   }
   return docs;
-}
-
-// Expects f() to throw E with `part` in its message.
-template <typename E, typename F>
-void expect_error(F f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing: " << part;
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "message: " << e.what();
-  }
 }
 
 TEST(DataStore, RoundTripUint16AndUint32) {

@@ -15,6 +15,7 @@
 namespace longhaul::train {
 namespace {
 
+using testing_local::expect_every_rank_refuses;
 using testing_local::run;
 using testing_local::tiny_options;
 
@@ -57,25 +58,6 @@ INSTANTIATE_TEST_SUITE_P(Strategies, TrainAuto,
 
 TEST(TrainAutoResume, ResumeWithAutoDegreesIsBitwise) {
   testing_local::expect_resume_bitwise(auto_options(Strategy::Ring, 4), 4);
-}
-
-// Every rank of `world` constructs a Trainer with options_of(rank) (and loads `checkpoint` when
-// given); every one must throw InvalidArgument containing its needle (nothing hangs: the errors
-// are raised collectively).
-void expect_every_rank_refuses(int world, const std::function<TrainOptions(int)>& options_of,
-                               const std::function<std::string(int)>& needle_of, const std::string& checkpoint = "") {
-  CommOptions co;
-  co.timeout = std::chrono::seconds(30);
-  local::run_ranks(world, [&](Communicator& comm) {
-    try {
-      Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), options_of(comm.rank()));
-      if (!checkpoint.empty()) t.load(checkpoint);
-      ADD_FAILURE() << "rank " << comm.rank() << ": no error (expected '" << needle_of(comm.rank()) << "')";
-    } catch (const InvalidArgument& e) {
-      EXPECT_NE(std::string(e.what()).find(needle_of(comm.rank())), std::string::npos)
-          << "rank " << comm.rank() << ": " << e.what();
-    }
-  }, co);
 }
 
 TEST(TrainAutoBadInput, RefusedBeforeAnyStep) {

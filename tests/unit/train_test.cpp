@@ -29,6 +29,7 @@ namespace {
 using testing::expect_same_run;
 using testing::tiny_recall_task;
 using RunResult = testing::TrainRun;
+using testing_local::expect_every_rank_refuses;
 using testing_local::expect_resume_bitwise;
 using testing_local::run;
 using testing_local::temp_dir;
@@ -142,6 +143,51 @@ TEST(TrainMask, FamilyOnBalancedLayoutEqualsOneProcess) {
     // The mask is applied: the default (causal_document) trains to other losses.
     EXPECT_NE(ref.losses, run(1, tiny_options(1, Strategy::Ring), 4).losses) << mask;
   }
+}
+
+// A step packs several sequences (DD pieces, one document each) back to back: no family lets one
+// sequence see another. So causal trains as causal_document bit for bit, share_question too (one
+// document: causal), and a prefix longer than the shortest bucket is cut to each sequence (it was
+// refused on the packed length) and trains as prefix_lm_document. On CP 2 as on one rank.
+TEST(TrainMask, PackedSequencesNeverSeeEachOther) {
+  auto with = [](int cp, const std::string& mask, int64_t param) {
+    TrainOptions o = tiny_options(cp, Strategy::Ring);
+    o.mask = mask, o.mask_param = param;
+    return o;
+  };
+  const RunResult per_document = run(1, with(1, "causal_document", 0), 3);
+  EXPECT_EQ(run(1, with(1, "causal", 0), 3).losses, per_document.losses);
+  EXPECT_EQ(run(1, with(1, "share_question", 0), 3).losses, per_document.losses);
+  expect_same_run(per_document, run(2, with(2, "causal", 0), 3), "causal cp 2");
+  const RunResult prefix = run(1, with(1, "prefix_lm_document", 48), 3);  // buckets of 32…128 tokens
+  EXPECT_EQ(run(1, with(1, "prefix_lm_causal", 48), 3).losses, prefix.losses);
+  EXPECT_NE(prefix.losses, per_document.losses);  // the prefix is applied
+}
+
+// Ring Self-Attention takes one sequence under a full or causal mask. A run of one sequence per
+// pass trains as ring does; one that would pack sequences, or has documents, is refused by every
+// rank before its first step (it used to fail at the first step of a short bucket).
+TEST(TrainRsa, OneSequencePerPassTrainsAndPackingIsRefusedUpFront) {
+  auto rsa = [](int cp, const std::string& mask, int min_log2, int64_t tokens) {
+    TrainOptions o = tiny_options(cp, Strategy::RingSelfAttention);
+    o.mask = mask, o.buckets = {min_log2, 7}, o.tokens_per_step = tokens;
+    return o;
+  };
+  TrainOptions ring = rsa(1, "causal", 7, 128);
+  ring.cp_options.strategy = Strategy::Ring;
+  expect_same_run(run(1, ring, 3), run(2, rsa(2, "causal", 7, 128), 3), "rsa cp 2, one 128-token sequence per pass");
+  // The evaluations run shorter sequences one per forward (ring packs them).
+  local::run_ranks(2, [&](Communicator& comm) {
+    Trainer t(comm.shared_from_this(), task_source(testing::tiny_recall_task()), rsa(2, "causal", 7, 128));
+    const auto rows = t.evaluate(5, 7, 4, 2, 11);
+    ASSERT_EQ(rows.size(), 3u);
+    for (const auto& row : rows) EXPECT_EQ(row.total, 4) << row.context;  // one question per document
+    EXPECT_EQ(t.validation_loss(*task_source(testing::tiny_recall_task()), 256).size(), 1u);
+  });
+  expect_every_rank_refuses(2, [&](int) { return rsa(2, "causal", 5, 512); },
+                            [](int) { return std::string("a pass packs 16 sequences of 32 tokens"); });
+  expect_every_rank_refuses(2, [&](int) { return rsa(2, "causal_document", 7, 128); },
+                            [](int) { return std::string("the mask is causal_document; use ring"); });
 }
 
 TEST(TrainModel, ActivationCheckpointingChangesNothing) {

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import _C
 from .._world import as_group, is_cuda_process_group
-from ..context_parallel import ContextParallel, _check_scale
+from ..context_parallel import ContextParallel, _check_scale, _integers
 from ..gradients import all_reduce_gradients
 
 IGNORE = -100
@@ -106,14 +106,6 @@ class ShardedBatch:
         """The mean loss over the whole sequence, as a number (a collective)."""
         t = self.loss(logits).detach().reshape(1).to("cpu", torch.float64)
         return float(self.attention.all_reduce(t).item())
-
-
-def _integers(who, name, x):
-    """x as a tensor of integers (any integer dtype): float token ids or offsets are refused, not truncated."""
-    t = torch.as_tensor(x)
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise ValueError(f"{who}: {name} must hold integers, got dtype {t.dtype}")
-    return t
 
 
 def _offsets(who, cu_seqlens, T=None):

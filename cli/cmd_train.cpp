@@ -183,6 +183,7 @@ int cmd_train(const std::vector<std::string>& args) {
   train::TrainOptions o;
   std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1", dtype = "fp32";
   int64_t log_every = 1;
+  double loss_chunk_mib = double(o.loss_chunk_bytes >> 20);
   bool json = false, quiet = false, verify_always = false, verify_never = false, no_preflight = false,
        release_host_memory = false;
   po::options_description desc("longhaul train");
@@ -232,6 +233,10 @@ int cmd_train(const std::vector<std::string>& args) {
       ("rope-theta", po::value(&o.model.rope_theta)->default_value(o.model.rope_theta),
        "rotary base: pair i of a head turns by position · theta^(-2i/head_dim); long contexts take a larger one")
       ("checkpoint-blocks", po::bool_switch(&o.model.checkpoint_blocks), "recompute each block in backward")
+      ("loss-chunk-mib", po::value(&loss_chunk_mib)->default_value(loss_chunk_mib),
+       "the output head and the loss run over chunks of rows whose logits take at most this many MiB, so a "
+       "pass never holds its [tokens, vocab] logits whole (nor their gradient); 0: the plain head, logits whole "
+       "and torch's cross-entropy")
       ("no-preflight", po::bool_switch(&no_preflight),
        "skip the memory preflight (before step 1, the longest sequences' step and the longest shard's run once "
        "on made-up tokens without an update: one that does not fit stops the run there, named, exit 7)")
@@ -294,7 +299,7 @@ int cmd_train(const std::vector<std::string>& args) {
         {"--eval-docs", double(r.eval_docs), 0}, {"--save-every", double(r.save_every), 0},
         {"--stop-after", double(r.stop_after), 0}, {"--task-tokens", double(r.task.tokens), 0},
         {"--memory-gib", o.memory_gib, 0}, {"--kernel-gflops", o.kernel_gflops, 0},
-        {"--dense-gflops", o.dense_gflops, 0}})
+        {"--dense-gflops", o.dense_gflops, 0}, {"--loss-chunk-mib", loss_chunk_mib, 0}})
     LH_CHECK(std::isfinite(value) && value >= least, "train: ", flag, " ", value, ": expected a number >= ", least);
   check_head_counts(vm, "train", o.model.heads, o.model.kv_heads);
   LH_CHECK(std::isfinite(o.optim.lr) && o.optim.lr > 0, "train: --lr ", o.optim.lr, ": expected a number > 0");
@@ -302,6 +307,7 @@ int cmd_train(const std::vector<std::string>& args) {
            ": expected a number > 1 (10000 is the usual base)");
   LH_CHECK(o.optim.min_lr_ratio >= 0 && o.optim.min_lr_ratio <= 1, "train: --min-lr-ratio ", o.optim.min_lr_ratio,
            ": expected a fraction of --lr in [0, 1]");
+  o.loss_chunk_bytes = static_cast<int64_t>(loss_chunk_mib * double(1 << 20));
   r.verify_data = verify_always ? data::StoreVerify::Always
                   : verify_never ? data::StoreVerify::Never : data::StoreVerify::Once;
   o.cp_options.strategy = strategy_from_string(strategy);

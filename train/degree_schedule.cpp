@@ -11,6 +11,7 @@
 #include "core/errors.h"
 #include "parallel/kernel_rate.h"
 #include "runtime/comm/local/communicator.h"
+#include "train/linear_cross_entropy.h"
 #include "train/model.h"
 
 namespace longhaul::train {
@@ -39,7 +40,7 @@ double agreed_rate(const CommPtr& world, const std::function<double()>& measure)
 // forward + backward of 2048 tokens (documents of 256) on this rank alone, minus the attention
 // time its clock measured, after a warm-up. Unlike a bare GEMM it includes what a step really
 // pays per token: norms, RoPE, SwiGLU, the loss, autograd.
-double measure_model_dense_gflops(const ModelOptions& m, double flops_per_token) {
+double measure_model_dense_gflops(const ModelOptions& m, int64_t loss_chunk_bytes, double flops_per_token) {
   const int64_t T = 2048, doc = 256;
   std::vector<int64_t> cu;
   for (int64_t t = 0; t <= T; t += doc) cu.push_back(t);
@@ -54,7 +55,9 @@ double measure_model_dense_gflops(const ModelOptions& m, double flops_per_token)
   for (int i = 0; i < 2; ++i) {  // the first is a warm-up
     AttentionClock clock;
     const auto t0 = std::chrono::steady_clock::now();
-    at::cross_entropy_loss(model.forward(tokens, cp, plan, mask, &clock), targets).backward();
+    model.loss_sum(model.hidden(tokens, cp, plan, mask, &clock), targets,
+                   loss_chunk_rows(m.vocab, master_dtype(m.precision), loss_chunk_bytes))
+        .backward();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     clock.settle();
     dense_s = std::max(1e-9, s - clock.forward_s - clock.backward_s);
@@ -114,7 +117,8 @@ DegreeSchedule::DegreeSchedule(const CommPtr& world, const TrainOptions& o) : mi
       });
     if (problem_.dense_gflops <= 0)
       problem_.dense_gflops =
-          agreed_rate(world, [&] { return measure_model_dense_gflops(o.model, problem_.dense_flops_per_token); });
+          agreed_rate(world, [&] { return measure_model_dense_gflops(o.model, o.loss_chunk_bytes, problem_.dense_flops_per_token);
+          });
     std::string error;
     try {
       table_ = plan_bucket_degrees(problem_, network_preset(o.network));

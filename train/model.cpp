@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "train/linear_cross_entropy.h"
 #include "train/recompute.h"
 #include "train/rope.h"
 
@@ -96,6 +97,22 @@ at::Tensor Transformer::block(const Layer& l, const at::Tensor& x, const at::Ten
 
 at::Tensor Transformer::forward(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan,
                                 const Mask& mask, AttentionClock* clock) {
+  return logits(hidden(tokens, cp, plan, mask, clock));
+}
+
+at::Tensor Transformer::logits(const at::Tensor& hidden) const {
+  // The head's matmul in the compute dtype, the logits (and so the loss's softmax) in the master's.
+  return linear_in(hidden, head_.to(compute_dtype(opt_.precision))).to(embed_.scalar_type());
+}
+
+at::Tensor Transformer::loss_sum(const at::Tensor& hidden, const at::Tensor& targets, int64_t chunk_rows) const {
+  if (chunk_rows == 0) return at::cross_entropy_loss(logits(hidden), targets, {}, at::Reduction::Sum, -100);
+  const at::ScalarType c = compute_dtype(opt_.precision);
+  return linear_cross_entropy_sum(hidden.to(c), head_.to(c), targets, embed_.scalar_type(), chunk_rows);
+}
+
+at::Tensor Transformer::hidden(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan,
+                               const Mask& mask, AttentionClock* clock) {
   const RopeTables rope = rope_tables(plan.doc_positions(), opt_.head_dim(), opt_.rope_theta, embed_.options());
   at::Tensor x = at::embedding(embed_, tokens.to(device_));
   for (const Layer& l : layers_) {
@@ -113,8 +130,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, ContextParallel& cp, c
       x = block(l, x, rope.cos, rope.sin, cp, plan, mask, clock);
     }
   }
-  // The head's matmul in the compute dtype, the logits (and so the loss's softmax) in the master's.
-  return linear_in(rms_norm(x, norm_f_), head_.to(compute_dtype(opt_.precision))).to(embed_.scalar_type());
+  return rms_norm(x, norm_f_);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Transformer::ordered_parameters() const { return ordered_; }

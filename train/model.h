@@ -50,6 +50,16 @@ class Transformer : public torch::nn::Module {
   // cp's group (one attention per layer; as many again in backward, twice with checkpointing).
   at::Tensor forward(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan, const Mask& mask,
                      AttentionClock* clock = nullptr);
+  // The same, in two halves: the final normed hidden states [Tl, dim] (master dtype), and the
+  // head's logits of some of those rows (forward = logits(hidden(...))).
+  at::Tensor hidden(const at::Tensor& tokens, ContextParallel& cp, const ShardPlan& plan, const Mask& mask,
+                    AttentionClock* clock = nullptr);
+  at::Tensor logits(const at::Tensor& hidden) const;
+  // Σ cross-entropy of hidden's rows against targets (-100: none), through the head, the logits
+  // formed chunk_rows rows at a time (linear_cross_entropy.h): a pass never holds its [Tl, vocab]
+  // logits whole. Differentiable (the loss and its softmax in the master dtype). chunk_rows 0:
+  // the plain head, logits whole and torch's cross-entropy (the baseline).
+  at::Tensor loss_sum(const at::Tensor& hidden, const at::Tensor& targets, int64_t chunk_rows) const;
 
   const ModelOptions& options() const { return opt_; }
   const c10::Device& device() const { return device_; }

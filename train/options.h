@@ -76,6 +76,10 @@ struct TrainOptions {
   // sequence sees another; causal_document: each document causal on itself); its parameters
   // (window w, prefix, block; global tokens).
   std::string mask = "causal_document";
+  // The head and the loss run over chunks of rows whose logits take at most this much (in the
+  // loss dtype), so a pass never holds its [tokens, vocab] logits whole (linear_cross_entropy.h);
+  // 0: the plain head (logits whole, torch's cross-entropy).
+  int64_t loss_chunk_bytes = int64_t(256) << 20;
   int64_t mask_param = 0, mask_param2 = 0;
   SamplerKind sampler = SamplerKind::DD;
   data::BucketRange buckets{6, 9};  // DD buckets; concat-and-chunk uses 2^max_log2

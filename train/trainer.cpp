@@ -18,6 +18,7 @@
 #include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/grad_sync.h"
+#include "train/linear_cross_entropy.h"
 #include "train/schedule.h"
 #include "train/task.h"
 
@@ -113,6 +114,10 @@ int64_t Trainer::sequences_per_pass(int groups, int64_t seq_len) const {
   return std::max<int64_t>(1, opt_.tokens_per_step / (int64_t(groups) * opt_.micro_batches * seq_len));
 }
 
+int64_t Trainer::loss_chunk_rows() const {
+  return train::loss_chunk_rows(opt_.model.vocab, master_dtype(opt_.model.precision), opt_.loss_chunk_bytes);
+}
+
 int64_t Trainer::sequences_per_forward(int groups, int64_t seq_len) const {
   return opt_.cp_options.strategy == Strategy::RingSelfAttention ? 1 : sequences_per_pass(groups, seq_len);
 }
@@ -167,8 +172,7 @@ Trainer::SharePass Trainer::forward_backward(DegreeSchedule::Group& g, const dat
   pass.passes = static_cast<int>(passes.size());
   for (size_t i = 0; i < passes.size(); ++i) {
     PassInputs& p = passes[i];
-    at::Tensor logits = model_->forward(p.tokens, *g.cp, p.sp, p.mask, &clock_);
-    at::Tensor loss = at::cross_entropy_loss(logits, p.targets, {}, at::Reduction::Sum, -100);
+    at::Tensor loss = model_->loss_sum(model_->hidden(p.tokens, *g.cp, p.sp, p.mask, &clock_), p.targets, loss_chunk_rows());
     (loss / std::max(1.0, pass.n_targets)).backward();  // gradients add up over the passes
     pass.loss_sum = i == 0 ? loss.detach() : pass.loss_sum + loss.detach();
     p.tokens = p.targets = at::Tensor();  // this pass's inputs are done
@@ -264,11 +268,11 @@ std::vector<EvalRow> Trainer::evaluate(int min_log2, int max_log2, int docs, int
       const ShardPlan sp =
           ShardPlan::for_mask(T, mask, opt_.cp_options.layout, cp->size(), cp->rank(), 64, at::tensor(cu_v, at::kLong));
       auto here = [&](const at::Tensor& t) { return sp.shard(t.narrow(0, first * L, T)); };
-      at::Tensor logits = model_->forward(here(toks), *g.cp, sp, mask);
-      at::Tensor sel = here(is_query);
-      at::Tensor hit = logits.argmax(-1).cpu().eq(here(answer)).logical_and(sel);
-      correct += hit.sum().item<double>();
-      total += sel.sum().item<double>();
+      const at::Tensor hidden = model_->hidden(here(toks), *g.cp, sp, mask);
+      const at::Tensor rows = here(is_query).nonzero().squeeze(1);  // the head on the asked rows only
+      const at::Tensor guess = model_->logits(hidden.index_select(0, rows.to(hidden.device()))).argmax(-1).cpu();
+      correct += guess.eq(here(answer).index_select(0, rows)).sum().item<double>();
+      total += static_cast<double>(rows.numel());
     }
     row.correct = static_cast<int64_t>(world_sum(correct));
     row.total = static_cast<int64_t>(world_sum(total));
@@ -307,8 +311,8 @@ std::vector<LossRow> Trainer::validation_loss(data::TokenSource& source, int64_t
       data::StepPlan part = share;
       part.sequences.assign(share.sequences.begin() + first, share.sequences.begin() + std::min(n, first + per_forward));
       const PassInputs p = pass_inputs(g, data::build_batch(source, std::move(part)));
-      at::Tensor logits = model_->forward(p.tokens, *g.cp, p.sp, p.mask);
-      loss_sum += at::cross_entropy_loss(logits, p.targets, {}, at::Reduction::Sum, -100).item<double>();
+      loss_sum += model_->loss_sum(model_->hidden(p.tokens, *g.cp, p.sp, p.mask), p.targets, loss_chunk_rows())
+                      .item<double>();
       targets += p.n_targets;
     }
     at::Tensor sums = at::tensor({loss_sum, targets}, at::kDouble);

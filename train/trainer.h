@@ -129,6 +129,8 @@ class Trainer {
   // What the evaluations hold per forward: a pass's sequences, so they need no more memory than a
   // step; one under Ring Self-Attention, which takes no packed sequences.
   int64_t sequences_per_forward(int groups, int64_t seq_len) const;
+  // Rows per chunk of the head and its loss (TrainOptions::loss_chunk_bytes).
+  int64_t loss_chunk_rows() const;
   // Ring Self-Attention takes one sequence under a full or causal mask: a run that would pack
   // more (or has documents) is refused before its first step, not at the first such step.
   void check_ring_self_attention_passes();

@@ -20,6 +20,7 @@ from . import data
 from .context_parallel import ContextParallel
 from .degrees import CpDegrees
 from .gradients import all_reduce_gradients
+from .losses import linear_cross_entropy
 from ._world import as_group, init, world
 
 __version__ = _C.info()["version"]
@@ -55,4 +56,4 @@ def info():
 
 
 __all__ = ["init", "world", "as_group", "ContextParallel", "CpDegrees", "all_reduce_gradients", "Mask", "ShardPlan", "Communicator", "World", "CommError",
-           "CommTimeout", "data", "info", "keep_freed_host_memory"]
+           "CommTimeout", "data", "info", "keep_freed_host_memory", "linear_cross_entropy"]

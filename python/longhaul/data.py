@@ -6,6 +6,12 @@
         plan = cp.plan(batch.num_tokens, batch.cu_seqlens)
         tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)
 
+A batch packs independent sequences (each a piece of one document; batch.cu_seqlens are their
+offsets). causal=True keeps each causal on itself; a long-context mask family must not join them
+either: build it with longhaul.Mask.packed_family(name, batch.cu_seqlens, param=...) (a window,
+prefix or global tokens restart in every sequence), not Mask.family(name, T), which spans the
+whole batch.
+
 Options and semantics are the C++ DDSampler's (data/sampler.h): every step holds exactly
 tokens_per_step tokens over the data-parallel group; one bucket 2^i is drawn per step (the same on
 every rank, from the seed) and this rank gets tokens_per_step / (dp_size · 2^i) pieces of it, packed

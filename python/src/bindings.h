@@ -14,5 +14,6 @@ void bind_data(pybind11::module_& m);              // token store, writer, DD sa
 void bind_info(pybind11::module_& m);              // build configuration
 void bind_degrees(pybind11::module_& m);           // the bucket planner: a CP degree per DD bucket
 void bind_host_memory(pybind11::module_& m);       // malloc's policy for a training loop's host memory
+void bind_loss(pybind11::module_& m);              // the output head and its loss over chunks of rows
 
 }  // namespace longhaul::python

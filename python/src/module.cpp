@@ -53,4 +53,5 @@ PYBIND11_MODULE(_C, m) {
   longhaul::python::bind_info(m);
   longhaul::python::bind_degrees(m);
   longhaul::python::bind_host_memory(m);
+  longhaul::python::bind_loss(m);
 }

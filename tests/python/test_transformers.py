@@ -117,6 +117,43 @@ def test_layers_of_different_types_each_keep_their_own_mask(group, strategy, lay
         torch.testing.assert_close(p.grad, r.grad, **tol, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("family", ["llama", "mistral"])
+def test_model_loss_equals_the_loss_of_the_logits(group, family):
+    """batch.model_loss(model) (the head over chunks of rows, never the shard's logits whole) equals
+    batch.loss(model(...).logits): the loss and every gradient, float64, inside `with batch:` or
+    not; chunks of 3 rows here."""
+    ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(6))
+    _, a = model_pair(family, torch.float64)
+    b = copy.deepcopy(a)
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    batch = lht.shard_batch(attention, ids, CU)
+    with batch:
+        want = batch.loss(a(input_ids=batch.input_ids, position_ids=batch.position_ids).logits)
+    want.backward()
+    got = batch.model_loss(b, chunk_mib=3 * VOCAB * 8 / 2**20)
+    got.backward()
+    with batch:  # inside the batch too
+        assert torch.allclose(batch.model_loss(b).detach(), got.detach(), rtol=1e-12)
+    tol = dict(rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got.detach(), want.detach(), **tol)
+    for (name, p), q in zip(b.named_parameters(), a.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def test_model_loss_refuses_heads_that_transform_their_logits(group):
+    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=8,
+                  num_key_value_heads=4, max_position_embeddings=128)
+    attention = lht.ContextParallelAttention("ring", "zigzag", group)
+    batch = lht.shard_batch(attention, torch.arange(T) % VOCAB, CU)
+    for cls, cfg, what in (
+            (transformers.CohereForCausalLM, transformers.CohereConfig(logit_scale=0.5, **common), "config.logit_scale = 0.5"),
+            (transformers.GraniteForCausalLM, transformers.GraniteConfig(logits_scaling=4.0, **common),
+             "config.logits_scaling = 4.0")):
+        cfg._attn_implementation = lht.NAME
+        with pytest.raises(ValueError, match=f"model_loss: {cls.__name__} transforms its logits \\({what}\\)"):
+            batch.model_loss(cls(cfg))
+
+
 def test_shard_batch_shifts_labels_on_the_global_sequence(group):
     attention = lht.ContextParallelAttention("ring", "zigzag", group)
     ids = torch.arange(T) % VOCAB

@@ -7,6 +7,7 @@
     with batch:                                                # the attention layers run on its plan
         logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
     loss = batch.loss(logits)          # the unsharded model's mean loss, differentiable on every rank
+    # or batch.model_loss(model): the same without the shard's [Tl, vocab] logits ever whole
     loss.backward(); cp.all_reduce_gradients(model)
 
 Every attention layer of the model then runs `ContextParallel.attention` on the rank's shard:
@@ -31,6 +32,7 @@ from .. import _C
 from .._world import as_group, is_cuda_process_group
 from ..context_parallel import ContextParallel, _check_scale, _integers
 from ..gradients import all_reduce_gradients
+from ..losses import linear_cross_entropy
 
 IGNORE = -100
 NAME = "longhaul"
@@ -102,6 +104,22 @@ class ShardedBatch:
         local = F.cross_entropy(flat, self.targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
         return local / max(1, self.num_targets)
 
+    def model_loss(self, model, *, chunk_mib=256):
+        """loss(model(input_ids=..., position_ids=...).logits) without the shard's [Tl, vocab]
+        logits ever whole: the model's decoder gives its last hidden states and its output layer
+        runs over chunks of rows (longhaul.linear_cross_entropy), so the memory of the head is
+        chunk_mib, not Tl · vocab floats twice over. For causal LMs whose logits are their output
+        layer's (Llama, Mistral, Qwen2/3, ...): a head with a bias, logit softcapping or a logit
+        scale raises ValueError naming it. Runs the model under this batch (`with batch:` or not)."""
+        head = _plain_output_layer(model)
+        if getattr(_active, "batch", None) is self:
+            hidden = model.get_decoder()(input_ids=self.input_ids, position_ids=self.position_ids).last_hidden_state
+        else:
+            with self:
+                hidden = model.get_decoder()(input_ids=self.input_ids,
+                                             position_ids=self.position_ids).last_hidden_state
+        return linear_cross_entropy(hidden[0], head.weight, self.targets[0], chunk_mib=chunk_mib) / max(1, self.num_targets)
+
     def global_loss(self, logits):
         """The mean loss over the whole sequence, as a number (a collective)."""
         t = self.loss(logits).detach().reshape(1).to("cpu", torch.float64)
@@ -151,6 +169,23 @@ def shard_batch(attention, input_ids, cu_seqlens=None, labels=None, *, targets=N
     plan = attention.plan(T, cu)
     return ShardedBatch(plan.shard(ids).unsqueeze(0), plan.doc_positions.to(ids.device).unsqueeze(0),
                         plan.shard(targets).unsqueeze(0), plan, attention, int((targets != IGNORE).sum()))
+
+
+def _plain_output_layer(model):
+    """The model's output layer, when its logits are that layer's output and nothing else."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None or not hasattr(head, "weight") or not hasattr(model, "get_decoder"):
+        raise ValueError(f"model_loss: {type(model).__name__} has no output layer and decoder "
+                         "(a transformers causal LM has both)")
+    if getattr(head, "bias", None) is not None:
+        raise ValueError(f"model_loss: {type(model).__name__}'s output layer has a bias; use loss(model(...).logits)")
+    cfg = getattr(model, "config", None)
+    for name, neutral in (("final_logit_softcapping", None), ("logit_scale", 1.0), ("logits_scaling", 1.0)):
+        value = getattr(cfg, name, neutral)
+        if value is not None and value != neutral:
+            raise ValueError(f"model_loss: {type(model).__name__} transforms its logits (config.{name} = {value}); "
+                             "use loss(model(...).logits)")
+    return head
 
 
 def document_positions(cu_seqlens):

@@ -154,15 +154,21 @@ def test_family_matches_sdpa(group, strategy, name, layout):
         g = torch.Generator().manual_seed(99)
         q, k, v, dout = (torch.randn(T, h, D, generator=g, dtype=torch.float64) for h in (H, 2, 2, H))
         _family_problems[name] = (q, k, v, dout, sdpa_with_grads(q, k, v, dout, dense))
-    q, k, v, dout, ref = _family_problems[name]
+    check_mask_against_sdpa(group, strategy, layout, mask, _family_problems[name], f"{strategy}/{layout}/{name}")
+
+
+def check_mask_against_sdpa(group, strategy, layout, mask, problem, label, cu_seqlens=None):
+    """CP attention with `mask` on problem = (q, k, v, dout, SDPA's (out, dq, dk, dv)): forward and
+    gradients, unsharded, against SDPA's."""
+    q, k, v, dout, ref = problem
     cp = longhaul.ContextParallel(strategy, layout, group=group)
-    plan = cp.plan(T, min_chunk=MIN_CHUNK, mask=mask)
+    plan = cp.plan(T, cu_seqlens, min_chunk=MIN_CHUNK, mask=mask)
     ql, kl, vl = (plan.shard(x).requires_grad_() for x in (q, k, v))
     out = cp.attention(ql, kl, vl, plan, mask=mask)
     (out * plan.shard(dout)).sum().backward()
     got = [plan.unshard(x.detach()) for x in (out, ql.grad, kl.grad, vl.grad)]
     for what, ours, r in zip(("out", "dq", "dk", "dv"), got, ref):
-        assert_close(ours, r, None, f"{strategy}/{layout}/{name} P={plan.P} rank {plan.rank} {what}")
+        assert_close(ours, r, None, f"{label} P={plan.P} rank {plan.rank} {what}")
 
 
 # Two sequences packed back to back, as a training step packs them: [0, 40) holds documents
@@ -202,14 +208,7 @@ def test_packed_family_matches_sdpa(group):
     g = torch.Generator().manual_seed(5)
     q, k, v, dout = (torch.randn(T, h, D, generator=g, dtype=torch.float64) for h in (H, 2, 2, H))
     ref = sdpa_with_grads(q, k, v, dout, packed_family_mask("share_question", 0, 0))
-    cp = longhaul.ContextParallel("ring", "zigzag", group=group)
-    plan = cp.plan(T, DOCS, min_chunk=MIN_CHUNK, mask=mask)
-    ql, kl, vl = (plan.shard(x).requires_grad_() for x in (q, k, v))
-    out = cp.attention(ql, kl, vl, plan, mask=mask)
-    (out * plan.shard(dout)).sum().backward()
-    got = [plan.unshard(x.detach()) for x in (out, ql.grad, kl.grad, vl.grad)]
-    for what, ours, r in zip(("out", "dq", "dk", "dv"), got, ref):
-        assert_close(ours, r, None, f"packed share_question P={plan.P} rank {plan.rank} {what}")
+    check_mask_against_sdpa(group, "ring", "zigzag", mask, (q, k, v, dout, ref), "packed share_question", DOCS)
 
 
 def test_mask_errors_raise_value_error(group):

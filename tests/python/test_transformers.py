@@ -47,9 +47,11 @@ def model_pair(family, dtype):
     return ref, sharded
 
 
-def reference(ref, ids, family):
-    """Loss and gradients of the unsharded model on the packed sequence with its document mask."""
-    mask = lht.document_mask(CU, WINDOW if family == "mistral" else None)
+def reference(ref, ids, family, mask=None):
+    """Loss and gradients of the unsharded model on the packed sequence with its document mask
+    (or `mask`: e.g. one per layer type)."""
+    if mask is None:
+        mask = lht.document_mask(CU, WINDOW if family == "mistral" else None)
     logits = ref(input_ids=ids[None], position_ids=lht.document_positions(CU)[None], attention_mask=mask).logits[0]
     cu = torch.tensor(CU)
     targets = torch.full((T,), -100)
@@ -69,15 +71,21 @@ CASES = [(family, strategy, layout) for family in ("llama", "mistral") for strat
 def test_loss_and_gradients_equal_the_unsharded_model(group, family, strategy, layout, dtype):
     ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(3))
     ref, sharded = model_pair(family, dtype)
-    want_loss, want_grads = reference(ref, ids, family)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
+    expect_sharded_run_equals(group, sharded, ids, strategy, layout, reference(ref, ids, family), tol)
+
+
+def expect_sharded_run_equals(group, sharded, ids, strategy, layout, want, tol):
+    """The sharded model's loss and every gradient (summed over the group) equal want = (loss, grads)."""
+    want_loss, want_grads = want
     attention = lht.ContextParallelAttention(strategy, layout, group)
     batch = lht.shard_batch(attention, ids, CU)
     with batch:
         logits = sharded(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
     batch.loss(logits).backward()
     attention.all_reduce_gradients(sharded)
-    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
-    torch.testing.assert_close(torch.tensor(batch.global_loss(logits)), torch.tensor(want_loss), **tol)
+    torch.testing.assert_close(torch.tensor(batch.global_loss(logits), dtype=torch.float64),
+                               torch.tensor(want_loss, dtype=torch.float64), **tol)
     for (name, p), g in zip(sharded.named_parameters(), want_grads):
         torch.testing.assert_close(p.grad, g, **tol, msg=lambda m: f"{name}: {m}")
 
@@ -98,23 +106,8 @@ def test_layers_of_different_types_each_keep_their_own_mask(group, strategy, lay
     sharded.load_state_dict(ref.state_dict())
     ids = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(4))
     masks = {"full_attention": lht.document_mask(CU), "sliding_attention": lht.document_mask(CU, WINDOW)}
-    logits = ref(input_ids=ids[None], position_ids=lht.document_positions(CU)[None], attention_mask=masks).logits[0]
-    cu = torch.tensor(CU)
-    targets = torch.full((T,), -100)
-    targets[:-1] = ids[1:]
-    targets[cu[1:] - 1] = -100
-    want = F.cross_entropy(logits, targets, ignore_index=-100)
-    want.backward()
-    attention = lht.ContextParallelAttention(strategy, layout, group)
-    batch = lht.shard_batch(attention, ids, CU)
-    with batch:
-        got = sharded(input_ids=batch.input_ids, position_ids=batch.position_ids).logits
-    batch.loss(got).backward()
-    attention.all_reduce_gradients(sharded)
-    tol = dict(rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(torch.tensor(batch.global_loss(got), dtype=torch.float64), want.detach(), **tol)
-    for (name, p), r in zip(sharded.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p.grad, r.grad, **tol, msg=lambda m: f"{name}: {m}")
+    expect_sharded_run_equals(group, sharded, ids, strategy, layout, reference(ref, ids, "qwen2", masks),
+                              dict(rtol=1e-9, atol=1e-12))
 
 
 @pytest.mark.parametrize("family", ["llama", "mistral"])

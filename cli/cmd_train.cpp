@@ -102,8 +102,12 @@ class Printer : public train::RunObserver {
     }
   }
   void memory_checked(const std::vector<train::PreflightResult>& results) override {
-    if (!root_ || json_) return;
-    for (const auto& r : results) std::cerr << "train: preflight: " << train::describe(r) << "\n";
+    if (!root_) return;
+    for (const auto& r : results) {
+      if (!json_) std::cerr << "train: preflight: " << train::describe(r) << "\n";
+      const std::string warning = train::headroom_warning(r);
+      if (!warning.empty()) std::cerr << warning << "\n";
+    }
   }
   void step(const train::StepStats& s) override {
     if (!root_) return;
@@ -184,7 +188,7 @@ int cmd_train(const std::vector<std::string>& args) {
   std::string strategy = "ring", layout = "zigzag", sampler = "dd", curriculum = "grow_p2", cp = "1", dtype = "fp32";
   int64_t log_every = 1;
   double loss_chunk_mib = double(o.loss_chunk_bytes >> 20);
-  bool json = false, quiet = false, verify_always = false, verify_never = false, no_preflight = false,
+  bool json = false, quiet = false, verify_always = false, verify_never = false, no_preflight = false, no_host_ceiling = false,
        release_host_memory = false;
   po::options_description desc("longhaul train");
   desc.add_options()
@@ -238,8 +242,13 @@ int cmd_train(const std::vector<std::string>& args) {
        "pass never holds its [tokens, vocab] logits whole (nor their gradient); 0: the plain head, logits whole "
        "and torch's cross-entropy")
       ("no-preflight", po::bool_switch(&no_preflight),
-       "skip the memory preflight (before step 1, the longest sequences' step and the longest shard's run once "
-       "on made-up tokens without an update: one that does not fit stops the run there, named, exit 7)")
+       "skip the memory preflight (before step 1, the longest sequences' step and the longest shard's run twice "
+       "on made-up tokens, each with an update that changes nothing: one that does not fit stops the run there, "
+       "named, exit 7)")
+      ("no-host-ceiling", po::bool_switch(&no_host_ceiling),
+       "run the steps without a ceiling on each process's memory (by default, on the CPU, each step may grow a "
+       "process by its share of what its host, or the job's memory cgroup, may still give: past it the step "
+       "fails named, exit 7, where the OOM killer would end the run)")
       ("release-host-memory", po::bool_switch(&release_host_memory),
        "give freed host memory back to the system at once, as glibc does with blocks over 32 MiB (every step "
        "then faults its large buffers in again: steps of 64K tokens per rank ran 2x slower on the CPU); by "
@@ -290,6 +299,7 @@ int cmd_train(const std::vector<std::string>& args) {
   o.model.precision = train::precision_from_string(dtype);
   if (verify_always && verify_never) throw InvalidArgument("train: --verify-data and --no-verify-data contradict each other");
   r.preflight = !no_preflight;
+  r.host_ceiling = !no_host_ceiling;
   // Values no run can use, named before any work.
   for (const auto& [flag, value, least] :
        {std::tuple<const char*, double, double>{"--steps", double(r.steps), 1}, {"--vocab", double(r.vocab), 0},

@@ -17,6 +17,10 @@ def add_common_arguments(p, steps, lr):
     p.add_argument("--release-host-memory", action="store_true",
                    help="give freed host memory back to the system at once (glibc's policy); by default the "
                         "process keeps it for the next step (longhaul.keep_freed_host_memory)")
+    p.add_argument("--no-host-ceiling", action="store_true",
+                   help="run the CPU steps without a ceiling; by default each step may grow a process by its share "
+                        "of what its host (or the job's memory cgroup) may still give, past which it raises "
+                        "torch.OutOfMemoryError naming the step instead of being killed (longhaul.HostCeiling)")
 
 
 def check_ranges(p, a, positive, non_negative):

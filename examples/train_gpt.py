@@ -204,40 +204,43 @@ def main():
               f"{args.strategy}/{args.layout}, {sum(p.numel() for p in params)} parameters, {store.num_tokens} tokens, "
               f"device {device}, compute {str(dtype).removeprefix('torch.')}", flush=True)
 
+    # On the CPU each step may grow this process by its share of what the host may give (a collective).
+    ceiling = longhaul.HostCeiling(world.comm, enabled=device.type == "cpu" and not args.no_host_ceiling)
     data = longhaul.data.dd_batches(store, args.tokens_per_step, min_log2=args.min_log2, max_log2=args.max_log2,
                                     seed=args.seed, degrees=degrees)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     timed_tokens, timed_seconds, warmup = 0, 0.0, min(2, args.steps - 1)
     for step in range(1, args.steps + 1):
-        t0 = time.perf_counter()
-        batch = next(data)
-        cp = degrees.cp_for(batch.seq_len)
-        optim.zero_grad()
-        loss_sum = torch.zeros(())
-        tokens = targets = plan = None
-        if batch.num_tokens:  # none when the step has fewer sequences than groups: only the syncs
-            # The mask the attention applies (causal=True on the plan's documents); layout
-            # balanced cuts the sequence by its area.
-            mask = longhaul.Mask.causal_document(batch.cu_seqlens)
-            plan = cp.plan(batch.num_tokens, batch.cu_seqlens, mask=mask)
-            tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)  # CPU int64
-        local = float((targets != longhaul.data.IGNORE_TARGET).sum()) if plan is not None else 0.0
-        n_targets = max(1.0, world.comm.all_reduce(torch.tensor([local])).item())
-        if plan is not None:
-            # The plan's tables (positions, offsets) are CPU tensors: the shard goes to the device.
-            tokens, targets = tokens.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            positions = plan.doc_positions.to(device, non_blocking=True)
-            with autocast:
-                logits = model(tokens, cp, plan, positions)
-            loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=longhaul.data.IGNORE_TARGET,
-                                       reduction="sum")
-            (loss_sum / n_targets).backward()
-        # Sums over the world whatever the step's degree (a rank whose group had no sequence adds zeros).
-        longhaul.all_reduce_gradients(params, world.comm)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        # On the host on every rank (an empty rank's zero too): one transport for the sum.
-        loss = world.comm.all_reduce(loss_sum.detach().to("cpu", torch.float32).reshape(1)).item() / n_targets
+        with ceiling.step(f"step {step}"):
+            t0 = time.perf_counter()
+            batch = next(data)
+            cp = degrees.cp_for(batch.seq_len)
+            optim.zero_grad()
+            loss_sum = torch.zeros(())
+            tokens = targets = plan = None
+            if batch.num_tokens:  # none when the step has fewer sequences than groups: only the syncs
+                # The mask the attention applies (causal=True on the plan's documents); layout
+                # balanced cuts the sequence by its area.
+                mask = longhaul.Mask.causal_document(batch.cu_seqlens)
+                plan = cp.plan(batch.num_tokens, batch.cu_seqlens, mask=mask)
+                tokens, targets = plan.shard(batch.tokens), plan.shard(batch.targets)  # CPU int64
+            local = float((targets != longhaul.data.IGNORE_TARGET).sum()) if plan is not None else 0.0
+            n_targets = max(1.0, world.comm.all_reduce(torch.tensor([local])).item())
+            if plan is not None:
+                # The plan's tables (positions, offsets) are CPU tensors: the shard goes to the device.
+                tokens, targets = tokens.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                positions = plan.doc_positions.to(device, non_blocking=True)
+                with autocast:
+                    logits = model(tokens, cp, plan, positions)
+                loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=longhaul.data.IGNORE_TARGET,
+                                           reduction="sum")
+                (loss_sum / n_targets).backward()
+            # Sums over the world whatever the step's degree (a rank whose group had no sequence adds zeros).
+            longhaul.all_reduce_gradients(params, world.comm)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            # On the host on every rank (an empty rank's zero too): one transport for the sum.
+            loss = world.comm.all_reduce(loss_sum.detach().to("cpu", torch.float32).reshape(1)).item() / n_targets
         seconds = time.perf_counter() - t0  # the .item() above waited for the device
         if step > warmup:  # the first steps warm up (allocator, kernels, planner caches)
             timed_tokens, timed_seconds = timed_tokens + args.tokens_per_step, timed_seconds + seconds

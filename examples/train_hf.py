@@ -144,26 +144,30 @@ def main():
               f"{world.world_size} ranks ({world.launcher}, {world.backend}), {mode}, {store.num_tokens} tokens",
               flush=True)
 
+    # Each step may grow this process by its share of what the host may give (a collective).
+    ceiling = longhaul.HostCeiling(world.comm, enabled=not args.no_host_ceiling)
     data = longhaul.data.dd_batches(store, args.tokens_per_step, min_log2=args.min_log2, max_log2=args.max_log2,
                                     seed=args.seed, degrees=degrees)
     timed_tokens, timed_s = 0, 0.0
     for step in range(1, args.steps + 1):
-        batch = next(data)
-        if step == 1 and args.compare and not args.unsharded and batch.num_tokens:
-            compare_first_step(args, model, attention, batch, world)
-        t0 = time.perf_counter()
-        optim.zero_grad(set_to_none=True)
-        local = float((batch.targets != IGNORE).sum())  # this group's targets, counted once per group
-        n_targets = max(1.0, world.comm.all_reduce(torch.tensor([local / cp_size], dtype=torch.float64)).item())
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        if batch.num_tokens:  # none when the step has fewer sequences than groups: only the syncs
-            loss_sum = unsharded_loss_sum(model, batch) if args.unsharded else sharded_loss_sum(model, attention, batch)
-            (loss_sum / n_targets).backward()
-        # The world's sum: every rank's shard part and every group's sequences.
-        longhaul.all_reduce_gradients(params, world.comm)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        loss = world.comm.all_reduce(loss_sum.detach().double().reshape(1)).item() / n_targets
+        with ceiling.step(f"step {step}"):
+            batch = next(data)
+            if step == 1 and args.compare and not args.unsharded and batch.num_tokens:
+                compare_first_step(args, model, attention, batch, world)
+            t0 = time.perf_counter()
+            optim.zero_grad(set_to_none=True)
+            local = float((batch.targets != IGNORE).sum())  # this group's targets, counted once per group
+            n_targets = max(1.0, world.comm.all_reduce(torch.tensor([local / cp_size], dtype=torch.float64)).item())
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            if batch.num_tokens:  # none when the step has fewer sequences than groups: only the syncs
+                loss_sum = (unsharded_loss_sum(model, batch) if args.unsharded
+                            else sharded_loss_sum(model, attention, batch))
+                (loss_sum / n_targets).backward()
+            # The world's sum: every rank's shard part and every group's sequences.
+            longhaul.all_reduce_gradients(params, world.comm)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            loss = world.comm.all_reduce(loss_sum.detach().double().reshape(1)).item() / n_targets
         elapsed = time.perf_counter() - t0
         if step > 2:  # the first steps warm up allocators and thread pools
             timed_tokens, timed_s = timed_tokens + args.tokens_per_step, timed_s + elapsed

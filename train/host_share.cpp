@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -52,6 +55,24 @@ HostShare host_share(Communicator& world) {
     s.bytes = s.available_bytes / s.processes;
   }
   return s;
+}
+
+HostShare host_share_now(const HostShare& start) {
+  if (!start.limited) return start;
+  const HostMemory host = host_memory();
+  HostShare s = start;
+  s.available_bytes = host.available_bytes;
+  s.bound = host.bound;
+  s.bytes = std::max(0.0, host.available_bytes) / s.processes;
+  return s;
+}
+
+void start_thread_pool() { at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) {}); }
+
+std::string describe_step_share(double held_bytes, const HostShare& s) {
+  return detail::str_cat("each process might add ", memory_size(s.bytes), " to the ", memory_size(held_bytes),
+                         " it held: ", memory_size(s.available_bytes), " available (", s.bound, ") over ", s.processes,
+                         s.processes == 1 ? " process" : " processes", " on this host");
 }
 
 std::string describe(const HostShare& s) {

@@ -3,13 +3,14 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/DeviceAccelerator.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <iomanip>
 #include <sstream>
+#include <unordered_set>
 
 #include "core/aten_boundary.h"
 #include "core/data_limit.h"
@@ -22,6 +23,7 @@
 #include "train/grad_sync.h"
 #include "train/host_share.h"
 #include "train/trainer.h"
+#include "train/update_rehearsal.h"
 
 namespace longhaul::train {
 namespace {
@@ -109,7 +111,7 @@ std::string describe(const PreflightResult& r) {
   os.setf(std::ios::fixed);
   os.precision(2);
   os << describe(r.shape) << ": peak " << memory_size(r.peak_bytes)
-     << (r.device_memory ? " allocated on the GPU" : " resident") << " (the step added " << memory_size(r.step_bytes)
+     << (r.device_memory ? " allocated on the GPU" : " resident") << " (the steps added " << memory_size(r.step_bytes)
      << ", rank " << r.busiest_rank << "), " << memory_size(r.available_bytes)
      << (r.device_memory ? " free on the device" : " available on the host") << " before it";
   if (r.ceiling_bytes > 0) os << ", each process held to " << memory_size(r.ceiling_bytes);
@@ -124,10 +126,36 @@ std::string out_of_memory_message(const PreflightShape& s, int rank, const std::
                          ceiling.empty() ? "" : "; the preflight ran with " + ceiling +
                                                     ", so that a step the host cannot hold fails here and not "
                                                     "under the OOM killer",
-                         ". Fewer tokens per rank fit: a lower --max-log2 ",
-                         "or --tokens-per-step, more --micro-batches (while a rank's share holds several sequences), ",
-                         "more ranks per sequence (--cp, or --cp auto with --memory-gib), or --checkpoint-blocks; ",
-                         "--no-preflight skips this check");
+                         ". ", fewer_tokens_advice(), "; --no-preflight skips this check");
+}
+
+std::string fewer_tokens_advice() {
+  return "Fewer tokens per rank fit: a lower --max-log2 or --tokens-per-step, more --micro-batches (while a rank's "
+         "share holds several sequences), more ranks per sequence (--cp, or --cp auto with --memory-gib), or "
+         "--checkpoint-blocks";
+}
+
+std::string step_out_of_memory_message(const std::string& stage, int rank, const std::string& what,
+                                       double held_bytes, const HostShare& share, const std::string& checkpoint) {
+  return detail::str_cat("train: ", stage, " ran out of memory on rank ", rank, " (", what, "); ",
+                         describe_step_share(held_bytes, share),
+                         ", so that a step the host cannot hold fails here and not under the OOM killer; ",
+                         checkpoint, ". ", fewer_tokens_advice(),
+                         "; --release-host-memory keeps less freed memory (slower); --no-host-ceiling runs the steps "
+                         "without the ceiling");
+}
+
+std::string headroom_warning(const PreflightResult& r) {
+  if (r.device_memory || !(r.ceiling_bytes > 0) || r.step_bytes * kKeptHeapGrowth <= r.ceiling_bytes) return "";
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(0);
+  os << "train: warning: the preflight's steps of " << describe(r.shape) << " added " << memory_size(r.step_bytes)
+     << ", " << 100.0 * r.step_bytes / r.ceiling_bytes << "% of the " << memory_size(r.ceiling_bytes)
+     << " a process may add; the heap a run keeps has settled up to " << std::setprecision(1) << kKeptHeapGrowth
+     << "x above the preflight's peak, so a later step may stop the run (exit 7). Fewer tokens per rank, "
+        "or --release-host-memory (slower), hold less";
+  return os.str();
 }
 
 std::vector<PreflightShape> Trainer::preflight_shapes() const {
@@ -148,8 +176,10 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
   if (shapes.empty()) return results;
   // The optimiser state as the first update would make it (step 0, zero moments), made now so the
   // peaks count it; that update finds it and goes on as if it had made it.
+  std::unordered_set<const void*> fresh;
   for (const at::Tensor& p : params_) {
     if (optim_->state().count(p.unsafeGetTensorImpl())) continue;  // resumed: the checkpoint's
+    fresh.insert(p.unsafeGetTensorImpl());
     auto state = std::make_unique<torch::optim::AdamWParamState>();
     state->step(0);
     state->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
@@ -159,8 +189,7 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
   // On the CPU each process gets its share of its host's memory as a ceiling, set by the step alone
   // (a CUDA step's memory is the device's: no ceiling).
   const HostShare share = device_.is_cuda() ? HostShare{} : host_share(*world_);
-  // The thread pool exists before any ceiling: an OpenMP team started under it might not get its stacks.
-  if (share.limited) at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) {});
+  if (share.limited) start_thread_pool();
   for (const PreflightShape& shape : shapes) {
     PreflightResult r;
     r.shape = shape;
@@ -179,10 +208,14 @@ std::vector<PreflightResult> Trainer::preflight(const std::vector<PreflightShape
       available = memory.available();
       std::optional<ScopedDataLimit> ceiling;
       if (share.limited) ceiling.emplace(static_cast<int64_t>(share.bytes));
-      forward_backward(g, data::group_share(whole, g.groups, g.index), [&](const data::StepPlan& part) {
-        return synthetic_batch(shape.seq_len, static_cast<int64_t>(part.sequences.size()), opt_.model.vocab, seed++);
-      });
-      sync_gradients(params_, *world_, opt_.optim.clip);
+      for (int s = 0; s < kPreflightSteps; ++s) {
+        forward_backward(g, data::group_share(whole, g.groups, g.index), [&](const data::StepPlan& part) {
+          return synthetic_batch(shape.seq_len, static_cast<int64_t>(part.sequences.size()), opt_.model.vocab, seed++);
+        });
+        // The world's norm: every rank takes the same decision.
+        if (std::isfinite(sync_gradients(params_, *world_, opt_.optim.clip))) rehearse_update(*optim_, fresh);
+        optim_->zero_grad();
+      }
       ceiling.reset();
       peak = memory.peak();
       optim_->zero_grad();  // as before the preflight: no gradient is kept

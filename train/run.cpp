@@ -4,14 +4,20 @@
 
 #include <atomic>
 #include <csignal>
+#include <functional>
+#include <new>
 #include <sstream>
+#include <utility>
 
+#include "core/data_limit.h"
 #include "core/errors.h"
 #include "data/decomposition.h"
 #include "data/files.h"
 #include "data/tokens_per_step.h"
 #include "train/degree_schedule.h"
 #include "train/device.h"
+#include "train/host_share.h"
+#include "train/preflight.h"
 #include "longhaul/config.h"
 #if LONGHAUL_WITH_HDF5
 #include "data/hdf5/store_reader.h"
@@ -102,6 +108,45 @@ int agreed_signal(const CommPtr& world) {
   return static_cast<int>(flag.item<double>());
 }
 
+// Runs the training loop's work (each step with its evaluation and checkpoint) under this process's
+// share of what its host may give at that step, as the preflight ran its steps: the heap a run
+// keeps (core/host_allocation.h) can still grow past the preflight's peak, and on a host that
+// overcommits a step the host cannot hold is then a failed allocation, named, not a SIGKILL from
+// the OOM killer. Without a share (thread-ranks, CUDA, --no-host-ceiling) the work runs as it is.
+class StepCeiling {
+ public:
+  StepCeiling(const HostShare& share, int rank, std::string checkpoint, int64_t saved)
+      : saved(saved), share_(share), rank_(rank), checkpoint_(std::move(checkpoint)) {}
+
+  void run(const std::function<void()>& work) const {
+    if (!share_.limited) return work();
+    const HostShare now = host_share_now(share_);
+    const double held = double(data_segment_bytes());
+    auto out_of_memory = [&](const std::string& what) {
+      const std::string standing = saved < 0 ? std::string("no checkpoint was written")
+                                             : detail::str_cat("the checkpoint ", checkpoint_, " holds step ", saved);
+      return c10::OutOfMemoryError({"run_training", __FILE__, static_cast<uint32_t>(__LINE__)},
+                                   step_out_of_memory_message(stage, rank_, what, held, now, standing));
+    };
+    try {
+      const ScopedDataLimit ceiling(static_cast<int64_t>(now.bytes));
+      work();
+    } catch (const c10::OutOfMemoryError& e) {
+      throw out_of_memory(e.what_without_backtrace());
+    } catch (const std::bad_alloc& e) {
+      throw out_of_memory(e.what());
+    }
+  }
+
+  std::string stage;  // what runs now ("step 12", "the checkpoint of step 12"), for the message
+  int64_t saved;      // the step the checkpoint holds; -1: none written
+
+ private:
+  HostShare share_;
+  int rank_;
+  std::string checkpoint_;
+};
+
 }  // namespace
 
 RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunObserver& observer) {
@@ -145,12 +190,17 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   }
   observer.started(trainer);
   if (r.preflight) observer.memory_checked(trainer.preflight(trainer.preflight_shapes()));
+  // On the CPU every step runs under each process's share of its host's memory (a collective).
+  const HostShare share = r.host_ceiling && !training_device(o.device).is_cuda() ? host_share(*world) : HostShare{};
+  if (share.limited) start_thread_pool();
+  StepCeiling ceiling(share, world->rank(), result.checkpoint, trainer.steps_done() > 0 ? trainer.steps_done() : -1);
   if (r.handle_signals) {
     g_signal.store(0);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
   }
   auto evaluate = [&](bool final) {
+    ceiling.stage = detail::str_cat("the evaluation after step ", trainer.steps_done());
     if (task && r.eval_docs > 0)
       observer.evaluated(trainer.steps_done(),
                          trainer.evaluate(r.task.min_log2, r.task.max_log2, r.eval_docs, r.task.pairs, r.task.seed), final);
@@ -159,23 +209,33 @@ RunResult run_training(const CommPtr& world, TrainOptions o, RunOptions r, RunOb
   double tokens = 0, seconds = 0;
   const int64_t first = trainer.steps_done();
   while (trainer.steps_done() < r.steps) {
-    StepStats s = trainer.step();
-    if (trainer.steps_done() == first + 2) tokens = seconds = 0;  // drop the warm-up step once a second is timed
-    tokens += double(s.tokens);
-    seconds += s.seconds;
-    observer.step(s);
-    if (r.eval_every > 0 && s.step % r.eval_every == 0 && s.step < r.steps) evaluate(false);
-    result.signal = agreed_signal(world);
-    result.stopped_after = r.stop_after > 0 && trainer.steps_done() - first >= r.stop_after;
-    if (result.signal || result.stopped_after || (r.save_every > 0 && s.step % r.save_every == 0))
-      trainer.save(result.checkpoint);
+    ceiling.run([&] {
+      ceiling.stage = detail::str_cat("step ", trainer.steps_done() + 1);
+      StepStats s = trainer.step();
+      if (trainer.steps_done() == first + 2) tokens = seconds = 0;  // drop the warm-up step once a second is timed
+      tokens += double(s.tokens);
+      seconds += s.seconds;
+      observer.step(s);
+      if (r.eval_every > 0 && s.step % r.eval_every == 0 && s.step < r.steps) evaluate(false);
+      result.signal = agreed_signal(world);
+      result.stopped_after = r.stop_after > 0 && trainer.steps_done() - first >= r.stop_after;
+      if (result.signal || result.stopped_after || (r.save_every > 0 && s.step % r.save_every == 0)) {
+        ceiling.stage = detail::str_cat("the checkpoint of step ", s.step);
+        trainer.save(result.checkpoint);
+        ceiling.saved = s.step;
+      }
+    });
     if (result.signal || result.stopped_after) break;
   }
   result.steps_done = trainer.steps_done();
   result.tokens_per_s = seconds > 0 ? tokens / seconds : 0;
   if (result.signal || result.stopped_after) return result;
-  trainer.save(result.checkpoint);
-  evaluate(true);
+  ceiling.run([&] {
+    ceiling.stage = detail::str_cat("the checkpoint of step ", trainer.steps_done());
+    trainer.save(result.checkpoint);
+    ceiling.saved = trainer.steps_done();
+    evaluate(true);
+  });
   return result;
 }
 

@@ -36,9 +36,13 @@ struct RunOptions {
   std::string eval_data;
   int64_t eval_tokens = 65536;
   bool handle_signals = true;           // SIGINT/SIGTERM: checkpoint and stop on every rank
-  // Before the first step (of a fresh or a resumed run): the heaviest steps once, without an
-  // update, so one that does not fit fails at once, named (train/preflight.h).
+  // Before the first step (of a fresh or a resumed run): the heaviest steps, twice each, so one that
+  // does not fit fails at once, named (train/preflight.h).
   bool preflight = true;
+  // On the CPU, each step (with its evaluation and checkpoint) under each process's share of what
+  // its host may give then (train/host_share.h): past it a step fails named, exit 7, where the OOM
+  // killer would end it. Thread-ranks (one process) and CUDA runs have no ceiling.
+  bool host_ceiling = true;
 };
 
 // Called on every rank; `root` tells rank 0 (which prints, in the tool).

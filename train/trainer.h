@@ -78,10 +78,10 @@ class Trainer {
   // The shapes preflight() runs by default (train/preflight.h): from the sampler's non-empty
   // buckets (concat-and-chunk: its one length) and their CP degrees.
   std::vector<PreflightShape> preflight_shapes() const;
-  // One step of each shape on made-up tokens, without an update, measuring its peak memory (a
-  // collective); the optimiser state is made first, as the first update would make it, so the
-  // peaks count it. Parameters, sampler, RNG and step count stay as they were, so a run is the
-  // same with or without it. A failed allocation throws c10::OutOfMemoryError naming
+  // kPreflightSteps steps of each shape on made-up tokens, each with an update that changes
+  // nothing, measuring their peak memory (a collective); the optimiser state is made first, as
+  // the first update would make it, so the peaks count it. Parameters, optimiser state, sampler,
+  // RNG and step count stay as they were, so a run is the same with or without it. A failed allocation throws c10::OutOfMemoryError naming
   // the shape and the rank (out_of_memory_message).
   std::vector<PreflightResult> preflight(const std::vector<PreflightShape>& shapes);
 

@@ -20,6 +20,7 @@ from . import data
 from .context_parallel import ContextParallel
 from .degrees import CpDegrees
 from .gradients import all_reduce_gradients
+from .host_memory import HostCeiling
 from .losses import linear_cross_entropy
 from ._world import as_group, init, world
 
@@ -56,4 +57,4 @@ def info():
 
 
 __all__ = ["init", "world", "as_group", "ContextParallel", "CpDegrees", "all_reduce_gradients", "Mask", "ShardPlan", "Communicator", "World", "CommError",
-           "CommTimeout", "data", "info", "keep_freed_host_memory", "linear_cross_entropy"]
+           "CommTimeout", "data", "info", "keep_freed_host_memory", "HostCeiling", "linear_cross_entropy"]

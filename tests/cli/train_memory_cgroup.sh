@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `longhaul train` inside a memory cgroup (what Slurm's task/cgroup, Docker and Kubernetes give a
 # job) that its heaviest step does not fit. Linux overcommits, so no allocation fails there: the
-# kernel's OOM killer ends the process (SIGKILL, exit 137), which is what --no-preflight gets. The
-# preflight runs that step under each process's share of the cgroup's headroom and stops the run
-# before step 1 with exit code 7, naming the step and the cgroup. The same step in micro-batches
-# fits and trains. Needs root and a writable cgroup memory hierarchy (v1, or v2 with the memory
+# kernel's OOM killer ends the process (SIGKILL, exit 137), which is what a run without the
+# preflight and without the steps' ceiling gets. The preflight runs that step under each process's
+# share of the cgroup's headroom and stops the run before step 1 with exit code 7, naming the step
+# and the cgroup; without the preflight, step 1 runs under the same share and stops the run with
+# exit code 7, naming step 1 and the cgroup. The same step in micro-batches fits and trains. Needs root and a writable cgroup memory hierarchy (v1, or v2 with the memory
 # controller delegated); otherwise skipped (exit 77) with the reason.
 set -u
 longhaul=$1
@@ -51,7 +52,13 @@ grep -qE "the preflight ran with each process held to [0-9.]+ [MG]iB: [0-9.]+ [M
 grep -q "^step " "$dir/checked.out" && fail "a training step ran before the preflight stopped the run"
 run unchecked --no-preflight
 rc=$?
-[ "$rc" -eq 137 ] || fail "exit $rc without the preflight, expected 137 (the OOM killer's SIGKILL): the limit did not bind"
+[ "$rc" -eq 7 ] || fail "exit $rc without the preflight, expected 7 (out of memory) from step 1's ceiling"
+grep -qE "train: step 1 ran out of memory on rank 0 .*; each process might add [0-9.]+ [MG]iB to the [0-9.]+ [MG]iB it held: [0-9.]+ [MG]iB available \(the memory cgroup [^ ]*longhaul_test_$$: limit 1.00 GiB" \
+  "$dir/unchecked.out" || fail "step 1's error does not name the step and the cgroup's limit"
+grep -qF "no checkpoint was written" "$dir/unchecked.out" || fail "step 1's error does not say that no checkpoint stands"
+run unguarded --no-preflight --no-host-ceiling
+rc=$?
+[ "$rc" -eq 137 ] || fail "exit $rc without the preflight and the ceiling, expected 137 (the OOM killer's SIGKILL): the limit did not bind"
 run micro --micro-batches 8
 rc=$?
 [ "$rc" -eq 0 ] || fail "exit $rc in 8 micro-batches, expected 0"

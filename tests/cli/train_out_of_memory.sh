@@ -25,6 +25,7 @@ grep -q "^step " "$dir/checked.out" && fail "a training step ran before the pref
 run unchecked --no-preflight
 rc=$?
 [ "$rc" -eq 7 ] || fail "exit $rc without the preflight, expected 7 (out of memory)"
-grep -qF "out of memory: Trainer::step" "$dir/unchecked.out" || fail "the step's error is not an out-of-memory one"
+grep -qF "out of memory: train: step 1 ran out of memory on rank 0 (Trainer::step" "$dir/unchecked.out" ||
+  fail "the step's error is not an out-of-memory one naming the step"
 grep -q "preflight" "$dir/unchecked.out" && fail "--no-preflight still ran the preflight"
 echo "train_out_of_memory: ok"

@@ -176,3 +176,37 @@ def test_keep_freed_host_memory_serves_large_tensors_from_the_heap():
     r = subprocess.run([sys.executable, "-c", _HOST_MEMORY_CHILD], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith("kept ")
+
+
+def test_host_ceiling_names_a_step_the_host_cannot_hold():
+    import resource
+
+    ceiling = longhaul.HostCeiling()
+    assert ceiling.limited, ceiling.why_not  # one process: it has its own limit
+    assert "over 1 process on this host" in repr(ceiling)
+    before = resource.getrlimit(resource.RLIMIT_DATA)
+    with ceiling.step("step 1"):
+        assert resource.getrlimit(resource.RLIMIT_DATA)[0] != resource.RLIM_INFINITY
+        x = torch.ones(1 << 20)  # 4 MiB fits
+    assert resource.getrlimit(resource.RLIMIT_DATA) == before, "the ceiling outlived its step"
+    # More than the host may give: a failed allocation, named, instead of the OOM killer.
+    too_much = int(longhaul._C.host_share_now(ceiling._share).bytes) + (1 << 30)
+    with pytest.raises(torch.OutOfMemoryError) as caught:
+        with ceiling.step("step 2"):
+            torch.empty(too_much, dtype=torch.uint8)
+    message = str(caught.value)
+    assert "longhaul: step 2 ran out of memory on rank 0 (" in message, message
+    assert "can't allocate memory" in message, message
+    assert "each process might add" in message and "over 1 process on this host" in message, message
+    assert resource.getrlimit(resource.RLIMIT_DATA) == before
+    # Other errors pass through as they are.
+    with pytest.raises(ValueError, match="not memory"):
+        with ceiling.step("step 3"):
+            raise ValueError("not memory")
+    with pytest.raises(RuntimeError, match="shape"):
+        with ceiling.step("step 4"):
+            x.view(3, -1, 7)
+    off = longhaul.HostCeiling(enabled=False)
+    assert not off.limited and off.why_not == "disabled"
+    with off.step("step 5"):
+        assert resource.getrlimit(resource.RLIMIT_DATA) == before

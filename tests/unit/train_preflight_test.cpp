@@ -274,5 +274,67 @@ TEST(TrainPreflight, HostAllocationFailuresAreOutOfMemoryAtTheBoundary) {
   }
 }
 
+// The run's kept heap may settle above the preflight's peak: a warning when the steps took more
+// than 1/kKeptHeapGrowth of what a process may add, none on a GPU or without a ceiling.
+TEST(TrainPreflight, WarnsWhenItsStepsLeaveLittleHeadroom) {
+  constexpr double GiB = double(1 << 30);
+  PreflightResult r;
+  r.shape = PreflightShape{4096, 1, 2, 1};
+  r.ceiling_bytes = 10 * GiB;
+  r.step_bytes = 6 * GiB;  // 6 × 1.5 = 9 fits in 10
+  EXPECT_EQ(headroom_warning(r), "");
+  r.step_bytes = 7 * GiB;
+  const std::string w = headroom_warning(r);
+  EXPECT_NE(w.find("train: warning: the preflight's steps of 4096-token sequences at cp 1 (2 per step) added 7.00 GiB, "
+                   "70% of the 10.00 GiB a process may add"),
+            std::string::npos) << w;
+  EXPECT_NE(w.find("settled up to 1.5x above the preflight's peak, so a later step may stop the run (exit 7)"),
+            std::string::npos) << w;
+  r.device_memory = true;
+  EXPECT_EQ(headroom_warning(r), "") << "a GPU's memory is the device's, without a kept host heap";
+  r.device_memory = false;
+  r.ceiling_bytes = 0;
+  EXPECT_EQ(headroom_warning(r), "") << "no ceiling (thread-ranks): nothing to compare with";
+}
+
+// A training step past its ceiling names the step, the rank, what the process held and might add,
+// what bounds it, the checkpoint that stands and what to change.
+TEST(TrainPreflight, AStepPastItsCeilingIsNamed) {
+  constexpr double GiB = double(1 << 30);
+  HostShare share;
+  share.limited = true;
+  share.available_bytes = 3 * GiB;
+  share.processes = 2;
+  share.bytes = 1.5 * GiB;
+  share.bound = "MemAvailable";
+  const std::string m = step_out_of_memory_message("step 12", 1, "torch's words", 20 * GiB, share,
+                                                   "the checkpoint c.lhc holds step 10");
+  for (const char* part : {"train: step 12 ran out of memory on rank 1 (torch's words); each process might add 1.50 "
+                           "GiB to the 20.00 GiB it held: 3.00 GiB available (MemAvailable) over 2 processes on this host",
+                           "the checkpoint c.lhc holds step 10", "Fewer tokens per rank fit: a lower --max-log2",
+                           "--no-host-ceiling"})
+    EXPECT_NE(m.find(part), std::string::npos) << part << "\n" << m;
+}
+
+// A step's share follows the host's memory now, for the same processes; a share without a ceiling
+// stays without one.
+TEST(TrainPreflight, AStepsShareIsReadAgainForTheSameProcesses) {
+  HostShare start;
+  start.limited = true;
+  start.processes = 3;
+  start.available_bytes = 1;
+  start.bytes = 1.0 / 3;
+  const HostShare now = host_share_now(start);
+  EXPECT_TRUE(now.limited);
+  EXPECT_EQ(now.processes, 3);
+  EXPECT_GT(now.available_bytes, 1) << "this host has more than a byte available";
+  EXPECT_DOUBLE_EQ(now.bytes, now.available_bytes / 3);
+  EXPECT_FALSE(now.bound.empty());
+  HostShare none;
+  none.why_not = "thread-ranks share this process";
+  EXPECT_FALSE(host_share_now(none).limited);
+  EXPECT_EQ(host_share_now(none).why_not, none.why_not);
+}
+
 }  // namespace
 }  // namespace longhaul::train

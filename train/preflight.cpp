@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <optional>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 #include <unordered_set>
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <tuple>
 #include <utility>
 
@@ -71,6 +72,25 @@ void log_step(const train::StepStats& s, bool json) {
   flush_stdout("the line of step " + std::to_string(s.step));
 }
 
+// One line of the log to stderr in one write: mpirun forwards a rank's stdout and stderr apart,
+// so a line written in pieces (std::cerr writes at every <<) can be cut by the stdout between them
+// ("train: " ... the accuracy table ... "2 steps, ...").
+class LogLine {
+ public:
+  LogLine() = default;
+  LogLine(const LogLine&) = delete;
+  LogLine& operator=(const LogLine&) = delete;
+  ~LogLine() { std::cerr << (os_.str() + "\n") << std::flush; }
+  template <typename T>
+  LogLine& operator<<(const T& v) {
+    os_ << v;
+    return *this;
+  }
+
+ private:
+  std::ostringstream os_;
+};
+
 // Prints the run on rank 0: step lines or JSON rows, a progress bar on a terminal, accuracy rows.
 class Printer : public train::RunObserver {
  public:
@@ -79,34 +99,34 @@ class Printer : public train::RunObserver {
         setup_(std::move(setup)), bar_(root && !quiet && !json && ::isatty(2)) {}
 
   void note(const std::string& text) override {
-    if (!json_) std::cerr << "train: " << text << "\n";
+    if (!json_) LogLine() << "train: " << text;
   }
   void started(train::Trainer& t) override {
     if (!root_ || json_) return;
     const train::DegreeSchedule& d = t.degrees();
-    std::cerr << "train: " << t.model().num_parameters() << " parameters (" << t.options().model.shape()
+    LogLine() << "train: " << t.model().num_parameters() << " parameters (" << t.options().model.shape()
               << ", " << train::to_string(t.options().model.precision) << " on " << t.model().device() << "), world "
               << world_size_ << ", cp "
               << (d.automatic() ? "auto (length:degree " + d.describe() + ")" : d.describe() + " (fixed)") << ", "
-              << setup_ << "\n";
+              << setup_;
     if (!d.automatic()) return;
-    std::cerr << "train: cp auto planned with kernel " << d.problem().kernel_gflops << " GFLOP/s, dense "
+    LogLine() << "train: cp auto planned with kernel " << d.problem().kernel_gflops << " GFLOP/s, dense "
               << d.problem().dense_gflops << " GFLOP/s per rank, network " << t.options().network
-              << "; predicted step (attention + dense, busiest rank), ms by degree:\n";
+              << "; predicted step (attention + dense, busiest rank), ms by degree:";
     for (const BucketDegree& b : d.table()) {
-      std::cerr << "train:   L=" << b.length << " (" << b.sequences << " seqs)";
+      LogLine line;
+      line << "train:   L=" << b.length << " (" << b.sequences << " seqs)";
       for (const DegreeOption& opt : b.options)
-        std::cerr << "  c=" << opt.degree << (opt.degree == b.degree ? "*" : "") << " "
-                  << (opt.feasible ? std::to_string(int64_t(opt.step_s * 1e3 + 0.5)) : std::string("does not fit"));
-      std::cerr << "\n";
+        line << "  c=" << opt.degree << (opt.degree == b.degree ? "*" : "") << " "
+             << (opt.feasible ? std::to_string(int64_t(opt.step_s * 1e3 + 0.5)) : std::string("does not fit"));
     }
   }
   void memory_checked(const std::vector<train::PreflightResult>& results) override {
     if (!root_) return;
     for (const auto& r : results) {
-      if (!json_) std::cerr << "train: preflight: " << train::describe(r) << "\n";
+      if (!json_) LogLine() << "train: preflight: " << train::describe(r);
       const std::string warning = train::headroom_warning(r);
-      if (!warning.empty()) std::cerr << warning << "\n";
+      if (!warning.empty()) LogLine() << warning;
     }
   }
   void step(const train::StepStats& s) override {
@@ -346,18 +366,18 @@ int cmd_train(const std::vector<std::string>& args) {
     printer.finished();
     if (res.stopped_after) {
       if (root && !json)
-        std::cerr << "train: stopped after " << r.stop_after << " steps; checkpoint " << res.checkpoint << "\n";
+        LogLine() << "train: stopped after " << r.stop_after << " steps; checkpoint " << res.checkpoint;
       return 0;
     }
     if (res.signal) {
       if (root)
-        std::cerr << "train: signal " << res.signal << ": checkpoint at step " << res.steps_done << " in "
-                  << res.checkpoint << "\n";
+        LogLine() << "train: signal " << res.signal << ": checkpoint at step " << res.steps_done << " in "
+                  << res.checkpoint;
       return 128 + res.signal;
     }
     if (root && !json)
-      std::cerr << "train: " << res.steps_done << " steps, " << static_cast<int64_t>(res.tokens_per_s)
-                << " tokens/s (after the first step, a warm-up); checkpoint " << res.checkpoint << "\n";
+      LogLine() << "train: " << res.steps_done << " steps, " << static_cast<int64_t>(res.tokens_per_s)
+                << " tokens/s (after the first step, a warm-up); checkpoint " << res.checkpoint;
     return 0;
   });
 }

@@ -147,9 +147,9 @@ int guarded(int rank, const std::function<int()>& body) {
     // exit codes (a ValueError inside torch is bad input: 2); out of memory stays torch's type.
     return aten_boundary("longhaul", body);
   } catch (const std::exception& e) {
-    // One write of the whole line: std::cerr writes every << at once, so the ranks' lines that
-    // mpirun merges would otherwise interleave mid-line (2 of 20 lines over five 4-rank runs).
-    std::cerr << detail::str_cat("longhaul: error (rank ", rank, "): ", message_of(e), "\n") << std::flush;
+    // One write (LogLine): the ranks' lines that mpirun merges would otherwise interleave mid-line
+    // (2 of 20 lines over five 4-rank runs).
+    LogLine() << "longhaul: error (rank " << rank << "): " << message_of(e);
 #if LONGHAUL_WITH_MPI
     mpi::set_abort_code(exit_code_of(e));  // an aborted MPI job ends with this code too
 #endif

@@ -4,7 +4,9 @@
 #include <boost/program_options.hpp>
 
 #include <functional>
+#include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,25 @@ void check_head_counts(const po::variables_map& vm, const std::string& command, 
 // rank naming the first option that differs.
 void check_same_options(Communicator& comm, const po::options_description& desc, const po::variables_map& vm,
                         const std::string& command);
+// One line to stderr in one write, at the end of the statement: `LogLine() << "train: " << n;`.
+// mpirun forwards a rank's stdout and stderr apart, so a line written in pieces (std::cerr writes
+// at every <<) can be cut by the stdout between them, and the ranks' lines interleave mid-line.
+class LogLine {
+ public:
+  LogLine() = default;
+  LogLine(const LogLine&) = delete;
+  LogLine& operator=(const LogLine&) = delete;
+  ~LogLine() { std::cerr << (os_.str() + "\n") << std::flush; }
+  template <typename T>
+  LogLine& operator<<(const T& v) {
+    os_ << v;
+    return *this;
+  }
+
+ private:
+  std::ostringstream os_;
+};
+
 // The tool's exit codes, by what went wrong (docs/errors.md): 1 an internal error (an ATen
 // error that escaped translation, anything unexpected), 2 bad input (InvalidArgument, unknown
 // options), 3 Unsupported, 4 CommError, 5 TimeoutError, 6 NumericalError (a non-finite loss),

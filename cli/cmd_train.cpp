@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 #include <tuple>
 #include <utility>
 
@@ -71,25 +70,6 @@ void log_step(const train::StepStats& s, bool json) {
   }
   flush_stdout("the line of step " + std::to_string(s.step));
 }
-
-// One line of the log to stderr in one write: mpirun forwards a rank's stdout and stderr apart,
-// so a line written in pieces (std::cerr writes at every <<) can be cut by the stdout between them
-// ("train: " ... the accuracy table ... "2 steps, ...").
-class LogLine {
- public:
-  LogLine() = default;
-  LogLine(const LogLine&) = delete;
-  LogLine& operator=(const LogLine&) = delete;
-  ~LogLine() { std::cerr << (os_.str() + "\n") << std::flush; }
-  template <typename T>
-  LogLine& operator<<(const T& v) {
-    os_ << v;
-    return *this;
-  }
-
- private:
-  std::ostringstream os_;
-};
 
 // Prints the run on rank 0: step lines or JSON rows, a progress bar on a terminal, accuracy rows.
 class Printer : public train::RunObserver {

@@ -1,9 +1,8 @@
 #include "train/host_share.h"
 
 #include <ATen/ATen.h>
-#include <unistd.h>
-
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>

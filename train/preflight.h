@@ -86,10 +86,11 @@ std::string step_out_of_memory_message(const std::string& stage, int rank, const
                                        double held_bytes, const HostShare& share, const std::string& checkpoint);
 
 // On the CPU a run's kept heap (core/host_allocation.h) may settle above the preflight's peak:
-// measured runs peaked up to 1.5x it. Empty, or a warning when the steps added more than 1/1.5 of
-// what a process may add (its ceiling), so that a later step may stop the run (exit 7).
-std::string headroom_warning(const PreflightResult& r);
+// measured runs peaked up to 1.5x it. headroom_warning: empty, or a warning when the steps added
+// more than 1/kKeptHeapGrowth of what a process may add (its ceiling), so that a later step may
+// stop the run (exit 7).
 inline constexpr double kKeptHeapGrowth = 1.5;
+std::string headroom_warning(const PreflightResult& r);
 // "Fewer tokens per rank fit: a lower --max-log2 …": what to change when a step does not fit.
 std::string fewer_tokens_advice();
 

@@ -67,7 +67,6 @@ class HostCeiling:
         except (MemoryError, RuntimeError) as error:
             if not _is_allocation_failure(error):
                 raise
-            limit.release()
             raise torch.OutOfMemoryError(
                 f"longhaul: {stage} ran out of memory on rank {self._rank} ({str(error).splitlines()[0]}); "
                 f"{_C.describe_step_share(held, now)}, so that a step the host cannot hold fails here and not under "

@@ -3,7 +3,6 @@
 // core/data_limit.h), which longhaul.HostCeiling wraps.
 #include <torch/csrc/utils/pybind.h>
 
-#include <memory>
 #include <optional>
 
 #include "core/data_limit.h"
@@ -20,7 +19,6 @@ namespace {
 class DataLimit {
  public:
   explicit DataLimit(int64_t growth_bytes) : limit_(std::in_place, growth_bytes) {}
-  bool active() const { return limit_ && limit_->active(); }
   void release() { limit_.reset(); }
 
  private:
@@ -56,7 +54,6 @@ void bind_host_memory(py::module_& m) {
   m.def("describe_step_share", &train::describe_step_share, py::arg("held_bytes"), py::arg("share"));
   py::class_<DataLimit>(m, "DataLimit", "A ceiling on this process's data segment (RLIMIT_DATA) until release()")
       .def(py::init<int64_t>(), py::arg("growth_bytes"))
-      .def_property_readonly("active", &DataLimit::active)
       .def("release", &DataLimit::release);
 }
 
